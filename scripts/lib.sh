@@ -1,0 +1,25 @@
+# Shared by the scripts: find the repository and make sure the local AWS endpoint (moto) is installed.
+# shellcheck shell=bash
+set -euo pipefail
+
+REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+export REPO_ROOT
+# moto's server, pinned: the version whose behaviour the tests were written against (REFERENCE.md).
+MOTO_VERSION=5.2.1
+VENV="$REPO_ROOT/.venv"
+
+log() { printf '==> %s\n' "$*" >&2; }
+
+# Creates .venv with moto[server]==$MOTO_VERSION unless it is already there.
+ensure_moto() {
+  if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c "import moto, sys; sys.exit(moto.__version__ != '$MOTO_VERSION')" 2>/dev/null; then
+    return 0
+  fi
+  log "installing moto[server]==$MOTO_VERSION into .venv (first run only)"
+  python3 -m venv "$VENV"
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+}
+
+# The tests and the demo start moto through this (one server per process, on a free port).
+export DR_MOTO_PYTHON="$VENV/bin/python"
+export DR_MOTO_SCRIPT="$REPO_ROOT/scripts/moto_server.py"

@@ -1,0 +1,98 @@
+//! AWS adapters: the only code that names `aws_sdk_*` types. One adapter per port.
+
+pub mod ssm;
+
+use crate::error::StoreError;
+use aws_config::{BehaviorVersion, SdkConfig, retry::RetryConfig, timeout::TimeoutConfig};
+use aws_sdk_s3::error::ProvideErrorMetadata;
+use aws_sdk_s3::error::SdkError;
+use std::time::Duration;
+
+/// Connect timeout: a region that is failing tends to hang rather than refuse.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Timeout of one attempt (one HTTP exchange).
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Timeout of one operation, all retries included.
+pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(15);
+/// Attempts per operation with the SDK's standard retry strategy (exponential backoff with jitter).
+pub const MAX_ATTEMPTS: u32 = 3;
+
+/// The SDK clients, built once at cold start and shared by every invocation.
+#[derive(Debug, Clone)]
+pub struct AwsClients {
+    /// S3 (control bucket, data buckets).
+    pub s3: aws_sdk_s3::Client,
+    /// SNS (paging and chat topics).
+    pub sns: aws_sdk_sns::Client,
+    /// SSM Parameter Store.
+    pub ssm: aws_sdk_ssm::Client,
+}
+
+impl AwsClients {
+    /// Loads one `SdkConfig` from the environment (region, credentials, `AWS_ENDPOINT_URL`) with explicit
+    /// timeouts and standard retries, and builds the three clients from it.
+    pub async fn from_env() -> AwsClients {
+        let sdk = aws_config::defaults(BehaviorVersion::latest())
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(CONNECT_TIMEOUT)
+                    .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+                    .operation_timeout(OPERATION_TIMEOUT)
+                    .build(),
+            )
+            .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS))
+            .load()
+            .await;
+        Self::from_sdk_config(&sdk)
+    }
+
+    /// Builds the clients from a loaded config. S3 uses path-style addressing when an endpoint override is
+    /// set (moto and other local endpoints do not serve virtual-hosted bucket names).
+    pub fn from_sdk_config(sdk: &SdkConfig) -> AwsClients {
+        let s3_conf = aws_sdk_s3::config::Builder::from(sdk).force_path_style(sdk.endpoint_url().is_some()).build();
+        AwsClients {
+            s3: aws_sdk_s3::Client::from_conf(s3_conf),
+            sns: aws_sdk_sns::Client::new(sdk),
+            ssm: aws_sdk_ssm::Client::new(sdk),
+        }
+    }
+}
+
+/// Error codes that mean "try again later" across S3, SNS and SSM.
+const TRANSIENT_CODES: [&str; 9] = [
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "TooManyUpdates",
+    "RequestLimitExceeded",
+    "SlowDown",
+    "InternalError",
+    "InternalServerError",
+    "ServiceUnavailable",
+];
+
+/// Classifies an SDK error once, keeping its description (with the whole cause chain).
+pub(crate) fn classify<E, R>(service: &'static str, operation: &'static str, err: SdkError<E, R>) -> StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    let transient = match &err {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => true,
+        SdkError::ServiceError(se) => {
+            let code = se.err().code().unwrap_or_default();
+            TRANSIENT_CODES.contains(&code) || code.starts_with("Internal") || code.ends_with("Unavailable")
+        }
+        _ => false,
+    };
+    let code = err.code().map(str::to_owned);
+    let mut message = crate::error::error_chain(&err);
+    if let Some(code) = code {
+        message = format!("{code}: {message}");
+    }
+    if transient {
+        StoreError::Transient { service, operation, message }
+    } else {
+        StoreError::Refused { service, operation, message }
+    }
+}

@@ -1,0 +1,225 @@
+//! Typed configuration read once from the environment at cold start (see CONTRACT.md, "Configuration").
+//!
+//! Each variable is validated here so that a typo in template.yaml fails the cold start with a message
+//! naming the variable, instead of failing the first failover at 3 a.m.
+
+use crate::error::ConfigError;
+use std::fmt;
+
+/// Short name of the protected environment (`DR_ENVIRONMENT`), e.g. `prod`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvironmentName(String);
+
+/// SSM path prefix of the DR parameters (`DR_SSM_PREFIX`), e.g. `/dr/prod`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SsmPrefix(String);
+
+/// Name of the S3 control bucket (`DR_CONTROL_BUCKET`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BucketName(String);
+
+/// ARN of an SNS topic (`DR_PAGING_TOPIC_ARN`, `DR_CHAT_TOPIC_ARN`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicArn(String);
+
+macro_rules! string_newtype {
+    ($t:ty) => {
+        impl $t {
+            /// The validated value.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+        impl AsRef<str> for $t {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+    };
+}
+string_newtype!(EnvironmentName);
+string_newtype!(SsmPrefix);
+string_newtype!(BucketName);
+string_newtype!(TopicArn);
+
+impl EnvironmentName {
+    /// Lowercase letters, digits and `-`, 1 to 32 characters, starting with a letter.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let ok_chars = s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if s.is_empty() || s.len() > 32 || !ok_chars || !s.starts_with(|c: char| c.is_ascii_lowercase()) {
+            return Err("must be 1-32 characters of a-z, 0-9 and '-', starting with a letter".into());
+        }
+        Ok(Self(s.to_owned()))
+    }
+}
+
+impl SsmPrefix {
+    /// Starts with `/`, no trailing `/`, only the characters SSM allows in names.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if !s.starts_with('/') {
+            return Err("must start with '/'".into());
+        }
+        if s.len() < 2 || s.ends_with('/') {
+            return Err("must name a path below '/' without a trailing '/'".into());
+        }
+        if s.contains("//") {
+            return Err("must not contain an empty path segment ('//')".into());
+        }
+        if let Some(c) = s.chars().find(|c| !(c.is_ascii_alphanumeric() || "/_.-".contains(*c))) {
+            return Err(format!("contains {c:?}; SSM names allow a-z, A-Z, 0-9, '_', '.', '-' and '/'"));
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    /// The full name of a parameter below the prefix, e.g. `child("sites/primary")`.
+    pub fn child(&self, relative: &str) -> String {
+        format!("{}/{}", self.0, relative)
+    }
+}
+
+impl BucketName {
+    /// S3's bucket naming rules: 3-63 characters of a-z, 0-9, '.', '-', starting and ending alphanumeric.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let ok_chars = s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-');
+        let ends_ok = s.starts_with(|c: char| c.is_ascii_alphanumeric()) && s.ends_with(|c: char| c.is_ascii_alphanumeric());
+        if !(3..=63).contains(&s.len()) || !ok_chars || !ends_ok {
+            return Err("must be 3-63 characters of a-z, 0-9, '.' and '-', starting and ending with a letter or digit".into());
+        }
+        Ok(Self(s.to_owned()))
+    }
+}
+
+impl TopicArn {
+    /// `arn:<partition>:sns:<region>:<12-digit account>:<topic name>`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let parts: Vec<&str> = s.split(':').collect();
+        let valid = parts.len() == 6
+            && parts[0] == "arn"
+            && parts[1].starts_with("aws")
+            && parts[2] == "sns"
+            && !parts[3].is_empty()
+            && parts[4].len() == 12
+            && parts[4].chars().all(|c| c.is_ascii_digit())
+            && !parts[5].is_empty();
+        if !valid {
+            return Err("is not an SNS topic ARN".into());
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    /// The region part of the ARN.
+    pub fn region(&self) -> &str {
+        self.0.split(':').nth(3).unwrap_or_default()
+    }
+}
+
+/// The handlers' configuration, read once at cold start.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `DR_ENVIRONMENT`.
+    pub environment: EnvironmentName,
+    /// `DR_SSM_PREFIX`.
+    pub ssm_prefix: SsmPrefix,
+    /// `DR_CONTROL_BUCKET`.
+    pub control_bucket: BucketName,
+    /// `DR_PAGING_TOPIC_ARN`.
+    pub paging_topic: TopicArn,
+    /// `DR_CHAT_TOPIC_ARN`, optional.
+    pub chat_topic: Option<TopicArn>,
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads through `lookup` (the environment, or a map in tests).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        fn required<T>(
+            lookup: &impl Fn(&str) -> Option<String>,
+            name: &'static str,
+            expected: &'static str,
+            parse: fn(&str) -> Result<T, String>,
+        ) -> Result<T, ConfigError> {
+            let value = lookup(name).filter(|v| !v.trim().is_empty()).ok_or(ConfigError::Missing { name, expected })?;
+            parse(&value).map_err(|problem| ConfigError::Invalid { name, value, problem, expected })
+        }
+        const TOPIC: &str = "an SNS topic ARN such as arn:aws:sns:us-west-2:123456789012:dr-paging";
+        let chat_topic = match lookup("DR_CHAT_TOPIC_ARN").filter(|v| !v.trim().is_empty()) {
+            None => None,
+            Some(value) => Some(TopicArn::parse(&value).map_err(|problem| ConfigError::Invalid {
+                name: "DR_CHAT_TOPIC_ARN",
+                value,
+                problem,
+                expected: TOPIC,
+            })?),
+        };
+        Ok(Config {
+            environment: required(&lookup, "DR_ENVIRONMENT", "a short environment name such as prod", EnvironmentName::parse)?,
+            ssm_prefix: required(&lookup, "DR_SSM_PREFIX", "an SSM path such as /dr/prod", SsmPrefix::parse)?,
+            control_bucket: required(&lookup, "DR_CONTROL_BUCKET", "an S3 bucket name", BucketName::parse)?,
+            paging_topic: required(&lookup, "DR_PAGING_TOPIC_ARN", TOPIC, TopicArn::parse)?,
+            chat_topic,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        move |k| map.get(k).cloned()
+    }
+
+    const GOOD: &[(&str, &str)] = &[
+        ("DR_ENVIRONMENT", "prod"),
+        ("DR_SSM_PREFIX", "/dr/prod"),
+        ("DR_CONTROL_BUCKET", "dr-control-prod"),
+        ("DR_PAGING_TOPIC_ARN", "arn:aws:sns:us-west-2:123456789012:dr-paging"),
+    ];
+
+    #[test]
+    fn reads_a_complete_environment() {
+        let c = Config::from_lookup(env(GOOD)).unwrap();
+        assert_eq!(c.ssm_prefix.child("active"), "/dr/prod/active");
+        assert_eq!(c.paging_topic.region(), "us-west-2");
+        assert!(c.chat_topic.is_none());
+    }
+
+    #[test]
+    fn each_missing_variable_is_named() {
+        for (missing, _) in GOOD {
+            let pairs: Vec<_> = GOOD.iter().copied().filter(|(k, _)| k != missing).collect();
+            let err = Config::from_lookup(env(&pairs)).unwrap_err().to_string();
+            assert!(err.contains(missing), "{err}");
+            assert!(err.contains("not set"), "{err}");
+        }
+    }
+
+    #[test]
+    fn malformed_values_are_named_with_what_is_expected() {
+        let cases = [
+            ("DR_SSM_PREFIX", "/dr/prod/", "trailing"),
+            ("DR_SSM_PREFIX", "dr/prod", "start with '/'"),
+            ("DR_CONTROL_BUCKET", "Bad_Bucket", "3-63"),
+            ("DR_PAGING_TOPIC_ARN", "arn:aws:sqs:us-west-2:123456789012:q", "SNS topic ARN"),
+            ("DR_ENVIRONMENT", "Prod", "a-z"),
+            ("DR_CHAT_TOPIC_ARN", "nope", "SNS topic ARN"),
+        ];
+        for (name, value, needle) in cases {
+            let mut pairs: Vec<_> = GOOD.iter().copied().filter(|(k, _)| *k != name).collect();
+            pairs.push((name, value));
+            let err = Config::from_lookup(env(&pairs)).unwrap_err().to_string();
+            assert!(err.contains(name) && err.contains(needle) && err.contains("expected"), "{err}");
+        }
+    }
+}

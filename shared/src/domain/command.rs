@@ -1,0 +1,313 @@
+//! The `manual-trigger` commands (CONTRACT.md, "`manual-trigger` payload and response"), parsed strictly.
+//!
+//! Parsing happens in two steps so that every rejection names the field: first the `command` tag, then the
+//! command's own fields with unknown fields denied (a typo such as `confrim` must not be ignored at 3 a.m.).
+
+use super::site::SiteName;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The command names, in the order the contract lists them.
+pub const COMMANDS: [&str; 8] = ["status", "check", "snapshot", "drill", "failover", "failback", "approve", "unlock"];
+
+/// A validated manual command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Read the active site, both sites, the policy.
+    Status,
+    /// Readiness evaluation.
+    Check,
+    /// A metadata snapshot on demand.
+    Snapshot,
+    /// A failover rehearsal on an isolated copy of the parameters.
+    Drill(Drill),
+    /// Move the active site (`failover` toward secondary, `failback` toward primary).
+    Move(Move),
+    /// Continue an execution waiting for approval.
+    Approve(Approve),
+    /// Break the lock of a stuck execution.
+    Unlock(Unlock),
+}
+
+impl Command {
+    /// The command's name as typed.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Status => "status",
+            Command::Check => "check",
+            Command::Snapshot => "snapshot",
+            Command::Drill(_) => "drill",
+            Command::Move(m) if m.target == SiteName::Primary => "failback",
+            Command::Move(_) => "failover",
+            Command::Approve(_) => "approve",
+            Command::Unlock(_) => "unlock",
+        }
+    }
+}
+
+/// `drill` fields.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Drill {
+    /// Who runs it.
+    pub requested_by: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// `failover` / `failback` fields.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Move {
+    /// The site to make active.
+    pub target: SiteName,
+    /// Why (goes into the record, the report and the page).
+    pub reason: String,
+    /// Who asked.
+    pub requested_by: String,
+    /// Must equal `target`: a typed confirmation.
+    pub confirm: String,
+    /// Idempotency token: the same token returns the first result.
+    #[serde(default)]
+    pub client_token: Option<String>,
+}
+
+/// `approve` fields.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Approve {
+    /// The execution waiting for approval.
+    pub execution_id: String,
+    /// Who approves.
+    pub requested_by: String,
+}
+
+/// `unlock` fields.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Unlock {
+    /// The stuck execution.
+    pub execution_id: String,
+    /// Must equal `execution_id`.
+    pub confirm: String,
+    /// Who breaks the lock (recorded).
+    #[serde(default)]
+    pub requested_by: Option<String>,
+}
+
+/// Why a payload was rejected: names what is wrong and what is expected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize)]
+#[error("{0}")]
+pub struct Rejection(pub String);
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoFields {}
+
+/// Parses and validates a payload.
+pub fn parse(payload: &Value) -> Result<Command, Rejection> {
+    let Value::Object(map) = payload else {
+        return Err(Rejection(format!(
+            "the payload is {}; expected a JSON object such as {{\"command\":\"status\"}}",
+            kind_of(payload)
+        )));
+    };
+    let name = match map.get("command") {
+        Some(Value::String(s)) => s.as_str(),
+        Some(other) => {
+            return Err(Rejection(format!(
+                "field `command` is {}; expected a string, one of: {}",
+                kind_of(other),
+                COMMANDS.join(", ")
+            )));
+        }
+        None => return Err(Rejection(format!("missing field `command`; expected one of: {}", COMMANDS.join(", ")))),
+    };
+    let mut fields = map.clone();
+    fields.remove("command");
+    let fields = Value::Object(fields);
+    let cmd = match name {
+        "status" => fields_of::<NoFields>(name, fields).map(|_| Command::Status)?,
+        "check" => fields_of::<NoFields>(name, fields).map(|_| Command::Check)?,
+        "snapshot" => fields_of::<NoFields>(name, fields).map(|_| Command::Snapshot)?,
+        "drill" => {
+            let d: Drill = fields_of(name, fields)?;
+            non_empty(name, "requested_by", &d.requested_by)?;
+            non_empty(name, "reason", &d.reason)?;
+            Command::Drill(d)
+        }
+        "failover" | "failback" => {
+            let m: Move = fields_of(name, fields)?;
+            let expected = if name == "failover" { SiteName::Secondary } else { SiteName::Primary };
+            if m.target != expected {
+                return Err(Rejection(format!(
+                    "{name}: field `target` is {:?}; a {name} moves toward {:?} (use {} to move toward {:?})",
+                    m.target.as_str(),
+                    expected.as_str(),
+                    if name == "failover" { "failback" } else { "failover" },
+                    m.target.as_str()
+                )));
+            }
+            if m.confirm != m.target.as_str() {
+                return Err(Rejection(format!(
+                    "{name}: field `confirm` is {:?}; expected it to equal `target` ({:?}) as a typed confirmation",
+                    m.confirm,
+                    m.target.as_str()
+                )));
+            }
+            non_empty(name, "reason", &m.reason)?;
+            non_empty(name, "requested_by", &m.requested_by)?;
+            if let Some(t) = &m.client_token {
+                token_like(name, "client_token", t)?;
+            }
+            Command::Move(m)
+        }
+        "approve" => {
+            let a: Approve = fields_of(name, fields)?;
+            token_like(name, "execution_id", &a.execution_id)?;
+            non_empty(name, "requested_by", &a.requested_by)?;
+            Command::Approve(a)
+        }
+        "unlock" => {
+            let u: Unlock = fields_of(name, fields)?;
+            token_like(name, "execution_id", &u.execution_id)?;
+            if u.confirm != u.execution_id {
+                return Err(Rejection(format!(
+                    "unlock: field `confirm` is {:?}; expected it to equal `execution_id` ({:?}) as a typed confirmation",
+                    u.confirm, u.execution_id
+                )));
+            }
+            Command::Unlock(u)
+        }
+        other => {
+            return Err(Rejection(format!("unknown command {other:?}; expected one of: {}", COMMANDS.join(", "))));
+        }
+    };
+    Ok(cmd)
+}
+
+fn fields_of<T: DeserializeOwned>(command: &str, fields: Value) -> Result<T, Rejection> {
+    serde_path_to_error::deserialize::<_, T>(fields).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        let inner = inner.replace("struct NoFields", "no fields");
+        if path.is_empty() || path == "." {
+            Rejection(format!("{command}: {inner}"))
+        } else {
+            Rejection(format!("{command}: field `{path}`: {inner}"))
+        }
+    })
+}
+
+fn non_empty(command: &str, field: &str, value: &str) -> Result<(), Rejection> {
+    if value.trim().is_empty() {
+        return Err(Rejection(format!("{command}: field `{field}` is empty; expected a non-empty string")));
+    }
+    Ok(())
+}
+
+/// Ids and tokens go into S3 keys and SSM labels: keep them to a safe alphabet.
+fn token_like(command: &str, field: &str, value: &str) -> Result<(), Rejection> {
+    let ok = (1..=64).contains(&value.len()) && value.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if !ok {
+        return Err(Rejection(format!(
+            "{command}: field `{field}` is {value:?}; expected 1-64 characters of A-Z, a-z, 0-9, '-' and '_'"
+        )));
+    }
+    Ok(())
+}
+
+fn kind_of(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn rejected(v: Value) -> String {
+        parse(&v).unwrap_err().0
+    }
+
+    #[test]
+    fn parses_each_command() {
+        assert_eq!(parse(&json!({"command":"status"})).unwrap(), Command::Status);
+        assert_eq!(parse(&json!({"command":"check"})).unwrap(), Command::Check);
+        assert_eq!(parse(&json!({"command":"snapshot"})).unwrap(), Command::Snapshot);
+        let m = parse(&json!({"command":"failover","target":"secondary","reason":"r","requested_by":"me","confirm":"secondary","client_token":"t-1"})).unwrap();
+        assert_eq!(m.name(), "failover");
+        let m = parse(&json!({"command":"failback","target":"primary","reason":"r","requested_by":"me","confirm":"primary"}))
+            .unwrap();
+        assert_eq!(m.name(), "failback");
+        assert!(matches!(
+            parse(&json!({"command":"approve","execution_id":"ex-1","requested_by":"me"})).unwrap(),
+            Command::Approve(_)
+        ));
+        assert!(matches!(
+            parse(&json!({"command":"unlock","execution_id":"ex-1","confirm":"ex-1"})).unwrap(),
+            Command::Unlock(_)
+        ));
+        assert!(matches!(parse(&json!({"command":"drill","requested_by":"me","reason":"q4"})).unwrap(), Command::Drill(_)));
+    }
+
+    #[test]
+    fn rejections_name_the_problem_and_the_expectation() {
+        let cases = [
+            (json!([1, 2]), vec!["an array", "expected a JSON object"]),
+            (json!("status"), vec!["a string", "expected a JSON object"]),
+            (json!({}), vec!["missing field `command`", "status"]),
+            (json!({"command": 7}), vec!["`command` is a number", "one of"]),
+            (json!({"command": "stauts"}), vec!["unknown command \"stauts\"", "status, check"]),
+            (json!({"command": "status", "verbose": true}), vec!["unknown field `verbose`"]),
+            (
+                json!({"command":"failover","target":"secondary","reason":"r","requested_by":"me"}),
+                vec!["missing field `confirm`"],
+            ),
+            (
+                json!({"command":"failover","target":"secondary","reason":"r","requested_by":"me","confrim":"secondary"}),
+                vec!["unknown field `confrim`", "confirm"],
+            ),
+            (
+                json!({"command":"failover","target":"secondary","reason":"r","requested_by":"me","confirm":"yes"}),
+                vec!["`confirm` is \"yes\"", "equal `target`"],
+            ),
+            (
+                json!({"command":"failover","target":2,"reason":"r","requested_by":"me","confirm":"2"}),
+                vec!["field `target`", "invalid type"],
+            ),
+            (
+                json!({"command":"failover","target":"tertiary","reason":"r","requested_by":"me","confirm":"x"}),
+                vec!["field `target`", "primary", "secondary"],
+            ),
+            (
+                json!({"command":"failover","target":"primary","reason":"r","requested_by":"me","confirm":"primary"}),
+                vec!["failback"],
+            ),
+            (
+                json!({"command":"failover","target":"secondary","reason":" ","requested_by":"me","confirm":"secondary"}),
+                vec!["`reason` is empty"],
+            ),
+            (
+                json!({"command":"failover","target":"secondary","reason":"r","requested_by":"me","confirm":"secondary","client_token":"a b"}),
+                vec!["`client_token`", "1-64"],
+            ),
+            (json!({"command":"unlock","execution_id":"ex-1","confirm":"ex-2"}), vec!["equal `execution_id`"]),
+            (json!({"command":"approve","requested_by":"me"}), vec!["missing field `execution_id`"]),
+        ];
+        for (payload, needles) in cases {
+            let msg = rejected(payload.clone());
+            for n in needles {
+                assert!(msg.contains(n), "{payload}: {msg:?} lacks {n:?}");
+            }
+        }
+    }
+}

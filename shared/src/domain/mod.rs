@@ -1,0 +1,18 @@
+//! Pure domain: documents, commands and decisions. No I/O, no SDK types.
+
+pub mod command;
+pub mod data_plane;
+pub mod policy;
+pub mod site;
+
+/// Renders a `serde_path_to_error` failure as `field.path: problem`, so messages name the field.
+pub(crate) fn describe_path_error(e: &serde_path_to_error::Error<serde_json::Error>) -> String {
+    let path = e.path().to_string();
+    let inner = e.inner().to_string();
+    // serde_json appends " at line 1 column 12"; the field path says more to an operator.
+    let inner = match inner.rfind(" at line ") {
+        Some(i) => inner[..i].to_owned(),
+        None => inner,
+    };
+    if path.is_empty() || path == "." { inner } else { format!("{path}: {inner}") }
+}
