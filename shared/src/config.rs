@@ -131,6 +131,17 @@ pub struct Config {
     pub paging_topic: TopicArn,
     /// `DR_CHAT_TOPIC_ARN`, optional.
     pub chat_topic: Option<TopicArn>,
+    /// `AWS_REGION`: the region the stack runs in (the secondary region).
+    pub region: String,
+    /// `DR_LOCK_LEASE_SECONDS`, optional (default 120): how long a running attempt holds the failover lock.
+    /// Must exceed the function timeout, so that a live attempt is never taken over.
+    pub lock_lease_seconds: u32,
+    /// `DR_APPROVAL_WINDOW_MINUTES`, optional (default 60): how long a failover prepared in approval mode
+    /// holds the lock waiting for `approve`.
+    pub approval_window_minutes: u32,
+    /// `DR_MANUAL_TRIGGER_FUNCTION`, optional: the manual-trigger function's name, printed in the commands
+    /// pages tell on-call to run (defaults to this function's own name, else `manual-trigger`).
+    pub manual_trigger_function: String,
 }
 
 impl Config {
@@ -160,7 +171,41 @@ impl Config {
                 expected: TOPIC,
             })?),
         };
+        let number = |name: &'static str, default: u32, range: std::ops::RangeInclusive<u32>| -> Result<u32, ConfigError> {
+            match lookup(name).filter(|v| !v.trim().is_empty()) {
+                None => Ok(default),
+                Some(value) => match value.trim().parse::<u32>() {
+                    Ok(n) if range.contains(&n) => Ok(n),
+                    _ => Err(ConfigError::Invalid {
+                        name,
+                        problem: format!("not a whole number in {}..={}", range.start(), range.end()),
+                        value,
+                        expected: "a whole number",
+                    }),
+                },
+            }
+        };
+        let region = lookup("AWS_REGION").filter(|v| !v.trim().is_empty()).ok_or(ConfigError::Missing {
+            name: "AWS_REGION",
+            expected: "the AWS region code the stack runs in, e.g. us-west-2",
+        })?;
+        if !crate::domain::site::is_region_code(&region) {
+            return Err(ConfigError::Invalid {
+                name: "AWS_REGION",
+                value: region,
+                problem: "not a region code".into(),
+                expected: "e.g. us-west-2",
+            });
+        }
+        let manual_trigger_function = lookup("DR_MANUAL_TRIGGER_FUNCTION")
+            .or_else(|| lookup("AWS_LAMBDA_FUNCTION_NAME").filter(|n| n.contains("manual-trigger")))
+            .filter(|v| !v.trim().is_empty())
+            .unwrap_or_else(|| "manual-trigger".to_owned());
         Ok(Config {
+            region,
+            lock_lease_seconds: number("DR_LOCK_LEASE_SECONDS", 120, 1..=3600)?,
+            approval_window_minutes: number("DR_APPROVAL_WINDOW_MINUTES", 60, 1..=10080)?,
+            manual_trigger_function,
             environment: required(&lookup, "DR_ENVIRONMENT", "a short environment name such as prod", EnvironmentName::parse)?,
             ssm_prefix: required(&lookup, "DR_SSM_PREFIX", "an SSM path such as /dr/prod", SsmPrefix::parse)?,
             control_bucket: required(&lookup, "DR_CONTROL_BUCKET", "an S3 bucket name", BucketName::parse)?,
@@ -181,6 +226,7 @@ mod tests {
     }
 
     const GOOD: &[(&str, &str)] = &[
+        ("AWS_REGION", "us-west-2"),
         ("DR_ENVIRONMENT", "prod"),
         ("DR_SSM_PREFIX", "/dr/prod"),
         ("DR_CONTROL_BUCKET", "dr-control-prod"),
@@ -214,6 +260,9 @@ mod tests {
             ("DR_PAGING_TOPIC_ARN", "arn:aws:sqs:us-west-2:123456789012:q", "SNS topic ARN"),
             ("DR_ENVIRONMENT", "Prod", "a-z"),
             ("DR_CHAT_TOPIC_ARN", "nope", "SNS topic ARN"),
+            ("DR_LOCK_LEASE_SECONDS", "0", "whole number"),
+            ("DR_APPROVAL_WINDOW_MINUTES", "soon", "whole number"),
+            ("AWS_REGION", "Oregon", "region"),
         ];
         for (name, value, needle) in cases {
             let mut pairs: Vec<_> = GOOD.iter().copied().filter(|(k, _)| *k != name).collect();

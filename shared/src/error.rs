@@ -104,6 +104,12 @@ pub enum HandlerError {
     /// A document the handler depends on is invalid (an operator must fix it).
     #[error(transparent)]
     Document(#[from] InvalidDocument),
+    /// The failover engine could not finish (its record says where it stopped).
+    #[error(transparent)]
+    Engine(#[from] crate::engine::failover::EngineError),
+    /// Another attempt of the same execution holds the lock: deliver the trigger again later.
+    #[error("{0}")]
+    InFlight(String),
 }
 
 impl HandlerError {
@@ -112,6 +118,8 @@ impl HandlerError {
         match self {
             HandlerError::Store(e) => e.retry(),
             HandlerError::Document(_) => Retry::Futile,
+            HandlerError::Engine(e) => e.retry(),
+            HandlerError::InFlight(_) => Retry::Helps,
         }
     }
 
@@ -121,6 +129,11 @@ impl HandlerError {
             HandlerError::Store(StoreError::Refused { .. }) => "AwsRefused",
             HandlerError::Store(StoreError::Conflict { .. }) => "Conflict",
             HandlerError::Document(_) => "InvalidDocument",
+            HandlerError::Engine(crate::engine::failover::EngineError::NotStarted { .. }) => "NotStarted",
+            HandlerError::Engine(crate::engine::failover::EngineError::Stopped { .. }) => "ExecutionStopped",
+            HandlerError::Engine(crate::engine::failover::EngineError::VerificationFailed { .. }) => "VerificationFailed",
+            HandlerError::Engine(crate::engine::failover::EngineError::Corrupt { .. }) => "CorruptState",
+            HandlerError::InFlight(_) => "InFlight",
         }
     }
 }

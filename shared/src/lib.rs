@@ -20,5 +20,7 @@ pub mod config;
 pub mod domain;
 pub mod engine;
 pub mod error;
+#[cfg(test)]
+pub(crate) mod memory;
 pub mod ports;
 pub mod telemetry;

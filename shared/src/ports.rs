@@ -7,12 +7,13 @@ use crate::error::StoreError;
 use std::collections::BTreeMap;
 use std::future::Future;
 
-/// A parameter as SSM holds it. SecureString values are never fetched (no decryption is requested).
+/// A parameter as SSM holds it. SecureString values are never decrypted: the value of one is SSM's
+/// ciphertext, and the engine never copies it anywhere either.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Parameter {
     /// Full name.
     pub name: String,
-    /// The value (for a SecureString, the encrypted blob SSM returns without decryption; never shown).
+    /// The value (never decrypted for a SecureString).
     pub value: String,
     /// `String`, `StringList` or `SecureString`.
     pub kind: String,
@@ -22,8 +23,142 @@ pub struct Parameter {
     pub last_modified: Option<String>,
 }
 
+impl Parameter {
+    /// Whether the value is a secret that must never leave SSM.
+    pub fn is_secure(&self) -> bool {
+        self.kind == "SecureString"
+    }
+}
+
+/// One version in a parameter's history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParameterVersion {
+    /// Version number.
+    pub version: i64,
+    /// The value at that version.
+    pub value: String,
+    /// Labels attached to that version.
+    pub labels: Vec<String>,
+    /// Last modification, RFC 3339, if known.
+    pub last_modified: Option<String>,
+}
+
 /// The DR parameters in SSM Parameter Store.
 pub trait ParameterStore: Send + Sync {
     /// Reads the named parameters in as few calls as the service allows; absent names are absent from the map.
     fn get_many(&self, names: &[String]) -> impl Future<Output = Result<BTreeMap<String, Parameter>, StoreError>> + Send;
+
+    /// Reads every parameter below `path`, recursively, without decryption.
+    fn get_tree(&self, path: &str) -> impl Future<Output = Result<Vec<Parameter>, StoreError>> + Send;
+
+    /// Reads one parameter; `selector` may be `name`, `name:version` or `name:label`.
+    fn get_one(&self, selector: &str) -> impl Future<Output = Result<Option<Parameter>, StoreError>> + Send;
+
+    /// Writes a String parameter and returns the new version. With `overwrite = false` an existing name is a
+    /// [`StoreError::Conflict`].
+    fn put(&self, name: &str, value: &str, overwrite: bool) -> impl Future<Output = Result<i64, StoreError>> + Send;
+
+    /// Attaches `label` to `version` of `name` (moving it from another version if needed).
+    fn label(&self, name: &str, version: i64, label: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The versions of `name`, oldest first.
+    fn history(&self, name: &str) -> impl Future<Output = Result<Vec<ParameterVersion>, StoreError>> + Send;
+
+    /// Deletes the named parameters (absent names are not an error).
+    fn delete(&self, names: &[String]) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// An object read from the control bucket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredObject {
+    /// The body.
+    pub body: Vec<u8>,
+    /// Its ETag, for compare-and-swap.
+    pub etag: String,
+}
+
+/// The condition of a write to the control bucket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteCondition {
+    /// Unconditional.
+    Overwrite,
+    /// Create only if absent (`If-None-Match: *`).
+    IfAbsent,
+    /// Replace only if the ETag still matches (`If-Match`).
+    IfMatch(String),
+}
+
+/// The S3 control bucket: locks, executions, snapshots, reports, incidents, manifests, quarantine.
+pub trait ControlBucket: Send + Sync {
+    /// Reads an object; `None` when absent.
+    fn get(&self, key: &str) -> impl Future<Output = Result<Option<StoredObject>, StoreError>> + Send;
+
+    /// Writes an object under `condition` and returns its new ETag; a failed condition is
+    /// [`StoreError::Conflict`].
+    fn put(
+        &self,
+        key: &str,
+        body: Vec<u8>,
+        content_type: &str,
+        condition: WriteCondition,
+    ) -> impl Future<Output = Result<String, StoreError>> + Send;
+
+    /// Lists the keys under `prefix`.
+    fn list(&self, prefix: &str) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
+
+    /// Deletes an object (absent is not an error).
+    fn delete(&self, key: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// Where a message goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Channel {
+    /// The paging topic (PagerDuty, Opsgenie).
+    Paging,
+    /// The chat topic (AWS Chatbot); optional.
+    Chat,
+}
+
+/// A message ready to publish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutgoingMessage {
+    /// SNS subject (paging only): ASCII, under 100 characters, one line.
+    pub subject: Option<String>,
+    /// The JSON body.
+    pub body: String,
+    /// Message attributes (`event_type`, `severity`, `environment`, `incident_key`).
+    pub attributes: BTreeMap<String, String>,
+}
+
+/// Publishing to the paging and chat topics.
+pub trait Notifier: Send + Sync {
+    /// Publishes one message; returns its message id, or `None` when the channel is not configured.
+    fn publish(
+        &self,
+        channel: Channel,
+        message: &OutgoingMessage,
+    ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+
+    /// Publishes several messages to one channel in as few calls as the service allows, in order.
+    fn publish_all(
+        &self,
+        channel: Channel,
+        messages: &[OutgoingMessage],
+    ) -> impl Future<Output = Result<Vec<Option<String>>, StoreError>> + Send;
+}
+
+/// The time, injectable for tests of leases and cooldowns.
+pub trait Clock: Send + Sync {
+    /// Now, UTC.
+    fn now(&self) -> time::OffsetDateTime;
+}
+
+/// The system clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> time::OffsetDateTime {
+        time::OffsetDateTime::now_utc()
+    }
 }

@@ -1,5 +1,7 @@
 //! AWS adapters: the only code that names `aws_sdk_*` types. One adapter per port.
 
+pub mod s3;
+pub mod sns;
 pub mod ssm;
 
 use crate::error::StoreError;
@@ -94,5 +96,29 @@ where
         StoreError::Transient { service, operation, message }
     } else {
         StoreError::Refused { service, operation, message }
+    }
+}
+
+/// The engine over the AWS adapters.
+pub type AwsEngine =
+    crate::engine::failover::Engine<ssm::SsmParameterStore, s3::S3ControlBucket, sns::SnsNotifier, crate::ports::SystemClock>;
+
+/// Builds the engine's adapters from the clients and the configuration (called once, in `main`).
+pub fn engine(clients: &AwsClients, config: &crate::config::Config) -> AwsEngine {
+    crate::engine::failover::Engine {
+        params: ssm::SsmParameterStore::new(clients.ssm.clone()),
+        bucket: s3::S3ControlBucket::new(clients.s3.clone(), config.control_bucket.clone()),
+        notifier: sns::SnsNotifier::new(clients.sns.clone(), config.paging_topic.clone(), config.chat_topic.clone()),
+        clock: crate::ports::SystemClock,
+        settings: crate::engine::failover::EngineSettings {
+            environment: config.environment.to_string(),
+            prefix: config.ssm_prefix.clone(),
+            region: config.region.clone(),
+            lock_lease: time::Duration::seconds(i64::from(config.lock_lease_seconds)),
+            approval_window: time::Duration::minutes(i64::from(config.approval_window_minutes)),
+            holder: std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "local".into()),
+            manual_trigger_function: config.manual_trigger_function.clone(),
+        },
+        sources: Vec::new(),
     }
 }

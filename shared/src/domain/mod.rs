@@ -1,7 +1,10 @@
 //! Pure domain: documents, commands and decisions. No I/O, no SDK types.
 
+pub mod alarm;
 pub mod command;
 pub mod data_plane;
+pub mod decision;
+pub mod notification;
 pub mod policy;
 pub mod site;
 

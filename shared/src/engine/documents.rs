@@ -92,18 +92,29 @@ pub const POLICY: &str = "policy";
 /// Relative name of the data-plane document.
 pub const DATA_PLANE: &str = "data-plane";
 
-/// Reads all five documents with one `GetParameters` call and validates each on its own, so that one bad
-/// document does not hide the others.
+/// Reads all five documents with one `GetParameters` call and validates them.
 pub async fn load(store: &impl ParameterStore, prefix: &SsmPrefix) -> Result<DrDocuments, StoreError> {
     let names: Vec<String> = [ACTIVE, SITE_PRIMARY, SITE_SECONDARY, POLICY, DATA_PLANE].iter().map(|n| prefix.child(n)).collect();
     let found = store.get_many(&names).await?;
-    Ok(DrDocuments {
-        active: doc(&found, prefix.child(ACTIVE), ActiveConfig::parse),
-        primary: doc(&found, prefix.child(SITE_PRIMARY), SiteConfig::parse),
-        secondary: doc(&found, prefix.child(SITE_SECONDARY), SiteConfig::parse),
-        policy: found.contains_key(&prefix.child(POLICY)).then(|| doc(&found, prefix.child(POLICY), Policy::parse)),
-        data_plane: doc(&found, prefix.child(DATA_PLANE), DataPlane::parse),
-    })
+    Ok(from_parameters(&found, prefix))
+}
+
+/// Validates the five documents from parameters already read (by name); each on its own, so that one bad
+/// document does not hide the others.
+pub fn from_parameters(found: &BTreeMap<String, Parameter>, prefix: &SsmPrefix) -> DrDocuments {
+    DrDocuments {
+        active: doc(found, prefix.child(ACTIVE), ActiveConfig::parse),
+        primary: doc(found, prefix.child(SITE_PRIMARY), SiteConfig::parse),
+        secondary: doc(found, prefix.child(SITE_SECONDARY), SiteConfig::parse),
+        policy: found.contains_key(&prefix.child(POLICY)).then(|| doc(found, prefix.child(POLICY), Policy::parse)),
+        data_plane: doc(found, prefix.child(DATA_PLANE), DataPlane::parse),
+    }
+}
+
+/// Validates the documents from a tree read with [`ParameterStore::get_tree`].
+pub fn from_tree(tree: &[Parameter], prefix: &SsmPrefix) -> DrDocuments {
+    let found: BTreeMap<String, Parameter> = tree.iter().map(|p| (p.name.clone(), p.clone())).collect();
+    from_parameters(&found, prefix)
 }
 
 fn doc<T>(found: &BTreeMap<String, Parameter>, name: String, parse: fn(&str, &str) -> Result<T, InvalidDocument>) -> Doc<T> {

@@ -1,5 +1,10 @@
 //! Orchestration over the ports: what each trigger and command does. No SDK types here.
 
 pub mod documents;
+pub mod failover;
+pub mod lock;
+pub mod record;
+pub mod report;
 pub mod response;
+pub mod snapshot;
 pub mod status;

@@ -91,28 +91,21 @@ pub fn problems(docs: &DrDocuments) -> Vec<String> {
 mod tests {
     use super::*;
     use crate::config::Config;
-    use crate::ports::Parameter;
-    use std::collections::BTreeMap;
+    use crate::memory::MemParameters;
 
-    struct MemStore(BTreeMap<String, Parameter>);
-
-    impl ParameterStore for MemStore {
-        async fn get_many(&self, names: &[String]) -> Result<BTreeMap<String, Parameter>, StoreError> {
-            Ok(names.iter().filter_map(|n| self.0.get(n).map(|p| (n.clone(), p.clone()))).collect())
+    fn store(params: &[(&str, &str)]) -> MemParameters {
+        let s = MemParameters::default();
+        for (n, v) in params {
+            s.seed(n, v, "String");
         }
-    }
-
-    fn param(name: &str, value: &str) -> (String, Parameter) {
-        (
-            name.to_owned(),
-            Parameter { name: name.into(), value: value.into(), kind: "String".into(), version: 1, last_modified: None },
-        )
+        s
     }
 
     fn config() -> Config {
         Config::from_lookup(|k| {
             Some(
                 match k {
+                    "AWS_REGION" => "us-west-2",
                     "DR_ENVIRONMENT" => "prod",
                     "DR_SSM_PREFIX" => "/dr/prod",
                     "DR_CONTROL_BUCKET" => "ctl",
@@ -130,37 +123,30 @@ mod tests {
 
     #[tokio::test]
     async fn reports_the_active_site_and_each_problem() {
-        let store = MemStore(BTreeMap::from([
-            param("/dr/prod/sites/primary", P),
-            param("/dr/prod/sites/secondary", r#"{"region":"us-west-2"}"#),
-            param(
-                "/dr/prod/active",
-                r#"{"workspace_url":"https://p.cloud.databricks.com","region":"us-east-1","site":"primary"}"#,
-            ),
-        ]));
+        let store = store(&[
+            ("/dr/prod/sites/primary", P),
+            ("/dr/prod/sites/secondary", r#"{"region":"us-west-2"}"#),
+            ("/dr/prod/active", r#"{"workspace_url":"https://p.cloud.databricks.com","region":"us-east-1","site":"primary"}"#),
+        ]);
         let r = status(&store, &config()).await.unwrap();
         assert_eq!(r.outcome, Outcome::Noop);
         assert_eq!(r.active_site, Some(SiteName::Primary));
-        let problems = r.details["problems"].as_array().unwrap();
-        assert!(
-            problems
-                .iter()
-                .any(|p| p.as_str().unwrap().contains("sites/secondary") && p.as_str().unwrap().contains("workspace_url"))
-        );
-        assert!(problems.iter().any(|p| p.as_str().unwrap().contains("/dr/prod/data-plane does not exist")));
+        let problems = r.details["problems"].to_string();
+        assert!(problems.contains("sites/secondary") && problems.contains("workspace_url"), "{problems}");
+        assert!(problems.contains("/dr/prod/data-plane does not exist"), "{problems}");
         assert_eq!(r.details["policy"]["policy"]["mode"], "approval");
     }
 
     #[tokio::test]
     async fn flags_an_active_config_that_matches_no_site() {
-        let store = MemStore(BTreeMap::from([
-            param("/dr/prod/sites/primary", P),
-            param("/dr/prod/sites/secondary", S),
-            param(
+        let store = store(&[
+            ("/dr/prod/sites/primary", P),
+            ("/dr/prod/sites/secondary", S),
+            (
                 "/dr/prod/active",
                 r#"{"workspace_url":"https://other.cloud.databricks.com","region":"us-east-1","site":"primary"}"#,
             ),
-        ]));
+        ]);
         let r = status(&store, &config()).await.unwrap();
         assert!(r.details["problems"].to_string().contains("differs from sites/primary"));
     }
