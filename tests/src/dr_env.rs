@@ -271,6 +271,41 @@ impl DrEnv {
         out
     }
 
+    /// Reads an object of the control bucket, if present.
+    pub async fn object(&self, key: &str) -> Option<Vec<u8>> {
+        let o = self.s3.get_object().bucket(&self.bucket).key(key).send().await.ok()?;
+        Some(o.body.collect().await.ok()?.into_bytes().to_vec())
+    }
+
+    /// Reads a JSON object of the control bucket (`Null` when absent).
+    pub async fn json(&self, key: &str) -> Value {
+        self.object(key).await.and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or(Value::Null)
+    }
+
+    /// The history of a parameter under the prefix: (version, labels, value as JSON).
+    pub async fn history(&self, relative: &str) -> Vec<(i64, Vec<String>, Value)> {
+        let mut out = Vec::new();
+        let mut pages = self.ssm.get_parameter_history().name(format!("{}/{relative}", self.prefix)).into_paginator().send();
+        while let Some(page) = pages.next().await {
+            let page = page.unwrap_or_else(|e| panic!("{e:?}"));
+            for h in page.parameters.unwrap_or_default() {
+                let value = serde_json::from_str(h.value.as_deref().unwrap_or("null")).unwrap_or(Value::Null);
+                out.push((h.version, h.labels.unwrap_or_default(), value));
+            }
+        }
+        out
+    }
+
+    /// The SNS envelopes published to the paging topic so far (drained).
+    pub async fn pages(&self) -> Vec<Value> {
+        self.drain(&self.paging_queue.clone()).await
+    }
+
+    /// The SNS envelopes published to the chat topic so far (drained).
+    pub async fn chats(&self) -> Vec<Value> {
+        self.drain(&self.chat_queue.clone()).await
+    }
+
     /// Lists the keys under a prefix of the control bucket.
     pub async fn keys(&self, prefix: &str) -> Vec<String> {
         let mut out = Vec::new();
