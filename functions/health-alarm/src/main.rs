@@ -1,6 +1,25 @@
-//! `health-alarm`: not built yet (see the project's issues); fails its cold start loudly rather than pretending.
+//! `health-alarm`: CloudWatch alarm state changes (EventBridge rule, the alarm's direct Lambda action, or an
+//! SNS-wrapped notification), decided by the policy; a failover alarm may run the failover.
+//!
+//! Everything is built once here, at cold start; the handler stays thin.
 
-fn main() -> std::process::ExitCode {
-    eprintln!("health-alarm is not implemented in this version");
-    std::process::ExitCode::FAILURE
+mod event_handler;
+
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use serde_json::value::RawValue;
+use shared::aws::AwsClients;
+use shared::config::Config;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    shared::telemetry::init();
+    let config = Config::from_env().inspect_err(|e| tracing::error!(error = %e, "cold start failed: invalid configuration"))?;
+    let clients = AwsClients::from_env().await;
+    let engine = shared::aws::engine(&clients, &config);
+    tracing::info!(environment = %config.environment, ssm_prefix = %config.ssm_prefix, "health-alarm ready");
+    let engine = &engine;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Box<RawValue>>| async move {
+        event_handler::handle(engine, event.payload.get()).await
+    }))
+    .await
 }

@@ -157,6 +157,10 @@ pub struct AlarmChange {
     pub muted_by: Option<String>,
     /// How the change was delivered.
     pub delivery: Delivery,
+    /// When the alarm entered the state it just left (`previousState.timestamp`; SNS notifications carry
+    /// none). With the ARN it names the execution of that earlier transition.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub previous_state_time: Option<OffsetDateTime>,
 }
 
 impl AlarmChange {
@@ -167,6 +171,17 @@ impl AlarmChange {
         let mut id = String::from("alarm-");
         id.extend(digest.iter().take(10).map(|b| format!("{b:02x}")));
         id
+    }
+
+    /// The execution id of the transition this change ends (e.g. the `ALARM` that an `OK` recovers from),
+    /// when the delivery says when that transition happened.
+    pub fn previous_execution_id(&self) -> Option<String> {
+        let t = self.previous_state_time?;
+        let key = format!("{}|{}", self.alarm_arn, format_millis_utc(t));
+        let digest = Sha256::digest(key.as_bytes());
+        let mut id = String::from("alarm-");
+        id.extend(digest.iter().take(10).map(|b| format!("{b:02x}")));
+        Some(id)
     }
 
     /// What identifies the state change: the alarm ARN and the state change time in UTC at millisecond
@@ -306,6 +321,7 @@ fn parse_alarm_data(data: &Value, at: &str, arn: &str, delivery: Delivery) -> Re
         suppressed_reason: state.get("actionsSuppressedReason").and_then(non_empty_str).map(str::to_owned),
         muted_by: data.get("muteDetail").and_then(mute_rule),
         delivery,
+        previous_state_time: previous.get("timestamp").and_then(Value::as_str).and_then(parse_timestamp),
     })
 }
 
@@ -369,6 +385,7 @@ fn parse_notification(n: &Value, at: &str) -> Result<AlarmChange, NotAnAlarm> {
         suppressed_reason: None,
         muted_by: None,
         delivery: Delivery::Sns,
+        previous_state_time: None,
     })
 }
 

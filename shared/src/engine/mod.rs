@@ -1,8 +1,10 @@
 //! Orchestration over the ports: what each trigger and command does. No SDK types here.
 
+pub mod alarm;
 pub mod documents;
 pub mod failover;
 pub mod lock;
+pub mod quarantine;
 pub mod record;
 pub mod report;
 pub mod response;

@@ -1,0 +1,18 @@
+//! Inputs that could not be parsed are kept verbatim under `quarantine/`, with the error, so nothing is lost.
+
+use super::lock::rfc3339;
+use super::snapshot::sha256_hex;
+use crate::error::StoreError;
+use crate::ports::{ControlBucket, WriteCondition};
+use serde_json::json;
+use time::OffsetDateTime;
+
+/// Keeps `raw` (the input exactly as received) with `error` and returns the key. The key is derived from
+/// the content, so a redelivered input is kept once.
+pub async fn keep(bucket: &impl ControlBucket, function: &str, raw: &str, error: &str, now: OffsetDateTime) -> Result<String, StoreError> {
+    let day = rfc3339(now).get(..10).unwrap_or("unknown").to_owned();
+    let key = format!("quarantine/{function}/{day}/{}.json", &sha256_hex(raw.as_bytes())[..32]);
+    let body = json!({ "function": function, "received_at": rfc3339(now), "error": error, "raw": raw });
+    bucket.put(&key, serde_json::to_vec_pretty(&body).unwrap_or_default(), "application/json", WriteCondition::Overwrite).await?;
+    Ok(key)
+}

@@ -1,0 +1,196 @@
+//! `health-alarm` end to end: every fixture through the Runtime API against moto, decided by the policy.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use serde_json::{Value, json};
+use tests::dr_env::DrEnv;
+use tests::moto;
+use tests::runtime_api::{Function, Invocation};
+
+const ALARM: &str = "databricks-prod-workspace-unhealthy";
+
+fn fixture(name: &str) -> Value {
+    let path = format!("{}/../events/health-alarm/{name}", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))).unwrap()
+}
+
+fn message_of(envelope: &Value) -> Value {
+    serde_json::from_str(envelope["Message"].as_str().unwrap_or("null")).unwrap_or(Value::Null)
+}
+
+async fn env_with(mode: &str) -> DrEnv {
+    let env = DrEnv::seed(&moto::shared().endpoint).await;
+    env.put("policy", &json!({"mode": mode, "failover_alarms": [ALARM], "cooldown_minutes": 30})).await;
+    env
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_mode_promotes_once_whichever_path_delivers_the_change() {
+    let env = env_with("auto").await;
+    let mut f = Function::start("health-alarm", &env.function_env());
+    let first = f.invoke(&fixture("eventbridge-metric-alarm.json")).response();
+    assert_eq!(first["outcome"], "completed", "{first:#}\n{}", f.logs());
+    assert_eq!(first["active_site"], "secondary");
+    let id = first["execution_id"].as_str().unwrap().to_owned();
+    for path in ["alarm-action-metric-alarm.json", "sns-metric-alarm.json", "eventbridge-metric-alarm.json"] {
+        let again = f.invoke(&fixture(path)).response();
+        assert_eq!(again["outcome"], "already_completed", "{path}: {again:#}");
+        assert_eq!(again["execution_id"], id.as_str());
+    }
+    let history = env.history("active").await;
+    assert_eq!(history.len(), 2, "exactly one promotion: {history:?}");
+    assert_eq!(history[1].2["site"], "secondary");
+    assert_eq!(history[1].1, vec![id.clone()]);
+    let pages = env.pages().await;
+    let states: Vec<String> = pages.iter().map(|p| message_of(p)["NewStateValue"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(states, ["ALARM", "OK"], "one incident opened and resolved");
+
+    // The alarm recovers: reported in chat, never a failback.
+    env.chats().await;
+    let ok = f.invoke(&fixture("eventbridge-ok.json")).response();
+    assert_eq!(ok["outcome"], "noop", "{ok:#}");
+    assert!(ok["reported"].as_str().unwrap().contains("No failback is automatic"));
+    assert_eq!(env.get("active").await["site"], "secondary");
+    assert_eq!(env.chats().await.len(), 1);
+    assert!(env.pages().await.is_empty(), "the failover's incident is already resolved");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_change_through_three_paths_at_once_is_one_execution() {
+    let env = env_with("auto").await;
+    let mut fns: Vec<Function> = (0..3).map(|_| Function::start("health-alarm", &env.function_env())).collect();
+    let paths = ["eventbridge-metric-alarm.json", "alarm-action-metric-alarm.json", "sns-metric-alarm.json"];
+    let answers: Vec<Invocation> = std::thread::scope(|s| {
+        let handles: Vec<_> = fns.iter_mut().zip(paths).map(|(f, p)| s.spawn(move || f.invoke(&fixture(p)))).collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let completed = answers.iter().filter(|a| matches!(a, Invocation::Response(v) if v["outcome"] == "completed")).count();
+    assert_eq!(completed, 1, "{answers:#?}");
+    for a in &answers {
+        match a {
+            Invocation::Response(v) => {
+                assert!(["completed", "already_completed"].contains(&v["outcome"].as_str().unwrap()), "{v:#}")
+            }
+            // Another attempt of the same execution held the lock: a retryable error, so Lambda redelivers.
+            Invocation::Error(e) => assert_eq!(e["errorType"], "Retryable.InFlight", "{e:#}"),
+            other => panic!("{other:?}"),
+        }
+    }
+    // The redeliveries find it completed.
+    for (f, p) in fns.iter_mut().zip(paths) {
+        assert_eq!(f.invoke(&fixture(p)).response()["outcome"], "already_completed");
+    }
+    assert_eq!(env.history("active").await.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approval_mode_prepares_pages_the_command_and_waits() {
+    let env = env_with("approval").await;
+    let mut f = Function::start("health-alarm", &env.function_env());
+    let r = f.invoke(&fixture("eventbridge-metric-alarm.json")).response();
+    assert_eq!(r["outcome"], "awaiting_approval", "{r:#}\n{}", f.logs());
+    let id = r["execution_id"].as_str().unwrap().to_owned();
+    assert_eq!(env.get("active").await["site"], "primary");
+    assert!(!env.keys(&format!("snapshots/{id}/")).await.is_empty(), "the snapshot is taken while waiting");
+    let pages = env.pages().await;
+    assert_eq!(pages.len(), 1);
+    let page = message_of(&pages[0]);
+    assert_eq!(page["NewStateValue"], "ALARM");
+    let command = page["ApproveCommand"].as_str().unwrap();
+    assert!(command.contains("\"command\":\"approve\"") && command.contains(&id), "{command}");
+
+    // Delivered again while waiting: the same answer, nothing new.
+    assert_eq!(f.invoke(&fixture("sns-metric-alarm.json")).response()["outcome"], "awaiting_approval");
+    assert!(env.pages().await.is_empty());
+
+    // A human approves through manual-trigger.
+    let mut m = Function::start("manual-trigger", &env.function_env());
+    let approved = m.invoke(&json!({"command": "approve", "execution_id": id, "requested_by": "oncall@example.com"})).response();
+    assert_eq!(approved["outcome"], "completed", "{approved:#}\n{}", m.logs());
+    assert_eq!(env.get("active").await["site"], "secondary");
+    assert_eq!(env.history("active").await.len(), 2);
+    let pages = env.pages().await;
+    assert_eq!(pages.iter().map(|p| message_of(p)["NewStateValue"].as_str().unwrap().to_owned()).collect::<Vec<_>>(), ["OK"]);
+    let rec = env.json(&format!("executions/{id}.json")).await;
+    assert!(rec["notes"].to_string().contains("approved by oncall@example.com"));
+    // Approving twice changes nothing.
+    let twice = m.invoke(&json!({"command": "approve", "execution_id": id, "requested_by": "oncall@example.com"})).response();
+    assert_eq!(twice["outcome"], "already_completed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notify_only_pages_and_changes_nothing_and_recovery_resolves_the_page() {
+    let env = env_with("notify-only").await;
+    let mut f = Function::start("health-alarm", &env.function_env());
+    let r = f.invoke(&fixture("eventbridge-metric-alarm.json")).response();
+    assert_eq!(r["outcome"], "noop", "{r:#}");
+    assert_eq!(r["state"], "notified");
+    assert_eq!(env.history("active").await.len(), 1);
+    let pages = env.pages().await;
+    assert_eq!(pages.len(), 1);
+    let opened = message_of(&pages[0]);
+    assert_eq!(opened["NewStateValue"], "ALARM");
+    assert!(opened["NewStateReason"].as_str().unwrap().contains("kill switch"));
+    // Recovery: the alarm goes OK; the incident the ALARM opened is resolved.
+    let ok = f.invoke(&fixture("eventbridge-ok.json")).response();
+    assert_eq!(ok["resolved_execution"], r["execution_id"], "{ok:#}");
+    let pages = env.pages().await;
+    assert_eq!(pages.len(), 1);
+    let resolved = message_of(&pages[0]);
+    assert_eq!(resolved["NewStateValue"], "OK");
+    assert_eq!(resolved["AlarmName"], opened["AlarmName"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_alarm_kind_can_trigger_and_the_rest_is_ignored_or_quarantined() {
+    for (fixture_name, expected) in [
+        ("eventbridge-metric-math-alarm.json", "completed"),
+        ("eventbridge-anomaly-detection-alarm.json", "completed"),
+        ("eventbridge-composite-alarm.json", "completed"),
+        ("alarm-action-composite-alarm.json", "completed"),
+        ("alarm-action-composite-with-suppressor.json", "completed"),
+        ("sns-composite-alarm.json", "completed"),
+        ("eventbridge-composite-suppressed.json", "ignored"),
+        ("eventbridge-muted.json", "ignored"),
+        ("eventbridge-not-in-policy.json", "ignored"),
+        ("eventbridge-insufficient-data.json", "reported"),
+        ("garbage-not-an-alarm.json", "quarantined"),
+    ] {
+        let env = env_with("auto").await;
+        let mut f = Function::start("health-alarm", &env.function_env());
+        let r = f.invoke(&fixture(fixture_name)).response();
+        let pages = env.pages().await;
+        match expected {
+            "completed" => {
+                assert_eq!(r["outcome"], "completed", "{fixture_name}: {r:#}");
+                assert_eq!(env.get("active").await["site"], "secondary", "{fixture_name}");
+            }
+            "ignored" => {
+                assert_eq!(r["outcome"], "noop", "{fixture_name}: {r:#}");
+                assert!(r["ignored"].is_string(), "{fixture_name}: {r:#}");
+                assert!(pages.is_empty() && env.chats().await.is_empty(), "{fixture_name}: an ignored alarm sent messages");
+                assert!(env.keys("").await.is_empty(), "{fixture_name}: an ignored alarm wrote to the bucket");
+            }
+            "reported" => {
+                assert!(r["reported"].is_string(), "{fixture_name}: {r:#}");
+                assert_eq!(env.chats().await.len(), 1, "{fixture_name}");
+            }
+            _ => {
+                assert_eq!(r["outcome"], "quarantined", "{fixture_name}: {r:#}");
+                let key = r["quarantine_key"].as_str().unwrap();
+                let kept = env.json(key).await;
+                let raw =
+                    std::fs::read_to_string(format!("{}/../events/health-alarm/{fixture_name}", env!("CARGO_MANIFEST_DIR")))
+                        .unwrap();
+                assert_eq!(
+                    serde_json::from_str::<Value>(kept["raw"].as_str().unwrap()).unwrap(),
+                    serde_json::from_str::<Value>(&raw).unwrap()
+                );
+                assert!(kept["error"].as_str().unwrap().contains("expected"), "{kept:#}");
+                assert!(f.logs().contains("quarantined"));
+            }
+        }
+        if expected != "completed" {
+            assert_eq!(env.history("active").await.len(), 1, "{fixture_name} changed the active site");
+        }
+    }
+}
