@@ -138,13 +138,20 @@ impl HandlerError {
     }
 }
 
-impl From<HandlerError> for Diagnostic {
-    fn from(err: HandlerError) -> Self {
-        let prefix = match err.retry() {
+impl HandlerError {
+    /// `Retryable.<Kind>` or `Permanent.<Kind>`: the `errorType` the runtime reports.
+    pub fn error_type(&self) -> String {
+        let prefix = match self.retry() {
             Retry::Helps => "Retryable",
             Retry::Futile => "Permanent",
         };
-        Diagnostic { error_type: format!("{prefix}.{}", err.kind()), error_message: error_chain(&err) }
+        format!("{prefix}.{}", self.kind())
+    }
+}
+
+impl From<HandlerError> for Diagnostic {
+    fn from(err: HandlerError) -> Self {
+        Diagnostic { error_type: err.error_type(), error_message: error_chain(&err) }
     }
 }
 

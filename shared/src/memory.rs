@@ -171,6 +171,10 @@ impl Notifier for MemNotifier {
         Ok(Some(format!("msg-{}", sent.len())))
     }
 
+    async fn probe(&self, _channel: Channel) -> Result<bool, StoreError> {
+        Ok(true)
+    }
+
     async fn publish_all(&self, channel: Channel, messages: &[OutgoingMessage]) -> Result<Vec<Option<String>>, StoreError> {
         let mut ids = Vec::new();
         for m in messages {

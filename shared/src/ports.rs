@@ -145,6 +145,10 @@ pub trait Notifier: Send + Sync {
         channel: Channel,
         messages: &[OutgoingMessage],
     ) -> impl Future<Output = Result<Vec<Option<String>>, StoreError>> + Send;
+
+    /// Checks that the channel's topic exists and is reachable without publishing anything; `false` when the
+    /// channel is not configured.
+    fn probe(&self, channel: Channel) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
 
 /// The time, injectable for tests of leases and cooldowns.
@@ -160,5 +164,73 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn now(&self) -> time::OffsetDateTime {
         time::OffsetDateTime::now_utc()
+    }
+}
+
+// A borrowed adapter is an adapter: lets one set of clients serve an engine over another prefix (drills).
+impl<T: ParameterStore + ?Sized> ParameterStore for &T {
+    fn get_many(&self, names: &[String]) -> impl Future<Output = Result<BTreeMap<String, Parameter>, StoreError>> + Send {
+        (**self).get_many(names)
+    }
+    fn get_tree(&self, path: &str) -> impl Future<Output = Result<Vec<Parameter>, StoreError>> + Send {
+        (**self).get_tree(path)
+    }
+    fn get_one(&self, selector: &str) -> impl Future<Output = Result<Option<Parameter>, StoreError>> + Send {
+        (**self).get_one(selector)
+    }
+    fn put(&self, name: &str, value: &str, overwrite: bool) -> impl Future<Output = Result<i64, StoreError>> + Send {
+        (**self).put(name, value, overwrite)
+    }
+    fn label(&self, name: &str, version: i64, label: &str) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).label(name, version, label)
+    }
+    fn history(&self, name: &str) -> impl Future<Output = Result<Vec<ParameterVersion>, StoreError>> + Send {
+        (**self).history(name)
+    }
+    fn delete(&self, names: &[String]) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).delete(names)
+    }
+}
+
+impl<T: ControlBucket + ?Sized> ControlBucket for &T {
+    fn get(&self, key: &str) -> impl Future<Output = Result<Option<StoredObject>, StoreError>> + Send {
+        (**self).get(key)
+    }
+    fn put(
+        &self,
+        key: &str,
+        body: Vec<u8>,
+        content_type: &str,
+        condition: WriteCondition,
+    ) -> impl Future<Output = Result<String, StoreError>> + Send {
+        (**self).put(key, body, content_type, condition)
+    }
+    fn list(&self, prefix: &str) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send {
+        (**self).list(prefix)
+    }
+    fn delete(&self, key: &str) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).delete(key)
+    }
+}
+
+impl<T: Notifier + ?Sized> Notifier for &T {
+    fn publish(&self, channel: Channel, message: &OutgoingMessage) -> impl Future<Output = Result<Option<String>, StoreError>> + Send {
+        (**self).publish(channel, message)
+    }
+    fn publish_all(
+        &self,
+        channel: Channel,
+        messages: &[OutgoingMessage],
+    ) -> impl Future<Output = Result<Vec<Option<String>>, StoreError>> + Send {
+        (**self).publish_all(channel, messages)
+    }
+    fn probe(&self, channel: Channel) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        (**self).probe(channel)
+    }
+}
+
+impl<T: Clock + ?Sized> Clock for &T {
+    fn now(&self) -> time::OffsetDateTime {
+        (**self).now()
     }
 }

@@ -96,7 +96,7 @@ impl Function {
             .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
             .env("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/{name}"))
             .env("AWS_LAMBDA_LOG_STREAM_NAME", "local")
-            .env("AWS_LAMBDA_LOG_LEVEL", "DEBUG")
+            .env("AWS_LAMBDA_LOG_LEVEL", "info,shared=debug,manual_trigger=debug,health_alarm=debug,replication_failure=debug")
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -129,16 +129,27 @@ impl Function {
         self.next_id += 1;
         let id = format!("{}-{:04}-{}", self.name, self.next_id, std::process::id());
         let rx = self.enqueue(id, payload.to_string());
-        match rx.recv_timeout(timeout) {
-            Ok(inv) => inv,
-            Err(_) => {
-                let exited = self.child.try_wait().ok().flatten();
-                Invocation::NoAnswer(match exited {
-                    Some(status) => format!("process exited ({status}) without answering"),
-                    None => format!("no answer within {timeout:?}"),
-                })
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            match rx.recv_timeout(Duration::from_millis(50)) {
+                Ok(inv) => return inv,
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    return Invocation::NoAnswer("the runtime API server stopped".into());
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Invocation::NoAnswer(format!("process exited ({status}) without answering"));
+            }
+            if std::time::Instant::now() >= deadline {
+                return Invocation::NoAnswer(format!("no answer within {timeout:?}"));
             }
         }
+    }
+
+    /// The process id (to kill it from another thread with `kill -9`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Invokes the function and waits up to 60 s.

@@ -64,8 +64,9 @@ async fn a_human_failover_promotes_snapshots_pages_and_reports_once() {
     let params = env.json("snapshots/failover-t1/parameters.json").await;
     let secret = params["parameters"].as_array().unwrap().iter().find(|p| p["type"] == "SecureString").unwrap();
     assert_eq!(secret["value"], Value::Null);
-    assert_eq!(params["parameters"].as_array().unwrap().iter().find(|p| p["name"].as_str().unwrap().ends_with("/active")).unwrap()["value"]
-        .as_str().unwrap().contains("\"site\":\"primary\""), true);
+    let active_entry =
+        params["parameters"].as_array().unwrap().iter().find(|p| p["name"].as_str().unwrap().ends_with("/active")).unwrap();
+    assert!(active_entry["value"].as_str().unwrap().contains("\"site\":\"primary\""), "{active_entry}");
 
     // Report, both forms.
     let report = env.json("reports/failover-t1.json").await;

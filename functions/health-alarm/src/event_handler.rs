@@ -13,7 +13,8 @@ pub async fn handle<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
     engine: &Engine<P, B, N, C>,
     raw: &str,
 ) -> Result<Value, HandlerError> {
-    let parsed = serde_json::from_str::<Value>(raw).map_err(|e| e.to_string()).and_then(|v| alarm::parse(&v).map_err(|e| e.to_string()));
+    let parsed =
+        serde_json::from_str::<Value>(raw).map_err(|e| e.to_string()).and_then(|v| alarm::parse(&v).map_err(|e| e.to_string()));
     let change = match parsed {
         Ok(change) => change,
         Err(problem) => {

@@ -33,16 +33,31 @@ pub struct AwsClients {
 impl AwsClients {
     /// Loads one `SdkConfig` from the environment (region, credentials, `AWS_ENDPOINT_URL`) with explicit
     /// timeouts and standard retries, and builds the three clients from it.
+    ///
+    /// `DR_AWS_ATTEMPT_TIMEOUT_MS` and `DR_AWS_INITIAL_BACKOFF_MS` override the attempt timeout and the
+    /// first retry's backoff (the fault tests shorten both; production keeps the defaults).
     pub async fn from_env() -> AwsClients {
+        let attempt = std::env::var("DR_AWS_ATTEMPT_TIMEOUT_MS")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .filter(|ms| (100..=60_000).contains(ms))
+            .map(Duration::from_millis)
+            .unwrap_or(ATTEMPT_TIMEOUT);
+        let backoff = std::env::var("DR_AWS_INITIAL_BACKOFF_MS")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .filter(|ms| (1..=10_000).contains(ms))
+            .map(Duration::from_millis)
+            .unwrap_or(Duration::from_secs(1));
         let sdk = aws_config::defaults(BehaviorVersion::latest())
             .timeout_config(
                 TimeoutConfig::builder()
                     .connect_timeout(CONNECT_TIMEOUT)
-                    .operation_attempt_timeout(ATTEMPT_TIMEOUT)
-                    .operation_timeout(OPERATION_TIMEOUT)
+                    .operation_attempt_timeout(attempt)
+                    .operation_timeout(OPERATION_TIMEOUT.max(attempt * MAX_ATTEMPTS))
                     .build(),
             )
-            .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS))
+            .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS).with_initial_backoff(backoff))
             .load()
             .await;
         Self::from_sdk_config(&sdk)
@@ -118,6 +133,8 @@ pub fn engine(clients: &AwsClients, config: &crate::config::Config) -> AwsEngine
             approval_window: time::Duration::minutes(i64::from(config.approval_window_minutes)),
             holder: std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "local".into()),
             manual_trigger_function: config.manual_trigger_function.clone(),
+            lock_key: crate::engine::lock::FAILOVER_LOCK_KEY.into(),
+            drill: false,
         },
         sources: Vec::new(),
     }

@@ -106,4 +106,15 @@ impl Notifier for SnsNotifier {
         }
         Ok(ids)
     }
+
+    async fn probe(&self, channel: Channel) -> Result<bool, StoreError> {
+        let Some(topic) = self.topic(channel) else { return Ok(false) };
+        self.client
+            .get_topic_attributes()
+            .topic_arn(topic.as_str())
+            .send()
+            .await
+            .map_err(|e| classify("SNS", "GetTopicAttributes", e))?;
+        Ok(true)
+    }
 }

@@ -78,8 +78,11 @@ impl ParameterStore for SsmParameterStore {
     }
 
     async fn put(&self, name: &str, value: &str, overwrite: bool) -> Result<i64, StoreError> {
-        match self.client.put_parameter().name(name).value(value).r#type(ParameterType::String).overwrite(overwrite).send().await
-        {
+        // Not retried by the SDK: PutParameter is not idempotent (a retry after a lost answer writes a second
+        // version). The engine retries it itself, reading back in between.
+        let once = aws_sdk_ssm::config::Builder::default().retry_config(aws_config::retry::RetryConfig::disabled());
+        let request = self.client.put_parameter().name(name).value(value).r#type(ParameterType::String).overwrite(overwrite);
+        match request.customize().config_override(once).send().await {
             Ok(resp) => Ok(resp.version),
             Err(e) if e.as_service_error().is_some_and(|s| s.is_parameter_already_exists()) => {
                 Err(StoreError::Conflict { service: "SSM", operation: "PutParameter", target: name.to_owned() })

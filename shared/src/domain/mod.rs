@@ -6,6 +6,7 @@ pub mod data_plane;
 pub mod decision;
 pub mod notification;
 pub mod policy;
+pub mod replication;
 pub mod site;
 
 /// Renders a `serde_path_to_error` failure as `field.path: problem`, so messages name the field.

@@ -137,9 +137,75 @@ impl Policy {
     }
 }
 
+impl Policy {
+    /// Why a drill may not run at `now` (a blocked date or window of the guard rails), if it may not.
+    pub fn drill_blocked(&self, now: time::OffsetDateTime) -> Option<String> {
+        let now = now.to_offset(time::UtcOffset::UTC);
+        let date = format!("{:04}-{:02}-{:02}", now.year(), u8::from(now.month()), now.day());
+        if self.drill.blocked_dates.contains(&date) {
+            return Some(format!("{date} is a blocked date for drills (policy drill.blocked_dates)"));
+        }
+        let minute = u16::from(now.hour()) * 60 + u16::from(now.minute());
+        let today = Weekday::from_time(now.weekday());
+        let yesterday = Weekday::from_time(now.weekday().previous());
+        for (i, w) in self.drill.blocked_windows.iter().enumerate() {
+            let on = |d: Weekday| w.days.is_empty() || w.days.contains(&d);
+            let inside = if w.start <= w.end {
+                on(today) && minute >= w.start.0 && minute < w.end.0
+            } else {
+                // Wraps past midnight: the part after midnight belongs to the window that started yesterday.
+                (on(today) && minute >= w.start.0) || (on(yesterday) && minute < w.end.0)
+            };
+            if inside {
+                return Some(format!(
+                    "{:02}:{:02} UTC is inside blocked window {i} ({}-{} UTC) of policy drill.blocked_windows",
+                    minute / 60,
+                    minute % 60,
+                    String::from(w.start),
+                    String::from(w.end)
+                ));
+            }
+        }
+        None
+    }
+}
+
+impl Weekday {
+    fn from_time(d: time::Weekday) -> Weekday {
+        match d {
+            time::Weekday::Monday => Weekday::Mon,
+            time::Weekday::Tuesday => Weekday::Tue,
+            time::Weekday::Wednesday => Weekday::Wed,
+            time::Weekday::Thursday => Weekday::Thu,
+            time::Weekday::Friday => Weekday::Fri,
+            time::Weekday::Saturday => Weekday::Sat,
+            time::Weekday::Sunday => Weekday::Sun,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn drills_respect_blocked_dates_and_windows() {
+        let p = Policy::parse(
+            "p",
+            r#"{"mode":"auto","drill":{"blocked_dates":["2026-12-24"],
+                "blocked_windows":[{"days":["wed"],"start":"09:00","end":"17:00"},{"start":"23:00","end":"01:00"}]}}"#,
+        )
+        .unwrap();
+        // 2026-11-25 is a Wednesday.
+        assert!(p.drill_blocked(datetime!(2026-11-25 10:00 UTC)).unwrap().contains("window 0"));
+        assert!(p.drill_blocked(datetime!(2026-11-25 17:00 UTC)).is_none());
+        assert!(p.drill_blocked(datetime!(2026-11-26 10:00 UTC)).is_none());
+        assert!(p.drill_blocked(datetime!(2026-12-24 03:00 UTC)).unwrap().contains("blocked date"));
+        assert!(p.drill_blocked(datetime!(2026-11-27 23:30 UTC)).unwrap().contains("window 1"));
+        assert!(p.drill_blocked(datetime!(2026-11-28 00:30 UTC)).unwrap().contains("window 1"));
+        assert!(p.drill_blocked(datetime!(2026-11-28 01:00 UTC)).is_none());
+    }
 
     #[test]
     fn parses_a_full_policy() {

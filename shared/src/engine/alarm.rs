@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 #[derive(Debug, Clone)]
 pub enum AlarmOutcome {
     /// An execution ran, or answered for an earlier delivery.
-    Execution(ExecutionResult),
+    Execution(Box<ExecutionResult>),
     /// Not a failover trigger: an alarm not in the policy, or suppressed / muted; nothing sent.
     Ignored(String),
     /// A failover alarm left `ALARM`: reported, never a failback.
@@ -40,7 +40,9 @@ impl AlarmOutcome {
                 Value::Object(m)
             }
             AlarmOutcome::Ignored(why) => json!({ "outcome": Outcome::Noop, "ignored": why }),
-            AlarmOutcome::Reported { message, resolved } => json!({ "outcome": Outcome::Noop, "reported": message, "resolved_execution": resolved }),
+            AlarmOutcome::Reported { message, resolved } => {
+                json!({ "outcome": Outcome::Noop, "reported": message, "resolved_execution": resolved })
+            }
         }
     }
 }
@@ -77,7 +79,7 @@ pub async fn on_alarm_change<P: ParameterStore, B: ControlBucket, N: Notifier, C
         if result.outcome == Outcome::Noop && result.state.is_none() {
             return Ok(AlarmOutcome::Ignored(result.message));
         }
-        return Ok(AlarmOutcome::Execution(result));
+        return Ok(AlarmOutcome::Execution(Box::new(result)));
     }
     report_recovery(engine, change).await
 }
@@ -113,10 +115,19 @@ async fn report_recovery<P: ParameterStore, B: ControlBucket, N: Notifier, C: Cl
     if let Some(rec) = previous {
         let r = &rec.record;
         if matches!(r.state, ExecutionState::Notified | ExecutionState::Refused | ExecutionState::AwaitingApproval) {
-            let pending = if r.state == ExecutionState::AwaitingApproval { " The failover it prepared still awaits approval: approve only if the primary is still unhealthy." } else { "" };
+            let pending = if r.state == ExecutionState::AwaitingApproval {
+                " The failover it prepared still awaits approval: approve only if the primary is still unhealthy."
+            } else {
+                ""
+            };
             text.push_str(pending);
             let page = notification::paging_message(&Page {
-                envelope: Envelope { event_type: format!("{}.alarm_recovered", r.kind), severity: Severity::Info, environment: env.clone(), incident_key: format!("dr-{env}-{}", r.execution_id) },
+                envelope: Envelope {
+                    event_type: format!("{}.alarm_recovered", r.kind),
+                    severity: Severity::Info,
+                    environment: env.clone(),
+                    incident_key: format!("dr-{env}-{}", r.execution_id),
+                },
                 alarm_name: format!("DR {env} {} {}", r.kind, r.execution_id),
                 state: PageState::Ok,
                 reason: text.clone(),
@@ -134,7 +145,10 @@ async fn report_recovery<P: ParameterStore, B: ControlBucket, N: Notifier, C: Cl
             event_type: format!("health.{}", change.new_state.as_str().to_lowercase()),
             severity: Severity::Info,
             environment: env.clone(),
-            incident_key: resolved.clone().map(|id| format!("dr-{env}-{id}")).unwrap_or_else(|| format!("dr-{env}-{}", change.execution_id())),
+            incident_key: resolved
+                .clone()
+                .map(|id| format!("dr-{env}-{id}"))
+                .unwrap_or_else(|| format!("dr-{env}-{}", change.execution_id())),
         },
         title: format!("DR {env}: {} is {}", change.alarm_name, change.new_state),
         description: text.clone(),

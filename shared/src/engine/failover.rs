@@ -47,6 +47,10 @@ pub struct EngineSettings {
     pub holder: String,
     /// The name of the `manual-trigger` function, for the commands printed in pages.
     pub manual_trigger_function: String,
+    /// The lock object: [`lock::FAILOVER_LOCK_KEY`], or [`lock::DRILL_LOCK_KEY`] for drills.
+    pub lock_key: String,
+    /// A drill: messages are `drill.*` events of severity info, never an incident for on-call.
+    pub drill: bool,
 }
 
 /// The engine over its ports.
@@ -228,7 +232,7 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
         let attempt_id = uuid::Uuid::new_v4().simple().to_string();
         // Round trip 1: the tree and the record, side by side.
         let (tree, existing) =
-            tokio::try_join!(self.params.get_tree(self.settings.prefix.as_str()), record::read(&self.bucket, &req.execution_id))
+            tokio::try_join!(self.read_tree(), record::read(&self.bucket, &req.execution_id))
                 .map_err(|source| EngineError::NotStarted { execution_id: req.execution_id.clone(), source })?;
         let docs = documents::from_tree(&tree, &self.settings.prefix);
         let attempt = Attempt { id: attempt_id, tree, docs };
@@ -284,7 +288,7 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
     pub async fn approve(&self, execution_id: &str, approver: &str) -> Res<ExecutionResult> {
         let attempt_id = uuid::Uuid::new_v4().simple().to_string();
         let (tree, existing) =
-            tokio::try_join!(self.params.get_tree(self.settings.prefix.as_str()), record::read(&self.bucket, execution_id))
+            tokio::try_join!(self.read_tree(), record::read(&self.bucket, execution_id))
                 .map_err(|source| EngineError::NotStarted { execution_id: execution_id.to_owned(), source })?;
         let docs = documents::from_tree(&tree, &self.settings.prefix);
         let attempt = Attempt { id: attempt_id, tree, docs };
@@ -304,6 +308,14 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
             });
         };
         self.answer_existing(rec, attempt, Some(approver)).await
+    }
+
+    /// The parameter tree under the prefix, without drill copies (`{prefix}/drills/...`).
+    pub(crate) async fn read_tree(&self) -> Result<Vec<Parameter>, StoreError> {
+        let drills = format!("{}/drills/", self.settings.prefix);
+        let mut tree = self.params.get_tree(self.settings.prefix.as_str()).await?;
+        tree.retain(|p| !p.name.starts_with(&drills));
+        Ok(tree)
     }
 
     fn policy_of<'d>(&self, docs: &'d DrDocuments) -> Result<&'d crate::domain::policy::Policy, String> {
@@ -326,7 +338,7 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
         ExecutionRecord {
             execution_id: req.execution_id.clone(),
             environment: self.settings.environment.clone(),
-            kind: kind_of(req.target).into(),
+            kind: if self.settings.drill { "drill".into() } else { kind_of(req.target).into() },
             initiator: req.initiator.clone(),
             reason: req.reason.clone(),
             trigger: req.trigger.clone(),
@@ -385,7 +397,7 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
             lease_expires_at: rfc3339(start + lease),
             holder: self.settings.holder.clone(),
         };
-        let acquired = lock::acquire(&self.bucket, &doc, approving, start)
+        let acquired = lock::acquire(&self.bucket, &self.settings.lock_key, &doc, approving, start)
             .await
             .map_err(|source| EngineError::NotStarted { execution_id: rec.execution_id.clone(), source })?;
         match acquired {
@@ -413,7 +425,7 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
     }
 
     async fn in_progress_answer(&self, execution_id: &str, attempt: &Attempt) -> Res<ExecutionResult> {
-        let holder = lock::read(&self.bucket).await.ok().flatten().map(|(d, _)| d);
+        let holder = lock::read(&self.bucket, &self.settings.lock_key).await.ok().flatten().map(|(d, _)| d);
         let message = match &holder {
             Some(h) if h.execution_id == execution_id => format!(
                 "execution {execution_id} is already in flight (attempt {}, {:?}, lease until {}); this delivery changed nothing",
@@ -483,7 +495,7 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
                 if d.action != Action::Execute {
                     rec.record.state = if d.action == Action::Noop { ExecutionState::Noop } else { ExecutionState::Refused };
                     rec.record.decision.reasons.extend(d.reasons.iter().map(|r| format!("at approval: {r}")));
-                    let _ = lock::release(&self.bucket, &rec.record.execution_id).await;
+                    let _ = lock::release(&self.bucket, &self.settings.lock_key, &rec.record.execution_id).await;
                     return self.record_only(rec, attempt).await;
                 }
                 rec.record.decision.overrides.extend(d.overrides);
@@ -535,7 +547,8 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
     fn envelope(&self, rec: &ExecutionRecord, event: &str, severity: Severity) -> Envelope {
         Envelope {
             event_type: format!("{}.{event}", rec.kind),
-            severity,
+            // A drill never wakes anyone: subscription filter policies route `info` away from paging.
+            severity: if self.settings.drill { Severity::Info } else { severity },
             environment: self.settings.environment.clone(),
             incident_key: format!("dr-{}-{}", self.settings.environment, rec.execution_id),
         }
@@ -741,13 +754,17 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
         Ok(self.result_of(&rec.record, Outcome::AwaitingApproval, active, msg))
     }
 
-    async fn snapshot_files(&self, attempt: &Attempt) -> Result<Vec<snapshot::SnapshotFile>, StoreError> {
-        let ctx = SnapshotContext { tree: &attempt.tree, prefix: self.settings.prefix.as_str(), now: self.now() };
-        let mut files = vec![snapshot::tree_file(&attempt.tree)];
-        files.extend(snapshot::document_files(&attempt.tree, self.settings.prefix.as_str()));
+    pub(crate) async fn snapshot_files_of(&self, tree: &[Parameter]) -> Result<Vec<snapshot::SnapshotFile>, StoreError> {
+        let ctx = SnapshotContext { tree, prefix: self.settings.prefix.as_str(), now: self.now() };
+        let mut files = vec![snapshot::tree_file(tree)];
+        files.extend(snapshot::document_files(tree, self.settings.prefix.as_str()));
         let extra = try_join_all(self.sources.iter().map(|s| s.collect(&ctx))).await?;
         files.extend(extra.into_iter().flatten());
         Ok(files)
+    }
+
+    async fn snapshot_files(&self, attempt: &Attempt) -> Result<Vec<snapshot::SnapshotFile>, StoreError> {
+        self.snapshot_files_of(&attempt.tree).await
     }
 
     /// Runs the remaining steps of an execution under the lock.
@@ -848,7 +865,7 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
             let doc = ActiveConfig::promotion_document(target, &target_config, &id, &rfc3339(start));
             let body = Value::Object(doc.clone()).to_string();
             let save = rec.save(&self.bucket, start);
-            let r = tokio::try_join!(self.params.put(&active_name, &body, true), save);
+            let r = tokio::try_join!(self.put_active_once(&active_name, &body, &id), save);
             let (version, etag) = match r {
                 Ok(v) => v,
                 Err(source) => return Err(self.stop(rec, Some(held), Step::Promote, source).await),
@@ -902,7 +919,6 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
                 &attempt.id,
                 Some(format!("labelled {id}; read back version {version}")),
             ));
-            rec.record.state = ExecutionState::Completed;
             tracing::info!(execution_id = %id, version, target = %target, "promotion verified");
         }
 
@@ -945,6 +961,7 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
             rec.record.report_key = Some(json_key.clone());
             let rpo = self.rpo_estimate(&attempt);
             let mut for_report = rec.record.clone();
+            for_report.state = ExecutionState::Completed;
             for_report.steps.push(self.step(Step::Report, StepOutcome::Done, start, start, &attempt.id, None));
             let json_body = serde_json::to_vec_pretty(&report::json_report(&for_report, &rpo)).unwrap_or_default();
             let md_body = report::markdown_report(&for_report, &rpo).into_bytes();
@@ -963,15 +980,18 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
             rec.record.steps.push(self.step(Step::Report, StepOutcome::Done, start, end, &attempt.id, Some(json_key)));
         }
         let start = self.now();
-        if let Err(source) = lock::release(&self.bucket, &id).await {
+        if let Err(source) = lock::release(&self.bucket, &self.settings.lock_key, &id).await {
             return Err(self.stop(rec, Some(held), Step::Release, source).await);
         }
         let end = self.now();
         rec.record.steps.push(self.step(Step::Release, StepOutcome::Done, start, end, &attempt.id, None));
+        // Completed only now: until every step is done the record stays resumable.
+        rec.record.state = ExecutionState::Completed;
         rec.record.error = None;
-        if let Err(e) = rec.save_now(&self.bucket, end).await {
-            // The promotion is verified and the lock released: a lost final update only hides the release step.
-            tracing::warn!(execution_id = %id, error = %e, "could not record the release");
+        if let Err(source) = rec.save_now(&self.bucket, end).await {
+            // Promoted, verified and released, but the record does not say so yet: report it as a stop so the
+            // trigger is delivered again and the record is finished (never left behind as "running").
+            return Err(self.stop(rec, None, Step::Release, source).await);
         }
         let _ = held;
         Ok(self.result_of(
@@ -980,6 +1000,36 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
             Some(target),
             format!("{} to {target} completed and verified (version {version})", rec.record.kind),
         ))
+    }
+
+    /// Writes `{prefix}/active` exactly once. `PutParameter` has no idempotency token, so the adapter does not
+    /// retry it; here a failed attempt is followed by a read: when the value names this execution, the write
+    /// did land (its answer was lost) and that version is the promotion; otherwise it is written again.
+    async fn put_active_once(&self, name: &str, body: &str, execution_id: &str) -> Result<i64, StoreError> {
+        let mut last = None;
+        for attempt in 0..3u32 {
+            if attempt > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(100 * 2u64.pow(attempt))).await;
+                match self.params.get_one(name).await {
+                    Ok(Some(p)) if names_execution(&p.value, execution_id) => return Ok(p.version),
+                    Ok(_) => {}
+                    Err(e) => {
+                        last = Some(e);
+                        continue;
+                    }
+                }
+            }
+            match self.params.put(name, body, true).await {
+                Ok(v) => return Ok(v),
+                Err(e) if e.retry() == Retry::Helps => last = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or(StoreError::Transient {
+            service: "SSM",
+            operation: "PutParameter",
+            message: "no attempt made".into(),
+        }))
     }
 
     async fn announce_owned(
@@ -1060,7 +1110,7 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
         }
         if let Some(held) = held {
             let stopped = LockDoc { state: LockState::Stopped, ..held.doc };
-            if let Err(e) = lock::update(&self.bucket, &stopped, &held.etag).await {
+            if let Err(e) = lock::update(&self.bucket, &self.settings.lock_key, &stopped, &held.etag).await {
                 tracing::warn!(execution_id = %id, error = %e, "could not mark the lock stopped; it frees itself when its lease expires");
             }
         }
@@ -1114,7 +1164,7 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
             tracing::warn!(execution_id = %id, error = %e, "could not record the failure");
         }
         let _ = held;
-        let _ = lock::release(&self.bucket, &id).await;
+        let _ = lock::release(&self.bucket, &self.settings.lock_key, &id).await;
         EngineError::VerificationFailed { execution_id: id, problem }
     }
 }
@@ -1126,7 +1176,7 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
     /// approval can still be approved (it takes the lock again).
     pub async fn unlock(&self, execution_id: &str, requested_by: &str) -> Res<ExecutionResult> {
         let not_started = |source| EngineError::NotStarted { execution_id: execution_id.to_owned(), source };
-        let (held, docs) = tokio::try_join!(lock::read(&self.bucket), documents::load(&self.params, &self.settings.prefix))
+        let (held, docs) = tokio::try_join!(lock::read(&self.bucket, &self.settings.lock_key), documents::load(&self.params, &self.settings.prefix))
             .map_err(not_started)?;
         let active_site = docs.active.valid().map(|a| a.site);
         let answer = |outcome, message: String, in_flight| ExecutionResult {
@@ -1150,7 +1200,7 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
             );
             return Ok(answer(Outcome::Rejected, msg, Some(doc)));
         }
-        lock::release(&self.bucket, execution_id).await.map_err(not_started)?;
+        lock::release(&self.bucket, &self.settings.lock_key, execution_id).await.map_err(not_started)?;
         let now = self.now();
         let what = format!(
             "lock broken by {requested_by} (was attempt {}, {:?}, lease until {})",
@@ -1182,7 +1232,109 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
     }
 }
 
+/// Whether an active document was written by `execution_id`.
+fn names_execution(value: &str, execution_id: &str) -> bool {
+    serde_json::from_str::<Value>(value)
+        .ok()
+        .and_then(|v| v.get("execution_id").and_then(Value::as_str).map(|e| e == execution_id))
+        == Some(true)
+}
+
 /// A fresh random token for an execution id (32 lowercase hex characters).
 pub fn new_token() -> String {
     uuid::Uuid::new_v4().simple().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::{FixedClock, MemBucket, MemNotifier, MemParameters};
+    use time::macros::datetime;
+
+    const P: &str = r#"{"workspace_url":"https://p.cloud.databricks.com","region":"us-east-1"}"#;
+    const S: &str = r#"{"workspace_url":"https://s.cloud.databricks.com","region":"us-west-2"}"#;
+
+    fn engine(policy: &str) -> Engine<MemParameters, MemBucket, MemNotifier, FixedClock> {
+        let params = MemParameters::default();
+        params.seed("/dr/p/sites/primary", P, "String");
+        params.seed("/dr/p/sites/secondary", S, "String");
+        params.seed(
+            "/dr/p/active",
+            r#"{"workspace_url":"https://p.cloud.databricks.com","region":"us-east-1","site":"primary","promoted_at":"2026-01-01T00:00:00Z"}"#,
+            "String",
+        );
+        params.seed("/dr/p/policy", policy, "String");
+        params.seed("/dr/p/secrets/token", "TOP-SECRET", "SecureString");
+        Engine {
+            params,
+            bucket: MemBucket::default(),
+            notifier: MemNotifier::default(),
+            clock: FixedClock::at(datetime!(2026-11-25 12:00 UTC)),
+            settings: EngineSettings {
+                environment: "prod".into(),
+                prefix: crate::config::SsmPrefix::parse("/dr/p").unwrap(),
+                region: "us-west-2".into(),
+                lock_lease: time::Duration::seconds(120),
+                approval_window: time::Duration::minutes(60),
+                holder: "test".into(),
+                manual_trigger_function: "dr-prod-manual-trigger".into(),
+                lock_key: lock::FAILOVER_LOCK_KEY.into(),
+                drill: false,
+            },
+            sources: Vec::new(),
+        }
+    }
+
+    fn alarm_request(id: &str) -> MoveRequest {
+        MoveRequest {
+            execution_id: id.into(),
+            initiator: Initiator::Alarm { alarm_name: "wh".into() },
+            target: SiteName::Secondary,
+            reason: "alarm".into(),
+            trigger: json!({}),
+        }
+    }
+
+    #[tokio::test]
+    async fn approval_waits_then_the_approval_promotes_once() {
+        let e = engine(r#"{"mode":"approval","failover_alarms":["wh"]}"#);
+        let r = e.run(alarm_request("alarm-1")).await.unwrap();
+        assert_eq!(r.outcome, Outcome::AwaitingApproval);
+        assert_eq!(e.params.history("/dr/p/active").await.unwrap().len(), 1);
+        let pages = e.notifier.on(Channel::Paging);
+        assert_eq!(pages.len(), 1);
+        assert!(pages[0].body.contains("dr-prod-manual-trigger") && pages[0].body.contains("alarm-1"));
+        // Redelivered while waiting: same answer, nothing sent.
+        assert_eq!(e.run(alarm_request("alarm-1")).await.unwrap().outcome, Outcome::AwaitingApproval);
+        assert_eq!(e.notifier.on(Channel::Paging).len(), 1);
+        // Another alarm meanwhile: told the truth about the execution in flight.
+        let other = e.run(alarm_request("alarm-2")).await.unwrap();
+        assert_eq!(other.outcome, Outcome::InProgress);
+        assert_eq!(other.in_flight.unwrap().execution_id, "alarm-1");
+
+        e.clock.advance(time::Duration::minutes(5));
+        let approved = e.approve("alarm-1", "alice").await.unwrap();
+        assert_eq!(approved.outcome, Outcome::Completed);
+        let history = e.params.history("/dr/p/active").await.unwrap();
+        assert_eq!(history.len(), 2);
+        assert_eq!(history[1].labels, vec!["alarm-1".to_owned()]);
+        assert_eq!(e.approve("alarm-1", "alice").await.unwrap().outcome, Outcome::AlreadyCompleted);
+        assert!(e.bucket.text(lock::FAILOVER_LOCK_KEY).is_none());
+        // No secret in anything written or sent.
+        let written: String = e.bucket.keys().iter().filter_map(|k| e.bucket.text(k)).collect();
+        let sent: String = e.notifier.sent.lock().unwrap().iter().map(|(_, m)| m.body.clone()).collect();
+        assert!(!written.contains("TOP-SECRET") && !sent.contains("TOP-SECRET"));
+    }
+
+    #[tokio::test]
+    async fn cooldown_turns_an_alarm_into_a_page_recorded_once() {
+        let e = engine(r#"{"mode":"auto","failover_alarms":["wh"],"cooldown_minutes":60}"#);
+        e.params.put("/dr/p/active", r#"{"workspace_url":"https://p.cloud.databricks.com","region":"us-east-1","site":"primary","promoted_at":"2026-11-25T11:30:00Z"}"#, true).await.unwrap();
+        let r = e.run(alarm_request("alarm-3")).await.unwrap();
+        assert_eq!(r.outcome, Outcome::Noop);
+        assert_eq!(r.state, Some(ExecutionState::Notified));
+        assert!(r.message.contains("cooldown"));
+        assert_eq!(e.run(alarm_request("alarm-3")).await.unwrap().outcome, Outcome::AlreadyCompleted);
+        assert_eq!(e.notifier.on(Channel::Paging).len(), 1);
+    }
 }

@@ -12,6 +12,8 @@ use time::format_description::well_known::Rfc3339;
 
 /// The key of the failover lock.
 pub const FAILOVER_LOCK_KEY: &str = "locks/failover.json";
+/// The key of the drill lock: drills never hold the failover lock, so a real failover is never blocked by one.
+pub const DRILL_LOCK_KEY: &str = "locks/drill.json";
 
 /// What the holder is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,6 +78,7 @@ fn may_take_over(current: &LockDoc, ours: &LockDoc, approving: bool, now: Offset
 /// Tries to take the lock for `ours`.
 pub async fn acquire(
     bucket: &impl ControlBucket,
+    key: &str,
     ours: &LockDoc,
     approving: bool,
     now: OffsetDateTime,
@@ -83,12 +86,12 @@ pub async fn acquire(
     let body = serde_json::to_vec(ours).unwrap_or_default();
     // A few rounds: the lock can be released or taken between our write and our read.
     for _ in 0..3 {
-        match bucket.put(FAILOVER_LOCK_KEY, body.clone(), "application/json", WriteCondition::IfAbsent).await {
+        match bucket.put(key, body.clone(), "application/json", WriteCondition::IfAbsent).await {
             Ok(etag) => return Ok(Acquired::Yes { etag, took_over: None }),
             Err(StoreError::Conflict { .. }) => {}
             Err(e) => return Err(e),
         }
-        let Some(current) = bucket.get(FAILOVER_LOCK_KEY).await? else { continue };
+        let Some(current) = bucket.get(key).await? else { continue };
         let doc: LockDoc = serde_json::from_slice(&current.body).unwrap_or_else(|e| LockDoc {
             execution_id: "unreadable-lock".into(),
             attempt_id: String::new(),
@@ -97,47 +100,51 @@ pub async fn acquire(
             lease_expires_at: String::new(),
             holder: format!("unreadable lock object ({e})"),
         });
+        if doc.execution_id == ours.execution_id && doc.attempt_id == ours.attempt_id {
+            // Our own earlier write, whose answer was lost (a timeout after S3 applied it): it is ours.
+            return Ok(Acquired::Yes { etag: current.etag, took_over: None });
+        }
         if !may_take_over(&doc, ours, approving, now) {
             return Ok(Acquired::Held(doc));
         }
-        match bucket.put(FAILOVER_LOCK_KEY, body.clone(), "application/json", WriteCondition::IfMatch(current.etag)).await {
+        match bucket.put(key, body.clone(), "application/json", WriteCondition::IfMatch(current.etag)).await {
             Ok(etag) => return Ok(Acquired::Yes { etag, took_over: Some(doc) }),
             Err(StoreError::Conflict { .. }) => continue,
             Err(e) => return Err(e),
         }
     }
-    match bucket.get(FAILOVER_LOCK_KEY).await? {
+    match bucket.get(key).await? {
         Some(o) => Ok(Acquired::Held(serde_json::from_slice(&o.body).map_err(|e| StoreError::Refused {
             service: "S3",
             operation: "GetObject",
-            message: format!("{FAILOVER_LOCK_KEY} is not a lock document: {e}"),
+            message: format!("{key} is not a lock document: {e}"),
         })?)),
-        None => Err(StoreError::Conflict { service: "S3", operation: "PutObject", target: FAILOVER_LOCK_KEY.into() }),
+        None => Err(StoreError::Conflict { service: "S3", operation: "PutObject", target: key.into() }),
     }
 }
 
 /// Rewrites our lock (compare-and-swap on `etag`), e.g. to mark it stopped; returns the new ETag.
-pub async fn update(bucket: &impl ControlBucket, doc: &LockDoc, etag: &str) -> Result<String, StoreError> {
+pub async fn update(bucket: &impl ControlBucket, key: &str, doc: &LockDoc, etag: &str) -> Result<String, StoreError> {
     let body = serde_json::to_vec(doc).unwrap_or_default();
-    bucket.put(FAILOVER_LOCK_KEY, body, "application/json", WriteCondition::IfMatch(etag.to_owned())).await
+    bucket.put(key, body, "application/json", WriteCondition::IfMatch(etag.to_owned())).await
 }
 
 /// Reads the lock, if any.
-pub async fn read(bucket: &impl ControlBucket) -> Result<Option<(LockDoc, String)>, StoreError> {
-    let Some(o) = bucket.get(FAILOVER_LOCK_KEY).await? else { return Ok(None) };
+pub async fn read(bucket: &impl ControlBucket, key: &str) -> Result<Option<(LockDoc, String)>, StoreError> {
+    let Some(o) = bucket.get(key).await? else { return Ok(None) };
     let doc = serde_json::from_slice(&o.body).map_err(|e| StoreError::Refused {
         service: "S3",
         operation: "GetObject",
-        message: format!("{FAILOVER_LOCK_KEY} is not a lock document: {e}"),
+        message: format!("{key} is not a lock document: {e}"),
     })?;
     Ok(Some((doc, o.etag)))
 }
 
 /// Releases the lock if `execution_id` still holds it; returns whether it did.
-pub async fn release(bucket: &impl ControlBucket, execution_id: &str) -> Result<bool, StoreError> {
-    match read(bucket).await {
+pub async fn release(bucket: &impl ControlBucket, key: &str, execution_id: &str) -> Result<bool, StoreError> {
+    match read(bucket, key).await {
         Ok(Some((doc, _))) if doc.execution_id == execution_id => {
-            bucket.delete(FAILOVER_LOCK_KEY).await?;
+            bucket.delete(key).await?;
             Ok(true)
         }
         Ok(_) => Ok(false),
@@ -173,23 +180,23 @@ mod tests {
     async fn one_holder_at_a_time() {
         let b = MemBucket::default();
         let a = doc("ex-a", "1", LockState::Running, NOW + time::Duration::minutes(2));
-        assert!(matches!(acquire(&b, &a, false, NOW).await.unwrap(), Acquired::Yes { took_over: None, .. }));
+        assert!(matches!(acquire(&b, FAILOVER_LOCK_KEY, &a, false, NOW).await.unwrap(), Acquired::Yes { took_over: None, .. }));
         let other = doc("ex-b", "1", LockState::Running, NOW + time::Duration::minutes(2));
-        assert_eq!(acquire(&b, &other, false, NOW).await.unwrap(), Acquired::Held(a.clone()));
+        assert_eq!(acquire(&b, FAILOVER_LOCK_KEY, &other, false, NOW).await.unwrap(), Acquired::Held(a.clone()));
         // Another attempt of the same execution waits too: the first may still be running.
         let again = doc("ex-a", "2", LockState::Running, NOW + time::Duration::minutes(2));
-        assert_eq!(acquire(&b, &again, false, NOW).await.unwrap(), Acquired::Held(a));
+        assert_eq!(acquire(&b, FAILOVER_LOCK_KEY, &again, false, NOW).await.unwrap(), Acquired::Held(a));
     }
 
     #[tokio::test]
     async fn expired_leases_are_taken_over() {
         let b = MemBucket::default();
         let a = doc("ex-a", "1", LockState::Running, NOW + time::Duration::minutes(2));
-        acquire(&b, &a, false, NOW).await.unwrap();
+        acquire(&b, FAILOVER_LOCK_KEY, &a, false, NOW).await.unwrap();
         let later = NOW + time::Duration::minutes(3);
         let other = doc("ex-b", "1", LockState::Running, later + time::Duration::minutes(2));
         assert_eq!(
-            acquire(&b, &other, false, later).await.unwrap(),
+            acquire(&b, FAILOVER_LOCK_KEY, &other, false, later).await.unwrap(),
             Acquired::Yes { etag: "\"etag-2\"".into(), took_over: Some(a) }
         );
     }
@@ -198,24 +205,24 @@ mod tests {
     async fn stopped_and_awaiting_locks_resume_only_their_own_execution() {
         let b = MemBucket::default();
         let lease = NOW + time::Duration::minutes(60);
-        acquire(&b, &doc("ex-a", "1", LockState::AwaitingApproval, lease), false, NOW).await.unwrap();
+        acquire(&b, FAILOVER_LOCK_KEY, &doc("ex-a", "1", LockState::AwaitingApproval, lease), false, NOW).await.unwrap();
         // A duplicate of the trigger does not take it; the approval does.
         assert!(matches!(
-            acquire(&b, &doc("ex-a", "2", LockState::Running, lease), false, NOW).await.unwrap(),
+            acquire(&b, FAILOVER_LOCK_KEY, &doc("ex-a", "2", LockState::Running, lease), false, NOW).await.unwrap(),
             Acquired::Held(_)
         ));
-        assert!(matches!(acquire(&b, &doc("ex-b", "1", LockState::Running, lease), true, NOW).await.unwrap(), Acquired::Held(_)));
+        assert!(matches!(acquire(&b, FAILOVER_LOCK_KEY, &doc("ex-b", "1", LockState::Running, lease), true, NOW).await.unwrap(), Acquired::Held(_)));
         let approved = doc("ex-a", "3", LockState::Running, lease);
-        let Acquired::Yes { etag, .. } = acquire(&b, &approved, true, NOW).await.unwrap() else { panic!() };
+        let Acquired::Yes { etag, .. } = acquire(&b, FAILOVER_LOCK_KEY, &approved, true, NOW).await.unwrap() else { panic!() };
         // Marked stopped, the same execution resumes at once; another still waits.
         let stopped = LockDoc { state: LockState::Stopped, ..approved };
-        update(&b, &stopped, &etag).await.unwrap();
+        update(&b, FAILOVER_LOCK_KEY, &stopped, &etag).await.unwrap();
         assert!(matches!(
-            acquire(&b, &doc("ex-b", "1", LockState::Running, lease), false, NOW).await.unwrap(),
+            acquire(&b, FAILOVER_LOCK_KEY, &doc("ex-b", "1", LockState::Running, lease), false, NOW).await.unwrap(),
             Acquired::Held(_)
         ));
         assert!(matches!(
-            acquire(&b, &doc("ex-a", "4", LockState::Running, lease), false, NOW).await.unwrap(),
+            acquire(&b, FAILOVER_LOCK_KEY, &doc("ex-a", "4", LockState::Running, lease), false, NOW).await.unwrap(),
             Acquired::Yes { .. }
         ));
     }
@@ -223,9 +230,9 @@ mod tests {
     #[tokio::test]
     async fn release_only_frees_our_own_lock() {
         let b = MemBucket::default();
-        acquire(&b, &doc("ex-a", "1", LockState::Running, NOW + time::Duration::minutes(2)), false, NOW).await.unwrap();
-        assert!(!release(&b, "ex-b").await.unwrap());
-        assert!(release(&b, "ex-a").await.unwrap());
-        assert!(read(&b).await.unwrap().is_none());
+        acquire(&b, FAILOVER_LOCK_KEY, &doc("ex-a", "1", LockState::Running, NOW + time::Duration::minutes(2)), false, NOW).await.unwrap();
+        assert!(!release(&b, FAILOVER_LOCK_KEY, "ex-b").await.unwrap());
+        assert!(release(&b, FAILOVER_LOCK_KEY, "ex-a").await.unwrap());
+        assert!(read(&b, FAILOVER_LOCK_KEY).await.unwrap().is_none());
     }
 }

@@ -1,7 +1,10 @@
 //! Orchestration over the ports: what each trigger and command does. No SDK types here.
 
 pub mod alarm;
+pub mod check;
+pub mod commands;
 pub mod documents;
+pub mod drill;
 pub mod failover;
 pub mod lock;
 pub mod quarantine;

@@ -9,7 +9,13 @@ use time::OffsetDateTime;
 
 /// Keeps `raw` (the input exactly as received) with `error` and returns the key. The key is derived from
 /// the content, so a redelivered input is kept once.
-pub async fn keep(bucket: &impl ControlBucket, function: &str, raw: &str, error: &str, now: OffsetDateTime) -> Result<String, StoreError> {
+pub async fn keep(
+    bucket: &impl ControlBucket,
+    function: &str,
+    raw: &str,
+    error: &str,
+    now: OffsetDateTime,
+) -> Result<String, StoreError> {
     let day = rfc3339(now).get(..10).unwrap_or("unknown").to_owned();
     let key = format!("quarantine/{function}/{day}/{}.json", &sha256_hex(raw.as_bytes())[..32]);
     let body = json!({ "function": function, "received_at": rfc3339(now), "error": error, "raw": raw });

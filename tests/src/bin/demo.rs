@@ -2,7 +2,7 @@
 //! binaries driven through the Lambda Runtime API. Prints what it does and what on-call would see.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use serde_json::{Value, json};
+use serde_json::json;
 use tests::dr_env::DrEnv;
 use tests::moto;
 use tests::runtime_api::{Function, Invocation};
@@ -43,7 +43,7 @@ async fn main() {
     step("invoke manual-trigger with a typo: {\"command\":\"stauts\"}");
     show(&manual.invoke(&json!({"command": "stauts"})));
 
-    let ok = matches!(&status, Invocation::Response(v) if v["active_site"] == Value::from("primary"));
+    let ok = matches!(&status, Invocation::Response(v) if v["active_site"] == "primary");
     step(if ok { "demo finished: status answered from SSM, the typo was rejected" } else { "demo FAILED" });
     if !ok {
         eprintln!("function logs:\n{}", manual.logs());

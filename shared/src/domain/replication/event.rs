@@ -1,0 +1,692 @@
+//! Parsing of S3 replication notifications in every wrapping Lambda can hand over.
+//!
+//! | payload | detected by | result |
+//! |---|---|---|
+//! | SQS event | `Records[0].eventSource` `aws:sqs` (or `body` + `messageId`) | [`Payload::Sqs`], one per message |
+//! | SNS event | `Records[0].EventSource` `aws:sns` (or an `Sns` object) | [`Payload::Sns`], one per record |
+//! | S3 notification invoked directly | `Records[0].eventSource` `aws:s3` | [`Payload::Direct`] |
+//! | SNS envelope or test event invoked directly | no `Records`; `Type` or `Event` | [`Payload::Direct`] |
+//!
+//! An SQS `body` (and a direct payload) is one of: the S3 notification JSON (S3 -> SQS, or S3 -> SNS -> SQS with
+//! raw message delivery), an SNS envelope whose `Message` is that JSON (S3 -> SNS -> SQS without raw delivery), or
+//! the `s3:TestEvent`, which parses to no records with [`Notification::test_event`] set.
+//!
+//! Each message parses on its own, so one poison body fails only its own message (the handler quarantines it
+//! and reports nothing for it, or a batch item failure, as it decides). The body is parsed once, into borrowing
+//! structs (`Cow<str>` borrows where the JSON string has no escapes), then converted into owned
+//! [`ReplicationRecord`]s. Object keys are URL-decoded (`+` is a space, then `%XX`; hand-coded, see
+//! [`decode_key`]). Unknown fields are ignored; every field is optional except `eventName`, `s3.bucket.name` and
+//! `s3.object.key`, without which a record means nothing.
+
+use super::classify::FailureReason;
+use serde::Deserialize;
+use serde::de::{self, Deserializer, Visitor};
+use serde_json::Value;
+use std::borrow::Cow;
+use std::fmt;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+/// The four S3 replication event types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ReplicationEventType {
+    /// `s3:Replication:OperationFailedReplication`: an eligible object failed to replicate.
+    OperationFailedReplication,
+    /// `s3:Replication:OperationMissedThreshold`: an object exceeded the S3 RTC threshold.
+    OperationMissedThreshold,
+    /// `s3:Replication:OperationReplicatedAfterThreshold`: an object replicated after the threshold.
+    OperationReplicatedAfterThreshold,
+    /// `s3:Replication:OperationNotTracked`: an object is no longer tracked by replication metrics.
+    OperationNotTracked,
+}
+
+impl ReplicationEventType {
+    /// All four, in AWS's order.
+    pub const ALL: [ReplicationEventType; 4] = [
+        ReplicationEventType::OperationFailedReplication,
+        ReplicationEventType::OperationMissedThreshold,
+        ReplicationEventType::OperationReplicatedAfterThreshold,
+        ReplicationEventType::OperationNotTracked,
+    ];
+
+    /// Parses a record's `eventName` (`Replication:OperationFailedReplication`; an `s3:` prefix is accepted).
+    pub fn from_event_name(event_name: &str) -> Option<ReplicationEventType> {
+        let name = event_name.strip_prefix("s3:").unwrap_or(event_name);
+        match name.strip_prefix("Replication:")? {
+            "OperationFailedReplication" => Some(ReplicationEventType::OperationFailedReplication),
+            "OperationMissedThreshold" => Some(ReplicationEventType::OperationMissedThreshold),
+            "OperationReplicatedAfterThreshold" => Some(ReplicationEventType::OperationReplicatedAfterThreshold),
+            "OperationNotTracked" => Some(ReplicationEventType::OperationNotTracked),
+            _ => None,
+        }
+    }
+
+    /// The type's name without prefix, e.g. `OperationFailedReplication` (the key of incident counts).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReplicationEventType::OperationFailedReplication => "OperationFailedReplication",
+            ReplicationEventType::OperationMissedThreshold => "OperationMissedThreshold",
+            ReplicationEventType::OperationReplicatedAfterThreshold => "OperationReplicatedAfterThreshold",
+            ReplicationEventType::OperationNotTracked => "OperationNotTracked",
+        }
+    }
+
+    /// The `eventName` S3 writes in records, e.g. `Replication:OperationFailedReplication`.
+    pub fn event_name(self) -> &'static str {
+        match self {
+            ReplicationEventType::OperationFailedReplication => "Replication:OperationFailedReplication",
+            ReplicationEventType::OperationMissedThreshold => "Replication:OperationMissedThreshold",
+            ReplicationEventType::OperationReplicatedAfterThreshold => "Replication:OperationReplicatedAfterThreshold",
+            ReplicationEventType::OperationNotTracked => "Replication:OperationNotTracked",
+        }
+    }
+}
+
+impl fmt::Display for ReplicationEventType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One replication notification record, validated and decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicationRecord {
+    /// From `eventName`.
+    pub event_type: ReplicationEventType,
+    /// `eventTime`, when present.
+    pub event_time: Option<OffsetDateTime>,
+    /// `s3.bucket.name`: the source bucket.
+    pub source_bucket: String,
+    /// `s3.object.key`, URL-decoded.
+    pub key: String,
+    /// `s3.object.versionId`.
+    pub version_id: Option<String>,
+    /// `s3.object.size` in bytes.
+    pub size: Option<u64>,
+    /// `s3.object.sequencer`.
+    pub sequencer: Option<String>,
+    /// `replicationEventData.replicationRuleId`.
+    pub rule_id: Option<String>,
+    /// The bucket name from `replicationEventData.destinationBucket` (an ARN `arn:aws:s3:::bucket`).
+    pub destination_bucket: Option<String>,
+    /// `replicationEventData.failureReason`.
+    pub failure_reason: Option<FailureReason>,
+    /// `replicationEventData.s3Operation`, e.g. `OBJECT_PUT`.
+    pub s3_operation: Option<String>,
+    /// `replicationEventData.requestTime`, verbatim.
+    pub request_time: Option<String>,
+    /// `replicationEventData.threshold` (a string or a number in the event), as text.
+    pub threshold: Option<String>,
+    /// `replicationEventData.replicationTime` (a string or a number in the event), as text.
+    pub replication_time: Option<String>,
+}
+
+/// How the S3 notification reached the function inside one message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wrapping {
+    /// The S3 notification JSON itself (S3 -> SQS, raw SNS delivery, SNS `Message`, direct invoke).
+    S3Notification,
+    /// An SNS envelope whose `Message` is the S3 notification (S3 -> SNS -> SQS without raw delivery).
+    SnsEnvelope,
+}
+
+/// The content of one message: its replication records, or the S3 test event (no records).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notification {
+    /// The records, in message order; empty for the test event.
+    pub records: Vec<ReplicationRecord>,
+    /// The message was `s3:TestEvent` (sent when a notification configuration is saved): accepted, ignored.
+    pub test_event: bool,
+    /// How the notification was wrapped.
+    pub wrapping: Wrapping,
+}
+
+/// One SQS message of an SQS event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SqsMessage<'a> {
+    /// `messageId`, the identifier for `batchItemFailures` (empty if the record had none).
+    pub message_id: &'a str,
+    /// `body` verbatim, to quarantine it when it cannot be parsed (empty if the record had none).
+    pub body: &'a str,
+    /// What the body holds.
+    pub parsed: Result<Notification, ParseError>,
+}
+
+/// One record of an SNS event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SnsMessage<'a> {
+    /// `Sns.MessageId` (empty if absent).
+    pub message_id: &'a str,
+    /// `Sns.Message` verbatim (empty if absent).
+    pub message: &'a str,
+    /// What the message holds.
+    pub parsed: Result<Notification, ParseError>,
+}
+
+/// A Lambda payload, recognised and parsed message by message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Payload<'a> {
+    /// An SQS event: one entry per message, in order.
+    Sqs(Vec<SqsMessage<'a>>),
+    /// An SNS event: one entry per record.
+    Sns(Vec<SnsMessage<'a>>),
+    /// An S3 notification (or SNS envelope, or test event) invoked directly.
+    Direct(Result<Notification, ParseError>),
+    /// Not a shape this function handles.
+    Unrecognized(ParseError),
+}
+
+impl Payload<'_> {
+    /// `sqs`, `sns`, `direct` or `unrecognized`, for logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Payload::Sqs(_) => "sqs",
+            Payload::Sns(_) => "sns",
+            Payload::Direct(_) => "direct",
+            Payload::Unrecognized(_) => "unrecognized",
+        }
+    }
+
+    /// Every parsed record with the index of its message (SQS message, SNS record; 0 when direct).
+    pub fn records(&self) -> impl Iterator<Item = (usize, &ReplicationRecord)> + '_ {
+        let (sqs, sns, direct): (&[SqsMessage<'_>], &[SnsMessage<'_>], Option<&Result<Notification, ParseError>>) = match self {
+            Payload::Sqs(m) => (m, &[], None),
+            Payload::Sns(m) => (&[], m, None),
+            Payload::Direct(r) => (&[], &[], Some(r)),
+            Payload::Unrecognized(_) => (&[], &[], None),
+        };
+        sqs.iter()
+            .map(|m| &m.parsed)
+            .chain(sns.iter().map(|m| &m.parsed))
+            .chain(direct)
+            .enumerate()
+            .filter_map(|(i, r)| r.as_ref().ok().map(|n| (i, n)))
+            .flat_map(|(i, n)| n.records.iter().map(move |r| (i, r)))
+    }
+
+    /// The messages that could not be parsed, with their index and error.
+    pub fn failures(&self) -> Vec<(usize, &ParseError)> {
+        match self {
+            Payload::Sqs(m) => m.iter().enumerate().filter_map(|(i, m)| m.parsed.as_ref().err().map(|e| (i, e))).collect(),
+            Payload::Sns(m) => m.iter().enumerate().filter_map(|(i, m)| m.parsed.as_ref().err().map(|e| (i, e))).collect(),
+            Payload::Direct(Err(e)) | Payload::Unrecognized(e) => vec![(0, e)],
+            Payload::Direct(Ok(_)) => Vec::new(),
+        }
+    }
+}
+
+/// Why a payload or message could not be parsed. Messages say what is wrong and what was expected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    /// The text is not JSON at all.
+    #[error("not JSON ({problem}): expected an S3 event notification, an SNS envelope or the S3 test event")]
+    NotJson {
+        /// serde_json's description, with line and column.
+        problem: String,
+    },
+    /// JSON, but a field has the wrong type.
+    #[error("{path}: {problem}")]
+    InvalidJson {
+        /// Path of the offending field, e.g. `Records[0].s3.object.size`.
+        path: String,
+        /// serde_json's description.
+        problem: String,
+    },
+    /// JSON of a shape this function does not handle.
+    #[error("unrecognized {what}: {found}; expected {expected}")]
+    UnexpectedShape {
+        /// What was being parsed (`payload`, `message`).
+        what: &'static str,
+        /// What was found.
+        found: String,
+        /// What is accepted there.
+        expected: &'static str,
+    },
+    /// A required field is absent.
+    #[error("{path} is missing: expected {expected}")]
+    MissingField {
+        /// Where, e.g. `Records[2].s3.object.key`.
+        path: String,
+        /// What it should hold.
+        expected: &'static str,
+    },
+    /// A field holds a value that is not accepted.
+    #[error("{path} is {value:?}: expected {expected}")]
+    InvalidField {
+        /// Where, e.g. `Records[0].eventVersion`.
+        path: String,
+        /// The value found.
+        value: String,
+        /// What is accepted.
+        expected: &'static str,
+    },
+    /// An SNS message that is not a `Notification` (e.g. a `SubscriptionConfirmation` delivered to the queue).
+    #[error(
+        "an SNS {kind} message, not a Notification: expected Type Notification (confirm the SNS subscription \
+         out of band with its SubscribeURL)"
+    )]
+    NotSnsNotification {
+        /// The envelope's `Type`.
+        kind: String,
+    },
+}
+
+const EXPECTED_BODY: &str = "an S3 notification with Records, an SNS envelope with Type Notification, or s3:TestEvent";
+const EXPECTED_EVENT_NAME: &str = "Replication:OperationFailedReplication, Replication:OperationMissedThreshold, \
+     Replication:OperationReplicatedAfterThreshold or Replication:OperationNotTracked";
+
+/// Recognises the payload's wrapping and parses each message. Never fails: problems are in the result.
+pub fn parse_payload(v: &Value) -> Payload<'_> {
+    let Some(obj) = v.as_object() else {
+        return Payload::Unrecognized(ParseError::UnexpectedShape {
+            what: "payload",
+            found: format!("a JSON {}", json_type(v)),
+            expected: "an SQS event, an SNS event or an S3 event notification (a JSON object)",
+        });
+    };
+    let Some(records) = obj.get("Records") else {
+        // A test event, or an SNS envelope, invoked directly.
+        return Payload::Direct(parse_body_value(v));
+    };
+    let Some(records) = records.as_array() else {
+        return Payload::Unrecognized(ParseError::UnexpectedShape {
+            what: "payload",
+            found: format!("Records is a JSON {}", json_type(records)),
+            expected: "Records to be an array",
+        });
+    };
+    let Some(first) = records.first() else {
+        return Payload::Unrecognized(ParseError::UnexpectedShape {
+            what: "payload",
+            found: "Records is empty".to_owned(),
+            expected: "at least one SQS message, SNS record or S3 record",
+        });
+    };
+    let source = first.get("eventSource").or_else(|| first.get("EventSource")).and_then(Value::as_str);
+    match source {
+        Some("aws:sqs") => Payload::Sqs(records.iter().map(parse_sqs_record).collect()),
+        Some("aws:sns") => Payload::Sns(records.iter().map(parse_sns_record).collect()),
+        Some("aws:s3") => Payload::Direct(parse_body_value(v)),
+        _ if first.get("body").is_some() && first.get("messageId").is_some() => {
+            Payload::Sqs(records.iter().map(parse_sqs_record).collect())
+        }
+        _ if first.get("Sns").is_some() => Payload::Sns(records.iter().map(parse_sns_record).collect()),
+        _ if first.get("eventName").is_some() => Payload::Direct(parse_body_value(v)),
+        other => Payload::Unrecognized(ParseError::UnexpectedShape {
+            what: "payload",
+            found: match other {
+                Some(s) => format!("Records[0].eventSource {s:?}"),
+                None => "Records[0] without eventSource".to_owned(),
+            },
+            expected: "eventSource aws:sqs, aws:sns or aws:s3",
+        }),
+    }
+}
+
+/// Parses one SQS body or SNS `Message`: an S3 notification, an SNS envelope around one, or the test event.
+pub fn parse_body(body: &str) -> Result<Notification, ParseError> {
+    let raw: RawBody<'_> = serde_json::from_str(body).map_err(|e| json_error::<RawBody<'_>>(&e, body))?;
+    convert_body(raw, true)
+}
+
+fn parse_body_value(v: &Value) -> Result<Notification, ParseError> {
+    let raw = RawBody::deserialize(v).map_err(|e| match serde_path_to_error::deserialize::<_, RawBody<'_>>(v) {
+        Err(pe) => ParseError::InvalidJson { path: pe.path().to_string(), problem: pe.inner().to_string() },
+        Ok(_) => ParseError::InvalidJson { path: ".".to_owned(), problem: e.to_string() },
+    })?;
+    convert_body(raw, true)
+}
+
+fn parse_sqs_record(rec: &Value) -> SqsMessage<'_> {
+    let message_id = rec.get("messageId").and_then(Value::as_str).unwrap_or("");
+    match rec.get("body").and_then(Value::as_str) {
+        Some(body) => SqsMessage { message_id, body, parsed: parse_body(body) },
+        None => SqsMessage {
+            message_id,
+            body: "",
+            parsed: Err(ParseError::MissingField {
+                path: "body".to_owned(),
+                expected: "the SQS message body (a string holding the S3 notification)",
+            }),
+        },
+    }
+}
+
+fn parse_sns_record(rec: &Value) -> SnsMessage<'_> {
+    let sns = rec.get("Sns");
+    let message_id = sns.and_then(|s| s.get("MessageId")).and_then(Value::as_str).unwrap_or("");
+    match sns.and_then(|s| s.get("Message")).and_then(Value::as_str) {
+        Some(message) => SnsMessage { message_id, message, parsed: parse_body(message) },
+        None => SnsMessage {
+            message_id,
+            message: "",
+            parsed: Err(ParseError::MissingField {
+                path: "Sns.Message".to_owned(),
+                expected: "the SNS message (a string holding the S3 notification)",
+            }),
+        },
+    }
+}
+
+fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+/// Turns a serde_json failure into a [`ParseError`]; on a data error, parses again to name the field's path
+/// (only on this rare path, so the fast path pays nothing for it).
+fn json_error<'de, T: Deserialize<'de>>(e: &serde_json::Error, text: &'de str) -> ParseError {
+    use serde_json::error::Category as C;
+    match e.classify() {
+        C::Syntax | C::Eof | C::Io => ParseError::NotJson { problem: e.to_string() },
+        C::Data => {
+            let de = &mut serde_json::Deserializer::from_str(text);
+            match serde_path_to_error::deserialize::<_, T>(de) {
+                Err(pe) => ParseError::InvalidJson { path: pe.path().to_string(), problem: strip_position(pe.inner()) },
+                Ok(_) => ParseError::InvalidJson { path: ".".to_owned(), problem: strip_position(e) },
+            }
+        }
+    }
+}
+
+fn strip_position(e: &serde_json::Error) -> String {
+    let s = e.to_string();
+    match s.rsplit_once(" at line ") {
+        Some((message, _)) => message.to_owned(),
+        None => s,
+    }
+}
+
+fn convert_body(raw: RawBody<'_>, allow_envelope: bool) -> Result<Notification, ParseError> {
+    if let Some(records) = raw.records {
+        let records = records.into_iter().enumerate().map(|(i, r)| convert_record(i, r)).collect::<Result<_, _>>()?;
+        return Ok(Notification { records, test_event: false, wrapping: Wrapping::S3Notification });
+    }
+    if let Some(event) = raw.event {
+        if event == "s3:TestEvent" {
+            return Ok(Notification { records: Vec::new(), test_event: true, wrapping: Wrapping::S3Notification });
+        }
+        return Err(ParseError::InvalidField {
+            path: "Event".to_owned(),
+            value: event.into_owned(),
+            expected: "s3:TestEvent (the only S3 message without Records)",
+        });
+    }
+    match (raw.kind, raw.message) {
+        (Some(kind), Some(message)) if kind == "Notification" && allow_envelope => {
+            let inner: RawBody<'_> = serde_json::from_str(&message).map_err(|e| json_error::<RawBody<'_>>(&e, &message))?;
+            let mut n = convert_body(inner, false)?;
+            n.wrapping = Wrapping::SnsEnvelope;
+            Ok(n)
+        }
+        (Some(kind), _) if kind != "Notification" => Err(ParseError::NotSnsNotification { kind: kind.into_owned() }),
+        (Some(_), None) => Err(ParseError::MissingField {
+            path: "Message".to_owned(),
+            expected: "the SNS envelope's Message (the S3 notification as a JSON string)",
+        }),
+        _ => Err(ParseError::UnexpectedShape {
+            what: "message",
+            found: if allow_envelope {
+                "a JSON object without Records, Event or Type".to_owned()
+            } else {
+                "an SNS Message that is not an S3 notification".to_owned()
+            },
+            expected: EXPECTED_BODY,
+        }),
+    }
+}
+
+fn convert_record(i: usize, r: RawRecord<'_>) -> Result<ReplicationRecord, ParseError> {
+    if let Some(v) = &r.event_version
+        && !v.starts_with("2.")
+    {
+        return Err(ParseError::InvalidField {
+            path: format!("Records[{i}].eventVersion"),
+            value: v.clone().into_owned(),
+            expected: "an S3 notification version 2.x (replication events use 2.2)",
+        });
+    }
+    if let Some(s) = &r.event_source
+        && s != "aws:s3"
+    {
+        return Err(ParseError::InvalidField {
+            path: format!("Records[{i}].eventSource"),
+            value: s.clone().into_owned(),
+            expected: "aws:s3",
+        });
+    }
+    let Some(event_name) = r.event_name else {
+        return Err(ParseError::MissingField { path: format!("Records[{i}].eventName"), expected: EXPECTED_EVENT_NAME });
+    };
+    let Some(event_type) = ReplicationEventType::from_event_name(&event_name) else {
+        return Err(ParseError::InvalidField {
+            path: format!("Records[{i}].eventName"),
+            value: event_name.into_owned(),
+            expected: EXPECTED_EVENT_NAME,
+        });
+    };
+    let event_time = match r.event_time {
+        None => None,
+        Some(t) => Some(OffsetDateTime::parse(&t, &Rfc3339).map_err(|_| ParseError::InvalidField {
+            path: format!("Records[{i}].eventTime"),
+            value: t.clone().into_owned(),
+            expected: "an RFC 3339 time such as 2024-09-05T21:04:32.527Z",
+        })?),
+    };
+    let (bucket, object) = match r.s3 {
+        Some(s3) => (s3.bucket.and_then(|b| b.name), s3.object),
+        None => (None, None),
+    };
+    let Some(source_bucket) = bucket else {
+        return Err(ParseError::MissingField {
+            path: format!("Records[{i}].s3.bucket.name"),
+            expected: "the source bucket's name",
+        });
+    };
+    let Some(object) = object else {
+        return Err(ParseError::MissingField { path: format!("Records[{i}].s3.object"), expected: "the object" });
+    };
+    let Some(raw_key) = object.key else {
+        return Err(ParseError::MissingField {
+            path: format!("Records[{i}].s3.object.key"),
+            expected: "the object key (URL-encoded)",
+        });
+    };
+    let key = decode_key(&raw_key)
+        .map_err(|_| ParseError::InvalidField {
+            path: format!("Records[{i}].s3.object.key"),
+            value: raw_key.to_string(),
+            expected: "a URL-encoded key that decodes to UTF-8",
+        })?
+        .into_owned();
+    let data = r.replication_event_data.unwrap_or_default();
+    Ok(ReplicationRecord {
+        event_type,
+        event_time,
+        source_bucket: source_bucket.into_owned(),
+        key,
+        version_id: object.version_id.map(Cow::into_owned),
+        size: object.size,
+        sequencer: object.sequencer.map(Cow::into_owned),
+        rule_id: data.replication_rule_id.map(Cow::into_owned),
+        destination_bucket: data.destination_bucket.map(|d| bucket_from_arn(&d).to_owned()),
+        failure_reason: data.failure_reason.map(|f| FailureReason::parse(&f)),
+        s3_operation: data.s3_operation.map(Cow::into_owned),
+        request_time: data.request_time.map(Cow::into_owned),
+        threshold: data.threshold,
+        replication_time: data.replication_time,
+    })
+}
+
+/// The bucket name of an S3 ARN (`arn:aws:s3:::bucket`, any partition); a plain name is returned as is.
+pub fn bucket_from_arn(arn: &str) -> &str {
+    match arn.strip_prefix("arn:") {
+        Some(rest) => rest.splitn(5, ':').nth(4).unwrap_or(arn),
+        None => arn,
+    }
+}
+
+/// A key whose URL-decoding is not UTF-8.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyNotUtf8;
+
+/// Decodes a key as S3 notifications encode it: `+` is a space, then `%XX` escapes (a `%` not followed by two hex
+/// digits is kept as is). Borrows when there is nothing to decode.
+pub fn decode_key(raw: &str) -> Result<Cow<'_, str>, KeyNotUtf8> {
+    if !raw.bytes().any(|b| b == b'+' || b == b'%') {
+        return Ok(Cow::Borrowed(raw));
+    }
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        match b {
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b'%' => match (bytes.get(i + 1).and_then(|&h| hex(h)), bytes.get(i + 2).and_then(|&l| hex(l))) {
+                (Some(h), Some(l)) => {
+                    out.push(h << 4 | l);
+                    i += 3;
+                }
+                _ => {
+                    out.push(b'%');
+                    i += 1;
+                }
+            },
+            _ => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).map(Cow::Owned).map_err(|_| KeyNotUtf8)
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+// ---- the wire shapes (own structs: aws_lambda_events' S3 record has no replicationEventData) ----
+
+/// An SQS body, SNS `Message`, or direct payload: S3 notification, SNS envelope or test event.
+#[derive(Deserialize)]
+#[serde(expecting = "an S3 notification, an SNS envelope or the S3 test event (a JSON object)")]
+struct RawBody<'a> {
+    #[serde(rename = "Records")]
+    records: Option<Vec<RawRecord<'a>>>,
+    #[serde(rename = "Event", borrow, default)]
+    event: Option<Cow<'a, str>>,
+    #[serde(rename = "Type", borrow, default)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(rename = "Message", borrow, default)]
+    message: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", expecting = "an S3 event record (a JSON object)")]
+struct RawRecord<'a> {
+    #[serde(borrow, default)]
+    event_version: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    event_source: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    event_time: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    event_name: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    s3: Option<RawS3<'a>>,
+    #[serde(borrow, default)]
+    replication_event_data: Option<RawReplicationData<'a>>,
+}
+
+#[derive(Deserialize)]
+struct RawS3<'a> {
+    #[serde(borrow, default)]
+    bucket: Option<RawBucket<'a>>,
+    #[serde(borrow, default)]
+    object: Option<RawObject<'a>>,
+}
+
+#[derive(Deserialize)]
+struct RawBucket<'a> {
+    #[serde(borrow, default)]
+    name: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawObject<'a> {
+    #[serde(borrow, default)]
+    key: Option<Cow<'a, str>>,
+    #[serde(default)]
+    size: Option<u64>,
+    #[serde(borrow, default)]
+    version_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    sequencer: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct RawReplicationData<'a> {
+    #[serde(borrow, default)]
+    replication_rule_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    destination_bucket: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    s3_operation: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    request_time: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    failure_reason: Option<Cow<'a, str>>,
+    #[serde(default, deserialize_with = "string_or_number")]
+    threshold: Option<String>,
+    #[serde(default, deserialize_with = "string_or_number")]
+    replication_time: Option<String>,
+}
+
+/// `threshold` / `replicationTime`: AWS publishes no sample, so a string, a number or null are all accepted.
+fn string_or_number<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    struct V;
+    impl<'de> Visitor<'de> for V {
+        type Value = Option<String>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a string or a number")
+        }
+        fn visit_str<E: de::Error>(self, s: &str) -> Result<Self::Value, E> {
+            Ok(Some(s.to_owned()))
+        }
+        fn visit_string<E: de::Error>(self, s: String) -> Result<Self::Value, E> {
+            Ok(Some(s))
+        }
+        fn visit_u64<E: de::Error>(self, n: u64) -> Result<Self::Value, E> {
+            Ok(Some(n.to_string()))
+        }
+        fn visit_i64<E: de::Error>(self, n: i64) -> Result<Self::Value, E> {
+            Ok(Some(n.to_string()))
+        }
+        fn visit_f64<E: de::Error>(self, n: f64) -> Result<Self::Value, E> {
+            Ok(Some(n.to_string()))
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+    }
+    d.deserialize_any(V)
+}

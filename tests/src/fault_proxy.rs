@@ -1,0 +1,262 @@
+//! A fault-injecting HTTP proxy on 127.0.0.1 between the SDK and moto.
+//!
+//! Point `AWS_ENDPOINT_URL` at it. Every request is logged with an operation label (`SSM GetParametersByPath`,
+//! `SNS Publish`, `S3 PUT /bucket/key`); a plan fails chosen requests with a 5xx, throttling, a timeout (the
+//! request is applied by moto, then the answer is held past the SDK's attempt timeout) or a reset connection
+//! (closed before forwarding), once or for every retry of the same operation, or holds a request forever so a
+//! test can kill the process at exactly that point.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+/// What to do to a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Answer 500 InternalError without forwarding.
+    ServerError,
+    /// Answer a throttling error (the service's own shape) without forwarding.
+    Throttle,
+    /// Forward (moto applies it), then hold the answer for this long before dropping the connection.
+    Timeout(Duration),
+    /// Close the connection without forwarding.
+    Reset,
+    /// Hold the request forever without forwarding (the test kills the process).
+    HoldBefore,
+    /// Forward (moto applies it), then hold the answer forever (the test kills the process).
+    HoldAfter,
+}
+
+/// A rule: which request, what fault, and whether the retries of the same operation fail too.
+#[derive(Debug, Clone, Copy)]
+pub struct Rule {
+    /// The 1-based index of the request among all requests through the proxy.
+    pub at: usize,
+    /// The fault.
+    pub fault: Fault,
+    /// Fail every later request with the same operation label as well (the SDK's retries).
+    pub persistent: bool,
+}
+
+#[derive(Default)]
+struct State {
+    count: usize,
+    log: Vec<String>,
+    rules: Vec<Rule>,
+    persistent_labels: HashMap<String, Fault>,
+    held: usize,
+}
+
+/// The running proxy.
+pub struct FaultProxy {
+    /// `http://127.0.0.1:PORT`.
+    pub endpoint: String,
+    state: Arc<(Mutex<State>, Condvar)>,
+}
+
+impl FaultProxy {
+    /// Starts a proxy in front of `upstream` (`http://host:port`).
+    pub fn start(upstream: &str) -> FaultProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("proxy bind: {e}"));
+        let endpoint = format!("http://{}", listener.local_addr().map(|a| a.to_string()).unwrap_or_default());
+        let upstream = upstream.trim_start_matches("http://").to_owned();
+        let state: Arc<(Mutex<State>, Condvar)> = Arc::default();
+        let st = state.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let st = st.clone();
+                let upstream = upstream.clone();
+                std::thread::spawn(move || serve(conn, &upstream, &st));
+            }
+        });
+        FaultProxy { endpoint, state }
+    }
+
+    /// Replaces the plan and resets the log and the counter.
+    pub fn plan(&self, rules: Vec<Rule>) {
+        if let Ok(mut s) = self.state.0.lock() {
+            *s = State { rules, ..State::default() };
+        }
+    }
+
+    /// The operation labels of the requests so far, in arrival order.
+    pub fn log(&self) -> Vec<String> {
+        self.state.0.lock().map(|s| s.log.clone()).unwrap_or_default()
+    }
+
+    /// Waits until a request is being held (by `HoldBefore`/`HoldAfter`), up to `timeout`.
+    pub fn wait_held(&self, timeout: Duration) -> bool {
+        let (lock, cvar) = &*self.state;
+        let Ok(guard) = lock.lock() else { return false };
+        cvar.wait_timeout_while(guard, timeout, |s| s.held == 0).map(|(s, _)| s.held > 0).unwrap_or(false)
+    }
+}
+
+struct Request {
+    head: Vec<String>,
+    body: Vec<u8>,
+}
+
+fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Request> {
+    let mut head = Vec::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).ok()? == 0 {
+            return None;
+        }
+        let line = line.trim_end_matches(['\r', '\n']).to_owned();
+        if line.is_empty() {
+            break;
+        }
+        head.push(line);
+    }
+    let header = |name: &str| {
+        head.iter().skip(1).find_map(|h| {
+            let (k, v) = h.split_once(':')?;
+            k.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+        })
+    };
+    let mut body = Vec::new();
+    if let Some(len) = header("content-length").and_then(|l| l.parse::<usize>().ok()) {
+        body.resize(len, 0);
+        reader.read_exact(&mut body).ok()?;
+    } else if header("transfer-encoding").is_some_and(|t| t.eq_ignore_ascii_case("chunked")) {
+        // Re-encode as a plain body: read the chunks, then drop the header.
+        loop {
+            let mut size = String::new();
+            reader.read_line(&mut size).ok()?;
+            let n = usize::from_str_radix(size.trim().split(';').next().unwrap_or("0"), 16).ok()?;
+            if n == 0 {
+                let mut end = String::new();
+                while reader.read_line(&mut end).ok()? > 0 && !end.trim().is_empty() {
+                    end.clear();
+                }
+                break;
+            }
+            let mut chunk = vec![0; n + 2];
+            reader.read_exact(&mut chunk).ok()?;
+            body.extend_from_slice(&chunk[..n]);
+        }
+        head.retain(|h| !h.to_ascii_lowercase().starts_with("transfer-encoding"));
+        head.push(format!("Content-Length: {}", body.len()));
+    }
+    Some(Request { head, body })
+}
+
+fn label(req: &Request) -> String {
+    let header = |name: &str| {
+        req.head.iter().skip(1).find_map(|h| {
+            let (k, v) = h.split_once(':')?;
+            k.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+        })
+    };
+    if let Some(target) = header("x-amz-target") {
+        return format!("SSM {}", target.rsplit('.').next().unwrap_or(&target));
+    }
+    let body = String::from_utf8_lossy(&req.body);
+    if let Some(action) = body.split('&').find_map(|kv| kv.strip_prefix("Action=")) {
+        return format!("SNS {action}");
+    }
+    let line = req.head.first().cloned().unwrap_or_default();
+    let mut parts = line.split_whitespace();
+    let method = parts.next().unwrap_or_default();
+    let path = parts.next().unwrap_or_default();
+    // The S3 SDK adds `x-id=PutObject` and the like: keep the path and the operation.
+    let (path, query) = path.split_once('?').unwrap_or((path, ""));
+    let op = query.split('&').find_map(|kv| kv.strip_prefix("x-id=")).unwrap_or("");
+    format!("S3 {method} {path} {op}").trim_end().to_owned()
+}
+
+fn error_response(req_label: &str, fault: Fault) -> Vec<u8> {
+    let (status, body, ctype) = match (fault, req_label.split(' ').next().unwrap_or("")) {
+        (Fault::Throttle, "SSM") => (400, r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#.to_owned(), "application/x-amz-json-1.1"),
+        (Fault::Throttle, "SNS") => (
+            400,
+            "<ErrorResponse><Error><Type>Sender</Type><Code>Throttling</Code><Message>Rate exceeded</Message></Error><RequestId>x</RequestId></ErrorResponse>".to_owned(),
+            "text/xml",
+        ),
+        (Fault::Throttle, _) => (503, "<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>".to_owned(), "application/xml"),
+        (_, "SSM") => (500, r#"{"__type":"InternalServerError","message":"injected"}"#.to_owned(), "application/x-amz-json-1.1"),
+        (_, "SNS") => (
+            500,
+            "<ErrorResponse><Error><Type>Receiver</Type><Code>InternalError</Code><Message>injected</Message></Error><RequestId>x</RequestId></ErrorResponse>".to_owned(),
+            "text/xml",
+        ),
+        _ => (500, "<Error><Code>InternalError</Code><Message>injected</Message></Error>".to_owned(), "application/xml"),
+    };
+    format!(
+        "HTTP/1.1 {status} Injected\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+fn forward(req: &Request, upstream: &str) -> Option<Vec<u8>> {
+    let mut up = TcpStream::connect(upstream).ok()?;
+    let mut head: Vec<String> = req.head.iter().filter(|h| !h.to_ascii_lowercase().starts_with("connection:")).cloned().collect();
+    head.push("Connection: close".into());
+    let mut out = head.join("\r\n").into_bytes();
+    out.extend_from_slice(b"\r\n\r\n");
+    out.extend_from_slice(&req.body);
+    up.write_all(&out).ok()?;
+    let mut resp = Vec::new();
+    up.read_to_end(&mut resp).ok()?;
+    Some(resp)
+}
+
+fn hold_forever(state: &Arc<(Mutex<State>, Condvar)>) {
+    if let Ok(mut s) = state.0.lock() {
+        s.held += 1;
+    }
+    state.1.notify_all();
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}
+
+fn serve(conn: TcpStream, upstream: &str, state: &Arc<(Mutex<State>, Condvar)>) {
+    let Ok(write_half) = conn.try_clone() else { return };
+    let mut reader = BufReader::new(conn);
+    let mut client = write_half;
+    // One request per connection: every answer closes it, so the SDK opens a new one for the next.
+    let Some(req) = read_request(&mut reader) else { return };
+    let l = label(&req);
+    let fault = {
+        let Ok(mut s) = state.0.lock() else { return };
+        s.count += 1;
+        let n = s.count;
+        s.log.push(l.clone());
+        let by_rule = s.rules.iter().find(|r| r.at == n).copied();
+        if let Some(rule) = by_rule {
+            if rule.persistent {
+                s.persistent_labels.insert(l.clone(), rule.fault);
+            }
+            Some(rule.fault)
+        } else {
+            s.persistent_labels.get(&l).copied()
+        }
+    };
+    match fault {
+        None => {
+            if let Some(resp) = forward(&req, upstream) {
+                let _ = client.write_all(&resp);
+            }
+        }
+        Some(Fault::ServerError) | Some(Fault::Throttle) => {
+            let _ = client.write_all(&error_response(&l, fault.unwrap_or(Fault::ServerError)));
+        }
+        Some(Fault::Reset) => {}
+        Some(Fault::Timeout(d)) => {
+            let _ = forward(&req, upstream);
+            std::thread::sleep(d);
+        }
+        Some(Fault::HoldBefore) => hold_forever(state),
+        Some(Fault::HoldAfter) => {
+            let _ = forward(&req, upstream);
+            hold_forever(state);
+        }
+    }
+    let _ = client.shutdown(Shutdown::Both);
+}
