@@ -44,7 +44,10 @@ async fn main() -> ExitCode {
     let payload: serde_json::Value = match serde_json::from_str(&text) {
         Ok(v) => v,
         Err(e) => {
-            println!("{}", serde_json::json!({"outcome": "rejected", "message": format!("the argument is not JSON ({e}); expected e.g. {{\"command\":\"status\"}}")}));
+            println!(
+                "{}",
+                serde_json::json!({"outcome": "rejected", "message": format!("the argument is not JSON ({e}); expected e.g. {{\"command\":\"status\"}}")})
+            );
             return ExitCode::from(2);
         }
     };

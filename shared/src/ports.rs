@@ -214,7 +214,11 @@ impl<T: ControlBucket + ?Sized> ControlBucket for &T {
 }
 
 impl<T: Notifier + ?Sized> Notifier for &T {
-    fn publish(&self, channel: Channel, message: &OutgoingMessage) -> impl Future<Output = Result<Option<String>, StoreError>> + Send {
+    fn publish(
+        &self,
+        channel: Channel,
+        message: &OutgoingMessage,
+    ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send {
         (**self).publish(channel, message)
     }
     fn publish_all(

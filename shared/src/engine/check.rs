@@ -42,7 +42,12 @@ pub fn document_findings(docs: &documents::DrDocuments, lock: Option<&lock::Lock
     for site in SiteName::ALL {
         if let Some(p) = docs.site(site).problem() {
             let sev = if site == SiteName::Secondary { Severity::Critical } else { Severity::Warning };
-            out.push(finding(&format!("site-{site}"), sev, p, format!("fix sites/{site}: a failover toward it would be refused")));
+            out.push(finding(
+                &format!("site-{site}"),
+                sev,
+                p,
+                format!("fix sites/{site}: a failover toward it would be refused"),
+            ));
         }
     }
     match docs.active.valid() {
@@ -66,10 +71,20 @@ pub fn document_findings(docs: &documents::DrDocuments, lock: Option<&lock::Lock
         }
     }
     match &docs.policy {
-        None => out.push(finding("policy", Severity::Info, "no policy parameter: approval mode applies", "create {prefix}/policy to choose a mode")),
+        None => out.push(finding(
+            "policy",
+            Severity::Info,
+            "no policy parameter: approval mode applies",
+            "create {prefix}/policy to choose a mode",
+        )),
         Some(Doc::Valid { value, .. }) => {
             if value.mode == PolicyMode::Auto && value.failover_alarms.is_empty() {
-                out.push(finding("policy", Severity::Warning, "mode is auto but failover_alarms is empty", "list the health alarms that may fail over"));
+                out.push(finding(
+                    "policy",
+                    Severity::Warning,
+                    "mode is auto but failover_alarms is empty",
+                    "list the health alarms that may fail over",
+                ));
             }
         }
         Some(other) => out.push(finding(
@@ -102,7 +117,9 @@ pub fn document_findings(docs: &documents::DrDocuments, lock: Option<&lock::Lock
                 format!("execution {} stopped on an error and holds the lock", l.execution_id),
                 format!("re-run its trigger to resume, or unlock {}", l.execution_id),
             )),
-            LockState::Running => out.push(finding("lock", Severity::Info, format!("execution {} is running", l.execution_id), "none")),
+            LockState::Running => {
+                out.push(finding("lock", Severity::Info, format!("execution {} is running", l.execution_id), "none"))
+            }
         }
     }
     out
@@ -142,17 +159,37 @@ pub async fn check<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
         )),
     }
     if let Err(e) = lock_state {
-        findings.push(finding("lock-unreadable", Severity::Critical, e.to_string(), "inspect locks/failover.json; unlock if needed"));
+        findings.push(finding(
+            "lock-unreadable",
+            Severity::Critical,
+            e.to_string(),
+            "inspect locks/failover.json; unlock if needed",
+        ));
     }
     match paging {
         Ok(true) => {}
         Ok(false) => {}
-        Err(e) => findings.push(finding("topic-paging", Severity::Critical, format!("the paging topic is not reachable: {e}"), "check the topic and the role")),
+        Err(e) => findings.push(finding(
+            "topic-paging",
+            Severity::Critical,
+            format!("the paging topic is not reachable: {e}"),
+            "check the topic and the role",
+        )),
     }
     match chat {
         Ok(true) => {}
-        Ok(false) => findings.push(finding("topic-chat", Severity::Info, "no chat topic configured", "set DR_CHAT_TOPIC_ARN to get step summaries in chat")),
-        Err(e) => findings.push(finding("topic-chat", Severity::Warning, format!("the chat topic is not reachable: {e}"), "check the topic and the role")),
+        Ok(false) => findings.push(finding(
+            "topic-chat",
+            Severity::Info,
+            "no chat topic configured",
+            "set DR_CHAT_TOPIC_ARN to get step summaries in chat",
+        )),
+        Err(e) => findings.push(finding(
+            "topic-chat",
+            Severity::Warning,
+            format!("the chat topic is not reachable: {e}"),
+            "check the topic and the role",
+        )),
     }
     findings.extend(extra);
     findings.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.id.cmp(&b.id)));
@@ -178,7 +215,11 @@ pub async fn check<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
 }
 
 /// Pages critical findings that are new or changed, resolves those that went away; returns what it paged.
-async fn page_changes<P, B: ControlBucket, N: Notifier, C>(engine: &Engine<P, B, N, C>, findings: &[Finding], now: time::OffsetDateTime) -> Vec<String> {
+async fn page_changes<P, B: ControlBucket, N: Notifier, C>(
+    engine: &Engine<P, B, N, C>,
+    findings: &[Finding],
+    now: time::OffsetDateTime,
+) -> Vec<String> {
     let previous: CheckState = match engine.bucket.get(STATE_KEY).await {
         Ok(Some(o)) => serde_json::from_slice(&o.body).unwrap_or_default(),
         _ => CheckState::default(),
@@ -215,7 +256,13 @@ async fn page_changes<P, B: ControlBucket, N: Notifier, C>(engine: &Engine<P, B,
     sent
 }
 
-fn page_for<P, B, N, C>(engine: &Engine<P, B, N, C>, id: &str, state: PageState, reason: String, now: time::OffsetDateTime) -> crate::ports::OutgoingMessage {
+fn page_for<P, B, N, C>(
+    engine: &Engine<P, B, N, C>,
+    id: &str,
+    state: PageState,
+    reason: String,
+    now: time::OffsetDateTime,
+) -> crate::ports::OutgoingMessage {
     let env = &engine.settings.environment;
     notification::paging_message(&Page {
         envelope: Envelope {

@@ -56,16 +56,20 @@ pub async fn drill<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
     let now = engine.clock.now();
     let not_started = |source| EngineError::NotStarted { execution_id: id.clone(), source };
     let live = &engine.settings.prefix;
-    let (docs, failover_lock, tree) =
-        tokio::try_join!(documents::load(&engine.params, live), lock::read(&engine.bucket, FAILOVER_LOCK_KEY), engine.params.get_tree(live.as_str()))
-            .map_err(not_started)?;
+    let (docs, failover_lock, tree) = tokio::try_join!(
+        documents::load(&engine.params, live),
+        lock::read(&engine.bucket, FAILOVER_LOCK_KEY),
+        engine.params.get_tree(live.as_str())
+    )
+    .map_err(not_started)?;
     let active_site = docs.active.valid().map(|a| a.site);
 
     // Guard rails: never beside a real execution, never in a blocked date or window.
     if let Some((holder, _)) = failover_lock
         && !holder.expired(now)
     {
-        let msg = format!("a real execution is in flight ({}, {:?}); drills wait until it ends", holder.execution_id, holder.state);
+        let msg =
+            format!("a real execution is in flight ({}, {:?}); drills wait until it ends", holder.execution_id, holder.state);
         return Ok(refused(engine, &id, active_site, msg));
     }
     if let Some(policy) = docs.effective_policy()
@@ -80,10 +84,8 @@ pub async fn drill<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
     let live_active_version = tree.iter().find(|p| p.name == live.child(ACTIVE)).map(|p| p.version);
 
     // The isolated copy: the five documents as they are now (never SecureStrings).
-    let copy_prefix = SsmPrefix::parse(&live.child(&format!("drills/{id}"))).map_err(|problem| EngineError::Corrupt {
-        execution_id: id.clone(),
-        problem: format!("drill prefix: {problem}"),
-    })?;
+    let copy_prefix = SsmPrefix::parse(&live.child(&format!("drills/{id}")))
+        .map_err(|problem| EngineError::Corrupt { execution_id: id.clone(), problem: format!("drill prefix: {problem}") })?;
     let mut copied = Vec::new();
     for rel in [ACTIVE, SITE_PRIMARY, SITE_SECONDARY, POLICY, DATA_PLANE] {
         if let Some(p) = tree.iter().find(|p| p.name == live.child(rel) && !p.is_secure()) {
@@ -169,7 +171,8 @@ async fn clean_up<P: ParameterStore, B: ControlBucket, N, C: Clock>(
     }
     let live_now = engine.params.get_one(&engine.settings.prefix.child(ACTIVE)).await.ok().flatten().map(|p| p.version);
     if live_now != live_active_version {
-        problems.push(format!("the live active parameter changed during the drill: version {live_active_version:?} -> {live_now:?}"));
+        problems
+            .push(format!("the live active parameter changed during the drill: version {live_active_version:?} -> {live_now:?}"));
     }
     json!({
         "verified": problems.is_empty(),
@@ -194,7 +197,10 @@ async fn append_cleanup_to_report<P, B: ControlBucket, N, C>(
             m.insert("drill".into(), Value::Bool(true));
             m.insert("cleanup".into(), cleanup.clone());
         }
-        engine.bucket.put(json_key, serde_json::to_vec_pretty(&report).unwrap_or_default(), "application/json", WriteCondition::Overwrite).await?;
+        engine
+            .bucket
+            .put(json_key, serde_json::to_vec_pretty(&report).unwrap_or_default(), "application/json", WriteCondition::Overwrite)
+            .await?;
     }
     if let Some(o) = engine.bucket.get(&md_key).await? {
         let mut md = String::from_utf8_lossy(&o.body).into_owned();

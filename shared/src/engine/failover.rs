@@ -231,9 +231,8 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
         let started = self.now();
         let attempt_id = uuid::Uuid::new_v4().simple().to_string();
         // Round trip 1: the tree and the record, side by side.
-        let (tree, existing) =
-            tokio::try_join!(self.read_tree(), record::read(&self.bucket, &req.execution_id))
-                .map_err(|source| EngineError::NotStarted { execution_id: req.execution_id.clone(), source })?;
+        let (tree, existing) = tokio::try_join!(self.read_tree(), record::read(&self.bucket, &req.execution_id))
+            .map_err(|source| EngineError::NotStarted { execution_id: req.execution_id.clone(), source })?;
         let docs = documents::from_tree(&tree, &self.settings.prefix);
         let attempt = Attempt { id: attempt_id, tree, docs };
         if let Some(rec) = existing {
@@ -287,9 +286,8 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
     /// Continues a failover waiting in approval mode.
     pub async fn approve(&self, execution_id: &str, approver: &str) -> Res<ExecutionResult> {
         let attempt_id = uuid::Uuid::new_v4().simple().to_string();
-        let (tree, existing) =
-            tokio::try_join!(self.read_tree(), record::read(&self.bucket, execution_id))
-                .map_err(|source| EngineError::NotStarted { execution_id: execution_id.to_owned(), source })?;
+        let (tree, existing) = tokio::try_join!(self.read_tree(), record::read(&self.bucket, execution_id))
+            .map_err(|source| EngineError::NotStarted { execution_id: execution_id.to_owned(), source })?;
         let docs = documents::from_tree(&tree, &self.settings.prefix);
         let attempt = Attempt { id: attempt_id, tree, docs };
         let Some(rec) = existing else {
@@ -1176,8 +1174,11 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
     /// approval can still be approved (it takes the lock again).
     pub async fn unlock(&self, execution_id: &str, requested_by: &str) -> Res<ExecutionResult> {
         let not_started = |source| EngineError::NotStarted { execution_id: execution_id.to_owned(), source };
-        let (held, docs) = tokio::try_join!(lock::read(&self.bucket, &self.settings.lock_key), documents::load(&self.params, &self.settings.prefix))
-            .map_err(not_started)?;
+        let (held, docs) = tokio::try_join!(
+            lock::read(&self.bucket, &self.settings.lock_key),
+            documents::load(&self.params, &self.settings.prefix)
+        )
+        .map_err(not_started)?;
         let active_site = docs.active.valid().map(|a| a.site);
         let answer = |outcome, message: String, in_flight| ExecutionResult {
             outcome,

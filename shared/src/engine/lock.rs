@@ -211,7 +211,10 @@ mod tests {
             acquire(&b, FAILOVER_LOCK_KEY, &doc("ex-a", "2", LockState::Running, lease), false, NOW).await.unwrap(),
             Acquired::Held(_)
         ));
-        assert!(matches!(acquire(&b, FAILOVER_LOCK_KEY, &doc("ex-b", "1", LockState::Running, lease), true, NOW).await.unwrap(), Acquired::Held(_)));
+        assert!(matches!(
+            acquire(&b, FAILOVER_LOCK_KEY, &doc("ex-b", "1", LockState::Running, lease), true, NOW).await.unwrap(),
+            Acquired::Held(_)
+        ));
         let approved = doc("ex-a", "3", LockState::Running, lease);
         let Acquired::Yes { etag, .. } = acquire(&b, FAILOVER_LOCK_KEY, &approved, true, NOW).await.unwrap() else { panic!() };
         // Marked stopped, the same execution resumes at once; another still waits.
@@ -230,7 +233,9 @@ mod tests {
     #[tokio::test]
     async fn release_only_frees_our_own_lock() {
         let b = MemBucket::default();
-        acquire(&b, FAILOVER_LOCK_KEY, &doc("ex-a", "1", LockState::Running, NOW + time::Duration::minutes(2)), false, NOW).await.unwrap();
+        acquire(&b, FAILOVER_LOCK_KEY, &doc("ex-a", "1", LockState::Running, NOW + time::Duration::minutes(2)), false, NOW)
+            .await
+            .unwrap();
         assert!(!release(&b, FAILOVER_LOCK_KEY, "ex-b").await.unwrap());
         assert!(release(&b, FAILOVER_LOCK_KEY, "ex-a").await.unwrap());
         assert!(read(&b, FAILOVER_LOCK_KEY).await.unwrap().is_none());
