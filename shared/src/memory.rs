@@ -144,6 +144,20 @@ impl ControlBucket for MemBucket {
         Ok(self.objects.lock().unwrap().keys().filter(|k| k.starts_with(prefix)).cloned().collect())
     }
 
+    async fn list_recent(&self, prefix: &str) -> Result<Vec<(String, String)>, StoreError> {
+        // The counter in the ETag orders writes; newest first.
+        let objects = self.objects.lock().unwrap();
+        let mut out: Vec<(String, String)> = objects
+            .iter()
+            .filter(|(k, _)| k.starts_with(prefix))
+            .map(|(k, o)| {
+                (k.clone(), format!("{:020}", o.etag.trim_matches('"').trim_start_matches("etag-").parse::<u64>().unwrap_or(0)))
+            })
+            .collect();
+        out.sort_by(|a, b| b.1.cmp(&a.1));
+        Ok(out)
+    }
+
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.objects.lock().unwrap().remove(key);
         Ok(())

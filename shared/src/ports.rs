@@ -106,6 +106,12 @@ pub trait ControlBucket: Send + Sync {
     /// Lists the keys under `prefix`.
     fn list(&self, prefix: &str) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
 
+    /// Lists the objects under `prefix` with their last-modified time (RFC 3339), newest first. The default
+    /// knows no times and keeps the listing's order.
+    fn list_recent(&self, prefix: &str) -> impl Future<Output = Result<Vec<(String, String)>, StoreError>> + Send {
+        async move { Ok(self.list(prefix).await?.into_iter().map(|k| (k, String::new())).collect()) }
+    }
+
     /// Deletes an object (absent is not an error).
     fn delete(&self, key: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
@@ -207,6 +213,9 @@ impl<T: ControlBucket + ?Sized> ControlBucket for &T {
     }
     fn list(&self, prefix: &str) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send {
         (**self).list(prefix)
+    }
+    fn list_recent(&self, prefix: &str) -> impl Future<Output = Result<Vec<(String, String)>, StoreError>> + Send {
+        (**self).list_recent(prefix)
     }
     fn delete(&self, key: &str) -> impl Future<Output = Result<(), StoreError>> + Send {
         (**self).delete(key)

@@ -84,6 +84,23 @@ impl ControlBucket for S3ControlBucket {
         Ok(out)
     }
 
+    async fn list_recent(&self, prefix: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let mut out = Vec::new();
+        let mut pages = self.client.list_objects_v2().bucket(self.bucket.as_str()).prefix(prefix).into_paginator().send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| classify("S3", "ListObjectsV2", e))?;
+            out.extend(page.contents.unwrap_or_default().into_iter().filter_map(|o| {
+                let when = o
+                    .last_modified
+                    .and_then(|d| d.fmt(aws_sdk_s3::primitives::DateTimeFormat::DateTime).ok())
+                    .unwrap_or_default();
+                Some((o.key?, when))
+            }));
+        }
+        out.sort_by(|a, b| b.1.cmp(&a.1));
+        Ok(out)
+    }
+
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.client
             .delete_object()

@@ -5,7 +5,8 @@ use super::check::{self, Finding};
 use super::documents;
 use super::drill;
 use super::failover::{Engine, ExecutionResult, MoveRequest, new_token};
-use super::lock::rfc3339;
+use super::lock::{self, FAILOVER_LOCK_KEY, rfc3339};
+use super::record::ExecutionRecord;
 use super::response::{CommandResponse, Outcome};
 use super::snapshot;
 use super::status;
@@ -37,7 +38,26 @@ pub async fn run<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
     };
     tracing::info!(command = command.name(), "command");
     let response = match command {
-        Command::Status => status::status(&engine.params, config).await?,
+        Command::Status => {
+            let mut response = status::status(&engine.params, config).await?;
+            let (in_flight, recent) =
+                tokio::join!(lock::read(&engine.bucket, FAILOVER_LOCK_KEY), recent_executions(&engine.bucket, 5));
+            response.details.insert(
+                "in_flight".into(),
+                match in_flight {
+                    Ok(l) => json!(l.map(|(doc, _)| doc)),
+                    Err(e) => json!({ "error": e.to_string() }),
+                },
+            );
+            response.details.insert(
+                "recent_executions".into(),
+                match recent {
+                    Ok(list) => json!(list),
+                    Err(e) => json!({ "error": e.to_string() }),
+                },
+            );
+            response
+        }
         Command::Move(m) => {
             let name = if m.target == SiteName::Secondary { "failover" } else { "failback" };
             // The client token makes a retried command the same execution; without one, each command is new.
@@ -105,6 +125,24 @@ async fn snapshot_now<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock
         message: Some(format!("snapshot of {count} files written")),
         details,
     })
+}
+
+/// The last `n` execution records, newest first, summarized.
+async fn recent_executions(bucket: &impl ControlBucket, n: usize) -> Result<Vec<Value>, crate::error::StoreError> {
+    let keys: Vec<String> = bucket.list_recent("executions/").await?.into_iter().take(n).map(|(k, _)| k).collect();
+    let reads = futures_util::future::join_all(keys.iter().map(|k| bucket.get(k))).await;
+    Ok(reads
+        .into_iter()
+        .filter_map(|r| r.ok().flatten())
+        .filter_map(|o| serde_json::from_slice::<ExecutionRecord>(&o.body).ok())
+        .map(|r| {
+            json!({
+                "execution_id": r.execution_id, "kind": r.kind, "state": r.state, "target": r.target,
+                "initiator": r.initiator, "created_at": r.created_at, "updated_at": r.updated_at,
+                "report_key": r.report_key, "error": r.error,
+            })
+        })
+        .collect())
 }
 
 /// The active site for a rejection's answer, best effort: a rejection must not depend on SSM being up.

@@ -2,7 +2,7 @@
 //! binaries driven through the Lambda Runtime API. Prints what it does and what on-call would see.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use serde_json::json;
+use serde_json::{Value, json};
 use tests::dr_env::DrEnv;
 use tests::moto;
 use tests::runtime_api::{Function, Invocation};
@@ -11,10 +11,53 @@ fn step(title: &str) {
     println!("\n=== {title}");
 }
 
-fn show(inv: &Invocation) {
+fn fixture(path: &str) -> Value {
+    let full = format!("{}/../events/{path}", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("{full}: {e}"))).unwrap()
+}
+
+/// Prints the fields of an answer that matter, in one line each.
+fn brief(inv: &Invocation, fields: &[&str]) -> Value {
     match inv {
-        Invocation::Response(v) | Invocation::Error(v) => println!("{}", serde_json::to_string_pretty(v).unwrap_or_default()),
-        Invocation::NoAnswer(why) => println!("(no answer: {why})"),
+        Invocation::Response(v) => {
+            for f in fields {
+                if !v[*f].is_null() {
+                    println!("  {f:<14} {}", v[*f]);
+                }
+            }
+            v.clone()
+        }
+        Invocation::Error(e) => {
+            println!("  error {e}");
+            Value::Null
+        }
+        Invocation::NoAnswer(why) => {
+            println!("  no answer: {why}");
+            Value::Null
+        }
+    }
+}
+
+/// What on-call's phone and chat show.
+async fn show_messages(env: &DrEnv) {
+    for p in env.pages().await {
+        let m: Value = serde_json::from_str(p["Message"].as_str().unwrap_or("null")).unwrap_or(Value::Null);
+        let attrs = &p["MessageAttributes"];
+        println!(
+            "  PAGE  {} [severity={}, event_type={}]\n        {}",
+            p["Subject"].as_str().unwrap_or_default(),
+            attrs["severity"]["Value"].as_str().unwrap_or_default(),
+            attrs["event_type"]["Value"].as_str().unwrap_or_default(),
+            m["NewStateReason"].as_str().unwrap_or_default().chars().take(220).collect::<String>()
+        );
+    }
+    for c in env.chats().await {
+        let m: Value = serde_json::from_str(c["Message"].as_str().unwrap_or("null")).unwrap_or(Value::Null);
+        println!(
+            "  CHAT  {} (thread {})",
+            m["content"]["title"].as_str().unwrap_or_default(),
+            m["metadata"]["threadId"].as_str().unwrap_or_default()
+        );
     }
 }
 
@@ -22,31 +65,82 @@ fn show(inv: &Invocation) {
 async fn main() {
     step("starting moto (local AWS) on 127.0.0.1");
     let moto = moto::shared();
-    println!("endpoint: {}", moto.endpoint);
+    println!("  endpoint {}", moto.endpoint);
 
     step("seeding a DR environment: SSM parameters for two sites, control bucket, paging and chat topics");
     let env = DrEnv::seed_named(&moto.endpoint, "demo").await;
-    println!("environment  {}", env.environment);
-    println!("ssm prefix   {}", env.prefix);
-    println!("bucket       {}", env.bucket);
-    println!("paging topic {}", env.paging_topic);
-    println!("chat topic   {}", env.chat_topic);
+    env.put(
+        "policy",
+        &json!({"mode": "auto", "failover_alarms": ["databricks-prod-workspace-unhealthy"], "cooldown_minutes": 60}),
+    )
+    .await;
+    println!(
+        "  ssm prefix {}  bucket {}  policy: auto, failover alarm databricks-prod-workspace-unhealthy",
+        env.prefix, env.bucket
+    );
 
-    step("starting the manual-trigger binary behind a local Lambda Runtime API");
+    step("starting manual-trigger and health-alarm behind a local Lambda Runtime API");
     let mut manual = Function::start("manual-trigger", &env.function_env());
-    println!("AWS_LAMBDA_RUNTIME_API={}", manual.runtime_api);
+    let mut health = Function::start("health-alarm", &env.function_env());
+    println!("  AWS_LAMBDA_RUNTIME_API={} and {}", manual.runtime_api, health.runtime_api);
 
-    step("invoke manual-trigger {\"command\":\"status\"}");
-    let status = manual.invoke(&json!({"command": "status"}));
-    show(&status);
+    step("manual-trigger {\"command\":\"status\"}");
+    let status = brief(&manual.invoke(&json!({"command": "status"})), &["outcome", "active_site", "problems"]);
+    let mut ok = status["active_site"] == "primary";
 
-    step("invoke manual-trigger with a typo: {\"command\":\"stauts\"}");
-    show(&manual.invoke(&json!({"command": "stauts"})));
+    step("manual-trigger {\"command\":\"check\"}: readiness before anything happens");
+    brief(&manual.invoke(&json!({"command": "check"})), &["outcome", "ready", "counts", "message"]);
 
-    let ok = matches!(&status, Invocation::Response(v) if v["active_site"] == "primary");
-    step(if ok { "demo finished: status answered from SSM, the typo was rejected" } else { "demo FAILED" });
+    step("manual-trigger {\"command\":\"drill\"}: the failover rehearsed on a copy, cleaned up, reported");
+    let drill = brief(
+        &manual.invoke(&json!({"command": "drill", "requested_by": "dr-team@example.com", "reason": "quarterly drill"})),
+        &["outcome", "execution_id", "timings_ms", "report_key", "cleanup"],
+    );
+    ok &= drill["outcome"] == "completed" && drill["cleanup"]["verified"] == true;
+    show_messages(&env).await;
+    println!("  live active still: {}", env.get("active").await["site"]);
+
+    step("the primary workspace's health alarm fires (EventBridge 'CloudWatch Alarm State Change')");
+    let fired = brief(
+        &health.invoke(&fixture("health-alarm/eventbridge-metric-alarm.json")),
+        &["outcome", "active_site", "execution_id", "timings_ms", "report_key"],
+    );
+    ok &= fired["outcome"] == "completed";
+    println!("  what on-call receives:");
+    show_messages(&env).await;
+
+    step("the same state change arrives again through the alarm's SNS notification");
+    let again = brief(&health.invoke(&fixture("health-alarm/sns-metric-alarm.json")), &["outcome", "execution_id"]);
+    ok &= again["outcome"] == "already_completed";
+
+    step("status after the failover");
+    let after = brief(&manual.invoke(&json!({"command": "status"})), &["active_site", "recent_executions"]);
+    ok &= after["active_site"] == "secondary";
+    let active = env.get("active").await;
+    println!("  {}/active = {}", env.prefix, active);
+
+    step("on-call fails back once the primary is healthy (never automatic)");
+    let back = brief(
+        &manual.invoke(&json!({"command": "failback", "target": "primary", "confirm": "primary", "reason": "primary recovered",
+                                "requested_by": "oncall@example.com", "client_token": "demo-back"})),
+        &["outcome", "active_site", "execution_id", "timings_ms"],
+    );
+    ok &= back["active_site"] == "primary";
+    show_messages(&env).await;
+
+    step("a typo is rejected with what is expected, and nothing changes");
+    brief(
+        &manual.invoke(&json!({"command": "failover", "target": "secondary", "confrim": "secondary"})),
+        &["outcome", "message"],
+    );
+
+    step(if ok {
+        "demo finished: drill, automatic failover on an alarm, idempotent redelivery, failback"
+    } else {
+        "demo FAILED"
+    });
     if !ok {
-        eprintln!("function logs:\n{}", manual.logs());
+        eprintln!("manual-trigger logs:\n{}\nhealth-alarm logs:\n{}", manual.logs(), health.logs());
         std::process::exit(1);
     }
 }
