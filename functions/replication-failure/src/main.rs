@@ -1,6 +1,26 @@
-//! `replication-failure`: not built yet (see the project's issues); fails its cold start loudly rather than pretending.
+//! `replication-failure`: S3 replication event notifications (through SQS, the main path; SNS; or a direct
+//! invocation) turned into incidents, re-drive manifests and one page per incident. Never a failover.
+//!
+//! Everything is built once here, at cold start; the handler stays thin. The payload is taken raw so that a body
+//! that cannot be parsed is quarantined exactly as it arrived.
 
-fn main() -> std::process::ExitCode {
-    eprintln!("replication-failure is not implemented in this version");
-    std::process::ExitCode::FAILURE
+mod event_handler;
+
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use serde_json::value::RawValue;
+use shared::aws::AwsClients;
+use shared::config::Config;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    shared::telemetry::init();
+    let config = Config::from_env().inspect_err(|e| tracing::error!(error = %e, "cold start failed: invalid configuration"))?;
+    let clients = AwsClients::from_env().await;
+    let engine = shared::aws::engine(&clients, &config);
+    tracing::info!(environment = %config.environment, control_bucket = %config.control_bucket, "replication-failure ready");
+    let engine = &engine;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Box<RawValue>>| async move {
+        event_handler::handle(engine, event.payload.get()).await
+    }))
+    .await
 }

@@ -9,6 +9,7 @@ pub mod failover;
 pub mod lock;
 pub mod quarantine;
 pub mod record;
+pub mod replication;
 pub mod report;
 pub mod response;
 pub mod snapshot;

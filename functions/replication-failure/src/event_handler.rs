@@ -1,0 +1,96 @@
+//! Parses the payload, calls `shared`, maps the result to the answer Lambda expects. No rules, no SDK types.
+//!
+//! - SQS: `{"batchItemFailures": [{"itemIdentifier": "<messageId>"}, ...]}` (`ReportBatchItemFailures` on the
+//!   event source mapping): only the messages whose processing failed are retried; an empty list acknowledges
+//!   the whole batch, poison messages included (they are kept under `quarantine/`).
+//! - SNS or direct: a summary object; if any write failed, an error (`Retryable.*` for a transient failure) so
+//!   that Lambda retries the invocation, which counts nothing twice.
+
+use serde_json::{Value, json};
+use shared::engine::failover::Engine;
+use shared::engine::quarantine;
+use shared::engine::replication::{self, BatchOutcome, PageStatus};
+use shared::error::HandlerError;
+use shared::ports::{Clock, ControlBucket, Notifier};
+
+/// Handles one invocation; `raw` is the payload exactly as delivered.
+pub async fn handle<P, B: ControlBucket, N: Notifier, C: Clock>(
+    engine: &Engine<P, B, N, C>,
+    raw: &str,
+) -> Result<Value, HandlerError> {
+    let payload: Value = match serde_json::from_str(raw) {
+        Ok(v) => v,
+        Err(e) => {
+            let problem = format!("not JSON ({e}): expected an SQS event, an SNS event or an S3 event notification");
+            let key = quarantine::keep(&engine.bucket, replication::FUNCTION_NAME, raw, &problem, engine.clock.now()).await?;
+            tracing::error!(quarantine_key = %key, error = %problem, "payload is not JSON; quarantined");
+            return Ok(json!({ "outcome": "quarantined", "quarantine_key": key, "message": problem }));
+        }
+    };
+    let settings = &engine.settings;
+    let outcome = replication::process_batch(
+        &engine.bucket,
+        &engine.notifier,
+        &engine.clock,
+        &settings.environment,
+        &settings.region,
+        &payload,
+        raw,
+    )
+    .await;
+    log(&outcome);
+    if outcome.source == "sqs" {
+        let failures: Vec<Value> = outcome.batch_item_failures().into_iter().map(|id| json!({ "itemIdentifier": id })).collect();
+        return Ok(json!({ "batchItemFailures": failures }));
+    }
+    let summary = outcome.summary();
+    match outcome.into_error() {
+        Some(error) => Err(HandlerError::Store(error)),
+        None => Ok(summary),
+    }
+}
+
+/// Counts, per category and per incident, as JSON log lines; never the event itself.
+fn log(o: &BatchOutcome) {
+    tracing::info!(
+        outcome = o.outcome(),
+        source = o.source,
+        batch_id = %o.batch_id,
+        messages = o.messages,
+        records = o.records,
+        duplicates = o.duplicates,
+        groups = o.groups,
+        test_events = o.test_events,
+        incidents = o.incidents.len(),
+        quarantined = o.quarantined.len(),
+        manifests = o.manifests.len(),
+        manifest_rows = o.manifest_rows(),
+        pages = o.pages_sent(),
+        failed_messages = o.batch_item_failures().len(),
+        "replication batch"
+    );
+    for (category, count) in &o.counts_by_category {
+        tracing::info!(category = %category, count, "replication events by category");
+    }
+    for i in &o.incidents {
+        let (state, severity, total_failed) = match &i.incident {
+            Some(d) => (Some(d.state), Some(d.highest_severity.as_str()), d.total_failed),
+            None => (None, None, 0),
+        };
+        tracing::info!(
+            incident = %i.id,
+            records = i.records,
+            result = ?i.result,
+            decision = ?i.decision,
+            page_sent = i.page == PageStatus::Sent,
+            attempts = i.attempts,
+            state = ?state,
+            severity = ?severity,
+            total_failed,
+            "replication incident"
+        );
+    }
+    for q in &o.quarantined {
+        tracing::error!(message_id = %q.message_id, quarantine_key = ?q.key, error = %q.error, "unparseable message quarantined");
+    }
+}
