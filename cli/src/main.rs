@@ -60,7 +60,7 @@ async fn main() -> ExitCode {
     };
     let clients = AwsClients::from_env().await;
     let engine = shared::aws::engine(&clients, &config);
-    match shared::engine::commands::run(&engine, &config, &payload, None).await {
+    match shared::engine::commands::run(&engine, &config, &payload).await {
         Ok(response) => {
             let rejected = response.outcome == shared::engine::response::Outcome::Rejected;
             println!("{}", serde_json::to_string_pretty(&response).unwrap_or_default());

@@ -142,6 +142,9 @@ pub struct Config {
     /// `DR_MANUAL_TRIGGER_FUNCTION`, optional: the manual-trigger function's name, printed in the commands
     /// pages tell on-call to run (defaults to this function's own name, else `manual-trigger`).
     pub manual_trigger_function: String,
+    /// `DR_REPLICATION_QUIET_MINUTES`, optional (default 30): how long a replication incident must stay quiet
+    /// before the scheduled `check` closes it with an `OK` page.
+    pub replication_quiet_minutes: u32,
 }
 
 impl Config {
@@ -206,6 +209,7 @@ impl Config {
             lock_lease_seconds: number("DR_LOCK_LEASE_SECONDS", 120, 1..=3600)?,
             approval_window_minutes: number("DR_APPROVAL_WINDOW_MINUTES", 60, 1..=10080)?,
             manual_trigger_function,
+            replication_quiet_minutes: number("DR_REPLICATION_QUIET_MINUTES", 30, 1..=10080)?,
             environment: required(&lookup, "DR_ENVIRONMENT", "a short environment name such as prod", EnvironmentName::parse)?,
             ssm_prefix: required(&lookup, "DR_SSM_PREFIX", "an SSM path such as /dr/prod", SsmPrefix::parse)?,
             control_bucket: required(&lookup, "DR_CONTROL_BUCKET", "an S3 bucket name", BucketName::parse)?,

@@ -177,3 +177,44 @@ async fn break_glass_runs_the_same_commands_without_lambda() {
     assert_eq!(code, Some(2));
     assert_eq!(r["outcome"], "rejected");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_replication_incidents_show_in_status_check_snapshots_and_the_rpo_estimate() {
+    let env = DrEnv::seed(&moto::shared().endpoint).await;
+    let fixture = std::fs::read_to_string(format!(
+        "{}/../events/replication-failure/sqs-direct-failed-replication.json",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    let mut rf = Function::start("replication-failure", &env.function_env());
+    let r = rf.invoke(&serde_json::from_str(&fixture).unwrap()).response();
+    assert_eq!(r["batchItemFailures"], json!([]), "{r:#}");
+    env.pages().await;
+
+    let mut f = Function::start("manual-trigger", &env.function_env());
+    let status = f.invoke(&json!({"command": "status"})).response();
+    let incidents = status["replication_incidents"].as_array().unwrap();
+    assert_eq!(incidents.len(), 1, "{status:#}");
+    let check = f.invoke(&json!({"command": "check"})).response();
+    let finding = check["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["id"].as_str().unwrap().starts_with("replication-"))
+        .unwrap()
+        .clone();
+    assert!(finding["what"].as_str().unwrap().contains("RPO risk"), "{finding:#}");
+    assert!(env.pages().await.is_empty(), "check does not page again what replication-failure paged");
+
+    let r = f
+        .invoke(&json!({"command": "failover", "target": "secondary", "confirm": "secondary", "reason": "r", "requested_by": "me", "client_token": "rpo"}))
+        .response();
+    assert_eq!(r["outcome"], "completed", "{r:#}");
+    let report = env.json("reports/failover-rpo.json").await;
+    assert_eq!(report["rpo_estimate"]["estimate"], "at_risk", "{:#}", report["rpo_estimate"]);
+    assert_eq!(report["rpo_estimate"]["open_incidents"], 1);
+    let snap = env.json("snapshots/failover-rpo/replication-incidents.json").await;
+    assert_eq!(snap["open_incidents"], 1);
+    let manifest = env.json("snapshots/failover-rpo/manifest.json").await;
+    assert!(manifest["files"].as_array().unwrap().iter().any(|x| x["name"] == "replication-incidents.json"));
+}

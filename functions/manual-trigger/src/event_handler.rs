@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 use shared::config::Config;
-use shared::engine::commands::{self, FindingsHook};
+use shared::engine::commands;
 use shared::engine::failover::Engine;
 use shared::error::HandlerError;
 use shared::ports::{Clock, ControlBucket, Notifier, ParameterStore};
@@ -19,9 +19,8 @@ pub struct Deps<P, B, N, C> {
 pub async fn handle<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
     deps: &Deps<P, B, N, C>,
     payload: Value,
-    extra_findings: Option<FindingsHook<'_>>,
 ) -> Result<Value, HandlerError> {
-    let response = commands::run(&deps.engine, &deps.config, &payload, extra_findings).await?;
+    let response = commands::run(&deps.engine, &deps.config, &payload).await?;
     // Serializing our own response types cannot fail (string keys, no non-finite floats).
     Ok(serde_json::to_value(&response).unwrap_or(Value::Null))
 }

@@ -17,7 +17,7 @@ async fn main() -> Result<(), Error> {
     tracing::info!(environment = %deps.config.environment, ssm_prefix = %deps.config.ssm_prefix, "manual-trigger ready");
     let deps = &deps;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| async move {
-        event_handler::handle(deps, event.payload, None).await
+        event_handler::handle(deps, event.payload).await
     }))
     .await
 }

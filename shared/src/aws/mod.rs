@@ -120,9 +120,12 @@ pub type AwsEngine =
 
 /// Builds the engine's adapters from the clients and the configuration (called once, in `main`).
 pub fn engine(clients: &AwsClients, config: &crate::config::Config) -> AwsEngine {
+    let bucket = s3::S3ControlBucket::new(clients.s3.clone(), config.control_bucket.clone());
+    // Snapshots include the open replication incidents: they are the RPO risk of a failover.
+    let incidents = crate::engine::replication::IncidentsSource { bucket: bucket.clone() };
     crate::engine::failover::Engine {
         params: ssm::SsmParameterStore::new(clients.ssm.clone()),
-        bucket: s3::S3ControlBucket::new(clients.s3.clone(), config.control_bucket.clone()),
+        bucket,
         notifier: sns::SnsNotifier::new(clients.sns.clone(), config.paging_topic.clone(), config.chat_topic.clone()),
         clock: crate::ports::SystemClock,
         settings: crate::engine::failover::EngineSettings {
@@ -136,6 +139,6 @@ pub fn engine(clients: &AwsClients, config: &crate::config::Config) -> AwsEngine
             lock_key: crate::engine::lock::FAILOVER_LOCK_KEY.into(),
             drill: false,
         },
-        sources: Vec::new(),
+        sources: vec![std::sync::Arc::new(incidents)],
     }
 }

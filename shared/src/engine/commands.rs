@@ -7,27 +7,25 @@ use super::drill;
 use super::failover::{Engine, ExecutionResult, MoveRequest, new_token};
 use super::lock::{self, FAILOVER_LOCK_KEY, rfc3339};
 use super::record::ExecutionRecord;
+use super::replication;
 use super::response::{CommandResponse, Outcome};
 use super::snapshot;
 use super::status;
 use crate::config::Config;
 use crate::domain::command::{self, Command};
 use crate::domain::decision::Initiator;
+use crate::domain::notification::Severity;
+use crate::domain::replication::classify::Severity as ReplicationSeverity;
 use crate::domain::site::SiteName;
 use crate::error::HandlerError;
 use crate::ports::{Clock, ControlBucket, Notifier, ParameterStore};
-use futures_util::future::BoxFuture;
 use serde_json::{Value, json};
-
-/// Extra readiness findings from other capabilities (e.g. open replication incidents), asked for by `check`.
-pub type FindingsHook<'a> = &'a (dyn Fn() -> BoxFuture<'a, Vec<Finding>> + Send + Sync);
 
 /// Runs one command payload.
 pub async fn run<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
     engine: &Engine<P, B, N, C>,
     config: &Config,
     payload: &Value,
-    extra_findings: Option<FindingsHook<'_>>,
 ) -> Result<CommandResponse, HandlerError> {
     let command = match command::parse(payload) {
         Ok(c) => c,
@@ -40,8 +38,18 @@ pub async fn run<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
     let response = match command {
         Command::Status => {
             let mut response = status::status(&engine.params, config).await?;
-            let (in_flight, recent) =
-                tokio::join!(lock::read(&engine.bucket, FAILOVER_LOCK_KEY), recent_executions(&engine.bucket, 5));
+            let (in_flight, recent, incidents) = tokio::join!(
+                lock::read(&engine.bucket, FAILOVER_LOCK_KEY),
+                recent_executions(&engine.bucket, 5),
+                replication::open_incidents(&engine.bucket)
+            );
+            response.details.insert(
+                "replication_incidents".into(),
+                match incidents {
+                    Ok(list) => replication::summarize(&list),
+                    Err(e) => json!({ "error": e.to_string() }),
+                },
+            );
             response.details.insert(
                 "in_flight".into(),
                 match in_flight {
@@ -78,13 +86,7 @@ pub async fn run<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
             execution("unlock", engine.unlock(&u.execution_id, who).await?)
         }
         Command::Snapshot => snapshot_now(engine).await?,
-        Command::Check => {
-            let extra = match extra_findings {
-                Some(hook) => hook().await,
-                None => Vec::new(),
-            };
-            check::check(engine, extra).await?
-        }
+        Command::Check => check::check(engine, replication_findings(engine, config).await).await?,
         Command::Drill(d) => {
             let r = drill::drill(engine, &d.requested_by, &d.reason).await?;
             let mut response = execution("drill", r.execution);
@@ -125,6 +127,55 @@ async fn snapshot_now<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock
         message: Some(format!("snapshot of {count} files written")),
         details,
     })
+}
+
+/// The data plane's part of `check`: closes replication incidents that have gone quiet (with their `OK`
+/// page), and reports the open ones as RPO risk. Warnings at most: `replication-failure` pages them itself.
+async fn replication_findings<P, B: ControlBucket, N: Notifier, C: Clock>(
+    engine: &Engine<P, B, N, C>,
+    config: &Config,
+) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let quiet = time::Duration::minutes(i64::from(config.replication_quiet_minutes));
+    let env = &engine.settings.environment;
+    match replication::close_quiet_incidents(&engine.bucket, &engine.notifier, &engine.clock, env, &engine.settings.region, quiet)
+        .await
+    {
+        Ok(closed) if !closed.is_empty() => out.push(Finding {
+            id: "replication-closed".into(),
+            severity: Severity::Info,
+            what: format!("closed quiet replication incidents: {}", closed.join(", ")),
+            action: "none".into(),
+        }),
+        Ok(_) => {}
+        Err(e) => out.push(Finding {
+            id: "replication-close".into(),
+            severity: Severity::Warning,
+            what: format!("could not close quiet replication incidents: {e}"),
+            action: "the next check retries".into(),
+        }),
+    }
+    match replication::open_incidents(&engine.bucket).await {
+        Ok(open) => out.extend(open.iter().map(|i| Finding {
+            id: format!("replication-{}", i.id),
+            severity: if i.highest_severity == ReplicationSeverity::Info { Severity::Info } else { Severity::Warning },
+            what: format!(
+                "RPO risk: replication incident {} ({:?}), {} objects failed to replicate from {}",
+                i.id, i.state, i.total_failed, i.source_bucket
+            ),
+            action: format!(
+                "see {} and re-drive with the manifests under replication/manifests/",
+                replication::incident_key(&i.id)
+            ),
+        })),
+        Err(e) => out.push(Finding {
+            id: "replication-read".into(),
+            severity: Severity::Warning,
+            what: format!("could not read the replication incidents: {e}"),
+            action: "check the control bucket".into(),
+        }),
+    }
+    out
 }
 
 /// The last `n` execution records, newest first, summarized.

@@ -107,7 +107,7 @@ pub async fn drill<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
             drill: true,
             ..engine.settings.clone()
         },
-        sources: Vec::new(),
+        sources: engine.sources.clone(),
     };
     let request = MoveRequest {
         execution_id: id.clone(),

@@ -65,8 +65,8 @@ pub struct Engine<P, B, N, C> {
     pub clock: C,
     /// Settings.
     pub settings: EngineSettings,
-    /// Extra snapshot sources (the parameter tree is always included).
-    pub sources: Vec<Box<dyn SnapshotSource>>,
+    /// Extra snapshot sources (the parameter tree is always included); shared so a drill's engine reuses them.
+    pub sources: Vec<std::sync::Arc<dyn SnapshotSource>>,
 }
 
 /// A request to move the active site.
@@ -199,6 +199,8 @@ struct Attempt {
     id: String,
     tree: Vec<Parameter>,
     docs: DrDocuments,
+    /// Snapshot files collected while the lock was being taken (so the sources' reads cost no round trip).
+    prefetched: Option<Vec<snapshot::SnapshotFile>>,
 }
 
 fn ms_between(a: OffsetDateTime, b: OffsetDateTime) -> u64 {
@@ -234,7 +236,7 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
         let (tree, existing) = tokio::try_join!(self.read_tree(), record::read(&self.bucket, &req.execution_id))
             .map_err(|source| EngineError::NotStarted { execution_id: req.execution_id.clone(), source })?;
         let docs = documents::from_tree(&tree, &self.settings.prefix);
-        let attempt = Attempt { id: attempt_id, tree, docs };
+        let attempt = Attempt { id: attempt_id, tree, docs, prefetched: None };
         if let Some(rec) = existing {
             return self.answer_existing(rec, attempt, None).await;
         }
@@ -274,9 +276,14 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
             Action::Noop | Action::Refuse | Action::NotifyOnly => self.record_only(Recorder::new(rec), attempt).await,
             Action::Execute | Action::AwaitApproval => {
                 let awaiting = decision.action == Action::AwaitApproval;
-                let Some(held) = self.take_lock(&mut rec, &attempt, awaiting, false).await? else {
+                // The snapshot sources read while the lock is taken: their answers wait for the snapshot step.
+                let (held, files) =
+                    tokio::join!(self.take_lock(&mut rec, &attempt, awaiting, false), self.snapshot_files(&attempt));
+                let Some(held) = held? else {
                     return self.in_progress_answer(&req.execution_id, &attempt).await;
                 };
+                let mut attempt = attempt;
+                attempt.prefetched = files.ok();
                 let rec = Recorder::new(rec);
                 if awaiting { self.prepare_for_approval(rec, attempt, held).await } else { self.drive(rec, attempt, held).await }
             }
@@ -289,7 +296,7 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
         let (tree, existing) = tokio::try_join!(self.read_tree(), record::read(&self.bucket, execution_id))
             .map_err(|source| EngineError::NotStarted { execution_id: execution_id.to_owned(), source })?;
         let docs = documents::from_tree(&tree, &self.settings.prefix);
-        let attempt = Attempt { id: attempt_id, tree, docs };
+        let attempt = Attempt { id: attempt_id, tree, docs, prefetched: None };
         let Some(rec) = existing else {
             return Ok(ExecutionResult {
                 outcome: Outcome::Rejected,
@@ -350,6 +357,7 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
             config_after: None,
             promoted_version: None,
             snapshot_manifest_key: None,
+            rpo_estimate: None,
             messages: Vec::new(),
             report_key: None,
             notes: Vec::new(),
@@ -680,6 +688,9 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
         let id = rec.record.execution_id.clone();
         let start = self.now();
         let files = self.snapshot_files(&attempt).await;
+        if let Ok(f) = &files {
+            rec.record.rpo_estimate = Some(rpo_estimate(f));
+        }
         let folder = format!("snapshots/{id}");
         let plan = ActiveConfig::promotion_document(
             rec.record.target,
@@ -762,7 +773,10 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
     }
 
     async fn snapshot_files(&self, attempt: &Attempt) -> Result<Vec<snapshot::SnapshotFile>, StoreError> {
-        self.snapshot_files_of(&attempt.tree).await
+        match &attempt.prefetched {
+            Some(files) => Ok(files.clone()),
+            None => self.snapshot_files_of(&attempt.tree).await,
+        }
     }
 
     /// Runs the remaining steps of an execution under the lock.
@@ -811,19 +825,19 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
                         ),
                     )
                 });
+                let files = match self.snapshot_files(&attempt).await {
+                    Ok(f) => f,
+                    Err(source) => return Err(self.stop(rec, Some(held), Step::Snapshot, source).await),
+                };
+                rec.record.rpo_estimate = Some(rpo_estimate(&files));
                 let save = rec.save(&self.bucket, start);
-                let files = self.snapshot_files(&attempt);
                 let page_fut = async {
                     match &first_page {
                         Some(p) => self.notifier.publish(Channel::Paging, p).await.map(Some),
                         None => Ok(None),
                     }
                 };
-                let r = tokio::try_join!(
-                    async { snapshot::write(&self.bucket, &folder, &id, files.await?, start).await },
-                    save,
-                    page_fut
-                );
+                let r = tokio::try_join!(snapshot::write(&self.bucket, &folder, &id, files, start), save, page_fut);
                 let (manifest, etag, paged) = match r {
                     Ok(v) => v,
                     Err(source) => return Err(self.stop(rec, Some(held), Step::Snapshot, source).await),
@@ -957,7 +971,7 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
             let start = self.now();
             let (json_key, md_key) = report::report_keys(&id);
             rec.record.report_key = Some(json_key.clone());
-            let rpo = self.rpo_estimate(&attempt);
+            let rpo = rec.record.rpo_estimate.clone().unwrap_or_else(|| rpo_estimate(&[]));
             let mut for_report = rec.record.clone();
             for_report.state = ExecutionState::Completed;
             for_report.steps.push(self.step(Step::Report, StepOutcome::Done, start, start, &attempt.id, None));
@@ -1056,12 +1070,6 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
             .map(|s| format!("{} {:?} {} ms", s.step.as_str(), s.outcome, s.duration_ms))
             .collect::<Vec<_>>()
             .join(", ")
-    }
-
-    /// The RPO estimate: open replication incidents say how far behind the replica may be.
-    fn rpo_estimate(&self, attempt: &Attempt) -> Value {
-        let _ = attempt;
-        json!({ "estimate": "unknown", "why": "no replication telemetry is attached to this execution yet" })
     }
 
     /// Records a failure at `step` that a retry may fix, marks the lock stopped (so the next attempt of this
@@ -1231,6 +1239,39 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
         }
         Ok(answer(Outcome::Completed, what, None))
     }
+}
+
+/// The RPO estimate from the snapshot's replication incidents file: open incidents say how far behind the
+/// replica may be. Without that source, the estimate is unknown.
+pub fn rpo_estimate(files: &[snapshot::SnapshotFile]) -> Value {
+    let Some(file) = files.iter().find(|f| f.name == super::replication::SNAPSHOT_FILE) else {
+        return json!({ "estimate": "unknown", "why": "no replication incidents source in this snapshot" });
+    };
+    let v: Value = serde_json::from_slice(&file.body).unwrap_or(Value::Null);
+    let open = v["open_incidents"].as_u64().unwrap_or(0);
+    if open == 0 {
+        return json!({
+            "estimate": "current",
+            "open_incidents": 0,
+            "why": "no open replication incident: the replicas trail by S3 replication's normal delay only",
+        });
+    }
+    let summary = v["summary"].as_array().cloned().unwrap_or_default();
+    let oldest = summary.iter().filter_map(|i| i["first_seen"].as_str()).min().map(str::to_owned);
+    let lagging = summary.iter().any(|i| i["lag_outstanding"] == Value::Bool(true));
+    json!({
+        "estimate": "at_risk",
+        "open_incidents": open,
+        "failed_objects": v["failed_objects"],
+        "oldest_unreplicated_since": oldest,
+        "lag_outstanding": lagging,
+        "why": format!(
+            "{open} open replication incident(s): objects written since {} may be missing on the replica; re-drive them \
+             with the manifests under replication/manifests/",
+            oldest.as_deref().unwrap_or("an unknown time")
+        ),
+        "incidents": summary,
+    })
 }
 
 /// Whether an active document was written by `execution_id`.

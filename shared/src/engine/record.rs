@@ -166,6 +166,9 @@ pub struct ExecutionRecord {
     pub promoted_version: Option<i64>,
     /// The snapshot's manifest key.
     pub snapshot_manifest_key: Option<String>,
+    /// The RPO estimate made at the snapshot (open replication incidents).
+    #[serde(default)]
+    pub rpo_estimate: Option<Value>,
     /// Messages sent.
     pub messages: Vec<SentMessage>,
     /// The report's key (JSON; the `.md` sits beside it).
