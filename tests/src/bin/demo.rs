@@ -61,6 +61,33 @@ async fn show_messages(env: &DrEnv) {
     }
 }
 
+/// An SQS batch of S3 replication failure notifications, one per object, as S3 sends them.
+fn storm_batch(objects: usize) -> Value {
+    let records: Vec<Value> = (0..objects)
+        .map(|i| {
+            let body = json!({"Records": [{
+                "eventVersion": "2.2", "eventSource": "aws:s3", "awsRegion": "us-east-1",
+                "eventTime": "2026-11-25T16:00:00.000Z", "eventName": "Replication:OperationFailedReplication",
+                "userIdentity": {"principalId": "s3.amazonaws.com"},
+                "requestParameters": {"sourceIPAddress": "s3.amazonaws.com"},
+                "responseElements": {"x-amz-request-id": "R", "x-amz-id-2": "I"},
+                "s3": {"s3SchemaVersion": "1.0", "configurationId": "delta-tables",
+                       "bucket": {"name": "databricks-prod-data-use1", "ownerIdentity": {"principalId": "A"},
+                                  "arn": "arn:aws:s3:::databricks-prod-data-use1"},
+                       "object": {"key": format!("tables/sales/orders/part-{i:05}-c000.snappy.parquet"), "size": 1048576,
+                                  "eTag": "e", "versionId": format!("v{i}"), "sequencer": "0055AED6DCD90281E5"}},
+                "replicationEventData": {"replicationRuleId": "delta-tables",
+                       "destinationBucket": "arn:aws:s3:::databricks-prod-data-usw2", "s3Operation": "OBJECT_PUT",
+                       "requestTime": "2026-11-25T16:00:00.000Z", "failureReason": "AssumeRoleNotPermitted"}
+            }]});
+            json!({"messageId": format!("m-{i}"), "receiptHandle": "h", "body": body.to_string(), "attributes": {},
+                   "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs",
+                   "eventSourceARN": "arn:aws:sqs:us-west-2:123456789012:dr-replication", "awsRegion": "us-west-2"})
+        })
+        .collect();
+    json!({ "Records": records })
+}
+
 #[tokio::main]
 async fn main() {
     step("starting moto (local AWS) on 127.0.0.1");
@@ -128,6 +155,19 @@ async fn main() {
     ok &= back["active_site"] == "primary";
     show_messages(&env).await;
 
+    step("a replication storm: the replication role loses its trust policy; 400 objects fail to replicate");
+    let mut replication = Function::start("replication-failure", &env.function_env());
+    let storm = storm_batch(400);
+    let handled = brief(&replication.invoke(&storm), &["batchItemFailures"]);
+    ok &= handled["batchItemFailures"] == json!([]);
+    println!("  what on-call receives for 400 failed objects:");
+    show_messages(&env).await;
+    let manifests = env.keys("replication/manifests/").await;
+    println!("  re-drive manifests (S3 Batch Operations CSV): {manifests:?}");
+    println!("  incidents: {:?}", env.keys("replication/incidents/").await);
+    let after = brief(&manual.invoke(&json!({"command": "check"})), &["ready", "counts"]);
+    ok &= after["counts"]["warning"].as_u64().unwrap_or(0) >= 1;
+
     step("a typo is rejected with what is expected, and nothing changes");
     brief(
         &manual.invoke(&json!({"command": "failover", "target": "secondary", "confrim": "secondary"})),
@@ -135,7 +175,7 @@ async fn main() {
     );
 
     step(if ok {
-        "demo finished: drill, automatic failover on an alarm, idempotent redelivery, failback"
+        "demo finished: drill, automatic failover on an alarm, idempotent redelivery, failback, a replication storm as one page"
     } else {
         "demo FAILED"
     });
