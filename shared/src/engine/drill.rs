@@ -23,13 +23,7 @@ pub struct DrillResult {
     pub cleanup: Value,
 }
 
-fn refused<P: ParameterStore, B, N, C>(
-    engine: &Engine<P, B, N, C>,
-    id: &str,
-    active_site: Option<crate::domain::site::SiteName>,
-    message: String,
-) -> DrillResult {
-    let _ = engine;
+fn refused(id: &str, active_site: Option<crate::domain::site::SiteName>, message: String) -> DrillResult {
     DrillResult {
         execution: ExecutionResult {
             outcome: Outcome::Rejected,
@@ -70,16 +64,16 @@ pub async fn drill<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
     {
         let msg =
             format!("a real execution is in flight ({}, {:?}); drills wait until it ends", holder.execution_id, holder.state);
-        return Ok(refused(engine, &id, active_site, msg));
+        return Ok(refused(&id, active_site, msg));
     }
     if let Some(policy) = docs.effective_policy()
         && let Some(why) = policy.drill_blocked(now)
     {
-        return Ok(refused(engine, &id, active_site, format!("drill refused: {why}")));
+        return Ok(refused(&id, active_site, format!("drill refused: {why}")));
     }
     let Some(active) = docs.active.valid() else {
         let msg = format!("drill refused: {}", docs.active.problem().unwrap_or_default());
-        return Ok(refused(engine, &id, active_site, msg));
+        return Ok(refused(&id, active_site, msg));
     };
     let live_active_version = tree.iter().find(|p| p.name == live.child(ACTIVE)).map(|p| p.version);
 

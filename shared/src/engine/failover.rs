@@ -757,7 +757,6 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
         if let Err(source) = rec.save_now(&self.bucket, self.now()).await {
             return Err(self.stop(rec, Some(held), Step::Snapshot, source).await);
         }
-        let _ = held;
         let active = attempt.docs.active.valid().map(|a| a.site);
         let msg = format!("prepared; awaiting approval: {}", self.approve_command(&id));
         Ok(self.result_of(&rec.record, Outcome::AwaitingApproval, active, msg))
@@ -1005,7 +1004,6 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
             // trigger is delivered again and the record is finished (never left behind as "running").
             return Err(self.stop(rec, None, Step::Release, source).await);
         }
-        let _ = held;
         Ok(self.result_of(
             &rec.record,
             Outcome::Completed,
@@ -1124,7 +1122,8 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
     }
 
     /// Ends an execution for good (a human must look): records, pages, writes the report, releases the lock.
-    async fn fail(&self, mut rec: Recorder, held: Held, step: Step, problem: String) -> EngineError {
+    /// `_held` is the lock this attempt owns; it is released (by execution id) at the end.
+    async fn fail(&self, mut rec: Recorder, _held: Held, step: Step, problem: String) -> EngineError {
         let id = rec.record.execution_id.clone();
         let now = self.now();
         tracing::error!(execution_id = %id, step = step.as_str(), problem = %problem, "execution failed");
@@ -1169,7 +1168,6 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
         if let Err(e) = rec.save_now(&self.bucket, now).await {
             tracing::warn!(execution_id = %id, error = %e, "could not record the failure");
         }
-        let _ = held;
         let _ = lock::release(&self.bucket, &self.settings.lock_key, &id).await;
         EngineError::VerificationFailed { execution_id: id, problem }
     }
