@@ -11,6 +11,7 @@
 //! | [`config`] | typed configuration from the environment | - |
 //! | [`error`] | error enums per layer and their mapping to the runtime's `Diagnostic` | - |
 //! | [`telemetry`] | JSON logging through `tracing` | - |
+//! | [`metrics`] | CloudWatch Embedded Metric Format lines (executions, steps, replication, quarantine) | - |
 //!
 //! The function binaries build the config, the clients and the adapters once in `main` and hand them to a
 //! thin handler that calls into [`engine`].
@@ -22,5 +23,6 @@ pub mod engine;
 pub mod error;
 #[cfg(test)]
 pub(crate) mod memory;
+pub mod metrics;
 pub mod ports;
 pub mod telemetry;

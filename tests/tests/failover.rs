@@ -102,6 +102,11 @@ async fn a_human_failover_promotes_snapshots_pages_and_reports_once() {
     }
     // The lock is released.
     assert!(env.keys("locks/").await.is_empty());
+    // CloudWatch metrics in Embedded Metric Format: the outcome and each step's duration.
+    let emf: Vec<Value> =
+        f.logs().lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()).filter(|v| v.get("_aws").is_some()).collect();
+    assert!(emf.iter().any(|m| m["ExecutionsByOutcome"] == 1 && m["Outcome"] == "completed"), "{emf:#?}");
+    assert!(emf.iter().any(|m| m["Step"] == "promote" && m["StepDurationMs"].is_u64()), "{emf:#?}");
 
     // The same command again (same client token): the first result, nothing done again.
     let again = f.invoke(&failover("t1")).response();

@@ -21,6 +21,7 @@ pub async fn handle<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
             // Retrying cannot make this an alarm: keep it and answer without a retry-worthy error.
             let key = quarantine::keep(&engine.bucket, "health-alarm", raw, &problem, engine.clock.now()).await?;
             tracing::error!(quarantine_key = %key, error = %problem, "input is not an alarm state change; quarantined");
+            shared::metrics::quarantined(&engine.settings.environment, "health-alarm");
             return Ok(json!({ "outcome": "quarantined", "quarantine_key": key, "message": problem }));
         }
     };
@@ -37,6 +38,7 @@ pub async fn handle<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
         AlarmOutcome::Reported { message, .. } => tracing::info!(message = %message, "recovery reported"),
         AlarmOutcome::Execution(r) => {
             tracing::info!(outcome = ?r.outcome, execution_id = %r.execution_id, "execution answered");
+            shared::metrics::execution(&engine.settings.environment, r);
             // Another attempt of this very execution holds the lock: it may be running, or it may have
             // crashed. Fail this delivery so that Lambda/EventBridge redeliver it: once the lease expires
             // the redelivery resumes the execution, or finds it completed.

@@ -24,6 +24,7 @@ pub async fn handle<P, B: ControlBucket, N: Notifier, C: Clock>(
             let problem = format!("not JSON ({e}): expected an SQS event, an SNS event or an S3 event notification");
             let key = quarantine::keep(&engine.bucket, replication::FUNCTION_NAME, raw, &problem, engine.clock.now()).await?;
             tracing::error!(quarantine_key = %key, error = %problem, "payload is not JSON; quarantined");
+            shared::metrics::quarantined(&engine.settings.environment, replication::FUNCTION_NAME);
             return Ok(json!({ "outcome": "quarantined", "quarantine_key": key, "message": problem }));
         }
     };
@@ -39,6 +40,7 @@ pub async fn handle<P, B: ControlBucket, N: Notifier, C: Clock>(
     )
     .await;
     log(&outcome);
+    emit_metrics(&settings.environment, &outcome);
     if outcome.source == "sqs" {
         let failures: Vec<Value> = outcome.batch_item_failures().into_iter().map(|id| json!({ "itemIdentifier": id })).collect();
         return Ok(json!({ "batchItemFailures": failures }));
@@ -47,6 +49,16 @@ pub async fn handle<P, B: ControlBucket, N: Notifier, C: Clock>(
     match outcome.into_error() {
         Some(error) => Err(HandlerError::Store(error)),
         None => Ok(summary),
+    }
+}
+
+/// The batch's CloudWatch metrics (EMF lines): failures by category, quarantined bodies.
+fn emit_metrics(env: &str, o: &BatchOutcome) {
+    for (category, count) in &o.counts_by_category {
+        shared::metrics::replication_failures(env, &category.to_string(), *count);
+    }
+    for _ in &o.quarantined {
+        shared::metrics::quarantined(env, replication::FUNCTION_NAME);
     }
 }
 

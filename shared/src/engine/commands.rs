@@ -35,6 +35,7 @@ pub async fn run<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
         }
     };
     tracing::info!(command = command.name(), "command");
+    let env = engine.settings.environment.as_str();
     let response = match command {
         Command::Status => {
             let mut response = status::status(&engine.params, config).await?;
@@ -78,18 +79,18 @@ pub async fn run<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
                 trigger: json!({ "command": name, "target": m.target, "requested_by": m.requested_by, "reason": m.reason,
                                  "client_token": m.client_token }),
             };
-            execution(name, engine.run(request).await?)
+            execution(env, name, engine.run(request).await?)
         }
-        Command::Approve(a) => execution("approve", engine.approve(&a.execution_id, &a.requested_by).await?),
+        Command::Approve(a) => execution(env, "approve", engine.approve(&a.execution_id, &a.requested_by).await?),
         Command::Unlock(u) => {
             let who = u.requested_by.as_deref().unwrap_or("unknown (no requested_by given)");
-            execution("unlock", engine.unlock(&u.execution_id, who).await?)
+            execution(env, "unlock", engine.unlock(&u.execution_id, who).await?)
         }
         Command::Snapshot => snapshot_now(engine).await?,
         Command::Check => check::check(engine, replication_findings(engine, config).await).await?,
         Command::Drill(d) => {
             let r = drill::drill(engine, &d.requested_by, &d.reason).await?;
-            let mut response = execution("drill", r.execution);
+            let mut response = execution(env, "drill", r.execution);
             response.details.insert("cleanup".into(), r.cleanup);
             response
         }
@@ -98,7 +99,10 @@ pub async fn run<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
     Ok(response)
 }
 
-fn execution(command: &str, r: ExecutionResult) -> CommandResponse {
+fn execution(env: &str, command: &str, r: ExecutionResult) -> CommandResponse {
+    if command != "unlock" {
+        crate::metrics::execution(env, &r);
+    }
     let mut details = r.to_fields();
     details.insert("command".into(), json!(command));
     CommandResponse { outcome: r.outcome, active_site: r.active_site, message: Some(r.message), details }
