@@ -556,14 +556,7 @@ fn non_empty_str(v: &Value) -> Option<&str> {
 }
 
 fn describe(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
+    super::describe_json(v)
 }
 
 #[cfg(test)]

@@ -219,14 +219,7 @@ fn token_like(command: &str, field: &str, value: &str) -> Result<(), Rejection> 
 }
 
 fn kind_of(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
+    super::describe_json(v)
 }
 
 #[cfg(test)]

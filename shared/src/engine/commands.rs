@@ -15,7 +15,6 @@ use crate::config::Config;
 use crate::domain::command::{self, Command};
 use crate::domain::decision::Initiator;
 use crate::domain::notification::Severity;
-use crate::domain::replication::classify::Severity as ReplicationSeverity;
 use crate::domain::site::SiteName;
 use crate::error::HandlerError;
 use crate::ports::{Clock, ControlBucket, Notifier, ParameterStore};
@@ -162,7 +161,7 @@ async fn replication_findings<P, B: ControlBucket, N: Notifier, C: Clock>(
     match replication::open_incidents(&engine.bucket).await {
         Ok(open) => out.extend(open.iter().map(|i| Finding {
             id: format!("replication-{}", i.id),
-            severity: if i.highest_severity == ReplicationSeverity::Info { Severity::Info } else { Severity::Warning },
+            severity: if i.highest_severity == Severity::Info { Severity::Info } else { Severity::Warning },
             what: format!(
                 "RPO risk: replication incident {} ({:?}), {} objects failed to replicate from {}",
                 i.id, i.state, i.total_failed, i.source_bucket

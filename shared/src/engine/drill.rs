@@ -12,7 +12,7 @@ use crate::config::SsmPrefix;
 use crate::domain::decision::Initiator;
 use crate::error::StoreError;
 use crate::ports::{Clock, ControlBucket, Notifier, ParameterStore, WriteCondition};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 /// A drill's answer: the execution's, plus the verified clean-up.
 #[derive(Debug, Clone)]
@@ -24,20 +24,7 @@ pub struct DrillResult {
 }
 
 fn refused(id: &str, active_site: Option<crate::domain::site::SiteName>, message: String) -> DrillResult {
-    DrillResult {
-        execution: ExecutionResult {
-            outcome: Outcome::Rejected,
-            execution_id: id.to_owned(),
-            state: None,
-            active_site,
-            message,
-            decision: None,
-            timings_ms: Map::new(),
-            report_key: None,
-            in_flight: None,
-        },
-        cleanup: Value::Null,
-    }
+    DrillResult { execution: ExecutionResult::answer(Outcome::Rejected, id, active_site, message), cleanup: Value::Null }
 }
 
 /// Runs a drill for `requested_by`.

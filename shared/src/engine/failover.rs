@@ -108,6 +108,21 @@ pub struct ExecutionResult {
 }
 
 impl ExecutionResult {
+    /// An answer that ran no step (refusals, rejections, nothing to do).
+    pub fn answer(outcome: Outcome, execution_id: &str, active_site: Option<SiteName>, message: String) -> ExecutionResult {
+        ExecutionResult {
+            outcome,
+            execution_id: execution_id.to_owned(),
+            state: None,
+            active_site,
+            message,
+            decision: None,
+            timings_ms: Map::new(),
+            report_key: None,
+            in_flight: None,
+        }
+    }
+
     /// Whether the lock is held by another attempt of this same execution (a duplicate delivery, or a crashed
     /// attempt whose lease has not expired yet): an automatic trigger should be redelivered later.
     pub fn same_execution_in_flight(&self) -> bool {
@@ -298,19 +313,13 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
         let docs = documents::from_tree(&tree, &self.settings.prefix);
         let attempt = Attempt { id: attempt_id, tree, docs, prefetched: None };
         let Some(rec) = existing else {
-            return Ok(ExecutionResult {
-                outcome: Outcome::Rejected,
-                execution_id: execution_id.to_owned(),
-                state: None,
-                active_site: attempt.docs.active.valid().map(|a| a.site),
-                message: format!(
-                    "no execution {execution_id:?} exists; expected the id of a failover awaiting approval (see status)"
-                ),
-                decision: None,
-                timings_ms: Map::new(),
-                report_key: None,
-                in_flight: None,
-            });
+            let active_site = attempt.docs.active.valid().map(|a| a.site);
+            return Ok(ExecutionResult::answer(
+                Outcome::Rejected,
+                execution_id,
+                active_site,
+                format!("no execution {execution_id:?} exists; expected the id of a failover awaiting approval (see status)"),
+            ));
         };
         self.answer_existing(rec, attempt, Some(approver)).await
     }
@@ -1187,15 +1196,8 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
         .map_err(not_started)?;
         let active_site = docs.active.valid().map(|a| a.site);
         let answer = |outcome, message: String, in_flight| ExecutionResult {
-            outcome,
-            execution_id: execution_id.to_owned(),
-            state: None,
-            active_site,
-            message,
-            decision: None,
-            timings_ms: Map::new(),
-            report_key: None,
             in_flight,
+            ..ExecutionResult::answer(outcome, execution_id, active_site, message)
         };
         let Some((doc, _)) = held else {
             return Ok(answer(Outcome::Noop, "no failover lock is held; nothing to unlock".into(), None));

@@ -28,28 +28,8 @@
 use super::event::ReplicationEventType;
 use serde::{Deserialize, Serialize};
 
-/// How urgent a category is; ordered `Info < Warning < Critical`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    /// Worth recording, never pages.
-    Info,
-    /// Pages once when an incident opens.
-    Warning,
-    /// Pages, and escalates an incident that was paged at a lower severity.
-    Critical,
-}
-
-impl Severity {
-    /// `critical`, `warning` or `info` (the SNS `severity` message attribute).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Info => "info",
-            Severity::Warning => "warning",
-            Severity::Critical => "critical",
-        }
-    }
-}
+/// How urgent a category is; ordered `Info < Warning < Critical` (the same severity every message carries).
+pub use crate::domain::notification::Severity;
 
 /// What kind of trouble an event reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
