@@ -133,6 +133,9 @@ async fn a_human_failover_promotes_snapshots_pages_and_reports_once() {
 
     // No secret anywhere: messages, bucket objects, logs.
     let mut everything = f.logs();
+    for m in env.pages().await.into_iter().chain(env.chats().await) {
+        everything.push_str(&m.to_string());
+    }
     for key in env.keys("").await {
         everything.push_str(&String::from_utf8_lossy(&env.object(&key).await.unwrap()));
     }
