@@ -1096,26 +1096,13 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
                 "It resumes when the trigger is delivered again (Lambda and EventBridge retry).".to_owned()
             }
         };
-        let event = format!("stalled_{}", step.as_str());
-        let page = self.page(
-            &rec.record,
-            &event,
-            PageState::Alarm,
-            Severity::Critical,
-            format!(
-                "DR {}: {} {id} stopped at step {}: {source}. {hint}",
-                self.settings.environment,
-                rec.record.kind,
-                step.as_str()
-            ),
+        let reason = format!(
+            "DR {}: {} {id} stopped at step {}: {source}. {hint}",
+            self.settings.environment,
+            rec.record.kind,
+            step.as_str()
         );
-        if let Ok(pid) = self.notifier.publish(Channel::Paging, &page).await {
-            rec.record.messages.push(SentMessage {
-                channel: "paging".into(),
-                event_type: format!("{}.{event}", rec.record.kind),
-                message_id: pid,
-            });
-        }
+        self.alarm_page(&mut rec.record, &format!("stalled_{}", step.as_str()), reason).await;
         // Best effort: the record may be the thing that failed. A stale ETag means our view is behind; the
         // next attempt re-reads the record and the world anyway.
         if let Err(e) = rec.save_now(&self.bucket, now).await {
@@ -1130,6 +1117,19 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
         EngineError::Stopped { execution_id: id, step, source, hint }
     }
 
+    /// Best effort: a critical `ALARM` page for `event`, recorded when it went out (the failure being
+    /// reported may be SNS itself).
+    async fn alarm_page(&self, rec: &mut ExecutionRecord, event: &str, reason: String) {
+        let page = self.page(rec, event, PageState::Alarm, Severity::Critical, reason);
+        if let Ok(pid) = self.notifier.publish(Channel::Paging, &page).await {
+            rec.messages.push(SentMessage {
+                channel: "paging".into(),
+                event_type: format!("{}.{event}", rec.kind),
+                message_id: pid,
+            });
+        }
+    }
+
     /// Ends an execution for good (a human must look): records, pages, writes the report, releases the lock.
     /// `_held` is the lock this attempt owns; it is released (by execution id) at the end.
     async fn fail(&self, mut rec: Recorder, _held: Held, step: Step, problem: String) -> EngineError {
@@ -1139,28 +1139,16 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
         rec.record.state = ExecutionState::Failed;
         rec.record.error = Some(problem.clone());
         rec.record.steps.push(self.step(step, StepOutcome::Failed, now, now, "", Some(problem.clone())));
-        let page = self.page(
-            &rec.record,
-            "failed",
-            PageState::Alarm,
-            Severity::Critical,
-            format!(
-                "DR {}: {} {id} FAILED at {}: {problem}. Run `status` and act by hand.",
-                self.settings.environment,
-                rec.record.kind,
-                step.as_str()
-            ),
+        let reason = format!(
+            "DR {}: {} {id} FAILED at {}: {problem}. Run `status` and act by hand.",
+            self.settings.environment,
+            rec.record.kind,
+            step.as_str()
         );
-        if let Ok(pid) = self.notifier.publish(Channel::Paging, &page).await {
-            rec.record.messages.push(SentMessage {
-                channel: "paging".into(),
-                event_type: format!("{}.failed", rec.record.kind),
-                message_id: pid,
-            });
-        }
+        self.alarm_page(&mut rec.record, "failed", reason).await;
         let (json_key, md_key) = report::report_keys(&id);
         rec.record.report_key = Some(json_key.clone());
-        let rpo = json!({ "estimate": "unknown" });
+        let rpo = rec.record.rpo_estimate.clone().unwrap_or_else(|| rpo_estimate(&[]));
         let _ = self
             .bucket
             .put(
