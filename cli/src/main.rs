@@ -1,6 +1,6 @@
 //! `dr`: break-glass. Runs the `manual-trigger` commands from an operator's shell with the operator's own
 //! credentials, without Lambda (for when the stack itself is impaired). Same configuration variables, same
-//! code (`shared::engine::commands`), same answers.
+//! code (`engine::commands`, through `app::entry`), same answers.
 //!
 //! ```sh
 //! export AWS_REGION=us-west-2 DR_ENVIRONMENT=prod DR_SSM_PREFIX=/dr/prod DR_CONTROL_BUCKET=... DR_PAGING_TOPIC_ARN=...
@@ -10,8 +10,8 @@
 //!
 //! Exit status: 0 answered, 2 rejected, 1 failed (the error is printed as JSON on stdout, logs on stderr).
 
-use shared::aws::AwsClients;
-use shared::config::Config;
+use app::config::Config;
+use aws::AwsClients;
 use std::io::Read;
 use std::process::ExitCode;
 
@@ -20,7 +20,7 @@ commands: status, check, snapshot, drill, failover, failback, approve, unlock (s
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    shared::telemetry::init();
+    app::telemetry::init();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let text = match args.as_slice() {
         [one] if one == "-" => {
@@ -59,15 +59,15 @@ async fn main() -> ExitCode {
         }
     };
     let clients = AwsClients::from_env().await;
-    let engine = shared::aws::engine(&clients, &config);
-    match shared::engine::commands::run(&engine, &config, &payload).await {
+    let engine = app::root::engine(&clients, &config);
+    match app::entry::command(&engine, &payload).await {
         Ok(response) => {
-            let rejected = response.outcome == shared::engine::response::Outcome::Rejected;
+            let rejected = response.outcome == engine::response::Outcome::Rejected;
             println!("{}", serde_json::to_string_pretty(&response).unwrap_or_default());
             if rejected { ExitCode::from(2) } else { ExitCode::SUCCESS }
         }
         Err(e) => {
-            let message = shared::error::error_chain(&e);
+            let message = engine::error::error_chain(&e);
             println!("{}", serde_json::json!({"errorType": e.error_type(), "errorMessage": message}));
             ExitCode::from(1)
         }

@@ -96,7 +96,7 @@ impl Function {
             .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
             .env("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/{name}"))
             .env("AWS_LAMBDA_LOG_STREAM_NAME", "local")
-            .env("AWS_LAMBDA_LOG_LEVEL", "info,shared=debug,manual_trigger=debug,health_alarm=debug,replication_failure=debug")
+            .env("AWS_LAMBDA_LOG_LEVEL", "info,domain=debug,engine=debug,aws=debug,app=debug,manual_trigger=debug,health_alarm=debug,replication_failure=debug")
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

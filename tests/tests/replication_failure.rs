@@ -3,8 +3,8 @@
 //! fault proxy, a redelivery that changes nothing), and two batches processed at once by two processes.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use domain::replication::aggregate::IncidentKey;
 use serde_json::{Value, json};
-use shared::domain::replication::aggregate::IncidentKey;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt::Write as _;
 use tests::dr_env::{self, DrEnv};

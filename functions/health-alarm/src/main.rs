@@ -5,17 +5,17 @@
 
 mod event_handler;
 
+use app::config::Config;
+use aws::AwsClients;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::value::RawValue;
-use shared::aws::AwsClients;
-use shared::config::Config;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    shared::telemetry::init();
+    app::telemetry::init();
     let config = Config::from_env().inspect_err(|e| tracing::error!(error = %e, "cold start failed: invalid configuration"))?;
     let clients = AwsClients::from_env().await;
-    let engine = shared::aws::engine(&clients, &config);
+    let engine = app::root::engine(&clients, &config);
     tracing::info!(environment = %config.environment, ssm_prefix = %config.ssm_prefix, "health-alarm ready");
     let engine = &engine;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Box<RawValue>>| async move {

@@ -4,20 +4,20 @@
 
 mod event_handler;
 
+use app::config::Config;
+use aws::AwsClients;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
-use shared::aws::AwsClients;
-use shared::config::Config;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    shared::telemetry::init();
+    app::telemetry::init();
     let config = Config::from_env().inspect_err(|e| tracing::error!(error = %e, "cold start failed: invalid configuration"))?;
     let clients = AwsClients::from_env().await;
-    let deps = event_handler::Deps { engine: shared::aws::engine(&clients, &config), config };
-    tracing::info!(environment = %deps.config.environment, ssm_prefix = %deps.config.ssm_prefix, "manual-trigger ready");
-    let deps = &deps;
+    let engine = app::root::engine(&clients, &config);
+    tracing::info!(environment = %config.environment, ssm_prefix = %config.ssm_prefix, "manual-trigger ready");
+    let engine = &engine;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| async move {
-        event_handler::handle(deps, event.payload).await
+        event_handler::handle(engine, event.payload).await
     }))
     .await
 }

@@ -1,4 +1,4 @@
-//! Parses the payload, calls `shared`, maps the result to the answer Lambda expects. No rules, no SDK types.
+//! Parses the payload, calls the engine, maps the result to the answer Lambda expects. No rules, no SDK types.
 //!
 //! - SQS: `{"batchItemFailures": [{"itemIdentifier": "<messageId>"}, ...]}` (`ReportBatchItemFailures` on the
 //!   event source mapping): only the messages whose processing failed are retried; an empty list acknowledges
@@ -6,12 +6,11 @@
 //! - SNS or direct: a summary object; if any write failed, an error (`Retryable.*` for a transient failure) so
 //!   that Lambda retries the invocation, which counts nothing twice.
 
+use app::error::HandlerError;
+use engine::failover::Engine;
+use engine::ports::{Clock, ControlBucket, Notifier};
+use engine::replication::{self, BatchOutcome, PageStatus};
 use serde_json::{Value, json};
-use shared::engine::failover::Engine;
-use shared::engine::quarantine;
-use shared::engine::replication::{self, BatchOutcome, PageStatus};
-use shared::error::HandlerError;
-use shared::ports::{Clock, ControlBucket, Notifier};
 
 /// Handles one invocation; `raw` is the payload exactly as delivered.
 pub async fn handle<P, B: ControlBucket, N: Notifier, C: Clock>(
@@ -22,10 +21,7 @@ pub async fn handle<P, B: ControlBucket, N: Notifier, C: Clock>(
         Ok(v) => v,
         Err(e) => {
             let problem = format!("not JSON ({e}): expected an SQS event, an SNS event or an S3 event notification");
-            let key = quarantine::keep(&engine.bucket, replication::FUNCTION_NAME, raw, &problem, engine.clock.now()).await?;
-            tracing::error!(quarantine_key = %key, error = %problem, "payload is not JSON; quarantined");
-            shared::metrics::quarantined(&engine.settings.environment, replication::FUNCTION_NAME);
-            return Ok(json!({ "outcome": "quarantined", "quarantine_key": key, "message": problem }));
+            return app::entry::quarantined(engine, replication::FUNCTION_NAME, raw, &problem).await;
         }
     };
     let settings = &engine.settings;
@@ -55,10 +51,10 @@ pub async fn handle<P, B: ControlBucket, N: Notifier, C: Clock>(
 /// The batch's CloudWatch metrics (EMF lines): failures by category, quarantined bodies.
 fn emit_metrics(env: &str, o: &BatchOutcome) {
     for (category, count) in &o.counts_by_category {
-        shared::metrics::replication_failures(env, &category.to_string(), *count);
+        app::metrics::replication_failures(env, &category.to_string(), *count);
     }
     for _ in &o.quarantined {
-        shared::metrics::quarantined(env, replication::FUNCTION_NAME);
+        app::metrics::quarantined(env, replication::FUNCTION_NAME);
     }
 }
 

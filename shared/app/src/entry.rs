@@ -1,0 +1,37 @@
+//! What every entry point does around the engine, written once: a command with its metrics, and an input
+//! that cannot be parsed kept under `quarantine/` with an answer that says so.
+
+use crate::error::HandlerError;
+use crate::metrics;
+use engine::failover::Engine;
+use engine::ports::{Clock, ControlBucket, Notifier, ParameterStore};
+use engine::quarantine;
+use engine::response::CommandResponse;
+use serde_json::{Value, json};
+
+/// Runs one `manual-trigger` command payload (the function and `dr` alike) and counts the execution it ran.
+pub async fn command<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
+    engine: &Engine<P, B, N, C>,
+    payload: &Value,
+) -> Result<CommandResponse, HandlerError> {
+    // Boxed: the dispatch's future nests every command's; inline, its layout overflows rustc's query depth in
+    // the callers' `main`. One allocation per command.
+    let response = Box::pin(engine::commands::run(engine, payload)).await?;
+    metrics::command(&engine.settings.environment, &response);
+    Ok(response)
+}
+
+/// Keeps `raw` (the input exactly as delivered) under `quarantine/{function}/` with `problem`, logs and counts
+/// it, and returns the answer: `{"outcome": "quarantined", "quarantine_key", "message"}`. Retrying cannot make
+/// such an input valid, so the answer is not an error; only a failure to keep it is (and is retried).
+pub async fn quarantined<P, B: ControlBucket, N, C: Clock>(
+    engine: &Engine<P, B, N, C>,
+    function: &str,
+    raw: &str,
+    problem: &str,
+) -> Result<Value, HandlerError> {
+    let key = quarantine::keep(&engine.bucket, function, raw, problem, engine.clock.now()).await?;
+    tracing::error!(quarantine_key = %key, error = %problem, function, "input could not be parsed; quarantined");
+    metrics::quarantined(&engine.settings.environment, function);
+    Ok(json!({ "outcome": "quarantined", "quarantine_key": key, "message": problem }))
+}

@@ -1,0 +1,41 @@
+//! The composition root: the one place that wires the AWS adapters into the engine (called once, in `main`
+//! of each function and of `dr`).
+
+use crate::config::Config;
+use aws::{AwsClients, s3::S3ControlBucket, sns::SnsNotifier, ssm::SsmParameterStore};
+use engine::failover::{Engine, EngineSettings};
+use engine::ports::SystemClock;
+
+/// The engine over the AWS adapters.
+pub type AwsEngine = Engine<SsmParameterStore, S3ControlBucket, SnsNotifier, SystemClock>;
+
+/// Builds the engine's adapters from the clients and the configuration.
+pub fn engine(clients: &AwsClients, config: &Config) -> AwsEngine {
+    let bucket = S3ControlBucket::new(clients.s3.clone(), config.control_bucket.clone());
+    // Snapshots include the open replication incidents: they are the RPO risk of a failover.
+    let incidents = engine::replication::IncidentsSource { bucket: bucket.clone() };
+    Engine {
+        params: SsmParameterStore::new(clients.ssm.clone()),
+        bucket,
+        notifier: SnsNotifier::new(clients.sns.clone(), config.paging_topic.clone(), config.chat_topic.clone()),
+        clock: SystemClock,
+        settings: settings(config),
+        sources: vec![std::sync::Arc::new(incidents)],
+    }
+}
+
+/// The engine's settings from the configuration.
+pub fn settings(config: &Config) -> EngineSettings {
+    EngineSettings {
+        environment: config.environment.to_string(),
+        prefix: config.ssm_prefix.clone(),
+        region: config.region.clone(),
+        lock_lease: time::Duration::seconds(i64::from(config.lock_lease_seconds)),
+        approval_window: time::Duration::minutes(i64::from(config.approval_window_minutes)),
+        replication_quiet: time::Duration::minutes(i64::from(config.replication_quiet_minutes)),
+        holder: std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "local".into()),
+        manual_trigger_function: config.manual_trigger_function.clone(),
+        lock_key: engine::lock::FAILOVER_LOCK_KEY.into(),
+        drill: false,
+    }
+}

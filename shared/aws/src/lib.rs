@@ -1,0 +1,119 @@
+//! AWS adapters: the only crate that names `aws_sdk_*` types. One adapter per port of `engine::ports`.
+//!
+//! Module map: [`ssm`] (the parameter store), [`s3`] (the control bucket), [`sns`] (the paging and chat
+//! topics); this file builds the clients once ([`AwsClients`]) and classifies SDK errors into
+//! [`engine::error::StoreError`] once, where the SDK error is still in hand.
+
+pub mod s3;
+pub mod sns;
+pub mod ssm;
+
+use aws_config::{BehaviorVersion, SdkConfig, retry::RetryConfig, timeout::TimeoutConfig};
+use aws_sdk_s3::error::ProvideErrorMetadata;
+use aws_sdk_s3::error::SdkError;
+use engine::error::StoreError;
+use std::time::Duration;
+
+/// Connect timeout: a region that is failing tends to hang rather than refuse.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Timeout of one attempt (one HTTP exchange).
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Timeout of one operation, all retries included.
+pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(15);
+/// Attempts per operation with the SDK's standard retry strategy (exponential backoff with jitter).
+pub const MAX_ATTEMPTS: u32 = 3;
+
+/// The SDK clients, built once at cold start and shared by every invocation.
+#[derive(Debug, Clone)]
+pub struct AwsClients {
+    /// S3 (control bucket, data buckets).
+    pub s3: aws_sdk_s3::Client,
+    /// SNS (paging and chat topics).
+    pub sns: aws_sdk_sns::Client,
+    /// SSM Parameter Store.
+    pub ssm: aws_sdk_ssm::Client,
+}
+
+impl AwsClients {
+    /// Loads one `SdkConfig` from the environment (region, credentials, `AWS_ENDPOINT_URL`) with explicit
+    /// timeouts and standard retries, and builds the three clients from it.
+    ///
+    /// `DR_AWS_ATTEMPT_TIMEOUT_MS` and `DR_AWS_INITIAL_BACKOFF_MS` override the attempt timeout and the
+    /// first retry's backoff (the fault tests shorten both; production keeps the defaults).
+    pub async fn from_env() -> AwsClients {
+        let attempt = std::env::var("DR_AWS_ATTEMPT_TIMEOUT_MS")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .filter(|ms| (100..=60_000).contains(ms))
+            .map(Duration::from_millis)
+            .unwrap_or(ATTEMPT_TIMEOUT);
+        let backoff = std::env::var("DR_AWS_INITIAL_BACKOFF_MS")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .filter(|ms| (1..=10_000).contains(ms))
+            .map(Duration::from_millis)
+            .unwrap_or(Duration::from_secs(1));
+        let sdk = aws_config::defaults(BehaviorVersion::latest())
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(CONNECT_TIMEOUT)
+                    .operation_attempt_timeout(attempt)
+                    .operation_timeout(OPERATION_TIMEOUT.max(attempt * MAX_ATTEMPTS))
+                    .build(),
+            )
+            .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS).with_initial_backoff(backoff))
+            .load()
+            .await;
+        Self::from_sdk_config(&sdk)
+    }
+
+    /// Builds the clients from a loaded config. S3 uses path-style addressing when an endpoint override is
+    /// set (moto and other local endpoints do not serve virtual-hosted bucket names).
+    pub fn from_sdk_config(sdk: &SdkConfig) -> AwsClients {
+        let s3_conf = aws_sdk_s3::config::Builder::from(sdk).force_path_style(sdk.endpoint_url().is_some()).build();
+        AwsClients {
+            s3: aws_sdk_s3::Client::from_conf(s3_conf),
+            sns: aws_sdk_sns::Client::new(sdk),
+            ssm: aws_sdk_ssm::Client::new(sdk),
+        }
+    }
+}
+
+/// Error codes that mean "try again later" across S3, SNS and SSM.
+const TRANSIENT_CODES: [&str; 9] = [
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "TooManyUpdates",
+    "RequestLimitExceeded",
+    "SlowDown",
+    "InternalError",
+    "InternalServerError",
+    "ServiceUnavailable",
+];
+
+/// Classifies an SDK error once, keeping its description (with the whole cause chain).
+pub(crate) fn classify<E, R>(service: &'static str, operation: &'static str, err: SdkError<E, R>) -> StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    let transient = match &err {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => true,
+        SdkError::ServiceError(se) => {
+            let code = se.err().code().unwrap_or_default();
+            TRANSIENT_CODES.contains(&code) || code.starts_with("Internal") || code.ends_with("Unavailable")
+        }
+        _ => false,
+    };
+    let code = err.code().map(str::to_owned);
+    let mut message = engine::error::error_chain(&err);
+    if let Some(code) = code {
+        message = format!("{code}: {message}");
+    }
+    if transient {
+        StoreError::Transient { service, operation, message }
+    } else {
+        StoreError::Refused { service, operation, message }
+    }
+}

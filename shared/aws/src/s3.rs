@@ -1,0 +1,114 @@
+//! [`ControlBucket`] over S3, with conditional writes for locks and compare-and-swap records.
+
+use super::classify;
+use aws_sdk_s3::primitives::ByteStream;
+use domain::names::BucketName;
+use engine::error::StoreError;
+use engine::ports::{ControlBucket, StoredObject, WriteCondition};
+
+/// The S3 adapter for the control bucket.
+#[derive(Debug, Clone)]
+pub struct S3ControlBucket {
+    client: aws_sdk_s3::Client,
+    bucket: BucketName,
+}
+
+impl S3ControlBucket {
+    /// Wraps a client built at cold start.
+    pub fn new(client: aws_sdk_s3::Client, bucket: BucketName) -> Self {
+        Self { client, bucket }
+    }
+}
+
+fn status_of<E, R: HasStatus>(e: &aws_sdk_s3::error::SdkError<E, R>) -> Option<u16> {
+    e.raw_response().map(HasStatus::status_code)
+}
+
+trait HasStatus {
+    fn status_code(&self) -> u16;
+}
+
+impl HasStatus for aws_sdk_s3::config::http::HttpResponse {
+    fn status_code(&self) -> u16 {
+        self.status().as_u16()
+    }
+}
+
+impl ControlBucket for S3ControlBucket {
+    async fn get(&self, key: &str) -> Result<Option<StoredObject>, StoreError> {
+        let resp = match self.client.get_object().bucket(self.bucket.as_str()).key(key).send().await {
+            Ok(r) => r,
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) || status_of(&e) == Some(404) => return Ok(None),
+            Err(e) => return Err(classify("S3", "GetObject", e)),
+        };
+        let etag = resp.e_tag.clone().unwrap_or_default();
+        let body = resp.body.collect().await.map_err(|e| StoreError::Transient {
+            service: "S3",
+            operation: "GetObject",
+            message: format!("reading the body of {key}: {e}"),
+        })?;
+        Ok(Some(StoredObject { body: body.into_bytes().to_vec(), etag }))
+    }
+
+    async fn put(&self, key: &str, body: Vec<u8>, content_type: &str, condition: WriteCondition) -> Result<String, StoreError> {
+        let mut req = self
+            .client
+            .put_object()
+            .bucket(self.bucket.as_str())
+            .key(key)
+            .content_type(content_type)
+            .body(ByteStream::from(body));
+        req = match &condition {
+            WriteCondition::Overwrite => req,
+            WriteCondition::IfAbsent => req.if_none_match("*"),
+            WriteCondition::IfMatch(etag) => req.if_match(etag),
+        };
+        match req.send().await {
+            Ok(resp) => Ok(resp.e_tag.unwrap_or_default()),
+            // 412 PreconditionFailed: the condition did not hold; 409 ConditionalRequestConflict: a concurrent
+            // conditional write to the same key won. Both mean "someone else got there first".
+            Err(e) if condition != WriteCondition::Overwrite && matches!(status_of(&e), Some(412) | Some(409)) => {
+                Err(StoreError::Conflict { service: "S3", operation: "PutObject", target: key.to_owned() })
+            }
+            Err(e) => Err(classify("S3", "PutObject", e)),
+        }
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let mut out = Vec::new();
+        let mut pages = self.client.list_objects_v2().bucket(self.bucket.as_str()).prefix(prefix).into_paginator().send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| classify("S3", "ListObjectsV2", e))?;
+            out.extend(page.contents.unwrap_or_default().into_iter().filter_map(|o| o.key));
+        }
+        Ok(out)
+    }
+
+    async fn list_recent(&self, prefix: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let mut out = Vec::new();
+        let mut pages = self.client.list_objects_v2().bucket(self.bucket.as_str()).prefix(prefix).into_paginator().send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| classify("S3", "ListObjectsV2", e))?;
+            out.extend(page.contents.unwrap_or_default().into_iter().filter_map(|o| {
+                let when = o
+                    .last_modified
+                    .and_then(|d| d.fmt(aws_sdk_s3::primitives::DateTimeFormat::DateTime).ok())
+                    .unwrap_or_default();
+                Some((o.key?, when))
+            }));
+        }
+        out.sort_by(|a, b| b.1.cmp(&a.1));
+        Ok(out)
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.client
+            .delete_object()
+            .bucket(self.bucket.as_str())
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| classify("S3", "DeleteObject", e))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,333 @@
+//! The failover policy as pure functions: who may move the active site, when, and why not.
+
+use super::policy::{Policy, PolicyMode};
+use super::site::{ActiveConfig, SiteName};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+/// Who started an execution.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Initiator {
+    /// A CloudWatch alarm (automatic).
+    Alarm {
+        /// The alarm's name.
+        alarm_name: String,
+    },
+    /// A human command.
+    Human {
+        /// Who asked.
+        requested_by: String,
+    },
+}
+
+impl Initiator {
+    /// Whether a human asked.
+    pub fn is_human(&self) -> bool {
+        matches!(self, Initiator::Human { .. })
+    }
+}
+
+/// What the policy says to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Run the failover now.
+    Execute,
+    /// Prepare it (snapshot, plan) and page for approval.
+    AwaitApproval,
+    /// Page on-call, change nothing.
+    NotifyOnly,
+    /// Do not move: the target is not ready, or the request is not allowed. Pages.
+    Refuse,
+    /// Nothing to do: the target is already active.
+    Noop,
+    /// Not a failover trigger (an alarm not in the policy, a transition that is not into ALARM).
+    Ignore,
+}
+
+/// A decision with its reasons, recorded in the execution and the report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Decision {
+    /// What to do.
+    pub action: Action,
+    /// The site the execution moves toward.
+    pub target: SiteName,
+    /// Why, in order of evaluation.
+    pub reasons: Vec<String>,
+    /// Policy rules a human overrode (recorded in the execution and the report).
+    pub overrides: Vec<String>,
+}
+
+/// What the decision is made from.
+#[derive(Debug, Clone)]
+pub struct DecisionInput<'a> {
+    /// Who asks.
+    pub initiator: &'a Initiator,
+    /// The site to make active.
+    pub target: SiteName,
+    /// The live active document, if it is valid.
+    pub active: Option<&'a ActiveConfig>,
+    /// The policy in force, or why it is invalid.
+    pub policy: Result<&'a Policy, String>,
+    /// Why the target site's document is not usable, if it is not (the readiness gate).
+    pub target_problem: Option<String>,
+    /// Now.
+    pub now: OffsetDateTime,
+}
+
+/// Applies the policy.
+///
+/// Rules, in order: the readiness gate (an invalid target document is refused for everyone); an alarm must be
+/// listed in `failover_alarms`; the target must differ from the active site; no automatic failback; then, for
+/// alarms, the mode (`notify-only`, `approval`, `auto`) and the cooldown. A human may act in `notify-only`
+/// mode and inside a cooldown: the override is recorded.
+pub fn decide(input: &DecisionInput<'_>) -> Decision {
+    let target = input.target;
+    let mut reasons = Vec::new();
+    let mut overrides = Vec::new();
+    let done = |action, reasons, overrides| Decision { action, target, reasons, overrides };
+
+    if let Initiator::Alarm { alarm_name } = input.initiator {
+        match &input.policy {
+            Ok(p) if !p.failover_alarms.iter().any(|a| a == alarm_name) => {
+                return done(
+                    Action::Ignore,
+                    vec![format!("alarm {alarm_name:?} is not in the policy's failover_alarms")],
+                    vec![],
+                );
+            }
+            _ => {}
+        }
+    }
+    if let Some(problem) = &input.target_problem {
+        reasons.push(format!("readiness gate: the {target} site's config is not usable: {problem}"));
+        return done(Action::Refuse, reasons, overrides);
+    }
+    match input.active {
+        Some(active) if active.site == target => {
+            reasons.push(format!(
+                "the {target} site is already active (since {})",
+                active.promoted_at.as_deref().unwrap_or("unknown")
+            ));
+            return done(Action::Noop, reasons, overrides);
+        }
+        Some(active) => reasons.push(format!("active site is {}; target is {target}", active.site)),
+        None => reasons.push("the active config is missing or invalid".to_owned()),
+    }
+
+    match input.initiator {
+        Initiator::Human { requested_by } => {
+            match &input.policy {
+                Ok(p) if p.mode == PolicyMode::NotifyOnly => {
+                    overrides.push(format!("policy mode is notify-only: overridden by {requested_by}"))
+                }
+                Ok(p) => {
+                    if let Some(c) = cooldown_left(input.active, p, input.now) {
+                        overrides.push(format!(
+                            "inside the cooldown ({c} min left of {}): overridden by {requested_by}",
+                            p.cooldown_minutes
+                        ));
+                    }
+                }
+                Err(problem) => overrides.push(format!("the policy is invalid ({problem}): overridden by {requested_by}")),
+            }
+            reasons.push(format!("requested by {requested_by}"));
+            done(Action::Execute, reasons, overrides)
+        }
+        Initiator::Alarm { alarm_name } => {
+            reasons.push(format!("alarm {alarm_name:?} is a failover alarm"));
+            if input.active.is_none() {
+                reasons.push("without a readable active config no automatic action is taken: a human must decide".to_owned());
+                return done(Action::NotifyOnly, reasons, overrides);
+            }
+            if target == SiteName::Primary {
+                reasons.push("no automatic failback: after a failover only a human returns to the primary".to_owned());
+                return done(Action::NotifyOnly, reasons, overrides);
+            }
+            let policy = match &input.policy {
+                Ok(p) => p,
+                Err(problem) => {
+                    reasons.push(format!("the policy is invalid ({problem}): no automatic action"));
+                    return done(Action::NotifyOnly, reasons, overrides);
+                }
+            };
+            if let Some(left) = cooldown_left(input.active, policy, input.now) {
+                reasons.push(format!(
+                    "inside the cooldown: last promotion less than {} min ago ({left} min left)",
+                    policy.cooldown_minutes
+                ));
+                return done(Action::NotifyOnly, reasons, overrides);
+            }
+            match policy.mode {
+                PolicyMode::NotifyOnly => {
+                    reasons.push("policy mode is notify-only (kill switch)".to_owned());
+                    done(Action::NotifyOnly, reasons, overrides)
+                }
+                PolicyMode::Approval => {
+                    reasons.push("policy mode is approval: a human approves".to_owned());
+                    done(Action::AwaitApproval, reasons, overrides)
+                }
+                PolicyMode::Auto => {
+                    reasons.push("policy mode is auto".to_owned());
+                    done(Action::Execute, reasons, overrides)
+                }
+            }
+        }
+    }
+}
+
+/// Minutes left in the cooldown after the last promotion, if inside it. The last promotion time is the
+/// active document's `promoted_at`, which every promotion writes in the same `PutParameter`.
+pub fn cooldown_left(active: Option<&ActiveConfig>, policy: &Policy, now: OffsetDateTime) -> Option<i64> {
+    let promoted = active?.promoted_at.as_deref()?;
+    let promoted = OffsetDateTime::parse(promoted, &time::format_description::well_known::Rfc3339).ok()?;
+    let elapsed = (now - promoted).whole_minutes();
+    let cooldown = i64::from(policy.cooldown_minutes);
+    (elapsed >= 0 && elapsed < cooldown).then_some(cooldown - elapsed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::site::SiteConfig;
+    use time::macros::datetime;
+
+    const NOW: OffsetDateTime = datetime!(2026-11-25 12:00 UTC);
+
+    fn active(site: SiteName, promoted_at: &str) -> ActiveConfig {
+        ActiveConfig {
+            site,
+            execution_id: Some("bootstrap".into()),
+            promoted_at: Some(promoted_at.into()),
+            config: SiteConfig::parse("s", r#"{"workspace_url":"https://a.b","region":"us-east-1"}"#).unwrap(),
+        }
+    }
+
+    fn policy(mode: PolicyMode) -> Policy {
+        Policy { mode, failover_alarms: vec!["wh".into()], cooldown_minutes: 60, ..Policy::default() }
+    }
+
+    fn alarm(name: &str) -> Initiator {
+        Initiator::Alarm { alarm_name: name.into() }
+    }
+
+    fn human() -> Initiator {
+        Initiator::Human { requested_by: "oncall@example.com".into() }
+    }
+
+    fn run(initiator: &Initiator, target: SiteName, active: Option<&ActiveConfig>, policy: Result<&Policy, String>) -> Decision {
+        decide(&DecisionInput { initiator, target, active, policy, target_problem: None, now: NOW })
+    }
+
+    const LONG_AGO: &str = "2026-01-01T00:00:00Z";
+
+    #[test]
+    fn auto_mode_executes_a_listed_alarm() {
+        let a = active(SiteName::Primary, LONG_AGO);
+        let p = policy(PolicyMode::Auto);
+        let d = run(&alarm("wh"), SiteName::Secondary, Some(&a), Ok(&p));
+        assert_eq!(d.action, Action::Execute, "{d:?}");
+        assert!(d.overrides.is_empty());
+    }
+
+    #[test]
+    fn approval_mode_waits_for_a_human() {
+        let a = active(SiteName::Primary, LONG_AGO);
+        let p = policy(PolicyMode::Approval);
+        assert_eq!(run(&alarm("wh"), SiteName::Secondary, Some(&a), Ok(&p)).action, Action::AwaitApproval);
+    }
+
+    #[test]
+    fn notify_only_is_the_kill_switch_for_alarms() {
+        let a = active(SiteName::Primary, LONG_AGO);
+        let p = policy(PolicyMode::NotifyOnly);
+        let d = run(&alarm("wh"), SiteName::Secondary, Some(&a), Ok(&p));
+        assert_eq!(d.action, Action::NotifyOnly);
+        assert!(d.reasons.iter().any(|r| r.contains("kill switch")));
+    }
+
+    #[test]
+    fn only_listed_alarms_count() {
+        let a = active(SiteName::Primary, LONG_AGO);
+        let p = policy(PolicyMode::Auto);
+        assert_eq!(run(&alarm("other"), SiteName::Secondary, Some(&a), Ok(&p)).action, Action::Ignore);
+    }
+
+    #[test]
+    fn cooldown_blocks_alarms_but_not_humans() {
+        let a = active(SiteName::Primary, "2026-11-25T11:30:00Z");
+        let p = policy(PolicyMode::Auto);
+        let d = run(&alarm("wh"), SiteName::Secondary, Some(&a), Ok(&p));
+        assert_eq!(d.action, Action::NotifyOnly);
+        assert!(d.reasons.iter().any(|r| r.contains("cooldown") && r.contains("30 min left")), "{d:?}");
+        let d = run(&human(), SiteName::Secondary, Some(&a), Ok(&p));
+        assert_eq!(d.action, Action::Execute);
+        assert!(d.overrides[0].contains("cooldown"), "{d:?}");
+    }
+
+    #[test]
+    fn humans_override_notify_only_and_it_is_recorded() {
+        let a = active(SiteName::Primary, LONG_AGO);
+        let p = policy(PolicyMode::NotifyOnly);
+        let d = run(&human(), SiteName::Secondary, Some(&a), Ok(&p));
+        assert_eq!(d.action, Action::Execute);
+        assert!(d.overrides[0].contains("notify-only") && d.overrides[0].contains("oncall@example.com"));
+    }
+
+    #[test]
+    fn the_target_must_differ_from_the_active_site() {
+        let a = active(SiteName::Secondary, LONG_AGO);
+        let p = policy(PolicyMode::Auto);
+        assert_eq!(run(&human(), SiteName::Secondary, Some(&a), Ok(&p)).action, Action::Noop);
+        assert_eq!(run(&alarm("wh"), SiteName::Secondary, Some(&a), Ok(&p)).action, Action::Noop);
+    }
+
+    #[test]
+    fn no_automatic_failback() {
+        let a = active(SiteName::Secondary, LONG_AGO);
+        let p = policy(PolicyMode::Auto);
+        let d = run(&alarm("wh"), SiteName::Primary, Some(&a), Ok(&p));
+        assert_eq!(d.action, Action::NotifyOnly);
+        assert!(d.reasons.iter().any(|r| r.contains("no automatic failback")));
+        assert_eq!(run(&human(), SiteName::Primary, Some(&a), Ok(&p)).action, Action::Execute);
+    }
+
+    #[test]
+    fn the_readiness_gate_refuses_everyone() {
+        let a = active(SiteName::Primary, LONG_AGO);
+        let p = policy(PolicyMode::Auto);
+        for who in [alarm("wh"), human()] {
+            let d = decide(&DecisionInput {
+                initiator: &who,
+                target: SiteName::Secondary,
+                active: Some(&a),
+                policy: Ok(&p),
+                target_problem: Some("missing `region`".into()),
+                now: NOW,
+            });
+            assert_eq!(d.action, Action::Refuse);
+            assert!(d.reasons[0].contains("missing `region`"));
+        }
+    }
+
+    #[test]
+    fn an_invalid_policy_or_active_stops_automation_only() {
+        let a = active(SiteName::Primary, LONG_AGO);
+        let d = run(&alarm("wh"), SiteName::Secondary, Some(&a), Err("mode: unknown".into()));
+        assert_eq!(d.action, Action::NotifyOnly);
+        assert_eq!(run(&human(), SiteName::Secondary, Some(&a), Err("x".into())).action, Action::Execute);
+        let p = policy(PolicyMode::Auto);
+        assert_eq!(run(&alarm("wh"), SiteName::Secondary, None, Ok(&p)).action, Action::NotifyOnly);
+        assert_eq!(run(&human(), SiteName::Secondary, None, Ok(&p)).action, Action::Execute);
+    }
+
+    #[test]
+    fn cooldown_edges() {
+        let p = policy(PolicyMode::Auto);
+        assert_eq!(cooldown_left(Some(&active(SiteName::Primary, "2026-11-25T11:00:00Z")), &p, NOW), None);
+        assert_eq!(cooldown_left(Some(&active(SiteName::Primary, "2026-11-25T11:00:01Z")), &p, NOW), Some(1));
+        assert_eq!(cooldown_left(Some(&active(SiteName::Primary, "garbage")), &p, NOW), None);
+        assert_eq!(cooldown_left(None, &p, NOW), None);
+    }
+}

@@ -1,0 +1,283 @@
+//! `check`: a readiness evaluation that finds what would make a failover fail, before it is needed.
+//!
+//! Findings carry a stable id and a severity. Critical findings page once, when they appear or change, and
+//! resolve (`OK`) when they go away; the last state is kept in `checks/state.json`.
+
+use crate::documents::{self, Doc};
+use crate::error::StoreError;
+use crate::failover::Engine;
+use crate::lock::{self, FAILOVER_LOCK_KEY, LockState};
+use crate::ports::{Channel, Clock, ControlBucket, Notifier, ParameterStore, WriteCondition};
+use crate::response::{CommandResponse, Outcome};
+use domain::notification::{self, Envelope, Page, PageState, Severity};
+use domain::policy::PolicyMode;
+use domain::primitives::rfc3339;
+use domain::site::SiteName;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use std::collections::BTreeMap;
+
+/// Where the last check's findings are kept (to page once per finding).
+pub const STATE_KEY: &str = "checks/state.json";
+
+/// One finding.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Finding {
+    /// Stable id, e.g. `site-secondary`.
+    pub id: String,
+    /// How bad.
+    pub severity: Severity,
+    /// What is wrong.
+    pub what: String,
+    /// What to do about it.
+    pub action: String,
+}
+
+fn finding(id: &str, severity: Severity, what: impl Into<String>, action: impl Into<String>) -> Finding {
+    Finding { id: id.into(), severity, what: what.into(), action: action.into() }
+}
+
+/// The pure part: findings from the documents and the lock.
+pub fn document_findings(docs: &documents::DrDocuments, lock: Option<&lock::LockDoc>, now: time::OffsetDateTime) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for site in SiteName::ALL {
+        if let Some(p) = docs.site(site).problem() {
+            let sev = if site == SiteName::Secondary { Severity::Critical } else { Severity::Warning };
+            out.push(finding(
+                &format!("site-{site}"),
+                sev,
+                p,
+                format!("fix sites/{site}: a failover toward it would be refused"),
+            ));
+        }
+    }
+    match docs.active.valid() {
+        None => out.push(finding(
+            "active",
+            Severity::Critical,
+            docs.active.problem().unwrap_or_default(),
+            "consumers cannot read the live config: create {prefix}/active from a site document plus \"site\"",
+        )),
+        Some(active) => {
+            if let Some(site_doc) = docs.site(active.site).valid()
+                && site_doc.document() != active.config.document()
+            {
+                out.push(finding(
+                    "active-drift",
+                    Severity::Warning,
+                    format!("the active config (site {}) differs from sites/{}", active.site, active.site),
+                    "a site document changed after promotion: re-promote (failover/failback) or restore the site document",
+                ));
+            }
+        }
+    }
+    match &docs.policy {
+        None => out.push(finding(
+            "policy",
+            Severity::Info,
+            "no policy parameter: approval mode applies",
+            "create {prefix}/policy to choose a mode",
+        )),
+        Some(Doc::Valid { value, .. }) => {
+            if value.mode == PolicyMode::Auto && value.failover_alarms.is_empty() {
+                out.push(finding(
+                    "policy",
+                    Severity::Warning,
+                    "mode is auto but failover_alarms is empty",
+                    "list the health alarms that may fail over",
+                ));
+            }
+        }
+        Some(other) => out.push(finding(
+            "policy",
+            Severity::Critical,
+            other.problem().unwrap_or_default(),
+            "fix {prefix}/policy: while it is invalid no alarm can fail over automatically",
+        )),
+    }
+    if let Some(p) = docs.data_plane.problem() {
+        out.push(finding("data-plane", Severity::Warning, p, "fix {prefix}/data-plane: snapshots cannot judge the replicas"));
+    }
+    if let Some(l) = lock {
+        match l.state {
+            _ if l.expired(now) => out.push(finding(
+                "lock",
+                Severity::Warning,
+                format!("the failover lock of {} expired at {} and was not released", l.execution_id, l.lease_expires_at),
+                format!("the next trigger takes it over; to clear it now: unlock {}", l.execution_id),
+            )),
+            LockState::AwaitingApproval => out.push(finding(
+                "approval",
+                Severity::Warning,
+                format!("execution {} awaits approval until {}", l.execution_id, l.lease_expires_at),
+                format!("approve {} or unlock it", l.execution_id),
+            )),
+            LockState::Stopped => out.push(finding(
+                "lock",
+                Severity::Critical,
+                format!("execution {} stopped on an error and holds the lock", l.execution_id),
+                format!("re-run its trigger to resume, or unlock {}", l.execution_id),
+            )),
+            LockState::Running => {
+                out.push(finding("lock", Severity::Info, format!("execution {} is running", l.execution_id), "none"))
+            }
+        }
+    }
+    out
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct CheckState {
+    paged: BTreeMap<String, Finding>,
+}
+
+/// Runs the check and pages new or changed critical findings (and resolves the ones that went away).
+pub async fn check<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
+    engine: &Engine<P, B, N, C>,
+    extra: Vec<Finding>,
+) -> Result<CommandResponse, StoreError> {
+    let now = engine.clock.now();
+    let probe_key = domain::layout::probe_lock(&domain::primitives::new_token());
+    let probe_body = json!({ "probe": "check", "at": rfc3339(now) }).to_string().into_bytes();
+    let (docs, lock_state, bucket_probe, paging, chat) = tokio::join!(
+        documents::load(&engine.params, &engine.settings.prefix),
+        lock::read(&engine.bucket, FAILOVER_LOCK_KEY),
+        engine.bucket.put(&probe_key, probe_body, "application/json", WriteCondition::IfAbsent),
+        engine.notifier.probe(Channel::Paging),
+        engine.notifier.probe(Channel::Chat),
+    );
+    let docs = docs?;
+    let mut findings = document_findings(&docs, lock_state.as_ref().ok().and_then(|l| l.as_ref().map(|(d, _)| d)), now);
+    match bucket_probe {
+        Ok(_) => {
+            let _ = engine.bucket.delete(&probe_key).await;
+        }
+        Err(e) => findings.push(finding(
+            "control-bucket",
+            Severity::Critical,
+            format!("the control bucket refused a conditional write: {e}"),
+            "a failover cannot take its lock or record itself: check the bucket and the function's role",
+        )),
+    }
+    if let Err(e) = lock_state {
+        findings.push(finding(
+            "lock-unreadable",
+            Severity::Critical,
+            e.to_string(),
+            format!("inspect {}; unlock if needed", domain::layout::FAILOVER_LOCK),
+        ));
+    }
+    match paging {
+        Ok(true) => {}
+        Ok(false) => {}
+        Err(e) => findings.push(finding(
+            "topic-paging",
+            Severity::Critical,
+            format!("the paging topic is not reachable: {e}"),
+            "check the topic and the role",
+        )),
+    }
+    match chat {
+        Ok(true) => {}
+        Ok(false) => findings.push(finding(
+            "topic-chat",
+            Severity::Info,
+            "no chat topic configured",
+            "set DR_CHAT_TOPIC_ARN to get step summaries in chat",
+        )),
+        Err(e) => findings.push(finding(
+            "topic-chat",
+            Severity::Warning,
+            format!("the chat topic is not reachable: {e}"),
+            "check the topic and the role",
+        )),
+    }
+    findings.extend(extra);
+    findings.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.id.cmp(&b.id)));
+
+    let paged = page_changes(engine, &findings, now).await;
+    let counts = ["critical", "warning", "info"]
+        .iter()
+        .map(|s| (s.to_string(), json!(findings.iter().filter(|f| f.severity.as_str() == *s).count())))
+        .collect::<Map<String, Value>>();
+    let ready = !findings.iter().any(|f| f.severity == Severity::Critical);
+    let mut details = Map::new();
+    details.insert("command".into(), json!("check"));
+    details.insert("ready".into(), json!(ready));
+    details.insert("counts".into(), Value::Object(counts));
+    details.insert("findings".into(), json!(findings));
+    details.insert("paged".into(), json!(paged));
+    Ok(CommandResponse {
+        outcome: Outcome::Noop,
+        active_site: docs.active.valid().map(|a| a.site),
+        message: Some(if ready { "ready: no critical finding".into() } else { "NOT ready: critical findings".into() }),
+        details,
+    })
+}
+
+/// Pages critical findings that are new or changed, resolves those that went away; returns what it paged.
+async fn page_changes<P, B: ControlBucket, N: Notifier, C>(
+    engine: &Engine<P, B, N, C>,
+    findings: &[Finding],
+    now: time::OffsetDateTime,
+) -> Vec<String> {
+    let previous: CheckState = match engine.bucket.get(STATE_KEY).await {
+        Ok(Some(o)) => serde_json::from_slice(&o.body).unwrap_or_default(),
+        _ => CheckState::default(),
+    };
+    let env = &engine.settings.environment;
+    let critical: BTreeMap<String, Finding> =
+        findings.iter().filter(|f| f.severity == Severity::Critical).map(|f| (f.id.clone(), f.clone())).collect();
+    let mut sent = Vec::new();
+    let mut state = CheckState::default();
+    for (id, f) in &critical {
+        let changed = previous.paged.get(id).is_none_or(|p| p.what != f.what);
+        if changed {
+            let page = page_for(engine, id, PageState::Alarm, format!("{} Action: {}", f.what, f.action), now);
+            if engine.notifier.publish(Channel::Paging, &page).await.is_ok() {
+                sent.push(format!("ALARM {id}"));
+                state.paged.insert(id.clone(), f.clone());
+            }
+        } else {
+            state.paged.insert(id.clone(), f.clone());
+        }
+    }
+    for id in previous.paged.keys().filter(|id| !critical.contains_key(*id)) {
+        let page = page_for(engine, id, PageState::Ok, format!("check finding {id} is resolved"), now);
+        if engine.notifier.publish(Channel::Paging, &page).await.is_ok() {
+            sent.push(format!("OK {id}"));
+        } else if let Some(f) = previous.paged.get(id) {
+            state.paged.insert(id.clone(), f.clone());
+        }
+    }
+    let body = serde_json::to_vec_pretty(&state).unwrap_or_default();
+    if let Err(e) = engine.bucket.put(STATE_KEY, body, "application/json", WriteCondition::Overwrite).await {
+        tracing::warn!(error = %e, env = %env, "could not keep the check state; the next check may page again");
+    }
+    sent
+}
+
+fn page_for<P, B, N, C>(
+    engine: &Engine<P, B, N, C>,
+    id: &str,
+    state: PageState,
+    reason: String,
+    now: time::OffsetDateTime,
+) -> crate::ports::OutgoingMessage {
+    let env = &engine.settings.environment;
+    notification::paging_message(&Page {
+        envelope: Envelope {
+            event_type: format!("check.{}", if state == PageState::Alarm { "critical" } else { "resolved" }),
+            severity: if state == PageState::Alarm { Severity::Critical } else { Severity::Info },
+            environment: env.clone(),
+            incident_key: format!("dr-{env}-check-{id}"),
+        },
+        alarm_name: format!("DR {env} readiness {id}"),
+        state,
+        reason,
+        description: format!("Databricks DR readiness check of environment {env}: finding {id}"),
+        time: rfc3339(now),
+        region: engine.settings.region.clone(),
+        details: BTreeMap::new(),
+    })
+}

@@ -1,0 +1,203 @@
+//! The `manual-trigger` commands, dispatched in one place so that the Lambda handler and the break-glass CLI
+//! (`dr`) run exactly the same code.
+
+use crate::check::{self, Finding};
+use crate::documents;
+use crate::drill;
+use crate::error::CommandError;
+use crate::failover::{Engine, ExecutionResult, MoveRequest};
+use crate::lock::{self, FAILOVER_LOCK_KEY};
+use crate::ports::{Clock, ControlBucket, Notifier, ParameterStore};
+use crate::record::ExecutionRecord;
+use crate::replication;
+use crate::response::{CommandResponse, Outcome};
+use crate::snapshot;
+use crate::status;
+use domain::command::{self, Command};
+use domain::decision::Initiator;
+use domain::notification::Severity;
+use domain::primitives::new_token;
+use domain::primitives::rfc3339;
+use domain::site::SiteName;
+use serde_json::{Value, json};
+
+/// Runs one command payload.
+pub async fn run<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
+    engine: &Engine<P, B, N, C>,
+    payload: &Value,
+) -> Result<CommandResponse, CommandError> {
+    let command = match command::parse(payload) {
+        Ok(c) => c,
+        Err(rejection) => {
+            tracing::warn!(reason = %rejection, "command rejected");
+            return Ok(CommandResponse::rejected(rejection.0, active_site(engine).await));
+        }
+    };
+    tracing::info!(command = command.name(), "command");
+    let response = match command {
+        Command::Status => {
+            let mut response = status::status(&engine.params, &engine.settings).await?;
+            let (in_flight, recent, incidents) = tokio::join!(
+                lock::read(&engine.bucket, FAILOVER_LOCK_KEY),
+                recent_executions(&engine.bucket, 5),
+                replication::open_incidents(&engine.bucket)
+            );
+            response.details.insert(
+                "replication_incidents".into(),
+                match incidents {
+                    Ok(list) => replication::summarize(&list),
+                    Err(e) => json!({ "error": e.to_string() }),
+                },
+            );
+            response.details.insert(
+                "in_flight".into(),
+                match in_flight {
+                    Ok(l) => json!(l.map(|(doc, _)| doc)),
+                    Err(e) => json!({ "error": e.to_string() }),
+                },
+            );
+            response.details.insert(
+                "recent_executions".into(),
+                match recent {
+                    Ok(list) => json!(list),
+                    Err(e) => json!({ "error": e.to_string() }),
+                },
+            );
+            response
+        }
+        Command::Move(m) => {
+            let name = if m.target == SiteName::Secondary { "failover" } else { "failback" };
+            // The client token makes a retried command the same execution; without one, each command is new.
+            let token = m.client_token.clone().unwrap_or_else(new_token);
+            let request = MoveRequest {
+                execution_id: format!("{name}-{token}"),
+                initiator: Initiator::Human { requested_by: m.requested_by.clone() },
+                target: m.target,
+                reason: m.reason.clone(),
+                trigger: json!({ "command": name, "target": m.target, "requested_by": m.requested_by, "reason": m.reason,
+                                 "client_token": m.client_token }),
+            };
+            execution(name, engine.run(request).await?)
+        }
+        Command::Approve(a) => execution("approve", engine.approve(&a.execution_id, &a.requested_by).await?),
+        Command::Unlock(u) => {
+            let who = u.requested_by.as_deref().unwrap_or("unknown (no requested_by given)");
+            execution("unlock", engine.unlock(&u.execution_id, who).await?)
+        }
+        Command::Snapshot => snapshot_now(engine).await?,
+        Command::Check => check::check(engine, replication_findings(engine).await).await?,
+        Command::Drill(d) => {
+            let r = drill::drill(engine, &d.requested_by, &d.reason).await?;
+            let mut response = execution("drill", r.execution);
+            response.details.insert("cleanup".into(), r.cleanup);
+            response
+        }
+    };
+    tracing::info!(outcome = ?response.outcome, active_site = ?response.active_site, "command answered");
+    Ok(response)
+}
+
+/// An execution's answer as a command's. The `command` field says which command ran it: the Lambda glue
+/// counts executions by it (`unlock` is not one).
+fn execution(command: &str, r: ExecutionResult) -> CommandResponse {
+    let mut details = r.to_fields();
+    details.insert("command".into(), json!(command));
+    CommandResponse { outcome: r.outcome, active_site: r.active_site, message: Some(r.message), details }
+}
+
+/// A snapshot on demand (also scheduled): under `snapshots/{timestamp}/`, with its manifest.
+async fn snapshot_now<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
+    engine: &Engine<P, B, N, C>,
+) -> Result<CommandResponse, CommandError> {
+    let start = engine.clock.now();
+    let tree = engine.read_tree().await?;
+    let files = engine.snapshot_files_of(&tree).await?;
+    let count = files.len();
+    let id = rfc3339(start).replace(':', "-");
+    let manifest = snapshot::write(&engine.bucket, &domain::layout::snapshot_folder(&id), &id, files, start).await?;
+    let ms = u64::try_from((engine.clock.now() - start).whole_milliseconds()).unwrap_or(0);
+    let docs = documents::from_tree(&tree, &engine.settings.prefix);
+    let mut details = serde_json::Map::new();
+    details.insert("command".into(), json!("snapshot"));
+    details.insert("snapshot_manifest_key".into(), json!(manifest));
+    details.insert("files".into(), json!(count));
+    details.insert("timings_ms".into(), json!({ "snapshot": ms }));
+    Ok(CommandResponse {
+        outcome: Outcome::Completed,
+        active_site: docs.active.valid().map(|a| a.site),
+        message: Some(format!("snapshot of {count} files written")),
+        details,
+    })
+}
+
+/// The data plane's part of `check`: closes replication incidents that have gone quiet (with their `OK`
+/// page), and reports the open ones as RPO risk. Warnings at most: `replication-failure` pages them itself.
+async fn replication_findings<P, B: ControlBucket, N: Notifier, C: Clock>(engine: &Engine<P, B, N, C>) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let quiet = engine.settings.replication_quiet;
+    let env = &engine.settings.environment;
+    match replication::close_quiet_incidents(&engine.bucket, &engine.notifier, &engine.clock, env, &engine.settings.region, quiet)
+        .await
+    {
+        Ok(closed) if !closed.is_empty() => out.push(Finding {
+            id: "replication-closed".into(),
+            severity: Severity::Info,
+            what: format!("closed quiet replication incidents: {}", closed.join(", ")),
+            action: "none".into(),
+        }),
+        Ok(_) => {}
+        Err(e) => out.push(Finding {
+            id: "replication-close".into(),
+            severity: Severity::Warning,
+            what: format!("could not close quiet replication incidents: {e}"),
+            action: "the next check retries".into(),
+        }),
+    }
+    match replication::open_incidents(&engine.bucket).await {
+        Ok(open) => out.extend(open.iter().map(|i| Finding {
+            id: format!("replication-{}", i.id),
+            severity: if i.highest_severity == Severity::Info { Severity::Info } else { Severity::Warning },
+            what: format!(
+                "RPO risk: replication incident {} ({:?}), {} objects failed to replicate from {}",
+                i.id, i.state, i.total_failed, i.source_bucket
+            ),
+            action: format!(
+                "see {} and re-drive with the manifests under {}",
+                domain::layout::incident(&i.id),
+                domain::layout::MANIFESTS_PREFIX
+            ),
+        })),
+        Err(e) => out.push(Finding {
+            id: "replication-read".into(),
+            severity: Severity::Warning,
+            what: format!("could not read the replication incidents: {e}"),
+            action: "check the control bucket".into(),
+        }),
+    }
+    out
+}
+
+/// The last `n` execution records, newest first, summarized.
+async fn recent_executions(bucket: &impl ControlBucket, n: usize) -> Result<Vec<Value>, crate::error::StoreError> {
+    let keys: Vec<String> =
+        bucket.list_recent(domain::layout::EXECUTIONS_PREFIX).await?.into_iter().take(n).map(|(k, _)| k).collect();
+    let reads = futures_util::future::join_all(keys.iter().map(|k| bucket.get(k))).await;
+    Ok(reads
+        .into_iter()
+        .filter_map(|r| r.ok().flatten())
+        .filter_map(|o| serde_json::from_slice::<ExecutionRecord>(&o.body).ok())
+        .map(|r| {
+            json!({
+                "execution_id": r.execution_id, "kind": r.kind, "state": r.state, "target": r.target,
+                "initiator": r.initiator, "created_at": r.created_at, "updated_at": r.updated_at,
+                "report_key": r.report_key, "error": r.error,
+            })
+        })
+        .collect())
+}
+
+/// The active site for a rejection's answer, best effort: a rejection must not depend on SSM being up.
+async fn active_site<P: ParameterStore, B, N, C>(engine: &Engine<P, B, N, C>) -> Option<SiteName> {
+    let docs = documents::load(&engine.params, &engine.settings.prefix).await.ok()?;
+    docs.active.valid().map(|a| a.site)
+}

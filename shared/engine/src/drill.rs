@@ -1,0 +1,196 @@
+//! Drills: the whole failover sequence, by the same code path as a real failover, against an isolated copy
+//! of the DR parameters under `{prefix}/drills/{id}/`, never the live `{prefix}/active`; then clean-up,
+//! verified. A drill leaves no trace but its report.
+
+use crate::documents::{self, ACTIVE, DATA_PLANE, POLICY, SITE_PRIMARY, SITE_SECONDARY};
+use crate::error::StoreError;
+use crate::failover::{Engine, EngineError, EngineSettings, ExecutionResult, MoveRequest};
+use crate::lock::{self, DRILL_LOCK_KEY, FAILOVER_LOCK_KEY};
+use crate::ports::{Clock, ControlBucket, Notifier, ParameterStore, WriteCondition};
+use crate::record::record_key;
+use crate::report::report_keys;
+use crate::response::Outcome;
+use domain::decision::Initiator;
+use domain::names::SsmPrefix;
+use domain::primitives::rfc3339;
+use serde_json::{Value, json};
+
+/// A drill's answer: the execution's, plus the verified clean-up.
+#[derive(Debug, Clone)]
+pub struct DrillResult {
+    /// The rehearsed execution (timings, report key), or why the drill was refused.
+    pub execution: ExecutionResult,
+    /// What the clean-up found and did.
+    pub cleanup: Value,
+}
+
+fn refused(id: &str, active_site: Option<domain::site::SiteName>, message: String) -> DrillResult {
+    DrillResult { execution: ExecutionResult::answer(Outcome::Rejected, id, active_site, message), cleanup: Value::Null }
+}
+
+/// Runs a drill for `requested_by`.
+pub async fn drill<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
+    engine: &Engine<P, B, N, C>,
+    requested_by: &str,
+    reason: &str,
+) -> Result<DrillResult, EngineError> {
+    let id = format!("drill-{}", domain::primitives::new_token());
+    let now = engine.clock.now();
+    let not_started = |source| EngineError::NotStarted { execution_id: id.clone(), source };
+    let live = &engine.settings.prefix;
+    let (docs, failover_lock, tree) = tokio::try_join!(
+        documents::load(&engine.params, live),
+        lock::read(&engine.bucket, FAILOVER_LOCK_KEY),
+        engine.params.get_tree(live.as_str())
+    )
+    .map_err(not_started)?;
+    let active_site = docs.active.valid().map(|a| a.site);
+
+    // Guard rails: never beside a real execution, never in a blocked date or window.
+    if let Some((holder, _)) = failover_lock
+        && !holder.expired(now)
+    {
+        let msg =
+            format!("a real execution is in flight ({}, {:?}); drills wait until it ends", holder.execution_id, holder.state);
+        return Ok(refused(&id, active_site, msg));
+    }
+    if let Some(policy) = docs.effective_policy()
+        && let Some(why) = policy.drill_blocked(now)
+    {
+        return Ok(refused(&id, active_site, format!("drill refused: {why}")));
+    }
+    let Some(active) = docs.active.valid() else {
+        let msg = format!("drill refused: {}", docs.active.problem().unwrap_or_default());
+        return Ok(refused(&id, active_site, msg));
+    };
+    let live_active_version = tree.iter().find(|p| p.name == live.child(ACTIVE)).map(|p| p.version);
+
+    // The isolated copy: the five documents as they are now (never SecureStrings).
+    let copy_prefix = SsmPrefix::parse(&live.child(&format!("drills/{id}")))
+        .map_err(|problem| EngineError::Corrupt { execution_id: id.clone(), problem: format!("drill prefix: {problem}") })?;
+    let mut copied = Vec::new();
+    for rel in [ACTIVE, SITE_PRIMARY, SITE_SECONDARY, POLICY, DATA_PLANE] {
+        if let Some(p) = tree.iter().find(|p| p.name == live.child(rel) && !p.is_secure()) {
+            let name = copy_prefix.child(rel);
+            engine.params.put(&name, &p.value, false).await.map_err(not_started)?;
+            copied.push(name);
+        }
+    }
+
+    // The same engine code path, over the copy, under the drill lock, with info-only messages.
+    let drill_engine = Engine {
+        params: &engine.params,
+        bucket: &engine.bucket,
+        notifier: &engine.notifier,
+        clock: &engine.clock,
+        settings: EngineSettings {
+            prefix: copy_prefix.clone(),
+            lock_key: DRILL_LOCK_KEY.into(),
+            drill: true,
+            ..engine.settings.clone()
+        },
+        sources: engine.sources.clone(),
+    };
+    let request = MoveRequest {
+        execution_id: id.clone(),
+        initiator: Initiator::Human { requested_by: requested_by.to_owned() },
+        target: active.site.other(),
+        reason: format!("drill: {reason}"),
+        trigger: json!({ "command": "drill", "requested_by": requested_by, "reason": reason, "copy_prefix": copy_prefix.as_str() }),
+    };
+    let run = drill_engine.run(request).await;
+
+    // Clean-up, whatever happened: delete the copy, the record and the snapshot; keep the report.
+    let cleanup = clean_up(engine, &id, &copy_prefix, &copied, live_active_version).await;
+    let execution = match run {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(execution_id = %id, error = %e, cleanup = %cleanup, "drill failed");
+            return Err(e);
+        }
+    };
+    if let Some(key) = &execution.report_key {
+        append_cleanup_to_report(engine, &id, key, &cleanup).await.map_err(not_started)?;
+    }
+    Ok(DrillResult { execution, cleanup })
+}
+
+async fn clean_up<P: ParameterStore, B: ControlBucket, N, C: Clock>(
+    engine: &Engine<P, B, N, C>,
+    id: &str,
+    copy_prefix: &SsmPrefix,
+    copied: &[String],
+    live_active_version: Option<i64>,
+) -> Value {
+    let mut problems = Vec::new();
+    let mut names: Vec<String> = copied.to_vec();
+    if let Ok(tree) = engine.params.get_tree(copy_prefix.as_str()).await {
+        names.extend(tree.into_iter().map(|p| p.name));
+    }
+    names.sort();
+    names.dedup();
+    if let Err(e) = engine.params.delete(&names).await {
+        problems.push(format!("deleting the parameter copy: {e}"));
+    }
+    let mut removed_objects = vec![record_key(id)];
+    if let Ok(keys) = engine.bucket.list(&format!("{}/", domain::layout::snapshot_folder(id))).await {
+        removed_objects.extend(keys);
+    }
+    for key in &removed_objects {
+        if let Err(e) = engine.bucket.delete(key).await {
+            problems.push(format!("deleting {key}: {e}"));
+        }
+    }
+    let _ = lock::release(&engine.bucket, DRILL_LOCK_KEY, id).await;
+    // Verify: nothing left of the copy, the drill lock free, the live active untouched.
+    let left = engine.params.get_tree(copy_prefix.as_str()).await.map(|t| t.len()).unwrap_or(usize::MAX);
+    if left != 0 {
+        problems.push(format!("{left} parameters remain under {copy_prefix}"));
+    }
+    let lock_left = lock::read(&engine.bucket, DRILL_LOCK_KEY).await.ok().flatten().is_some_and(|(d, _)| d.execution_id == id);
+    if lock_left {
+        problems.push("the drill lock is still held".into());
+    }
+    let live_now = engine.params.get_one(&engine.settings.prefix.child(ACTIVE)).await.ok().flatten().map(|p| p.version);
+    if live_now != live_active_version {
+        problems
+            .push(format!("the live active parameter changed during the drill: version {live_active_version:?} -> {live_now:?}"));
+    }
+    json!({
+        "verified": problems.is_empty(),
+        "problems": problems,
+        "deleted_parameters": names,
+        "deleted_objects": removed_objects,
+        "live_active_version": live_active_version,
+        "at": rfc3339(engine.clock.now()),
+    })
+}
+
+async fn append_cleanup_to_report<P, B: ControlBucket, N, C>(
+    engine: &Engine<P, B, N, C>,
+    id: &str,
+    json_key: &str,
+    cleanup: &Value,
+) -> Result<(), StoreError> {
+    let (_, md_key) = report_keys(id);
+    if let Some(o) = engine.bucket.get(json_key).await? {
+        let mut report: Value = serde_json::from_slice(&o.body).unwrap_or(Value::Null);
+        if let Value::Object(m) = &mut report {
+            m.insert("drill".into(), Value::Bool(true));
+            m.insert("cleanup".into(), cleanup.clone());
+        }
+        engine
+            .bucket
+            .put(json_key, serde_json::to_vec_pretty(&report).unwrap_or_default(), "application/json", WriteCondition::Overwrite)
+            .await?;
+    }
+    if let Some(o) = engine.bucket.get(&md_key).await? {
+        let mut md = String::from_utf8_lossy(&o.body).into_owned();
+        md.push_str(&format!(
+            "\n## Drill clean-up\n\n- verified: {}\n- problems: {}\n- deleted parameters: {}\n- deleted objects: {}\n",
+            cleanup["verified"], cleanup["problems"], cleanup["deleted_parameters"], cleanup["deleted_objects"]
+        ));
+        engine.bucket.put(&md_key, md.into_bytes(), "text/markdown", WriteCondition::Overwrite).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,33 @@
+//! The failover engine: ports (small traits over what it needs from AWS) and the orchestration over them.
+//!
+//! This crate names no SDK type and no Lambda type: adapters live in the `aws` crate, the Lambda glue in
+//! `app`. Cargo holds the rule (`tests/tests/layering.rs`).
+//!
+//! Module map (dependencies point downwards only):
+//!
+//! | module | what |
+//! |---|---|
+//! | [`commands`] | the `manual-trigger` commands, dispatched once for the function and the `dr` CLI |
+//! | [`alarm`], [`replication`] | what a health alarm and a batch of replication events do |
+//! | [`check`], [`status`], [`drill`] | read-mostly commands |
+//! | [`failover`] | single flight, resumable record, snapshot, one promotion, pages, report |
+//! | [`lock`], [`record`], [`snapshot`], [`report`], [`quarantine`], [`documents`], [`response`] | its parts |
+//! | [`ports`] | the traits the adapters implement, and (feature `memory`) in-memory fakes for tests |
+//! | [`error`] | [`error::StoreError`], [`error::CommandError`], [`error::Retry`] |
+
+pub mod alarm;
+pub mod check;
+pub mod commands;
+pub mod documents;
+pub mod drill;
+pub mod error;
+pub mod failover;
+pub mod lock;
+pub mod ports;
+pub mod quarantine;
+pub mod record;
+pub mod replication;
+pub mod report;
+pub mod response;
+pub mod snapshot;
+pub mod status;

@@ -1,0 +1,225 @@
+//! In-memory adapters of the ports, for unit tests of the engine (hand-written fakes of pure storage
+//! semantics; the AWS behaviour itself is tested against moto in `tests/`).
+
+use crate::error::StoreError;
+use crate::ports::{
+    Channel, Clock, ControlBucket, Notifier, OutgoingMessage, Parameter, ParameterStore, ParameterVersion, StoredObject,
+    WriteCondition,
+};
+use std::collections::BTreeMap;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+/// The guard even when a panicking test poisoned the mutex: the fakes' data stays readable for the asserts.
+fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// SSM in memory: every version kept, labels per version.
+#[derive(Debug, Default)]
+pub struct MemParameters {
+    inner: Mutex<BTreeMap<String, Vec<(ParameterVersion, String)>>>,
+}
+
+impl MemParameters {
+    /// Seeds a parameter of the given type.
+    pub fn seed(&self, name: &str, value: &str, kind: &str) {
+        let mut m = locked(&self.inner);
+        let versions = m.entry(name.to_owned()).or_default();
+        let version = versions.len() as i64 + 1;
+        versions.push((ParameterVersion { version, value: value.into(), labels: vec![], last_modified: None }, kind.into()));
+    }
+
+    fn latest(&self, name: &str) -> Option<Parameter> {
+        let m = locked(&self.inner);
+        let (v, kind) = m.get(name)?.last()?;
+        Some(Parameter { name: name.into(), value: v.value.clone(), kind: kind.clone(), version: v.version, last_modified: None })
+    }
+}
+
+impl ParameterStore for MemParameters {
+    async fn get_many(&self, names: &[String]) -> Result<BTreeMap<String, Parameter>, StoreError> {
+        Ok(names.iter().filter_map(|n| self.latest(n).map(|p| (n.clone(), p))).collect())
+    }
+
+    async fn get_tree(&self, path: &str) -> Result<Vec<Parameter>, StoreError> {
+        let names: Vec<String> = locked(&self.inner).keys().filter(|k| k.starts_with(&format!("{path}/"))).cloned().collect();
+        Ok(names.iter().filter_map(|n| self.latest(n)).collect())
+    }
+
+    async fn get_one(&self, selector: &str) -> Result<Option<Parameter>, StoreError> {
+        let Some((name, sel)) = selector.split_once(':') else { return Ok(self.latest(selector)) };
+        let m = locked(&self.inner);
+        let Some(versions) = m.get(name) else { return Ok(None) };
+        let hit = versions
+            .iter()
+            .find(|(v, _)| sel.parse::<i64>().map(|n| n == v.version).unwrap_or(false) || v.labels.iter().any(|l| l == sel));
+        Ok(hit.map(|(v, kind)| Parameter {
+            name: name.into(),
+            value: v.value.clone(),
+            kind: kind.clone(),
+            version: v.version,
+            last_modified: None,
+        }))
+    }
+
+    async fn put(&self, name: &str, value: &str, overwrite: bool) -> Result<i64, StoreError> {
+        let mut m = locked(&self.inner);
+        let versions = m.entry(name.to_owned()).or_default();
+        if !overwrite && !versions.is_empty() {
+            return Err(StoreError::Conflict { service: "SSM", operation: "PutParameter", target: name.into() });
+        }
+        let version = versions.len() as i64 + 1;
+        versions.push((ParameterVersion { version, value: value.into(), labels: vec![], last_modified: None }, "String".into()));
+        Ok(version)
+    }
+
+    async fn label(&self, name: &str, version: i64, label: &str) -> Result<(), StoreError> {
+        let mut m = locked(&self.inner);
+        let versions = m.get_mut(name).ok_or_else(|| StoreError::Refused {
+            service: "SSM",
+            operation: "LabelParameterVersion",
+            message: format!("{name} not found"),
+        })?;
+        for (v, _) in versions.iter_mut() {
+            v.labels.retain(|l| l != label);
+            if v.version == version {
+                v.labels.push(label.into());
+            }
+        }
+        Ok(())
+    }
+
+    async fn history(&self, name: &str) -> Result<Vec<ParameterVersion>, StoreError> {
+        Ok(locked(&self.inner).get(name).map(|v| v.iter().map(|(p, _)| p.clone()).collect()).unwrap_or_default())
+    }
+
+    async fn delete(&self, names: &[String]) -> Result<(), StoreError> {
+        let mut m = locked(&self.inner);
+        for n in names {
+            m.remove(n);
+        }
+        Ok(())
+    }
+}
+
+/// The control bucket in memory, with S3's conditional-write semantics.
+#[derive(Debug, Default)]
+pub struct MemBucket {
+    objects: Mutex<BTreeMap<String, StoredObject>>,
+    counter: Mutex<u64>,
+}
+
+impl MemBucket {
+    /// The body of an object as text.
+    pub fn text(&self, key: &str) -> Option<String> {
+        locked(&self.objects).get(key).map(|o| String::from_utf8_lossy(&o.body).into_owned())
+    }
+
+    /// Every key.
+    pub fn keys(&self) -> Vec<String> {
+        locked(&self.objects).keys().cloned().collect()
+    }
+}
+
+impl ControlBucket for MemBucket {
+    async fn get(&self, key: &str) -> Result<Option<StoredObject>, StoreError> {
+        Ok(locked(&self.objects).get(key).cloned())
+    }
+
+    async fn put(&self, key: &str, body: Vec<u8>, _content_type: &str, condition: WriteCondition) -> Result<String, StoreError> {
+        let mut objects = locked(&self.objects);
+        let conflict = match (&condition, objects.get(key)) {
+            (WriteCondition::IfAbsent, Some(_)) => true,
+            (WriteCondition::IfMatch(_), None) => true,
+            (WriteCondition::IfMatch(etag), Some(o)) => &o.etag != etag,
+            _ => false,
+        };
+        if conflict {
+            return Err(StoreError::Conflict { service: "S3", operation: "PutObject", target: key.into() });
+        }
+        let mut c = locked(&self.counter);
+        *c += 1;
+        let etag = format!("\"etag-{c}\"");
+        objects.insert(key.into(), StoredObject { body, etag: etag.clone() });
+        Ok(etag)
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        Ok(locked(&self.objects).keys().filter(|k| k.starts_with(prefix)).cloned().collect())
+    }
+
+    async fn list_recent(&self, prefix: &str) -> Result<Vec<(String, String)>, StoreError> {
+        // The counter in the ETag orders writes; newest first.
+        let objects = locked(&self.objects);
+        let mut out: Vec<(String, String)> = objects
+            .iter()
+            .filter(|(k, _)| k.starts_with(prefix))
+            .map(|(k, o)| {
+                (k.clone(), format!("{:020}", o.etag.trim_matches('"').trim_start_matches("etag-").parse::<u64>().unwrap_or(0)))
+            })
+            .collect();
+        out.sort_by(|a, b| b.1.cmp(&a.1));
+        Ok(out)
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        locked(&self.objects).remove(key);
+        Ok(())
+    }
+}
+
+/// Records what would have been published.
+#[derive(Debug, Default)]
+pub struct MemNotifier {
+    /// Every message, in order.
+    pub sent: Mutex<Vec<(Channel, OutgoingMessage)>>,
+}
+
+impl MemNotifier {
+    /// Messages sent to one channel.
+    pub fn on(&self, channel: Channel) -> Vec<OutgoingMessage> {
+        locked(&self.sent).iter().filter(|(c, _)| *c == channel).map(|(_, m)| m.clone()).collect()
+    }
+}
+
+impl Notifier for MemNotifier {
+    async fn publish(&self, channel: Channel, message: &OutgoingMessage) -> Result<Option<String>, StoreError> {
+        let mut sent = locked(&self.sent);
+        sent.push((channel, message.clone()));
+        Ok(Some(format!("msg-{}", sent.len())))
+    }
+
+    async fn probe(&self, _channel: Channel) -> Result<bool, StoreError> {
+        Ok(true)
+    }
+
+    async fn publish_all(&self, channel: Channel, messages: &[OutgoingMessage]) -> Result<Vec<Option<String>>, StoreError> {
+        let mut ids = Vec::new();
+        for m in messages {
+            ids.push(self.publish(channel, m).await?);
+        }
+        Ok(ids)
+    }
+}
+
+/// A clock that stands still unless moved.
+#[derive(Debug)]
+pub struct FixedClock(pub Mutex<time::OffsetDateTime>);
+
+impl FixedClock {
+    /// A clock at `t`.
+    pub fn at(t: time::OffsetDateTime) -> Self {
+        FixedClock(Mutex::new(t))
+    }
+
+    /// Moves the clock forward.
+    pub fn advance(&self, d: time::Duration) {
+        *locked(&self.0) += d;
+    }
+}
+
+impl Clock for FixedClock {
+    fn now(&self) -> time::OffsetDateTime {
+        *locked(&self.0)
+    }
+}

@@ -1,0 +1,271 @@
+//! The resumable execution record `executions/{execution_id}.json`, written with compare-and-swap.
+
+use crate::error::StoreError;
+use crate::ports::{ControlBucket, WriteCondition};
+use domain::decision::{Decision, Initiator};
+use domain::primitives::rfc3339;
+use domain::site::SiteName;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use time::OffsetDateTime;
+
+/// The key of an execution's record.
+pub fn record_key(execution_id: &str) -> String {
+    domain::layout::execution_record(execution_id)
+}
+
+/// The steps of an execution, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Step {
+    /// Apply the policy.
+    Decide,
+    /// Take the single-flight lock.
+    Lock,
+    /// Snapshot the metadata to S3.
+    Snapshot,
+    /// Write `{prefix}/active` (one `PutParameter`).
+    Promote,
+    /// Label the version and read it back.
+    Verify,
+    /// Page `OK` and post the chat summary.
+    Notify,
+    /// Write the report.
+    Report,
+    /// Release the lock.
+    Release,
+}
+
+impl Step {
+    /// The step's name as written in records and reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Step::Decide => "decide",
+            Step::Lock => "lock",
+            Step::Snapshot => "snapshot",
+            Step::Promote => "promote",
+            Step::Verify => "verify",
+            Step::Notify => "notify",
+            Step::Report => "report",
+            Step::Release => "release",
+        }
+    }
+}
+
+/// How a step ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepOutcome {
+    /// Done.
+    Done,
+    /// Found already done by an earlier attempt (resume).
+    AlreadyDone,
+    /// Failed; `detail` says why.
+    Failed,
+}
+
+/// One step's timing and outcome.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepRecord {
+    /// Which step.
+    pub step: Step,
+    /// Outcome.
+    pub outcome: StepOutcome,
+    /// Start (RFC 3339).
+    pub started_at: String,
+    /// End (RFC 3339).
+    pub ended_at: String,
+    /// Measured duration.
+    pub duration_ms: u64,
+    /// The attempt that ran it.
+    pub attempt_id: String,
+    /// What happened (version written, keys, error).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// Where an execution stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExecutionState {
+    /// Steps are being run (or an attempt stopped and will be resumed).
+    Running,
+    /// Prepared, waiting for `approve`.
+    AwaitingApproval,
+    /// Promoted and verified.
+    Completed,
+    /// Paged only (notify-only, cooldown, no automatic failback).
+    Notified,
+    /// Refused (readiness gate).
+    Refused,
+    /// Nothing to do (target already active).
+    Noop,
+    /// Stopped for good (verification failed); a human must look.
+    Failed,
+}
+
+impl ExecutionState {
+    /// Whether nothing more will happen to this execution.
+    pub fn is_terminal(self) -> bool {
+        !matches!(self, ExecutionState::Running | ExecutionState::AwaitingApproval)
+    }
+}
+
+/// A message sent for an execution.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SentMessage {
+    /// `paging` or `chat`.
+    pub channel: String,
+    /// e.g. `failover.started`.
+    pub event_type: String,
+    /// SNS message id.
+    pub message_id: Option<String>,
+}
+
+/// A note in the record's history (takeovers, approvals, unlocks, errors).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Note {
+    /// When (RFC 3339).
+    pub at: String,
+    /// What.
+    pub what: String,
+}
+
+/// The execution record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExecutionRecord {
+    /// The execution id.
+    pub execution_id: String,
+    /// `DR_ENVIRONMENT`.
+    pub environment: String,
+    /// `failover` or `failback`.
+    pub kind: String,
+    /// Who started it.
+    pub initiator: Initiator,
+    /// Why (the alarm's reason, or the human's).
+    pub reason: String,
+    /// The trigger as received (alarm ARN and time, command fields); never a secret.
+    pub trigger: Value,
+    /// The site to make active.
+    pub target: SiteName,
+    /// The decision and its reasons.
+    pub decision: Decision,
+    /// Where it stands.
+    pub state: ExecutionState,
+    /// Created (RFC 3339).
+    pub created_at: String,
+    /// Last written (RFC 3339).
+    pub updated_at: String,
+    /// Each step's timing and outcome, in the order run.
+    pub steps: Vec<StepRecord>,
+    /// `{prefix}/active` before (the document).
+    pub config_before: Option<Value>,
+    /// `{prefix}/active` as promoted.
+    pub config_after: Option<Value>,
+    /// The SSM version the promotion wrote.
+    pub promoted_version: Option<i64>,
+    /// The snapshot's manifest key.
+    pub snapshot_manifest_key: Option<String>,
+    /// The RPO estimate made at the snapshot (open replication incidents).
+    #[serde(default)]
+    pub rpo_estimate: Option<Value>,
+    /// Messages sent.
+    pub messages: Vec<SentMessage>,
+    /// The report's key (JSON; the `.md` sits beside it).
+    pub report_key: Option<String>,
+    /// History: takeovers, approvals, unlocks, errors.
+    pub notes: Vec<Note>,
+    /// The last error, if the execution stopped.
+    pub error: Option<String>,
+}
+
+impl ExecutionRecord {
+    /// Whether `step` has completed (in any attempt).
+    pub fn done(&self, step: Step) -> bool {
+        self.steps.iter().any(|s| s.step == step && s.outcome != StepOutcome::Failed)
+    }
+
+    /// Whether a message of `event_type` was sent on `channel`.
+    pub fn sent(&self, channel: &str, event_type: &str) -> bool {
+        self.messages.iter().any(|m| m.channel == channel && m.event_type == event_type && m.message_id.is_some())
+    }
+
+    /// Adds a note.
+    pub fn note(&mut self, now: OffsetDateTime, what: impl Into<String>) {
+        self.notes.push(Note { at: rfc3339(now), what: what.into() });
+    }
+
+    /// Duration of each completed step, in ms (for the response and the report).
+    pub fn timings(&self) -> serde_json::Map<String, Value> {
+        let mut out = serde_json::Map::new();
+        for s in &self.steps {
+            if s.outcome != StepOutcome::Failed {
+                let prev = out.get(s.step.as_str()).and_then(Value::as_u64).unwrap_or(0);
+                out.insert(s.step.as_str().into(), Value::from(prev + s.duration_ms));
+            }
+        }
+        out
+    }
+}
+
+/// The record plus the ETag it was last written at: every write is a compare-and-swap on it.
+#[derive(Debug, Clone)]
+pub struct Recorder {
+    /// The record as we believe it is stored.
+    pub record: ExecutionRecord,
+    etag: Option<String>,
+}
+
+impl Recorder {
+    /// A record not yet written.
+    pub fn new(record: ExecutionRecord) -> Self {
+        Recorder { record, etag: None }
+    }
+
+    /// A record read from the bucket at `etag`.
+    pub fn existing(record: ExecutionRecord, etag: String) -> Self {
+        Recorder { record, etag: Some(etag) }
+    }
+
+    /// The future of writing the current state (create-only the first time, then compare-and-swap); run it
+    /// beside the next step and hand its ETag to [`Recorder::saved`].
+    pub fn save<'a, B: ControlBucket>(
+        &self,
+        bucket: &'a B,
+        now: OffsetDateTime,
+    ) -> impl std::future::Future<Output = Result<String, StoreError>> + Send + 'a {
+        let mut record = self.record.clone();
+        record.updated_at = rfc3339(now);
+        let body = serde_json::to_vec_pretty(&record).unwrap_or_default();
+        let key = record_key(&record.execution_id);
+        let condition = match &self.etag {
+            None => WriteCondition::IfAbsent,
+            Some(e) => WriteCondition::IfMatch(e.clone()),
+        };
+        async move { bucket.put(&key, body, "application/json", condition).await }
+    }
+
+    /// Notes the ETag of a successful save.
+    pub fn saved(&mut self, etag: String, now: OffsetDateTime) {
+        self.record.updated_at = rfc3339(now);
+        self.etag = Some(etag);
+    }
+
+    /// Saves now and waits.
+    pub async fn save_now<B: ControlBucket>(&mut self, bucket: &B, now: OffsetDateTime) -> Result<(), StoreError> {
+        let etag = self.save(bucket, now).await?;
+        self.saved(etag, now);
+        Ok(())
+    }
+}
+
+/// Reads a record, if it exists.
+pub async fn read(bucket: &impl ControlBucket, execution_id: &str) -> Result<Option<Recorder>, StoreError> {
+    let Some(o) = bucket.get(&record_key(execution_id)).await? else { return Ok(None) };
+    let record = serde_json::from_slice(&o.body).map_err(|e| StoreError::Refused {
+        service: "S3",
+        operation: "GetObject",
+        message: format!("{} is not an execution record: {e}", record_key(execution_id)),
+    })?;
+    Ok(Some(Recorder::existing(record, o.etag)))
+}
