@@ -7,6 +7,7 @@
 //!   that Lambda retries the invocation, which counts nothing twice.
 
 use app::error::HandlerError;
+use domain::replication::event::BatchSource;
 use engine::failover::Engine;
 use engine::ports::{Clock, ControlBucket, Notifier};
 use engine::replication::{self, BatchOutcome, PageStatus};
@@ -37,7 +38,7 @@ pub async fn handle<P, B: ControlBucket, N: Notifier, C: Clock>(
     .await;
     log(&outcome);
     emit_metrics(&settings.environment, &outcome);
-    if outcome.source == "sqs" {
+    if outcome.source == BatchSource::Sqs {
         let failures: Vec<Value> = outcome.batch_item_failures().into_iter().map(|id| json!({ "itemIdentifier": id })).collect();
         return Ok(json!({ "batchItemFailures": failures }));
     }
@@ -62,7 +63,7 @@ fn emit_metrics(env: &str, o: &BatchOutcome) {
 fn log(o: &BatchOutcome) {
     tracing::info!(
         outcome = o.outcome(),
-        source = o.source,
+        source = %o.source,
         batch_id = %o.batch_id,
         messages = o.messages,
         records = o.records,

@@ -216,7 +216,16 @@ impl AlarmChange {
     /// `ALARM` -> `ALARM` counts: CloudWatch sends it when a composite alarm's suppression ends and its
     /// actions run. Whether this leads to a failover is the policy's decision, not this function's.
     pub fn is_actionable_transition(&self) -> bool {
-        self.new_state == AlarmState::Alarm && !self.is_suppressed() && !self.is_muted()
+        self.new_state == AlarmState::Alarm && self.silenced_because().is_none()
+    }
+
+    /// Why CloudWatch would not run this alarm's actions (suppressed by a composite alarm's suppressor, or
+    /// muted by a mute rule), in a sentence; `None` when it would.
+    pub fn silenced_because(&self) -> Option<String> {
+        if let Some(by) = &self.suppressed_by {
+            return Some(format!("actions of {} are suppressed ({by})", self.alarm_name));
+        }
+        self.muted_by.as_ref().map(|rule| format!("{} is muted by {rule}", self.alarm_name))
     }
 }
 

@@ -52,7 +52,7 @@ impl Command {
 pub struct Drill {
     /// Who runs it.
     pub requested_by: String,
-    /// Why.
+    /// What the drill rehearses, for the record and the report (e.g. "quarterly DR test").
     pub reason: String,
 }
 

@@ -5,6 +5,43 @@ use super::site::{ActiveConfig, SiteName};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+/// What an execution does: move to the secondary, return to the primary, or rehearse on a copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExecutionKind {
+    /// Toward the secondary site.
+    Failover,
+    /// Back to the primary site (only ever asked by a human).
+    Failback,
+    /// The failover path on a copy of the parameters: nothing live changes.
+    Drill,
+}
+
+impl ExecutionKind {
+    /// The kind of a move toward `target`: failover to the secondary, failback to the primary.
+    pub fn toward(target: SiteName) -> ExecutionKind {
+        match target {
+            SiteName::Secondary => ExecutionKind::Failover,
+            SiteName::Primary => ExecutionKind::Failback,
+        }
+    }
+
+    /// `failover`, `failback`, `drill`: the prefix of its messages' `event_type` and of its execution ids.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExecutionKind::Failover => "failover",
+            ExecutionKind::Failback => "failback",
+            ExecutionKind::Drill => "drill",
+        }
+    }
+}
+
+impl std::fmt::Display for ExecutionKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Who started an execution.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]

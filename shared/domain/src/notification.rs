@@ -8,13 +8,30 @@
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
-/// Where a message goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// Where a message goes (`paging` or `chat` in records and reports).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Channel {
     /// The paging topic (PagerDuty, Opsgenie).
     Paging,
     /// The chat topic (AWS Chatbot); optional.
     Chat,
+}
+
+impl Channel {
+    /// `paging` or `chat`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Paging => "paging",
+            Channel::Chat => "chat",
+        }
+    }
+}
+
+impl std::fmt::Display for Channel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// A message ready to publish.

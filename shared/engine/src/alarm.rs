@@ -53,11 +53,8 @@ pub async fn on_alarm_change<P: ParameterStore, B: ControlBucket, N: Notifier, C
     change: &AlarmChange,
 ) -> Result<AlarmOutcome, EngineError> {
     if change.new_state == AlarmState::Alarm {
-        if let Some(by) = &change.suppressed_by {
-            return Ok(AlarmOutcome::Ignored(format!("actions of {} are suppressed ({by})", change.alarm_name)));
-        }
-        if let Some(rule) = &change.muted_by {
-            return Ok(AlarmOutcome::Ignored(format!("{} is muted by {rule}", change.alarm_name)));
+        if let Some(why) = change.silenced_because() {
+            return Ok(AlarmOutcome::Ignored(why));
         }
         let request = MoveRequest {
             execution_id: change.execution_id(),
@@ -106,7 +103,7 @@ async fn report_recovery<P: ParameterStore, B: ControlBucket, N: Notifier, C: Cl
         Some(id) => record::read(&engine.bucket, &id).await.map_err(not_started)?,
         None => None,
     };
-    let now = lock_now(engine);
+    let now = engine.clock.now();
     let mut resolved = None;
     let mut text = format!(
         "alarm {} went from {} to {}: {}. No failback is automatic: only a human returns to the primary.",
@@ -156,8 +153,4 @@ async fn report_recovery<P: ParameterStore, B: ControlBucket, N: Notifier, C: Cl
     });
     engine.notifier.publish(Channel::Chat, &chat).await.map_err(not_started)?;
     Ok(AlarmOutcome::Reported { message: text, resolved })
-}
-
-fn lock_now<P, B, N, C: Clock>(engine: &Engine<P, B, N, C>) -> time::OffsetDateTime {
-    engine.clock.now()
 }

@@ -66,7 +66,7 @@ pub async fn run<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
             response
         }
         Command::Move(m) => {
-            let name = if m.target == SiteName::Secondary { "failover" } else { "failback" };
+            let name = domain::decision::ExecutionKind::toward(m.target).as_str();
             // The client token makes a retried command the same execution; without one, each command is new.
             let token = m.client_token.clone().unwrap_or_else(new_token);
             let request = MoveRequest {

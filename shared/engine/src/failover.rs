@@ -20,7 +20,7 @@ use super::response::Outcome;
 use super::snapshot::{self, SnapshotContext, SnapshotSource};
 use crate::error::{Retry, StoreError};
 use crate::ports::{Channel, Clock, ControlBucket, Notifier, OutgoingMessage, Parameter, ParameterStore, WriteCondition};
-use domain::decision::{self, Action, Decision, DecisionInput, Initiator};
+use domain::decision::{self, Action, Decision, DecisionInput, ExecutionKind, Initiator};
 use domain::names::SsmPrefix;
 use domain::notification::{self, ChatNote, Envelope, Page, PageState, Severity};
 use domain::primitives::{ms_between, rfc3339};
@@ -77,15 +77,15 @@ impl EngineSettings {
 
 /// The engine over its ports.
 pub struct Engine<P, B, N, C> {
-    /// SSM.
+    /// The DR parameters (`{prefix}/active`, the site documents, the policy): what is promoted.
     pub params: P,
-    /// The control bucket.
+    /// The control bucket: locks, execution records, snapshots, reports, quarantine.
     pub bucket: B,
-    /// SNS.
+    /// The paging and chat topics.
     pub notifier: N,
-    /// The clock.
+    /// Now: leases, cooldowns, time stamps (a fixed clock in tests).
     pub clock: C,
-    /// Settings.
+    /// What the engine is configured with (prefix, lease, approval window, ...).
     pub settings: EngineSettings,
     /// Extra snapshot sources (the parameter tree is always included); shared so a drill's engine reuses them.
     pub sources: Vec<std::sync::Arc<dyn SnapshotSource>>,
@@ -96,11 +96,11 @@ pub struct Engine<P, B, N, C> {
 pub struct MoveRequest {
     /// Derived from the trigger (alarm ARN + state-change time; command + client token).
     pub execution_id: String,
-    /// Who asks.
+    /// Who asks: an alarm (subject to the policy's automatic rules) or a human.
     pub initiator: Initiator,
     /// The site to make active.
     pub target: SiteName,
-    /// Why.
+    /// The reason given (the alarm's, or the human's), kept in the record, the pages and the report.
     pub reason: String,
     /// The trigger's fields, for the record (never a secret).
     pub trigger: Value,
@@ -223,7 +223,8 @@ impl EngineError {
     }
 }
 
-type Res<T> = Result<T, EngineError>;
+/// What the engine's steps answer.
+type EngineResult<T> = Result<T, EngineError>;
 
 /// The lock we hold.
 struct Held {
@@ -238,13 +239,6 @@ struct Attempt {
     docs: DrDocuments,
     /// Snapshot files collected while the lock was being taken (so the sources' reads cost no round trip).
     prefetched: Option<Vec<snapshot::SnapshotFile>>,
-}
-
-fn kind_of(target: SiteName) -> &'static str {
-    match target {
-        SiteName::Secondary => "failover",
-        SiteName::Primary => "failback",
-    }
 }
 
 /// The raw JSON of a parameter in the tree.
@@ -262,7 +256,7 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
     }
 
     /// Runs (or answers for) the execution of `req`.
-    pub async fn run(&self, req: MoveRequest) -> Res<ExecutionResult> {
+    pub async fn run(&self, req: MoveRequest) -> EngineResult<ExecutionResult> {
         let started = self.now();
         let attempt_id = domain::primitives::new_token();
         // Round trip 1: the tree and the record, side by side.
@@ -324,7 +318,7 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
     }
 
     /// Continues a failover waiting in approval mode.
-    pub async fn approve(&self, execution_id: &str, approver: &str) -> Res<ExecutionResult> {
+    pub async fn approve(&self, execution_id: &str, approver: &str) -> EngineResult<ExecutionResult> {
         let attempt_id = domain::primitives::new_token();
         let (tree, existing) = tokio::try_join!(self.read_tree(), record::read(&self.bucket, execution_id))
             .map_err(|source| EngineError::NotStarted { execution_id: execution_id.to_owned(), source })?;
@@ -370,7 +364,7 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
         ExecutionRecord {
             execution_id: req.execution_id.clone(),
             environment: self.settings.environment.clone(),
-            kind: if self.settings.drill { "drill".into() } else { kind_of(req.target).into() },
+            kind: if self.settings.drill { ExecutionKind::Drill } else { ExecutionKind::toward(req.target) },
             initiator: req.initiator.clone(),
             reason: req.reason.clone(),
             trigger: req.trigger.clone(),
@@ -419,7 +413,7 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
         attempt: &Attempt,
         awaiting: bool,
         approving: bool,
-    ) -> Res<Option<Held>> {
+    ) -> EngineResult<Option<Held>> {
         let start = self.now();
         let lease = if awaiting { self.settings.approval_window } else { self.settings.lock_lease };
         let doc = LockDoc {
@@ -457,7 +451,7 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
         }
     }
 
-    async fn in_progress_answer(&self, execution_id: &str, attempt: &Attempt) -> Res<ExecutionResult> {
+    async fn in_progress_answer(&self, execution_id: &str, attempt: &Attempt) -> EngineResult<ExecutionResult> {
         let holder = lock::read(&self.bucket, &self.settings.lock_key).await.ok().flatten().map(|(d, _)| d);
         let message = match &holder {
             Some(h) if h.execution_id == execution_id => format!(
@@ -484,7 +478,12 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
     }
 
     /// Answers for an execution that already has a record: the first result, or a resume.
-    async fn answer_existing(&self, mut rec: Recorder, attempt: Attempt, approver: Option<&str>) -> Res<ExecutionResult> {
+    async fn answer_existing(
+        &self,
+        mut rec: Recorder,
+        attempt: Attempt,
+        approver: Option<&str>,
+    ) -> EngineResult<ExecutionResult> {
         let state = rec.record.state;
         let active_site = attempt.docs.active.valid().map(|a| a.site);
         if state.is_terminal() {
@@ -628,31 +627,8 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
         })
     }
 
-    /// Publishes a page and the chat note of an event side by side and records their ids.
-    async fn announce(
-        &self,
-        rec: &mut ExecutionRecord,
-        event: &str,
-        page: Option<OutgoingMessage>,
-        chat: OutgoingMessage,
-    ) -> Result<(), StoreError> {
-        let event_type = format!("{}.{event}", rec.kind);
-        let page_fut = async {
-            match page {
-                Some(p) if !rec.sent("paging", &event_type) => self.notifier.publish(Channel::Paging, &p).await.map(Some),
-                _ => Ok(None),
-            }
-        };
-        let (paged, chatted) = tokio::try_join!(page_fut, self.notifier.publish(Channel::Chat, &chat))?;
-        if let Some(id) = paged {
-            rec.messages.push(SentMessage { channel: "paging".into(), event_type: event_type.clone(), message_id: id });
-        }
-        rec.messages.push(SentMessage { channel: "chat".into(), event_type, message_id: chatted });
-        Ok(())
-    }
-
     /// Noop, refuse, notify-only: record the decision (create-only: the record is the idempotency key) and page.
-    async fn record_only(&self, mut rec: Recorder, attempt: Attempt) -> Res<ExecutionResult> {
+    async fn record_only(&self, mut rec: Recorder, attempt: Attempt) -> EngineResult<ExecutionResult> {
         let id = rec.record.execution_id.clone();
         let now = self.now();
         match rec.save_now(&self.bucket, now).await {
@@ -692,10 +668,17 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
         });
         let chat =
             self.chat(&rec.record, event, severity, title, reasons.clone(), vec!["Run `status` to see both sites.".into()]);
-        let announced = self.announce(&mut rec.record, event, page_msg, chat).await;
-        if let Err(e) = &announced {
-            rec.record.note(self.now(), format!("could not send the {event} messages: {e}"));
-        }
+        let announced = self.publish_event(&rec.record, event, page_msg, chat).await;
+        let announced = match announced {
+            Ok(sent) => {
+                rec.record.messages.extend(sent);
+                Ok(())
+            }
+            Err(e) => {
+                rec.record.note(self.now(), format!("could not send the {event} messages: {e}"));
+                Err(e)
+            }
+        };
         let now = self.now();
         if let Err(e) = rec.save_now(&self.bucket, now).await {
             tracing::warn!(execution_id = %id, error = %e, "could not record the messages of a recorded decision");
@@ -711,7 +694,7 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
     }
 
     /// Approval mode: snapshot, write the plan, page with the exact `approve` command, keep the lock, wait.
-    async fn prepare_for_approval(&self, mut rec: Recorder, attempt: Attempt, held: Held) -> Res<ExecutionResult> {
+    async fn prepare_for_approval(&self, mut rec: Recorder, attempt: Attempt, held: Held) -> EngineResult<ExecutionResult> {
         let id = rec.record.execution_id.clone();
         let start = self.now();
         let files = self.snapshot_files(&attempt).await;
@@ -762,7 +745,7 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
         rec.record.snapshot_manifest_key = Some(manifest.clone());
         rec.record.steps.push(self.step(Step::Snapshot, StepOutcome::Done, start, end, &attempt.id, Some(manifest)));
         rec.record.messages.push(SentMessage {
-            channel: "paging".into(),
+            channel: Channel::Paging,
             event_type: format!("{}.awaiting_approval", rec.record.kind),
             message_id: paged,
         });
@@ -776,7 +759,7 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
         );
         if let Ok(chatted) = self.notifier.publish(Channel::Chat, &chat).await {
             rec.record.messages.push(SentMessage {
-                channel: "chat".into(),
+                channel: Channel::Chat,
                 event_type: format!("{}.awaiting_approval", rec.record.kind),
                 message_id: chatted,
             });
@@ -806,7 +789,7 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
     }
 
     /// Runs the remaining steps of an execution under the lock.
-    async fn drive(&self, mut rec: Recorder, attempt: Attempt, held: Held) -> Res<ExecutionResult> {
+    async fn drive(&self, mut rec: Recorder, attempt: Attempt, held: Held) -> EngineResult<ExecutionResult> {
         let id = rec.record.execution_id.clone();
         let target = rec.record.target;
         let active_name = self.active_name();
@@ -833,8 +816,8 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
             } else {
                 let folder = domain::layout::snapshot_folder(&id);
                 let event_type = format!("{}.started", rec.record.kind);
-                let first_page = (!rec.record.sent("paging", &event_type)
-                    && !rec.record.sent("paging", &format!("{}.awaiting_approval", rec.record.kind)))
+                let first_page = (!rec.record.sent(Channel::Paging, &event_type)
+                    && !rec.record.sent(Channel::Paging, &format!("{}.awaiting_approval", rec.record.kind)))
                 .then(|| {
                     self.page(
                         &rec.record,
@@ -871,7 +854,7 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
                 let end = self.now();
                 rec.saved(etag, end);
                 if let Some(pid) = paged {
-                    rec.record.messages.push(SentMessage { channel: "paging".into(), event_type, message_id: pid });
+                    rec.record.messages.push(SentMessage { channel: Channel::Paging, event_type, message_id: pid });
                 }
                 rec.record.snapshot_manifest_key = Some(manifest.clone());
                 rec.record.steps.push(self.step(Step::Snapshot, StepOutcome::Done, start, end, &attempt.id, Some(manifest)));
@@ -986,7 +969,7 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
                 ],
             );
             let save = rec.save(&self.bucket, start);
-            let r = tokio::try_join!(self.announce_owned(&rec.record, "completed", ok, chat), save);
+            let r = tokio::try_join!(self.publish_event(&rec.record, "completed", Some(ok), chat), save);
             let (sent, etag) = match r {
                 Ok(v) => v,
                 Err(source) => return Err(self.stop(rec, Some(held), Step::Notify, source).await),
@@ -1072,23 +1055,28 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
         }))
     }
 
-    async fn announce_owned(
+    /// Publishes the page (unless the record shows it sent already) and the chat note of an event side by side,
+    /// and returns what was sent, for the record.
+    async fn publish_event(
         &self,
         rec: &ExecutionRecord,
         event: &str,
-        page: OutgoingMessage,
+        page: Option<OutgoingMessage>,
         chat: OutgoingMessage,
     ) -> Result<Vec<SentMessage>, StoreError> {
         let event_type = format!("{}.{event}", rec.kind);
         let page_fut = async {
-            if rec.sent("paging", &event_type) { Ok(None) } else { self.notifier.publish(Channel::Paging, &page).await.map(Some) }
+            match page {
+                Some(p) if !rec.sent(Channel::Paging, &event_type) => self.notifier.publish(Channel::Paging, &p).await.map(Some),
+                _ => Ok(None),
+            }
         };
         let (paged, chatted) = tokio::try_join!(page_fut, self.notifier.publish(Channel::Chat, &chat))?;
         let mut out = Vec::new();
         if let Some(id) = paged {
-            out.push(SentMessage { channel: "paging".into(), event_type: event_type.clone(), message_id: id });
+            out.push(SentMessage { channel: Channel::Paging, event_type: event_type.clone(), message_id: id });
         }
-        out.push(SentMessage { channel: "chat".into(), event_type, message_id: chatted });
+        out.push(SentMessage { channel: Channel::Chat, event_type, message_id: chatted });
         Ok(out)
     }
 
@@ -1144,7 +1132,7 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
         let page = self.page(rec, event, PageState::Alarm, Severity::Critical, reason);
         if let Ok(pid) = self.notifier.publish(Channel::Paging, &page).await {
             rec.messages.push(SentMessage {
-                channel: "paging".into(),
+                channel: Channel::Paging,
                 event_type: format!("{}.{event}", rec.kind),
                 message_id: pid,
             });
@@ -1196,7 +1184,7 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
     ///
     /// The execution itself is not cancelled: a running one resumes on its next delivery, one awaiting
     /// approval can still be approved (it takes the lock again).
-    pub async fn unlock(&self, execution_id: &str, requested_by: &str) -> Res<ExecutionResult> {
+    pub async fn unlock(&self, execution_id: &str, requested_by: &str) -> EngineResult<ExecutionResult> {
         let not_started = |source| EngineError::NotStarted { execution_id: execution_id.to_owned(), source };
         let (held, docs) = tokio::try_join!(
             lock::read(&self.bucket, &self.settings.lock_key),
@@ -1237,7 +1225,7 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
             );
             if let Ok(id) = self.notifier.publish(Channel::Chat, &chat).await {
                 rec.record.messages.push(SentMessage {
-                    channel: "chat".into(),
+                    channel: Channel::Chat,
                     event_type: format!("{}.unlocked", rec.record.kind),
                     message_id: id,
                 });

@@ -1,8 +1,8 @@
 //! The resumable execution record `executions/{execution_id}.json`, written with compare-and-swap.
 
 use crate::error::StoreError;
-use crate::ports::{ControlBucket, WriteCondition};
-use domain::decision::{Decision, Initiator};
+use crate::ports::{Channel, ControlBucket, WriteCondition};
+use domain::decision::{Decision, ExecutionKind, Initiator};
 use domain::primitives::rfc3339;
 use domain::site::SiteName;
 use serde::{Deserialize, Serialize};
@@ -56,7 +56,7 @@ impl Step {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StepOutcome {
-    /// Done.
+    /// This attempt did it.
     Done,
     /// Found already done by an earlier attempt (resume).
     AlreadyDone,
@@ -69,7 +69,7 @@ pub enum StepOutcome {
 pub struct StepRecord {
     /// Which step.
     pub step: Step,
-    /// Outcome.
+    /// Done now, found done by an earlier attempt, or failed.
     pub outcome: StepOutcome,
     /// Start (RFC 3339).
     pub started_at: String,
@@ -114,8 +114,8 @@ impl ExecutionState {
 /// A message sent for an execution.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SentMessage {
-    /// `paging` or `chat`.
-    pub channel: String,
+    /// The topic it went to.
+    pub channel: Channel,
     /// e.g. `failover.started`.
     pub event_type: String,
     /// SNS message id.
@@ -127,7 +127,7 @@ pub struct SentMessage {
 pub struct Note {
     /// When (RFC 3339).
     pub at: String,
-    /// What.
+    /// What happened, in a sentence (who took over, who approved, which error).
     pub what: String,
 }
 
@@ -138,8 +138,8 @@ pub struct ExecutionRecord {
     pub execution_id: String,
     /// `DR_ENVIRONMENT`.
     pub environment: String,
-    /// `failover` or `failback`.
-    pub kind: String,
+    /// Failover, failback or drill.
+    pub kind: ExecutionKind,
     /// Who started it.
     pub initiator: Initiator,
     /// Why (the alarm's reason, or the human's).
@@ -169,7 +169,7 @@ pub struct ExecutionRecord {
     /// The RPO estimate made at the snapshot (open replication incidents).
     #[serde(default)]
     pub rpo_estimate: Option<Value>,
-    /// Messages sent.
+    /// Every page and chat note published for this execution, with its SNS message id.
     pub messages: Vec<SentMessage>,
     /// The report's key (JSON; the `.md` sits beside it).
     pub report_key: Option<String>,
@@ -186,7 +186,7 @@ impl ExecutionRecord {
     }
 
     /// Whether a message of `event_type` was sent on `channel`.
-    pub fn sent(&self, channel: &str, event_type: &str) -> bool {
+    pub fn sent(&self, channel: Channel, event_type: &str) -> bool {
         self.messages.iter().any(|m| m.channel == channel && m.event_type == event_type && m.message_id.is_some())
     }
 

@@ -37,7 +37,7 @@ use domain::notification::{self, ChatNote, Envelope, Page, PageState};
 use domain::primitives::rfc3339;
 use domain::replication::aggregate::{GroupedForIncident, aggregate};
 use domain::replication::classify::Severity;
-use domain::replication::event::{Payload, ReplicationEventType, parse_payload};
+use domain::replication::event::{BatchSource, Payload, ReplicationEventType, parse_payload};
 use domain::replication::incident::{Incident, IncidentState, PageDecision, evaluate_quiet, merge_batch, pending_page};
 use domain::replication::manifest::build_manifests;
 use futures_util::future::{BoxFuture, join, join_all};
@@ -157,7 +157,7 @@ pub struct Failure {
 #[derive(Debug)]
 pub struct BatchOutcome {
     /// `sqs`, `sns`, `direct` or `unrecognized`.
-    pub source: &'static str,
+    pub source: BatchSource,
     /// The content-derived batch id (manifest names, redelivery detection).
     pub batch_id: String,
     /// Messages in the payload.
@@ -336,7 +336,7 @@ pub async fn process_batch<B: ControlBucket, N: Notifier, C: Clock>(
     let (quarantine_results, manifest_results) = join(quarantines, manifest_writes).await;
 
     let mut out = BatchOutcome {
-        source: parsed.kind(),
+        source: parsed.source(),
         batch_id: batch_id.clone(),
         messages: messages.len(),
         records: whole.records,
@@ -509,7 +509,7 @@ async fn settle_incident<B: ControlBucket, N: Notifier>(
     if merged.decision == PageDecision::None {
         return (write, None);
     }
-    match announce(ctx, &merged.incident, &merged.decision, &manifest_keys).await {
+    match publish_decision(ctx, &merged.incident, &merged.decision, &manifest_keys).await {
         Ok(()) => {
             write.page = PageStatus::Sent;
             (write, None)
@@ -625,7 +625,7 @@ fn severity(s: Severity) -> notification::Severity {
 
 /// The page and the chat note of a decision; publishes both side by side. The page must go out; a chat failure
 /// is only logged.
-async fn announce<B, N: Notifier>(
+async fn publish_decision<B, N: Notifier>(
     ctx: &Ctx<'_, B, N>,
     incident: &Incident,
     decision: &PageDecision,
@@ -884,7 +884,7 @@ async fn close_one<B: ControlBucket, N: Notifier>(
     if decision == PageDecision::None {
         return Ok(closed);
     }
-    if let Err(e) = announce(ctx, &incident, &decision, &[]).await {
+    if let Err(e) = publish_decision(ctx, &incident, &decision, &[]).await {
         // Put the document back as it was, so that the next check sends the page.
         let occurrence = incident.occurrence;
         let undone = update_incident(ctx.bucket, key, |inc| {
@@ -1114,7 +1114,10 @@ mod tests {
         ]);
         let out = run(&bucket, &notifier, &clock, &payload).await;
         assert!(out.batch_item_failures().is_empty(), "{:?}", out.failures);
-        assert_eq!((out.source, out.messages, out.records, out.test_events, out.outcome()), ("sqs", 6, 5, 1, "processed"));
+        assert_eq!(
+            (out.source, out.messages, out.records, out.test_events, out.outcome()),
+            (BatchSource::Sqs, 6, 5, 1, "processed")
+        );
         assert_eq!(out.counts_by_category.get("replication_broken"), Some(&2));
         assert_eq!(out.counts_by_category.get("object_race"), Some(&2));
 
@@ -1366,12 +1369,12 @@ mod tests {
         let sns = json!({"Records": [{"EventSource": "aws:sns", "Sns": {
             "MessageId": "sns-1", "Message": body(vec![failed(SRC, "delta", "t/1", "DstBucketNotFound")])}}]});
         let out = run(&bucket, &notifier, &clock, &sns).await;
-        assert_eq!((out.source, out.outcome(), out.pages_sent()), ("sns", "processed", 1));
+        assert_eq!((out.source, out.outcome(), out.pages_sent()), (BatchSource::Sns, "processed", 1));
         assert_eq!(out.summary()["incidents"][0]["page"], "opened");
 
         let test = json!({"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": SRC});
         let out = run(&bucket, &notifier, &clock, &test).await;
-        assert_eq!((out.source, out.outcome(), out.test_events), ("direct", "ignored", 1));
+        assert_eq!((out.source, out.outcome(), out.test_events), (BatchSource::Direct, "ignored", 1));
 
         let odd = json!({"detail-type": "Object Created"});
         let out = run(&bucket, &notifier, &clock, &odd).await;

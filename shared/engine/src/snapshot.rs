@@ -16,7 +16,7 @@ use time::OffsetDateTime;
 pub struct SnapshotFile {
     /// Name inside the snapshot folder, e.g. `parameters.json`.
     pub name: String,
-    /// The content.
+    /// The bytes written (JSON for every built-in source).
     pub body: Vec<u8>,
 }
 
@@ -26,9 +26,9 @@ pub struct SnapshotContext<'a> {
     /// The parameter tree under the prefix, as read (SecureString values are SSM ciphertext and are never
     /// copied: see [`tree_file`]).
     pub tree: &'a [Parameter],
-    /// The prefix.
+    /// The SSM prefix the tree was read under.
     pub prefix: &'a str,
-    /// When.
+    /// When the snapshot is taken (its folder's name and the files' time stamps).
     pub now: OffsetDateTime,
 }
 

@@ -27,6 +27,38 @@ use std::fmt;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+/// How a batch of replication events reached the function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BatchSource {
+    /// An SQS event (the main path): failures are answered per message (`batchItemFailures`).
+    Sqs,
+    /// An SNS event.
+    Sns,
+    /// A direct invocation with an S3 event notification.
+    Direct,
+    /// None of these (quarantined).
+    Unrecognized,
+}
+
+impl BatchSource {
+    /// `sqs`, `sns`, `direct`, `unrecognized`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BatchSource::Sqs => "sqs",
+            BatchSource::Sns => "sns",
+            BatchSource::Direct => "direct",
+            BatchSource::Unrecognized => "unrecognized",
+        }
+    }
+}
+
+impl std::fmt::Display for BatchSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The four S3 replication event types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ReplicationEventType {
@@ -178,12 +210,12 @@ pub enum Payload<'a> {
 
 impl Payload<'_> {
     /// `sqs`, `sns`, `direct` or `unrecognized`, for logs.
-    pub fn kind(&self) -> &'static str {
+    pub fn source(&self) -> BatchSource {
         match self {
-            Payload::Sqs(_) => "sqs",
-            Payload::Sns(_) => "sns",
-            Payload::Direct(_) => "direct",
-            Payload::Unrecognized(_) => "unrecognized",
+            Payload::Sqs(_) => BatchSource::Sqs,
+            Payload::Sns(_) => BatchSource::Sns,
+            Payload::Direct(_) => BatchSource::Direct,
+            Payload::Unrecognized(_) => BatchSource::Unrecognized,
         }
     }
 

@@ -3,8 +3,8 @@
 use super::aggregate::{FailedObject, IncidentKey, SAMPLE_KEYS, aggregate};
 use super::classify::{Category, FailureReason, Severity};
 use super::event::{
-    ParseError, Payload, ReplicationEventType as T, ReplicationRecord, Wrapping, bucket_from_arn, decode_key, parse_body,
-    parse_payload,
+    BatchSource, ParseError, Payload, ReplicationEventType as T, ReplicationRecord, Wrapping, bucket_from_arn, decode_key,
+    parse_body, parse_payload,
 };
 use super::incident::{
     Incident, IncidentState, MERGED_BATCHES_KEPT, PageDecision, evaluate_quiet, merge, merge_batch, pending_page,
@@ -78,7 +78,7 @@ fn sqs_direct_bodies_with_several_records_and_an_encoded_key() {
     assert_eq!(indexed.len(), 4);
     assert_eq!(indexed.iter().map(|(i, _)| *i).collect::<Vec<_>>(), vec![0, 0, 1, 2]);
     assert!(p.failures().is_empty());
-    assert_eq!(p.kind(), "sqs");
+    assert_eq!(p.source(), BatchSource::Sqs);
 }
 
 #[test]
@@ -122,7 +122,7 @@ fn sns_lambda_event() {
     assert_eq!(r.key, "checkpoints/streaming/orders_bronze/offsets/1234");
     assert_eq!(r.failure_reason, Some(FailureReason::DstBucketUnversioned));
     assert_eq!(r.size, Some(512));
-    assert_eq!(p.kind(), "sns");
+    assert_eq!(p.source(), BatchSource::Sns);
 }
 
 #[test]
