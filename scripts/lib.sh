@@ -4,7 +4,7 @@ set -euo pipefail
 
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export REPO_ROOT
-# moto's server, pinned: the version whose behaviour the tests were written against (REFERENCE.md).
+# moto's server, pinned: the version whose behaviour the tests were written against (docs/aws-facts.md, "Local tools the tests use").
 MOTO_VERSION=5.2.1
 VENV="$REPO_ROOT/.venv"
 

@@ -3,12 +3,12 @@
 //! - every folder under `functions/` has an `AWS::Serverless::Function` built from its binary, and vice versa;
 //! - every `DR_*` variable the code reads is set on every function (test-only knobs are not), and the template
 //!   sets no `DR_*` variable the code does not read (a typo would otherwise be silently ignored);
-//! - the IAM statements cover every SDK call in `shared/src/aws/` (operation -> IAM action), for every
+//! - the IAM statements cover every SDK call in `shared/aws/src/` (operation -> IAM action), for every
 //!   function, on the resources it touches, and every control bucket prefix the engine builds keys under;
 //!   writes of parameters stay on `{prefix}/active` and the drill copies; no role statement has
 //!   `Resource: "*"` unless its actions have no resource-level permission (commented);
 //! - who watches the watcher: each function has errors and throttles alarms, each dead-letter queue a depth
-//!   alarm, all paging; the dashboard shows every metric `shared/src/metrics.rs` emits.
+//!   alarm, all paging; the dashboard shows every metric `shared/app/src/metrics.rs` emits.
 //!
 //! The SDK operations are recognised by name: the operation modules of the `aws-sdk-*` crates the workspace
 //! resolves (`cargo metadata`), so a new call is caught even before anyone maps it to an IAM action.
@@ -262,8 +262,8 @@ fn control_bucket_prefixes() -> BTreeMap<String, String> {
         }
     }
     let mut out = BTreeMap::new();
-    walk(&root().join("shared/src/engine"), &mut out);
-    walk(&root().join("shared/src/domain"), &mut out);
+    walk(&root().join("shared/engine/src"), &mut out);
+    walk(&root().join("shared/domain/src"), &mut out);
     out
 }
 
@@ -280,7 +280,7 @@ fn adapter_sources() -> Vec<(String, String)> {
         }
     }
     let mut out = Vec::new();
-    walk(&root().join("shared/src/aws"), &mut out);
+    walk(&root().join("shared/aws/src"), &mut out);
     out.sort();
     out
 }
@@ -434,7 +434,7 @@ fn every_function_folder_has_a_function_resource_and_vice_versa() {
 #[test]
 fn every_variable_the_code_reads_is_set_on_every_function() {
     let read_by_code: BTreeSet<String> =
-        dr_variables(&read("shared/src/config.rs")).union(&dr_variables(&read("shared/src/aws/mod.rs"))).cloned().collect();
+        dr_variables(&read("shared/app/src/config.rs")).union(&dr_variables(&read("shared/aws/src/lib.rs"))).cloned().collect();
     assert!(read_by_code.contains("DR_SSM_PREFIX"), "the scan found no variables: {read_by_code:?}");
     for v in TEST_ONLY_VARIABLES {
         assert!(read_by_code.contains(*v), "{v} is no longer read by the code: remove it from TEST_ONLY_VARIABLES");
@@ -697,17 +697,17 @@ fn the_watchers_are_watched() {
 
 #[test]
 fn the_dashboard_shows_every_metric_the_functions_emit() {
-    let metrics = read("shared/src/metrics.rs");
+    let metrics = read("shared/app/src/metrics.rs");
     // `Metric { name: "X", unit: ..., dimension: "Y" }` literals, and the namespace constant.
     let quoted_after =
         |text: &str, key: &str| text.split_once(key).and_then(|(_, rest)| rest.split('"').nth(1)).map(str::to_owned);
-    let namespace = quoted_after(&metrics, "pub const NAMESPACE: &str = ").expect("NAMESPACE in shared/src/metrics.rs");
+    let namespace = quoted_after(&metrics, "pub const NAMESPACE: &str = ").expect("NAMESPACE in shared/app/src/metrics.rs");
     let mut emitted: Vec<(String, String)> = Vec::new();
     for (at, _) in metrics.match_indices("Metric { name: ") {
         let literal = &metrics[at..at + metrics[at..].find('}').unwrap()];
         emitted.push((quoted_after(literal, "name: ").unwrap(), quoted_after(literal, "dimension: ").unwrap()));
     }
-    assert!(emitted.len() >= 4, "no metrics found in shared/src/metrics.rs: {emitted:?}");
+    assert!(emitted.len() >= 4, "no metrics found in shared/app/src/metrics.rs: {emitted:?}");
     let dashboards = resources_of("AWS::CloudWatch::Dashboard");
     assert_eq!(dashboards.len(), 1, "one dashboard");
     let body = sub_string(&dashboards[0].1["Properties"]["DashboardBody"]);

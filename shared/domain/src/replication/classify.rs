@@ -1,7 +1,7 @@
 //! What a replication event means and what on-call should do about it.
 //!
 //! Every `failureReason` that AWS lists (S3 User Guide, "Amazon S3 replication failure reasons", mirrored in
-//! REFERENCE.md) is a [`FailureReason`] variant; anything else is [`FailureReason::Unknown`]. Each reason maps,
+//! docs/aws-facts.md) is a [`FailureReason`] variant; anything else is [`FailureReason::Unknown`]. Each reason maps,
 //! through an exhaustive `match`, to a [`Category`] (and so a [`Severity`]) and an operator action sentence.
 //!
 //! How the categories were decided:
@@ -451,7 +451,7 @@ pub fn classify(event_type: ReplicationEventType, reason: Option<&FailureReason>
 mod tests {
     use super::*;
 
-    /// REFERENCE.md's list, copied by hand (not from `KNOWN`), so a typo in either shows.
+    /// docs/aws-facts.md's list, copied by hand (not from `KNOWN`), so a typo in either shows.
     const REFERENCE_LIST: &str = "AssumeRoleNotPermitted, DstBucketInvalidRegion*, DstBucketNotFound, \
         DstBucketObjectLockConfigMissing, DstBucketUnversioned, DstDelObjNotPermitted, DstKmsKeyInvalidState, \
         DstKmsKeyNotFound, DstMultipartCompleteNotPermitted, DstMultipartInitNotPermitted, \

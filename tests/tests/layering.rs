@@ -1,0 +1,130 @@
+//! The workspace's layering, checked with Cargo's own view of it (`cargo tree`), so that it cannot break
+//! silently:
+//!
+//! ```text
+//! functions/*  ->  app[lambda]  ->  aws  ->  engine  ->  domain
+//! cli (dr)     ->  app          ->  aws  ->  engine  ->  domain
+//! ```
+//!
+//! - `domain` is pure: no async runtime, no AWS SDK, no Lambda runtime, no HTTP stack, no other layer;
+//! - `engine` names no SDK and no Lambda type: it depends on `domain` only among the layers;
+//! - `aws` is the only crate that names `aws_sdk_*` (checked in the sources too) and does not know Lambda;
+//! - the break-glass CLI does not link the Lambda runtime (`app` without its `lambda` feature).
+//!
+//! Workspace crates can only point downwards anyway (Cargo refuses cycles); these checks pin the external
+//! dependencies of each layer, which is what a convention alone would let slip.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// The names of every crate `package` depends on for its normal (non-dev, non-build) code, transitively.
+fn normal_dependencies(package: &str, features: &[&str]) -> BTreeSet<String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(repo_root()).args(["tree", "-p", package, "-e", "normal", "--prefix", "none", "-f", "{p}"]);
+    if !features.is_empty() {
+        cmd.args(["--features", &features.join(",")]);
+    }
+    let out = cmd.output().expect("cargo tree runs");
+    assert!(out.status.success(), "cargo tree -p {package}: {}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let names: BTreeSet<String> =
+        text.lines().filter_map(|l| l.split_whitespace().next()).filter(|n| *n != package).map(str::to_owned).collect();
+    assert!(!names.is_empty() || package == "domain", "cargo tree printed nothing for {package}");
+    names
+}
+
+/// The crates of `deps` matching any of `forbidden` (exact names, or prefixes ending in `*`).
+fn offending(deps: &BTreeSet<String>, forbidden: &[&str]) -> Vec<String> {
+    deps.iter()
+        .filter(|d| {
+            forbidden.iter().any(|f| match f.strip_suffix('*') {
+                Some(prefix) => d.starts_with(prefix),
+                None => d.as_str() == *f,
+            })
+        })
+        .cloned()
+        .collect()
+}
+
+const SDK: &[&str] = &["aws-config", "aws-sdk-*", "aws-smithy-*", "aws-runtime", "aws-sigv4", "aws-credential-types"];
+const LAMBDA: &[&str] = &["lambda_runtime", "lambda_runtime_api_client"];
+const IO: &[&str] = &["tokio", "hyper", "hyper-util", "reqwest", "rustls", "futures-util"];
+
+#[test]
+fn domain_is_pure() {
+    let deps = normal_dependencies("domain", &[]);
+    let forbidden: Vec<&str> = SDK.iter().chain(LAMBDA).chain(IO).chain(&["engine", "aws", "app", "tracing"]).copied().collect();
+    let bad = offending(&deps, &forbidden);
+    assert!(bad.is_empty(), "domain must stay pure (no I/O, SDK, Lambda or upper layer), but depends on {bad:?}");
+    // The check itself can fail: the same rules flag the engine, which does use tokio.
+    assert!(!offending(&normal_dependencies("engine", &[]), IO).is_empty(), "the IO list no longer matches anything");
+}
+
+#[test]
+fn engine_names_no_sdk_and_no_lambda() {
+    let deps = normal_dependencies("engine", &[]);
+    let forbidden: Vec<&str> = SDK.iter().chain(LAMBDA).chain(&["aws", "app"]).copied().collect();
+    let bad = offending(&deps, &forbidden);
+    assert!(bad.is_empty(), "engine must reach AWS only through its ports, but depends on {bad:?}");
+    assert!(deps.contains("domain"));
+}
+
+#[test]
+fn aws_adapters_do_not_know_lambda() {
+    let deps = normal_dependencies("aws", &[]);
+    let forbidden: Vec<&str> = LAMBDA.iter().chain(&["app"]).copied().collect();
+    let bad = offending(&deps, &forbidden);
+    assert!(bad.is_empty(), "the AWS adapters must not depend on {bad:?}");
+    assert!(deps.contains("aws-sdk-s3") && deps.contains("engine"), "{deps:?}");
+}
+
+#[test]
+fn the_break_glass_cli_does_not_link_the_lambda_runtime() {
+    let deps = normal_dependencies("cli", &[]);
+    let bad = offending(&deps, LAMBDA);
+    assert!(bad.is_empty(), "dr must run where Lambda does not: it depends on {bad:?}");
+    // ... while the functions do, through app's `lambda` feature (proof that the check sees the feature).
+    assert!(!offending(&normal_dependencies("manual-trigger", &[]), LAMBDA).is_empty());
+}
+
+/// Rust files under `dir`, recursively.
+fn rust_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(rust_files(&path));
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+    out
+}
+
+#[test]
+fn only_the_aws_crate_names_sdk_types() {
+    let root = repo_root();
+    let mut offenders = Vec::new();
+    let mut seen_in_aws = false;
+    for dir in ["shared", "functions", "cli/src"] {
+        for file in rust_files(&root.join(dir)) {
+            let text = std::fs::read_to_string(&file).unwrap();
+            if text.contains("aws_sdk_") {
+                if file.starts_with(root.join("shared/aws")) {
+                    seen_in_aws = true;
+                } else {
+                    offenders.push(file.strip_prefix(&root).unwrap().display().to_string());
+                }
+            }
+        }
+    }
+    assert!(seen_in_aws, "the search found no SDK type even in shared/aws: it no longer searches the right files");
+    assert!(offenders.is_empty(), "only shared/aws may name aws_sdk_* types: {offenders:?}");
+}
