@@ -113,6 +113,73 @@ pub struct DecisionInput<'a> {
     pub now: OffsetDateTime,
 }
 
+/// What an execution may still do once it holds the lock, judged on what is true now (the fence).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fence {
+    /// The decision still holds: go on to the promotion.
+    Proceed,
+    /// `{prefix}/active` already names this execution: its promotion is live; only the steps after it remain.
+    Promoted,
+    /// The premise no longer holds: stand down without writing anything. The sentence says why.
+    Superseded(String),
+}
+
+/// What the fence looks at.
+#[derive(Debug, Clone)]
+pub struct FenceInput<'a> {
+    /// The execution holding the lock.
+    pub execution_id: &'a str,
+    /// The SSM version of `{prefix}/active` its decision rested on (`None`: the parameter was absent).
+    pub decided_on_version: Option<i64>,
+    /// Whether its record says it wrote `{prefix}/active` already.
+    pub promoted: bool,
+    /// The SSM version of `{prefix}/active` now (`None`: absent).
+    pub active_version: Option<i64>,
+    /// The decision made again with what is true now (the initiator is the approver once approved).
+    pub now: DecisionInput<'a>,
+}
+
+/// The fence: an execution writes `{prefix}/active` only when the `active` its decision saw is still the live
+/// one and the policy, applied again to what is true now, still says execute.
+///
+/// Rules, in order: an `active` that names this execution means its promotion is live (continue after it); a
+/// record that says it promoted while `active` names another means a later execution moved it (never write it
+/// back); an `active` whose version changed since the decision means another execution moved it (the decision
+/// rests on a stale view); then the policy must still say execute (a policy switched to notify-only, an alarm
+/// removed from `failover_alarms`, a cooldown, an invalid target all stand the execution down).
+pub fn fence(input: &FenceInput<'_>) -> Fence {
+    let names_us = input.now.active.and_then(|a| a.execution_id.as_deref()) == Some(input.execution_id);
+    if names_us {
+        return Fence::Promoted;
+    }
+    let by = |a: Option<&ActiveConfig>| match a.and_then(|a| a.execution_id.clone()) {
+        Some(id) => format!("execution {id}"),
+        None => "a hand edit".to_owned(),
+    };
+    if input.promoted {
+        return Fence::Superseded(format!(
+            "{{prefix}}/active was moved by {} (version {}) after this execution promoted: it is not written back",
+            by(input.now.active),
+            input.active_version.map_or_else(|| "absent".to_owned(), |v| v.to_string())
+        ));
+    }
+    if input.active_version != input.decided_on_version {
+        return Fence::Superseded(format!(
+            "{{prefix}}/active moved since the decision (version {} -> {}, by {}): the decision rested on a stale view",
+            input.decided_on_version.map_or_else(|| "absent".to_owned(), |v| v.to_string()),
+            input.active_version.map_or_else(|| "absent".to_owned(), |v| v.to_string()),
+            by(input.now.active)
+        ));
+    }
+    let again = decide(&input.now);
+    match again.action {
+        Action::Execute => Fence::Proceed,
+        other => {
+            Fence::Superseded(format!("the policy, applied again under the lock, says {other:?}: {}", again.reasons.join("; ")))
+        }
+    }
+}
+
 /// Applies the policy.
 ///
 /// Rules, in order: the readiness gate (an invalid target document is refused for everyone); an alarm must be
@@ -258,6 +325,61 @@ mod tests {
     }
 
     const LONG_AGO: &str = "2026-01-01T00:00:00Z";
+
+    fn fence_with(promoted: bool, decided: Option<i64>, now_version: Option<i64>, a: &ActiveConfig, p: &Policy) -> Fence {
+        let initiator = alarm("wh");
+        fence(&FenceInput {
+            execution_id: "alarm-1",
+            decided_on_version: decided,
+            promoted,
+            active_version: now_version,
+            now: DecisionInput {
+                initiator: &initiator,
+                target: SiteName::Secondary,
+                active: Some(a),
+                policy: Ok(p),
+                target_problem: None,
+                now: NOW,
+            },
+        })
+    }
+
+    #[test]
+    fn the_fence_lets_a_decision_that_still_holds_proceed() {
+        let a = active(SiteName::Primary, LONG_AGO);
+        assert_eq!(fence_with(false, Some(1), Some(1), &a, &policy(PolicyMode::Auto)), Fence::Proceed);
+    }
+
+    #[test]
+    fn the_fence_continues_a_live_promotion_of_this_execution() {
+        let mut a = active(SiteName::Secondary, LONG_AGO);
+        a.execution_id = Some("alarm-1".into());
+        assert_eq!(fence_with(true, Some(1), Some(2), &a, &policy(PolicyMode::NotifyOnly)), Fence::Promoted);
+    }
+
+    #[test]
+    fn the_fence_never_writes_back_over_a_later_execution() {
+        let mut a = active(SiteName::Primary, LONG_AGO);
+        a.execution_id = Some("failback-1".into());
+        let f = fence_with(true, Some(1), Some(3), &a, &policy(PolicyMode::Auto));
+        assert!(matches!(&f, Fence::Superseded(why) if why.contains("failback-1") && why.contains("not written back")), "{f:?}");
+    }
+
+    #[test]
+    fn the_fence_stands_down_a_decision_on_a_stale_active() {
+        let a = active(SiteName::Primary, LONG_AGO);
+        let f = fence_with(false, Some(1), Some(2), &a, &policy(PolicyMode::Auto));
+        assert!(matches!(&f, Fence::Superseded(why) if why.contains("1 -> 2")), "{f:?}");
+    }
+
+    #[test]
+    fn the_fence_applies_the_policy_again() {
+        let a = active(SiteName::Primary, LONG_AGO);
+        let f = fence_with(false, Some(1), Some(1), &a, &policy(PolicyMode::NotifyOnly));
+        assert!(matches!(&f, Fence::Superseded(why) if why.contains("NotifyOnly")), "{f:?}");
+        let recent = active(SiteName::Primary, "2026-11-25T11:50:00Z");
+        assert!(matches!(fence_with(false, Some(1), Some(1), &recent, &policy(PolicyMode::Auto)), Fence::Superseded(_)));
+    }
 
     #[test]
     fn auto_mode_executes_a_listed_alarm() {

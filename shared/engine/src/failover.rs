@@ -20,7 +20,7 @@ use super::response::Outcome;
 use super::snapshot::{self, SnapshotContext, SnapshotSource};
 use crate::error::{Retry, StoreError};
 use crate::ports::{Channel, Clock, ControlBucket, Notifier, OutgoingMessage, Parameter, ParameterStore, WriteCondition};
-use domain::decision::{self, Action, Decision, DecisionInput, ExecutionKind, Initiator};
+use domain::decision::{self, Action, Decision, DecisionInput, ExecutionKind, Fence, FenceInput, Initiator};
 use domain::names::SsmPrefix;
 use domain::notification::{self, ChatNote, Envelope, Page, PageState, Severity};
 use domain::primitives::{ms_between, rfc3339};
@@ -241,6 +241,11 @@ struct Attempt {
     prefetched: Option<Vec<snapshot::SnapshotFile>>,
 }
 
+/// The SSM version of a parameter in the tree (`None`: absent).
+fn version_of(tree: &[Parameter], name: &str) -> Option<i64> {
+    tree.iter().find(|p| p.name == name).map(|p| p.version)
+}
+
 /// The raw JSON of a parameter in the tree.
 fn raw_doc(tree: &[Parameter], name: &str) -> Option<Value> {
     tree.iter().find(|p| p.name == name && !p.is_secure()).and_then(|p| serde_json::from_str(&p.value).ok())
@@ -378,6 +383,8 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
             config_after: None,
             promoted_version: None,
             snapshot_manifest_key: None,
+            decided_on_version: version_of(&attempt.tree, &self.active_name()),
+            approved_by: None,
             rpo_estimate: None,
             messages: Vec::new(),
             report_key: None,
@@ -531,6 +538,9 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
                     return self.record_only(rec, attempt).await;
                 }
                 rec.record.decision.overrides.extend(d.overrides);
+                rec.record.approved_by = Some(approver.to_owned());
+                // The approval is a new decision: the fence compares with what the approver saw.
+                rec.record.decided_on_version = version_of(&attempt.tree, &self.active_name());
                 let Some(held) = self.take_lock(&mut rec.record, &attempt, false, true).await? else {
                     return self.in_progress_answer(&rec.record.execution_id.clone(), &attempt).await;
                 };
@@ -793,6 +803,35 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
         let id = rec.record.execution_id.clone();
         let target = rec.record.target;
         let active_name = self.active_name();
+        // The fence: what the decision rested on was read before the lock; read it again now that the lock is
+        // held (every writer of `active` holds it), and decide again. One round trip.
+        let start = self.now();
+        let fresh = match self.read_tree().await {
+            Ok(tree) => tree,
+            Err(source) => return Err(self.stop(rec, Some(held), Step::Fence, source).await),
+        };
+        let docs = documents::from_tree(&fresh, &self.settings.prefix);
+        let approver = rec.record.approved_by.clone().map(|requested_by| Initiator::Human { requested_by });
+        let verdict = decision::fence(&FenceInput {
+            execution_id: &id,
+            decided_on_version: rec.record.decided_on_version,
+            promoted: rec.record.done(Step::Promote),
+            active_version: version_of(&fresh, &active_name),
+            now: DecisionInput {
+                initiator: approver.as_ref().unwrap_or(&rec.record.initiator),
+                target,
+                active: docs.active.valid(),
+                policy: self.policy_of(&docs),
+                target_problem: docs.site(target).problem(),
+                now: start,
+            },
+        });
+        let end = self.now();
+        if let Fence::Superseded(why) = verdict {
+            return self.supersede(rec, held, &docs, why, start).await;
+        }
+        rec.record.steps.push(self.step(Step::Fence, StepOutcome::Done, start, end, &attempt.id, Some(format!("{verdict:?}"))));
+        let attempt = Attempt { tree: fresh, docs, ..attempt };
         let promoted_earlier = attempt.docs.active.valid().and_then(|a| a.execution_id.as_deref()) == Some(id.as_str());
         let Some(target_config) = attempt.docs.site(target).valid().cloned() else {
             let problem = attempt.docs.site(target).problem().unwrap_or_default();
@@ -1139,6 +1178,77 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
         }
     }
 
+    /// Stands an execution down under the lock: it writes nothing more. The page says so (an `OK` under the
+    /// execution's own AlarmName, so whatever it opened resolves), then the record ends `superseded`, the report
+    /// is written and the lock released. The page goes first: a failure to send it stops the execution
+    /// (resumable) instead of leaving a terminal record whose page was never sent.
+    async fn supersede(
+        &self,
+        mut rec: Recorder,
+        held: Held,
+        docs: &DrDocuments,
+        why: String,
+        start: OffsetDateTime,
+    ) -> EngineResult<ExecutionResult> {
+        let id = rec.record.execution_id.clone();
+        tracing::warn!(execution_id = %id, why = %why, "execution superseded under the lock");
+        let text = format!(
+            "DR {}: {} {id} stood down without writing anything: {why}. Run `status` to see the active site.",
+            self.settings.environment, rec.record.kind
+        );
+        let severity = if self.settings.drill { Severity::Info } else { Severity::Critical };
+        let page = self.page(&rec.record, "superseded", PageState::Ok, severity, text.clone());
+        let chat = self.chat(
+            &rec.record,
+            "superseded",
+            Severity::Info,
+            format!("DR {}: {id} stood down", self.settings.environment),
+            text,
+            vec!["Run `status` to see which site is active.".into()],
+        );
+        match self.publish_event(&rec.record, "superseded", Some(page), chat).await {
+            Ok(sent) => rec.record.messages.extend(sent),
+            Err(source) => return Err(self.stop(rec, Some(held), Step::Fence, source).await),
+        }
+        let end = self.now();
+        rec.record.steps.push(self.step(Step::Fence, StepOutcome::Done, start, end, "", Some(format!("superseded: {why}"))));
+        rec.record.decision.reasons.push(format!("under the lock: {why}"));
+        rec.record.state = ExecutionState::Superseded;
+        rec.record.error = None;
+        let (json_key, md_key) = report::report_keys(&id);
+        rec.record.report_key = Some(json_key.clone());
+        let rpo = rec.record.rpo_estimate.clone().unwrap_or_else(|| rpo_estimate(&[]));
+        let written = tokio::try_join!(
+            self.bucket.put(
+                &json_key,
+                serde_json::to_vec_pretty(&report::json_report(&rec.record, &rpo)).unwrap_or_default(),
+                "application/json",
+                WriteCondition::Overwrite
+            ),
+            self.bucket.put(
+                &md_key,
+                report::markdown_report(&rec.record, &rpo).into_bytes(),
+                "text/markdown",
+                WriteCondition::Overwrite
+            ),
+        );
+        if let Err(source) = written {
+            return Err(self.stop(rec, Some(held), Step::Report, source).await);
+        }
+        if let Err(source) = rec.save_now(&self.bucket, end).await {
+            return Err(self.stop(rec, Some(held), Step::Fence, source).await);
+        }
+        if let Err(e) = lock::release(&self.bucket, &self.settings.lock_key, &id).await {
+            tracing::warn!(execution_id = %id, error = %e, "could not release the lock; it frees itself when its lease expires");
+        }
+        Ok(self.result_of(
+            &rec.record,
+            Outcome::Superseded,
+            docs.active.valid().map(|a| a.site),
+            format!("execution {id} stood down: {why}"),
+        ))
+    }
+
     /// Ends an execution for good (a human must look): records, pages, writes the report, releases the lock.
     /// `_held` is the lock this attempt owns; it is released (by execution id) at the end.
     async fn fail(&self, mut rec: Recorder, _held: Held, step: Step, problem: String) -> EngineError {
@@ -1282,7 +1392,9 @@ fn names_execution(value: &str, execution_id: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ports as domain_params;
     use crate::ports::memory::{FixedClock, MemBucket, MemNotifier, MemParameters};
+    use std::sync::Mutex;
     use time::macros::datetime;
 
     const P: &str = r#"{"workspace_url":"https://p.cloud.databricks.com","region":"us-east-1"}"#;
@@ -1317,6 +1429,112 @@ mod tests {
             reason: "alarm".into(),
             trigger: json!({}),
         }
+    }
+
+    /// A parameter store whose first tree read answers from an earlier snapshot: the view of an execution
+    /// whose reads happened before another execution promoted (its lock request was slowed meanwhile).
+    struct StaleFirstTree<'a> {
+        inner: &'a MemParameters,
+        stale: Mutex<Option<Vec<Parameter>>>,
+    }
+
+    impl ParameterStore for StaleFirstTree<'_> {
+        async fn get_many(&self, names: &[String]) -> Result<BTreeMap<String, Parameter>, StoreError> {
+            self.inner.get_many(names).await
+        }
+        async fn get_tree(&self, path: &str) -> Result<Vec<Parameter>, StoreError> {
+            let stale = self.stale.lock().unwrap().take();
+            match stale {
+                Some(tree) => Ok(tree),
+                None => self.inner.get_tree(path).await,
+            }
+        }
+        async fn get_one(&self, selector: &str) -> Result<Option<Parameter>, StoreError> {
+            self.inner.get_one(selector).await
+        }
+        async fn put(&self, name: &str, value: &str, overwrite: bool) -> Result<i64, StoreError> {
+            self.inner.put(name, value, overwrite).await
+        }
+        async fn label(&self, name: &str, version: i64, label: &str) -> Result<(), StoreError> {
+            self.inner.label(name, version, label).await
+        }
+        async fn history(&self, name: &str) -> Result<Vec<domain_params::ParameterVersion>, StoreError> {
+            self.inner.history(name).await
+        }
+        async fn delete(&self, names: &[String]) -> Result<(), StoreError> {
+            self.inner.delete(names).await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_decision_made_before_another_promotion_is_decided_again_under_the_lock() {
+        // Issue 11, case 2: two failover alarms at once; the second one's reads happened before the first
+        // promoted, its lock request was slowed until the first released the lock.
+        let e = engine(r#"{"mode":"auto","failover_alarms":["wh","wh2"]}"#);
+        let before = e.params.get_tree("/dr/p").await.unwrap();
+        assert_eq!(e.run(alarm_request("alarm-a")).await.unwrap().outcome, Outcome::Completed);
+        let late = Engine {
+            params: StaleFirstTree { inner: &e.params, stale: Mutex::new(Some(before)) },
+            bucket: &e.bucket,
+            notifier: &e.notifier,
+            clock: &e.clock,
+            settings: e.settings.clone(),
+            sources: Vec::new(),
+        };
+        let r = late.run(alarm_request("alarm-b")).await.unwrap();
+        assert_eq!(r.outcome, Outcome::Superseded, "{}", r.message);
+        assert!(r.message.contains("alarm-a"), "{}", r.message);
+        let history = e.params.history("/dr/p/active").await.unwrap();
+        assert_eq!(history.len(), 2, "one promotion only: {history:?}");
+        let rec: ExecutionRecord = serde_json::from_str(&e.bucket.text("executions/alarm-b.json").unwrap()).unwrap();
+        assert_eq!(rec.state, ExecutionState::Superseded);
+        assert!(e.bucket.text(lock::FAILOVER_LOCK_KEY).is_none(), "the lock is released");
+        // It said that it stood down, under its own incident.
+        let stood_down = e.notifier.on(Channel::Paging).into_iter().filter(|m| m.body.contains("alarm-b")).count();
+        assert_eq!(stood_down, 1);
+        // A redelivery answers the first result as it was.
+        assert_eq!(late.run(alarm_request("alarm-b")).await.unwrap().outcome, Outcome::AlreadyCompleted);
+    }
+
+    #[tokio::test]
+    async fn a_resumed_execution_never_writes_active_back_after_a_later_failback() {
+        // Issue 11, case 1: an alarm execution promotes and verifies, then stops on the chat publish; on-call
+        // unlocks and fails back; the alarm is delivered again.
+        let e = engine(r#"{"mode":"auto","failover_alarms":["wh"]}"#);
+        e.notifier.fail(Channel::Chat, true);
+        let stopped = e.run(alarm_request("alarm-1")).await;
+        assert!(matches!(stopped, Err(EngineError::Stopped { step: Step::Notify, .. })), "{stopped:?}");
+        e.notifier.fail(Channel::Chat, false);
+        assert_eq!(e.unlock("alarm-1", "oncall").await.unwrap().outcome, Outcome::Completed);
+        let back = MoveRequest {
+            execution_id: "failback-1".into(),
+            initiator: Initiator::Human { requested_by: "oncall".into() },
+            target: SiteName::Primary,
+            reason: "primary healthy".into(),
+            trigger: json!({}),
+        };
+        assert_eq!(e.run(back).await.unwrap().outcome, Outcome::Completed);
+        let versions = e.params.history("/dr/p/active").await.unwrap().len();
+
+        let again = e.run(alarm_request("alarm-1")).await.unwrap();
+        assert_eq!(again.outcome, Outcome::Superseded, "{}", again.message);
+        assert_eq!(e.params.history("/dr/p/active").await.unwrap().len(), versions, "active was written again");
+        let active = e.params.get_one("/dr/p/active").await.unwrap().unwrap();
+        assert!(active.value.contains("failback-1"), "{}", active.value);
+    }
+
+    #[tokio::test]
+    async fn a_policy_switched_to_notify_only_stops_a_resume() {
+        // Issue 11, case 1 (second half): the execution stopped before promoting; the policy became notify-only.
+        let e = engine(r#"{"mode":"auto","failover_alarms":["wh"]}"#);
+        e.notifier.fail(Channel::Paging, true);
+        assert!(e.run(alarm_request("alarm-1")).await.is_err());
+        e.notifier.fail(Channel::Paging, false);
+        e.params.put("/dr/p/policy", r#"{"mode":"notify-only","failover_alarms":["wh"]}"#, true).await.unwrap();
+        e.clock.advance(time::Duration::minutes(5)); // the stopped attempt's lease has expired
+        let again = e.run(alarm_request("alarm-1")).await.unwrap();
+        assert_eq!(again.outcome, Outcome::Superseded, "{}", again.message);
+        assert_eq!(e.params.history("/dr/p/active").await.unwrap().len(), 1, "nothing promoted");
     }
 
     #[tokio::test]

@@ -22,6 +22,8 @@ pub enum Step {
     Decide,
     /// Take the single-flight lock.
     Lock,
+    /// Re-read `{prefix}/active` and the policy under the lock and decide again (the fence).
+    Fence,
     /// Snapshot the metadata to S3.
     Snapshot,
     /// Write `{prefix}/active` (one `PutParameter`).
@@ -42,6 +44,7 @@ impl Step {
         match self {
             Step::Decide => "decide",
             Step::Lock => "lock",
+            Step::Fence => "fence",
             Step::Snapshot => "snapshot",
             Step::Promote => "promote",
             Step::Verify => "verify",
@@ -102,6 +105,8 @@ pub enum ExecutionState {
     Noop,
     /// Stopped for good (verification failed); a human must look.
     Failed,
+    /// Stood down under the lock without writing: its premise no longer held (see the decision's reasons).
+    Superseded,
 }
 
 impl ExecutionState {
@@ -166,6 +171,12 @@ pub struct ExecutionRecord {
     pub promoted_version: Option<i64>,
     /// The snapshot's manifest key.
     pub snapshot_manifest_key: Option<String>,
+    /// The SSM version of `{prefix}/active` the decision rested on (`None`: absent); the fence compares it.
+    #[serde(default)]
+    pub decided_on_version: Option<i64>,
+    /// Who approved it, once approved: the fence decides again as that person.
+    #[serde(default)]
+    pub approved_by: Option<String>,
     /// The RPO estimate made at the snapshot (open replication incidents).
     #[serde(default)]
     pub rpo_estimate: Option<Value>,

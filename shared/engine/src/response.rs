@@ -20,6 +20,9 @@ pub enum Outcome {
     Rejected,
     /// Nothing to change (read-only commands answer this).
     Noop,
+    /// Stood down under the lock: what the decision rested on no longer holds (`{prefix}/active` moved, the
+    /// policy changed); nothing was written.
+    Superseded,
 }
 
 /// A command's answer: `outcome`, `active_site`, an optional message, and the command's own fields.

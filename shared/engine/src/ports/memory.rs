@@ -173,9 +173,20 @@ impl ControlBucket for MemBucket {
 pub struct MemNotifier {
     /// Every message, in order.
     pub sent: Mutex<Vec<(Channel, OutgoingMessage)>>,
+    /// Channels whose publishes fail (a transient error) until cleared: a disabled key, a throttled topic.
+    pub failing: Mutex<Vec<Channel>>,
 }
 
 impl MemNotifier {
+    /// Makes publishes to `channel` fail (`true`) or succeed again (`false`).
+    pub fn fail(&self, channel: Channel, failing: bool) {
+        let mut f = locked(&self.failing);
+        f.retain(|c| *c != channel);
+        if failing {
+            f.push(channel);
+        }
+    }
+
     /// Messages sent to one channel.
     pub fn on(&self, channel: Channel) -> Vec<OutgoingMessage> {
         locked(&self.sent).iter().filter(|(c, _)| *c == channel).map(|(_, m)| m.clone()).collect()
@@ -184,6 +195,9 @@ impl MemNotifier {
 
 impl Notifier for MemNotifier {
     async fn publish(&self, channel: Channel, message: &OutgoingMessage) -> Result<Option<String>, StoreError> {
+        if locked(&self.failing).contains(&channel) {
+            return Err(StoreError::Transient { service: "SNS", operation: "Publish", message: format!("{channel} fails") });
+        }
         let mut sent = locked(&self.sent);
         sent.push((channel, message.clone()));
         Ok(Some(format!("msg-{}", sent.len())))
