@@ -55,7 +55,7 @@ async fn main() {
         for (step, ms) in r["timings_ms"].as_object().unwrap() {
             let ms = ms.as_f64().unwrap_or(0.0);
             steps.entry(step.clone()).or_default().push(ms);
-            if ["decide", "lock", "snapshot", "promote", "verify"].contains(&step.as_str()) {
+            if ["decide", "lock", "fence", "snapshot", "promote", "verify"].contains(&step.as_str()) {
                 to_verify += ms;
             }
         }

@@ -48,7 +48,7 @@ async fn a_human_failover_promotes_snapshots_pages_and_reports_once() {
     let rec = env.json("executions/failover-t1.json").await;
     assert_eq!(rec["state"], "completed");
     let steps: Vec<&str> = rec["steps"].as_array().unwrap().iter().map(|s| s["step"].as_str().unwrap()).collect();
-    assert_eq!(steps, ["decide", "lock", "snapshot", "promote", "verify", "notify", "report", "release"]);
+    assert_eq!(steps, ["decide", "lock", "fence", "snapshot", "promote", "verify", "notify", "report", "release"]);
     assert_eq!(rec["config_before"]["site"], "primary");
     assert_eq!(rec["config_after"]["site"], "secondary");
 

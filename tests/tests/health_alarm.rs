@@ -141,6 +141,34 @@ async fn notify_only_pages_and_changes_nothing_and_recovery_resolves_the_page() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn insufficient_data_is_no_recovery_and_the_ok_keeps_the_alarm_severity() {
+    // Issue 11, cases 6 and 12: ALARM -> INSUFFICIENT_DATA (metrics stop arriving in a regional outage) must not
+    // resolve the incident; the OK that does carries the ALARM's severity, so a severity filter passes both.
+    let env = env_with("notify-only").await;
+    let mut f = Function::start("health-alarm", &env.function_env());
+    let r = f.invoke(&fixture("eventbridge-metric-alarm.json")).response();
+    assert_eq!(r["state"], "notified", "{r:#}");
+    let pages = env.pages().await;
+    assert_eq!(pages.len(), 1);
+    let alarm_severity = pages[0]["MessageAttributes"]["severity"]["Value"].clone();
+    assert_eq!(alarm_severity, "critical");
+
+    let mut silent = fixture("eventbridge-ok.json");
+    silent["detail"]["state"]["value"] = json!("INSUFFICIENT_DATA");
+    silent["detail"]["state"]["reason"] = json!("Insufficient Data: 3 datapoints were unknown.");
+    let answer = f.invoke(&silent).response();
+    assert_eq!(answer["resolved_execution"], Value::Null, "{answer:#}");
+    assert!(env.pages().await.is_empty(), "INSUFFICIENT_DATA resolved the incident");
+
+    let ok = f.invoke(&fixture("eventbridge-ok.json")).response();
+    assert_eq!(ok["resolved_execution"], r["execution_id"], "{ok:#}");
+    let pages = env.pages().await;
+    assert_eq!(pages.len(), 1);
+    assert_eq!(message_of(&pages[0])["NewStateValue"], "OK");
+    assert_eq!(pages[0]["MessageAttributes"]["severity"]["Value"], alarm_severity, "{:#}", pages[0]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_alarm_kind_can_trigger_and_the_rest_is_ignored_or_quarantined() {
     for (fixture_name, expected) in [
         ("eventbridge-metric-math-alarm.json", "completed"),

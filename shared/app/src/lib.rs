@@ -17,8 +17,9 @@
 //! `tests/tests/layering.rs` checks the external dependencies):
 //!
 //! ```text
-//! functions/*, cli  ->  app  ->  aws  ->  engine  ->  domain
-//!                        \________________^  ^________/
+//! functions/*  ->  app[lambda]  ->  aws  ->  engine  ->  domain
+//! cli (dr)     ->  app          ->  aws  ->  engine  ->  domain
+//! (app also uses engine and domain directly; aws uses domain)
 //! ```
 //!
 //! The `lambda` feature (the functions enable it; `dr` does not) adds `lambda_runtime`, so the break-glass

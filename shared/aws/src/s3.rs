@@ -39,6 +39,23 @@ impl ControlBucket for S3ControlBucket {
         let resp = match self.client.get_object().bucket(self.bucket.as_str()).key(key).send().await {
             Ok(r) => r,
             Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) || status_of(&e) == Some(404) => return Ok(None),
+            Err(e) if status_of(&e) == Some(403) => {
+                // S3 answers 403, not 404, for a missing key when the caller may not list the bucket: say so,
+                // or an absent record reads as "access denied" and the cause is hunted in the wrong place.
+                return Err(match classify("S3", "GetObject", e) {
+                    StoreError::Refused { service, operation, message } => StoreError::Refused {
+                        service,
+                        operation,
+                        message: format!(
+                            "{message} (reading s3://{}/{key}: a 403 on a read means this role may not read the key, \
+                             or the key is absent and the role lacks s3:ListBucket on the bucket, which turns S3's \
+                             404 into a 403; the stack grants both)",
+                            self.bucket
+                        ),
+                    },
+                    other => other,
+                });
+            }
             Err(e) => return Err(classify("S3", "GetObject", e)),
         };
         let etag = resp.e_tag.clone().unwrap_or_default();

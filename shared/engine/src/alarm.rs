@@ -109,6 +109,16 @@ async fn report_recovery<P: ParameterStore, B: ControlBucket, N: Notifier, C: Cl
         "alarm {} went from {} to {}: {}. No failback is automatic: only a human returns to the primary.",
         change.alarm_name, change.old_state, change.new_state, change.reason
     );
+    // INSUFFICIENT_DATA is no recovery: metrics stop arriving in a regional outage. Only OK resolves a page
+    // (the pagers' own CloudWatch integrations resolve on OK only).
+    let previous = if change.new_state == AlarmState::Ok { previous } else { None };
+    if change.new_state != AlarmState::Ok {
+        text = format!(
+            "alarm {} went from {} to {}: {}. Not a recovery: the primary may still be down (its metrics may have \
+             stopped arriving); nothing is resolved.",
+            change.alarm_name, change.old_state, change.new_state, change.reason
+        );
+    }
     if let Some(rec) = previous {
         let r = &rec.record;
         if matches!(r.state, ExecutionState::Notified | ExecutionState::Refused | ExecutionState::AwaitingApproval) {
@@ -121,7 +131,8 @@ async fn report_recovery<P: ParameterStore, B: ControlBucket, N: Notifier, C: Cl
             let page = notification::paging_message(&Page {
                 envelope: Envelope {
                     event_type: format!("{}.alarm_recovered", r.kind),
-                    severity: Severity::Info,
+                    // The severity of the execution's ALARM page, so that a severity filter passes both.
+                    severity: Severity::Critical,
                     environment: env.clone(),
                     incident_key: format!("dr-{env}-{}", r.execution_id),
                 },

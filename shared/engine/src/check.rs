@@ -268,7 +268,9 @@ fn page_for<P, B, N, C>(
     notification::paging_message(&Page {
         envelope: Envelope {
             event_type: format!("check.{}", if state == PageState::Alarm { "critical" } else { "resolved" }),
-            severity: if state == PageState::Alarm { Severity::Critical } else { Severity::Info },
+            // One AlarmName's ALARM and OK carry the same severity: a pager subscription filtered on severity
+            // must let the OK through, or the incident never resolves.
+            severity: Severity::Critical,
             environment: env.clone(),
             incident_key: format!("dr-{env}-check-{id}"),
         },

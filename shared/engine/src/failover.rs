@@ -990,7 +990,8 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
                 &rec.record,
                 "completed",
                 PageState::Ok,
-                Severity::Info,
+                // The severity of its ALARM pages: a severity-filtered pager subscription must see the OK.
+                Severity::Critical,
                 format!(
                     "DR {}: {} to the {} site completed and verified ({}). {summary}",
                     self.settings.environment, rec.record.kind, target, rec.record.reason
