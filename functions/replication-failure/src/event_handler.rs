@@ -1,28 +1,42 @@
 //! Parses the payload, calls the engine, maps the result to the answer Lambda expects. No rules, no SDK types.
 //!
-//! - SQS: `{"batchItemFailures": [{"itemIdentifier": "<messageId>"}, ...]}` (`ReportBatchItemFailures` on the
-//!   event source mapping): only the messages whose processing failed are retried; an empty list acknowledges
-//!   the whole batch, poison messages included (they are kept under `quarantine/`).
+//! - SQS: `aws_lambda_events`' `SqsBatchResponse`, which serializes as
+//!   `{"batchItemFailures": [{"itemIdentifier": "<messageId>"}, ...]}` (`ReportBatchItemFailures` on the event
+//!   source mapping): only the messages whose processing failed are retried; an empty list acknowledges the whole
+//!   batch, poison messages included (they are kept under `quarantine/`).
 //! - SNS or direct: a summary object; if any write failed, an error (`Retryable.*` for a transient failure) so
 //!   that Lambda retries the invocation, which counts nothing twice.
 
 use app::error::HandlerError;
+use aws_lambda_events::event::sqs::SqsBatchResponse;
 use domain::replication::event::BatchSource;
 use engine::failover::Engine;
 use engine::ports::{Clock, ControlBucket, Notifier};
 use engine::replication::{self, BatchOutcome, PageStatus};
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
+
+/// What the function answers; serialized as the inner value alone.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum Answer {
+    /// An SQS event's answer: the messages to retry (`{"batchItemFailures": [{"itemIdentifier": ...}]}`).
+    Sqs(SqsBatchResponse),
+    /// Anything else: the summary of an SNS or direct invocation, or the quarantine answer of a payload that is
+    /// not JSON.
+    Other(Value),
+}
 
 /// Handles one invocation; `raw` is the payload exactly as delivered.
 pub async fn handle<P, B: ControlBucket, N: Notifier, C: Clock>(
     engine: &Engine<P, B, N, C>,
     raw: &str,
-) -> Result<Value, HandlerError> {
+) -> Result<Answer, HandlerError> {
     let payload: Value = match serde_json::from_str(raw) {
         Ok(v) => v,
         Err(e) => {
             let problem = format!("not JSON ({e}): expected an SQS event, an SNS event or an S3 event notification");
-            return app::entry::quarantined(engine, replication::FUNCTION_NAME, raw, &problem).await;
+            return app::entry::quarantined(engine, replication::FUNCTION_NAME, raw, &problem).await.map(Answer::Other);
         }
     };
     let settings = &engine.settings;
@@ -39,13 +53,14 @@ pub async fn handle<P, B: ControlBucket, N: Notifier, C: Clock>(
     log(&outcome);
     emit_metrics(&settings.environment, &outcome);
     if outcome.source == BatchSource::Sqs {
-        let failures: Vec<Value> = outcome.batch_item_failures().into_iter().map(|id| json!({ "itemIdentifier": id })).collect();
-        return Ok(json!({ "batchItemFailures": failures }));
+        let mut response = SqsBatchResponse::default();
+        response.set_failures(outcome.batch_item_failures());
+        return Ok(Answer::Sqs(response));
     }
     let summary = outcome.summary();
     match outcome.into_error() {
         Some(error) => Err(HandlerError::Store(error)),
-        None => Ok(summary),
+        None => Ok(Answer::Other(summary)),
     }
 }
 
@@ -101,5 +116,24 @@ fn log(o: &BatchOutcome) {
     }
     for q in &o.quarantined {
         tracing::error!(message_id = %q.message_id, quarantine_key = ?q.key, error = %q.error, "unparseable message quarantined");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn answers_serialize_as_lambda_expects() {
+        let mut response = SqsBatchResponse::default();
+        let json = |a: &Answer| serde_json::to_value(a).expect("serializes");
+        assert_eq!(json(&Answer::Sqs(response.clone())), json!({ "batchItemFailures": [] }));
+        response.set_failures(["m-1", "m-2"]);
+        assert_eq!(
+            serde_json::to_string(&Answer::Sqs(response)).expect("serializes"),
+            r#"{"batchItemFailures":[{"itemIdentifier":"m-1"},{"itemIdentifier":"m-2"}]}"#
+        );
+        assert_eq!(json(&Answer::Other(json!({ "outcome": "processed" }))), json!({ "outcome": "processed" }));
     }
 }

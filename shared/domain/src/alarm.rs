@@ -1,4 +1,4 @@
-//! CloudWatch alarm state changes, normalized (REFERENCE.md, "CloudWatch alarm state changes").
+//! CloudWatch alarm state changes, normalized (docs/aws-facts.md, "CloudWatch alarm state changes").
 //!
 //! The `health-alarm` function can be reached three ways, and each way spells the same state change
 //! differently:
@@ -18,9 +18,21 @@
 //! [`AlarmChange::execution_id`] depends only on the alarm ARN and the state change time at millisecond
 //! precision, so one state change delivered twice, or through two paths, yields one id.
 //!
-//! `aws_lambda_events` is deliberately not used: its structs reject real payloads (a `null`
-//! `AlarmDescription`, a composite alarm without `Trigger`, a metric-math alarm without `metricStat`).
+//! The envelopes are `aws_lambda_events` types where they accept real deliveries: the EventBridge envelope
+//! ([`EventBridgeEvent`], its `detail` parsed here), the SNS event's record ([`SnsRecord`]) and the SNS
+//! envelope ([`SnsMessage`]). What is inside is parsed here, from JSON values, because the crate's types for it
+//! refuse real payloads (each proven by a `crate_*` test below): `sns::CloudWatchAlarmPayload` (a `null`
+//! `AlarmDescription`; a composite alarm has no `Trigger`) and `cloudwatch_alarms`' configurations (a
+//! metric-math or anomaly-detection alarm has an entry without `metricStat`; a composite alarm without an
+//! actions suppressor has no `actionsSuppressor`). The alarm action payload is the same camelCase shape as
+//! EventBridge's `detail`, so it is parsed by the same code.
+//!
+//! An SNS record or envelope that the crate refuses (a trimmed or hand-written test event: the crate requires
+//! every field SNS sends, ids, timestamp and signature included) is still read, leniently, for its `Message`: a
+//! decision needs nothing else from it, and an alarm must not be dropped for a missing signature.
 
+use aws_lambda_events::event::eventbridge::EventBridgeEvent;
+use aws_lambda_events::event::sns::{SnsMessage, SnsRecord};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -249,8 +261,8 @@ fn parse_at_depth(payload: &Value, depth: u8) -> Result<AlarmChange, NotAnAlarm>
         other => return Err(NotAnAlarm::new(format!("the payload is {}, not a JSON object", describe(other)))),
     };
 
-    if let Some(detail_type) = obj.get("detail-type") {
-        return parse_eventbridge(payload, detail_type);
+    if obj.contains_key("detail-type") {
+        return parse_eventbridge(payload);
     }
     if obj.contains_key("alarmData") {
         return parse_alarm_action(payload);
@@ -262,28 +274,46 @@ fn parse_at_depth(payload: &Value, depth: u8) -> Result<AlarmChange, NotAnAlarm>
         return parse_notification(payload, "");
     }
     if obj.get("Type").and_then(Value::as_str) == Some("Notification") && obj.contains_key("Message") {
-        return parse_notification_string(obj.get("Message"), "Message");
+        return match SnsMessage::deserialize(payload) {
+            Ok(envelope) => parse_notification_text(&envelope.message, "Message"),
+            // A trimmed envelope: its Message is all a decision needs.
+            Err(_) => parse_notification_string(obj.get("Message"), "Message"),
+        };
     }
     Err(NotAnAlarm::new("unrecognized payload (none of detail-type, alarmData, Records, AlarmArn, or an SNS Message)"))
 }
 
-fn parse_eventbridge(event: &Value, detail_type: &Value) -> Result<AlarmChange, NotAnAlarm> {
-    let detail_type = detail_type.as_str().unwrap_or_default();
+/// The EventBridge envelope as the crate types it. `detail` is an `Option` so that an event without one is
+/// reported after the envelope's own fields (`detail-type`, `source`, `resources`), in that order.
+type EventBridgeEnvelope = EventBridgeEvent<Option<Value>>;
+
+fn parse_eventbridge(event: &Value) -> Result<AlarmChange, NotAnAlarm> {
+    let envelope: EventBridgeEnvelope = serde_path_to_error::deserialize(event).map_err(|e| {
+        let path = e.path().to_string();
+        let at = if path == "." { String::new() } else { format!(" {path}:") };
+        NotAnAlarm::new(format!("EventBridge event:{at} {}", e.inner()))
+    })?;
+    let detail_type = envelope.detail_type.as_str();
     if detail_type != EVENTBRIDGE_DETAIL_TYPE {
         return Err(NotAnAlarm::new(format!("EventBridge event with detail-type {detail_type:?}")));
     }
-    let source = event.get("source").and_then(Value::as_str).unwrap_or_default();
+    let source = envelope.source.as_str();
     if source != CLOUDWATCH_SOURCE {
         return Err(NotAnAlarm::new(format!("EventBridge event with source {source:?}, not {CLOUDWATCH_SOURCE:?}")));
     }
-    let arn = event
-        .get("resources")
-        .and_then(Value::as_array)
-        .and_then(|r| r.first())
-        .and_then(non_empty_str)
+    let arn = envelope
+        .resources
+        .as_deref()
+        .and_then(<[String]>::first)
+        .map(String::as_str)
+        .filter(|arn| !arn.trim().is_empty())
         .ok_or_else(|| NotAnAlarm::new("missing resources[0] (the alarm ARN)"))?;
-    let detail = event.get("detail").ok_or_else(|| NotAnAlarm::new("missing detail"))?;
-    parse_alarm_data(detail, "detail", arn, Delivery::EventBridge)
+    match &envelope.detail {
+        Some(detail) => parse_alarm_data(detail, "detail", arn, Delivery::EventBridge),
+        // `"detail": null` reads as None too; it is reported as the null it is.
+        None if event.get("detail").is_some() => parse_alarm_data(&Value::Null, "detail", arn, Delivery::EventBridge),
+        None => Err(NotAnAlarm::new("missing detail")),
+    }
 }
 
 fn parse_alarm_action(payload: &Value) -> Result<AlarmChange, NotAnAlarm> {
@@ -346,15 +376,25 @@ fn parse_sns_event(records: &Value) -> Result<AlarmChange, NotAnAlarm> {
         let source = record.get("EventSource").or_else(|| record.get("eventSource")).and_then(Value::as_str).unwrap_or("unknown");
         return Err(NotAnAlarm::new(format!("Records[0] is not an SNS record (event source {source:?})")));
     };
-    parse_notification_string(sns.get("Message"), "Records[0].Sns.Message")
+    const AT: &str = "Records[0].Sns.Message";
+    match SnsRecord::deserialize(record) {
+        Ok(record) => parse_notification_text(&record.sns.message, AT),
+        // A trimmed or hand-written record: its Message is all a decision needs.
+        Err(_) => parse_notification_string(sns.get("Message"), AT),
+    }
 }
 
+/// `Message` read from the JSON value, for the SNS deliveries that the crate's types refuse.
 fn parse_notification_string(message: Option<&Value>, at: &str) -> Result<AlarmChange, NotAnAlarm> {
-    let text = match message {
-        Some(Value::String(text)) => text,
-        Some(other) => return Err(NotAnAlarm::new(format!("{at} is {}, not a string", describe(other)))),
-        None => return Err(NotAnAlarm::new(format!("missing {at}"))),
-    };
+    match message {
+        Some(Value::String(text)) => parse_notification_text(text, at),
+        Some(other) => Err(NotAnAlarm::new(format!("{at} is {}, not a string", describe(other)))),
+        None => Err(NotAnAlarm::new(format!("missing {at}"))),
+    }
+}
+
+/// The alarm notification that `at` holds as JSON text.
+fn parse_notification_text(text: &str, at: &str) -> Result<AlarmChange, NotAnAlarm> {
     let notification: Value = serde_json::from_str(text).map_err(|_| NotAnAlarm::new(format!("{at} is not JSON")))?;
     if !notification.is_object() {
         return Err(NotAnAlarm::new(format!("{at} is {}, not an alarm notification", describe(&notification))));
@@ -571,6 +611,10 @@ fn describe(v: &Value) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aws_lambda_events::event::cloudwatch_alarms::{
+        CloudWatchAlarmData, CloudWatchCompositeAlarm, CloudWatchCompositeAlarmConfiguration, CloudWatchMetricAlarmConfiguration,
+    };
+    use aws_lambda_events::event::sns::CloudWatchAlarmPayload;
     use serde_json::json;
     use time::macros::datetime;
 
@@ -1136,5 +1180,76 @@ mod tests {
             let msg = rejected(v.clone());
             assert!(msg.starts_with("not a CloudWatch alarm state change: "), "{v}: {msg}");
         }
+    }
+
+    // ---- the crate's types for what is inside the envelopes refuse real payloads: why our parsing stays ----
+
+    /// The alarm notification inside an SNS fixture's `Message`.
+    fn sns_notification(event: &Value) -> Value {
+        serde_json::from_str(event["Records"][0]["Sns"]["Message"].as_str().expect("Message")).expect("JSON")
+    }
+
+    #[test]
+    fn crate_sns_event_and_envelope_accept_the_real_deliveries() {
+        // The envelopes themselves are the crate's: every real SNS delivery fits them.
+        for event in [fixture!("sns-metric-alarm.json"), fixture!("sns-composite-alarm.json")] {
+            let typed: aws_lambda_events::event::sns::SnsEvent = serde_json::from_value(event.clone()).expect("SnsEvent");
+            assert_eq!(Some(typed.records[0].sns.message.as_str()), event["Records"][0]["Sns"]["Message"].as_str());
+            SnsMessage::deserialize(&event["Records"][0]["Sns"]).expect("SnsMessage");
+        }
+        for file in [fixture!("eventbridge-metric-alarm.json"), fixture!("eventbridge-composite-suppressed.json")] {
+            EventBridgeEnvelope::deserialize(&file).expect("EventBridgeEvent");
+        }
+    }
+
+    #[test]
+    fn crate_sns_alarm_payload_refuses_a_null_alarm_description() {
+        // sns::CloudWatchAlarmPayload.alarm_description is a String; CloudWatch sends `"AlarmDescription": null`
+        // for an alarm that has no description.
+        let notification = sns_notification(&fixture!("sns-metric-alarm.json"));
+        assert!(notification["AlarmDescription"].is_null());
+        let err = serde_json::from_value::<CloudWatchAlarmPayload>(notification).expect_err("refused");
+        assert!(err.to_string().contains("invalid type: null, expected a string"), "{err}");
+    }
+
+    #[test]
+    fn crate_sns_alarm_payload_refuses_a_composite_alarm() {
+        // sns::CloudWatchAlarmPayload.trigger is required; a composite alarm's notification has an AlarmRule and
+        // TriggeringChildren, never a Trigger.
+        let notification = sns_notification(&fixture!("sns-composite-alarm.json"));
+        assert!(notification.get("Trigger").is_none() && notification["AlarmDescription"].is_string());
+        let err = serde_json::from_value::<CloudWatchAlarmPayload>(notification).expect_err("refused");
+        assert!(err.to_string().contains("missing field `Trigger`"), "{err}");
+    }
+
+    #[test]
+    fn crate_metric_alarm_configuration_refuses_metric_math_and_anomaly_detection() {
+        // cloudwatch_alarms::CloudWatchMetricDefinition.metric_stat is required; a metric-math alarm's expression
+        // entry, and an anomaly-detection alarm's ANOMALY_DETECTION_BAND entry, have none.
+        type MetricAlarmData = CloudWatchAlarmData<CloudWatchMetricAlarmConfiguration>;
+        for file in [fixture!("eventbridge-metric-math-alarm.json"), fixture!("eventbridge-anomaly-detection-alarm.json")] {
+            let err = serde_json::from_value::<MetricAlarmData>(file["detail"].clone()).expect_err("refused");
+            assert!(err.to_string().contains("missing field `metricStat`"), "{err}");
+        }
+        // The same type takes a single-metric alarm: metricStat is the only field at fault.
+        serde_json::from_value::<MetricAlarmData>(fixture!("eventbridge-metric-alarm.json")["detail"].clone())
+            .expect("a single-metric alarm is accepted");
+    }
+
+    #[test]
+    fn crate_composite_alarm_refuses_a_composite_without_suppressor() {
+        // cloudwatch_alarms::CloudWatchCompositeAlarmConfiguration requires actions_suppressor and both of its
+        // periods; a composite alarm without an actions suppressor has none of them.
+        let action = fixture!("alarm-action-composite-alarm.json");
+        assert!(action["alarmData"]["configuration"].get("actionsSuppressor").is_none());
+        let err = serde_json::from_value::<CloudWatchCompositeAlarm>(action).expect_err("refused");
+        assert!(err.to_string().contains("missing field `actionsSuppressor`"), "{err}");
+        let event = fixture!("eventbridge-composite-alarm.json");
+        let err = serde_json::from_value::<CloudWatchAlarmData<CloudWatchCompositeAlarmConfiguration>>(event["detail"].clone())
+            .expect_err("refused");
+        assert!(err.to_string().contains("missing field `actionsSuppressor`"), "{err}");
+        // The same type takes a composite alarm that has a suppressor.
+        serde_json::from_value::<CloudWatchCompositeAlarm>(fixture!("alarm-action-composite-with-suppressor.json"))
+            .expect("a composite alarm with a suppressor is accepted");
     }
 }

@@ -10,6 +10,8 @@ use super::incident::{
     Incident, IncidentState, MERGED_BATCHES_KEPT, PageDecision, evaluate_quiet, merge, merge_batch, pending_page,
 };
 use super::manifest::{build_manifests, encode_key};
+use aws_lambda_events::event::s3::S3Event;
+use aws_lambda_events::event::sns::SnsMessage;
 use serde_json::{Value, json};
 use std::borrow::Cow;
 use std::collections::BTreeSet;
@@ -314,6 +316,62 @@ fn unrecognized_payloads_and_bodies() {
     let no_body = json!({"Records":[{"eventSource":"aws:sqs","messageId":"x"}]});
     let Payload::Sqs(m) = parse_payload(&no_body) else { panic!() };
     assert!(m[0].parsed.as_ref().unwrap_err().to_string().starts_with("body is missing"));
+}
+
+// ---------- why the body has its own structs: aws_lambda_events' types refuse or lose real payloads ----------
+
+/// The body of the first message of an SQS fixture, as JSON.
+fn first_body(event: &str) -> Value {
+    value(value(event)["Records"][0]["body"].as_str().unwrap())
+}
+
+#[test]
+fn crate_s3_event_loses_replication_event_data() {
+    // s3::S3EventRecord has no replicationEventData field: the crate takes a replication record and drops the
+    // rule, destination bucket and failure reason that classify it.
+    let body = first_body(SQS_DIRECT);
+    assert!(body["Records"][0]["replicationEventData"]["failureReason"].is_string());
+    let typed: S3Event = serde_json::from_value(body).expect("accepted");
+    let back = serde_json::to_value(&typed).unwrap();
+    assert!(back["Records"][0].get("replicationEventData").is_none(), "{back:#}");
+}
+
+#[test]
+fn crate_s3_event_refuses_the_test_event() {
+    // s3::S3Event.records is required; the s3:TestEvent S3 sends when a notification configuration is saved has no
+    // Records.
+    let body = first_body(TEST_EVENT);
+    assert_eq!(body["Event"], "s3:TestEvent");
+    let err = serde_json::from_value::<S3Event>(body).unwrap_err();
+    assert!(err.to_string().contains("missing field `Records`"), "{err}");
+}
+
+#[test]
+fn crate_sns_message_refuses_a_subscription_confirmation() {
+    // sns::SnsMessage.unsubscribe_url is required; the SubscriptionConfirmation that SNS delivers to a subscribed
+    // queue has none (sample from the SNS developer guide, "HTTP/HTTPS subscription confirmation JSON format").
+    // Our struct reads its Type and answers "confirm the subscription" instead.
+    let confirmation = json!({
+        "Type": "SubscriptionConfirmation",
+        "MessageId": "165545c9-2a5c-472c-8df2-7ff2be2b3b1b",
+        "Token": "2336412f37fb687f5d51e6e241d09c805a5a57b30d712f794cc5f6a988666d92768dd60a747ba6f3beb71854e285d6ad02428b09ceece29417f1f02d609c582afbacc99c583a916b9981dd2728f4ae6fdb82efd087cc3b7849e05798d2d2785c03b0879594eeac82c01f235d0e717736",
+        "TopicArn": "arn:aws:sns:us-west-2:123456789012:MyTopic",
+        "Message": "You have chosen to subscribe to the topic arn:aws:sns:us-west-2:123456789012:MyTopic.\nTo confirm the subscription, visit the SubscribeURL included in this message.",
+        "SubscribeURL": "https://sns.us-west-2.amazonaws.com/?Action=ConfirmSubscription&TopicArn=arn:aws:sns:us-west-2:123456789012:MyTopic&Token=2336412f37fb687f5d51e6e241d09c805a5a57b30d712f794cc5f6a988666d92768dd60a747ba6f3beb71854e285d6ad02428b09ceece29417f1f02d609c582afbacc99c583a916b9981dd2728f4ae6fdb82efd087cc3b7849e05798d2d2785c03b0879594eeac82c01f235d0e717736",
+        "Timestamp": "2012-04-26T20:45:04.751Z",
+        "SignatureVersion": "1",
+        "Signature": "EXAMPLEpH+DcEwjAPg8O9mY8dReBSwksfg2S7WKQcikcNKWLQjwu6A4VbeS0QHVCkhRS7fUQvi2egU3N858fiTDN6bkkOxYDVrY0Ad8L10Hs3zH81mtnPk5uvvolIC1CXGu43obcgFxeL3khZl8IKvO61GWB6jI9b5+gLPoBc1Q=",
+        "SigningCertURL": "https://sns.us-west-2.amazonaws.com/SimpleNotificationService-f3ecfb7224c7233fe7bb5f59f96de52f.pem"
+    });
+    let err = serde_json::from_value::<SnsMessage>(confirmation.clone()).unwrap_err();
+    assert!(err.to_string().contains("missing field `UnsubscribeUrl`"), "{err}");
+    assert_eq!(
+        parse_body(&confirmation.to_string()).unwrap_err(),
+        ParseError::NotSnsNotification { kind: "SubscriptionConfirmation".into() }
+    );
+    // The Notification envelope of an SQS body (no raw delivery) is one the crate takes: no gap there.
+    let envelope: SnsMessage = serde_json::from_value(first_body(SQS_SNS_ENVELOPE)).expect("accepted");
+    assert_eq!(envelope.sns_message_type, "Notification");
 }
 
 #[test]
