@@ -1,7 +1,7 @@
 //! The resumable execution record `executions/{execution_id}.json`, written with compare-and-swap.
 
 use crate::error::StoreError;
-use crate::ports::{Channel, ControlBucket, WriteCondition};
+use crate::ports::{Channel, ControlBucket, OutgoingMessage, WriteCondition};
 use domain::decision::{Decision, ExecutionKind, Initiator};
 use domain::primitives::rfc3339;
 use domain::site::SiteName;
@@ -107,6 +107,10 @@ pub enum ExecutionState {
     Failed,
     /// Stood down under the lock without writing: its premise no longer held (see the decision's reasons).
     Superseded,
+    /// An alarm that met another execution's lock: recorded and paged into that execution's incident.
+    Joined,
+    /// Ended by a human (`cancel`) while stopped or awaiting approval, before any promotion.
+    Cancelled,
 }
 
 impl ExecutionState {
@@ -125,6 +129,29 @@ pub struct SentMessage {
     pub event_type: String,
     /// SNS message id.
     pub message_id: Option<String>,
+}
+
+/// A page that must still go out: recorded before it is published, removed once it is, so that a crash or a
+/// failing topic never loses it (the next delivery of the trigger, or `check`, pays it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OwedMessage {
+    /// The topic it goes to.
+    pub channel: Channel,
+    /// e.g. `failover.started`.
+    pub event_type: String,
+    /// SNS subject.
+    pub subject: Option<String>,
+    /// The JSON body, exactly as it will be published.
+    pub body: String,
+    /// Message attributes.
+    pub attributes: std::collections::BTreeMap<String, String>,
+}
+
+impl OwedMessage {
+    /// The message to publish.
+    pub fn message(&self) -> OutgoingMessage {
+        OutgoingMessage { subject: self.subject.clone(), body: self.body.clone(), attributes: self.attributes.clone() }
+    }
 }
 
 /// A note in the record's history (takeovers, approvals, unlocks, errors).
@@ -182,6 +209,9 @@ pub struct ExecutionRecord {
     pub rpo_estimate: Option<Value>,
     /// Every page and chat note published for this execution, with its SNS message id.
     pub messages: Vec<SentMessage>,
+    /// Pages recorded but not (yet) published: paid before anything else by the next attempt or `check`.
+    #[serde(default)]
+    pub owed: Vec<OwedMessage>,
     /// The report's key (JSON; the `.md` sits beside it).
     pub report_key: Option<String>,
     /// History: takeovers, approvals, unlocks, errors.
@@ -194,6 +224,26 @@ impl ExecutionRecord {
     /// Whether `step` has completed (in any attempt).
     pub fn done(&self, step: Step) -> bool {
         self.steps.iter().any(|s| s.step == step && s.outcome != StepOutcome::Failed)
+    }
+
+    /// Records `message` as owed before it is published (see [`OwedMessage`]).
+    pub fn owe(&mut self, channel: Channel, event_type: &str, message: &OutgoingMessage) {
+        if self.owed.iter().any(|o| o.channel == channel && o.event_type == event_type) {
+            return;
+        }
+        self.owed.push(OwedMessage {
+            channel,
+            event_type: event_type.to_owned(),
+            subject: message.subject.clone(),
+            body: message.body.clone(),
+            attributes: message.attributes.clone(),
+        });
+    }
+
+    /// Moves an owed message to the sent ones.
+    pub fn paid(&mut self, channel: Channel, event_type: &str, message_id: Option<String>) {
+        self.owed.retain(|o| !(o.channel == channel && o.event_type == event_type));
+        self.messages.push(SentMessage { channel, event_type: event_type.to_owned(), message_id });
     }
 
     /// Whether a message of `event_type` was sent on `channel`.

@@ -1,0 +1,628 @@
+//! The failover engine: single flight, a resumable record, snapshot, one atomic promotion, pages, report.
+//!
+//! Sequential AWS round trips from trigger to verified promotion (the critical path):
+//! 1. read the parameter tree and the execution record, side by side (idempotency before any side effect);
+//! 2. take the lock (`If-None-Match: *`);
+//! 3. snapshot files, the record and the first page, side by side;
+//! 4. `PutParameter` of `{prefix}/active` (beside the record's update);
+//! 5. label the version and read it back, side by side (beside the record's update).
+//!
+//! The chat summary, the `OK` page, the report and the lock's release follow the verified promotion.
+//!
+//! Every step is idempotent or detects that an earlier attempt did it (`{prefix}/active` names the execution
+//! that wrote it), so a re-invocation after a crash at any point resumes without promoting twice.
+
+use crate::documents::{self, Doc, DrDocuments};
+use crate::error::{Retry, StoreError};
+use crate::lock::{self, Acquired, LockDoc, LockState};
+use crate::ports::{Channel, Clock, ControlBucket, Notifier, OutgoingMessage, Parameter, ParameterStore, WriteCondition};
+use crate::record::{self, ExecutionRecord, ExecutionState, Recorder, SentMessage, Step, StepOutcome, StepRecord};
+use crate::report;
+use crate::response::Outcome;
+use crate::snapshot::{self, SnapshotContext, SnapshotSource};
+use domain::decision::{self, Action, Decision, DecisionInput, ExecutionKind, Fence, FenceInput, Initiator};
+use domain::names::SsmPrefix;
+use domain::notification::{self, ChatNote, Envelope, Page, PageState, Severity};
+use domain::primitives::{ms_between, rfc3339};
+use domain::site::{ActiveConfig, SiteName};
+use futures_util::future::try_join_all;
+use serde_json::{Map, Value, json};
+use std::collections::BTreeMap;
+use time::OffsetDateTime;
+
+mod ending;
+mod messages;
+mod steps;
+#[cfg(test)]
+mod tests;
+
+/// Settings of the engine, from the function's configuration.
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    /// `DR_ENVIRONMENT`.
+    pub environment: String,
+    /// `DR_SSM_PREFIX`.
+    pub prefix: SsmPrefix,
+    /// The region the stack runs in (for the `Region` of pages).
+    pub region: String,
+    /// How long a running attempt holds the lock: longer than the function's timeout, so that a live
+    /// attempt is never taken over, short enough that a crashed one is resumed by the next delivery.
+    pub lock_lease: time::Duration,
+    /// How long a failover prepared in approval mode holds the lock waiting for `approve`.
+    pub approval_window: time::Duration,
+    /// How long a replication incident must stay quiet before the scheduled `check` closes it.
+    pub replication_quiet: time::Duration,
+    /// The function (and request) holding locks, for humans reading them.
+    pub holder: String,
+    /// The name of the `manual-trigger` function, for the commands printed in pages.
+    pub manual_trigger_function: String,
+    /// The lock object: [`lock::FAILOVER_LOCK_KEY`], or [`lock::DRILL_LOCK_KEY`] for drills.
+    pub lock_key: String,
+    /// A drill: messages are `drill.*` events of severity info, never an incident for on-call.
+    pub drill: bool,
+}
+
+impl EngineSettings {
+    /// Settings for tests and examples: environment `prod` in `us-west-2`, the defaults of the configuration
+    /// (lease 120 s, approval window 60 min, replication quiet 30 min), the failover lock.
+    pub fn example(prefix: SsmPrefix) -> EngineSettings {
+        EngineSettings {
+            environment: "prod".into(),
+            prefix,
+            region: "us-west-2".into(),
+            lock_lease: time::Duration::seconds(120),
+            approval_window: time::Duration::minutes(60),
+            replication_quiet: time::Duration::minutes(30),
+            holder: "test".into(),
+            manual_trigger_function: "dr-prod-manual-trigger".into(),
+            lock_key: lock::FAILOVER_LOCK_KEY.into(),
+            drill: false,
+        }
+    }
+}
+
+/// The engine over its ports.
+pub struct Engine<P, B, N, C> {
+    /// The DR parameters (`{prefix}/active`, the site documents, the policy): what is promoted.
+    pub params: P,
+    /// The control bucket: locks, execution records, snapshots, reports, quarantine.
+    pub bucket: B,
+    /// The paging and chat topics.
+    pub notifier: N,
+    /// Now: leases, cooldowns, time stamps (a fixed clock in tests).
+    pub clock: C,
+    /// What the engine is configured with (prefix, lease, approval window, ...).
+    pub settings: EngineSettings,
+    /// Extra snapshot sources (the parameter tree is always included); shared so a drill's engine reuses them.
+    pub sources: Vec<std::sync::Arc<dyn SnapshotSource>>,
+}
+
+/// A request to move the active site.
+#[derive(Debug, Clone)]
+pub struct MoveRequest {
+    /// Derived from the trigger (alarm ARN + state-change time; command + client token).
+    pub execution_id: String,
+    /// Who asks: an alarm (subject to the policy's automatic rules) or a human.
+    pub initiator: Initiator,
+    /// The site to make active.
+    pub target: SiteName,
+    /// The reason given (the alarm's, or the human's), kept in the record, the pages and the report.
+    pub reason: String,
+    /// The trigger's fields, for the record (never a secret).
+    pub trigger: Value,
+}
+
+/// What an execution answered.
+#[derive(Debug, Clone)]
+pub struct ExecutionResult {
+    /// The contract's outcome.
+    pub outcome: Outcome,
+    /// The execution.
+    pub execution_id: String,
+    /// Its state, when it has a record.
+    pub state: Option<ExecutionState>,
+    /// The active site after this answer, when known.
+    pub active_site: Option<SiteName>,
+    /// What happened, in a sentence.
+    pub message: String,
+    /// The decision, when one was made or recorded.
+    pub decision: Option<Decision>,
+    /// Each step's duration.
+    pub timings_ms: Map<String, Value>,
+    /// The report's key.
+    pub report_key: Option<String>,
+    /// The lock's holder, when the answer is `in_progress`.
+    pub in_flight: Option<LockDoc>,
+}
+
+impl ExecutionResult {
+    /// An answer that ran no step (refusals, rejections, nothing to do).
+    pub fn answer(outcome: Outcome, execution_id: &str, active_site: Option<SiteName>, message: String) -> ExecutionResult {
+        ExecutionResult {
+            outcome,
+            execution_id: execution_id.to_owned(),
+            state: None,
+            active_site,
+            message,
+            decision: None,
+            timings_ms: Map::new(),
+            report_key: None,
+            in_flight: None,
+        }
+    }
+
+    /// Whether the lock is held by another attempt of this same execution (a duplicate delivery, or a crashed
+    /// attempt whose lease has not expired yet): an automatic trigger should be redelivered later.
+    pub fn same_execution_in_flight(&self) -> bool {
+        self.in_flight.as_ref().is_some_and(|l| l.execution_id == self.execution_id)
+    }
+
+    /// The answer as JSON fields (for the manual-trigger response).
+    pub fn to_fields(&self) -> Map<String, Value> {
+        let mut m = Map::new();
+        m.insert("execution_id".into(), json!(self.execution_id));
+        if let Some(s) = self.state {
+            m.insert("state".into(), json!(s));
+        }
+        m.insert("timings_ms".into(), Value::Object(self.timings_ms.clone()));
+        m.insert("report_key".into(), json!(self.report_key));
+        if let Some(d) = &self.decision {
+            m.insert("decision".into(), json!(d));
+        }
+        if let Some(l) = &self.in_flight {
+            m.insert("in_flight".into(), json!(l));
+        }
+        m
+    }
+}
+
+/// Why an execution could not answer.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// Nothing was changed: the first reads failed.
+    #[error("execution {execution_id} could not start: {source}")]
+    NotStarted {
+        /// The execution.
+        execution_id: String,
+        /// The failure.
+        #[source]
+        source: StoreError,
+    },
+    /// Stopped at a step after recording it; a re-invocation of the same trigger resumes.
+    #[error("execution {execution_id} stopped at step {step}: {source}. {hint}", step = step.as_str())]
+    Stopped {
+        /// The execution.
+        execution_id: String,
+        /// The step that failed.
+        step: Step,
+        /// The failure.
+        #[source]
+        source: StoreError,
+        /// How to resume.
+        hint: String,
+    },
+    /// The promotion was written but reading it back did not show it: a human must look.
+    #[error("execution {execution_id}: verification failed: {problem}")]
+    VerificationFailed {
+        /// The execution.
+        execution_id: String,
+        /// What differed.
+        problem: String,
+    },
+    /// A stored record or lock could not be understood.
+    #[error("execution {execution_id}: {problem}")]
+    Corrupt {
+        /// The execution.
+        execution_id: String,
+        /// What is wrong.
+        problem: String,
+    },
+}
+
+impl EngineError {
+    /// Whether a retry can help.
+    pub fn retry(&self) -> Retry {
+        match self {
+            EngineError::NotStarted { source, .. } | EngineError::Stopped { source, .. } => source.retry(),
+            EngineError::VerificationFailed { .. } | EngineError::Corrupt { .. } => Retry::Futile,
+        }
+    }
+}
+
+/// What the engine's steps answer.
+type EngineResult<T> = Result<T, EngineError>;
+
+/// The lock we hold.
+struct Held {
+    doc: LockDoc,
+    etag: String,
+}
+
+/// Everything one attempt works with.
+struct Attempt {
+    id: String,
+    tree: Vec<Parameter>,
+    docs: DrDocuments,
+    /// Snapshot files collected while the lock was being taken (so the sources' reads cost no round trip).
+    prefetched: Option<Vec<snapshot::SnapshotFile>>,
+}
+
+/// The SSM version of a parameter in the tree (`None`: absent).
+fn version_of(tree: &[Parameter], name: &str) -> Option<i64> {
+    tree.iter().find(|p| p.name == name).map(|p| p.version)
+}
+
+/// The raw JSON of a parameter in the tree.
+fn raw_doc(tree: &[Parameter], name: &str) -> Option<Value> {
+    tree.iter().find(|p| p.name == name && !p.is_secure()).and_then(|p| serde_json::from_str(&p.value).ok())
+}
+impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N, C> {
+    fn now(&self) -> OffsetDateTime {
+        self.clock.now()
+    }
+
+    fn active_name(&self) -> String {
+        self.settings.prefix.child(documents::ACTIVE)
+    }
+
+    /// Runs (or answers for) the execution of `req`.
+    pub async fn run(&self, req: MoveRequest) -> EngineResult<ExecutionResult> {
+        let started = self.now();
+        let attempt_id = domain::primitives::new_token();
+        // Round trip 1: the tree and the record, side by side.
+        let (tree, existing) = tokio::try_join!(self.read_tree(), record::read(&self.bucket, &req.execution_id))
+            .map_err(|source| EngineError::NotStarted { execution_id: req.execution_id.clone(), source })?;
+        let docs = documents::from_tree(&tree, &self.settings.prefix);
+        let attempt = Attempt { id: attempt_id, tree, docs, prefetched: None };
+        if let Some(rec) = existing {
+            return self.answer_existing(rec, attempt, None).await;
+        }
+
+        let decision = decision::decide(&DecisionInput {
+            initiator: &req.initiator,
+            target: req.target,
+            active: attempt.docs.active.valid(),
+            policy: self.policy_of(&attempt.docs),
+            target_problem: attempt.docs.site(req.target).problem(),
+            now: started,
+        });
+        let decided = self.now();
+        tracing::info!(execution_id = %req.execution_id, action = ?decision.action, target = %req.target, "decision");
+        let mut rec = self.new_record(&req, decision.clone(), &attempt, started);
+        rec.steps.push(self.step(
+            Step::Decide,
+            StepOutcome::Done,
+            started,
+            decided,
+            &attempt.id,
+            Some(format!("{:?}", decision.action)),
+        ));
+
+        match decision.action {
+            Action::Ignore => Ok(ExecutionResult {
+                outcome: Outcome::Noop,
+                execution_id: req.execution_id,
+                state: None,
+                active_site: attempt.docs.active.valid().map(|a| a.site),
+                message: decision.reasons.join("; "),
+                decision: Some(decision),
+                timings_ms: Map::new(),
+                report_key: None,
+                in_flight: None,
+            }),
+            Action::Noop | Action::Refuse | Action::NotifyOnly => self.record_only(Recorder::new(rec), attempt).await,
+            Action::Execute | Action::AwaitApproval => {
+                let awaiting = decision.action == Action::AwaitApproval;
+                // The snapshot sources read while the lock is taken: their answers wait for the snapshot step.
+                let (held, files) =
+                    tokio::join!(self.take_lock(&mut rec, &attempt, awaiting, false), self.snapshot_files(&attempt));
+                let Some(held) = held? else {
+                    return self.in_progress_answer(&req.execution_id, &attempt).await;
+                };
+                let mut attempt = attempt;
+                attempt.prefetched = files.ok();
+                let rec = Recorder::new(rec);
+                if awaiting { self.prepare_for_approval(rec, attempt, held).await } else { self.drive(rec, attempt, held).await }
+            }
+        }
+    }
+
+    /// Continues a failover waiting in approval mode.
+    pub async fn approve(&self, execution_id: &str, approver: &str) -> EngineResult<ExecutionResult> {
+        let attempt_id = domain::primitives::new_token();
+        let (tree, existing) = tokio::try_join!(self.read_tree(), record::read(&self.bucket, execution_id))
+            .map_err(|source| EngineError::NotStarted { execution_id: execution_id.to_owned(), source })?;
+        let docs = documents::from_tree(&tree, &self.settings.prefix);
+        let attempt = Attempt { id: attempt_id, tree, docs, prefetched: None };
+        let Some(rec) = existing else {
+            let active_site = attempt.docs.active.valid().map(|a| a.site);
+            return Ok(ExecutionResult::answer(
+                Outcome::Rejected,
+                execution_id,
+                active_site,
+                format!("no execution {execution_id:?} exists; expected the id of a failover awaiting approval (see status)"),
+            ));
+        };
+        self.answer_existing(rec, attempt, Some(approver)).await
+    }
+
+    /// The parameter tree under the prefix, without drill copies (`{prefix}/drills/...`).
+    pub(crate) async fn read_tree(&self) -> Result<Vec<Parameter>, StoreError> {
+        let drills = format!("{}/drills/", self.settings.prefix);
+        let mut tree = self.params.get_tree(self.settings.prefix.as_str()).await?;
+        tree.retain(|p| !p.name.starts_with(&drills));
+        Ok(tree)
+    }
+
+    fn policy_of<'d>(&self, docs: &'d DrDocuments) -> Result<&'d domain::policy::Policy, String> {
+        static DEFAULT: std::sync::OnceLock<domain::policy::Policy> = std::sync::OnceLock::new();
+        match &docs.policy {
+            None => Ok(DEFAULT.get_or_init(domain::policy::Policy::default)),
+            Some(Doc::Valid { value, .. }) => Ok(value),
+            Some(other) => Err(other.problem().unwrap_or_default()),
+        }
+    }
+
+    fn new_record(&self, req: &MoveRequest, decision: Decision, attempt: &Attempt, now: OffsetDateTime) -> ExecutionRecord {
+        let state = match decision.action {
+            Action::Execute | Action::Ignore => ExecutionState::Running,
+            Action::AwaitApproval => ExecutionState::AwaitingApproval,
+            Action::NotifyOnly => ExecutionState::Notified,
+            Action::Refuse => ExecutionState::Refused,
+            Action::Noop => ExecutionState::Noop,
+        };
+        ExecutionRecord {
+            execution_id: req.execution_id.clone(),
+            environment: self.settings.environment.clone(),
+            kind: if self.settings.drill { ExecutionKind::Drill } else { ExecutionKind::toward(req.target) },
+            initiator: req.initiator.clone(),
+            reason: req.reason.clone(),
+            trigger: req.trigger.clone(),
+            target: req.target,
+            decision,
+            state,
+            created_at: rfc3339(now),
+            updated_at: rfc3339(now),
+            steps: Vec::new(),
+            config_before: raw_doc(&attempt.tree, &self.active_name()),
+            config_after: None,
+            promoted_version: None,
+            snapshot_manifest_key: None,
+            decided_on_version: version_of(&attempt.tree, &self.active_name()),
+            approved_by: None,
+            rpo_estimate: None,
+            messages: Vec::new(),
+            owed: Vec::new(),
+            report_key: None,
+            notes: Vec::new(),
+            error: None,
+        }
+    }
+
+    fn step(
+        &self,
+        step: Step,
+        outcome: StepOutcome,
+        start: OffsetDateTime,
+        end: OffsetDateTime,
+        attempt: &str,
+        detail: Option<String>,
+    ) -> StepRecord {
+        StepRecord {
+            step,
+            outcome,
+            started_at: rfc3339(start),
+            ended_at: rfc3339(end),
+            duration_ms: ms_between(start, end),
+            attempt_id: attempt.to_owned(),
+            detail,
+        }
+    }
+
+    /// Takes the lock; `None` when someone holds it.
+    async fn take_lock(
+        &self,
+        rec: &mut ExecutionRecord,
+        attempt: &Attempt,
+        awaiting: bool,
+        approving: bool,
+    ) -> EngineResult<Option<Held>> {
+        let start = self.now();
+        let lease = if awaiting { self.settings.approval_window } else { self.settings.lock_lease };
+        let doc = LockDoc {
+            execution_id: rec.execution_id.clone(),
+            attempt_id: attempt.id.clone(),
+            state: if awaiting { LockState::AwaitingApproval } else { LockState::Running },
+            acquired_at: rfc3339(start),
+            lease_expires_at: rfc3339(start + lease),
+            holder: self.settings.holder.clone(),
+        };
+        let acquired = lock::acquire(&self.bucket, &self.settings.lock_key, &doc, approving, start)
+            .await
+            .map_err(|source| EngineError::NotStarted { execution_id: rec.execution_id.clone(), source })?;
+        match acquired {
+            Acquired::Held(holder) => {
+                tracing::info!(execution_id = %rec.execution_id, holder = %holder.execution_id, "lock held");
+                Ok(None)
+            }
+            Acquired::Yes { etag, took_over } => {
+                let end = self.now();
+                let detail = match &took_over {
+                    Some(prev) => {
+                        let what = format!(
+                            "took over the lock of execution {} (attempt {}, state {:?}, lease until {})",
+                            prev.execution_id, prev.attempt_id, prev.state, prev.lease_expires_at
+                        );
+                        rec.note(end, what.clone());
+                        Some(what)
+                    }
+                    None => None,
+                };
+                rec.steps.push(self.step(Step::Lock, StepOutcome::Done, start, end, &attempt.id, detail));
+                Ok(Some(Held { doc, etag }))
+            }
+        }
+    }
+
+    async fn in_progress_answer(&self, execution_id: &str, attempt: &Attempt) -> EngineResult<ExecutionResult> {
+        let holder = lock::read(&self.bucket, &self.settings.lock_key).await.ok().flatten().map(|(d, _)| d);
+        let message = match &holder {
+            Some(h) if h.execution_id == execution_id => format!(
+                "execution {execution_id} is already in flight (attempt {}, {:?}, lease until {}); this delivery changed nothing",
+                h.attempt_id, h.state, h.lease_expires_at
+            ),
+            Some(h) => format!(
+                "another execution is in flight: {} ({:?}, lease until {}); this trigger changed nothing",
+                h.execution_id, h.state, h.lease_expires_at
+            ),
+            None => "the lock was busy and has just been released; deliver the trigger again".to_owned(),
+        };
+        Ok(ExecutionResult {
+            outcome: Outcome::InProgress,
+            execution_id: execution_id.to_owned(),
+            state: None,
+            active_site: attempt.docs.active.valid().map(|a| a.site),
+            message,
+            decision: None,
+            timings_ms: Map::new(),
+            report_key: None,
+            in_flight: holder,
+        })
+    }
+
+    /// Answers for an execution that already has a record: the first result, or a resume.
+    async fn answer_existing(
+        &self,
+        mut rec: Recorder,
+        attempt: Attempt,
+        approver: Option<&str>,
+    ) -> EngineResult<ExecutionResult> {
+        let state = rec.record.state;
+        let active_site = attempt.docs.active.valid().map(|a| a.site);
+        if state.is_terminal() {
+            let outcome = if approver.is_some() && state != ExecutionState::Completed {
+                Outcome::Rejected
+            } else {
+                Outcome::AlreadyCompleted
+            };
+            return Ok(self.result_of(
+                &rec.record,
+                outcome,
+                active_site,
+                format!("execution {} already ended: {:?}", rec.record.execution_id, state),
+            ));
+        }
+        match (state, approver) {
+            (ExecutionState::AwaitingApproval, None) => {
+                let msg = format!(
+                    "execution {} awaits approval: {}",
+                    rec.record.execution_id,
+                    self.approve_command(&rec.record.execution_id)
+                );
+                Ok(self.result_of(&rec.record, Outcome::AwaitingApproval, active_site, msg))
+            }
+            (ExecutionState::Running, Some(_)) => {
+                let msg = format!("execution {} is not waiting for approval: it is running", rec.record.execution_id);
+                Ok(self.result_of(&rec.record, Outcome::InProgress, active_site, msg))
+            }
+            (ExecutionState::AwaitingApproval, Some(approver)) => {
+                // Re-check with what is true now: time has passed since the plan was made.
+                let now = self.now();
+                let d = decision::decide(&DecisionInput {
+                    initiator: &Initiator::Human { requested_by: approver.to_owned() },
+                    target: rec.record.target,
+                    active: attempt.docs.active.valid(),
+                    policy: self.policy_of(&attempt.docs),
+                    target_problem: attempt.docs.site(rec.record.target).problem(),
+                    now,
+                });
+                rec.record.note(now, format!("approved by {approver}: {:?} ({})", d.action, d.reasons.join("; ")));
+                if d.action != Action::Execute {
+                    rec.record.state = if d.action == Action::Noop { ExecutionState::Noop } else { ExecutionState::Refused };
+                    rec.record.decision.reasons.extend(d.reasons.iter().map(|r| format!("at approval: {r}")));
+                    let _ = lock::release(&self.bucket, &self.settings.lock_key, &rec.record.execution_id).await;
+                    return self.record_only(rec, attempt).await;
+                }
+                rec.record.decision.overrides.extend(d.overrides);
+                rec.record.approved_by = Some(approver.to_owned());
+                // The approval is a new decision: the fence compares with what the approver saw.
+                rec.record.decided_on_version = version_of(&attempt.tree, &self.active_name());
+                let Some(held) = self.take_lock(&mut rec.record, &attempt, false, true).await? else {
+                    return self.in_progress_answer(&rec.record.execution_id.clone(), &attempt).await;
+                };
+                rec.record.state = ExecutionState::Running;
+                self.drive(rec, attempt, held).await
+            }
+            _ => {
+                // Running: an earlier attempt stopped or crashed. Resume under the lock.
+                let Some(held) = self.take_lock(&mut rec.record, &attempt, false, false).await? else {
+                    return self.in_progress_answer(&rec.record.execution_id.clone(), &attempt).await;
+                };
+                let now = self.now();
+                rec.record.note(now, format!("attempt {} resumes the execution", attempt.id));
+                self.drive(rec, attempt, held).await
+            }
+        }
+    }
+
+    fn result_of(
+        &self,
+        rec: &ExecutionRecord,
+        outcome: Outcome,
+        active_site: Option<SiteName>,
+        message: String,
+    ) -> ExecutionResult {
+        ExecutionResult {
+            outcome,
+            execution_id: rec.execution_id.clone(),
+            state: Some(rec.state),
+            active_site,
+            message,
+            decision: Some(rec.decision.clone()),
+            timings_ms: rec.timings(),
+            report_key: rec.report_key.clone(),
+            in_flight: None,
+        }
+    }
+}
+
+/// The RPO estimate from the snapshot's replication incidents file: open incidents say how far behind the
+/// replica may be. Without that source, the estimate is unknown.
+pub fn rpo_estimate(files: &[snapshot::SnapshotFile]) -> Value {
+    let Some(file) = files.iter().find(|f| f.name == super::replication::SNAPSHOT_FILE) else {
+        return json!({ "estimate": "unknown", "why": "no replication incidents source in this snapshot" });
+    };
+    let v: Value = serde_json::from_slice(&file.body).unwrap_or(Value::Null);
+    let open = v["open_incidents"].as_u64().unwrap_or(0);
+    if open == 0 {
+        return json!({
+            "estimate": "current",
+            "open_incidents": 0,
+            "why": "no open replication incident: the replicas trail by S3 replication's normal delay only",
+        });
+    }
+    let summary = v["summary"].as_array().cloned().unwrap_or_default();
+    let oldest = summary.iter().filter_map(|i| i["first_seen"].as_str()).min().map(str::to_owned);
+    let lagging = summary.iter().any(|i| i["lag_outstanding"] == Value::Bool(true));
+    json!({
+        "estimate": "at_risk",
+        "open_incidents": open,
+        "failed_objects": v["failed_objects"],
+        "oldest_unreplicated_since": oldest,
+        "lag_outstanding": lagging,
+        "why": format!(
+            "{open} open replication incident(s): objects written since {} may be missing on the replica; re-drive them \
+             with the manifests under replication/manifests/",
+            oldest.as_deref().unwrap_or("an unknown time")
+        ),
+        "incidents": summary,
+    })
+}
+
+/// Whether an active document was written by `execution_id`.
+fn names_execution(value: &str, execution_id: &str) -> bool {
+    serde_json::from_str::<Value>(value)
+        .ok()
+        .and_then(|v| v.get("execution_id").and_then(Value::as_str).map(|e| e == execution_id))
+        == Some(true)
+}

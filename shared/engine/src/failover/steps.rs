@@ -1,0 +1,402 @@
+//! The steps of an execution under the lock: fence, snapshot, promote, verify, notify, report, release.
+
+use super::*;
+
+impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N, C> {
+    /// Approval mode: snapshot, write the plan, page with the exact `approve` command, keep the lock, wait.
+    pub(super) async fn prepare_for_approval(
+        &self,
+        mut rec: Recorder,
+        attempt: Attempt,
+        held: Held,
+    ) -> EngineResult<ExecutionResult> {
+        let id = rec.record.execution_id.clone();
+        let start = self.now();
+        let files = self.snapshot_files(&attempt).await;
+        if let Ok(f) = &files {
+            rec.record.rpo_estimate = Some(rpo_estimate(f));
+        }
+        let folder = domain::layout::snapshot_folder(&id);
+        let plan = ActiveConfig::promotion_document(
+            rec.record.target,
+            attempt
+                .docs
+                .site(rec.record.target)
+                .valid()
+                .ok_or_else(|| EngineError::Corrupt { execution_id: id.clone(), problem: "target vanished".into() })?,
+            &id,
+            "<at promotion>",
+        );
+        rec.record.config_after = Some(Value::Object(plan));
+        let reason = format!(
+            "DR {}: failover toward {} awaits approval ({}). Approve with: {}",
+            self.settings.environment,
+            rec.record.target,
+            rec.record.decision.reasons.join("; "),
+            self.approve_command(&id)
+        );
+        let page = self.page(&rec.record, "awaiting_approval", PageState::Alarm, Severity::Critical, reason.clone());
+        let save = rec.save(&self.bucket, start);
+        let result = async {
+            let (manifest, etag, paged) = tokio::try_join!(
+                async {
+                    match files {
+                        Ok(f) => snapshot::write(&self.bucket, &folder, &id, f, start).await,
+                        Err(e) => Err(e),
+                    }
+                },
+                save,
+                self.notifier.publish(Channel::Paging, &page)
+            )?;
+            Ok::<_, StoreError>((manifest, etag, paged))
+        }
+        .await;
+        let (manifest, etag, paged) = match result {
+            Ok(r) => r,
+            Err(source) => return Err(self.stop(rec, Some(held), Step::Snapshot, source).await),
+        };
+        let end = self.now();
+        rec.saved(etag, end);
+        rec.record.snapshot_manifest_key = Some(manifest.clone());
+        rec.record.steps.push(self.step(Step::Snapshot, StepOutcome::Done, start, end, &attempt.id, Some(manifest)));
+        rec.record.messages.push(SentMessage {
+            channel: Channel::Paging,
+            event_type: format!("{}.awaiting_approval", rec.record.kind),
+            message_id: paged,
+        });
+        let chat = self.chat(
+            &rec.record,
+            "awaiting_approval",
+            Severity::Critical,
+            format!("DR {}: failover awaits approval", self.settings.environment),
+            reason,
+            vec![self.approve_command(&id)],
+        );
+        if let Ok(chatted) = self.notifier.publish(Channel::Chat, &chat).await {
+            rec.record.messages.push(SentMessage {
+                channel: Channel::Chat,
+                event_type: format!("{}.awaiting_approval", rec.record.kind),
+                message_id: chatted,
+            });
+        }
+        if let Err(source) = rec.save_now(&self.bucket, self.now()).await {
+            return Err(self.stop(rec, Some(held), Step::Snapshot, source).await);
+        }
+        let active = attempt.docs.active.valid().map(|a| a.site);
+        let msg = format!("prepared; awaiting approval: {}", self.approve_command(&id));
+        Ok(self.result_of(&rec.record, Outcome::AwaitingApproval, active, msg))
+    }
+
+    pub(crate) async fn snapshot_files_of(&self, tree: &[Parameter]) -> Result<Vec<snapshot::SnapshotFile>, StoreError> {
+        let ctx = SnapshotContext { tree, prefix: self.settings.prefix.as_str(), now: self.now() };
+        let mut files = vec![snapshot::tree_file(tree)];
+        files.extend(snapshot::document_files(tree, self.settings.prefix.as_str()));
+        let extra = try_join_all(self.sources.iter().map(|s| s.collect(&ctx))).await?;
+        files.extend(extra.into_iter().flatten());
+        Ok(files)
+    }
+
+    pub(super) async fn snapshot_files(&self, attempt: &Attempt) -> Result<Vec<snapshot::SnapshotFile>, StoreError> {
+        match &attempt.prefetched {
+            Some(files) => Ok(files.clone()),
+            None => self.snapshot_files_of(&attempt.tree).await,
+        }
+    }
+
+    /// Runs the remaining steps of an execution under the lock.
+    pub(super) async fn drive(&self, mut rec: Recorder, attempt: Attempt, held: Held) -> EngineResult<ExecutionResult> {
+        let id = rec.record.execution_id.clone();
+        let target = rec.record.target;
+        let active_name = self.active_name();
+        // The fence: what the decision rested on was read before the lock; read it again now that the lock is
+        // held (every writer of `active` holds it), and decide again. One round trip.
+        let start = self.now();
+        let fresh = match self.read_tree().await {
+            Ok(tree) => tree,
+            Err(source) => return Err(self.stop(rec, Some(held), Step::Fence, source).await),
+        };
+        let docs = documents::from_tree(&fresh, &self.settings.prefix);
+        let approver = rec.record.approved_by.clone().map(|requested_by| Initiator::Human { requested_by });
+        let verdict = decision::fence(&FenceInput {
+            execution_id: &id,
+            decided_on_version: rec.record.decided_on_version,
+            promoted: rec.record.done(Step::Promote),
+            active_version: version_of(&fresh, &active_name),
+            now: DecisionInput {
+                initiator: approver.as_ref().unwrap_or(&rec.record.initiator),
+                target,
+                active: docs.active.valid(),
+                policy: self.policy_of(&docs),
+                target_problem: docs.site(target).problem(),
+                now: start,
+            },
+        });
+        let end = self.now();
+        if let Fence::Superseded(why) = verdict {
+            return self.supersede(rec, held, &docs, why, start).await;
+        }
+        rec.record.steps.push(self.step(Step::Fence, StepOutcome::Done, start, end, &attempt.id, Some(format!("{verdict:?}"))));
+        let attempt = Attempt { tree: fresh, docs, ..attempt };
+        let promoted_earlier = attempt.docs.active.valid().and_then(|a| a.execution_id.as_deref()) == Some(id.as_str());
+        let Some(target_config) = attempt.docs.site(target).valid().cloned() else {
+            let problem = attempt.docs.site(target).problem().unwrap_or_default();
+            return Err(self
+                .fail(rec, held, Step::Promote, format!("the {target} site's config is not usable: {problem}"))
+                .await);
+        };
+
+        // Round trip 3: snapshot, record, first page.
+        if !rec.record.done(Step::Snapshot) {
+            let start = self.now();
+            if promoted_earlier {
+                rec.record.steps.push(self.step(
+                    Step::Snapshot,
+                    StepOutcome::AlreadyDone,
+                    start,
+                    start,
+                    &attempt.id,
+                    Some("the promotion of an earlier attempt is live: its snapshot preceded it".into()),
+                ));
+            } else {
+                let folder = domain::layout::snapshot_folder(&id);
+                let event_type = format!("{}.started", rec.record.kind);
+                let first_page = (!rec.record.sent(Channel::Paging, &event_type)
+                    && !rec.record.sent(Channel::Paging, &format!("{}.awaiting_approval", rec.record.kind)))
+                .then(|| {
+                    self.page(
+                        &rec.record,
+                        "started",
+                        PageState::Alarm,
+                        Severity::Critical,
+                        format!(
+                            "DR {}: {} toward the {} site started ({}). Decision: {}.",
+                            self.settings.environment,
+                            rec.record.kind,
+                            target,
+                            rec.record.reason,
+                            rec.record.decision.reasons.join("; ")
+                        ),
+                    )
+                });
+                let files = match self.snapshot_files(&attempt).await {
+                    Ok(f) => f,
+                    Err(source) => return Err(self.stop(rec, Some(held), Step::Snapshot, source).await),
+                };
+                rec.record.rpo_estimate = Some(rpo_estimate(&files));
+                let save = rec.save(&self.bucket, start);
+                let page_fut = async {
+                    match &first_page {
+                        Some(p) => self.notifier.publish(Channel::Paging, p).await.map(Some),
+                        None => Ok(None),
+                    }
+                };
+                let r = tokio::try_join!(snapshot::write(&self.bucket, &folder, &id, files, start), save, page_fut);
+                let (manifest, etag, paged) = match r {
+                    Ok(v) => v,
+                    Err(source) => return Err(self.stop(rec, Some(held), Step::Snapshot, source).await),
+                };
+                let end = self.now();
+                rec.saved(etag, end);
+                if let Some(pid) = paged {
+                    rec.record.messages.push(SentMessage { channel: Channel::Paging, event_type, message_id: pid });
+                }
+                rec.record.snapshot_manifest_key = Some(manifest.clone());
+                rec.record.steps.push(self.step(Step::Snapshot, StepOutcome::Done, start, end, &attempt.id, Some(manifest)));
+            }
+        }
+
+        // Round trip 4: the one PutParameter (the atomic switch), beside the record's update.
+        let version = if rec.record.done(Step::Promote) && rec.record.promoted_version.is_some() && promoted_earlier {
+            rec.record.promoted_version.unwrap_or_default()
+        } else if promoted_earlier {
+            let start = self.now();
+            let version = match &attempt.docs.active {
+                Doc::Valid { version, .. } => *version,
+                _ => 0,
+            };
+            rec.record.promoted_version = Some(version);
+            rec.record.config_after = raw_doc(&attempt.tree, &active_name);
+            rec.record.steps.push(self.step(
+                Step::Promote,
+                StepOutcome::AlreadyDone,
+                start,
+                start,
+                &attempt.id,
+                Some(format!("version {version} written by an earlier attempt")),
+            ));
+            version
+        } else {
+            let start = self.now();
+            let doc = ActiveConfig::promotion_document(target, &target_config, &id, &rfc3339(start));
+            let body = Value::Object(doc.clone()).to_string();
+            let save = rec.save(&self.bucket, start);
+            let r = tokio::try_join!(self.put_active_once(&active_name, &body, &id), save);
+            let (version, etag) = match r {
+                Ok(v) => v,
+                Err(source) => return Err(self.stop(rec, Some(held), Step::Promote, source).await),
+            };
+            let end = self.now();
+            rec.saved(etag, end);
+            rec.record.promoted_version = Some(version);
+            rec.record.config_after = Some(Value::Object(doc));
+            rec.record.steps.push(self.step(
+                Step::Promote,
+                StepOutcome::Done,
+                start,
+                end,
+                &attempt.id,
+                Some(format!("{active_name} version {version}")),
+            ));
+            version
+        };
+
+        // Round trip 5: label and read back, side by side (beside the record's update).
+        if !rec.record.done(Step::Verify) {
+            let start = self.now();
+            let save = rec.save(&self.bucket, start);
+            let r = tokio::try_join!(self.params.label(&active_name, version, &id), self.params.get_one(&active_name), save);
+            let (_, read_back, etag) = match r {
+                Ok(v) => v,
+                Err(source) => return Err(self.stop(rec, Some(held), Step::Verify, source).await),
+            };
+            let end = self.now();
+            rec.saved(etag, end);
+            let problem = match read_back {
+                None => Some(format!("{active_name} does not exist after the promotion")),
+                Some(p) if p.version != version => Some(format!(
+                    "{active_name} is at version {} after writing version {version}: someone else wrote it",
+                    p.version
+                )),
+                Some(p) => {
+                    let read: Option<Value> = serde_json::from_str(&p.value).ok();
+                    (read != rec.record.config_after)
+                        .then(|| format!("{active_name} version {version} does not hold the promoted document"))
+                }
+            };
+            if let Some(problem) = problem {
+                return Err(self.fail(rec, held, Step::Verify, problem).await);
+            }
+            rec.record.steps.push(self.step(
+                Step::Verify,
+                StepOutcome::Done,
+                start,
+                end,
+                &attempt.id,
+                Some(format!("labelled {id}; read back version {version}")),
+            ));
+            tracing::info!(execution_id = %id, version, target = %target, "promotion verified");
+        }
+
+        // After the critical path: OK page and chat summary, then the report, then the lock.
+        if !rec.record.done(Step::Notify) {
+            let start = self.now();
+            let summary = self.step_summary(&rec.record);
+            let ok = self.page(
+                &rec.record,
+                "completed",
+                PageState::Ok,
+                // The severity of its ALARM pages: a severity-filtered pager subscription must see the OK.
+                Severity::Critical,
+                format!(
+                    "DR {}: {} to the {} site completed and verified ({}). {summary}",
+                    self.settings.environment, rec.record.kind, target, rec.record.reason
+                ),
+            );
+            let chat = self.chat(
+                &rec.record,
+                "completed",
+                Severity::Info,
+                format!("DR {}: {} to {} completed", self.settings.environment, rec.record.kind, target),
+                summary,
+                vec![
+                    "Consumers reading {prefix}/active now see the new site.".into(),
+                    format!("Report: {}", domain::layout::report_markdown(&id)),
+                ],
+            );
+            let save = rec.save(&self.bucket, start);
+            let r = tokio::try_join!(self.publish_event(&rec.record, "completed", Some(ok), chat), save);
+            let (sent, etag) = match r {
+                Ok(v) => v,
+                Err(source) => return Err(self.stop(rec, Some(held), Step::Notify, source).await),
+            };
+            let end = self.now();
+            rec.saved(etag, end);
+            rec.record.messages.extend(sent);
+            rec.record.steps.push(self.step(Step::Notify, StepOutcome::Done, start, end, &attempt.id, None));
+        }
+        if !rec.record.done(Step::Report) {
+            let start = self.now();
+            let (json_key, md_key) = report::report_keys(&id);
+            rec.record.report_key = Some(json_key.clone());
+            let rpo = rec.record.rpo_estimate.clone().unwrap_or_else(|| rpo_estimate(&[]));
+            let mut for_report = rec.record.clone();
+            for_report.state = ExecutionState::Completed;
+            for_report.steps.push(self.step(Step::Report, StepOutcome::Done, start, start, &attempt.id, None));
+            let json_body = serde_json::to_vec_pretty(&report::json_report(&for_report, &rpo)).unwrap_or_default();
+            let md_body = report::markdown_report(&for_report, &rpo).into_bytes();
+            let save = rec.save(&self.bucket, start);
+            let r = tokio::try_join!(
+                self.bucket.put(&json_key, json_body, "application/json", WriteCondition::Overwrite),
+                self.bucket.put(&md_key, md_body, "text/markdown", WriteCondition::Overwrite),
+                save
+            );
+            let (_, _, etag) = match r {
+                Ok(v) => v,
+                Err(source) => return Err(self.stop(rec, Some(held), Step::Report, source).await),
+            };
+            let end = self.now();
+            rec.saved(etag, end);
+            rec.record.steps.push(self.step(Step::Report, StepOutcome::Done, start, end, &attempt.id, Some(json_key)));
+        }
+        let start = self.now();
+        if let Err(source) = lock::release(&self.bucket, &self.settings.lock_key, &id).await {
+            return Err(self.stop(rec, Some(held), Step::Release, source).await);
+        }
+        let end = self.now();
+        rec.record.steps.push(self.step(Step::Release, StepOutcome::Done, start, end, &attempt.id, None));
+        // Completed only now: until every step is done the record stays resumable.
+        rec.record.state = ExecutionState::Completed;
+        rec.record.error = None;
+        if let Err(source) = rec.save_now(&self.bucket, end).await {
+            // Promoted, verified and released, but the record does not say so yet: report it as a stop so the
+            // trigger is delivered again and the record is finished (never left behind as "running").
+            return Err(self.stop(rec, None, Step::Release, source).await);
+        }
+        Ok(self.result_of(
+            &rec.record,
+            Outcome::Completed,
+            Some(target),
+            format!("{} to {target} completed and verified (version {version})", rec.record.kind),
+        ))
+    }
+
+    /// Writes `{prefix}/active` exactly once. `PutParameter` has no idempotency token, so the adapter does not
+    /// retry it; here a failed attempt is followed by a read: when the value names this execution, the write
+    /// did land (its answer was lost) and that version is the promotion; otherwise it is written again.
+    pub(super) async fn put_active_once(&self, name: &str, body: &str, execution_id: &str) -> Result<i64, StoreError> {
+        let mut last = None;
+        for attempt in 0..3u32 {
+            if attempt > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(100 * 2u64.pow(attempt))).await;
+                match self.params.get_one(name).await {
+                    Ok(Some(p)) if names_execution(&p.value, execution_id) => return Ok(p.version),
+                    Ok(_) => {}
+                    Err(e) => {
+                        last = Some(e);
+                        continue;
+                    }
+                }
+            }
+            match self.params.put(name, body, true).await {
+                Ok(v) => return Ok(v),
+                Err(e) if e.retry() == Retry::Helps => last = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or(StoreError::Transient {
+            service: "SSM",
+            operation: "PutParameter",
+            message: "no attempt made".into(),
+        }))
+    }
+}
