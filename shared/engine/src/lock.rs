@@ -152,6 +152,23 @@ pub async fn release(bucket: &impl ControlBucket, key: &str, execution_id: &str)
     }
 }
 
+/// Releases the lock if this very attempt still holds it; returns whether it did. An attempt whose lock was
+/// taken over (its lease expired) never deletes the lock of the attempt that took it over.
+pub async fn release_attempt(
+    bucket: &impl ControlBucket,
+    key: &str,
+    execution_id: &str,
+    attempt_id: &str,
+) -> Result<bool, StoreError> {
+    match read(bucket, key).await? {
+        Some((doc, _)) if doc.execution_id == execution_id && doc.attempt_id == attempt_id => {
+            bucket.delete(key).await?;
+            Ok(true)
+        }
+        _ => Ok(false),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -41,10 +41,10 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
         EngineError::Stopped { execution_id: id, step, source, hint }
     }
 
-    /// Stands an execution down under the lock: it writes nothing more. The page says so (an `OK` under the
-    /// execution's own AlarmName, so whatever it opened resolves), then the record ends `superseded`, the report
-    /// is written and the lock released. The page goes first: a failure to send it stops the execution
-    /// (resumable) instead of leaving a terminal record whose page was never sent.
+    /// Stands an execution down under the lock: it writes nothing more. The record ends `superseded` with its
+    /// page owed (an `OK` under the execution's own AlarmName, so whatever it opened resolves, with the severity
+    /// of its ALARM pages), the report is written, then the page goes out and the lock is released. A page that
+    /// cannot go out stays owed in the record: the next delivery, or `check`, pays it.
     pub(super) async fn supersede(
         &self,
         mut rec: Recorder,
@@ -59,8 +59,7 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
             "DR {}: {} {id} stood down without writing anything: {why}. Run `status` to see the active site.",
             self.settings.environment, rec.record.kind
         );
-        let severity = if self.settings.drill { Severity::Info } else { Severity::Critical };
-        let page = self.page(&rec.record, "superseded", PageState::Ok, severity, text.clone());
+        let page = self.page(&rec.record, "superseded", PageState::Ok, Severity::Critical, text.clone());
         let chat = self.chat(
             &rec.record,
             "superseded",
@@ -69,10 +68,7 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
             text,
             vec!["Run `status` to see which site is active.".into()],
         );
-        match self.publish_event(&rec.record, "superseded", Some(page), chat).await {
-            Ok(sent) => rec.record.messages.extend(sent),
-            Err(source) => return Err(self.stop(rec, Some(held), Step::Fence, source).await),
-        }
+        self.owe_page(&mut rec.record, "superseded", &page);
         let end = self.now();
         rec.record.steps.push(self.step(Step::Fence, StepOutcome::Done, start, end, "", Some(format!("superseded: {why}"))));
         rec.record.decision.reasons.push(format!("under the lock: {why}"));
@@ -81,27 +77,29 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
         let (json_key, md_key) = report::report_keys(&id);
         rec.record.report_key = Some(json_key.clone());
         let rpo = rec.record.rpo_estimate.clone().unwrap_or_else(|| rpo_estimate(&[]));
-        let written = tokio::try_join!(
-            self.bucket.put(
-                &json_key,
-                serde_json::to_vec_pretty(&report::json_report(&rec.record, &rpo)).unwrap_or_default(),
-                "application/json",
-                WriteCondition::Overwrite
-            ),
-            self.bucket.put(
-                &md_key,
-                report::markdown_report(&rec.record, &rpo).into_bytes(),
-                "text/markdown",
-                WriteCondition::Overwrite
-            ),
-        );
+        let json_body = serde_json::to_vec_pretty(&report::json_report(&rec.record, &rpo)).unwrap_or_default();
+        let md_body = report::markdown_report(&rec.record, &rpo).into_bytes();
+        let written = self
+            .beside(&mut rec, end, async {
+                tokio::try_join!(
+                    self.bucket.put(&json_key, json_body, "application/json", WriteCondition::Overwrite),
+                    self.bucket.put(&md_key, md_body, "text/markdown", WriteCondition::Overwrite),
+                )
+            })
+            .await;
         if let Err(source) = written {
+            // Not terminal yet as far as the bucket knows: the next attempt fences again and ends it.
+            rec.record.state = ExecutionState::Running;
             return Err(self.stop(rec, Some(held), Step::Report, source).await);
         }
-        if let Err(source) = rec.save_now(&self.bucket, end).await {
-            return Err(self.stop(rec, Some(held), Step::Fence, source).await);
+        let (paid, ()) = tokio::join!(self.pay_owed(&mut rec.record), self.chat_best_effort(&id, "superseded", &chat));
+        if let Err(e) = paid {
+            tracing::warn!(execution_id = %id, error = %e, "the stand-down page is owed");
         }
-        if let Err(e) = lock::release(&self.bucket, &self.settings.lock_key, &id).await {
+        if let Err(e) = rec.save_now(&self.bucket, self.now()).await {
+            tracing::warn!(execution_id = %id, error = %e, "could not record the stand-down page; it is paid again");
+        }
+        if let Err(e) = lock::release_attempt(&self.bucket, &self.settings.lock_key, &id, &held.doc.attempt_id).await {
             tracing::warn!(execution_id = %id, error = %e, "could not release the lock; it frees itself when its lease expires");
         }
         Ok(self.result_of(
@@ -113,8 +111,8 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
     }
 
     /// Ends an execution for good (a human must look): records, pages, writes the report, releases the lock.
-    /// `_held` is the lock this attempt owns; it is released (by execution id) at the end.
-    pub(super) async fn fail(&self, mut rec: Recorder, _held: Held, step: Step, problem: String) -> EngineError {
+    /// `held` is the lock this attempt owns; it is released (if this attempt still holds it) at the end.
+    pub(super) async fn fail(&self, mut rec: Recorder, held: Held, step: Step, problem: String) -> EngineError {
         let id = rec.record.execution_id.clone();
         let now = self.now();
         tracing::error!(execution_id = %id, step = step.as_str(), problem = %problem, "execution failed");
@@ -147,7 +145,7 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
         if let Err(e) = rec.save_now(&self.bucket, now).await {
             tracing::warn!(execution_id = %id, error = %e, "could not record the failure");
         }
-        let _ = lock::release(&self.bucket, &self.settings.lock_key, &id).await;
+        let _ = lock::release_attempt(&self.bucket, &self.settings.lock_key, &id, &held.doc.attempt_id).await;
         EngineError::VerificationFailed { execution_id: id, problem }
     }
 }

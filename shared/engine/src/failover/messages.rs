@@ -69,9 +69,34 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
         })
     }
 
-    /// Noop, refuse, notify-only: record the decision (create-only: the record is the idempotency key) and page.
+    /// Noop, refuse, notify-only: record the decision with its page owed (create-only: the record is the
+    /// idempotency key), then page and settle. A page that cannot go out stays owed in the terminal record and
+    /// the answer is a retryable stop: the next delivery of the trigger (or `check`) pays it.
     pub(super) async fn record_only(&self, mut rec: Recorder, attempt: Attempt) -> EngineResult<ExecutionResult> {
         let id = rec.record.execution_id.clone();
+        let reasons = rec.record.decision.reasons.join("; ");
+        let (event, page, severity) = match rec.record.state {
+            ExecutionState::Refused => ("refused", true, Severity::Critical),
+            ExecutionState::Notified => ("notify_only", true, Severity::Critical),
+            _ => ("noop", false, Severity::Info),
+        };
+        let title = format!(
+            "DR {}: {} toward {} {}",
+            self.settings.environment,
+            rec.record.kind,
+            rec.record.target,
+            event.replace('_', "-")
+        );
+        if page {
+            let msg = self.page(
+                &rec.record,
+                event,
+                PageState::Alarm,
+                severity,
+                format!("{title}. {reasons}. A human must decide: run `status`, then `failover` if needed."),
+            );
+            self.owe_page(&mut rec.record, event, &msg);
+        }
         let now = self.now();
         match rec.save_now(&self.bucket, now).await {
             Ok(()) => {}
@@ -86,78 +111,104 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
             }
             Err(source) => return Err(EngineError::NotStarted { execution_id: id, source }),
         }
-        let reasons = rec.record.decision.reasons.join("; ");
-        let (event, page, severity, outcome) = match rec.record.state {
-            ExecutionState::Refused => ("refused", true, Severity::Critical, Outcome::Rejected),
-            ExecutionState::Notified => ("notify_only", true, Severity::Critical, Outcome::Noop),
-            _ => ("noop", false, Severity::Info, Outcome::Noop),
-        };
-        let title = format!(
-            "DR {}: {} toward {} {}",
-            self.settings.environment,
-            rec.record.kind,
-            rec.record.target,
-            event.replace('_', "-")
-        );
-        let page_msg = page.then(|| {
-            self.page(
-                &rec.record,
-                event,
-                PageState::Alarm,
-                severity,
-                format!("{title}. {reasons}. A human must decide: run `status`, then `failover` if needed."),
-            )
-        });
         let chat =
             self.chat(&rec.record, event, severity, title, reasons.clone(), vec!["Run `status` to see both sites.".into()]);
-        let announced = self.publish_event(&rec.record, event, page_msg, chat).await;
-        let announced = match announced {
-            Ok(sent) => {
-                rec.record.messages.extend(sent);
-                Ok(())
-            }
-            Err(e) => {
-                rec.record.note(self.now(), format!("could not send the {event} messages: {e}"));
-                Err(e)
-            }
-        };
+        let (paid, ()) = tokio::join!(self.pay_owed(&mut rec.record), self.chat_best_effort(&id, event, &chat));
         let now = self.now();
         if let Err(e) = rec.save_now(&self.bucket, now).await {
             tracing::warn!(execution_id = %id, error = %e, "could not record the messages of a recorded decision");
         }
-        announced.map_err(|source| EngineError::Stopped {
+        paid.map_err(|source| EngineError::Stopped {
             execution_id: id.clone(),
             step: Step::Notify,
             source,
-            hint: "the decision is recorded; the page was not sent".into(),
+            hint: "the decision is recorded and its page is owed: the next delivery of the trigger, or `check`, sends it".into(),
         })?;
         let active = attempt.docs.active.valid().map(|a| a.site);
-        Ok(self.result_of(&rec.record, outcome, active, reasons))
+        Ok(self.result_of(&rec.record, outcome_of(rec.record.state), active, reasons))
     }
 
-    /// Publishes the page (unless the record shows it sent already) and the chat note of an event side by side,
-    /// and returns what was sent, for the record.
-    pub(super) async fn publish_event(
-        &self,
-        rec: &ExecutionRecord,
-        event: &str,
-        page: Option<OutgoingMessage>,
-        chat: OutgoingMessage,
-    ) -> Result<Vec<SentMessage>, StoreError> {
-        let event_type = format!("{}.{event}", rec.kind);
-        let page_fut = async {
-            match page {
-                Some(p) if !rec.sent(Channel::Paging, &event_type) => self.notifier.publish(Channel::Paging, &p).await.map(Some),
-                _ => Ok(None),
-            }
+    /// An alarm that meets another execution's lock: recorded (state `joined`, create-only: redeliveries
+    /// answer the same) and paged into the holder's incident (the holder's AlarmName), so that a failover alarm
+    /// that fires again while an earlier execution runs or waits for approval still reaches on-call.
+    pub(super) async fn join_holder(&self, mut rec: ExecutionRecord, attempt: Attempt) -> EngineResult<ExecutionResult> {
+        let id = rec.execution_id.clone();
+        let not_started = |source| EngineError::NotStarted { execution_id: id.clone(), source };
+        let holder = lock::read(&self.bucket, &self.settings.lock_key).await.map_err(not_started)?.map(|(d, _)| d);
+        let Some(holder) = holder.filter(|h| h.execution_id != id) else {
+            return self.in_progress_answer(&id, &attempt).await;
         };
-        let (paged, chatted) = tokio::try_join!(page_fut, self.notifier.publish(Channel::Chat, &chat))?;
-        let mut out = Vec::new();
-        if let Some(id) = paged {
-            out.push(SentMessage { channel: Channel::Paging, event_type: event_type.clone(), message_id: id });
+        let Some(holder_rec) = record::read(&self.bucket, &holder.execution_id).await.map_err(not_started)? else {
+            return self.in_progress_answer(&id, &attempt).await;
+        };
+        let text = format!(
+            "DR {}: {} while execution {} holds the failover lock ({:?}): this alarm joins its incident. {}",
+            self.settings.environment,
+            rec.reason,
+            holder.execution_id,
+            holder_rec.record.state,
+            if holder_rec.record.state == ExecutionState::AwaitingApproval {
+                format!("It still awaits approval: {}", self.approve_command(&holder.execution_id))
+            } else {
+                "Run `status` to follow it.".to_owned()
+            }
+        );
+        let page = self.page(&holder_rec.record, "alarm_again", PageState::Alarm, Severity::Critical, text.clone());
+        rec.state = ExecutionState::Joined;
+        rec.note(self.now(), format!("joined execution {}, which held the lock", holder.execution_id));
+        rec.decision.reasons.push(format!("execution {} held the failover lock", holder.execution_id));
+        rec.owe(Channel::Paging, &format!("{}.joined", rec.kind), &page);
+        let mut rec = Recorder::new(rec);
+        match rec.save_now(&self.bucket, self.now()).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict { .. }) => {
+                let existing = record::read(&self.bucket, &id)
+                    .await
+                    .map_err(|source| EngineError::NotStarted { execution_id: id.clone(), source })?
+                    .ok_or_else(|| EngineError::Corrupt { execution_id: id.clone(), problem: "record vanished".into() })?;
+                return Box::pin(self.answer_existing(existing, attempt, None)).await;
+            }
+            Err(source) => return Err(EngineError::NotStarted { execution_id: id, source }),
         }
-        out.push(SentMessage { channel: Channel::Chat, event_type, message_id: chatted });
-        Ok(out)
+        let paid = self.pay_owed(&mut rec.record).await;
+        if let Err(e) = rec.save_now(&self.bucket, self.now()).await {
+            tracing::warn!(execution_id = %id, error = %e, "could not record the page of a joined alarm");
+        }
+        paid.map_err(|source| EngineError::Stopped {
+            execution_id: id.clone(),
+            step: Step::Notify,
+            source,
+            hint: "the alarm is recorded and its page is owed: the next delivery of the trigger, or `check`, sends it".into(),
+        })?;
+        let active = attempt.docs.active.valid().map(|a| a.site);
+        Ok(ExecutionResult { in_flight: Some(holder), ..self.result_of(&rec.record, Outcome::InProgress, active, text) })
+    }
+
+    /// Records `page` as owed under `event` (unless a page of that event went out already): it is saved with the
+    /// record's next write, before or beside its publish, so that a crash or a failing topic cannot lose it.
+    pub(super) fn owe_page(&self, rec: &mut ExecutionRecord, event: &str, page: &OutgoingMessage) {
+        let event_type = format!("{}.{event}", rec.kind);
+        if !rec.sent(Channel::Paging, &event_type) {
+            rec.owe(Channel::Paging, &event_type, page);
+        }
+    }
+
+    /// Publishes every owed page, in order, moving each to the sent ones; stops at the first failure (the rest
+    /// stay owed, in order). Never fails the caller's step: the error only says that something is still owed.
+    pub(super) async fn pay_owed(&self, rec: &mut ExecutionRecord) -> Result<(), StoreError> {
+        while let Some(first) = rec.owed.first().cloned() {
+            let id = self.notifier.publish(first.channel, &first.message()).await?;
+            rec.paid(first.channel, &first.event_type, id);
+        }
+        Ok(())
+    }
+
+    /// Publishes a chat note; chat is an optional, best-effort channel: a failure is logged, never owed, and
+    /// never stalls an execution.
+    pub(super) async fn chat_best_effort(&self, execution_id: &str, event: &str, chat: &OutgoingMessage) {
+        if let Err(e) = self.notifier.publish(Channel::Chat, chat).await {
+            tracing::warn!(execution_id, event, error = %e, "chat note not published (best effort)");
+        }
     }
 
     pub(super) fn step_summary(&self, rec: &ExecutionRecord) -> String {
@@ -168,16 +219,27 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
             .join(", ")
     }
 
-    /// Best effort: a critical `ALARM` page for `event`, recorded when it went out (the failure being
-    /// reported may be SNS itself).
+    /// A critical `ALARM` page for `event`, owed first: published now if SNS answers, else paid by the next
+    /// attempt or `check` (the failure being reported may be SNS itself).
     pub(super) async fn alarm_page(&self, rec: &mut ExecutionRecord, event: &str, reason: String) {
         let page = self.page(rec, event, PageState::Alarm, Severity::Critical, reason);
-        if let Ok(pid) = self.notifier.publish(Channel::Paging, &page).await {
-            rec.messages.push(SentMessage {
-                channel: Channel::Paging,
-                event_type: format!("{}.{event}", rec.kind),
-                message_id: pid,
-            });
+        self.owe_page(rec, event, &page);
+        if let Err(e) = self.pay_owed(rec).await {
+            tracing::warn!(execution_id = %rec.execution_id, event, error = %e, "page owed");
         }
+    }
+}
+
+/// The answer an execution's state gives, first time or replayed: what happened, as it happened.
+pub(super) fn outcome_of(state: ExecutionState) -> Outcome {
+    match state {
+        ExecutionState::Completed => Outcome::Completed,
+        ExecutionState::Refused => Outcome::Rejected,
+        ExecutionState::Notified | ExecutionState::Noop | ExecutionState::Cancelled => Outcome::Noop,
+        ExecutionState::Superseded => Outcome::Superseded,
+        ExecutionState::Joined | ExecutionState::Running => Outcome::InProgress,
+        ExecutionState::AwaitingApproval => Outcome::AwaitingApproval,
+        // A failed execution answers with its error, not an outcome (see `answer_existing`).
+        ExecutionState::Failed => Outcome::Rejected,
     }
 }

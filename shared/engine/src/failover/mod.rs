@@ -16,7 +16,7 @@ use crate::documents::{self, Doc, DrDocuments};
 use crate::error::{Retry, StoreError};
 use crate::lock::{self, Acquired, LockDoc, LockState};
 use crate::ports::{Channel, Clock, ControlBucket, Notifier, OutgoingMessage, Parameter, ParameterStore, WriteCondition};
-use crate::record::{self, ExecutionRecord, ExecutionState, Recorder, SentMessage, Step, StepOutcome, StepRecord};
+use crate::record::{self, ExecutionRecord, ExecutionState, OwedMessage, Recorder, SentMessage, Step, StepOutcome, StepRecord};
 use crate::report;
 use crate::response::Outcome;
 use crate::snapshot::{self, SnapshotContext, SnapshotSource};
@@ -317,6 +317,9 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
                 let (held, files) =
                     tokio::join!(self.take_lock(&mut rec, &attempt, awaiting, false), self.snapshot_files(&attempt));
                 let Some(held) = held? else {
+                    if matches!(req.initiator, Initiator::Alarm { .. }) {
+                        return Box::pin(self.join_holder(rec, attempt)).await;
+                    }
                     return self.in_progress_answer(&req.execution_id, &attempt).await;
                 };
                 let mut attempt = attempt;
@@ -499,17 +502,44 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
     ) -> EngineResult<ExecutionResult> {
         let state = rec.record.state;
         let active_site = attempt.docs.active.valid().map(|a| a.site);
+        // Pages owed by an earlier attempt go out first, whatever else this delivery does.
+        if !rec.record.owed.is_empty() {
+            let paid = self.pay_owed(&mut rec.record).await;
+            let now = self.now();
+            if let Err(e) = rec.save_now(&self.bucket, now).await {
+                tracing::warn!(execution_id = %rec.record.execution_id, error = %e, "could not record the pages paid");
+            }
+            if let Err(source) = paid {
+                return Err(EngineError::Stopped {
+                    execution_id: rec.record.execution_id.clone(),
+                    step: Step::Notify,
+                    source,
+                    hint: "pages are owed for this execution: the next delivery of the trigger, or `check`, sends them".into(),
+                });
+            }
+        }
         if state.is_terminal() {
-            let outcome = if approver.is_some() && state != ExecutionState::Completed {
-                Outcome::Rejected
-            } else {
-                Outcome::AlreadyCompleted
-            };
+            let id = rec.record.execution_id.clone();
+            if approver.is_some() && state != ExecutionState::Completed {
+                let msg = format!("execution {id} already ended ({state:?}): there is nothing to approve");
+                return Ok(self.result_of(&rec.record, Outcome::Rejected, active_site, msg));
+            }
+            // A replay answers the first result as it was: a completed execution says so, the others repeat
+            // their own outcome (refused, notify-only, superseded, ...), a failed one its error.
+            if state == ExecutionState::Failed {
+                return Err(EngineError::VerificationFailed {
+                    execution_id: id,
+                    problem: rec.record.error.clone().unwrap_or_else(|| "the execution failed (see its report)".into()),
+                });
+            }
+            let outcome =
+                if state == ExecutionState::Completed { Outcome::AlreadyCompleted } else { messages::outcome_of(state) };
+            let reasons = rec.record.decision.reasons.join("; ");
             return Ok(self.result_of(
                 &rec.record,
                 outcome,
                 active_site,
-                format!("execution {} already ended: {:?}", rec.record.execution_id, state),
+                format!("execution {id} already ended ({state:?}): {reasons}"),
             ));
         }
         match (state, approver) {
@@ -520,6 +550,15 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
                     self.approve_command(&rec.record.execution_id)
                 );
                 Ok(self.result_of(&rec.record, Outcome::AwaitingApproval, active_site, msg))
+            }
+            (ExecutionState::Running, Some(approver)) if rec.record.approved_by.is_some() => {
+                // Approved, then stopped: approving again resumes it (a synchronous approve is never redelivered).
+                let Some(held) = self.take_lock(&mut rec.record, &attempt, false, true).await? else {
+                    return self.in_progress_answer(&rec.record.execution_id.clone(), &attempt).await;
+                };
+                let now = self.now();
+                rec.record.note(now, format!("{approver} approved again: attempt {} resumes the execution", attempt.id));
+                self.drive(rec, attempt, held).await
             }
             (ExecutionState::Running, Some(_)) => {
                 let msg = format!("execution {} is not waiting for approval: it is running", rec.record.execution_id);

@@ -36,34 +36,24 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
             self.approve_command(&id)
         );
         let page = self.page(&rec.record, "awaiting_approval", PageState::Alarm, Severity::Critical, reason.clone());
-        let save = rec.save(&self.bucket, start);
-        let result = async {
-            let (manifest, etag, paged) = tokio::try_join!(
-                async {
-                    match files {
-                        Ok(f) => snapshot::write(&self.bucket, &folder, &id, f, start).await,
-                        Err(e) => Err(e),
-                    }
-                },
-                save,
-                self.notifier.publish(Channel::Paging, &page)
-            )?;
-            Ok::<_, StoreError>((manifest, etag, paged))
-        }
-        .await;
-        let (manifest, etag, paged) = match result {
-            Ok(r) => r,
+        self.owe_page(&mut rec.record, "awaiting_approval", &page);
+        // The page rides beside the snapshot and the record (which holds it as owed) and never blocks them.
+        let owed = rec.record.owed.clone();
+        let snapshot = async {
+            match files {
+                Ok(f) => snapshot::write(&self.bucket, &folder, &id, f, start).await,
+                Err(e) => Err(e),
+            }
+        };
+        let (written, paged) = tokio::join!(self.beside(&mut rec, start, snapshot), self.publish_owed(&owed));
+        self.settle_owed(&mut rec.record, paged);
+        let manifest = match written {
+            Ok(m) => m,
             Err(source) => return Err(self.stop(rec, Some(held), Step::Snapshot, source).await),
         };
         let end = self.now();
-        rec.saved(etag, end);
         rec.record.snapshot_manifest_key = Some(manifest.clone());
         rec.record.steps.push(self.step(Step::Snapshot, StepOutcome::Done, start, end, &attempt.id, Some(manifest)));
-        rec.record.messages.push(SentMessage {
-            channel: Channel::Paging,
-            event_type: format!("{}.awaiting_approval", rec.record.kind),
-            message_id: paged,
-        });
         let chat = self.chat(
             &rec.record,
             "awaiting_approval",
@@ -72,13 +62,7 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
             reason,
             vec![self.approve_command(&id)],
         );
-        if let Ok(chatted) = self.notifier.publish(Channel::Chat, &chat).await {
-            rec.record.messages.push(SentMessage {
-                channel: Channel::Chat,
-                event_type: format!("{}.awaiting_approval", rec.record.kind),
-                message_id: chatted,
-            });
-        }
+        self.chat_best_effort(&id, "awaiting_approval", &chat).await;
         if let Err(source) = rec.save_now(&self.bucket, self.now()).await {
             return Err(self.stop(rec, Some(held), Step::Snapshot, source).await);
         }
@@ -145,7 +129,7 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
                 .await);
         };
 
-        // Round trip 3: snapshot, record, first page.
+        // Round trip 3: snapshot, record (with the first page owed), first page.
         if !rec.record.done(Step::Snapshot) {
             let start = self.now();
             if promoted_earlier {
@@ -159,11 +143,8 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
                 ));
             } else {
                 let folder = domain::layout::snapshot_folder(&id);
-                let event_type = format!("{}.started", rec.record.kind);
-                let first_page = (!rec.record.sent(Channel::Paging, &event_type)
-                    && !rec.record.sent(Channel::Paging, &format!("{}.awaiting_approval", rec.record.kind)))
-                .then(|| {
-                    self.page(
+                if !rec.record.sent(Channel::Paging, &format!("{}.awaiting_approval", rec.record.kind)) {
+                    let page = self.page(
                         &rec.record,
                         "started",
                         PageState::Alarm,
@@ -176,30 +157,27 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
                             rec.record.reason,
                             rec.record.decision.reasons.join("; ")
                         ),
-                    )
-                });
+                    );
+                    self.owe_page(&mut rec.record, "started", &page);
+                }
                 let files = match self.snapshot_files(&attempt).await {
                     Ok(f) => f,
                     Err(source) => return Err(self.stop(rec, Some(held), Step::Snapshot, source).await),
                 };
                 rec.record.rpo_estimate = Some(rpo_estimate(&files));
-                let save = rec.save(&self.bucket, start);
-                let page_fut = async {
-                    match &first_page {
-                        Some(p) => self.notifier.publish(Channel::Paging, p).await.map(Some),
-                        None => Ok(None),
-                    }
-                };
-                let r = tokio::try_join!(snapshot::write(&self.bucket, &folder, &id, files, start), save, page_fut);
-                let (manifest, etag, paged) = match r {
-                    Ok(v) => v,
+                // The page rides beside the snapshot but never blocks it: a paging topic that fails (its key
+                // disabled) leaves the page owed and the promotion goes on.
+                let owed = rec.record.owed.clone();
+                let (written, paged) = tokio::join!(
+                    self.beside(&mut rec, start, snapshot::write(&self.bucket, &folder, &id, files, start)),
+                    self.publish_owed(&owed)
+                );
+                self.settle_owed(&mut rec.record, paged);
+                let manifest = match written {
+                    Ok(m) => m,
                     Err(source) => return Err(self.stop(rec, Some(held), Step::Snapshot, source).await),
                 };
                 let end = self.now();
-                rec.saved(etag, end);
-                if let Some(pid) = paged {
-                    rec.record.messages.push(SentMessage { channel: Channel::Paging, event_type, message_id: pid });
-                }
                 rec.record.snapshot_manifest_key = Some(manifest.clone());
                 rec.record.steps.push(self.step(Step::Snapshot, StepOutcome::Done, start, end, &attempt.id, Some(manifest)));
             }
@@ -226,17 +204,20 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
             ));
             version
         } else {
+            // No attempt that may have lost its lease reaches PutParameter: near the end of the lease the lock is
+            // renewed by compare-and-swap on its ETag, which fails if another attempt took it over meanwhile.
+            let held = match self.keep_lease(held).await {
+                Ok(h) => h,
+                Err(source) => return Err(self.stop(rec, None, Step::Promote, source).await),
+            };
             let start = self.now();
             let doc = ActiveConfig::promotion_document(target, &target_config, &id, &rfc3339(start));
             let body = Value::Object(doc.clone()).to_string();
-            let save = rec.save(&self.bucket, start);
-            let r = tokio::try_join!(self.put_active_once(&active_name, &body, &id), save);
-            let (version, etag) = match r {
+            let version = match self.beside(&mut rec, start, self.put_active_once(&active_name, &body, &id)).await {
                 Ok(v) => v,
                 Err(source) => return Err(self.stop(rec, Some(held), Step::Promote, source).await),
             };
             let end = self.now();
-            rec.saved(etag, end);
             rec.record.promoted_version = Some(version);
             rec.record.config_after = Some(Value::Object(doc));
             rec.record.steps.push(self.step(
@@ -247,20 +228,29 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
                 &attempt.id,
                 Some(format!("{active_name} version {version}")),
             ));
-            version
+            return Box::pin(self.finish(rec, attempt, held, version)).await;
         };
+        Box::pin(self.finish(rec, attempt, held, version)).await
+    }
 
+    /// The steps after the promotion: verify, notify, report, release.
+    async fn finish(&self, mut rec: Recorder, attempt: Attempt, held: Held, version: i64) -> EngineResult<ExecutionResult> {
+        let id = rec.record.execution_id.clone();
+        let target = rec.record.target;
+        let active_name = self.active_name();
         // Round trip 5: label and read back, side by side (beside the record's update).
         if !rec.record.done(Step::Verify) {
             let start = self.now();
-            let save = rec.save(&self.bucket, start);
-            let r = tokio::try_join!(self.params.label(&active_name, version, &id), self.params.get_one(&active_name), save);
-            let (_, read_back, etag) = match r {
+            let r = self
+                .beside(&mut rec, start, async {
+                    tokio::try_join!(self.params.label(&active_name, version, &id), self.params.get_one(&active_name))
+                })
+                .await;
+            let (_, read_back) = match r {
                 Ok(v) => v,
                 Err(source) => return Err(self.stop(rec, Some(held), Step::Verify, source).await),
             };
             let end = self.now();
-            rec.saved(etag, end);
             let problem = match read_back {
                 None => Some(format!("{active_name} does not exist after the promotion")),
                 Some(p) if p.version != version => Some(format!(
@@ -287,7 +277,8 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
             tracing::info!(execution_id = %id, version, target = %target, "promotion verified");
         }
 
-        // After the critical path: OK page and chat summary, then the report, then the lock.
+        // After the critical path: the OK page (owed first) and the chat summary (best effort), then the report,
+        // then the lock. Neither a failing paging topic nor a failing chat topic stalls a verified promotion.
         if !rec.record.done(Step::Notify) {
             let start = self.now();
             let summary = self.step_summary(&rec.record);
@@ -313,16 +304,20 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
                     format!("Report: {}", domain::layout::report_markdown(&id)),
                 ],
             );
-            let save = rec.save(&self.bucket, start);
-            let r = tokio::try_join!(self.publish_event(&rec.record, "completed", Some(ok), chat), save);
-            let (sent, etag) = match r {
-                Ok(v) => v,
-                Err(source) => return Err(self.stop(rec, Some(held), Step::Notify, source).await),
-            };
+            self.owe_page(&mut rec.record, "completed", &ok);
+            let owed = rec.record.owed.clone();
+            let (saved, paged, ()) = tokio::join!(
+                self.beside(&mut rec, start, async { Ok(()) }),
+                self.publish_owed(&owed),
+                self.chat_best_effort(&id, "completed", &chat)
+            );
+            self.settle_owed(&mut rec.record, paged);
+            if let Err(source) = saved {
+                return Err(self.stop(rec, Some(held), Step::Notify, source).await);
+            }
             let end = self.now();
-            rec.saved(etag, end);
-            rec.record.messages.extend(sent);
-            rec.record.steps.push(self.step(Step::Notify, StepOutcome::Done, start, end, &attempt.id, None));
+            let detail = (!rec.record.owed.is_empty()).then(|| format!("{} page(s) owed", rec.record.owed.len()));
+            rec.record.steps.push(self.step(Step::Notify, StepOutcome::Done, start, end, &attempt.id, detail));
         }
         if !rec.record.done(Step::Report) {
             let start = self.now();
@@ -334,22 +329,22 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
             for_report.steps.push(self.step(Step::Report, StepOutcome::Done, start, start, &attempt.id, None));
             let json_body = serde_json::to_vec_pretty(&report::json_report(&for_report, &rpo)).unwrap_or_default();
             let md_body = report::markdown_report(&for_report, &rpo).into_bytes();
-            let save = rec.save(&self.bucket, start);
-            let r = tokio::try_join!(
-                self.bucket.put(&json_key, json_body, "application/json", WriteCondition::Overwrite),
-                self.bucket.put(&md_key, md_body, "text/markdown", WriteCondition::Overwrite),
-                save
-            );
-            let (_, _, etag) = match r {
-                Ok(v) => v,
-                Err(source) => return Err(self.stop(rec, Some(held), Step::Report, source).await),
-            };
+            let r = self
+                .beside(&mut rec, start, async {
+                    tokio::try_join!(
+                        self.bucket.put(&json_key, json_body, "application/json", WriteCondition::Overwrite),
+                        self.bucket.put(&md_key, md_body, "text/markdown", WriteCondition::Overwrite),
+                    )
+                })
+                .await;
+            if let Err(source) = r {
+                return Err(self.stop(rec, Some(held), Step::Report, source).await);
+            }
             let end = self.now();
-            rec.saved(etag, end);
             rec.record.steps.push(self.step(Step::Report, StepOutcome::Done, start, end, &attempt.id, Some(json_key)));
         }
         let start = self.now();
-        if let Err(source) = lock::release(&self.bucket, &self.settings.lock_key, &id).await {
+        if let Err(source) = lock::release_attempt(&self.bucket, &self.settings.lock_key, &id, &held.doc.attempt_id).await {
             return Err(self.stop(rec, Some(held), Step::Release, source).await);
         }
         let end = self.now();
@@ -362,12 +357,80 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
             // trigger is delivered again and the record is finished (never left behind as "running").
             return Err(self.stop(rec, None, Step::Release, source).await);
         }
-        Ok(self.result_of(
-            &rec.record,
-            Outcome::Completed,
-            Some(target),
-            format!("{} to {target} completed and verified (version {version})", rec.record.kind),
-        ))
+        let owed = rec.record.owed.len();
+        let mut message = format!("{} to {target} completed and verified (version {version})", rec.record.kind);
+        if owed > 0 {
+            message.push_str(&format!(
+                "; {owed} page(s) could not be published and are owed: the next delivery of the trigger, or `check`, sends them"
+            ));
+        }
+        Ok(self.result_of(&rec.record, Outcome::Completed, Some(target), message))
+    }
+
+    /// One round trip: `action` beside the record's save. The save's ETag is kept whatever the action answered
+    /// (a stop after a failed action then writes the record at the ETag it really has); the action's error
+    /// comes first, then the save's.
+    pub(super) async fn beside<T>(
+        &self,
+        rec: &mut Recorder,
+        at: OffsetDateTime,
+        action: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let save = rec.save(&self.bucket, at);
+        let (outcome, saved) = tokio::join!(action, save);
+        match saved {
+            Ok(etag) => {
+                rec.saved(etag, self.now());
+                outcome
+            }
+            Err(e) => outcome.and(Err(e)),
+        }
+    }
+
+    /// Publishes `owed` in order and returns each result (stopping at the first failure); see `settle_owed`.
+    pub(super) async fn publish_owed(&self, owed: &[OwedMessage]) -> Vec<Result<Option<String>, StoreError>> {
+        let mut out = Vec::new();
+        for o in owed {
+            let r = self.notifier.publish(o.channel, &o.message()).await;
+            let failed = r.is_err();
+            out.push(r);
+            if failed {
+                break;
+            }
+        }
+        out
+    }
+
+    /// Applies the results of `publish_owed` to the record: each published page moves to the sent ones.
+    pub(super) fn settle_owed(&self, rec: &mut ExecutionRecord, results: Vec<Result<Option<String>, StoreError>>) {
+        let owed = rec.owed.clone();
+        for (o, r) in owed.iter().zip(results) {
+            match r {
+                Ok(id) => rec.paid(o.channel, &o.event_type, id),
+                Err(e) => {
+                    tracing::warn!(execution_id = %rec.execution_id, event_type = %o.event_type, error = %e, "page owed");
+                    let now = self.now();
+                    rec.note(now, format!("page {} owed: {e}", o.event_type));
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Renews the lock's lease by compare-and-swap when less than a quarter of it is left: the attempt goes on
+    /// only while it provably holds the lock (an attempt slowed past its lease, a CLI on a sleeping laptop,
+    /// finds the lock taken over and stops without writing).
+    pub(super) async fn keep_lease(&self, held: Held) -> Result<Held, StoreError> {
+        let now = self.now();
+        let until = domain::primitives::parse_rfc3339(&held.doc.lease_expires_at).unwrap_or(now);
+        let lease =
+            if held.doc.state == LockState::AwaitingApproval { self.settings.approval_window } else { self.settings.lock_lease };
+        if until - now > lease / 4 {
+            return Ok(held);
+        }
+        let doc = LockDoc { lease_expires_at: rfc3339(now + lease), ..held.doc };
+        let etag = lock::update(&self.bucket, &self.settings.lock_key, &doc, &held.etag).await?;
+        Ok(Held { doc, etag })
     }
 
     /// Writes `{prefix}/active` exactly once. `PutParameter` has no idempotency token, so the adapter does not

@@ -102,18 +102,18 @@ async fn a_decision_made_before_another_promotion_is_decided_again_under_the_loc
     let stood_down = e.notifier.on(Channel::Paging).into_iter().filter(|m| m.body.contains("alarm-b")).count();
     assert_eq!(stood_down, 1);
     // A redelivery answers the first result as it was.
-    assert_eq!(late.run(alarm_request("alarm-b")).await.unwrap().outcome, Outcome::AlreadyCompleted);
+    assert_eq!(late.run(alarm_request("alarm-b")).await.unwrap().outcome, Outcome::Superseded);
 }
 
 #[tokio::test]
 async fn a_resumed_execution_never_writes_active_back_after_a_later_failback() {
-    // Issue 11, case 1: an alarm execution promotes and verifies, then stops on the chat publish; on-call
+    // Issue 11, case 1: an alarm execution promotes and verifies, then stops (here on its report); on-call
     // unlocks and fails back; the alarm is delivered again.
     let e = engine(r#"{"mode":"auto","failover_alarms":["wh"]}"#);
-    e.notifier.fail(Channel::Chat, true);
+    e.bucket.failing_puts.lock().unwrap().push("reports/".into());
     let stopped = e.run(alarm_request("alarm-1")).await;
-    assert!(matches!(stopped, Err(EngineError::Stopped { step: Step::Notify, .. })), "{stopped:?}");
-    e.notifier.fail(Channel::Chat, false);
+    assert!(matches!(stopped, Err(EngineError::Stopped { step: Step::Report, .. })), "{stopped:?}");
+    e.bucket.failing_puts.lock().unwrap().clear();
     assert_eq!(e.unlock("alarm-1", "oncall").await.unwrap().outcome, Outcome::Completed);
     let back = MoveRequest {
         execution_id: "failback-1".into(),
@@ -136,9 +136,9 @@ async fn a_resumed_execution_never_writes_active_back_after_a_later_failback() {
 async fn a_policy_switched_to_notify_only_stops_a_resume() {
     // Issue 11, case 1 (second half): the execution stopped before promoting; the policy became notify-only.
     let e = engine(r#"{"mode":"auto","failover_alarms":["wh"]}"#);
-    e.notifier.fail(Channel::Paging, true);
+    e.bucket.failing_puts.lock().unwrap().push("snapshots/".into());
     assert!(e.run(alarm_request("alarm-1")).await.is_err());
-    e.notifier.fail(Channel::Paging, false);
+    e.bucket.failing_puts.lock().unwrap().clear();
     e.params.put("/dr/p/policy", r#"{"mode":"notify-only","failover_alarms":["wh"]}"#, true).await.unwrap();
     e.clock.advance(time::Duration::minutes(5)); // the stopped attempt's lease has expired
     let again = e.run(alarm_request("alarm-1")).await.unwrap();
@@ -185,6 +185,136 @@ async fn cooldown_turns_an_alarm_into_a_page_recorded_once() {
     assert_eq!(r.outcome, Outcome::Noop);
     assert_eq!(r.state, Some(ExecutionState::Notified));
     assert!(r.message.contains("cooldown"));
-    assert_eq!(e.run(alarm_request("alarm-3")).await.unwrap().outcome, Outcome::AlreadyCompleted);
+    // A replay answers the first result as it was (issue 11, case 10), and pages nothing again.
+    let replay = e.run(alarm_request("alarm-3")).await.unwrap();
+    assert_eq!((replay.outcome, replay.state), (Outcome::Noop, Some(ExecutionState::Notified)));
     assert_eq!(e.notifier.on(Channel::Paging).len(), 1);
+}
+
+#[tokio::test]
+async fn a_notify_only_page_that_fails_is_owed_and_paid_by_the_next_delivery() {
+    // Issue 11, case 3: the decision used to be saved terminal before paging; a failed publish was never retried.
+    let e = engine(r#"{"mode":"notify-only","failover_alarms":["wh"]}"#);
+    e.notifier.fail(Channel::Paging, true);
+    let first = e.run(alarm_request("alarm-1")).await;
+    assert!(matches!(first, Err(EngineError::Stopped { step: Step::Notify, .. })), "{first:?}");
+    let rec: ExecutionRecord = serde_json::from_str(&e.bucket.text("executions/alarm-1.json").unwrap()).unwrap();
+    assert_eq!((rec.state, rec.owed.len()), (ExecutionState::Notified, 1), "{rec:#?}");
+    e.notifier.fail(Channel::Paging, false);
+    let again = e.run(alarm_request("alarm-1")).await.unwrap();
+    assert_eq!((again.outcome, again.state), (Outcome::Noop, Some(ExecutionState::Notified)));
+    assert_eq!(e.notifier.on(Channel::Paging).len(), 1, "the owed page went out once");
+    let rec: ExecutionRecord = serde_json::from_str(&e.bucket.text("executions/alarm-1.json").unwrap()).unwrap();
+    assert!(rec.owed.is_empty() && rec.sent(Channel::Paging, "failover.notify_only"), "{rec:#?}");
+}
+
+#[tokio::test]
+async fn a_failing_paging_topic_never_blocks_a_promotion_and_its_pages_are_paid_later() {
+    // Issue 11, case 4: the first page was joined with the snapshot, so a paging failure blocked the promotion;
+    // a failing chat publish stalled a verified promotion.
+    let e = engine(r#"{"mode":"auto","failover_alarms":["wh"]}"#);
+    e.notifier.fail(Channel::Paging, true);
+    e.notifier.fail(Channel::Chat, true);
+    let r = e.run(alarm_request("alarm-1")).await.unwrap();
+    assert_eq!(r.outcome, Outcome::Completed, "{}", r.message);
+    assert!(r.message.contains("owed"), "{}", r.message);
+    assert_eq!(e.params.history("/dr/p/active").await.unwrap().len(), 2, "promoted despite the paging failure");
+    e.notifier.fail(Channel::Paging, false);
+    assert_eq!(e.run(alarm_request("alarm-1")).await.unwrap().outcome, Outcome::AlreadyCompleted);
+    let pages: Vec<Value> = e.notifier.on(Channel::Paging).iter().map(|m| serde_json::from_str(&m.body).unwrap()).collect();
+    let states: Vec<&str> = pages.iter().map(|p| p["NewStateValue"].as_str().unwrap()).collect();
+    assert_eq!(states, ["ALARM", "OK"], "paid in order: {pages:#?}");
+}
+
+#[tokio::test]
+async fn an_approved_execution_that_stopped_is_resumed_by_approving_again() {
+    // Issue 11, case 5: `approve` on it answered "running" and a synchronous approve is never redelivered.
+    let e = engine(r#"{"mode":"approval","failover_alarms":["wh"]}"#);
+    assert_eq!(e.run(alarm_request("alarm-1")).await.unwrap().outcome, Outcome::AwaitingApproval);
+    e.bucket.failing_puts.lock().unwrap().push("reports/".into());
+    assert!(matches!(e.approve("alarm-1", "alice").await, Err(EngineError::Stopped { step: Step::Report, .. })));
+    e.bucket.failing_puts.lock().unwrap().clear();
+    let again = e.approve("alarm-1", "alice").await.unwrap();
+    assert_eq!(again.outcome, Outcome::Completed, "{}", again.message);
+    assert_eq!(e.params.history("/dr/p/active").await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn an_alarm_that_meets_another_executions_lock_is_recorded_and_paged_into_its_incident() {
+    // Issue 11, case 7: answered `in_progress` with no record, no page and no retry.
+    let e = engine(r#"{"mode":"approval","failover_alarms":["wh"]}"#);
+    assert_eq!(e.run(alarm_request("alarm-1")).await.unwrap().outcome, Outcome::AwaitingApproval);
+    let other = e.run(alarm_request("alarm-2")).await.unwrap();
+    assert_eq!(other.outcome, Outcome::InProgress);
+    assert_eq!(other.in_flight.as_ref().unwrap().execution_id, "alarm-1");
+    let rec: ExecutionRecord = serde_json::from_str(&e.bucket.text("executions/alarm-2.json").unwrap()).unwrap();
+    assert_eq!(rec.state, ExecutionState::Joined);
+    let pages = e.notifier.on(Channel::Paging);
+    assert_eq!(pages.len(), 2);
+    let first: Value = serde_json::from_str(&pages[0].body).unwrap();
+    let joined: Value = serde_json::from_str(&pages[1].body).unwrap();
+    assert_eq!(joined["AlarmName"], first["AlarmName"], "paged into the holder's incident");
+    assert_eq!(joined["NewStateValue"], "ALARM");
+    // Redelivered: the same answer, no second page.
+    assert_eq!(e.run(alarm_request("alarm-2")).await.unwrap().outcome, Outcome::InProgress);
+    assert_eq!(e.notifier.on(Channel::Paging).len(), 2);
+}
+
+#[tokio::test]
+async fn a_stop_beside_a_successful_record_save_keeps_the_record_truthful() {
+    // Issue 11, case 8: the save's ETag was lost in `try_join!`; the stop then conflicted, and the stored record
+    // said `running, error: null` without the failed step.
+    let e = engine(r#"{"mode":"auto","failover_alarms":["wh"]}"#);
+    e.params.failing_puts.lock().unwrap().push("/dr/p/active".into());
+    let stopped = e.run(alarm_request("alarm-1")).await;
+    assert!(matches!(stopped, Err(EngineError::Stopped { step: Step::Promote, .. })), "{stopped:?}");
+    let rec: ExecutionRecord = serde_json::from_str(&e.bucket.text("executions/alarm-1.json").unwrap()).unwrap();
+    assert!(rec.error.as_deref().unwrap_or_default().contains("promote"), "{rec:#?}");
+    assert!(rec.steps.iter().any(|s| s.step == Step::Promote && s.outcome == StepOutcome::Failed), "{rec:#?}");
+}
+
+#[tokio::test]
+async fn replays_answer_the_first_result_of_refused_and_failed_executions() {
+    // Issue 11, case 10: a repeat of a failed, refused or notify-only execution answered `already_completed`.
+    let e = engine(r#"{"mode":"auto","failover_alarms":["wh"]}"#);
+    e.params.put("/dr/p/sites/secondary", r#"{"region":"us-west-2"}"#, true).await.unwrap();
+    let refused = e.run(alarm_request("alarm-1")).await.unwrap();
+    assert_eq!(refused.outcome, Outcome::Rejected);
+    let replay = e.run(alarm_request("alarm-1")).await.unwrap();
+    assert_eq!((replay.outcome, replay.state), (Outcome::Rejected, Some(ExecutionState::Refused)));
+}
+
+#[tokio::test]
+async fn an_attempt_that_lost_its_lease_cannot_promote_and_never_releases_the_new_holders_lock() {
+    // Issue 11, case 11: a slow attempt (a CLI on a sleeping laptop) could land its PutParameter after its lease
+    // was taken over, and `release` deleted by execution, not by attempt.
+    let e = engine(r#"{"mode":"auto","failover_alarms":["wh"]}"#);
+    let now = e.clock.now();
+    let ours = LockDoc {
+        execution_id: "failover-x".into(),
+        attempt_id: "a1".into(),
+        state: LockState::Running,
+        acquired_at: rfc3339(now),
+        lease_expires_at: rfc3339(now + e.settings.lock_lease),
+        holder: "cli".into(),
+    };
+    let Acquired::Yes { etag, .. } = lock::acquire(&e.bucket, lock::FAILOVER_LOCK_KEY, &ours, false, now).await.unwrap() else {
+        panic!("lock not taken")
+    };
+    // Early in the lease: nothing to renew.
+    let held = e.keep_lease(Held { doc: ours.clone(), etag: etag.clone() }).await.unwrap();
+    assert_eq!(held.etag, etag);
+    // Past the lease, another attempt of the same execution takes the lock over.
+    e.clock.advance(e.settings.lock_lease + time::Duration::seconds(1));
+    let later = e.clock.now();
+    let theirs = LockDoc { attempt_id: "a2".into(), lease_expires_at: rfc3339(later + e.settings.lock_lease), ..ours.clone() };
+    assert!(matches!(
+        lock::acquire(&e.bucket, lock::FAILOVER_LOCK_KEY, &theirs, false, later).await.unwrap(),
+        Acquired::Yes { .. }
+    ));
+    // The slow attempt wakes up: renewing its lease fails, so it never reaches PutParameter.
+    assert!(e.keep_lease(Held { doc: ours.clone(), etag }).await.is_err());
+    // And its release leaves the new holder's lock alone.
+    assert!(!lock::release_attempt(&e.bucket, lock::FAILOVER_LOCK_KEY, "failover-x", "a1").await.unwrap());
+    assert!(e.bucket.text(lock::FAILOVER_LOCK_KEY).unwrap().contains("\"a2\""));
 }

@@ -18,6 +18,8 @@ fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 #[derive(Debug, Default)]
 pub struct MemParameters {
     inner: Mutex<BTreeMap<String, Vec<(ParameterVersion, String)>>>,
+    /// Parameter names whose writes fail (a transient error, nothing written) until cleared.
+    pub failing_puts: Mutex<Vec<String>>,
 }
 
 impl MemParameters {
@@ -63,6 +65,13 @@ impl ParameterStore for MemParameters {
     }
 
     async fn put(&self, name: &str, value: &str, overwrite: bool) -> Result<i64, StoreError> {
+        if locked(&self.failing_puts).iter().any(|n| n == name) {
+            return Err(StoreError::Transient {
+                service: "SSM",
+                operation: "PutParameter",
+                message: format!("writes of {name} fail"),
+            });
+        }
         let mut m = locked(&self.inner);
         let versions = m.entry(name.to_owned()).or_default();
         if !overwrite && !versions.is_empty() {
@@ -106,6 +115,8 @@ impl ParameterStore for MemParameters {
 #[derive(Debug, Default)]
 pub struct MemBucket {
     objects: Mutex<BTreeMap<String, StoredObject>>,
+    /// Key prefixes whose writes fail (a transient error, nothing written) until cleared.
+    pub failing_puts: Mutex<Vec<String>>,
     counter: Mutex<u64>,
 }
 
@@ -127,6 +138,13 @@ impl ControlBucket for MemBucket {
     }
 
     async fn put(&self, key: &str, body: Vec<u8>, _content_type: &str, condition: WriteCondition) -> Result<String, StoreError> {
+        if locked(&self.failing_puts).iter().any(|p| key.starts_with(p.as_str())) {
+            return Err(StoreError::Transient {
+                service: "S3",
+                operation: "PutObject",
+                message: format!("writes under {key} fail"),
+            });
+        }
         let mut objects = locked(&self.objects);
         let conflict = match (&condition, objects.get(key)) {
             (WriteCondition::IfAbsent, Some(_)) => true,
