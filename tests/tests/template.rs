@@ -3,12 +3,14 @@
 //! - every folder under `functions/` has an `AWS::Serverless::Function` built from its binary, and vice versa;
 //! - every `DR_*` variable the code reads is set on every function (test-only knobs are not), and the template
 //!   sets no `DR_*` variable the code does not read (a typo would otherwise be silently ignored);
-//! - the IAM statements cover every SDK call in `shared/src/aws/` (operation -> IAM action), for every
+//! - the IAM statements cover every SDK call in the adapters (operation -> IAM action), for every
 //!   function, on the resources it touches, and every control bucket prefix the engine builds keys under;
 //!   writes of parameters stay on `{prefix}/active` and the drill copies; no role statement has
 //!   `Resource: "*"` unless its actions have no resource-level permission (commented);
 //! - who watches the watcher: each function has errors and throttles alarms, each dead-letter queue a depth
-//!   alarm, all paging; the dashboard shows every metric `shared/src/metrics.rs` emits.
+//!   alarm, all paging; the dashboard shows every metric the code emits.
+//!
+//! Every source path it reads is in [`SOURCES`].
 //!
 //! The SDK operations are recognised by name: the operation modules of the `aws-sdk-*` crates the workspace
 //! resolves (`cargo metadata`), so a new call is caught even before anyone maps it to an IAM action.
@@ -19,6 +21,25 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
+
+/// Every workspace source path this test reads, in one place: when crates move, this is the only change.
+struct Sources {
+    /// Folder of the SDK adapters (every SDK call is found here, recursively).
+    adapters: &'static str,
+    /// Files that read the `DR_*` environment variables.
+    configuration: &'static [&'static str],
+    /// File that declares the EMF metrics (`Metric { name, unit, dimension }` literals and `NAMESPACE`).
+    metrics: &'static str,
+    /// Folders whose string literals build the control bucket's keys (recursively; test modules left out).
+    key_builders: &'static [&'static str],
+}
+
+const SOURCES: Sources = Sources {
+    adapters: "shared/src/aws",
+    configuration: &["shared/src/config.rs", "shared/src/aws/mod.rs"],
+    metrics: "shared/src/metrics.rs",
+    key_builders: &["shared/src/engine", "shared/src/domain"],
+};
 
 // ----------------------------------------------------------------------------------------------------------
 // The rules a reviewer reads: which action each SDK operation needs, and every deliberate exception.
@@ -262,8 +283,9 @@ fn control_bucket_prefixes() -> BTreeMap<String, String> {
         }
     }
     let mut out = BTreeMap::new();
-    walk(&root().join("shared/src/engine"), &mut out);
-    walk(&root().join("shared/src/domain"), &mut out);
+    for folder in SOURCES.key_builders {
+        walk(&root().join(folder), &mut out);
+    }
     out
 }
 
@@ -280,7 +302,7 @@ fn adapter_sources() -> Vec<(String, String)> {
         }
     }
     let mut out = Vec::new();
-    walk(&root().join("shared/src/aws"), &mut out);
+    walk(&root().join(SOURCES.adapters), &mut out);
     out.sort();
     out
 }
@@ -433,8 +455,7 @@ fn every_function_folder_has_a_function_resource_and_vice_versa() {
 
 #[test]
 fn every_variable_the_code_reads_is_set_on_every_function() {
-    let read_by_code: BTreeSet<String> =
-        dr_variables(&read("shared/src/config.rs")).union(&dr_variables(&read("shared/src/aws/mod.rs"))).cloned().collect();
+    let read_by_code: BTreeSet<String> = SOURCES.configuration.iter().flat_map(|file| dr_variables(&read(file))).collect();
     assert!(read_by_code.contains("DR_SSM_PREFIX"), "the scan found no variables: {read_by_code:?}");
     for v in TEST_ONLY_VARIABLES {
         assert!(read_by_code.contains(*v), "{v} is no longer read by the code: remove it from TEST_ONLY_VARIABLES");
@@ -697,17 +718,18 @@ fn the_watchers_are_watched() {
 
 #[test]
 fn the_dashboard_shows_every_metric_the_functions_emit() {
-    let metrics = read("shared/src/metrics.rs");
+    let metrics = read(SOURCES.metrics);
     // `Metric { name: "X", unit: ..., dimension: "Y" }` literals, and the namespace constant.
     let quoted_after =
         |text: &str, key: &str| text.split_once(key).and_then(|(_, rest)| rest.split('"').nth(1)).map(str::to_owned);
-    let namespace = quoted_after(&metrics, "pub const NAMESPACE: &str = ").expect("NAMESPACE in shared/src/metrics.rs");
+    let namespace =
+        quoted_after(&metrics, "pub const NAMESPACE: &str = ").unwrap_or_else(|| panic!("no NAMESPACE in {}", SOURCES.metrics));
     let mut emitted: Vec<(String, String)> = Vec::new();
     for (at, _) in metrics.match_indices("Metric { name: ") {
         let literal = &metrics[at..at + metrics[at..].find('}').unwrap()];
         emitted.push((quoted_after(literal, "name: ").unwrap(), quoted_after(literal, "dimension: ").unwrap()));
     }
-    assert!(emitted.len() >= 4, "no metrics found in shared/src/metrics.rs: {emitted:?}");
+    assert!(emitted.len() >= 4, "no metrics found in {}: {emitted:?}", SOURCES.metrics);
     let dashboards = resources_of("AWS::CloudWatch::Dashboard");
     assert_eq!(dashboards.len(), 1, "one dashboard");
     let body = sub_string(&dashboards[0].1["Properties"]["DashboardBody"]);
