@@ -190,6 +190,13 @@ def constraint_problems(env: str, parameters: dict, values: dict) -> list:
 
 def deployment_rules(env: str, parameters: dict, values: dict) -> list:
     problems = []
+    for key, value in values.items():
+        for account in EXAMPLE_ACCOUNTS:
+            if account in value:
+                problems.append(
+                    f"{env}: {key} names the documentation account {account}: the stack would point at a resource "
+                    "that does not exist (leave it empty until the resource exists: docs/deploy.md)"
+                )
     effective = {k: str(p.get("Default", "")) for k, p in parameters.items()} | values
     prefix = effective.get("FailoverAlarmNamePrefix", "")
     if "FailoverAlarmNamePrefix" in parameters:
