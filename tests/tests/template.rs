@@ -784,3 +784,25 @@ fn the_schedules_run_check_and_snapshot_through_manual_trigger() {
         inputs.iter().map(|i| serde_json::from_str::<Value>(i).unwrap()["command"].as_str().unwrap().to_owned()).collect();
     assert_eq!(commands, BTreeSet::from(["check".to_owned(), "snapshot".to_owned()]), "{inputs:?}");
 }
+
+#[test]
+fn a_failed_first_deploy_leaves_nothing_behind() {
+    // A create that fails rolls back. A resource kept by `DeletionPolicy: Retain` survives that rollback, and one
+    // with a fixed name (the log groups) then fails the next create with "already exists". RetainExceptOnCreate
+    // keeps the data on a stack delete or update, and deletes what the failed create made.
+    for (id, r) in resources() {
+        if let Some(policy) = r.get("DeletionPolicy") {
+            assert!(
+                policy == "RetainExceptOnCreate" || policy == "Delete",
+                "{id}: DeletionPolicy {policy} survives the rollback of a failed first deploy: use RetainExceptOnCreate"
+            );
+        }
+    }
+    // What holds evidence or data is still kept on a delete.
+    for kind in ["AWS::Logs::LogGroup", "AWS::KMS::Key", "AWS::S3::Bucket"] {
+        for (id, r) in resources_of(kind) {
+            assert_eq!(r["DeletionPolicy"], "RetainExceptOnCreate", "{id} ({kind})");
+            assert_eq!(r["UpdateReplacePolicy"], "Retain", "{id} ({kind}): a replacement keeps the old one");
+        }
+    }
+}
