@@ -94,6 +94,30 @@ const NOT_GRANTED: &[(&str, &str, &str)] = &[
     ("health-alarm", "ssm:DeleteParameters", "drill copies are deleted by drills, which run in manual-trigger"),
 ];
 
+/// Actions a function's role holds that no SDK call in the code explains, each with its reason: the Lambda service
+/// or an AWS integration acts with the function's role. `"*"` = every function. Together with the code's calls
+/// (minus NOT_GRANTED) these are exactly what each role may grant: an extra action fails the test as surely as a
+/// missing one.
+const INFRASTRUCTURE_GRANTS: &[(&str, &str, &str)] = &[
+    ("*", "logs:CreateLogStream", "Lambda writes the function's logs to its own log group with the function's role"),
+    ("*", "logs:PutLogEvents", "Lambda writes the function's logs to its own log group with the function's role"),
+    ("*", "kms:GenerateDataKey", "the topics (Publish) and queues (SendMessage) are encrypted with the stack key"),
+    ("*", "kms:Decrypt", "the topics and queues are encrypted with the stack key (SQS and SNS call Decrypt too)"),
+    ("replication-failure", "sqs:ReceiveMessage", "the SQS event source mapping polls with the function's role"),
+    ("replication-failure", "sqs:DeleteMessage", "the SQS event source mapping deletes what the batch handled"),
+    ("replication-failure", "sqs:ChangeMessageVisibility", "the event source mapping returns failed records"),
+    ("replication-failure", "sqs:GetQueueAttributes", "the event source mapping reads the queue's attributes"),
+    ("manual-trigger", "sqs:SendMessage", "async on-failure destination (ScheduleFailureQueue): Lambda sends with the role"),
+    ("health-alarm", "sqs:SendMessage", "async on-failure destination (HealthAlarmFailureQueue): Lambda sends with the role"),
+];
+
+/// Roles that no function runs with: the AWS service that assumes each, and exactly the actions it may grant.
+const SERVICE_ROLES: &[(&str, &str, &[&str])] = &[(
+    "SchedulerRole",
+    "scheduler.amazonaws.com",
+    &["lambda:InvokeFunction", "sqs:SendMessage", "kms:GenerateDataKey", "kms:Decrypt"],
+)];
+
 /// Resources each required action must be granted on, by the logical names or parameters its statement names
 /// (the code's SSM calls stay under the prefix; its S3 calls are on the control bucket; it publishes to both
 /// topics). Data buckets and other resources may be granted beside these.
@@ -804,5 +828,135 @@ fn a_failed_first_deploy_leaves_nothing_behind() {
             assert_eq!(r["DeletionPolicy"], "RetainExceptOnCreate", "{id} ({kind})");
             assert_eq!(r["UpdateReplacePolicy"], "Retain", "{id} ({kind}): a replacement keeps the old one");
         }
+    }
+}
+
+/// The IAM actions the adapters' SDK calls need (OPERATION_ACTIONS over `sdk_calls()`).
+fn code_actions() -> BTreeSet<&'static str> {
+    let mut required = BTreeSet::new();
+    for (service, op, file) in &sdk_calls() {
+        let actions = OPERATION_ACTIONS
+            .iter()
+            .find(|(s, o, _)| s == service && o == op)
+            .map(|(_, _, a)| *a)
+            .unwrap_or_else(|| panic!("{file} calls {service}.{op}(): add its IAM action(s) to OPERATION_ACTIONS"));
+        required.extend(actions.iter().copied());
+    }
+    required
+}
+
+/// Every action an Allow statement names (no wildcards: each action is named so that it can be checked).
+fn granted_actions(id: &str, statements: &[Value]) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for s in statements.iter().filter(|s| s["Effect"] == "Allow") {
+        for a in list(&s["Action"]) {
+            let a = a.as_str().unwrap_or_else(|| panic!("{id}: action {a} is not a string")).to_owned();
+            assert!(!a.contains('*'), "{id}: {a}: name each action (the exact-grant check cannot see through wildcards)");
+            out.insert(a);
+        }
+    }
+    out
+}
+
+#[test]
+fn each_role_grants_exactly_what_the_code_calls() {
+    let code = code_actions();
+    for (name, (id, r)) in template_functions() {
+        let statements = role_statements(id, r);
+        let granted = granted_actions(id, &statements);
+        let mut expected: BTreeMap<String, String> = BTreeMap::new();
+        for action in &code {
+            if !NOT_GRANTED.iter().any(|(f, a, _)| *f == name && a == action) {
+                expected.insert((*action).to_owned(), "the code calls it".to_owned());
+            }
+        }
+        for (function, action, reason) in INFRASTRUCTURE_GRANTS {
+            if *function == "*" || *function == name {
+                expected.insert((*action).to_owned(), (*reason).to_owned());
+            }
+        }
+        for action in &granted {
+            assert!(
+                expected.contains_key(action),
+                "{id} ({name}) is granted {action}, which no code calls and INFRASTRUCTURE_GRANTS does not explain: \
+                 remove the grant, or grant it with the code that uses it"
+            );
+        }
+        for (action, why) in &expected {
+            assert!(granted.contains(action), "{id} ({name}) lacks {action} ({why})");
+        }
+        // The code's S3, SSM and SNS calls touch the control bucket, the parameters under the prefix and the two
+        // topics, nothing else: a grant on any other resource (the data buckets) is one no code uses.
+        for s in statements.iter().filter(|s| s["Effect"] == "Allow") {
+            for action in list(&s["Action"]).iter().filter_map(Value::as_str).filter(|a| code.contains(a)) {
+                let Some((_, names)) = ACTION_RESOURCES.iter().find(|(prefix, _)| action.starts_with(prefix)) else {
+                    continue;
+                };
+                for resource in list(&s["Resource"]) {
+                    let text = resource.to_string();
+                    assert!(
+                        names.iter().any(|n| text.contains(n)),
+                        "{id} ({name}): {action} on {text}, which the code never touches (it uses {names:?})"
+                    );
+                }
+            }
+        }
+    }
+    // Control bucket prefixes, the other way round: each granted prefix is one the code builds keys under.
+    let prefixes = control_bucket_prefixes();
+    for (name, (id, r)) in template_functions() {
+        for s in role_statements(id, r) {
+            for resource in list(&s["Resource"]) {
+                let arn = sub_string(&resource);
+                let Some(rest) = arn.strip_prefix("${ControlBucket.Arn}/") else { continue };
+                let prefix = rest.split('/').next().unwrap_or_default();
+                assert!(prefixes.contains_key(prefix), "{id} ({name}): granted on {arn}, a prefix the code never uses");
+            }
+        }
+    }
+    for (function, action, _) in INFRASTRUCTURE_GRANTS {
+        assert!(!code.contains(action), "INFRASTRUCTURE_GRANTS lists {action} for {function}, which the code calls itself");
+    }
+    // Roles no function runs with: each is listed in SERVICE_ROLES, trusted by its service, and grants exactly
+    // the listed actions.
+    let function_roles: BTreeSet<&str> =
+        template_functions().values().map(|(_, f)| f["Properties"]["Role"]["Fn::GetAtt"][0].as_str().unwrap()).collect();
+    for (role, r) in resources_of("AWS::IAM::Role") {
+        if function_roles.contains(role) {
+            continue;
+        }
+        let (_, service, actions) = SERVICE_ROLES
+            .iter()
+            .find(|(name, _, _)| *name == role)
+            .unwrap_or_else(|| panic!("{role}: a role no function uses and SERVICE_ROLES does not list"));
+        let trust = statements(&r["Properties"]["AssumeRolePolicyDocument"]);
+        assert!(
+            trust.iter().all(|t| list(&t["Principal"]["Service"]) == vec![json!(service)]),
+            "{role}: trusted by {trust:?}, expected {service} only"
+        );
+        let granted = granted_actions(role, &statements_of_role(role));
+        let expected: BTreeSet<String> = actions.iter().map(|a| (*a).to_owned()).collect();
+        assert_eq!(granted, expected, "{role}: granted (left) and SERVICE_ROLES (right) differ");
+    }
+}
+
+#[test]
+fn every_function_that_reads_the_control_bucket_may_list_it_unconditionally() {
+    // Without s3:ListBucket on the bucket, S3 answers a GetObject of a missing key with 403 AccessDenied instead
+    // of 404 NoSuchKey, and a GetObject carries no `s3:prefix`: a ListBucket grant limited by `s3:prefix` does
+    // not count. The first read of every failover (`executions/{id}.json`) is of a key that does not exist yet.
+    for (name, (id, r)) in template_functions() {
+        let statements = role_statements(id, r);
+        let reads = granting(&statements, "s3:GetObject")
+            .iter()
+            .any(|s| list(&s["Resource"]).iter().any(|x| sub_string(x).starts_with("${ControlBucket.Arn}/")));
+        if !reads {
+            continue;
+        }
+        let plain = granting(&statements, "s3:ListBucket").iter().any(|s| {
+            s.get("Condition").is_none()
+                && list(&s["Resource"]).iter().any(|x| x["Fn::GetAtt"] == json!(["ControlBucket", "Arn"]))
+        });
+        assert!(plain, "{id} ({name}) reads the control bucket without s3:ListBucket on it free of conditions");
     }
 }
