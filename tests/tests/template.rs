@@ -101,6 +101,8 @@ const NOT_GRANTED: &[(&str, &str, &str)] = &[
 const INFRASTRUCTURE_GRANTS: &[(&str, &str, &str)] = &[
     ("*", "logs:CreateLogStream", "Lambda writes the function's logs to its own log group with the function's role"),
     ("*", "logs:PutLogEvents", "Lambda writes the function's logs to its own log group with the function's role"),
+    ("*", "xray:PutTraceSegments", "Tracing: Active: Lambda sends the function's trace segments with its role"),
+    ("*", "xray:PutTelemetryRecords", "Tracing: Active: Lambda sends the function's trace telemetry with its role"),
     ("*", "kms:GenerateDataKey", "the topics (Publish) and queues (SendMessage) are encrypted with the stack key"),
     ("*", "kms:Decrypt", "the topics and queues are encrypted with the stack key (SQS and SNS call Decrypt too)"),
     ("replication-failure", "sqs:ReceiveMessage", "the SQS event source mapping polls with the function's role"),
@@ -959,4 +961,249 @@ fn every_function_that_reads_the_control_bucket_may_list_it_unconditionally() {
         });
         assert!(plain, "{id} ({name}) reads the control bucket without s3:ListBucket on it free of conditions");
     }
+}
+
+/// Every string an intrinsic value can resolve to: literals, `!Sub` texts, `{Ref}`, `{GetAtt}`, both `!If` branches.
+fn leaves(v: &Value) -> Vec<String> {
+    match v {
+        Value::Null => Vec::new(),
+        Value::String(s) => vec![s.clone()],
+        Value::Array(items) => items.iter().flat_map(leaves).collect(),
+        Value::Object(m) if m.contains_key("Fn::If") => list(&m["Fn::If"]).iter().skip(1).flat_map(leaves).collect(),
+        Value::Object(m) if m.contains_key("Fn::Sub") => match &m["Fn::Sub"] {
+            Value::Array(a) => vec![a[0].as_str().unwrap_or_default().to_owned()],
+            other => vec![other.as_str().unwrap_or_default().to_owned()],
+        },
+        Value::Object(m) if m.contains_key("Ref") => vec![format!("{{{}}}", m["Ref"].as_str().unwrap_or_default())],
+        Value::Object(m) if m.contains_key("Fn::GetAtt") => vec![format!("{{{}}}", list(&m["Fn::GetAtt"])[0])],
+        other => vec![other.to_string()],
+    }
+}
+
+/// An ARN that names one resource or a name prefix: a `*` only after a non-empty start of the resource name
+/// (`alarm:${AWS::StackName}-*`, never `alarm:*`).
+fn is_narrow(arn: &str) -> bool {
+    match arn.split_once('*') {
+        None => !arn.is_empty(),
+        Some((head, _)) => !head.ends_with(':') && !head.ends_with('/') && !head.is_empty(),
+    }
+}
+
+/// Service principals whose statements are narrowed by something other than `aws:SourceArn`, with the reason.
+const NARROWED_OTHERWISE: &[(&str, &str, &str)] = &[
+    (
+        "logs.${AWS::Region}.amazonaws.com",
+        "kms:EncryptionContext:aws:logs:arn",
+        "CloudWatch Logs names the log group in the encryption context, not in aws:SourceArn",
+    ),
+    ("lambda.amazonaws.com", "", "the functions' execution roles: Lambda assumes them without a source ARN"),
+];
+
+#[test]
+fn service_principals_are_narrowed_to_their_sources() {
+    // Resource policies and trust policies that admit an AWS service: each must say which of the service's
+    // resources may act (aws:SourceArn, one ARN or a name prefix), not just which account.
+    let mut checked = 0;
+    let mut policies: Vec<(String, Vec<Value>)> = Vec::new();
+    for (id, k) in resources_of("AWS::KMS::Key") {
+        policies.push((id.to_owned(), statements(&k["Properties"]["KeyPolicy"])));
+    }
+    for kind in ["AWS::SNS::TopicPolicy", "AWS::SQS::QueuePolicy"] {
+        for (id, p) in resources_of(kind) {
+            policies.push((id.to_owned(), statements(&p["Properties"]["PolicyDocument"])));
+        }
+    }
+    for (id, r) in resources_of("AWS::IAM::Role") {
+        policies.push((format!("{id} (trust)"), statements(&r["Properties"]["AssumeRolePolicyDocument"])));
+    }
+    for (id, policy) in &policies {
+        for statement in policy {
+            // Statements inside !If: the branch that applies.
+            let statement = if statement.get("Fn::If").is_some() { &list(&statement["Fn::If"])[1] } else { statement };
+            if statement["Effect"] != "Allow" {
+                continue;
+            }
+            for service in leaves(&statement["Principal"]["Service"]) {
+                checked += 1;
+                let condition = &statement["Condition"];
+                if let Some((_, key, _)) = NARROWED_OTHERWISE.iter().find(|(s, _, _)| *s == service) {
+                    let present =
+                        key.is_empty() || condition.as_object().into_iter().flatten().any(|(_, m)| m.get(*key).is_some());
+                    assert!(present, "{id}: {service} without its {key} condition");
+                    continue;
+                }
+                let arns: Vec<String> = ["ArnEquals", "ArnLike", "StringEquals", "StringLike"]
+                    .iter()
+                    .flat_map(|op| leaves(&condition[*op]["aws:SourceArn"]))
+                    .collect();
+                assert!(!arns.is_empty(), "{id}: {service} is admitted without an aws:SourceArn condition: {statement}");
+                for arn in &arns {
+                    assert!(
+                        is_narrow(arn),
+                        "{id}: {service} is admitted for every resource of {arn}: narrow it to a name or prefix"
+                    );
+                }
+            }
+        }
+    }
+    assert!(checked >= 8, "only {checked} service statements found");
+    for (id, p) in resources_of("AWS::Lambda::Permission") {
+        let arns = leaves(&p["Properties"]["SourceArn"]);
+        assert!(
+            !arns.is_empty() && arns.iter().all(|a| is_narrow(a)),
+            "{id}: SourceArn {arns:?} admits every resource of its kind"
+        );
+    }
+    // Each topic admits a service only if something of that service in this stack notifies it.
+    for (id, p) in resources_of("AWS::SNS::TopicPolicy") {
+        for statement in statements(&p["Properties"]["PolicyDocument"]) {
+            for service in leaves(&statement["Principal"]["Service"]) {
+                for topic in list(&statement["Resource"]).iter().filter_map(|t| t["Ref"].as_str()) {
+                    let used = match service.as_str() {
+                        "cloudwatch.amazonaws.com" => resources_of("AWS::CloudWatch::Alarm").iter().any(|(_, a)| {
+                            let p = &a["Properties"];
+                            list(&p["AlarmActions"]).iter().chain(list(&p["OKActions"]).iter()).any(|x| x["Ref"] == topic)
+                        }),
+                        "events.amazonaws.com" => resources_of("AWS::Events::Rule")
+                            .iter()
+                            .any(|(_, r)| list(&r["Properties"]["Targets"]).iter().any(|t| t["Arn"]["Ref"] == topic)),
+                        other => panic!("{id}: {other} may publish to {topic}: list what uses it here"),
+                    };
+                    assert!(used, "{id}: {service} may publish to {topic}, and nothing of it in this stack does");
+                }
+            }
+        }
+    }
+}
+
+/// Alarms on `namespace`/`metric` whose dimension `dimension` is `value` (a `{"Ref": ..}` or `{"Fn::GetAtt": ..}`).
+fn alarms_on(namespace: &str, metric: &str, dimension: &str, value: &Value) -> Vec<(&'static str, &'static Value)> {
+    resources_of("AWS::CloudWatch::Alarm")
+        .into_iter()
+        .filter(|(_, a)| {
+            let p = &a["Properties"];
+            p["Namespace"] == namespace
+                && p["MetricName"] == metric
+                && list(&p["Dimensions"]).iter().any(|d| d["Name"] == dimension && d["Value"] == *value)
+        })
+        .collect()
+}
+
+#[test]
+fn the_paging_path_is_watched() {
+    // A DR stack whose pages silently fail is the worst case. Each way a page or an alarm event can be lost has
+    // an alarm, and those alarms notify the chat topic too: a page that cannot reach the pager reaches people
+    // another way.
+    let two_paths = |id: &str, a: &Value| {
+        let actions = list(&a["Properties"]["AlarmActions"]);
+        assert!(
+            actions.contains(&json!({"Ref": "PagingTopic"})) && actions.contains(&json!({"Ref": "ChatTopic"})),
+            "{id}: a paging-path alarm must notify PagingTopic and ChatTopic, not {actions:?}"
+        );
+    };
+    let expect = |namespace: &str, metric: &str, dimension: &str, value: Value, what: &str| {
+        let found = alarms_on(namespace, metric, dimension, &value);
+        assert!(!found.is_empty(), "no alarm on {namespace} {metric} of {value}: {what}");
+        for (id, a) in found {
+            two_paths(id, a);
+        }
+    };
+    let paging = json!({"Fn::GetAtt": ["PagingTopic", "TopicName"]});
+    expect("AWS/SNS", "NumberOfNotificationsFailed", "TopicName", paging.clone(), "pages that SNS could not deliver");
+    expect("AWS/SNS", "NumberOfNotificationsFailedToRedriveToDlq", "TopicName", paging, "failed pages lost for good");
+    for (rule, r) in resources_of("AWS::Events::Rule") {
+        if list(&r["Properties"]["Targets"]).is_empty() {
+            continue;
+        }
+        let name = json!({"Ref": rule});
+        expect("AWS/Events", "FailedInvocations", "RuleName", name.clone(), "events the rule could not deliver");
+        expect("AWS/Events", "InvocationsFailedToBeSentToDlq", "RuleName", name, "events lost on the way to the DLQ");
+    }
+    for (id, c) in resources_of("AWS::Lambda::EventInvokeConfig") {
+        let function = c["Properties"]["FunctionName"].clone();
+        let f = function["Ref"].as_str().unwrap_or(id).to_owned();
+        expect("AWS/Lambda", "AsyncEventsDropped", "FunctionName", function.clone(), &format!("async events of {f} dropped"));
+        expect(
+            "AWS/Lambda",
+            "DestinationDeliveryFailures",
+            "FunctionName",
+            function,
+            &format!("{f}'s failure destination refused"),
+        );
+    }
+    // The pager's subscription (created by operators, docs/deploy.md) redrives failed deliveries to a queue of
+    // this stack: its policy admits the paging topic, it is watched, and an output names it for the redrive policy.
+    let queues: Vec<String> = resources_of("AWS::SQS::QueuePolicy")
+        .into_iter()
+        .filter(|(_, p)| {
+            statements(&p["Properties"]["PolicyDocument"]).iter().any(|s| {
+                leaves(&s["Principal"]["Service"]).contains(&"sns.amazonaws.com".to_owned())
+                    && leaves(&s["Condition"]["ArnEquals"]["aws:SourceArn"]).contains(&"{PagingTopic}".to_owned())
+            })
+        })
+        .flat_map(|(_, p)| list(&p["Properties"]["Queues"]))
+        .filter_map(|q| q["Ref"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(queues.len(), 1, "one queue for the pager subscription's failed deliveries: {queues:?}");
+    let queue = queues[0].as_str();
+    let depth =
+        alarms_on("AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", &json!({"Fn::GetAtt": [queue, "QueueName"]}));
+    assert!(!depth.is_empty(), "{queue}: no depth alarm");
+    for (id, a) in depth {
+        two_paths(id, a);
+    }
+    let outputs = template()["Outputs"].as_object().unwrap();
+    assert!(
+        outputs.values().any(|o| o["Value"] == json!({"Fn::GetAtt": [queue, "Arn"]})),
+        "no output gives {queue}'s ARN (the pager subscription's RedrivePolicy needs it)"
+    );
+}
+
+#[test]
+fn functions_are_traced_and_reservations_cannot_throttle_their_triggers() {
+    for (name, (id, r)) in template_functions() {
+        assert_eq!(effective_properties(r)["Tracing"], "Active", "{id} ({name}): Tracing");
+        let statements = role_statements(id, r);
+        for action in ["xray:PutTraceSegments", "xray:PutTelemetryRecords"] {
+            assert!(!granting(&statements, action).is_empty(), "{id} ({name}) is traced without {action}");
+        }
+    }
+    // A reservation below what a trigger runs at once throttles it: the SQS mapping's MaximumConcurrency (its
+    // batches would return to the queue and, after maxReceiveCount, land in the DLQ), and the three deliveries
+    // of one alarm state change (EventBridge, direct action, SNS) that reach health-alarm together.
+    const ALARM_DELIVERIES: f64 = 3.0;
+    let param = &template()["Parameters"]["ReservedConcurrency"];
+    let allowed: Vec<f64> = list(&param["AllowedValues"]).iter().map(|v| number(v).0).collect();
+    assert!(!allowed.is_empty(), "ReservedConcurrency: AllowedValues (0 = no reservation, else enough for the triggers)");
+    let smallest = allowed.iter().copied().filter(|v| *v > 0.0).fold(f64::MAX, f64::min);
+    assert!(smallest >= ALARM_DELIVERIES, "ReservedConcurrency allows {smallest}, below {ALARM_DELIVERIES} alarm deliveries");
+    for (id, m) in resources_of("AWS::Lambda::EventSourceMapping") {
+        let (max, _) = number(&m["Properties"]["ScalingConfig"]["MaximumConcurrency"]);
+        assert!(
+            smallest > max,
+            "{id}: MaximumConcurrency {max} >= the smallest reservation {smallest}: the mapping would be throttled"
+        );
+    }
+}
+
+#[test]
+fn an_invocation_of_manual_trigger_outside_the_schedules_and_drills_pages() {
+    let manual = template_functions()["manual-trigger"].0;
+    let rules = resources_of("AWS::Events::Rule");
+    let (id, rule) = rules
+        .iter()
+        .find(|(_, r)| {
+            let p = &r["Properties"]["EventPattern"];
+            p["source"] == json!(["aws.lambda"]) && p["detail"]["requestParameters"]["functionName"].to_string().contains(manual)
+        })
+        .expect("an EventBridge rule on CloudTrail's Invoke events of manual-trigger");
+    let p = &rule["Properties"]["EventPattern"];
+    assert_eq!(p["detail-type"], json!(["AWS API Call via CloudTrail"]), "{id}");
+    assert!(list(&p["detail"]["eventName"]).contains(&json!("Invoke")), "{id}: eventName");
+    assert!(p["detail"].to_string().contains("SchedulerRole"), "{id}: the schedules' own invocations must not page");
+    assert!(p["detail"].to_string().contains("DrillPrincipalArns"), "{id}: drills' invocations must not page");
+    let targets = list(&rule["Properties"]["Targets"]);
+    let page = targets.iter().find(|t| t["Arn"] == json!({"Ref": "PagingTopic"})).expect("the rule pages");
+    assert!(page["InputTransformer"].is_object(), "{id}: shaped like a CloudWatch alarm notification for the pager");
+    assert!(page["RetryPolicy"].is_object() && page["DeadLetterConfig"].is_object(), "{id}: retry policy and DLQ");
 }
