@@ -114,11 +114,16 @@ const INFRASTRUCTURE_GRANTS: &[(&str, &str, &str)] = &[
 ];
 
 /// Roles that no function runs with: the AWS service that assumes each, and exactly the actions it may grant.
-const SERVICE_ROLES: &[(&str, &str, &[&str])] = &[(
-    "SchedulerRole",
-    "scheduler.amazonaws.com",
-    &["lambda:InvokeFunction", "sqs:SendMessage", "kms:GenerateDataKey", "kms:Decrypt"],
-)];
+const SERVICE_ROLES: &[(&str, &str, &[&str])] = &[
+    (
+        "SchedulerRole",
+        "scheduler.amazonaws.com",
+        &["lambda:InvokeFunction", "sqs:SendMessage", "kms:GenerateDataKey", "kms:Decrypt"],
+    ),
+    // Assumed by the primary region's rule <stack>-forward-alarms (created by operators, docs/deploy.md) to put
+    // the failover alarms' state changes on this region's default bus.
+    ("AlarmForwardingRole", "events.amazonaws.com", &["events:PutEvents"]),
+];
 
 /// Resources each required action must be granted on, by the logical names or parameters its statement names
 /// (the code's SSM calls stay under the prefix; its S3 calls are on the control bucket; it publishes to both
@@ -923,6 +928,10 @@ fn each_role_grants_exactly_what_the_code_calls() {
     // the listed actions.
     let function_roles: BTreeSet<&str> =
         template_functions().values().map(|(_, f)| f["Properties"]["Role"]["Fn::GetAtt"][0].as_str().unwrap()).collect();
+    for (role, _, _) in SERVICE_ROLES {
+        let kind = resources().get(*role).map(|r| r["Type"].clone());
+        assert_eq!(kind, Some(json!("AWS::IAM::Role")), "SERVICE_ROLES lists {role}, which the template lacks");
+    }
     for (role, r) in resources_of("AWS::IAM::Role") {
         if function_roles.contains(role) {
             continue;
