@@ -64,6 +64,7 @@ class Resolver:
 
     def __init__(self, template, parameters):
         self.resources = template["Resources"]
+        self.conditions = template.get("Conditions", {})
         self.parameters = {k: p.get("Default", "") for k, p in template["Parameters"].items()} | parameters
         self.pseudo = {"AWS::StackName": STACK, "AWS::Region": REGION, "AWS::AccountId": ACCOUNT,
                        "AWS::Partition": "aws", "AWS::NoValue": None}
@@ -129,7 +130,19 @@ class Resolver:
                 return x[0].join(str(e) for e in _flat(self.resolve(x[1])))
             if k == "Fn::Split":
                 return self.resolve(x[1]).split(x[0])
+            if k == "Fn::If":
+                return self.resolve(x[1] if self.condition(x[0]) else x[2])
+            if k == "Fn::Equals":
+                return self.resolve(x[0]) == self.resolve(x[1])
+            if k == "Fn::Not":
+                return not self.resolve(x[0])
+            if k == "Condition":
+                return self.condition(x)
         return {k: self.resolve(x) for k, x in v.items()}
+
+
+    def condition(self, name):
+        return bool(self.resolve(self.conditions[name]))
 
 
 def _flat(v):
@@ -230,9 +243,15 @@ def render(template_text, paths, event):
 
 def check_event_patterns(template_file: Path, events_dir: Path):
     template = yaml.load(template_file.read_text(), Loader=_CfnLoader)
+    # With drill principals, and without (then a drill role is any other role: its invocations page).
+    check_rules(template, events_dir, DRILL_ROLE)
+    check_rules(template, events_dir, "")
+
+
+def check_rules(template, events_dir: Path, drill_principals: str):
     list_params = {k for k, p in template["Parameters"].items() if p.get("Type") == "CommaDelimitedList"}
     resolver = Resolver(template, {"FailoverAlarmNames": "dbx-prod-workspace-unreachable,dbx-prod-api-error-rate",
-                                   "DrillPrincipalArns": DRILL_ROLE})
+                                   "DrillPrincipalArns": drill_principals})
     resolver.template_list_params = list_params
     rules = {k: r for k, r in template["Resources"].items() if r["Type"] == "AWS::Events::Rule"}
     manual = resolver.ref("ManualTriggerFunction")
@@ -265,7 +284,7 @@ def check_event_patterns(template_file: Path, events_dir: Path):
                                                          "arn": f"arn:aws:iam::{ACCOUNT}:root",
                                                          "accountId": ACCOUNT}), True),
             ("its schedules (scheduler role)", cloudtrail_invoke(manual_arn, assumed_role(scheduler, "sched")), False),
-            ("a drill principal", cloudtrail_invoke(manual, assumed_role(DRILL_ROLE)), False),
+            ("the drill role", cloudtrail_invoke(manual, assumed_role(DRILL_ROLE)), not drill_principals),
             ("another function", cloudtrail_invoke(other_arn, assumed_role(oncall)), False),
             ("a read of its configuration", cloudtrail_invoke(manual, assumed_role(oncall), "GetFunction"), False),
         ],
@@ -288,7 +307,8 @@ def check_event_patterns(template_file: Path, events_dir: Path):
                 got = bool(sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages"))
                 if got:
                     sqs.purge_queue(QueueUrl=url)
-                check(got == expected, f"{rule_id}: {label}: {'matches' if got else 'does not match'}, expected "
+                check(got == expected, f"{rule_id} (DrillPrincipalArns {drill_principals!r}): {label}: "
+                                       f"{'matches' if got else 'does not match'}, expected "
                                        f"{'a match' if expected else 'none'} (pattern {pattern})")
             events.remove_targets(Rule=rule_id, Ids=["tap"])
             events.delete_rule(Name=rule_id)
@@ -305,8 +325,8 @@ def check_event_patterns(template_file: Path, events_dir: Path):
                     continue
                 check(page.get("NewStateValue") == "ALARM" and page.get("AlarmName", "").startswith(STACK),
                       f"{rule_id}: the page is not shaped like an alarm notification: {page}")
-    print(f"  event patterns: {sum(len(c) for c in cases.values())} sample events against {len(rules)} rules "
-          "(moto's event routing); the audit page renders as an alarm notification")
+    print(f"  event patterns, DrillPrincipalArns {drill_principals!r}: {sum(len(c) for c in cases.values())} sample "
+          f"events against {len(rules)} rules (moto's event routing); the audit page renders as an alarm notification")
 
 
 def main():
