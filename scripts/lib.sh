@@ -23,3 +23,22 @@ ensure_moto() {
 # The tests and the demo start moto through this (one server per process, on a free port).
 export DR_MOTO_PYTHON="$VENV/bin/python"
 export DR_MOTO_SCRIPT="$REPO_ROOT/scripts/moto_server.py"
+
+# Pinned tools, one virtualenv each under .venv-tools/ (their pins conflict). SAM CLI is shared by
+# scripts/build-lambda (sam build) and scripts/lint-template (samconfig.toml through SAM CLI's own parser).
+TOOLS="$REPO_ROOT/.venv-tools"
+SAM_CLI_VERSION=1.170.0
+
+# ensure_venv NAME PACKAGE==VERSION...: .venv-tools/NAME with exactly these pins (reinstalled when they change).
+ensure_venv() {
+  local name=$1; shift
+  local venv="$TOOLS/$name" wanted="$*"
+  if [ -x "$venv/bin/python" ] && [ "$(cat "$venv/.pins" 2>/dev/null)" = "$wanted" ]; then
+    return 0
+  fi
+  log "installing $wanted into .venv-tools/$name (first run only)"
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "$@"
+  printf '%s' "$wanted" > "$venv/.pins"
+}

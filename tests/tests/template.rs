@@ -3,12 +3,14 @@
 //! - every folder under `functions/` has an `AWS::Serverless::Function` built from its binary, and vice versa;
 //! - every `DR_*` variable the code reads is set on every function (test-only knobs are not), and the template
 //!   sets no `DR_*` variable the code does not read (a typo would otherwise be silently ignored);
-//! - the IAM statements cover every SDK call in `shared/aws/src/` (operation -> IAM action), for every
+//! - the IAM statements cover every SDK call in the adapters (operation -> IAM action), for every
 //!   function, on the resources it touches, and every control bucket prefix the engine builds keys under;
 //!   writes of parameters stay on `{prefix}/active` and the drill copies; no role statement has
 //!   `Resource: "*"` unless its actions have no resource-level permission (commented);
 //! - who watches the watcher: each function has errors and throttles alarms, each dead-letter queue a depth
-//!   alarm, all paging; the dashboard shows every metric `shared/app/src/metrics.rs` emits.
+//!   alarm, all paging; the dashboard shows every metric the code emits.
+//!
+//! Every source path it reads is in [`SOURCES`].
 //!
 //! The SDK operations are recognised by name: the operation modules of the `aws-sdk-*` crates the workspace
 //! resolves (`cargo metadata`), so a new call is caught even before anyone maps it to an IAM action.
@@ -19,6 +21,25 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
+
+/// Every workspace source path this test reads, in one place: when crates move, this is the only change.
+struct Sources {
+    /// Folder of the SDK adapters (every SDK call is found here, recursively).
+    adapters: &'static str,
+    /// Files that read the `DR_*` environment variables.
+    configuration: &'static [&'static str],
+    /// File that declares the EMF metrics (`Metric { name, unit, dimension }` literals and `NAMESPACE`).
+    metrics: &'static str,
+    /// Folders whose string literals build the control bucket's keys (recursively; test modules left out).
+    key_builders: &'static [&'static str],
+}
+
+const SOURCES: Sources = Sources {
+    adapters: "shared/aws/src",
+    configuration: &["shared/app/src/config.rs", "shared/aws/src/lib.rs"],
+    metrics: "shared/app/src/metrics.rs",
+    key_builders: &["shared/engine/src", "shared/domain/src"],
+};
 
 // ----------------------------------------------------------------------------------------------------------
 // The rules a reviewer reads: which action each SDK operation needs, and every deliberate exception.
@@ -71,6 +92,37 @@ const NOT_GRANTED: &[(&str, &str, &str)] = &[
     ("replication-failure", "ssm:LabelParameterVersion", "never promotes, so never labels a version of active"),
     ("replication-failure", "ssm:DeleteParameters", "drill copies are deleted by drills, which run in manual-trigger"),
     ("health-alarm", "ssm:DeleteParameters", "drill copies are deleted by drills, which run in manual-trigger"),
+];
+
+/// Actions a function's role holds that no SDK call in the code explains, each with its reason: the Lambda service
+/// or an AWS integration acts with the function's role. `"*"` = every function. Together with the code's calls
+/// (minus NOT_GRANTED) these are exactly what each role may grant: an extra action fails the test as surely as a
+/// missing one.
+const INFRASTRUCTURE_GRANTS: &[(&str, &str, &str)] = &[
+    ("*", "logs:CreateLogStream", "Lambda writes the function's logs to its own log group with the function's role"),
+    ("*", "logs:PutLogEvents", "Lambda writes the function's logs to its own log group with the function's role"),
+    ("*", "xray:PutTraceSegments", "Tracing: Active: Lambda sends the function's trace segments with its role"),
+    ("*", "xray:PutTelemetryRecords", "Tracing: Active: Lambda sends the function's trace telemetry with its role"),
+    ("*", "kms:GenerateDataKey", "the topics (Publish) and queues (SendMessage) are encrypted with the stack key"),
+    ("*", "kms:Decrypt", "the topics and queues are encrypted with the stack key (SQS and SNS call Decrypt too)"),
+    ("replication-failure", "sqs:ReceiveMessage", "the SQS event source mapping polls with the function's role"),
+    ("replication-failure", "sqs:DeleteMessage", "the SQS event source mapping deletes what the batch handled"),
+    ("replication-failure", "sqs:ChangeMessageVisibility", "the event source mapping returns failed records"),
+    ("replication-failure", "sqs:GetQueueAttributes", "the event source mapping reads the queue's attributes"),
+    ("manual-trigger", "sqs:SendMessage", "async on-failure destination (ScheduleFailureQueue): Lambda sends with the role"),
+    ("health-alarm", "sqs:SendMessage", "async on-failure destination (HealthAlarmFailureQueue): Lambda sends with the role"),
+];
+
+/// Roles that no function runs with: the AWS service that assumes each, and exactly the actions it may grant.
+const SERVICE_ROLES: &[(&str, &str, &[&str])] = &[
+    (
+        "SchedulerRole",
+        "scheduler.amazonaws.com",
+        &["lambda:InvokeFunction", "sqs:SendMessage", "kms:GenerateDataKey", "kms:Decrypt"],
+    ),
+    // Assumed by the primary region's rule <stack>-forward-alarms (created by operators, docs/deploy.md) to put
+    // the failover alarms' state changes on this region's default bus.
+    ("AlarmForwardingRole", "events.amazonaws.com", &["events:PutEvents"]),
 ];
 
 /// Resources each required action must be granted on, by the logical names or parameters its statement names
@@ -262,8 +314,9 @@ fn control_bucket_prefixes() -> BTreeMap<String, String> {
         }
     }
     let mut out = BTreeMap::new();
-    walk(&root().join("shared/engine/src"), &mut out);
-    walk(&root().join("shared/domain/src"), &mut out);
+    for folder in SOURCES.key_builders {
+        walk(&root().join(folder), &mut out);
+    }
     out
 }
 
@@ -280,7 +333,7 @@ fn adapter_sources() -> Vec<(String, String)> {
         }
     }
     let mut out = Vec::new();
-    walk(&root().join("shared/aws/src"), &mut out);
+    walk(&root().join(SOURCES.adapters), &mut out);
     out.sort();
     out
 }
@@ -433,8 +486,7 @@ fn every_function_folder_has_a_function_resource_and_vice_versa() {
 
 #[test]
 fn every_variable_the_code_reads_is_set_on_every_function() {
-    let read_by_code: BTreeSet<String> =
-        dr_variables(&read("shared/app/src/config.rs")).union(&dr_variables(&read("shared/aws/src/lib.rs"))).cloned().collect();
+    let read_by_code: BTreeSet<String> = SOURCES.configuration.iter().flat_map(|file| dr_variables(&read(file))).collect();
     assert!(read_by_code.contains("DR_SSM_PREFIX"), "the scan found no variables: {read_by_code:?}");
     for v in TEST_ONLY_VARIABLES {
         assert!(read_by_code.contains(*v), "{v} is no longer read by the code: remove it from TEST_ONLY_VARIABLES");
@@ -697,17 +749,18 @@ fn the_watchers_are_watched() {
 
 #[test]
 fn the_dashboard_shows_every_metric_the_functions_emit() {
-    let metrics = read("shared/app/src/metrics.rs");
+    let metrics = read(SOURCES.metrics);
     // `Metric { name: "X", unit: ..., dimension: "Y" }` literals, and the namespace constant.
     let quoted_after =
         |text: &str, key: &str| text.split_once(key).and_then(|(_, rest)| rest.split('"').nth(1)).map(str::to_owned);
-    let namespace = quoted_after(&metrics, "pub const NAMESPACE: &str = ").expect("NAMESPACE in shared/app/src/metrics.rs");
+    let namespace =
+        quoted_after(&metrics, "pub const NAMESPACE: &str = ").unwrap_or_else(|| panic!("no NAMESPACE in {}", SOURCES.metrics));
     let mut emitted: Vec<(String, String)> = Vec::new();
     for (at, _) in metrics.match_indices("Metric { name: ") {
         let literal = &metrics[at..at + metrics[at..].find('}').unwrap()];
         emitted.push((quoted_after(literal, "name: ").unwrap(), quoted_after(literal, "dimension: ").unwrap()));
     }
-    assert!(emitted.len() >= 4, "no metrics found in shared/app/src/metrics.rs: {emitted:?}");
+    assert!(emitted.len() >= 4, "no metrics found in {}: {emitted:?}", SOURCES.metrics);
     let dashboards = resources_of("AWS::CloudWatch::Dashboard");
     assert_eq!(dashboards.len(), 1, "one dashboard");
     let body = sub_string(&dashboards[0].1["Properties"]["DashboardBody"]);
@@ -761,4 +814,405 @@ fn the_schedules_run_check_and_snapshot_through_manual_trigger() {
     let commands: BTreeSet<String> =
         inputs.iter().map(|i| serde_json::from_str::<Value>(i).unwrap()["command"].as_str().unwrap().to_owned()).collect();
     assert_eq!(commands, BTreeSet::from(["check".to_owned(), "snapshot".to_owned()]), "{inputs:?}");
+}
+
+#[test]
+fn a_failed_first_deploy_leaves_nothing_behind() {
+    // A create that fails rolls back. A resource kept by `DeletionPolicy: Retain` survives that rollback, and one
+    // with a fixed name (the log groups) then fails the next create with "already exists". RetainExceptOnCreate
+    // keeps the data on a stack delete or update, and deletes what the failed create made.
+    for (id, r) in resources() {
+        if let Some(policy) = r.get("DeletionPolicy") {
+            assert!(
+                policy == "RetainExceptOnCreate" || policy == "Delete",
+                "{id}: DeletionPolicy {policy} survives the rollback of a failed first deploy: use RetainExceptOnCreate"
+            );
+        }
+    }
+    // What holds evidence or data is still kept on a delete.
+    for kind in ["AWS::Logs::LogGroup", "AWS::KMS::Key", "AWS::S3::Bucket"] {
+        for (id, r) in resources_of(kind) {
+            assert_eq!(r["DeletionPolicy"], "RetainExceptOnCreate", "{id} ({kind})");
+            assert_eq!(r["UpdateReplacePolicy"], "Retain", "{id} ({kind}): a replacement keeps the old one");
+        }
+    }
+}
+
+/// The IAM actions the adapters' SDK calls need (OPERATION_ACTIONS over `sdk_calls()`).
+fn code_actions() -> BTreeSet<&'static str> {
+    let mut required = BTreeSet::new();
+    for (service, op, file) in &sdk_calls() {
+        let actions = OPERATION_ACTIONS
+            .iter()
+            .find(|(s, o, _)| s == service && o == op)
+            .map(|(_, _, a)| *a)
+            .unwrap_or_else(|| panic!("{file} calls {service}.{op}(): add its IAM action(s) to OPERATION_ACTIONS"));
+        required.extend(actions.iter().copied());
+    }
+    required
+}
+
+/// Every action an Allow statement names (no wildcards: each action is named so that it can be checked).
+fn granted_actions(id: &str, statements: &[Value]) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for s in statements.iter().filter(|s| s["Effect"] == "Allow") {
+        for a in list(&s["Action"]) {
+            let a = a.as_str().unwrap_or_else(|| panic!("{id}: action {a} is not a string")).to_owned();
+            assert!(!a.contains('*'), "{id}: {a}: name each action (the exact-grant check cannot see through wildcards)");
+            out.insert(a);
+        }
+    }
+    out
+}
+
+#[test]
+fn each_role_grants_exactly_what_the_code_calls() {
+    let code = code_actions();
+    for (name, (id, r)) in template_functions() {
+        let statements = role_statements(id, r);
+        let granted = granted_actions(id, &statements);
+        let mut expected: BTreeMap<String, String> = BTreeMap::new();
+        for action in &code {
+            if !NOT_GRANTED.iter().any(|(f, a, _)| *f == name && a == action) {
+                expected.insert((*action).to_owned(), "the code calls it".to_owned());
+            }
+        }
+        for (function, action, reason) in INFRASTRUCTURE_GRANTS {
+            if *function == "*" || *function == name {
+                expected.insert((*action).to_owned(), (*reason).to_owned());
+            }
+        }
+        for action in &granted {
+            assert!(
+                expected.contains_key(action),
+                "{id} ({name}) is granted {action}, which no code calls and INFRASTRUCTURE_GRANTS does not explain: \
+                 remove the grant, or grant it with the code that uses it"
+            );
+        }
+        for (action, why) in &expected {
+            assert!(granted.contains(action), "{id} ({name}) lacks {action} ({why})");
+        }
+        // The code's S3, SSM and SNS calls touch the control bucket, the parameters under the prefix and the two
+        // topics, nothing else: a grant on any other resource (the data buckets) is one no code uses.
+        for s in statements.iter().filter(|s| s["Effect"] == "Allow") {
+            for action in list(&s["Action"]).iter().filter_map(Value::as_str).filter(|a| code.contains(a)) {
+                let Some((_, names)) = ACTION_RESOURCES.iter().find(|(prefix, _)| action.starts_with(prefix)) else {
+                    continue;
+                };
+                for resource in list(&s["Resource"]) {
+                    let text = resource.to_string();
+                    assert!(
+                        names.iter().any(|n| text.contains(n)),
+                        "{id} ({name}): {action} on {text}, which the code never touches (it uses {names:?})"
+                    );
+                }
+            }
+        }
+    }
+    // Control bucket prefixes, the other way round: each granted prefix is one the code builds keys under.
+    let prefixes = control_bucket_prefixes();
+    for (name, (id, r)) in template_functions() {
+        for s in role_statements(id, r) {
+            for resource in list(&s["Resource"]) {
+                let arn = sub_string(&resource);
+                let Some(rest) = arn.strip_prefix("${ControlBucket.Arn}/") else { continue };
+                let prefix = rest.split('/').next().unwrap_or_default();
+                assert!(prefixes.contains_key(prefix), "{id} ({name}): granted on {arn}, a prefix the code never uses");
+            }
+        }
+    }
+    for (function, action, _) in INFRASTRUCTURE_GRANTS {
+        assert!(!code.contains(action), "INFRASTRUCTURE_GRANTS lists {action} for {function}, which the code calls itself");
+    }
+    // Roles no function runs with: each is listed in SERVICE_ROLES, trusted by its service, and grants exactly
+    // the listed actions.
+    let function_roles: BTreeSet<&str> =
+        template_functions().values().map(|(_, f)| f["Properties"]["Role"]["Fn::GetAtt"][0].as_str().unwrap()).collect();
+    for (role, _, _) in SERVICE_ROLES {
+        let kind = resources().get(*role).map(|r| r["Type"].clone());
+        assert_eq!(kind, Some(json!("AWS::IAM::Role")), "SERVICE_ROLES lists {role}, which the template lacks");
+    }
+    for (role, r) in resources_of("AWS::IAM::Role") {
+        if function_roles.contains(role) {
+            continue;
+        }
+        let (_, service, actions) = SERVICE_ROLES
+            .iter()
+            .find(|(name, _, _)| *name == role)
+            .unwrap_or_else(|| panic!("{role}: a role no function uses and SERVICE_ROLES does not list"));
+        let trust = statements(&r["Properties"]["AssumeRolePolicyDocument"]);
+        assert!(
+            trust.iter().all(|t| list(&t["Principal"]["Service"]) == vec![json!(service)]),
+            "{role}: trusted by {trust:?}, expected {service} only"
+        );
+        let granted = granted_actions(role, &statements_of_role(role));
+        let expected: BTreeSet<String> = actions.iter().map(|a| (*a).to_owned()).collect();
+        assert_eq!(granted, expected, "{role}: granted (left) and SERVICE_ROLES (right) differ");
+    }
+}
+
+#[test]
+fn every_function_that_reads_the_control_bucket_may_list_it_unconditionally() {
+    // Without s3:ListBucket on the bucket, S3 answers a GetObject of a missing key with 403 AccessDenied instead
+    // of 404 NoSuchKey, and a GetObject carries no `s3:prefix`: a ListBucket grant limited by `s3:prefix` does
+    // not count. The first read of every failover (`executions/{id}.json`) is of a key that does not exist yet.
+    for (name, (id, r)) in template_functions() {
+        let statements = role_statements(id, r);
+        let reads = granting(&statements, "s3:GetObject")
+            .iter()
+            .any(|s| list(&s["Resource"]).iter().any(|x| sub_string(x).starts_with("${ControlBucket.Arn}/")));
+        if !reads {
+            continue;
+        }
+        let plain = granting(&statements, "s3:ListBucket").iter().any(|s| {
+            s.get("Condition").is_none()
+                && list(&s["Resource"]).iter().any(|x| x["Fn::GetAtt"] == json!(["ControlBucket", "Arn"]))
+        });
+        assert!(plain, "{id} ({name}) reads the control bucket without s3:ListBucket on it free of conditions");
+    }
+}
+
+/// Every string an intrinsic value can resolve to: literals, `!Sub` texts, `{Ref}`, `{GetAtt}`, both `!If` branches.
+fn leaves(v: &Value) -> Vec<String> {
+    match v {
+        Value::Null => Vec::new(),
+        Value::String(s) => vec![s.clone()],
+        Value::Array(items) => items.iter().flat_map(leaves).collect(),
+        Value::Object(m) if m.contains_key("Fn::If") => list(&m["Fn::If"]).iter().skip(1).flat_map(leaves).collect(),
+        Value::Object(m) if m.contains_key("Fn::Sub") => match &m["Fn::Sub"] {
+            Value::Array(a) => vec![a[0].as_str().unwrap_or_default().to_owned()],
+            other => vec![other.as_str().unwrap_or_default().to_owned()],
+        },
+        Value::Object(m) if m.contains_key("Ref") => vec![format!("{{{}}}", m["Ref"].as_str().unwrap_or_default())],
+        Value::Object(m) if m.contains_key("Fn::GetAtt") => vec![format!("{{{}}}", list(&m["Fn::GetAtt"])[0])],
+        other => vec![other.to_string()],
+    }
+}
+
+/// An ARN that names one resource or a name prefix: a `*` only after a non-empty start of the resource name
+/// (`alarm:${AWS::StackName}-*`, never `alarm:*`).
+fn is_narrow(arn: &str) -> bool {
+    match arn.split_once('*') {
+        None => !arn.is_empty(),
+        Some((head, _)) => !head.ends_with(':') && !head.ends_with('/') && !head.is_empty(),
+    }
+}
+
+/// Service principals whose statements are narrowed by something other than `aws:SourceArn`, with the reason.
+const NARROWED_OTHERWISE: &[(&str, &str, &str)] = &[
+    (
+        "logs.${AWS::Region}.amazonaws.com",
+        "kms:EncryptionContext:aws:logs:arn",
+        "CloudWatch Logs names the log group in the encryption context, not in aws:SourceArn",
+    ),
+    ("lambda.amazonaws.com", "", "the functions' execution roles: Lambda assumes them without a source ARN"),
+];
+
+#[test]
+fn service_principals_are_narrowed_to_their_sources() {
+    // Resource policies and trust policies that admit an AWS service: each must say which of the service's
+    // resources may act (aws:SourceArn, one ARN or a name prefix), not just which account.
+    let mut checked = 0;
+    let mut policies: Vec<(String, Vec<Value>)> = Vec::new();
+    for (id, k) in resources_of("AWS::KMS::Key") {
+        policies.push((id.to_owned(), statements(&k["Properties"]["KeyPolicy"])));
+    }
+    for kind in ["AWS::SNS::TopicPolicy", "AWS::SQS::QueuePolicy"] {
+        for (id, p) in resources_of(kind) {
+            policies.push((id.to_owned(), statements(&p["Properties"]["PolicyDocument"])));
+        }
+    }
+    for (id, r) in resources_of("AWS::IAM::Role") {
+        policies.push((format!("{id} (trust)"), statements(&r["Properties"]["AssumeRolePolicyDocument"])));
+    }
+    for (id, policy) in &policies {
+        for statement in policy {
+            // Statements inside !If: the branch that applies.
+            let statement = if statement.get("Fn::If").is_some() { &list(&statement["Fn::If"])[1] } else { statement };
+            if statement["Effect"] != "Allow" {
+                continue;
+            }
+            for service in leaves(&statement["Principal"]["Service"]) {
+                checked += 1;
+                let condition = &statement["Condition"];
+                if let Some((_, key, _)) = NARROWED_OTHERWISE.iter().find(|(s, _, _)| *s == service) {
+                    let present =
+                        key.is_empty() || condition.as_object().into_iter().flatten().any(|(_, m)| m.get(*key).is_some());
+                    assert!(present, "{id}: {service} without its {key} condition");
+                    continue;
+                }
+                let arns: Vec<String> = ["ArnEquals", "ArnLike", "StringEquals", "StringLike"]
+                    .iter()
+                    .flat_map(|op| leaves(&condition[*op]["aws:SourceArn"]))
+                    .collect();
+                assert!(!arns.is_empty(), "{id}: {service} is admitted without an aws:SourceArn condition: {statement}");
+                for arn in &arns {
+                    assert!(
+                        is_narrow(arn),
+                        "{id}: {service} is admitted for every resource of {arn}: narrow it to a name or prefix"
+                    );
+                }
+            }
+        }
+    }
+    assert!(checked >= 8, "only {checked} service statements found");
+    for (id, p) in resources_of("AWS::Lambda::Permission") {
+        let arns = leaves(&p["Properties"]["SourceArn"]);
+        assert!(
+            !arns.is_empty() && arns.iter().all(|a| is_narrow(a)),
+            "{id}: SourceArn {arns:?} admits every resource of its kind"
+        );
+    }
+    // Each topic admits a service only if something of that service in this stack notifies it.
+    for (id, p) in resources_of("AWS::SNS::TopicPolicy") {
+        for statement in statements(&p["Properties"]["PolicyDocument"]) {
+            for service in leaves(&statement["Principal"]["Service"]) {
+                for topic in list(&statement["Resource"]).iter().filter_map(|t| t["Ref"].as_str()) {
+                    let used = match service.as_str() {
+                        "cloudwatch.amazonaws.com" => resources_of("AWS::CloudWatch::Alarm").iter().any(|(_, a)| {
+                            let p = &a["Properties"];
+                            list(&p["AlarmActions"]).iter().chain(list(&p["OKActions"]).iter()).any(|x| x["Ref"] == topic)
+                        }),
+                        "events.amazonaws.com" => resources_of("AWS::Events::Rule")
+                            .iter()
+                            .any(|(_, r)| list(&r["Properties"]["Targets"]).iter().any(|t| t["Arn"]["Ref"] == topic)),
+                        other => panic!("{id}: {other} may publish to {topic}: list what uses it here"),
+                    };
+                    assert!(used, "{id}: {service} may publish to {topic}, and nothing of it in this stack does");
+                }
+            }
+        }
+    }
+}
+
+/// Alarms on `namespace`/`metric` whose dimension `dimension` is `value` (a `{"Ref": ..}` or `{"Fn::GetAtt": ..}`).
+fn alarms_on(namespace: &str, metric: &str, dimension: &str, value: &Value) -> Vec<(&'static str, &'static Value)> {
+    resources_of("AWS::CloudWatch::Alarm")
+        .into_iter()
+        .filter(|(_, a)| {
+            let p = &a["Properties"];
+            p["Namespace"] == namespace
+                && p["MetricName"] == metric
+                && list(&p["Dimensions"]).iter().any(|d| d["Name"] == dimension && d["Value"] == *value)
+        })
+        .collect()
+}
+
+#[test]
+fn the_paging_path_is_watched() {
+    // A DR stack whose pages silently fail is the worst case. Each way a page or an alarm event can be lost has
+    // an alarm, and those alarms notify the chat topic too: a page that cannot reach the pager reaches people
+    // another way.
+    let two_paths = |id: &str, a: &Value| {
+        let actions = list(&a["Properties"]["AlarmActions"]);
+        assert!(
+            actions.contains(&json!({"Ref": "PagingTopic"})) && actions.contains(&json!({"Ref": "ChatTopic"})),
+            "{id}: a paging-path alarm must notify PagingTopic and ChatTopic, not {actions:?}"
+        );
+    };
+    let expect = |namespace: &str, metric: &str, dimension: &str, value: Value, what: &str| {
+        let found = alarms_on(namespace, metric, dimension, &value);
+        assert!(!found.is_empty(), "no alarm on {namespace} {metric} of {value}: {what}");
+        for (id, a) in found {
+            two_paths(id, a);
+        }
+    };
+    let paging = json!({"Fn::GetAtt": ["PagingTopic", "TopicName"]});
+    expect("AWS/SNS", "NumberOfNotificationsFailed", "TopicName", paging.clone(), "pages that SNS could not deliver");
+    expect("AWS/SNS", "NumberOfNotificationsFailedToRedriveToDlq", "TopicName", paging, "failed pages lost for good");
+    for (rule, r) in resources_of("AWS::Events::Rule") {
+        if list(&r["Properties"]["Targets"]).is_empty() {
+            continue;
+        }
+        let name = json!({"Ref": rule});
+        expect("AWS/Events", "FailedInvocations", "RuleName", name.clone(), "events the rule could not deliver");
+        expect("AWS/Events", "InvocationsFailedToBeSentToDlq", "RuleName", name, "events lost on the way to the DLQ");
+    }
+    for (id, c) in resources_of("AWS::Lambda::EventInvokeConfig") {
+        let function = c["Properties"]["FunctionName"].clone();
+        let f = function["Ref"].as_str().unwrap_or(id).to_owned();
+        expect("AWS/Lambda", "AsyncEventsDropped", "FunctionName", function.clone(), &format!("async events of {f} dropped"));
+        expect(
+            "AWS/Lambda",
+            "DestinationDeliveryFailures",
+            "FunctionName",
+            function,
+            &format!("{f}'s failure destination refused"),
+        );
+    }
+    // The pager's subscription (created by operators, docs/deploy.md) redrives failed deliveries to a queue of
+    // this stack: its policy admits the paging topic, it is watched, and an output names it for the redrive policy.
+    let queues: Vec<String> = resources_of("AWS::SQS::QueuePolicy")
+        .into_iter()
+        .filter(|(_, p)| {
+            statements(&p["Properties"]["PolicyDocument"]).iter().any(|s| {
+                leaves(&s["Principal"]["Service"]).contains(&"sns.amazonaws.com".to_owned())
+                    && leaves(&s["Condition"]["ArnEquals"]["aws:SourceArn"]).contains(&"{PagingTopic}".to_owned())
+            })
+        })
+        .flat_map(|(_, p)| list(&p["Properties"]["Queues"]))
+        .filter_map(|q| q["Ref"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(queues.len(), 1, "one queue for the pager subscription's failed deliveries: {queues:?}");
+    let queue = queues[0].as_str();
+    let depth =
+        alarms_on("AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", &json!({"Fn::GetAtt": [queue, "QueueName"]}));
+    assert!(!depth.is_empty(), "{queue}: no depth alarm");
+    for (id, a) in depth {
+        two_paths(id, a);
+    }
+    let outputs = template()["Outputs"].as_object().unwrap();
+    assert!(
+        outputs.values().any(|o| o["Value"] == json!({"Fn::GetAtt": [queue, "Arn"]})),
+        "no output gives {queue}'s ARN (the pager subscription's RedrivePolicy needs it)"
+    );
+}
+
+#[test]
+fn functions_are_traced_and_reservations_cannot_throttle_their_triggers() {
+    for (name, (id, r)) in template_functions() {
+        assert_eq!(effective_properties(r)["Tracing"], "Active", "{id} ({name}): Tracing");
+        let statements = role_statements(id, r);
+        for action in ["xray:PutTraceSegments", "xray:PutTelemetryRecords"] {
+            assert!(!granting(&statements, action).is_empty(), "{id} ({name}) is traced without {action}");
+        }
+    }
+    // A reservation below what a trigger runs at once throttles it: the SQS mapping's MaximumConcurrency (its
+    // batches would return to the queue and, after maxReceiveCount, land in the DLQ), and the three deliveries
+    // of one alarm state change (EventBridge, direct action, SNS) that reach health-alarm together.
+    const ALARM_DELIVERIES: f64 = 3.0;
+    let param = &template()["Parameters"]["ReservedConcurrency"];
+    let allowed: Vec<f64> = list(&param["AllowedValues"]).iter().map(|v| number(v).0).collect();
+    assert!(!allowed.is_empty(), "ReservedConcurrency: AllowedValues (0 = no reservation, else enough for the triggers)");
+    let smallest = allowed.iter().copied().filter(|v| *v > 0.0).fold(f64::MAX, f64::min);
+    assert!(smallest >= ALARM_DELIVERIES, "ReservedConcurrency allows {smallest}, below {ALARM_DELIVERIES} alarm deliveries");
+    for (id, m) in resources_of("AWS::Lambda::EventSourceMapping") {
+        let (max, _) = number(&m["Properties"]["ScalingConfig"]["MaximumConcurrency"]);
+        assert!(
+            smallest > max,
+            "{id}: MaximumConcurrency {max} >= the smallest reservation {smallest}: the mapping would be throttled"
+        );
+    }
+}
+
+#[test]
+fn an_invocation_of_manual_trigger_outside_the_schedules_and_drills_pages() {
+    let manual = template_functions()["manual-trigger"].0;
+    let rules = resources_of("AWS::Events::Rule");
+    let (id, rule) = rules
+        .iter()
+        .find(|(_, r)| {
+            let p = &r["Properties"]["EventPattern"];
+            p["source"] == json!(["aws.lambda"]) && p["detail"]["requestParameters"]["functionName"].to_string().contains(manual)
+        })
+        .expect("an EventBridge rule on CloudTrail's Invoke events of manual-trigger");
+    let p = &rule["Properties"]["EventPattern"];
+    assert_eq!(p["detail-type"], json!(["AWS API Call via CloudTrail"]), "{id}");
+    assert!(list(&p["detail"]["eventName"]).contains(&json!("Invoke")), "{id}: eventName");
+    assert!(p["detail"].to_string().contains("SchedulerRole"), "{id}: the schedules' own invocations must not page");
+    assert!(p["detail"].to_string().contains("DrillPrincipalArns"), "{id}: drills' invocations must not page");
+    let targets = list(&rule["Properties"]["Targets"]);
+    let page = targets.iter().find(|t| t["Arn"] == json!({"Ref": "PagingTopic"})).expect("the rule pages");
+    assert!(page["InputTransformer"].is_object(), "{id}: shaped like a CloudWatch alarm notification for the pager");
+    assert!(page["RetryPolicy"].is_object() && page["DeadLetterConfig"].is_object(), "{id}: retry policy and DLQ");
 }
