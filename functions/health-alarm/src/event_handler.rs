@@ -39,6 +39,10 @@ pub async fn handle<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
             if r.same_execution_in_flight() {
                 return Err(HandlerError::InFlight(r.message.clone()));
             }
+            // Pages it owes could not be published (the paging topic failed): a redelivery pays them.
+            if !r.pages_owed.is_empty() {
+                return Err(HandlerError::PagesOwed(format!("{}; pages owed: {}", r.message, r.pages_owed.join(", "))));
+            }
         }
     }
     Ok(outcome.to_json())

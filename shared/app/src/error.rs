@@ -49,6 +49,10 @@ pub enum HandlerError {
     /// Another attempt of the same execution holds the lock: deliver the trigger again later.
     #[error("{0}")]
     InFlight(String),
+    /// The execution answered, but pages it owes could not be published: deliver the trigger again so that
+    /// they go out (the engine pays owed pages before anything else).
+    #[error("{0}")]
+    PagesOwed(String),
 }
 
 impl HandlerError {
@@ -58,7 +62,7 @@ impl HandlerError {
             HandlerError::Store(e) => e.retry(),
             HandlerError::Document(_) => Retry::Futile,
             HandlerError::Engine(e) => e.retry(),
-            HandlerError::InFlight(_) => Retry::Helps,
+            HandlerError::InFlight(_) | HandlerError::PagesOwed(_) => Retry::Helps,
         }
     }
 
@@ -73,6 +77,7 @@ impl HandlerError {
             HandlerError::Engine(EngineError::VerificationFailed { .. }) => "VerificationFailed",
             HandlerError::Engine(EngineError::Corrupt { .. }) => "CorruptState",
             HandlerError::InFlight(_) => "InFlight",
+            HandlerError::PagesOwed(_) => "PagesOwed",
         }
     }
 }

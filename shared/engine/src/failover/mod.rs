@@ -133,6 +133,9 @@ pub struct ExecutionResult {
     pub report_key: Option<String>,
     /// The lock's holder, when the answer is `in_progress`.
     pub in_flight: Option<LockDoc>,
+    /// Pages recorded but not yet published (their topic failed): the next delivery of the trigger, or `check`,
+    /// sends them. An automatic trigger should be redelivered while this is not empty.
+    pub pages_owed: Vec<String>,
 }
 
 impl ExecutionResult {
@@ -148,6 +151,7 @@ impl ExecutionResult {
             timings_ms: Map::new(),
             report_key: None,
             in_flight: None,
+            pages_owed: Vec::new(),
         }
     }
 
@@ -171,6 +175,9 @@ impl ExecutionResult {
         }
         if let Some(l) = &self.in_flight {
             m.insert("in_flight".into(), json!(l));
+        }
+        if !self.pages_owed.is_empty() {
+            m.insert("pages_owed".into(), json!(self.pages_owed));
         }
         m
     }
@@ -309,6 +316,7 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
                 timings_ms: Map::new(),
                 report_key: None,
                 in_flight: None,
+                pages_owed: Vec::new(),
             }),
             Action::Noop | Action::Refuse | Action::NotifyOnly => self.record_only(Recorder::new(rec), attempt).await,
             Action::Execute | Action::AwaitApproval => {
@@ -490,6 +498,7 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
             timings_ms: Map::new(),
             report_key: None,
             in_flight: holder,
+            pages_owed: Vec::new(),
         })
     }
 
@@ -621,6 +630,7 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
             timings_ms: rec.timings(),
             report_key: rec.report_key.clone(),
             in_flight: None,
+            pages_owed: rec.owed.iter().map(|o| o.event_type.clone()).collect(),
         }
     }
 }
