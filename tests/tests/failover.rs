@@ -204,3 +204,24 @@ async fn unlock_breaks_a_stuck_lock_and_records_it() {
     let r = f.invoke(&failover("u1")).response();
     assert_eq!(r["outcome"], "completed", "{r:#}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hundred_and_first_promotion_makes_room_in_ssm_first() {
+    // Issue 11, case 9 (seen): SSM keeps 100 versions and refuses a new one while the oldest carries a label
+    // (moto enforces it too); every promotion labels its version, so the 101st promotion failed mid-flight.
+    let env = DrEnv::seed(&moto::shared().endpoint).await;
+    let name = format!("{}/active", env.prefix);
+    env.ssm.label_parameter_version().name(&name).parameter_version(1).labels("bootstrap").send().await.unwrap();
+    let body = env.get("active").await;
+    for _ in 0..99 {
+        env.put("active", &body).await;
+    }
+    assert_eq!(env.history("active").await.len(), 100);
+    let mut f = Function::start("manual-trigger", &env.function_env());
+    let r = f.invoke(&failover("v101")).response();
+    assert_eq!(r["outcome"], "completed", "{r:#}\n{}", f.logs());
+    let history = env.history("active").await;
+    assert_eq!(history.len(), 100, "SSM keeps 100");
+    assert_eq!(history.last().unwrap().1, vec!["failover-v101".to_owned()], "{history:?}");
+    assert_eq!(history.last().unwrap().2["site"], "secondary");
+}

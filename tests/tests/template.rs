@@ -54,6 +54,7 @@ const OPERATION_ACTIONS: &[(&str, &str, &[&str])] = &[
     ("ssm", "get_parameter_history", &["ssm:GetParameterHistory"]),
     ("ssm", "put_parameter", &["ssm:PutParameter"]),
     ("ssm", "label_parameter_version", &["ssm:LabelParameterVersion"]),
+    ("ssm", "unlabel_parameter_version", &["ssm:UnlabelParameterVersion"]),
     ("ssm", "delete_parameter", &["ssm:DeleteParameter"]),
     ("ssm", "delete_parameters", &["ssm:DeleteParameters"]),
     ("ssm", "describe_parameters", &["ssm:DescribeParameters"]),
@@ -90,6 +91,7 @@ const OPERATION_ACTIONS: &[(&str, &str, &[&str])] = &[
 const NOT_GRANTED: &[(&str, &str, &str)] = &[
     ("replication-failure", "ssm:PutParameter", "never promotes: it writes incidents and manifests to the bucket"),
     ("replication-failure", "ssm:LabelParameterVersion", "never promotes, so never labels a version of active"),
+    ("replication-failure", "ssm:UnlabelParameterVersion", "never promotes, so never makes room for a version of active"),
     ("replication-failure", "ssm:DeleteParameters", "drill copies are deleted by drills, which run in manual-trigger"),
     ("health-alarm", "ssm:DeleteParameters", "drill copies are deleted by drills, which run in manual-trigger"),
 ];
@@ -583,7 +585,13 @@ fn every_control_bucket_prefix_the_code_uses_is_granted() {
 #[test]
 fn parameter_writes_stay_on_active_and_the_drill_copies() {
     for (name, (id, r)) in template_functions() {
-        for action in ["ssm:PutParameter", "ssm:LabelParameterVersion", "ssm:DeleteParameter", "ssm:DeleteParameters"] {
+        for action in [
+            "ssm:PutParameter",
+            "ssm:LabelParameterVersion",
+            "ssm:UnlabelParameterVersion",
+            "ssm:DeleteParameter",
+            "ssm:DeleteParameters",
+        ] {
             for s in granting(&role_statements(id, r), action) {
                 for resource in list(&s["Resource"]) {
                     let arn = sub_string(&resource);

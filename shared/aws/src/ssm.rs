@@ -111,6 +111,21 @@ impl ParameterStore for SsmParameterStore {
         }
     }
 
+    async fn unlabel(&self, name: &str, version: i64, labels: &[String]) -> Result<(), StoreError> {
+        if labels.is_empty() {
+            return Ok(());
+        }
+        self.client
+            .unlabel_parameter_version()
+            .name(name)
+            .parameter_version(version)
+            .set_labels(Some(labels.to_vec()))
+            .send()
+            .await
+            .map_err(|e| classify("SSM", "UnlabelParameterVersion", e))?;
+        Ok(())
+    }
+
     async fn history(&self, name: &str) -> Result<Vec<ParameterVersion>, StoreError> {
         let mut out = Vec::new();
         let mut pages = self.client.get_parameter_history().name(name).with_decryption(false).into_paginator().send();

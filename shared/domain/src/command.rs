@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// The command names, in the order the contract lists them.
-pub const COMMANDS: [&str; 8] = ["status", "check", "snapshot", "drill", "failover", "failback", "approve", "unlock"];
+pub const COMMANDS: [&str; 9] = ["status", "check", "snapshot", "drill", "failover", "failback", "approve", "unlock", "cancel"];
 
 /// A validated manual command.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +28,8 @@ pub enum Command {
     Approve(Approve),
     /// Break the lock of a stuck execution.
     Unlock(Unlock),
+    /// End an execution that stopped or awaits approval, before it promotes.
+    Cancel(Cancel),
 }
 
 impl Command {
@@ -42,6 +44,7 @@ impl Command {
             Command::Move(_) => "failover",
             Command::Approve(_) => "approve",
             Command::Unlock(_) => "unlock",
+            Command::Cancel(_) => "cancel",
         }
     }
 }
@@ -94,6 +97,21 @@ pub struct Unlock {
     /// Who breaks the lock (recorded).
     #[serde(default)]
     pub requested_by: Option<String>,
+}
+
+/// `cancel` fields.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cancel {
+    /// The execution to end.
+    pub execution_id: String,
+    /// Must equal `execution_id` (typed confirmation).
+    pub confirm: String,
+    /// Who cancels (recorded, paged).
+    pub requested_by: String,
+    /// Why, for the record and the report.
+    #[serde(default)]
+    pub reason: Option<String>,
 }
 
 /// Why a payload was rejected: names what is wrong and what is expected.
@@ -179,6 +197,18 @@ pub fn parse(payload: &Value) -> Result<Command, Rejection> {
                 )));
             }
             Command::Unlock(u)
+        }
+        "cancel" => {
+            let c: Cancel = fields_of(name, fields)?;
+            token_like(name, "execution_id", &c.execution_id)?;
+            non_empty(name, "requested_by", &c.requested_by)?;
+            if c.confirm != c.execution_id {
+                return Err(Rejection(format!(
+                    "cancel: field `confirm` is {:?}; expected it to equal `execution_id` ({:?}) as a typed confirmation",
+                    c.confirm, c.execution_id
+                )));
+            }
+            Command::Cancel(c)
         }
         other => {
             return Err(Rejection(format!("unknown command {other:?}; expected one of: {}", COMMANDS.join(", "))));
@@ -294,6 +324,11 @@ mod tests {
                 vec!["`client_token`", "1-64"],
             ),
             (json!({"command":"unlock","execution_id":"ex-1","confirm":"ex-2"}), vec!["equal `execution_id`"]),
+            (
+                json!({"command":"cancel","execution_id":"ex-1","confirm":"ex-2","requested_by":"me"}),
+                vec!["cancel", "equal `execution_id`"],
+            ),
+            (json!({"command":"cancel","execution_id":"ex-1","confirm":"ex-1"}), vec!["cancel", "requested_by"]),
             (json!({"command":"approve","requested_by":"me"}), vec!["missing field `execution_id`"]),
         ];
         for (payload, needles) in cases {

@@ -8,7 +8,7 @@ use crate::error::CommandError;
 use crate::failover::{Engine, ExecutionResult, MoveRequest};
 use crate::lock::{self, FAILOVER_LOCK_KEY};
 use crate::ports::{Clock, ControlBucket, Notifier, ParameterStore};
-use crate::record::ExecutionRecord;
+use crate::record::{self, ExecutionRecord, ExecutionState};
 use crate::replication;
 use crate::response::{CommandResponse, Outcome};
 use crate::snapshot;
@@ -39,7 +39,7 @@ pub async fn run<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
             let mut response = status::status(&engine.params, &engine.settings).await?;
             let (in_flight, recent, incidents) = tokio::join!(
                 lock::read(&engine.bucket, FAILOVER_LOCK_KEY),
-                recent_executions(&engine.bucket, 5),
+                recent_records(&engine.bucket, RECENT_SCAN),
                 replication::open_incidents(&engine.bucket)
             );
             response.details.insert(
@@ -56,13 +56,36 @@ pub async fn run<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
                     Err(e) => json!({ "error": e.to_string() }),
                 },
             );
-            response.details.insert(
-                "recent_executions".into(),
-                match recent {
-                    Ok(list) => json!(list),
-                    Err(e) => json!({ "error": e.to_string() }),
-                },
-            );
+            match recent {
+                Ok(records) => {
+                    let resumable: Vec<Value> = records
+                        .iter()
+                        .filter(|r| matches!(r.state, ExecutionState::Running | ExecutionState::AwaitingApproval))
+                        .map(|r| {
+                            let mut s = summary(r);
+                            s["how"] = json!(match r.state {
+                                ExecutionState::AwaitingApproval => "approve it, or cancel it",
+                                _ if r.done(record::Step::Promote) => "deliver its trigger again (or re-run the command with its client_token) to finish",
+                                _ => "deliver its trigger again (or re-run the command with its client_token) to resume, or cancel it",
+                            });
+                            s
+                        })
+                        .collect();
+                    let owed: Vec<Value> = records
+                        .iter()
+                        .filter(|r| !r.owed.is_empty())
+                        .map(|r| json!({ "execution_id": r.execution_id, "pages_owed": r.owed.iter().map(|o| &o.event_type).collect::<Vec<_>>() }))
+                        .collect();
+                    response
+                        .details
+                        .insert("recent_executions".into(), json!(records.iter().take(5).map(summary).collect::<Vec<_>>()));
+                    response.details.insert("resumable_executions".into(), json!(resumable));
+                    response.details.insert("pages_owed".into(), json!(owed));
+                }
+                Err(e) => {
+                    response.details.insert("recent_executions".into(), json!({ "error": e.to_string() }));
+                }
+            }
             response
         }
         Command::Move(m) => {
@@ -80,12 +103,18 @@ pub async fn run<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
             execution(name, engine.run(request).await?)
         }
         Command::Approve(a) => execution("approve", engine.approve(&a.execution_id, &a.requested_by).await?),
+        Command::Cancel(c) => execution("cancel", engine.cancel(&c.execution_id, &c.requested_by, c.reason.as_deref()).await?),
         Command::Unlock(u) => {
             let who = u.requested_by.as_deref().unwrap_or("unknown (no requested_by given)");
             execution("unlock", engine.unlock(&u.execution_id, who).await?)
         }
         Command::Snapshot => snapshot_now(engine).await?,
-        Command::Check => check::check(engine, replication_findings(engine).await).await?,
+        Command::Check => {
+            let mut extra = replication_findings(engine).await;
+            extra.extend(owed_page_findings(engine).await);
+            extra.extend(version_findings(engine).await);
+            check::check(engine, extra).await?
+        }
         Command::Drill(d) => {
             let r = drill::drill(engine, &d.requested_by, &d.reason).await?;
             let mut response = execution("drill", r.execution);
@@ -128,6 +157,60 @@ async fn snapshot_now<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock
         message: Some(format!("snapshot of {count} files written")),
         details,
     })
+}
+
+/// Pages owed by executions (their topic failed): `check` pays them; what still cannot go out is critical.
+async fn owed_page_findings<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
+    engine: &Engine<P, B, N, C>,
+) -> Vec<Finding> {
+    match engine.pay_owed_pages(RECENT_SCAN).await {
+        Ok((paid, still)) => {
+            let mut out = Vec::new();
+            if !paid.is_empty() {
+                out.push(Finding {
+                    id: "pages-paid".into(),
+                    severity: Severity::Info,
+                    what: format!("sent {} owed page(s): {}", paid.len(), paid.join(", ")),
+                    action: "none".into(),
+                });
+            }
+            if !still.is_empty() {
+                out.push(Finding {
+                    id: "pages-owed".into(),
+                    severity: Severity::Critical,
+                    what: format!("{} page(s) cannot be published: {}", still.len(), still.join(", ")),
+                    action:
+                        "check the paging topic (its key, its policy) and the alarms on the paging path; the next check retries"
+                            .into(),
+                });
+            }
+            out
+        }
+        Err(e) => vec![Finding {
+            id: "pages-owed-unreadable".into(),
+            severity: Severity::Warning,
+            what: format!("could not read the execution records for owed pages: {e}"),
+            action: "check the control bucket".into(),
+        }],
+    }
+}
+
+/// SSM keeps 100 versions of `{prefix}/active` and every promotion labels one: warn from version 90.
+async fn version_findings<P: ParameterStore, B, N, C>(engine: &Engine<P, B, N, C>) -> Vec<Finding> {
+    let name = engine.settings.prefix.child(documents::ACTIVE);
+    match engine.params.get_one(&name).await {
+        Ok(Some(p)) if p.version >= crate::failover::VERSIONS_WARNING => vec![Finding {
+            id: "active-versions".into(),
+            severity: Severity::Warning,
+            what: format!(
+                "{name} is at version {}: SSM keeps {} versions and refuses a new one while the oldest carries a label",
+                p.version,
+                crate::failover::SSM_VERSIONS_KEPT
+            ),
+            action: "none needed: promotions unlabel the oldest versions first (the reports keep the history)".into(),
+        }],
+        _ => Vec::new(),
+    }
 }
 
 /// The data plane's part of `check`: closes replication incidents that have gone quiet (with their `OK`
@@ -177,8 +260,11 @@ async fn replication_findings<P, B: ControlBucket, N: Notifier, C: Clock>(engine
     out
 }
 
-/// The last `n` execution records, newest first, summarized.
-async fn recent_executions(bucket: &impl ControlBucket, n: usize) -> Result<Vec<Value>, crate::error::StoreError> {
+/// How many of the newest execution records `status` and `check` read (resumable executions, owed pages).
+const RECENT_SCAN: usize = 50;
+
+/// The last `n` execution records, newest first.
+async fn recent_records(bucket: &impl ControlBucket, n: usize) -> Result<Vec<ExecutionRecord>, crate::error::StoreError> {
     let keys: Vec<String> =
         bucket.list_recent(domain::layout::EXECUTIONS_PREFIX).await?.into_iter().take(n).map(|(k, _)| k).collect();
     let reads = futures_util::future::join_all(keys.iter().map(|k| bucket.get(k))).await;
@@ -186,14 +272,16 @@ async fn recent_executions(bucket: &impl ControlBucket, n: usize) -> Result<Vec<
         .into_iter()
         .filter_map(|r| r.ok().flatten())
         .filter_map(|o| serde_json::from_slice::<ExecutionRecord>(&o.body).ok())
-        .map(|r| {
-            json!({
-                "execution_id": r.execution_id, "kind": r.kind, "state": r.state, "target": r.target,
-                "initiator": r.initiator, "created_at": r.created_at, "updated_at": r.updated_at,
-                "report_key": r.report_key, "error": r.error,
-            })
-        })
         .collect())
+}
+
+/// An execution record in a few fields, for `status`.
+fn summary(r: &ExecutionRecord) -> Value {
+    json!({
+        "execution_id": r.execution_id, "kind": r.kind, "state": r.state, "target": r.target,
+        "initiator": r.initiator, "created_at": r.created_at, "updated_at": r.updated_at,
+        "report_key": r.report_key, "error": r.error,
+    })
 }
 
 /// The active site for a rejection's answer, best effort: a rejection must not depend on SSM being up.

@@ -154,7 +154,8 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
     /// Breaks the lock of a stuck execution on purpose; recorded in the execution's record and in chat.
     ///
     /// The execution itself is not cancelled: a running one resumes on its next delivery, one awaiting
-    /// approval can still be approved (it takes the lock again).
+    /// approval can still be approved (it takes the lock again). The answer says so, and `status` lists it
+    /// among the executions that can resume; `cancel` ends one for good.
     pub async fn unlock(&self, execution_id: &str, requested_by: &str) -> EngineResult<ExecutionResult> {
         let not_started = |source| EngineError::NotStarted { execution_id: execution_id.to_owned(), source };
         let (held, docs) = tokio::try_join!(
@@ -205,6 +206,117 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
                 tracing::warn!(execution_id, error = %e, "could not record the unlock in the execution record");
             }
         }
+        let what = format!(
+            "{what}. Execution {execution_id} stays resumable: its next delivery (or `approve`) resumes it; \
+             `cancel` ends it for good"
+        );
         Ok(answer(Outcome::Completed, what, None))
+    }
+
+    /// Ends an execution that stopped or awaits approval, before it promotes: recorded (who, why) in the record
+    /// and its report, its page resolved by an `OK` of the same severity, the lock released. Refused for an
+    /// execution in flight (a live lease: wait, or `unlock` first), for one that promoted already (resume it to
+    /// finish, then fail back), and for one that ended.
+    pub async fn cancel(&self, execution_id: &str, requested_by: &str, reason: Option<&str>) -> EngineResult<ExecutionResult> {
+        let not_started = |source| EngineError::NotStarted { execution_id: execution_id.to_owned(), source };
+        let attempt_id = domain::primitives::new_token();
+        let (tree, existing) =
+            tokio::try_join!(self.read_tree(), record::read(&self.bucket, execution_id)).map_err(not_started)?;
+        let docs = documents::from_tree(&tree, &self.settings.prefix);
+        let active_site = docs.active.valid().map(|a| a.site);
+        let refuse = |message: String| Ok(ExecutionResult::answer(Outcome::Rejected, execution_id, active_site, message));
+        let Some(mut rec) = existing else {
+            return refuse(format!("no execution {execution_id:?} exists; expected the id of a stopped execution (see status)"));
+        };
+        if rec.record.state.is_terminal() {
+            return refuse(format!("execution {execution_id} already ended ({:?}): nothing to cancel", rec.record.state));
+        }
+        if rec.record.done(Step::Promote) {
+            return refuse(format!(
+                "execution {execution_id} promoted already: re-run it to finish its steps, then fail back if needed"
+            ));
+        }
+        // Take the lock so that no attempt of this execution runs meanwhile: a stopped, expired or waiting lock
+        // of this execution is taken over; a live attempt is not.
+        let attempt = Attempt { id: attempt_id, tree, docs, prefetched: None };
+        let now = self.now();
+        let ours = LockDoc {
+            execution_id: execution_id.to_owned(),
+            attempt_id: attempt.id.clone(),
+            state: LockState::Running,
+            acquired_at: rfc3339(now),
+            lease_expires_at: rfc3339(now + self.settings.lock_lease),
+            holder: self.settings.holder.clone(),
+        };
+        let held = match lock::acquire(&self.bucket, &self.settings.lock_key, &ours, true, now).await.map_err(not_started)? {
+            Acquired::Yes { etag, .. } => Some(Held { doc: ours, etag }),
+            Acquired::Held(doc) if doc.execution_id == execution_id => {
+                return Ok(ExecutionResult {
+                    in_flight: Some(doc),
+                    ..ExecutionResult::answer(
+                        Outcome::InProgress,
+                        execution_id,
+                        active_site,
+                        format!(
+                            "execution {execution_id} is in flight (a live attempt holds the lock): wait, or `unlock` it first"
+                        ),
+                    )
+                });
+            }
+            // Another execution holds the lock: this one holds nothing, so nothing of it runs.
+            Acquired::Held(_) => None,
+        };
+        let why = reason.unwrap_or("no reason given");
+        rec.record.note(now, format!("cancelled by {requested_by}: {why}"));
+        rec.record.decision.reasons.push(format!("cancelled by {requested_by}: {why}"));
+        rec.record.state = ExecutionState::Cancelled;
+        rec.record.error = None;
+        let text = format!(
+            "DR {}: {} {execution_id} cancelled by {requested_by} ({why}) before any promotion. Run `status` to see the active site.",
+            self.settings.environment, rec.record.kind
+        );
+        let page = self.page(&rec.record, "cancelled", PageState::Ok, Severity::Critical, text.clone());
+        self.owe_page(&mut rec.record, "cancelled", &page);
+        let (json_key, md_key) = report::report_keys(execution_id);
+        rec.record.report_key = Some(json_key.clone());
+        let rpo = rec.record.rpo_estimate.clone().unwrap_or_else(|| rpo_estimate(&[]));
+        let json_body = serde_json::to_vec_pretty(&report::json_report(&rec.record, &rpo)).unwrap_or_default();
+        let md_body = report::markdown_report(&rec.record, &rpo).into_bytes();
+        let written = self
+            .beside(&mut rec, now, async {
+                tokio::try_join!(
+                    self.bucket.put(&json_key, json_body, "application/json", WriteCondition::Overwrite),
+                    self.bucket.put(&md_key, md_body, "text/markdown", WriteCondition::Overwrite),
+                )
+            })
+            .await;
+        if let Err(source) = written {
+            if let Some(h) = &held {
+                let _ = lock::release_attempt(&self.bucket, &self.settings.lock_key, execution_id, &h.doc.attempt_id).await;
+            }
+            return Err(not_started(source));
+        }
+        let chat = self.chat(
+            &rec.record,
+            "cancelled",
+            Severity::Info,
+            format!("DR {}: {execution_id} cancelled", self.settings.environment),
+            text,
+            vec![],
+        );
+        let (paid, ()) = tokio::join!(self.pay_owed(&mut rec.record), self.chat_best_effort(execution_id, "cancelled", &chat));
+        if let Err(e) = paid {
+            tracing::warn!(execution_id, error = %e, "the cancellation page is owed");
+        }
+        if let Err(e) = rec.save_now(&self.bucket, self.now()).await {
+            tracing::warn!(execution_id, error = %e, "could not record the cancellation page; it is paid again");
+        }
+        if let Some(h) = &held
+            && let Err(e) = lock::release_attempt(&self.bucket, &self.settings.lock_key, execution_id, &h.doc.attempt_id).await
+        {
+            tracing::warn!(execution_id, error = %e, "could not release the lock; it frees itself when its lease expires");
+        }
+        tracing::warn!(execution_id, requested_by, "execution cancelled");
+        Ok(self.result_of(&rec.record, Outcome::Completed, active_site, format!("execution {execution_id} cancelled")))
     }
 }

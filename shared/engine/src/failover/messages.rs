@@ -184,6 +184,37 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
         Ok(ExecutionResult { in_flight: Some(holder), ..self.result_of(&rec.record, Outcome::InProgress, active, text) })
     }
 
+    /// `check`'s sweep of owed pages: the newest `records` execution records that owe pages are paid (a
+    /// redelivery pays its own execution's; this pays those no delivery will come for). Returns the event types
+    /// paid and those still owed, each as `execution: event`.
+    pub async fn pay_owed_pages(&self, records: usize) -> Result<(Vec<String>, Vec<String>), StoreError> {
+        let keys: Vec<String> =
+            self.bucket.list_recent(domain::layout::EXECUTIONS_PREFIX).await?.into_iter().take(records).map(|(k, _)| k).collect();
+        let (mut paid, mut still) = (Vec::new(), Vec::new());
+        for key in keys {
+            let Some(id) = key.strip_prefix(domain::layout::EXECUTIONS_PREFIX).and_then(|k| k.strip_suffix(".json")) else {
+                continue;
+            };
+            let Some(mut rec) = record::read(&self.bucket, id).await? else { continue };
+            if rec.record.owed.is_empty() {
+                continue;
+            }
+            let before: Vec<String> = rec.record.owed.iter().map(|o| format!("{id}: {}", o.event_type)).collect();
+            let result = self.pay_owed(&mut rec.record).await;
+            let after: Vec<String> = rec.record.owed.iter().map(|o| format!("{id}: {}", o.event_type)).collect();
+            paid.extend(before.iter().filter(|b| !after.contains(b)).cloned());
+            still.extend(after);
+            // A conflict means another attempt wrote the record meanwhile: it pays (or paid) the same pages.
+            if let Err(e) = rec.save_now(&self.bucket, self.now()).await {
+                tracing::warn!(execution_id = id, error = %e, "could not record the pages paid by check");
+            }
+            if let Err(e) = result {
+                tracing::warn!(execution_id = id, error = %e, "owed pages still cannot be published");
+            }
+        }
+        Ok((paid, still))
+    }
+
     /// Records `page` as owed under `event` (unless a page of that event went out already): it is saved with the
     /// record's next write, before or beside its publish, so that a crash or a failing topic cannot lose it.
     pub(super) fn owe_page(&self, rec: &mut ExecutionRecord, event: &str, page: &OutgoingMessage) {

@@ -36,6 +36,16 @@ mod steps;
 #[cfg(test)]
 mod tests;
 
+/// How many versions SSM keeps of a parameter.
+pub const SSM_VERSIONS_KEPT: usize = 100;
+
+/// From which version of `{prefix}/active` a promotion first makes room for its version (see
+/// `make_room_for_a_version`); `check` warns from [`VERSIONS_WARNING`].
+const VERSIONS_BEFORE_HYGIENE: i64 = 98;
+
+/// From which version of `{prefix}/active` `check` warns that SSM's 100-version limit is near.
+pub const VERSIONS_WARNING: i64 = 90;
+
 /// Settings of the engine, from the function's configuration.
 #[derive(Debug, Clone)]
 pub struct EngineSettings {

@@ -210,6 +210,14 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
                 Ok(h) => h,
                 Err(source) => return Err(self.stop(rec, None, Step::Promote, source).await),
             };
+            match self.make_room_for_a_version(&active_name, version_of(&attempt.tree, &active_name)).await {
+                Ok(unlabelled) if !unlabelled.is_empty() => {
+                    let now = self.now();
+                    rec.record.note(now, format!("unlabelled versions {unlabelled:?} of {active_name}: SSM keeps 100 versions"));
+                }
+                Ok(_) => {}
+                Err(source) => return Err(self.stop(rec, Some(held), Step::Promote, source).await),
+            }
             let start = self.now();
             let doc = ActiveConfig::promotion_document(target, &target_config, &id, &rfc3339(start));
             let body = Value::Object(doc.clone()).to_string();
@@ -415,6 +423,24 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
                 }
             }
         }
+    }
+
+    /// SSM keeps 100 versions of a parameter and refuses a new one while the oldest carries a label, and every
+    /// promotion labels its version: near the limit, the labels of the versions the next writes will drop are
+    /// removed first (the reports and the records keep the history). Costs a round trip only from version 98.
+    pub(super) async fn make_room_for_a_version(&self, name: &str, current: Option<i64>) -> Result<Vec<i64>, StoreError> {
+        if current.unwrap_or(0) < VERSIONS_BEFORE_HYGIENE {
+            return Ok(Vec::new());
+        }
+        let history = self.params.history(name).await?;
+        // Keep room for two writes (ours and the next), so that no put ever meets a labelled oldest version.
+        let dropped = history.len().saturating_sub(SSM_VERSIONS_KEPT - 2);
+        let mut unlabelled = Vec::new();
+        for v in history.iter().take(dropped).filter(|v| !v.labels.is_empty()) {
+            self.params.unlabel(name, v.version, &v.labels).await?;
+            unlabelled.push(v.version);
+        }
+        Ok(unlabelled)
     }
 
     /// Renews the lock's lease by compare-and-swap when less than a quarter of it is left: the attempt goes on

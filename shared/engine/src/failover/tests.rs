@@ -67,6 +67,9 @@ impl ParameterStore for StaleFirstTree<'_> {
     async fn label(&self, name: &str, version: i64, label: &str) -> Result<(), StoreError> {
         self.inner.label(name, version, label).await
     }
+    async fn unlabel(&self, name: &str, version: i64, labels: &[String]) -> Result<(), StoreError> {
+        self.inner.unlabel(name, version, labels).await
+    }
     async fn history(&self, name: &str) -> Result<Vec<domain_params::ParameterVersion>, StoreError> {
         self.inner.history(name).await
     }
@@ -317,4 +320,86 @@ async fn an_attempt_that_lost_its_lease_cannot_promote_and_never_releases_the_ne
     // And its release leaves the new holder's lock alone.
     assert!(!lock::release_attempt(&e.bucket, lock::FAILOVER_LOCK_KEY, "failover-x", "a1").await.unwrap());
     assert!(e.bucket.text(lock::FAILOVER_LOCK_KEY).unwrap().contains("\"a2\""));
+}
+
+#[tokio::test]
+async fn the_hundred_and_first_promotion_does_not_fail_on_ssm_s_version_limit() {
+    // Issue 11, case 9: every promotion labels its version of `active`; SSM keeps 100 versions and refuses a
+    // new one while the oldest has a label, so the 101st promotion failed mid-flight.
+    let e = engine(r#"{"mode":"auto","failover_alarms":["wh"]}"#);
+    let body = e.params.get_one("/dr/p/active").await.unwrap().unwrap().value;
+    e.params.label("/dr/p/active", 1, "bootstrap").await.unwrap();
+    for _ in 0..99 {
+        e.params.put("/dr/p/active", &body, true).await.unwrap();
+    }
+    assert_eq!(e.params.history("/dr/p/active").await.unwrap().len(), 100);
+    let r = e.run(alarm_request("alarm-1")).await.unwrap();
+    assert_eq!(r.outcome, Outcome::Completed, "{}", r.message);
+    let history = e.params.history("/dr/p/active").await.unwrap();
+    assert_eq!(history.len(), 100);
+    assert_eq!(history.last().unwrap().labels, vec!["alarm-1".to_owned()]);
+}
+
+#[tokio::test]
+async fn cancel_ends_a_waiting_execution_resolves_its_page_and_releases_the_lock() {
+    let e = engine(r#"{"mode":"approval","failover_alarms":["wh"]}"#);
+    assert_eq!(e.run(alarm_request("alarm-1")).await.unwrap().outcome, Outcome::AwaitingApproval);
+    let r = e.cancel("alarm-1", "oncall", Some("false alarm")).await.unwrap();
+    assert_eq!((r.outcome, r.state), (Outcome::Completed, Some(ExecutionState::Cancelled)), "{}", r.message);
+    assert!(e.bucket.text(lock::FAILOVER_LOCK_KEY).is_none(), "the lock is released");
+    let rec: ExecutionRecord = serde_json::from_str(&e.bucket.text("executions/alarm-1.json").unwrap()).unwrap();
+    assert!(rec.notes.iter().any(|n| n.what.contains("cancelled by oncall: false alarm")), "{rec:#?}");
+    assert!(e.bucket.text("reports/alarm-1.md").unwrap().contains("false alarm"));
+    let pages: Vec<(Value, String)> = e
+        .notifier
+        .on(Channel::Paging)
+        .iter()
+        .map(|m| (serde_json::from_str(&m.body).unwrap(), m.attributes["severity"].clone()))
+        .collect();
+    assert_eq!(pages.len(), 2);
+    assert_eq!((pages[1].0["NewStateValue"].as_str(), &pages[1].1), (Some("OK"), &pages[0].1), "same severity");
+    assert_eq!(pages[1].0["AlarmName"], pages[0].0["AlarmName"]);
+    // Nothing can resume it any more; the alarm's redelivery answers the cancellation.
+    assert_eq!(e.approve("alarm-1", "alice").await.unwrap().outcome, Outcome::Rejected);
+    assert_eq!(e.run(alarm_request("alarm-1")).await.unwrap().state, Some(ExecutionState::Cancelled));
+    assert_eq!(e.params.history("/dr/p/active").await.unwrap().len(), 1);
+    assert_eq!(e.notifier.on(Channel::Paging).len(), 2);
+}
+
+#[tokio::test]
+async fn cancel_refuses_what_it_must_not_end() {
+    let e = engine(r#"{"mode":"auto","failover_alarms":["wh"]}"#);
+    assert_eq!(e.cancel("nope", "oncall", None).await.unwrap().outcome, Outcome::Rejected);
+    // Promoted already: resume to finish, never cancel.
+    e.bucket.failing_puts.lock().unwrap().push("reports/".into());
+    assert!(e.run(alarm_request("alarm-1")).await.is_err());
+    e.bucket.failing_puts.lock().unwrap().clear();
+    let r = e.cancel("alarm-1", "oncall", None).await.unwrap();
+    assert_eq!(r.outcome, Outcome::Rejected);
+    assert!(r.message.contains("promoted already"), "{}", r.message);
+    // Ended: nothing to cancel.
+    assert_eq!(e.run(alarm_request("alarm-1")).await.unwrap().outcome, Outcome::Completed);
+    assert_eq!(e.cancel("alarm-1", "oncall", None).await.unwrap().outcome, Outcome::Rejected);
+}
+
+#[tokio::test]
+async fn unlock_says_the_execution_stays_resumable_and_cancel_is_the_way_to_end_it() {
+    let e = engine(r#"{"mode":"approval","failover_alarms":["wh"]}"#);
+    assert_eq!(e.run(alarm_request("alarm-1")).await.unwrap().outcome, Outcome::AwaitingApproval);
+    let r = e.unlock("alarm-1", "oncall").await.unwrap();
+    assert!(r.message.contains("stays resumable") && r.message.contains("`cancel`"), "{}", r.message);
+}
+
+#[tokio::test]
+async fn check_pays_pages_that_no_delivery_will_come_for() {
+    let e = engine(r#"{"mode":"notify-only","failover_alarms":["wh"]}"#);
+    e.notifier.fail(Channel::Paging, true);
+    assert!(e.run(alarm_request("alarm-1")).await.is_err());
+    let (paid, still) = e.pay_owed_pages(50).await.unwrap();
+    assert_eq!((paid.len(), still.len()), (0, 1));
+    e.notifier.fail(Channel::Paging, false);
+    let (paid, still) = e.pay_owed_pages(50).await.unwrap();
+    assert_eq!((paid, still.len()), (vec!["alarm-1: failover.notify_only".to_owned()], 0));
+    assert_eq!(e.notifier.on(Channel::Paging).len(), 1);
+    assert_eq!(e.pay_owed_pages(50).await.unwrap(), (vec![], vec![]), "paid once");
 }

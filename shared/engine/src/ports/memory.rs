@@ -14,6 +14,9 @@ fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// How many versions SSM keeps of a parameter.
+const MAX_VERSIONS: usize = 100;
+
 /// SSM in memory: every version kept, labels per version.
 #[derive(Debug, Default)]
 pub struct MemParameters {
@@ -77,7 +80,18 @@ impl ParameterStore for MemParameters {
         if !overwrite && !versions.is_empty() {
             return Err(StoreError::Conflict { service: "SSM", operation: "PutParameter", target: name.into() });
         }
-        let version = versions.len() as i64 + 1;
+        // SSM keeps 100 versions: the oldest goes, unless it carries a label, which refuses the write.
+        if versions.len() >= MAX_VERSIONS {
+            if versions.first().is_some_and(|(v, _)| !v.labels.is_empty()) {
+                return Err(StoreError::Refused {
+                    service: "SSM",
+                    operation: "PutParameter",
+                    message: format!("ParameterMaxVersionLimitExceeded: the oldest version of {name} has a label"),
+                });
+            }
+            versions.remove(0);
+        }
+        let version = versions.last().map_or(1, |(v, _)| v.version + 1);
         versions.push((ParameterVersion { version, value: value.into(), labels: vec![], last_modified: None }, "String".into()));
         Ok(version)
     }
@@ -93,6 +107,15 @@ impl ParameterStore for MemParameters {
             v.labels.retain(|l| l != label);
             if v.version == version {
                 v.labels.push(label.into());
+            }
+        }
+        Ok(())
+    }
+
+    async fn unlabel(&self, name: &str, version: i64, labels: &[String]) -> Result<(), StoreError> {
+        if let Some(versions) = locked(&self.inner).get_mut(name) {
+            for (v, _) in versions.iter_mut().filter(|(v, _)| v.version == version) {
+                v.labels.retain(|l| !labels.contains(l));
             }
         }
         Ok(())

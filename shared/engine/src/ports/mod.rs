@@ -66,6 +66,9 @@ pub trait ParameterStore: Send + Sync {
     /// Attaches `label` to `version` of `name` (moving it from another version if needed).
     fn label(&self, name: &str, version: i64, label: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// Removes `labels` from `version` of `name` (labels that are not there are ignored).
+    fn unlabel(&self, name: &str, version: i64, labels: &[String]) -> impl Future<Output = Result<(), StoreError>> + Send;
+
     /// The versions of `name`, oldest first.
     fn history(&self, name: &str) -> impl Future<Output = Result<Vec<ParameterVersion>, StoreError>> + Send;
 
@@ -174,6 +177,9 @@ impl<T: ParameterStore + ?Sized> ParameterStore for &T {
     }
     fn label(&self, name: &str, version: i64, label: &str) -> impl Future<Output = Result<(), StoreError>> + Send {
         (**self).label(name, version, label)
+    }
+    fn unlabel(&self, name: &str, version: i64, labels: &[String]) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).unlabel(name, version, labels)
     }
     fn history(&self, name: &str) -> impl Future<Output = Result<Vec<ParameterVersion>, StoreError>> + Send {
         (**self).history(name)
