@@ -46,6 +46,8 @@ struct State {
     log: Vec<String>,
     rules: Vec<Rule>,
     persistent_labels: HashMap<String, Fault>,
+    /// Requests whose label contains the text fail with the fault, until the plan changes.
+    matching: Vec<(String, Fault)>,
     held: usize,
 }
 
@@ -78,6 +80,14 @@ impl FaultProxy {
     pub fn plan(&self, rules: Vec<Rule>) {
         if let Ok(mut s) = self.state.0.lock() {
             *s = State { rules, ..State::default() };
+        }
+    }
+
+    /// Fails every request whose label (e.g. `S3 PUT /bucket/reports/x.json PutObject`, `SNS Publish`) contains
+    /// `text` with `fault`, from now until the next [`FaultProxy::plan`].
+    pub fn fail_matching(&self, text: &str, fault: Fault) {
+        if let Ok(mut s) = self.state.0.lock() {
+            s.matching.push((text.to_owned(), fault));
         }
     }
 
@@ -235,7 +245,10 @@ fn serve(conn: TcpStream, upstream: &str, state: &Arc<(Mutex<State>, Condvar)>) 
             }
             Some(rule.fault)
         } else {
-            s.persistent_labels.get(&l).copied()
+            s.persistent_labels
+                .get(&l)
+                .copied()
+                .or_else(|| s.matching.iter().find(|(text, _)| l.contains(text.as_str())).map(|(_, f)| *f))
         }
     };
     match fault {
