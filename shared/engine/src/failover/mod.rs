@@ -26,12 +26,14 @@ use domain::notification::{self, ChatNote, Envelope, Page, PageState, Severity};
 use domain::primitives::{ms_between, rfc3339};
 use domain::site::{ActiveConfig, SiteName};
 use futures_util::future::try_join_all;
+use runner::{Run, StepEnd};
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 use time::OffsetDateTime;
 
 mod ending;
 mod messages;
+mod runner;
 mod steps;
 #[cfg(test)]
 mod tests;

@@ -86,293 +86,289 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
             None => self.snapshot_files_of(&attempt.tree).await,
         }
     }
-
-    /// Runs the remaining steps of an execution under the lock.
-    pub(super) async fn drive(&self, mut rec: Recorder, attempt: Attempt, held: Held) -> EngineResult<ExecutionResult> {
-        let id = rec.record.execution_id.clone();
-        let target = rec.record.target;
+    /// The fence: what the decision rested on was read before the lock; read it again now that the lock is held
+    /// (every writer of `active` holds it) and decide again. One round trip. The fresh tree replaces the one
+    /// read before the lock for every later step.
+    pub(super) async fn fence_step(&self, run: &mut Run) -> StepEnd {
+        let rec = &run.rec.record;
         let active_name = self.active_name();
-        // The fence: what the decision rested on was read before the lock; read it again now that the lock is
-        // held (every writer of `active` holds it), and decide again. One round trip.
         let start = self.now();
         let fresh = match self.read_tree().await {
             Ok(tree) => tree,
-            Err(source) => return Err(self.stop(rec, Some(held), Step::Fence, source).await),
+            Err(source) => return StepEnd::Stop(source),
         };
         let docs = documents::from_tree(&fresh, &self.settings.prefix);
-        let approver = rec.record.approved_by.clone().map(|requested_by| Initiator::Human { requested_by });
+        let approver = rec.approved_by.clone().map(|requested_by| Initiator::Human { requested_by });
         let verdict = decision::fence(&FenceInput {
-            execution_id: &id,
-            decided_on_version: rec.record.decided_on_version,
-            promoted: rec.record.done(Step::Promote),
+            execution_id: &rec.execution_id,
+            decided_on_version: rec.decided_on_version,
+            promoted: rec.done(Step::Promote),
             active_version: version_of(&fresh, &active_name),
             now: DecisionInput {
-                initiator: approver.as_ref().unwrap_or(&rec.record.initiator),
-                target,
+                initiator: approver.as_ref().unwrap_or(&rec.initiator),
+                target: rec.target,
                 active: docs.active.valid(),
                 policy: self.policy_of(&docs),
-                target_problem: docs.site(target).problem(),
+                target_problem: docs.site(rec.target).problem(),
                 now: start,
             },
         });
-        let end = self.now();
-        if let Fence::Superseded(why) = verdict {
-            return self.supersede(rec, held, &docs, why, start).await;
-        }
-        rec.record.steps.push(self.step(Step::Fence, StepOutcome::Done, start, end, &attempt.id, Some(format!("{verdict:?}"))));
-        let attempt = Attempt { tree: fresh, docs, ..attempt };
-        let promoted_earlier = attempt.docs.active.valid().and_then(|a| a.execution_id.as_deref()) == Some(id.as_str());
-        let Some(target_config) = attempt.docs.site(target).valid().cloned() else {
-            let problem = attempt.docs.site(target).problem().unwrap_or_default();
-            return Err(self
-                .fail(rec, held, Step::Promote, format!("the {target} site's config is not usable: {problem}"))
-                .await);
-        };
-
-        // Round trip 3: snapshot, record (with the first page owed), first page.
-        if !rec.record.done(Step::Snapshot) {
-            let start = self.now();
-            if promoted_earlier {
-                rec.record.steps.push(self.step(
-                    Step::Snapshot,
-                    StepOutcome::AlreadyDone,
-                    start,
-                    start,
-                    &attempt.id,
-                    Some("the promotion of an earlier attempt is live: its snapshot preceded it".into()),
-                ));
-            } else {
-                let folder = domain::layout::snapshot_folder(&id);
-                if !rec.record.sent(Channel::Paging, &format!("{}.awaiting_approval", rec.record.kind)) {
-                    let page = self.page(
-                        &rec.record,
-                        "started",
-                        PageState::Alarm,
-                        Severity::Critical,
-                        format!(
-                            "DR {}: {} toward the {} site started ({}). Decision: {}.",
-                            self.settings.environment,
-                            rec.record.kind,
-                            target,
-                            rec.record.reason,
-                            rec.record.decision.reasons.join("; ")
-                        ),
-                    );
-                    self.owe_page(&mut rec.record, "started", &page);
-                }
-                let files = match self.snapshot_files(&attempt).await {
-                    Ok(f) => f,
-                    Err(source) => return Err(self.stop(rec, Some(held), Step::Snapshot, source).await),
-                };
-                rec.record.rpo_estimate = Some(rpo_estimate(&files));
-                // The page rides beside the snapshot but never blocks it: a paging topic that fails (its key
-                // disabled) leaves the page owed and the promotion goes on.
-                let owed = rec.record.owed.clone();
-                let (written, paged) = tokio::join!(
-                    self.beside(&mut rec, start, snapshot::write(&self.bucket, &folder, &id, files, start)),
-                    self.publish_owed(&owed)
-                );
-                self.settle_owed(&mut rec.record, paged);
-                let manifest = match written {
-                    Ok(m) => m,
-                    Err(source) => return Err(self.stop(rec, Some(held), Step::Snapshot, source).await),
-                };
+        run.attempt.tree = fresh;
+        run.attempt.docs = docs;
+        match verdict {
+            Fence::Superseded(why) => StepEnd::Supersede(why),
+            verdict => {
                 let end = self.now();
-                rec.record.snapshot_manifest_key = Some(manifest.clone());
-                rec.record.steps.push(self.step(Step::Snapshot, StepOutcome::Done, start, end, &attempt.id, Some(manifest)));
+                let step = self.step(Step::Fence, StepOutcome::Done, start, end, &run.attempt.id, Some(format!("{verdict:?}")));
+                run.rec.record.steps.push(step);
+                StepEnd::Next
             }
         }
+    }
 
-        // Round trip 4: the one PutParameter (the atomic switch), beside the record's update.
-        let version = if rec.record.done(Step::Promote) && rec.record.promoted_version.is_some() && promoted_earlier {
-            rec.record.promoted_version.unwrap_or_default()
-        } else if promoted_earlier {
-            let start = self.now();
-            let version = match &attempt.docs.active {
+    /// Whether `{prefix}/active`, as read under the lock, names this execution: its promotion is live.
+    fn promoted_earlier(&self, run: &Run) -> bool {
+        run.attempt.docs.active.valid().and_then(|a| a.execution_id.as_deref()) == Some(run.rec.record.execution_id.as_str())
+    }
+
+    /// Round trip 3: the snapshot, beside the record (holding the first page as owed) and the first page. The
+    /// page never blocks the snapshot: a paging topic that fails (its key disabled) leaves it owed.
+    pub(super) async fn snapshot_step(&self, run: &mut Run) -> StepEnd {
+        let start = self.now();
+        let id = run.rec.record.execution_id.clone();
+        if self.promoted_earlier(run) {
+            let detail = Some("the promotion of an earlier attempt is live: its snapshot preceded it".into());
+            let step = self.step(Step::Snapshot, StepOutcome::AlreadyDone, start, start, &run.attempt.id, detail);
+            run.rec.record.steps.push(step);
+            return StepEnd::Next;
+        }
+        let rec = &mut run.rec.record;
+        if !rec.sent(Channel::Paging, &format!("{}.awaiting_approval", rec.kind)) {
+            let page = self.page(
+                rec,
+                "started",
+                PageState::Alarm,
+                Severity::Critical,
+                format!(
+                    "DR {}: {} toward the {} site started ({}). Decision: {}.",
+                    self.settings.environment,
+                    rec.kind,
+                    rec.target,
+                    rec.reason,
+                    rec.decision.reasons.join("; ")
+                ),
+            );
+            self.owe_page(rec, "started", &page);
+        }
+        let files = match self.snapshot_files(&run.attempt).await {
+            Ok(f) => f,
+            Err(source) => return StepEnd::Stop(source),
+        };
+        run.rec.record.rpo_estimate = Some(rpo_estimate(&files));
+        let folder = domain::layout::snapshot_folder(&id);
+        let owed = run.rec.record.owed.clone();
+        let (written, paged) = tokio::join!(
+            self.beside(&mut run.rec, start, snapshot::write(&self.bucket, &folder, &id, files, start)),
+            self.publish_owed(&owed)
+        );
+        self.settle_owed(&mut run.rec.record, paged);
+        let manifest = match written {
+            Ok(m) => m,
+            Err(source) => return StepEnd::Stop(source),
+        };
+        let end = self.now();
+        run.rec.record.snapshot_manifest_key = Some(manifest.clone());
+        run.rec.record.steps.push(self.step(Step::Snapshot, StepOutcome::Done, start, end, &run.attempt.id, Some(manifest)));
+        StepEnd::Next
+    }
+
+    /// Round trip 4: the one `PutParameter` of `{prefix}/active` (the atomic switch), beside the record's update;
+    /// or, when the promotion of an earlier attempt is live, its version. Before writing: the lease is renewed if
+    /// it is running out, and SSM is made room for the new version.
+    pub(super) async fn promote_step(&self, run: &mut Run) -> StepEnd {
+        let start = self.now();
+        let id = run.rec.record.execution_id.clone();
+        let target = run.rec.record.target;
+        let active_name = self.active_name();
+        if self.promoted_earlier(run) {
+            let version = match &run.attempt.docs.active {
                 Doc::Valid { version, .. } => *version,
                 _ => 0,
             };
-            rec.record.promoted_version = Some(version);
-            rec.record.config_after = raw_doc(&attempt.tree, &active_name);
-            rec.record.steps.push(self.step(
-                Step::Promote,
-                StepOutcome::AlreadyDone,
-                start,
-                start,
-                &attempt.id,
-                Some(format!("version {version} written by an earlier attempt")),
-            ));
-            version
-        } else {
-            // No attempt that may have lost its lease reaches PutParameter: near the end of the lease the lock is
-            // renewed by compare-and-swap on its ETag, which fails if another attempt took it over meanwhile.
-            let held = match self.keep_lease(held).await {
-                Ok(h) => h,
-                Err(source) => return Err(self.stop(rec, None, Step::Promote, source).await),
-            };
-            match self.make_room_for_a_version(&active_name, version_of(&attempt.tree, &active_name)).await {
-                Ok(unlabelled) if !unlabelled.is_empty() => {
-                    let now = self.now();
-                    rec.record.note(now, format!("unlabelled versions {unlabelled:?} of {active_name}: SSM keeps 100 versions"));
-                }
-                Ok(_) => {}
-                Err(source) => return Err(self.stop(rec, Some(held), Step::Promote, source).await),
+            run.version = Some(version);
+            if !run.rec.record.done(Step::Promote) {
+                run.rec.record.promoted_version = Some(version);
+                run.rec.record.config_after = raw_doc(&run.attempt.tree, &active_name);
+                let detail = Some(format!("version {version} written by an earlier attempt"));
+                run.rec.record.steps.push(self.step(
+                    Step::Promote,
+                    StepOutcome::AlreadyDone,
+                    start,
+                    start,
+                    &run.attempt.id,
+                    detail,
+                ));
             }
-            let start = self.now();
-            let doc = ActiveConfig::promotion_document(target, &target_config, &id, &rfc3339(start));
-            let body = Value::Object(doc.clone()).to_string();
-            let version = match self.beside(&mut rec, start, self.put_active_once(&active_name, &body, &id)).await {
-                Ok(v) => v,
-                Err(source) => return Err(self.stop(rec, Some(held), Step::Promote, source).await),
-            };
-            let end = self.now();
-            rec.record.promoted_version = Some(version);
-            rec.record.config_after = Some(Value::Object(doc));
-            rec.record.steps.push(self.step(
-                Step::Promote,
-                StepOutcome::Done,
-                start,
-                end,
-                &attempt.id,
-                Some(format!("{active_name} version {version}")),
-            ));
-            return Box::pin(self.finish(rec, attempt, held, version)).await;
+            return StepEnd::Next;
+        }
+        let Some(target_config) = run.attempt.docs.site(target).valid().cloned() else {
+            let problem = run.attempt.docs.site(target).problem().unwrap_or_default();
+            return StepEnd::Fail(format!("the {target} site's config is not usable: {problem}"));
         };
-        Box::pin(self.finish(rec, attempt, held, version)).await
-    }
-
-    /// The steps after the promotion: verify, notify, report, release.
-    async fn finish(&self, mut rec: Recorder, attempt: Attempt, held: Held, version: i64) -> EngineResult<ExecutionResult> {
-        let id = rec.record.execution_id.clone();
-        let target = rec.record.target;
-        let active_name = self.active_name();
-        // Round trip 5: label and read back, side by side (beside the record's update).
-        if !rec.record.done(Step::Verify) {
-            let start = self.now();
-            let r = self
-                .beside(&mut rec, start, async {
-                    tokio::try_join!(self.params.label(&active_name, version, &id), self.params.get_one(&active_name))
-                })
-                .await;
-            let (_, read_back) = match r {
-                Ok(v) => v,
-                Err(source) => return Err(self.stop(rec, Some(held), Step::Verify, source).await),
-            };
-            let end = self.now();
-            let problem = match read_back {
-                None => Some(format!("{active_name} does not exist after the promotion")),
-                Some(p) if p.version != version => Some(format!(
-                    "{active_name} is at version {} after writing version {version}: someone else wrote it",
-                    p.version
-                )),
-                Some(p) => {
-                    let read: Option<Value> = serde_json::from_str(&p.value).ok();
-                    (read != rec.record.config_after)
-                        .then(|| format!("{active_name} version {version} does not hold the promoted document"))
-                }
-            };
-            if let Some(problem) = problem {
-                return Err(self.fail(rec, held, Step::Verify, problem).await);
-            }
-            rec.record.steps.push(self.step(
-                Step::Verify,
-                StepOutcome::Done,
-                start,
-                end,
-                &attempt.id,
-                Some(format!("labelled {id}; read back version {version}")),
-            ));
-            tracing::info!(execution_id = %id, version, target = %target, "promotion verified");
+        // No attempt that may have lost its lease reaches PutParameter: near the end of the lease the lock is
+        // renewed by compare-and-swap on its ETag, which fails if another attempt took it over meanwhile.
+        match self.keep_lease(&run.held).await {
+            Ok(held) => run.held = held,
+            Err(source) => return StepEnd::LostLock(source),
         }
-
-        // After the critical path: the OK page (owed first) and the chat summary (best effort), then the report,
-        // then the lock. Neither a failing paging topic nor a failing chat topic stalls a verified promotion.
-        if !rec.record.done(Step::Notify) {
-            let start = self.now();
-            let summary = self.step_summary(&rec.record);
-            let ok = self.page(
-                &rec.record,
-                "completed",
-                PageState::Ok,
-                // The severity of its ALARM pages: a severity-filtered pager subscription must see the OK.
-                Severity::Critical,
-                format!(
-                    "DR {}: {} to the {} site completed and verified ({}). {summary}",
-                    self.settings.environment, rec.record.kind, target, rec.record.reason
-                ),
-            );
-            let chat = self.chat(
-                &rec.record,
-                "completed",
-                Severity::Info,
-                format!("DR {}: {} to {} completed", self.settings.environment, rec.record.kind, target),
-                summary,
-                vec![
-                    "Consumers reading {prefix}/active now see the new site.".into(),
-                    format!("Report: {}", domain::layout::report_markdown(&id)),
-                ],
-            );
-            self.owe_page(&mut rec.record, "completed", &ok);
-            let owed = rec.record.owed.clone();
-            let (saved, paged, ()) = tokio::join!(
-                self.beside(&mut rec, start, async { Ok(()) }),
-                self.publish_owed(&owed),
-                self.chat_best_effort(&id, "completed", &chat)
-            );
-            self.settle_owed(&mut rec.record, paged);
-            if let Err(source) = saved {
-                return Err(self.stop(rec, Some(held), Step::Notify, source).await);
+        match self.make_room_for_a_version(&active_name, version_of(&run.attempt.tree, &active_name)).await {
+            Ok(unlabelled) if !unlabelled.is_empty() => {
+                let now = self.now();
+                run.rec.record.note(now, format!("unlabelled versions {unlabelled:?} of {active_name}: SSM keeps 100 versions"));
             }
-            let end = self.now();
-            let detail = (!rec.record.owed.is_empty()).then(|| format!("{} page(s) owed", rec.record.owed.len()));
-            rec.record.steps.push(self.step(Step::Notify, StepOutcome::Done, start, end, &attempt.id, detail));
-        }
-        if !rec.record.done(Step::Report) {
-            let start = self.now();
-            let (json_key, md_key) = report::report_keys(&id);
-            rec.record.report_key = Some(json_key.clone());
-            let rpo = rec.record.rpo_estimate.clone().unwrap_or_else(|| rpo_estimate(&[]));
-            let mut for_report = rec.record.clone();
-            for_report.state = ExecutionState::Completed;
-            for_report.steps.push(self.step(Step::Report, StepOutcome::Done, start, start, &attempt.id, None));
-            let json_body = serde_json::to_vec_pretty(&report::json_report(&for_report, &rpo)).unwrap_or_default();
-            let md_body = report::markdown_report(&for_report, &rpo).into_bytes();
-            let r = self
-                .beside(&mut rec, start, async {
-                    tokio::try_join!(
-                        self.bucket.put(&json_key, json_body, "application/json", WriteCondition::Overwrite),
-                        self.bucket.put(&md_key, md_body, "text/markdown", WriteCondition::Overwrite),
-                    )
-                })
-                .await;
-            if let Err(source) = r {
-                return Err(self.stop(rec, Some(held), Step::Report, source).await);
-            }
-            let end = self.now();
-            rec.record.steps.push(self.step(Step::Report, StepOutcome::Done, start, end, &attempt.id, Some(json_key)));
+            Ok(_) => {}
+            Err(source) => return StepEnd::Stop(source),
         }
         let start = self.now();
-        if let Err(source) = lock::release_attempt(&self.bucket, &self.settings.lock_key, &id, &held.doc.attempt_id).await {
-            return Err(self.stop(rec, Some(held), Step::Release, source).await);
+        let doc = ActiveConfig::promotion_document(target, &target_config, &id, &rfc3339(start));
+        let body = Value::Object(doc.clone()).to_string();
+        let version = match self.beside(&mut run.rec, start, self.put_active_once(&active_name, &body, &id)).await {
+            Ok(v) => v,
+            Err(source) => return StepEnd::Stop(source),
+        };
+        let end = self.now();
+        run.version = Some(version);
+        run.rec.record.promoted_version = Some(version);
+        run.rec.record.config_after = Some(Value::Object(doc));
+        let detail = Some(format!("{active_name} version {version}"));
+        run.rec.record.steps.push(self.step(Step::Promote, StepOutcome::Done, start, end, &run.attempt.id, detail));
+        StepEnd::Next
+    }
+
+    /// Round trip 5: label the version and read it back, side by side (beside the record's update). A read-back
+    /// that differs is a failure a human must look at.
+    pub(super) async fn verify_step(&self, run: &mut Run) -> StepEnd {
+        let start = self.now();
+        let id = run.rec.record.execution_id.clone();
+        let active_name = self.active_name();
+        let Some(version) = run.version.or(run.rec.record.promoted_version) else {
+            return StepEnd::Fail("no promoted version to verify".into());
+        };
+        let r = self
+            .beside(&mut run.rec, start, async {
+                tokio::try_join!(self.params.label(&active_name, version, &id), self.params.get_one(&active_name))
+            })
+            .await;
+        let read_back = match r {
+            Ok((_, read_back)) => read_back,
+            Err(source) => return StepEnd::Stop(source),
+        };
+        let end = self.now();
+        let problem = match read_back {
+            None => Some(format!("{active_name} does not exist after the promotion")),
+            Some(p) if p.version != version => {
+                Some(format!("{active_name} is at version {} after writing version {version}: someone else wrote it", p.version))
+            }
+            Some(p) => {
+                let read: Option<Value> = serde_json::from_str(&p.value).ok();
+                (read != run.rec.record.config_after)
+                    .then(|| format!("{active_name} version {version} does not hold the promoted document"))
+            }
+        };
+        if let Some(problem) = problem {
+            return StepEnd::Fail(problem);
+        }
+        let detail = Some(format!("labelled {id}; read back version {version}"));
+        run.rec.record.steps.push(self.step(Step::Verify, StepOutcome::Done, start, end, &run.attempt.id, detail));
+        tracing::info!(execution_id = %id, version, target = %run.rec.record.target, "promotion verified");
+        StepEnd::Next
+    }
+
+    /// After the critical path: the `OK` page (owed first) and the chat summary (best effort). Neither a
+    /// failing paging topic nor a failing chat topic stalls a verified promotion.
+    pub(super) async fn notify_step(&self, run: &mut Run) -> StepEnd {
+        let start = self.now();
+        let id = run.rec.record.execution_id.clone();
+        let rec = &run.rec.record;
+        let summary = self.step_summary(rec);
+        let ok = self.page(
+            rec,
+            "completed",
+            PageState::Ok,
+            // The severity of its ALARM pages: a severity-filtered pager subscription must see the OK.
+            Severity::Critical,
+            format!(
+                "DR {}: {} to the {} site completed and verified ({}). {summary}",
+                self.settings.environment, rec.kind, rec.target, rec.reason
+            ),
+        );
+        let chat = self.chat(
+            rec,
+            "completed",
+            Severity::Info,
+            format!("DR {}: {} to {} completed", self.settings.environment, rec.kind, rec.target),
+            summary,
+            vec![
+                "Consumers reading {prefix}/active now see the new site.".into(),
+                format!("Report: {}", domain::layout::report_markdown(&id)),
+            ],
+        );
+        self.owe_page(&mut run.rec.record, "completed", &ok);
+        let owed = run.rec.record.owed.clone();
+        let (saved, paged, ()) = tokio::join!(
+            self.beside(&mut run.rec, start, async { Ok(()) }),
+            self.publish_owed(&owed),
+            self.chat_best_effort(&id, "completed", &chat)
+        );
+        self.settle_owed(&mut run.rec.record, paged);
+        if let Err(source) = saved {
+            return StepEnd::Stop(source);
         }
         let end = self.now();
-        rec.record.steps.push(self.step(Step::Release, StepOutcome::Done, start, end, &attempt.id, None));
-        // Completed only now: until every step is done the record stays resumable.
-        rec.record.state = ExecutionState::Completed;
-        rec.record.error = None;
-        if let Err(source) = rec.save_now(&self.bucket, end).await {
-            // Promoted, verified and released, but the record does not say so yet: report it as a stop so the
-            // trigger is delivered again and the record is finished (never left behind as "running").
-            return Err(self.stop(rec, None, Step::Release, source).await);
+        let owed = run.rec.record.owed.len();
+        let detail = (owed > 0).then(|| format!("{owed} page(s) owed"));
+        run.rec.record.steps.push(self.step(Step::Notify, StepOutcome::Done, start, end, &run.attempt.id, detail));
+        StepEnd::Next
+    }
+
+    /// The report (`reports/{id}.json` and `.md`), beside the record's update.
+    pub(super) async fn report_step(&self, run: &mut Run) -> StepEnd {
+        let start = self.now();
+        let id = run.rec.record.execution_id.clone();
+        let (json_key, md_key) = report::report_keys(&id);
+        run.rec.record.report_key = Some(json_key.clone());
+        let rpo = run.rec.record.rpo_estimate.clone().unwrap_or_else(|| rpo_estimate(&[]));
+        let mut for_report = run.rec.record.clone();
+        for_report.state = ExecutionState::Completed;
+        for_report.steps.push(self.step(Step::Report, StepOutcome::Done, start, start, &run.attempt.id, None));
+        let json_body = serde_json::to_vec_pretty(&report::json_report(&for_report, &rpo)).unwrap_or_default();
+        let md_body = report::markdown_report(&for_report, &rpo).into_bytes();
+        let r = self
+            .beside(&mut run.rec, start, async {
+                tokio::try_join!(
+                    self.bucket.put(&json_key, json_body, "application/json", WriteCondition::Overwrite),
+                    self.bucket.put(&md_key, md_body, "text/markdown", WriteCondition::Overwrite),
+                )
+            })
+            .await;
+        if let Err(source) = r {
+            return StepEnd::Stop(source);
         }
-        let owed = rec.record.owed.len();
-        let mut message = format!("{} to {target} completed and verified (version {version})", rec.record.kind);
-        if owed > 0 {
-            message.push_str(&format!(
-                "; {owed} page(s) could not be published and are owed: the next delivery of the trigger, or `check`, sends them"
-            ));
+        let end = self.now();
+        run.rec.record.steps.push(self.step(Step::Report, StepOutcome::Done, start, end, &run.attempt.id, Some(json_key)));
+        StepEnd::Next
+    }
+
+    /// Releases the lock, if this attempt still holds it.
+    pub(super) async fn release_step(&self, run: &mut Run) -> StepEnd {
+        let start = self.now();
+        let id = run.rec.record.execution_id.clone();
+        if let Err(source) = lock::release_attempt(&self.bucket, &self.settings.lock_key, &id, &run.held.doc.attempt_id).await {
+            return StepEnd::Stop(source);
         }
-        Ok(self.result_of(&rec.record, Outcome::Completed, Some(target), message))
+        let end = self.now();
+        run.rec.record.steps.push(self.step(Step::Release, StepOutcome::Done, start, end, &run.attempt.id, None));
+        StepEnd::Next
     }
 
     /// One round trip: `action` beside the record's save. The save's ETag is kept whatever the action answered
@@ -446,15 +442,15 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
     /// Renews the lock's lease by compare-and-swap when less than a quarter of it is left: the attempt goes on
     /// only while it provably holds the lock (an attempt slowed past its lease, a CLI on a sleeping laptop,
     /// finds the lock taken over and stops without writing).
-    pub(super) async fn keep_lease(&self, held: Held) -> Result<Held, StoreError> {
+    pub(super) async fn keep_lease(&self, held: &Held) -> Result<Held, StoreError> {
         let now = self.now();
         let until = domain::primitives::parse_rfc3339(&held.doc.lease_expires_at).unwrap_or(now);
         let lease =
             if held.doc.state == LockState::AwaitingApproval { self.settings.approval_window } else { self.settings.lock_lease };
         if until - now > lease / 4 {
-            return Ok(held);
+            return Ok(Held { doc: held.doc.clone(), etag: held.etag.clone() });
         }
-        let doc = LockDoc { lease_expires_at: rfc3339(now + lease), ..held.doc };
+        let doc = LockDoc { lease_expires_at: rfc3339(now + lease), ..held.doc.clone() };
         let etag = lock::update(&self.bucket, &self.settings.lock_key, &doc, &held.etag).await?;
         Ok(Held { doc, etag })
     }

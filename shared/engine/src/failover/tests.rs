@@ -305,7 +305,7 @@ async fn an_attempt_that_lost_its_lease_cannot_promote_and_never_releases_the_ne
         panic!("lock not taken")
     };
     // Early in the lease: nothing to renew.
-    let held = e.keep_lease(Held { doc: ours.clone(), etag: etag.clone() }).await.unwrap();
+    let held = e.keep_lease(&Held { doc: ours.clone(), etag: etag.clone() }).await.unwrap();
     assert_eq!(held.etag, etag);
     // Past the lease, another attempt of the same execution takes the lock over.
     e.clock.advance(e.settings.lock_lease + time::Duration::seconds(1));
@@ -316,7 +316,7 @@ async fn an_attempt_that_lost_its_lease_cannot_promote_and_never_releases_the_ne
         Acquired::Yes { .. }
     ));
     // The slow attempt wakes up: renewing its lease fails, so it never reaches PutParameter.
-    assert!(e.keep_lease(Held { doc: ours.clone(), etag }).await.is_err());
+    assert!(e.keep_lease(&Held { doc: ours.clone(), etag }).await.is_err());
     // And its release leaves the new holder's lock alone.
     assert!(!lock::release_attempt(&e.bucket, lock::FAILOVER_LOCK_KEY, "failover-x", "a1").await.unwrap());
     assert!(e.bucket.text(lock::FAILOVER_LOCK_KEY).unwrap().contains("\"a2\""));
