@@ -72,7 +72,8 @@ async fn a_redelivered_alarm_never_writes_active_back_after_a_failback() {
     let id = env.history("active").await[1].2["execution_id"].as_str().unwrap().to_owned();
 
     let mut m = Function::start("manual-trigger", &via(&env, &proxy));
-    let unlocked = m.invoke(&json!({"command": "unlock", "execution_id": id, "confirm": id, "requested_by": "oncall"})).response();
+    let unlocked =
+        m.invoke(&json!({"command": "unlock", "execution_id": id, "confirm": id, "requested_by": "oncall"})).response();
     assert_eq!(unlocked["outcome"], "completed", "{unlocked:#}");
     let back = m
         .invoke(&json!({"command": "failback", "target": "primary", "confirm": "primary", "reason": "primary is back",
@@ -87,7 +88,8 @@ async fn a_redelivered_alarm_never_writes_active_back_after_a_failback() {
     assert_eq!(history.len(), 3, "active was written again: {history:?}");
     assert_eq!(history[2].2["execution_id"], "failback-fb1");
     // The stand-down resolved the alarm's incident with the severity of its ALARM.
-    let pages: Vec<Value> = env.pages().await.iter().map(message_of).filter(|p| p["AlarmName"].as_str().unwrap().contains(&id)).collect();
+    let pages: Vec<Value> =
+        env.pages().await.iter().map(message_of).filter(|p| p["AlarmName"].as_str().unwrap().contains(&id)).collect();
     assert_eq!(pages.last().unwrap()["NewStateValue"], "OK", "{pages:#?}");
 }
 
@@ -180,9 +182,14 @@ async fn approving_again_resumes_an_approved_execution_that_stopped_and_cancel_e
     let mut m = Function::start("manual-trigger", &env.function_env());
     let wrong = m.invoke(&json!({"command": "cancel", "execution_id": id, "confirm": "x", "requested_by": "oncall"})).response();
     assert_eq!(wrong["outcome"], "rejected", "{wrong:#}");
-    let cancel = json!({"command": "cancel", "execution_id": id, "confirm": id, "requested_by": "oncall", "reason": "false alarm"});
+    let cancel =
+        json!({"command": "cancel", "execution_id": id, "confirm": id, "requested_by": "oncall", "reason": "false alarm"});
     let cancelled = m.invoke(&cancel).response();
-    assert_eq!((cancelled["outcome"].as_str(), cancelled["state"].as_str()), (Some("completed"), Some("cancelled")), "{cancelled:#}");
+    assert_eq!(
+        (cancelled["outcome"].as_str(), cancelled["state"].as_str()),
+        (Some("completed"), Some("cancelled")),
+        "{cancelled:#}"
+    );
     assert!(env.keys("locks/").await.is_empty());
     let states: Vec<String> =
         env.pages().await.iter().map(|p| message_of(p)["NewStateValue"].as_str().unwrap().to_owned()).collect();
