@@ -393,6 +393,58 @@ fn parse_notification_string(message: Option<&Value>, at: &str) -> Result<AlarmC
     }
 }
 
+/// AWS regions by the display name CloudWatch writes in an SNS notification's `Region`, with their partition.
+const REGION_NAMES: &[(&str, &str, &str)] = &[
+    ("US East (N. Virginia)", "us-east-1", "aws"),
+    ("US East (Ohio)", "us-east-2", "aws"),
+    ("US West (N. California)", "us-west-1", "aws"),
+    ("US West (Oregon)", "us-west-2", "aws"),
+    ("Africa (Cape Town)", "af-south-1", "aws"),
+    ("Asia Pacific (Hong Kong)", "ap-east-1", "aws"),
+    ("Asia Pacific (Taipei)", "ap-east-2", "aws"),
+    ("Asia Pacific (Hyderabad)", "ap-south-2", "aws"),
+    ("Asia Pacific (Jakarta)", "ap-southeast-3", "aws"),
+    ("Asia Pacific (Malaysia)", "ap-southeast-5", "aws"),
+    ("Asia Pacific (Melbourne)", "ap-southeast-4", "aws"),
+    ("Asia Pacific (Mumbai)", "ap-south-1", "aws"),
+    ("Asia Pacific (Osaka)", "ap-northeast-3", "aws"),
+    ("Asia Pacific (Seoul)", "ap-northeast-2", "aws"),
+    ("Asia Pacific (Singapore)", "ap-southeast-1", "aws"),
+    ("Asia Pacific (Sydney)", "ap-southeast-2", "aws"),
+    ("Asia Pacific (Thailand)", "ap-southeast-7", "aws"),
+    ("Asia Pacific (Tokyo)", "ap-northeast-1", "aws"),
+    ("Canada (Central)", "ca-central-1", "aws"),
+    ("Canada West (Calgary)", "ca-west-1", "aws"),
+    ("Europe (Frankfurt)", "eu-central-1", "aws"),
+    ("Europe (Ireland)", "eu-west-1", "aws"),
+    ("Europe (London)", "eu-west-2", "aws"),
+    ("Europe (Milan)", "eu-south-1", "aws"),
+    ("Europe (Paris)", "eu-west-3", "aws"),
+    ("Europe (Spain)", "eu-south-2", "aws"),
+    ("Europe (Stockholm)", "eu-north-1", "aws"),
+    ("Europe (Zurich)", "eu-central-2", "aws"),
+    ("Israel (Tel Aviv)", "il-central-1", "aws"),
+    ("Mexico (Central)", "mx-central-1", "aws"),
+    ("Middle East (Bahrain)", "me-south-1", "aws"),
+    ("Middle East (UAE)", "me-central-1", "aws"),
+    ("South America (Sao Paulo)", "sa-east-1", "aws"),
+    ("South America (São Paulo)", "sa-east-1", "aws"),
+    ("AWS GovCloud (US-East)", "us-gov-east-1", "aws-us-gov"),
+    ("AWS GovCloud (US-West)", "us-gov-west-1", "aws-us-gov"),
+    ("China (Beijing)", "cn-north-1", "aws-cn"),
+    ("China (Ningxia)", "cn-northwest-1", "aws-cn"),
+];
+
+/// The ARN of an alarm whose notification has none: `AWSAccountId`, the `Region` display name and `AlarmName`.
+fn derive_alarm_arn(n: &Value) -> Option<String> {
+    let account =
+        n.get("AWSAccountId").and_then(non_empty_str).filter(|a| a.len() == 12 && a.bytes().all(|b| b.is_ascii_digit()))?;
+    let display = n.get("Region").and_then(non_empty_str)?;
+    let name = n.get("AlarmName").and_then(non_empty_str)?;
+    let (_, code, partition) = REGION_NAMES.iter().find(|(d, _, _)| *d == display)?;
+    Some(format!("arn:{partition}:cloudwatch:{code}:{account}:alarm:{name}"))
+}
+
 /// The alarm notification that `at` holds as JSON text.
 fn parse_notification_text(text: &str, at: &str) -> Result<AlarmChange, NotAnAlarm> {
     let notification: Value = serde_json::from_str(text).map_err(|_| NotAnAlarm::new(format!("{at} is not JSON")))?;
@@ -405,8 +457,21 @@ fn parse_notification_text(text: &str, at: &str) -> Result<AlarmChange, NotAnAla
 /// The PascalCase alarm notification that CloudWatch publishes to SNS.
 fn parse_notification(n: &Value, at: &str) -> Result<AlarmChange, NotAnAlarm> {
     let field = |name: &str| if at.is_empty() { name.to_owned() } else { format!("{at}.{name}") };
-    let arn =
-        n.get("AlarmArn").and_then(non_empty_str).ok_or_else(|| NotAnAlarm::new(format!("missing {}", field("AlarmArn"))))?;
+    // Older notifications carry no `AlarmArn`: it is derived from the account, the region's display name and the
+    // alarm's name, which they do carry.
+    let derived;
+    let arn = match n.get("AlarmArn").and_then(non_empty_str) {
+        Some(arn) => arn,
+        None => {
+            derived = derive_alarm_arn(n).ok_or_else(|| {
+                NotAnAlarm::new(format!(
+                    "missing {} (and no AWSAccountId, Region display name and AlarmName to derive it from)",
+                    field("AlarmArn")
+                ))
+            })?;
+            derived.as_str()
+        }
+    };
     let parsed_arn = AlarmArn::parse(arn)?;
     let new_state = state_at(n, "NewStateValue", &field("NewStateValue"))?;
     let old_state = state_at(n, "OldStateValue", &field("OldStateValue"))?;
@@ -1041,6 +1106,25 @@ mod tests {
             assert_eq!(c.delivery, Delivery::Sns);
             assert_eq!(c.execution_id(), expected);
         }
+    }
+
+    #[test]
+    fn an_older_sns_notification_without_alarm_arn_gets_it_derived() {
+        // Older notifications carry no AlarmArn: account + the region's display name + the alarm name give it,
+        // and so the same execution id as the other deliveries of the same change.
+        let with_arn: Value = json!({
+            "AlarmName": NAME, "AWSAccountId": "123456789012", "NewStateValue": "ALARM", "OldStateValue": "OK",
+            "StateChangeTime": "2021-06-21T18:56:35.084+0000", "Region": "US East (N. Virginia)", "AlarmArn": ARN,
+        });
+        let mut without = with_arn.clone();
+        without.as_object_mut().unwrap().remove("AlarmArn");
+        let (a, b) = (parsed(with_arn), parsed(without.clone()));
+        assert_eq!((b.alarm_arn.as_str(), b.region.as_str()), (ARN, "us-east-1"));
+        assert_eq!(a.execution_id(), b.execution_id());
+        without["Region"] = json!("AWS GovCloud (US-West)");
+        assert!(parsed(without.clone()).alarm_arn.starts_with("arn:aws-us-gov:cloudwatch:us-gov-west-1:"));
+        without["Region"] = json!("Atlantis (Deep)");
+        assert!(parse(&without).unwrap_err().to_string().contains("missing AlarmArn"));
     }
 
     #[test]
