@@ -1,75 +1,458 @@
 //! `dr`: break-glass. Runs the `manual-trigger` commands from an operator's shell with the operator's own
-//! credentials, without Lambda (for when the stack itself is impaired). Same configuration variables, same
-//! code (`engine::commands`, through `app::entry`), same answers.
+//! credentials, without Lambda (for when the stack itself is impaired), or through the deployed function
+//! (`--function NAME`). Same configuration variables, same code (`engine::commands`, through
+//! `app::entry::command`), same answers: each subcommand builds the JSON payload the function takes.
 //!
 //! ```sh
-//! export AWS_REGION=us-west-2 DR_ENVIRONMENT=prod DR_SSM_PREFIX=/dr/prod DR_CONTROL_BUCKET=... DR_PAGING_TOPIC_ARN=...
-//! dr '{"command":"status"}'
-//! echo '{"command":"failover","target":"secondary","confirm":"secondary","reason":"...","requested_by":"me","client_token":"inc-1"}' | dr -
+//! dr --env prod status                  # a summary for people; --json prints the function's answer
+//! dr failover --to secondary --reason "us-east-1 outage" --token inc-4711    # asks for the typed confirmation
+//! dr watch failover-inc-4711
+//! dr report failover-inc-4711
+//! dr '{"command":"status"}'             # scripts: the JSON payload itself (or `dr -` to read it from stdin)
 //! ```
 //!
-//! Exit status: 0 answered, 2 rejected, 1 failed (the error is printed as JSON on stdout, logs on stderr).
+//! Exit status: 0 answered, 2 rejected (nothing changed), 1 failed. With `--json` (and the JSON payload form)
+//! the answer, or the error as `{"errorType", "errorMessage"}`, is printed on stdout; logs go to stderr.
+//!
+//! Module map: [`args`] (the command line), [`profile`] (configuration from the environment or a profile file),
+//! [`render`] (the answers for people), [`follow`] (`watch` and `report`), [`remote`] (`--function`).
+
+mod args;
+mod follow;
+mod profile;
+mod remote;
+mod render;
 
 use app::config::Config;
+use args::{Cli, ColorChoice, Command};
 use aws::AwsClients;
-use std::io::Read;
+use aws::s3::S3ControlBucket;
+use clap::{CommandFactory, Parser};
+use domain::names::BucketName;
+use profile::Settings;
+use render::Style;
+use serde_json::{Value, json};
+use std::io::{BufRead, IsTerminal, Read, Write};
 use std::process::ExitCode;
+use std::time::Duration;
 
-const USAGE: &str = "usage: dr '<command JSON>'   or   dr -   (reads the JSON from stdin)\n\
-commands: status, check, snapshot, drill, failover, failback, approve, unlock (see the README's runbook)";
+/// Exit status: answered.
+const ANSWERED: u8 = 0;
+/// Exit status: failed (an AWS call, the configuration, the execution).
+const FAILED: u8 = 1;
+/// Exit status: rejected; nothing changed.
+const REJECTED: u8 = 2;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    app::telemetry::init();
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let text = match args.as_slice() {
-        [one] if one == "-" => {
-            let mut s = String::new();
-            if let Err(e) = std::io::stdin().read_to_string(&mut s) {
-                eprintln!("cannot read stdin: {e}");
-                return ExitCode::from(1);
-            }
-            s
-        }
-        [one] if one == "-h" || one == "--help" => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        [one] => one.clone(),
-        _ => {
-            eprintln!("{USAGE}");
-            return ExitCode::from(2);
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            // clap: 0 for --help and --version, 2 for a usage error (rejected: nothing was sent).
+            return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(REJECTED));
         }
     };
-    let payload: serde_json::Value = match serde_json::from_str(&text) {
+    ExitCode::from(run(cli).await)
+}
+
+/// How the answer is printed.
+#[derive(Debug, Clone, Copy)]
+struct Output {
+    /// The function's JSON.
+    json: bool,
+    /// Colours on stdout.
+    style: Style,
+    /// Colours on stderr (prompts, errors).
+    err_style: Style,
+}
+
+async fn run(cli: Cli) -> u8 {
+    let command = match cli.command {
+        None => {
+            let _ = Cli::command().print_help();
+            return REJECTED;
+        }
+        Some(Command::Payload(words)) => return legacy(&cli.global, words).await,
+        Some(c) => c,
+    };
+    match &command {
+        Command::Completions { shell } => {
+            clap_complete::generate(*shell, &mut Cli::command(), "dr", &mut std::io::stdout());
+            return ANSWERED;
+        }
+        Command::Man => {
+            return match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
+                Ok(()) => ANSWERED,
+                Err(e) => {
+                    eprintln!("cannot write the man page: {e}");
+                    FAILED
+                }
+            };
+        }
+        _ => {}
+    }
+    let g = &cli.global;
+    let out = Output {
+        json: g.json,
+        style: style(g.color, std::io::stdout().is_terminal()),
+        err_style: style(g.color, std::io::stderr().is_terminal()),
+    };
+    init_logs(g.json, g.verbose, out.err_style.color);
+    let settings = match Settings::load(g.profile.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e}");
+            return FAILED;
+        }
+    };
+    match &command {
+        Command::Watch { execution, interval, timeout, until_approval } => {
+            let Some(bucket) = control_bucket(&settings).await else { return FAILED };
+            let opts = follow::WatchOptions {
+                execution_id: execution.clone(),
+                interval: Duration::from_secs_f64(interval.clamp(0.1, 60.0)),
+                timeout: Duration::from_secs(*timeout),
+                until_approval: *until_approval,
+                json: g.json,
+            };
+            return match follow::watch(&bucket, &opts, out.style).await {
+                Ok(follow::Watched::Ended) => ANSWERED,
+                Ok(follow::Watched::Failed) => FAILED,
+                Ok(follow::Watched::TimedOut) => {
+                    eprintln!("{execution} has not ended after {timeout} s; dr watch {execution} again to keep following it");
+                    FAILED
+                }
+                Ok(follow::Watched::NotFound) => {
+                    eprintln!(
+                        "no execution {execution}: {} does not exist (dr status lists the recent executions)",
+                        domain::layout::execution_record(execution)
+                    );
+                    REJECTED
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    FAILED
+                }
+            };
+        }
+        Command::Report { execution } => {
+            let Some(bucket) = control_bucket(&settings).await else { return FAILED };
+            return match follow::report(&bucket, execution, g.json).await {
+                Ok(Some(text)) => {
+                    println!("{}", text.trim_end());
+                    ANSWERED
+                }
+                Ok(None) => {
+                    eprintln!(
+                        "no report for {execution}: {} does not exist (an execution writes it when it ends; dr watch {execution} follows one)",
+                        domain::layout::report_markdown(execution)
+                    );
+                    REJECTED
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    FAILED
+                }
+            };
+        }
+        _ => {}
+    }
+
+    // A manual-trigger command: who asks, the typed confirmation, then the same payload as the function's.
+    let requested_by = g.requested_by.clone().or_else(|| settings.get("DR_REQUESTED_BY")).or_else(operator);
+    if command.needs_requester() && requested_by.is_none() {
+        return refuse(out, "who asks is recorded: pass --requested-by you@example.com (or set DR_REQUESTED_BY)");
+    }
+    let mut typed = None;
+    let environment = settings.get("DR_ENVIRONMENT").or_else(|| g.function.clone()).unwrap_or_else(|| "this environment".into());
+    if let Some(c) = command.missing_confirmation(&environment) {
+        if !std::io::stdin().is_terminal() {
+            let flag = format!("--confirm {}", c.expected);
+            return refuse(
+                out,
+                &format!(
+                    "{} needs a typed confirmation and no terminal is attached: pass {flag}",
+                    command.function_command().unwrap_or_default()
+                ),
+            );
+        }
+        match ask(&c, out.err_style) {
+            Some(t) => typed = Some(t),
+            None => {
+                eprintln!("{}", out.err_style.bad(&format!("confirmation did not match {:?}: nothing was sent", c.expected)));
+                return REJECTED;
+            }
+        }
+    }
+    let Some(payload) = command.payload(requested_by.as_deref(), typed.as_deref()) else { return FAILED };
+    let name = command.function_command().unwrap_or_default();
+    let answer = dispatch(g.function.as_deref(), &settings, &payload).await;
+    print(name, &answer, out)
+}
+
+/// The earlier interface, kept for scripts: `dr '<json>'` or `dr -`; the answer is the function's JSON.
+async fn legacy(g: &args::Global, words: Vec<String>) -> u8 {
+    let [arg] = words.as_slice() else {
+        let mut cmd = Cli::command();
+        let e = cmd.error(
+            clap::error::ErrorKind::TooManyValues,
+            format!("one JSON payload expected, found {} arguments: {words:?} (quote the JSON)", words.len()),
+        );
+        let _ = e.print();
+        return REJECTED;
+    };
+    let arg = arg.clone();
+    let text = if arg == "-" {
+        let mut s = String::new();
+        if let Err(e) = std::io::stdin().read_to_string(&mut s) {
+            eprintln!("cannot read stdin: {e}");
+            return FAILED;
+        }
+        s
+    } else if matches!(arg.trim_start().chars().next(), Some('{' | '[' | '"')) {
+        arg
+    } else {
+        // A mistyped command name: say so as clap would, with its suggestion.
+        let mut cmd = Cli::command();
+        let names: Vec<String> = cmd.get_subcommands().map(|c| c.get_name().to_owned()).collect();
+        let close = names.iter().find(|n| edit_distance(n, &arg) <= 2);
+        let hint = close.map(|n| format!("\n\n  tip: a similar command exists: '{n}'")).unwrap_or_default();
+        let e = cmd.error(clap::error::ErrorKind::InvalidSubcommand, format!("unrecognized command '{arg}'{hint}"));
+        let _ = e.print();
+        return REJECTED;
+    };
+    app::telemetry::init();
+    let payload: Value = match serde_json::from_str(&text) {
         Ok(v) => v,
         Err(e) => {
             println!(
                 "{}",
-                serde_json::json!({"outcome": "rejected", "message": format!("the argument is not JSON ({e}); expected e.g. {{\"command\":\"status\"}}")})
+                json!({"outcome": "rejected", "message": format!("the argument is not JSON ({e}); expected e.g. {{\"command\":\"status\"}}")})
             );
-            return ExitCode::from(2);
+            return REJECTED;
         }
     };
-    let config = match Config::from_env() {
-        Ok(c) => c,
+    let settings = match Settings::load(g.profile.as_deref()) {
+        Ok(s) => s,
         Err(e) => {
             eprintln!("{e}");
-            return ExitCode::from(1);
+            return FAILED;
         }
     };
-    let clients = AwsClients::from_env().await;
-    let engine = app::root::engine(&clients, &config);
-    match app::entry::command(&engine, &payload).await {
-        Ok(response) => {
-            let rejected = response.outcome == engine::response::Outcome::Rejected;
-            println!("{}", serde_json::to_string_pretty(&response).unwrap_or_default());
-            if rejected { ExitCode::from(2) } else { ExitCode::SUCCESS }
-        }
+    let answer = dispatch(g.function.as_deref(), &settings, &payload).await;
+    let style = Style { color: false };
+    print("", &answer, Output { json: true, style, err_style: style })
+}
+
+/// What a command came to.
+enum Answer {
+    /// The function's answer.
+    Answered(Value),
+    /// The function's error, `{"errorType", "errorMessage"}`.
+    Failed(Value),
+    /// Nothing could be sent (configuration, the Lambda API): printed on stderr.
+    NotSent(String),
+}
+
+/// Runs the payload here (the function's own dispatch) or, with `--function`, through the deployed function.
+async fn dispatch(function: Option<&str>, settings: &Settings, payload: &Value) -> Answer {
+    if let Some(function) = function {
+        let sdk = sdk_config(settings).await;
+        return match remote::invoke(&sdk, function, payload).await {
+            Ok(remote::Answer::Response(v)) => Answer::Answered(v),
+            Ok(remote::Answer::FunctionError(v)) => Answer::Failed(v),
+            Err(e) => Answer::NotSent(e),
+        };
+    }
+    let config = match Config::from_lookup(|name| settings.get(name)) {
+        Ok(c) => c,
         Err(e) => {
-            let message = engine::error::error_chain(&e);
-            println!("{}", serde_json::json!({"errorType": e.error_type(), "errorMessage": message}));
-            ExitCode::from(1)
+            let from = settings.path.as_ref().map(|p| format!(" (profile {})", p.display())).unwrap_or_default();
+            return Answer::NotSent(format!("{e}{from}"));
         }
+    };
+    let clients = clients(settings).await;
+    let engine = app::root::engine(&clients, &config);
+    match app::entry::command(&engine, payload).await {
+        Ok(response) => Answer::Answered(serde_json::to_value(&response).unwrap_or(Value::Null)),
+        Err(e) => Answer::Failed(json!({"errorType": e.error_type(), "errorMessage": engine::error::error_chain(&e)})),
+    }
+}
+
+/// Prints an answer and returns the exit status.
+fn print(command: &str, answer: &Answer, out: Output) -> u8 {
+    match answer {
+        Answer::Answered(v) => {
+            if out.json {
+                println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+            } else {
+                print!("{}", render::answer(command, v, out.style, time::OffsetDateTime::now_utc()));
+            }
+            if v["outcome"] == "rejected" { REJECTED } else { ANSWERED }
+        }
+        Answer::Failed(v) => {
+            if out.json {
+                println!("{v}");
+            } else {
+                eprint!("{}", render::error(v, out.err_style));
+            }
+            FAILED
+        }
+        // Nothing reached the function's code: on stderr, as a configuration error always was.
+        Answer::NotSent(e) => {
+            eprintln!("{}", out.err_style.bad(e));
+            FAILED
+        }
+    }
+}
+
+/// Rejects before anything is sent: on stderr (and as a rejection on stdout with `--json`).
+fn refuse(out: Output, message: &str) -> u8 {
+    if out.json {
+        println!("{}", json!({"outcome": "rejected", "message": message}));
+    }
+    eprintln!("{}", out.err_style.bad(&format!("rejected: {message}")));
+    REJECTED
+}
+
+/// Asks for the typed confirmation on the terminal; `Some(typed)` when it matches.
+fn ask(c: &args::Confirmation, s: Style) -> Option<String> {
+    let mut err = std::io::stderr();
+    let _ = writeln!(err, "{}", s.bold(&c.summary));
+    let _ = write!(err, "Type {} ({}) to confirm, anything else aborts: ", c.what, s.bold(&c.expected));
+    let _ = err.flush();
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).ok()?;
+    let typed = line.trim();
+    (typed == c.expected).then(|| typed.to_owned())
+}
+
+/// Who runs `dr`, when `--requested-by` is not given: the login name.
+fn operator() -> Option<String> {
+    ["USER", "LOGNAME", "USERNAME"].iter().find_map(|n| std::env::var(n).ok()).filter(|v| !v.trim().is_empty())
+}
+
+fn style(choice: ColorChoice, terminal: bool) -> Style {
+    let color = match choice {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => {
+            terminal
+                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+                && std::env::var("TERM").map_or(true, |t| t != "dumb")
+        }
+    };
+    Style { color }
+}
+
+/// Logs on stderr: JSON lines (as the functions log) with `--json`; otherwise terse text, warnings only unless
+/// `--verbose` or `RUST_LOG`.
+fn init_logs(json: bool, verbose: bool, ansi: bool) {
+    if json {
+        app::telemetry::init();
+        return;
+    }
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(if verbose { "info" } else { "warn" }));
+    let _ = tracing_subscriber::fmt()
+        .compact()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .with_target(false)
+        .try_init();
+}
+
+/// The SDK configuration: the environment's, with the profile file's region, endpoint and AWS profile over
+/// it; the timeouts and retries of the functions' clients.
+async fn sdk_config(settings: &Settings) -> aws_config::SdkConfig {
+    use aws_config::{retry::RetryConfig, timeout::TimeoutConfig};
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(aws::CONNECT_TIMEOUT)
+                .operation_attempt_timeout(aws::ATTEMPT_TIMEOUT)
+                .operation_timeout(aws::OPERATION_TIMEOUT)
+                .build(),
+        )
+        .retry_config(RetryConfig::standard().with_max_attempts(aws::MAX_ATTEMPTS));
+    if let Some(p) = settings.get("AWS_PROFILE") {
+        loader = loader.profile_name(p);
+    }
+    if let Some(r) = settings.get("AWS_REGION") {
+        loader = loader.region(aws_config::Region::new(r));
+    }
+    if let Some(e) = settings.get("AWS_ENDPOINT_URL") {
+        loader = loader.endpoint_url(e);
+    }
+    loader.load().await
+}
+
+/// The S3, SNS and SSM clients: exactly the functions' (`AwsClients::from_env`) unless a profile file sets the
+/// SDK's variables.
+async fn clients(settings: &Settings) -> AwsClients {
+    if settings.sets_sdk_variables() {
+        AwsClients::from_sdk_config(&sdk_config(settings).await)
+    } else {
+        AwsClients::from_env().await
+    }
+}
+
+/// The control bucket, for `watch` and `report` (only `DR_CONTROL_BUCKET` and the AWS variables are needed).
+async fn control_bucket(settings: &Settings) -> Option<S3ControlBucket> {
+    let name = match settings.get("DR_CONTROL_BUCKET").map(|b| BucketName::parse(&b)) {
+        Some(Ok(b)) => b,
+        Some(Err(e)) => {
+            eprintln!("DR_CONTROL_BUCKET is not a bucket name: {e}");
+            return None;
+        }
+        None => {
+            eprintln!("DR_CONTROL_BUCKET is not set: export it, or pass --env with a profile file that sets it");
+            return None;
+        }
+    };
+    Some(S3ControlBucket::new(clients(settings).await.s3, name))
+}
+
+/// Levenshtein distance, for "did you mean".
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = if ca == *cb { prev } else { 1 + prev.min(row[j]).min(row[j + 1]) };
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggestions_are_close_names() {
+        assert_eq!(edit_distance("stauts", "status"), 2);
+        assert_eq!(edit_distance("failover", "failover"), 0);
+        assert!(edit_distance("snapshot", "status") > 2);
+    }
+
+    #[test]
+    fn completions_and_the_man_page_are_generated_from_the_definitions() {
+        for shell in [clap_complete::Shell::Bash, clap_complete::Shell::Zsh, clap_complete::Shell::Fish] {
+            let mut buf = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "dr", &mut buf);
+            let text = String::from_utf8(buf).unwrap();
+            assert!(text.contains("failover") && text.contains("reason") && text.contains("secondary"), "{shell}: {text}");
+        }
+        let mut buf = Vec::new();
+        clap_mangen::Man::new(Cli::command()).render(&mut buf).unwrap();
+        let man = String::from_utf8(buf).unwrap();
+        assert!(man.contains(".TH dr") && man.contains("failover"), "{man}");
     }
 }

@@ -174,6 +174,19 @@ async fn main() {
         &["outcome", "message"],
     );
 
+    step("dr status: what on-call reads at 3 a.m. (the break-glass CLI: the same command, a summary for people)");
+    let status = std::process::Command::new(tests::runtime_api::bin_dir().join("dr"))
+        .env_clear()
+        .envs(env.function_env())
+        .arg("status")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&status.stdout);
+    for line in text.lines() {
+        println!("  {line}");
+    }
+    ok &= status.status.success() && text.contains("active site   PRIMARY") && text.contains("RPO           AT RISK");
+
     step(if ok {
         "demo finished: drill, automatic failover on an alarm, idempotent redelivery, failback, a replication storm as one page"
     } else {

@@ -1,0 +1,65 @@
+//! `--function NAME`: the command sent through the deployed `manual-trigger` function (Lambda `Invoke`,
+//! request-response), for an operator who may invoke it but not touch SSM and S3 directly.
+//!
+//! The functions never invoke Lambda, so this client lives here and not among the functions' adapters in
+//! `shared/aws` (whose SDK calls `tests/tests/template.rs` grants to the functions' roles): the stack's roles
+//! need nothing new, only the operator needs `lambda:InvokeFunction` on the function.
+
+use aws_config::SdkConfig;
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_sdk_lambda::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_lambda::primitives::Blob;
+use aws_sdk_lambda::types::InvocationType;
+use serde_json::Value;
+use std::time::Duration;
+
+/// How long one invocation may take: Lambda's own maximum (the function's timeout ends it first).
+const INVOKE_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+
+/// What the function answered.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Answer {
+    /// Its response document.
+    Response(Value),
+    /// It reported an error: `{"errorType", "errorMessage"}` as the runtime sent it.
+    FunctionError(Value),
+}
+
+/// Invokes `function` with `payload` and waits for its answer.
+///
+/// Not retried: an invocation that timed out may have run, and a command without a client token would run
+/// again as a new execution. The error names the function and what Lambda said.
+pub async fn invoke(sdk: &SdkConfig, function: &str, payload: &Value) -> Result<Answer, String> {
+    let conf = aws_sdk_lambda::config::Builder::from(sdk)
+        .retry_config(RetryConfig::disabled())
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(aws::CONNECT_TIMEOUT)
+                .operation_timeout(INVOKE_TIMEOUT)
+                .operation_attempt_timeout(INVOKE_TIMEOUT)
+                .build(),
+        )
+        .build();
+    let client = aws_sdk_lambda::Client::from_conf(conf);
+    let body = serde_json::to_vec(payload).map_err(|e| e.to_string())?;
+    let out = client
+        .invoke()
+        .function_name(function)
+        .invocation_type(InvocationType::RequestResponse)
+        .payload(Blob::new(body))
+        .send()
+        .await
+        .map_err(|e| {
+            let code = e.code().unwrap_or("no error code");
+            let message = e.message().map(str::to_owned).unwrap_or_else(|| DisplayErrorContext(&e).to_string());
+            format!("cannot invoke {function} ({code}): {message}")
+        })?;
+    let bytes = out.payload().map(|b| b.as_ref().to_vec()).unwrap_or_default();
+    let answer: Value = serde_json::from_slice(&bytes)
+        .map_err(|e| format!("{function} answered something that is not JSON ({e}): {}", String::from_utf8_lossy(&bytes)))?;
+    Ok(match out.function_error() {
+        Some(_) => Answer::FunctionError(answer),
+        None => Answer::Response(answer),
+    })
+}

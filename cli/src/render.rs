@@ -1,0 +1,577 @@
+//! The answers for people: a few aligned lines per command, the important word first, colour only when
+//! asked for (a terminal, `NO_COLOR` unset, or `--color always`). Everything here reads the function's JSON
+//! answer, so a local run and `--function` print alike.
+
+use serde_json::Value;
+use std::fmt::Write as _;
+use time::OffsetDateTime;
+
+/// Whether to colour, and the colours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Style {
+    /// ANSI colours on.
+    pub color: bool,
+}
+
+impl Style {
+    fn paint(self, code: &str, text: &str) -> String {
+        if self.color { format!("\x1b[{code}m{text}\x1b[0m") } else { text.to_owned() }
+    }
+    /// Bold.
+    pub fn bold(self, text: &str) -> String {
+        self.paint("1", text)
+    }
+    /// Bold red: what is wrong.
+    pub fn bad(self, text: &str) -> String {
+        self.paint("1;31", text)
+    }
+    /// Yellow: look soon.
+    pub fn warn(self, text: &str) -> String {
+        self.paint("33", text)
+    }
+    /// Green: fine.
+    pub fn good(self, text: &str) -> String {
+        self.paint("32", text)
+    }
+    /// Dim: detail.
+    pub fn dim(self, text: &str) -> String {
+        self.paint("2", text)
+    }
+    /// A severity word, coloured by severity.
+    pub fn severity(self, severity: &str) -> String {
+        let word = format!("{:<8}", severity.to_uppercase());
+        match severity {
+            "critical" => self.bad(&word),
+            "warning" => self.warn(&word),
+            _ => self.dim(&word),
+        }
+    }
+    /// An outcome word, coloured by what it means for on-call.
+    pub fn outcome(self, outcome: &str) -> String {
+        match outcome {
+            "completed" | "already_completed" | "noop" => self.good(outcome),
+            "rejected" | "superseded" => self.bad(outcome),
+            _ => self.warn(outcome),
+        }
+    }
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+/// `12 ms`, `1.2 s`, `3 min 4 s`.
+pub fn duration_ms(ms: u64) -> String {
+    match ms {
+        0..1_000 => format!("{ms} ms"),
+        1_000..60_000 => format!("{:.1} s", ms as f64 / 1000.0),
+        _ => format!("{} min {} s", ms / 60_000, (ms % 60_000) / 1000),
+    }
+}
+
+/// An RFC 3339 time stamp to the second, in UTC (`2026-01-05T09:00:00Z`); as given when it is not one.
+pub fn short_time(at: &str) -> String {
+    let format = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
+    domain::primitives::parse_rfc3339(at)
+        .and_then(|t| t.to_offset(time::UtcOffset::UTC).format(&format).ok())
+        .unwrap_or_else(|| at.to_owned())
+}
+
+/// `5 min ago`, `2 h 3 min ago`, `3 d ago` (empty when `at` is not a time stamp).
+pub fn ago(at: &str, now: OffsetDateTime) -> String {
+    let Some(t) = domain::primitives::parse_rfc3339(at) else { return String::new() };
+    let secs = (now - t).whole_seconds();
+    if secs < 0 {
+        return "in the future".into();
+    }
+    let (m, h, d) = (secs / 60, secs / 3600, secs / 86_400);
+    match secs {
+        0..60 => format!("{secs} s ago"),
+        60..3600 => format!("{m} min ago"),
+        3600..86_400 => format!("{h} h {} min ago", m % 60),
+        _ => format!("{d} d {} h ago", h % 24),
+    }
+}
+
+/// A label and its lines, aligned.
+struct Block {
+    out: String,
+}
+
+impl Block {
+    fn new() -> Self {
+        Block { out: String::new() }
+    }
+    fn line(&mut self, label: &str, value: impl AsRef<str>) {
+        let mut lines = value.as_ref().lines();
+        let first = lines.next().unwrap_or_default();
+        let _ = writeln!(self.out, "  {label:<13} {first}");
+        for l in lines {
+            let _ = writeln!(self.out, "  {:<13} {l}", "");
+        }
+    }
+}
+
+/// `status` as a short summary.
+pub fn status(v: &Value, s: Style, now: OffsetDateTime) -> String {
+    let mut b = Block::new();
+    let _ = writeln!(
+        b.out,
+        "{} {}",
+        s.bold(&format!("DR {}", text(&v["environment"]))),
+        s.dim(&format!("({})", text(&v["ssm_prefix"])))
+    );
+
+    let active = &v["active"];
+    if let Some(site) = active["site"].as_str() {
+        let promoted = text(&active["promoted_at"]);
+        let since = if promoted.is_empty() {
+            "since an unknown time".to_owned()
+        } else {
+            format!("since {} ({})", short_time(&promoted), ago(&promoted, now))
+        };
+        let by = text(&active["execution_id"]);
+        let version = text(&active["version"]);
+        b.line(
+            "active site",
+            format!(
+                "{} {since}\n{}",
+                s.good(&s.bold(&site.to_uppercase())),
+                s.dim(&format!("promoted by {}, SSM version {version}", if by.is_empty() { "?" } else { &by }))
+            ),
+        );
+    } else {
+        b.line("active site", s.bad(&format!("UNKNOWN: {}", text(&active["error"]))));
+    }
+
+    let in_flight = &v["in_flight"];
+    if in_flight.is_null() {
+        b.line("in flight", "none");
+    } else if let Some(e) = in_flight["error"].as_str() {
+        b.line("in flight", s.warn(&format!("unknown (the lock could not be read: {e})")));
+    } else {
+        let id = text(&in_flight["execution_id"]);
+        let state = text(&in_flight["state"]);
+        let mut line = format!(
+            "{} {} since {}, lease until {}",
+            s.warn(&id),
+            state.replace('_', " "),
+            short_time(&text(&in_flight["acquired_at"])),
+            short_time(&text(&in_flight["lease_expires_at"]))
+        );
+        let hint = match state.as_str() {
+            "awaiting_approval" => format!("dr approve {id}   or   dr cancel {id}"),
+            "stopped" => format!("re-run its command with the same --token to resume, or dr cancel {id}"),
+            _ => format!("dr watch {id}"),
+        };
+        let _ = write!(line, "\n{}", s.dim(&hint));
+        b.line("in flight", line);
+    }
+
+    let problems: Vec<String> = v["problems"].as_array().into_iter().flatten().map(text).collect();
+    let drift: Vec<&String> = problems.iter().filter(|p| p.contains("differs from sites/")).collect();
+    let other: Vec<&String> = problems.iter().filter(|p| !p.contains("differs from sites/")).collect();
+    if other.is_empty() {
+        b.line("problems", s.good("none"));
+    } else {
+        b.line("problems", other.iter().map(|p| s.bad(&format!("- {p}"))).collect::<Vec<_>>().join("\n"));
+    }
+
+    let incidents = &v["replication_incidents"];
+    let (replication, rpo) = match incidents.as_array() {
+        Some(list) if list.is_empty() => (
+            s.good("no open incident"),
+            s.good("current: no open replication incident (the replicas trail by S3 replication's normal delay)"),
+        ),
+        Some(list) => {
+            let lines: Vec<String> = list
+                .iter()
+                .map(|i| {
+                    s.warn(&format!(
+                        "- {} ({}, {}): {} object(s) failed from {}, since {}",
+                        text(&i["id"]),
+                        text(&i["highest_severity"]),
+                        text(&i["highest_category"]),
+                        text(&i["total_failed"]),
+                        text(&i["source_bucket"]),
+                        short_time(&text(&i["first_seen"]).if_empty(&text(&i["opened_at"])))
+                    ))
+                })
+                .collect();
+            let oldest = list
+                .iter()
+                .filter_map(|i| i["first_seen"].as_str().or(i["opened_at"].as_str()))
+                .min()
+                .unwrap_or("an unknown time")
+                .to_owned();
+            (
+                format!("{} open incident(s)\n{}", list.len(), lines.join("\n")),
+                s.warn(&format!("AT RISK: objects written since {} may be missing on the replica", short_time(&oldest))),
+            )
+        }
+        None => {
+            let why = text(&incidents["error"]);
+            (s.warn(&format!("unknown ({why})")), s.warn("unknown: the replication incidents could not be read"))
+        }
+    };
+    b.line("replication", replication);
+    b.line("RPO", rpo);
+
+    let site = active["site"].as_str();
+    let site_known = site.is_some_and(|st| v["sites"][st]["config"].is_object());
+    if let Some(d) = drift.first() {
+        b.line("drift", s.warn(&format!("DRIFT: {d}")));
+    } else if site_known {
+        b.line("drift", s.good(&format!("none: the active config matches sites/{}", site.unwrap_or_default())));
+    } else {
+        b.line("drift", s.dim("unknown (the active or the site document is not readable)"));
+    }
+
+    let policy = &v["policy"];
+    if let Some(e) = policy["error"].as_str() {
+        b.line("policy", s.bad(&format!("invalid: {e}")));
+    } else {
+        let p = &policy["policy"];
+        let alarms: Vec<String> = p["failover_alarms"].as_array().into_iter().flatten().map(text).collect();
+        let source = if policy["source"].as_str().is_some_and(|x| x.starts_with("default")) {
+            "default: no policy parameter".to_owned()
+        } else {
+            format!("version {}", text(&policy["version"]))
+        };
+        b.line(
+            "policy",
+            format!(
+                "{} ({source}); cooldown {} min; failover alarms: {}",
+                s.bold(&text(&p["mode"])),
+                text(&p["cooldown_minutes"]),
+                if alarms.is_empty() { "none".to_owned() } else { alarms.join(", ") }
+            ),
+        );
+    }
+
+    let resumable: Vec<String> = v["resumable_executions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| {
+            format!("- {} ({}): {}", s.warn(&text(&r["execution_id"])), text(&r["state"]).replace('_', " "), text(&r["how"]))
+        })
+        .collect();
+    if !resumable.is_empty() {
+        b.line("resumable", resumable.join("\n"));
+    }
+    let owed: Vec<String> = v["pages_owed"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|o| {
+            let pages: Vec<String> = o["pages_owed"].as_array().into_iter().flatten().map(text).collect();
+            format!("- {}: {}", text(&o["execution_id"]), pages.join(", "))
+        })
+        .collect();
+    if !owed.is_empty() {
+        b.line("pages owed", s.bad(&format!("{}\n(dr check sends them)", owed.join("\n"))));
+    }
+    match v["recent_executions"].as_array() {
+        Some(list) if !list.is_empty() => {
+            let lines: Vec<String> = list
+                .iter()
+                .map(|r| {
+                    format!(
+                        "{:<28} {:<8} {:<17} {}",
+                        text(&r["execution_id"]),
+                        text(&r["kind"]),
+                        text(&r["state"]),
+                        s.dim(&short_time(&text(&r["updated_at"])))
+                    )
+                })
+                .collect();
+            b.line("recent", lines.join("\n"));
+        }
+        Some(_) => b.line("recent", "no execution yet"),
+        None => b.line("recent", s.warn(&format!("unknown ({})", text(&v["recent_executions"]["error"])))),
+    }
+    b.out
+}
+
+trait IfEmpty {
+    fn if_empty(self, other: &str) -> String;
+}
+
+impl IfEmpty for String {
+    fn if_empty(self, other: &str) -> String {
+        if self.is_empty() { other.to_owned() } else { self }
+    }
+}
+
+/// `check` as a table of findings, most severe first.
+pub fn check(v: &Value, s: Style) -> String {
+    let mut out = String::new();
+    let ready = v["ready"].as_bool().unwrap_or(false);
+    let counts = &v["counts"];
+    let headline = if ready { s.good("READY: no critical finding") } else { s.bad("NOT READY: critical findings") };
+    let _ = writeln!(
+        out,
+        "{headline}   {}",
+        s.dim(&format!(
+            "critical {}, warning {}, info {}",
+            text(&counts["critical"]),
+            text(&counts["warning"]),
+            text(&counts["info"])
+        ))
+    );
+    let mut findings: Vec<&Value> = v["findings"].as_array().into_iter().flatten().collect();
+    let rank = |f: &Value| match f["severity"].as_str() {
+        Some("critical") => 0,
+        Some("warning") => 1,
+        _ => 2,
+    };
+    findings.sort_by_key(|f| rank(f));
+    if findings.is_empty() {
+        let _ = writeln!(out, "no findings");
+        return out;
+    }
+    let width = findings.iter().map(|f| text(&f["id"]).len()).max().unwrap_or(2).clamp(2, 40);
+    let _ = writeln!(out, "\n{:<8}  {:<width$}  FINDING / ACTION", "SEVERITY", "ID");
+    for f in findings {
+        let _ = writeln!(out, "{}  {:<width$}  {}", s.severity(&text(&f["severity"])), text(&f["id"]), text(&f["what"]));
+        let action = text(&f["action"]);
+        if !action.is_empty() && action != "none" {
+            let _ = writeln!(out, "{:<8}  {:<width$}  {}", "", "", s.dim(&format!("-> {action}")));
+        }
+    }
+    let paged: Vec<String> = v["paged"].as_array().into_iter().flatten().map(text).collect();
+    if !paged.is_empty() {
+        let _ = writeln!(out, "\npaged: {}", paged.join(", "));
+    }
+    out
+}
+
+/// An execution's steps in the order they run (`engine::record::Step`).
+const STEPS: [&str; 9] = ["decide", "lock", "fence", "snapshot", "promote", "verify", "notify", "report", "release"];
+/// The index of `verify` in [`STEPS`]: the RTO runs from `decide` through it.
+const RTO_LAST: usize = 5;
+
+/// An execution's answer (drill, failover, failback, approve, cancel, unlock).
+pub fn execution(v: &Value, s: Style) -> String {
+    let mut out = String::new();
+    let outcome = text(&v["outcome"]);
+    let id = text(&v["execution_id"]);
+    let _ = writeln!(out, "{} {} {}", s.outcome(&outcome), s.bold(&text(&v["command"])), id);
+    if let Some(m) = v["message"].as_str() {
+        let _ = writeln!(out, "  {m}");
+    }
+    let mut b = Block::new();
+    if !v["state"].is_null() {
+        b.line("state", text(&v["state"]).replace('_', " "));
+    }
+    if v["command"] == "drill" {
+        // A drill promotes on its copy of the parameters; the live active site is not touched.
+        b.line("active site", format!("{} on the drill's copy; the live active site is not touched", text(&v["active_site"])));
+    } else {
+        b.line("active site", text(&v["active_site"]).if_empty("unknown"));
+    }
+    if let Some(t) = v["timings_ms"].as_object().filter(|t| !t.is_empty()) {
+        let mut steps: Vec<(&String, u64)> = t.iter().map(|(step, ms)| (step, ms.as_u64().unwrap_or(0))).collect();
+        let rank = |step: &str| STEPS.iter().position(|s| *s == step).unwrap_or(STEPS.len());
+        steps.sort_by_key(|(step, _)| rank(step));
+        let line: Vec<String> = steps.iter().map(|(step, ms)| format!("{step} {}", duration_ms(*ms))).collect();
+        b.line("steps", line.join(", "));
+        // The report's RTO: decide to verified promotion.
+        let rto: u64 = steps.iter().filter(|(step, _)| rank(step) <= RTO_LAST).map(|(_, ms)| ms).sum();
+        if steps.iter().any(|(step, _)| step.as_str() == "verify") {
+            b.line("RTO", format!("{} (decide to verified promotion)", duration_ms(rto)));
+        }
+    }
+    let decision = &v["decision"];
+    if decision.is_object() {
+        let reasons: Vec<String> = decision["reasons"].as_array().into_iter().flatten().map(text).collect();
+        b.line("decision", format!("{}\n{}", text(&decision["action"]), s.dim(&reasons.join("\n"))));
+        for o in decision["overrides"].as_array().into_iter().flatten() {
+            b.line("override", s.warn(&text(o)));
+        }
+    }
+    if v["cleanup"].is_object() {
+        let verified = v["cleanup"]["verified"].as_bool().unwrap_or(false);
+        b.line(
+            "clean-up",
+            if verified { s.good("verified") } else { s.bad(&format!("NOT verified: {}", text(&v["cleanup"]["problems"]))) },
+        );
+    }
+    if let Some(l) = v["in_flight"].as_object() {
+        b.line(
+            "in flight",
+            s.warn(&format!(
+                "{} ({})",
+                text(&l.get("execution_id").cloned().unwrap_or_default()),
+                text(&l.get("state").cloned().unwrap_or_default())
+            )),
+        );
+    }
+    if let Some(p) = v["pages_owed"].as_array().filter(|p| !p.is_empty()) {
+        b.line("pages owed", s.bad(&format!("{} (the next delivery or dr check sends them)", text(&Value::Array(p.clone())))));
+    }
+    if !v["report_key"].is_null() && !id.is_empty() {
+        b.line("report", format!("dr report {id}   {}", s.dim(&format!("({})", text(&v["report_key"])))));
+    }
+    let next = match (outcome.as_str(), text(&v["state"]).as_str()) {
+        ("awaiting_approval", _) => format!("dr approve {id}   or   dr cancel {id}"),
+        ("in_progress", _) => format!("dr watch {id}"),
+        (_, "superseded") | ("superseded", _) => "dr status".to_owned(),
+        _ => String::new(),
+    };
+    if !next.is_empty() {
+        b.line("next", s.bold(&next));
+    }
+    out.push_str(&b.out);
+    out
+}
+
+/// A snapshot's answer.
+pub fn snapshot(v: &Value, s: Style) -> String {
+    format!(
+        "{} snapshot: {}\n  manifest      {}\n",
+        s.outcome(&text(&v["outcome"])),
+        text(&v["message"]),
+        text(&v["snapshot_manifest_key"])
+    )
+}
+
+/// A rejection: what is wrong, what is expected; nothing changed.
+pub fn rejected(v: &Value, s: Style) -> String {
+    format!("{}: {}\n  nothing changed\n", s.bad("rejected"), text(&v["message"]))
+}
+
+/// An error answer (`errorType`, `errorMessage`).
+pub fn error(v: &Value, s: Style) -> String {
+    format!("{} ({}): {}\n", s.bad("failed"), text(&v["errorType"]), text(&v["errorMessage"]))
+}
+
+/// The answer to `command`, for people.
+pub fn answer(command: &str, v: &Value, s: Style, now: OffsetDateTime) -> String {
+    if v["outcome"] == "rejected" {
+        return rejected(v, s);
+    }
+    match command {
+        "status" => status(v, s, now),
+        "check" => check(v, s),
+        "snapshot" => snapshot(v, s),
+        _ => execution(v, s),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const PLAIN: Style = Style { color: false };
+
+    fn now() -> OffsetDateTime {
+        domain::primitives::parse_rfc3339("2026-01-05T11:03:00Z").unwrap()
+    }
+
+    fn status_answer() -> Value {
+        json!({
+            "outcome": "noop", "active_site": "secondary", "command": "status", "environment": "prod", "ssm_prefix": "/dr/prod",
+            "active": {"site": "secondary", "execution_id": "failover-inc-4711", "promoted_at": "2026-01-05T09:00:00Z",
+                       "version": 3, "config": {}},
+            "sites": {"primary": {"version": 1, "config": {}}, "secondary": {"version": 1, "config": {}}},
+            "policy": {"source": "parameter", "version": 2, "policy": {"mode": "approval", "failover_alarms": ["a"], "cooldown_minutes": 60}},
+            "problems": [], "in_flight": null, "recent_executions": [], "resumable_executions": [], "pages_owed": [],
+            "replication_incidents": [],
+        })
+    }
+
+    #[test]
+    fn status_says_where_we_are_at_a_glance() {
+        let out = status(&status_answer(), PLAIN, now());
+        for needle in [
+            "DR prod",
+            "active site   SECONDARY since 2026-01-05T09:00:00Z (2 h 3 min ago)",
+            "promoted by failover-inc-4711, SSM version 3",
+            "in flight     none",
+            "problems      none",
+            "RPO           current",
+            "drift         none",
+            "policy        approval (version 2)",
+        ] {
+            assert!(out.contains(needle), "{needle:?} missing from\n{out}");
+        }
+        assert!(!out.contains('\x1b'), "no colour unless asked");
+    }
+
+    #[test]
+    fn status_shows_what_is_wrong() {
+        let mut v = status_answer();
+        v["problems"] = json!([
+            "/dr/prod/sites/primary: missing `region`",
+            "the active config (site secondary) differs from sites/secondary: ..."
+        ]);
+        v["in_flight"] = json!({"execution_id": "alarm-1", "state": "awaiting_approval", "acquired_at": "t0", "lease_expires_at": "t1", "holder": "h"});
+        v["replication_incidents"] = json!([{"id": "b__r", "highest_severity": "critical", "highest_category": "replication_broken",
+            "total_failed": 400, "source_bucket": "b", "first_seen": "2026-01-05T08:00:00Z"}]);
+        let out = status(&v, PLAIN, now());
+        for needle in [
+            "- /dr/prod/sites/primary: missing `region`",
+            "DRIFT: the active config",
+            "alarm-1 awaiting approval",
+            "dr approve alarm-1",
+            "1 open incident(s)",
+            "AT RISK: objects written since 2026-01-05T08:00:00Z",
+        ] {
+            assert!(out.contains(needle), "{needle:?} missing from\n{out}");
+        }
+        let coloured = status(&v, Style { color: true }, now());
+        assert!(coloured.contains("\x1b[1;31m"), "{coloured}");
+    }
+
+    #[test]
+    fn check_lists_findings_most_severe_first_with_their_action() {
+        let v = json!({"outcome": "noop", "ready": false, "message": "NOT ready: critical findings",
+            "counts": {"critical": 1, "warning": 1, "info": 0},
+            "findings": [
+                {"id": "policy", "severity": "warning", "what": "w", "action": "fix the policy"},
+                {"id": "site-secondary", "severity": "critical", "what": "missing `region`", "action": "fix sites/secondary"}
+            ], "paged": []});
+        let out = check(&v, PLAIN);
+        assert!(out.starts_with("NOT READY"), "{out}");
+        let critical = out.find("CRITICAL  site-secondary").unwrap();
+        let warning = out.find("WARNING   policy").unwrap();
+        assert!(critical < warning, "{out}");
+        assert!(out.contains("-> fix sites/secondary"), "{out}");
+    }
+
+    #[test]
+    fn executions_say_what_to_do_next() {
+        let v = json!({"outcome": "awaiting_approval", "command": "failover", "execution_id": "alarm-1", "state": "awaiting_approval",
+            "active_site": "primary", "message": "prepared", "timings_ms": {"decide": 3, "snapshot": 1200}, "report_key": null});
+        let out = execution(&v, PLAIN);
+        assert!(out.starts_with("awaiting_approval failover alarm-1"), "{out}");
+        assert!(out.contains("decide 3 ms, snapshot 1.2 s"), "{out}");
+        assert!(out.contains("\n  prepared\n"), "{out}");
+        assert!(out.contains("next          dr approve alarm-1   or   dr cancel alarm-1"), "{out}");
+        let done = json!({"outcome": "completed", "command": "failover", "execution_id": "failover-1", "state": "completed",
+            "timings_ms": {"verify": 6, "report": 9, "decide": 4, "promote": 5, "snapshot": 52, "lock": 4, "fence": 1}});
+        let out = execution(&done, PLAIN);
+        assert!(
+            out.contains("decide 4 ms, lock 4 ms, fence 1 ms, snapshot 52 ms, promote 5 ms, verify 6 ms, report 9 ms"),
+            "{out}"
+        );
+        assert!(out.contains("RTO           72 ms"), "{out}");
+        assert!(!out.contains("next"), "{out}");
+    }
+
+    #[test]
+    fn durations_and_ages_read_like_speech() {
+        assert_eq!(duration_ms(70), "70 ms");
+        assert_eq!(duration_ms(1234), "1.2 s");
+        assert_eq!(duration_ms(125_000), "2 min 5 s");
+        assert_eq!(ago("2026-01-05T11:02:00Z", now()), "1 min ago");
+        assert_eq!(ago("not a time", now()), "");
+    }
+}
