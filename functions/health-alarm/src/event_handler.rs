@@ -36,7 +36,7 @@ pub async fn handle<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
             // Another attempt of this very execution holds the lock: it may be running, or it may have
             // crashed. Fail this delivery so that Lambda/EventBridge redeliver it: once the lease expires
             // the redelivery resumes the execution, or finds it completed.
-            if r.same_execution_in_flight() {
+            if r.should_redeliver() {
                 return Err(HandlerError::InFlight(r.message.clone()));
             }
             // Pages it owes could not be published (the paging topic failed): a redelivery pays them.

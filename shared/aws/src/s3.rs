@@ -128,4 +128,15 @@ impl ControlBucket for S3ControlBucket {
             .map_err(|e| classify("S3", "DeleteObject", e))?;
         Ok(())
     }
+
+    async fn delete_if_match(&self, key: &str, etag: &str) -> Result<(), StoreError> {
+        match self.client.delete_object().bucket(self.bucket.as_str()).key(key).if_match(etag).send().await {
+            Ok(_) => Ok(()),
+            Err(e) if status_of(&e) == Some(412) => {
+                Err(StoreError::Conflict { service: "S3", operation: "DeleteObject", target: key.to_owned() })
+            }
+            Err(e) if status_of(&e) == Some(404) => Ok(()),
+            Err(e) => Err(classify("S3", "DeleteObject", e)),
+        }
+    }
 }

@@ -14,15 +14,19 @@
 //! | `quarantine/{function}/{day}/{digest}.json` | an input that could not be parsed, kept verbatim |
 //! | `replication/incidents/{id}.json` | a replication incident |
 //! | `replication/manifests/{day}/{batch}-{n}.csv` | S3 Batch Operations re-drive manifests |
+//! | `checks/state.json` | the critical findings of `check` that are paged and not yet resolved |
 
 /// Every top-level prefix of the control bucket.
-pub const PREFIXES: [&str; 6] = ["locks/", "executions/", "snapshots/", "reports/", "quarantine/", "replication/"];
+pub const PREFIXES: [&str; 7] = ["locks/", "executions/", "snapshots/", "reports/", "quarantine/", "replication/", "checks/"];
 
 /// The lock of failovers and failbacks.
 pub const FAILOVER_LOCK: &str = "locks/failover.json";
 
 /// The lock of drills (a drill never blocks a real failover).
 pub const DRILL_LOCK: &str = "locks/drill.json";
+
+/// The state of the scheduled `check`: the critical findings paged and not yet resolved.
+pub const CHECK_STATE: &str = "checks/state.json";
 
 /// Execution records.
 pub const EXECUTIONS_PREFIX: &str = "executions/";
@@ -96,6 +100,7 @@ mod tests {
             quarantined("f", "2026-01-01", "d"),
             incident("i"),
             manifest("2026-01-01", "b", 1),
+            CHECK_STATE.to_owned(),
         ];
         for key in keys {
             assert!(PREFIXES.iter().any(|p| key.starts_with(p)), "{key}");

@@ -81,72 +81,89 @@ pub async fn on_alarm_change<P: ParameterStore, B: ControlBucket, N: Notifier, C
     report_recovery(engine, change).await
 }
 
-/// A failover alarm left `ALARM`: say so in chat, and resolve the page of the execution it opened when that
-/// execution only paged (notify-only, refused) or still waits for approval. Never fails back.
+/// A failover alarm left `ALARM`: say so in chat, and resolve the incident of the execution the `ALARM` opened
+/// when that execution only paged (notify-only, refused) or still waits for approval — even if the alarm was
+/// removed from the policy meanwhile (its page was sent; it must resolve). Never fails back. Only `OK` resolves
+/// (`INSUFFICIENT_DATA` is no recovery). An `ALARM` still owed by that execution is dropped rather than sent
+/// after its recovery.
 async fn report_recovery<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
     engine: &Engine<P, B, N, C>,
     change: &AlarmChange,
 ) -> Result<AlarmOutcome, EngineError> {
     let not_started = |source| EngineError::NotStarted { execution_id: change.execution_id(), source };
-    let docs = documents::load(&engine.params, &engine.settings.prefix).await.map_err(not_started)?;
+    let previous_id = change.previous_execution_id().filter(|_| change.new_state == AlarmState::Ok);
+    let previous = async {
+        match &previous_id {
+            Some(id) => record::read(&engine.bucket, id).await,
+            None => Ok(None),
+        }
+    };
+    let (docs, previous) =
+        tokio::try_join!(documents::load(&engine.params, &engine.settings.prefix), previous).map_err(not_started)?;
     let listed = match &docs.policy {
         Some(Doc::Valid { value, .. }) => value.failover_alarms.contains(&change.alarm_name),
         None => false,
         // An unreadable policy: report rather than stay silent.
         Some(_) => true,
     };
-    if !listed {
+    let resolvable = previous.filter(|p| {
+        matches!(p.record.state, ExecutionState::Notified | ExecutionState::Refused | ExecutionState::AwaitingApproval)
+    });
+    if !listed && resolvable.is_none() {
         return Ok(AlarmOutcome::Ignored(format!("alarm {} is not in the policy's failover_alarms", change.alarm_name)));
     }
     let env = engine.settings.environment.clone();
-    let previous = match change.previous_execution_id() {
-        Some(id) => record::read(&engine.bucket, &id).await.map_err(not_started)?,
-        None => None,
-    };
     let now = engine.clock.now();
     let mut resolved = None;
-    let mut text = format!(
-        "alarm {} went from {} to {}: {}. No failback is automatic: only a human returns to the primary.",
-        change.alarm_name, change.old_state, change.new_state, change.reason
-    );
-    // INSUFFICIENT_DATA is no recovery: metrics stop arriving in a regional outage. Only OK resolves a page
-    // (the pagers' own CloudWatch integrations resolve on OK only).
-    let previous = if change.new_state == AlarmState::Ok { previous } else { None };
-    if change.new_state != AlarmState::Ok {
-        text = format!(
+    let mut text = if change.new_state == AlarmState::Ok {
+        format!(
+            "alarm {} went from {} to {}: {}. No failback is automatic: only a human returns to the primary.",
+            change.alarm_name, change.old_state, change.new_state, change.reason
+        )
+    } else {
+        format!(
             "alarm {} went from {} to {}: {}. Not a recovery: the primary may still be down (its metrics may have \
              stopped arriving); nothing is resolved.",
             change.alarm_name, change.old_state, change.new_state, change.reason
-        );
-    }
-    if let Some(rec) = previous {
-        let r = &rec.record;
-        if matches!(r.state, ExecutionState::Notified | ExecutionState::Refused | ExecutionState::AwaitingApproval) {
-            let pending = if r.state == ExecutionState::AwaitingApproval {
-                " The failover it prepared still awaits approval: approve only if the primary is still unhealthy."
-            } else {
-                ""
-            };
-            text.push_str(pending);
-            let page = notification::paging_message(&Page {
-                envelope: Envelope {
-                    event_type: format!("{}.alarm_recovered", r.kind),
-                    // The severity of the execution's ALARM page, so that a severity filter passes both.
-                    severity: Severity::Critical,
-                    environment: env.clone(),
-                    incident_key: format!("dr-{env}-{}", r.execution_id),
-                },
-                alarm_name: format!("DR {env} {} {}", r.kind, r.execution_id),
-                state: PageState::Ok,
-                reason: text.clone(),
-                description: format!("Databricks DR {} of environment {env} toward the {} site ({})", r.kind, r.target, r.reason),
-                time: domain::primitives::rfc3339(now),
-                region: engine.settings.region.clone(),
-                details: BTreeMap::from([("ExecutionId".to_owned(), json!(r.execution_id))]),
-            });
-            engine.notifier.publish(Channel::Paging, &page).await.map_err(not_started)?;
-            resolved = Some(r.execution_id.clone());
+        )
+    };
+    if let Some(mut rec) = resolvable {
+        if rec.record.state == ExecutionState::AwaitingApproval {
+            text.push_str(" The failover it prepared still awaits approval: approve only if the primary is still unhealthy.");
         }
+        let r = &rec.record;
+        let page = notification::paging_message(&Page {
+            envelope: Envelope {
+                event_type: format!("{}.alarm_recovered", r.kind),
+                // The severity of the execution's ALARM page, so that a severity filter passes both.
+                severity: Severity::Critical,
+                environment: env.clone(),
+                incident_key: format!("dr-{env}-{}", r.execution_id),
+            },
+            alarm_name: format!("DR {env} {} {}", r.kind, r.execution_id),
+            state: PageState::Ok,
+            reason: text.clone(),
+            description: format!("Databricks DR {} of environment {env} toward the {} site ({})", r.kind, r.target, r.reason),
+            time: domain::primitives::rfc3339(now),
+            region: engine.settings.region.clone(),
+            details: BTreeMap::from([("ExecutionId".to_owned(), json!(r.execution_id))]),
+        });
+        let dropped = rec.record.owed.iter().filter(|o| !o.resolves()).count();
+        if dropped > 0 {
+            rec.record.owed.retain(|o| o.resolves());
+            rec.record.note(now, format!("{dropped} owed ALARM page(s) dropped: the alarm recovered before they could be sent"));
+        }
+        let event_type = format!("{}.alarm_recovered", rec.record.kind);
+        rec.record.owe(Channel::Paging, &event_type, &page);
+        // Recorded as owed first (a recovery page lost to a failing topic is paid by the next delivery or
+        // `check`), then sent; a conflict means another delivery is recording it.
+        rec.save_now(&engine.bucket, now).await.map_err(not_started)?;
+        let paid = engine.pay_owed(&mut rec.record).await;
+        if let Err(e) = rec.save_now(&engine.bucket, engine.clock.now()).await {
+            tracing::warn!(execution_id = %rec.record.execution_id, error = %e, "could not record the recovery page");
+        }
+        paid.map_err(not_started)?;
+        resolved = Some(rec.record.execution_id.clone());
     }
     let chat = notification::chat_message(&ChatNote {
         envelope: Envelope {
@@ -162,6 +179,9 @@ async fn report_recovery<P: ParameterStore, B: ControlBucket, N: Notifier, C: Cl
         description: text.clone(),
         next_steps: vec!["Run `status` to see which site is active.".into()],
     });
-    engine.notifier.publish(Channel::Chat, &chat).await.map_err(not_started)?;
+    // Chat is best effort: a failing chat topic never fails the recovery's handling.
+    if let Err(e) = engine.notifier.publish(Channel::Chat, &chat).await {
+        tracing::warn!(alarm = %change.alarm_name, error = %e, "chat note not published (best effort)");
+    }
     Ok(AlarmOutcome::Reported { message: text, resolved })
 }

@@ -18,7 +18,7 @@ use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 
 /// Where the last check's findings are kept (to page once per finding).
-pub const STATE_KEY: &str = "checks/state.json";
+pub const STATE_KEY: &str = domain::layout::CHECK_STATE;
 
 /// One finding.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -128,7 +128,11 @@ pub fn document_findings(docs: &documents::DrDocuments, lock: Option<&lock::Lock
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct CheckState {
+    /// The critical findings whose `ALARM` went out (or may have: see `unconfirmed`), by id.
     paged: BTreeMap<String, Finding>,
+    /// Findings whose `ALARM` publish failed or whose answer was lost: published again by the next check.
+    #[serde(default)]
+    unconfirmed: std::collections::BTreeSet<String>,
 }
 
 /// Runs the check and pages new or changed critical findings (and resolves the ones that went away).
@@ -216,43 +220,72 @@ pub async fn check<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
 }
 
 /// Pages critical findings that are new or changed, resolves those that went away; returns what it paged.
+///
+/// The state is written before the pages go out (compare-and-swap on `checks/state.json`: two checks at once
+/// page once), so that an `ALARM` whose answer was lost is known as paged and resolved later; one whose
+/// publish failed is kept `unconfirmed` and published again by the next check.
 async fn page_changes<P, B: ControlBucket, N: Notifier, C>(
     engine: &Engine<P, B, N, C>,
     findings: &[Finding],
     now: time::OffsetDateTime,
 ) -> Vec<String> {
-    let previous: CheckState = match engine.bucket.get(STATE_KEY).await {
-        Ok(Some(o)) => serde_json::from_slice(&o.body).unwrap_or_default(),
-        _ => CheckState::default(),
+    let (previous, etag): (CheckState, Option<String>) = match engine.bucket.get(STATE_KEY).await {
+        Ok(Some(o)) => (serde_json::from_slice(&o.body).unwrap_or_default(), Some(o.etag)),
+        Ok(None) => (CheckState::default(), None),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read the check state; nothing paged this time");
+            return Vec::new();
+        }
     };
-    let env = &engine.settings.environment;
     let critical: BTreeMap<String, Finding> =
         findings.iter().filter(|f| f.severity == Severity::Critical).map(|f| (f.id.clone(), f.clone())).collect();
-    let mut sent = Vec::new();
+    let mut to_alarm = Vec::new();
     let mut state = CheckState::default();
     for (id, f) in &critical {
         let changed = previous.paged.get(id).is_none_or(|p| p.what != f.what);
-        if changed {
-            let page = page_for(engine, id, PageState::Alarm, format!("{} Action: {}", f.what, f.action), now);
-            if engine.notifier.publish(Channel::Paging, &page).await.is_ok() {
-                sent.push(format!("ALARM {id}"));
-                state.paged.insert(id.clone(), f.clone());
-            }
-        } else {
+        if changed || previous.unconfirmed.contains(id) {
+            to_alarm.push((id.clone(), f.clone()));
+            state.unconfirmed.insert(id.clone());
+        }
+        state.paged.insert(id.clone(), f.clone());
+    }
+    let to_resolve: Vec<String> = previous.paged.keys().filter(|id| !critical.contains_key(*id)).cloned().collect();
+    // Until its OK is confirmed, a resolved finding stays in the state (and is resolved again next time).
+    for id in &to_resolve {
+        if let Some(f) = previous.paged.get(id) {
             state.paged.insert(id.clone(), f.clone());
         }
     }
-    for id in previous.paged.keys().filter(|id| !critical.contains_key(*id)) {
+    if to_alarm.is_empty() && to_resolve.is_empty() {
+        return Vec::new();
+    }
+    let condition = |etag: Option<String>| etag.map_or(WriteCondition::IfAbsent, WriteCondition::IfMatch);
+    let body = serde_json::to_vec_pretty(&state).unwrap_or_default();
+    let etag = match engine.bucket.put(STATE_KEY, body, "application/json", condition(etag)).await {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not keep the check state (another check at once?); nothing paged this time");
+            return Vec::new();
+        }
+    };
+    let mut sent = Vec::new();
+    for (id, f) in &to_alarm {
+        let page = page_for(engine, id, PageState::Alarm, format!("{} Action: {}", f.what, f.action), now);
+        if engine.notifier.publish(Channel::Paging, &page).await.is_ok() {
+            sent.push(format!("ALARM {id}"));
+            state.unconfirmed.remove(id);
+        }
+    }
+    for id in &to_resolve {
         let page = page_for(engine, id, PageState::Ok, format!("check finding {id} is resolved"), now);
         if engine.notifier.publish(Channel::Paging, &page).await.is_ok() {
             sent.push(format!("OK {id}"));
-        } else if let Some(f) = previous.paged.get(id) {
-            state.paged.insert(id.clone(), f.clone());
+            state.paged.remove(id);
         }
     }
     let body = serde_json::to_vec_pretty(&state).unwrap_or_default();
-    if let Err(e) = engine.bucket.put(STATE_KEY, body, "application/json", WriteCondition::Overwrite).await {
-        tracing::warn!(error = %e, env = %env, "could not keep the check state; the next check may page again");
+    if let Err(e) = engine.bucket.put(STATE_KEY, body, "application/json", WriteCondition::IfMatch(etag)).await {
+        tracing::warn!(error = %e, "could not record the pages of this check; the next check pages again");
     }
     sent
 }

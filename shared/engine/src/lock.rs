@@ -141,14 +141,17 @@ pub async fn read(bucket: &impl ControlBucket, key: &str) -> Result<Option<(Lock
 }
 
 /// Releases the lock if `execution_id` still holds it; returns whether it did.
+///
+/// The delete is conditional on the ETag read (`If-Match`): a lock taken over between the read and the delete
+/// (by a new attempt, after the holder's lease expired) is never deleted under its new holder.
 pub async fn release(bucket: &impl ControlBucket, key: &str, execution_id: &str) -> Result<bool, StoreError> {
-    match read(bucket, key).await {
-        Ok(Some((doc, _))) if doc.execution_id == execution_id => {
-            bucket.delete(key).await?;
-            Ok(true)
-        }
-        Ok(_) => Ok(false),
-        Err(e) => Err(e),
+    match read(bucket, key).await? {
+        Some((doc, etag)) if doc.execution_id == execution_id => match bucket.delete_if_match(key, &etag).await {
+            Ok(()) => Ok(true),
+            Err(StoreError::Conflict { .. }) => Ok(false),
+            Err(e) => Err(e),
+        },
+        _ => Ok(false),
     }
 }
 
@@ -161,9 +164,12 @@ pub async fn release_attempt(
     attempt_id: &str,
 ) -> Result<bool, StoreError> {
     match read(bucket, key).await? {
-        Some((doc, _)) if doc.execution_id == execution_id && doc.attempt_id == attempt_id => {
-            bucket.delete(key).await?;
-            Ok(true)
+        Some((doc, etag)) if doc.execution_id == execution_id && doc.attempt_id == attempt_id => {
+            match bucket.delete_if_match(key, &etag).await {
+                Ok(()) => Ok(true),
+                Err(StoreError::Conflict { .. }) => Ok(false),
+                Err(e) => Err(e),
+            }
         }
         _ => Ok(false),
     }

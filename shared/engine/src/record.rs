@@ -129,6 +129,9 @@ pub struct SentMessage {
     pub event_type: String,
     /// SNS message id.
     pub message_id: Option<String>,
+    /// A page that resolves (`OK`) rather than opens (`ALARM`) the execution's incident.
+    #[serde(default)]
+    pub ok: bool,
 }
 
 /// A page that must still go out: recorded before it is published, removed once it is, so that a crash or a
@@ -148,6 +151,11 @@ pub struct OwedMessage {
 }
 
 impl OwedMessage {
+    /// Whether it is an `OK` page (it resolves the incident) rather than an `ALARM`.
+    pub fn resolves(&self) -> bool {
+        serde_json::from_str::<Value>(&self.body).is_ok_and(|b| b["NewStateValue"] == "OK")
+    }
+
     /// The message to publish.
     pub fn message(&self) -> OutgoingMessage {
         OutgoingMessage { subject: self.subject.clone(), body: self.body.clone(), attributes: self.attributes.clone() }
@@ -242,8 +250,20 @@ impl ExecutionRecord {
 
     /// Moves an owed message to the sent ones.
     pub fn paid(&mut self, channel: Channel, event_type: &str, message_id: Option<String>) {
+        let ok = self.owed.iter().find(|o| o.channel == channel && o.event_type == event_type).is_some_and(OwedMessage::resolves);
         self.owed.retain(|o| !(o.channel == channel && o.event_type == event_type));
-        self.messages.push(SentMessage { channel, event_type: event_type.to_owned(), message_id });
+        self.messages.push(SentMessage { channel, event_type: event_type.to_owned(), message_id, ok });
+    }
+
+    /// Whether the execution's incident is open: its last page sent was an `ALARM` (or an `ALARM` is owed).
+    pub fn incident_open(&self) -> bool {
+        let owed_alarm = self.owed.iter().any(|o| o.channel == Channel::Paging && !o.resolves());
+        owed_alarm || self.messages.iter().rev().find(|m| m.channel == Channel::Paging).is_some_and(|m| !m.ok)
+    }
+
+    /// Whether the execution's incident was resolved by an `OK` page after its last `ALARM`.
+    pub fn resolved(&self) -> bool {
+        self.messages.iter().rev().find(|m| m.channel == Channel::Paging).is_some_and(|m| m.ok)
     }
 
     /// Whether a message of `event_type` was sent on `channel`.
@@ -281,6 +301,11 @@ impl Recorder {
     /// A record not yet written.
     pub fn new(record: ExecutionRecord) -> Self {
         Recorder { record, etag: None }
+    }
+
+    /// The ETag the record was last read or written at (`None`: not written yet).
+    pub fn etag(&self) -> Option<&str> {
+        self.etag.as_deref()
     }
 
     /// A record read from the bucket at `etag`.

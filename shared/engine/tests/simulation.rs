@@ -31,7 +31,8 @@
 //! Invariants (a violation reads `invariant: signature — details`; the signature groups seeds alike):
 //! - `promotion-by-completed`: every version of `{prefix}/active` after the first was written by an execution
 //!   (its document's `execution_id`) whose record is `completed`, with `promoted_version` equal to that version,
-//!   and the version carries the execution's label;
+//!   and the version carries the execution's label; or, for a promotion whose record update was lost and which
+//!   a later execution replaced before a resume, `superseded` with that `promoted_version`;
 //! - `one-write-per-execution`: no execution wrote `active` twice;
 //! - `premise-held`: each promotion's `decided_on_version` is the version it replaced (no execution writes
 //!   after a later one has);
@@ -43,7 +44,9 @@
 //! - `oncall-paged`: an execution that ended notified, refused, awaiting approval, completed or failed paged at
 //!   least once under its `AlarmName`;
 //! - `settled`: no record left `running`, every trigger answered finally, no panic, no livelock;
-//! - `settled-promptly`: with faults off, every trigger is answered within [`PROMPT_ROUNDS`] rounds of
+//! - `settled-promptly` (each settling round moves the clock past a lease, from the third round past the approval
+//!   window, as a pending approval nobody answers lapses): with faults off, every trigger is answered within
+//!   [`PROMPT_ROUNDS`] rounds of
 //!   redelivery (a crashed attempt's lock frees itself after one lease).
 //!
 //! Commands:
@@ -451,6 +454,11 @@ impl ControlBucket for Port {
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         let what = format!("s3.delete {key}");
         self.call("S3", "DeleteObject", what, self.world.bucket.delete(key), |_| "ok".into()).await
+    }
+
+    async fn delete_if_match(&self, key: &str, etag: &str) -> Result<(), StoreError> {
+        let what = format!("s3.delete {key} if-match");
+        self.call("S3", "DeleteObject", what, self.world.bucket.delete_if_match(key, etag), |_| "ok".into()).await
     }
 }
 
@@ -1032,7 +1040,10 @@ impl Sim {
                 break;
             }
             self.log(format!("settle round {round}: {} deliveries", pending.len()));
-            self.advance(self.settings.lock_lease + time::Duration::seconds(1));
+            // Each round moves past a lease; from the third on, past the approval window too: nobody answered a
+            // pending approval for an hour, so it lapses and what it blocked (a human's re-run) proceeds.
+            let wait = if self.retry_rounds >= 2 { self.settings.approval_window } else { self.settings.lock_lease };
+            self.advance(wait + time::Duration::seconds(1));
             for t in pending {
                 self.deliver(t);
             }
@@ -1070,7 +1081,7 @@ async fn deliver(engine: SimEngine, trigger: Trigger) -> Answer {
                 // health-alarm fails the delivery (so that it comes again) when its own execution is in flight, or
                 // when the execution still owes pages.
                 Ok(AlarmOutcome::Execution(r)) => Answer {
-                    done: !r.same_execution_in_flight() && r.pages_owed.is_empty(),
+                    done: !r.should_redeliver() && r.pages_owed.is_empty(),
                     text: format!("{:?} {:?}: {} (pages owed {:?})", r.outcome, r.state, r.message, r.pages_owed),
                 },
                 Ok(other) => Answer { done: true, text: other.to_json().to_string() },
@@ -1087,17 +1098,13 @@ async fn deliver(engine: SimEngine, trigger: Trigger) -> Answer {
             };
             match engine.run(request).await {
                 // The human runs it again with the same token while the same execution is in flight.
-                Ok(r) => {
-                    Answer { done: !r.same_execution_in_flight(), text: format!("{:?} {:?}: {}", r.outcome, r.state, r.message) }
-                }
+                Ok(r) => Answer { done: !r.should_redeliver(), text: format!("{:?} {:?}: {}", r.outcome, r.state, r.message) },
                 Err(e) => Answer { done: !retryable(&e), text: format!("error: {e}") },
             }
         }
         // The approver, too, runs it again while an attempt of the same execution is in flight.
         Trigger::Approve { id } => match engine.approve(&id, "approver").await {
-            Ok(r) => {
-                Answer { done: !r.same_execution_in_flight(), text: format!("{:?} {:?}: {}", r.outcome, r.state, r.message) }
-            }
+            Ok(r) => Answer { done: !r.should_redeliver(), text: format!("{:?} {:?}: {}", r.outcome, r.state, r.message) },
             Err(e) => Answer { done: !retryable(&e), text: format!("error: {e}") },
         },
         Trigger::Unlock { id } => match engine.unlock(&id, "oncall").await {
@@ -1149,7 +1156,11 @@ fn check(sim: &Sim) -> Vec<String> {
             v(format!("promotion-by-completed: {k} promoted without a record"), format!("active v{n} by {id}"));
             continue;
         };
-        if rec["state"] != "completed" {
+        let replaced_before_finishing = rec["state"] == "superseded" && rec["promoted_version"].as_i64() == Some(n);
+        if replaced_before_finishing {
+            // Its promotion landed, its record update did not (a crash), and a later execution replaced it before
+            // a resume: the resume found it in the history and recorded it while standing down.
+        } else if rec["state"] != "completed" {
             v(
                 format!("promotion-by-completed: {k} promoted, record {}", rec["state"]),
                 format!("active v{n} by {id}, whose record is {}", rec["state"]),

@@ -26,11 +26,52 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
             rec.record.kind,
             step.as_str()
         );
-        self.alarm_page(&mut rec.record, &format!("stalled_{}", step.as_str()), reason).await;
-        // Best effort: the record may be the thing that failed. A stale ETag means our view is behind; the
-        // next attempt re-reads the record and the world anyway.
-        if let Err(e) = rec.save_now(&self.bucket, now).await {
-            tracing::warn!(execution_id = %id, error = %e, "could not record the stop");
+        // The record first, with the stall's page owed: a page goes out only when a record exists to resolve it
+        // later (a conflict means another attempt moved the record on: it pages what it must).
+        // Resolved, or being resolved (its OK owed): a stall then re-opens nothing.
+        let resolved = rec.record.resolved() || rec.record.owed.iter().any(|o| o.resolves());
+        if !resolved {
+            let page = self.page(
+                &rec.record,
+                &format!("stalled_{}", step.as_str()),
+                PageState::Alarm,
+                Severity::Critical,
+                reason.clone(),
+            );
+            self.owe_page(&mut rec.record, &format!("stalled_{}", step.as_str()), &page);
+        }
+        let saved = rec.save_now(&self.bucket, now).await;
+        match &saved {
+            Err(StoreError::Conflict { .. }) => {
+                tracing::warn!(execution_id = %id, "another attempt moved the record on; this stop is not recorded nor paged");
+            }
+            Err(e) => {
+                // No record of this page could be kept: it is not sent (a page nobody could resolve). The error
+                // goes back to the trigger's source, which delivers it again; the stack's own alarms page when
+                // deliveries fail for good.
+                tracing::warn!(execution_id = %id, error = %e, "could not record the stop; not paged");
+            }
+            Ok(()) if resolved => {
+                // Its OK went out already (the promotion is verified and announced): a stall in what remains (the
+                // report, the release) is no incident to re-open; chat says it and the next delivery finishes.
+                let chat = self.chat(
+                    &rec.record,
+                    &format!("stalled_{}", step.as_str()),
+                    Severity::Warning,
+                    format!("DR {}: {id} stalled", self.settings.environment),
+                    reason,
+                    vec![],
+                );
+                self.chat_best_effort(&id, "stalled", &chat).await;
+            }
+            Ok(()) => {
+                if let Err(e) = self.pay_owed(&mut rec.record).await {
+                    tracing::warn!(execution_id = %id, error = %e, "the stall's page is owed");
+                }
+                if let Err(e) = rec.save_now(&self.bucket, self.now()).await {
+                    tracing::warn!(execution_id = %id, error = %e, "could not record the stall's page; it is paid again");
+                }
+            }
         }
         if let Some(held) = held {
             let stopped = LockDoc { state: LockState::Stopped, ..held.doc };
@@ -125,7 +166,8 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
             rec.record.kind,
             step.as_str()
         );
-        self.alarm_page(&mut rec.record, "failed", reason).await;
+        let page = self.page(&rec.record, "failed", PageState::Alarm, Severity::Critical, reason);
+        self.owe_page(&mut rec.record, "failed", &page);
         let (json_key, md_key) = report::report_keys(&id);
         rec.record.report_key = Some(json_key.clone());
         let rpo = rec.record.rpo_estimate.clone().unwrap_or_else(|| rpo_estimate(&[]));
@@ -142,8 +184,17 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
             .bucket
             .put(&md_key, report::markdown_report(&rec.record, &rpo).into_bytes(), "text/markdown", WriteCondition::Overwrite)
             .await;
-        if let Err(e) = rec.save_now(&self.bucket, now).await {
-            tracing::warn!(execution_id = %id, error = %e, "could not record the failure");
+        // The record (with its page owed) first, then the page: the next delivery or `check` pays it if SNS fails.
+        match rec.save_now(&self.bucket, now).await {
+            Ok(()) => {
+                if let Err(e) = self.pay_owed(&mut rec.record).await {
+                    tracing::warn!(execution_id = %id, error = %e, "the failure's page is owed");
+                }
+                if let Err(e) = rec.save_now(&self.bucket, self.now()).await {
+                    tracing::warn!(execution_id = %id, error = %e, "could not record the failure's page; it is paid again");
+                }
+            }
+            Err(e) => tracing::warn!(execution_id = %id, error = %e, "could not record the failure"),
         }
         let _ = lock::release_attempt(&self.bucket, &self.settings.lock_key, &id, &held.doc.attempt_id).await;
         EngineError::VerificationFailed { execution_id: id, problem }
@@ -200,6 +251,7 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
                     channel: Channel::Chat,
                     event_type: format!("{}.unlocked", rec.record.kind),
                     message_id: id,
+                    ok: false,
                 });
             }
             if let Err(e) = rec.save_now(&self.bucket, now).await {
@@ -228,10 +280,23 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
         let Some(mut rec) = existing else {
             return refuse(format!("no execution {execution_id:?} exists; expected the id of a stopped execution (see status)"));
         };
+        if rec.record.state == ExecutionState::Cancelled {
+            // Cancelled already (a retried cancel): make sure its lock is gone, answer the same.
+            lock::release(&self.bucket, &self.settings.lock_key, execution_id).await.map_err(not_started)?;
+            return Ok(self.result_of(
+                &rec.record,
+                Outcome::Completed,
+                active_site,
+                format!("execution {execution_id} cancelled"),
+            ));
+        }
         if rec.record.state.is_terminal() {
             return refuse(format!("execution {execution_id} already ended ({:?}): nothing to cancel", rec.record.state));
         }
-        if rec.record.done(Step::Promote) {
+        let promoted = rec.record.done(Step::Promote)
+            || docs.active.valid().and_then(|a| a.execution_id.as_deref()) == Some(execution_id)
+            || self.own_promotion_in_history(execution_id).await.map_err(not_started)?.is_some();
+        if promoted {
             return refuse(format!(
                 "execution {execution_id} promoted already: re-run it to finish its steps, then fail back if needed"
             ));
@@ -312,9 +377,17 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
             tracing::warn!(execution_id, error = %e, "could not record the cancellation page; it is paid again");
         }
         if let Some(h) = &held
-            && let Err(e) = lock::release_attempt(&self.bucket, &self.settings.lock_key, execution_id, &h.doc.attempt_id).await
+            && let Err(source) =
+                lock::release_attempt(&self.bucket, &self.settings.lock_key, execution_id, &h.doc.attempt_id).await
         {
-            tracing::warn!(execution_id, error = %e, "could not release the lock; it frees itself when its lease expires");
+            // Cancelled, but its lock would block every other execution until its lease expires: say so, and let
+            // the retried `cancel` release it.
+            return Err(EngineError::Stopped {
+                execution_id: execution_id.to_owned(),
+                step: Step::Release,
+                source,
+                hint: "the execution is cancelled but its lock is still held: run `cancel` again to release it".into(),
+            });
         }
         tracing::warn!(execution_id, requested_by, "execution cancelled");
         Ok(self.result_of(&rec.record, Outcome::Completed, active_site, format!("execution {execution_id} cancelled")))

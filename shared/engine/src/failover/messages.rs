@@ -96,6 +96,11 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
                 format!("{title}. {reasons}. A human must decide: run `status`, then `failover` if needed."),
             );
             self.owe_page(&mut rec.record, event, &msg);
+        } else if rec.record.incident_open() {
+            // Nothing to do after all (decided again at approval): the incident its approval page opened resolves.
+            let msg =
+                self.page(&rec.record, event, PageState::Ok, Severity::Critical, format!("{title}: {reasons}. Nothing changed."));
+            self.owe_page(&mut rec.record, event, &msg);
         }
         let now = self.now();
         match rec.save_now(&self.bucket, now).await {
@@ -113,7 +118,14 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
         }
         let chat =
             self.chat(&rec.record, event, severity, title, reasons.clone(), vec!["Run `status` to see both sites.".into()]);
-        let (paid, ()) = tokio::join!(self.pay_owed(&mut rec.record), self.chat_best_effort(&id, event, &chat));
+        // A lock this execution left behind (an earlier attempt that died after taking it, then decided
+        // otherwise on redelivery) is released: conditionally, so a live attempt's lock is never touched.
+        let orphan = async {
+            if let Err(e) = lock::release(&self.bucket, &self.settings.lock_key, &id).await {
+                tracing::warn!(execution_id = %id, error = %e, "could not check for a lock left behind");
+            }
+        };
+        let (paid, (), ()) = tokio::join!(self.pay_owed(&mut rec.record), self.chat_best_effort(&id, event, &chat), orphan);
         let now = self.now();
         if let Err(e) = rec.save_now(&self.bucket, now).await {
             tracing::warn!(execution_id = %id, error = %e, "could not record the messages of a recorded decision");
@@ -128,36 +140,40 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
         Ok(self.result_of(&rec.record, outcome_of(rec.record.state), active, reasons))
     }
 
-    /// An alarm that meets another execution's lock: recorded (state `joined`, create-only: redeliveries
-    /// answer the same) and paged into the holder's incident (the holder's AlarmName), so that a failover alarm
-    /// that fires again while an earlier execution runs or waits for approval still reaches on-call.
-    pub(super) async fn join_holder(&self, mut rec: ExecutionRecord, attempt: Attempt) -> EngineResult<ExecutionResult> {
+    /// An alarm that meets another execution's lock: recorded (state `joined`, create-only: redeliveries answer
+    /// the same). When the holder waits for approval, the alarm is paged into the holder's incident (its
+    /// AlarmName): an alarm that fires, recovers and fires again while a failover waits for approval must reach
+    /// on-call, and the holder's end (approval, cancel, recovery) resolves it. When the holder is running, its
+    /// own pages cover the incident: the alarm goes to chat only.
+    pub(super) async fn join_holder(
+        &self,
+        mut rec: ExecutionRecord,
+        attempt: Attempt,
+        holder: LockDoc,
+    ) -> EngineResult<ExecutionResult> {
         let id = rec.execution_id.clone();
         let not_started = |source| EngineError::NotStarted { execution_id: id.clone(), source };
-        let holder = lock::read(&self.bucket, &self.settings.lock_key).await.map_err(not_started)?.map(|(d, _)| d);
-        let Some(holder) = holder.filter(|h| h.execution_id != id) else {
-            return self.in_progress_answer(&id, &attempt).await;
-        };
-        let Some(holder_rec) = record::read(&self.bucket, &holder.execution_id).await.map_err(not_started)? else {
-            return self.in_progress_answer(&id, &attempt).await;
-        };
+        let holder_rec = record::read(&self.bucket, &holder.execution_id).await.map_err(not_started)?;
+        let waiting = holder_rec.as_ref().is_some_and(|h| h.record.state == ExecutionState::AwaitingApproval);
         let text = format!(
             "DR {}: {} while execution {} holds the failover lock ({:?}): this alarm joins its incident. {}",
             self.settings.environment,
             rec.reason,
             holder.execution_id,
-            holder_rec.record.state,
-            if holder_rec.record.state == ExecutionState::AwaitingApproval {
+            holder_rec.as_ref().map(|h| h.record.state),
+            if waiting {
                 format!("It still awaits approval: {}", self.approve_command(&holder.execution_id))
             } else {
                 "Run `status` to follow it.".to_owned()
             }
         );
-        let page = self.page(&holder_rec.record, "alarm_again", PageState::Alarm, Severity::Critical, text.clone());
         rec.state = ExecutionState::Joined;
         rec.note(self.now(), format!("joined execution {}, which held the lock", holder.execution_id));
         rec.decision.reasons.push(format!("execution {} held the failover lock", holder.execution_id));
-        rec.owe(Channel::Paging, &format!("{}.joined", rec.kind), &page);
+        if let (true, Some(h)) = (waiting, &holder_rec) {
+            let page = self.page(&h.record, "alarm_again", PageState::Alarm, Severity::Critical, text.clone());
+            rec.owe(Channel::Paging, &format!("{}.joined", rec.kind), &page);
+        }
         let mut rec = Recorder::new(rec);
         match rec.save_now(&self.bucket, self.now()).await {
             Ok(()) => {}
@@ -170,7 +186,34 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
             }
             Err(source) => return Err(EngineError::NotStarted { execution_id: id, source }),
         }
-        let paid = self.pay_owed(&mut rec.record).await;
+        let chat = self.chat(
+            &rec.record,
+            "joined",
+            Severity::Warning,
+            format!("DR {}: {id} joined {}", self.settings.environment, holder.execution_id),
+            text.clone(),
+            vec![],
+        );
+        let (paid, ()) = tokio::join!(self.pay_owed(&mut rec.record), self.chat_best_effort(&id, "joined", &chat));
+        // The holder may have left approval meanwhile (approved, cancelled): then its final page may have gone
+        // out before ours, and the incident we re-opened needs its OK from us.
+        if paid.is_ok()
+            && waiting
+            && let Ok(Some(now)) = record::read(&self.bucket, &holder.execution_id).await
+            && now.record.state != ExecutionState::AwaitingApproval
+        {
+            let ok = self.page(
+                &now.record,
+                "alarm_again_resolved",
+                PageState::Ok,
+                Severity::Critical,
+                format!("{text} It has left approval ({:?}).", now.record.state),
+            );
+            rec.record.owe(Channel::Paging, &format!("{}.joined_resolved", rec.record.kind), &ok);
+            if let Err(e) = self.pay_owed(&mut rec.record).await {
+                tracing::warn!(execution_id = %id, error = %e, "the joined alarm's OK is owed");
+            }
+        }
         if let Err(e) = rec.save_now(&self.bucket, self.now()).await {
             tracing::warn!(execution_id = %id, error = %e, "could not record the page of a joined alarm");
         }
@@ -226,7 +269,7 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
 
     /// Publishes every owed page, in order, moving each to the sent ones; stops at the first failure (the rest
     /// stay owed, in order). Never fails the caller's step: the error only says that something is still owed.
-    pub(super) async fn pay_owed(&self, rec: &mut ExecutionRecord) -> Result<(), StoreError> {
+    pub(crate) async fn pay_owed(&self, rec: &mut ExecutionRecord) -> Result<(), StoreError> {
         while let Some(first) = rec.owed.first().cloned() {
             let id = self.notifier.publish(first.channel, &first.message()).await?;
             rec.paid(first.channel, &first.event_type, id);
@@ -248,16 +291,6 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
             .map(|s| format!("{} {:?} {} ms", s.step.as_str(), s.outcome, s.duration_ms))
             .collect::<Vec<_>>()
             .join(", ")
-    }
-
-    /// A critical `ALARM` page for `event`, owed first: published now if SNS answers, else paid by the next
-    /// attempt or `check` (the failure being reported may be SNS itself).
-    pub(super) async fn alarm_page(&self, rec: &mut ExecutionRecord, event: &str, reason: String) {
-        let page = self.page(rec, event, PageState::Alarm, Severity::Critical, reason);
-        self.owe_page(rec, event, &page);
-        if let Err(e) = self.pay_owed(rec).await {
-            tracing::warn!(execution_id = %rec.execution_id, event, error = %e, "page owed");
-        }
     }
 }
 

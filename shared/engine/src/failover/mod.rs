@@ -148,6 +148,10 @@ pub struct ExecutionResult {
     /// Pages recorded but not yet published (their topic failed): the next delivery of the trigger, or `check`,
     /// sends them. An automatic trigger should be redelivered while this is not empty.
     pub pages_owed: Vec<String>,
+    /// The trigger was answered without being acted on and must be delivered again later (a resume blocked by
+    /// another execution's lock, a lock that was just released): an automatic trigger is failed so that its
+    /// source redelivers it; a human re-runs the command.
+    pub redeliver: bool,
 }
 
 impl ExecutionResult {
@@ -164,6 +168,7 @@ impl ExecutionResult {
             report_key: None,
             in_flight: None,
             pages_owed: Vec::new(),
+            redeliver: false,
         }
     }
 
@@ -171,6 +176,12 @@ impl ExecutionResult {
     /// attempt whose lease has not expired yet): an automatic trigger should be redelivered later.
     pub fn same_execution_in_flight(&self) -> bool {
         self.in_flight.as_ref().is_some_and(|l| l.execution_id == self.execution_id)
+    }
+
+    /// Whether the trigger must be delivered again: its own execution is in flight, or it was answered without
+    /// being acted on ([`ExecutionResult::redeliver`]).
+    pub fn should_redeliver(&self) -> bool {
+        self.redeliver || self.same_execution_in_flight()
     }
 
     /// The answer as JSON fields (for the manual-trigger response).
@@ -190,6 +201,9 @@ impl ExecutionResult {
         }
         if !self.pages_owed.is_empty() {
             m.insert("pages_owed".into(), json!(self.pages_owed));
+        }
+        if self.redeliver {
+            m.insert("retry".into(), json!(true));
         }
         m
     }
@@ -329,18 +343,21 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
                 report_key: None,
                 in_flight: None,
                 pages_owed: Vec::new(),
+                redeliver: false,
             }),
             Action::Noop | Action::Refuse | Action::NotifyOnly => self.record_only(Recorder::new(rec), attempt).await,
             Action::Execute | Action::AwaitApproval => {
                 let awaiting = decision.action == Action::AwaitApproval;
                 // The snapshot sources read while the lock is taken: their answers wait for the snapshot step.
-                let (held, files) =
-                    tokio::join!(self.take_lock(&mut rec, &attempt, awaiting, false), self.snapshot_files(&attempt));
-                let Some(held) = held? else {
-                    if matches!(req.initiator, Initiator::Alarm { .. }) {
-                        return Box::pin(self.join_holder(rec, attempt)).await;
+                let (held, files) = tokio::join!(self.take_lock(&mut rec, &attempt, false), self.snapshot_files(&attempt));
+                let held = match held? {
+                    Ok(held) => held,
+                    Err(holder)
+                        if holder.execution_id != req.execution_id && matches!(req.initiator, Initiator::Alarm { .. }) =>
+                    {
+                        return Box::pin(self.join_holder(rec, attempt, holder)).await;
                     }
-                    return self.in_progress_answer(&req.execution_id, &attempt).await;
+                    Err(holder) => return Ok(self.in_progress_answer(&req.execution_id, &attempt, holder, false)),
                 };
                 let mut attempt = attempt;
                 attempt.prefetched = files.ok();
@@ -443,19 +460,21 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
     }
 
     /// Takes the lock; `None` when someone holds it.
+    /// Takes the lock for this attempt (always with the short lease: an approval's long lease is set only once
+    /// its record and page exist, so that an attempt that dies before never holds the lock for an hour);
+    /// `Err(holder)` when someone else holds it.
     async fn take_lock(
         &self,
         rec: &mut ExecutionRecord,
         attempt: &Attempt,
-        awaiting: bool,
         approving: bool,
-    ) -> EngineResult<Option<Held>> {
+    ) -> EngineResult<Result<Held, LockDoc>> {
         let start = self.now();
-        let lease = if awaiting { self.settings.approval_window } else { self.settings.lock_lease };
+        let lease = self.settings.lock_lease;
         let doc = LockDoc {
             execution_id: rec.execution_id.clone(),
             attempt_id: attempt.id.clone(),
-            state: if awaiting { LockState::AwaitingApproval } else { LockState::Running },
+            state: LockState::Running,
             acquired_at: rfc3339(start),
             lease_expires_at: rfc3339(start + lease),
             holder: self.settings.holder.clone(),
@@ -466,7 +485,7 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
         match acquired {
             Acquired::Held(holder) => {
                 tracing::info!(execution_id = %rec.execution_id, holder = %holder.execution_id, "lock held");
-                Ok(None)
+                Ok(Err(holder))
             }
             Acquired::Yes { etag, took_over } => {
                 let end = self.now();
@@ -482,36 +501,37 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
                     None => None,
                 };
                 rec.steps.push(self.step(Step::Lock, StepOutcome::Done, start, end, &attempt.id, detail));
-                Ok(Some(Held { doc, etag }))
+                Ok(Ok(Held { doc, etag }))
             }
         }
     }
 
-    async fn in_progress_answer(&self, execution_id: &str, attempt: &Attempt) -> EngineResult<ExecutionResult> {
-        let holder = lock::read(&self.bucket, &self.settings.lock_key).await.ok().flatten().map(|(d, _)| d);
-        let message = match &holder {
-            Some(h) if h.execution_id == execution_id => format!(
+    /// The answer when the lock is held by `holder`. `resuming`: this execution has a record that is still
+    /// running (an attempt stopped or crashed) and another execution holds the lock: it must be delivered again
+    /// later, when the fence will tell whether it may still act.
+    fn in_progress_answer(&self, execution_id: &str, attempt: &Attempt, holder: LockDoc, resuming: bool) -> ExecutionResult {
+        let message = if holder.execution_id == execution_id {
+            format!(
                 "execution {execution_id} is already in flight (attempt {}, {:?}, lease until {}); this delivery changed nothing",
-                h.attempt_id, h.state, h.lease_expires_at
-            ),
-            Some(h) => format!(
+                holder.attempt_id, holder.state, holder.lease_expires_at
+            )
+        } else if resuming {
+            format!(
+                "execution {execution_id} stopped and cannot resume while execution {} holds the lock ({:?}, lease until {}); \
+                 deliver the trigger again later",
+                holder.execution_id, holder.state, holder.lease_expires_at
+            )
+        } else {
+            format!(
                 "another execution is in flight: {} ({:?}, lease until {}); this trigger changed nothing",
-                h.execution_id, h.state, h.lease_expires_at
-            ),
-            None => "the lock was busy and has just been released; deliver the trigger again".to_owned(),
+                holder.execution_id, holder.state, holder.lease_expires_at
+            )
         };
-        Ok(ExecutionResult {
-            outcome: Outcome::InProgress,
-            execution_id: execution_id.to_owned(),
-            state: None,
-            active_site: attempt.docs.active.valid().map(|a| a.site),
-            message,
-            decision: None,
-            timings_ms: Map::new(),
-            report_key: None,
-            in_flight: holder,
-            pages_owed: Vec::new(),
-        })
+        ExecutionResult {
+            redeliver: resuming,
+            in_flight: Some(holder),
+            ..ExecutionResult::answer(Outcome::InProgress, execution_id, attempt.docs.active.valid().map(|a| a.site), message)
+        }
     }
 
     /// Answers for an execution that already has a record: the first result, or a resume.
@@ -574,8 +594,9 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
             }
             (ExecutionState::Running, Some(approver)) if rec.record.approved_by.is_some() => {
                 // Approved, then stopped: approving again resumes it (a synchronous approve is never redelivered).
-                let Some(held) = self.take_lock(&mut rec.record, &attempt, false, true).await? else {
-                    return self.in_progress_answer(&rec.record.execution_id.clone(), &attempt).await;
+                let held = match self.take_lock(&mut rec.record, &attempt, true).await? {
+                    Ok(held) => held,
+                    Err(holder) => return Ok(self.in_progress_answer(&rec.record.execution_id.clone(), &attempt, holder, true)),
                 };
                 let now = self.now();
                 rec.record.note(now, format!("{approver} approved again: attempt {} resumes the execution", attempt.id));
@@ -584,6 +605,22 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
             (ExecutionState::Running, Some(_)) => {
                 let msg = format!("execution {} is not waiting for approval: it is running", rec.record.execution_id);
                 Ok(self.result_of(&rec.record, Outcome::InProgress, active_site, msg))
+            }
+            (ExecutionState::AwaitingApproval, Some(approver))
+                if self.names_execution_now(&attempt, &rec.record.execution_id) =>
+            {
+                // Approved before, and its promotion landed but its record update did not (a crash between the
+                // two): it is approved; resume it (the fence finds its live promotion).
+                let held = match self.take_lock(&mut rec.record, &attempt, true).await? {
+                    Ok(held) => held,
+                    Err(holder) => return Ok(self.in_progress_answer(&rec.record.execution_id.clone(), &attempt, holder, true)),
+                };
+                let now = self.now();
+                rec.record
+                    .note(now, format!("{approver} approved again: its promotion is live; attempt {} finishes it", attempt.id));
+                rec.record.approved_by.get_or_insert_with(|| approver.to_owned());
+                rec.record.state = ExecutionState::Running;
+                self.drive(rec, attempt, held).await
             }
             (ExecutionState::AwaitingApproval, Some(approver)) => {
                 // Re-check with what is true now: time has passed since the plan was made.
@@ -607,22 +644,29 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
                 rec.record.approved_by = Some(approver.to_owned());
                 // The approval is a new decision: the fence compares with what the approver saw.
                 rec.record.decided_on_version = version_of(&attempt.tree, &self.active_name());
-                let Some(held) = self.take_lock(&mut rec.record, &attempt, false, true).await? else {
-                    return self.in_progress_answer(&rec.record.execution_id.clone(), &attempt).await;
+                let held = match self.take_lock(&mut rec.record, &attempt, true).await? {
+                    Ok(held) => held,
+                    Err(holder) => return Ok(self.in_progress_answer(&rec.record.execution_id.clone(), &attempt, holder, false)),
                 };
                 rec.record.state = ExecutionState::Running;
                 self.drive(rec, attempt, held).await
             }
             _ => {
                 // Running: an earlier attempt stopped or crashed. Resume under the lock.
-                let Some(held) = self.take_lock(&mut rec.record, &attempt, false, false).await? else {
-                    return self.in_progress_answer(&rec.record.execution_id.clone(), &attempt).await;
+                let held = match self.take_lock(&mut rec.record, &attempt, false).await? {
+                    Ok(held) => held,
+                    Err(holder) => return Ok(self.in_progress_answer(&rec.record.execution_id.clone(), &attempt, holder, true)),
                 };
                 let now = self.now();
                 rec.record.note(now, format!("attempt {} resumes the execution", attempt.id));
                 self.drive(rec, attempt, held).await
             }
         }
+    }
+
+    /// Whether `{prefix}/active`, as this attempt read it, names `execution_id`: its promotion is live.
+    fn names_execution_now(&self, attempt: &Attempt, execution_id: &str) -> bool {
+        attempt.docs.active.valid().and_then(|a| a.execution_id.as_deref()) == Some(execution_id)
     }
 
     fn result_of(
@@ -643,6 +687,7 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
             report_key: rec.report_key.clone(),
             in_flight: None,
             pages_owed: rec.owed.iter().map(|o| o.event_type.clone()).collect(),
+            redeliver: false,
         }
     }
 }

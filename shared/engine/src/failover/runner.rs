@@ -32,6 +32,8 @@ pub(super) enum StepEnd {
     Fail(String),
     /// The premise of the decision no longer holds: stand down without writing.
     Supersede(String),
+    /// Another attempt ended the execution meanwhile (its stored record): release the lock, answer its result.
+    Ended(Box<Recorder>),
 }
 
 impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N, C> {
@@ -58,6 +60,20 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
                 StepEnd::Stop(source) => return Err(self.stop(run.rec, Some(run.held), step, source).await),
                 StepEnd::LostLock(source) => return Err(self.stop(run.rec, None, step, source).await),
                 StepEnd::Fail(problem) => return Err(self.fail(run.rec, run.held, step, problem).await),
+                StepEnd::Ended(stored) => {
+                    let id = stored.record.execution_id.clone();
+                    if let Err(e) =
+                        lock::release_attempt(&self.bucket, &self.settings.lock_key, &id, &run.held.doc.attempt_id).await
+                    {
+                        tracing::warn!(execution_id = %id, error = %e, "could not release the lock; it frees itself when its lease expires");
+                    }
+                    let state = stored.record.state;
+                    let outcome =
+                        if state == ExecutionState::Completed { Outcome::AlreadyCompleted } else { messages::outcome_of(state) };
+                    let active = run.attempt.docs.active.valid().map(|a| a.site);
+                    let msg = format!("execution {id} already ended ({state:?}) by another attempt");
+                    return Ok(self.result_of(&stored.record, outcome, active, msg));
+                }
                 StepEnd::Supersede(why) => {
                     let docs = run.attempt.docs.clone();
                     return self.supersede(run.rec, run.held, &docs, why, start).await;

@@ -37,16 +37,15 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
         );
         let page = self.page(&rec.record, "awaiting_approval", PageState::Alarm, Severity::Critical, reason.clone());
         self.owe_page(&mut rec.record, "awaiting_approval", &page);
-        // The page rides beside the snapshot and the record (which holds it as owed) and never blocks them.
-        let owed = rec.record.owed.clone();
+        // The record (holding the page as owed) and the snapshot first; then the page, which never blocks them and
+        // never goes out without a record to resolve it.
         let snapshot = async {
             match files {
                 Ok(f) => snapshot::write(&self.bucket, &folder, &id, f, start).await,
                 Err(e) => Err(e),
             }
         };
-        let (written, paged) = tokio::join!(self.beside(&mut rec, start, snapshot), self.publish_owed(&owed));
-        self.settle_owed(&mut rec.record, paged);
+        let written = self.beside(&mut rec, start, snapshot).await;
         let manifest = match written {
             Ok(m) => m,
             Err(source) => return Err(self.stop(rec, Some(held), Step::Snapshot, source).await),
@@ -62,9 +61,22 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
             reason,
             vec![self.approve_command(&id)],
         );
-        self.chat_best_effort(&id, "awaiting_approval", &chat).await;
+        let (paid, ()) = tokio::join!(self.pay_owed(&mut rec.record), self.chat_best_effort(&id, "awaiting_approval", &chat));
+        if let Err(e) = paid {
+            tracing::warn!(execution_id = %id, error = %e, "the approval page is owed");
+        }
         if let Err(source) = rec.save_now(&self.bucket, self.now()).await {
             return Err(self.stop(rec, Some(held), Step::Snapshot, source).await);
+        }
+        // Only now, with the record and its page in place, the lock takes the approval window's long lease.
+        let now = self.now();
+        let waiting = LockDoc {
+            state: LockState::AwaitingApproval,
+            lease_expires_at: rfc3339(now + self.settings.approval_window),
+            ..held.doc.clone()
+        };
+        if let Err(source) = lock::update(&self.bucket, &self.settings.lock_key, &waiting, &held.etag).await {
+            return Err(self.stop(rec, None, Step::Lock, source).await);
         }
         let active = attempt.docs.active.valid().map(|a| a.site);
         let msg = format!("prepared; awaiting approval: {}", self.approve_command(&id));
@@ -90,13 +102,28 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
     /// (every writer of `active` holds it) and decide again. One round trip. The fresh tree replaces the one
     /// read before the lock for every later step.
     pub(super) async fn fence_step(&self, run: &mut Run) -> StepEnd {
-        let rec = &run.rec.record;
         let active_name = self.active_name();
         let start = self.now();
-        let fresh = match self.read_tree().await {
-            Ok(tree) => tree,
+        // The record too, beside the tree: another attempt of this execution may have moved it on (or ended it)
+        // between our read and our lock; under the lock, the stored record is the truth.
+        let id = run.rec.record.execution_id.clone();
+        let (fresh, stored) = match tokio::try_join!(self.read_tree(), record::read(&self.bucket, &id)) {
+            Ok(v) => v,
             Err(source) => return StepEnd::Stop(source),
         };
+        if let Some(stored) = stored
+            && stored.etag() != run.rec.etag()
+        {
+            if stored.record.state.is_terminal() {
+                return StepEnd::Ended(Box::new(stored));
+            }
+            let mut stored = stored;
+            stored
+                .record
+                .note(start, format!("attempt {} resumes it (the record was moved on by another attempt)", run.attempt.id));
+            run.rec = stored;
+        }
+        let rec = &run.rec.record;
         let docs = documents::from_tree(&fresh, &self.settings.prefix);
         let approver = rec.approved_by.clone().map(|requested_by| Initiator::Human { requested_by });
         let verdict = decision::fence(&FenceInput {
@@ -116,6 +143,28 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
         run.attempt.tree = fresh;
         run.attempt.docs = docs;
         match verdict {
+            Fence::Superseded(why) if !run.rec.record.done(Step::Promote) => {
+                // A promotion of this execution may have landed without its record saying so (a crash between
+                // the put and the record's update), then been replaced: the history tells, and the record says it.
+                match self.own_promotion_in_history(&id).await {
+                    Ok(Some(version)) => {
+                        let now = self.now();
+                        run.rec.record.promoted_version = Some(version);
+                        let detail = Some(format!("version {version}, found in the history (its record update was lost)"));
+                        run.rec.record.steps.push(self.step(
+                            Step::Promote,
+                            StepOutcome::AlreadyDone,
+                            now,
+                            now,
+                            &run.attempt.id,
+                            detail,
+                        ));
+                        StepEnd::Supersede(format!("{why}; its own promotion (version {version}) was live before that"))
+                    }
+                    Ok(None) => StepEnd::Supersede(why),
+                    Err(source) => StepEnd::Stop(source),
+                }
+            }
             Fence::Superseded(why) => StepEnd::Supersede(why),
             verdict => {
                 let end = self.now();
@@ -126,13 +175,19 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
         }
     }
 
+    /// The version of `{prefix}/active` this execution wrote, if any version in SSM's history names it.
+    pub(super) async fn own_promotion_in_history(&self, execution_id: &str) -> Result<Option<i64>, StoreError> {
+        let history = self.params.history(&self.active_name()).await?;
+        Ok(history.iter().rev().find(|v| names_execution(&v.value, execution_id)).map(|v| v.version))
+    }
+
     /// Whether `{prefix}/active`, as read under the lock, names this execution: its promotion is live.
     fn promoted_earlier(&self, run: &Run) -> bool {
         run.attempt.docs.active.valid().and_then(|a| a.execution_id.as_deref()) == Some(run.rec.record.execution_id.as_str())
     }
 
-    /// Round trip 3: the snapshot, beside the record (holding the first page as owed) and the first page. The
-    /// page never blocks the snapshot: a paging topic that fails (its key disabled) leaves it owed.
+    /// Round trip 3: the snapshot, beside the record, which holds the first page as owed: the page goes out
+    /// only once a record exists to resolve it (beside the promotion), and never blocks anything.
     pub(super) async fn snapshot_step(&self, run: &mut Run) -> StepEnd {
         let start = self.now();
         let id = run.rec.record.execution_id.clone();
@@ -166,12 +221,7 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
         };
         run.rec.record.rpo_estimate = Some(rpo_estimate(&files));
         let folder = domain::layout::snapshot_folder(&id);
-        let owed = run.rec.record.owed.clone();
-        let (written, paged) = tokio::join!(
-            self.beside(&mut run.rec, start, snapshot::write(&self.bucket, &folder, &id, files, start)),
-            self.publish_owed(&owed)
-        );
-        self.settle_owed(&mut run.rec.record, paged);
+        let written = self.beside(&mut run.rec, start, snapshot::write(&self.bucket, &folder, &id, files, start)).await;
         let manifest = match written {
             Ok(m) => m,
             Err(source) => return StepEnd::Stop(source),
@@ -232,7 +282,14 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
         let start = self.now();
         let doc = ActiveConfig::promotion_document(target, &target_config, &id, &rfc3339(start));
         let body = Value::Object(doc.clone()).to_string();
-        let version = match self.beside(&mut run.rec, start, self.put_active_once(&active_name, &body, &id)).await {
+        // The pages owed so far (the first page) ride beside the put: off the critical path, never blocking it.
+        let owed = run.rec.record.owed.clone();
+        let (put, paged) = tokio::join!(
+            self.beside(&mut run.rec, start, self.put_active_once(&active_name, &body, &id)),
+            self.publish_owed(&owed)
+        );
+        self.settle_owed(&mut run.rec.record, paged);
+        let version = match put {
             Ok(v) => v,
             Err(source) => return StepEnd::Stop(source),
         };

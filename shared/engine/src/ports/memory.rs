@@ -207,6 +207,18 @@ impl ControlBucket for MemBucket {
         locked(&self.objects).remove(key);
         Ok(())
     }
+
+    async fn delete_if_match(&self, key: &str, etag: &str) -> Result<(), StoreError> {
+        let mut objects = locked(&self.objects);
+        match objects.get(key) {
+            None => Ok(()),
+            Some(o) if o.etag == etag => {
+                objects.remove(key);
+                Ok(())
+            }
+            Some(_) => Err(StoreError::Conflict { service: "S3", operation: "DeleteObject", target: key.into() }),
+        }
+    }
 }
 
 /// Records what would have been published.

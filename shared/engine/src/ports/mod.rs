@@ -122,6 +122,10 @@ pub trait ControlBucket: Send + Sync {
 
     /// Deletes an object (absent is not an error).
     fn delete(&self, key: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Deletes an object only if its ETag is still `etag` (`If-Match` on `DeleteObject`); a changed object is
+    /// [`StoreError::Conflict`], an absent one is not an error.
+    fn delete_if_match(&self, key: &str, etag: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 /// Publishing to the paging and chat topics.
@@ -210,6 +214,9 @@ impl<T: ControlBucket + ?Sized> ControlBucket for &T {
     }
     fn delete(&self, key: &str) -> impl Future<Output = Result<(), StoreError>> + Send {
         (**self).delete(key)
+    }
+    fn delete_if_match(&self, key: &str, etag: &str) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).delete_if_match(key, etag)
     }
 }
 
