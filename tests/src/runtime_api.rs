@@ -45,6 +45,8 @@ struct State {
     queue: VecDeque<Pending>,
     in_flight: HashMap<String, Sender<Invocation>>,
     init_error: Option<String>,
+    /// When the process first asked for an invocation: the end of its init.
+    first_next_at: Option<std::time::Instant>,
 }
 
 type Shared = Arc<(Mutex<State>, Condvar)>;
@@ -56,6 +58,7 @@ pub struct Function {
     child: Child,
     logs: Arc<Mutex<String>>,
     next_id: u64,
+    spawned_at: std::time::Instant,
     /// The Runtime API address handed to the binary (`AWS_LAMBDA_RUNTIME_API`).
     pub runtime_api: String,
 }
@@ -86,6 +89,7 @@ impl Function {
         });
 
         let bin = bin_dir().join(name);
+        let spawned_at = std::time::Instant::now();
         assert!(bin.exists(), "{} is missing: run `cargo build --workspace --bins` (scripts/test does)", bin.display());
         let mut child = Command::new(&bin)
             .env_clear()
@@ -121,7 +125,7 @@ impl Function {
                 }
             });
         }
-        Function { name: name.to_owned(), state, child, logs, next_id: 0, runtime_api }
+        Function { name: name.to_owned(), state, child, logs, next_id: 0, spawned_at, runtime_api }
     }
 
     /// Invokes the function with `payload` and waits (up to `timeout`) for its answer.
@@ -145,6 +149,32 @@ impl Function {
                 return Invocation::NoAnswer(format!("no answer within {timeout:?}"));
             }
         }
+    }
+
+    /// The init time as Lambda counts it: from the process's start to its first request for an invocation
+    /// (`GET /invocation/next`); `None` if it did not ask within `timeout`.
+    pub fn init_duration(&self, timeout: Duration) -> Option<Duration> {
+        let (lock, cvar) = &*self.state;
+        let guard = lock.lock().ok()?;
+        let (st, _) = cvar.wait_timeout_while(guard, timeout, |s| s.first_next_at.is_none()).ok()?;
+        st.first_next_at.map(|t| t.duration_since(self.spawned_at))
+    }
+
+    /// The process's peak resident set size so far, in KiB (`VmHWM` in `/proc/<pid>/status`).
+    pub fn peak_rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+        line.split_whitespace().nth(1)?.parse().ok()
+    }
+
+    /// The CPU time (user + system) the process has used so far, from `/proc/<pid>/stat` (clock ticks of 10 ms).
+    pub fn cpu_time(&self) -> Option<Duration> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).ok()?;
+        // Fields after the command name (which is in parentheses and may hold spaces): utime is the 14th field.
+        let after = stat.rsplit_once(')')?.1;
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+        Some(Duration::from_millis(ticks * 10))
     }
 
     /// The process id (to kill it from another thread with `kill -9`).
@@ -215,6 +245,10 @@ fn serve(state: Shared, mut request: tiny_http::Request) {
         // Long poll, as the real API does, until an invocation is queued.
         let pending = {
             let Ok(mut st) = lock.lock() else { return };
+            if st.first_next_at.is_none() {
+                st.first_next_at = Some(std::time::Instant::now());
+                cvar.notify_all();
+            }
             loop {
                 if let Some(p) = st.queue.pop_front() {
                     st.in_flight.insert(p.id.clone(), p.reply.clone());

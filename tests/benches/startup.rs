@@ -1,0 +1,130 @@
+//! Benchmark: each function as Lambda runs it, beside a bare `lambda_runtime` hello-world built with the same
+//! profile: init time (process start to its first request for an invocation, on a local Runtime API), handler
+//! time on a representative event against moto (warm), peak RSS, binary size; and the replication batch's CPU
+//! time per 6 MB batch (the function process's user + system time, warm).
+//!
+//! `scripts/bench` builds the release binaries and runs this with `DR_FUNCTION_BIN_DIR=target/release`
+//! (`BENCH_RUNS`, default 20 cold starts per function). Prints one table.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+use tests::dr_env::DrEnv;
+use tests::moto;
+use tests::runtime_api::{Function, bin_dir};
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    if v.is_empty() { f64::NAN } else { v[v.len() / 2] }
+}
+
+fn fixture(folder: &str, name: &str) -> Value {
+    let path = format!("{}/../events/{folder}/{name}", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+/// A 6 MB SQS batch of replication failures (the size limit of an SQS batch to Lambda).
+fn big_batch() -> Value {
+    let one = fixture("replication-failure", "sqs-direct-failed-replication.json");
+    let record = one["Records"][0].clone();
+    let mut records = Vec::new();
+    let mut size = 0;
+    let mut i = 0;
+    while size < 6_000_000 {
+        let mut r = record.clone();
+        r["messageId"] = json!(format!("bench-{i:06}"));
+        let body: Value = serde_json::from_str(r["body"].as_str().unwrap()).unwrap();
+        let mut body = body;
+        if let Some(recs) = body["Records"].as_array_mut() {
+            for (j, rec) in recs.iter_mut().enumerate() {
+                rec["s3"]["object"]["key"] = json!(format!("delta/sales/part-{i:06}-{j}.parquet"));
+                rec["s3"]["object"]["sequencer"] = json!(format!("{:016X}", i * 10 + j));
+            }
+        }
+        r["body"] = json!(body.to_string());
+        size += r.to_string().len();
+        records.push(r);
+        i += 1;
+    }
+    json!({ "Records": records })
+}
+
+struct Row {
+    name: &'static str,
+    init_ms: f64,
+    handler_ms: f64,
+    rss_kib: u64,
+    size: u64,
+}
+
+#[tokio::main]
+async fn main() {
+    let runs: usize = std::env::var("BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
+    let moto = moto::shared();
+    let env = DrEnv::seed(&moto.endpoint).await;
+    env.put("policy", &json!({"mode": "notify-only", "failover_alarms": ["databricks-prod-workspace-unhealthy"]})).await;
+    let mut vars = env.function_env();
+    // The production log level: the bench measures what Lambda runs.
+    vars.push(("AWS_LAMBDA_LOG_LEVEL".into(), "info".into()));
+    let cases: [(&'static str, Value); 4] = [
+        ("hello-lambda", json!({})),
+        ("manual-trigger", json!({"command": "status"})),
+        ("health-alarm", fixture("health-alarm", "eventbridge-metric-alarm.json")),
+        ("replication-failure", fixture("replication-failure", "sqs-direct-failed-replication.json")),
+    ];
+    let mut rows = Vec::new();
+    for (name, event) in &cases {
+        let (mut inits, mut handlers, mut rss) = (Vec::new(), Vec::new(), 0);
+        for _ in 0..runs {
+            let mut f = Function::start(name, &vars);
+            let init = f.init_duration(Duration::from_secs(10)).expect("the function asked for an invocation");
+            inits.push(init.as_secs_f64() * 1000.0);
+            // Two warm invocations of the same event (the first pays the connections), the second is timed.
+            let _ = f.invoke(event);
+            let t = Instant::now();
+            let _ = f.invoke(event);
+            handlers.push(t.elapsed().as_secs_f64() * 1000.0);
+            rss = rss.max(f.peak_rss_kib().unwrap_or(0));
+        }
+        let size = std::fs::metadata(bin_dir().join(name)).map(|m| m.len()).unwrap_or(0);
+        rows.push(Row { name, init_ms: median(inits), handler_ms: median(handlers), rss_kib: rss, size });
+    }
+    let hello = rows.iter().find(|r| r.name == "hello-lambda").map(|r| (r.init_ms, r.rss_kib, r.size)).unwrap();
+    println!("binaries: {} ({runs} cold starts each; handler = a warm invocation against moto)", bin_dir().display());
+    println!("| function | init ms (median) | x hello | handler ms (median) | peak RSS MB | x hello | binary MB | x hello |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for r in &rows {
+        println!(
+            "| {} | {:.1} | {:.2} | {:.1} | {:.1} | {:.2} | {:.1} | {:.2} |",
+            r.name,
+            r.init_ms,
+            r.init_ms / hello.0,
+            r.handler_ms,
+            r.rss_kib as f64 / 1024.0,
+            r.rss_kib as f64 / hello.1 as f64,
+            r.size as f64 / 1e6,
+            r.size as f64 / hello.2 as f64
+        );
+    }
+
+    // The replication batch as the deployed binary spends it: CPU time per 6 MB batch, warm.
+    let batch = big_batch();
+    let batches: usize = std::env::var("BENCH_BATCHES").ok().and_then(|v| v.parse().ok()).unwrap_or(10);
+    let mut f = Function::start("replication-failure", &vars);
+    let _ = f.invoke(&batch);
+    let before = f.cpu_time().unwrap_or_default();
+    let t = Instant::now();
+    for _ in 0..batches {
+        let r = f.invoke(&batch);
+        assert!(matches!(r, tests::runtime_api::Invocation::Response(_)), "{r:?}");
+    }
+    let wall = t.elapsed();
+    let cpu = f.cpu_time().unwrap_or_default() - before;
+    println!(
+        "replication-failure, 6 MB SQS batch ({} messages), warm, {batches} batches: CPU {:.1} ms/batch, wall {:.0} ms/batch (wall is mostly moto), peak RSS {:.1} MB",
+        batch["Records"].as_array().map_or(0, Vec::len),
+        cpu.as_secs_f64() * 1000.0 / batches as f64,
+        wall.as_secs_f64() * 1000.0 / batches as f64,
+        f.peak_rss_kib().unwrap_or(0) as f64 / 1024.0
+    );
+}
