@@ -5,9 +5,9 @@ use super::*;
 
 impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N, C> {
     pub(super) fn approve_command(&self, execution_id: &str) -> String {
+        let function = &self.settings.manual_trigger_function;
         format!(
-            "aws lambda invoke --function-name {} --cli-binary-format raw-in-base64-out --payload '{{\"command\":\"approve\",\"execution_id\":\"{execution_id}\",\"requested_by\":\"<you>\"}}' /dev/stdout",
-            self.settings.manual_trigger_function
+            "dr approve {execution_id} --function {function} (or, without dr: aws lambda invoke --function-name {function} --cli-binary-format raw-in-base64-out --payload '{{\"command\":\"approve\",\"execution_id\":\"{execution_id}\",\"requested_by\":\"<you>\"}}' /dev/stdout)"
         )
     }
 
