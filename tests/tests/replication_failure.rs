@@ -214,7 +214,7 @@ fn encode_for_event(key: &str) -> String {
 }
 
 /// What an incident must hold after the batch.
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 struct Expected {
     total_events: u64,
     total_failed: u64,
@@ -473,7 +473,8 @@ async fn a_6_mb_batch_yields_exact_manifests_and_counts_and_one_page_per_inciden
     assert_eq!(env.json(&kept[0]).await["raw"].as_str(), s.poison.as_deref());
     assert!(!batch_item_failures(&answer).contains(s.poison_id.as_ref().unwrap()));
 
-    // AWS calls: 2 per incident, 1 per manifest, 1 per quarantined body, 2 per page (page + chat note).
+    // AWS calls: 2 per incident (GET, conditional PUT), 1 per manifest, 1 per quarantined body, 3 per page (page,
+    // chat note, the conditional PUT that settles it).
     let t = tally(&calls);
     println!(
         "6 MB batch: {bytes} bytes, {} messages, {} notifications, {} failed objects -> {} AWS calls {t:?} in {elapsed:?} \
@@ -483,14 +484,16 @@ async fn a_6_mb_batch_yields_exact_manifests_and_counts_and_one_page_per_inciden
         s.failed_objects.len(),
         calls.len()
     );
-    assert_eq!(calls.len(), 2 * 4 + 3 + 1 + 2 * 4, "{calls:#?}");
+    assert_eq!(calls.len(), 2 * 4 + 3 + 1 + 3 * 4, "{calls:#?}");
 
-    // Delivered again (a whole-batch retry): nothing counted twice, no page, the manifests overwritten.
+    // Delivered again (a whole-batch retry): nothing counted twice, no page, no manifest written again: one GET
+    // per incident, and the quarantine overwritten.
     proxy.plan(vec![]);
     let again = f.invoke(&s.payload).response();
     assert_eq!(batch_item_failures(&again), Vec::<String>::new());
     let calls = proxy.log();
     println!("the same batch redelivered: {} AWS calls {:?}", calls.len(), tally(&calls));
+    assert_eq!(calls.len(), 4 + 1, "{calls:#?}");
     assert_eq!(incident_counts(&env).await, s.incidents);
     assert_eq!(env.keys("replication/manifests/").await, manifests);
     dr_env::settle().await;
@@ -553,4 +556,76 @@ async fn two_batches_at_once_in_two_processes_lose_no_counts() {
     assert_eq!(pages.len(), expected.len(), "one page per incident, not one per process: {pages:#?}");
     let lost_races = fns.iter().map(|f| f.logs().matches("\"attempts\":2").count()).sum::<usize>();
     println!("two processes, 3 rounds: {lost_races} incident writes lost a race and were merged again");
+}
+
+/// The SQS event of some messages of `s` (their records verbatim, as SQS redelivers them), plus `extra`.
+fn redelivery(s: &Storm, pick: impl Fn(&Value) -> bool, extra: &[Value]) -> Value {
+    let mut records: Vec<Value> = s.payload["Records"].as_array().unwrap().iter().filter(|m| pick(m)).cloned().collect();
+    records.extend(extra.iter().cloned());
+    for r in &mut records {
+        r["attributes"]["ApproximateReceiveCount"] = json!("2");
+    }
+    json!({ "Records": records })
+}
+
+fn holds_a_failure(message: &Value) -> bool {
+    message["body"].as_str().unwrap_or("").contains("OperationFailedReplication")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_redelivered_alone_or_regrouped_counts_once_and_repeats_no_manifest_row() {
+    let env = DrEnv::seed(&moto::shared().endpoint).await;
+    let mut f = Function::start(FUNCTION, &env.function_env());
+    let s = storm(0x5eed_0013, "redo", usize::MAX, 60, false);
+    let answer = f.invoke(&s.payload).response();
+    assert_eq!(batch_item_failures(&answer), Vec::<String>::new(), "{answer:#}");
+    assert_eq!(incident_counts(&env).await, s.incidents);
+    let (rows, n) = manifest_rows(&env).await;
+    assert_eq!((&rows, n), (&s.failed_objects, s.failed_objects.len()));
+    dr_env::settle().await;
+    assert!(!env.pages().await.is_empty(), "the new incidents paged");
+
+    // SQS redelivers one message whose batch answer was lost; Lambda hands it over alone.
+    let first = s.payload["Records"].as_array().unwrap().iter().find(|m| holds_a_failure(m)).unwrap().clone();
+    let id = first["messageId"].as_str().unwrap().to_owned();
+    let alone = redelivery(&s, |m| m["messageId"] == id.as_str(), &[]);
+    assert_eq!(alone["Records"].as_array().unwrap().len(), 1);
+    let answer = f.invoke(&alone).response();
+    assert_eq!(batch_item_failures(&answer), Vec::<String>::new(), "{answer:#}");
+    assert_eq!(incident_counts(&env).await, s.incidents, "the redelivered message is not counted again");
+    assert_eq!(manifest_rows(&env).await, (rows.clone(), n), "no manifest row repeated");
+
+    // Later, five of the batch's messages come back regrouped with messages of another batch: only those count.
+    let other = storm(0x5eed_0014, "new", usize::MAX, 8, false);
+    let again: Vec<String> = s.payload["Records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| holds_a_failure(m))
+        .take(5)
+        .map(|m| m["messageId"].as_str().unwrap().to_owned())
+        .collect();
+    let regrouped =
+        redelivery(&s, |m| again.iter().any(|a| m["messageId"] == a.as_str()), other.payload["Records"].as_array().unwrap());
+    let answer = f.invoke(&regrouped).response();
+    assert_eq!(batch_item_failures(&answer), Vec::<String>::new(), "{answer:#}");
+    let mut expected = s.incidents.clone();
+    for (id, e) in &other.incidents {
+        let x = expected.entry(id.clone()).or_default();
+        x.total_events += e.total_events;
+        x.total_failed += e.total_failed;
+        for (k, v) in &e.by_type {
+            *x.by_type.entry(k.clone()).or_insert(0) += v;
+        }
+        for (k, v) in &e.by_reason {
+            *x.by_reason.entry(k.clone()).or_insert(0) += v;
+        }
+    }
+    assert_eq!(incident_counts(&env).await, expected);
+    let (rows_after, n_after) = manifest_rows(&env).await;
+    assert_eq!(n_after, n + other.failed_objects.len(), "only the new messages' rows were added");
+    assert_eq!(rows_after, rows.union(&other.failed_objects).cloned().collect::<BTreeSet<_>>());
+    dr_env::settle().await;
+    assert!(env.pages().await.is_empty(), "no page for a redelivery");
+    assert!(f.logs().contains("\"result\":\"AlreadyMerged\""), "{}", f.logs());
 }

@@ -5,7 +5,8 @@
 //!   source mapping): only the messages whose processing failed are retried; an empty list acknowledges the whole
 //!   batch, poison messages included (they are kept under `quarantine/`).
 //! - SNS or direct: a summary object; if any write failed, an error (`Retryable.*` for a transient failure) so
-//!   that Lambda retries the invocation, which counts nothing twice.
+//!   that Lambda retries the invocation, which counts nothing twice (each incident keeps the fingerprints of what
+//!   it counted) and pays any page still owed.
 
 use app::error::HandlerError;
 use aws_lambda_events::event::sqs::SqsBatchResponse;
@@ -83,6 +84,7 @@ fn log(o: &BatchOutcome) {
         messages = o.messages,
         records = o.records,
         duplicates = o.duplicates,
+        already_counted = o.already_counted,
         groups = o.groups,
         test_events = o.test_events,
         incidents = o.incidents.len(),
@@ -104,9 +106,13 @@ fn log(o: &BatchOutcome) {
         tracing::info!(
             incident = %i.id,
             records = i.records,
+            already_counted = i.already_counted,
             result = ?i.result,
             decision = ?i.decision,
+            page = ?i.page,
             page_sent = i.page == PageStatus::Sent,
+            pages_published = i.pages_published,
+            pages_owed = i.incident.as_ref().map_or(0, |d| d.owed_pages.len()),
             attempts = i.attempts,
             state = ?state,
             severity = ?severity,

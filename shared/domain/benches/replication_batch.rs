@@ -3,14 +3,18 @@
 //!
 //! Run: `cargo bench -p shared --bench replication_batch` (release profile). Prints plain-text figures:
 //! wall time (min, median) and thread CPU time (from `/proc/thread-self/schedstat`) per iteration, the split
-//! between the JSON parse of the whole event, the per-message parse and the aggregation, peak RSS (`VmHWM`,
-//! reset through `/proc/self/clear_refs` before each scenario) and the groups, incidents and manifests that bound
-//! the AWS calls of a batch.
+//! between the JSON parse of the whole event, the per-message parse, the aggregation and the per-message
+//! idempotency (fingerprints of every message and record, checked against and added to incident ledgers that are
+//! full, the worst case: each ledger read from and written back to JSON as the incident document carries it),
+//! peak RSS (`VmHWM`, reset through `/proc/self/clear_refs` before each scenario) and the groups, incidents and
+//! manifests that bound the AWS calls of a batch.
 
 use domain::replication::aggregate::{BatchAggregate, aggregate};
 use domain::replication::event::{Payload, parse_payload};
+use domain::replication::ledger::{Delivered, LEDGER_CAPACITY, LEDGER_SEGMENTS, Ledger, message_fingerprint};
 use domain::replication::manifest::{Manifest, build_manifests};
 use serde_json::{Value, json};
+use std::collections::BTreeMap;
 use std::error::Error;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
@@ -244,6 +248,52 @@ fn sqs_event(size: Size, seed: u64) -> Result<(Vec<u8>, usize), Box<dyn Error>> 
     Ok((out, notifications))
 }
 
+/// A full ledger (the worst case for an incident's document) as JSON.
+fn full_ledger(rng: &mut Rng) -> Result<String, serde_json::Error> {
+    let mut ledger = Ledger::default();
+    let per = LEDGER_CAPACITY / LEDGER_SEGMENTS;
+    for s in 0..LEDGER_SEGMENTS {
+        let at = time::OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(s as i64);
+        ledger.record(at, (0..per).map(|_| rng.next()));
+    }
+    serde_json::to_string(&ledger)
+}
+
+/// Per-message idempotency of a batch: the fingerprints of every message and record, then per incident its
+/// ledger read from `stored` (JSON), the records it has not counted, their fingerprints recorded and the ledger
+/// written back. Returns the records not counted before and the bytes of ledger JSON written.
+fn idempotency(payload: &Payload<'_>, stored: &str) -> Result<(usize, usize), serde_json::Error> {
+    ledgers(&fingerprints(payload), stored)
+}
+
+/// Every record with its message's and event's fingerprints, by incident.
+fn fingerprints<'a>(payload: &'a Payload<'a>) -> BTreeMap<(&'a str, &'a str), Vec<Delivered<'a>>> {
+    let ids: Vec<&str> = match payload {
+        Payload::Sqs(m) => m.iter().map(|m| m.message_id).collect(),
+        _ => Vec::new(),
+    };
+    let fingerprints: Vec<u64> = ids.iter().map(|id| message_fingerprint(id)).collect();
+    let mut by_incident: BTreeMap<(&str, &str), Vec<Delivered<'_>>> = BTreeMap::new();
+    for (i, r) in payload.records() {
+        let key = (r.source_bucket.as_str(), r.rule_id.as_deref().unwrap_or(""));
+        by_incident.entry(key).or_default().push(Delivered::new(i, fingerprints.get(i).copied().unwrap_or(0), r));
+    }
+    by_incident
+}
+
+/// Per incident: its ledger read from `stored`, checked, the new fingerprints recorded, written back.
+fn ledgers(by_incident: &BTreeMap<(&str, &str), Vec<Delivered<'_>>>, stored: &str) -> Result<(usize, usize), serde_json::Error> {
+    let (mut fresh, mut bytes) = (0, 0);
+    for delivered in by_incident.values() {
+        let mut ledger: Ledger = serde_json::from_str(stored)?;
+        let new = ledger.index().uncounted(delivered);
+        ledger.record(time::OffsetDateTime::UNIX_EPOCH, new.iter().map(Delivered::fingerprint));
+        fresh += new.len();
+        bytes += serde_json::to_string(&ledger)?.len();
+    }
+    Ok((fresh, bytes))
+}
+
 /// CPU time of this thread in nanoseconds (`/proc/thread-self/schedstat`, first field).
 fn thread_cpu() -> Option<Duration> {
     let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
@@ -288,6 +338,8 @@ struct Sample {
     value: Duration,
     parse: Duration,
     aggregate: Duration,
+    fingerprints: Duration,
+    ledgers: Duration,
     manifests: Duration,
     free: Duration,
 }
@@ -321,10 +373,10 @@ fn describe(payload: &Payload<'_>, agg: &BatchAggregate<'_>, manifests: &[Manife
     let _ = writeln!(
         out,
         "  AWS calls for this batch (no CAS conflict): {n} incident reads + {n} conditional incident writes + \
-         {} manifest writes + {failures} quarantine writes + at most {pages_max} pages = at most {} \
-         (grows with incidents, not with the {} records)",
+         {} manifest writes + {failures} quarantine writes + at most {pages_max} x 3 for pages (page, chat note, \
+         settle) = at most {} (grows with incidents, not with the {} records)",
         manifests.len(),
-        2 * n + manifests.len() + failures + pages_max,
+        2 * n + manifests.len() + failures + 3 * pages_max,
         agg.records
     );
     for inc in &agg.incidents {
@@ -343,6 +395,7 @@ fn describe(payload: &Payload<'_>, agg: &BatchAggregate<'_>, manifests: &[Manife
 
 fn run(label: &str, size: Size, iterations: usize) -> Result<(), Box<dyn Error>> {
     let (input, notifications) = sqs_event(size, 0x5eed_0000 + iterations as u64)?;
+    let stored = full_ledger(&mut Rng(0x1ed9e2))?;
     let rss_input = status_kb("VmRSS:").unwrap_or(0);
 
     // Warm-up, and the figures of the batch.
@@ -351,7 +404,14 @@ fn run(label: &str, size: Size, iterations: usize) -> Result<(), Box<dyn Error>>
         let payload = parse_payload(&v);
         let agg = aggregate(payload.records());
         let manifests = build_manifests(&agg.failed_objects);
-        describe(&payload, &agg, &manifests, notifications)
+        let (fresh, bytes) = idempotency(&payload, &stored)?;
+        format!(
+            "{}  idempotency: {fresh} records not counted before, against {} full ledgers of {LEDGER_CAPACITY} \
+             fingerprints ({} bytes of JSON each as stored, {bytes} bytes written back in all)\n",
+            describe(&payload, &agg, &manifests, notifications),
+            agg.incidents.len(),
+            stored.len()
+        )
     };
     let reset = reset_peak_rss();
 
@@ -365,8 +425,14 @@ fn run(label: &str, size: Size, iterations: usize) -> Result<(), Box<dyn Error>>
         let t2 = Instant::now();
         let agg = aggregate(payload.records());
         let t3 = Instant::now();
+        let by_incident = fingerprints(&payload);
+        let t3a = Instant::now();
+        let fresh = ledgers(&by_incident, &stored)?;
+        let t3b = Instant::now();
+        drop(by_incident);
         let manifests = build_manifests(&agg.failed_objects);
         let t4 = Instant::now();
+        std::hint::black_box(fresh);
         drop(manifests);
         drop(agg);
         drop(payload);
@@ -378,7 +444,9 @@ fn run(label: &str, size: Size, iterations: usize) -> Result<(), Box<dyn Error>>
             value: t1 - t0,
             parse: t2 - t1,
             aggregate: t3 - t2,
-            manifests: t4 - t3,
+            fingerprints: t3a - t3,
+            ledgers: t3b - t3a,
+            manifests: t4 - t3b,
             free: t5 - t4,
         });
     }
@@ -393,8 +461,16 @@ fn run(label: &str, size: Size, iterations: usize) -> Result<(), Box<dyn Error>>
     let col = |f: fn(&Sample) -> Duration| -> Vec<Duration> { samples.iter().map(f).collect() };
     let (mut total, mut core) = (col(|s| s.total), col(|s| s.core));
     let (total_min, core_min) = (total.iter().min().copied(), core.iter().min().copied());
-    let mut split = [col(|s| s.value), col(|s| s.parse), col(|s| s.aggregate), col(|s| s.manifests), col(|s| s.free)];
-    let [value, parse, aggr, man, free] = split.each_mut().map(|v| ms(median(v)));
+    let mut split = [
+        col(|s| s.value),
+        col(|s| s.parse),
+        col(|s| s.aggregate),
+        col(|s| s.fingerprints),
+        col(|s| s.ledgers),
+        col(|s| s.manifests),
+        col(|s| s.free),
+    ];
+    let [value, parse, aggr, fps, ledg, man, free] = split.each_mut().map(|v| ms(median(v)));
     let per_record = |d: Duration| d.as_secs_f64() * 1e6 / notifications.max(1) as f64;
 
     println!(
@@ -408,7 +484,11 @@ fn run(label: &str, size: Size, iterations: usize) -> Result<(), Box<dyn Error>>
         ms(core_min.unwrap_or_default()),
         ms(median(&mut core))
     );
-    println!("  all, with manifests and freeing: min {}, median {}", ms(total_min.unwrap_or_default()), ms(median(&mut total)));
+    println!(
+        "  all, with idempotency, manifests and freeing: min {}, median {}",
+        ms(total_min.unwrap_or_default()),
+        ms(median(&mut total))
+    );
     println!(
         "  CPU per iteration, averaged over the {iterations} (with manifests and freeing): thread {} \
          (/proc/thread-self/schedstat), process user+sys {} (/proc/self/stat, 10 ms ticks)",
@@ -417,7 +497,7 @@ fn run(label: &str, size: Size, iterations: usize) -> Result<(), Box<dyn Error>>
     );
     println!(
         "  median split: event JSON -> Value {value}, parse_payload {parse}, classify + aggregate {aggr}, \
-         manifests {man}, freeing {free}"
+         fingerprints {fps}, full ledgers read + checked + written {ledg}, manifests {man}, freeing {free}"
     );
     println!(
         "  per notification: {:.2} us (parse + classify + aggregate, min), {:.2} us CPU (all, average)",

@@ -19,31 +19,33 @@
 //!   event was followed by a replicated-after-threshold or a failure event). The incident is then closed; the
 //!   next problem opens a new occurrence with fresh counts (`occurrence` + 1) under the same id.
 //!
-//! Redelivery: S3, SNS, SQS and Lambda deliver at least once. [`merge_batch`] is [`merge`] made idempotent per
-//! delivery: the incident remembers the ids of the last [`MERGED_BATCHES_KEPT`] batches merged into it, so the
-//! same batch delivered again changes no count and sends no second page (it only pays a page still owed, see
-//! [`pending_page`]).
+//! Redelivery: S3, SNS, SQS and Lambda deliver at least once, and SQS redelivers messages, not batches.
+//! [`merge_delivery`] is [`merge`] made idempotent per record: the incident's [`Ledger`] holds the fingerprints of
+//! what it counted (per message, and per S3 event when it has a sequencer), written in the same compare-and-swap
+//! as the counts, so a message delivered again, alone or regrouped, counts nothing and decides no page.
+//!
+//! Pages: a decided page is recorded as owed in the document ([`Incident::owed_pages`], see
+//! [`super::outbox`]) by the same write that decides it, before anyone publishes it, and stays owed until it is
+//! known to be published. The owed pages and the ledger carry over into a new occurrence.
 //!
 //! Replication failures never trigger a failover (failing over to a replica that is behind loses data); open
 //! incidents are reported as RPO risk instead.
 
-use super::aggregate::{GroupedForIncident, IncidentKey, SAMPLE_KEYS, fnv1a};
+use super::aggregate::{GroupedForIncident, IncidentKey, SAMPLE_KEYS, aggregate, fnv1a};
 use super::classify::{Category, FailureReason, Severity, classify};
 use super::event::ReplicationEventType;
+use super::ledger::{Delivered, Ledger};
+use super::outbox::{Outbox, OwedPage};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use time::{Duration, OffsetDateTime};
 
-/// Version of the incident document's layout.
-pub const SCHEMA_VERSION: u32 = 1;
+/// Version of the incident document's layout (2: `ledger` and `owed_pages` replace `merged_batches`; a
+/// version-1 document reads as one with an empty ledger and nothing owed).
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// The failed count must grow by this factor since the last page to page again.
 pub const ESCALATION_FACTOR: u64 = 10;
-
-/// How many batch ids an incident remembers for [`merge_batch`] (a redelivery comes within minutes or hours, long
-/// before 64 more batches of the same incident have been merged in a quiet stream; in a storm, redeliveries come
-/// within the visibility timeout, while the id is still among the last 64). About 2.3 KB of the document.
-pub const MERGED_BATCHES_KEPT: usize = 64;
 
 /// Where an incident stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -131,17 +133,22 @@ pub struct Incident {
     /// `highest_severity` when the last page was sent.
     #[serde(default)]
     pub severity_at_last_page: Option<Severity>,
-    /// Pages sent for this occurrence (opened, escalations, recovered).
+    /// Pages decided for this occurrence (opened, escalations, recovered): published, or still in
+    /// [`Incident::owed_pages`].
     pub pages_sent: u32,
     /// When the last page was decided.
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub last_page_at: Option<OffsetDateTime>,
-    /// Batches merged into this occurrence.
+    /// Deliveries that counted records into this occurrence.
     pub batches_merged: u64,
-    /// Ids of the last [`MERGED_BATCHES_KEPT`] batches merged (newest last), carried over into a new occurrence:
-    /// what makes [`merge_batch`] idempotent.
+    /// Pages decided and not yet known to be published, oldest first ([`super::outbox`]); carried over into a
+    /// new occurrence (an `OK` still owed goes out before the next `ALARM`).
     #[serde(default)]
-    pub merged_batches: Vec<String>,
+    pub owed_pages: Outbox,
+    /// Fingerprints of what was counted ([`super::ledger`]), carried over into a new occurrence: what makes
+    /// [`merge_delivery`] idempotent per message. Bounded (about 176 KB at most).
+    #[serde(default)]
+    pub ledger: Ledger,
 }
 
 /// Whether (and why) to page after a merge or a quiet-period evaluation.
@@ -208,8 +215,26 @@ impl Incident {
             pages_sent: 0,
             last_page_at: None,
             batches_merged: 0,
-            merged_batches: Vec::new(),
+            owed_pages: Outbox::default(),
+            ledger: Ledger::default(),
         }
+    }
+
+    /// Records a decided page as owed (its id: `{occurrence}.{pages decided}`); returns a page dropped to keep
+    /// the outbox bounded, if any. `page` and `chat` are rendered by the caller from this document.
+    pub fn owe(&mut self, decision: &PageDecision, page: OwedMessages, now: OffsetDateTime) -> Option<OwedPage> {
+        let kind = decision.kind()?;
+        self.owed_pages.push(OwedPage {
+            id: format!("{}.{}", self.occurrence, self.pages_sent),
+            kind,
+            occurrence: self.occurrence,
+            decided_at: now,
+            claimed_until: None,
+            failed_attempts: 0,
+            last_error: None,
+            page: page.page,
+            chat: page.chat,
+        })
     }
 
     /// The key this incident belongs to.
@@ -347,7 +372,12 @@ impl Incident {
 pub fn merge(existing: Option<Incident>, batch_part: &GroupedForIncident, now: OffsetDateTime) -> (Incident, PageDecision) {
     let mut incident = match existing {
         Some(i) if i.state != IncidentState::Closed => i,
-        Some(closed) => Incident::new(&batch_part.key, now, closed.occurrence.saturating_add(1)),
+        Some(closed) => {
+            let mut next = Incident::new(&batch_part.key, now, closed.occurrence.saturating_add(1));
+            next.owed_pages = closed.owed_pages;
+            next.ledger = closed.ledger;
+            next
+        }
         None => Incident::new(&batch_part.key, now, 1),
     };
     incident.add(batch_part, now);
@@ -355,53 +385,54 @@ pub fn merge(existing: Option<Incident>, batch_part: &GroupedForIncident, now: O
     (incident, decision)
 }
 
-/// The result of [`merge_batch`].
+/// The rendered messages of a decided page, for [`Incident::owe`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BatchMerge {
-    /// The document to write (unchanged when `merged` is false and no page is owed).
+pub struct OwedMessages {
+    /// The page.
+    pub page: super::outbox::StoredMessage,
+    /// Its chat note.
+    pub chat: Option<super::outbox::StoredMessage>,
+}
+
+/// The result of [`merge_delivery`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryMerge {
+    /// The document to write (unchanged when `counted` is 0).
     pub incident: Incident,
-    /// The page to send.
+    /// The page the merge decided (to render and record with [`Incident::owe`]).
     pub decision: PageDecision,
-    /// False when the batch had been merged before (a redelivery): nothing was counted again.
-    pub merged: bool,
+    /// Records counted now (distinct within the delivery).
+    pub counted: u64,
+    /// Records skipped because the incident had counted them: redelivered messages, S3's duplicate events.
+    pub already_counted: u64,
+    /// Indexes of the messages whose records were counted now, sorted.
+    pub messages: Vec<usize>,
 }
 
-/// [`merge`] made idempotent per delivery. `batch_id` identifies the batch's content (the engine derives it from
-/// the message ids, or from the payload). A batch whose id the stored incident remembers is not merged again:
-/// the document comes back unchanged (`merged` false) with the page it may still owe ([`pending_page`]), so a
-/// redelivered batch neither double-counts nor pages twice. The remembered ids carry over into a new occurrence.
-pub fn merge_batch(
+/// [`merge`] made idempotent per record: folds into the stored incident (`existing`; `None` when there is none
+/// yet, a closed one starts a new occurrence) the records of `delivered` that belong to `key` and that its
+/// [`Ledger`] has not counted, records their fingerprints, and decides the page. Records counted before are
+/// skipped; when nothing is left the document comes back unchanged (a closed incident stays closed). Pure: on a
+/// lost compare-and-swap, call it again with the fresh document.
+pub fn merge_delivery(
     existing: Option<Incident>,
-    batch_part: &GroupedForIncident,
-    batch_id: &str,
+    key: &IncidentKey,
+    delivered: &[Delivered<'_>],
     now: OffsetDateTime,
-) -> BatchMerge {
-    match existing {
-        Some(mut seen) if seen.merged_batches.iter().any(|b| b == batch_id) => {
-            let decision = pending_page(&mut seen, now);
-            BatchMerge { incident: seen, decision, merged: false }
-        }
-        existing => {
-            let mut remembered = existing.as_ref().map(|i| i.merged_batches.clone()).unwrap_or_default();
-            let (mut incident, decision) = merge(existing, batch_part, now);
-            remembered.push(batch_id.to_owned());
-            let excess = remembered.len().saturating_sub(MERGED_BATCHES_KEPT);
-            remembered.drain(..excess);
-            incident.merged_batches = remembered;
-            BatchMerge { incident, decision, merged: true }
-        }
-    }
-}
-
-/// The page an open incident owes without merging anything: [`PageDecision::Opened`] or
-/// [`PageDecision::Escalated`] when its paging marks (`severity_at_last_page`, `count_at_last_page`) say a page
-/// is due, which happens when the engine reset them after a page that could not be published. Records the page
-/// like a merge does; `None` for a closed incident or when nothing is owed.
-pub fn pending_page(incident: &mut Incident, now: OffsetDateTime) -> PageDecision {
-    if incident.state == IncidentState::Closed {
-        return PageDecision::None;
-    }
-    incident.decide_page(now)
+) -> DeliveryMerge {
+    let fresh = existing.as_ref().map_or_else(|| delivered.to_vec(), |i| i.ledger.index().uncounted(delivered));
+    let already_counted = (delivered.len() - fresh.len()) as u64;
+    let part = aggregate(fresh.iter().map(|d| (d.message, d.record))).incidents.into_iter().find(|p| p.key == *key);
+    let Some(part) = part else {
+        let incident = existing.unwrap_or_else(|| Incident::new(key, now, 1));
+        return DeliveryMerge { incident, decision: PageDecision::None, counted: 0, already_counted, messages: Vec::new() };
+    };
+    let (mut incident, decision) = merge(existing, &part, now);
+    let mine = fresh
+        .iter()
+        .filter(|d| d.record.source_bucket == key.source_bucket && d.record.rule_id.as_deref().unwrap_or("") == key.rule_id);
+    incident.ledger.record(now, mine.map(Delivered::fingerprint));
+    DeliveryMerge { incident, decision, counted: part.total(), already_counted, messages: part.messages }
 }
 
 /// The scheduled check: closes an incident once nothing worth paging arrived for `quiet_period` and lag is not

@@ -9,9 +9,12 @@
 //!   -> aggregate::aggregate         records -> groups (src bucket, dst bucket, rule, event type, reason)
 //!        (classify::classify)          -> GroupedForIncident per IncidentKey (src bucket, rule)
 //!                                      + failed objects, each once per batch
-//!   -> incident::merge              per incident: stored Incident + batch part -> Incident + PageDecision
-//!                                      (the handler writes it with compare-and-swap, re-merging on conflict)
-//!   -> manifest::build_manifests    failed objects -> CSV files for S3 Batch Replication
+//!   -> ledger                       per record: fingerprints (its message's id, its S3 event with sequencer);
+//!                                      the stored incident's ledger says which were counted before
+//!   -> manifest::build_manifests    failed objects not counted before -> CSV files for S3 Batch Replication
+//!   -> incident::merge_delivery     per incident: stored Incident + the records it has not counted -> Incident
+//!                                      + PageDecision (the handler renders the page into outbox, writes the
+//!                                      document with compare-and-swap, re-merging on conflict, then pays it)
 //!   (scheduled) incident::evaluate_quiet -> closes quiet incidents, PageDecision::Recovered (OK page)
 //! ```
 //!
@@ -20,14 +23,17 @@
 //! behind loses data; open incidents are reported as RPO risk by `status`, snapshots, drills and `check`.
 //!
 //! Modules: [`event`] (parsing every wrapping), [`classify`] (failure reasons -> category, severity, action),
-//! [`aggregate`] (groups, incident keys, failed objects), [`incident`] (the stored document and paging
-//! decisions), [`manifest`] (CSV).
+//! [`aggregate`] (groups, incident keys, failed objects), [`ledger`] (what an incident counted: idempotency per
+//! message), [`incident`] (the stored document and paging decisions), [`outbox`] (the pages it owes),
+//! [`manifest`] (CSV).
 
 pub mod aggregate;
 pub mod classify;
 pub mod event;
 pub mod incident;
+pub mod ledger;
 pub mod manifest;
+pub mod outbox;
 
 #[cfg(test)]
 mod tests;

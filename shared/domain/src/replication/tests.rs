@@ -6,10 +6,10 @@ use super::event::{
     BatchSource, ParseError, Payload, ReplicationEventType as T, ReplicationRecord, Wrapping, bucket_from_arn, decode_key,
     parse_body, parse_payload,
 };
-use super::incident::{
-    Incident, IncidentState, MERGED_BATCHES_KEPT, PageDecision, evaluate_quiet, merge, merge_batch, pending_page,
-};
+use super::incident::{Incident, IncidentState, OwedMessages, PageDecision, evaluate_quiet, merge, merge_delivery};
+use super::ledger::{Delivered, message_fingerprint};
 use super::manifest::{build_manifests, encode_key};
+use super::outbox::{PageKind, StoredMessage};
 use aws_lambda_events::event::s3::S3Event;
 use aws_lambda_events::event::sns::SnsMessage;
 use serde_json::{Value, json};
@@ -671,42 +671,106 @@ fn object_races_never_escalate_by_growth() {
     assert_eq!(inc.count_at_last_page, 10);
 }
 
+/// The records as delivered in messages named `{prefix}-{i}` (one record each).
+fn delivered<'a>(prefix: &str, rs: &'a [ReplicationRecord]) -> Vec<Delivered<'a>> {
+    rs.iter().enumerate().map(|(i, r)| Delivered::new(i, message_fingerprint(&format!("{prefix}-{i}")), r)).collect()
+}
+
+fn key(rule: &str) -> IncidentKey {
+    IncidentKey { source_bucket: SRC.into(), rule_id: rule.into() }
+}
+
 #[test]
-fn a_redelivered_batch_counts_and_pages_once() {
-    let crit = part(&synthetic(3, "r", Some(FailureReason::AssumeRoleNotPermitted), T::OperationFailedReplication));
-    let first = merge_batch(None, &crit, "batch-1", NOW);
-    assert!(first.merged);
-    assert_eq!((first.decision, first.incident.merged_batches.clone()), (PageDecision::Opened, vec!["batch-1".to_owned()]));
-    let again = merge_batch(Some(first.incident.clone()), &crit, "batch-1", NOW + Duration::minutes(1));
-    assert!(!again.merged);
-    assert_eq!(again.decision, PageDecision::None);
-    assert_eq!(again.incident, first.incident, "nothing counted twice");
-    let other = merge_batch(Some(again.incident), &crit, "batch-2", NOW + Duration::minutes(2));
-    assert!(other.merged);
-    assert_eq!(other.incident.total_failed, 6);
+fn a_redelivered_message_counts_once_alone_or_regrouped() {
+    let crit = synthetic(3, "r", Some(FailureReason::AssumeRoleNotPermitted), T::OperationFailedReplication);
+    let first = merge_delivery(None, &key("r"), &delivered("m", &crit), NOW);
+    assert_eq!((first.decision.clone(), first.counted, first.already_counted), (PageDecision::Opened, 3, 0));
+    assert_eq!((first.incident.ledger.len(), first.messages.clone()), (3, vec![0, 1, 2]));
 
-    // A page that could not be published is forgotten by the engine: the redelivery pays it, counting nothing.
-    let mut forgot = first.incident.clone();
-    (forgot.pages_sent, forgot.severity_at_last_page, forgot.count_at_last_page, forgot.last_page_at) = (0, None, 0, None);
-    let paid = merge_batch(Some(forgot), &crit, "batch-1", NOW + Duration::minutes(3));
-    assert_eq!((paid.merged, paid.decision, paid.incident.total_failed), (false, PageDecision::Opened, 3));
-    assert_eq!(paid.incident.pages_sent, 1);
+    // One message again, alone: nothing counted, no page, the document unchanged.
+    let alone = delivered("m", &crit)[1..2].to_vec();
+    let again = merge_delivery(Some(first.incident.clone()), &key("r"), &alone, NOW + Duration::minutes(7));
+    assert_eq!((again.counted, again.already_counted, again.decision), (0, 1, PageDecision::None));
+    assert_eq!(again.incident, first.incident);
 
-    // Bounded, newest last, carried into a new occurrence.
-    let mut inc = first.incident;
-    for n in 0..100 {
-        inc = merge_batch(Some(inc), &crit, &format!("b{n}"), NOW).incident;
+    // Regrouped with new messages: only the new ones count.
+    let more = synthetic(5, "r", Some(FailureReason::AssumeRoleNotPermitted), T::OperationFailedReplication);
+    let mut regrouped = delivered("m", &crit);
+    regrouped.extend(delivered("n", &more[3..]).into_iter().map(|d| Delivered { message: d.message + 3, ..d }));
+    let merged = merge_delivery(Some(first.incident.clone()), &key("r"), &regrouped, NOW + Duration::minutes(8));
+    assert_eq!((merged.counted, merged.already_counted, merged.messages.clone()), (2, 3, vec![3, 4]));
+    assert_eq!((merged.incident.total_failed, merged.incident.batches_merged, merged.incident.ledger.len()), (5, 2, 5));
+
+    // Records of another incident in the delivery are neither counted nor recorded.
+    let other = synthetic(1, "other", Some(FailureReason::AssumeRoleNotPermitted), T::OperationFailedReplication);
+    let mixed: Vec<Delivered<'_>> = delivered("x", &other);
+    let none = merge_delivery(Some(merged.incident.clone()), &key("r"), &mixed, NOW);
+    assert_eq!((none.counted, none.incident.ledger.len()), (0, 5));
+}
+
+#[test]
+fn a_duplicate_s3_event_in_another_message_counts_once() {
+    let mut rs = synthetic(2, "r", Some(FailureReason::DstPutObjectNotPermitted), T::OperationFailedReplication);
+    for (i, r) in rs.iter_mut().enumerate() {
+        r.sequencer = Some(format!("0066DA1CBF104C0D5{i}"));
     }
-    assert_eq!(inc.merged_batches.len(), MERGED_BATCHES_KEPT);
-    assert_eq!(inc.merged_batches.last().map(String::as_str), Some("b99"));
-    evaluate_quiet(&mut inc, NOW + Duration::hours(3), Duration::hours(1));
+    let first = merge_delivery(None, &key("r"), &delivered("a", &rs[..1]), NOW);
+    // S3 sent the first event again: another message id, the same sequencer.
+    let second = merge_delivery(Some(first.incident), &key("r"), &delivered("b", &rs), NOW + Duration::minutes(1));
+    assert_eq!((second.counted, second.already_counted, second.incident.total_failed), (1, 1, 2));
+    // A later event of the same object version (another sequencer) is a new event.
+    let mut later = rs[0].clone();
+    later.sequencer = Some("0066DA1CBF104C0E00".into());
+    let third = merge_delivery(Some(second.incident), &key("r"), &delivered("c", std::slice::from_ref(&later)), NOW);
+    assert_eq!(third.counted, 1);
+}
+
+#[test]
+fn owed_pages_and_the_ledger_carry_into_a_new_occurrence() {
+    let crit = synthetic(3, "r", Some(FailureReason::AssumeRoleNotPermitted), T::OperationFailedReplication);
+    let mut inc = merge_delivery(None, &key("r"), &delivered("m", &crit), NOW).incident;
+    let rendered = |text: &str| OwedMessages {
+        page: StoredMessage { subject: Some(text.into()), body: "{}".into(), attributes: Default::default() },
+        chat: None,
+    };
+    assert!(inc.owe(&PageDecision::Opened, rendered("ALARM"), NOW).is_none());
+    assert!(inc.owe(&PageDecision::None, rendered("nothing"), NOW).is_none());
+    assert_eq!(inc.owed_pages.iter().map(|p| (p.id.as_str(), p.kind)).collect::<Vec<_>>(), [("1.1", PageKind::Opened)]);
+    assert_eq!(evaluate_quiet(&mut inc, NOW + Duration::hours(3), Duration::hours(1)), PageDecision::Recovered);
+    inc.owe(&PageDecision::Recovered, rendered("OK"), NOW + Duration::hours(3));
     assert_eq!(inc.state, IncidentState::Closed);
-    assert_eq!(pending_page(&mut inc.clone(), NOW + Duration::hours(3)), PageDecision::None, "closed owes nothing");
-    let replay = merge_batch(Some(inc.clone()), &crit, "b99", NOW + Duration::hours(4));
-    assert_eq!((replay.merged, replay.incident.state), (false, IncidentState::Closed), "an old batch reopens nothing");
-    let fresh = merge_batch(Some(inc), &crit, "b100", NOW + Duration::hours(4));
-    assert_eq!((fresh.incident.occurrence, fresh.decision), (2, PageDecision::Opened));
-    assert!(fresh.incident.merged_batches.contains(&"b99".to_owned()));
+
+    // A redelivery of a counted message reopens nothing.
+    let replay = merge_delivery(Some(inc.clone()), &key("r"), &delivered("m", &crit), NOW + Duration::hours(4));
+    assert_eq!((replay.counted, replay.incident.state), (0, IncidentState::Closed), "an old message reopens nothing");
+
+    // A new failure opens occurrence 2: the pages still owed by occurrence 1 come first.
+    let fresh = merge_delivery(Some(inc), &key("r"), &delivered("n", &crit), NOW + Duration::hours(4));
+    let mut next = fresh.incident;
+    assert_eq!((next.occurrence, fresh.decision.clone(), fresh.counted), (2, PageDecision::Opened, 3));
+    next.owe(&fresh.decision, rendered("ALARM 2"), NOW + Duration::hours(4));
+    let owed: Vec<(&str, PageKind, u32)> = next.owed_pages.iter().map(|p| (p.id.as_str(), p.kind, p.occurrence)).collect();
+    assert_eq!(owed, [("1.1", PageKind::Opened, 1), ("1.2", PageKind::Recovered, 1), ("2.1", PageKind::Opened, 2)]);
+    assert_eq!(next.ledger.len(), 6, "the ledger carried over: occurrence 1's messages, then occurrence 2's");
+    let json = serde_json::to_value(&next).unwrap();
+    assert_eq!(json["schema_version"], 2);
+    assert!(json["ledger"]["segments"][0]["fingerprints"].is_string());
+    assert_eq!(serde_json::from_value::<Incident>(json).unwrap(), next);
+}
+
+#[test]
+fn a_version_1_document_reads_with_an_empty_ledger() {
+    let crit = part(&synthetic(3, "r", Some(FailureReason::AssumeRoleNotPermitted), T::OperationFailedReplication));
+    let (inc, _) = merge(None, &crit, NOW);
+    let mut v1 = serde_json::to_value(&inc).unwrap();
+    let o = v1.as_object_mut().unwrap();
+    o.remove("ledger");
+    o.remove("owed_pages");
+    o.insert("schema_version".into(), json!(1));
+    o.insert("merged_batches".into(), json!(["c51eb0079f5f1eb4242b006e5d49e503"]));
+    let read: Incident = serde_json::from_value(v1).unwrap();
+    assert!(read.ledger.is_empty() && read.owed_pages.is_empty());
+    assert_eq!(read.total_failed, 3);
 }
 
 // ---------- manifests ----------
