@@ -123,6 +123,9 @@ impl ControlBucket for Faulty {
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.inner.delete(key).await
     }
+    async fn delete_if_match(&self, key: &str, etag: &str) -> Result<(), StoreError> {
+        self.inner.delete_if_match(key, etag).await
+    }
 }
 
 /// A bucket that lets another batch write an incident between this batch's read and its conditional write:
@@ -153,6 +156,9 @@ impl ControlBucket for Interleaving<'_> {
     }
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.inner.delete(key).await
+    }
+    async fn delete_if_match(&self, key: &str, etag: &str) -> Result<(), StoreError> {
+        self.inner.delete_if_match(key, etag).await
     }
 }
 
