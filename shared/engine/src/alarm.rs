@@ -1,9 +1,10 @@
 //! What a CloudWatch alarm state change does (the `health-alarm` function's rules).
 
 use crate::documents::{self, Doc};
+use crate::error::StoreError;
 use crate::failover::{Engine, EngineError, ExecutionResult, MoveRequest};
 use crate::ports::{Channel, Clock, ControlBucket, Notifier, ParameterStore};
-use crate::record::{self, ExecutionState};
+use crate::record::{self, ExecutionRecord, ExecutionState, Recorder};
 use crate::response::Outcome;
 use domain::alarm::{AlarmChange, AlarmState};
 use domain::decision::Initiator;
@@ -106,6 +107,72 @@ async fn report_recovery<P: ParameterStore, B: ControlBucket, N: Notifier, C: Cl
         // An unreadable policy: report rather than stay silent.
         Some(_) => true,
     };
+    // The recovery arrived before its ALARM was handled (deliveries are unordered and retried): the ALARM's
+    // execution is recorded now as having nothing to do, so that its late delivery answers that and pages
+    // nobody about an alarm that is already over.
+    if let (Some(id), None) = (&previous_id, &previous)
+        && (listed || docs.policy.is_none())
+        && let Some(alarm_time) = change.previous_state_time
+    {
+        let now = engine.clock.now();
+        let why = format!(
+            "alarm {} recovered before its ALARM (at {}) was handled: nothing to do",
+            change.alarm_name,
+            domain::primitives::rfc3339(alarm_time)
+        );
+        let marker = ExecutionRecord {
+            execution_id: id.clone(),
+            environment: engine.settings.environment.clone(),
+            kind: domain::decision::ExecutionKind::Failover,
+            initiator: Initiator::Alarm { alarm_name: change.alarm_name.clone() },
+            reason: why.clone(),
+            trigger: json!({ "alarm_name": change.alarm_name, "alarm_arn": change.alarm_arn, "recovered_by": change.execution_id() }),
+            target: SiteName::Secondary,
+            decision: domain::decision::Decision {
+                action: domain::decision::Action::Noop,
+                target: SiteName::Secondary,
+                reasons: vec![why],
+                overrides: Vec::new(),
+            },
+            state: ExecutionState::Noop,
+            created_at: domain::primitives::rfc3339(now),
+            updated_at: domain::primitives::rfc3339(now),
+            steps: Vec::new(),
+            config_before: None,
+            config_after: None,
+            promoted_version: None,
+            snapshot_manifest_key: None,
+            decided_on_version: None,
+            approved_by: None,
+            rpo_estimate: None,
+            messages: Vec::new(),
+            owed: Vec::new(),
+            report_key: None,
+            notes: Vec::new(),
+            error: None,
+        };
+        match Recorder::new(marker).save_now(&engine.bucket, now).await {
+            // Created: the ALARM's late delivery will answer `noop`. A conflict: its execution was recorded
+            // meanwhile; this delivery fails and is retried to resolve what it opened.
+            Ok(()) | Err(StoreError::Conflict { .. }) => {}
+            Err(e) => return Err(not_started(e)),
+        }
+        if let Ok(Some(now_recorded)) = record::read(&engine.bucket, id).await
+            && matches!(
+                now_recorded.record.state,
+                ExecutionState::Notified | ExecutionState::Refused | ExecutionState::AwaitingApproval
+            )
+        {
+            return Err(EngineError::NotStarted {
+                execution_id: change.execution_id(),
+                source: StoreError::Conflict {
+                    service: "S3",
+                    operation: "PutObject",
+                    target: domain::layout::execution_record(id),
+                },
+            });
+        }
+    }
     let resolvable = previous.filter(|p| {
         matches!(p.record.state, ExecutionState::Notified | ExecutionState::Refused | ExecutionState::AwaitingApproval)
     });

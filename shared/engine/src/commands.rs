@@ -112,6 +112,7 @@ pub async fn run<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
         Command::Check => {
             let mut extra = replication_findings(engine).await;
             extra.extend(owed_page_findings(engine).await);
+            extra.extend(abandoned_lock_findings(engine).await);
             extra.extend(version_findings(engine).await);
             check::check(engine, extra).await?
         }
@@ -192,6 +193,42 @@ async fn owed_page_findings<P: ParameterStore, B: ControlBucket, N: Notifier, C:
             what: format!("could not read the execution records for owed pages: {e}"),
             action: "check the control bucket".into(),
         }],
+    }
+}
+
+/// A lock nobody works under (stopped, or past its lease) whose execution has ended or never got a record (an
+/// attempt that died right after taking it): `check` releases it, conditionally, so the next failover does not
+/// wait for a lease.
+async fn abandoned_lock_findings<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
+    engine: &Engine<P, B, N, C>,
+) -> Vec<Finding> {
+    let now = engine.clock.now();
+    let held = match lock::read(&engine.bucket, FAILOVER_LOCK_KEY).await {
+        Ok(Some((doc, _))) => doc,
+        _ => return Vec::new(),
+    };
+    if !(held.state == lock::LockState::Stopped || held.expired(now)) {
+        return Vec::new();
+    }
+    let ended = match crate::record::read(&engine.bucket, &held.execution_id).await {
+        Ok(Some(r)) => r.record.state.is_terminal(),
+        Ok(None) => true,
+        Err(_) => false,
+    };
+    if !ended {
+        return Vec::new();
+    }
+    match lock::release_abandoned(&engine.bucket, FAILOVER_LOCK_KEY, Some(&held.execution_id), now).await {
+        Ok(Some(doc)) => vec![Finding {
+            id: "lock-abandoned".into(),
+            severity: Severity::Info,
+            what: format!(
+                "released the lock left by execution {} (attempt {}, {:?}), which has ended",
+                doc.execution_id, doc.attempt_id, doc.state
+            ),
+            action: "none".into(),
+        }],
+        _ => Vec::new(),
     }
 }
 

@@ -175,6 +175,28 @@ pub async fn release_attempt(
     }
 }
 
+/// Releases a lock nobody works under any more: stopped on purpose, or past its lease (its attempt crashed), and,
+/// when `execution_id` is given, held by that execution. Conditional on the ETag read. A live attempt's lock is
+/// never touched: its holder may be between its checks and its writes.
+pub async fn release_abandoned(
+    bucket: &impl ControlBucket,
+    key: &str,
+    execution_id: Option<&str>,
+    now: OffsetDateTime,
+) -> Result<Option<LockDoc>, StoreError> {
+    let Some((doc, etag)) = read(bucket, key).await? else { return Ok(None) };
+    let ours = execution_id.is_none_or(|id| doc.execution_id == id);
+    let abandoned = doc.state == LockState::Stopped || doc.expired(now);
+    if !(ours && abandoned) || doc.state == LockState::AwaitingApproval && !doc.expired(now) {
+        return Ok(None);
+    }
+    match bucket.delete_if_match(key, &etag).await {
+        Ok(()) => Ok(Some(doc)),
+        Err(StoreError::Conflict { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -121,7 +121,7 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
         // A lock this execution left behind (an earlier attempt that died after taking it, then decided
         // otherwise on redelivery) is released: conditionally, so a live attempt's lock is never touched.
         let orphan = async {
-            if let Err(e) = lock::release(&self.bucket, &self.settings.lock_key, &id).await {
+            if let Err(e) = lock::release_abandoned(&self.bucket, &self.settings.lock_key, Some(&id), self.now()).await {
                 tracing::warn!(execution_id = %id, error = %e, "could not check for a lock left behind");
             }
         };
@@ -170,10 +170,6 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
         rec.state = ExecutionState::Joined;
         rec.note(self.now(), format!("joined execution {}, which held the lock", holder.execution_id));
         rec.decision.reasons.push(format!("execution {} held the failover lock", holder.execution_id));
-        if let (true, Some(h)) = (waiting, &holder_rec) {
-            let page = self.page(&h.record, "alarm_again", PageState::Alarm, Severity::Critical, text.clone());
-            rec.owe(Channel::Paging, &format!("{}.joined", rec.kind), &page);
-        }
         let mut rec = Recorder::new(rec);
         match rec.save_now(&self.bucket, self.now()).await {
             Ok(()) => {}
@@ -186,6 +182,30 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
             }
             Err(source) => return Err(EngineError::NotStarted { execution_id: id, source }),
         }
+        // The page goes into the waiting holder's own record (owed, then paid), so that the holder knows its
+        // incident is open again and its end (approval, noop, cancel) resolves it.
+        let mut paged = Ok(());
+        if waiting {
+            for _ in 0..3 {
+                let Some(mut h) = record::read(&self.bucket, &holder.execution_id).await.map_err(not_started)? else { break };
+                if h.record.state != ExecutionState::AwaitingApproval {
+                    break;
+                }
+                let page = self.page(&h.record, "alarm_again", PageState::Alarm, Severity::Critical, text.clone());
+                h.record.owe(Channel::Paging, &format!("{}.alarm_again.{id}", h.record.kind), &page);
+                match h.save_now(&self.bucket, self.now()).await {
+                    Ok(()) => {
+                        paged = self.pay_owed(&mut h.record).await;
+                        if let Err(e) = h.save_now(&self.bucket, self.now()).await {
+                            tracing::warn!(execution_id = %holder.execution_id, error = %e, "could not record the joined alarm's page");
+                        }
+                        break;
+                    }
+                    Err(StoreError::Conflict { .. }) => continue,
+                    Err(source) => return Err(not_started(source)),
+                }
+            }
+        }
         let chat = self.chat(
             &rec.record,
             "joined",
@@ -194,34 +214,12 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
             text.clone(),
             vec![],
         );
-        let (paid, ()) = tokio::join!(self.pay_owed(&mut rec.record), self.chat_best_effort(&id, "joined", &chat));
-        // The holder may have left approval meanwhile (approved, cancelled): then its final page may have gone
-        // out before ours, and the incident we re-opened needs its OK from us.
-        if paid.is_ok()
-            && waiting
-            && let Ok(Some(now)) = record::read(&self.bucket, &holder.execution_id).await
-            && now.record.state != ExecutionState::AwaitingApproval
-        {
-            let ok = self.page(
-                &now.record,
-                "alarm_again_resolved",
-                PageState::Ok,
-                Severity::Critical,
-                format!("{text} It has left approval ({:?}).", now.record.state),
-            );
-            rec.record.owe(Channel::Paging, &format!("{}.joined_resolved", rec.record.kind), &ok);
-            if let Err(e) = self.pay_owed(&mut rec.record).await {
-                tracing::warn!(execution_id = %id, error = %e, "the joined alarm's OK is owed");
-            }
-        }
-        if let Err(e) = rec.save_now(&self.bucket, self.now()).await {
-            tracing::warn!(execution_id = %id, error = %e, "could not record the page of a joined alarm");
-        }
-        paid.map_err(|source| EngineError::Stopped {
+        self.chat_best_effort(&id, "joined", &chat).await;
+        paged.map_err(|source| EngineError::Stopped {
             execution_id: id.clone(),
             step: Step::Notify,
             source,
-            hint: "the alarm is recorded and its page is owed: the next delivery of the trigger, or `check`, sends it".into(),
+            hint: "the alarm is recorded; its page is owed by the execution it joined: the next check sends it".into(),
         })?;
         let active = attempt.docs.active.valid().map(|a| a.site);
         Ok(ExecutionResult { in_flight: Some(holder), ..self.result_of(&rec.record, Outcome::InProgress, active, text) })
@@ -239,7 +237,9 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
                 continue;
             };
             let Some(mut rec) = record::read(&self.bucket, id).await? else { continue };
-            if rec.record.owed.is_empty() {
+            // A running execution's pages are its lock holder's to pay (in order); ended or waiting ones are ours.
+            let idle = rec.record.state.is_terminal() || rec.record.state == ExecutionState::AwaitingApproval;
+            if rec.record.owed.is_empty() || !idle {
                 continue;
             }
             let before: Vec<String> = rec.record.owed.iter().map(|o| format!("{id}: {}", o.event_type)).collect();

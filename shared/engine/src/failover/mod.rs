@@ -543,8 +543,10 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
     ) -> EngineResult<ExecutionResult> {
         let state = rec.record.state;
         let active_site = attempt.docs.active.valid().map(|a| a.site);
-        // Pages owed by an earlier attempt go out first, whatever else this delivery does.
-        if !rec.record.owed.is_empty() {
+        // Pages owed by an ended (or waiting) execution go out first. A running execution's pages are its lock
+        // holder's to pay, in order: a delivery without the lock paying them could send a stale ALARM after its OK.
+        let idle = state.is_terminal() || state == ExecutionState::AwaitingApproval;
+        if idle && !rec.record.owed.is_empty() {
             let paid = self.pay_owed(&mut rec.record).await;
             let now = self.now();
             if let Err(e) = rec.save_now(&self.bucket, now).await {
