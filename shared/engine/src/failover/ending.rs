@@ -229,6 +229,21 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
             );
             return Ok(answer(Outcome::Rejected, msg, Some(doc)));
         }
+        // A running attempt within its lease may be between its checks and its write of `active`: breaking its
+        // lock would let a second attempt write too. Its lease (at most DR_LOCK_LEASE_SECONDS) ends soon; a
+        // stopped, waiting or expired lock is broken at once, and so is one whose lease no attempt of this stack
+        // could have taken (a hand-edited or corrupt lock).
+        let now = self.now();
+        let longest = self.settings.lock_lease + self.settings.approval_window;
+        let plausible = domain::primitives::parse_rfc3339(&doc.lease_expires_at).is_some_and(|until| until <= now + longest);
+        if doc.state == LockState::Running && !doc.expired(now) && plausible {
+            let msg = format!(
+                "execution {execution_id} is running (attempt {}, lease until {}): it finishes, or its lease expires, \
+                 first; unlock breaks a stopped, waiting or expired lock only. Retry after {}",
+                doc.attempt_id, doc.lease_expires_at, doc.lease_expires_at
+            );
+            return Ok(answer(Outcome::InProgress, msg, Some(doc)));
+        }
         lock::release(&self.bucket, &self.settings.lock_key, execution_id).await.map_err(not_started)?;
         let now = self.now();
         let what = format!(

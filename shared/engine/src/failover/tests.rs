@@ -403,3 +403,27 @@ async fn check_pays_pages_that_no_delivery_will_come_for() {
     assert_eq!(e.notifier.on(Channel::Paging).len(), 1);
     assert_eq!(e.pay_owed_pages(50).await.unwrap(), (vec![], vec![]), "paid once");
 }
+
+#[tokio::test]
+async fn unlock_never_breaks_the_lock_of_a_running_attempt_within_its_lease() {
+    // Found by the simulation (seed 3090 of the long search): unlock deleted a live attempt's lock, a second
+    // attempt of the same execution took a new one, and both wrote `active`.
+    let e = engine(r#"{"mode":"auto","failover_alarms":["wh"]}"#);
+    let now = e.clock.now();
+    let live = LockDoc {
+        execution_id: "failover-x".into(),
+        attempt_id: "a1".into(),
+        state: LockState::Running,
+        acquired_at: rfc3339(now),
+        lease_expires_at: rfc3339(now + e.settings.lock_lease),
+        holder: "test".into(),
+    };
+    assert!(matches!(lock::acquire(&e.bucket, lock::FAILOVER_LOCK_KEY, &live, false, now).await.unwrap(), Acquired::Yes { .. }));
+    let r = e.unlock("failover-x", "oncall").await.unwrap();
+    assert_eq!(r.outcome, Outcome::InProgress, "{}", r.message);
+    assert!(e.bucket.text(lock::FAILOVER_LOCK_KEY).is_some(), "the live lock stays");
+    // Once its lease is over, it is broken.
+    e.clock.advance(e.settings.lock_lease + time::Duration::seconds(1));
+    assert_eq!(e.unlock("failover-x", "oncall").await.unwrap().outcome, Outcome::Completed);
+    assert!(e.bucket.text(lock::FAILOVER_LOCK_KEY).is_none());
+}
