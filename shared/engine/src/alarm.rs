@@ -110,8 +110,8 @@ async fn report_recovery<P: ParameterStore, B: ControlBucket, N: Notifier, C: Cl
     // The recovery arrived before its ALARM was handled (deliveries are unordered and retried): the ALARM's
     // execution is recorded now as having nothing to do, so that its late delivery answers that and pages
     // nobody about an alarm that is already over.
+    // (Whether or not the alarm is listed now: the policy may list it by the time its ALARM is delivered again.)
     if let (Some(id), None) = (&previous_id, &previous)
-        && (listed || docs.policy.is_none())
         && let Some(alarm_time) = change.previous_state_time
     {
         let now = engine.clock.now();
