@@ -141,7 +141,12 @@ async fn clean_up<P: ParameterStore, B: ControlBucket, N, C: Clock>(
             problems.push(format!("deleting {key}: {e}"));
         }
     }
-    let _ = lock::release(&engine.bucket, DRILL_LOCK_KEY, id).await;
+    // The drill ran in this very call: no attempt of it runs any more, whatever state its lock was left in.
+    if let Ok(Some((doc, etag))) = lock::read(&engine.bucket, DRILL_LOCK_KEY).await
+        && doc.execution_id == *id
+    {
+        let _ = engine.bucket.delete_if_match(DRILL_LOCK_KEY, &etag).await;
+    }
     // Verify: nothing left of the copy, the drill lock free, the live active untouched.
     let left = engine.params.get_tree(copy_prefix.as_str()).await.map(|t| t.len()).unwrap_or(usize::MAX);
     if left != 0 {

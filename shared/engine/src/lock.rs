@@ -140,17 +140,26 @@ pub async fn read(bucket: &impl ControlBucket, key: &str) -> Result<Option<(Lock
     Ok(Some((doc, o.etag)))
 }
 
-/// Releases the lock if `execution_id` still holds it; returns whether it did.
+/// Releases the lock if `execution_id` holds it and no attempt of it is running under it (the lock is waiting
+/// for approval, stopped, or past its lease); returns whether it did.
 ///
 /// The delete is conditional on the ETag read (`If-Match`): a lock taken over between the read and the delete
-/// (by a new attempt, after the holder's lease expired) is never deleted under its new holder.
-pub async fn release(bucket: &impl ControlBucket, key: &str, execution_id: &str) -> Result<bool, StoreError> {
+/// is never deleted under its new holder, and a running attempt's lock within its lease is never deleted at all
+/// (its attempt may be between its checks and its write of `active`; it releases its own by attempt).
+pub async fn release(
+    bucket: &impl ControlBucket,
+    key: &str,
+    execution_id: &str,
+    now: OffsetDateTime,
+) -> Result<bool, StoreError> {
     match read(bucket, key).await? {
-        Some((doc, etag)) if doc.execution_id == execution_id => match bucket.delete_if_match(key, &etag).await {
-            Ok(()) => Ok(true),
-            Err(StoreError::Conflict { .. }) => Ok(false),
-            Err(e) => Err(e),
-        },
+        Some((doc, etag)) if doc.execution_id == execution_id && (doc.state != LockState::Running || doc.expired(now)) => {
+            match bucket.delete_if_match(key, &etag).await {
+                Ok(()) => Ok(true),
+                Err(StoreError::Conflict { .. }) => Ok(false),
+                Err(e) => Err(e),
+            }
+        }
         _ => Ok(false),
     }
 }
@@ -277,8 +286,10 @@ mod tests {
         acquire(&b, FAILOVER_LOCK_KEY, &doc("ex-a", "1", LockState::Running, NOW + time::Duration::minutes(2)), false, NOW)
             .await
             .unwrap();
-        assert!(!release(&b, FAILOVER_LOCK_KEY, "ex-b").await.unwrap());
-        assert!(release(&b, FAILOVER_LOCK_KEY, "ex-a").await.unwrap());
+        assert!(!release(&b, FAILOVER_LOCK_KEY, "ex-b", NOW).await.unwrap());
+        // Its attempt is running within its lease: not even its own execution breaks it (the attempt releases it).
+        assert!(!release(&b, FAILOVER_LOCK_KEY, "ex-a", NOW).await.unwrap());
+        assert!(release(&b, FAILOVER_LOCK_KEY, "ex-a", NOW + time::Duration::minutes(3)).await.unwrap());
         assert!(read(&b, FAILOVER_LOCK_KEY).await.unwrap().is_none());
     }
 }

@@ -303,6 +303,12 @@ impl Recorder {
         Recorder { record, etag: None }
     }
 
+    /// Takes `etag` as the one the record is stored at: for a write of ours whose answer was lost (a timeout after
+    /// S3 applied it), when nothing else can have written it (this attempt holds the lock).
+    pub fn rebase(&mut self, etag: String) {
+        self.etag = Some(etag);
+    }
+
     /// The ETag the record was last read or written at (`None`: not written yet).
     pub fn etag(&self) -> Option<&str> {
         self.etag.as_deref()

@@ -40,7 +40,19 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
             );
             self.owe_page(&mut rec.record, &format!("stalled_{}", step.as_str()), &page);
         }
-        let saved = rec.save_now(&self.bucket, now).await;
+        let mut saved = rec.save_now(&self.bucket, now).await;
+        if matches!(saved, Err(StoreError::Conflict { .. }))
+            && let Some(h) = &held
+            && let Ok(Some((lock_now, _))) = lock::read(&self.bucket, &self.settings.lock_key).await
+            && lock_now.attempt_id == h.doc.attempt_id
+            && let Ok(Some(stored)) = record::read(&self.bucket, &id).await
+            && let Some(etag) = stored.etag()
+        {
+            // This attempt still holds the lock, so nobody else wrote the record: the conflict is a write of ours
+            // whose answer was lost. Our record is the newer one.
+            rec.rebase(etag.to_owned());
+            saved = rec.save_now(&self.bucket, now).await;
+        }
         match &saved {
             Err(StoreError::Conflict { .. }) => {
                 tracing::warn!(execution_id = %id, "another attempt moved the record on; this stop is not recorded nor paged");
@@ -219,7 +231,7 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
             in_flight,
             ..ExecutionResult::answer(outcome, execution_id, active_site, message)
         };
-        let Some((doc, _)) = held else {
+        let Some((doc, etag)) = held else {
             return Ok(answer(Outcome::Noop, "no failover lock is held; nothing to unlock".into(), None));
         };
         if doc.execution_id != execution_id {
@@ -244,7 +256,17 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
             );
             return Ok(answer(Outcome::InProgress, msg, Some(doc)));
         }
-        lock::release(&self.bucket, &self.settings.lock_key, execution_id).await.map_err(not_started)?;
+        // Exactly the lock judged above: if it changed meanwhile (an attempt took it over), nothing is broken.
+        match self.bucket.delete_if_match(&self.settings.lock_key, &etag).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict { .. }) => {
+                let msg = format!(
+                    "the lock of {execution_id} changed while it was being broken (another attempt took it); run status and retry"
+                );
+                return Ok(answer(Outcome::InProgress, msg, Some(doc)));
+            }
+            Err(e) => return Err(not_started(e)),
+        }
         let now = self.now();
         let what = format!(
             "lock broken by {requested_by} (was attempt {}, {:?}, lease until {})",
@@ -297,7 +319,7 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
         };
         if rec.record.state == ExecutionState::Cancelled {
             // Cancelled already (a retried cancel): make sure its lock is gone, answer the same.
-            lock::release(&self.bucket, &self.settings.lock_key, execution_id).await.map_err(not_started)?;
+            lock::release(&self.bucket, &self.settings.lock_key, execution_id, self.now()).await.map_err(not_started)?;
             return Ok(self.result_of(
                 &rec.record,
                 Outcome::Completed,

@@ -639,7 +639,7 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
                 if d.action != Action::Execute {
                     rec.record.state = if d.action == Action::Noop { ExecutionState::Noop } else { ExecutionState::Refused };
                     rec.record.decision.reasons.extend(d.reasons.iter().map(|r| format!("at approval: {r}")));
-                    let _ = lock::release(&self.bucket, &self.settings.lock_key, &rec.record.execution_id).await;
+                    let _ = lock::release(&self.bucket, &self.settings.lock_key, &rec.record.execution_id, self.now()).await;
                     return self.record_only(rec, attempt).await;
                 }
                 rec.record.decision.overrides.extend(d.overrides);
