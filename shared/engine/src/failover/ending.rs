@@ -58,10 +58,13 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
                 tracing::warn!(execution_id = %id, "another attempt moved the record on; this stop is not recorded nor paged");
             }
             Err(e) => {
-                // No record of this page could be kept: it is not sent (a page nobody could resolve). The error
-                // goes back to the trigger's source, which delivers it again; the stack's own alarms page when
-                // deliveries fail for good.
-                tracing::warn!(execution_id = %id, error = %e, "could not record the stop; not paged");
+                // S3 itself may be what fails (the control bucket unwritable): on-call must hear of the stall all
+                // the same. The execution id, and so the page's AlarmName, is the trigger's: the redelivery that
+                // finally runs it resolves the page. The page stays owed in the next write.
+                tracing::warn!(execution_id = %id, error = %e, "could not record the stop");
+                if let Err(e) = self.pay_owed(&mut rec.record).await {
+                    tracing::warn!(execution_id = %id, error = %e, "the stall's page is owed");
+                }
             }
             Ok(()) if resolved => {
                 // Its OK went out already (the promotion is verified and announced): a stall in what remains (the
