@@ -57,14 +57,20 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
             Err(StoreError::Conflict { .. }) => {
                 tracing::warn!(execution_id = %id, "another attempt moved the record on; this stop is not recorded nor paged");
             }
-            Err(e) => {
-                // S3 itself may be what fails (the control bucket unwritable): on-call must hear of the stall all
-                // the same. The execution id, and so the page's AlarmName, is the trigger's: the redelivery that
-                // finally runs it resolves the page. The page stays owed in the next write.
+            Err(e) if rec.etag().is_some() || matches!(record::read(&self.bucket, &id).await, Ok(Some(_))) => {
+                // The record exists (an earlier write landed, maybe one whose answer was lost), so whoever ends the
+                // execution resolves the page: on-call hears of the stall although this write failed (S3 may be
+                // what fails). The page stays owed in the next write.
                 tracing::warn!(execution_id = %id, error = %e, "could not record the stop");
                 if let Err(e) = self.pay_owed(&mut rec.record).await {
                     tracing::warn!(execution_id = %id, error = %e, "the stall's page is owed");
                 }
+            }
+            Err(e) => {
+                // No record exists: a page now could never be resolved (a later delivery may decide otherwise and
+                // never page). The error goes back to the trigger's source, which delivers it again; the stack's
+                // own alarms page when deliveries fail for good; a human sees the error.
+                tracing::warn!(execution_id = %id, error = %e, "could not record the stop; no record, so no page");
             }
             Ok(()) if resolved => {
                 // Its OK went out already (the promotion is verified and announced): a stall in what remains (the

@@ -117,11 +117,29 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
             if stored.record.state.is_terminal() {
                 return StepEnd::Ended(Box::new(stored));
             }
-            let mut stored = stored;
-            stored
-                .record
-                .note(start, format!("attempt {} resumes it (the record was moved on by another attempt)", run.attempt.id));
-            run.rec = stored;
+            if stored.record.state == ExecutionState::AwaitingApproval && run.rec.record.state == ExecutionState::Running {
+                // Being approved by this attempt, while a joined alarm appended its page to the waiting record:
+                // keep this attempt's record (the approval) and take the pages it lacks.
+                for m in &stored.record.messages {
+                    if !run.rec.record.messages.contains(m) {
+                        run.rec.record.messages.push(m.clone());
+                    }
+                }
+                for o in &stored.record.owed {
+                    if !run.rec.record.owed.contains(o) {
+                        run.rec.record.owed.push(o.clone());
+                    }
+                }
+                if let Some(etag) = stored.etag() {
+                    run.rec.rebase(etag.to_owned());
+                }
+            } else {
+                let mut stored = stored;
+                stored
+                    .record
+                    .note(start, format!("attempt {} resumes it (the record was moved on by another attempt)", run.attempt.id));
+                run.rec = stored;
+            }
         }
         let rec = &run.rec.record;
         let docs = documents::from_tree(&fresh, &self.settings.prefix);
