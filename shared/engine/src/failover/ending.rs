@@ -136,20 +136,9 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
         rec.record.decision.reasons.push(format!("under the lock: {why}"));
         rec.record.state = ExecutionState::Superseded;
         rec.record.error = None;
-        let (json_key, md_key) = report::report_keys(&id);
-        rec.record.report_key = Some(json_key.clone());
-        let rpo = rec.record.rpo_estimate.clone().unwrap_or_else(|| rpo_estimate(&[]));
-        let json_body = serde_json::to_vec_pretty(&report::json_report(&rec.record, &rpo)).unwrap_or_default();
-        let md_body = report::markdown_report(&rec.record, &rpo).into_bytes();
-        let written = self
-            .beside(&mut rec, end, async {
-                tokio::try_join!(
-                    self.bucket.put(&json_key, json_body, "application/json", WriteCondition::Overwrite),
-                    self.bucket.put(&md_key, md_body, "text/markdown", WriteCondition::Overwrite),
-                )
-            })
-            .await;
-        if let Err(source) = written {
+        rec.record.report_key = Some(report::report_keys(&id).0);
+        let report = self.write_report(&rec.record);
+        if let Err(source) = self.beside(&mut rec, end, report).await {
             // Not terminal yet as far as the bucket knows: the next attempt fences again and ends it.
             rec.record.state = ExecutionState::Running;
             return Err(self.stop(rec, Some(held), Step::Report, source).await);
@@ -189,22 +178,10 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
         );
         let page = self.page(&rec.record, "failed", PageState::Alarm, Severity::Critical, reason);
         self.owe_page(&mut rec.record, "failed", &page);
-        let (json_key, md_key) = report::report_keys(&id);
-        rec.record.report_key = Some(json_key.clone());
-        let rpo = rec.record.rpo_estimate.clone().unwrap_or_else(|| rpo_estimate(&[]));
-        let _ = self
-            .bucket
-            .put(
-                &json_key,
-                serde_json::to_vec_pretty(&report::json_report(&rec.record, &rpo)).unwrap_or_default(),
-                "application/json",
-                WriteCondition::Overwrite,
-            )
-            .await;
-        let _ = self
-            .bucket
-            .put(&md_key, report::markdown_report(&rec.record, &rpo).into_bytes(), "text/markdown", WriteCondition::Overwrite)
-            .await;
+        rec.record.report_key = Some(report::report_keys(&id).0);
+        if let Err(e) = self.write_report(&rec.record).await {
+            tracing::warn!(execution_id = %id, error = %e, "could not write the report of the failure");
+        }
         // The record (with its page owed) first, then the page: the next delivery or `check` pays it if SNS fails.
         match rec.save_now(&self.bucket, now).await {
             Ok(()) => {
@@ -388,20 +365,9 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
         );
         let page = self.page(&rec.record, "cancelled", PageState::Ok, Severity::Critical, text.clone());
         self.owe_page(&mut rec.record, "cancelled", &page);
-        let (json_key, md_key) = report::report_keys(execution_id);
-        rec.record.report_key = Some(json_key.clone());
-        let rpo = rec.record.rpo_estimate.clone().unwrap_or_else(|| rpo_estimate(&[]));
-        let json_body = serde_json::to_vec_pretty(&report::json_report(&rec.record, &rpo)).unwrap_or_default();
-        let md_body = report::markdown_report(&rec.record, &rpo).into_bytes();
-        let written = self
-            .beside(&mut rec, now, async {
-                tokio::try_join!(
-                    self.bucket.put(&json_key, json_body, "application/json", WriteCondition::Overwrite),
-                    self.bucket.put(&md_key, md_body, "text/markdown", WriteCondition::Overwrite),
-                )
-            })
-            .await;
-        if let Err(source) = written {
+        rec.record.report_key = Some(report::report_keys(execution_id).0);
+        let report = self.write_report(&rec.record);
+        if let Err(source) = self.beside(&mut rec, now, report).await {
             if let Some(h) = &held {
                 let _ = lock::release_attempt(&self.bucket, &self.settings.lock_key, execution_id, &h.doc.attempt_id).await;
             }

@@ -102,19 +102,10 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
                 self.page(&rec.record, event, PageState::Ok, Severity::Critical, format!("{title}: {reasons}. Nothing changed."));
             self.owe_page(&mut rec.record, event, &msg);
         }
-        let now = self.now();
-        match rec.save_now(&self.bucket, now).await {
-            Ok(()) => {}
-            Err(StoreError::Conflict { .. }) => {
-                // A concurrent delivery of the same trigger recorded it first: answer with its result.
-                let existing = record::read(&self.bucket, &id)
-                    .await
-                    .map_err(|source| EngineError::NotStarted { execution_id: id.clone(), source })?
-                    .ok_or_else(|| EngineError::Corrupt { execution_id: id.clone(), problem: "record vanished".into() })?;
-                // Boxed: answering an existing record can itself record a decision (recursion).
-                return Box::pin(self.answer_existing(existing, attempt, None)).await;
-            }
-            Err(source) => return Err(EngineError::NotStarted { execution_id: id, source }),
+        if let Some(existing) = self.create_record(&mut rec).await? {
+            // A concurrent delivery of the same trigger recorded it first: answer with its result. Boxed:
+            // answering an existing record can itself record a decision (recursion).
+            return Box::pin(self.answer_existing(existing, attempt, None)).await;
         }
         let chat =
             self.chat(&rec.record, event, severity, title, reasons.clone(), vec!["Run `status` to see both sites.".into()]);
@@ -171,16 +162,10 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
         rec.note(self.now(), format!("joined execution {}, which held the lock", holder.execution_id));
         rec.decision.reasons.push(format!("execution {} held the failover lock", holder.execution_id));
         let mut rec = Recorder::new(rec);
-        match rec.save_now(&self.bucket, self.now()).await {
-            Ok(()) => {}
-            Err(StoreError::Conflict { .. }) => {
-                let existing = record::read(&self.bucket, &id)
-                    .await
-                    .map_err(|source| EngineError::NotStarted { execution_id: id.clone(), source })?
-                    .ok_or_else(|| EngineError::Corrupt { execution_id: id.clone(), problem: "record vanished".into() })?;
-                return Box::pin(self.answer_existing(existing, attempt, None)).await;
-            }
-            Err(source) => return Err(EngineError::NotStarted { execution_id: id, source }),
+        if let Some(existing) = self.create_record(&mut rec).await? {
+            // A concurrent delivery of the same trigger recorded it first: answer with its result. Boxed:
+            // answering an existing record can itself record a decision (recursion).
+            return Box::pin(self.answer_existing(existing, attempt, None)).await;
         }
         // The page goes into the waiting holder's own record (owed, then paid), so that the holder knows its
         // incident is open again and its end (approval, noop, cancel) resolves it.

@@ -410,23 +410,13 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
     pub(super) async fn report_step(&self, run: &mut Run) -> StepEnd {
         let start = self.now();
         let id = run.rec.record.execution_id.clone();
-        let (json_key, md_key) = report::report_keys(&id);
+        let (json_key, _) = report::report_keys(&id);
         run.rec.record.report_key = Some(json_key.clone());
-        let rpo = run.rec.record.rpo_estimate.clone().unwrap_or_else(|| rpo_estimate(&[]));
         let mut for_report = run.rec.record.clone();
         for_report.state = ExecutionState::Completed;
         for_report.steps.push(self.step(Step::Report, StepOutcome::Done, start, start, &run.attempt.id, None));
-        let json_body = serde_json::to_vec_pretty(&report::json_report(&for_report, &rpo)).unwrap_or_default();
-        let md_body = report::markdown_report(&for_report, &rpo).into_bytes();
-        let r = self
-            .beside(&mut run.rec, start, async {
-                tokio::try_join!(
-                    self.bucket.put(&json_key, json_body, "application/json", WriteCondition::Overwrite),
-                    self.bucket.put(&md_key, md_body, "text/markdown", WriteCondition::Overwrite),
-                )
-            })
-            .await;
-        if let Err(source) = r {
+        let written = self.write_report(&for_report);
+        if let Err(source) = self.beside(&mut run.rec, start, written).await {
             return StepEnd::Stop(source);
         }
         let end = self.now();
@@ -444,6 +434,42 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
         let end = self.now();
         run.rec.record.steps.push(self.step(Step::Release, StepOutcome::Done, start, end, &run.attempt.id, None));
         StepEnd::Next
+    }
+
+    /// Writes an execution's report (`reports/{id}.json` and `.md`) from `record` as given. The bodies are built
+    /// now, so the record itself can be saved beside the writes.
+    pub(super) fn write_report<'a>(
+        &'a self,
+        record: &ExecutionRecord,
+    ) -> impl std::future::Future<Output = Result<(), StoreError>> + Send + use<'a, P, B, N, C> {
+        let (json_key, md_key) = report::report_keys(&record.execution_id);
+        let rpo = record.rpo_estimate.clone().unwrap_or_else(|| rpo_estimate(&[]));
+        let json_body = serde_json::to_vec_pretty(&report::json_report(record, &rpo)).unwrap_or_default();
+        let md_body = report::markdown_report(record, &rpo).into_bytes();
+        async move {
+            tokio::try_join!(
+                self.bucket.put(&json_key, json_body, "application/json", WriteCondition::Overwrite),
+                self.bucket.put(&md_key, md_body, "text/markdown", WriteCondition::Overwrite),
+            )
+            .map(|_| ())
+        }
+    }
+
+    /// Writes a new record create-only (the record is the execution's idempotency key). `Some(existing)` when a
+    /// concurrent delivery of the same trigger recorded it first: the caller answers with that one's result.
+    pub(super) async fn create_record(&self, rec: &mut Recorder) -> EngineResult<Option<Recorder>> {
+        let id = rec.record.execution_id.clone();
+        match rec.save_now(&self.bucket, self.now()).await {
+            Ok(()) => Ok(None),
+            Err(StoreError::Conflict { .. }) => {
+                let existing = record::read(&self.bucket, &id)
+                    .await
+                    .map_err(|source| EngineError::NotStarted { execution_id: id.clone(), source })?
+                    .ok_or_else(|| EngineError::Corrupt { execution_id: id.clone(), problem: "record vanished".into() })?;
+                Ok(Some(existing))
+            }
+            Err(source) => Err(EngineError::NotStarted { execution_id: id, source }),
+        }
     }
 
     /// One round trip: `action` beside the record's save. The save's ETag is kept whatever the action answered
