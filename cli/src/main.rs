@@ -353,15 +353,12 @@ fn init_logs(json: bool, verbose: bool, ansi: bool) {
         app::telemetry::init();
         return;
     }
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(if verbose { "info" } else { "warn" }));
-    let _ = tracing_subscriber::fmt()
-        .compact()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi)
-        .with_target(false)
-        .try_init();
+    use tracing_subscriber::filter::LevelFilter;
+    use tracing_subscriber::prelude::*;
+    let default = if verbose { LevelFilter::INFO } else { LevelFilter::WARN };
+    let filter = app::telemetry::filter(None, std::env::var("RUST_LOG").ok().as_deref(), default);
+    let layer = tracing_subscriber::fmt::layer().compact().with_writer(std::io::stderr).with_ansi(ansi).with_target(false);
+    let _ = tracing_subscriber::registry().with(layer.with_filter(filter)).try_init();
 }
 
 /// The SDK configuration: the environment's, with the profile file's region, endpoint and AWS profile over
