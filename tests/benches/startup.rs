@@ -52,9 +52,20 @@ fn big_batch() -> Value {
 struct Row {
     name: &'static str,
     init_ms: f64,
+    /// Init with an empty trust store (`SSL_CERT_FILE=/dev/null`): the difference is the certificate store's
+    /// share (the SDK loads the platform's roots while the clients are built).
+    init_no_roots_ms: f64,
     handler_ms: f64,
     rss_kib: u64,
     size: u64,
+    /// The arm64 build of `scripts/build-lambda` (`target/lambda/<name>/bootstrap`), when present.
+    arm64_size: Option<u64>,
+}
+
+/// The stripped arm64 binary that `scripts/build-lambda` wrote for `name`, if any.
+fn arm64_size(name: &str) -> Option<u64> {
+    let path = format!("{}/../target/lambda/{name}/bootstrap", env!("CARGO_MANIFEST_DIR"));
+    std::fs::metadata(path).ok().map(|m| m.len())
 }
 
 #[tokio::main]
@@ -75,6 +86,13 @@ async fn main() {
     let mut rows = Vec::new();
     for (name, event) in &cases {
         let (mut inits, mut handlers, mut rss) = (Vec::new(), Vec::new(), 0);
+        let mut no_roots = Vec::new();
+        let mut bare = vars.clone();
+        bare.push(("SSL_CERT_FILE".into(), "/dev/null".into()));
+        for _ in 0..runs {
+            let f = Function::start(name, &bare);
+            no_roots.push(f.init_duration(Duration::from_secs(10)).expect("init").as_secs_f64() * 1000.0);
+        }
         for _ in 0..runs {
             let mut f = Function::start(name, &vars);
             let init = f.init_duration(Duration::from_secs(10)).expect("the function asked for an invocation");
@@ -87,18 +105,36 @@ async fn main() {
             rss = rss.max(f.peak_rss_kib().unwrap_or(0));
         }
         let size = std::fs::metadata(bin_dir().join(name)).map(|m| m.len()).unwrap_or(0);
-        rows.push(Row { name, init_ms: median(inits), handler_ms: median(handlers), rss_kib: rss, size });
+        let init_no_roots_ms = median(no_roots);
+        let arm64_size = arm64_size(if *name == "hello-lambda" { "hello-lambda" } else { name });
+        rows.push(Row {
+            name,
+            init_ms: median(inits),
+            init_no_roots_ms,
+            handler_ms: median(handlers),
+            rss_kib: rss,
+            size,
+            arm64_size,
+        });
     }
-    let hello = rows.iter().find(|r| r.name == "hello-lambda").map(|r| (r.init_ms, r.rss_kib, r.size)).unwrap();
+    let hello = rows.iter().find(|r| r.name == "hello-lambda").map(|r| (r.init_ms, r.rss_kib, r.size, r.arm64_size)).unwrap();
     println!("binaries: {} ({runs} cold starts each; handler = a warm invocation against moto)", bin_dir().display());
-    println!("| function | init ms (median) | x hello | handler ms (median) | peak RSS MB | x hello | binary MB | x hello |");
-    println!("|---|---|---|---|---|---|---|---|");
+    println!(
+        "| function | init ms (median) | x hello | init without the cert store | handler ms (median) | peak RSS MB | x hello | x86_64 MB | x hello | arm64 MB | x hello |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for r in &rows {
+        let (arm, arm_ratio) = match (r.arm64_size, hello.3) {
+            (Some(a), Some(h)) => (format!("{:.1}", a as f64 / 1e6), format!("{:.2}", a as f64 / h as f64)),
+            (Some(a), None) => (format!("{:.1}", a as f64 / 1e6), "-".to_owned()),
+            _ => ("not built (scripts/build-lambda)".to_owned(), "-".to_owned()),
+        };
         println!(
-            "| {} | {:.1} | {:.2} | {:.1} | {:.1} | {:.2} | {:.1} | {:.2} |",
+            "| {} | {:.1} | {:.2} | {:.1} | {:.1} | {:.1} | {:.2} | {:.1} | {:.2} | {arm} | {arm_ratio} |",
             r.name,
             r.init_ms,
             r.init_ms / hello.0,
+            r.init_no_roots_ms,
             r.handler_ms,
             r.rss_kib as f64 / 1024.0,
             r.rss_kib as f64 / hello.1 as f64,
