@@ -81,5 +81,5 @@ async fn main() {
         v.sort_by(|a, b| a.partial_cmp(b).unwrap());
         println!("  step {step:<9} median {:>6.1} ms", percentile(&v, 0.5));
     }
-    println!("AWS calls per failover: {calls} (sequential round trips to verified promotion: 5)");
+    println!("AWS calls per failover: {calls} (sequential round trips to the verified promotion: tests/benches/tls.rs)");
 }

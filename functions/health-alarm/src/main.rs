@@ -17,6 +17,9 @@ async fn main() -> Result<(), Error> {
     app::telemetry::init();
     let config = Config::from_env().inspect_err(|e| tracing::error!(error = %e, "cold start failed: invalid configuration"))?;
     let clients = AwsClients::from_env().await;
+    if config.prime_connections {
+        clients.prime(&app::root::prime_targets(&config), aws::PRIME_DEADLINE).await;
+    }
     let engine = app::root::engine(&clients, &config);
     tracing::info!(environment = %config.environment, ssm_prefix = %config.ssm_prefix, "health-alarm ready");
     let engine = &engine;

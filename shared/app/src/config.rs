@@ -33,6 +33,9 @@ pub struct Config {
     /// `DR_REPLICATION_QUIET_MINUTES`, optional (default 30): how long a replication incident must stay quiet
     /// before the scheduled `check` closes it with an `OK` page.
     pub replication_quiet_minutes: u32,
+    /// `DR_PRIME_CONNECTIONS`, optional (`true` or `false`, default false): open the SSM, S3 and SNS connections
+    /// during init ([`aws::AwsClients::prime`]), so that the first invocation finds them warm.
+    pub prime_connections: bool,
 }
 
 impl Config {
@@ -76,6 +79,21 @@ impl Config {
                 },
             }
         };
+        let prime_connections = match lookup("DR_PRIME_CONNECTIONS").filter(|v| !v.trim().is_empty()) {
+            None => false,
+            Some(value) => match value.trim() {
+                "true" => true,
+                "false" => false,
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        name: "DR_PRIME_CONNECTIONS",
+                        value,
+                        problem: "neither true nor false".into(),
+                        expected: "true or false",
+                    });
+                }
+            },
+        };
         let region = lookup("AWS_REGION").filter(|v| !v.trim().is_empty()).ok_or(ConfigError::Missing {
             name: "AWS_REGION",
             expected: "the AWS region code the stack runs in, e.g. us-west-2",
@@ -98,6 +116,7 @@ impl Config {
             approval_window_minutes: number("DR_APPROVAL_WINDOW_MINUTES", 60, 1..=10080)?,
             manual_trigger_function,
             replication_quiet_minutes: number("DR_REPLICATION_QUIET_MINUTES", 30, 1..=10080)?,
+            prime_connections,
             environment: required(&lookup, "DR_ENVIRONMENT", "a short environment name such as prod", EnvironmentName::parse)?,
             ssm_prefix: required(&lookup, "DR_SSM_PREFIX", "an SSM path such as /dr/prod", SsmPrefix::parse)?,
             control_bucket: required(&lookup, "DR_CONTROL_BUCKET", "an S3 bucket name", BucketName::parse)?,
@@ -131,6 +150,16 @@ mod tests {
         assert_eq!(c.ssm_prefix.child("active"), "/dr/prod/active");
         assert_eq!(c.paging_topic.region(), "us-west-2");
         assert!(c.chat_topic.is_none());
+        assert!(!c.prime_connections, "priming is off unless asked for");
+    }
+
+    #[test]
+    fn priming_is_read_as_true_or_false() {
+        for (value, expected) in [("true", true), ("false", false), (" true ", true), ("", false)] {
+            let mut pairs = GOOD.to_vec();
+            pairs.push(("DR_PRIME_CONNECTIONS", value));
+            assert_eq!(Config::from_lookup(env(&pairs)).unwrap().prime_connections, expected, "{value:?}");
+        }
     }
 
     #[test]
@@ -155,6 +184,7 @@ mod tests {
             ("DR_LOCK_LEASE_SECONDS", "0", "whole number"),
             ("DR_APPROVAL_WINDOW_MINUTES", "soon", "whole number"),
             ("AWS_REGION", "Oregon", "region"),
+            ("DR_PRIME_CONNECTIONS", "yes", "true or false"),
         ];
         for (name, value, needle) in cases {
             let mut pairs: Vec<_> = GOOD.iter().copied().filter(|(k, _)| *k != name).collect();

@@ -2,7 +2,7 @@
 //! of each function and of `dr`).
 
 use crate::config::Config;
-use aws::{AwsClients, s3::S3ControlBucket, sns::SnsNotifier, ssm::SsmParameterStore};
+use aws::{AwsClients, PrimeTargets, s3::S3ControlBucket, sns::SnsNotifier, ssm::SsmParameterStore};
 use engine::failover::{Engine, EngineSettings};
 use engine::ports::SystemClock;
 
@@ -37,5 +37,15 @@ pub fn settings(config: &Config) -> EngineSettings {
         manual_trigger_function: config.manual_trigger_function.clone(),
         lock_key: engine::lock::FAILOVER_LOCK_KEY.into(),
         drill: false,
+    }
+}
+
+/// What `DR_PRIME_CONNECTIONS=true` primes at cold start ([`AwsClients::prime`]): `{prefix}/active`, the control
+/// bucket and the paging topic, which every function's role may read, describe or list.
+pub fn prime_targets(config: &Config) -> PrimeTargets {
+    PrimeTargets {
+        parameter: config.ssm_prefix.child("active"),
+        bucket: config.control_bucket.to_string(),
+        topic: config.paging_topic.as_str().to_owned(),
     }
 }

@@ -22,6 +22,19 @@ pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(15);
 /// Attempts per operation with the SDK's standard retry strategy (exponential backoff with jitter).
 pub const MAX_ATTEMPTS: u32 = 3;
+/// The longest [`AwsClients::prime`] may add to a cold start, all three services together.
+pub const PRIME_DEADLINE: Duration = Duration::from_secs(1);
+
+/// What [`AwsClients::prime`] calls: for each service, the cheapest call the function's role may already make.
+#[derive(Debug, Clone)]
+pub struct PrimeTargets {
+    /// SSM `GetParameter` (no decryption) of this parameter: `{prefix}/active`.
+    pub parameter: String,
+    /// S3 `HeadBucket` of this bucket (`s3:ListBucket`, which every role holds on the control bucket).
+    pub bucket: String,
+    /// SNS `GetTopicAttributes` of this topic: the paging topic.
+    pub topic: String,
+}
 
 /// The SDK clients, built once at cold start and shared by every invocation.
 #[derive(Debug, Clone)]
@@ -76,6 +89,63 @@ impl AwsClients {
             sns: aws_sdk_sns::Client::new(sdk),
             ssm: aws_sdk_ssm::Client::new(sdk),
         }
+    }
+}
+
+impl AwsClients {
+    /// Opens the TLS connections the first invocation will use, during init: one cheap call per service, the
+    /// three side by side, the whole bounded by `deadline` ([`PRIME_DEADLINE`]). Best effort: an error or the
+    /// deadline is logged (warn) and init goes on; the answer (a 404 or an access error still leaves a warm
+    /// connection) is not used. Each client keeps its connection idle in its pool (the SDK's default HTTPS
+    /// client: hyper's pool, idle timeout 90 s), where the first invocation's call to the same endpoint finds it.
+    /// The process's first handshake also pays its one-off TLS set-up (AWS-LC seeding its entropy source: about
+    /// 30 ms of CPU in tests/benches/tls.rs), which then leaves the first invocation too.
+    pub async fn prime(&self, targets: &PrimeTargets, deadline: Duration) {
+        let started = std::time::Instant::now();
+        let timed = |service: &'static str, r: Result<Option<String>, String>| {
+            let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+            match r {
+                Ok(None) => tracing::debug!(service, elapsed_ms, "connection primed"),
+                Ok(Some(code)) => tracing::debug!(service, elapsed_ms, code, "connection primed (the service answered an error)"),
+                Err(error) => {
+                    tracing::warn!(service, elapsed_ms, error = %error, "priming failed; the first call opens its connection");
+                }
+            }
+        };
+        let ssm = async {
+            let r = self.ssm.get_parameter().name(&targets.parameter).send().await;
+            timed("SSM", answered(r));
+        };
+        let s3 = async {
+            let r = self.s3.head_bucket().bucket(&targets.bucket).send().await;
+            timed("S3", answered(r));
+        };
+        let sns = async {
+            let r = self.sns.get_topic_attributes().topic_arn(&targets.topic).send().await;
+            timed("SNS", answered(r));
+        };
+        let all = async { tokio::join!(ssm, s3, sns) };
+        match tokio::time::timeout(deadline, all).await {
+            Ok(_) => tracing::debug!(elapsed_ms = started.elapsed().as_secs_f64() * 1000.0, "connections primed"),
+            Err(_) => tracing::warn!(
+                deadline_ms = deadline.as_millis() as u64,
+                "priming the connections passed its deadline; init goes on, the first calls open what is missing"
+            ),
+        }
+    }
+}
+
+/// A priming call's answer: any answer from the service, even an error it sent (its code, if any), means the
+/// connection is open; anything else (no connection, a timeout) is the error's description.
+fn answered<T, E, R>(r: Result<T, SdkError<E, R>>) -> Result<Option<String>, String>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    match r {
+        Ok(_) => Ok(None),
+        Err(SdkError::ServiceError(se)) => Ok(Some(se.err().code().unwrap_or("unknown").to_owned())),
+        Err(e) => Err(engine::error::error_chain(&e)),
     }
 }
 
