@@ -10,7 +10,7 @@
 
 use app::error::HandlerError;
 use aws_lambda_events::event::sqs::SqsBatchResponse;
-use domain::replication::event::BatchSource;
+use domain::replication::event::{BatchSource, Envelope};
 use engine::failover::Engine;
 use engine::ports::{Clock, ControlBucket, Notifier};
 use engine::replication::{self, BatchOutcome, PageStatus};
@@ -33,8 +33,8 @@ pub async fn handle<P, B: ControlBucket, N: Notifier, C: Clock>(
     engine: &Engine<P, B, N, C>,
     raw: &str,
 ) -> Result<Answer, HandlerError> {
-    let payload: Value = match serde_json::from_str(raw) {
-        Ok(v) => v,
+    let envelope = match Envelope::parse(raw) {
+        Ok(envelope) => envelope,
         Err(e) => {
             let problem = format!("not JSON ({e}): expected an SQS event, an SNS event or an S3 event notification");
             return app::entry::quarantined(engine, replication::FUNCTION_NAME, raw, &problem).await.map(Answer::Other);
@@ -47,7 +47,7 @@ pub async fn handle<P, B: ControlBucket, N: Notifier, C: Clock>(
         &engine.clock,
         &settings.environment,
         &settings.region,
-        &payload,
+        &envelope,
         raw,
     )
     .await;

@@ -263,6 +263,21 @@ fn replication_wrappings() {
     let seeds = fixtures("replication-failure");
     fuzz("replication", &seeds, |v| {
         let payload = domain::replication::event::parse_payload(v);
+        // The route without a JSON tree (the function's) reads every mutant exactly as the tree does.
+        let text = v.to_string();
+        match domain::replication::event::Envelope::parse(&text) {
+            Ok(envelope) if envelope.payload() != payload => {
+                return Err(format!(
+                    "Envelope::parse and parse_payload differ on {}",
+                    text.chars().take(300).collect::<String>()
+                ));
+            }
+            Ok(_) => {}
+            // A mutant nested deeper than serde_json reads (its recursion limit, 128) is no payload Lambda can
+            // hand over: the runtime's own parse refuses it first. Anything else is a defect.
+            Err(e) if serde_json::from_str::<Value>(&text).is_ok() => return Err(format!("valid JSON refused: {e}")),
+            Err(_) => {}
+        }
         // Every record is reachable, each failure explained.
         let _ = payload.records().count();
         let _ = payload.source();

@@ -3,8 +3,8 @@
 use super::aggregate::{FailedObject, IncidentKey, SAMPLE_KEYS, aggregate};
 use super::classify::{Category, FailureReason, Severity};
 use super::event::{
-    BatchSource, ParseError, Payload, ReplicationEventType as T, ReplicationRecord, Wrapping, bucket_from_arn, decode_key,
-    parse_body, parse_payload,
+    BatchSource, Envelope, ParseError, Payload, ReplicationEventType as T, ReplicationRecord, Wrapping, bucket_from_arn,
+    decode_key, parse_body, parse_payload,
 };
 use super::incident::{Incident, IncidentState, OwedMessages, PageDecision, evaluate_quiet, merge, merge_delivery};
 use super::ledger::{Delivered, message_fingerprint};
@@ -854,4 +854,43 @@ fn key_encoding_for_manifests() {
     assert_eq!(enc("photos/jpgs/objectkey4"), "photos/jpgs/objectkey4");
     assert_eq!(enc("a+b,c\n%"), "a%2Bb%2Cc%0A%25");
     assert_eq!(enc("date=2024/é~_.-"), "date%3D2024/%C3%A9~_.-");
+}
+
+// ---------- the route without a JSON tree ----------
+
+/// `Envelope::parse` reads SQS and SNS events without a tree and everything else with one; both routes must give
+/// the same payload, including where a tree's `get` tells an absent field from a null one.
+#[test]
+fn envelope_reads_every_shape_as_the_tree_does() {
+    let dir = format!("{}/../../events/replication-failure", env!("CARGO_MANIFEST_DIR"));
+    let mut texts: Vec<String> =
+        std::fs::read_dir(&dir).unwrap().map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap()).collect();
+    assert!(texts.len() >= 10, "the fixtures are read");
+    let body = r#"{\"Records\":[]}"#;
+    for odd in [
+        // eventSource null: the tree does not look at EventSource then.
+        format!(r#"{{"Records":[{{"eventSource":null,"EventSource":"aws:sqs","messageId":"m","body":"{body}"}}]}}"#),
+        format!(r#"{{"Records":[{{"EventSource":"aws:sqs","messageId":"m","body":"{body}"}}]}}"#),
+        // A messageId of the wrong type, a body of null, a duplicate key, a later record that is not an object.
+        format!(r#"{{"Records":[{{"eventSource":"aws:sqs","messageId":7,"body":"{body}"}}]}}"#),
+        r#"{"Records":[{"eventSource":"aws:sqs","messageId":"m","body":null}]}"#.to_owned(),
+        format!(r#"{{"Records":[{{"eventSource":"aws:sqs","messageId":"a","messageId":"b","body":"{body}"}}]}}"#),
+        format!(r#"{{"Records":[{{"eventSource":"aws:sqs","messageId":"m","body":"{body}"}},"x"]}}"#),
+        r#"{"Records":[{"EventSource":"aws:sns","Sns":null}]}"#.to_owned(),
+        r#"{"Records":[{"EventSource":"aws:sns","Sns":{"MessageId":"s","Message":"not json"}}]}"#.to_owned(),
+        r#"{"Records":[{"messageId":"m","body":"{}"}]}"#.to_owned(),
+        r#"{"Records":[]}"#.to_owned(),
+        r#"[1,2]"#.to_owned(),
+    ] {
+        texts.push(odd);
+    }
+    let mut fast = 0;
+    for text in &texts {
+        let tree = value(text);
+        let envelope = Envelope::parse(text).unwrap();
+        fast += usize::from(!format!("{envelope:?}").starts_with("Envelope(Tree"));
+        assert_eq!(envelope.payload(), parse_payload(&tree), "{text}");
+    }
+    assert!(fast >= 6, "the SQS and SNS fixtures take the route without a tree ({fast})");
+    assert!(Envelope::parse("not json").is_err());
 }

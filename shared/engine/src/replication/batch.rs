@@ -9,16 +9,15 @@ use crate::ports::{Clock, ControlBucket, Notifier, WriteCondition};
 use crate::quarantine;
 use domain::primitives::{rfc3339, sha256_hex};
 use domain::replication::aggregate::{FailedObject, IncidentKey, aggregate};
-use domain::replication::event::{Payload, ReplicationEventType, parse_payload};
+use domain::replication::event::{Envelope, Payload, ReplicationEventType};
 use domain::replication::incident::{PageDecision, merge_delivery};
 use domain::replication::ledger::{Delivered, message_fingerprint};
 use domain::replication::manifest::build_manifests;
 use futures_util::future::{join, join_all};
-use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 
-/// Processes one Lambda payload (SQS, SNS or direct) of S3 replication notifications; `raw` is the payload as
-/// received (quarantined verbatim when it is not a shape this function handles, and the identity of a direct
+/// Processes one Lambda payload (SQS, SNS or direct) of S3 replication notifications, read once into `envelope`
+/// ([`Envelope::parse`]); `raw` is the payload as received (quarantined verbatim when it is not a shape this function handles, and the identity of a direct
 /// invocation's one message). Never fails as a whole: what failed is in [`BatchOutcome::failures`], with the
 /// messages to retry.
 pub async fn process_batch<B: ControlBucket, N: Notifier, C: Clock>(
@@ -27,11 +26,11 @@ pub async fn process_batch<B: ControlBucket, N: Notifier, C: Clock>(
     clock: &C,
     environment: &str,
     region: &str,
-    payload: &Value,
+    envelope: &Envelope<'_>,
     raw: &str,
 ) -> BatchOutcome {
     let ctx = Ctx::new(bucket, notifier, clock, environment, region);
-    let parsed = parse_payload(payload);
+    let parsed = envelope.payload();
     let messages = message_refs(&parsed, raw);
     let test_events = match &parsed {
         Payload::Sqs(m) => m.iter().filter(|m| m.parsed.as_ref().is_ok_and(|n| n.test_event)).count(),

@@ -5,7 +5,7 @@ use crate::error::StoreError;
 use crate::ports::memory::{FixedClock, MemBucket, MemNotifier};
 use crate::ports::{Channel, OutgoingMessage, WriteCondition};
 use crate::snapshot::{SnapshotContext, SnapshotSource};
-use domain::replication::event::BatchSource;
+use domain::replication::event::{BatchSource, Envelope};
 use domain::replication::incident::{Incident, IncidentState, PageDecision};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
@@ -71,7 +71,9 @@ fn sqs_of(messages: &[(String, String)]) -> Value {
 }
 
 async fn run<B: ControlBucket, N: Notifier>(bucket: &B, notifier: &N, clock: &FixedClock, payload: &Value) -> BatchOutcome {
-    process_batch(bucket, notifier, clock, ENV, REGION, payload, &payload.to_string()).await
+    let raw = payload.to_string();
+    let envelope = Envelope::parse(&raw).unwrap();
+    process_batch(bucket, notifier, clock, ENV, REGION, &envelope, &raw).await
 }
 
 fn incident(bucket: &MemBucket, id: &str) -> Incident {
@@ -145,7 +147,9 @@ impl ControlBucket for Interleaving<'_> {
         if key.starts_with(INCIDENTS_PREFIX) && condition != WriteCondition::Overwrite {
             let competitor = self.competitor.lock().unwrap().take();
             if let Some(payload) = competitor {
-                let other = process_batch(self.inner, self.notifier, self.clock, ENV, REGION, &payload, "").await;
+                let text = payload.to_string();
+                let envelope = Envelope::parse(&text).unwrap();
+                let other = process_batch(self.inner, self.notifier, self.clock, ENV, REGION, &envelope, "").await;
                 assert!(!other.has_failures(), "{:?}", other.failures);
             }
         }
@@ -651,7 +655,9 @@ impl Notifier for Meddling<'_> {
     async fn publish(&self, channel: Channel, message: &OutgoingMessage) -> Result<Option<String>, StoreError> {
         let batch = if channel == Channel::Paging { self.batch.lock().unwrap().take() } else { None };
         if let Some(payload) = batch {
-            let other = process_batch(self.bucket, &self.inner, self.clock, ENV, REGION, &payload, "").await;
+            let text = payload.to_string();
+            let envelope = Envelope::parse(&text).unwrap();
+            let other = process_batch(self.bucket, &self.inner, self.clock, ENV, REGION, &envelope, "").await;
             assert!(!other.has_failures(), "{:?}", other.failures);
             assert_eq!(other.pages_sent(), 0, "the page it decided waits behind the one being paid");
             if !self.then_publish {
