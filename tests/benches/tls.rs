@@ -154,9 +154,8 @@ struct FailoverRow {
     rto: Vec<f64>,
     calls: Vec<f64>,
     handshakes: Vec<f64>,
-    path_calls: Vec<f64>,
-    path_rt: Vec<f64>,
-    path_handshakes: Vec<f64>,
+    /// (round trips, calls, new connections) of each run's chain to the verified promotion.
+    paths: Vec<(u32, u32, u32)>,
 }
 
 impl FailoverRow {
@@ -164,24 +163,24 @@ impl FailoverRow {
         assert_eq!(answer["outcome"], "completed", "{answer}");
         let (_, requests) = record.between(from, to);
         let verify = requests.iter().rev().find(|r| r.operation == "LabelParameterVersion").expect("the verify step labels");
-        let (rt, calls, hs) = critical_path(record, from, to, verify);
+        let path = critical_path(record, from, to, verify);
         self.init.extend(init_ms);
         self.handler.push(handler_ms);
         self.rto.push(decide_to_verify(answer));
         self.calls.push(requests.len() as f64);
         self.handshakes.push((to.connections - from.connections) as f64);
-        self.path_calls.push(f64::from(calls));
-        self.path_rt.push(f64::from(rt));
-        self.path_handshakes.push(f64::from(hs));
+        self.paths.push(path);
     }
 
     fn print(&self, what: &str, rtt: u64) {
         let m = |v: &Vec<f64>| median(v.clone());
         let init = if self.init.is_empty() { "-".to_owned() } else { format!("{:.1}", m(&self.init)) };
-        let paths = if rtt == 0 {
-            "- | - | -".to_owned()
-        } else {
-            format!("{:.0} | {:.0} | {:.0}", m(&self.path_rt), m(&self.path_calls), m(&self.path_handshakes))
+        // The median chain, whole: its calls and connections add up to its round trips.
+        let mut paths = self.paths.clone();
+        paths.sort();
+        let paths = match paths.get(paths.len() / 2) {
+            Some((rt, calls, conns)) if rtt > 0 => format!("{rt} | {calls} | {conns}"),
+            _ => "- | - | -".to_owned(),
         };
         println!(
             "| {what} | {rtt} | {init} | {:.1} | {:.1} | {:.0} | {:.0} | {paths} |",
