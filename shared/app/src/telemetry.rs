@@ -10,7 +10,8 @@
 use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::prelude::*;
 
-/// The filter from `AWS_LAMBDA_LOG_LEVEL` (`TRACE`, `DEBUG`, `INFO`, `WARN`, `ERROR`, `FATAL`), else `RUST_LOG`
+/// The filter from `AWS_LAMBDA_LOG_LEVEL` (`TRACE`, `DEBUG`, `INFO`, `WARN`, `ERROR`, `FATAL`, or directives as in
+/// `RUST_LOG`), else `RUST_LOG`
 /// (`level` or `target=level,...`), else `default`. A value that does not parse is ignored (the next source is
 /// used): a typo in a log level must never silence the logs of a DR function.
 pub fn filter(lambda_level: Option<&str>, rust_log: Option<&str>, default: LevelFilter) -> Targets {
@@ -18,11 +19,22 @@ pub fn filter(lambda_level: Option<&str>, rust_log: Option<&str>, default: Level
         // Lambda's FATAL has no tracing level; its nearest is ERROR.
         let l = l.trim().to_ascii_lowercase();
         let l = if l == "fatal" { "error".to_owned() } else { l };
-        l.parse::<LevelFilter>().ok().map(|level| Targets::new().with_default(level))
+        // Lambda sets a bare level; a local run (the end-to-end tests) may give directives, as RUST_LOG does.
+        l.parse::<LevelFilter>().map(|level| Targets::new().with_default(level)).ok().or_else(|| directives(&l))
     });
-    from_lambda
-        .or_else(|| rust_log.and_then(|v| v.trim().parse::<Targets>().ok()))
-        .unwrap_or_else(|| Targets::new().with_default(default))
+    from_lambda.or_else(|| rust_log.and_then(directives)).unwrap_or_else(|| Targets::new().with_default(default))
+}
+
+/// `level` or `target=level` items separated by commas; `None` for anything else. (`Targets` alone would take a
+/// bare word as a target name and switch every other target off.)
+fn directives(value: &str) -> Option<Targets> {
+    let value = value.trim();
+    let well_formed = !value.is_empty()
+        && value.split(',').all(|item| {
+            let level = item.split_once('=').map_or(item, |(_, level)| level);
+            level.trim().parse::<LevelFilter>().is_ok()
+        });
+    if well_formed { value.parse::<Targets>().ok() } else { None }
 }
 
 /// Installs the global JSON subscriber; call once in `main`.
@@ -62,6 +74,14 @@ mod tests {
         let t = filter(Some("DEBUG"), None, LevelFilter::INFO);
         assert!(enabled(&t, "engine", Level::DEBUG));
         assert!(!enabled(&t, "engine", Level::TRACE));
+    }
+
+    #[test]
+    fn lambda_level_may_hold_directives() {
+        let t = filter(Some("info,engine=debug"), None, LevelFilter::WARN);
+        assert!(enabled(&t, "engine::failover", Level::DEBUG));
+        assert!(enabled(&t, "aws_smithy_runtime", Level::INFO));
+        assert!(!enabled(&t, "aws_smithy_runtime", Level::DEBUG));
     }
 
     #[test]
