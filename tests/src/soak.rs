@@ -1794,7 +1794,9 @@ fn differences(path: &str, a: &Value, b: &Value, out: &mut Vec<String>, limit: u
                 );
             }
         }
-        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => {
+        // Same length, and the same elements at most places (a field changed): where. A sorted list shifted by an
+        // element missing on one side and another added is shown as the set difference below.
+        (Value::Array(x), Value::Array(y)) if x.len() == y.len() && x.iter().zip(y).filter(|(p, q)| p != q).count() <= 3 => {
             for (i, (p, q)) in x.iter().zip(y).enumerate() {
                 differences(&format!("{path}[{i}]"), p, q, out, limit);
             }
