@@ -164,6 +164,21 @@ pub async fn release(
     }
 }
 
+/// Releases the lock of an execution whose record has ended (cancelled), whatever the lock's state or lease:
+/// no attempt of an ended execution may work under it (an attempt that took it meanwhile finds the record ended
+/// at its fence and stops without writing), so a `running` lock left by the ending's own attempt (its release
+/// failed) must not block every other execution until its lease expires. Conditional on the ETag read.
+pub async fn release_ended(bucket: &impl ControlBucket, key: &str, execution_id: &str) -> Result<bool, StoreError> {
+    match read(bucket, key).await? {
+        Some((doc, etag)) if doc.execution_id == execution_id => match bucket.delete_if_match(key, &etag).await {
+            Ok(()) => Ok(true),
+            Err(StoreError::Conflict { .. }) => Ok(false),
+            Err(e) => Err(e),
+        },
+        _ => Ok(false),
+    }
+}
+
 /// Releases the lock if this very attempt still holds it; returns whether it did. An attempt whose lock was
 /// taken over (its lease expired) never deletes the lock of the attempt that took it over.
 pub async fn release_attempt(

@@ -304,8 +304,9 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
             return refuse(format!("no execution {execution_id:?} exists; expected the id of a stopped execution (see status)"));
         };
         if rec.record.state == ExecutionState::Cancelled {
-            // Cancelled already (a retried cancel): make sure its lock is gone, answer the same.
-            lock::release(&self.bucket, &self.settings.lock_key, execution_id, self.now()).await.map_err(not_started)?;
+            // Cancelled already (a retried cancel): make sure its lock is gone, even the `running` lock of the
+            // cancel whose release failed, and answer the same.
+            lock::release_ended(&self.bucket, &self.settings.lock_key, execution_id).await.map_err(not_started)?;
             return Ok(self.result_of(
                 &rec.record,
                 Outcome::Completed,

@@ -366,6 +366,25 @@ async fn cancel_ends_a_waiting_execution_resolves_its_page_and_releases_the_lock
     assert_eq!(e.notifier.on(Channel::Paging).len(), 2);
 }
 
+/// Found by the soak: a cancel whose lock release failed answered "run cancel again", and the retry answered
+/// "cancelled" but kept the lock (its own `running` lock, within its lease), so the next failover alarm joined a
+/// lock nobody worked under.
+#[tokio::test]
+async fn a_retried_cancel_releases_the_lock_its_first_attempt_could_not() {
+    let e = engine(r#"{"mode":"approval","failover_alarms":["wh"]}"#);
+    assert_eq!(e.run(alarm_request("alarm-1")).await.unwrap().outcome, Outcome::AwaitingApproval);
+    e.bucket.failing_deletes.lock().unwrap().push(lock::FAILOVER_LOCK_KEY.to_owned());
+    let first = e.cancel("alarm-1", "oncall", None).await;
+    assert!(matches!(first, Err(EngineError::Stopped { step: Step::Release, .. })), "{first:?}");
+    assert!(e.bucket.text(lock::FAILOVER_LOCK_KEY).is_some());
+    e.bucket.failing_deletes.lock().unwrap().clear();
+    let again = e.cancel("alarm-1", "oncall", None).await.unwrap();
+    assert_eq!((again.outcome, again.state), (Outcome::Completed, Some(ExecutionState::Cancelled)), "{}", again.message);
+    assert!(e.bucket.text(lock::FAILOVER_LOCK_KEY).is_none(), "the retried cancel released the lock");
+    let next = e.run(alarm_request("alarm-2")).await.unwrap();
+    assert_eq!(next.outcome, Outcome::AwaitingApproval, "{}", next.message);
+}
+
 #[tokio::test]
 async fn cancel_refuses_what_it_must_not_end() {
     let e = engine(r#"{"mode":"auto","failover_alarms":["wh"]}"#);

@@ -140,10 +140,19 @@ pub struct MemBucket {
     objects: Mutex<BTreeMap<String, StoredObject>>,
     /// Key prefixes whose writes fail (a transient error, nothing written) until cleared.
     pub failing_puts: Mutex<Vec<String>>,
+    /// Key prefixes whose deletes fail (a transient error, nothing deleted) until cleared.
+    pub failing_deletes: Mutex<Vec<String>>,
     counter: Mutex<u64>,
 }
 
 impl MemBucket {
+    fn delete_fault(&self, key: &str) -> Result<(), StoreError> {
+        if locked(&self.failing_deletes).iter().any(|p| key.starts_with(p.as_str())) {
+            return Err(StoreError::Transient { service: "S3", operation: "DeleteObject", message: "injected".into() });
+        }
+        Ok(())
+    }
+
     /// The body of an object as text.
     pub fn text(&self, key: &str) -> Option<String> {
         locked(&self.objects).get(key).map(|o| String::from_utf8_lossy(&o.body).into_owned())
@@ -204,11 +213,13 @@ impl ControlBucket for MemBucket {
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.delete_fault(key)?;
         locked(&self.objects).remove(key);
         Ok(())
     }
 
     async fn delete_if_match(&self, key: &str, etag: &str) -> Result<(), StoreError> {
+        self.delete_fault(key)?;
         let mut objects = locked(&self.objects);
         match objects.get(key) {
             None => Ok(()),
