@@ -88,11 +88,15 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
         let rec = &mut run.rec;
         let target = rec.record.target;
         let version = run.version.or(rec.record.promoted_version).unwrap_or_default();
+        let (state_before, error_before) = (rec.record.state, rec.record.error.take());
         rec.record.state = ExecutionState::Completed;
-        rec.record.error = None;
         if let Err(source) = rec.save_now(&self.bucket, self.now()).await {
             // Promoted, verified and released, but the record does not say so yet: report it as a stop so the
-            // trigger is delivered again and the record is finished (never left behind as "running").
+            // trigger is delivered again and the record is finished (never left behind as "running"). The stop
+            // is recorded in the state the record had: a record that says `completed` is never written with an
+            // error (the redelivery would answer "completed" and leave the error there for `status`).
+            rec.record.state = state_before;
+            rec.record.error = error_before;
             return Err(self.stop(run.rec, None, Step::Release, source).await);
         }
         let owed = rec.record.owed.len();
