@@ -506,6 +506,21 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
         }
     }
 
+    /// Whether an execution waiting for approval finished its preparation: its snapshot is recorded and the lock
+    /// holds its approval window. A lock that cannot be read counts as not prepared (the redelivery then tries).
+    /// Past its approval window (counted from the execution's start) nothing is prepared again: a late
+    /// redelivery must not re-open a wait that on-call let lapse.
+    async fn prepared_for_approval(&self, rec: &ExecutionRecord) -> bool {
+        let lapsed = domain::primitives::parse_rfc3339(&rec.created_at)
+            .is_none_or(|started| self.now() > started + self.settings.approval_window);
+        lapsed
+            || rec.done(Step::Snapshot)
+                && matches!(
+                    lock::read(&self.bucket, &self.settings.lock_key).await,
+                    Ok(Some((l, _))) if l.execution_id == rec.execution_id && l.state == LockState::AwaitingApproval
+                )
+    }
+
     /// The answer when the lock is held by `holder`. `resuming`: this execution has a record that is still
     /// running (an attempt stopped or crashed) and another execution holds the lock: it must be delivered again
     /// later, when the fence will tell whether it may still act.
@@ -586,6 +601,16 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
             ));
         }
         match (state, approver) {
+            (ExecutionState::AwaitingApproval, None) if !self.prepared_for_approval(&rec.record).await => {
+                // Its preparation stopped (the snapshot, the record or the lock's approval window failed): the
+                // redelivery finishes it, or the execution would wait without a snapshot and without its window
+                // (another alarm would take the lock over once the short lease expired).
+                let held = match self.take_lock(&mut rec.record, &attempt, true).await? {
+                    Ok(held) => held,
+                    Err(holder) => return Ok(self.in_progress_answer(&rec.record.execution_id.clone(), &attempt, holder, true)),
+                };
+                self.prepare_for_approval(rec, attempt, held).await
+            }
             (ExecutionState::AwaitingApproval, None) => {
                 let msg = format!(
                     "execution {} awaits approval: {}",

@@ -76,7 +76,9 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
             ..held.doc.clone()
         };
         if let Err(source) = lock::update(&self.bucket, &self.settings.lock_key, &waiting, &held.etag).await {
-            return Err(self.stop(rec, None, Step::Lock, source).await);
+            // The lock is marked stopped (conditional on its ETag: if the update landed and only its answer was
+            // lost, the lock holds the window and stays so), so the redelivery takes it over and finishes.
+            return Err(self.stop(rec, Some(held), Step::Lock, source).await);
         }
         let active = attempt.docs.active.valid().map(|a| a.site);
         let msg = format!("prepared; awaiting approval: {}", self.approve_command(&id));
