@@ -161,14 +161,11 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
         rec.state = ExecutionState::Joined;
         rec.note(self.now(), format!("joined execution {}, which held the lock", holder.execution_id));
         rec.decision.reasons.push(format!("execution {} held the failover lock", holder.execution_id));
-        let mut rec = Recorder::new(rec);
-        if let Some(existing) = self.create_record(&mut rec).await? {
-            // A concurrent delivery of the same trigger recorded it first: answer with its result. Boxed:
-            // answering an existing record can itself record a decision (recursion).
-            return Box::pin(self.answer_existing(existing, attempt, None)).await;
-        }
         // The page goes into the waiting holder's own record (owed, then paid), so that the holder knows its
-        // incident is open again and its end (approval, noop, cancel) resolves it.
+        // incident is open again and its end (approval, noop, cancel) resolves it. Before this alarm's own record:
+        // a redelivery answers from that record, so once it exists the page must be in the holder's (found by the
+        // soak: a failed holder write after the joined record was created lost the page for good). Keyed by this
+        // execution, so a redelivery or a concurrent delivery owes it once and sends it once.
         let mut paged = Ok(());
         if waiting {
             for _ in 0..3 {
@@ -176,8 +173,12 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
                 if h.record.state != ExecutionState::AwaitingApproval {
                     break;
                 }
+                let key = format!("{}.alarm_again.{id}", h.record.kind);
+                if h.record.messages.iter().any(|m| m.channel == Channel::Paging && m.event_type == key) {
+                    break;
+                }
                 let page = self.page(&h.record, "alarm_again", PageState::Alarm, Severity::Critical, text.clone());
-                h.record.owe(Channel::Paging, &format!("{}.alarm_again.{id}", h.record.kind), &page);
+                h.record.owe(Channel::Paging, &key, &page);
                 match h.save_now(&self.bucket, self.now()).await {
                     Ok(()) => {
                         paged = self.pay_owed(&mut h.record).await;
@@ -190,6 +191,12 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
                     Err(source) => return Err(not_started(source)),
                 }
             }
+        }
+        let mut rec = Recorder::new(rec);
+        if let Some(existing) = self.create_record(&mut rec).await? {
+            // A concurrent delivery of the same trigger recorded it first: answer with its result. Boxed:
+            // answering an existing record can itself record a decision (recursion).
+            return Box::pin(self.answer_existing(existing, attempt, None)).await;
         }
         let chat = self.chat(
             &rec.record,
