@@ -1,6 +1,6 @@
 //! What the soak (tests/src/soak.rs) found, each cut down to one deterministic reproducer through the built
-//! binaries and the fault proxy. They assert the behaviour the README promises and fail today, so they are
-//! ignored until the engine is fixed: `cargo test -p tests --test soak_findings -- --ignored --nocapture`.
+//! binaries and the fault proxy. Each failed on the engine before its fix and now guards it
+//! (`cargo test -p tests --test soak_findings`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use serde_json::{Value, json};
@@ -63,7 +63,6 @@ async fn last_call(proxy: &FaultProxy, mode: &str, payload: &Value, text: &str) 
 /// its page is written into the waiting holder's record; when that write fails, the delivery errors and its
 /// redelivery answers from the joined record without paging. On-call never hears that the alarm fired again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "engine bug found by the soak: a joined alarm's page is lost when the holder's record write fails"]
 async fn a_joined_alarm_pages_into_the_waiting_incident_even_after_a_failed_write() {
     let other = "databricks-prod-api-5xx";
     let env = env_with("approval", &[ALARM, other]).await;
@@ -91,7 +90,6 @@ async fn a_joined_alarm_pages_into_the_waiting_incident_even_after_a_failed_writ
 /// "cancelled" and leaves the lock (DR_LOCK_LEASE_SECONDS, 120 s by default). A failover alarm meanwhile is
 /// recorded `joined` to the cancelled execution and never fails over.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "engine bug found by the soak: a retried cancel leaves its lock behind"]
 async fn a_retried_cancel_releases_its_lock() {
     let env = env_with("approval", &[ALARM]).await;
     let proxy = FaultProxy::start(&moto::shared().endpoint);
@@ -115,7 +113,6 @@ async fn a_retried_cancel_releases_its_lock() {
 /// the stop it reports is saved with the state already `completed`; the redelivery answers `already_completed`
 /// and the record keeps `error` and a failed `release` step after the done one (status lists the error).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "engine bug found by the soak: a completed record keeps the error of its last write"]
 async fn a_completed_record_carries_no_error() {
     let proxy = FaultProxy::start(&moto::shared().endpoint);
     let alarm = fixture("eventbridge-metric-alarm.json");
@@ -138,7 +135,6 @@ async fn a_completed_record_carries_no_error() {
 /// lock stays `running` (or `stopped`) with the short lease instead of holding the approval window, so another
 /// alarm takes it over once it expires; with a failed snapshot, the snapshot is taken only at approval.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "engine bug found by the soak: a stopped approval preparation is not resumed by its redelivery"]
 async fn a_redelivery_finishes_a_stopped_approval_preparation() {
     let proxy = FaultProxy::start(&moto::shared().endpoint);
     let alarm = fixture("eventbridge-metric-alarm.json");
