@@ -59,7 +59,8 @@ async fn last_call(proxy: &FaultProxy, mode: &str, payload: &Value, text: &str) 
     calls.iter().rposition(|c| c.contains(text)).unwrap_or_else(|| panic!("no call {text}: {calls:#?}")) + 1
 }
 
-/// Engine `join_holder` (shared/engine/src/failover/messages.rs): the joined alarm's record is created before
+/// Fixed, found by the soak in engine `join_holder` (shared/engine/src/failover/messages.rs).
+/// It was: the joined alarm's record is created before
 /// its page is written into the waiting holder's record; when that write fails, the delivery errors and its
 /// redelivery answers from the joined record without paging. On-call never hears that the alarm fired again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -84,7 +85,8 @@ async fn a_joined_alarm_pages_into_the_waiting_incident_even_after_a_failed_writ
     assert_eq!(env.pages().await.len(), 1, "one page into the holder's incident");
 }
 
-/// Engine `cancel` (shared/engine/src/failover/ending.rs): when the release of its lock fails, cancel answers
+/// Fixed, found by the soak in engine `cancel` (shared/engine/src/failover/ending.rs).
+/// It was: when the release of its lock fails, cancel answers
 /// `Retryable.ExecutionStopped` ("run `cancel` again to release it"); the retried cancel finds the record
 /// cancelled and calls `lock::release`, which never deletes a `running` lock within its lease, so it answers
 /// "cancelled" and leaves the lock (DR_LOCK_LEASE_SECONDS, 120 s by default). A failover alarm meanwhile is
@@ -109,7 +111,8 @@ async fn a_retried_cancel_releases_its_lock() {
     assert_eq!(next["outcome"], "completed", "{next:#}");
 }
 
-/// Engine `complete` (shared/engine/src/failover/runner.rs): when the record write that says `completed` fails,
+/// Fixed, found by the soak in engine `complete` (shared/engine/src/failover/runner.rs).
+/// It was: when the record write that says `completed` fails,
 /// the stop it reports is saved with the state already `completed`; the redelivery answers `already_completed`
 /// and the record keeps `error` and a failed `release` step after the done one (status lists the error).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -129,7 +132,8 @@ async fn a_completed_record_carries_no_error() {
     assert_eq!(rec["error"], Value::Null, "{:#}", rec["steps"]);
 }
 
-/// Engine `prepare_for_approval` (shared/engine/src/failover/steps.rs): the record says `awaiting_approval` as
+/// Fixed, found by the soak in engine `prepare_for_approval` (shared/engine/src/failover/steps.rs).
+/// It was: the record says `awaiting_approval` as
 /// soon as it is written beside the snapshot; when the snapshot or the lock's update to the approval window then
 /// fails, the redelivery answers `awaiting_approval` from the record and never finishes the preparation. The
 /// lock stays `running` (or `stopped`) with the short lease instead of holding the approval window, so another
