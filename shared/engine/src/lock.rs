@@ -140,6 +140,23 @@ pub async fn read(bucket: &impl ControlBucket, key: &str) -> Result<Option<(Lock
     Ok(Some((doc, o.etag)))
 }
 
+/// Deletes the lock if the lock read now satisfies `releasable`, conditional on that read's ETag (`If-Match`), so a
+/// lock taken over between the read and the delete is never deleted; returns whether it deleted it.
+async fn delete_if(
+    bucket: &impl ControlBucket,
+    key: &str,
+    releasable: impl FnOnce(&LockDoc) -> bool,
+) -> Result<bool, StoreError> {
+    match read(bucket, key).await? {
+        Some((doc, etag)) if releasable(&doc) => match bucket.delete_if_match(key, &etag).await {
+            Ok(()) => Ok(true),
+            Err(StoreError::Conflict { .. }) => Ok(false),
+            Err(e) => Err(e),
+        },
+        _ => Ok(false),
+    }
+}
+
 /// Releases the lock if `execution_id` holds it and no attempt of it is running under it (the lock is waiting
 /// for approval, stopped, or past its lease); returns whether it did.
 ///
@@ -152,16 +169,7 @@ pub async fn release(
     execution_id: &str,
     now: OffsetDateTime,
 ) -> Result<bool, StoreError> {
-    match read(bucket, key).await? {
-        Some((doc, etag)) if doc.execution_id == execution_id && (doc.state != LockState::Running || doc.expired(now)) => {
-            match bucket.delete_if_match(key, &etag).await {
-                Ok(()) => Ok(true),
-                Err(StoreError::Conflict { .. }) => Ok(false),
-                Err(e) => Err(e),
-            }
-        }
-        _ => Ok(false),
-    }
+    delete_if(bucket, key, |doc| doc.execution_id == execution_id && (doc.state != LockState::Running || doc.expired(now))).await
 }
 
 /// Releases the lock of an execution whose record has ended (cancelled), whatever the lock's state or lease:
@@ -169,14 +177,7 @@ pub async fn release(
 /// at its fence and stops without writing), so a `running` lock left by the ending's own attempt (its release
 /// failed) must not block every other execution until its lease expires. Conditional on the ETag read.
 pub async fn release_ended(bucket: &impl ControlBucket, key: &str, execution_id: &str) -> Result<bool, StoreError> {
-    match read(bucket, key).await? {
-        Some((doc, etag)) if doc.execution_id == execution_id => match bucket.delete_if_match(key, &etag).await {
-            Ok(()) => Ok(true),
-            Err(StoreError::Conflict { .. }) => Ok(false),
-            Err(e) => Err(e),
-        },
-        _ => Ok(false),
-    }
+    delete_if(bucket, key, |doc| doc.execution_id == execution_id).await
 }
 
 /// Releases the lock if this very attempt still holds it; returns whether it did. An attempt whose lock was
@@ -187,16 +188,7 @@ pub async fn release_attempt(
     execution_id: &str,
     attempt_id: &str,
 ) -> Result<bool, StoreError> {
-    match read(bucket, key).await? {
-        Some((doc, etag)) if doc.execution_id == execution_id && doc.attempt_id == attempt_id => {
-            match bucket.delete_if_match(key, &etag).await {
-                Ok(()) => Ok(true),
-                Err(StoreError::Conflict { .. }) => Ok(false),
-                Err(e) => Err(e),
-            }
-        }
-        _ => Ok(false),
-    }
+    delete_if(bucket, key, |doc| doc.execution_id == execution_id && doc.attempt_id == attempt_id).await
 }
 
 /// Releases a lock nobody works under any more: stopped on purpose, or past its lease (its attempt crashed), and,
