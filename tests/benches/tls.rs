@@ -29,16 +29,7 @@ use std::time::{Duration, Instant};
 use tests::dr_env::DrEnv;
 use tests::moto::{self, Mark, Moto, TlsRecord, TlsRequest};
 use tests::runtime_api::{Function, bin_dir};
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    if v.is_empty() { f64::NAN } else { v[v.len() / 2] }
-}
-
-fn fixture(folder: &str, name: &str) -> Value {
-    let path = format!("{}/../events/{folder}/{name}", env!("CARGO_MANIFEST_DIR"));
-    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
-}
+use tests::{fixture, median};
 
 const MODES: [(&str, &str); 2] = [("unprimed", "false"), ("primed", "true")];
 

@@ -7,6 +7,7 @@
 //! | [`fault_proxy`] | a fault-injecting HTTP proxy between the SDK and moto |
 //! | [`dr_env`] | a realistic DR environment seeded into moto, isolated per test, with readable topics |
 //! | [`soak`] | the soak: a seeded schedule through warm processes with faults, compared with a clean run |
+//! | [`fixture`], [`median`] | a sample event of `events/`, and the median the benches print |
 //!
 //! The function binaries are the ones `cargo build --workspace --bins` leaves in `target/debug` (the test
 //! script builds them first); `DR_FUNCTION_BIN_DIR` points elsewhere (e.g. `target/release`).
@@ -16,3 +17,17 @@ pub mod fault_proxy;
 pub mod moto;
 pub mod runtime_api;
 pub mod soak;
+
+/// The sample event `events/<folder>/<name>` (real AWS shapes, shared with `sam local invoke`); panics with the
+/// path when it is missing or not JSON.
+pub fn fixture(folder: &str, name: &str) -> serde_json::Value {
+    let path = format!("{}/../events/{folder}/{name}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// The median of the figures (the upper one of an even count), `NaN` when there are none.
+pub fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    if v.is_empty() { f64::NAN } else { v[v.len() / 2] }
+}

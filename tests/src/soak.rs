@@ -43,6 +43,7 @@
 
 use crate::dr_env::DrEnv;
 use crate::fault_proxy::{Fault, FaultProxy, Rule};
+use crate::fixture;
 use crate::runtime_api::{Function, Invocation, bin_dir};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
@@ -202,12 +203,6 @@ impl Rng {
 // ------------------------------------------------------------------------------------------------------------
 // Fixtures and time stamps
 // ------------------------------------------------------------------------------------------------------------
-
-fn fixture(folder: &str, name: &str) -> Value {
-    let path = format!("{}/../events/{folder}/{name}", env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
 
 /// The fixtures the schedule's payloads are built from.
 struct Fixtures {

@@ -12,8 +12,7 @@ use tests::runtime_api::{Function, Invocation};
 const ALARM: &str = "databricks-prod-workspace-unhealthy";
 
 fn fixture(name: &str) -> Value {
-    let path = format!("{}/../events/health-alarm/{name}", env!("CARGO_MANIFEST_DIR"));
-    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+    tests::fixture("health-alarm", name)
 }
 
 /// The metric alarm fixture for `alarm` at `timestamp` (another state change of the same alarm, or another alarm).
