@@ -17,10 +17,12 @@
 //! | [`alarm`] | CloudWatch alarm state changes from every delivery path, normalized |
 //! | [`decision`] | the failover policy as pure functions |
 //! | [`notification`] | pages and chat notes, shaped for the pagers' CloudWatch integrations |
+//! | [`databricks`] | workspace metadata: exported kinds, stable identities, drift, the live DR matrix |
 //! | [`replication`] | S3 replication events: parsing, classification, aggregation, incidents, manifests |
 
 pub mod alarm;
 pub mod command;
+pub mod databricks;
 pub mod data_plane;
 pub mod decision;
 pub mod error;

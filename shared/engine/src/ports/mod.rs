@@ -6,9 +6,11 @@
 
 #[cfg(any(test, feature = "memory"))]
 pub mod memory;
+pub mod workspace;
 
 use crate::error::StoreError;
 pub use domain::notification::{Channel, OutgoingMessage};
+pub use workspace::{ApiError, WorkspaceApi, WorkspaceConnector};
 use std::collections::BTreeMap;
 use std::future::Future;
 

@@ -1,0 +1,86 @@
+//! The Databricks workspace REST API, as the metadata export (and, later, workload activation) needs it.
+//!
+//! The adapter (`aws::databricks`) owns everything of the transport: TLS, authentication (OAuth M2M or a
+//! personal access token, its secret read from SSM at use), retries of 429 (honouring `Retry-After`) and 5xx
+//! (backoff with jitter), and the per-request deadline. The engine owns what is asked: which endpoints, every
+//! page, how many listings at once, the overall deadline, and what an answer means.
+
+use domain::site::{SiteConfig, SiteName};
+use futures_util::future::BoxFuture;
+use serde_json::Value;
+use std::sync::Arc;
+
+/// Why a workspace call failed, classified so that the export can say "skipped" or "partial" with a reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApiError {
+    /// The site document names no usable credentials (no `token_parameter`, no OAuth client): nothing was sent.
+    #[error("not configured: {0}")]
+    NotConfigured(String),
+    /// The credentials were refused, or the secret could not be read from SSM (what, never the secret).
+    #[error("authentication failed: {0}")]
+    Auth(String),
+    /// The workspace answered with an error status after the adapter's retries.
+    #[error("{method} {path}: HTTP {status}{}: {message}", error_code.as_deref().map(|c| format!(" {c}")).unwrap_or_default())]
+    Status {
+        /// `GET` or `POST`.
+        method: &'static str,
+        /// The API path, without the query.
+        path: String,
+        /// The HTTP status.
+        status: u16,
+        /// Databricks' `error_code`, when the body had one (`RESOURCE_DOES_NOT_EXIST`, `FEATURE_DISABLED`, ...).
+        error_code: Option<String>,
+        /// The body's `message`, or the start of the body.
+        message: String,
+    },
+    /// The per-request deadline (or the caller's) passed.
+    #[error("{0}: timed out")]
+    Timeout(String),
+    /// No answer: connection refused, reset, DNS, TLS.
+    #[error("{0}: unreachable")]
+    Unreachable(String),
+    /// An answer that is not the JSON the API documents.
+    #[error("{path}: unexpected answer: {problem}")]
+    BadAnswer {
+        /// The API path.
+        path: String,
+        /// What was wrong.
+        problem: String,
+    },
+}
+
+impl ApiError {
+    /// Whether the workspace says the API or object does not exist here (404, or a feature that is not enabled):
+    /// an export of that kind is skipped rather than partial.
+    pub fn is_absent(&self) -> bool {
+        match self {
+            ApiError::Status { status, error_code, .. } => {
+                *status == 404
+                    || matches!(error_code.as_deref(), Some("FEATURE_DISABLED" | "ENDPOINT_NOT_FOUND" | "NOT_IMPLEMENTED"))
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether the workspace did not answer at all (down, unreachable, timing out): every other call will fail too.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, ApiError::Unreachable(_) | ApiError::Timeout(_))
+    }
+}
+
+/// One workspace's REST API. Object-safe (boxed futures): the engine holds one per site, built from the site
+/// document at use time.
+pub trait WorkspaceApi: Send + Sync {
+    /// `GET {workspace_url}{path}?{query}`; the JSON body of a 2xx answer.
+    fn get<'a>(&'a self, path: &'a str, query: &'a [(&'a str, String)]) -> BoxFuture<'a, Result<Value, ApiError>>;
+
+    /// `POST {workspace_url}{path}` with a JSON body; the JSON body of a 2xx answer (`{}` when empty).
+    fn post<'a>(&'a self, path: &'a str, body: &'a Value) -> BoxFuture<'a, Result<Value, ApiError>>;
+}
+
+/// Builds the API client of a site from its document (URL, how to authenticate). Building sends nothing: the
+/// secret is read, and the token fetched, at the first call.
+pub trait WorkspaceConnector: Send + Sync {
+    /// The client of `site`, or why there can be none ([`ApiError::NotConfigured`]).
+    fn connect(&self, site: SiteName, config: &SiteConfig) -> Result<Arc<dyn WorkspaceApi>, ApiError>;
+}
