@@ -14,13 +14,17 @@ pub fn engine(clients: &AwsClients, config: &Config) -> AwsEngine {
     let bucket = S3ControlBucket::new(clients.s3.clone(), config.control_bucket.clone());
     // Snapshots include the open replication incidents: they are the RPO risk of a failover.
     let incidents = engine::replication::IncidentsSource { bucket: bucket.clone() };
+    // And the pointers to the workspaces' latest exports with their drift (two reads; exports never run on a
+    // failover's path).
+    let exports = engine::workspace::LatestExportsSource { bucket: bucket.clone() };
     Engine {
         params: SsmParameterStore::new(clients.ssm.clone()),
         bucket,
         notifier: SnsNotifier::new(clients.sns.clone(), config.paging_topic.clone(), config.chat_topic.clone()),
         clock: SystemClock,
         settings: settings(config),
-        sources: vec![std::sync::Arc::new(incidents)],
+        sources: vec![std::sync::Arc::new(incidents), std::sync::Arc::new(exports)],
+        workspaces: None,
     }
 }
 
@@ -37,6 +41,7 @@ pub fn settings(config: &Config) -> EngineSettings {
         manual_trigger_function: config.manual_trigger_function.clone(),
         lock_key: engine::lock::FAILOVER_LOCK_KEY.into(),
         drill: false,
+        export_limits: engine::workspace::export::ExportLimits::default(),
     }
 }
 

@@ -15,9 +15,24 @@
 //! | `replication/incidents/{id}.json` | a replication incident |
 //! | `replication/manifests/{day}/{batch}-{n}.csv` | S3 Batch Operations re-drive manifests |
 //! | `checks/state.json` | the critical findings of `check` that are paged and not yet resolved |
+//! | `checks/dr-matrix.json`, `checks/dr-matrix.md` | the live DR matrix of the latest `check` |
+//! | `databricks/latest-{site}.json` | which snapshot holds the latest export of a site's workspace |
+//! | `databricks/drift.json` | the latest drift between the sites and over time |
 
 /// Every top-level prefix of the control bucket.
-pub const PREFIXES: [&str; 7] = ["locks/", "executions/", "snapshots/", "reports/", "quarantine/", "replication/", "checks/"];
+pub const PREFIXES: [&str; 8] =
+    ["locks/", "executions/", "snapshots/", "reports/", "quarantine/", "replication/", "checks/", "databricks/"];
+
+/// The pointer to the latest export of a site's workspace.
+pub fn databricks_latest(site: crate::site::SiteName) -> String {
+    format!("databricks/latest-{site}.json")
+}
+
+/// The latest drift between the workspaces (and of each over time).
+pub const DATABRICKS_DRIFT: &str = "databricks/drift.json";
+
+/// The live DR matrix of the latest `check`: `(JSON, Markdown)`.
+pub const DR_MATRIX: (&str, &str) = ("checks/dr-matrix.json", "checks/dr-matrix.md");
 
 /// The lock of failovers and failbacks.
 pub const FAILOVER_LOCK: &str = "locks/failover.json";

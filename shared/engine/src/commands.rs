@@ -13,6 +13,7 @@ use crate::replication;
 use crate::response::{CommandResponse, Outcome};
 use crate::snapshot;
 use crate::status;
+use crate::workspace;
 use domain::command::{self, Command};
 use domain::decision::Initiator;
 use domain::notification::Severity;
@@ -37,11 +38,13 @@ pub async fn run<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
     let response = match command {
         Command::Status => {
             let mut response = status::status(&engine.params, &engine.settings).await?;
-            let (in_flight, recent, incidents) = tokio::join!(
+            let (in_flight, recent, incidents, workspaces) = tokio::join!(
                 lock::read(&engine.bucket, FAILOVER_LOCK_KEY),
                 recent_records(&engine.bucket, RECENT_SCAN),
-                replication::open_incidents(&engine.bucket)
+                replication::open_incidents(&engine.bucket),
+                workspace::status_view(&engine.bucket, engine.clock.now())
             );
+            response.details.insert("workspaces".into(), workspaces);
             response.details.insert(
                 "replication_incidents".into(),
                 match incidents {
@@ -141,21 +144,48 @@ async fn snapshot_now<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock
 ) -> Result<CommandResponse, CommandError> {
     let start = engine.clock.now();
     let tree = engine.read_tree().await?;
-    let files = engine.snapshot_files_of(&tree).await?;
-    let count = files.len();
-    let id = rfc3339(start).replace(':', "-");
-    let manifest = snapshot::write(&engine.bucket, &domain::layout::snapshot_folder(&id), &id, files, start).await?;
-    let ms = u64::try_from((engine.clock.now() - start).whole_milliseconds()).unwrap_or(0);
     let docs = documents::from_tree(&tree, &engine.settings.prefix);
+    let id = rfc3339(start).replace(':', "-");
+    let folder = domain::layout::snapshot_folder(&id);
+    // The workspaces' exports beside the other sources: a snapshot is the schedule's, never a failover's path.
+    let sites: Vec<(SiteName, domain::site::SiteConfig)> =
+        SiteName::ALL.iter().filter_map(|s| docs.site(*s).valid().map(|c| (*s, c.clone()))).collect();
+    let exports = async {
+        match &engine.workspaces {
+            Some(connector) => {
+                let limits = engine.settings.export_limits;
+                Some(workspace::export_and_compare(&engine.bucket, connector.as_ref(), &sites, limits, &folder, start).await)
+            }
+            None => None,
+        }
+    };
+    let (files, exports) = tokio::join!(engine.snapshot_files_of(&tree), exports);
+    let mut files = files?;
+    let exports = exports.transpose()?;
+    let mut pointers = Vec::new();
+    if let Some(e) = &exports {
+        files.extend(e.files.iter().cloned());
+        pointers.clone_from(&e.pointers);
+    }
+    let count = files.len();
+    let manifest = snapshot::write(&engine.bucket, &folder, &id, files, start).await?;
+    workspace::write_pointers(&engine.bucket, pointers).await?;
+    let ms = u64::try_from((engine.clock.now() - start).whole_milliseconds()).unwrap_or(0);
     let mut details = serde_json::Map::new();
     details.insert("command".into(), json!("snapshot"));
     details.insert("snapshot_manifest_key".into(), json!(manifest));
     details.insert("files".into(), json!(count));
     details.insert("timings_ms".into(), json!({ "snapshot": ms }));
+    let mut message = format!("snapshot of {count} files written");
+    if let Some(e) = &exports {
+        details.insert("workspaces".into(), workspace::export_summary(e));
+        details.insert("workspace_drift".into(), json!(e.drift.sentence));
+        message = format!("{message}; {}", e.drift.sentence);
+    }
     Ok(CommandResponse {
         outcome: Outcome::Completed,
         active_site: docs.active.valid().map(|a| a.site),
-        message: Some(format!("snapshot of {count} files written")),
+        message: Some(message),
         details,
     })
 }

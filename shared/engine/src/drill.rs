@@ -90,6 +90,7 @@ pub async fn drill<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
             ..engine.settings.clone()
         },
         sources: engine.sources.clone(),
+        workspaces: engine.workspaces.clone(),
     };
     let request = MoveRequest {
         execution_id: id.clone(),

@@ -12,6 +12,7 @@
 //! | [`check`], [`status`], [`drill`] | read-mostly commands |
 //! | [`failover`] | single flight, resumable record, snapshot, one promotion, pages, report |
 //! | [`lock`], [`record`], [`snapshot`], [`report`], [`quarantine`], [`documents`], [`response`] | its parts |
+//! | [`workspace`] | the Databricks workspaces' metadata: export of both sites, drift, latest pointers |
 //! | [`ports`] | the traits the adapters implement, and (feature `memory`) in-memory fakes for tests |
 //! | [`error`] | [`error::StoreError`], [`error::CommandError`], [`error::Retry`] |
 
@@ -31,3 +32,4 @@ pub mod report;
 pub mod response;
 pub mod snapshot;
 pub mod status;
+pub mod workspace;

@@ -215,6 +215,10 @@ pub struct ExecutionRecord {
     /// The RPO estimate made at the snapshot (open replication incidents).
     #[serde(default)]
     pub rpo_estimate: Option<Value>,
+    /// The Databricks workspaces as the snapshot found them: the drift line and the age of each site's latest
+    /// export (`workspace::LatestExportsSource`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspaces: Option<Value>,
     /// Every page and chat note published for this execution, with its SNS message id.
     pub messages: Vec<SentMessage>,
     /// Pages recorded but not (yet) published: paid before anything else by the next attempt or `check`.

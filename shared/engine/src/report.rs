@@ -34,6 +34,7 @@ pub fn json_report(record: &ExecutionRecord, rpo: &Value) -> Value {
         "timings_ms": record.timings(),
         "rto_ms": rto_ms(record),
         "rpo_estimate": rpo,
+        "workspaces": record.workspaces,
         "config_before": record.config_before,
         "config_after": record.config_after,
         "promoted_version": record.promoted_version,
@@ -162,6 +163,9 @@ pub fn markdown_report(record: &ExecutionRecord, rpo: &Value) -> String {
     if let Some(k) = &record.snapshot_manifest_key {
         let _ = writeln!(md, "- snapshot manifest: `{k}`");
     }
+    if let Some(w) = &record.workspaces {
+        let _ = writeln!(md, "- workspaces: {}", crate::workspace::one_line(w));
+    }
     let _ = writeln!(md, "\n## Timeline\n\n{}", gantt(record));
     let _ = writeln!(md, "| step | outcome | started | duration (ms) | detail |\n|---|---|---|---|---|");
     for s in &record.steps {
@@ -247,6 +251,7 @@ mod tests {
             decided_on_version: None,
             approved_by: None,
             rpo_estimate: None,
+            workspaces: None,
             messages: vec![],
             owed: vec![],
             report_key: None,

@@ -718,6 +718,7 @@ impl Sim {
             clock: SimClock(self.world.clone()),
             settings: self.settings.clone(),
             sources: Vec::new(),
+            workspaces: None,
         }
     }
 

@@ -72,6 +72,8 @@ pub struct EngineSettings {
     pub lock_key: String,
     /// A drill: messages are `drill.*` events of severity info, never an incident for on-call.
     pub drill: bool,
+    /// How the Databricks workspaces' exports are bounded (calls in flight, overall deadline, page size).
+    pub export_limits: crate::workspace::export::ExportLimits,
 }
 
 impl EngineSettings {
@@ -89,6 +91,7 @@ impl EngineSettings {
             manual_trigger_function: "dr-prod-manual-trigger".into(),
             lock_key: lock::FAILOVER_LOCK_KEY.into(),
             drill: false,
+            export_limits: crate::workspace::export::ExportLimits::default(),
         }
     }
 }
@@ -107,6 +110,8 @@ pub struct Engine<P, B, N, C> {
     pub settings: EngineSettings,
     /// Extra snapshot sources (the parameter tree is always included); shared so a drill's engine reuses them.
     pub sources: Vec<std::sync::Arc<dyn SnapshotSource>>,
+    /// The Databricks workspaces' API clients, built from the site documents at use (`None`: no export).
+    pub workspaces: Option<std::sync::Arc<dyn crate::ports::WorkspaceConnector>>,
 }
 
 /// A request to move the active site.
@@ -431,6 +436,7 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
             decided_on_version: version_of(&attempt.tree, &self.active_name()),
             approved_by: None,
             rpo_estimate: None,
+            workspaces: None,
             messages: Vec::new(),
             owed: Vec::new(),
             report_key: None,

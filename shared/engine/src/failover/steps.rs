@@ -15,6 +15,7 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
         let files = self.snapshot_files(&attempt).await;
         if let Ok(f) = &files {
             rec.record.rpo_estimate = Some(rpo_estimate(f));
+            rec.record.workspaces = crate::workspace::from_snapshot(f);
         }
         let folder = domain::layout::snapshot_folder(&id);
         let plan = ActiveConfig::promotion_document(
@@ -240,6 +241,7 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
             Err(source) => return StepEnd::Stop(source),
         };
         run.rec.record.rpo_estimate = Some(rpo_estimate(&files));
+        run.rec.record.workspaces = crate::workspace::from_snapshot(&files);
         let folder = domain::layout::snapshot_folder(&id);
         let written = self.beside(&mut run.rec, start, snapshot::write(&self.bucket, &folder, &id, files, start)).await;
         let manifest = match written {

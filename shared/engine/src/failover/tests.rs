@@ -27,6 +27,7 @@ fn engine(policy: &str) -> Engine<MemParameters, MemBucket, MemNotifier, FixedCl
         clock: FixedClock::at(datetime!(2026-11-25 12:00 UTC)),
         settings: EngineSettings::example(domain::names::SsmPrefix::parse("/dr/p").unwrap()),
         sources: Vec::new(),
+        workspaces: None,
     }
 }
 
@@ -92,6 +93,7 @@ async fn a_decision_made_before_another_promotion_is_decided_again_under_the_loc
         clock: &e.clock,
         settings: e.settings.clone(),
         sources: Vec::new(),
+        workspaces: None,
     };
     let r = late.run(alarm_request("alarm-b")).await.unwrap();
     assert_eq!(r.outcome, Outcome::Superseded, "{}", r.message);

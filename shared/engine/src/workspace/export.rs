@@ -1,0 +1,771 @@
+//! One site's export: every kind of [`ObjectKind`], every page, a bounded number of calls in flight, one
+//! overall deadline. What the answers mean (identity, drift) is the domain's; this module only fetches.
+//!
+//! The order: one probe (the metastore summary) decides whether the workspace answers at all, so that a
+//! workspace that is down costs one call's retries, not 21 kinds' worth; then every independent listing at
+//! once, and the listings that depend on another's answer (schemas of catalogs, tables and volumes of
+//! schemas, indexes of endpoints, grants and permissions of what was listed) as soon as it is in.
+
+use crate::ports::{ApiError, WorkspaceApi};
+use domain::databricks::{ExportStatus, ObjectKind, identity};
+use futures_util::stream::{self, StreamExt};
+use serde_json::{Map, Value, json};
+use std::sync::atomic::{AtomicU32, Ordering};
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+
+/// How an export is bounded.
+#[derive(Debug, Clone, Copy)]
+pub struct ExportLimits {
+    /// Calls in flight at once, all listings of the site together.
+    pub concurrency: usize,
+    /// The whole site's export; what is not in by then is `partial`.
+    pub deadline: std::time::Duration,
+    /// Page size asked of every paginated listing (the APIs cap it: jobs at 100).
+    pub page_size: u32,
+}
+
+impl Default for ExportLimits {
+    fn default() -> Self {
+        ExportLimits { concurrency: 8, deadline: std::time::Duration::from_secs(120), page_size: 100 }
+    }
+}
+
+/// The export of one kind.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KindExport {
+    /// Which kind.
+    pub kind: ObjectKind,
+    /// Complete, partial (with the error) or skipped (with the reason).
+    pub status: ExportStatus,
+    /// The objects as the API gave them (grants, permissions and secret scopes as documented in
+    /// `domain::databricks::identity`).
+    pub objects: Vec<Value>,
+}
+
+/// The export of one site.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SiteObjects {
+    /// Every kind, in [`ObjectKind::ALL`] order.
+    pub kinds: Vec<KindExport>,
+    /// Calls made (pages included; the adapter's retries not).
+    pub requests: u32,
+}
+
+impl SiteObjects {
+    /// Every kind skipped for the same reason (no credentials, the workspace does not answer).
+    pub fn skipped(reason: &str) -> SiteObjects {
+        let kinds = ObjectKind::ALL
+            .into_iter()
+            .map(|kind| KindExport { kind, status: ExportStatus::Skipped { reason: reason.to_owned() }, objects: Vec::new() })
+            .collect();
+        SiteObjects { kinds, requests: 0 }
+    }
+
+    /// The export of `kind`.
+    pub fn kind(&self, kind: ObjectKind) -> Option<&KindExport> {
+        self.kinds.iter().find(|k| k.kind == kind)
+    }
+}
+
+/// What a listing gathered before it ended: its objects, and the error that ended it early, if one did.
+struct Gathered {
+    objects: Vec<Value>,
+    error: Option<ApiError>,
+}
+
+impl Gathered {
+    fn ok(objects: Vec<Value>) -> Gathered {
+        Gathered { objects, error: None }
+    }
+
+    /// A child listing's error is the kind's: the kind is partial. A 404 of one child (a schema dropped between
+    /// the two listings) is not an error: it is gone.
+    fn absorb(&mut self, other: Gathered) {
+        self.objects.extend(other.objects);
+        if let Some(e) = other.error
+            && !e.is_absent()
+            && self.error.is_none()
+        {
+            self.error = Some(e);
+        }
+    }
+
+    fn into_export(self, kind: ObjectKind) -> KindExport {
+        let status = match self.error {
+            None => ExportStatus::Complete,
+            Some(e) if e.is_absent() && self.objects.is_empty() => {
+                ExportStatus::Skipped { reason: format!("not available in this workspace ({e})") }
+            }
+            Some(e) => ExportStatus::Partial { error: e.to_string() },
+        };
+        KindExport { kind, status, objects: self.objects }
+    }
+}
+
+/// The API behind the bounds: a permit per call, and the overall deadline on every call.
+struct Bounded<'a> {
+    api: &'a dyn WorkspaceApi,
+    permits: Semaphore,
+    deadline: Instant,
+    requests: AtomicU32,
+    page_size: u32,
+}
+
+impl Bounded<'_> {
+    async fn get(&self, path: &str, query: &[(&str, String)]) -> Result<Value, ApiError> {
+        let _permit = self.permits.acquire().await.map_err(|_| ApiError::Timeout(path.to_owned()))?;
+        if Instant::now() >= self.deadline {
+            // Past the deadline nothing is sent: every listing still waiting ends at once.
+            return Err(ApiError::Timeout(format!("{path} (the export's overall deadline)")));
+        }
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        match tokio::time::timeout_at(self.deadline, self.api.get(path, query)).await {
+            Ok(answer) => answer,
+            Err(_) => Err(ApiError::Timeout(format!("{path} (the export's overall deadline)"))),
+        }
+    }
+
+    /// Every page of a listing: `items` is the array's key, `page_param` the request's page parameter
+    /// (`page_token`; the Repos API names it `next_page_token`), `size_param` the page size's (if any). The
+    /// answer's `next_page_token` (absent or empty on the last page) drives it; a token that repeats ends it
+    /// as an error rather than a loop.
+    async fn list(
+        &self,
+        path: &str,
+        base: &[(&str, String)],
+        items: &str,
+        page_param: &str,
+        size_param: Option<&str>,
+    ) -> Gathered {
+        let mut objects = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut query: Vec<(&str, String)> = base.to_vec();
+            if let Some(size) = size_param {
+                query.push((size, self.page_size.to_string()));
+            }
+            if let Some(t) = &token {
+                query.push((page_param, t.clone()));
+            }
+            let page = match self.get(path, &query).await {
+                Ok(page) => page,
+                Err(e) => return Gathered { objects, error: Some(e) },
+            };
+            match page.get(items) {
+                Some(Value::Array(a)) => objects.extend(a.iter().cloned()),
+                None | Some(Value::Null) => {}
+                Some(_) => {
+                    let problem = format!("`{items}` is not an array");
+                    return Gathered { objects, error: Some(ApiError::BadAnswer { path: path.to_owned(), problem }) };
+                }
+            }
+            match page.get("next_page_token").and_then(Value::as_str).filter(|t| !t.is_empty()) {
+                Some(next) if token.as_deref() == Some(next) => {
+                    let problem = "the same next_page_token twice".to_owned();
+                    return Gathered { objects, error: Some(ApiError::BadAnswer { path: path.to_owned(), problem }) };
+                }
+                Some(next) => token = Some(next.to_owned()),
+                None => return Gathered::ok(objects),
+            }
+        }
+    }
+
+    /// Runs `f` over `inputs` with the permits as the only bound, gathering every answer.
+    async fn fan_out<T, F, Fut>(&self, inputs: Vec<T>, f: F) -> Gathered
+    where
+        F: Fn(T) -> Fut,
+        Fut: std::future::Future<Output = Gathered>,
+    {
+        let mut all = Gathered::ok(Vec::new());
+        // The semaphore bounds the calls; this only bounds the futures alive at once.
+        let mut answers = stream::iter(inputs.into_iter().map(f)).buffered(64);
+        while let Some(g) = answers.next().await {
+            all.absorb(g);
+        }
+        all
+    }
+}
+
+fn str_field<'v>(v: &'v Value, key: &str) -> Option<&'v str> {
+    v.get(key).and_then(Value::as_str)
+}
+
+/// Exports every kind of one site through `api`.
+pub async fn export_site(api: &dyn WorkspaceApi, limits: ExportLimits) -> SiteObjects {
+    let b = Bounded {
+        api,
+        permits: Semaphore::new(limits.concurrency.max(1)),
+        deadline: Instant::now() + limits.deadline,
+        requests: AtomicU32::new(0),
+        page_size: limits.page_size.clamp(1, 100),
+    };
+    // The probe: the metastore summary is one small answer every Unity Catalog workspace gives.
+    let metastore = match b.get("/api/2.1/unity-catalog/metastore_summary", &[]).await {
+        Ok(m) => Gathered::ok(vec![m]),
+        Err(e) if e.is_unreachable() || matches!(e, ApiError::Auth(_) | ApiError::NotConfigured(_)) => {
+            let mut out = SiteObjects::skipped(&format!("the workspace did not answer: {e}"));
+            out.requests = b.requests.load(Ordering::Relaxed);
+            return out;
+        }
+        Err(e) => Gathered { objects: Vec::new(), error: Some(e) },
+    };
+    let b = &b;
+    let (jobs, clusters, policies, pools, warehouses) = tokio::join!(
+        jobs(b),
+        clusters(b),
+        b.list("/api/2.0/policies/clusters/list", &[], "policies", "page_token", None),
+        b.list("/api/2.0/instance-pools/list", &[], "instance_pools", "page_token", None),
+        b.list("/api/2.0/sql/warehouses", &[], "warehouses", "page_token", Some("page_size"))
+    );
+    let (catalog_tree, locations, credentials, models, serving) = tokio::join!(
+        catalog_tree(b),
+        b.list("/api/2.1/unity-catalog/external-locations", &[], "external_locations", "page_token", Some("max_results")),
+        b.list("/api/2.1/unity-catalog/storage-credentials", &[], "storage_credentials", "page_token", Some("max_results")),
+        b.list("/api/2.1/unity-catalog/models", &[], "registered_models", "page_token", Some("max_results")),
+        b.list("/api/2.0/serving-endpoints", &[], "endpoints", "page_token", None),
+    );
+    let (vector, repos, objects, scopes) = tokio::join!(
+        vector_search(b),
+        b.list("/api/2.0/repos", &[], "repos", "next_page_token", None),
+        workspace_objects(b),
+        secret_scopes(b)
+    );
+    let (catalogs, schemas, tables, volumes) = catalog_tree;
+    let (grants, permissions) = tokio::join!(
+        grants(
+            b,
+            [
+                (&catalogs, "catalog"),
+                (&schemas, "schema"),
+                (&tables, "table"),
+                (&volumes, "volume"),
+                (&locations, "external_location"),
+                (&credentials, "storage_credential")
+            ]
+        ),
+        permissions(b, &jobs, &clusters, &warehouses)
+    );
+    let (vs_endpoints, vs_indexes) = vector;
+    let mut kinds = Vec::with_capacity(ObjectKind::ALL.len());
+    for (kind, g) in [
+        (ObjectKind::Jobs, jobs),
+        (ObjectKind::Clusters, clusters),
+        (ObjectKind::ClusterPolicies, policies),
+        (ObjectKind::InstancePools, pools),
+        (ObjectKind::SqlWarehouses, warehouses),
+        (ObjectKind::Metastore, metastore),
+        (ObjectKind::Catalogs, catalogs),
+        (ObjectKind::Schemas, schemas),
+        (ObjectKind::Tables, tables),
+        (ObjectKind::Volumes, volumes),
+        (ObjectKind::ExternalLocations, locations),
+        (ObjectKind::StorageCredentials, credentials),
+        (ObjectKind::Grants, grants),
+        (ObjectKind::RegisteredModels, models),
+        (ObjectKind::ServingEndpoints, serving),
+        (ObjectKind::VectorSearchEndpoints, vs_endpoints),
+        (ObjectKind::VectorSearchIndexes, vs_indexes),
+        (ObjectKind::Repos, repos),
+        (ObjectKind::WorkspaceObjects, objects),
+        (ObjectKind::SecretScopes, scopes),
+        (ObjectKind::Permissions, permissions),
+    ] {
+        kinds.push(g.into_export(kind));
+    }
+    SiteObjects { kinds, requests: b.requests.load(Ordering::Relaxed) }
+}
+
+/// A listing that depends on another's answer is no more complete than it: it inherits its error.
+fn inherit(mut child: Gathered, parent: &Gathered, what: &str) -> Gathered {
+    if child.error.is_none()
+        && let Some(e) = &parent.error
+        && !(e.is_absent() && parent.objects.is_empty())
+    {
+        child.error =
+            Some(ApiError::BadAnswer { path: what.to_owned(), problem: format!("listed from a partial listing ({e})") });
+    }
+    child
+}
+
+/// Jobs with every task: the 2.2 listing expands at most 100 tasks of a job and says `has_more` on that job;
+/// the rest come page by page from `jobs/get`.
+async fn jobs(b: &Bounded<'_>) -> Gathered {
+    let listed = b.list("/api/2.2/jobs/list", &[("expand_tasks", "true".into())], "jobs", "page_token", Some("limit")).await;
+    let mut out = Gathered { objects: Vec::with_capacity(listed.objects.len()), error: listed.error };
+    let answers = stream::iter(listed.objects.into_iter().map(|job| async move {
+        if job.get("has_more") != Some(&Value::Bool(true)) {
+            return (job, None);
+        }
+        let Some(id) = job.get("job_id").map(|v| v.to_string()) else { return (job, None) };
+        let mut job = job;
+        let mut token: Option<String> = None;
+        let mut tasks: Vec<Value> = Vec::new();
+        loop {
+            let mut q = vec![("job_id", id.clone())];
+            if let Some(t) = &token {
+                q.push(("page_token", t.clone()));
+            }
+            match b.get("/api/2.2/jobs/get", &q).await {
+                Ok(page) => {
+                    if let Some(Value::Array(t)) = page.pointer("/settings/tasks") {
+                        tasks.extend(t.iter().cloned());
+                    }
+                    match page.get("next_page_token").and_then(Value::as_str).filter(|t| !t.is_empty()) {
+                        Some(next) if token.as_deref() != Some(next) => token = Some(next.to_owned()),
+                        _ => break,
+                    }
+                }
+                Err(e) => return (job, Some(e)),
+            }
+        }
+        if let Some(settings) = job.get_mut("settings").and_then(Value::as_object_mut) {
+            settings.insert("tasks".into(), Value::Array(tasks));
+        }
+        if let Some(o) = job.as_object_mut() {
+            o.remove("has_more");
+        }
+        (job, None)
+    }))
+    .buffered(16);
+    let mut answers = answers;
+    while let Some((job, error)) = answers.next().await {
+        out.objects.push(job);
+        if out.error.is_none() {
+            out.error = error;
+        }
+    }
+    out
+}
+
+/// Clusters people and automation made; job clusters (`cluster_source: JOB`) live for one run and are not
+/// configuration to recover.
+async fn clusters(b: &Bounded<'_>) -> Gathered {
+    let mut g = b.list("/api/2.1/clusters/list", &[], "clusters", "page_token", Some("page_size")).await;
+    g.objects.retain(|c| str_field(c, "cluster_source") != Some("JOB"));
+    g
+}
+
+/// Catalogs, then the schemas of each, then the tables and volumes of each schema.
+async fn catalog_tree(b: &Bounded<'_>) -> (Gathered, Gathered, Gathered, Gathered) {
+    let catalogs = b.list("/api/2.1/unity-catalog/catalogs", &[], "catalogs", "page_token", Some("max_results")).await;
+    let names: Vec<String> = catalogs.objects.iter().filter_map(|c| str_field(c, "name")).map(str::to_owned).collect();
+    let schemas = b
+        .fan_out(names, |catalog| async move {
+            b.list("/api/2.1/unity-catalog/schemas", &[("catalog_name", catalog)], "schemas", "page_token", Some("max_results"))
+                .await
+        })
+        .await;
+    let schemas = inherit(schemas, &catalogs, "/api/2.1/unity-catalog/schemas");
+    let pairs: Vec<(String, String)> = schemas
+        .objects
+        .iter()
+        .filter_map(|s| Some((str_field(s, "catalog_name")?.to_owned(), str_field(s, "name")?.to_owned())))
+        .collect();
+    let (tables, volumes) = tokio::join!(
+        b.fan_out(pairs.clone(), |(c, s)| async move {
+            let q = [("catalog_name", c), ("schema_name", s)];
+            b.list("/api/2.1/unity-catalog/tables", &q, "tables", "page_token", Some("max_results")).await
+        }),
+        b.fan_out(pairs, |(c, s)| async move {
+            let q = [("catalog_name", c), ("schema_name", s)];
+            b.list("/api/2.1/unity-catalog/volumes", &q, "volumes", "page_token", Some("max_results")).await
+        })
+    );
+    let tables = inherit(tables, &schemas, "/api/2.1/unity-catalog/tables");
+    let volumes = inherit(volumes, &schemas, "/api/2.1/unity-catalog/volumes");
+    (catalogs, schemas, tables, volumes)
+}
+
+/// Vector search endpoints, then the indexes of each. A workspace without vector search answers 404 or
+/// `FEATURE_DISABLED`: both kinds are then skipped.
+async fn vector_search(b: &Bounded<'_>) -> (Gathered, Gathered) {
+    let endpoints = b.list("/api/2.0/vector-search/endpoints", &[], "endpoints", "page_token", None).await;
+    let names: Vec<String> = endpoints.objects.iter().filter_map(|e| str_field(e, "name")).map(str::to_owned).collect();
+    let indexes = b
+        .fan_out(names, |endpoint| async move {
+            b.list("/api/2.0/vector-search/indexes", &[("endpoint_name", endpoint)], "vector_indexes", "page_token", None).await
+        })
+        .await;
+    let indexes = match &endpoints.error {
+        Some(e) if e.is_absent() && endpoints.objects.is_empty() => Gathered { objects: Vec::new(), error: Some(e.clone()) },
+        _ => inherit(indexes, &endpoints, "/api/2.0/vector-search/indexes"),
+    };
+    (endpoints, indexes)
+}
+
+/// The workspace tree outside Repos (`/Repos` and REPO objects are the Repos kind's), directory by directory.
+async fn workspace_objects(b: &Bounded<'_>) -> Gathered {
+    let mut all = Gathered::ok(Vec::new());
+    let mut directories = vec!["/".to_owned()];
+    while !directories.is_empty() {
+        let level = b
+            .fan_out(std::mem::take(&mut directories), |path| async move {
+                b.list("/api/2.0/workspace/list", &[("path", path)], "objects", "page_token", None).await
+            })
+            .await;
+        for o in &level.objects {
+            if str_field(o, "object_type") == Some("DIRECTORY")
+                && let Some(p) = str_field(o, "path")
+                && p != "/Repos"
+                && !p.starts_with("/Repos/")
+            {
+                directories.push(p.to_owned());
+            }
+        }
+        let kept: Vec<Value> = level
+            .objects
+            .into_iter()
+            .filter(|o| {
+                let path = str_field(o, "path").unwrap_or_default();
+                str_field(o, "object_type") != Some("REPO") && path != "/Repos" && !path.starts_with("/Repos/")
+            })
+            .collect();
+        all.absorb(Gathered { objects: kept, error: level.error });
+    }
+    all
+}
+
+/// Secret scopes with their ACLs; the secrets themselves are never read.
+async fn secret_scopes(b: &Bounded<'_>) -> Gathered {
+    let scopes = b.list("/api/2.0/secrets/scopes/list", &[], "scopes", "page_token", None).await;
+    let error = scopes.error.clone();
+    let mut out = b
+        .fan_out(scopes.objects, |scope| async move {
+            let Some(name) = str_field(&scope, "name").map(str::to_owned) else { return Gathered::ok(vec![scope]) };
+            let acls = b.list("/api/2.0/secrets/acls/list", &[("scope", name.clone())], "items", "page_token", None).await;
+            let mut entry = Map::new();
+            entry.insert("name".into(), json!(name));
+            entry.insert("backend_type".into(), scope.get("backend_type").cloned().unwrap_or(Value::Null));
+            entry.insert("acls".into(), Value::Array(acls.objects));
+            Gathered { objects: vec![Value::Object(entry)], error: acls.error }
+        })
+        .await;
+    if out.error.is_none() {
+        out.error = error;
+    }
+    out
+}
+
+/// The grants of every securable listed: `{securable_type, full_name, privilege_assignments}` each.
+async fn grants(b: &Bounded<'_>, sources: [(&Gathered, &'static str); 6]) -> Gathered {
+    let mut targets: Vec<(&'static str, String)> = Vec::new();
+    let mut inherited: Option<ApiError> = None;
+    for (g, securable) in sources {
+        let key = if matches!(securable, "external_location" | "storage_credential" | "catalog") { "name" } else { "full_name" };
+        targets.extend(g.objects.iter().filter_map(|o| str_field(o, key)).map(|n| (securable, n.to_owned())));
+        if inherited.is_none()
+            && let Some(e) = &g.error
+            && !(e.is_absent() && g.objects.is_empty())
+        {
+            inherited = Some(e.clone());
+        }
+    }
+    let mut out = b
+        .fan_out(targets, |(securable, name)| async move {
+            let path = format!("/api/2.1/unity-catalog/permissions/{securable}/{}", encode_segment(&name));
+            match b.get(&path, &[]).await {
+                Ok(answer) => Gathered::ok(vec![json!({
+                    "securable_type": securable,
+                    "full_name": name,
+                    "privilege_assignments": answer.get("privilege_assignments").cloned().unwrap_or(json!([])),
+                })]),
+                Err(e) => Gathered { objects: Vec::new(), error: Some(e) },
+            }
+        })
+        .await;
+    if out.error.is_none()
+        && let Some(e) = inherited
+    {
+        out.error = Some(ApiError::BadAnswer { path: "grants".into(), problem: format!("listed from a partial listing ({e})") });
+    }
+    out
+}
+
+/// The ACLs of every job, cluster and SQL warehouse listed, each named by its object's stable identity (ids
+/// differ between sites).
+async fn permissions(b: &Bounded<'_>, jobs: &Gathered, clusters: &Gathered, warehouses: &Gathered) -> Gathered {
+    let mut targets: Vec<(&'static str, String, String)> = Vec::new();
+    for (g, kind, object_type, id_key) in [
+        (jobs, ObjectKind::Jobs, "jobs", "job_id"),
+        (clusters, ObjectKind::Clusters, "clusters", "cluster_id"),
+        (warehouses, ObjectKind::SqlWarehouses, "warehouses", "id"),
+    ] {
+        for o in &g.objects {
+            let id = match o.get(id_key) {
+                Some(Value::String(s)) => s.clone(),
+                Some(Value::Number(n)) => n.to_string(),
+                _ => continue,
+            };
+            let name = identity::of(kind, o).unwrap_or_else(|| format!("{object_type}/{id}"));
+            targets.push((object_type, id, name));
+        }
+    }
+    let inherited = [jobs, clusters, warehouses].into_iter().find_map(|g| g.error.clone());
+    let mut out = b
+        .fan_out(targets, |(object_type, id, name)| async move {
+            let path = format!("/api/2.0/permissions/{object_type}/{}", encode_segment(&id));
+            match b.get(&path, &[]).await {
+                Ok(answer) => Gathered::ok(vec![json!({
+                    "object_type": object_type,
+                    "object_name": name,
+                    "object_id": id,
+                    "access_control_list": answer.get("access_control_list").cloned().unwrap_or(json!([])),
+                })]),
+                Err(e) => Gathered { objects: Vec::new(), error: Some(e) },
+            }
+        })
+        .await;
+    if out.error.is_none()
+        && let Some(e) = inherited
+    {
+        out.error =
+            Some(ApiError::BadAnswer { path: "permissions".into(), problem: format!("listed from a partial listing ({e})") });
+    }
+    out
+}
+
+/// Percent-encodes one path segment (names may hold spaces, `/` never does in these APIs but is encoded too).
+fn encode_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for byte in s.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(byte as char),
+            _ => out.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::future::BoxFuture;
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+    use std::sync::atomic::AtomicUsize;
+
+    /// Canned answers by `path?query` (query in the order the export sends it, without the page size); a path
+    /// with no answer is an empty object (every listing empty). Tracks the calls in flight.
+    #[derive(Default)]
+    struct Canned {
+        answers: BTreeMap<String, Result<Value, ApiError>>,
+        delay_ms: u64,
+        in_flight: AtomicUsize,
+        max_in_flight: AtomicUsize,
+        calls: Mutex<Vec<String>>,
+    }
+
+    impl Canned {
+        fn with(mut self, key: &str, answer: Value) -> Self {
+            self.answers.insert(key.to_owned(), Ok(answer));
+            self
+        }
+        fn failing(mut self, key: &str, e: ApiError) -> Self {
+            self.answers.insert(key.to_owned(), Err(e));
+            self
+        }
+    }
+
+    impl WorkspaceApi for Canned {
+        fn get<'a>(&'a self, path: &'a str, query: &'a [(&'a str, String)]) -> BoxFuture<'a, Result<Value, ApiError>> {
+            Box::pin(async move {
+                let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                self.max_in_flight.fetch_max(now, Ordering::SeqCst);
+                if self.delay_ms > 0 {
+                    tokio::time::sleep(std::time::Duration::from_millis(self.delay_ms)).await;
+                }
+                let q: Vec<String> = query
+                    .iter()
+                    .filter(|(k, _)| !matches!(*k, "limit" | "page_size" | "max_results"))
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect();
+                let key = if q.is_empty() { path.to_owned() } else { format!("{path}?{}", q.join("&")) };
+                self.calls.lock().unwrap().push(key.clone());
+                self.in_flight.fetch_sub(1, Ordering::SeqCst);
+                self.answers.get(&key).cloned().unwrap_or(Ok(json!({})))
+            })
+        }
+        fn post<'a>(&'a self, _: &'a str, _: &'a Value) -> BoxFuture<'a, Result<Value, ApiError>> {
+            Box::pin(async { Ok(json!({})) })
+        }
+    }
+
+    fn status(path: &str, status: u16, code: &str) -> ApiError {
+        ApiError::Status { method: "GET", path: path.into(), status, error_code: Some(code.into()), message: "m".into() }
+    }
+
+    fn limits() -> ExportLimits {
+        ExportLimits { concurrency: 3, deadline: std::time::Duration::from_secs(30), page_size: 2 }
+    }
+
+    const MS: &str = "/api/2.1/unity-catalog/metastore_summary";
+
+    fn names(e: &SiteObjects, kind: ObjectKind, key: &str) -> Vec<String> {
+        e.kind(kind).unwrap().objects.iter().map(|o| o[key].as_str().map(str::to_owned).unwrap_or(o[key].to_string())).collect()
+    }
+
+    #[tokio::test]
+    async fn follows_every_page_and_every_child_listing() {
+        let api = Canned::default()
+            .with(MS, json!({"metastore_id": "m1", "name": "main-us-east-1"}))
+            .with(
+                "/api/2.1/unity-catalog/catalogs",
+                json!({"catalogs": [{"name": "main"}, {"name": "dev"}], "next_page_token": "p2"}),
+            )
+            .with("/api/2.1/unity-catalog/catalogs?page_token=p2", json!({"catalogs": [{"name": "ops"}]}))
+            .with(
+                "/api/2.1/unity-catalog/schemas?catalog_name=main",
+                json!({"schemas": [{"name": "sales", "catalog_name": "main", "full_name": "main.sales"}]}),
+            )
+            .with(
+                "/api/2.1/unity-catalog/tables?catalog_name=main&schema_name=sales",
+                json!({"tables": [{"full_name": "main.sales.a"}], "next_page_token": "t2"}),
+            )
+            .with(
+                "/api/2.1/unity-catalog/tables?catalog_name=main&schema_name=sales&page_token=t2",
+                json!({"tables": [{"full_name": "main.sales.b"}], "next_page_token": ""}),
+            )
+            .with("/api/2.0/repos", json!({"repos": [{"path": "/Repos/a/x"}], "next_page_token": "r2"}))
+            .with("/api/2.0/repos?next_page_token=r2", json!({"repos": [{"path": "/Repos/b/y"}]}));
+        let e = export_site(&api, limits()).await;
+        assert_eq!(e.kinds.len(), ObjectKind::ALL.len());
+        assert!(e.kinds.iter().all(|k| k.status == ExportStatus::Complete), "{:?}", e.kinds);
+        assert_eq!(names(&e, ObjectKind::Catalogs, "name"), ["main", "dev", "ops"]);
+        assert_eq!(names(&e, ObjectKind::Tables, "full_name"), ["main.sales.a", "main.sales.b"]);
+        assert_eq!(names(&e, ObjectKind::Repos, "path"), ["/Repos/a/x", "/Repos/b/y"]);
+        // Grants of every securable listed: 3 catalogs, 1 schema, 2 tables.
+        assert_eq!(e.kind(ObjectKind::Grants).unwrap().objects.len(), 6);
+        assert!(api.max_in_flight.load(Ordering::SeqCst) <= 3);
+    }
+
+    #[tokio::test]
+    async fn a_workspace_that_does_not_answer_costs_one_call_and_skips_every_kind() {
+        let api = Canned::default().failing(MS, ApiError::Unreachable("GET /api/2.1/unity-catalog/metastore_summary".into()));
+        let e = export_site(&api, limits()).await;
+        assert_eq!(api.calls.lock().unwrap().len(), 1);
+        assert!(
+            e.kinds.iter().all(|k| matches!(&k.status, ExportStatus::Skipped { reason } if reason.contains("did not answer")))
+        );
+    }
+
+    #[tokio::test]
+    async fn an_error_mid_listing_is_partial_with_what_was_read_and_its_children_inherit_it() {
+        let api = Canned::default()
+            .with("/api/2.1/unity-catalog/catalogs", json!({"catalogs": [{"name": "main"}], "next_page_token": "p2"}))
+            .failing(
+                "/api/2.1/unity-catalog/catalogs?page_token=p2",
+                status("/api/2.1/unity-catalog/catalogs", 503, "TEMPORARILY_UNAVAILABLE"),
+            )
+            .with(
+                "/api/2.1/unity-catalog/schemas?catalog_name=main",
+                json!({"schemas": [{"name": "s", "catalog_name": "main", "full_name": "main.s"}]}),
+            );
+        let e = export_site(&api, limits()).await;
+        let catalogs = e.kind(ObjectKind::Catalogs).unwrap();
+        assert!(matches!(&catalogs.status, ExportStatus::Partial { error } if error.contains("503")), "{catalogs:?}");
+        assert_eq!(catalogs.objects.len(), 1);
+        for kind in [ObjectKind::Schemas, ObjectKind::Tables, ObjectKind::Volumes, ObjectKind::Grants] {
+            assert!(matches!(e.kind(kind).unwrap().status, ExportStatus::Partial { .. }), "{kind}");
+        }
+        assert_eq!(e.kind(ObjectKind::Jobs).unwrap().status, ExportStatus::Complete);
+    }
+
+    #[tokio::test]
+    async fn a_feature_that_is_not_enabled_is_skipped_not_partial() {
+        let path = "/api/2.0/vector-search/endpoints";
+        let api = Canned::default().failing(path, status(path, 404, "FEATURE_DISABLED"));
+        let e = export_site(&api, limits()).await;
+        for kind in [ObjectKind::VectorSearchEndpoints, ObjectKind::VectorSearchIndexes] {
+            assert!(matches!(e.kind(kind).unwrap().status, ExportStatus::Skipped { .. }), "{kind}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_repeated_page_token_ends_the_listing_as_partial_instead_of_looping() {
+        let api = Canned::default()
+            .with("/api/2.0/sql/warehouses", json!({"warehouses": [{"id": "w1", "name": "a"}], "next_page_token": "same"}))
+            .with(
+                "/api/2.0/sql/warehouses?page_token=same",
+                json!({"warehouses": [{"id": "w2", "name": "b"}], "next_page_token": "same"}),
+            );
+        let e = export_site(&api, limits()).await;
+        let w = e.kind(ObjectKind::SqlWarehouses).unwrap();
+        assert!(matches!(&w.status, ExportStatus::Partial { error } if error.contains("same next_page_token")));
+        assert_eq!(w.objects.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn jobs_with_more_than_a_page_of_tasks_get_every_task_and_job_clusters_are_left_out() {
+        let api = Canned::default()
+            .with(
+                "/api/2.2/jobs/list?expand_tasks=true",
+                json!({"jobs": [
+                    {"job_id": 7, "settings": {"name": "big", "tasks": [{"task_key": "t1"}]}, "has_more": true},
+                    {"job_id": 8, "settings": {"name": "small", "tasks": [{"task_key": "only"}]}}
+                ], "has_more": false}),
+            )
+            .with("/api/2.2/jobs/get?job_id=7", json!({"job_id": 7, "settings": {"name": "big", "tasks": [{"task_key": "t1"}]}, "next_page_token": "n"}))
+            .with("/api/2.2/jobs/get?job_id=7&page_token=n", json!({"job_id": 7, "settings": {"name": "big", "tasks": [{"task_key": "t2"}]}}))
+            .with(
+                "/api/2.1/clusters/list",
+                json!({"clusters": [{"cluster_id": "a", "cluster_name": "shared", "cluster_source": "UI"}, {"cluster_id": "b", "cluster_name": "job-7-run-1", "cluster_source": "JOB"}]}),
+            );
+        let e = export_site(&api, limits()).await;
+        let jobs = &e.kind(ObjectKind::Jobs).unwrap().objects;
+        let tasks: Vec<&str> =
+            jobs[0]["settings"]["tasks"].as_array().unwrap().iter().map(|t| t["task_key"].as_str().unwrap()).collect();
+        assert_eq!(tasks, ["t1", "t2"]);
+        assert!(jobs[0].get("has_more").is_none());
+        assert_eq!(jobs[1]["settings"]["tasks"][0]["task_key"], "only");
+        assert_eq!(names(&e, ObjectKind::Clusters, "cluster_name"), ["shared"]);
+        // Permissions of both jobs and the one cluster, named by stable identity, with the site-local id beside it.
+        let perms = &e.kind(ObjectKind::Permissions).unwrap().objects;
+        assert_eq!(perms.len(), 3);
+        assert!(perms.iter().any(|p| p["object_type"] == "jobs" && p["object_id"] == "7"));
+    }
+
+    #[tokio::test]
+    async fn the_workspace_tree_is_walked_outside_repos_only() {
+        let api = Canned::default()
+            .with(
+                "/api/2.0/workspace/list?path=/",
+                json!({"objects": [
+                    {"object_type": "DIRECTORY", "path": "/Users"},
+                    {"object_type": "DIRECTORY", "path": "/Repos"},
+                    {"object_type": "NOTEBOOK", "path": "/etl", "language": "PYTHON"}
+                ]}),
+            )
+            .with(
+                "/api/2.0/workspace/list?path=/Users",
+                json!({"objects": [{"object_type": "FILE", "path": "/Users/a.txt"}, {"object_type": "REPO", "path": "/Users/r"}]}),
+            );
+        let e = export_site(&api, limits()).await;
+        let paths = names(&e, ObjectKind::WorkspaceObjects, "path");
+        assert_eq!(paths, ["/Users", "/etl", "/Users/a.txt"]);
+        assert!(!api.calls.lock().unwrap().iter().any(|c| c.contains("path=/Repos")));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_overall_deadline_ends_what_is_not_in_as_partial() {
+        let api = Canned { delay_ms: 400, ..Canned::default() }
+            .with("/api/2.1/unity-catalog/catalogs", json!({"catalogs": [{"name": "a"}, {"name": "b"}, {"name": "c"}]}));
+        let bounded = ExportLimits { concurrency: 1, deadline: std::time::Duration::from_secs(2), page_size: 100 };
+        let e = export_site(&api, bounded).await;
+        let partial =
+            e.kinds.iter().filter(|k| matches!(&k.status, ExportStatus::Partial { error } if error.contains("deadline"))).count();
+        assert!(partial > 0, "{:?}", e.kinds);
+        assert!(e.requests <= 6, "one call at a time, 400 ms each, within 2 s: {}", e.requests);
+    }
+
+    #[tokio::test]
+    async fn secret_scopes_carry_their_acls_and_never_a_secret() {
+        let api = Canned::default()
+            .with("/api/2.0/secrets/scopes/list", json!({"scopes": [{"name": "etl", "backend_type": "DATABRICKS"}]}))
+            .with("/api/2.0/secrets/acls/list?scope=etl", json!({"items": [{"principal": "data-eng", "permission": "READ"}]}));
+        let e = export_site(&api, limits()).await;
+        let scopes = &e.kind(ObjectKind::SecretScopes).unwrap().objects;
+        assert_eq!(scopes[0]["acls"][0]["principal"], "data-eng");
+        assert!(!api.calls.lock().unwrap().iter().any(|c| c.contains("/secrets/get") || c.contains("/secrets/list?")));
+    }
+}
