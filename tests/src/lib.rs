@@ -2,6 +2,7 @@
 //!
 //! | module | what |
 //! |---|---|
+//! | [`databricks`] | a local Databricks workspace REST API (several workspaces, seeded states, faults, request record) |
 //! | [`moto`] | one moto server per process, on 127.0.0.1, stopped when the process exits |
 //! | [`runtime_api`] | a Lambda Runtime API server that runs a built function binary as Lambda does |
 //! | [`fault_proxy`] | a fault-injecting HTTP proxy between the SDK and moto |
@@ -12,6 +13,7 @@
 //! The function binaries are the ones `cargo build --workspace --bins` leaves in `target/debug` (the test
 //! script builds them first); `DR_FUNCTION_BIN_DIR` points elsewhere (e.g. `target/release`).
 
+pub mod databricks;
 pub mod dr_env;
 pub mod fault_proxy;
 pub mod moto;

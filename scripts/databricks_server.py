@@ -1,0 +1,907 @@
+"""A local Databricks workspace REST API for tests and the demo: one process, N independent workspaces.
+
+    python3 scripts/databricks_server.py --workspaces primary,secondary [--default-credentials]
+        [--warehouse-delay 0.2]
+
+Each workspace listens on its own free 127.0.0.1 port. Once all listen, one JSON line is printed on stdout,
+{"primary": "http://127.0.0.1:PORT", ...}; the process stops when stdin closes (as scripts/moto_server.py: whoever
+started it cannot leave it running behind, even when killed).
+
+The API (Python standard library only, HTTP/1.1 keep-alive, a lock around each workspace's state) answers as
+the Databricks REST reference documents: snake_case JSON, errors {"error_code", "message"} with their HTTP status,
+opaque page tokens. OAuth M2M at POST /oidc/v1/token; every /api/ call needs "Authorization: Bearer" with a
+configured personal access token or an unexpired issued OAuth token.
+
+With --default-credentials, workspace NAME starts with the PAT "dapi-local-NAME" and the OAuth client
+"local-client-NAME" / "local-secret-NAME"; without, with no credentials (POST /__admin/credentials).
+
+Test control, on each workspace's port, without authentication (see the Rust harness, tests/src/databricks.rs):
+  POST|GET /__admin/state          the whole workspace (jobs, clusters, ..., permissions); absent keys = empty
+  POST /__admin/credentials        {"pats": [...], "oauth_clients": {"id": "secret"}, "token_ttl_seconds": 3600}
+  POST /__admin/expire_tokens      every issued OAuth token expires; {"pats": [...]} also revokes those PATs
+  POST|GET|DELETE /__admin/faults  rules [{"path_prefix", "method"?, "status"?, "retry_after"?, "delay_ms"?,
+                                   "mode": "hang"?, "error_code"?, "message"?, "times"?}], first match applies
+  GET|DELETE /__admin/requests     every /api/ and /oidc/ request received, in order
+  POST /__admin/settings           {"warehouse_delay_seconds": 0.2}
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import binascii
+import copy
+import json
+import secrets
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+# Server-side page sizes when the request names none (small, so that clients really page), and the largest honoured.
+JOBS_DEFAULT, JOBS_MAX = 20, 100
+TASKS_PAGE = 100
+CLUSTERS_DEFAULT, CLUSTERS_MAX = 20, 100
+WAREHOUSES_DEFAULT, WAREHOUSES_MAX = 20, 100
+UC_DEFAULT, UC_MAX = 50, 1000
+REPOS_PAGE = 20
+VECTOR_PAGE = 20
+
+LIST_KEYS = (
+    "jobs", "clusters", "cluster_policies", "instance_pools", "warehouses", "catalogs", "schemas", "tables",
+    "volumes", "external_locations", "storage_credentials", "registered_models", "serving_endpoints", "repos",
+    "workspace_objects", "secret_scopes",
+)
+OBJECT_KEYS = ("metastore", "grants", "vector_search", "permissions")
+# The field that identifies an object of each list (unique within the workspace).
+ID_FIELDS = {
+    "jobs": "job_id", "clusters": "cluster_id", "cluster_policies": "policy_id", "instance_pools": "instance_pool_id",
+    "warehouses": "id", "catalogs": "name", "external_locations": "name", "storage_credentials": "name",
+    "serving_endpoints": "name", "repos": "id", "workspace_objects": "path", "secret_scopes": "name",
+}
+PERMISSION_TYPES = {"jobs": ("job", "/jobs/"), "clusters": ("cluster", "/clusters/"),
+                    "warehouses": ("warehouse", "/sql/warehouses/")}
+REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
+           405: "Method Not Allowed", 409: "Conflict", 429: "Too Many Requests", 500: "Internal Server Error",
+           502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout"}
+FAULT_CODES = {429: "REQUEST_LIMIT_EXCEEDED", 500: "INTERNAL_ERROR", 502: "BAD_GATEWAY", 503: "TEMPORARILY_UNAVAILABLE",
+               504: "DEADLINE_EXCEEDED", 400: "INVALID_PARAMETER_VALUE", 401: "UNAUTHENTICATED",
+               403: "PERMISSION_DENIED", 404: "RESOURCE_DOES_NOT_EXIST"}
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str, headers: list[tuple[str, str]] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.headers = status, code, message, headers or []
+
+    def body(self) -> dict:
+        return {"error_code": self.code, "message": self.message}
+
+
+class BadDocument(Exception):
+    pass
+
+
+def bad_param(message: str) -> ApiError:
+    return ApiError(400, "INVALID_PARAMETER_VALUE", message)
+
+
+def not_found(message: str, code: str = "RESOURCE_DOES_NOT_EXIST") -> ApiError:
+    return ApiError(404, code, message)
+
+
+def encode_token(offset: int) -> str:
+    return base64.urlsafe_b64encode(f"offset:{offset}".encode()).decode().rstrip("=")
+
+
+def decode_token(token: str | None) -> int:
+    if not token:
+        return 0
+    try:
+        text = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+        kind, _, number = text.partition(":")
+        offset = int(number)
+        if kind != "offset" or offset < 0:
+            raise ValueError
+        return offset
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise bad_param(f"Invalid page token: {token!r}") from None
+
+
+def page_size(query: dict, name: str, default: int, largest: int) -> int:
+    raw = query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        n = int(raw)
+    except ValueError:
+        raise bad_param(f"{name} must be an integer, got {raw!r}") from None
+    if n < 0:
+        raise bad_param(f"{name} must not be negative, got {n}")
+    if n == 0:
+        return default
+    return min(n, largest)
+
+
+def paged(items: list, offset: int, size: int) -> tuple[list, str | None, str | None]:
+    """The page at offset, the next page's token (None on the last page) and the previous page's."""
+    page = items[offset:offset + size]
+    following = encode_token(offset + size) if offset + size < len(items) else None
+    previous = encode_token(max(0, offset - size)) if offset > 0 else None
+    return page, following, previous
+
+
+def with_tokens(body: dict, following: str | None, previous: str | None = None, prev: bool = False) -> dict:
+    if following:
+        body["next_page_token"] = following
+    if prev and previous:
+        body["prev_page_token"] = previous
+    return body
+
+
+def require(query: dict, name: str) -> str:
+    value = query.get(name)
+    if not value:
+        raise bad_param(f"Missing required field: {name}")
+    return value
+
+
+def parent_of(path: str) -> str:
+    head = path.rstrip("/").rsplit("/", 1)[0]
+    return head or "/"
+
+
+def stable_id(text: str) -> int:
+    h = 1469598103934665603
+    for b in text.encode():
+        h = ((h ^ b) * 1099511628211) & 0xFFFFFFFFFFFFFFFF
+    return h % 10**15
+
+
+def validate(doc: Any) -> dict:
+    """The state document with every key present, or BadDocument saying what is wrong."""
+    if not isinstance(doc, dict):
+        raise BadDocument("the state must be a JSON object")
+    unknown = sorted(set(doc) - set(LIST_KEYS) - set(OBJECT_KEYS))
+    if unknown:
+        raise BadDocument(f"unknown keys: {', '.join(unknown)}")
+    state: dict = {}
+    for key in LIST_KEYS:
+        value = doc.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(o, dict) for o in value):
+            raise BadDocument(f"{key} must be a list of objects")
+        field = ID_FIELDS.get(key)
+        if field:
+            seen = set()
+            for i, o in enumerate(value):
+                if field not in o:
+                    raise BadDocument(f"{key}[{i}] has no {field}")
+                if o[field] in seen:
+                    raise BadDocument(f"{key}: duplicate {field} {o[field]!r}")
+                seen.add(o[field])
+        state[key] = value
+    for i, job in enumerate(state["jobs"]):
+        if not isinstance(job["job_id"], int) or isinstance(job["job_id"], bool):
+            raise BadDocument(f"jobs[{i}].job_id must be an integer")
+        if not isinstance(job.get("settings"), dict):
+            raise BadDocument(f"jobs[{i}] has no settings object")
+    for key, fields in (("schemas", ("catalog_name", "name")), ("tables", ("catalog_name", "schema_name", "name")),
+                        ("volumes", ("catalog_name", "schema_name", "name"))):
+        for i, o in enumerate(state[key]):
+            for f in fields:
+                if not isinstance(o.get(f), str):
+                    raise BadDocument(f"{key}[{i}].{f} must be a string")
+    for i, o in enumerate(state["workspace_objects"]):
+        if not isinstance(o["path"], str) or not o["path"].startswith("/"):
+            raise BadDocument(f"workspace_objects[{i}].path must be an absolute path")
+        if o.get("object_type") not in ("NOTEBOOK", "DIRECTORY", "FILE", "REPO", "LIBRARY", "DASHBOARD"):
+            raise BadDocument(f"workspace_objects[{i}].object_type must be NOTEBOOK, DIRECTORY, FILE, REPO or LIBRARY")
+    for i, o in enumerate(state["secret_scopes"]):
+        if not isinstance(o.get("acls", []), list):
+            raise BadDocument(f"secret_scopes[{i}].acls must be a list")
+    metastore = doc.get("metastore", {})
+    if not isinstance(metastore, dict):
+        raise BadDocument("metastore must be an object")
+    state["metastore"] = metastore
+    grants = doc.get("grants", {})
+    if not isinstance(grants, dict) or not all(isinstance(v, list) and "/" in k for k, v in grants.items()):
+        raise BadDocument('grants must map "securable_type/full_name" to a list of privilege assignments')
+    state["grants"] = grants
+    vector = doc.get("vector_search", {})
+    if not isinstance(vector, dict) or not set(vector) <= {"enabled", "endpoints", "indexes"}:
+        raise BadDocument("vector_search must be {enabled, endpoints, indexes}")
+    if not isinstance(vector.get("enabled", True), bool) or not all(
+            isinstance(vector.get(k, []), list) for k in ("endpoints", "indexes")):
+        raise BadDocument("vector_search.enabled must be a boolean, endpoints and indexes lists")
+    state["vector_search"] = vector
+    permissions = doc.get("permissions", {})
+    if not isinstance(permissions, dict) or not all(
+            isinstance(v, dict) and k.split("/", 1)[0] in PERMISSION_TYPES and "/" in k for k, v in permissions.items()):
+        raise BadDocument('permissions must map "jobs/ID", "clusters/ID" or "warehouses/ID" to an object')
+    state["permissions"] = permissions
+    return state
+
+
+class Workspace:
+    """One workspace: its state, credentials, fault rules and request record, under one lock."""
+
+    def __init__(self, name: str, warehouse_delay: float) -> None:
+        self.name = name
+        self.lock = threading.Lock()
+        self.released = threading.Condition(self.lock)
+        self.hang_generation = 0
+        self.warehouse_delay = warehouse_delay
+        self.pats: set[str] = set()
+        self.oauth_clients: dict[str, str] = {}
+        self.token_ttl = 3600.0
+        self.tokens: dict[str, float] = {}  # issued OAuth token -> expiry (monotonic)
+        self.faults: list[dict] = []
+        self.requests: list[dict] = []
+        self.transitions: dict[str, tuple[float, str]] = {}  # warehouse id -> (when, state then)
+        self.set_state(validate({}))
+
+    # --- state -----------------------------------------------------------------------------------------------
+    def set_state(self, state: dict) -> None:
+        self.state = state
+        self.transitions = {}
+        s = state
+        self.jobs = {j["job_id"]: j for j in s["jobs"]}
+        self.clusters = {c["cluster_id"]: c for c in s["clusters"]}
+        self.warehouses = {w["id"]: w for w in s["warehouses"]}
+        self.catalogs = {c["name"]: c for c in s["catalogs"]}
+        self.schemas: dict[str, list] = {}
+        self.schema_names: set[str] = set()
+        for o in s["schemas"]:
+            self.schemas.setdefault(o["catalog_name"], []).append(o)
+            self.schema_names.add(f"{o['catalog_name']}.{o['name']}")
+        self.tables: dict[tuple[str, str], list] = {}
+        self.table_names: set[str] = set()
+        for o in s["tables"]:
+            self.tables.setdefault((o["catalog_name"], o["schema_name"]), []).append(o)
+            self.table_names.add(f"{o['catalog_name']}.{o['schema_name']}.{o['name']}")
+        self.volumes: dict[tuple[str, str], list] = {}
+        self.volume_names: set[str] = set()
+        for o in s["volumes"]:
+            self.volumes.setdefault((o["catalog_name"], o["schema_name"]), []).append(o)
+            self.volume_names.add(f"{o['catalog_name']}.{o['schema_name']}.{o['name']}")
+        self.model_names = {m.get("full_name") or f"{m.get('catalog_name')}.{m.get('schema_name')}.{m.get('name')}"
+                            for m in s["registered_models"]}
+        self.scopes = {o["name"]: o for o in s["secret_scopes"]}
+        # The workspace tree: every seeded object, and the directories above it (synthesized when not seeded).
+        objects: dict[str, dict] = {o["path"].rstrip("/") or "/": o for o in s["workspace_objects"]}
+        for path in list(objects):
+            p = parent_of(path)
+            while p != "/" and p not in objects:
+                objects[p] = {"object_type": "DIRECTORY", "path": p, "object_id": stable_id(p)}
+                p = parent_of(p)
+        self.objects = objects
+        self.children: dict[str, list] = {"/": []}
+        for path in sorted(objects):
+            if path != "/":
+                self.children.setdefault(parent_of(path), []).append(objects[path])
+
+    def tick(self, now: float) -> None:
+        """Warehouses whose start (stop) has taken its time are RUNNING (STOPPED)."""
+        if not self.transitions:
+            return
+        for wid, (when, then) in list(self.transitions.items()):
+            if now >= when:
+                w = self.warehouses.get(wid)
+                if w is not None:
+                    w["state"] = then
+                del self.transitions[wid]
+
+    # --- authentication --------------------------------------------------------------------------------------
+    def authenticate(self, header: str, now: float) -> tuple[str, ApiError | None]:
+        """(kind for the record, the error to answer or None)."""
+        if not header:
+            return "none", ApiError(401, "UNAUTHENTICATED", "No authorization header: a bearer token is required.")
+        scheme, _, token = header.partition(" ")
+        token = token.strip()
+        if scheme.lower() == "basic":
+            return "basic", ApiError(401, "UNAUTHENTICATED", "Basic authentication is not accepted: use a bearer token.")
+        if scheme.lower() != "bearer" or not token:
+            return "bad", ApiError(401, "UNAUTHENTICATED", "Malformed authorization header.")
+        if token in self.pats:
+            return "bearer-pat", None
+        expiry = self.tokens.get(token)
+        if expiry is not None:
+            if now < expiry:
+                return "bearer-oauth", None
+            return "bad", ApiError(401, "UNAUTHENTICATED", "Invalid access token: the token expired.")
+        return "bad", ApiError(401, "UNAUTHENTICATED", "Invalid access token.")
+
+    def issue_token(self, form: dict, header: str, now: float) -> tuple[int, dict]:
+        client_id, secret = form.get("client_id"), form.get("client_secret")
+        scheme, _, encoded = header.partition(" ")
+        if scheme.lower() == "basic":
+            try:
+                client_id, _, secret = base64.b64decode(encoded.strip()).decode().partition(":")
+            except (binascii.Error, UnicodeDecodeError):
+                return 401, {"error": "invalid_client", "error_description": "Malformed basic authorization."}
+        if form.get("grant_type") != "client_credentials":
+            return 400, {"error": "unsupported_grant_type",
+                         "error_description": f"grant_type {form.get('grant_type')!r} is not supported"}
+        if not client_id or self.oauth_clients.get(client_id) is None or self.oauth_clients[client_id] != secret:
+            return 401, {"error": "invalid_client", "error_description": "Client authentication failed."}
+        token = "eyJ" + secrets.token_urlsafe(32)
+        self.tokens[token] = now + self.token_ttl
+        return 200, {"access_token": token, "token_type": "Bearer", "expires_in": int(self.token_ttl),
+                     "scope": form.get("scope") or "all-apis"}
+
+    # --- faults ----------------------------------------------------------------------------------------------
+    def match_fault(self, method: str, path: str) -> dict | None:
+        for rule in self.faults:
+            if not path.startswith(rule.get("path_prefix", "")):
+                continue
+            if rule.get("method") and rule["method"].upper() != method:
+                continue
+            left = rule.get("_left")
+            if left is not None:
+                if left <= 0:
+                    continue
+                rule["_left"] = left - 1
+            return rule
+        return None
+
+    # --- the API ---------------------------------------------------------------------------------------------
+    def api(self, method: str, path: str, query: dict, body: Any) -> dict:
+        """The answer to an authenticated /api/ call (the lock held), or ApiError."""
+        parts = [unquote(p) for p in path.rstrip("/").split("/")]  # "", "api", version, ...
+        route = "/".join(parts[2:])
+        if method == "GET":
+            handler = GETS.get(route)
+            if handler:
+                return handler(self, query)
+            if route.startswith("2.0/sql/warehouses/") and len(parts) == 6:
+                return self.warehouse(parts[5])
+            if route.startswith("2.1/unity-catalog/permissions/") and len(parts) >= 7:
+                return self.uc_permissions(parts[5], "/".join(parts[6:]))
+            if route.startswith("2.0/permissions/") and len(parts) >= 6:
+                return self.object_permissions(parts[4:])
+        elif method == "POST":
+            if not isinstance(body, dict):
+                raise ApiError(400, "MALFORMED_REQUEST", "The request body must be a JSON object.")
+            if route in ("2.2/jobs/update", "2.1/jobs/update"):
+                return self.jobs_update(body, reset=False)
+            if route in ("2.2/jobs/reset", "2.1/jobs/reset"):
+                return self.jobs_update(body, reset=True)
+            if route.startswith("2.0/sql/warehouses/") and len(parts) == 7 and parts[6] in ("start", "stop"):
+                return self.warehouse_start_stop(parts[5], parts[6])
+        known = route in GETS or route.startswith(("2.0/sql/warehouses/", "2.2/jobs/", "2.1/jobs/"))
+        if known:
+            raise ApiError(405, "INVALID_STATE", f"{method} is not supported on {path}")
+        raise ApiError(404, "ENDPOINT_NOT_FOUND", f"No API found for '{method} {path}'")
+
+    def jobs_list(self, q: dict) -> dict:
+        raw = q.get("limit")
+        if raw:
+            try:
+                n = int(raw)
+            except ValueError:
+                raise bad_param(f"limit must be an integer, got {raw!r}") from None
+            if n < 0 or n > JOBS_MAX:
+                raise bad_param(f"Invalid limit {n}: must be between 1 and {JOBS_MAX}")
+        limit = page_size(q, "limit", JOBS_DEFAULT, JOBS_MAX)
+        expand = q.get("expand_tasks", "false").lower() == "true"
+        jobs = self.state["jobs"]
+        if q.get("name"):
+            jobs = [j for j in jobs if str(j["settings"].get("name", "")).lower() == q["name"].lower()]
+        page, following, previous = paged(jobs, decode_token(q.get("page_token")), limit)
+        out = []
+        for job in page:
+            settings = dict(job["settings"])
+            has_more = False
+            for key in ("tasks", "job_clusters"):
+                if expand:
+                    if len(settings.get(key, ())) > TASKS_PAGE:
+                        settings[key] = settings[key][:TASKS_PAGE]
+                        has_more = True
+                else:
+                    settings.pop(key, None)
+            item = {k: v for k, v in job.items() if k not in ("settings", "run_as_user_name")}
+            item["settings"] = settings
+            item["has_more"] = has_more
+            out.append(item)
+        body: dict = {"jobs": out} if out else {}
+        body["has_more"] = following is not None
+        return with_tokens(body, following, previous, prev=True)
+
+    def job(self, q: dict) -> dict:
+        raw = require(q, "job_id")
+        try:
+            job_id = int(raw)
+        except ValueError:
+            raise bad_param(f"job_id must be an integer, got {raw!r}") from None
+        job = self.jobs.get(job_id)
+        if job is None:
+            raise not_found(f"Job {job_id} does not exist.")
+        return job
+
+    def jobs_get(self, q: dict) -> dict:
+        job = self.job(q)
+        offset = decode_token(q.get("page_token"))
+        settings = dict(job["settings"])
+        more = False
+        for key in ("tasks", "job_clusters"):
+            if key in settings:
+                items = settings[key]
+                settings[key] = items[offset:offset + TASKS_PAGE]
+                more = more or offset + TASKS_PAGE < len(items)
+        out = {k: v for k, v in job.items() if k != "settings"}
+        out["settings"] = settings
+        out["has_more"] = more
+        if more:
+            out["next_page_token"] = encode_token(offset + TASKS_PAGE)
+        return out
+
+    def jobs_update(self, body: dict, reset: bool) -> dict:
+        if "job_id" not in body:
+            raise bad_param("Missing required field: job_id")
+        job = self.job({"job_id": str(body["job_id"])})
+        settings = body.get("new_settings")
+        if reset and not isinstance(settings, dict):
+            raise bad_param("Missing required field: new_settings")
+        if settings is not None and not isinstance(settings, dict):
+            raise bad_param("new_settings must be an object")
+        remove = body.get("fields_to_remove", [])
+        if not isinstance(remove, list):
+            raise bad_param("fields_to_remove must be a list")
+        if reset:
+            job["settings"] = copy.deepcopy(settings)
+        else:
+            for key, value in (settings or {}).items():
+                job["settings"][key] = copy.deepcopy(value)
+            for key in remove:
+                job["settings"].pop(key, None)
+        return {}
+
+    def clusters_list(self, q: dict) -> dict:
+        size = page_size(q, "page_size", CLUSTERS_DEFAULT, CLUSTERS_MAX)
+        page, following, previous = paged(self.state["clusters"], decode_token(q.get("page_token")), size)
+        return with_tokens({"clusters": page}, following, previous, prev=True)
+
+    def policies_list(self, q: dict) -> dict:
+        return {"policies": self.state["cluster_policies"], "total_count": len(self.state["cluster_policies"])}
+
+    def pools_list(self, q: dict) -> dict:
+        return {"instance_pools": self.state["instance_pools"]}
+
+    def warehouses_list(self, q: dict) -> dict:
+        size = page_size(q, "page_size", WAREHOUSES_DEFAULT, WAREHOUSES_MAX)
+        page, following, _ = paged(self.state["warehouses"], decode_token(q.get("page_token")), size)
+        return with_tokens({"warehouses": page}, following)
+
+    def warehouse(self, wid: str) -> dict:
+        w = self.warehouses.get(wid)
+        if w is None:
+            raise not_found(f"Warehouse {wid} does not exist.")
+        return w
+
+    def warehouse_start_stop(self, wid: str, action: str) -> dict:
+        w = self.warehouse(wid)
+        now = time.monotonic()
+        if action == "start" and w.get("state") in ("STOPPED", "STOPPING", None):
+            w["state"] = "STARTING"
+            self.transitions[wid] = (now + self.warehouse_delay, "RUNNING")
+        elif action == "stop" and w.get("state") in ("RUNNING", "STARTING"):
+            w["state"] = "STOPPING"
+            self.transitions[wid] = (now + self.warehouse_delay, "STOPPED")
+        return {}
+
+    def metastore_summary(self, q: dict) -> dict:
+        if not self.state["metastore"]:
+            raise not_found("No metastore assigned for the current workspace.", "METASTORE_DOES_NOT_EXIST")
+        return self.state["metastore"]
+
+    def uc_page(self, items: list, q: dict, key: str) -> dict:
+        size = page_size(q, "max_results", UC_DEFAULT, UC_MAX)
+        page, following, _ = paged(items, decode_token(q.get("page_token")), size)
+        return with_tokens({key: page}, following)
+
+    def catalogs_list(self, q: dict) -> dict:
+        return self.uc_page(self.state["catalogs"], q, "catalogs")
+
+    def schemas_list(self, q: dict) -> dict:
+        catalog = require(q, "catalog_name")
+        if catalog not in self.catalogs:
+            raise not_found(f"Catalog '{catalog}' does not exist.", "CATALOG_DOES_NOT_EXIST")
+        return self.uc_page(self.schemas.get(catalog, []), q, "schemas")
+
+    def in_schema(self, q: dict, index: dict, key: str) -> dict:
+        catalog, schema = require(q, "catalog_name"), require(q, "schema_name")
+        if catalog not in self.catalogs:
+            raise not_found(f"Catalog '{catalog}' does not exist.", "CATALOG_DOES_NOT_EXIST")
+        if f"{catalog}.{schema}" not in self.schema_names:
+            raise not_found(f"Schema '{catalog}.{schema}' does not exist.", "SCHEMA_DOES_NOT_EXIST")
+        return self.uc_page(index.get((catalog, schema), []), q, key)
+
+    def tables_list(self, q: dict) -> dict:
+        return self.in_schema(q, self.tables, "tables")
+
+    def volumes_list(self, q: dict) -> dict:
+        return self.in_schema(q, self.volumes, "volumes")
+
+    def external_locations_list(self, q: dict) -> dict:
+        return self.uc_page(self.state["external_locations"], q, "external_locations")
+
+    def storage_credentials_list(self, q: dict) -> dict:
+        return self.uc_page(self.state["storage_credentials"], q, "storage_credentials")
+
+    def models_list(self, q: dict) -> dict:
+        models = self.state["registered_models"]
+        if q.get("catalog_name"):
+            models = [m for m in models if m.get("catalog_name") == q["catalog_name"]]
+        if q.get("schema_name"):
+            models = [m for m in models if m.get("schema_name") == q["schema_name"]]
+        return self.uc_page(models, q, "registered_models")
+
+    def uc_permissions(self, securable_type: str, full_name: str) -> dict:
+        kind = securable_type.lower()
+        key = f"{kind}/{full_name}"
+        exists = {
+            "catalog": lambda: full_name in self.catalogs,
+            "schema": lambda: full_name in self.schema_names,
+            "table": lambda: full_name in self.table_names,
+            "volume": lambda: full_name in self.volume_names,
+            "external_location": lambda: any(o["name"] == full_name for o in self.state["external_locations"]),
+            "storage_credential": lambda: any(o["name"] == full_name for o in self.state["storage_credentials"]),
+            "metastore": lambda: self.state["metastore"].get("metastore_id") == full_name,
+            "function": lambda: full_name in self.model_names,
+            "registered_model": lambda: full_name in self.model_names,
+        }.get(kind)
+        if exists is None:
+            raise bad_param(f"Unsupported securable type: {securable_type}")
+        if key not in self.state["grants"] and not exists():
+            code = {"catalog": "CATALOG_DOES_NOT_EXIST", "schema": "SCHEMA_DOES_NOT_EXIST",
+                    "table": "TABLE_DOES_NOT_EXIST"}.get(kind, "RESOURCE_DOES_NOT_EXIST")
+            raise not_found(f"{kind.replace('_', ' ').capitalize()} '{full_name}' does not exist.", code)
+        return {"privilege_assignments": self.state["grants"].get(key, [])}
+
+    def serving_endpoints_list(self, q: dict) -> dict:
+        return {"endpoints": self.state["serving_endpoints"]}
+
+    def vector(self) -> dict:
+        v = self.state["vector_search"]
+        if not v.get("enabled", True):
+            raise not_found("Vector search is not enabled for this workspace.", "FEATURE_DISABLED")
+        return v
+
+    def vector_endpoints_list(self, q: dict) -> dict:
+        page, following, _ = paged(self.vector().get("endpoints", []), decode_token(q.get("page_token")), VECTOR_PAGE)
+        return with_tokens({"endpoints": page}, following)
+
+    def vector_indexes_list(self, q: dict) -> dict:
+        v = self.vector()
+        endpoint = require(q, "endpoint_name")
+        if not any(e.get("name") == endpoint for e in v.get("endpoints", [])):
+            raise not_found(f"Vector search endpoint {endpoint} not found.")
+        indexes = [i for i in v.get("indexes", []) if i.get("endpoint_name") == endpoint]
+        page, following, _ = paged(indexes, decode_token(q.get("page_token")), VECTOR_PAGE)
+        return with_tokens({"vector_indexes": page}, following)
+
+    def repos_list(self, q: dict) -> dict:
+        repos = self.state["repos"]
+        prefix = q.get("path_prefix")
+        if prefix:
+            repos = [r for r in repos if str(r.get("path", "")).startswith(prefix)]
+        page, following, _ = paged(repos, decode_token(q.get("next_page_token")), REPOS_PAGE)
+        return with_tokens({"repos": page}, following)
+
+    def workspace_list(self, q: dict) -> dict:
+        path = require(q, "path")
+        path = path.rstrip("/") or "/"
+        if path != "/" and path not in self.objects:
+            raise not_found(f"Path ({path}) doesn't exist.")
+        node = self.objects.get(path)
+        if node is not None and node.get("object_type") not in ("DIRECTORY", "REPO"):
+            return {"objects": [node]}
+        children = self.children.get(path, [])
+        return {"objects": children} if children else {}
+
+    def scopes_list(self, q: dict) -> dict:
+        return {"scopes": [{k: v for k, v in s.items() if k != "acls"} for s in self.state["secret_scopes"]]}
+
+    def acls_list(self, q: dict) -> dict:
+        name = require(q, "scope")
+        scope = self.scopes.get(name)
+        if scope is None:
+            raise not_found(f"Scope {name} does not exist!")
+        return {"items": scope.get("acls", [])}
+
+    def object_permissions(self, parts: list[str]) -> dict:
+        if parts[0] == "sql" and len(parts) == 3 and parts[1] == "warehouses":
+            parts = ["warehouses", parts[2]]
+        if len(parts) != 2 or parts[0] not in PERMISSION_TYPES:
+            raise bad_param(f"Unsupported object type: {'/'.join(parts[:-1])}")
+        kind, oid = parts
+        stored = self.state["permissions"].get(f"{kind}/{oid}")
+        if stored is not None:
+            return stored
+        exists = {"jobs": lambda: oid.isdigit() and int(oid) in self.jobs, "clusters": lambda: oid in self.clusters,
+                  "warehouses": lambda: oid in self.warehouses}[kind]()
+        if not exists:
+            raise not_found(f"{PERMISSION_TYPES[kind][0].capitalize()} {oid} does not exist.")
+        object_type, prefix = PERMISSION_TYPES[kind]
+        return {"object_id": prefix + oid, "object_type": object_type, "access_control_list": []}
+
+
+GETS = {
+    "2.2/jobs/list": Workspace.jobs_list, "2.1/jobs/list": Workspace.jobs_list,
+    "2.2/jobs/get": Workspace.jobs_get, "2.1/jobs/get": Workspace.jobs_get,
+    "2.1/clusters/list": Workspace.clusters_list, "2.0/clusters/list": Workspace.clusters_list,
+    "2.0/policies/clusters/list": Workspace.policies_list,
+    "2.0/instance-pools/list": Workspace.pools_list,
+    "2.0/sql/warehouses": Workspace.warehouses_list,
+    "2.1/unity-catalog/metastore_summary": Workspace.metastore_summary,
+    "2.1/unity-catalog/catalogs": Workspace.catalogs_list,
+    "2.1/unity-catalog/schemas": Workspace.schemas_list,
+    "2.1/unity-catalog/tables": Workspace.tables_list,
+    "2.1/unity-catalog/volumes": Workspace.volumes_list,
+    "2.1/unity-catalog/external-locations": Workspace.external_locations_list,
+    "2.1/unity-catalog/storage-credentials": Workspace.storage_credentials_list,
+    "2.1/unity-catalog/models": Workspace.models_list,
+    "2.0/serving-endpoints": Workspace.serving_endpoints_list,
+    "2.0/vector-search/endpoints": Workspace.vector_endpoints_list,
+    "2.0/vector-search/indexes": Workspace.vector_indexes_list,
+    "2.0/repos": Workspace.repos_list,
+    "2.0/workspace/list": Workspace.workspace_list,
+    "2.0/secrets/scopes/list": Workspace.scopes_list,
+    "2.0/secrets/acls/list": Workspace.acls_list,
+}
+
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 256
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    server_version = "databricks-local"
+    workspace: Workspace  # set on the per-workspace subclass
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        pass
+
+    def do_GET(self) -> None:
+        self.dispatch()
+
+    do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_GET
+
+    def read_body(self) -> bytes:
+        if self.headers.get("Expect", "").lower() == "100-continue":
+            self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            chunks = []
+            while True:
+                size = int(self.rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    return b"".join(chunks)
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    def reply(self, status: int, body: Any, headers: list[tuple[str, str]] | None = None) -> None:
+        payload = b"" if body is None else json.dumps(body, separators=(",", ":")).encode()
+        lines = [f"HTTP/1.1 {status} {REASONS.get(status, 'Status')}", "Server: databricks-local"]
+        if body is not None:
+            lines.append("Content-Type: application/json")
+        lines.append(f"Content-Length: {len(payload) if self.command != 'HEAD' else 0}")
+        for key, value in headers or []:
+            lines.append(f"{key}: {value}")
+        if self.close_connection:
+            lines.append("Connection: close")
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        self.wfile.write(head + (payload if self.command != "HEAD" else b""))
+
+    def dispatch(self) -> None:
+        arrived = time.monotonic()
+        ws = self.workspace
+        try:
+            raw = self.read_body()
+        except (ValueError, OSError):
+            self.close_connection = True
+            self.reply(400, {"error_code": "MALFORMED_REQUEST", "message": "Unreadable request body."})
+            return
+        url = urlsplit(self.path)
+        path = url.path
+        if path.startswith("/__admin/"):
+            self.admin(path[len("/__admin/"):], raw)
+            return
+        query = {k: v[0] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
+        method = self.command
+        header = self.headers.get("Authorization", "")
+        record: dict = {"method": method, "path": path, "query": query, "auth": "none", "status": None, "at": arrived,
+                        "body": None}
+        if method == "POST" and path.startswith("/api/") and raw:
+            try:
+                record["body"] = json.loads(raw)
+            except ValueError:
+                record["body"] = raw.decode("utf-8", "replace")
+        with ws.lock:
+            if path.startswith("/api/"):
+                record["auth"] = ws.authenticate(header, arrived)[0]
+            elif header:
+                record["auth"] = "basic" if header.lower().startswith("basic ") else "bad"
+            ws.requests.append(record)
+            rule = ws.match_fault(method, path) if path.startswith(("/api/", "/oidc/")) else None
+            generation = ws.hang_generation
+        if rule is not None:
+            if rule.get("mode") == "hang":
+                with ws.lock:
+                    while ws.hang_generation == generation:
+                        ws.released.wait()
+            if rule.get("delay_ms"):
+                time.sleep(float(rule["delay_ms"]) / 1000.0)
+            if rule.get("status"):
+                status = int(rule["status"])
+                headers = [("Retry-After", str(rule["retry_after"]))] if rule.get("retry_after") is not None else []
+                body = {"error_code": rule.get("error_code") or FAULT_CODES.get(status, "UNKNOWN"),
+                        "message": rule.get("message") or f"Injected fault: HTTP {status}."}
+                self.finish_api(record, status, body, headers)
+                return
+        try:
+            if path == "/oidc/v1/token":
+                if method != "POST":
+                    raise ApiError(405, "INVALID_STATE", "Use POST.")
+                form = {k: v[0] for k, v in parse_qs(raw.decode("utf-8", "replace")).items()}
+                if form.get("client_id") and record["auth"] == "none":
+                    record["auth"] = "form"
+                with ws.lock:
+                    status, body = ws.issue_token(form, header, time.monotonic())
+                self.finish_api(record, status, body, [("Cache-Control", "no-store")])
+                return
+            if not path.startswith("/api/"):
+                raise ApiError(404, "ENDPOINT_NOT_FOUND", f"No API found for '{method} {path}'")
+            body = None
+            if method == "POST":
+                try:
+                    body = json.loads(raw) if raw else {}
+                except ValueError:
+                    raise ApiError(400, "MALFORMED_REQUEST", "Could not parse the request body as JSON.") from None
+            with ws.lock:
+                now = time.monotonic()
+                kind, error = ws.authenticate(header, now)
+                record["auth"] = kind
+                if error is not None:
+                    raise error
+                ws.tick(now)
+                answer = ws.api(method, path, query, body)
+                payload = json.dumps(answer, separators=(",", ":")).encode()
+            self.finish_raw(record, 200, payload)
+        except ApiError as e:
+            self.finish_api(record, e.status, e.body(), e.headers)
+        except Exception as e:  # a bug here: answer 500 rather than drop the connection
+            self.finish_api(record, 500, {"error_code": "INTERNAL_ERROR", "message": f"{type(e).__name__}: {e}"}, [])
+
+    def finish_api(self, record: dict, status: int, body: Any, headers: list[tuple[str, str]]) -> None:
+        with self.workspace.lock:
+            record["status"] = status
+        self.reply(status, body, headers)
+
+    def finish_raw(self, record: dict, status: int, payload: bytes) -> None:
+        with self.workspace.lock:
+            record["status"] = status
+        close = "Connection: close\r\n" if self.close_connection else ""
+        self.wfile.write((f"HTTP/1.1 {status} OK\r\nServer: databricks-local\r\nContent-Type: application/json\r\n"
+                          f"Content-Length: {len(payload)}\r\n{close}\r\n").encode() + payload)
+
+    def admin(self, what: str, raw: bytes) -> None:
+        ws = self.workspace
+        method = self.command
+        try:
+            doc = json.loads(raw) if raw else None
+        except ValueError as e:
+            self.reply(400, {"error": f"not JSON: {e}"})
+            return
+        try:
+            with ws.lock:
+                if what == "state" and method == "GET":
+                    ws.tick(time.monotonic())
+                    self.reply(200, ws.state)
+                elif what == "state" and method == "POST":
+                    ws.set_state(validate(copy.deepcopy(doc)))
+                    self.reply(200, {})
+                elif what == "credentials" and method == "POST":
+                    if not isinstance(doc, dict):
+                        raise BadDocument("credentials must be an object")
+                    pats, clients = doc.get("pats", []), doc.get("oauth_clients", {})
+                    ttl = doc.get("token_ttl_seconds", 3600)
+                    if not isinstance(pats, list) or not all(isinstance(p, str) for p in pats):
+                        raise BadDocument("pats must be a list of strings")
+                    if not isinstance(clients, dict) or not all(isinstance(v, str) for v in clients.values()):
+                        raise BadDocument("oauth_clients must map client ids to secrets")
+                    if not isinstance(ttl, (int, float)) or ttl <= 0:
+                        raise BadDocument("token_ttl_seconds must be a positive number")
+                    unknown = set(doc) - {"pats", "oauth_clients", "token_ttl_seconds"}
+                    if unknown:
+                        raise BadDocument(f"unknown keys: {', '.join(sorted(unknown))}")
+                    ws.pats, ws.oauth_clients, ws.token_ttl = set(pats), dict(clients), float(ttl)
+                    self.reply(200, {})
+                elif what == "expire_tokens" and method == "POST":
+                    revoke = (doc or {}).get("pats", []) if isinstance(doc, dict) or doc is None else None
+                    if not isinstance(revoke, list):
+                        raise BadDocument('expects {"pats": [...]} or nothing')
+                    now = time.monotonic()
+                    ws.tokens = {t: min(e, now - 1) for t, e in ws.tokens.items()}
+                    ws.pats -= set(revoke)
+                    self.reply(200, {})
+                elif what == "faults" and method == "POST":
+                    rules = doc.get("rules") if isinstance(doc, dict) else doc
+                    if not isinstance(rules, list) or not all(isinstance(r, dict) for r in rules):
+                        raise BadDocument("faults must be a list of rules")
+                    checked = []
+                    for i, r in enumerate(rules):
+                        unknown = set(r) - {"path_prefix", "method", "status", "retry_after", "times", "delay_ms",
+                                            "mode", "error_code", "message"}
+                        if unknown:
+                            raise BadDocument(f"rule {i}: unknown keys {', '.join(sorted(unknown))}")
+                        if r.get("mode") not in (None, "hang"):
+                            raise BadDocument(f"rule {i}: mode must be \"hang\"")
+                        if not (r.get("status") or r.get("delay_ms") or r.get("mode")):
+                            raise BadDocument(f"rule {i}: needs status, delay_ms or mode")
+                        if r.get("times") is not None and (not isinstance(r["times"], int) or r["times"] < 0):
+                            raise BadDocument(f"rule {i}: times must be a non-negative integer")
+                        checked.append(dict(r, _left=r.get("times")))
+                    ws.faults = checked
+                    ws.hang_generation += 1
+                    ws.released.notify_all()
+                    self.reply(200, {})
+                elif what == "faults" and method == "GET":
+                    self.reply(200, [{k: v for k, v in r.items() if k != "_left"} | {"times_left": r["_left"]}
+                                     for r in ws.faults])
+                elif what == "faults" and method == "DELETE":
+                    ws.faults = []
+                    ws.hang_generation += 1
+                    ws.released.notify_all()
+                    self.reply(200, {})
+                elif what == "requests" and method == "GET":
+                    self.reply(200, ws.requests)
+                elif what == "requests" and method == "DELETE":
+                    ws.requests = []
+                    self.reply(200, {})
+                elif what == "settings" and method == "POST":
+                    delay = (doc or {}).get("warehouse_delay_seconds") if isinstance(doc, dict) else None
+                    if not isinstance(delay, (int, float)) or delay < 0:
+                        raise BadDocument("warehouse_delay_seconds must be a non-negative number")
+                    ws.warehouse_delay = float(delay)
+                    self.reply(200, {})
+                else:
+                    self.reply(404, {"error": f"no admin endpoint {method} /__admin/{what}"})
+        except BadDocument as e:
+            self.reply(400, {"error": str(e)})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--workspaces", default="primary,secondary", help="comma-separated names")
+    parser.add_argument("--warehouse-delay", type=float, default=0.2, help="seconds STARTING lasts (and STOPPING)")
+    parser.add_argument("--default-credentials", action="store_true",
+                        help='PAT "dapi-local-NAME", OAuth client "local-client-NAME" / "local-secret-NAME"')
+    parser.add_argument("--port", type=int, default=0, help="first port (0: free ports)")
+    args = parser.parse_args()
+    names = [n.strip() for n in args.workspaces.split(",") if n.strip()]
+    if not names or len(set(names)) != len(names):
+        parser.error("--workspaces needs distinct names")
+    urls = {}
+    for i, name in enumerate(names):
+        ws = Workspace(name, args.warehouse_delay)
+        if args.default_credentials:
+            ws.pats = {f"dapi-local-{name}"}
+            ws.oauth_clients = {f"local-client-{name}": f"local-secret-{name}"}
+        handler = type(f"Handler_{i}", (Handler,), {"workspace": ws})
+        server = Server(("127.0.0.1", args.port + i if args.port else 0), handler)
+        threading.Thread(target=server.serve_forever, daemon=True, name=f"serve-{name}").start()
+        urls[name] = f"http://127.0.0.1:{server.server_address[1]}"
+    print(json.dumps(urls), flush=True)
+    sys.stdin.read()
+
+
+if __name__ == "__main__":
+    main()

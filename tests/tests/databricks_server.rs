@@ -1,0 +1,427 @@
+//! The local Databricks workspace API (`scripts/databricks_server.py`) and its harness (`tests::databricks`):
+//! pagination, authentication, injected faults, the state changes it supports and the request record.
+
+use serde_json::{Value, json};
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+use tests::databricks::{Credentials, DatabricksServer, Workspace, generated_workspace, http, sample_workspace};
+
+fn start() -> DatabricksServer {
+    DatabricksServer::start(&["primary", "secondary"])
+        .unwrap_or_else(|e| panic!("cannot start scripts/databricks_server.py: {e}"))
+}
+
+fn ok(ws: &Workspace, path: &str) -> Value {
+    let r = ws.get(path, Some(&ws.pat()));
+    assert_eq!(r.status, 200, "GET {path}: {}", String::from_utf8_lossy(&r.body));
+    r.json()
+}
+
+/// Every item of `key` over every page of `path` (which already has a `?`), following `next_page_token` through
+/// the request parameter `param`; also the number of pages.
+fn every_page(ws: &Workspace, path: &str, key: &str, param: &str) -> (Vec<Value>, usize) {
+    let mut items = Vec::new();
+    let mut token: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let url = match &token {
+            Some(t) => format!("{path}&{param}={t}"),
+            None => path.to_string(),
+        };
+        let page = ok(ws, &url);
+        pages += 1;
+        items.extend(page[key].as_array().cloned().unwrap_or_default());
+        match page.get("next_page_token").and_then(Value::as_str) {
+            Some(t) => {
+                assert!(!t.is_empty(), "an empty next_page_token on {url}");
+                token = Some(t.to_string());
+            }
+            None => return (items, pages),
+        }
+        assert!(pages < 10_000, "{path}: no end to the pages");
+    }
+}
+
+fn names(items: &[Value], field: &str) -> BTreeSet<String> {
+    items.iter().map(|i| i[field].to_string()).collect()
+}
+
+#[test]
+fn pagination_reaches_every_job_table_and_repo() {
+    let server = start();
+    let ws = server.workspace("primary");
+    let state = generated_workspace(250, 1200);
+    ws.set_state(&state);
+    let seeded_jobs = names(state["jobs"].as_array().unwrap(), "job_id");
+    assert_eq!(seeded_jobs.len(), 250);
+
+    // Jobs at the default page size (20), without tasks.
+    let (jobs, pages) = every_page(ws, "/api/2.2/jobs/list?", "jobs", "page_token");
+    assert_eq!(pages, 13);
+    assert_eq!(names(&jobs, "job_id"), seeded_jobs);
+    assert!(jobs.iter().all(|j| j["settings"].get("tasks").is_none() && j["settings"]["name"].is_string()));
+    let first = ok(ws, "/api/2.2/jobs/list");
+    assert_eq!(first["jobs"].as_array().unwrap().len(), 20);
+    assert_eq!(first["has_more"], true);
+
+    // With the tasks, 100 a page: the 130-task job says it has more, jobs/get pages the rest.
+    let (jobs, pages) = every_page(ws, "/api/2.2/jobs/list?expand_tasks=true&limit=100", "jobs", "page_token");
+    assert_eq!(pages, 3);
+    assert_eq!(jobs.len(), 250);
+    let big: Vec<&Value> = jobs.iter().filter(|j| j["has_more"] == true).collect();
+    assert_eq!(big.len(), 1, "one job in 250 has 130 tasks");
+    assert_eq!(big[0]["settings"]["tasks"].as_array().unwrap().len(), 100);
+    let id = big[0]["job_id"].as_u64().unwrap();
+    let page1 = ok(ws, &format!("/api/2.2/jobs/get?job_id={id}"));
+    let token = page1["next_page_token"].as_str().expect("next_page_token on a 130-task job").to_string();
+    let page2 = ok(ws, &format!("/api/2.2/jobs/get?job_id={id}&page_token={token}"));
+    assert!(page2.get("next_page_token").is_none());
+    let keys: BTreeSet<String> = [&page1, &page2]
+        .iter()
+        .flat_map(|p| p["settings"]["tasks"].as_array().unwrap().iter().map(|t| t["task_key"].to_string()))
+        .collect();
+    assert_eq!(keys.len(), 130);
+
+    let r = ws.get("/api/2.2/jobs/list?limit=101", Some(&ws.pat()));
+    assert_eq!((r.status, r.json()["error_code"].as_str()), (400, Some("INVALID_PARAMETER_VALUE")));
+    let r = ws.get("/api/2.2/jobs/list?page_token=not-a-token", Some(&ws.pat()));
+    assert_eq!(r.status, 400);
+
+    // Tables: every catalog, every schema, every table, at a small page size and at the default.
+    for size in ["&max_results=37", ""] {
+        let (catalogs, _) = every_page(ws, &format!("/api/2.1/unity-catalog/catalogs?{size}"), "catalogs", "page_token");
+        let mut tables = Vec::new();
+        for c in &catalogs {
+            let c = c["name"].as_str().unwrap();
+            let (schemas, _) =
+                every_page(ws, &format!("/api/2.1/unity-catalog/schemas?catalog_name={c}{size}"), "schemas", "page_token");
+            for s in &schemas {
+                let s = s["name"].as_str().unwrap();
+                let path = format!("/api/2.1/unity-catalog/tables?catalog_name={c}&schema_name={s}{size}");
+                tables.extend(every_page(ws, &path, "tables", "page_token").0);
+            }
+        }
+        assert_eq!(tables.len(), 1200, "max_results {size:?}");
+        assert_eq!(names(&tables, "full_name"), names(state["tables"].as_array().unwrap(), "full_name"));
+    }
+
+    // Repos page through a parameter named next_page_token.
+    let (repos, pages) = every_page(ws, "/api/2.0/repos?", "repos", "next_page_token");
+    assert_eq!((repos.len(), pages), (31, 2));
+    let (repos, _) = every_page(ws, "/api/2.0/repos?path_prefix=/Repos/team1@example.com", "repos", "next_page_token");
+    assert_eq!(repos.len(), 6);
+}
+
+#[test]
+fn authentication_pat_oauth_and_expiry() {
+    let server = start();
+    let ws = server.workspace("primary");
+    let other = server.workspace("secondary");
+
+    let r = ws.get("/api/2.0/repos", None);
+    assert_eq!(r.status, 401);
+    assert_eq!(r.json()["error_code"], "UNAUTHENTICATED");
+    assert_eq!(ws.get("/api/2.0/repos", Some("dapi-wrong")).status, 401);
+    assert_eq!(ws.get("/api/2.0/repos", Some(&other.pat())).status, 401, "a PAT of another workspace");
+    assert_eq!(ws.get("/api/2.0/repos", Some(&ws.pat())).status, 200);
+
+    // OAuth M2M: client credentials by HTTP Basic.
+    let r = ws.oauth_token(&ws.client_id(), &ws.client_secret());
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let body = r.json();
+    assert_eq!(
+        (body["token_type"].as_str(), body["expires_in"].as_u64(), body["scope"].as_str()),
+        (Some("Bearer"), Some(3600), Some("all-apis"))
+    );
+    let token = body["access_token"].as_str().unwrap().to_string();
+    assert_eq!(ws.get("/api/2.0/repos", Some(&token)).status, 200);
+    assert_eq!(other.get("/api/2.0/repos", Some(&token)).status, 401, "tokens are per workspace");
+
+    // ... and by form fields.
+    let form =
+        format!("grant_type=client_credentials&scope=all-apis&client_id={}&client_secret={}", ws.client_id(), ws.client_secret());
+    let r = http(
+        &ws.url,
+        "POST",
+        "/oidc/v1/token",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        Some(form.as_bytes()),
+        Duration::from_secs(10),
+    )
+    .unwrap();
+    assert_eq!(r.status, 200);
+
+    let r = ws.oauth_token(&ws.client_id(), "wrong");
+    assert_eq!(r.status, 401);
+    assert_eq!(r.json()["error"], "invalid_client");
+
+    ws.expire_tokens();
+    let r = ws.get("/api/2.0/repos", Some(&token));
+    assert_eq!(r.status, 401);
+    assert!(r.json()["message"].as_str().unwrap().contains("expired"), "{}", r.json());
+    assert_eq!(ws.get("/api/2.0/repos", Some(&ws.oauth_access_token())).status, 200, "a new token works");
+    assert_eq!(ws.get("/api/2.0/repos", Some(&ws.pat())).status, 200, "PATs do not expire");
+    ws.revoke_pats(&[&ws.pat()]);
+    assert_eq!(ws.get("/api/2.0/repos", Some(&ws.pat())).status, 401);
+
+    // Replaced credentials, with a short token lifetime.
+    ws.set_credentials(&Credentials {
+        pats: vec!["dapi-new".into()],
+        oauth_clients: [("sp-dr".to_string(), "s3cret".to_string())].into(),
+        token_ttl_seconds: 0.3,
+    });
+    assert_eq!(ws.get("/api/2.0/repos", Some("dapi-new")).status, 200);
+    assert_eq!(ws.oauth_token(&ws.client_id(), &ws.client_secret()).status, 401);
+    let r = ws.oauth_token("sp-dr", "s3cret").json();
+    assert_eq!(r["expires_in"], 0);
+    let short = r["access_token"].as_str().unwrap().to_string();
+    assert_eq!(ws.get("/api/2.0/repos", Some(&short)).status, 200);
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(ws.get("/api/2.0/repos", Some(&short)).status, 401);
+
+    let auth: Vec<String> = ws.requests().iter().map(|r| r.auth.clone()).collect();
+    assert_eq!(&auth[..5], ["none", "bad", "bad", "bearer-pat", "basic"]);
+    assert_eq!(auth[5], "bearer-oauth");
+    assert!(auth.contains(&"form".to_string()));
+}
+
+#[test]
+fn faults_429_503_delay_and_hang() {
+    let server = start();
+    let ws = server.workspace("primary");
+    let pat = ws.pat();
+    ws.set_state(&sample_workspace("primary"));
+    ws.set_faults(&json!([
+        {"path_prefix": "/api/2.2/jobs/list", "method": "GET", "status": 429, "retry_after": 1, "times": 1},
+        {"path_prefix": "/api/2.1/clusters/", "status": 503, "times": 2},
+        {"path_prefix": "/api/2.0/sql/warehouses", "delay_ms": 300, "times": 1},
+    ]));
+    let r = ws.get("/api/2.2/jobs/list", Some(&pat));
+    assert_eq!(r.status, 429);
+    assert_eq!(r.header("Retry-After"), Some("1"));
+    assert_eq!(r.json()["error_code"], "REQUEST_LIMIT_EXCEEDED");
+    assert_eq!(ws.get("/api/2.2/jobs/list", Some(&pat)).status, 200, "times: 1");
+
+    let statuses: Vec<u16> = (0..3).map(|_| ws.get("/api/2.1/clusters/list", Some(&pat)).status).collect();
+    assert_eq!(statuses, [503, 503, 200]);
+
+    let t = Instant::now();
+    assert_eq!(ws.get("/api/2.0/sql/warehouses", Some(&pat)).status, 200);
+    assert!(t.elapsed() >= Duration::from_millis(300), "{:?}", t.elapsed());
+    let t = Instant::now();
+    assert_eq!(ws.get("/api/2.0/sql/warehouses", Some(&pat)).status, 200);
+    assert!(t.elapsed() < Duration::from_millis(300));
+
+    // A workspace that does not answer: the request is accepted, then nothing, until the rules are cleared.
+    ws.set_faults(&json!([{"path_prefix": "", "mode": "hang"}]));
+    let t = Instant::now();
+    let e =
+        http(&ws.url, "GET", "/api/2.0/repos", &[("Authorization", &format!("Bearer {pat}"))], None, Duration::from_millis(500))
+            .expect_err("a hung workspace answers nothing");
+    assert!(matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut), "{e}");
+    assert!(t.elapsed() >= Duration::from_millis(450));
+    assert_eq!(ws.state()["jobs"].as_array().unwrap().len(), 6, "the admin API still answers");
+    let url = ws.url.clone();
+    let auth = format!("Bearer {pat}");
+    let waiting = std::thread::spawn(move || {
+        http(&url, "GET", "/api/2.0/repos", &[("Authorization", &auth)], None, Duration::from_secs(20)).unwrap().status
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let hung = ws.requests().into_iter().filter(|r| r.status.is_none()).count();
+    assert_eq!(hung, 2, "both hung requests are recorded without a status");
+    ws.clear_faults();
+    assert_eq!(waiting.join().unwrap(), 200, "released and answered once the rules are cleared");
+
+    // Bad rules are refused.
+    let r = http(
+        &ws.url,
+        "POST",
+        "/__admin/faults",
+        &[],
+        Some(br#"[{"path_prefix": "/api", "mode": "sleep"}]"#),
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    assert_eq!(r.status, 400);
+}
+
+#[test]
+fn sample_workspaces_serve_every_kind_and_round_trip() {
+    let server = start();
+    let (p, s) = (server.workspace("primary"), server.workspace("secondary"));
+    let (ps, ss) = (sample_workspace("primary"), sample_workspace("secondary"));
+    p.set_state(&ps);
+    s.set_state(&ss);
+    assert!(p.state() == ps, "the state reads back exactly as set");
+    assert!(s.state() == ss);
+    // Same names, site-specific ids.
+    assert_eq!(
+        names(ps["jobs"].as_array().unwrap(), "job_id").intersection(&names(ss["jobs"].as_array().unwrap(), "job_id")).count(),
+        0
+    );
+    let job_names =
+        |st: &Value| st["jobs"].as_array().unwrap().iter().map(|j| j["settings"]["name"].to_string()).collect::<BTreeSet<_>>();
+    assert_eq!(job_names(&ps), job_names(&ss));
+    assert_ne!(ps["warehouses"][0]["id"], ss["warehouses"][0]["id"]);
+    assert_eq!(ps["warehouses"][0]["name"], ss["warehouses"][0]["name"]);
+
+    for (path, key) in [
+        ("/api/2.2/jobs/list", "jobs"),
+        ("/api/2.1/clusters/list", "clusters"),
+        ("/api/2.0/policies/clusters/list", "policies"),
+        ("/api/2.0/instance-pools/list", "instance_pools"),
+        ("/api/2.0/sql/warehouses", "warehouses"),
+        ("/api/2.1/unity-catalog/catalogs", "catalogs"),
+        ("/api/2.1/unity-catalog/schemas?catalog_name=sales", "schemas"),
+        ("/api/2.1/unity-catalog/tables?catalog_name=sales&schema_name=curated", "tables"),
+        ("/api/2.1/unity-catalog/volumes?catalog_name=sales&schema_name=raw", "volumes"),
+        ("/api/2.1/unity-catalog/external-locations", "external_locations"),
+        ("/api/2.1/unity-catalog/storage-credentials", "storage_credentials"),
+        ("/api/2.1/unity-catalog/models", "registered_models"),
+        ("/api/2.0/serving-endpoints", "endpoints"),
+        ("/api/2.0/vector-search/endpoints", "endpoints"),
+        ("/api/2.0/vector-search/indexes?endpoint_name=docs-vs", "vector_indexes"),
+        ("/api/2.0/repos", "repos"),
+        ("/api/2.0/workspace/list?path=/Users/alice@example.com/etl", "objects"),
+        ("/api/2.0/secrets/scopes/list", "scopes"),
+        ("/api/2.0/secrets/acls/list?scope=dr-etl", "items"),
+    ] {
+        let body = ok(p, path);
+        assert!(!body[key].as_array().unwrap_or_else(|| panic!("{path}: no {key}: {body}")).is_empty(), "{path}");
+    }
+    assert_eq!(ok(p, "/api/2.0/policies/clusters/list")["total_count"], 1);
+    assert_eq!(ok(p, "/api/2.1/unity-catalog/metastore_summary")["region"], "us-east-1");
+    assert_eq!(ok(s, "/api/2.1/unity-catalog/metastore_summary")["region"], "us-west-2");
+    let grants = ok(p, "/api/2.1/unity-catalog/permissions/catalog/main");
+    assert_eq!(grants["privilege_assignments"][0]["principal"], "data-engineers");
+    assert_eq!(
+        ok(p, "/api/2.1/unity-catalog/permissions/table/main.reporting.daily_revenue")["privilege_assignments"],
+        json!([])
+    );
+    let r = p.get("/api/2.1/unity-catalog/permissions/catalog/nope", Some(&p.pat()));
+    assert_eq!((r.status, r.json()["error_code"].as_str()), (404, Some("CATALOG_DOES_NOT_EXIST")));
+
+    // Workspace tree: children only, Repos and elsewhere.
+    let top = ok(p, "/api/2.0/workspace/list?path=/");
+    assert_eq!(
+        names(top["objects"].as_array().unwrap(), "path"),
+        ["\"/Repos\"", "\"/Shared\"", "\"/Users\""].map(String::from).into()
+    );
+    let repo = ok(p, "/api/2.0/workspace/list?path=/Repos/etl@example.com");
+    assert_eq!(repo["objects"][0]["object_type"], "REPO");
+    let shared = ok(p, "/api/2.0/workspace/list?path=/Shared/reports");
+    let kinds: BTreeSet<String> = shared["objects"].as_array().unwrap().iter().map(|o| o["object_type"].to_string()).collect();
+    assert!(kinds.contains("\"NOTEBOOK\"") && kinds.contains("\"LIBRARY\""), "{kinds:?}");
+    let r = p.get("/api/2.0/workspace/list?path=/Users/nobody", Some(&p.pat()));
+    assert_eq!((r.status, r.json()["error_code"].as_str()), (404, Some("RESOURCE_DOES_NOT_EXIST")));
+
+    // Permissions of jobs, clusters and warehouses.
+    let job_id = ps["jobs"][0]["job_id"].as_u64().unwrap();
+    let acl = ok(p, &format!("/api/2.0/permissions/jobs/{job_id}"));
+    assert_eq!((acl["object_id"].as_str(), acl["object_type"].as_str()), (Some(format!("/jobs/{job_id}").as_str()), Some("job")));
+    assert_eq!(acl["access_control_list"][0]["all_permissions"][0]["permission_level"], "IS_OWNER");
+    let cluster = ps["clusters"][0]["cluster_id"].as_str().unwrap();
+    assert_eq!(ok(p, &format!("/api/2.0/permissions/clusters/{cluster}"))["object_type"], "cluster");
+    let wh = ps["warehouses"][0]["id"].as_str().unwrap();
+    assert_eq!(ok(p, &format!("/api/2.0/permissions/warehouses/{wh}"))["object_type"], "warehouse");
+    assert_eq!(p.get("/api/2.0/permissions/jobs/1", Some(&p.pat())).status, 404);
+    assert_eq!(p.get("/api/2.2/jobs/get?job_id=1", Some(&p.pat())).json()["error_code"], "RESOURCE_DOES_NOT_EXIST");
+    assert_eq!(p.get(&format!("/api/2.2/jobs/get?job_id={job_id}"), Some(&s.pat())).status, 401);
+    assert_eq!(s.get(&format!("/api/2.2/jobs/get?job_id={job_id}"), Some(&s.pat())).status, 404, "ids are per site");
+
+    // Vector search disabled.
+    let mut off = ss.clone();
+    off["vector_search"] = json!({"enabled": false});
+    s.set_state(&off);
+    let r = s.get("/api/2.0/vector-search/endpoints", Some(&s.pat()));
+    assert_eq!((r.status, r.json()["error_code"].as_str()), (404, Some("FEATURE_DISABLED")));
+
+    // Bad documents are refused with a reason; the state is unchanged.
+    for bad in [
+        json!([]),
+        json!({"jobs": 3}),
+        json!({"jobz": []}),
+        json!({"jobs": [{"job_id": "x", "settings": {}}]}),
+        json!({"tables": [{"name": "t"}]}),
+    ] {
+        let e = p.try_set_state(&bad).expect_err("refused");
+        assert!(e.starts_with("HTTP 400"), "{e}");
+    }
+    assert!(p.state() == ps, "a refused document changes nothing");
+}
+
+#[test]
+fn job_updates_warehouse_start_and_the_request_record() {
+    let server = start();
+    let ws = server.workspace("secondary");
+    let state = sample_workspace("secondary");
+    ws.set_state(&state);
+    ws.clear_requests();
+    let token = ws.oauth_access_token();
+    let job = &state["jobs"][0];
+    let id = job["job_id"].as_u64().unwrap();
+    assert_eq!(job["settings"]["schedule"]["pause_status"], "PAUSED");
+
+    let mut schedule = job["settings"]["schedule"].clone();
+    schedule["pause_status"] = json!("UNPAUSED");
+    let r = ws.post("/api/2.2/jobs/update", &json!({"job_id": id, "new_settings": {"schedule": schedule}}), Some(&token));
+    assert_eq!((r.status, r.json()), (200, json!({})));
+    let got = ws.get(&format!("/api/2.2/jobs/get?job_id={id}"), Some(&token)).json();
+    assert_eq!(got["settings"]["schedule"]["pause_status"], "UNPAUSED");
+    assert_eq!(got["settings"]["tasks"], job["settings"]["tasks"], "other fields are kept");
+    // The continuous and trigger jobs.
+    for (n, field) in [(2, "continuous"), (3, "trigger")] {
+        let j = &state["jobs"][n];
+        let mut v = j["settings"][field].clone();
+        v["pause_status"] = json!("UNPAUSED");
+        let jid = j["job_id"].as_u64().unwrap();
+        assert_eq!(
+            ws.post("/api/2.2/jobs/update", &json!({"job_id": jid, "new_settings": {field: v}}), Some(&token)).status,
+            200
+        );
+        assert_eq!(ws.state()["jobs"][n]["settings"][field]["pause_status"], "UNPAUSED");
+        let back = json!({"job_id": jid, "new_settings": {field: j["settings"][field]}});
+        assert_eq!(ws.post("/api/2.2/jobs/update", &back, Some(&token)).status, 200);
+    }
+    let r = ws.post("/api/2.2/jobs/update", &json!({"job_id": 42, "new_settings": {}}), Some(&token));
+    assert_eq!((r.status, r.json()["error_code"].as_str()), (404, Some("RESOURCE_DOES_NOT_EXIST")));
+
+    // reset replaces the whole settings: back to the start.
+    let r = ws.post("/api/2.2/jobs/reset", &json!({"job_id": id, "new_settings": job["settings"]}), Some(&token));
+    assert_eq!(r.status, 200);
+    assert_eq!(ws.state()["jobs"][0], *job);
+
+    // A stopped warehouse starts: STARTING, then RUNNING after the delay.
+    let wh = state["warehouses"].as_array().unwrap().iter().find(|w| w["state"] == "STOPPED").unwrap();
+    let wid = wh["id"].as_str().unwrap();
+    assert_eq!(ws.post(&format!("/api/2.0/sql/warehouses/{wid}/start"), &json!({}), Some(&token)).status, 200);
+    assert_eq!(ws.get(&format!("/api/2.0/sql/warehouses/{wid}"), Some(&token)).json()["state"], "STARTING");
+    let t = Instant::now();
+    while ws.get(&format!("/api/2.0/sql/warehouses/{wid}"), Some(&token)).json()["state"] != "RUNNING" {
+        assert!(t.elapsed() < Duration::from_secs(5), "still not RUNNING");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(ws.post(&format!("/api/2.0/sql/warehouses/{wid}/stop"), &json!({}), Some(&token)).status, 200);
+    ws.set_warehouse_delay(Duration::ZERO);
+    std::thread::sleep(Duration::from_millis(250));
+    assert_eq!(ws.get(&format!("/api/2.0/sql/warehouses/{wid}"), Some(&token)).json()["state"], "STOPPED");
+    assert!(ws.state() == state, "the workspace is exactly as it started");
+    assert_eq!(ws.post("/api/2.0/sql/warehouses/nope/start", &json!({}), Some(&token)).status, 404);
+
+    // The record: every /api/ and /oidc/ request in order, the bodies of POSTs to /api/.
+    let requests = ws.requests();
+    assert_eq!(requests[0].path, "/oidc/v1/token");
+    assert_eq!((requests[0].auth.as_str(), requests[0].status), ("basic", Some(200)));
+    assert_eq!(requests[0].body, None, "token requests are recorded without their form");
+    let update = &requests[1];
+    assert_eq!(
+        (update.method.as_str(), update.path.as_str(), update.auth.as_str()),
+        ("POST", "/api/2.2/jobs/update", "bearer-oauth")
+    );
+    assert_eq!(update.body.as_ref().unwrap()["job_id"], id);
+    assert_eq!(requests[2].query.get("job_id").map(String::as_str), Some(id.to_string().as_str()));
+    assert!(requests.windows(2).all(|w| w[0].at <= w[1].at));
+    assert!(requests.iter().all(|r| r.status.is_some()));
+    ws.clear_requests();
+    assert!(ws.requests().is_empty());
+}
