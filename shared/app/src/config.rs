@@ -36,6 +36,11 @@ pub struct Config {
     /// `DR_PRIME_CONNECTIONS`, optional (`true` or `false`, default false): open the SSM, S3 and SNS connections
     /// during init ([`aws::AwsClients::prime`]), so that the first invocation finds them warm.
     pub prime_connections: bool,
+    /// `DR_EXPORT_DEADLINE_SECONDS`, optional (default 90): the longest a snapshot's export of one Databricks
+    /// workspace may take; what is not in by then is recorded as partial. Keep it under the function timeout.
+    pub export_deadline_seconds: u32,
+    /// `DR_EXPORT_CONCURRENCY`, optional (default 8): calls in flight at once to one workspace during an export.
+    pub export_concurrency: u32,
 }
 
 impl Config {
@@ -117,6 +122,8 @@ impl Config {
             manual_trigger_function,
             replication_quiet_minutes: number("DR_REPLICATION_QUIET_MINUTES", 30, 1..=10080)?,
             prime_connections,
+            export_deadline_seconds: number("DR_EXPORT_DEADLINE_SECONDS", 90, 1..=840)?,
+            export_concurrency: number("DR_EXPORT_CONCURRENCY", 8, 1..=32)?,
             environment: required(&lookup, "DR_ENVIRONMENT", "a short environment name such as prod", EnvironmentName::parse)?,
             ssm_prefix: required(&lookup, "DR_SSM_PREFIX", "an SSM path such as /dr/prod", SsmPrefix::parse)?,
             control_bucket: required(&lookup, "DR_CONTROL_BUCKET", "an S3 bucket name", BucketName::parse)?,

@@ -41,7 +41,11 @@ pub fn settings(config: &Config) -> EngineSettings {
         manual_trigger_function: config.manual_trigger_function.clone(),
         lock_key: engine::lock::FAILOVER_LOCK_KEY.into(),
         drill: false,
-        export_limits: engine::workspace::export::ExportLimits::default(),
+        export_limits: engine::workspace::export::ExportLimits {
+            concurrency: config.export_concurrency as usize,
+            deadline: std::time::Duration::from_secs(u64::from(config.export_deadline_seconds)),
+            ..engine::workspace::export::ExportLimits::default()
+        },
     }
 }
 
