@@ -5,12 +5,15 @@ use serde::{Deserialize, Serialize};
 
 /// How a location's replica is judged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum LocationKind {
     /// A Delta table: the replica is judged by its `_delta_log`.
     Delta,
     /// A plain prefix (checkpoints, MLflow artifacts, Unity Catalog storage).
     Prefix,
+    /// A Structured Streaming checkpoint (`offsets/`, `commits/`, `metadata`) writing into the Delta location
+    /// named by its `sink`: the replica is judged by whether a restart from it would skip batches.
+    StreamCheckpoint,
 }
 
 /// One replicated location.
@@ -25,6 +28,10 @@ pub struct Location {
     pub primary: S3Url,
     /// `s3://bucket/path` of its replica.
     pub replica: S3Url,
+    /// For a `stream-checkpoint`: the `name` of the `delta` location the stream writes into (required there,
+    /// refused elsewhere).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sink: Option<String>,
 }
 
 /// An `s3://bucket/prefix` URL.
@@ -65,8 +72,41 @@ impl DataPlane {
     /// Validates the document; errors name the field.
     pub fn parse(what: &str, json: &str) -> Result<DataPlane, InvalidDocument> {
         let de = &mut serde_json::Deserializer::from_str(json);
-        serde_path_to_error::deserialize(de)
-            .map_err(|e| InvalidDocument { what: what.to_owned(), problem: super::describe_path_error(&e) })
+        let plane: DataPlane = serde_path_to_error::deserialize(de)
+            .map_err(|e| InvalidDocument { what: what.to_owned(), problem: super::describe_path_error(&e) })?;
+        plane.validate().map_err(|problem| InvalidDocument { what: what.to_owned(), problem })?;
+        Ok(plane)
+    }
+
+    /// The location called `name`.
+    pub fn location(&self, name: &str) -> Option<&Location> {
+        self.locations.iter().find(|l| l.name == name)
+    }
+
+    /// Names are unique, and a `sink` is given exactly for a `stream-checkpoint`, naming a `delta` location.
+    fn validate(&self) -> Result<(), String> {
+        for (i, l) in self.locations.iter().enumerate() {
+            if self.locations[..i].iter().any(|o| o.name == l.name) {
+                return Err(format!("locations[{i}].name: {:?} is used by an earlier location; names must be unique", l.name));
+            }
+            match (l.kind, &l.sink) {
+                (LocationKind::StreamCheckpoint, None) => {
+                    return Err(format!(
+                        "locations[{i}].sink: missing; a stream-checkpoint names the delta location it writes into"
+                    ));
+                }
+                (LocationKind::StreamCheckpoint, Some(sink)) => match self.location(sink) {
+                    Some(s) if s.kind == LocationKind::Delta => {}
+                    Some(_) => return Err(format!("locations[{i}].sink: {sink:?} is not a delta location")),
+                    None => return Err(format!("locations[{i}].sink: no location is named {sink:?}")),
+                },
+                (_, Some(_)) => {
+                    return Err(format!("locations[{i}].sink: only a stream-checkpoint location has a sink"));
+                }
+                (_, None) => {}
+            }
+        }
+        Ok(())
     }
 }
 
@@ -95,5 +135,30 @@ mod tests {
             DataPlane::parse("d", r#"{"locations":[{"name":"o","kind":"iceberg","primary":"s3://a/b","replica":"s3://b/p"}]}"#)
                 .unwrap_err();
         assert!(e.to_string().contains("locations[0].kind"), "{e}");
+    }
+
+    #[test]
+    fn a_stream_checkpoint_names_its_delta_sink() {
+        let ok = r#"{"locations":[
+            {"name":"events","kind":"delta","primary":"s3://data-use1/t/events","replica":"s3://data-usw2/t/events"},
+            {"name":"events-stream","kind":"stream-checkpoint","sink":"events","primary":"s3://data-use1/c/ev","replica":"s3://data-usw2/c/ev"}]}"#;
+        let d = DataPlane::parse("d", ok).unwrap();
+        assert_eq!(d.locations[1].kind, LocationKind::StreamCheckpoint);
+        assert_eq!(d.locations[1].sink.as_deref(), Some("events"));
+        let round = serde_json::to_value(&d).unwrap();
+        assert!(round["locations"][0].get("sink").is_none());
+        assert_eq!(round["locations"][1]["kind"], "stream-checkpoint");
+
+        for (doc, field) in [
+            (ok.replace(r#""sink":"events","#, ""), "locations[1].sink: missing"),
+            (ok.replace(r#""sink":"events""#, r#""sink":"nope""#), "no location is named"),
+            (ok.replace(r#""sink":"events""#, r#""sink":"events-stream""#), "is not a delta location"),
+            (ok.replace(r#""kind":"delta","#, r#""kind":"delta","sink":"events","#), "locations[0].sink: only"),
+            (ok.replace("events-stream", "events"), "locations[1].name"),
+            (ok.replace(r#""sink":"events""#, r#""sink":"events","extra":1"#), "unknown field"),
+        ] {
+            let e = DataPlane::parse("d", &doc).unwrap_err().to_string();
+            assert!(e.contains(field), "{e} should say {field}");
+        }
     }
 }
