@@ -117,7 +117,22 @@ pub async fn run<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
             extra.extend(owed_page_findings(engine).await);
             extra.extend(abandoned_lock_findings(engine).await);
             extra.extend(version_findings(engine).await);
-            check::check(engine, extra).await?
+            let now = engine.clock.now();
+            let docs = documents::load(&engine.params, &engine.settings.prefix).await?;
+            let readiness = workspace::readiness::assess(&engine.bucket, &docs, now).await;
+            if let Ok(r) = &readiness {
+                extra.extend(r.findings.iter().cloned());
+            }
+            let mut response = check::check(engine, extra).await?;
+            let matrix = match &readiness {
+                Ok(r) => {
+                    let env = &engine.settings.environment;
+                    workspace::readiness::publish(&engine.bucket, &engine.notifier, env, r, now).await
+                }
+                Err(e) => json!({ "error": e.to_string() }),
+            };
+            response.details.insert("dr_matrix".into(), matrix);
+            response
         }
         Command::Drill(d) => {
             let r = drill::drill(engine, &d.requested_by, &d.reason).await?;

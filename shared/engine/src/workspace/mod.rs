@@ -10,6 +10,7 @@
 //! drift (one read each, [`LatestExportsSource`]); the exports run on the schedule and on demand.
 
 pub mod export;
+pub mod readiness;
 
 use crate::error::StoreError;
 use crate::ports::{ControlBucket, WorkspaceConnector, WriteCondition};
