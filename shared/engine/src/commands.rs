@@ -117,6 +117,7 @@ pub async fn run<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
             extra.extend(owed_page_findings(engine).await);
             extra.extend(abandoned_lock_findings(engine).await);
             extra.extend(version_findings(engine).await);
+            extra.extend(crate::delta::coverage_findings(engine).await);
             let now = engine.clock.now();
             let docs = documents::load(&engine.params, &engine.settings.prefix).await?;
             let readiness = workspace::readiness::assess(&engine.bucket, &docs, now).await;

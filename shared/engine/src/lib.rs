@@ -12,6 +12,7 @@
 //! | [`check`], [`status`], [`drill`] | read-mostly commands |
 //! | [`failover`] | single flight, resumable record, snapshot, one promotion, pages, report |
 //! | [`lock`], [`record`], [`snapshot`], [`report`], [`quarantine`], [`documents`], [`response`] | its parts |
+//! | [`delta`] | data-plane truth: each Delta table's consistent replica version and RPO, prefixes, streams, coverage |
 //! | [`workspace`] | the Databricks workspaces' metadata: export of both sites, drift, latest pointers |
 //! | [`ports`] | the traits the adapters implement, and (feature `memory`) in-memory fakes for tests |
 //! | [`error`] | [`error::StoreError`], [`error::CommandError`], [`error::Retry`] |
@@ -19,6 +20,7 @@
 pub mod alarm;
 pub mod check;
 pub mod commands;
+pub mod delta;
 pub mod documents;
 pub mod drill;
 pub mod error;

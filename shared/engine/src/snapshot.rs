@@ -38,6 +38,10 @@ pub trait SnapshotSource: Send + Sync {
     fn name(&self) -> &'static str;
     /// Collects the source's files.
     fn collect<'a>(&'a self, ctx: &'a SnapshotContext<'a>) -> BoxFuture<'a, Result<Vec<SnapshotFile>, StoreError>>;
+    /// Findings for `check` about what the source reads (the Delta source: replication coverage); none by default.
+    fn findings<'a>(&'a self, _ctx: &'a SnapshotContext<'a>) -> BoxFuture<'a, Vec<crate::check::Finding>> {
+        Box::pin(async { Vec::new() })
+    }
 }
 
 /// The DR parameter tree: names, types, versions, last-modified, values (SecureString values withheld).

@@ -6,10 +6,12 @@
 
 #[cfg(any(test, feature = "memory"))]
 pub mod memory;
+pub mod data_buckets;
 pub mod workspace;
 
 use crate::error::StoreError;
 pub use domain::notification::{Channel, OutgoingMessage};
+pub use data_buckets::{DataBuckets, DataObject, ListPage, NotificationTarget, ReplicationRule, Versioning};
 pub use workspace::{ApiError, WorkspaceApi, WorkspaceConnector};
 use std::collections::BTreeMap;
 use std::future::Future;
