@@ -1,9 +1,12 @@
 //! AWS adapters: the only crate that names `aws_sdk_*` types. One adapter per port of `engine::ports`.
 //!
 //! Module map: [`ssm`] (the parameter store), [`s3`] (the control bucket), [`sns`] (the paging and chat
-//! topics); this file builds the clients once ([`AwsClients`]) and classifies SDK errors into
+//! topics), [`databricks`] (the workspaces' REST API over the SDK's own TLS stack, its secrets read from SSM);
+//! this file builds the clients once ([`AwsClients`]) and classifies SDK errors into
 //! [`engine::error::StoreError`] once, where the SDK error is still in hand.
 
+pub mod data_buckets;
+pub mod databricks;
 pub mod s3;
 pub mod sns;
 pub mod ssm;
