@@ -273,7 +273,11 @@ async fn dispatch(function: Option<&str>, settings: &Settings, payload: &Value) 
         }
     };
     let clients = clients(settings).await;
-    let engine = app::root::engine(&clients, &config);
+    let mut engine = app::root::engine(&clients, &config);
+    // `dr snapshot` in break-glass mode exports the workspaces as manual-trigger does (the operator's
+    // credentials must allow the SecureString reads under {prefix}/secrets/).
+    let secrets = config.ssm_prefix.child("secrets");
+    engine.workspaces = Some(std::sync::Arc::new(aws::databricks::DatabricksConnector::new(clients.ssm.clone(), &secrets)));
     match app::entry::command(&engine, payload).await {
         Ok(response) => Answer::Answered(serde_json::to_value(&response).unwrap_or(Value::Null)),
         Err(e) => Answer::Failed(json!({"errorType": e.error_type(), "errorMessage": engine::error::error_chain(&e)})),

@@ -220,6 +220,15 @@ pub fn status(v: &Value, s: Style, now: OffsetDateTime) -> String {
     };
     b.line("replication", replication);
     b.line("RPO", rpo);
+    let ws = &v["workspaces"];
+    match ws["drift"].as_str() {
+        Some(line) if line.contains("missing") || line.contains("extra") || line.contains("differ") => {
+            b.line("workspaces", s.warn(line));
+        }
+        Some(line) => b.line("workspaces", line.to_owned()),
+        None if ws.is_object() => b.line("workspaces", s.warn(&format!("unknown ({})", text(&ws["drift"]["error"])))),
+        None => {}
+    }
 
     let site = active["site"].as_str();
     let site_known = site.is_some_and(|st| v["sites"][st]["config"].is_object());
@@ -333,6 +342,7 @@ pub fn check(v: &Value, s: Style) -> String {
     findings.sort_by_key(|f| rank(f));
     if findings.is_empty() {
         let _ = writeln!(out, "no findings");
+        matrix(&mut out, &v["dr_matrix"], s);
         return out;
     }
     let width = findings.iter().map(|f| text(&f["id"]).len()).max().unwrap_or(2).clamp(2, 40);
@@ -348,7 +358,20 @@ pub fn check(v: &Value, s: Style) -> String {
     if !paged.is_empty() {
         let _ = writeln!(out, "\npaged: {}", paged.join(", "));
     }
+    matrix(&mut out, &v["dr_matrix"], s);
     out
+}
+
+/// The live DR matrix of a `check`: its summary, the drift line, and the rows at risk with their evidence.
+fn matrix(out: &mut String, m: &Value, s: Style) {
+    let Some(summary) = m["summary"].as_str() else { return };
+    let _ = writeln!(out, "\n{summary}   {}", s.dim(&format!("({})", text(&m["matrix_key"]))));
+    if let Some(d) = m["drift"].as_str() {
+        let _ = writeln!(out, "workspaces: {d}");
+    }
+    for row in m["rows"].as_array().into_iter().flatten().filter(|r| r["status"] == "at_risk") {
+        let _ = writeln!(out, "  {} {}: {}", s.warn("AT RISK"), text(&row["component"]), text(&row["evidence"]));
+    }
 }
 
 /// An execution's steps in the order they run (`engine::record::Step`).
@@ -544,6 +567,20 @@ mod tests {
         let warning = out.find("WARNING   policy").unwrap();
         assert!(critical < warning, "{out}");
         assert!(out.contains("-> fix sites/secondary"), "{out}");
+    }
+
+    #[test]
+    fn check_shows_the_dr_matrix_summary_the_drift_and_the_rows_at_risk() {
+        let v = json!({"outcome": "noop", "ready": true, "counts": {"critical": 0, "warning": 0, "info": 0}, "findings": [],
+            "dr_matrix": {"summary": "DR matrix: 27 protected, 1 at risk, 3 not applicable, 7 unknown", "matrix_key": "checks/dr-matrix.md",
+                "drift": "secondary is missing 2 jobs that primary has",
+                "rows": [{"component": "Job Scheduler", "status": "at_risk", "evidence": "secondary missing 2 jobs"},
+                         {"component": "Repos", "status": "protected", "evidence": "3 repos"}]}});
+        let out = check(&v, PLAIN);
+        assert!(out.contains("DR matrix: 27 protected, 1 at risk"), "{out}");
+        assert!(out.contains("workspaces: secondary is missing 2 jobs that primary has"), "{out}");
+        assert!(out.contains("AT RISK Job Scheduler: secondary missing 2 jobs"), "{out}");
+        assert!(!out.contains("Repos"), "only the rows at risk: {out}");
     }
 
     #[test]

@@ -18,7 +18,11 @@ async fn main() -> Result<(), Error> {
     if config.prime_connections {
         clients.prime(&app::root::prime_targets(&config), aws::PRIME_DEADLINE).await;
     }
-    let engine = app::root::engine(&clients, &config);
+    let mut engine = app::root::engine(&clients, &config);
+    // Only manual-trigger exports the Databricks workspaces (the `snapshot` command, scheduled): the connector
+    // builds its HTTP client at the first export, never at init; secrets only from {prefix}/secrets/.
+    let secrets = config.ssm_prefix.child("secrets");
+    engine.workspaces = Some(std::sync::Arc::new(aws::databricks::DatabricksConnector::new(clients.ssm.clone(), &secrets)));
     tracing::info!(environment = %config.environment, ssm_prefix = %config.ssm_prefix, "manual-trigger ready");
     let engine = &engine;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| async move {

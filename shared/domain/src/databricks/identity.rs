@@ -43,6 +43,7 @@
 //! | `default_tags`, `driver`, `executors`, `spark_context_id`, `jdbc_port`, `cluster_memory_mb`, `cluster_cores`, `cluster_log_status`, `init_scripts_safe_mode` | clusters, instance pools | derived at runtime (the default tags carry the cluster id and creator) |
 //! | `num_workers` when `autoscale` is set | clusters | the current size of an autoscaling cluster, not its configuration |
 //! | `settings.schedule.pause_status`, `settings.continuous.pause_status`, `settings.trigger.pause_status` | jobs | the secondary's jobs are deployed paused on purpose: that must not read as drift |
+//! | `settings.trigger.file_arrival.url` | jobs | the storage location a file-arrival trigger watches: the site's own bucket (the replica in the secondary), like `storage_location` above |
 //! | `properties["delta.lastCommitTimestamp"]`, `properties["delta.lastUpdateVersion"]` | tables | move at every write |
 //! | `index_url` | `*` | the site's host name (vector search index status) |
 //!
@@ -345,6 +346,10 @@ fn normalize_job(job: &mut Map<String, Value>) {
             t.remove("pause_status");
         }
     }
+    // A file-arrival trigger watches the site's own bucket (the replica bucket in the secondary).
+    if let Some(Value::Object(arrival)) = settings.get_mut("trigger").and_then(|t| t.get_mut("file_arrival")) {
+        arrival.remove("url");
+    }
     if let Some(Value::Array(tasks)) = settings.get_mut("tasks") {
         sort_by_key_then_canonical(tasks, "task_key");
     }
@@ -461,6 +466,17 @@ mod tests {
             assert_eq!(of(kind, &json!({})), want, "{kind}");
             assert_eq!(of(kind, &json!("not an object")), None, "{kind}");
         }
+    }
+
+    #[test]
+    fn a_file_arrival_trigger_on_each_site_s_own_bucket_is_not_drift_its_other_settings_are() {
+        let job = |url: &str, min: u64| {
+            json!({"job_id": 1, "settings": {"name": "landing", "trigger": {"pause_status": "PAUSED",
+                "file_arrival": {"url": url, "min_time_between_triggers_seconds": min}}}})
+        };
+        let (p, s) = (job("s3://acme-primary-landing/in/", 60), job("s3://acme-secondary-landing/in/", 60));
+        assert_eq!(content(ObjectKind::Jobs, &p), content(ObjectKind::Jobs, &s));
+        assert_ne!(content(ObjectKind::Jobs, &p), content(ObjectKind::Jobs, &job("s3://acme-primary-landing/in/", 120)));
     }
 
     #[test]

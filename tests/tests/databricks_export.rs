@@ -1,0 +1,318 @@
+//! The Databricks workspaces' metadata, end to end: `manual-trigger` (the built binary, through the Runtime API)
+//! exports both workspaces of a local Databricks API (`scripts/databricks_server.py`, speaking the documented
+//! REST API) at every snapshot, with its secrets read from SSM (moto) at use; drift between the sites and over
+//! time; `status`, `check` (the live DR matrix) and a failover's report say it. No live workspace is tested.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use aws_sdk_ssm::types::ParameterType;
+use serde_json::{Value, json};
+use tests::databricks::{DatabricksServer, Workspace, sample_workspace};
+use tests::dr_env::DrEnv;
+use tests::moto;
+use tests::runtime_api::Function;
+
+const KINDS: [&str; 21] = [
+    "jobs",
+    "clusters",
+    "cluster-policies",
+    "instance-pools",
+    "sql-warehouses",
+    "metastore",
+    "catalogs",
+    "schemas",
+    "tables",
+    "volumes",
+    "external-locations",
+    "storage-credentials",
+    "grants",
+    "registered-models",
+    "serving-endpoints",
+    "vector-search-endpoints",
+    "vector-search-indexes",
+    "repos",
+    "workspace-objects",
+    "secret-scopes",
+    "permissions",
+];
+
+/// A DR environment whose sites are the two local workspaces: the primary authenticates by OAuth M2M (a
+/// service principal's secret in SSM), the secondary by a personal access token in SSM.
+struct Pair {
+    env: DrEnv,
+    server: DatabricksServer,
+}
+
+impl Pair {
+    async fn start() -> Pair {
+        let env = DrEnv::seed(&moto::shared().endpoint).await;
+        let server = DatabricksServer::start(&["primary", "secondary"]).expect("local Databricks API");
+        let (p, s) = (server.workspace("primary").clone(), server.workspace("secondary").clone());
+        let oauth_secret = format!("{}/secrets/primary-oauth", env.prefix);
+        let pat = format!("{}/secrets/secondary-pat", env.prefix);
+        secure(&env, &oauth_secret, &p.client_secret()).await;
+        secure(&env, &pat, &s.pat()).await;
+        env.put(
+            "sites/primary",
+            &json!({"workspace_url": p.url, "region": "us-east-1", "oauth_client_id": p.client_id(), "oauth_secret_parameter": oauth_secret}),
+        )
+        .await;
+        env.put("sites/secondary", &json!({"workspace_url": s.url, "region": "us-west-2", "token_parameter": pat})).await;
+        let mut active = json!({"workspace_url": p.url, "region": "us-east-1", "oauth_client_id": p.client_id(), "oauth_secret_parameter": format!("{}/secrets/primary-oauth", env.prefix)});
+        active["site"] = json!("primary");
+        env.put("active", &active).await;
+        p.set_state(&sample_workspace("primary"));
+        s.set_state(&sample_workspace("secondary"));
+        Pair { env, server }
+    }
+
+    fn primary(&self) -> &Workspace {
+        self.server.workspace("primary")
+    }
+
+    fn secondary(&self) -> &Workspace {
+        self.server.workspace("secondary")
+    }
+
+    fn function(&self, extra: &[(&str, &str)]) -> Function {
+        let mut vars = self.env.function_env();
+        vars.push(("DR_DATABRICKS_BACKOFF_MS".into(), "20".into()));
+        vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        Function::start("manual-trigger", &vars)
+    }
+}
+
+async fn secure(env: &DrEnv, name: &str, value: &str) {
+    env.ssm.put_parameter().name(name).value(value).r#type(ParameterType::SecureString).overwrite(true).send().await.unwrap();
+}
+
+/// Removes the objects of `key` whose `field` is one of `values` from a seeded state.
+fn without(state: &mut Value, key: &str, field: &str, values: &[&str]) {
+    state[key].as_array_mut().unwrap().retain(|o| !values.contains(&o[field].as_str().unwrap_or_default()));
+}
+
+fn job_named<'a>(state: &'a mut Value, name: &str) -> &'a mut Value {
+    state["jobs"].as_array_mut().unwrap().iter_mut().find(|j| j["settings"]["name"] == name).unwrap()
+}
+
+fn kind_drift<'a>(drift: &'a Value, kind: &str) -> &'a Value {
+    drift["kinds"].as_array().unwrap().iter().find(|k| k["kind"] == kind).unwrap_or_else(|| panic!("{kind} in {drift:#}"))
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().map(str::to_owned).unwrap_or_else(|| s["identity"].as_str().unwrap().to_owned()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_exports_every_type_of_both_workspaces_and_says_what_the_secondary_lacks() {
+    let pair = Pair::start().await;
+    let mut secondary = sample_workspace("secondary");
+    without(&mut secondary, "jobs", "job_id", &[]);
+    secondary["jobs"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|j| !["hourly-report", "legacy-backfill"].contains(&j["settings"]["name"].as_str().unwrap()));
+    job_named(&mut secondary, "nightly-etl")["settings"]["max_concurrent_runs"] = json!(3);
+    pair.secondary().set_state(&secondary);
+    let primary = pair.primary().state();
+
+    let mut f = pair.function(&[]);
+    let r = f.invoke(&json!({"command": "snapshot"})).response();
+    assert_eq!(r["outcome"], "completed", "{r:#}\n{}", f.logs());
+    for site in ["primary", "secondary"] {
+        assert_eq!(r["workspaces"][site]["exported"], true, "{site}: {r:#}");
+        for kind in KINDS {
+            assert_eq!(r["workspaces"][site]["kinds"][kind]["status"], "complete", "{site} {kind}: {r:#}");
+        }
+    }
+    // Every object of the seeded state, counted per type.
+    let counts = &r["workspaces"]["primary"]["kinds"];
+    assert_eq!(counts["jobs"]["count"], primary["jobs"].as_array().unwrap().len());
+    assert_eq!(counts["tables"]["count"], primary["tables"].as_array().unwrap().len());
+    assert_eq!(counts["catalogs"]["count"], primary["catalogs"].as_array().unwrap().len());
+    assert_eq!(counts["permissions"]["count"].as_u64().unwrap() as usize, {
+        let clusters = primary["clusters"].as_array().unwrap().iter().filter(|c| c["cluster_source"] != "JOB").count();
+        primary["jobs"].as_array().unwrap().len() + clusters + primary["warehouses"].as_array().unwrap().len()
+    });
+
+    // One file per site and type, each in the manifest with its digest.
+    let manifest_key = r["snapshot_manifest_key"].as_str().unwrap();
+    let manifest = pair.env.json(manifest_key).await;
+    let folder = manifest_key.trim_end_matches("/manifest.json");
+    let listed: Vec<&str> = manifest["files"].as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap()).collect();
+    for site in ["primary", "secondary"] {
+        for kind in KINDS {
+            let name = format!("databricks/{site}/{kind}.json");
+            assert!(listed.contains(&name.as_str()), "{name} not in {listed:?}");
+        }
+    }
+    let jobs = pair.env.json(&format!("{folder}/databricks/primary/jobs.json")).await;
+    assert_eq!(jobs["status"], "complete");
+    let nightly = jobs["objects"].as_array().unwrap().iter().find(|j| j["settings"]["name"] == "nightly-etl").unwrap();
+    assert_eq!(nightly["settings"]["tasks"].as_array().unwrap().len(), 2, "full settings, every task");
+
+    // Drift between the sites: exact, by stable identity (ids differ between the workspaces).
+    let drift = pair.env.json("databricks/drift.json").await;
+    let between = &drift["between_sites"];
+    let jobs = kind_drift(between, "jobs");
+    let removed = strings(&jobs["removed"]);
+    assert_eq!(removed.len(), 2, "{jobs:#}");
+    assert!(removed.iter().any(|i| i.starts_with("hourly-report")) && removed.iter().any(|i| i.starts_with("legacy-backfill")));
+    assert!(strings(&jobs["added"]).is_empty(), "{jobs:#}");
+    let changed = strings(&jobs["changed"]);
+    assert_eq!(changed.len(), 1, "only the job whose settings differ (pause states and ids are not drift): {jobs:#}");
+    assert!(changed[0].starts_with("nightly-etl"));
+    let sentence = r["workspace_drift"].as_str().unwrap();
+    assert!(sentence.contains("secondary is missing 2 jobs"), "{sentence}");
+
+    // Secrets never leave SSM: not in the snapshot, the pointers, the answer, or the logs.
+    let secrets = [pair.primary().client_secret(), pair.secondary().pat()];
+    let mut seen = r.to_string();
+    for key in pair.env.keys("").await {
+        seen.push_str(&String::from_utf8_lossy(&pair.env.object(&key).await.unwrap_or_default()));
+    }
+    seen.push_str(&f.logs());
+    for secret in &secrets {
+        assert!(!seen.contains(secret.as_str()), "a secret leaked");
+    }
+    // The OAuth secret went to the primary's token endpoint only, by Basic auth; the PAT only to the secondary.
+    assert!(pair.primary().requests().iter().any(|q| q.path == "/oidc/v1/token" && q.auth == "basic"));
+    assert!(pair.primary().requests().iter().filter(|q| q.path.starts_with("/api/")).all(|q| q.auth == "bearer-oauth"));
+    assert!(pair.secondary().requests().iter().filter(|q| q.path.starts_with("/api/")).all(|q| q.auth == "bearer-pat"));
+
+    // status says it in one line.
+    let s = f.invoke(&json!({"command": "status"})).response();
+    assert_eq!(s["workspaces"]["drift"], sentence, "{s:#}");
+    assert!(s["workspaces"]["latest_exports"]["primary"]["age_minutes"].is_i64());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drift_over_time_is_exact_additions_removals_and_changes() {
+    let pair = Pair::start().await;
+    let mut f = pair.function(&[]);
+    let r = f.invoke(&json!({"command": "snapshot"})).response();
+    assert_eq!(r["outcome"], "completed", "{r:#}");
+
+    let mut state = pair.primary().state();
+    let mut added = state["jobs"][0].clone();
+    added["job_id"] = json!(987_654);
+    added["settings"]["name"] = json!("new-job");
+    state["jobs"].as_array_mut().unwrap().push(added);
+    let dropped = state["tables"][0]["full_name"].as_str().unwrap().to_owned();
+    without(&mut state, "tables", "full_name", &[&dropped]);
+    job_named(&mut state, "hourly-report")["settings"]["timeout_seconds"] = json!(7200);
+    pair.primary().set_state(&state);
+
+    let r = f.invoke(&json!({"command": "snapshot"})).response();
+    assert_eq!(r["outcome"], "completed", "{r:#}");
+    let drift = pair.env.json("databricks/drift.json").await;
+    let over = &drift["over_time"]["primary"];
+    let jobs = kind_drift(over, "jobs");
+    assert_eq!(strings(&jobs["added"]).len(), 1);
+    assert!(strings(&jobs["added"])[0].starts_with("new-job"), "{jobs:#}");
+    assert!(strings(&jobs["removed"]).is_empty());
+    let changed = strings(&jobs["changed"]);
+    assert_eq!(changed.len(), 1, "{jobs:#}");
+    assert!(changed[0].starts_with("hourly-report"));
+    assert!(jobs["changed"][0]["fields"].to_string().contains("timeout_seconds"), "{jobs:#}");
+    let tables = kind_drift(over, "tables");
+    assert_eq!(strings(&tables["removed"]), vec![dropped.clone()]);
+    assert!(strings(&tables["added"]).is_empty() && strings(&tables["changed"]).is_empty());
+    // Every other type: no change, and every comparison exact (both exports complete).
+    for k in over["kinds"].as_array().unwrap() {
+        assert_eq!(k["exact"], true, "{k:#}");
+        if !["jobs", "tables", "grants", "permissions"].contains(&k["kind"].as_str().unwrap()) {
+            assert!(k["added"].as_array().unwrap().is_empty() && k["removed"].as_array().unwrap().is_empty(), "{k:#}");
+            assert!(k["changed"].as_array().unwrap().is_empty(), "{k:#}");
+        }
+    }
+    let secondary = &drift["over_time"]["secondary"];
+    for k in secondary["kinds"].as_array().unwrap() {
+        let nothing = k["added"].as_array().unwrap().is_empty()
+            && k["removed"].as_array().unwrap().is_empty()
+            && k["changed"].as_array().unwrap().is_empty();
+        assert!(nothing, "the secondary did not change: {k:#}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_is_a_good_api_citizen_under_throttling_errors_slowness_and_expired_tokens() {
+    let pair = Pair::start().await;
+    let p = pair.primary();
+    // Tokens that expire within the export: the client must fetch a new one on the 401 and carry on.
+    p.set_credentials(&tests::databricks::Credentials {
+        pats: vec![],
+        oauth_clients: [(p.client_id(), p.client_secret())].into_iter().collect(),
+        token_ttl_seconds: 1.0,
+    });
+    p.set_faults(&json!([
+        {"path_prefix": "/api/2.2/jobs/list", "status": 429, "retry_after": 1, "times": 1},
+        {"path_prefix": "/api/2.1/unity-catalog/tables", "status": 503, "times": 2},
+        {"path_prefix": "/api/2.1/unity-catalog/catalogs", "delay_ms": 1500, "times": 1},
+    ]));
+    let mut f = pair.function(&[]);
+    let r = f.invoke(&json!({"command": "snapshot"})).response();
+    assert_eq!(r["outcome"], "completed", "{r:#}\n{}", f.logs());
+    for kind in KINDS {
+        assert_eq!(r["workspaces"]["primary"]["kinds"][kind]["status"], "complete", "{kind}: {r:#}\n{}", f.logs());
+    }
+    let requests = p.requests();
+    let jobs: Vec<_> =
+        requests.iter().filter(|q| q.path == "/api/2.2/jobs/list" && !q.query.contains_key("page_token")).collect();
+    assert_eq!(jobs[0].status, Some(429));
+    assert!(jobs[1].at - jobs[0].at >= 1.0, "Retry-After honoured: {:.3} s", jobs[1].at - jobs[0].at);
+    let tables: Vec<_> = requests.iter().filter(|q| q.path == "/api/2.1/unity-catalog/tables").collect();
+    assert_eq!(tables.iter().filter(|q| q.status == Some(503)).count(), 2);
+    assert!(requests.iter().filter(|q| q.path == "/oidc/v1/token").count() >= 2, "a new token after expiry");
+    assert!(requests.iter().any(|q| q.status == Some(401)), "the expired token was refused once, then replaced");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_endpoint_is_partial_a_refused_token_is_skipped_and_the_last_good_export_stays_the_baseline() {
+    let pair = Pair::start().await;
+    let mut f = pair.function(&[("DR_DATABRICKS_REQUEST_TIMEOUT_MS", "800")]);
+    let first = f.invoke(&json!({"command": "snapshot"})).response();
+    assert_eq!(first["outcome"], "completed", "{first:#}");
+    let baseline = pair.env.json("databricks/latest-secondary.json").await;
+
+    // Volumes answer slower than the per-request deadline, every time; the secondary's token is revoked.
+    pair.primary().set_faults(&json!([{"path_prefix": "/api/2.1/unity-catalog/volumes", "delay_ms": 2500}]));
+    pair.secondary().revoke_pats(&[&pair.secondary().pat()]);
+    let r = f.invoke(&json!({"command": "snapshot"})).response();
+    assert_eq!(r["outcome"], "completed", "a failing export never fails the snapshot: {r:#}");
+    let kinds = &r["workspaces"]["primary"]["kinds"];
+    assert_eq!(kinds["volumes"]["status"], "partial", "{r:#}");
+    assert!(kinds["volumes"]["error"].as_str().unwrap().contains("timed out"), "{r:#}");
+    assert_eq!(kinds["jobs"]["status"], "complete");
+    for kind in KINDS {
+        let k = &r["workspaces"]["secondary"]["kinds"][kind];
+        assert_eq!(k["status"], "skipped", "{kind}: {r:#}");
+        assert!(k["reason"].as_str().unwrap().contains("authentication"), "{kind}: {k}");
+    }
+    // The secondary's pointer still names its last good export, and the comparison between the sites used it.
+    assert_eq!(pair.env.json("databricks/latest-secondary.json").await, baseline);
+    let drift = pair.env.json("databricks/drift.json").await;
+    assert!(drift["between_sites"]["kinds"].as_array().is_some_and(|k| !k.is_empty()), "{drift:#}");
+    let volumes = kind_drift(&drift["between_sites"], "volumes");
+    assert_eq!(volumes["exact"], false, "a partial export is not an exact comparison");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workspace_that_does_not_answer_is_skipped_within_the_deadline() {
+    let pair = Pair::start().await;
+    pair.primary().set_faults(&json!([{"path_prefix": "", "mode": "hang"}]));
+    let mut f = pair.function(&[("DR_DATABRICKS_REQUEST_TIMEOUT_MS", "500"), ("DR_EXPORT_DEADLINE_SECONDS", "3")]);
+    let started = std::time::Instant::now();
+    let r = f.invoke(&json!({"command": "snapshot"})).response();
+    let took = started.elapsed();
+    pair.primary().clear_faults();
+    assert_eq!(r["outcome"], "completed", "{r:#}");
+    assert!(took < std::time::Duration::from_secs(5), "bounded by the deadline: {took:?}");
+    assert_eq!(r["workspaces"]["primary"]["exported"], false, "{r:#}");
+    assert_eq!(r["workspaces"]["primary"]["kinds"]["jobs"]["status"], "skipped", "{r:#}");
+    assert_eq!(r["workspaces"]["secondary"]["kinds"]["jobs"]["status"], "complete", "{r:#}");
+    assert!(r["workspace_drift"].as_str().unwrap().contains("no export of primary"), "{r:#}");
+}
