@@ -316,3 +316,66 @@ async fn a_workspace_that_does_not_answer_is_skipped_within_the_deadline() {
     assert_eq!(r["workspaces"]["secondary"]["kinds"]["jobs"]["status"], "complete", "{r:#}");
     assert!(r["workspace_drift"].as_str().unwrap().contains("no export of primary"), "{r:#}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_makes_the_seed_dr_matrix_live_and_a_failover_report_carries_the_drift() {
+    let pair = Pair::start().await;
+    let mut secondary = sample_workspace("secondary");
+    secondary["jobs"].as_array_mut().unwrap().retain(|j| j["settings"]["name"] != "hourly-report");
+    pair.secondary().set_state(&secondary);
+    let mut f = pair.function(&[]);
+    assert_eq!(f.invoke(&json!({"command": "snapshot"})).response()["outcome"], "completed");
+    pair.env.chats().await;
+
+    let r = f.invoke(&json!({"command": "check"})).response();
+    assert_eq!(r["outcome"], "noop", "{r:#}");
+    // Every row of the seed document, each with a status and its evidence.
+    let matrix = pair.env.json("checks/dr-matrix.json").await;
+    let rows = matrix["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 38, "22 control-plane and 16 data-plane rows of the seed matrix");
+    for row in rows {
+        assert!(["protected", "at_risk", "not_applicable", "unknown"].contains(&row["status"].as_str().unwrap()), "{row}");
+        assert!(!row["evidence"].as_str().unwrap().is_empty(), "{row}");
+    }
+    let row = |component: &str| rows.iter().find(|r| r["component"] == component).unwrap_or_else(|| panic!("{component}"));
+    assert_eq!(row("Job Scheduler")["status"], "at_risk", "{}", row("Job Scheduler"));
+    assert!(row("Job Scheduler")["evidence"].as_str().unwrap().contains("missing 1 job"), "{}", row("Job Scheduler"));
+    assert_eq!(row("Notebook Source Code")["status"], "at_risk", "notebooks outside Repos: {}", row("Notebook Source Code"));
+    assert_eq!(row("SQL Query Planner")["status"], "not_applicable");
+    assert_eq!(row("Repos (Git Integration)")["status"], "protected", "{}", row("Repos (Git Integration)"));
+    let md = String::from_utf8(pair.env.object("checks/dr-matrix.md").await.unwrap()).unwrap();
+    for r in rows {
+        assert!(md.contains(r["component"].as_str().unwrap()), "{md}");
+    }
+    // The answer and the findings say it; the chat note summarizes it, once (not again while nothing changes).
+    assert!(r["dr_matrix"]["summary"].as_str().unwrap().starts_with("DR matrix:"), "{r:#}");
+    let drift = r["findings"].as_array().unwrap().iter().find(|f| f["id"] == "workspace-drift").expect("drift finding");
+    assert!(drift["what"].as_str().unwrap().contains("missing 1 job"), "{drift}");
+    let chats = pair.env.chats().await;
+    let notes: Vec<&Value> = chats.iter().filter(|c| c["MessageAttributes"]["event_type"]["Value"] == "check.matrix").collect();
+    assert_eq!(notes.len(), 1, "{chats:#?}");
+    assert!(notes[0]["Message"].as_str().unwrap().contains("DR matrix:"), "{}", notes[0]);
+    f.invoke(&json!({"command": "check"})).response();
+    assert!(
+        !pair.env.chats().await.iter().any(|c| c["MessageAttributes"]["event_type"]["Value"] == "check.matrix"),
+        "unchanged: no second note"
+    );
+
+    // A failover's snapshot copies the pointers (no export on its path), and its report says the drift.
+    let r = f
+        .invoke(&json!({"command": "failover", "target": "secondary", "confirm": "secondary", "reason": "drill of the report", "requested_by": "oncall@example.com"}))
+        .response();
+    assert_eq!(r["outcome"], "completed", "{r:#}\n{}", f.logs());
+    let id = r["execution_id"].as_str().unwrap();
+    let report = String::from_utf8(pair.env.object(&format!("reports/{id}.md")).await.unwrap()).unwrap();
+    assert!(report.contains("- workspaces: secondary is missing 1 job"), "{report}");
+    let manifest = pair.env.json(&format!("snapshots/{id}/manifest.json")).await;
+    assert!(manifest["files"].as_array().unwrap().iter().any(|f| f["name"] == "databricks-exports.json"), "{manifest:#}");
+    let exported: Vec<_> = pair.primary().requests().into_iter().filter(|q| q.path.starts_with("/api/")).collect();
+    f.invoke(&json!({"command": "status"})).response();
+    assert_eq!(
+        pair.primary().requests().iter().filter(|q| q.path.starts_with("/api/")).count(),
+        exported.len(),
+        "status reads no workspace"
+    );
+}
