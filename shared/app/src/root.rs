@@ -17,13 +17,15 @@ pub fn engine(clients: &AwsClients, config: &Config) -> AwsEngine {
     // And the pointers to the workspaces' latest exports with their drift (two reads; exports never run on a
     // failover's path).
     let exports = engine::workspace::LatestExportsSource { bucket: bucket.clone() };
+    // And delta-tables.json: each replicated Delta table's RPO, under a deadline (engine::delta).
+    let delta = engine::delta::DeltaSource::new(aws::data_buckets::S3DataBuckets::new(clients.s3.clone()), bucket.clone());
     Engine {
         params: SsmParameterStore::new(clients.ssm.clone()),
         bucket,
         notifier: SnsNotifier::new(clients.sns.clone(), config.paging_topic.clone(), config.chat_topic.clone()),
         clock: SystemClock,
         settings: settings(config),
-        sources: vec![std::sync::Arc::new(incidents), std::sync::Arc::new(exports)],
+        sources: vec![std::sync::Arc::new(incidents), std::sync::Arc::new(exports), std::sync::Arc::new(delta)],
         workspaces: None,
     }
 }

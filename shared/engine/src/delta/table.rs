@@ -65,7 +65,7 @@ pub(super) async fn assess<D: DataBuckets>(
     };
     let why = if replica.why.is_empty() { String::new() } else { format!(": {}", replica.why.join("; ")) };
     (r.status, r.reason) = match (behind, r.rpo_seconds) {
-        (0, _) => (Status::Current, format!("the replica is consistent at the primary's newest version {pv}")),
+        (0, _) => (Status::Current, format!("the replica is consistent at the primary's newest version {pv}{why}")),
         (_, None) => (Status::Unknown, format!("a commit carries no time stamp; {behind} version(s) behind{why}")),
         (_, Some(_)) => (Status::Behind, format!("consistent at {} of {pv}{why}", consistent.version)),
     };

@@ -1,0 +1,223 @@
+"""Writes real Delta tables (the deltalake package, delta-rs) into moto's S3, then copies each into a replica
+bucket partially, one case per table. Prints a JSON manifest of what it made on stdout.
+
+Usage: make_tables.py PRIMARY_BUCKET REPLICA_BUCKET [--bench COMMITS FILES]
+Environment: AWS_ENDPOINT_URL (moto), AWS credentials (any), AWS_REGION.
+
+What the writer cannot do, and how it is made instead (said plainly):
+- multi-part checkpoints: delta-rs writes classic checkpoints only; the classic checkpoint's rows are split
+  into K Parquet files named N.checkpoint.P.K.parquet (pyarrow, snappy: the codec Spark writes checkpoints with)
+  and the classic file removed;
+- in-commit timestamps: delta-rs 1.6.6 refuses delta.enableInCommitTimestamps; the commits of table `ict` are
+  rewritten after the writer made them: commitInfo.inCommitTimestamp = 1_700_000_000_000 + v * 60_000 (so the
+  RPO by ICT differs from the one by commitInfo.timestamp), the property set in commit 0's metaData;
+- catalog-managed: the protocol's writer/reader features gain `catalogManaged` and a staged commit is added
+  under _delta_log/_staged_commits/ (delta-rs does not write catalog-managed tables).
+"""
+import io, json, os, sys, uuid
+import boto3
+import pyarrow as pa
+import pyarrow.parquet as pq
+from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
+
+ENDPOINT = os.environ["AWS_ENDPOINT_URL"]
+s3 = boto3.client("s3", endpoint_url=ENDPOINT, region_name=os.environ.get("AWS_REGION", "us-east-1"))
+OPTS = {"AWS_ENDPOINT_URL": ENDPOINT, "AWS_ALLOW_HTTP": "true", "AWS_S3_ALLOW_UNSAFE_RENAME": "true",
+        "AWS_REGION": os.environ.get("AWS_REGION", "us-east-1"), "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing", "AWS_FORCE_PATH_STYLE": "true", "conditional_put": "etag"}
+
+
+def rows(start, n=3):
+    return pa.table({"id": pa.array(range(start, start + n), pa.int64())})
+
+
+def keys(bucket, prefix):
+    out, token = [], None
+    while True:
+        kw = {"Bucket": bucket, "Prefix": prefix}
+        if token:
+            kw["ContinuationToken"] = token
+        r = s3.list_objects_v2(**kw)
+        out += [o["Key"] for o in r.get("Contents", [])]
+        if not r.get("IsTruncated"):
+            return out
+        token = r["NextContinuationToken"]
+
+
+def get(bucket, key):
+    return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+
+
+def put(bucket, key, body):
+    s3.put_object(Bucket=bucket, Key=key, Body=body)
+
+
+def log_key(prefix, v):
+    return f"{prefix}/_delta_log/{v:020d}.json"
+
+
+def commit_time(bucket, prefix, v, ict=False):
+    for line in get(bucket, log_key(prefix, v)).decode().splitlines():
+        a = json.loads(line)
+        if "commitInfo" in a:
+            ci = a["commitInfo"]
+            return ci.get("inCommitTimestamp") if ict else ci["timestamp"]
+
+
+def data_files_of(bucket, prefix, v):
+    out = []
+    for line in get(bucket, log_key(prefix, v)).decode().splitlines():
+        a = json.loads(line)
+        if "add" in a:
+            out.append(f"{prefix}/{a['add']['path']}")
+    return out
+
+
+def table(primary, prefix, commits, checkpoint_at=(), delete_at=(), stream_app=None, files_per_commit=1):
+    uri = f"s3://{primary}/{prefix}"
+    n = 0
+    for v in range(commits):
+        if v in delete_at:
+            DeltaTable(uri, storage_options=OPTS).delete("id % 2 = 0")
+        else:
+            props = None
+            if stream_app:
+                props = CommitProperties(app_transactions=[Transaction(app_id=stream_app, version=v)])
+            data = rows(n, 3 * files_per_commit)
+            if files_per_commit > 1:  # one file per partition value: files_per_commit files per commit
+                data = data.append_column("p", pa.array([i % files_per_commit for i in range(data.num_rows)], pa.int64()))
+                write_deltalake(uri, data, mode="append", storage_options=OPTS, partition_by=["p"])
+            else:
+                write_deltalake(uri, data, mode="append", storage_options=OPTS, commit_properties=props)
+            n += 3 * files_per_commit
+        if v in checkpoint_at:
+            DeltaTable(uri, storage_options=OPTS).create_checkpoint()
+    return uri
+
+
+def split_checkpoint(bucket, prefix, version, parts):
+    """Rewrites the classic checkpoint at `version` as `parts` parts (pyarrow, snappy)."""
+    key = f"{prefix}/_delta_log/{version:020d}.checkpoint.parquet"
+    t = pq.read_table(io.BytesIO(get(bucket, key)))
+    per = -(-t.num_rows // parts)
+    for p in range(parts):
+        buf = io.BytesIO()
+        pq.write_table(t.slice(p * per, per), buf, compression="snappy")
+        put(bucket, f"{prefix}/_delta_log/{version:020d}.checkpoint.{p + 1:010d}.{parts:010d}.parquet", buf.getvalue())
+    s3.delete_object(Bucket=bucket, Key=key)
+    lc = json.loads(get(bucket, f"{prefix}/_delta_log/_last_checkpoint"))
+    lc["parts"] = parts
+    put(bucket, f"{prefix}/_delta_log/_last_checkpoint", json.dumps(lc).encode())
+
+
+def replicate(primary, replica, prefix, skip=lambda k: False):
+    for k in keys(primary, prefix + "/"):
+        if not skip(k):
+            put(replica, k, get(primary, k))
+
+
+def main():
+    primary, replica = sys.argv[1], sys.argv[2]
+    out = {}
+    if len(sys.argv) > 3 and sys.argv[3] == "--bench":
+        commits, files = int(sys.argv[4]), int(sys.argv[5])
+        per = max(1, files // commits)
+        prefix = "bench/big"
+        table(primary, prefix, commits, checkpoint_at=(commits // 2,), files_per_commit=per)
+        replicate(primary, replica, prefix)
+        out["bench"] = {"prefix": prefix, "newest": commits - 1}
+        print(json.dumps(out))
+        return
+
+    # complete: inserts, a delete, a classic checkpoint at 4, all replicated.
+    p = "tables/complete"
+    table(primary, p, 7, checkpoint_at=(4,), delete_at=(3,))
+    replicate(primary, replica, p)
+    out["complete"] = {"newest": 6, "consistent": 6, "times": {v: commit_time(primary, p, v) for v in range(7)}}
+
+    # missing-commit: commit 5 never arrived (6 and 7 did): consistent at 4 (the checkpoint).
+    p = "tables/missing_commit"
+    table(primary, p, 8, checkpoint_at=(4,))
+    replicate(primary, replica, p, skip=lambda k: k == log_key(p, 5))
+    out["missing_commit"] = {"newest": 7, "consistent": 4, "times": {v: commit_time(primary, p, v) for v in range(8)}}
+
+    # data-ahead: commit 6's data file has not arrived: consistent at 5.
+    p = "tables/data_ahead"
+    table(primary, p, 7, checkpoint_at=(3,), delete_at=(2,))
+    late = set(data_files_of(primary, p, 6))
+    replicate(primary, replica, p, skip=lambda k: k in late)
+    out["data_ahead"] = {"newest": 6, "consistent": 5, "times": {v: commit_time(primary, p, v) for v in range(7)}}
+
+    # incomplete-checkpoint: a 3-part checkpoint at 8 with part 2 missing, an older classic one at 4 (complete),
+    # and commits 0..3 expired from the replica's log: consistent at 10 from checkpoint 4 through 5..10.
+    p = "tables/incomplete_checkpoint"
+    table(primary, p, 11, checkpoint_at=(4, 8))
+    split_checkpoint(primary, p, 8, 3)
+    missing_part = f"{p}/_delta_log/{8:020d}.checkpoint.{2:010d}.{3:010d}.parquet"
+    replicate(primary, replica, p, skip=lambda k: k == missing_part or k in {log_key(p, v) for v in range(4)})
+    out["incomplete_checkpoint"] = {"newest": 10, "consistent": 10, "times": {v: commit_time(primary, p, v) for v in range(11)}}
+
+    # multi-part complete, and behind: the 3-part checkpoint at 8 whole, commits 9 and 10 not replicated yet.
+    p = "tables/multipart"
+    table(primary, p, 11, checkpoint_at=(8,))
+    split_checkpoint(primary, p, 8, 3)
+    replicate(primary, replica, p, skip=lambda k: k in {log_key(p, 9), log_key(p, 10)} | {log_key(p, v) for v in range(5)})
+    out["multipart"] = {"newest": 10, "consistent": 8, "times": {v: commit_time(primary, p, v) for v in range(11)}}
+
+    # ict: in-commit timestamps (rewritten, see above); commit 4 missing: consistent at 3.
+    p = "tables/ict"
+    table(primary, p, 6)
+    for v in range(6):
+        lines = []
+        for line in get(primary, log_key(p, v)).decode().splitlines():
+            a = json.loads(line)
+            if "commitInfo" in a:
+                a = {"commitInfo": {**a["commitInfo"], "inCommitTimestamp": 1_700_000_000_000 + v * 60_000}}
+            if "metaData" in a:
+                a["metaData"]["configuration"]["delta.enableInCommitTimestamps"] = "true"
+            lines.append(json.dumps(a))
+        put(primary, log_key(p, v), ("\n".join(lines) + "\n").encode())
+    replicate(primary, replica, p, skip=lambda k: k == log_key(p, 4))
+    out["ict"] = {"newest": 5, "consistent": 3, "times": {v: commit_time(primary, p, v, ict=True) for v in range(6)}}
+
+    # catalog-managed: catalogManaged in the protocol and a staged commit.
+    p = "tables/catalog_managed"
+    table(primary, p, 3)
+    lines = []
+    for line in get(primary, log_key(p, 0)).decode().splitlines():
+        a = json.loads(line)
+        if "protocol" in a:
+            a["protocol"]["readerFeatures"] = sorted(set(a["protocol"].get("readerFeatures") or []) | {"catalogManaged"})
+            a["protocol"]["writerFeatures"] = sorted(set(a["protocol"].get("writerFeatures") or []) | {"catalogManaged"})
+        lines.append(json.dumps(a))
+    put(primary, log_key(p, 0), ("\n".join(lines) + "\n").encode())
+    put(primary, f"{p}/_delta_log/_staged_commits/{3:020d}.{uuid.uuid4()}.json", get(primary, log_key(p, 2)))
+    replicate(primary, replica, p)
+    out["catalog_managed"] = {"newest": 2}
+
+    # stream: a sink written batch by batch with txn(appId=query id, version=batch); its checkpoint replicated
+    # whole (batches 0..5 committed) while the sink's commit 5 (batch 5) and 4's data are not: sink consistent
+    # at 3 (batch 3) -> the checkpoint is ahead: roll back to batch 3.
+    qid = "5f1b9c3e-0000-4000-8000-000000000001"
+    p = "tables/stream_sink"
+    table(primary, p, 6, stream_app=qid)
+    late = set(data_files_of(primary, p, 4))
+    replicate(primary, replica, p, skip=lambda k: k in late or k == log_key(p, 5))
+    c = "checkpoints/stream"
+    put(primary, f"{c}/metadata", json.dumps({"id": qid}).encode() + b"\n")
+    for b in range(6):
+        put(primary, f"{c}/offsets/{b}", b'v1\n{"batchWatermarkMs":0,"batchTimestampMs":0}\n{"logOffset":%d}' % b)
+        put(primary, f"{c}/commits/{b}", b'v1\n{"nextBatchWatermarkMs":0}')
+    replicate(primary, replica, c)
+    out["stream"] = {"query_id": qid, "sink_consistent": 3, "checkpoint_batch": 5, "times": {v: commit_time(primary, p, v) for v in range(6)}}
+
+    # prefix: artifacts, two not replicated.
+    for i in range(5):
+        put(primary, f"artifacts/run-{i}.bin", b"x" * (i + 1))
+    replicate(primary, replica, "artifacts", skip=lambda k: k in {"artifacts/run-1.bin", "artifacts/run-3.bin"})
+    out["prefix"] = {"missing": 2}
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,224 @@
+//! Data-plane truth end to end: real Delta tables written by delta-rs (the `deltalake` package, pinned, in
+//! `.venv-tools/deltalake`, created on first use) into moto's S3 by `tests/delta/make_tables.py`, copied into a
+//! replica bucket partially, one case per table; the engine's assessment (`engine::delta::assess`) through the S3
+//! adapter (`aws::data_buckets::S3DataBuckets`) must find each table's consistent version, versions behind and
+//! RPO exactly. The expected times come from the commits the writer made (the script prints them).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use domain::data_plane::DataPlane;
+use domain::delta::report::{Status, TableReport};
+use engine::delta::{Assessment, DeltaLimits, assess};
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+use tokio::sync::OnceCell;
+
+const DELTALAKE: &str = "deltalake==1.6.6 pyarrow==26.0.1 boto3==1.44.8";
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// `.venv-tools/deltalake` with the pins above (created on first use, as `scripts/lib.sh`'s `ensure_venv`).
+fn python() -> PathBuf {
+    static PY: OnceLock<PathBuf> = OnceLock::new();
+    PY.get_or_init(|| {
+        let venv = root().join(".venv-tools/deltalake");
+        let py = venv.join("bin/python");
+        if std::fs::read_to_string(venv.join(".pins")).ok().as_deref() != Some(DELTALAKE) || !py.exists() {
+            let _ = std::fs::remove_dir_all(&venv);
+            assert!(Command::new("python3").args(["-m", "venv"]).arg(&venv).status().unwrap().success());
+            let mut pip = Command::new(&py);
+            pip.args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"]).args(DELTALAKE.split(' '));
+            assert!(pip.status().unwrap().success(), "pip install {DELTALAKE}");
+            std::fs::write(venv.join(".pins"), DELTALAKE).unwrap();
+        }
+        py
+    })
+    .clone()
+}
+
+struct World {
+    primary: String,
+    replica: String,
+    manifest: Value,
+}
+
+/// An S3 client per test: each test has its own runtime, and a client's connections belong to one.
+async fn s3() -> aws_sdk_s3::Client {
+    let conf = tests::dr_env::sdk_config(&tests::moto::shared().endpoint).await;
+    aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&conf).force_path_style(true).build())
+}
+
+async fn world() -> &'static World {
+    static W: OnceCell<World> = OnceCell::const_new();
+    W.get_or_init(|| async {
+        let moto = tests::moto::shared();
+        let s3 = s3().await;
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let (primary, replica) = (format!("dl-p-{}", &id[..12]), format!("dl-r-{}", &id[..12]));
+        let region = aws_sdk_s3::types::BucketLocationConstraint::from(tests::dr_env::REGION);
+        let at = aws_sdk_s3::types::CreateBucketConfiguration::builder().location_constraint(region).build();
+        for b in [&primary, &replica] {
+            s3.create_bucket().bucket(b).create_bucket_configuration(at.clone()).send().await.unwrap();
+        }
+        let out = Command::new(python())
+            .arg(root().join("tests/delta/make_tables.py"))
+            .args([&primary, &replica])
+            .env("AWS_ENDPOINT_URL", &moto.endpoint)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_REGION", tests::dr_env::REGION)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "make_tables.py: {}", String::from_utf8_lossy(&out.stderr));
+        let manifest = serde_json::from_slice(&out.stdout).unwrap();
+        World { primary, replica, manifest }
+    })
+    .await
+}
+
+fn location(w: &World, name: &str, kind: &str, path: &str, sink: Option<&str>) -> Value {
+    let mut l = serde_json::json!({
+        "name": name, "kind": kind,
+        "primary": format!("s3://{}/{path}", w.primary), "replica": format!("s3://{}/{path}", w.replica),
+    });
+    if let Some(s) = sink {
+        l["sink"] = s.into();
+    }
+    l
+}
+
+async fn run(locations: Vec<Value>) -> Assessment {
+    world().await;
+    let plane = DataPlane::parse("data-plane", &serde_json::json!({ "locations": locations }).to_string()).unwrap();
+    let data = aws::data_buckets::S3DataBuckets::new(s3().await);
+    let limits = DeltaLimits { deadline: std::time::Duration::from_secs(60), ..DeltaLimits::default() };
+    assess(&data, &plane, &limits, time::OffsetDateTime::now_utc()).await
+}
+
+async fn delta(case: &str) -> (TableReport, Value) {
+    let w = world().await;
+    let a = run(vec![location(w, case, "delta", &format!("tables/{case}"), None)]).await;
+    assert!(a.complete);
+    (a.tables[0].clone(), w.manifest[case].clone())
+}
+
+/// The entry must say: consistent at `consistent`, `newest - consistent` behind, and the RPO from the commits'
+/// own times (ms, rounded down to seconds).
+fn assert_rpo(t: &TableReport, m: &Value) {
+    let (newest, consistent) = (m["newest"].as_u64().unwrap(), m["consistent"].as_u64().unwrap());
+    let time = |v: u64| m["times"][v.to_string()].as_i64().unwrap();
+    assert_eq!(t.primary_version, Some(newest), "{t:?}");
+    assert_eq!(t.replica_consistent_version, Some(consistent), "{t:?}");
+    assert_eq!(t.versions_behind, Some(newest - consistent), "{t:?}");
+    assert_eq!(t.rpo_seconds, Some((time(newest) - time(consistent)) / 1000), "{t:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn complete_replica_is_current() {
+    let (t, m) = delta("complete").await;
+    assert_rpo(&t, &m);
+    assert_eq!((t.status, t.rpo_seconds), (Status::Current, Some(0)), "{t:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_commit_stops_at_the_checkpoint_before_it() {
+    let (t, m) = delta("missing_commit").await;
+    assert_rpo(&t, &m);
+    assert_eq!(t.status, Status::Behind);
+    assert!(t.reason.contains("commit 5 is missing"), "{}", t.reason);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_commit_ahead_of_its_data_files_is_not_consistent() {
+    let (t, m) = delta("data_ahead").await;
+    assert_rpo(&t, &m);
+    assert!(t.reason.contains("commit 6 is ahead of its files: 1 live file(s) missing"), "{}", t.reason);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_incomplete_multi_part_checkpoint_falls_back_to_the_classic_one() {
+    let (t, m) = delta("incomplete_checkpoint").await;
+    assert_rpo(&t, &m);
+    assert!(t.reason.contains("checkpoint 8: 2 of 3 parts in the replica"), "{}", t.reason);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_complete_multi_part_checkpoint_in_snappy_is_a_base() {
+    let (t, m) = delta("multipart").await;
+    assert_rpo(&t, &m);
+    assert_eq!(t.status, Status::Behind);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn in_commit_timestamps_give_the_rpo() {
+    let (t, m) = delta("ict").await;
+    assert_rpo(&t, &m);
+    // 1_700_000_000_000 + v * 60 s: commits 5 and 3 are two minutes apart by their in-commit timestamps.
+    assert_eq!(t.rpo_seconds, Some(120));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_catalog_managed_table_cannot_be_certified() {
+    let (t, _) = delta("catalog_managed").await;
+    assert_eq!((t.status, t.rpo_seconds), (Status::CannotBeCertified, None), "{t:?}");
+    assert!(t.reason.contains("cannot be certified from the log"), "{}", t.reason);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_checkpoint_ahead_of_its_sink_is_rolled_back_to_the_sink() {
+    let w = world().await;
+    let a = run(vec![
+        location(w, "sink", "delta", "tables/stream_sink", None),
+        location(w, "stream", "stream-checkpoint", "checkpoints/stream", Some("sink")),
+    ])
+    .await;
+    let (sink, stream) = (&a.tables[0], &a.tables[1]);
+    let m = &w.manifest["stream"];
+    assert_eq!(sink.replica_consistent_version, Some(3), "{sink:?}");
+    assert_eq!(stream.status, Status::Unsafe, "{stream:?}");
+    assert_eq!(stream.details["checkpoint_batch"], 5);
+    assert_eq!(stream.details["sink_batch"], 3);
+    assert_eq!(stream.details["roll_back_to_batch"], 3);
+    assert_eq!(stream.details["query_id"], m["query_id"]);
+    assert!(stream.reason.contains("skip batches 4..=5"), "{}", stream.reason);
+    let w = a.workload();
+    assert_eq!(w.unsafe_streams, ["stream"]);
+    assert_eq!(w.worst_table.as_deref(), Some("sink"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_prefix_reports_its_missing_objects() {
+    let w = world().await;
+    let a = run(vec![location(w, "artifacts", "prefix", "artifacts", None)]).await;
+    let t = &a.tables[0];
+    assert_eq!(t.status, Status::Behind, "{t:?}");
+    assert_eq!(t.details["missing_objects"], 2);
+    assert_eq!(t.details["missing_examples"], serde_json::json!(["run-1.bin", "run-3.bin"]));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreadable_primary_gives_unknown_and_a_deadline_gives_still_computing() {
+    let w = world().await;
+    let mut l = location(w, "gone", "delta", "tables/complete", None);
+    l["primary"] = "s3://dl-no-such-bucket-x/tables/complete".into();
+    let a = run(vec![l]).await;
+    assert_eq!((a.tables[0].status, a.tables[0].rpo_seconds), (Status::Unknown, None), "{:?}", a.tables[0]);
+    assert_eq!(a.tables[0].replica_consistent_version, Some(6));
+    assert!(a.workload().summary.starts_with("workload RPO unknown"));
+
+    let plane = DataPlane::parse(
+        "d",
+        &serde_json::json!({ "locations": [location(w, "complete", "delta", "tables/complete", None)] }).to_string(),
+    )
+    .unwrap();
+    let data = aws::data_buckets::S3DataBuckets::new(s3().await);
+    let limits = DeltaLimits { deadline: std::time::Duration::from_millis(1), ..DeltaLimits::default() };
+    let a = assess(&data, &plane, &limits, time::OffsetDateTime::now_utc()).await;
+    assert!(!a.complete);
+    assert_eq!(a.tables[0].status, Status::StillComputing);
+    assert_eq!(a.workload().state, "still-computing");
+}
