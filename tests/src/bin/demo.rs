@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use serde_json::{Value, json};
+use tests::databricks::{DatabricksServer, sample_workspace};
 use tests::dr_env::DrEnv;
 use tests::moto;
 use tests::runtime_api::{Function, Invocation};
@@ -106,6 +107,42 @@ async fn main() {
         env.prefix, env.bucket
     );
 
+    step("starting two local Databricks workspaces (the documented REST API on 127.0.0.1; no live workspace)");
+    let databricks = DatabricksServer::start(&["primary", "secondary"]).expect("local Databricks API");
+    let (p, s) = (databricks.workspace("primary"), databricks.workspace("secondary"));
+    p.set_state(&sample_workspace("primary"));
+    // The standby lags behind: one job and one registered model were never deployed there.
+    let mut standby = sample_workspace("secondary");
+    standby["jobs"].as_array_mut().unwrap().retain(|j| j["settings"]["name"] != "hourly-report");
+    standby["registered_models"] = json!([]);
+    s.set_state(&standby);
+    // The primary's service principal authenticates by OAuth M2M, the secondary by a personal access token; both
+    // secrets are SecureString parameters under {prefix}/secrets/, read at use.
+    for (name, value) in [("primary-oauth", p.client_secret()), ("secondary-pat", s.pat())] {
+        env.ssm
+            .put_parameter()
+            .name(format!("{}/secrets/{name}", env.prefix))
+            .value(value)
+            .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+            .overwrite(true)
+            .send()
+            .await
+            .unwrap();
+    }
+    let primary_site = json!({"workspace_url": p.url, "region": "us-east-1", "oauth_client_id": p.client_id(),
+                               "oauth_secret_parameter": format!("{}/secrets/primary-oauth", env.prefix)});
+    env.put("sites/primary", &primary_site).await;
+    env.put(
+        "sites/secondary",
+        &json!({"workspace_url": s.url, "region": "us-west-2",
+                                        "token_parameter": format!("{}/secrets/secondary-pat", env.prefix)}),
+    )
+    .await;
+    let mut active = primary_site.clone();
+    active["site"] = json!("primary");
+    env.put("active", &active).await;
+    println!("  primary {} (OAuth M2M)  secondary {} (PAT)", p.url, s.url);
+
     step("starting manual-trigger and health-alarm behind a local Lambda Runtime API");
     let mut manual = Function::start("manual-trigger", &env.function_env());
     let mut health = Function::start("health-alarm", &env.function_env());
@@ -115,8 +152,34 @@ async fn main() {
     let status = brief(&manual.invoke(&json!({"command": "status"})), &["outcome", "active_site", "problems"]);
     let mut ok = status["active_site"] == "primary";
 
-    step("manual-trigger {\"command\":\"check\"}: readiness before anything happens");
-    brief(&manual.invoke(&json!({"command": "check"})), &["outcome", "ready", "counts", "message"]);
+    step("manual-trigger {\"command\":\"snapshot\"} (scheduled every 6 h): both workspaces exported, compared");
+    let snap = brief(&manual.invoke(&json!({"command": "snapshot"})), &["outcome", "snapshot_manifest_key", "files"]);
+    for site in ["primary", "secondary"] {
+        let kinds = snap["workspaces"][site]["kinds"].as_object().cloned().unwrap_or_default();
+        let complete = kinds.values().filter(|k| k["status"] == "complete").count();
+        let objects: u64 = kinds.values().filter_map(|k| k["count"].as_u64()).sum();
+        println!(
+            "  {site:<9} {complete}/{} types complete, {objects} objects, {} calls in {} ms",
+            kinds.len(),
+            snap["workspaces"][site]["requests"],
+            snap["workspaces"][site]["elapsed_ms"]
+        );
+    }
+    println!("  drift: {}", snap["workspace_drift"].as_str().unwrap_or("?"));
+    ok &= snap["workspace_drift"].as_str().is_some_and(|d| d.contains("secondary is missing 1 job"));
+
+    step("manual-trigger {\"command\":\"check\"}: readiness before anything happens, and the live DR matrix");
+    let check = brief(&manual.invoke(&json!({"command": "check"})), &["outcome", "ready", "counts", "message"]);
+    println!("  {}", check["dr_matrix"]["summary"].as_str().unwrap_or("?"));
+    for row in check["dr_matrix"]["rows"].as_array().into_iter().flatten().filter(|r| r["status"] == "at_risk") {
+        println!(
+            "    at risk  {}: {}",
+            row["component"].as_str().unwrap_or_default(),
+            row["evidence"].as_str().unwrap_or_default()
+        );
+    }
+    ok &= check["dr_matrix"]["rows"].as_array().is_some_and(|r| r.len() == 38);
+    show_messages(&env).await;
 
     step("manual-trigger {\"command\":\"drill\"}: the failover rehearsed on a copy, cleaned up, reported");
     let drill = brief(
