@@ -94,6 +94,9 @@ const NOT_GRANTED: &[(&str, &str, &str)] = &[
     ("replication-failure", "ssm:UnlabelParameterVersion", "never promotes, so never makes room for a version of active"),
     ("replication-failure", "ssm:DeleteParameters", "drill copies are deleted by drills, which run in manual-trigger"),
     ("health-alarm", "ssm:DeleteParameters", "drill copies are deleted by drills, which run in manual-trigger"),
+    ("replication-failure", "s3:GetBucketVersioning", "never snapshots or checks: the Delta assessment runs elsewhere"),
+    ("replication-failure", "s3:GetReplicationConfiguration", "never snapshots or checks: the Delta assessment runs elsewhere"),
+    ("replication-failure", "s3:GetBucketNotification", "never snapshots or checks: the Delta assessment runs elsewhere"),
 ];
 
 /// Actions a function's role holds that no SDK call in the code explains, each with its reason: the Lambda service
@@ -130,8 +133,20 @@ const SERVICE_ROLES: &[(&str, &str, &[&str])] = &[
 /// Resources each required action must be granted on, by the logical names or parameters its statement names
 /// (the code's SSM calls stay under the prefix; its S3 calls are on the control bucket; it publishes to both
 /// topics). Data buckets and other resources may be granted beside these.
-const ACTION_RESOURCES: &[(&str, &[&str])] =
-    &[("ssm:", &["SsmPrefix"]), ("s3:", &["ControlBucket"]), ("sns:", &["PagingTopic", "ChatTopic"])];
+/// The first entry whose prefix matches an action applies: the bucket-configuration reads of replication
+/// coverage (engine::delta) are on the data buckets only.
+const ACTION_RESOURCES: &[(&str, &[&str])] = &[
+    ("ssm:", &["SsmPrefix"]),
+    ("s3:GetBucketVersioning", &["DataBucketArns"]),
+    ("s3:GetReplicationConfiguration", &["DataBucketArns"]),
+    ("s3:GetBucketNotification", &["DataBucketArns"]),
+    ("s3:", &["ControlBucket"]),
+    ("sns:", &["PagingTopic", "ChatTopic"]),
+];
+
+/// Where else an action may be granted: the Delta assessment (engine::delta) lists and reads the data-plane
+/// locations, scoped by the parameters DataPlanePrefixes and DataPlaneObjectArns.
+const ALSO_ON: &[(&str, &[&str])] = &[("s3:GetObject", &["DataPlaneObjectArns"]), ("s3:ListBucket", &["DataBucketArns"])];
 
 /// Actions without resource-level permissions: the only ones a role statement may grant on `"*"` (each such
 /// statement carries a comment in the template).
@@ -543,11 +558,9 @@ fn the_iam_statements_cover_every_sdk_call_for_every_function() {
             }
             assert!(!grants.is_empty(), "{id} ({name}) lacks {action}, which the code calls");
             let resources: String = grants.iter().map(|s| s["Resource"].to_string()).collect();
-            for (prefix, names) in ACTION_RESOURCES {
-                if action.starts_with(prefix) {
-                    for n in *names {
-                        assert!(resources.contains(n), "{id} ({name}): {action} is not granted on {n}: {resources}");
-                    }
+            if let Some((_, names)) = ACTION_RESOURCES.iter().find(|(prefix, _)| action.starts_with(prefix)) {
+                for n in *names {
+                    assert!(resources.contains(n), "{id} ({name}): {action} is not granted on {n}: {resources}");
                 }
             }
         }
@@ -907,6 +920,8 @@ fn each_role_grants_exactly_what_the_code_calls() {
                 let Some((_, names)) = ACTION_RESOURCES.iter().find(|(prefix, _)| action.starts_with(prefix)) else {
                     continue;
                 };
+                let also = ALSO_ON.iter().filter(|(a, _)| *a == action).flat_map(|(_, n)| n.iter());
+                let names: Vec<&str> = names.iter().chain(also).copied().collect();
                 for resource in list(&s["Resource"]) {
                     let text = resource.to_string();
                     assert!(
