@@ -1,0 +1,77 @@
+//! Benchmark: a snapshot's export of two Databricks workspaces of 1,000 jobs and 5,000 tables each (plus every
+//! other type: `tests::databricks::generated_workspace`), by the `manual-trigger` binary against the local
+//! Databricks API (`scripts/databricks_server.py`) and moto, as Lambda runs it. Prints, per run: the
+//! invocation's wall time, each site's export time and calls, the objects exported, and the function's peak RSS.
+//!
+//! `DR_FUNCTION_BIN_DIR=$PWD/target/release cargo bench -p tests --bench export` (the release build; the
+//! debug binaries work too, slower). `BENCH_RUNS` (default 3), `BENCH_JOBS` (1000), `BENCH_TABLES` (5000),
+//! `BENCH_CONCURRENCY` (the default of `DR_EXPORT_CONCURRENCY`, 8).
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use aws_sdk_ssm::types::ParameterType;
+use serde_json::json;
+use std::time::Instant;
+use tests::databricks::{DatabricksServer, generated_workspace};
+use tests::dr_env::DrEnv;
+use tests::median;
+use tests::moto;
+use tests::runtime_api::{Function, bin_dir};
+
+fn var(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+#[tokio::main]
+async fn main() {
+    let (runs, jobs, tables) = (var("BENCH_RUNS", 3), var("BENCH_JOBS", 1000), var("BENCH_TABLES", 5000));
+    let concurrency = var("BENCH_CONCURRENCY", 8).to_string();
+    let env = DrEnv::seed(&moto::shared().endpoint).await;
+    let server = DatabricksServer::start(&["primary", "secondary"]).unwrap();
+    let (p, s) = (server.workspace("primary"), server.workspace("secondary"));
+    let state = generated_workspace(jobs, tables);
+    p.set_state(&state);
+    s.set_state(&state);
+    for (name, value) in [("primary-pat", p.pat()), ("secondary-pat", s.pat())] {
+        let full = format!("{}/secrets/{name}", env.prefix);
+        env.ssm.put_parameter().name(full).value(value).r#type(ParameterType::SecureString).overwrite(true).send().await.unwrap();
+    }
+    for (site, w, region) in [("primary", p, "us-east-1"), ("secondary", s, "us-west-2")] {
+        let doc = json!({"workspace_url": w.url, "region": region, "token_parameter": format!("{}/secrets/{site}-pat", env.prefix)});
+        env.put(&format!("sites/{site}"), &doc).await;
+    }
+    let mut vars = env.function_env();
+    vars.push(("DR_EXPORT_CONCURRENCY".into(), concurrency.clone()));
+    println!(
+        "export of 2 workspaces x ({jobs} jobs, {tables} tables, every other type), concurrency {concurrency}, binaries in {}",
+        bin_dir().display()
+    );
+    println!("| run | invocation ms | primary export ms | primary calls | objects per site | peak RSS MB |");
+    println!("|---|---|---|---|---|---|");
+    let (mut wall, mut export, mut rss) = (Vec::new(), Vec::new(), Vec::new());
+    for run in 1..=runs {
+        // A cold process each run: the connector, its HTTP client and the token are built at the first export.
+        let mut f = Function::start("manual-trigger", &vars);
+        let started = Instant::now();
+        let r = f.invoke(&json!({"command": "snapshot"})).response();
+        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        let primary = &r["workspaces"]["primary"];
+        let incomplete: Vec<&String> =
+            primary["kinds"].as_object().unwrap().iter().filter(|(_, k)| k["status"] != "complete").map(|(n, _)| n).collect();
+        assert!(incomplete.is_empty(), "incomplete kinds {incomplete:?}: {r:#}");
+        let objects: u64 = primary["kinds"].as_object().unwrap().values().filter_map(|k| k["count"].as_u64()).sum();
+        let peak = f.peak_rss_kib().unwrap_or(0) as f64 / 1024.0;
+        println!(
+            "| {run} | {ms:.0} | {} | {} | {objects} | {peak:.1} |",
+            primary["elapsed_ms"], primary["requests"]
+        );
+        wall.push(ms);
+        export.push(primary["elapsed_ms"].as_f64().unwrap_or(f64::NAN));
+        rss.push(peak);
+    }
+    println!(
+        "median: invocation {:.0} ms (both sites at once), one site's export {:.0} ms, peak RSS {:.1} MB",
+        median(wall),
+        median(export),
+        median(rss)
+    );
+}
