@@ -19,12 +19,14 @@
 //! | [`notification`] | pages and chat notes, shaped for the pagers' CloudWatch integrations |
 //! | [`databricks`] | workspace metadata: exported kinds, stable identities, drift, the live DR matrix |
 //! | [`replication`] | S3 replication events: parsing, classification, aggregation, incidents, manifests |
+//! | [`activation`] | workload activation and client redirection: the plan, its reverse, out-of-step findings |
 //! | [`delta`] | Delta tables on a replica: the log's files and actions, the consistent version, RPO, streams |
 
+pub mod activation;
 pub mod alarm;
 pub mod command;
-pub mod databricks;
 pub mod data_plane;
+pub mod databricks;
 pub mod decision;
 pub mod delta;
 pub mod error;

@@ -97,6 +97,7 @@ impl SiteConfig {
             None | Some(Value::String(_)) => {}
             Some(_) => return Err("`token_parameter` must be the name of a SecureString parameter (a string)".into()),
         }
+        crate::activation::ActivationSettings::from_value(doc.get("activation"))?;
         Ok(SiteConfig { doc })
     }
 
@@ -234,6 +235,7 @@ mod tests {
             (r#"[1]"#, "JSON object"),
             (r#"{"workspace_url":"ftp://x.y","region":"us-east-1"}"#, "scheme"),
             (r#"{"workspace_url":"https://x.y","region":"us-east-1","token_parameter":3}"#, "token_parameter"),
+            (r#"{"workspace_url":"https://x.y","region":"us-east-1","activation":{"job_tag":"dr"}}"#, "key=value"),
         ] {
             let e = SiteConfig::parse("SSM parameter /dr/p/sites/primary", doc).unwrap_err().to_string();
             assert!(e.contains(needle) && e.contains("/dr/p/sites/primary"), "{doc}: {e}");
