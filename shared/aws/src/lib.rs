@@ -179,11 +179,13 @@ where
         }
         _ => false,
     };
-    let code = err.code().map(str::to_owned);
-    let mut message = engine::error::error_chain(&err);
-    if let Some(code) = code {
-        message = format!("{code}: {message}");
-    }
+    // A service's answer says it in its code and message; the SDK's chain for an error it does not model adds
+    // the request id (different at every call) and the metadata's Debug form, which helps nobody on a page.
+    let message = match (&err, err.code(), err.message()) {
+        (SdkError::ServiceError(_), Some(code), Some(text)) => format!("{code}: {text}"),
+        (_, Some(code), _) => format!("{code}: {}", engine::error::error_chain(&err)),
+        _ => engine::error::error_chain(&err),
+    };
     if transient {
         StoreError::Transient { service, operation, message }
     } else {
