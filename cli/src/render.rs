@@ -220,6 +220,12 @@ pub fn status(v: &Value, s: Style, now: OffsetDateTime) -> String {
     };
     b.line("replication", replication);
     b.line("RPO", rpo);
+    if let Some(summary) = v["delta_rpo"]["workload"]["summary"].as_str() {
+        let at = text(&v["delta_rpo"]["generated_at"]);
+        let line = format!("{summary} (assessed {at})");
+        let known_small = v["delta_rpo"]["workload"]["state"] == "known";
+        b.line("Delta RPO", if known_small { line } else { s.warn(&line) });
+    }
     let ws = &v["workspaces"];
     match ws["drift"].as_str() {
         Some(line) if line.contains("missing") || line.contains("extra") || line.contains("differ") => {

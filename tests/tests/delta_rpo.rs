@@ -222,3 +222,50 @@ async fn an_unreadable_primary_gives_unknown_and_a_deadline_gives_still_computin
     assert_eq!(a.tables[0].status, Status::StillComputing);
     assert_eq!(a.workload().state, "still-computing");
 }
+
+/// Through the built binaries, as Lambda runs them: an alarm in approval mode prepares a failover whose page
+/// carries the workload RPO (the worst table's) before anyone approves; `status` shows the latest assessment;
+/// the approved failover's page and report carry it too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_approval_page_status_and_the_report_carry_the_workload_rpo() {
+    use serde_json::json;
+    use tests::runtime_api::Function;
+    let w = world().await;
+    let env = tests::dr_env::DrEnv::seed(&tests::moto::shared().endpoint).await;
+    let locations = vec![
+        location(w, "complete", "delta", "tables/complete", None),
+        location(w, "missing_commit", "delta", "tables/missing_commit", None),
+    ];
+    env.put("data-plane", &json!({ "locations": locations })).await;
+    env.put(
+        "policy",
+        &json!({"mode": "approval", "failover_alarms": ["databricks-prod-workspace-unhealthy"], "cooldown_minutes": 0}),
+    )
+    .await;
+    let m = &w.manifest["missing_commit"];
+    let time = |v: &Value| m["times"][v.as_u64().unwrap().to_string()].as_i64().unwrap();
+    let rpo = (time(&m["newest"]) - time(&m["consistent"])) / 1000;
+    let expected = format!("workload RPO {rpo} s (worst table missing_commit)");
+
+    let vars = env.function_env();
+    let mut health = Function::start("health-alarm", &vars);
+    let r = health.invoke(&tests::fixture("health-alarm", "eventbridge-metric-alarm.json")).response();
+    assert_eq!(r["outcome"], "awaiting_approval", "{r:#}\n{}", health.logs());
+    let pages = env.pages().await;
+    let reason = |p: &Value| {
+        let m: Value = serde_json::from_str(p["Message"].as_str().unwrap()).unwrap();
+        m["NewStateReason"].as_str().unwrap().to_owned()
+    };
+    assert_eq!(pages.len(), 1, "{pages:#?}");
+    assert!(reason(&pages[0]).contains(&expected), "the approval page: {}", reason(&pages[0]));
+
+    let mut manual = Function::start("manual-trigger", &vars);
+    let s = manual.invoke(&json!({"command": "status"})).response();
+    assert_eq!(s["delta_rpo"]["workload"]["summary"], expected, "{:#}", s["delta_rpo"]);
+
+    let id = r["execution_id"].as_str().unwrap();
+    let a = manual.invoke(&json!({"command": "approve", "execution_id": id, "requested_by": "oncall@example.com"})).response();
+    assert_eq!(a["outcome"], "completed", "{a:#}\n{}", manual.logs());
+    let report = String::from_utf8(env.object(&format!("reports/{id}.md")).await.unwrap()).unwrap();
+    assert!(report.contains(&format!("- RPO estimate: {expected}")), "{report}");
+}

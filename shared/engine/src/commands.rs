@@ -38,13 +38,26 @@ pub async fn run<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
     let response = match command {
         Command::Status => {
             let mut response = status::status(&engine.params, &engine.settings).await?;
-            let (in_flight, recent, incidents, workspaces) = tokio::join!(
+            let (in_flight, recent, incidents, workspaces, delta) = tokio::join!(
                 lock::read(&engine.bucket, FAILOVER_LOCK_KEY),
                 recent_records(&engine.bucket, RECENT_SCAN),
                 replication::open_incidents(&engine.bucket),
-                workspace::status_view(&engine.bucket, engine.clock.now())
+                workspace::status_view(&engine.bucket, engine.clock.now()),
+                engine.bucket.get(crate::delta::LATEST_KEY)
             );
             response.details.insert("workspaces".into(), workspaces);
+            // The latest Delta assessment (each snapshot's, finished): the workload RPO before anyone approves.
+            response.details.insert(
+                "delta_rpo".into(),
+                match delta {
+                    Ok(Some(o)) => {
+                        let v: Value = serde_json::from_slice(&o.body).unwrap_or(Value::Null);
+                        json!({ "generated_at": v["generated_at"], "complete": v["complete"], "workload": v["workload"] })
+                    }
+                    Ok(None) => json!({ "workload": null, "why": "no Delta assessment yet: it runs with every snapshot" }),
+                    Err(e) => json!({ "error": e.to_string() }),
+                },
+            );
             response.details.insert(
                 "replication_incidents".into(),
                 match incidents {

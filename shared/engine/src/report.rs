@@ -50,8 +50,17 @@ fn duration(ms: u64) -> String {
     if ms < 1000 { format!("{ms} ms") } else { format!("{:.1} s", ms as f64 / 1000.0) }
 }
 
-/// The RPO estimate (see `failover::rpo_estimate`) in a few words.
+/// The RPO estimate (see `failover::rpo_estimate`) in a few words: the Delta tables' workload RPO first, when
+/// assessed, then what the open replication incidents say.
 pub fn rpo_summary(rpo: &Value) -> String {
+    let incidents = incidents_summary(rpo);
+    match rpo["delta"]["summary"].as_str() {
+        Some(delta) => format!("{delta}; replication {incidents}"),
+        None => incidents,
+    }
+}
+
+fn incidents_summary(rpo: &Value) -> String {
     match rpo["estimate"].as_str() {
         Some("current") => "current (no open replication incident)".into(),
         Some("at_risk") => format!(

@@ -728,6 +728,20 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
 /// The RPO estimate from the snapshot's replication incidents file: open incidents say how far behind the
 /// replica may be. Without that source, the estimate is unknown.
 pub fn rpo_estimate(files: &[snapshot::SnapshotFile]) -> Value {
+    let mut estimate = incidents_estimate(files);
+    // The Delta assessment's workload RPO (the worst table's), when the snapshot has one: the number on-call
+    // needs before approving. "still-computing" when its deadline passed; the report finishes it.
+    if let (Some(workload), Value::Object(o)) = (crate::delta::workload_of(files), &mut estimate) {
+        o.insert("delta".into(), workload);
+        let assessed = files.iter().find(|f| f.name == domain::delta::report::SNAPSHOT_FILE);
+        let at = assessed.and_then(|f| serde_json::from_slice::<Value>(&f.body).ok()).map(|v| v["generated_at"].clone());
+        o.insert("delta_generated_at".into(), at.unwrap_or(Value::Null));
+    }
+    estimate
+}
+
+/// The estimate from the open replication incidents alone.
+fn incidents_estimate(files: &[snapshot::SnapshotFile]) -> Value {
     let Some(file) = files.iter().find(|f| f.name == super::replication::SNAPSHOT_FILE) else {
         return json!({ "estimate": "unknown", "why": "no replication incidents source in this snapshot" });
     };

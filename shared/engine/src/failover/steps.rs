@@ -29,11 +29,13 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
             "<at promotion>",
         );
         rec.record.config_after = Some(Value::Object(plan));
+        let rpo = rec.record.rpo_estimate.as_ref().map(|r| format!(" RPO: {}.", crate::report::rpo_summary(r)));
         let reason = format!(
-            "DR {}: failover toward {} awaits approval ({}). Approve with: {}",
+            "DR {}: failover toward {} awaits approval ({}).{} Approve with: {}",
             self.settings.environment,
             rec.record.target,
             rec.record.decision.reasons.join("; "),
+            rpo.unwrap_or_default(),
             self.approve_command(&id)
         );
         let page = self.page(&rec.record, "awaiting_approval", PageState::Alarm, Severity::Critical, reason.clone());
@@ -218,6 +220,9 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
             run.rec.record.steps.push(step);
             return StepEnd::Next;
         }
+        // The files first (collected while the lock was taken): the started page carries the RPO.
+        let files = self.snapshot_files(&run.attempt).await;
+        let rpo = files.as_ref().ok().map(|f| format!(" RPO: {}.", crate::report::rpo_summary(&rpo_estimate(f))));
         let rec = &mut run.rec.record;
         if !rec.sent(Channel::Paging, &format!("{}.awaiting_approval", rec.kind)) {
             let page = self.page(
@@ -226,17 +231,18 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
                 PageState::Alarm,
                 Severity::Critical,
                 format!(
-                    "DR {}: {} toward the {} site started ({}). Decision: {}.",
+                    "DR {}: {} toward the {} site started ({}). Decision: {}.{}",
                     self.settings.environment,
                     rec.kind,
                     rec.target,
                     rec.reason,
-                    rec.decision.reasons.join("; ")
+                    rec.decision.reasons.join("; "),
+                    rpo.unwrap_or_default()
                 ),
             );
             self.owe_page(rec, "started", &page);
         }
-        let files = match self.snapshot_files(&run.attempt).await {
+        let files = match files {
             Ok(f) => f,
             Err(source) => return StepEnd::Stop(source),
         };
@@ -416,6 +422,7 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
         let id = run.rec.record.execution_id.clone();
         let (json_key, _) = report::report_keys(&id);
         run.rec.record.report_key = Some(json_key.clone());
+        self.finish_delta_assessment(&mut run.rec.record).await;
         let mut for_report = run.rec.record.clone();
         for_report.state = ExecutionState::Completed;
         for_report.steps.push(self.step(Step::Report, StepOutcome::Done, start, start, &run.attempt.id, None));
@@ -426,6 +433,28 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
         let end = self.now();
         run.rec.record.steps.push(self.step(Step::Report, StepOutcome::Done, start, end, &run.attempt.id, Some(json_key)));
         StepEnd::Next
+    }
+
+    /// A Delta assessment still computing at the snapshot (its deadline passed beside the lock) went on as its own
+    /// task and stores its result under `delta::LATEST_KEY` when done: the report takes it from there, if it is
+    /// the same assessment (one read, after the promotion, never on its path).
+    async fn finish_delta_assessment(&self, record: &mut ExecutionRecord) {
+        let Some(rpo) = record.rpo_estimate.as_mut() else { return };
+        if rpo["delta"]["state"] != "still-computing" {
+            return;
+        }
+        let latest = match self.bucket.get(crate::delta::LATEST_KEY).await {
+            Ok(Some(o)) => serde_json::from_slice::<Value>(&o.body).unwrap_or(Value::Null),
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "the finished Delta assessment could not be read for the report");
+                return;
+            }
+        };
+        if latest["generated_at"] == rpo["delta_generated_at"] && latest["complete"] == true {
+            rpo["delta"] = latest["workload"].clone();
+            rpo["delta_finished_after_promotion"] = Value::Bool(true);
+        }
     }
 
     /// Releases the lock, if this attempt still holds it.
