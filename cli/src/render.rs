@@ -381,7 +381,8 @@ fn matrix(out: &mut String, m: &Value, s: Style) {
 }
 
 /// An execution's steps in the order they run (`engine::record::Step`).
-const STEPS: [&str; 9] = ["decide", "lock", "fence", "snapshot", "promote", "verify", "notify", "report", "release"];
+const STEPS: [&str; 10] =
+    ["decide", "lock", "fence", "snapshot", "promote", "verify", "activate", "notify", "report", "release"];
 /// The index of `verify` in [`STEPS`]: the RTO runs from `decide` through it.
 const RTO_LAST: usize = 5;
 

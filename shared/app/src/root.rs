@@ -27,6 +27,7 @@ pub fn engine(clients: &AwsClients, config: &Config) -> AwsEngine {
         settings: settings(config),
         sources: vec![std::sync::Arc::new(incidents), std::sync::Arc::new(exports), std::sync::Arc::new(delta)],
         workspaces: None,
+        dns: None,
     }
 }
 

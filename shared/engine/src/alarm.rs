@@ -145,6 +145,7 @@ async fn report_recovery<P: ParameterStore, B: ControlBucket, N: Notifier, C: Cl
             decided_on_version: None,
             approved_by: None,
             rpo_estimate: None,
+            activation: None,
             workspaces: None,
             messages: Vec::new(),
             owed: Vec::new(),

@@ -91,6 +91,7 @@ pub async fn drill<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
         },
         sources: engine.sources.clone(),
         workspaces: engine.workspaces.clone(),
+        dns: engine.dns.clone(),
     };
     let request = MoveRequest {
         execution_id: id.clone(),

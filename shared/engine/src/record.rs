@@ -30,6 +30,9 @@ pub enum Step {
     Promote,
     /// Label the version and read it back.
     Verify,
+    /// Workload activation and client redirection: resume the target's selected jobs, start its warehouses,
+    /// pause the former's jobs (best effort), move the stable DNS name; or reverse what the failover changed.
+    Activate,
     /// Page `OK` and post the chat summary.
     Notify,
     /// Write the report.
@@ -48,6 +51,7 @@ impl Step {
             Step::Snapshot => "snapshot",
             Step::Promote => "promote",
             Step::Verify => "verify",
+            Step::Activate => "activate",
             Step::Notify => "notify",
             Step::Report => "report",
             Step::Release => "release",
@@ -219,6 +223,10 @@ pub struct ExecutionRecord {
     /// export (`workspace::LatestExportsSource`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workspaces: Option<Value>,
+    /// What the activation step planned and changed, each change with its `before` and `after` (written before
+    /// each call, marked after it: a resumed attempt re-reads each object and never changes it twice).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub activation: Option<domain::activation::Activation>,
     /// Every page and chat note published for this execution, with its SNS message id.
     pub messages: Vec<SentMessage>,
     /// Pages recorded but not (yet) published: paid before anything else by the next attempt or `check`.

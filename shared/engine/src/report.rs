@@ -35,6 +35,8 @@ pub fn json_report(record: &ExecutionRecord, rpo: &Value) -> Value {
         "rto_ms": rto_ms(record),
         "rpo_estimate": rpo,
         "workspaces": record.workspaces,
+        "activation": record.activation,
+        "activation_by_hand": record.activation.as_ref().map(domain::activation::Activation::by_hand),
         "config_before": record.config_before,
         "config_after": record.config_after,
         "promoted_version": record.promoted_version,
@@ -175,6 +177,9 @@ pub fn markdown_report(record: &ExecutionRecord, rpo: &Value) -> String {
     if let Some(w) = &record.workspaces {
         let _ = writeln!(md, "- workspaces: {}", crate::workspace::one_line(w));
     }
+    if let Some(a) = &record.activation {
+        activation_section(&mut md, a);
+    }
     let _ = writeln!(md, "\n## Timeline\n\n{}", gantt(record));
     let _ = writeln!(md, "| step | outcome | started | duration (ms) | detail |\n|---|---|---|---|---|");
     for s in &record.steps {
@@ -203,6 +208,41 @@ pub fn markdown_report(record: &ExecutionRecord, rpo: &Value) -> String {
         }
     }
     md
+}
+
+/// What was activated (each change with its before and after), what could not be, what to do by hand.
+fn activation_section(md: &mut String, a: &domain::activation::Activation) {
+    let what = match (&a.reverses, a.drill) {
+        (_, true) => "plan only (a drill changes nothing)".to_owned(),
+        (Some(prev), false) => format!("reverse of execution {prev}"),
+        (None, false) => a.mode.clone(),
+    };
+    let _ = writeln!(md, "\n## Activation\n\n{}: {what}\n", a.summary());
+    if !a.changes.is_empty() {
+        let _ = writeln!(md, "| where | object | field | before | after | status | detail |\n|---|---|---|---|---|---|---|");
+        for c in &a.changes {
+            let _ = writeln!(
+                md,
+                "| {} | {:?} {} ({}) | {} | {} | {} | {:?} | {} |",
+                c.site.map_or("DNS", |s| s.as_str()),
+                c.object,
+                c.name,
+                c.id,
+                c.field,
+                if c.before.is_empty() { "(absent)" } else { &c.before },
+                c.after,
+                c.status,
+                c.detail.as_deref().unwrap_or("").replace('|', "/")
+            );
+        }
+    }
+    let hand = a.by_hand();
+    if !hand.is_empty() {
+        let _ = writeln!(md, "\n**Do by hand:**\n");
+        for h in hand {
+            let _ = writeln!(md, "- {h}");
+        }
+    }
 }
 
 fn pretty(v: &Option<Value>) -> String {
@@ -260,6 +300,7 @@ mod tests {
             decided_on_version: None,
             approved_by: None,
             rpo_estimate: None,
+            activation: None,
             workspaces: None,
             messages: vec![],
             owed: vec![],

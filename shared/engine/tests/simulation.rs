@@ -719,6 +719,7 @@ impl Sim {
             settings: self.settings.clone(),
             sources: Vec::new(),
             workspaces: None,
+            dns: None,
         }
     }
 

@@ -31,6 +31,7 @@ use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 use time::OffsetDateTime;
 
+mod activate;
 mod ending;
 mod messages;
 mod runner;
@@ -112,6 +113,9 @@ pub struct Engine<P, B, N, C> {
     pub sources: Vec<std::sync::Arc<dyn SnapshotSource>>,
     /// The Databricks workspaces' API clients, built from the site documents at use (`None`: no export).
     pub workspaces: Option<std::sync::Arc<dyn crate::ports::WorkspaceConnector>>,
+    /// Client redirection's DNS records (`None`: the function cannot redirect; a `{prefix}/redirection` document
+    /// is then reported as to do by hand).
+    pub dns: Option<std::sync::Arc<dyn crate::ports::DnsRecords>>,
 }
 
 /// A request to move the active site.
@@ -436,6 +440,7 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
             decided_on_version: version_of(&attempt.tree, &self.active_name()),
             approved_by: None,
             rpo_estimate: None,
+            activation: None,
             workspaces: None,
             messages: Vec::new(),
             owed: Vec::new(),

@@ -6,7 +6,8 @@ use super::*;
 
 /// The steps run under the lock, in order. A step already done by an earlier attempt is skipped, except the
 /// fence (always decided again) and the promotion (which finds its live version).
-const STEPS: [Step; 7] = [Step::Fence, Step::Snapshot, Step::Promote, Step::Verify, Step::Notify, Step::Report, Step::Release];
+const STEPS: [Step; 8] =
+    [Step::Fence, Step::Snapshot, Step::Promote, Step::Verify, Step::Activate, Step::Notify, Step::Report, Step::Release];
 
 /// One attempt of an execution under the lock, as its steps see it.
 pub(super) struct Run {
@@ -51,6 +52,7 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
                 Step::Snapshot => self.snapshot_step(&mut run).await,
                 Step::Promote => self.promote_step(&mut run).await,
                 Step::Verify => self.verify_step(&mut run).await,
+                Step::Activate => self.activate_step(&mut run).await,
                 Step::Notify => self.notify_step(&mut run).await,
                 Step::Report => self.report_step(&mut run).await,
                 Step::Decide | Step::Lock | Step::Release => self.release_step(&mut run).await,

@@ -375,7 +375,10 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
         let start = self.now();
         let id = run.rec.record.execution_id.clone();
         let rec = &run.rec.record;
-        let summary = self.step_summary(rec);
+        let mut summary = self.step_summary(rec);
+        if let Some(a) = &rec.activation {
+            summary.push_str(&format!(". {}", a.summary()));
+        }
         let ok = self.page(
             rec,
             "completed",

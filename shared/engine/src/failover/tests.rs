@@ -28,6 +28,7 @@ fn engine(policy: &str) -> Engine<MemParameters, MemBucket, MemNotifier, FixedCl
         settings: EngineSettings::example(domain::names::SsmPrefix::parse("/dr/p").unwrap()),
         sources: Vec::new(),
         workspaces: None,
+        dns: None,
     }
 }
 
@@ -94,6 +95,7 @@ async fn a_decision_made_before_another_promotion_is_decided_again_under_the_loc
         settings: e.settings.clone(),
         sources: Vec::new(),
         workspaces: None,
+        dns: None,
     };
     let r = late.run(alarm_request("alarm-b")).await.unwrap();
     assert_eq!(r.outcome, Outcome::Superseded, "{}", r.message);

@@ -7,11 +7,13 @@
 #[cfg(any(test, feature = "memory"))]
 pub mod memory;
 pub mod data_buckets;
+pub mod dns;
 pub mod workspace;
 
 use crate::error::StoreError;
 pub use domain::notification::{Channel, OutgoingMessage};
 pub use data_buckets::{DataBuckets, DataObject, ListPage, NotificationTarget, ReplicationRule, Versioning};
+pub use dns::DnsRecords;
 pub use workspace::{ApiError, WorkspaceApi, WorkspaceConnector};
 use std::collections::BTreeMap;
 use std::future::Future;

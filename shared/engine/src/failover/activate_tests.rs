@@ -1,0 +1,323 @@
+//! The activation step over in-memory ports and a stateful fake workspace API.
+
+use super::*;
+use crate::ports::memory::{FixedClock, MemBucket, MemNotifier, MemParameters};
+use crate::ports::{WorkspaceConnector, dns::MemoryDns};
+use futures_util::future::BoxFuture;
+use std::sync::Mutex;
+use time::macros::datetime;
+
+const TAGGED: &str = r#""activation":{"job_tag":"dr=active-passive","warehouses":["bi"]}"#;
+
+/// A workspace: jobs and warehouses as JSON, every POST recorded; `hang` never answers; `after_post` runs
+/// after each POST is applied (to inject a crash between a call and the record's update).
+#[derive(Default)]
+struct FakeWs {
+    state: Mutex<Value>,
+    posts: Mutex<Vec<(String, Value)>>,
+    hang: bool,
+    after_post: Mutex<Option<Box<dyn FnMut() + Send>>>,
+}
+
+impl FakeWs {
+    fn new(jobs: Value, warehouses: Value) -> Arc<FakeWs> {
+        Arc::new(FakeWs { state: Mutex::new(json!({"jobs": jobs, "warehouses": warehouses})), ..FakeWs::default() })
+    }
+
+    fn state(&self) -> Value {
+        self.state.lock().unwrap().clone()
+    }
+
+    fn answer_get(&self, path: &str, query: &[(&str, String)]) -> Result<Value, ApiError> {
+        let state = self.state.lock().unwrap();
+        let q = |k: &str| query.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone()).unwrap_or_default();
+        match path {
+            "/api/2.2/jobs/list" => Ok(json!({"jobs": state["jobs"]})),
+            "/api/2.2/jobs/get" => state["jobs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|j| j["job_id"].as_u64().map(|n| n.to_string()) == Some(q("job_id")))
+                .cloned()
+                .ok_or_else(|| ApiError::BadAnswer { path: path.into(), problem: "no job".into() }),
+            "/api/2.0/sql/warehouses" => Ok(json!({"warehouses": state["warehouses"]})),
+            p => state["warehouses"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|w| p.ends_with(w["id"].as_str().unwrap()))
+                .cloned()
+                .ok_or_else(|| ApiError::BadAnswer { path: path.into(), problem: "unknown".into() }),
+        }
+    }
+
+    fn answer_post(&self, path: &str, body: &Value) -> Result<Value, ApiError> {
+        {
+            let mut state = self.state.lock().unwrap();
+            if path == "/api/2.2/jobs/update" {
+                let job = state["jobs"].as_array_mut().unwrap().iter_mut().find(|j| j["job_id"] == body["job_id"]).unwrap();
+                for (k, v) in body["new_settings"].as_object().unwrap() {
+                    job["settings"][k] = v.clone();
+                }
+            } else {
+                let w = state["warehouses"].as_array_mut().unwrap().iter_mut().find(|w| path.contains(w["id"].as_str().unwrap()));
+                let w = w.unwrap();
+                w["state"] = json!(if path.ends_with("/start") { "RUNNING" } else { "STOPPED" });
+            }
+            self.posts.lock().unwrap().push((path.to_owned(), body.clone()));
+        }
+        if let Some(f) = self.after_post.lock().unwrap().as_mut() {
+            f();
+        }
+        Ok(json!({}))
+    }
+}
+
+impl WorkspaceApi for FakeWs {
+    fn get<'a>(&'a self, path: &'a str, query: &'a [(&'a str, String)]) -> BoxFuture<'a, Result<Value, ApiError>> {
+        Box::pin(async move {
+            if self.hang {
+                std::future::pending::<()>().await;
+            }
+            self.answer_get(path, query)
+        })
+    }
+    fn post<'a>(&'a self, path: &'a str, body: &'a Value) -> BoxFuture<'a, Result<Value, ApiError>> {
+        Box::pin(async move {
+            if self.hang {
+                std::future::pending::<()>().await;
+            }
+            self.answer_post(path, body)
+        })
+    }
+}
+
+struct Connector(BTreeMap<SiteName, Arc<FakeWs>>);
+
+impl WorkspaceConnector for Connector {
+    fn connect(&self, site: SiteName, _config: &domain::site::SiteConfig) -> Result<Arc<dyn WorkspaceApi>, ApiError> {
+        Ok(self.0[&site].clone())
+    }
+}
+
+fn job(id: u64, name: &str, tag: &str, field: &str, pause: &str) -> Value {
+    json!({"job_id": id, "settings": {"name": name, "tags": {"dr": tag}, field: {"pause_status": pause, "extra": 1}}})
+}
+
+fn warehouse(id: &str, name: &str, state: &str) -> Value {
+    json!({"id": id, "name": name, "state": state})
+}
+
+type TestEngine = Engine<MemParameters, &'static MemBucket, MemNotifier, FixedClock>;
+
+struct Env {
+    engine: TestEngine,
+    bucket: &'static MemBucket,
+    primary: Arc<FakeWs>,
+    secondary: Arc<FakeWs>,
+    dns: Arc<MemoryDns>,
+}
+
+fn env(hang_primary: bool) -> Env {
+    let params = MemParameters::default();
+    let p = format!(r#"{{"workspace_url":"https://p.cloud.databricks.com","region":"us-east-1",{TAGGED}}}"#);
+    let s = format!(r#"{{"workspace_url":"https://s.cloud.databricks.com","region":"us-west-2",{TAGGED}}}"#);
+    params.seed("/dr/p/sites/primary", &p, "String");
+    params.seed("/dr/p/sites/secondary", &s, "String");
+    let mut active: Value = serde_json::from_str(&p).unwrap();
+    active["site"] = json!("primary");
+    params.seed("/dr/p/active", &active.to_string(), "String");
+    params.seed("/dr/p/policy", r#"{"mode":"auto","failover_alarms":["wh"]}"#, "String");
+    params.seed("/dr/p/redirection", r#"{"hosted_zone_id":"Z1","record_name":"dbx.example.internal","ttl":30}"#, "String");
+    let mut primary = FakeWs::new(
+        json!([
+            job(1, "nightly", "active-passive", "schedule", "UNPAUSED"),
+            job(2, "stream", "active-passive", "continuous", "UNPAUSED"),
+            job(3, "other", "none", "schedule", "UNPAUSED")
+        ]),
+        json!([warehouse("pw1", "bi", "RUNNING")]),
+    );
+    if hang_primary {
+        Arc::get_mut(&mut primary).unwrap().hang = true;
+    }
+    let secondary = FakeWs::new(
+        json!([
+            job(11, "nightly", "active-passive", "schedule", "PAUSED"),
+            job(12, "stream", "active-passive", "continuous", "PAUSED"),
+            job(13, "other", "none", "schedule", "PAUSED")
+        ]),
+        json!([warehouse("sw1", "bi", "STOPPED"), warehouse("sw2", "adhoc", "STOPPED")]),
+    );
+    let dns = Arc::new(MemoryDns::default());
+    dns.records.lock().unwrap().insert(("Z1".into(), "dbx.example.internal".into()), "p.cloud.databricks.com".into());
+    let bucket: &'static MemBucket = Box::leak(Box::default());
+    let connector =
+        Connector([(SiteName::Primary, primary.clone()), (SiteName::Secondary, secondary.clone())].into_iter().collect());
+    let engine = Engine {
+        params,
+        bucket,
+        notifier: MemNotifier::default(),
+        clock: FixedClock::at(datetime!(2026-11-25 12:00 UTC)),
+        settings: EngineSettings::example(domain::names::SsmPrefix::parse("/dr/p").unwrap()),
+        sources: Vec::new(),
+        workspaces: Some(Arc::new(connector)),
+        dns: Some(dns.clone()),
+    };
+    Env { engine, bucket, primary, secondary, dns }
+}
+
+fn request(id: &str, target: SiteName) -> MoveRequest {
+    MoveRequest {
+        execution_id: id.into(),
+        initiator: Initiator::Human { requested_by: "oncall".into() },
+        target,
+        reason: "test".into(),
+        trigger: json!({}),
+    }
+}
+
+fn record_of(e: &Env, id: &str) -> ExecutionRecord {
+    serde_json::from_str(&e.bucket.text(&format!("executions/{id}.json")).unwrap()).unwrap()
+}
+
+fn pause(ws: &FakeWs, id: u64, field: &str) -> String {
+    let s = ws.state();
+    let j = s["jobs"].as_array().unwrap().iter().find(|j| j["job_id"] == id).unwrap().clone();
+    j["settings"][field]["pause_status"].as_str().unwrap().to_owned()
+}
+
+fn cname(e: &Env) -> String {
+    e.dns.records.lock().unwrap()[&("Z1".to_owned(), "dbx.example.internal".to_owned())].clone()
+}
+
+#[tokio::test]
+async fn a_failover_activates_the_target_and_a_failback_restores_both_workspaces_exactly() {
+    let e = env(false);
+    let (p0, s0) = (e.primary.state(), e.secondary.state());
+    let r = e.engine.run(request("fo", SiteName::Secondary)).await.unwrap();
+    assert_eq!(r.outcome, Outcome::Completed, "{}", r.message);
+    assert_eq!(
+        (pause(&e.secondary, 11, "schedule"), pause(&e.secondary, 12, "continuous")),
+        ("UNPAUSED".into(), "UNPAUSED".into())
+    );
+    assert_eq!(pause(&e.secondary, 13, "schedule"), "PAUSED", "an untagged job is left alone");
+    assert_eq!((pause(&e.primary, 1, "schedule"), pause(&e.primary, 2, "continuous")), ("PAUSED".into(), "PAUSED".into()));
+    assert_eq!(pause(&e.primary, 3, "schedule"), "UNPAUSED");
+    assert_eq!(e.secondary.state()["warehouses"][0]["state"], "RUNNING");
+    assert_eq!(e.secondary.state()["warehouses"][1]["state"], "STOPPED", "only the named warehouse");
+    assert_eq!(cname(&e), "s.cloud.databricks.com");
+    // Only the pause field changes, the rest of the schedule is sent back as it was.
+    let posts = e.secondary.posts.lock().unwrap().clone();
+    assert_eq!(posts[0].1, json!({"job_id": 11, "new_settings": {"schedule": {"pause_status": "UNPAUSED", "extra": 1}}}));
+    let rec = record_of(&e, "fo");
+    let a = rec.activation.as_ref().unwrap();
+    assert_eq!(a.mode, "forward");
+    assert_eq!(a.changes.len(), 6, "{a:#?}");
+    assert!(a.changes.iter().all(|c| c.status == ChangeStatus::Done), "{a:#?}");
+    assert!(rec.done(Step::Activate));
+    let report = e.bucket.text("reports/fo.md").unwrap();
+    assert!(
+        report.contains("## Activation")
+            && report.contains("| secondary | Job nightly (11) | schedule | PAUSED | UNPAUSED | Done |"),
+        "{report}"
+    );
+    let ok = e.engine.notifier.on(Channel::Paging).into_iter().find(|m| m.body.contains("completed and verified")).unwrap();
+    assert!(ok.body.contains("activation (forward): 6 of 6 change(s) in effect"), "{}", ok.body);
+
+    let r = e.engine.run(request("fb", SiteName::Primary)).await.unwrap();
+    assert_eq!(r.outcome, Outcome::Completed, "{}", r.message);
+    let rec = record_of(&e, "fb");
+    let a = rec.activation.as_ref().unwrap();
+    assert_eq!((a.mode.as_str(), a.reverses.as_deref()), ("reverse", Some("fo")));
+    assert!(a.changes.iter().all(|c| c.status == ChangeStatus::Done), "{a:#?}");
+    assert_eq!(e.primary.state(), p0, "the primary exactly as it started");
+    assert_eq!(e.secondary.state(), s0, "the secondary exactly as it started");
+    assert_eq!(cname(&e), "p.cloud.databricks.com");
+}
+
+#[tokio::test]
+async fn a_crash_after_each_call_resumes_without_a_second_change() {
+    // Five workspace calls (two resumes, one start, two pauses), then the DNS change.
+    for k in 1..=5 {
+        let e = env(false);
+        let bucket = e.bucket;
+        let calls = Arc::new(Mutex::new(0usize));
+        for ws in [&e.primary, &e.secondary] {
+            let calls = calls.clone();
+            *ws.after_post.lock().unwrap() = Some(Box::new(move || {
+                let mut n = calls.lock().unwrap();
+                *n += 1;
+                if *n == k {
+                    // The call landed; the record's update (and everything after) fails: the attempt stops.
+                    bucket.failing_puts.lock().unwrap().push("executions/".into());
+                }
+            }));
+        }
+        let first = e.engine.run(request("fo", SiteName::Secondary)).await;
+        assert!(first.is_err(), "k={k}: the attempt stops after its call");
+        bucket.failing_puts.lock().unwrap().clear();
+        let r = e.engine.run(request("fo", SiteName::Secondary)).await.unwrap();
+        assert!(matches!(r.outcome, Outcome::Completed | Outcome::AlreadyCompleted), "k={k}: {}", r.message);
+        let posts: Vec<String> = [&e.primary, &e.secondary]
+            .iter()
+            .flat_map(|w| w.posts.lock().unwrap().iter().map(|p| format!("{}{}", p.0, p.1["job_id"])).collect::<Vec<_>>())
+            .collect();
+        let mut unique = posts.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(posts.len(), 5, "k={k}: every workspace change made once: {posts:?}");
+        assert_eq!(unique.len(), 5, "k={k}: {posts:?}");
+        assert_eq!(e.dns.upserts.lock().unwrap().len(), 1, "k={k}: one DNS change");
+        let a = record_of(&e, "fo").activation.unwrap();
+        assert!(a.changes.iter().all(|c| c.status.in_effect()), "k={k}: {a:#?}");
+        assert_eq!(a.changes.iter().filter(|c| c.status == ChangeStatus::AlreadyDone).count(), 1, "k={k}: {a:#?}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_former_workspace_that_hangs_never_blocks_the_promotion_and_is_paged_as_to_do_by_hand() {
+    let e = env(true);
+    let r = e.engine.run(request("fo", SiteName::Secondary)).await.unwrap();
+    assert_eq!(r.outcome, Outcome::Completed, "{}", r.message);
+    assert_eq!(pause(&e.secondary, 11, "schedule"), "UNPAUSED");
+    assert_eq!(e.secondary.state()["warehouses"][0]["state"], "RUNNING");
+    let a = record_of(&e, "fo").activation.unwrap();
+    let hand = a.by_hand();
+    assert_eq!(hand.len(), 1, "{hand:?}");
+    assert!(hand[0].contains("could not read the primary workspace") && hand[0].contains("nightly, stream"), "{hand:?}");
+    let ok = e.engine.notifier.on(Channel::Paging).into_iter().find(|m| m.body.contains("completed and verified")).unwrap();
+    assert!(ok.body.contains("do by hand: could not read the primary workspace"), "{}", ok.body);
+    assert!(e.bucket.text("reports/fo.md").unwrap().contains("**Do by hand:**"));
+}
+
+#[tokio::test]
+async fn a_drill_lists_the_plan_and_changes_nothing() {
+    let mut e = env(false);
+    e.engine.settings.drill = true;
+    let (p0, s0) = (e.primary.state(), e.secondary.state());
+    let r = e.engine.run(request("drill", SiteName::Secondary)).await.unwrap();
+    assert_eq!(r.outcome, Outcome::Completed, "{}", r.message);
+    assert_eq!((e.primary.state(), e.secondary.state()), (p0, s0));
+    assert_eq!(cname(&e), "p.cloud.databricks.com");
+    let a = record_of(&e, "drill").activation.unwrap();
+    assert!(a.drill && a.changes.len() == 6 && a.changes.iter().all(|c| c.status == ChangeStatus::Planned), "{a:#?}");
+    assert!(a.summary().starts_with("activation (drill, nothing changed): would make 6 change(s)"), "{}", a.summary());
+}
+
+#[tokio::test]
+async fn an_execution_whose_promotion_was_replaced_never_activates() {
+    let e = env(false);
+    let bucket = e.bucket;
+    *e.secondary.after_post.lock().unwrap() =
+        Some(Box::new(move || bucket.failing_puts.lock().unwrap().push("executions/".into())));
+    assert!(e.engine.run(request("fo", SiteName::Secondary)).await.is_err(), "stopped after its first change");
+    bucket.failing_puts.lock().unwrap().clear();
+    // Meanwhile on-call put the primary back by hand.
+    let back =
+        r#"{"workspace_url":"https://p.cloud.databricks.com","region":"us-east-1","site":"primary","execution_id":"by-hand"}"#;
+    e.engine.params.put("/dr/p/active", back, true).await.unwrap();
+    let _ = e.engine.run(request("fo", SiteName::Secondary)).await;
+    assert_eq!(e.secondary.posts.lock().unwrap().len(), 1, "no further change by a superseded execution");
+    assert!(e.primary.posts.lock().unwrap().is_empty());
+    assert!(e.dns.upserts.lock().unwrap().is_empty());
+}
