@@ -6,6 +6,7 @@
 //! | [`moto`] | one moto server per process, on 127.0.0.1, stopped when the process exits |
 //! | [`runtime_api`] | a Lambda Runtime API server that runs a built function binary as Lambda does |
 //! | [`fault_proxy`] | a fault-injecting HTTP proxy between the SDK and moto |
+//! | [`delta`] | real Delta tables written into moto by delta-rs (`tests/delta/make_tables.py`), replicated partially |
 //! | [`dr_env`] | a realistic DR environment seeded into moto, isolated per test, with readable topics |
 //! | [`soak`] | the soak: a seeded schedule through warm processes with faults, compared with a clean run |
 //! | [`fixture`], [`median`] | a sample event of `events/`, and the median the benches print |
@@ -14,6 +15,7 @@
 //! script builds them first); `DR_FUNCTION_BIN_DIR` points elsewhere (e.g. `target/release`).
 
 pub mod databricks;
+pub mod delta;
 pub mod dr_env;
 pub mod fault_proxy;
 pub mod moto;

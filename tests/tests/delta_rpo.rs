@@ -10,35 +10,7 @@ use domain::data_plane::DataPlane;
 use domain::delta::report::{Status, TableReport};
 use engine::delta::{Assessment, DeltaLimits, assess};
 use serde_json::Value;
-use std::path::PathBuf;
-use std::process::Command;
-use std::sync::OnceLock;
 use tokio::sync::OnceCell;
-
-const DELTALAKE: &str = "deltalake==1.6.6 pyarrow==26.0.1 boto3==1.44.8";
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
-
-/// `.venv-tools/deltalake` with the pins above (created on first use, as `scripts/lib.sh`'s `ensure_venv`).
-fn python() -> PathBuf {
-    static PY: OnceLock<PathBuf> = OnceLock::new();
-    PY.get_or_init(|| {
-        let venv = root().join(".venv-tools/deltalake");
-        let py = venv.join("bin/python");
-        if std::fs::read_to_string(venv.join(".pins")).ok().as_deref() != Some(DELTALAKE) || !py.exists() {
-            let _ = std::fs::remove_dir_all(&venv);
-            assert!(Command::new("python3").args(["-m", "venv"]).arg(&venv).status().unwrap().success());
-            let mut pip = Command::new(&py);
-            pip.args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"]).args(DELTALAKE.split(' '));
-            assert!(pip.status().unwrap().success(), "pip install {DELTALAKE}");
-            std::fs::write(venv.join(".pins"), DELTALAKE).unwrap();
-        }
-        py
-    })
-    .clone()
-}
 
 struct World {
     primary: String,
@@ -64,17 +36,7 @@ async fn world() -> &'static World {
         for b in [&primary, &replica] {
             s3.create_bucket().bucket(b).create_bucket_configuration(at.clone()).send().await.unwrap();
         }
-        let out = Command::new(python())
-            .arg(root().join("tests/delta/make_tables.py"))
-            .args([&primary, &replica])
-            .env("AWS_ENDPOINT_URL", &moto.endpoint)
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
-            .env("AWS_REGION", tests::dr_env::REGION)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "make_tables.py: {}", String::from_utf8_lossy(&out.stderr));
-        let manifest = serde_json::from_slice(&out.stdout).unwrap();
+        let manifest = tests::delta::make_tables(&moto.endpoint, &primary, &replica);
         World { primary, replica, manifest }
     })
     .await
@@ -245,7 +207,8 @@ async fn the_approval_page_status_and_the_report_carry_the_workload_rpo() {
     let m = &w.manifest["missing_commit"];
     let time = |v: &Value| m["times"][v.as_u64().unwrap().to_string()].as_i64().unwrap();
     let rpo = (time(&m["newest"]) - time(&m["consistent"])) / 1000;
-    let expected = format!("workload RPO {rpo} s (worst table missing_commit)");
+    let behind = m["newest"].as_u64().unwrap() - m["consistent"].as_u64().unwrap();
+    let expected = format!("workload RPO {rpo} s, {behind} versions behind (worst table missing_commit)");
 
     let vars = env.function_env();
     let mut health = Function::start("health-alarm", &vars);

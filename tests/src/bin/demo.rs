@@ -51,6 +51,10 @@ async fn show_messages(env: &DrEnv) {
             attrs["event_type"]["Value"].as_str().unwrap_or_default(),
             m["NewStateReason"].as_str().unwrap_or_default().chars().take(220).collect::<String>()
         );
+        // The RPO that pages carry comes last in a long reason: shown whole.
+        if let Some((_, rpo)) = m["NewStateReason"].as_str().unwrap_or_default().split_once(" RPO: ") {
+            println!("        RPO: {}", rpo.split(" Approve with:").next().unwrap_or_default());
+        }
     }
     for c in env.chats().await {
         let m: Value = serde_json::from_str(c["Message"].as_str().unwrap_or("null")).unwrap_or(Value::Null);
@@ -143,6 +147,29 @@ async fn main() {
     env.put("active", &active).await;
     println!("  primary {} (OAuth M2M)  secondary {} (PAT)", p.url, s.url);
 
+    step("real Delta tables in the data buckets (written by delta-rs), replicated partially: one replica is behind");
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&tests::dr_env::sdk_config(&moto.endpoint).await).force_path_style(true).build(),
+    );
+    let (data_primary, data_replica) = (format!("{}-delta-use1", env.environment), format!("{}-delta-usw2", env.environment));
+    for b in [&data_primary, &data_replica] {
+        let at = aws_sdk_s3::types::CreateBucketConfiguration::builder()
+            .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from(tests::dr_env::REGION))
+            .build();
+        let _ = s3.create_bucket().bucket(b).create_bucket_configuration(at).send().await;
+    }
+    let tables = tests::delta::make_tables(&moto.endpoint, &data_primary, &data_replica);
+    let location = |name: &str| {
+        json!({"name": format!("sales.{name}"), "kind": "delta",
+               "primary": format!("s3://{data_primary}/tables/{name}"), "replica": format!("s3://{data_replica}/tables/{name}")})
+    };
+    env.put("data-plane", &json!({"locations": [location("complete"), location("missing_commit")]})).await;
+    let behind = &tables["missing_commit"];
+    println!(
+        "  sales.complete: replica current; sales.missing_commit: primary at version {}, replica consistent at {} (a commit never arrived)",
+        behind["newest"], behind["consistent"]
+    );
+
     step("starting manual-trigger and health-alarm behind a local Lambda Runtime API");
     let mut manual = Function::start("manual-trigger", &env.function_env());
     let mut health = Function::start("health-alarm", &env.function_env());
@@ -196,7 +223,16 @@ async fn main() {
         &["outcome", "active_site", "execution_id", "timings_ms", "report_key"],
     );
     ok &= fired["outcome"] == "completed";
-    println!("  what on-call receives:");
+    println!("  what on-call receives (the started page carries the workload RPO, the worst Delta table's):");
+    let pages = env.pages().await;
+    ok &= pages.iter().any(|p| p["Message"].as_str().is_some_and(|m| m.contains("worst table sales.missing_commit")));
+    for p in pages {
+        let m: Value = serde_json::from_str(p["Message"].as_str().unwrap_or("null")).unwrap_or(Value::Null);
+        println!("  PAGE  {}", p["Subject"].as_str().unwrap_or_default());
+        if let Some((_, rpo)) = m["NewStateReason"].as_str().unwrap_or_default().split_once(" RPO: ") {
+            println!("        RPO: {rpo}");
+        }
+    }
     show_messages(&env).await;
 
     step("the same state change arrives again through the alarm's SNS notification");

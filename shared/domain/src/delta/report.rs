@@ -96,7 +96,16 @@ pub struct Workload {
 /// The workload's RPO from every location's entry.
 pub fn workload(tables: &[TableReport]) -> Workload {
     let delta: Vec<&TableReport> = tables.iter().filter(|t| t.kind == "delta").collect();
-    let worst = delta.iter().filter_map(|t| t.rpo_seconds.map(|r| (r, &t.name))).max_by_key(|(r, _)| *r);
+    // The worst table: the largest RPO, then the most versions behind (commits seconds apart round to the same
+    // RPO; the versions behind tell them apart, and say what the RPO in seconds cannot).
+    let worst_table =
+        delta.iter().filter(|t| t.rpo_seconds.is_some()).max_by_key(|t| (t.rpo_seconds, t.versions_behind.unwrap_or(0)));
+    let worst = worst_table.and_then(|t| t.rpo_seconds.map(|r| (r, &t.name)));
+    let behind = match worst_table.and_then(|t| t.versions_behind) {
+        Some(0) | None => String::new(),
+        Some(1) => ", 1 version behind".to_owned(),
+        Some(n) => format!(", {n} versions behind"),
+    };
     let without: Vec<&TableReport> = delta.iter().copied().filter(|t| t.rpo_seconds.is_none()).collect();
     let computing = tables.iter().any(|t| t.status == Status::StillComputing);
     let state = if computing {
@@ -110,7 +119,7 @@ pub fn workload(tables: &[TableReport]) -> Workload {
     let prefixes: Vec<String> =
         tables.iter().filter(|t| t.kind == "prefix" && t.status == Status::Behind).map(|t| t.name.clone()).collect();
     let mut summary = match (state, worst) {
-        ("known", Some((r, name))) => format!("workload RPO {r} s (worst table {name})"),
+        ("known", Some((r, name))) => format!("workload RPO {r} s{behind} (worst table {name})"),
         ("known", None) => "workload RPO: no Delta table in the data plane".to_owned(),
         ("still-computing", w) => {
             format!("workload RPO still computing{}", w.map(|(r, n)| format!(" (at least {r} s, table {n})")).unwrap_or_default())
@@ -162,6 +171,10 @@ mod tests {
         assert_eq!(w.summary, "workload RPO unknown: u (because) without one; at least 3 s (table a)");
         let w = workload(&[delta("a", Some(3), Status::Behind), delta("s", None, Status::StillComputing)]);
         assert_eq!(w.summary, "workload RPO still computing (at least 3 s, table a)");
+        // Commits a second apart round to the same RPO: the versions behind pick the worst and are said.
+        let behind = |name: &str, v: u64| TableReport { versions_behind: Some(v), ..delta(name, Some(0), Status::Behind) };
+        let w = workload(&[behind("x", 1), behind("y", 3), delta("z", Some(0), Status::Current)]);
+        assert_eq!(w.summary, "workload RPO 0 s, 3 versions behind (worst table y)");
         let entry = serde_json::to_value(delta("a", None, Status::CannotBeCertified)).unwrap();
         assert_eq!(entry["status"], "cannot-be-certified");
         assert!(entry["rpo_seconds"].is_null() && entry.get("details").is_none());
