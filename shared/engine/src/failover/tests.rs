@@ -450,3 +450,50 @@ async fn unlock_never_breaks_the_lock_of_a_running_attempt_within_its_lease() {
     assert_eq!(e.unlock("failover-x", "oncall").await.unwrap().outcome, Outcome::Completed);
     assert!(e.bucket.text(lock::FAILOVER_LOCK_KEY).is_none());
 }
+
+/// A snapshot source whose Delta assessment was still computing at its deadline (the task goes on and stores
+/// its result under `delta::LATEST_KEY`).
+struct StillComputing;
+
+impl SnapshotSource for StillComputing {
+    fn name(&self) -> &'static str {
+        "delta-tables"
+    }
+    fn collect<'a>(
+        &'a self,
+        _: &'a SnapshotContext<'a>,
+    ) -> futures_util::future::BoxFuture<'a, Result<Vec<snapshot::SnapshotFile>, StoreError>> {
+        Box::pin(async {
+            let body = json!({"generated_at": "2026-11-25T12:00:00Z", "complete": false,
+                "workload": {"state": "still-computing", "summary": "workload RPO still computing (at least 3 s, table a)"},
+                "tables": [{"name": "a", "kind": "delta", "status": "still-computing"}]});
+            Ok(vec![snapshot::SnapshotFile { name: domain::delta::report::SNAPSHOT_FILE.into(), body: body.to_string().into_bytes() }])
+        })
+    }
+}
+
+#[tokio::test]
+async fn the_started_page_says_still_computing_and_the_report_takes_the_finished_assessment() {
+    let mut e = engine(r#"{"mode":"auto","failover_alarms":["wh"]}"#);
+    e.sources = vec![std::sync::Arc::new(StillComputing)];
+    // What the assessment's own task stored when it finished (the same assessment: the same start), and an older
+    // one that must not be taken for it.
+    let finished = json!({"generated_at": "2026-11-25T12:00:00Z", "complete": true,
+        "workload": {"state": "known", "summary": "workload RPO 9 s, 2 versions behind (worst table a)"}});
+    e.bucket.put(crate::delta::LATEST_KEY, finished.to_string().into_bytes(), "application/json", WriteCondition::Overwrite).await.unwrap();
+    let r = e.run(alarm_request("alarm-9")).await.unwrap();
+    assert_eq!(r.outcome, Outcome::Completed);
+    let started = &e.notifier.on(Channel::Paging)[0];
+    assert!(started.body.contains("RPO: workload RPO still computing (at least 3 s, table a)"), "{}", started.body);
+    let report = e.bucket.text("reports/alarm-9.md").unwrap();
+    assert!(report.contains("- RPO estimate: workload RPO 9 s, 2 versions behind (worst table a)"), "{report}");
+
+    // Another assessment's result (a different start) is not this one's: the report keeps "still computing".
+    let mut e = engine(r#"{"mode":"auto","failover_alarms":["wh"]}"#);
+    e.sources = vec![std::sync::Arc::new(StillComputing)];
+    let other = json!({"generated_at": "2026-11-25T06:00:00Z", "complete": true, "workload": {"state": "known", "summary": "old"}});
+    e.bucket.put(crate::delta::LATEST_KEY, other.to_string().into_bytes(), "application/json", WriteCondition::Overwrite).await.unwrap();
+    e.run(alarm_request("alarm-10")).await.unwrap();
+    let report = e.bucket.text("reports/alarm-10.md").unwrap();
+    assert!(report.contains("- RPO estimate: workload RPO still computing"), "{report}");
+}
