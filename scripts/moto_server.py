@@ -46,6 +46,24 @@ def make_conditional_puts_atomic() -> None:
     S3Response.put_object = put_object  # type: ignore[method-assign]
 
 
+def answer_versioning_as_s3_documents() -> None:
+    """S3 answers GetBucketVersioning with a <VersioningConfiguration> root element (the S3 API reference's
+    response syntax); moto's serializer answers <GetBucketVersioningResponse>, which the Rust SDK rejects as an
+    invalid root. This harness answers the documented shape (the SDK's parser is not weakened): only the
+    replication coverage of `check` reads it (tests/tests/coverage.rs)."""
+
+    def get_bucket_versioning(self):  # type: ignore[no-untyped-def]
+        status = self.backend.get_bucket_versioning(self.bucket_name)
+        inner = f"<Status>{status}</Status>" if status else ""
+        body = (
+            '<?xml version="1.0" encoding="UTF-8"?>'
+            f'<VersioningConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/">{inner}</VersioningConfiguration>'
+        )
+        return 200, {}, body
+
+    S3Response.get_bucket_versioning = get_bucket_versioning  # type: ignore[method-assign]
+
+
 def write_certificates(directory: Path) -> tuple[Path, Path, Path]:
     """A self-signed CA and a server certificate for 127.0.0.1 and localhost signed by it (one day)."""
     from cryptography import x509
@@ -308,6 +326,7 @@ class TlsServer(ThreadedWSGIServer):
 
 def main() -> None:
     make_conditional_puts_atomic()
+    answer_versioning_as_s3_documents()
     tls = "--tls" in sys.argv[1:]
     record = TlsRecord()
     if not tls:
