@@ -11,7 +11,7 @@ use crate::ports::{Channel, ControlBucket, Notifier, WriteCondition};
 use crate::replication;
 use domain::data_plane::LocationKind;
 use domain::databricks::matrix::{
-    self, MatrixEvidence, MatrixRow, Protection, ReplicatedKind, ReplicatedLocation, ReplicationEvidence, SiteExport,
+    self, DeltaRpo, MatrixEvidence, MatrixRow, Protection, ReplicatedKind, ReplicatedLocation, ReplicationEvidence, SiteExport,
 };
 use domain::databricks::{ExportStatus, ObjectKind};
 use domain::notification::{self, ChatNote, Envelope, Severity};
@@ -40,7 +40,20 @@ pub struct Readiness {
 
 /// Reads the evidence (the export pointers, the drift, the open replication incidents) and evaluates the matrix.
 pub async fn assess<B: ControlBucket>(bucket: &B, docs: &DrDocuments, now: OffsetDateTime) -> Result<Readiness, StoreError> {
-    let (latest, drift, incidents) = tokio::join!(read_latest(bucket), read_drift(bucket), replication::open_incidents(bucket));
+    let (latest, drift, incidents, delta) = tokio::join!(
+        read_latest(bucket),
+        read_drift(bucket),
+        replication::open_incidents(bucket),
+        bucket.get(crate::delta::LATEST_KEY)
+    );
+    let delta = match delta {
+        Ok(Some(o)) => delta_rpo(&serde_json::from_slice::<Value>(&o.body).unwrap_or(Value::Null)),
+        Ok(None) => None,
+        Err(e) => {
+            tracing::warn!(error = %e, "the latest Delta assessment is unreadable: the matrix says not assessed");
+            None
+        }
+    };
     let (latest, drift) = (latest?, drift?);
     let replication = match (docs.data_plane.valid(), incidents) {
         (Some(plane), Ok(open)) => Some(ReplicationEvidence {
@@ -70,13 +83,36 @@ pub async fn assess<B: ControlBucket>(bucket: &B, docs: &DrDocuments, now: Offse
         exports: latest.iter().map(|(site, p)| (*site, site_export(p))).collect(),
         site_drift: drift.as_ref().and_then(|d| d.between_sites.clone()),
         replication,
-        delta: None,
+        delta,
         secondary_configured: docs.secondary.valid().is_some(),
         max_export_age: MAX_EXPORT_AGE,
     };
     let rows = matrix::evaluate(&evidence);
     let summary = matrix::summary(&rows);
     Ok(Readiness { findings: findings(&latest, drift.as_ref(), now), summary, drift: drift.map(|d| d.sentence), rows })
+}
+
+/// How far behind a replica may be before its table is at risk: the 15 minutes within which S3 Replication Time
+/// Control replicates 99.99% of objects (a replica a few seconds behind is S3 replication working normally).
+pub const DELTA_RPO_OBJECTIVE_SECONDS: i64 = 900;
+
+/// The matrix's view of the latest Delta assessment: the Delta tables assessed, and those at risk (behind by more
+/// than [`DELTA_RPO_OBJECTIVE_SECONDS`], or with no consistent version, unreadable, or not certifiable).
+fn delta_rpo(assessment: &Value) -> Option<DeltaRpo> {
+    let tables: Vec<&Value> = assessment["tables"].as_array()?.iter().filter(|t| t["kind"] == "delta").collect();
+    if tables.is_empty() {
+        return None;
+    }
+    let beyond_rpo = tables
+        .iter()
+        .filter(|t| match t["status"].as_str() {
+            Some("current") | Some("still-computing") => false,
+            Some("behind") => t["rpo_seconds"].as_i64().is_none_or(|r| r > DELTA_RPO_OBJECTIVE_SECONDS),
+            _ => true,
+        })
+        .filter_map(|t| t["name"].as_str().map(str::to_owned))
+        .collect();
+    Some(DeltaRpo { assessed: tables.len(), beyond_rpo })
 }
 
 fn site_export(p: &LatestExport) -> SiteExport {
@@ -277,6 +313,19 @@ mod tests {
         assert_eq!(f.len(), 2, "{f:?}");
         assert!(f[0].what.contains("26 h old"), "{f:?}");
         assert!(f[1].what.contains("tables partial (timed out)") && !f[1].what.contains("vector"), "{f:?}");
+    }
+
+    #[test]
+    fn a_delta_table_is_at_risk_beyond_the_objective_or_without_a_consistent_version() {
+        let a = serde_json::json!({"tables": [
+            {"name": "a", "kind": "delta", "status": "current", "rpo_seconds": 0},
+            {"name": "b", "kind": "delta", "status": "behind", "rpo_seconds": 30},
+            {"name": "c", "kind": "delta", "status": "behind", "rpo_seconds": 3600},
+            {"name": "d", "kind": "delta", "status": "unknown", "rpo_seconds": null},
+            {"name": "e", "kind": "prefix", "status": "behind"}
+        ]});
+        assert_eq!(delta_rpo(&a), Some(DeltaRpo { assessed: 4, beyond_rpo: vec!["c".into(), "d".into()] }));
+        assert_eq!(delta_rpo(&serde_json::json!({"tables": []})), None);
     }
 
     #[test]
