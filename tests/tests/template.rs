@@ -49,6 +49,9 @@ const SOURCES: Sources = Sources {
 /// missing here fails the test: add it with the action(s) from the Service Authorization Reference.
 const OPERATION_ACTIONS: &[(&str, &str, &[&str])] = &[
     ("ssm", "get_parameter", &["ssm:GetParameter"]),
+    ("route53", "list_resource_record_sets", &["route53:ListResourceRecordSets"]),
+    ("route53", "change_resource_record_sets", &["route53:ChangeResourceRecordSets"]),
+    ("route53", "get_change", &["route53:GetChange"]),
     ("ssm", "get_parameters", &["ssm:GetParameters"]),
     ("ssm", "get_parameters_by_path", &["ssm:GetParametersByPath"]),
     ("ssm", "get_parameter_history", &["ssm:GetParameterHistory"]),
@@ -94,6 +97,9 @@ const NOT_GRANTED: &[(&str, &str, &str)] = &[
     ("replication-failure", "ssm:UnlabelParameterVersion", "never promotes, so never makes room for a version of active"),
     ("replication-failure", "ssm:DeleteParameters", "drill copies are deleted by drills, which run in manual-trigger"),
     ("health-alarm", "ssm:DeleteParameters", "drill copies are deleted by drills, which run in manual-trigger"),
+    ("replication-failure", "route53:ListResourceRecordSets", "never promotes, so never redirects clients"),
+    ("replication-failure", "route53:ChangeResourceRecordSets", "never promotes, so never redirects clients"),
+    ("replication-failure", "route53:GetChange", "never promotes, so never redirects clients"),
     ("replication-failure", "s3:GetBucketVersioning", "never snapshots or checks: the Delta assessment runs elsewhere"),
     ("replication-failure", "s3:GetReplicationConfiguration", "never snapshots or checks: the Delta assessment runs elsewhere"),
     ("replication-failure", "s3:GetBucketNotification", "never snapshots or checks: the Delta assessment runs elsewhere"),
@@ -142,6 +148,9 @@ const ACTION_RESOURCES: &[(&str, &[&str])] = &[
     ("s3:GetBucketNotification", &["DataBucketArns"]),
     ("s3:", &["ControlBucket"]),
     ("sns:", &["PagingTopic", "ChatTopic"]),
+    ("route53:ListResourceRecordSets", &["RedirectionHostedZoneId"]),
+    ("route53:ChangeResourceRecordSets", &["RedirectionHostedZoneId"]),
+    ("route53:GetChange", &["change/*"]),
 ];
 
 /// Where else an action may be granted: the Delta assessment (engine::delta) lists and reads the data-plane

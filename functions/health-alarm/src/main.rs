@@ -20,7 +20,9 @@ async fn main() -> Result<(), Error> {
     if config.prime_connections {
         clients.prime(&app::root::prime_targets(&config), aws::PRIME_DEADLINE).await;
     }
-    let engine = app::root::engine(&clients, &config);
+    let mut engine = app::root::engine(&clients, &config);
+    // Its failovers activate the workloads and move the stable DNS name (engine::failover::activate).
+    app::root::with_activation(&mut engine, &clients, &config);
     tracing::info!(environment = %config.environment, ssm_prefix = %config.ssm_prefix, "health-alarm ready");
     let engine = &engine;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Box<RawValue>>| async move {

@@ -23,6 +23,8 @@ async fn main() -> Result<(), Error> {
     // builds its HTTP client at the first export, never at init; secrets only from {prefix}/secrets/.
     let secrets = config.ssm_prefix.child("secrets");
     engine.workspaces = Some(std::sync::Arc::new(aws::databricks::DatabricksConnector::new(clients.ssm.clone(), &secrets)));
+    // Its failovers and failbacks activate the workloads and move the stable DNS name (engine::failover::activate).
+    app::root::with_activation(&mut engine, &clients, &config);
     tracing::info!(environment = %config.environment, ssm_prefix = %config.ssm_prefix, "manual-trigger ready");
     let engine = &engine;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| async move {

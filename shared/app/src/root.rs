@@ -31,6 +31,18 @@ pub fn engine(clients: &AwsClients, config: &Config) -> AwsEngine {
     }
 }
 
+/// Makes `engine` able to activate the workloads and redirect clients after a promotion (the functions that
+/// run failovers: health-alarm and manual-trigger): the Databricks connector (its HTTP client built at the first
+/// call, never at init; secrets only from `{prefix}/secrets/`) and Route 53 (used only when
+/// `{prefix}/redirection` exists).
+pub fn with_activation(engine: &mut AwsEngine, clients: &AwsClients, config: &Config) {
+    if engine.workspaces.is_none() {
+        let secrets = config.ssm_prefix.child("secrets");
+        engine.workspaces = Some(std::sync::Arc::new(aws::databricks::DatabricksConnector::new(clients.ssm.clone(), &secrets)));
+    }
+    engine.dns = Some(std::sync::Arc::new(aws::route53::Route53Records::new(clients.route53.clone())));
+}
+
 /// The engine's settings from the configuration.
 pub fn settings(config: &Config) -> EngineSettings {
     EngineSettings {

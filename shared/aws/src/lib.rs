@@ -1,12 +1,13 @@
 //! AWS adapters: the only crate that names `aws_sdk_*` types. One adapter per port of `engine::ports`.
 //!
 //! Module map: [`ssm`] (the parameter store), [`s3`] (the control bucket), [`sns`] (the paging and chat
-//! topics), [`databricks`] (the workspaces' REST API over the SDK's own TLS stack, its secrets read from SSM);
+//! topics), [`route53`] (client redirection's CNAME), [`databricks`] (the workspaces' REST API over the SDK's own TLS stack, its secrets read from SSM);
 //! this file builds the clients once ([`AwsClients`]) and classifies SDK errors into
 //! [`engine::error::StoreError`] once, where the SDK error is still in hand.
 
 pub mod data_buckets;
 pub mod databricks;
+pub mod route53;
 pub mod s3;
 pub mod sns;
 pub mod ssm;
@@ -48,6 +49,8 @@ pub struct AwsClients {
     pub sns: aws_sdk_sns::Client,
     /// SSM Parameter Store.
     pub ssm: aws_sdk_ssm::Client,
+    /// Route 53 (client redirection; built without a call, used only by a failover with `{prefix}/redirection`).
+    pub route53: aws_sdk_route53::Client,
 }
 
 impl AwsClients {
@@ -91,6 +94,7 @@ impl AwsClients {
             s3: aws_sdk_s3::Client::from_conf(s3_conf),
             sns: aws_sdk_sns::Client::new(sdk),
             ssm: aws_sdk_ssm::Client::new(sdk),
+            route53: aws_sdk_route53::Client::new(sdk),
         }
     }
 }

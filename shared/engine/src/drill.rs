@@ -65,11 +65,12 @@ pub async fn drill<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
     };
     let live_active_version = tree.iter().find(|p| p.name == live.child(ACTIVE)).map(|p| p.version);
 
-    // The isolated copy: the five documents as they are now (never SecureStrings).
+    // The isolated copy: the six documents as they are now (never SecureStrings).
     let copy_prefix = SsmPrefix::parse(&live.child(&format!("drills/{id}")))
         .map_err(|problem| EngineError::Corrupt { execution_id: id.clone(), problem: format!("drill prefix: {problem}") })?;
     let mut copied = Vec::new();
-    for rel in [ACTIVE, SITE_PRIMARY, SITE_SECONDARY, POLICY, DATA_PLANE] {
+    // And client redirection's document, so that the drill lists the DNS change it would make.
+    for rel in [ACTIVE, SITE_PRIMARY, SITE_SECONDARY, POLICY, DATA_PLANE, crate::failover::REDIRECTION] {
         if let Some(p) = tree.iter().find(|p| p.name == live.child(rel) && !p.is_secure()) {
             let name = copy_prefix.child(rel);
             engine.params.put(&name, &p.value, false).await.map_err(not_started)?;

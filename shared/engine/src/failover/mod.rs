@@ -32,6 +32,7 @@ use std::collections::BTreeMap;
 use time::OffsetDateTime;
 
 mod activate;
+pub use activate::REDIRECTION;
 mod ending;
 mod messages;
 mod runner;

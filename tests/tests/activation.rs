@@ -1,0 +1,326 @@
+//! Workload activation and client redirection, end to end: `manual-trigger` (the built binary) fails over
+//! between the two local Databricks workspaces (`scripts/databricks_server.py`) and moto's Route 53: the
+//! secondary's jobs tagged `dr=active-passive` are resumed, its `bi` warehouse started, the primary's same jobs
+//! paused, the stable CNAME moved; a failback reverses exactly that; a drill changes nothing; a primary that
+//! hangs never blocks the promotion and is paged as to do by hand; a crash after an activation call resumes
+//! without a second change.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use aws_sdk_route53::types::{Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet, RrType};
+use aws_sdk_ssm::types::ParameterType;
+use serde_json::{Value, json};
+use std::time::Duration;
+use tests::databricks::{DatabricksServer, Workspace, sample_workspace};
+use tests::dr_env::DrEnv;
+use tests::moto;
+use tests::runtime_api::{Function, Invocation};
+
+const RECORD: &str = "dbx.example.internal";
+const ACTIVATION: &str = r#"{"job_tag": "dr=active-passive", "warehouses": ["bi"]}"#;
+
+struct Pair {
+    env: DrEnv,
+    server: DatabricksServer,
+    route53: aws_sdk_route53::Client,
+    zone: String,
+}
+
+fn host(url: &str) -> String {
+    url.trim_start_matches("http://").split(':').next().unwrap().to_owned()
+}
+
+impl Pair {
+    /// The two local workspaces as the sites (OAuth M2M and a PAT, secrets in SSM), both documents selecting
+    /// `dr=active-passive` and naming the `bi` warehouse; a hosted zone whose CNAME points at the primary.
+    async fn start() -> Pair {
+        let env = DrEnv::seed(&moto::shared().endpoint).await;
+        let server = DatabricksServer::start(&["primary", "secondary"]).expect("local Databricks API");
+        let (p, s) = (server.workspace("primary").clone(), server.workspace("secondary").clone());
+        // Distinct hosts for the two workspaces' CNAME values: 127.0.0.1 and localhost.
+        let s_url = s.url.replace("127.0.0.1", "localhost");
+        let oauth_secret = format!("{}/secrets/primary-oauth", env.prefix);
+        let pat = format!("{}/secrets/secondary-pat", env.prefix);
+        secure(&env, &oauth_secret, &p.client_secret()).await;
+        secure(&env, &pat, &s.pat()).await;
+        let activation: Value = serde_json::from_str(ACTIVATION).unwrap();
+        let primary = json!({"workspace_url": p.url, "region": "us-east-1", "oauth_client_id": p.client_id(),
+                             "oauth_secret_parameter": oauth_secret, "activation": activation});
+        env.put("sites/primary", &primary).await;
+        env.put(
+            "sites/secondary",
+            &json!({"workspace_url": s_url, "region": "us-west-2", "token_parameter": pat, "activation": activation}),
+        )
+        .await;
+        let mut active = primary.clone();
+        active["site"] = json!("primary");
+        env.put("active", &active).await;
+        p.set_state(&sample_workspace("primary"));
+        s.set_state(&sample_workspace("secondary"));
+
+        let conf = tests::dr_env::sdk_config(&env.endpoint).await;
+        let route53 = aws_sdk_route53::Client::new(&conf);
+        let zone = route53
+            .create_hosted_zone()
+            .name("example.internal")
+            .caller_reference(uuid::Uuid::new_v4().to_string())
+            .send()
+            .await
+            .unwrap()
+            .hosted_zone()
+            .unwrap()
+            .id()
+            .trim_start_matches("/hostedzone/")
+            .to_owned();
+        let pair = Pair { env, server, route53, zone };
+        pair.upsert(&host(&p.url)).await;
+        pair.env.put("redirection", &json!({"hosted_zone_id": pair.zone, "record_name": RECORD, "ttl": 30})).await;
+        pair
+    }
+
+    async fn upsert(&self, value: &str) {
+        let set = ResourceRecordSet::builder()
+            .name(RECORD)
+            .r#type(RrType::Cname)
+            .ttl(30)
+            .resource_records(ResourceRecord::builder().value(value).build().unwrap())
+            .build()
+            .unwrap();
+        let change = Change::builder().action(ChangeAction::Upsert).resource_record_set(set).build().unwrap();
+        self.route53
+            .change_resource_record_sets()
+            .hosted_zone_id(&self.zone)
+            .change_batch(ChangeBatch::builder().changes(change).build().unwrap())
+            .send()
+            .await
+            .unwrap();
+    }
+
+    async fn cname(&self) -> String {
+        let out = self.route53.list_resource_record_sets().hosted_zone_id(&self.zone).send().await.unwrap();
+        let set = out.resource_record_sets().iter().find(|r| r.name().trim_end_matches('.') == RECORD).expect("the record");
+        set.resource_records()[0].value().trim_end_matches('.').to_owned()
+    }
+
+    fn primary(&self) -> &Workspace {
+        self.server.workspace("primary")
+    }
+
+    fn secondary(&self) -> &Workspace {
+        self.server.workspace("secondary")
+    }
+
+    fn function(&self, extra: &[(&str, &str)]) -> Function {
+        let mut vars = self.env.function_env();
+        vars.push(("DR_DATABRICKS_BACKOFF_MS".into(), "20".into()));
+        vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        Function::start("manual-trigger", &vars)
+    }
+}
+
+async fn secure(env: &DrEnv, name: &str, value: &str) {
+    env.ssm.put_parameter().name(name).value(value).r#type(ParameterType::SecureString).overwrite(true).send().await.unwrap();
+}
+
+fn failover(token: &str) -> Value {
+    json!({"command": "failover", "target": "secondary", "reason": "us-east-1 outage", "requested_by": "oncall@example.com",
+           "confirm": "secondary", "client_token": token})
+}
+
+fn failback(token: &str) -> Value {
+    json!({"command": "failback", "target": "primary", "reason": "region recovered", "requested_by": "oncall@example.com",
+           "confirm": "primary", "client_token": token})
+}
+
+fn job<'a>(state: &'a Value, name: &str) -> &'a Value {
+    state["jobs"].as_array().unwrap().iter().find(|j| j["settings"]["name"] == name).unwrap()
+}
+
+fn pause(state: &Value, name: &str, field: &str) -> String {
+    job(state, name)["settings"][field]["pause_status"].as_str().unwrap().to_owned()
+}
+
+fn warehouse_state(state: &Value, name: &str) -> String {
+    state["warehouses"].as_array().unwrap().iter().find(|w| w["name"] == name).unwrap()["state"].as_str().unwrap().to_owned()
+}
+
+/// A workspace's state with the warehouses' transient states settled (STARTING is RUNNING, STOPPING STOPPED).
+fn settled(mut state: Value) -> Value {
+    for w in state["warehouses"].as_array_mut().unwrap() {
+        let s = match w["state"].as_str().unwrap() {
+            "STARTING" => "RUNNING",
+            "STOPPING" => "STOPPED",
+            s => s,
+        }
+        .to_owned();
+        w["state"] = json!(s);
+    }
+    state
+}
+
+/// The activation calls a workspace received: `jobs/update` and warehouse start/stop.
+fn changes(ws: &Workspace) -> Vec<String> {
+    ws.requests()
+        .iter()
+        .filter(|q| q.method == "POST" && q.path.starts_with("/api/"))
+        .map(|q| match &q.body {
+            Some(b) if q.path.ends_with("jobs/update") => format!("update {} {}", b["job_id"], b["new_settings"]),
+            _ => q.path.clone(),
+        })
+        .collect()
+}
+
+const TAGGED: [(&str, &str); 4] =
+    [("nightly-etl", "schedule"), ("hourly-report", "schedule"), ("stream-ingest", "continuous"), ("landing-arrival", "trigger")];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failover_activates_the_secondary_and_a_failback_leaves_both_workspaces_as_they_started() {
+    let pair = Pair::start().await;
+    let (p0, s0) = (pair.primary().state(), pair.secondary().state());
+    let primary_host = host(&pair.primary().url);
+    assert_eq!(pair.cname().await, primary_host);
+    let mut f = pair.function(&[]);
+
+    let r = f.invoke(&failover("a1")).response();
+    assert_eq!(r["outcome"], "completed", "{r:#}\n{}", f.logs());
+    let (p1, s1) = (pair.primary().state(), pair.secondary().state());
+    for (name, field) in TAGGED {
+        assert_eq!(pause(&s1, name, field), "UNPAUSED", "secondary {name}");
+        assert_eq!(pause(&p1, name, field), "PAUSED", "primary {name}");
+    }
+    assert_eq!(pause(&s1, "legacy-backfill", "schedule"), "PAUSED", "a job not tagged dr=active-passive is left alone");
+    assert!(matches!(warehouse_state(&s1, "bi").as_str(), "STARTING" | "RUNNING"));
+    assert_eq!(warehouse_state(&s1, "adhoc"), "STOPPED", "only the named warehouse");
+    assert_eq!(pair.cname().await, "localhost", "the stable name follows the failover");
+    // Only the pause field was sent, with the rest of the schedule as it was.
+    let sent = changes(pair.secondary());
+    assert_eq!(sent.len(), 5, "{sent:#?}");
+    let nightly = sent.iter().find(|c| c.contains("quartz_cron_expression\":\"0 0 2 * * ?")).unwrap();
+    assert!(nightly.contains("\"pause_status\":\"UNPAUSED\"") && !nightly.contains("tasks"), "{nightly}");
+
+    // The record and the report: every change with what it was before.
+    let rec = pair.env.json("executions/failover-a1.json").await;
+    let a = &rec["activation"];
+    assert_eq!(a["mode"], "forward");
+    let list = a["changes"].as_array().unwrap();
+    assert_eq!(list.len(), 10, "4 resumed, 1 warehouse, 4 paused, the CNAME: {a:#}");
+    assert!(list.iter().all(|c| c["status"] == "done"), "{a:#}");
+    let dns = list.iter().find(|c| c["object"] == "dns_record").unwrap();
+    assert_eq!((dns["before"].as_str().unwrap(), dns["after"].as_str().unwrap()), (primary_host.as_str(), "localhost"));
+    assert!(dns["detail"].as_str().unwrap().contains("INSYNC"), "{dns:#}");
+    let report = String::from_utf8(pair.env.object("reports/failover-a1.md").await.unwrap()).unwrap();
+    assert!(report.contains("## Activation") && report.contains("| secondary | Job nightly-etl"), "{report}");
+    assert!(report.contains("| primary | Warehouse") || report.contains("| secondary | Warehouse bi"), "{report}");
+    let pages = pair.env.pages().await;
+    assert!(pages.iter().any(|p| p.to_string().contains("activation (forward): 10 of 10 change(s) in effect")), "{pages:#?}");
+
+    // The warehouse comes up; the failback restores both workspaces exactly, from the failover's record.
+    std::thread::sleep(Duration::from_millis(400));
+    let r = f.invoke(&failback("b1")).response();
+    assert_eq!(r["outcome"], "completed", "{r:#}\n{}", f.logs());
+    let rec = pair.env.json("executions/failback-b1.json").await;
+    assert_eq!(rec["activation"]["mode"], "reverse");
+    assert_eq!(rec["activation"]["reverses"], "failover-a1");
+    assert!(rec["activation"]["changes"].as_array().unwrap().iter().all(|c| c["status"] == "done"), "{rec:#}");
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(settled(pair.primary().state()), settled(p0), "the primary exactly as it started");
+    assert_eq!(settled(pair.secondary().state()), settled(s0), "the secondary exactly as it started");
+    assert_eq!(pair.cname().await, primary_host);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drill_lists_the_plan_and_changes_nothing() {
+    let pair = Pair::start().await;
+    let (p0, s0) = (pair.primary().state(), pair.secondary().state());
+    let mut f = pair.function(&[]);
+    let r = f.invoke(&json!({"command": "drill", "reason": "Q4", "requested_by": "oncall@example.com"})).response();
+    assert_eq!(r["outcome"], "completed", "{r:#}\n{}", f.logs());
+    assert_eq!((pair.primary().state(), pair.secondary().state()), (p0, s0));
+    assert!(changes(pair.primary()).is_empty() && changes(pair.secondary()).is_empty());
+    assert_eq!(pair.cname().await, host(&pair.primary().url));
+    let id = r["execution_id"].as_str().unwrap();
+    // A drill's record is cleaned up with its copy; its report stays.
+    let rec = pair.env.json(&format!("reports/{id}.json")).await;
+    let a = &rec["activation"];
+    assert_eq!(a["drill"], true, "{rec:#}");
+    assert_eq!(a["changes"].as_array().unwrap().len(), 10, "{a:#}");
+    assert!(a["changes"].as_array().unwrap().iter().all(|c| c["status"] == "planned"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_primary_that_hangs_never_blocks_the_promotion_and_is_paged_as_to_do_by_hand() {
+    let pair = Pair::start().await;
+    pair.primary().set_faults(&json!([{"path_prefix": "/api/", "mode": "hang"}]));
+    let mut f = pair.function(&[]);
+    let started = std::time::Instant::now();
+    let r = f.invoke(&failover("h1")).response();
+    assert_eq!(r["outcome"], "completed", "{r:#}\n{}", f.logs());
+    assert!(started.elapsed() < Duration::from_secs(40), "bounded by the former's deadline: {:?}", started.elapsed());
+    assert_eq!(pair.env.get("active").await["site"], "secondary");
+    let s1 = pair.secondary().state();
+    for (name, field) in TAGGED {
+        assert_eq!(pause(&s1, name, field), "UNPAUSED", "secondary {name}");
+    }
+    assert_eq!(pair.cname().await, "localhost");
+    let rec = pair.env.json("executions/failover-h1.json").await;
+    assert_eq!(rec["state"], "completed");
+    let manual = rec["activation"]["manual"].as_array().unwrap();
+    assert!(manual.iter().any(|m| m.as_str().unwrap().contains("could not read the primary workspace")), "{rec:#}");
+    let pages = pair.env.pages().await;
+    assert!(pages.iter().any(|p| p.to_string().contains("do by hand: could not read the primary workspace")), "{pages:#?}");
+    let report = String::from_utf8(pair.env.object("reports/failover-h1.md").await.unwrap()).unwrap();
+    assert!(report.contains("**Do by hand:**") && report.contains("pause by hand"), "{report}");
+    pair.primary().clear_faults();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_after_an_activation_call_resumes_without_a_second_change() {
+    // The process is killed while a change's call is held (the server applies it after the kill), then the
+    // trigger is delivered again once the lease has expired: the change is found done, never made twice.
+    for nth in [1usize, 3, 5] {
+        let pair = Pair::start().await;
+        // Hold the nth activation call long enough to kill the process meanwhile.
+        let (ws, skip) = if nth <= 4 { (pair.secondary(), nth - 1) } else { (pair.primary(), nth - 5) };
+        let mut rules = Vec::new();
+        if skip > 0 {
+            rules.push(json!({"path_prefix": "/api/2.2/jobs/update", "method": "POST", "delay_ms": 1, "times": skip}));
+        }
+        rules.push(json!({"path_prefix": "/api/2.2/jobs/update", "method": "POST", "delay_ms": 1500, "times": 1}));
+        ws.set_faults(&json!(rules));
+        let mut f = pair.function(&[("DR_LOCK_LEASE_SECONDS", "5")]);
+        let payload = failover("c1");
+        let _ = f.invoke_with_timeout(&payload, Duration::from_millis(1));
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let wanted = if nth <= 4 { nth } else { nth - 4 };
+        while changes(ws).len() < wanted && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        f.kill();
+        std::thread::sleep(Duration::from_millis(1600));
+        ws.clear_faults();
+        std::thread::sleep(Duration::from_secs(6));
+        let mut f = pair.function(&[("DR_LOCK_LEASE_SECONDS", "5")]);
+        let r = loop {
+            match f.invoke(&payload) {
+                Invocation::Response(r) if r["outcome"] == "in_progress" => std::thread::sleep(Duration::from_secs(1)),
+                other => break other.response(),
+            }
+        };
+        assert!(matches!(r["outcome"].as_str(), Some("completed" | "already_completed")), "nth={nth}: {r:#}\n{}", f.logs());
+        let mut all = changes(pair.secondary());
+        all.extend(changes(pair.primary()));
+        let mut unique = all.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(all.len(), 9, "nth={nth}: each change once: {all:#?}");
+        assert_eq!(unique.len(), 9, "nth={nth}: {all:#?}");
+        let rec = pair.env.json("executions/failover-c1.json").await;
+        let statuses: Vec<&str> =
+            rec["activation"]["changes"].as_array().unwrap().iter().map(|c| c["status"].as_str().unwrap()).collect();
+        assert_eq!(
+            statuses.iter().filter(|s| **s == "already_done").count(),
+            1,
+            "nth={nth}: the held call found done: {statuses:?}"
+        );
+        assert!(statuses.iter().all(|s| *s == "done" || *s == "already_done"), "nth={nth}: {statuses:?}");
+    }
+}
