@@ -467,7 +467,10 @@ impl SnapshotSource for StillComputing {
             let body = json!({"generated_at": "2026-11-25T12:00:00Z", "complete": false,
                 "workload": {"state": "still-computing", "summary": "workload RPO still computing (at least 3 s, table a)"},
                 "tables": [{"name": "a", "kind": "delta", "status": "still-computing"}]});
-            Ok(vec![snapshot::SnapshotFile { name: domain::delta::report::SNAPSHOT_FILE.into(), body: body.to_string().into_bytes() }])
+            Ok(vec![snapshot::SnapshotFile {
+                name: domain::delta::report::SNAPSHOT_FILE.into(),
+                body: body.to_string().into_bytes(),
+            }])
         })
     }
 }
@@ -480,7 +483,10 @@ async fn the_started_page_says_still_computing_and_the_report_takes_the_finished
     // one that must not be taken for it.
     let finished = json!({"generated_at": "2026-11-25T12:00:00Z", "complete": true,
         "workload": {"state": "known", "summary": "workload RPO 9 s, 2 versions behind (worst table a)"}});
-    e.bucket.put(crate::delta::LATEST_KEY, finished.to_string().into_bytes(), "application/json", WriteCondition::Overwrite).await.unwrap();
+    e.bucket
+        .put(crate::delta::LATEST_KEY, finished.to_string().into_bytes(), "application/json", WriteCondition::Overwrite)
+        .await
+        .unwrap();
     let r = e.run(alarm_request("alarm-9")).await.unwrap();
     assert_eq!(r.outcome, Outcome::Completed);
     let started = &e.notifier.on(Channel::Paging)[0];
@@ -491,8 +497,12 @@ async fn the_started_page_says_still_computing_and_the_report_takes_the_finished
     // Another assessment's result (a different start) is not this one's: the report keeps "still computing".
     let mut e = engine(r#"{"mode":"auto","failover_alarms":["wh"]}"#);
     e.sources = vec![std::sync::Arc::new(StillComputing)];
-    let other = json!({"generated_at": "2026-11-25T06:00:00Z", "complete": true, "workload": {"state": "known", "summary": "old"}});
-    e.bucket.put(crate::delta::LATEST_KEY, other.to_string().into_bytes(), "application/json", WriteCondition::Overwrite).await.unwrap();
+    let other =
+        json!({"generated_at": "2026-11-25T06:00:00Z", "complete": true, "workload": {"state": "known", "summary": "old"}});
+    e.bucket
+        .put(crate::delta::LATEST_KEY, other.to_string().into_bytes(), "application/json", WriteCondition::Overwrite)
+        .await
+        .unwrap();
     e.run(alarm_request("alarm-10")).await.unwrap();
     let report = e.bucket.text("reports/alarm-10.md").unwrap();
     assert!(report.contains("- RPO estimate: workload RPO still computing"), "{report}");
