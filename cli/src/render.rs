@@ -220,6 +220,22 @@ pub fn status(v: &Value, s: Style, now: OffsetDateTime) -> String {
     };
     b.line("replication", replication);
     b.line("RPO", rpo);
+    let act = &v["activation"];
+    if act.is_object() {
+        let per: Vec<String> = ["primary", "secondary"]
+            .iter()
+            .filter_map(|site| {
+                let w = &act["workspaces"][*site];
+                w.is_object().then(|| match w["error"].as_str() {
+                    Some(e) => format!("{site}: unknown ({e})"),
+                    None => format!("{site}: {}", text(&w["summary"])),
+                })
+            })
+            .collect();
+        let out: Vec<String> = act["out_of_step"].as_array().into_iter().flatten().map(|f| text(&f["what"])).collect();
+        let line = format!("{} ({})", per.join("; "), text(&act["job_tag"]));
+        b.line("activation", if out.is_empty() { line } else { s.bad(&format!("{line}; OUT OF STEP: {}", out.join("; "))) });
+    }
     if let Some(summary) = v["delta_rpo"]["workload"]["summary"].as_str() {
         let at = text(&v["delta_rpo"]["generated_at"]);
         let line = format!("{summary} (assessed {at})");
@@ -231,7 +247,7 @@ pub fn status(v: &Value, s: Style, now: OffsetDateTime) -> String {
         Some(line) if line.contains("missing") || line.contains("extra") || line.contains("differ") => {
             b.line("workspaces", s.warn(line));
         }
-        Some(line) => b.line("workspaces", line.to_owned()),
+        Some(line) => b.line("workspaces", line),
         None if ws.is_object() => b.line("workspaces", s.warn(&format!("unknown ({})", text(&ws["drift"]["error"])))),
         None => {}
     }
@@ -381,8 +397,7 @@ fn matrix(out: &mut String, m: &Value, s: Style) {
 }
 
 /// An execution's steps in the order they run (`engine::record::Step`).
-const STEPS: [&str; 10] =
-    ["decide", "lock", "fence", "snapshot", "promote", "verify", "activate", "notify", "report", "release"];
+const STEPS: [&str; 10] = ["decide", "lock", "fence", "snapshot", "promote", "verify", "activate", "notify", "report", "release"];
 /// The index of `verify` in [`STEPS`]: the RTO runs from `decide` through it.
 const RTO_LAST: usize = 5;
 

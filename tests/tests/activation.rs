@@ -324,3 +324,44 @@ async fn a_crash_after_an_activation_call_resumes_without_a_second_change() {
         assert!(statuses.iter().all(|s| *s == "done" || *s == "already_done"), "nth={nth}: {statuses:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_shows_each_workspace_and_check_pages_a_job_scheduled_in_both() {
+    let pair = Pair::start().await;
+    let mut f = pair.function(&[]);
+    let s = f.invoke(&json!({"command": "status"})).response();
+    let view = &s["activation"];
+    assert_eq!(view["active"], "primary", "{s:#}");
+    assert_eq!(view["workspaces"]["primary"]["summary"], "4 of 4 selected job(s) scheduled", "{view:#}");
+    assert_eq!(view["workspaces"]["secondary"]["summary"], "0 of 4 selected job(s) scheduled", "{view:#}");
+    assert_eq!(view["workspaces"]["primary"]["warehouses"][0]["state"], "RUNNING", "{view:#}");
+    assert_eq!(view["out_of_step"], json!([]), "{view:#}");
+    let r = f.invoke(&json!({"command": "check"})).response();
+    assert!(!r["findings"].to_string().contains("activation-"), "in step: {r:#}");
+    let _ = pair.env.pages().await;
+
+    // Someone resumes nightly-etl in the standby by hand: it now runs twice.
+    let mut state = pair.secondary().state();
+    let job = state["jobs"].as_array_mut().unwrap().iter_mut().find(|j| j["settings"]["name"] == "nightly-etl").unwrap();
+    job["settings"]["schedule"]["pause_status"] = json!("UNPAUSED");
+    pair.secondary().set_state(&state);
+    let r = f.invoke(&json!({"command": "check"})).response();
+    assert_eq!(r["ready"], false, "{r:#}");
+    let finding =
+        r["findings"].as_array().unwrap().iter().find(|f| f["id"] == "activation-duplicate-nightly-etl").expect("the finding");
+    assert_eq!(finding["severity"], "critical");
+    assert!(finding["what"].as_str().unwrap().contains("runs twice"), "{finding}");
+    assert!(finding["action"].as_str().unwrap().contains("secondary"), "{finding}");
+    let pages = pair.env.pages().await;
+    assert!(pages.iter().any(|p| p.to_string().contains("activation-duplicate-nightly-etl")), "paged: {pages:#?}");
+    let s = f.invoke(&json!({"command": "status"})).response();
+    assert_eq!(s["activation"]["out_of_step"][0]["severity"], "critical", "{:#}", s["activation"]);
+
+    // A workspace that does not answer: the view says so, status still answers.
+    pair.secondary().set_faults(&json!([{"path_prefix": "", "mode": "hang"}]));
+    let mut f = pair.function(&[("DR_DATABRICKS_REQUEST_TIMEOUT_MS", "500")]);
+    let s = f.invoke(&json!({"command": "status"})).response();
+    pair.secondary().clear_faults();
+    assert_eq!(s["outcome"], "noop", "{s:#}");
+    assert!(s["activation"]["workspaces"]["secondary"]["error"].is_string(), "{:#}", s["activation"]);
+}

@@ -38,14 +38,19 @@ pub async fn run<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
     let response = match command {
         Command::Status => {
             let mut response = status::status(&engine.params, &engine.settings).await?;
-            let (in_flight, recent, incidents, workspaces, delta) = tokio::join!(
+            let docs = documents::load(&engine.params, &engine.settings.prefix).await?;
+            let (in_flight, recent, incidents, workspaces, delta, activation) = tokio::join!(
                 lock::read(&engine.bucket, FAILOVER_LOCK_KEY),
                 recent_records(&engine.bucket, RECENT_SCAN),
                 replication::open_incidents(&engine.bucket),
                 workspace::status_view(&engine.bucket, engine.clock.now()),
-                engine.bucket.get(crate::delta::LATEST_KEY)
+                engine.bucket.get(crate::delta::LATEST_KEY),
+                workspace::activation::view(engine.workspaces.as_deref(), &docs)
             );
             response.details.insert("workspaces".into(), workspaces);
+            if let Some((view, _)) = activation {
+                response.details.insert("activation".into(), view);
+            }
             // The latest Delta assessment (each snapshot's, finished): the workload RPO before anyone approves.
             response.details.insert(
                 "delta_rpo".into(),
@@ -133,7 +138,14 @@ pub async fn run<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
             extra.extend(crate::delta::coverage_findings(engine).await);
             let now = engine.clock.now();
             let docs = documents::load(&engine.params, &engine.settings.prefix).await?;
-            let readiness = workspace::readiness::assess(&engine.bucket, &docs, now).await;
+            let (readiness, activation) = tokio::join!(
+                workspace::readiness::assess(&engine.bucket, &docs, now),
+                workspace::activation::view(engine.workspaces.as_deref(), &docs)
+            );
+            // A job scheduled in both workspaces runs twice: critical, paged.
+            if let Some((_, findings)) = activation {
+                extra.extend(findings);
+            }
             if let Ok(r) = &readiness {
                 extra.extend(r.findings.iter().cloned());
             }

@@ -31,7 +31,7 @@ use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 use time::OffsetDateTime;
 
-mod activate;
+pub(crate) mod activate;
 pub use activate::REDIRECTION;
 mod ending;
 mod messages;

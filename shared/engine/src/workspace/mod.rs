@@ -9,6 +9,7 @@
 //! Nothing here is on a failover's path to promotion: the failover's snapshot only copies the pointers and the
 //! drift (one read each, [`LatestExportsSource`]); the exports run on the schedule and on demand.
 
+pub mod activation;
 pub mod export;
 pub mod readiness;
 
