@@ -133,19 +133,82 @@ async fn main() {
             .await
             .unwrap();
     }
+    // Both documents select the jobs tagged dr=active-passive and the `bi` SQL warehouse for activation: the
+    // standby's are deployed paused and stopped, and the promotion resumes and starts them (and pauses the former's).
+    let activation = json!({"job_tag": "dr=active-passive", "warehouses": ["bi"]});
     let primary_site = json!({"workspace_url": p.url, "region": "us-east-1", "oauth_client_id": p.client_id(),
-                               "oauth_secret_parameter": format!("{}/secrets/primary-oauth", env.prefix)});
+                               "oauth_secret_parameter": format!("{}/secrets/primary-oauth", env.prefix),
+                               "activation": activation});
     env.put("sites/primary", &primary_site).await;
-    env.put(
-        "sites/secondary",
-        &json!({"workspace_url": s.url, "region": "us-west-2",
-                                        "token_parameter": format!("{}/secrets/secondary-pat", env.prefix)}),
-    )
-    .await;
+    // `localhost` rather than 127.0.0.1: the two workspaces' hosts differ, as the stable DNS name's targets.
+    let s_url = s.url.replace("127.0.0.1", "localhost");
+    let secondary_site = json!({"workspace_url": s_url, "region": "us-west-2",
+                                 "token_parameter": format!("{}/secrets/secondary-pat", env.prefix), "activation": activation});
+    env.put("sites/secondary", &secondary_site).await;
+    // Client redirection: dbx.example.internal, a CNAME to the active workspace's host, in a Route 53 zone.
+    let route53 = aws_sdk_route53::Client::new(&tests::dr_env::sdk_config(&moto.endpoint).await);
+    let zone = route53
+        .create_hosted_zone()
+        .name("example.internal")
+        .caller_reference(uuid::Uuid::new_v4().to_string())
+        .send()
+        .await
+        .unwrap()
+        .hosted_zone()
+        .unwrap()
+        .id()
+        .trim_start_matches("/hostedzone/")
+        .to_owned();
+    {
+        use aws_sdk_route53::types::{Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet, RrType};
+        let set = ResourceRecordSet::builder()
+            .name("dbx.example.internal")
+            .r#type(RrType::Cname)
+            .ttl(60)
+            .resource_records(ResourceRecord::builder().value("127.0.0.1").build().unwrap())
+            .build()
+            .unwrap();
+        let change = Change::builder().action(ChangeAction::Upsert).resource_record_set(set).build().unwrap();
+        let batch = ChangeBatch::builder().changes(change).build().unwrap();
+        route53.change_resource_record_sets().hosted_zone_id(&zone).change_batch(batch).send().await.unwrap();
+    }
+    env.put("redirection", &json!({"hosted_zone_id": zone, "record_name": "dbx.example.internal", "ttl": 60})).await;
+    let dns = || async {
+        let out = route53.list_resource_record_sets().hosted_zone_id(&zone).send().await.unwrap();
+        out.resource_record_sets()
+            .iter()
+            .find(|r| r.name().trim_end_matches('.') == "dbx.example.internal")
+            .map(|r| r.resource_records()[0].value().to_owned())
+            .unwrap_or_default()
+    };
+    // What the activation changes, as each workspace says it.
+    let show_workloads = |label: &str| {
+        let (ps, ss) = (p.state(), s.state());
+        let job = |st: &Value| {
+            let jobs = st["jobs"].as_array().cloned().unwrap_or_default();
+            let nightly = jobs.iter().find(|j| j["settings"]["name"] == "nightly-etl").cloned().unwrap_or_default();
+            nightly["settings"]["schedule"]["pause_status"].as_str().unwrap_or("?").to_owned()
+        };
+        let bi = |st: &Value| {
+            let all = st["warehouses"].as_array().cloned().unwrap_or_default();
+            let w = all.iter().find(|w| w["name"] == "bi").cloned().unwrap_or_default();
+            w["state"].as_str().unwrap_or("?").to_owned()
+        };
+        println!(
+            "  {label}: nightly-etl primary {} / secondary {}; warehouse bi primary {} / secondary {}",
+            job(&ps),
+            job(&ss),
+            bi(&ps),
+            bi(&ss)
+        );
+        (job(&ss), bi(&ss))
+    };
     let mut active = primary_site.clone();
     active["site"] = json!("primary");
     env.put("active", &active).await;
-    println!("  primary {} (OAuth M2M)  secondary {} (PAT)", p.url, s.url);
+    println!("  primary {} (OAuth M2M)  secondary {} (PAT)", p.url, s_url);
+    show_workloads("before");
+    println!("  dbx.example.internal CNAME {}", dns().await);
 
     step("real Delta tables in the data buckets (written by delta-rs), replicated partially: one replica is behind");
     let s3 = aws_sdk_s3::Client::from_conf(
@@ -235,6 +298,13 @@ async fn main() {
     }
     show_messages(&env).await;
 
+    println!("  the secondary's workloads activated, the former's paused, the stable name moved:");
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    let (job, bi) = show_workloads("after the failover");
+    let moved = dns().await;
+    println!("  dbx.example.internal CNAME {moved}");
+    ok &= job == "UNPAUSED" && (bi == "STARTING" || bi == "RUNNING") && moved.starts_with("localhost");
+
     step("the same state change arrives again through the alarm's SNS notification");
     let again = brief(&health.invoke(&fixture("health-alarm/sns-metric-alarm.json")), &["outcome", "execution_id"]);
     ok &= again["outcome"] == "already_completed";
@@ -253,6 +323,11 @@ async fn main() {
     );
     ok &= back["active_site"] == "primary";
     show_messages(&env).await;
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    let (job, _) = show_workloads("after the failback (what the failover changed, reversed)");
+    let back_dns = dns().await;
+    println!("  dbx.example.internal CNAME {back_dns}");
+    ok &= job == "PAUSED" && back_dns.starts_with("127.0.0.1");
 
     step("a replication storm: the replication role loses its trust policy; 400 objects fail to replicate");
     let mut replication = Function::start("replication-failure", &env.function_env());
@@ -287,7 +362,8 @@ async fn main() {
     ok &= status.status.success() && text.contains("active site   PRIMARY") && text.contains("RPO           AT RISK");
 
     step(if ok {
-        "demo finished: drill, automatic failover on an alarm, idempotent redelivery, failback, a replication storm as one page"
+        "demo finished: exports and drift, the DR matrix, a drill, an automatic failover on an alarm with the workload RPO \
+         and the standby's workloads activated, idempotent redelivery, failback, a replication storm as one page"
     } else {
         "demo FAILED"
     });
