@@ -36,7 +36,8 @@ async fn main() {
         env.ssm.put_parameter().name(full).value(value).r#type(ParameterType::SecureString).overwrite(true).send().await.unwrap();
     }
     for (site, w, region) in [("primary", p, "us-east-1"), ("secondary", s, "us-west-2")] {
-        let doc = json!({"workspace_url": w.url, "region": region, "token_parameter": format!("{}/secrets/{site}-pat", env.prefix)});
+        let doc =
+            json!({"workspace_url": w.url, "region": region, "token_parameter": format!("{}/secrets/{site}-pat", env.prefix)});
         env.put(&format!("sites/{site}"), &doc).await;
     }
     let mut vars = env.function_env();
@@ -60,10 +61,7 @@ async fn main() {
         assert!(incomplete.is_empty(), "incomplete kinds {incomplete:?}: {r:#}");
         let objects: u64 = primary["kinds"].as_object().unwrap().values().filter_map(|k| k["count"].as_u64()).sum();
         let peak = f.peak_rss_kib().unwrap_or(0) as f64 / 1024.0;
-        println!(
-            "| {run} | {ms:.0} | {} | {} | {objects} | {peak:.1} |",
-            primary["elapsed_ms"], primary["requests"]
-        );
+        println!("| {run} | {ms:.0} | {} | {} | {objects} | {peak:.1} |", primary["elapsed_ms"], primary["requests"]);
         wall.push(ms);
         export.push(primary["elapsed_ms"].as_f64().unwrap_or(f64::NAN));
         rss.push(peak);

@@ -4,19 +4,19 @@
 //! crate) implements them in memory, beside the traits it fakes, for the tests of every crate. The futures are `Send` so
 //! that the Lambda runtime can drive them on its multi-threaded executor.
 
-#[cfg(any(test, feature = "memory"))]
-pub mod memory;
 pub mod data_buckets;
 pub mod dns;
+#[cfg(any(test, feature = "memory"))]
+pub mod memory;
 pub mod workspace;
 
 use crate::error::StoreError;
-pub use domain::notification::{Channel, OutgoingMessage};
 pub use data_buckets::{DataBuckets, DataObject, ListPage, NotificationTarget, ReplicationRule, Versioning};
 pub use dns::DnsRecords;
-pub use workspace::{ApiError, WorkspaceApi, WorkspaceConnector};
+pub use domain::notification::{Channel, OutgoingMessage};
 use std::collections::BTreeMap;
 use std::future::Future;
+pub use workspace::{ApiError, WorkspaceApi, WorkspaceConnector};
 
 /// A parameter as SSM holds it. SecureString values are never decrypted: the value of one is SSM's
 /// ciphertext, and the engine never copies it anywhere either.
