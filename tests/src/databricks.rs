@@ -1081,3 +1081,43 @@ pub fn generated_workspace(jobs: usize, tables: usize) -> Value {
     state["workspace_objects"] = json!(objects);
     state
 }
+
+/// The two local workspaces seeded as a DR environment's sites, as the tests and the demo use them: the primary
+/// authenticates by OAuth M2M, the secondary by a personal access token, both secrets SecureString parameters
+/// under `{prefix}/secrets/`; `extra` keys go into both site documents (e.g. `activation`); the secondary is
+/// reached at `secondary_host` instead of 127.0.0.1 when given (two hosts for a DNS name's two targets);
+/// `{prefix}/active` is the primary's document; each workspace holds [`sample_workspace`] of its site.
+/// Returns the two site documents as written.
+pub async fn seed_sites(
+    env: &crate::dr_env::DrEnv,
+    primary: &Workspace,
+    secondary: &Workspace,
+    extra: &Value,
+    secondary_host: Option<&str>,
+) -> (Value, Value) {
+    let oauth_secret = format!("{}/secrets/primary-oauth", env.prefix);
+    let pat = format!("{}/secrets/secondary-pat", env.prefix);
+    for (name, value) in [(&oauth_secret, primary.client_secret()), (&pat, secondary.pat())] {
+        let put = env.ssm.put_parameter().name(name).value(value).overwrite(true);
+        put.r#type(aws_sdk_ssm::types::ParameterType::SecureString).send().await.unwrap_or_else(|e| panic!("{name}: {e:?}"));
+    }
+    let secondary_url = match secondary_host {
+        Some(host) => secondary.url.replace("127.0.0.1", host),
+        None => secondary.url.clone(),
+    };
+    let mut p = json!({"workspace_url": primary.url, "region": "us-east-1", "oauth_client_id": primary.client_id(),
+                       "oauth_secret_parameter": oauth_secret});
+    let mut s = json!({"workspace_url": secondary_url, "region": "us-west-2", "token_parameter": pat});
+    for (k, v) in extra.as_object().into_iter().flatten() {
+        p[k] = v.clone();
+        s[k] = v.clone();
+    }
+    env.put("sites/primary", &p).await;
+    env.put("sites/secondary", &s).await;
+    let mut active = p.clone();
+    active["site"] = json!("primary");
+    env.put("active", &active).await;
+    primary.set_state(&sample_workspace("primary"));
+    secondary.set_state(&sample_workspace("secondary"));
+    (p, s)
+}

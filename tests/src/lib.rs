@@ -7,6 +7,7 @@
 //! | [`runtime_api`] | a Lambda Runtime API server that runs a built function binary as Lambda does |
 //! | [`fault_proxy`] | a fault-injecting HTTP proxy between the SDK and moto |
 //! | [`delta`] | real Delta tables written into moto by delta-rs (`tests/delta/make_tables.py`), replicated partially |
+//! | [`dns`] | Route 53 in moto: a hosted zone and the CNAME that client redirection moves |
 //! | [`dr_env`] | a realistic DR environment seeded into moto, isolated per test, with readable topics |
 //! | [`soak`] | the soak: a seeded schedule through warm processes with faults, compared with a clean run |
 //! | [`fixture`], [`median`] | a sample event of `events/`, and the median the benches print |
@@ -16,6 +17,7 @@
 
 pub mod databricks;
 pub mod delta;
+pub mod dns;
 pub mod dr_env;
 pub mod fault_proxy;
 pub mod moto;

@@ -6,11 +6,9 @@
 //! without a second change.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use aws_sdk_route53::types::{Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet, RrType};
-use aws_sdk_ssm::types::ParameterType;
 use serde_json::{Value, json};
 use std::time::Duration;
-use tests::databricks::{DatabricksServer, Workspace, sample_workspace};
+use tests::databricks::{DatabricksServer, Workspace};
 use tests::dr_env::DrEnv;
 use tests::moto;
 use tests::runtime_api::{Function, Invocation};
@@ -35,70 +33,24 @@ impl Pair {
     async fn start() -> Pair {
         let env = DrEnv::seed(&moto::shared().endpoint).await;
         let server = DatabricksServer::start(&["primary", "secondary"]).expect("local Databricks API");
-        let (p, s) = (server.workspace("primary").clone(), server.workspace("secondary").clone());
-        // Distinct hosts for the two workspaces' CNAME values: 127.0.0.1 and localhost.
-        let s_url = s.url.replace("127.0.0.1", "localhost");
-        let oauth_secret = format!("{}/secrets/primary-oauth", env.prefix);
-        let pat = format!("{}/secrets/secondary-pat", env.prefix);
-        secure(&env, &oauth_secret, &p.client_secret()).await;
-        secure(&env, &pat, &s.pat()).await;
         let activation: Value = serde_json::from_str(ACTIVATION).unwrap();
-        let primary = json!({"workspace_url": p.url, "region": "us-east-1", "oauth_client_id": p.client_id(),
-                             "oauth_secret_parameter": oauth_secret, "activation": activation});
-        env.put("sites/primary", &primary).await;
-        env.put(
-            "sites/secondary",
-            &json!({"workspace_url": s_url, "region": "us-west-2", "token_parameter": pat, "activation": activation}),
-        )
-        .await;
-        let mut active = primary.clone();
-        active["site"] = json!("primary");
-        env.put("active", &active).await;
-        p.set_state(&sample_workspace("primary"));
-        s.set_state(&sample_workspace("secondary"));
-
-        let conf = tests::dr_env::sdk_config(&env.endpoint).await;
-        let route53 = aws_sdk_route53::Client::new(&conf);
-        let zone = route53
-            .create_hosted_zone()
-            .name("example.internal")
-            .caller_reference(uuid::Uuid::new_v4().to_string())
-            .send()
-            .await
-            .unwrap()
-            .hosted_zone()
-            .unwrap()
-            .id()
-            .trim_start_matches("/hostedzone/")
-            .to_owned();
+        // Distinct hosts for the two workspaces' CNAME values: 127.0.0.1 and localhost.
+        let (p, s) = (server.workspace("primary"), server.workspace("secondary"));
+        tests::databricks::seed_sites(&env, p, s, &json!({ "activation": activation }), Some("localhost")).await;
+        let primary_url = p.url.clone();
+        let (route53, zone) = tests::dns::zone(&env.endpoint, "example.internal").await;
         let pair = Pair { env, server, route53, zone };
-        pair.upsert(&host(&p.url)).await;
+        pair.upsert(&host(&primary_url)).await;
         pair.env.put("redirection", &json!({"hosted_zone_id": pair.zone, "record_name": RECORD, "ttl": 30})).await;
         pair
     }
 
     async fn upsert(&self, value: &str) {
-        let set = ResourceRecordSet::builder()
-            .name(RECORD)
-            .r#type(RrType::Cname)
-            .ttl(30)
-            .resource_records(ResourceRecord::builder().value(value).build().unwrap())
-            .build()
-            .unwrap();
-        let change = Change::builder().action(ChangeAction::Upsert).resource_record_set(set).build().unwrap();
-        self.route53
-            .change_resource_record_sets()
-            .hosted_zone_id(&self.zone)
-            .change_batch(ChangeBatch::builder().changes(change).build().unwrap())
-            .send()
-            .await
-            .unwrap();
+        tests::dns::upsert_cname(&self.route53, &self.zone, RECORD, value).await;
     }
 
     async fn cname(&self) -> String {
-        let out = self.route53.list_resource_record_sets().hosted_zone_id(&self.zone).send().await.unwrap();
-        let set = out.resource_record_sets().iter().find(|r| r.name().trim_end_matches('.') == RECORD).expect("the record");
-        set.resource_records()[0].value().trim_end_matches('.').to_owned()
+        tests::dns::cname(&self.route53, &self.zone, RECORD).await
     }
 
     fn primary(&self) -> &Workspace {
@@ -115,10 +67,6 @@ impl Pair {
         vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         Function::start("manual-trigger", &vars)
     }
-}
-
-async fn secure(env: &DrEnv, name: &str, value: &str) {
-    env.ssm.put_parameter().name(name).value(value).r#type(ParameterType::SecureString).overwrite(true).send().await.unwrap();
 }
 
 fn failover(token: &str) -> Value {

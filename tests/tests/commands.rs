@@ -73,11 +73,13 @@ async fn a_drill_runs_the_failover_on_a_copy_and_leaves_only_its_report() {
     // The live active parameter was never written.
     assert_eq!(env.history("active").await, before);
     assert_eq!(env.get("active").await["site"], "primary");
-    // No trace but the report.
+    // No trace but the report, and the Delta assessment of the real data plane its snapshot made (not a drill
+    // artefact: the latest assessment of the live replicas, which status reads).
     let id = r["execution_id"].as_str().unwrap();
     let mut keys = env.keys("").await;
     keys.sort();
-    assert_eq!(keys, vec![format!("reports/{id}.json"), format!("reports/{id}.md")]);
+    let expected = ["data-plane/delta-tables-latest.json".to_owned(), format!("reports/{id}.json"), format!("reports/{id}.md")];
+    assert_eq!(keys, expected);
     let leftovers = env.ssm.get_parameters_by_path().path(format!("{}/drills", env.prefix)).recursive(true).send().await.unwrap();
     assert!(leftovers.parameters.unwrap_or_default().is_empty());
     let report = env.json(&format!("reports/{id}.json")).await;

@@ -4,7 +4,6 @@
 //! time; `status`, `check` (the live DR matrix) and a failover's report say it. No live workspace is tested.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use aws_sdk_ssm::types::ParameterType;
 use serde_json::{Value, json};
 use tests::databricks::{DatabricksServer, Workspace, sample_workspace};
 use tests::dr_env::DrEnv;
@@ -46,22 +45,7 @@ impl Pair {
     async fn start() -> Pair {
         let env = DrEnv::seed(&moto::shared().endpoint).await;
         let server = DatabricksServer::start(&["primary", "secondary"]).expect("local Databricks API");
-        let (p, s) = (server.workspace("primary").clone(), server.workspace("secondary").clone());
-        let oauth_secret = format!("{}/secrets/primary-oauth", env.prefix);
-        let pat = format!("{}/secrets/secondary-pat", env.prefix);
-        secure(&env, &oauth_secret, &p.client_secret()).await;
-        secure(&env, &pat, &s.pat()).await;
-        env.put(
-            "sites/primary",
-            &json!({"workspace_url": p.url, "region": "us-east-1", "oauth_client_id": p.client_id(), "oauth_secret_parameter": oauth_secret}),
-        )
-        .await;
-        env.put("sites/secondary", &json!({"workspace_url": s.url, "region": "us-west-2", "token_parameter": pat})).await;
-        let mut active = json!({"workspace_url": p.url, "region": "us-east-1", "oauth_client_id": p.client_id(), "oauth_secret_parameter": format!("{}/secrets/primary-oauth", env.prefix)});
-        active["site"] = json!("primary");
-        env.put("active", &active).await;
-        p.set_state(&sample_workspace("primary"));
-        s.set_state(&sample_workspace("secondary"));
+        tests::databricks::seed_sites(&env, server.workspace("primary"), server.workspace("secondary"), &json!({}), None).await;
         Pair { env, server }
     }
 
@@ -79,10 +63,6 @@ impl Pair {
         vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         Function::start("manual-trigger", &vars)
     }
-}
-
-async fn secure(env: &DrEnv, name: &str, value: &str) {
-    env.ssm.put_parameter().name(name).value(value).r#type(ParameterType::SecureString).overwrite(true).send().await.unwrap();
 }
 
 /// Removes the objects of `key` whose `field` is one of `values` from a seeded state.

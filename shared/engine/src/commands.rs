@@ -200,7 +200,8 @@ async fn snapshot_now<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock
             None => None,
         }
     };
-    let (files, exports) = tokio::join!(engine.snapshot_files_of(&tree), exports);
+    // Nothing waits for this snapshot: its sources may take their longer deadlines (the Delta assessment's).
+    let (files, exports) = tokio::join!(engine.snapshot_files_of(&tree, true), exports);
     let mut files = files?;
     let exports = exports.transpose()?;
     let mut pointers = Vec::new();

@@ -30,6 +30,9 @@ pub struct SnapshotContext<'a> {
     pub prefix: &'a str,
     /// When the snapshot is taken (its folder's name and the files' time stamps).
     pub now: OffsetDateTime,
+    /// No promotion waits for this snapshot (the `snapshot` command, scheduled or on demand): a source may take its
+    /// longer deadline. `false` on a failover's path, where sources return by their short deadline.
+    pub patient: bool,
 }
 
 /// A source of snapshot files.

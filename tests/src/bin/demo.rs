@@ -114,73 +114,24 @@ async fn main() {
     step("starting two local Databricks workspaces (the documented REST API on 127.0.0.1; no live workspace)");
     let databricks = DatabricksServer::start(&["primary", "secondary"]).expect("local Databricks API");
     let (p, s) = (databricks.workspace("primary"), databricks.workspace("secondary"));
-    p.set_state(&sample_workspace("primary"));
+    // The primary's service principal authenticates by OAuth M2M, the secondary by a personal access token; both
+    // secrets are SecureString parameters under {prefix}/secrets/, read at use. Both documents select the jobs
+    // tagged dr=active-passive and the `bi` SQL warehouse for activation: the standby's are deployed paused and
+    // stopped, and the promotion resumes and starts them (and pauses the former's). The secondary is reached as
+    // `localhost`: the two workspaces' hosts differ, as the stable DNS name's targets.
+    let activation = json!({"activation": {"job_tag": "dr=active-passive", "warehouses": ["bi"]}});
+    let (_, secondary_site) = tests::databricks::seed_sites(&env, p, s, &activation, Some("localhost")).await;
+    let s_url = secondary_site["workspace_url"].as_str().unwrap_or_default().to_owned();
     // The standby lags behind: one job and one registered model were never deployed there.
     let mut standby = sample_workspace("secondary");
     standby["jobs"].as_array_mut().unwrap().retain(|j| j["settings"]["name"] != "hourly-report");
     standby["registered_models"] = json!([]);
     s.set_state(&standby);
-    // The primary's service principal authenticates by OAuth M2M, the secondary by a personal access token; both
-    // secrets are SecureString parameters under {prefix}/secrets/, read at use.
-    for (name, value) in [("primary-oauth", p.client_secret()), ("secondary-pat", s.pat())] {
-        env.ssm
-            .put_parameter()
-            .name(format!("{}/secrets/{name}", env.prefix))
-            .value(value)
-            .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
-            .overwrite(true)
-            .send()
-            .await
-            .unwrap();
-    }
-    // Both documents select the jobs tagged dr=active-passive and the `bi` SQL warehouse for activation: the
-    // standby's are deployed paused and stopped, and the promotion resumes and starts them (and pauses the former's).
-    let activation = json!({"job_tag": "dr=active-passive", "warehouses": ["bi"]});
-    let primary_site = json!({"workspace_url": p.url, "region": "us-east-1", "oauth_client_id": p.client_id(),
-                               "oauth_secret_parameter": format!("{}/secrets/primary-oauth", env.prefix),
-                               "activation": activation});
-    env.put("sites/primary", &primary_site).await;
-    // `localhost` rather than 127.0.0.1: the two workspaces' hosts differ, as the stable DNS name's targets.
-    let s_url = s.url.replace("127.0.0.1", "localhost");
-    let secondary_site = json!({"workspace_url": s_url, "region": "us-west-2",
-                                 "token_parameter": format!("{}/secrets/secondary-pat", env.prefix), "activation": activation});
-    env.put("sites/secondary", &secondary_site).await;
     // Client redirection: dbx.example.internal, a CNAME to the active workspace's host, in a Route 53 zone.
-    let route53 = aws_sdk_route53::Client::new(&tests::dr_env::sdk_config(&moto.endpoint).await);
-    let zone = route53
-        .create_hosted_zone()
-        .name("example.internal")
-        .caller_reference(uuid::Uuid::new_v4().to_string())
-        .send()
-        .await
-        .unwrap()
-        .hosted_zone()
-        .unwrap()
-        .id()
-        .trim_start_matches("/hostedzone/")
-        .to_owned();
-    {
-        use aws_sdk_route53::types::{Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet, RrType};
-        let set = ResourceRecordSet::builder()
-            .name("dbx.example.internal")
-            .r#type(RrType::Cname)
-            .ttl(60)
-            .resource_records(ResourceRecord::builder().value("127.0.0.1").build().unwrap())
-            .build()
-            .unwrap();
-        let change = Change::builder().action(ChangeAction::Upsert).resource_record_set(set).build().unwrap();
-        let batch = ChangeBatch::builder().changes(change).build().unwrap();
-        route53.change_resource_record_sets().hosted_zone_id(&zone).change_batch(batch).send().await.unwrap();
-    }
+    let (route53, zone) = tests::dns::zone(&moto.endpoint, "example.internal").await;
+    tests::dns::upsert_cname(&route53, &zone, "dbx.example.internal", "127.0.0.1").await;
     env.put("redirection", &json!({"hosted_zone_id": zone, "record_name": "dbx.example.internal", "ttl": 60})).await;
-    let dns = || async {
-        let out = route53.list_resource_record_sets().hosted_zone_id(&zone).send().await.unwrap();
-        out.resource_record_sets()
-            .iter()
-            .find(|r| r.name().trim_end_matches('.') == "dbx.example.internal")
-            .map(|r| r.resource_records()[0].value().to_owned())
-            .unwrap_or_default()
-    };
+    let dns = || tests::dns::cname(&route53, &zone, "dbx.example.internal");
     // What the activation changes, as each workspace says it.
     let show_workloads = |label: &str| {
         let (ps, ss) = (p.state(), s.state());
@@ -203,9 +154,6 @@ async fn main() {
         );
         (job(&ss), bi(&ss))
     };
-    let mut active = primary_site.clone();
-    active["site"] = json!("primary");
-    env.put("active", &active).await;
     println!("  primary {} (OAuth M2M)  secondary {} (PAT)", p.url, s_url);
     show_workloads("before");
     println!("  dbx.example.internal CNAME {}", dns().await);

@@ -197,7 +197,7 @@ pub async fn coverage_findings<P: ParameterStore, B: ControlBucket, N: Notifier,
             }];
         }
     };
-    let ctx = SnapshotContext { tree: &tree, prefix: engine.settings.prefix.as_str(), now: engine.clock.now() };
+    let ctx = SnapshotContext { tree: &tree, prefix: engine.settings.prefix.as_str(), now: engine.clock.now(), patient: true };
     join_all(engine.sources.iter().map(|s| s.findings(&ctx))).await.into_iter().flatten().collect()
 }
 

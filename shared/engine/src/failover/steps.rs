@@ -88,8 +88,12 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
         Ok(self.result_of(&rec.record, Outcome::AwaitingApproval, active, msg))
     }
 
-    pub(crate) async fn snapshot_files_of(&self, tree: &[Parameter]) -> Result<Vec<snapshot::SnapshotFile>, StoreError> {
-        let ctx = SnapshotContext { tree, prefix: self.settings.prefix.as_str(), now: self.now() };
+    pub(crate) async fn snapshot_files_of(
+        &self,
+        tree: &[Parameter],
+        patient: bool,
+    ) -> Result<Vec<snapshot::SnapshotFile>, StoreError> {
+        let ctx = SnapshotContext { tree, prefix: self.settings.prefix.as_str(), now: self.now(), patient };
         let mut files = vec![snapshot::tree_file(tree)];
         files.extend(snapshot::document_files(tree, self.settings.prefix.as_str()));
         let extra = try_join_all(self.sources.iter().map(|s| s.collect(&ctx))).await?;
@@ -100,7 +104,7 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
     pub(super) async fn snapshot_files(&self, attempt: &Attempt) -> Result<Vec<snapshot::SnapshotFile>, StoreError> {
         match &attempt.prefetched {
             Some(files) => Ok(files.clone()),
-            None => self.snapshot_files_of(&attempt.tree).await,
+            None => self.snapshot_files_of(&attempt.tree, false).await,
         }
     }
     /// The fence: what the decision rested on was read before the lock; read it again now that the lock is held

@@ -492,7 +492,7 @@ async fn the_snapshot_source_lists_open_incidents() {
     let (bucket, notifier, clock) = (MemBucket::default(), MemNotifier::default(), FixedClock::at(NOW));
     run(&bucket, &notifier, &clock, &sqs_of(&storm("a", SRC, "delta", "DstPutObjectNotPermitted", 4))).await;
     let source = IncidentsSource { bucket };
-    let ctx = SnapshotContext { tree: &[], prefix: "/dr/prod", now: NOW };
+    let ctx = SnapshotContext { tree: &[], prefix: "/dr/prod", now: NOW, patient: false };
     let files = source.collect(&ctx).await.unwrap();
     assert_eq!(files.len(), 1);
     assert_eq!(files[0].name, SNAPSHOT_FILE);
