@@ -141,23 +141,7 @@ async fn main() {
     };
     let prefix = manifest["bench"]["prefix"].as_str().unwrap().to_owned();
     let newest = manifest["bench"]["newest"].as_u64().unwrap();
-    let mut objects = 0;
-    let mut token = None;
-    loop {
-        let r = client
-            .list_objects_v2()
-            .bucket(&replica)
-            .prefix(format!("{prefix}/"))
-            .set_continuation_token(token)
-            .send()
-            .await
-            .unwrap();
-        objects += r.contents().len();
-        token = r.next_continuation_token().map(str::to_owned);
-        if token.is_none() {
-            break;
-        }
-    }
+    let objects = keys_under(&client, &replica, &prefix).await.len();
     let how = match &reuse {
         Some(_) => "written before (BENCH_DELTA_ENDPOINT)".to_owned(),
         None => format!("written and copied in {:.0} s", made.elapsed().as_secs_f64()),
@@ -174,23 +158,7 @@ async fn main() {
     let base = var("BENCH_REPLAY_BASE", commits / 2) as u64;
     let replay = format!("bench/replay-{base}");
     let copied = Instant::now();
-    let mut keys = Vec::new();
-    let mut token = None;
-    loop {
-        let r = client
-            .list_objects_v2()
-            .bucket(&replica)
-            .prefix(format!("{prefix}/"))
-            .set_continuation_token(token)
-            .send()
-            .await
-            .unwrap();
-        keys.extend(r.contents().iter().filter_map(|o| o.key().map(str::to_owned)));
-        token = r.next_continuation_token().map(str::to_owned);
-        if token.is_none() {
-            break;
-        }
-    }
+    let keys = keys_under(&client, &replica, &prefix).await;
     let late_checkpoint = |k: &str| {
         let name = k.rsplit('/').next().unwrap_or("");
         name == "_last_checkpoint" || (name.contains(".checkpoint.") && name[..20].parse::<u64>().is_ok_and(|v| v > base))
@@ -330,6 +298,27 @@ async fn main() {
         println!("| {label} | {ms:.0} | {} | {complete} | {status} | {peak:.1} |", r["outcome"]);
         if r["outcome"] != "completed" {
             println!("<!-- {r} -->");
+        }
+    }
+}
+
+/// Every key under `prefix/` in `bucket`, page by page.
+async fn keys_under(client: &aws_sdk_s3::Client, bucket: &str, prefix: &str) -> Vec<String> {
+    let mut keys = Vec::new();
+    let mut token = None;
+    loop {
+        let r = client
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(format!("{prefix}/"))
+            .set_continuation_token(token)
+            .send()
+            .await
+            .unwrap();
+        keys.extend(r.contents().iter().filter_map(|o| o.key().map(str::to_owned)));
+        token = r.next_continuation_token().map(str::to_owned);
+        if token.is_none() {
+            return keys;
         }
     }
 }

@@ -1121,3 +1121,39 @@ pub async fn seed_sites(
     secondary.set_state(&sample_workspace("secondary"));
     (p, s)
 }
+
+/// A DR environment (moto) whose sites are two local workspaces seeded by [`seed_sites`], for the end-to-end tests.
+pub struct SitePair {
+    /// The DR environment.
+    pub env: crate::dr_env::DrEnv,
+    /// The local Databricks API serving `primary` and `secondary`.
+    pub server: DatabricksServer,
+}
+
+impl SitePair {
+    /// A fresh environment and server, seeded by [`seed_sites`] with `extra` keys and `secondary_host`.
+    pub async fn start(extra: &Value, secondary_host: Option<&str>) -> SitePair {
+        let env = crate::dr_env::DrEnv::seed(&crate::moto::shared().endpoint).await;
+        let server = DatabricksServer::start(&["primary", "secondary"]).unwrap_or_else(|e| panic!("local Databricks API: {e}"));
+        seed_sites(&env, server.workspace("primary"), server.workspace("secondary"), extra, secondary_host).await;
+        SitePair { env, server }
+    }
+
+    /// The primary workspace.
+    pub fn primary(&self) -> &Workspace {
+        self.server.workspace("primary")
+    }
+
+    /// The secondary workspace.
+    pub fn secondary(&self) -> &Workspace {
+        self.server.workspace("secondary")
+    }
+
+    /// `manual-trigger` on this environment, with the client's retry backoff shortened and `extra` variables.
+    pub fn function(&self, extra: &[(&str, &str)]) -> crate::runtime_api::Function {
+        let mut vars = self.env.function_env();
+        vars.push(("DR_DATABRICKS_BACKOFF_MS".into(), "20".into()));
+        vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        crate::runtime_api::Function::start("manual-trigger", &vars)
+    }
+}

@@ -8,19 +8,25 @@
 
 use serde_json::{Value, json};
 use std::time::Duration;
-use tests::databricks::{DatabricksServer, Workspace};
-use tests::dr_env::DrEnv;
-use tests::moto;
-use tests::runtime_api::{Function, Invocation};
+use tests::databricks::{SitePair, Workspace};
+use tests::runtime_api::Invocation;
 
 const RECORD: &str = "dbx.example.internal";
 const ACTIVATION: &str = r#"{"job_tag": "dr=active-passive", "warehouses": ["bi"]}"#;
 
+/// The two local workspaces as the sites, with a Route 53 zone for the stable name.
 struct Pair {
-    env: DrEnv,
-    server: DatabricksServer,
+    sites: SitePair,
     route53: aws_sdk_route53::Client,
     zone: String,
+}
+
+// The pair's environment, workspaces and function are the sites': `pair.env`, `pair.primary()`, `pair.function()`.
+impl std::ops::Deref for Pair {
+    type Target = SitePair;
+    fn deref(&self) -> &SitePair {
+        &self.sites
+    }
 }
 
 fn host(url: &str) -> String {
@@ -31,15 +37,12 @@ impl Pair {
     /// The two local workspaces as the sites (OAuth M2M and a PAT, secrets in SSM), both documents selecting
     /// `dr=active-passive` and naming the `bi` warehouse; a hosted zone whose CNAME points at the primary.
     async fn start() -> Pair {
-        let env = DrEnv::seed(&moto::shared().endpoint).await;
-        let server = DatabricksServer::start(&["primary", "secondary"]).expect("local Databricks API");
         let activation: Value = serde_json::from_str(ACTIVATION).unwrap();
         // Distinct hosts for the two workspaces' CNAME values: 127.0.0.1 and localhost.
-        let (p, s) = (server.workspace("primary"), server.workspace("secondary"));
-        tests::databricks::seed_sites(&env, p, s, &json!({ "activation": activation }), Some("localhost")).await;
-        let primary_url = p.url.clone();
-        let (route53, zone) = tests::dns::zone(&env.endpoint, "example.internal").await;
-        let pair = Pair { env, server, route53, zone };
+        let sites = SitePair::start(&json!({ "activation": activation }), Some("localhost")).await;
+        let primary_url = sites.primary().url.clone();
+        let (route53, zone) = tests::dns::zone(&sites.env.endpoint, "example.internal").await;
+        let pair = Pair { sites, route53, zone };
         pair.upsert(&host(&primary_url)).await;
         pair.env.put("redirection", &json!({"hosted_zone_id": pair.zone, "record_name": RECORD, "ttl": 30})).await;
         pair
@@ -51,21 +54,6 @@ impl Pair {
 
     async fn cname(&self) -> String {
         tests::dns::cname(&self.route53, &self.zone, RECORD).await
-    }
-
-    fn primary(&self) -> &Workspace {
-        self.server.workspace("primary")
-    }
-
-    fn secondary(&self) -> &Workspace {
-        self.server.workspace("secondary")
-    }
-
-    fn function(&self, extra: &[(&str, &str)]) -> Function {
-        let mut vars = self.env.function_env();
-        vars.push(("DR_DATABRICKS_BACKOFF_MS".into(), "20".into()));
-        vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        Function::start("manual-trigger", &vars)
     }
 }
 

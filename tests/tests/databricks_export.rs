@@ -5,10 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use serde_json::{Value, json};
-use tests::databricks::{DatabricksServer, Workspace, sample_workspace};
-use tests::dr_env::DrEnv;
-use tests::moto;
-use tests::runtime_api::Function;
+use tests::databricks::{SitePair, sample_workspace};
 
 const KINDS: [&str; 21] = [
     "jobs",
@@ -34,35 +31,12 @@ const KINDS: [&str; 21] = [
     "permissions",
 ];
 
-/// A DR environment whose sites are the two local workspaces: the primary authenticates by OAuth M2M (a
-/// service principal's secret in SSM), the secondary by a personal access token in SSM.
-struct Pair {
-    env: DrEnv,
-    server: DatabricksServer,
-}
+/// The two local workspaces as the sites: the primary authenticates by OAuth M2M (a service principal's secret
+/// in SSM), the secondary by a personal access token in SSM.
+type Pair = SitePair;
 
-impl Pair {
-    async fn start() -> Pair {
-        let env = DrEnv::seed(&moto::shared().endpoint).await;
-        let server = DatabricksServer::start(&["primary", "secondary"]).expect("local Databricks API");
-        tests::databricks::seed_sites(&env, server.workspace("primary"), server.workspace("secondary"), &json!({}), None).await;
-        Pair { env, server }
-    }
-
-    fn primary(&self) -> &Workspace {
-        self.server.workspace("primary")
-    }
-
-    fn secondary(&self) -> &Workspace {
-        self.server.workspace("secondary")
-    }
-
-    fn function(&self, extra: &[(&str, &str)]) -> Function {
-        let mut vars = self.env.function_env();
-        vars.push(("DR_DATABRICKS_BACKOFF_MS".into(), "20".into()));
-        vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        Function::start("manual-trigger", &vars)
-    }
+async fn pair() -> Pair {
+    SitePair::start(&json!({}), None).await
 }
 
 /// Removes the objects of `key` whose `field` is one of `values` from a seeded state.
@@ -88,7 +62,7 @@ fn strings(v: &Value) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_snapshot_exports_every_type_of_both_workspaces_and_says_what_the_secondary_lacks() {
-    let pair = Pair::start().await;
+    let pair = pair().await;
     let mut secondary = sample_workspace("secondary");
     without(&mut secondary, "jobs", "job_id", &[]);
     secondary["jobs"]
@@ -171,7 +145,7 @@ async fn a_snapshot_exports_every_type_of_both_workspaces_and_says_what_the_seco
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drift_over_time_is_exact_additions_removals_and_changes() {
-    let pair = Pair::start().await;
+    let pair = pair().await;
     let mut f = pair.function(&[]);
     let r = f.invoke(&json!({"command": "snapshot"})).response();
     assert_eq!(r["outcome"], "completed", "{r:#}");
@@ -220,7 +194,7 @@ async fn drift_over_time_is_exact_additions_removals_and_changes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_client_is_a_good_api_citizen_under_throttling_errors_slowness_and_expired_tokens() {
-    let pair = Pair::start().await;
+    let pair = pair().await;
     let p = pair.primary();
     // Tokens that expire within the export: the client must fetch a new one on the 401 and carry on.
     p.set_credentials(&tests::databricks::Credentials {
@@ -252,7 +226,7 @@ async fn the_client_is_a_good_api_citizen_under_throttling_errors_slowness_and_e
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_endpoint_is_partial_a_refused_token_is_skipped_and_the_last_good_export_stays_the_baseline() {
-    let pair = Pair::start().await;
+    let pair = pair().await;
     let mut f = pair.function(&[("DR_DATABRICKS_REQUEST_TIMEOUT_MS", "800")]);
     let first = f.invoke(&json!({"command": "snapshot"})).response();
     assert_eq!(first["outcome"], "completed", "{first:#}");
@@ -282,7 +256,7 @@ async fn a_slow_endpoint_is_partial_a_refused_token_is_skipped_and_the_last_good
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_workspace_that_does_not_answer_is_skipped_within_the_deadline() {
-    let pair = Pair::start().await;
+    let pair = pair().await;
     pair.primary().set_faults(&json!([{"path_prefix": "", "mode": "hang"}]));
     let mut f = pair.function(&[("DR_DATABRICKS_REQUEST_TIMEOUT_MS", "500"), ("DR_EXPORT_DEADLINE_SECONDS", "3")]);
     let started = std::time::Instant::now();
@@ -299,7 +273,7 @@ async fn a_workspace_that_does_not_answer_is_skipped_within_the_deadline() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_makes_the_seed_dr_matrix_live_and_a_failover_report_carries_the_drift() {
-    let pair = Pair::start().await;
+    let pair = pair().await;
     let mut secondary = sample_workspace("secondary");
     secondary["jobs"].as_array_mut().unwrap().retain(|j| j["settings"]["name"] != "hourly-report");
     pair.secondary().set_state(&secondary);
