@@ -138,20 +138,19 @@ struct CheckState {
 /// Runs the check and pages new or changed critical findings (and resolves the ones that went away).
 pub async fn check<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
     engine: &Engine<P, B, N, C>,
+    docs: &documents::DrDocuments,
     extra: Vec<Finding>,
 ) -> Result<CommandResponse, StoreError> {
     let now = engine.clock.now();
     let probe_key = domain::layout::probe_lock(&domain::primitives::new_token());
     let probe_body = json!({ "probe": "check", "at": rfc3339(now) }).to_string().into_bytes();
-    let (docs, lock_state, bucket_probe, paging, chat) = tokio::join!(
-        documents::load(&engine.params, &engine.settings.prefix),
+    let (lock_state, bucket_probe, paging, chat) = tokio::join!(
         lock::read(&engine.bucket, FAILOVER_LOCK_KEY),
         engine.bucket.put(&probe_key, probe_body, "application/json", WriteCondition::IfAbsent),
         engine.notifier.probe(Channel::Paging),
         engine.notifier.probe(Channel::Chat),
     );
-    let docs = docs?;
-    let mut findings = document_findings(&docs, lock_state.as_ref().ok().and_then(|l| l.as_ref().map(|(d, _)| d)), now);
+    let mut findings = document_findings(docs, lock_state.as_ref().ok().and_then(|l| l.as_ref().map(|(d, _)| d)), now);
     match bucket_probe {
         Ok(_) => {
             let _ = engine.bucket.delete(&probe_key).await;

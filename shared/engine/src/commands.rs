@@ -37,8 +37,8 @@ pub async fn run<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
     tracing::info!(command = command.name(), "command");
     let response = match command {
         Command::Status => {
-            let mut response = status::status(&engine.params, &engine.settings).await?;
             let docs = documents::load(&engine.params, &engine.settings.prefix).await?;
+            let mut response = status::render(&docs, &engine.settings);
             let (in_flight, recent, incidents, workspaces, delta, activation) = tokio::join!(
                 lock::read(&engine.bucket, FAILOVER_LOCK_KEY),
                 recent_records(&engine.bucket, RECENT_SCAN),
@@ -131,13 +131,16 @@ pub async fn run<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
         }
         Command::Snapshot => snapshot_now(engine).await?,
         Command::Check => {
+            // The DR documents once, for every part of the check (coverage reads the data plane among them).
+            let parameters = documents::load_parameters(&engine.params, &engine.settings.prefix).await?;
+            let docs = documents::from_parameters(&parameters, &engine.settings.prefix);
+            let tree: Vec<_> = parameters.into_values().collect();
             let mut extra = replication_findings(engine).await;
             extra.extend(owed_page_findings(engine).await);
             extra.extend(abandoned_lock_findings(engine).await);
             extra.extend(version_findings(engine).await);
-            extra.extend(crate::delta::coverage_findings(engine).await);
+            extra.extend(crate::delta::coverage_findings(engine, &tree).await);
             let now = engine.clock.now();
-            let docs = documents::load(&engine.params, &engine.settings.prefix).await?;
             let (readiness, activation) = tokio::join!(
                 workspace::readiness::assess(&engine.bucket, &docs, now),
                 workspace::activation::view(engine.workspaces.as_deref(), &docs)
@@ -149,7 +152,7 @@ pub async fn run<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
             if let Ok(r) = &readiness {
                 extra.extend(r.findings.iter().cloned());
             }
-            let mut response = check::check(engine, extra).await?;
+            let mut response = check::check(engine, &docs, extra).await?;
             let matrix = match &readiness {
                 Ok(r) => {
                     let env = &engine.settings.environment;

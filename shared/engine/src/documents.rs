@@ -95,9 +95,14 @@ pub const DATA_PLANE: &str = "data-plane";
 
 /// Reads all five documents with one `GetParameters` call and validates them.
 pub async fn load(store: &impl ParameterStore, prefix: &SsmPrefix) -> Result<DrDocuments, StoreError> {
+    Ok(from_parameters(&load_parameters(store, prefix).await?, prefix))
+}
+
+/// The five documents' parameters as read (one `GetParameters` call), for callers that need the raw parameters
+/// beside the validated documents ([`from_parameters`]).
+pub async fn load_parameters(store: &impl ParameterStore, prefix: &SsmPrefix) -> Result<BTreeMap<String, Parameter>, StoreError> {
     let names: Vec<String> = [ACTIVE, SITE_PRIMARY, SITE_SECONDARY, POLICY, DATA_PLANE].iter().map(|n| prefix.child(n)).collect();
-    let found = store.get_many(&names).await?;
-    Ok(from_parameters(&found, prefix))
+    store.get_many(&names).await
 }
 
 /// Validates the five documents from parameters already read (by name); each on its own, so that one bad

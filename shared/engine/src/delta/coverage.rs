@@ -6,7 +6,7 @@
 use crate::check::Finding;
 use crate::failover::Engine;
 use crate::ports::{
-    Clock, ControlBucket, DataBuckets, NotificationTarget, Notifier, ParameterStore, ReplicationRule, Versioning,
+    Clock, ControlBucket, DataBuckets, NotificationTarget, Notifier, Parameter, ParameterStore, ReplicationRule, Versioning,
 };
 use crate::snapshot::SnapshotContext;
 use domain::data_plane::{DataPlane, Location};
@@ -181,23 +181,12 @@ pub async fn plane_findings<D: DataBuckets>(data: &D, plane: &DataPlane, setting
 }
 
 /// `check`'s coverage findings: every snapshot source's [`crate::snapshot::SnapshotSource::findings`] (the Delta
-/// source judges coverage), over `{prefix}/data-plane` as read now.
+/// source judges coverage), over the DR parameters `check` read (`{prefix}/data-plane` among them).
 pub async fn coverage_findings<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
     engine: &Engine<P, B, N, C>,
+    tree: &[Parameter],
 ) -> Vec<Finding> {
-    let name = engine.settings.prefix.child(crate::documents::DATA_PLANE);
-    let tree: Vec<_> = match engine.params.get_one(&name).await {
-        Ok(p) => p.into_iter().collect(),
-        Err(e) => {
-            return vec![Finding {
-                id: "coverage".into(),
-                severity: Severity::Warning,
-                what: format!("replication coverage not checked: {name} could not be read: {e}"),
-                action: "run check again".into(),
-            }];
-        }
-    };
-    let ctx = SnapshotContext { tree: &tree, prefix: engine.settings.prefix.as_str(), now: engine.clock.now(), patient: true };
+    let ctx = SnapshotContext { tree, prefix: engine.settings.prefix.as_str(), now: engine.clock.now(), patient: true };
     join_all(engine.sources.iter().map(|s| s.findings(&ctx))).await.into_iter().flatten().collect()
 }
 

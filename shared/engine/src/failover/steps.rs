@@ -226,7 +226,8 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
         }
         // The files first (collected while the lock was taken): the started page carries the RPO.
         let files = self.snapshot_files(&run.attempt).await;
-        let rpo = files.as_ref().ok().map(|f| format!(" RPO: {}.", crate::report::rpo_summary(&rpo_estimate(f))));
+        let estimate = files.as_ref().ok().map(|f| rpo_estimate(f));
+        let rpo = estimate.as_ref().map(|e| format!(" RPO: {}.", crate::report::rpo_summary(e)));
         let rec = &mut run.rec.record;
         if !rec.sent(Channel::Paging, &format!("{}.awaiting_approval", rec.kind)) {
             let page = self.page(
@@ -250,7 +251,7 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
             Ok(f) => f,
             Err(source) => return StepEnd::Stop(source),
         };
-        run.rec.record.rpo_estimate = Some(rpo_estimate(&files));
+        run.rec.record.rpo_estimate = estimate;
         run.rec.record.workspaces = crate::workspace::from_snapshot(&files);
         let folder = domain::layout::snapshot_folder(&id);
         let written = self.beside(&mut run.rec, start, snapshot::write(&self.bucket, &folder, &id, files, start)).await;
