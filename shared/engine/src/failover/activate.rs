@@ -14,6 +14,7 @@
 
 use super::*;
 use crate::ports::{ApiError, WorkspaceApi};
+use crate::workspace::pages::{Listing, every_page};
 use domain::activation::{
     self, Activation, ActivationSettings, Change, ChangeStatus, JobView, ObjectType, Redirection, WarehouseView,
 };
@@ -43,23 +44,14 @@ fn warehouse_level(state: &str) -> &str {
     }
 }
 
-/// Every object of a paginated listing (`next_page_token`).
-pub(crate) async fn list_all(api: &dyn WorkspaceApi, path: &str, key: &str, page: &str) -> Result<Vec<Value>, ApiError> {
-    let mut out = Vec::new();
-    let mut token: Option<String> = None;
-    for _ in 0..1000 {
-        let mut query = vec![(page, "100".to_owned())];
-        if let Some(t) = &token {
-            query.push(("page_token", t.clone()));
-        }
-        let body = api.get(path, &query).await?;
-        out.extend(body[key].as_array().cloned().unwrap_or_default());
-        match body["next_page_token"].as_str() {
-            Some(t) if !t.is_empty() && Some(t) != token.as_deref() => token = Some(t.to_owned()),
-            _ => break,
-        }
+/// Every object of a paginated listing, 100 a page. Any error, a page that does not parse or a token the
+/// server repeats among them, is the listing's: activation never acts on a partial list of jobs.
+async fn list_all(api: &dyn WorkspaceApi, path: &str, items: &str, size_param: &str) -> Result<Vec<Value>, ApiError> {
+    let listing = Listing { path, items, page_param: "page_token", size: Some((size_param, 100)) };
+    match every_page(listing, &[], |q| async move { api.get(path, &q).await }).await {
+        (objects, None) => Ok(objects),
+        (_, Some(e)) => Err(e),
     }
-    Ok(out)
 }
 
 /// A workspace's jobs, as activation sees them.

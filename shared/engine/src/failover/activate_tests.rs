@@ -321,3 +321,23 @@ async fn an_execution_whose_promotion_was_replaced_never_activates() {
     assert!(e.primary.posts.lock().unwrap().is_empty());
     assert!(e.dns.upserts.lock().unwrap().is_empty());
 }
+
+/// A workspace whose jobs listing always answers the same page and token.
+struct RepeatingPages;
+
+impl WorkspaceApi for RepeatingPages {
+    fn get<'a>(&'a self, _path: &'a str, _query: &'a [(&'a str, String)]) -> BoxFuture<'a, Result<Value, ApiError>> {
+        Box::pin(async { Ok(json!({"jobs": [job(1, "etl", "active-passive", "schedule", "PAUSED")], "next_page_token": "t"})) })
+    }
+
+    fn post<'a>(&'a self, path: &'a str, _body: &'a Value) -> BoxFuture<'a, Result<Value, ApiError>> {
+        Box::pin(async move { Err(ApiError::BadAnswer { path: path.into(), problem: "no posts here".into() }) })
+    }
+}
+
+#[tokio::test]
+async fn a_listing_that_repeats_its_page_token_is_an_error_not_a_partial_list_of_jobs() {
+    // Acting on a truncated list would leave a job paused (or scheduled twice) without a word.
+    let err = jobs_of(&RepeatingPages).await.unwrap_err();
+    assert!(matches!(&err, ApiError::BadAnswer { problem, .. } if problem.contains("same next_page_token")), "{err:?}");
+}

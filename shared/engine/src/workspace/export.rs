@@ -6,6 +6,7 @@
 //! once, and the listings that depend on another's answer (schemas of catalogs, tables and volumes of
 //! schemas, indexes of endpoints, grants and permissions of what was listed) as soon as it is in.
 
+use super::pages::{self, Listing};
 use crate::ports::{ApiError, WorkspaceApi};
 use domain::databricks::{ExportStatus, ObjectKind, identity};
 use futures_util::stream::{self, StreamExt};
@@ -126,10 +127,9 @@ impl Bounded<'_> {
         }
     }
 
-    /// Every page of a listing: `items` is the array's key, `page_param` the request's page parameter
-    /// (`page_token`; the Repos API names it `next_page_token`), `size_param` the page size's (if any). The
-    /// answer's `next_page_token` (absent or empty on the last page) drives it; a token that repeats ends it
-    /// as an error rather than a loop.
+    /// Every page of a listing ([`pages::every_page`]): `items` is the array's key, `page_param` the request's
+    /// page parameter (`page_token`; the Repos API names it `next_page_token`), `size_param` the page size's
+    /// (if any). An error keeps what came before it: the kind is `partial`.
     async fn list(
         &self,
         path: &str,
@@ -138,37 +138,9 @@ impl Bounded<'_> {
         page_param: &str,
         size_param: Option<&str>,
     ) -> Gathered {
-        let mut objects = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let mut query: Vec<(&str, String)> = base.to_vec();
-            if let Some(size) = size_param {
-                query.push((size, self.page_size.to_string()));
-            }
-            if let Some(t) = &token {
-                query.push((page_param, t.clone()));
-            }
-            let page = match self.get(path, &query).await {
-                Ok(page) => page,
-                Err(e) => return Gathered { objects, error: Some(e) },
-            };
-            match page.get(items) {
-                Some(Value::Array(a)) => objects.extend(a.iter().cloned()),
-                None | Some(Value::Null) => {}
-                Some(_) => {
-                    let problem = format!("`{items}` is not an array");
-                    return Gathered { objects, error: Some(ApiError::BadAnswer { path: path.to_owned(), problem }) };
-                }
-            }
-            match page.get("next_page_token").and_then(Value::as_str).filter(|t| !t.is_empty()) {
-                Some(next) if token.as_deref() == Some(next) => {
-                    let problem = "the same next_page_token twice".to_owned();
-                    return Gathered { objects, error: Some(ApiError::BadAnswer { path: path.to_owned(), problem }) };
-                }
-                Some(next) => token = Some(next.to_owned()),
-                None => return Gathered::ok(objects),
-            }
-        }
+        let listing = Listing { path, items, page_param, size: size_param.map(|p| (p, self.page_size)) };
+        let (objects, error) = pages::every_page(listing, base, |q| async move { self.get(path, &q).await }).await;
+        Gathered { objects, error }
     }
 
     /// Runs `f` over `inputs` with the permits as the only bound, gathering every answer.

@@ -11,6 +11,7 @@
 
 pub mod activation;
 pub mod export;
+pub(crate) mod pages;
 pub mod readiness;
 
 use crate::error::StoreError;
