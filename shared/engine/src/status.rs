@@ -1,21 +1,14 @@
 //! `status`: the active site and its config, both sites, the policy, the data plane, and what is wrong.
 
-use super::documents::{self, Doc, DrDocuments};
+use super::documents::{Doc, DrDocuments};
 use super::response::{CommandResponse, Outcome};
-use crate::error::StoreError;
 use crate::failover::EngineSettings;
-use crate::ports::ParameterStore;
 use domain::site::SiteName;
 use serde_json::{Map, Value, json};
 
-/// Answers `status` from SSM. Invalid documents are reported, not raised: status is what on-call runs when
+/// Renders the documents as the `status` answer (the command loads them once: `commands` shares them with the
+/// workspace and Delta views). Invalid documents are reported, not raised: status is what on-call runs when
 /// something is already broken.
-pub async fn status(store: &impl ParameterStore, settings: &EngineSettings) -> Result<CommandResponse, StoreError> {
-    let docs = documents::load(store, &settings.prefix).await?;
-    Ok(render(&docs, settings))
-}
-
-/// Renders the documents as the `status` answer.
 pub fn render(docs: &DrDocuments, settings: &EngineSettings) -> CommandResponse {
     let mut details = Map::new();
     details.insert("command".into(), json!("status"));
@@ -90,7 +83,8 @@ pub fn problems(docs: &DrDocuments) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::failover::EngineSettings;
+    use crate::documents;
+    use crate::error::StoreError;
     use crate::ports::memory::MemParameters;
 
     fn store(params: &[(&str, &str)]) -> MemParameters {
@@ -99,6 +93,11 @@ mod tests {
             s.seed(n, v, "String");
         }
         s
+    }
+
+    /// `status` as the command answers it, from the parameters alone.
+    async fn status(store: &MemParameters, settings: &EngineSettings) -> Result<CommandResponse, StoreError> {
+        Ok(render(&documents::load(store, &settings.prefix).await?, settings))
     }
 
     fn config() -> EngineSettings {
