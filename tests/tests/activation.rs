@@ -37,13 +37,20 @@ impl Pair {
     /// The two local workspaces as the sites (OAuth M2M and a PAT, secrets in SSM), both documents selecting
     /// `dr=active-passive` and naming the `bi` warehouse; a hosted zone whose CNAME points at the primary.
     async fn start() -> Pair {
+        Pair::start_with_record(true).await
+    }
+
+    /// The same, the CNAME existing (pointing at the primary) or not before the first failover.
+    async fn start_with_record(existing: bool) -> Pair {
         let activation: Value = serde_json::from_str(ACTIVATION).unwrap();
         // Distinct hosts for the two workspaces' CNAME values: 127.0.0.1 and localhost.
         let sites = SitePair::start(&json!({ "activation": activation }), Some("localhost")).await;
         let primary_url = sites.primary().url.clone();
         let (route53, zone) = tests::dns::zone(&sites.env.endpoint, "example.internal").await;
         let pair = Pair { sites, route53, zone };
-        pair.upsert(&host(&primary_url)).await;
+        if existing {
+            pair.upsert(&host(&primary_url)).await;
+        }
         pair.env.put("redirection", &json!({"hosted_zone_id": pair.zone, "record_name": RECORD, "ttl": 30})).await;
         pair
     }
@@ -161,6 +168,29 @@ async fn a_failover_activates_the_secondary_and_a_failback_leaves_both_workspace
     assert_eq!(settled(pair.primary().state()), settled(p0), "the primary exactly as it started");
     assert_eq!(settled(pair.secondary().state()), settled(s0), "the secondary exactly as it started");
     assert_eq!(pair.cname().await, primary_host);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stable_name_the_failover_created_follows_the_failback_to_the_primary() {
+    // Exact reversal would delete the record; clients that adopted the name during the failover would lose it,
+    // and leaving it would keep them on the secondary after the failback. It follows the failback instead.
+    let pair = Pair::start_with_record(false).await;
+    let primary_host = host(&pair.primary().url);
+    assert_eq!(pair.cname().await, "", "no record before the failover");
+    let mut f = pair.function(&[]);
+    let r = f.invoke(&failover("n1")).response();
+    assert_eq!(r["outcome"], "completed", "{r:#}\n{}", f.logs());
+    assert_eq!(pair.cname().await, "localhost");
+    std::thread::sleep(Duration::from_millis(400));
+    let r = f.invoke(&failback("n2")).response();
+    assert_eq!(r["outcome"], "completed", "{r:#}\n{}", f.logs());
+    assert_eq!(pair.cname().await, primary_host, "the stable name follows the failback");
+    let rec = pair.env.json("executions/failback-n2.json").await;
+    let list = rec["activation"]["changes"].as_array().unwrap();
+    let dns = list.iter().find(|c| c["object"] == "dns_record").unwrap();
+    assert_eq!((dns["before"].as_str().unwrap(), dns["after"].as_str().unwrap()), ("localhost", primary_host.as_str()));
+    assert_eq!(dns["status"], "done", "{dns:#}");
+    assert!(rec["activation"]["manual"].as_array().is_none_or(|m| m.is_empty()), "{rec:#}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

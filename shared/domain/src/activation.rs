@@ -463,18 +463,30 @@ fn job_change(site: SiteName, job: &JobView, field: &str, before: &str, after: &
 
 /// The reverse of recorded changes toward `target`: every change in effect, undone in reverse order (each
 /// object back to its `before`; nothing else). Changes in the site that is not `target` are best effort.
-pub fn reverse(changes: &[Change], target: SiteName) -> Vec<Change> {
+///
+/// One exception: a DNS record the failover created (its `before` empty) is not deleted but pointed at
+/// `target_host`, the host of `target`'s workspace: clients that adopted the stable name during the failover
+/// must follow the failback, not be left on the workspace that is no longer active, nor lose the name. Without
+/// a host (the target's site document unusable) that record is left out; the caller says it is to do by hand.
+pub fn reverse(changes: &[Change], target: SiteName, target_host: Option<&str>) -> Vec<Change> {
     changes
         .iter()
         .rev()
-        .filter(|c| c.status.in_effect() && !(c.object == ObjectType::DnsRecord && c.before.is_empty()))
-        .map(|c| Change {
-            before: c.after.clone(),
-            after: c.before.clone(),
-            best_effort: c.site.is_some_and(|s| s != target),
-            status: ChangeStatus::Planned,
-            detail: None,
-            ..c.clone()
+        .filter(|c| c.status.in_effect())
+        .filter_map(|c| {
+            let after = match (c.object, c.before.is_empty(), target_host) {
+                (ObjectType::DnsRecord, true, Some(host)) if !host.is_empty() => host.to_owned(),
+                (ObjectType::DnsRecord, true, _) => return None,
+                _ => c.before.clone(),
+            };
+            Some(Change {
+                before: c.after.clone(),
+                after,
+                best_effort: c.site.is_some_and(|s| s != target),
+                status: ChangeStatus::Planned,
+                detail: None,
+                ..c.clone()
+            })
         })
         .collect()
 }
@@ -668,7 +680,7 @@ mod tests {
         changes[0].status = ChangeStatus::Done;
         changes[1].status = ChangeStatus::AlreadyDone;
         changes[2].status = ChangeStatus::NotDone;
-        let r = reverse(&changes, SiteName::Primary);
+        let r = reverse(&changes, SiteName::Primary, Some("p.host"));
         let lines: Vec<String> = r.iter().map(Change::line).collect();
         assert_eq!(
             lines,
@@ -679,6 +691,27 @@ mod tests {
             ]
         );
         assert!(!r[1].best_effort && r[2].best_effort);
+    }
+
+    #[test]
+    fn a_dns_record_the_failover_created_follows_the_failback_rather_than_staying_on_the_former_workspace() {
+        let created = Change {
+            site: None,
+            object: ObjectType::DnsRecord,
+            id: "Z1".into(),
+            name: "dbx.example.internal".into(),
+            field: "CNAME".into(),
+            before: String::new(),
+            after: "s.host".into(),
+            best_effort: false,
+            status: ChangeStatus::Done,
+            detail: None,
+        };
+        let r = reverse(std::slice::from_ref(&created), SiteName::Primary, Some("p.host"));
+        let lines: Vec<String> = r.iter().map(Change::line).collect();
+        assert_eq!(lines, ["DNS record dbx.example.internal (Z1) CNAME s.host -> p.host: planned"]);
+        assert!(reverse(std::slice::from_ref(&created), SiteName::Primary, None).is_empty(), "no host: left, said by hand");
+        assert!(reverse(&[created], SiteName::Primary, Some("")).is_empty());
     }
 
     #[test]

@@ -236,6 +236,26 @@ async fn a_failover_activates_the_target_and_a_failback_restores_both_workspaces
 }
 
 #[tokio::test]
+async fn a_dns_name_the_failover_created_follows_the_failback_to_the_primary() {
+    // The record did not exist before: the failover creates it, and the failback must not leave it naming
+    // the secondary (clients that adopted the name would stay on the workspace that is no longer active).
+    let e = env(false);
+    e.dns.records.lock().unwrap().clear();
+    let r = e.engine.run(request("fo", SiteName::Secondary)).await.unwrap();
+    assert_eq!(r.outcome, Outcome::Completed, "{}", r.message);
+    assert_eq!(cname(&e), "s.cloud.databricks.com");
+    let r = e.engine.run(request("fb", SiteName::Primary)).await.unwrap();
+    assert_eq!(r.outcome, Outcome::Completed, "{}", r.message);
+    assert_eq!(cname(&e), "p.cloud.databricks.com");
+    let a = record_of(&e, "fb").activation.unwrap();
+    let dns: Vec<&Change> = a.changes.iter().filter(|c| c.object == ObjectType::DnsRecord).collect();
+    assert_eq!(dns.len(), 1, "{a:#?}");
+    assert_eq!((dns[0].before.as_str(), dns[0].after.as_str()), ("s.cloud.databricks.com", "p.cloud.databricks.com"));
+    assert_eq!(dns[0].status, ChangeStatus::Done);
+    assert!(a.manual.is_empty(), "{:?}", a.manual);
+}
+
+#[tokio::test]
 async fn a_crash_after_each_call_resumes_without_a_second_change() {
     // Five workspace calls (two resumes, one start, two pauses), then the DNS change.
     for k in 1..=5 {
