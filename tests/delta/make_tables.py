@@ -12,7 +12,11 @@ What the writer cannot do, and how it is made instead (said plainly):
   rewritten after the writer made them: commitInfo.inCommitTimestamp = 1_700_000_000_000 + v * 60_000 (so the
   RPO by ICT differs from the one by commitInfo.timestamp), the property set in commit 0's metaData;
 - catalog-managed: the protocol's writer/reader features gain `catalogManaged` and a staged commit is added
-  under _delta_log/_staged_commits/ (delta-rs does not write catalog-managed tables).
+  under _delta_log/_staged_commits/ (delta-rs does not write catalog-managed tables);
+- v2 checkpoints with sidecars: delta-rs writes classic checkpoints only; the classic checkpoint is rewritten as
+  the protocol's v2 layout (pyarrow, snappy): a top-level N.checkpoint.<uuid>.parquet holding the protocol
+  (reader 3 / writer 7 with `v2Checkpoint`), the metadata, the checkpointMetadata action and one `sidecar`
+  action per sidecar file, and the add/remove rows split over files under _delta_log/_sidecars/.
 """
 import io, json, os, sys, uuid
 import boto3
@@ -110,6 +114,40 @@ def split_checkpoint(bucket, prefix, version, parts):
     put(bucket, f"{prefix}/_delta_log/_last_checkpoint", json.dumps(lc).encode())
 
 
+def v2_checkpoint(bucket, prefix, version, sidecars):
+    """Rewrites the classic checkpoint at `version` as a v2 checkpoint with `sidecars` sidecar files; returns the
+    sidecars' keys."""
+    key = f"{prefix}/_delta_log/{version:020d}.checkpoint.parquet"
+    t = pq.read_table(io.BytesIO(get(bucket, key)))
+    rows = t.to_pylist()
+    files = [r for r in rows if r["add"] or r["remove"]]
+    top = [r for r in rows if not (r["add"] or r["remove"])]
+    for r in top:
+        if r["protocol"]:
+            r["protocol"] = {"minReaderVersion": 3, "minWriterVersion": 7,
+                             "readerFeatures": ["v2Checkpoint"], "writerFeatures": ["v2Checkpoint"]}
+    side_schema = pa.schema([t.schema.field("add"), t.schema.field("remove")])
+    per = -(-len(files) // sidecars)
+    keys = []
+    empty = {name: None for name in t.schema.names}
+    for i in range(sidecars):
+        name = f"{uuid.uuid4()}.parquet"
+        buf = io.BytesIO()
+        chunk = [{"add": r["add"], "remove": r["remove"]} for r in files[i * per:(i + 1) * per]]
+        pq.write_table(pa.Table.from_pylist(chunk, schema=side_schema), buf, compression="snappy")
+        body = buf.getvalue()
+        keys.append(f"{prefix}/_delta_log/_sidecars/{name}")
+        put(bucket, keys[-1], body)
+        top.append({**empty, "sidecar": {"path": name, "sizeInBytes": len(body), "modificationTime": 0, "tags": None}})
+    schema = t.schema.append(pa.field("checkpointMetadata", pa.struct([pa.field("version", pa.int64(), nullable=False)])))
+    top = [{**r, "checkpointMetadata": None} for r in top] + [{**empty, "checkpointMetadata": {"version": version}}]
+    buf = io.BytesIO()
+    pq.write_table(pa.Table.from_pylist(top, schema=schema), buf, compression="snappy")
+    put(bucket, f"{prefix}/_delta_log/{version:020d}.checkpoint.{uuid.uuid4()}.parquet", buf.getvalue())
+    s3.delete_object(Bucket=bucket, Key=key)
+    return keys
+
+
 def replicate(primary, replica, prefix, skip=lambda k: False):
     for k in keys(primary, prefix + "/"):
         if not skip(k):
@@ -163,6 +201,31 @@ def main():
     split_checkpoint(primary, p, 8, 3)
     replicate(primary, replica, p, skip=lambda k: k in {log_key(p, 9), log_key(p, 10)} | {log_key(p, v) for v in range(5)})
     out["multipart"] = {"newest": 10, "consistent": 8, "times": {v: commit_time(primary, p, v) for v in range(11)}}
+
+    # v2-checkpoint: the checkpoint at 8 in the v2 layout with 2 sidecars, whole; commits 0..4 expired from the
+    # replica's log, 9 and 10 not replicated yet: consistent at 8 from the v2 checkpoint and its sidecars alone.
+    p = "tables/v2_checkpoint"
+    table(primary, p, 11, checkpoint_at=(8,), delete_at=(6,))
+    v2_checkpoint(primary, p, 8, 2)
+    replicate(primary, replica, p, skip=lambda k: k in {log_key(p, 9), log_key(p, 10)} | {log_key(p, v) for v in range(5)})
+    out["v2_checkpoint"] = {"newest": 10, "consistent": 8, "times": {v: commit_time(primary, p, v) for v in range(11)}}
+
+    # v2-file-late: the v2 checkpoint and its sidecars whole, but a data file of commit 1, live at 8 and named
+    # only in a sidecar (commits 0..4 expired), has not arrived: no version is consistent.
+    p = "tables/v2_file_late"
+    table(primary, p, 9, checkpoint_at=(8,))
+    v2_checkpoint(primary, p, 8, 2)
+    late = set(data_files_of(primary, p, 1))
+    replicate(primary, replica, p, skip=lambda k: k in late or k in {log_key(p, v) for v in range(5)})
+    out["v2_file_late"] = {"newest": 8, "late": sorted(late)}
+
+    # v2-missing-sidecar: one of the v2 checkpoint's 2 sidecars has not arrived; a classic checkpoint at 4 and
+    # commits 5..10 have, 0..3 expired: consistent at 10 from checkpoint 4, never from the incomplete v2 one.
+    p = "tables/v2_missing_sidecar"
+    table(primary, p, 11, checkpoint_at=(4, 8))
+    late = v2_checkpoint(primary, p, 8, 2)[1]
+    replicate(primary, replica, p, skip=lambda k: k == late or k in {log_key(p, v) for v in range(4)})
+    out["v2_missing_sidecar"] = {"newest": 10, "consistent": 10, "times": {v: commit_time(primary, p, v) for v in range(11)}}
 
     # ict: in-commit timestamps (rewritten, see above); commit 4 missing: consistent at 3.
     p = "tables/ict"

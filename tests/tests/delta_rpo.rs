@@ -116,6 +116,31 @@ async fn a_complete_multi_part_checkpoint_in_snappy_is_a_base() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_v2_checkpoint_with_its_sidecars_is_a_base() {
+    // The replica's log starts at commit 5: version 8 can only come from the v2 checkpoint and its sidecars.
+    let (t, m) = delta("v2_checkpoint").await;
+    assert_rpo(&t, &m);
+    assert_eq!(t.status, Status::Behind);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_file_named_only_in_a_v2_sidecar_and_missing_in_the_replica_leaves_no_consistent_version() {
+    // Proves the sidecars are read: without their add actions, version 8 would look consistent.
+    let (t, m) = delta("v2_file_late").await;
+    assert_eq!(t.primary_version, m["newest"].as_u64(), "{t:?}");
+    assert_eq!((t.replica_consistent_version, t.rpo_seconds), (None, None), "{t:?}");
+    let late = m["late"][0].as_str().unwrap().rsplit('/').next().unwrap().to_owned();
+    assert!(t.reason.contains("missing in the replica") && t.reason.contains(&late), "{late}: {}", t.reason);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_v2_checkpoint_missing_a_sidecar_falls_back_to_the_checkpoint_before_it() {
+    let (t, m) = delta("v2_missing_sidecar").await;
+    assert_rpo(&t, &m);
+    assert!(t.reason.contains("checkpoint 8: 1 of 2 sidecar(s) missing in the replica"), "{}", t.reason);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn in_commit_timestamps_give_the_rpo() {
     let (t, m) = delta("ict").await;
     assert_rpo(&t, &m);
