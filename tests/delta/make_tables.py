@@ -13,6 +13,11 @@ What the writer cannot do, and how it is made instead (said plainly):
   RPO by ICT differs from the one by commitInfo.timestamp), the property set in commit 0's metaData;
 - catalog-managed: the protocol's writer/reader features gain `catalogManaged` and a staged commit is added
   under _delta_log/_staged_commits/ (delta-rs does not write catalog-managed tables);
+- deletion vectors: delta-rs rewrites files on delete instead; the last commit of tables `dv_*` is written by
+  hand as the protocol describes a DELETE with a deletion vector (remove the file, add it again with
+  `deletionVector` of storage type `u`, the protocol's own example path, so the file is
+  ab/deletion_vector_d2c639aa-8816-431a-aaf6-d3fe2512ff61.bin), the protocol upgraded in commit 0 to reader 3 /
+  writer 7 with `deletionVectors`;
 - v2 checkpoints with sidecars: delta-rs writes classic checkpoints only; the classic checkpoint is rewritten as
   the protocol's v2 layout (pyarrow, snappy): a top-level N.checkpoint.<uuid>.parquet holding the protocol
   (reader 3 / writer 7 with `v2Checkpoint`), the metadata, the checkpointMetadata action and one `sidecar`
@@ -148,6 +153,38 @@ def v2_checkpoint(bucket, prefix, version, sidecars):
     return keys
 
 
+# The protocol's example of a deletion vector stored by a relative path (storage type `u`): its file.
+DV_INLINE = "ab^-aqEH.-t@S}K{vb[*k^"
+DV_FILE = "ab/deletion_vector_d2c639aa-8816-431a-aaf6-d3fe2512ff61.bin"
+
+
+def rewrite_commit(bucket, prefix, v, f):
+    lines = [json.dumps(f(json.loads(line))) for line in get(bucket, log_key(prefix, v)).decode().splitlines()]
+    put(bucket, log_key(prefix, v), ("\n".join(lines) + "\n").encode())
+
+
+def deletion_vector_commit(bucket, prefix, v):
+    """Commit `v`: a DELETE that marks rows of the first data file of commit v-1 with a deletion vector."""
+    def protocol(a):
+        if "protocol" in a:
+            a["protocol"] = {"minReaderVersion": 3, "minWriterVersion": 7,
+                             "readerFeatures": ["deletionVectors"], "writerFeatures": ["deletionVectors"]}
+        return a
+    rewrite_commit(bucket, prefix, 0, protocol)
+    prev = [json.loads(line) for line in get(bucket, log_key(prefix, v - 1)).decode().splitlines()]
+    add = next(a["add"] for a in prev if "add" in a)
+    now = commit_time(bucket, prefix, v - 1) + 1000
+    dv = {"storageType": "u", "pathOrInlineDv": DV_INLINE, "offset": 1, "sizeInBytes": 36, "cardinality": 2}
+    put(bucket, f"{prefix}/{DV_FILE}", b"\x00" * 41)
+    actions = [
+        {"commitInfo": {"timestamp": now, "operation": "DELETE", "operationParameters": {"predicate": "id = 0"}}},
+        {"remove": {"path": add["path"], "deletionTimestamp": now, "dataChange": True, "extendedFileMetadata": True,
+                    "partitionValues": add["partitionValues"], "size": add["size"]}},
+        {"add": {**add, "modificationTime": now, "dataChange": True, "deletionVector": dv}},
+    ]
+    put(bucket, log_key(prefix, v), ("\n".join(json.dumps(a) for a in actions) + "\n").encode())
+
+
 def replicate(primary, replica, prefix, skip=lambda k: False):
     for k in keys(primary, prefix + "/"):
         if not skip(k):
@@ -201,6 +238,16 @@ def main():
     split_checkpoint(primary, p, 8, 3)
     replicate(primary, replica, p, skip=lambda k: k in {log_key(p, 9), log_key(p, 10)} | {log_key(p, v) for v in range(5)})
     out["multipart"] = {"newest": 10, "consistent": 8, "times": {v: commit_time(primary, p, v) for v in range(11)}}
+
+    # dv-whole and dv-late: commit 4 deletes rows with a deletion vector; replicated whole, consistent at 4; with
+    # the deletion vector's file not arrived, commit 4 is ahead of its files: consistent at 3.
+    for case, skip_dv in (("dv_whole", False), ("dv_late", True)):
+        p = f"tables/{case}"
+        table(primary, p, 4)
+        deletion_vector_commit(primary, p, 4)
+        replicate(primary, replica, p, skip=lambda k: skip_dv and k == f"{p}/{DV_FILE}")
+        out[case] = {"newest": 4, "consistent": 3 if skip_dv else 4, "dv_file": DV_FILE,
+                     "times": {v: commit_time(primary, p, v) for v in range(5)}}
 
     # v2-checkpoint: the checkpoint at 8 in the v2 layout with 2 sidecars, whole; commits 0..4 expired from the
     # replica's log, 9 and 10 not replicated yet: consistent at 8 from the v2 checkpoint and its sidecars alone.

@@ -116,6 +116,17 @@ async fn a_complete_multi_part_checkpoint_in_snappy_is_a_base() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_deletion_vector_counts_as_a_file_of_its_commit() {
+    let (t, m) = delta("dv_whole").await;
+    assert_rpo(&t, &m);
+    assert_eq!(t.status, Status::Current, "{t:?}");
+    let (t, m) = delta("dv_late").await;
+    assert_rpo(&t, &m);
+    let dv = m["dv_file"].as_str().unwrap();
+    assert!(t.reason.contains("commit 4 is ahead of its files: 1 live file(s) missing") && t.reason.contains(dv), "{}", t.reason);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_v2_checkpoint_with_its_sidecars_is_a_base() {
     // The replica's log starts at commit 5: version 8 can only come from the v2 checkpoint and its sidecars.
     let (t, m) = delta("v2_checkpoint").await;
