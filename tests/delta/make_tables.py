@@ -119,9 +119,18 @@ def split_checkpoint(bucket, prefix, version, parts):
     put(bucket, f"{prefix}/_delta_log/_last_checkpoint", json.dumps(lc).encode())
 
 
-def v2_checkpoint(bucket, prefix, version, sidecars):
-    """Rewrites the classic checkpoint at `version` as a v2 checkpoint with `sidecars` sidecar files; returns the
-    sidecars' keys."""
+def json_action(row):
+    """A checkpoint row (pyarrow's Python form, maps as lists of pairs) as the one action of a JSON line."""
+    (name, action), = [(k, v) for k, v in row.items() if v is not None]
+    if name == "metaData":
+        action = {**action, "configuration": dict(action["configuration"] or []),
+                  "format": {**action["format"], "options": dict(action["format"]["options"] or [])}}
+    return {name: {k: v for k, v in action.items() if v is not None}}
+
+
+def v2_checkpoint(bucket, prefix, version, sidecars, top_json=False):
+    """Rewrites the classic checkpoint at `version` as a v2 checkpoint with `sidecars` sidecar files, its top-level
+    file in Parquet or (`top_json`) JSON lines, as the protocol allows both; returns the sidecars' keys."""
     key = f"{prefix}/_delta_log/{version:020d}.checkpoint.parquet"
     t = pq.read_table(io.BytesIO(get(bucket, key)))
     rows = t.to_pylist()
@@ -146,9 +155,13 @@ def v2_checkpoint(bucket, prefix, version, sidecars):
         top.append({**empty, "sidecar": {"path": name, "sizeInBytes": len(body), "modificationTime": 0, "tags": None}})
     schema = t.schema.append(pa.field("checkpointMetadata", pa.struct([pa.field("version", pa.int64(), nullable=False)])))
     top = [{**r, "checkpointMetadata": None} for r in top] + [{**empty, "checkpointMetadata": {"version": version}}]
-    buf = io.BytesIO()
-    pq.write_table(pa.Table.from_pylist(top, schema=schema), buf, compression="snappy")
-    put(bucket, f"{prefix}/_delta_log/{version:020d}.checkpoint.{uuid.uuid4()}.parquet", buf.getvalue())
+    name = f"{prefix}/_delta_log/{version:020d}.checkpoint.{uuid.uuid4()}"
+    if top_json:
+        put(bucket, f"{name}.json", ("\n".join(json.dumps(json_action(r)) for r in top) + "\n").encode())
+    else:
+        buf = io.BytesIO()
+        pq.write_table(pa.Table.from_pylist(top, schema=schema), buf, compression="snappy")
+        put(bucket, f"{name}.parquet", buf.getvalue())
     s3.delete_object(Bucket=bucket, Key=key)
     return keys
 
@@ -249,13 +262,15 @@ def main():
         out[case] = {"newest": 4, "consistent": 3 if skip_dv else 4, "dv_file": DV_FILE,
                      "times": {v: commit_time(primary, p, v) for v in range(5)}}
 
-    # v2-checkpoint: the checkpoint at 8 in the v2 layout with 2 sidecars, whole; commits 0..4 expired from the
-    # replica's log, 9 and 10 not replicated yet: consistent at 8 from the v2 checkpoint and its sidecars alone.
-    p = "tables/v2_checkpoint"
-    table(primary, p, 11, checkpoint_at=(8,), delete_at=(6,))
-    v2_checkpoint(primary, p, 8, 2)
-    replicate(primary, replica, p, skip=lambda k: k in {log_key(p, 9), log_key(p, 10)} | {log_key(p, v) for v in range(5)})
-    out["v2_checkpoint"] = {"newest": 10, "consistent": 8, "times": {v: commit_time(primary, p, v) for v in range(11)}}
+    # v2-checkpoint (and v2-json-checkpoint, its top-level file in JSON): the checkpoint at 8 in the v2 layout
+    # with 2 sidecars, whole; commits 0..4 expired from the replica's log, 9 and 10 not replicated yet:
+    # consistent at 8 from the v2 checkpoint and its sidecars alone.
+    for case, top_json in (("v2_checkpoint", False), ("v2_json_checkpoint", True)):
+        p = f"tables/{case}"
+        table(primary, p, 11, checkpoint_at=(8,), delete_at=(6,))
+        v2_checkpoint(primary, p, 8, 2, top_json=top_json)
+        replicate(primary, replica, p, skip=lambda k: k in {log_key(p, 9), log_key(p, 10)} | {log_key(p, v) for v in range(5)})
+        out[case] = {"newest": 10, "consistent": 8, "times": {v: commit_time(primary, p, v) for v in range(11)}}
 
     # v2-file-late: the v2 checkpoint and its sidecars whole, but a data file of commit 1, live at 8 and named
     # only in a sidecar (commits 0..4 expired), has not arrived: no version is consistent.

@@ -127,11 +127,13 @@ async fn a_deletion_vector_counts_as_a_file_of_its_commit() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_v2_checkpoint_with_its_sidecars_is_a_base() {
+async fn a_v2_checkpoint_in_parquet_or_json_with_its_sidecars_is_a_base() {
     // The replica's log starts at commit 5: version 8 can only come from the v2 checkpoint and its sidecars.
-    let (t, m) = delta("v2_checkpoint").await;
-    assert_rpo(&t, &m);
-    assert_eq!(t.status, Status::Behind);
+    for case in ["v2_checkpoint", "v2_json_checkpoint"] {
+        let (t, m) = delta(case).await;
+        assert_rpo(&t, &m);
+        assert_eq!(t.status, Status::Behind, "{case}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
