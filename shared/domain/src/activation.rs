@@ -467,28 +467,32 @@ fn job_change(site: SiteName, job: &JobView, field: &str, before: &str, after: &
 /// One exception: a DNS record the failover created (its `before` empty) is not deleted but pointed at
 /// `target_host`, the host of `target`'s workspace: clients that adopted the stable name during the failover
 /// must follow the failback, not be left on the workspace that is no longer active, nor lose the name. Without
-/// a host (the target's site document unusable) that record is left out; the caller says it is to do by hand.
-pub fn reverse(changes: &[Change], target: SiteName, target_host: Option<&str>) -> Vec<Change> {
-    changes
-        .iter()
-        .rev()
-        .filter(|c| c.status.in_effect())
-        .filter_map(|c| {
-            let after = match (c.object, c.before.is_empty(), target_host) {
-                (ObjectType::DnsRecord, true, Some(host)) if !host.is_empty() => host.to_owned(),
-                (ObjectType::DnsRecord, true, _) => return None,
-                _ => c.before.clone(),
-            };
-            Some(Change {
-                before: c.after.clone(),
-                after,
-                best_effort: c.site.is_some_and(|s| s != target),
-                status: ChangeStatus::Planned,
-                detail: None,
-                ..c.clone()
-            })
-        })
-        .collect()
+/// a host (the target's site document unusable) that record is left out, and the second list says it is to do
+/// by hand.
+pub fn reverse(changes: &[Change], target: SiteName, target_host: Option<&str>) -> (Vec<Change>, Vec<String>) {
+    let host = target_host.filter(|h| !h.is_empty());
+    let mut by_hand = Vec::new();
+    let mut out = Vec::new();
+    for c in changes.iter().rev().filter(|c| c.status.in_effect()) {
+        let after = match (c.object, c.before.is_empty(), host) {
+            (ObjectType::DnsRecord, true, Some(host)) => host.to_owned(),
+            (ObjectType::DnsRecord, true, None) => {
+                by_hand
+                    .push(format!("the failover created the DNS record {}: point it at the {target} workspace by hand", c.name));
+                continue;
+            }
+            _ => c.before.clone(),
+        };
+        out.push(Change {
+            before: c.after.clone(),
+            after,
+            best_effort: c.site.is_some_and(|s| s != target),
+            status: ChangeStatus::Planned,
+            detail: None,
+            ..c.clone()
+        });
+    }
+    (out, by_hand)
 }
 
 /// A finding of `status` / `check` about activation.
@@ -680,7 +684,8 @@ mod tests {
         changes[0].status = ChangeStatus::Done;
         changes[1].status = ChangeStatus::AlreadyDone;
         changes[2].status = ChangeStatus::NotDone;
-        let r = reverse(&changes, SiteName::Primary, Some("p.host"));
+        let (r, by_hand) = reverse(&changes, SiteName::Primary, Some("p.host"));
+        assert!(by_hand.is_empty());
         let lines: Vec<String> = r.iter().map(Change::line).collect();
         assert_eq!(
             lines,
@@ -707,11 +712,16 @@ mod tests {
             status: ChangeStatus::Done,
             detail: None,
         };
-        let r = reverse(std::slice::from_ref(&created), SiteName::Primary, Some("p.host"));
+        let (r, _) = reverse(std::slice::from_ref(&created), SiteName::Primary, Some("p.host"));
         let lines: Vec<String> = r.iter().map(Change::line).collect();
         assert_eq!(lines, ["DNS record dbx.example.internal (Z1) CNAME s.host -> p.host: planned"]);
-        assert!(reverse(std::slice::from_ref(&created), SiteName::Primary, None).is_empty(), "no host: left, said by hand");
-        assert!(reverse(&[created], SiteName::Primary, Some("")).is_empty());
+        let (r, by_hand) = reverse(std::slice::from_ref(&created), SiteName::Primary, None);
+        assert!(r.is_empty(), "no host: left, said by hand");
+        assert_eq!(
+            by_hand,
+            ["the failover created the DNS record dbx.example.internal: point it at the primary workspace by hand"]
+        );
+        assert!(reverse(&[created], SiteName::Primary, Some("")).0.is_empty());
     }
 
     #[test]

@@ -232,15 +232,7 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
             && r.record.target == former
         {
             let host = docs.site(target).valid().map(Redirection::target_of);
-            let changes = activation::reverse(&a.changes, target, host.as_deref());
-            // A record the failover created and the reverse could not re-point (no host for the target).
-            let manual = a
-                .changes
-                .iter()
-                .filter(|c| c.object == ObjectType::DnsRecord && c.before.is_empty() && c.status.in_effect())
-                .filter(|c| !changes.iter().any(|r| r.object == ObjectType::DnsRecord && r.name == c.name))
-                .map(|c| format!("the failover created the DNS record {}: point it at the {target} workspace by hand", c.name))
-                .collect();
+            let (changes, manual) = activation::reverse(&a.changes, target, host.as_deref());
             return Ok(Some(Activation { mode: "reverse".into(), reverses: Some(prev), changes, manual, drill: false }));
         }
         let mut plan = Activation { mode: "forward".into(), ..Activation::default() };

@@ -6,7 +6,7 @@
 use crate::check::Finding;
 use crate::documents::DrDocuments;
 use crate::failover::activate::{jobs_of, warehouses_of};
-use crate::ports::{ApiError, WorkspaceConnector};
+use crate::ports::WorkspaceConnector;
 use domain::activation::{self, ActivationSettings, JobView, WarehouseView};
 use domain::notification::Severity;
 use domain::site::SiteName;
@@ -32,7 +32,7 @@ pub async fn view(connector: Option<&dyn WorkspaceConnector>, docs: &DrDocuments
     let read = |site: SiteName| async move {
         let Some(config) = docs.site(site).valid() else { return Err(format!("sites/{site} is not valid")) };
         let api = connector.connect(site, config).map_err(|e| e.to_string())?;
-        let both = async { Ok::<_, ApiError>((jobs_of(api.as_ref()).await?, warehouses_of(api.as_ref()).await?)) };
+        let both = async { tokio::try_join!(jobs_of(api.as_ref()), warehouses_of(api.as_ref())) };
         match tokio::time::timeout(VIEW_DEADLINE, both).await {
             Ok(r) => r.map_err(|e| e.to_string()),
             Err(_) => Err(format!("no answer within {} s", VIEW_DEADLINE.as_secs())),
