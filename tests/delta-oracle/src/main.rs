@@ -1,0 +1,172 @@
+//! `delta-oracle`: checks the project's Delta replica assessment against delta-kernel-rs on random tables and
+//! random partial replications (see README.md).
+//!
+//! For each case seed: generate a table, replicate part of it, ask the kernel for the replica's newest consistent
+//! version, ask the project (`engine::delta::assess` over an in-memory copy), and classify:
+//! - AGREE: the same version (or both none);
+//! - FAIL: the project certifies a version the kernel cannot read (higher, or some where the kernel has none);
+//! - REFUSED: the kernel reads a version the project refuses (the project's is lower, or none).
+
+mod checkpoint_parquet;
+mod generate;
+mod kernel;
+mod prng;
+mod project;
+mod replicate;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+/// Command-line options.
+struct Options {
+    cases: u64,
+    seed: u64,
+    from: u64,
+    keep: Option<PathBuf>,
+    verbose: bool,
+}
+
+const USAGE: &str = "usage: delta-oracle [--cases N] [--seed S] [--from F] [--keep DIR] [--verbose]
+  case i (F <= i < F+N) has seed S+i; `--seed S --cases 1` replays the case of seed S exactly.
+  --keep DIR leaves each case's directories in DIR/<seed>/ (primary/, replica/, primary-deleted/, ...).";
+
+fn parse_args() -> Result<Options, String> {
+    let mut o = Options { cases: 300, seed: 0, from: 0, keep: None, verbose: false };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
+        match a.as_str() {
+            "--cases" => o.cases = value("--cases")?.parse().map_err(|e| format!("--cases: {e}"))?,
+            "--seed" => o.seed = value("--seed")?.parse().map_err(|e| format!("--seed: {e}"))?,
+            "--from" => o.from = value("--from")?.parse().map_err(|e| format!("--from: {e}"))?,
+            "--keep" => o.keep = Some(PathBuf::from(value("--keep")?)),
+            "--verbose" | "-v" => o.verbose = true,
+            "--help" | "-h" => return Err(String::new()),
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    Ok(o)
+}
+
+/// How a case came out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    Agree,
+    Fail,
+    Refused,
+    /// The kernel cannot read the generated primary at its newest version: a generator bug, not a finding.
+    BadTable,
+}
+
+fn main() -> ExitCode {
+    let opts = match parse_args() {
+        Ok(o) => o,
+        Err(e) => {
+            if !e.is_empty() {
+                eprintln!("{e}");
+            }
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime");
+    let kernel = kernel::Kernel::new();
+    let started = Instant::now();
+    let (mut agree, mut fail, mut refused, mut bad) = (0u64, 0u64, 0u64, 0u64);
+    for i in opts.from..opts.from + opts.cases {
+        let seed = opts.seed.wrapping_add(i);
+        let temp;
+        let case_dir = match &opts.keep {
+            Some(dir) => {
+                let d = dir.join(seed.to_string());
+                // A kept case is regenerated from scratch: the generator writes into empty directories.
+                let _ = std::fs::remove_dir_all(&d);
+                d
+            }
+            None => {
+                temp = tempfile::tempdir().expect("a temp dir");
+                temp.path().to_path_buf()
+            }
+        };
+        let verdict = run_case(seed, &case_dir, &kernel, &runtime, opts.verbose);
+        match verdict {
+            Verdict::Agree => agree += 1,
+            Verdict::Fail => fail += 1,
+            Verdict::Refused => refused += 1,
+            Verdict::BadTable => bad += 1,
+        }
+    }
+    println!(
+        "summary: cases {} agree {agree} fail {fail} refused {refused} bad-table {bad} elapsed {:.1}s (seeds {}..{})",
+        opts.cases,
+        started.elapsed().as_secs_f64(),
+        opts.seed.wrapping_add(opts.from),
+        opts.seed.wrapping_add(opts.from + opts.cases),
+    );
+    if fail > 0 || bad > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+}
+
+/// Generates, replicates and compares one case; prints what is not an agreement.
+fn run_case(seed: u64, case_dir: &Path, kernel: &kernel::Kernel, rt: &tokio::runtime::Runtime, verbose: bool) -> Verdict {
+    let generated = generate::generate(seed, case_dir);
+    let primary = case_dir.join("primary");
+    let replica = case_dir.join("replica");
+    let replication = replicate::replicate(seed, case_dir, &replica);
+    // The generated table must itself be readable at its newest version, or the case proves nothing.
+    if let Err(e) = kernel.check(&primary, generated.newest) {
+        println!("BAD-TABLE seed {seed}: the kernel cannot read the primary at {}: {e}", generated.newest);
+        return Verdict::BadTable;
+    }
+    let k = kernel.consistent(&replica);
+    let report = rt.block_on(project::project_report(&primary, &replica));
+    let (p, status, reason) = match &report {
+        Ok(r) => (r.replica_consistent_version, format!("{:?}", r.status), r.reason.clone()),
+        Err(e) => (None, "error".to_owned(), e.clone()),
+    };
+    let verdict = match (p, k.consistent) {
+        (a, b) if a == b => Verdict::Agree,
+        (Some(_), None) => Verdict::Fail,
+        (Some(a), Some(b)) if a > b => Verdict::Fail,
+        _ => Verdict::Refused,
+    };
+    let show = |v: Option<u64>| v.map_or("none".to_owned(), |v| v.to_string());
+    let table = format!(
+        "table: {} versions {}..={} checkpoints {:?}",
+        generated.features, generated.log_start, generated.newest, generated.checkpoints
+    );
+    let dropped: Vec<&str> = replication.dropped.iter().map(String::as_str).collect();
+    let repl = format!(
+        "replication: {} dropped {} {:?}{} stale _last_checkpoint {} kept-deleted {}",
+        replication.mode,
+        dropped.len(),
+        &dropped[..dropped.len().min(12)],
+        if dropped.len() > 12 { " ..." } else { "" },
+        show(replication.stale_last_checkpoint),
+        replication.kept_deleted
+    );
+    match verdict {
+        Verdict::Fail => {
+            println!("FAIL seed {seed}: project {} > kernel {}", show(p), show(k.consistent));
+            println!("  kernel: newest {} problem: {}", show(k.newest), k.newest_problem.as_deref().unwrap_or("-"));
+            println!("  project: {status}: {reason}");
+            println!("  {repl}");
+            println!("  {table}");
+        }
+        Verdict::Refused => {
+            println!("REFUSED seed {seed}: project {} < kernel {} ({status}: {reason})", show(p), show(k.consistent));
+            if verbose {
+                println!("  kernel: newest {} problem: {}", show(k.newest), k.newest_problem.as_deref().unwrap_or("-"));
+                println!("  {repl}");
+                println!("  {table}");
+            }
+        }
+        _ if verbose => {
+            println!("AGREE seed {seed}: {} ({status}) kernel tried {} versions", show(p), k.tried);
+            println!("  {repl}");
+            println!("  {table}");
+        }
+        _ => {}
+    }
+    verdict
+}
