@@ -6,6 +6,7 @@
 //! - `primary-deleted/`: what log cleanup and VACUUM deleted from the table (an S3 replica keeps such files
 //!   when deletes are not replicated, so the replication may put them back);
 //! - `lastcp-history/<N>.json`: every `_last_checkpoint` ever written (a lagging replica may hold a stale one);
+//! - `adds.json`: for each commit, the data and DV files its adds name (the oracle's shortcut, see `kernel`);
 //! - `written.json`: every file of the table in write order with the version that wrote it (the replication's
 //!   lag is drawn over this order).
 //!
@@ -111,6 +112,8 @@ struct Writer {
     checkpoints: BTreeMap<u64, (CheckpointKind, Vec<String>)>,
     log_start: u64,
     app_ids: Vec<String>,
+    /// (version, file) for each data file and DV file an add of that version's commit names (`adds.json`).
+    add_refs: Vec<(u64, String)>,
 }
 
 /// Writes a random table for `seed` under `case_dir` (see the module's comment); `case_dir` must be empty.
@@ -171,6 +174,7 @@ impl Writer {
             checkpoints: BTreeMap::new(),
             log_start: 0,
             app_ids: vec![],
+            add_refs: vec![],
         }
     }
 
@@ -308,7 +312,10 @@ impl Writer {
         let mtime = UNIX_EPOCH + Duration::from_millis(self.clock.max(0) as u64);
         let f = fs::File::options().write(true).open(&path).expect("reopen a table file");
         f.set_modified(mtime).expect("set a file's mtime");
-        self.written.retain(|x| x.rel != rel);
+        // Only `_last_checkpoint` is ever rewritten: keep its last write's place in the order.
+        if rel.ends_with("_last_checkpoint") {
+            self.written.retain(|x| x.rel != rel);
+        }
         self.written.push(Written { rel: rel.to_owned(), version, present: true });
     }
 
@@ -363,7 +370,6 @@ impl Writer {
             dv: None,
         };
         let add = add_action(&entry, data_change);
-        self.tombstones.retain(|(p, _), _| *p != name);
         self.live.insert(name, entry);
         add
     }
@@ -428,6 +434,14 @@ impl Writer {
         let mut body = json!({ "commitInfo": info }).to_string();
         body.push('\n');
         for a in &actions {
+            if let Some(add) = a.get("add") {
+                if let Some(p) = add["path"].as_str() {
+                    self.add_refs.push((version, p.to_owned()));
+                }
+                if let Some(f) = dv_file(add.get("deletionVector")) {
+                    self.add_refs.push((version, f));
+                }
+            }
             body.push_str(&a.to_string());
             body.push('\n');
         }
@@ -803,6 +817,8 @@ impl Writer {
         let manifest: Vec<Value> =
             self.written.iter().map(|w| json!({"rel": w.rel, "version": w.version, "present": w.present})).collect();
         fs::write(self.case_dir.join("written.json"), Value::Array(manifest).to_string()).expect("write written.json");
+        let adds: Vec<Value> = self.add_refs.iter().map(|(v, f)| json!([v, f])).collect();
+        fs::write(self.case_dir.join("adds.json"), Value::Array(adds).to_string()).expect("write adds.json");
         let mut features = vec![format!("protocol ({},{})", self.reader_version, self.writer_version)];
         for (on, name) in [(self.dv, "dv"), (self.v2, "v2"), (self.cdf, "cdf"), (self.ict, "ict")] {
             if on {
@@ -876,6 +892,19 @@ fn z85_decode(s: &str) -> Option<[u8; 16]> {
         out[i * 4..i * 4 + 4].copy_from_slice(&(v as u32).to_be_bytes());
     }
     Some(out)
+}
+
+/// For each file, the versions whose commits add it (as a data file or as a DV file), ascending (`adds.json`).
+pub fn read_adds(case_dir: &Path) -> BTreeMap<String, Vec<u64>> {
+    let mut out: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    let text = fs::read_to_string(case_dir.join("adds.json")).unwrap_or_default();
+    let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+    for pair in v.as_array().into_iter().flatten() {
+        if let (Some(version), Some(file)) = (pair[0].as_u64(), pair[1].as_str()) {
+            out.entry(file.to_owned()).or_default().push(version);
+        }
+    }
+    out
 }
 
 /// Reads `written.json` of a case directory.

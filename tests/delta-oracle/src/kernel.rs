@@ -3,6 +3,10 @@
 //! A version V is consistent when the kernel opens a snapshot at V (time travel) and every file of that
 //! snapshot's scan is in the replica: each data file, and each deletion vector's file (`u`/`p`; an inline `i`
 //! DV has none).
+//!
+//! One shortcut keeps it fast: when the scan at V lacks a file F whose latest add at or before V is at version A,
+//! that add stays live from A to V, so every snapshot from A to V-1 needs F too and none is consistent; the oracle
+//! goes on at A-1 (`--exhaustive` asks the kernel at every version instead).
 
 use delta_kernel::Snapshot;
 use delta_kernel::actions::deletion_vector::{DeletionVectorDescriptor, DeletionVectorStorageType};
@@ -13,7 +17,7 @@ use delta_kernel::engine::arrow_data::ArrowEngineData;
 use delta_kernel_default_engine::DefaultEngine;
 use delta_kernel_default_engine::executor::tokio::TokioBackgroundExecutor;
 use delta_kernel_default_engine::storage::store_from_url_opts;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::Path;
 use std::str::FromStr;
@@ -35,6 +39,26 @@ pub struct KernelAnswer {
     pub newest_problem: Option<String>,
     /// Versions handed to the kernel.
     pub tried: usize,
+    /// Versions skipped by the shortcut (see the module).
+    pub skipped: usize,
+}
+
+/// Why a version is not consistent.
+#[derive(Debug, Clone)]
+pub enum Problem {
+    /// The snapshot opens, but a file of its scan is not in the directory (relative to the table root).
+    Missing(String),
+    /// The kernel failed.
+    Kernel(String),
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Problem::Missing(rel) => write!(f, "scan file missing: {rel}"),
+            Problem::Kernel(e) => write!(f, "{e}"),
+        }
+    }
 }
 
 impl Kernel {
@@ -45,8 +69,9 @@ impl Kernel {
         Kernel { engine: DefaultEngine::builder(store).build() }
     }
 
-    /// The newest version of `table_dir` that the kernel reads with every scan file present (see the module).
-    pub fn consistent(&self, table_dir: &Path) -> KernelAnswer {
+    /// The newest version of `table_dir` that the kernel reads with every scan file present (see the module);
+    /// `adds` (file -> versions adding it) enables the shortcut.
+    pub fn consistent(&self, table_dir: &Path, adds: Option<&BTreeMap<String, Vec<u64>>>) -> KernelAnswer {
         let log = log_versions(table_dir);
         let mut answer = KernelAnswer { newest: log.iter().next_back().copied(), ..Default::default() };
         let Some(newest) = answer.newest else {
@@ -54,33 +79,61 @@ impl Kernel {
             return answer;
         };
         let root = dir_url(table_dir);
-        for v in (0..=newest).rev() {
+        let mut v = newest;
+        loop {
             // Without a commit or checkpoint named V the kernel cannot end a log segment at V: not worth asking.
             let result = if log.contains(&v) {
                 answer.tried += 1;
                 self.check_version(&root, table_dir, v)
             } else {
-                Err(format!("no commit or checkpoint file at version {v}"))
+                Err(Problem::Kernel(format!("no commit or checkpoint file at version {v}")))
             };
+            let mut next = v.checked_sub(1);
             match result {
                 Ok(()) => {
                     answer.consistent = Some(v);
                     break;
                 }
-                Err(e) if v == newest => answer.newest_problem = Some(e),
-                Err(_) => {}
+                Err(e) => {
+                    if let (Problem::Missing(rel), Some(adds)) = (&e, adds) {
+                        if let Some(a) = adds.get(rel).and_then(|vs| vs.iter().rev().find(|a| **a <= v)) {
+                            answer.skipped += (v - *a) as usize;
+                            next = a.checked_sub(1);
+                        }
+                    }
+                    if v == newest {
+                        answer.newest_problem = Some(format!("version {v}: {e}"));
+                    }
+                }
+            }
+            match next {
+                Some(n) => v = n,
+                None => break,
             }
         }
         answer
     }
 
     /// Whether version `v` of `table_dir` is consistent (the kernel's error or the missing file otherwise).
-    pub fn check(&self, table_dir: &Path, v: u64) -> Result<(), String> {
+    pub fn check(&self, table_dir: &Path, v: u64) -> Result<(), Problem> {
         self.check_version(&dir_url(table_dir), table_dir, v)
     }
 
     /// Opens the snapshot at `v` and checks every scan file is present.
-    fn check_version(&self, root: &Url, table_dir: &Path, v: u64) -> Result<(), String> {
+    fn check_version(&self, root: &Url, table_dir: &Path, v: u64) -> Result<(), Problem> {
+        self.scan_files(root, v).map_err(Problem::Kernel)?.into_iter().try_for_each(|f| {
+            let local = f.to_file_path().map_err(|_| Problem::Kernel(format!("not a local path: {f}")))?;
+            if local.exists() {
+                return Ok(());
+            }
+            let rel = local.strip_prefix(table_dir).map(|p| p.display().to_string());
+            Err(Problem::Missing(rel.unwrap_or_else(|_| f.to_string())))
+        })
+    }
+
+    /// Every file the scan of the snapshot at `v` needs.
+    fn scan_files(&self, root: &Url, v: u64) -> Result<Vec<Url>, String> {
+        let mut out = vec![];
         let snapshot = Snapshot::builder_for(root.as_str())
             .at_version(v)
             .build(&self.engine)
@@ -91,15 +144,9 @@ impl Kernel {
             let meta = meta.map_err(|e| format!("scan metadata at {v}: {e}"))?;
             let (data, selection) = meta.scan_files.into_parts();
             let data = ArrowEngineData::try_from_engine_data(data).map_err(|e| format!("scan rows at {v}: {e}"))?;
-            for f in scan_file_paths(data.record_batch(), &selection, root)? {
-                let local = f.to_file_path().map_err(|_| format!("not a local path: {f}"))?;
-                if !local.exists() {
-                    let rel = local.strip_prefix(table_dir).map(|p| p.display().to_string());
-                    return Err(format!("version {v}: scan file missing: {}", rel.unwrap_or_else(|_| f.to_string())));
-                }
-            }
+            out.extend(scan_file_paths(data.record_batch(), &selection, root)?);
         }
-        Ok(())
+        Ok(out)
     }
 }
 

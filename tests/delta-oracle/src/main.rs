@@ -25,14 +25,16 @@ struct Options {
     from: u64,
     keep: Option<PathBuf>,
     verbose: bool,
+    exhaustive: bool,
 }
 
-const USAGE: &str = "usage: delta-oracle [--cases N] [--seed S] [--from F] [--keep DIR] [--verbose]
+const USAGE: &str = "usage: delta-oracle [--cases N] [--seed S] [--from F] [--keep DIR] [--verbose] [--exhaustive]
   case i (F <= i < F+N) has seed S+i; `--seed S --cases 1` replays the case of seed S exactly.
-  --keep DIR leaves each case's directories in DIR/<seed>/ (primary/, replica/, primary-deleted/, ...).";
+  --keep DIR leaves each case's directories in DIR/<seed>/ (primary/, replica/, primary-deleted/, ...).
+  --verbose prints every case; --exhaustive asks the kernel at every version (no shortcut, slower).";
 
 fn parse_args() -> Result<Options, String> {
-    let mut o = Options { cases: 300, seed: 0, from: 0, keep: None, verbose: false };
+    let mut o = Options { cases: 300, seed: 0, from: 0, keep: None, verbose: false, exhaustive: false };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
@@ -42,6 +44,7 @@ fn parse_args() -> Result<Options, String> {
             "--from" => o.from = value("--from")?.parse().map_err(|e| format!("--from: {e}"))?,
             "--keep" => o.keep = Some(PathBuf::from(value("--keep")?)),
             "--verbose" | "-v" => o.verbose = true,
+            "--exhaustive" => o.exhaustive = true,
             "--help" | "-h" => return Err(String::new()),
             other => return Err(format!("unknown argument {other:?}")),
         }
@@ -89,7 +92,7 @@ fn main() -> ExitCode {
                 temp.path().to_path_buf()
             }
         };
-        let verdict = run_case(seed, &case_dir, &kernel, &runtime, opts.verbose);
+        let verdict = run_case(seed, &case_dir, &kernel, &runtime, &opts);
         match verdict {
             Verdict::Agree => agree += 1,
             Verdict::Fail => fail += 1,
@@ -108,7 +111,9 @@ fn main() -> ExitCode {
 }
 
 /// Generates, replicates and compares one case; prints what is not an agreement.
-fn run_case(seed: u64, case_dir: &Path, kernel: &kernel::Kernel, rt: &tokio::runtime::Runtime, verbose: bool) -> Verdict {
+fn run_case(seed: u64, case_dir: &Path, kernel: &kernel::Kernel, rt: &tokio::runtime::Runtime, opts: &Options) -> Verdict {
+    let verbose = opts.verbose;
+    let t0 = Instant::now();
     let generated = generate::generate(seed, case_dir);
     let primary = case_dir.join("primary");
     let replica = case_dir.join("replica");
@@ -118,8 +123,14 @@ fn run_case(seed: u64, case_dir: &Path, kernel: &kernel::Kernel, rt: &tokio::run
         println!("BAD-TABLE seed {seed}: the kernel cannot read the primary at {}: {e}", generated.newest);
         return Verdict::BadTable;
     }
-    let k = kernel.consistent(&replica);
+    let t1 = Instant::now();
+    let adds = (!opts.exhaustive).then(|| generate::read_adds(case_dir));
+    let k = kernel.consistent(&replica, adds.as_ref());
+    let t2 = Instant::now();
     let report = rt.block_on(project::project_report(&primary, &replica));
+    let t3 = Instant::now();
+    let ms = |a: Instant, b: Instant| (b - a).as_millis();
+    let timing = format!("generate+replicate {} ms, kernel {} ms, project {} ms", ms(t0, t1), ms(t1, t2), ms(t2, t3));
     let (p, status, reason) = match &report {
         Ok(r) => (r.replica_consistent_version, format!("{:?}", r.status), r.reason.clone()),
         Err(e) => (None, "error".to_owned(), e.clone()),
@@ -162,7 +173,7 @@ fn run_case(seed: u64, case_dir: &Path, kernel: &kernel::Kernel, rt: &tokio::run
             }
         }
         _ if verbose => {
-            println!("AGREE seed {seed}: {} ({status}) kernel tried {} versions", show(p), k.tried);
+            println!("AGREE seed {seed}: {} ({status}) kernel tried {} versions, skipped {}; {timing}", show(p), k.tried, k.skipped);
             println!("  {repl}");
             println!("  {table}");
         }
