@@ -32,6 +32,8 @@ pub struct Generated {
     pub features: String,
     /// Versions with a checkpoint and its kind, oldest first.
     pub checkpoints: Vec<(u64, &'static str)>,
+    /// What the history exercised (for the coverage line): `dv`, `second dv`, `inline dv`, `shared dv file`, ...
+    pub tags: BTreeSet<&'static str>,
 }
 
 /// One file of the table in write order (`written.json`).
@@ -76,6 +78,16 @@ impl CheckpointKind {
             CheckpointKind::V2Classic => "v2-classic-name",
         }
     }
+
+    fn tag(self) -> &'static str {
+        match self {
+            CheckpointKind::Classic => "checkpoint classic",
+            CheckpointKind::MultiPart => "checkpoint multi-part",
+            CheckpointKind::V2Json => "checkpoint v2 json",
+            CheckpointKind::V2Parquet => "checkpoint v2 parquet",
+            CheckpointKind::V2Classic => "checkpoint v2 classic-named",
+        }
+    }
 }
 
 /// The writer's state: the table as of its newest commit.
@@ -114,6 +126,7 @@ struct Writer {
     app_ids: Vec<String>,
     /// (version, file) for each data file and DV file an add of that version's commit names (`adds.json`).
     add_refs: Vec<(u64, String)>,
+    tags: BTreeSet<&'static str>,
 }
 
 /// Writes a random table for `seed` under `case_dir` (see the module's comment); `case_dir` must be empty.
@@ -175,6 +188,7 @@ impl Writer {
             log_start: 0,
             app_ids: vec![],
             add_refs: vec![],
+            tags: BTreeSet::new(),
         }
     }
 
@@ -384,6 +398,7 @@ impl Writer {
         let version = self.next_version;
         self.write_file(&name, &body, version);
         self.data_files.insert(name.clone(), version);
+        self.tags.insert("cdc file");
         json!({"cdc": {"path": name, "partitionValues": pv, "size": size, "dataChange": false}})
     }
 
@@ -517,6 +532,7 @@ impl Writer {
                 }
                 let app = self.rng.pick(&self.app_ids).clone();
                 let v = self.txns.get(&app).and_then(|t| t["txn"]["version"].as_i64()).unwrap_or(-1) + 1;
+                self.tags.insert("txn");
                 let txn = json!({"txn": {"appId": app, "version": v, "lastUpdated": self.clock}});
                 self.txns.insert(app, txn.clone());
                 let mut actions = vec![txn];
@@ -540,6 +556,7 @@ impl Writer {
                 self.add_feature("deletionVectors", true);
                 self.fix_protocol_versions();
                 self.configuration.insert("delta.enableDeletionVectors".into(), "true".into());
+                self.tags.insert("dv enabled mid-history");
                 let (p, m) = (self.protocol_action(), self.metadata_action());
                 self.commit("SET TBLPROPERTIES", vec![p, m]);
             }
@@ -554,6 +571,7 @@ impl Writer {
                     actions.push(self.protocol_action());
                 }
                 self.configuration.insert("delta.enableChangeDataFeed".into(), "true".into());
+                self.tags.insert("cdf enabled mid-history");
                 actions.push(self.metadata_action());
                 self.commit("SET TBLPROPERTIES", actions);
             }
@@ -567,6 +585,7 @@ impl Writer {
                 self.configuration
                     .insert("delta.inCommitTimestampEnablementVersion".into(), self.next_version.to_string());
                 self.configuration.insert("delta.inCommitTimestampEnablementTimestamp".into(), self.clock.to_string());
+                self.tags.insert("ict enabled mid-history");
                 let (p, m) = (self.protocol_action(), self.metadata_action());
                 self.commit("SET TBLPROPERTIES", vec![p, m]);
             }
@@ -605,9 +624,13 @@ impl Writer {
             let mut entry = self.live.get(&path).cloned().expect("a touched file is live");
             let old_card = entry.dv.as_ref().and_then(|d| d["cardinality"].as_i64()).unwrap_or(0);
             let card = (old_card + self.rng.range(1, 4) as i64).min(entry.records as i64);
+            if entry.dv.is_some() {
+                self.tags.insert("second dv on a file");
+            }
             let new_dv = if self.rng.chance(0.15) {
                 let words = self.rng.range(1, 6) as usize;
                 let bitmap = self.rng.bytes(words * 4);
+                self.tags.insert("inline dv");
                 json!({"storageType": "i", "pathOrInlineDv": z85(&bitmap), "sizeInBytes": bitmap.len(), "cardinality": card})
             } else {
                 let size = self.rng.range(20, 60) as i64;
@@ -622,6 +645,13 @@ impl Writer {
             self.live.insert(path, entry);
         }
         if dv_file_len > 1 {
+            self.tags.insert("dv file");
+            if !prefix.is_empty() {
+                self.tags.insert("dv random prefix");
+            }
+            if actions.iter().filter(|a| a["add"]["deletionVector"]["storageType"] == "u").count() > 1 {
+                self.tags.insert("dvs sharing a file");
+            }
             let body = self.dummy(dv_file_len as usize);
             let version = self.next_version;
             self.write_file(&dv_rel, &body, version);
@@ -667,6 +697,7 @@ impl Writer {
         };
         let add = add_action(&entry, true);
         self.live.insert(key.0, entry);
+        self.tags.insert("restore");
         self.commit("RESTORE", vec![add]);
     }
 
@@ -682,6 +713,7 @@ impl Writer {
         let gone: Vec<String> =
             self.data_files.iter().filter(|(p, v)| !needed.contains(*p) && **v < horizon).map(|(p, _)| p.clone()).collect();
         for p in gone {
+            self.tags.insert("vacuum");
             self.data_files.remove(&p);
             self.delete_file(&p);
         }
@@ -704,6 +736,9 @@ impl Writer {
             self.live.values().map(|e| (e.path.clone(), 0, add_action(e, false))).collect();
         files.extend(self.tombstones.iter().map(|((p, _), v)| (p.clone(), 1, v.clone())));
         files.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+        if files.windows(2).any(|w| w[0].0 == w[1].0 && w[0].1 == 0 && w[1].1 == 1) {
+            self.tags.insert("checkpoint tombstone after live add of the same path");
+        }
         let files: Vec<Value> = files.into_iter().map(|(_, _, v)| v).collect();
         let adds = self.live.len();
         let total = head.len() + files.len();
@@ -745,6 +780,7 @@ impl Writer {
                 if sidecars == 0 {
                     top.extend(files);
                 } else {
+                    self.tags.insert("sidecars");
                     let per = files.len().div_ceil(sidecars);
                     for chunk in files.chunks(per) {
                         let bytes = json_rows_to_parquet(chunk, true);
@@ -811,6 +847,7 @@ impl Writer {
             }
         }
         self.log_start = keep_from;
+        self.tags.insert("log cleanup");
     }
 
     fn finish(self) -> Generated {
@@ -828,7 +865,24 @@ impl Writer {
         if !self.partition_columns.is_empty() {
             features.push(format!("partitioned by {}", self.partition_columns.join(",")));
         }
+        let mut tags = self.tags;
+        for (on, name) in [
+            (self.dv, "dv table"),
+            (self.v2, "v2 checkpoint feature"),
+            (self.ict, "ict"),
+            (self.cdf, "cdf"),
+            (!self.partition_columns.is_empty(), "partitioned"),
+            (self.writer_version < 7, "legacy protocol"),
+        ] {
+            if on {
+                tags.insert(name);
+            }
+        }
+        for (kind, _) in self.checkpoints.values() {
+            tags.insert(kind.tag());
+        }
         Generated {
+            tags,
             newest: self.next_version - 1,
             log_start: self.log_start,
             features: features.join(" "),

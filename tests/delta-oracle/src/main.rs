@@ -14,6 +14,7 @@ mod prng;
 mod project;
 mod replicate;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
@@ -26,15 +27,18 @@ struct Options {
     keep: Option<PathBuf>,
     verbose: bool,
     exhaustive: bool,
+    self_test: bool,
 }
 
-const USAGE: &str = "usage: delta-oracle [--cases N] [--seed S] [--from F] [--keep DIR] [--verbose] [--exhaustive]
+const USAGE: &str = "usage: delta-oracle [--cases N] [--seed S] [--from F] [--keep DIR] [--verbose] [--exhaustive] [--self-test]
   case i (F <= i < F+N) has seed S+i; `--seed S --cases 1` replays the case of seed S exactly.
   --keep DIR leaves each case's directories in DIR/<seed>/ (primary/, replica/, primary-deleted/, ...).
-  --verbose prints every case; --exhaustive asks the kernel at every version (no shortcut, slower).";
+  --verbose prints every case; --exhaustive asks the kernel at every version (no shortcut, slower).
+  --self-test checks the generator instead: the kernel reads every version of each generated primary, and
+  its scans lack only files VACUUM deleted.";
 
 fn parse_args() -> Result<Options, String> {
-    let mut o = Options { cases: 300, seed: 0, from: 0, keep: None, verbose: false, exhaustive: false };
+    let mut o = Options { cases: 300, seed: 0, from: 0, keep: None, verbose: false, exhaustive: false, self_test: false };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
@@ -45,6 +49,7 @@ fn parse_args() -> Result<Options, String> {
             "--keep" => o.keep = Some(PathBuf::from(value("--keep")?)),
             "--verbose" | "-v" => o.verbose = true,
             "--exhaustive" => o.exhaustive = true,
+            "--self-test" => o.self_test = true,
             "--help" | "-h" => return Err(String::new()),
             other => return Err(format!("unknown argument {other:?}")),
         }
@@ -77,6 +82,7 @@ fn main() -> ExitCode {
     let kernel = kernel::Kernel::new();
     let started = Instant::now();
     let (mut agree, mut fail, mut refused, mut bad) = (0u64, 0u64, 0u64, 0u64);
+    let mut coverage: BTreeMap<String, u64> = BTreeMap::new();
     for i in opts.from..opts.from + opts.cases {
         let seed = opts.seed.wrapping_add(i);
         let temp;
@@ -92,7 +98,15 @@ fn main() -> ExitCode {
                 temp.path().to_path_buf()
             }
         };
-        let verdict = run_case(seed, &case_dir, &kernel, &runtime, &opts);
+        if opts.self_test {
+            if self_test(seed, &case_dir, &kernel) {
+                agree += 1;
+            } else {
+                bad += 1;
+            }
+            continue;
+        }
+        let verdict = run_case(seed, &case_dir, &kernel, &runtime, &opts, &mut coverage);
         match verdict {
             Verdict::Agree => agree += 1,
             Verdict::Fail => fail += 1,
@@ -107,17 +121,59 @@ fn main() -> ExitCode {
         opts.seed.wrapping_add(opts.from),
         opts.seed.wrapping_add(opts.from + opts.cases),
     );
+    let covered: Vec<String> = coverage.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    if !covered.is_empty() {
+        println!("coverage (cases with): {}", covered.join(", "));
+    }
     if fail > 0 || bad > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS }
 }
 
 /// Generates, replicates and compares one case; prints what is not an agreement.
-fn run_case(seed: u64, case_dir: &Path, kernel: &kernel::Kernel, rt: &tokio::runtime::Runtime, opts: &Options) -> Verdict {
+/// The generator's self-test for one seed (see `--self-test`); prints what is wrong.
+fn self_test(seed: u64, case_dir: &Path, kernel: &kernel::Kernel) -> bool {
+    let g = generate::generate(seed, case_dir);
+    let primary = case_dir.join("primary");
+    let deleted = case_dir.join("primary-deleted");
+    for v in g.log_start..=g.newest {
+        let bad = match kernel.check(&primary, v) {
+            Ok(()) => None,
+            Err(kernel::Problem::Missing(rel)) if deleted.join(&rel).exists() && v < g.newest => None,
+            Err(e) => Some(e),
+        };
+        if let Some(e) = bad {
+            println!("BAD-TABLE seed {seed} version {v}: {e} ({}; checkpoints {:?})", g.features, g.checkpoints);
+            return false;
+        }
+    }
+    true
+}
+
+/// Generates, replicates and compares one case; prints what is not an agreement.
+fn run_case(
+    seed: u64,
+    case_dir: &Path,
+    kernel: &kernel::Kernel,
+    rt: &tokio::runtime::Runtime,
+    opts: &Options,
+    coverage: &mut BTreeMap<String, u64>,
+) -> Verdict {
     let verbose = opts.verbose;
     let t0 = Instant::now();
     let generated = generate::generate(seed, case_dir);
     let primary = case_dir.join("primary");
     let replica = case_dir.join("replica");
     let replication = replicate::replicate(seed, case_dir, &replica);
+    for t in &generated.tags {
+        *coverage.entry((*t).to_owned()).or_default() += 1;
+    }
+    for (on, name) in [
+        (replication.stale_last_checkpoint.is_some(), "stale _last_checkpoint"),
+        (replication.kept_deleted > 0, "replica keeps deleted files"),
+    ] {
+        if on {
+            *coverage.entry(name.to_owned()).or_default() += 1;
+        }
+    }
     // The generated table must itself be readable at its newest version, or the case proves nothing.
     if let Err(e) = kernel.check(&primary, generated.newest) {
         println!("BAD-TABLE seed {seed}: the kernel cannot read the primary at {}: {e}", generated.newest);
@@ -180,4 +236,47 @@ fn run_case(seed: u64, case_dir: &Path, kernel: &kernel::Kernel, rt: &tokio::run
         _ => {}
     }
     verdict
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every version the generated log still holds opens in the kernel, and its scan lacks nothing but files
+    /// VACUUM deleted: the checkpoints (every kind) and commits are what a reader accepts.
+    #[test]
+    fn generated_tables_are_readable_at_every_version() {
+        let kernel = kernel::Kernel::new();
+        for seed in [3, 4, 9, 14, 17] {
+            let dir = tempfile::tempdir().expect("a temp dir");
+            let g = generate::generate(seed, dir.path());
+            let primary = dir.path().join("primary");
+            let deleted = dir.path().join("primary-deleted");
+            for v in g.log_start..=g.newest {
+                match kernel.check(&primary, v) {
+                    Ok(()) => {}
+                    Err(kernel::Problem::Missing(rel)) => {
+                        assert!(deleted.join(&rel).exists(), "seed {seed} version {v}: {rel} missing, not vacuumed")
+                    }
+                    Err(e) => panic!("seed {seed} version {v} ({}): {e}", g.features),
+                }
+            }
+            assert!(kernel.check(&primary, g.newest).is_ok(), "seed {seed}: newest version unreadable");
+        }
+    }
+
+    /// A seed replays its case exactly: the same table and the same replication.
+    #[test]
+    fn a_seed_replays_its_case() {
+        let run = |seed| {
+            let dir = tempfile::tempdir().expect("a temp dir");
+            let g = generate::generate(seed, dir.path());
+            let r = replicate::replicate(seed, dir.path(), &dir.path().join("replica"));
+            // The newest commit byte for byte: its uuids and times come from the seeded generator too.
+            let newest = dir.path().join(format!("primary/_delta_log/{:020}.json", g.newest));
+            let log = std::fs::read_to_string(newest).expect("the newest commit");
+            (g.newest, g.checkpoints, r.dropped, r.mode, log)
+        };
+        assert_eq!(run(21), run(21));
+    }
 }
