@@ -46,6 +46,7 @@ struct Counts {
     commits: AtomicU64,
     checkpoints: AtomicU64,
     other_gets: AtomicU64,
+    heads: AtomicU64,
     bytes: AtomicU64,
 }
 
@@ -67,6 +68,25 @@ impl<D: DataBuckets> DataBuckets for Counting<D> {
         self.n.pages.fetch_add(1, Relaxed);
         self.n.listed.fetch_add(p.objects.len() as u64, Relaxed);
         Ok(p)
+    }
+
+    async fn list_dir_page(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        start_after: Option<&str>,
+        token: Option<&str>,
+        max_keys: u32,
+    ) -> Result<ListPage, StoreError> {
+        let p = self.inner.list_dir_page(bucket, prefix, start_after, token, max_keys).await?;
+        self.n.pages.fetch_add(1, Relaxed);
+        self.n.listed.fetch_add(p.objects.len() as u64, Relaxed);
+        Ok(p)
+    }
+
+    async fn head(&self, bucket: &str, key: &str) -> Result<Option<engine::ports::DataObject>, StoreError> {
+        self.n.heads.fetch_add(1, Relaxed);
+        self.inner.head(bucket, key).await
     }
 
     async fn get(&self, bucket: &str, key: &str, range: Option<(u64, u64)>) -> Result<Option<Vec<u8>>, StoreError> {
@@ -199,16 +219,24 @@ async fn main() {
     println!("`engine::delta::assess` in this process (release build of the bench), deadline 120 s so the whole work is timed:");
     println!();
     println!(
-        "| replica | run | wall ms | status | consistent version | commits read (GET) | checkpoint parts read | other GETs | bytes read | list pages | objects listed | bench process peak RSS growth MB |"
+        "| replica | run | wall ms | status | consistent version | commits read (GET) | checkpoint parts read | other GETs | HEADs | bytes read | list pages | objects listed | bench process peak RSS growth MB |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     let mut medians = Vec::new();
     for (label, doc) in [("whole", &plane_doc), ("replay", &replay_doc)] {
         let plane = DataPlane::parse("data-plane", &doc.to_string()).unwrap();
         let (mut wall, mut rss) = (Vec::new(), Vec::new());
         let mut reason = String::new();
         for run in 1..=runs {
-            for c in [&data.n.pages, &data.n.listed, &data.n.commits, &data.n.checkpoints, &data.n.other_gets, &data.n.bytes] {
+            for c in [
+                &data.n.pages,
+                &data.n.listed,
+                &data.n.commits,
+                &data.n.checkpoints,
+                &data.n.other_gets,
+                &data.n.heads,
+                &data.n.bytes,
+            ] {
                 c.store(0, Relaxed);
             }
             // Reset the peak to the current RSS (Linux: "5" > clear_refs), so each run's growth is its own.
@@ -222,12 +250,13 @@ async fn main() {
             assert!(a.complete, "{t:?}");
             let n = &data.n;
             println!(
-                "| {label} | {run} | {ms:.0} | {} | {:?} | {} | {} | {} | {} | {} | {} | {grew:.1} |",
+                "| {label} | {run} | {ms:.0} | {} | {:?} | {} | {} | {} | {} | {} | {} | {} | {grew:.1} |",
                 serde_json::to_value(t.status).unwrap(),
                 t.replica_consistent_version,
                 n.commits.load(Relaxed),
                 n.checkpoints.load(Relaxed),
                 n.other_gets.load(Relaxed),
+                n.heads.load(Relaxed),
                 n.bytes.load(Relaxed),
                 n.pages.load(Relaxed),
                 n.listed.load(Relaxed),

@@ -21,15 +21,13 @@ impl S3DataBuckets {
     }
 }
 
-fn is_missing<E: aws_sdk_s3::error::ProvideErrorMetadata>(e: &E, codes: &[&str]) -> bool {
-    e.code().is_some_and(|c| codes.contains(&c))
-}
-
-impl DataBuckets for S3DataBuckets {
-    async fn list_page(
+impl S3DataBuckets {
+    /// One page of ListObjectsV2, delimited or not.
+    async fn list(
         &self,
         bucket: &str,
         prefix: &str,
+        delimiter: Option<&str>,
         start_after: Option<&str>,
         token: Option<&str>,
         max_keys: u32,
@@ -39,6 +37,7 @@ impl DataBuckets for S3DataBuckets {
             .list_objects_v2()
             .bucket(bucket)
             .prefix(prefix)
+            .set_delimiter(delimiter.map(str::to_owned))
             .set_start_after(start_after.map(str::to_owned))
             .set_continuation_token(token.map(str::to_owned))
             .max_keys(i32::try_from(max_keys).unwrap_or(1000))
@@ -56,8 +55,51 @@ impl DataBuckets for S3DataBuckets {
                 })
             })
             .collect();
+        let prefixes = resp.common_prefixes().iter().filter_map(|p| p.prefix().map(str::to_owned)).collect();
         let next = if resp.is_truncated() == Some(true) { resp.next_continuation_token().map(str::to_owned) } else { None };
-        Ok(ListPage { objects, next })
+        Ok(ListPage { objects, next, prefixes })
+    }
+}
+
+fn is_missing<E: aws_sdk_s3::error::ProvideErrorMetadata>(e: &E, codes: &[&str]) -> bool {
+    e.code().is_some_and(|c| codes.contains(&c))
+}
+
+impl DataBuckets for S3DataBuckets {
+    async fn list_page(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        start_after: Option<&str>,
+        token: Option<&str>,
+        max_keys: u32,
+    ) -> Result<ListPage, StoreError> {
+        self.list(bucket, prefix, None, start_after, token, max_keys).await
+    }
+
+    async fn list_dir_page(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        start_after: Option<&str>,
+        token: Option<&str>,
+        max_keys: u32,
+    ) -> Result<ListPage, StoreError> {
+        self.list(bucket, prefix, Some("/"), start_after, token, max_keys).await
+    }
+
+    async fn head(&self, bucket: &str, key: &str) -> Result<Option<DataObject>, StoreError> {
+        match self.client.head_object().bucket(bucket).key(key).send().await {
+            Ok(o) => Ok(Some(DataObject {
+                key: key.to_owned(),
+                size: o.content_length().and_then(|s| u64::try_from(s).ok()).unwrap_or_default(),
+                last_modified: o.last_modified().and_then(|t| OffsetDateTime::from_unix_timestamp(t.secs()).ok()),
+            })),
+            // HEAD has no body: a missing key is only its status (NotFound, or 404 on the raw response).
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(None),
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => Ok(None),
+            Err(e) => Err(classify("S3", "HeadObject", e)),
+        }
     }
 
     async fn get(&self, bucket: &str, key: &str, range: Option<(u64, u64)>) -> Result<Option<Vec<u8>>, StoreError> {

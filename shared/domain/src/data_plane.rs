@@ -32,6 +32,10 @@ pub struct Location {
     /// refused elsewhere).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sink: Option<String>,
+    /// For a `stream-checkpoint` whose `foreachBatch` writes the sink with `txnAppId`/`txnVersion`: that app id (the
+    /// sink's `txn` actions carry it rather than the query's id). Only with a `sink`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub txn_app_id: Option<String>,
 }
 
 /// An `s3://bucket/prefix` URL.
@@ -105,6 +109,11 @@ impl DataPlane {
                 }
                 (_, None) => {}
             }
+            if l.txn_app_id.as_deref().is_some_and(str::is_empty) || l.txn_app_id.is_some() && l.sink.is_none() {
+                return Err(format!(
+                    "locations[{i}].txn_app_id: only a stream-checkpoint with a sink has one, and it is not empty"
+                ));
+            }
         }
         Ok(())
     }
@@ -145,6 +154,8 @@ mod tests {
         let d = DataPlane::parse("d", ok).unwrap();
         assert_eq!(d.locations[1].kind, LocationKind::StreamCheckpoint);
         assert_eq!(d.locations[1].sink.as_deref(), Some("events"));
+        let with_app = ok.replace(r#""sink":"events""#, r#""sink":"events","txn_app_id":"nightly-merge""#);
+        assert_eq!(DataPlane::parse("d", &with_app).unwrap().locations[1].txn_app_id.as_deref(), Some("nightly-merge"));
         let round = serde_json::to_value(&d).unwrap();
         assert!(round["locations"][0].get("sink").is_none());
         assert_eq!(round["locations"][1]["kind"], "stream-checkpoint");
@@ -156,6 +167,8 @@ mod tests {
             (ok.replace(r#""kind":"delta","#, r#""kind":"delta","sink":"events","#), "locations[0].sink: only"),
             (ok.replace("events-stream", "events"), "locations[1].name"),
             (ok.replace(r#""sink":"events""#, r#""sink":"events","extra":1"#), "unknown field"),
+            (ok.replace(r#""kind":"delta","#, r#""kind":"delta","txn_app_id":"x","#), "locations[0].txn_app_id"),
+            (ok.replace(r#""sink":"events""#, r#""sink":"events","txn_app_id":"""#), "locations[1].txn_app_id"),
         ] {
             let e = DataPlane::parse("d", &doc).unwrap_err().to_string();
             assert!(e.contains(field), "{e} should say {field}");

@@ -12,6 +12,20 @@ pub struct DeletionVector {
     pub storage_type: String,
     /// The path or the inline bytes, as the storage type says.
     pub path_or_inline_dv: String,
+    /// Where the vector starts in its file (absent for inline vectors).
+    #[serde(default)]
+    pub offset: Option<i32>,
+}
+
+impl DeletionVector {
+    /// The vector's unique id as the protocol defines it (storage type, path or inline bytes, and `@offset` when
+    /// an offset is given): with the path it names one logical file of the table.
+    pub fn unique_id(&self) -> String {
+        match self.offset {
+            Some(o) => format!("{}{}@{o}", self.storage_type, self.path_or_inline_dv),
+            None => format!("{}{}", self.storage_type, self.path_or_inline_dv),
+        }
+    }
 }
 
 /// The file of a data file's action.
@@ -23,6 +37,24 @@ pub struct FileAction {
     /// Its deletion vector, if any.
     #[serde(default)]
     pub deletion_vector: Option<DeletionVector>,
+}
+
+impl FileAction {
+    /// The logical file this action adds or removes: its path (as written) and its deletion vector's unique id.
+    /// A DELETE with deletion vectors removes `(path, old vector)` and adds `(path, new vector)`: two files.
+    pub fn key(&self) -> FileKey {
+        FileKey { path: self.path.clone(), dv: self.deletion_vector.as_ref().map(DeletionVector::unique_id) }
+    }
+}
+
+/// A logical file of a Delta table: `(path, deletionVector.uniqueId)`, as the protocol's reconciliation and
+/// delta-kernel-rs's log replay identify it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FileKey {
+    /// The data file's path, as the action writes it.
+    pub path: String,
+    /// Its deletion vector's unique id, if any.
+    pub dv: Option<String>,
 }
 
 /// The `protocol` action.
@@ -44,10 +76,33 @@ pub struct Protocol {
 }
 
 impl Protocol {
-    /// Whether the table is catalog-managed (`catalogManaged`, or its preview name).
+    /// Whether the table is catalog-managed or has coordinated commits (`catalogManaged`, `catalogOwned-preview`,
+    /// `coordinatedCommits-preview`): its versions are ratified outside the log.
     pub fn catalog_managed(&self) -> bool {
-        let features = self.reader_features.iter().chain(&self.writer_features).flatten();
-        features.into_iter().any(|f| super::CATALOG_MANAGED_FEATURES.contains(&f.as_str()))
+        self.catalog_feature().is_some()
+    }
+
+    /// The feature that makes the table catalog-managed or coordinated, if any.
+    pub fn catalog_feature(&self) -> Option<&str> {
+        let mut features = self.reader_features.iter().chain(&self.writer_features).flatten();
+        features.find(|f| super::CATALOG_MANAGED_FEATURES.contains(&f.as_str())).map(String::as_str)
+    }
+
+    /// Why this protocol cannot be read by the assessment, if it cannot: a reader or writer version above
+    /// those the protocol defines, or a feature not in [`super::UNDERSTOOD_FEATURES`]. Unknown never means
+    /// "nothing required": a feature may change which files a reader needs.
+    pub fn not_understood(&self) -> Option<String> {
+        if !(1..=3).contains(&self.min_reader_version) {
+            return Some(format!("reader version {} is not one the Delta protocol defines (1 to 3)", self.min_reader_version));
+        }
+        if !(1..=7).contains(&self.min_writer_version) {
+            return Some(format!("writer version {} is not one the Delta protocol defines (1 to 7)", self.min_writer_version));
+        }
+        let readers = self.reader_features.iter().flatten().map(|f| ("reader", f));
+        let writers = self.writer_features.iter().flatten().map(|f| ("writer", f));
+        readers.chain(writers).find(|(_, f)| !super::UNDERSTOOD_FEATURES.contains(&f.as_str())).map(|(kind, f)| {
+            format!("the {kind} feature {f:?} is not one the assessment understands, so the files a reader needs are unknown")
+        })
     }
 }
 
@@ -81,6 +136,8 @@ pub enum Action {
     },
     /// A v2 checkpoint's sidecar file (relative to `_delta_log/_sidecars/`).
     Sidecar(String),
+    /// A change data file (`_change_data/...`, relative to the table's root) written for the change data feed.
+    Cdc(String),
 }
 
 #[derive(Deserialize)]
@@ -93,6 +150,7 @@ struct Line {
     meta_data: Option<RawMetadata>,
     commit_info: Option<RawCommitInfo>,
     sidecar: Option<RawSidecar>,
+    cdc: Option<RawSidecar>,
 }
 
 #[derive(Deserialize)]
@@ -121,9 +179,13 @@ struct RawSidecar {
 }
 
 /// Parses a commit file (or a v2 checkpoint's JSON file): one action per non-empty line. A line that is not
-/// JSON, or an action with a missing required field, is an error naming the line.
+/// JSON, or an action with a missing required field, is an error naming the line; so is a file with no action
+/// (Delta never writes one: it is a copy cut short).
 pub fn parse_commit(body: &[u8]) -> Result<Vec<Action>, String> {
     let text = std::str::from_utf8(body).map_err(|e| format!("not UTF-8: {e}"))?;
+    if text.trim().is_empty() {
+        return Err("empty: no action (Delta never writes an empty commit; the copy is cut short)".into());
+    }
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
         let l: Line = serde_json::from_str(line).map_err(|e| format!("line {}: {e}", i + 1))?;
@@ -138,6 +200,7 @@ pub fn parse_commit(body: &[u8]) -> Result<Vec<Action>, String> {
         out.extend(l.add.map(Action::Add));
         out.extend(l.remove.map(Action::Remove));
         out.extend(l.sidecar.map(|s| Action::Sidecar(s.path)));
+        out.extend(l.cdc.map(|c| Action::Cdc(c.path)));
     }
     Ok(out)
 }
@@ -153,6 +216,14 @@ pub fn commit_time(actions: &[Action], in_commit_timestamps: bool) -> Option<i64
                 *timestamp
             }
         }
+        _ => None,
+    })
+}
+
+/// A commit's `inCommitTimestamp` (milliseconds), if it carries one.
+pub fn in_commit_timestamp(actions: &[Action]) -> Option<i64> {
+    actions.iter().find_map(|a| match a {
+        Action::CommitInfo { in_commit_timestamp, .. } => *in_commit_timestamp,
         _ => None,
     })
 }
@@ -182,6 +253,9 @@ pub enum FileRef {
     Relative(String),
     /// An absolute URI (shallow clones, `p` deletion vectors): outside the table's prefix.
     Absolute(String),
+    /// A deletion vector whose descriptor does not decode, or whose storage type is unknown: never present, so
+    /// the versions that need it are not certified (the string says which and why).
+    Unresolvable(String),
 }
 
 /// The data file of an action.
@@ -193,19 +267,28 @@ pub fn data_file(path: &str) -> FileRef {
     }
 }
 
-/// The file of a deletion vector (`None` for an inline one).
+/// The file of a deletion vector (`None` for an inline one). A descriptor that does not decode, or an unknown
+/// storage type, is [`FileRef::Unresolvable`]: the assessment fails closed on what it does not understand.
 pub fn deletion_vector_file(dv: &DeletionVector) -> Option<FileRef> {
+    let unresolvable = |why: &str| {
+        FileRef::Unresolvable(format!("deletion vector {:?} (storage type {:?}) {why}", dv.path_or_inline_dv, dv.storage_type))
+    };
     match dv.storage_type.as_str() {
         "u" => {
             let s = &dv.path_or_inline_dv;
-            let split = s.len().checked_sub(20)?;
-            let (prefix, encoded) = (s.get(..split)?, s.get(split..)?);
-            let uuid = z85_uuid(encoded)?;
+            let decoded = s.len().checked_sub(20).and_then(|split| {
+                let (prefix, encoded) = (s.get(..split)?, s.get(split..)?);
+                Some((prefix, z85_uuid(encoded)?))
+            });
+            let Some((prefix, uuid)) = decoded else {
+                return Some(unresolvable("does not decode: expected an optional prefix and a 20-character Z85 UUID"));
+            };
             let name = format!("deletion_vector_{uuid}.bin");
             Some(FileRef::Relative(if prefix.is_empty() { name } else { format!("{prefix}/{name}") }))
         }
         "p" => Some(data_file(&dv.path_or_inline_dv)),
-        _ => None,
+        "i" => None,
+        _ => Some(unresolvable("has a storage type the protocol does not define (expected u, p or i)")),
     }
 }
 
@@ -269,7 +352,19 @@ mod tests {
         let inline = DeletionVector {
             storage_type: "i".into(),
             path_or_inline_dv: "wi5b=000010000siXQKl0rr91000f55c8Xg0@@D72lkbi5=-{L".into(),
+            offset: None,
         };
         assert_eq!(deletion_vector_file(&inline), None);
+        // Fail closed: an unknown storage type or a path that does not decode is never "nothing required".
+        let odd = DeletionVector { storage_type: "x".into(), ..inline.clone() };
+        assert!(matches!(deletion_vector_file(&odd), Some(FileRef::Unresolvable(w)) if w.contains("storage type")));
+        let short = DeletionVector { storage_type: "u".into(), path_or_inline_dv: "abc".into(), offset: None };
+        assert!(matches!(deletion_vector_file(&short), Some(FileRef::Unresolvable(w)) if w.contains("does not decode")));
+        let bad = DeletionVector { storage_type: "u".into(), path_or_inline_dv: "~~~~~~~~~~~~~~~~~~~~".into(), offset: None };
+        assert!(matches!(deletion_vector_file(&bad), Some(FileRef::Unresolvable(_))));
+        // The unique id: storage type, path or inline bytes, and @offset when there is one.
+        let u = DeletionVector { storage_type: "u".into(), path_or_inline_dv: "ab^-aqEH.-t@S}K{vb[*k^".into(), offset: Some(4) };
+        assert_eq!(u.unique_id(), "uab^-aqEH.-t@S}K{vb[*k^@4");
+        assert_eq!(DeletionVector { offset: None, ..u }.unique_id(), "uab^-aqEH.-t@S}K{vb[*k^");
     }
 }

@@ -20,9 +20,54 @@ pub mod replay;
 pub mod report;
 pub mod stream;
 
-/// The protocol feature of catalog-managed tables (commits staged under `_delta_log/_staged_commits/` and
-/// ratified by the catalog): the log alone cannot say which version is the table's.
-pub const CATALOG_MANAGED_FEATURES: [&str; 2] = ["catalogManaged", "catalogOwned-preview"];
+/// The protocol features of catalog-managed tables (commits staged under `_delta_log/_staged_commits/` and
+/// ratified by the catalog) and of coordinated commits (unbackfilled commits under `_delta_log/_commits/`): the
+/// log alone cannot say which version is the table's.
+pub const CATALOG_MANAGED_FEATURES: [&str; 3] = ["catalogManaged", "catalogOwned-preview", "coordinatedCommits-preview"];
+
+/// The table features whose effect on reading the assessment knows (delta-kernel-rs 0.30 reads all of them):
+/// none changes which files a snapshot needs beyond what the assessment checks (data files, deletion vectors,
+/// v2 checkpoints' sidecars, change data files). A feature outside this list leaves the table uncertified.
+pub const UNDERSTOOD_FEATURES: [&str; 28] = [
+    // Writer-only features: they constrain writers, never what a reader reads.
+    "appendOnly",
+    "invariants",
+    "checkConstraints",
+    "changeDataFeed",
+    "generatedColumns",
+    "identityColumns",
+    "inCommitTimestamp",
+    "rowTracking",
+    "domainMetadata",
+    "icebergCompatV1",
+    "icebergCompatV2",
+    "icebergCompatV3",
+    "clustering",
+    "materializePartitionColumns",
+    "allowColumnDefaults",
+    // Reader-writer features: how columns and values are read, or (deletionVectors, v2Checkpoint) files the
+    // assessment checks.
+    "columnMapping",
+    "deletionVectors",
+    "timestampNtz",
+    "timestampWithoutTimezone",
+    "typeWidening",
+    "typeWidening-preview",
+    "v2Checkpoint",
+    "vacuumProtocolCheck",
+    "variantType",
+    "variantType-preview",
+    "variantShredding",
+    "variantShredding-preview",
+    "geospatial",
+];
 
 /// The table property that turns on in-commit timestamps.
 pub const IN_COMMIT_TIMESTAMPS: &str = "delta.enableInCommitTimestamps";
+
+/// The table property that says from which version commits carry in-commit timestamps (absent: from the
+/// table's creation). Before it, a commit's time is its file's modification time.
+pub const ICT_ENABLEMENT_VERSION: &str = "delta.inCommitTimestampEnablementVersion";
+
+/// The table property that turns on the change data feed.
+pub const CHANGE_DATA_FEED: &str = "delta.enableChangeDataFeed";

@@ -10,20 +10,23 @@ use parquet::schema::types::Type;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-/// The top-level columns read, and the fields read of each (`None`: all of them).
-const COLUMNS: [(&str, Option<&[&str]>); 6] = [
+/// The top-level columns read, and the fields read of each (`None`: all of them). A checkpoint's `remove` rows
+/// are tombstones that a reader never replays against its adds: they are not read.
+const COLUMNS: [(&str, Option<&[&str]>); 5] = [
     ("add", Some(&["path", "deletionVector"])),
-    ("remove", Some(&["path", "deletionVector"])),
     ("txn", Some(&["appId", "version"])),
     ("protocol", None),
     ("metaData", Some(&["configuration"])),
     ("sidecar", Some(&["path"])),
 ];
 
-fn projection(schema: &Type) -> Result<Type, String> {
+/// The columns of the table's protocol and metadata only (the primary's snapshot needs nothing else).
+const TABLE_COLUMNS: [(&str, Option<&[&str]>); 2] = [("protocol", None), ("metaData", Some(&["configuration"]))];
+
+fn projection(schema: &Type, columns: &[(&str, Option<&[&str]>)]) -> Result<Type, String> {
     let mut fields = Vec::new();
     for top in schema.get_fields() {
-        let Some((_, keep)) = COLUMNS.iter().find(|(n, _)| *n == top.name()) else { continue };
+        let Some((_, keep)) = columns.iter().find(|(n, _)| *n == top.name()) else { continue };
         let projected = match keep {
             None => top.clone(),
             Some(keep) => {
@@ -86,7 +89,11 @@ fn strings(row: &Row, name: &str) -> Option<Vec<String>> {
 
 fn file_action(row: &Row) -> Option<FileAction> {
     let deletion_vector = group(row, "deletionVector").and_then(|dv| {
-        Some(DeletionVector { storage_type: string(dv, "storageType")?, path_or_inline_dv: string(dv, "pathOrInlineDv")? })
+        Some(DeletionVector {
+            storage_type: string(dv, "storageType")?,
+            path_or_inline_dv: string(dv, "pathOrInlineDv")?,
+            offset: long(dv, "offset").and_then(|o| i32::try_from(o).ok()),
+        })
     });
     Some(FileAction { path: string(row, "path")?, deletion_vector })
 }
@@ -94,9 +101,6 @@ fn file_action(row: &Row) -> Option<FileAction> {
 fn action(row: &Row) -> Option<Action> {
     if let Some(a) = group(row, "add") {
         return file_action(a).map(Action::Add);
-    }
-    if let Some(r) = group(row, "remove") {
-        return file_action(r).map(Action::Remove);
     }
     if let Some(t) = group(row, "txn") {
         return Some(Action::Txn { app_id: string(t, "appId")?, version: long(t, "version")? });
@@ -126,10 +130,20 @@ fn action(row: &Row) -> Option<Action> {
     None
 }
 
-/// The actions of a Parquet checkpoint file. An unreadable file is an error naming the problem.
+/// The actions of a Parquet checkpoint file (its removes left out: they are tombstones). An unreadable file is an
+/// error naming the problem.
 pub fn read(body: Vec<u8>) -> Result<Vec<Action>, String> {
+    read_columns(body, &COLUMNS)
+}
+
+/// The `protocol` and `metaData` actions of a Parquet checkpoint file.
+pub fn read_table(body: Vec<u8>) -> Result<Vec<Action>, String> {
+    read_columns(body, &TABLE_COLUMNS)
+}
+
+fn read_columns(body: Vec<u8>, columns: &[(&str, Option<&[&str]>)]) -> Result<Vec<Action>, String> {
     let reader = SerializedFileReader::new(Bytes::from(body)).map_err(|e| format!("not a Parquet file: {e}"))?;
-    let schema = projection(reader.metadata().file_metadata().schema())?;
+    let schema = projection(reader.metadata().file_metadata().schema(), columns)?;
     let rows = reader.get_row_iter(Some(schema)).map_err(|e| format!("unreadable checkpoint: {e}"))?;
     let mut out = Vec::new();
     for row in rows {

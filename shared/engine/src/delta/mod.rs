@@ -10,6 +10,8 @@
 
 pub mod checkpoint;
 pub mod coverage;
+mod files;
+mod log;
 mod others;
 mod table;
 
@@ -50,7 +52,8 @@ pub struct DeltaLimits {
     pub max_keys: usize,
     /// Keys per page.
     pub page_size: u32,
-    /// Complete checkpoints tried, newest first, before replaying from commit 0.
+    /// Bases (complete checkpoints, or commit 0) tried per table, newest first: when none serves a consistent version,
+    /// the older versions are said not assessed rather than read checkpoint after checkpoint.
     pub checkpoint_tries: usize,
 }
 
@@ -63,7 +66,7 @@ impl Default for DeltaLimits {
             reads_in_flight: 32,
             max_keys: 200_000,
             page_size: 1000,
-            checkpoint_tries: 2,
+            checkpoint_tries: 4,
         }
     }
 }

@@ -105,11 +105,19 @@ pub(super) async fn assess_stream<D: DataBuckets>(
         r.reason = format!("the sink {sink_name} has no consistent version on the replica: a restart cannot be judged");
         return r;
     };
-    let sink_batch = ckpt.query_id.as_ref().and_then(|q| txns.get(q).copied());
+    // A Delta sink writes its batches as `txn` actions of the query's id; a foreachBatch writer, of the app id it
+    // passes as `txnAppId` (named by the location).
+    let app_id = loc.txn_app_id.as_ref().or(ckpt.query_id.as_ref());
+    let sink_batch = app_id.and_then(|q| txns.get(q).copied());
     r.details.insert("query_id".into(), json!(ckpt.query_id));
+    if let Some(app) = &loc.txn_app_id {
+        r.details.insert("txn_app_id".into(), json!(app));
+    }
     r.details.insert("checkpoint_batch".into(), json!(ckpt.done()));
     r.details.insert("sink_batch".into(), json!(sink_batch));
-    (r.status, r.reason) = match judge(&ckpt, sink_batch) {
+    // The id that names the sink's txn: with a foreachBatch app id, the checkpoint's own metadata is not needed.
+    let judged = StreamCheckpoint { query_id: app_id.cloned(), ..ckpt.clone() };
+    (r.status, r.reason) = match judge(&judged, sink_batch) {
         StreamVerdict::Safe { done, .. } => (
             Status::Current,
             format!(

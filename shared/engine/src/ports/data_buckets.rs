@@ -23,6 +23,8 @@ pub struct ListPage {
     pub objects: Vec<DataObject>,
     /// The token of the next page, when there is one.
     pub next: Option<String>,
+    /// The "directories" directly under the prefix (keys up to the next `/`), for a delimited listing only.
+    pub prefixes: Vec<String>,
 }
 
 /// A bucket's versioning.
@@ -76,6 +78,21 @@ pub trait DataBuckets: Send + Sync {
         token: Option<&str>,
         max_keys: u32,
     ) -> impl Future<Output = Result<ListPage, StoreError>> + Send;
+
+    /// One page of the objects directly under `prefix` (delimiter `/`): deeper keys come as
+    /// [`ListPage::prefixes`], so a listing of a table's log never pages through `_sidecars/` and a listing of a
+    /// directory of data files never through its subdirectories.
+    fn list_dir_page(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        start_after: Option<&str>,
+        token: Option<&str>,
+        max_keys: u32,
+    ) -> impl Future<Output = Result<ListPage, StoreError>> + Send;
+
+    /// An object's size and time (S3 `HeadObject`); `None` when absent.
+    fn head(&self, bucket: &str, key: &str) -> impl Future<Output = Result<Option<DataObject>, StoreError>> + Send;
 
     /// An object's bytes (`range`: the bytes `start..end` only); `None` when absent.
     fn get(

@@ -301,3 +301,160 @@ impl Clock for FixedClock {
         *locked(&self.0)
     }
 }
+
+/// What [`MemDataBuckets`] was asked, for benches and tests that bound the calls.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct DataCalls {
+    /// Listing pages (plain and delimited).
+    pub pages: u64,
+    /// Keys those pages returned.
+    pub listed: u64,
+    /// Object reads.
+    pub gets: u64,
+    /// HEADs.
+    pub heads: u64,
+    /// Bytes read.
+    pub bytes: u64,
+}
+
+/// An object of [`MemDataBuckets`]: its body and its time.
+type MemObject = (std::sync::Arc<Vec<u8>>, Option<time::OffsetDateTime>);
+
+/// The data buckets in memory: S3's listing semantics (key order, `start-after`, continuation, delimiter `/`),
+/// reads and HEADs. Bucket configuration (versioning, replication, notifications) is empty.
+#[derive(Debug, Default)]
+pub struct MemDataBuckets {
+    objects: Mutex<BTreeMap<String, BTreeMap<String, MemObject>>>,
+    calls: Mutex<DataCalls>,
+}
+
+impl MemDataBuckets {
+    /// Writes an object.
+    pub fn put(&self, bucket: &str, key: &str, body: Vec<u8>, last_modified: Option<time::OffsetDateTime>) {
+        locked(&self.objects)
+            .entry(bucket.to_owned())
+            .or_default()
+            .insert(key.to_owned(), (std::sync::Arc::new(body), last_modified));
+    }
+
+    /// Deletes an object (absent is not an error).
+    pub fn remove(&self, bucket: &str, key: &str) {
+        if let Some(b) = locked(&self.objects).get_mut(bucket) {
+            b.remove(key);
+        }
+    }
+
+    /// What was asked so far.
+    pub fn calls(&self) -> DataCalls {
+        *locked(&self.calls)
+    }
+
+    fn page(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        delimited: bool,
+        start_after: Option<&str>,
+        token: Option<&str>,
+        max_keys: u32,
+    ) -> crate::ports::ListPage {
+        let m = locked(&self.objects);
+        let mut page = crate::ports::ListPage::default();
+        let Some(b) = m.get(bucket) else { return page };
+        // The continuation token is the last key (or common prefix) of the page before.
+        let from = token.or(start_after).unwrap_or("");
+        let max = max_keys.max(1) as usize;
+        let mut last = None;
+        let mut entries = 0;
+        let range = b.range::<str, _>((std::ops::Bound::Excluded(from), std::ops::Bound::Unbounded));
+        for (key, (body, modified)) in range.filter(|(k, _)| k.starts_with(prefix)) {
+            if entries == max {
+                page.next = last.clone();
+                break;
+            }
+            let rest = &key[prefix.len()..];
+            match rest.find('/').filter(|_| delimited) {
+                Some(slash) => {
+                    let dir = format!("{prefix}{}", &rest[..=slash]);
+                    if page.prefixes.last() != Some(&dir) && token.is_none_or(|t| dir.as_str() > t) {
+                        page.prefixes.push(dir.clone());
+                        entries += 1;
+                    }
+                    // Every key under that directory is skipped: continue after its last one.
+                    last = Some(format!("{dir}\u{10FFFF}"));
+                }
+                None => {
+                    page.objects.push(crate::ports::DataObject {
+                        key: key.clone(),
+                        size: body.len() as u64,
+                        last_modified: *modified,
+                    });
+                    entries += 1;
+                    last = Some(key.clone());
+                }
+            }
+        }
+        let mut c = locked(&self.calls);
+        c.pages += 1;
+        c.listed += page.objects.len() as u64;
+        page
+    }
+}
+
+impl crate::ports::DataBuckets for MemDataBuckets {
+    async fn list_page(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        start_after: Option<&str>,
+        token: Option<&str>,
+        max_keys: u32,
+    ) -> Result<crate::ports::ListPage, StoreError> {
+        Ok(self.page(bucket, prefix, false, start_after, token, max_keys))
+    }
+
+    async fn list_dir_page(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        start_after: Option<&str>,
+        token: Option<&str>,
+        max_keys: u32,
+    ) -> Result<crate::ports::ListPage, StoreError> {
+        Ok(self.page(bucket, prefix, true, start_after, token, max_keys))
+    }
+
+    async fn head(&self, bucket: &str, key: &str) -> Result<Option<crate::ports::DataObject>, StoreError> {
+        locked(&self.calls).heads += 1;
+        let m = locked(&self.objects);
+        Ok(m.get(bucket).and_then(|b| b.get(key)).map(|(body, modified)| crate::ports::DataObject {
+            key: key.to_owned(),
+            size: body.len() as u64,
+            last_modified: *modified,
+        }))
+    }
+
+    async fn get(&self, bucket: &str, key: &str, range: Option<(u64, u64)>) -> Result<Option<Vec<u8>>, StoreError> {
+        let body = locked(&self.objects).get(bucket).and_then(|b| b.get(key)).map(|(b, _)| b.clone());
+        let out = body.map(|b| match range {
+            Some((s, e)) => b.get(s as usize..(e as usize).min(b.len())).unwrap_or_default().to_vec(),
+            None => b.as_ref().clone(),
+        });
+        let mut c = locked(&self.calls);
+        c.gets += 1;
+        c.bytes += out.as_ref().map_or(0, |b| b.len() as u64);
+        Ok(out)
+    }
+
+    async fn versioning(&self, _bucket: &str) -> Result<crate::ports::Versioning, StoreError> {
+        Ok(crate::ports::Versioning::Enabled)
+    }
+
+    async fn replication(&self, _bucket: &str) -> Result<Vec<crate::ports::ReplicationRule>, StoreError> {
+        Ok(Vec::new())
+    }
+
+    async fn notifications(&self, _bucket: &str) -> Result<Vec<crate::ports::NotificationTarget>, StoreError> {
+        Ok(Vec::new())
+    }
+}
