@@ -338,3 +338,6 @@ pub fn workload_of(files: &[SnapshotFile]) -> Option<Value> {
     let w = v.get("workload")?.clone();
     (!v["tables"].as_array().is_none_or(Vec::is_empty)).then_some(w)
 }
+
+#[cfg(test)]
+mod tests;
