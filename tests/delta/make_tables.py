@@ -202,6 +202,88 @@ def deletion_vector_commit(bucket, prefix, v):
     put(bucket, log_key(prefix, v), ("\n".join(json.dumps(a) for a in actions) + "\n").encode())
 
 
+Z85 = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#"
+
+
+def z85(data):
+    """Z85 (the encoding of a `u` deletion vector's UUID), 4 bytes to 5 characters."""
+    out = ""
+    for i in range(0, len(data), 4):
+        n = int.from_bytes(data[i:i + 4], "big")
+        out += "".join(Z85[(n // 85 ** k) % 85] for k in range(4, -1, -1))
+    return out
+
+
+DV_TYPE = pa.struct([("storageType", pa.string()), ("pathOrInlineDv", pa.string()), ("offset", pa.int32()),
+                     ("sizeInBytes", pa.int32()), ("cardinality", pa.int64())])
+STR_MAP = pa.map_(pa.string(), pa.string())
+SPARK_CHECKPOINT = pa.schema([
+    ("protocol", pa.struct([("minReaderVersion", pa.int32()), ("minWriterVersion", pa.int32()),
+                            ("readerFeatures", pa.list_(pa.string())), ("writerFeatures", pa.list_(pa.string()))])),
+    ("metaData", pa.struct([("id", pa.string()), ("format", pa.struct([("provider", pa.string()), ("options", STR_MAP)])),
+                            ("schemaString", pa.string()), ("partitionColumns", pa.list_(pa.string())),
+                            ("configuration", STR_MAP), ("createdTime", pa.int64())])),
+    ("add", pa.struct([("path", pa.string()), ("partitionValues", STR_MAP), ("size", pa.int64()),
+                       ("modificationTime", pa.int64()), ("dataChange", pa.bool_()), ("stats", pa.string()),
+                       ("deletionVector", DV_TYPE)])),
+    ("remove", pa.struct([("path", pa.string()), ("deletionTimestamp", pa.int64()), ("dataChange", pa.bool_()),
+                          ("deletionVector", DV_TYPE)])),
+])
+
+
+def second_deletion_vector(bucket, prefix, v):
+    """Commit `v`: a second DELETE on the file commit v-1 gave a deletion vector (remove (a, DV1), add (a, DV2),
+    written add first), then a classic checkpoint at `v` as Spark writes one: the live adds and the tombstones
+    sorted by path, so the tombstone of (a, DV1) follows the live (a, DV2). Returns DV2's file (relative)."""
+    prev = [json.loads(line) for line in get(bucket, log_key(prefix, v - 1)).decode().splitlines()]
+    add1 = next(a["add"] for a in prev if "add" in a and a["add"].get("deletionVector"))
+    u = uuid.uuid4()
+    dv2 = {"storageType": "u", "pathOrInlineDv": "cd" + z85(u.bytes), "offset": 1, "sizeInBytes": 40, "cardinality": 3}
+    dv2_file = f"cd/deletion_vector_{u}.bin"
+    put(bucket, f"{prefix}/{dv2_file}", b"\x00" * 45)
+    now = commit_time(bucket, prefix, v - 1) + 1000
+    actions = [
+        {"commitInfo": {"timestamp": now, "operation": "DELETE", "operationParameters": {"predicate": "id = 1"}}},
+        {"add": {**add1, "modificationTime": now, "deletionVector": dv2}},
+        {"remove": {"path": add1["path"], "deletionTimestamp": now, "dataChange": True, "deletionVector": add1["deletionVector"]}},
+    ]
+    put(bucket, log_key(prefix, v), ("\n".join(json.dumps(a) for a in actions) + "\n").encode())
+    # The table's state at v, replayed from its commits (removes before adds within one, by (path, DV id)).
+    def key(f):
+        dv = f.get("deletionVector")
+        return (f["path"], dv and dv["storageType"] + dv["pathOrInlineDv"] + "@" + str(dv.get("offset")))
+    live, tombstones, protocol, meta = {}, {}, None, None
+    for w in range(v + 1):
+        acts = [json.loads(line) for line in get(bucket, log_key(prefix, w)).decode().splitlines()]
+        for a in acts:
+            protocol = a.get("protocol", protocol)
+            meta = a.get("metaData", meta)
+            if "remove" in a:
+                live.pop(key(a["remove"]), None)
+                tombstones[key(a["remove"])] = a["remove"]
+        for a in acts:
+            if "add" in a:
+                live[key(a["add"])] = a["add"]
+    def row(**kw):
+        return {"protocol": None, "metaData": None, "add": None, "remove": None, **kw}
+    files = [(f["path"], 0, row(add={"path": f["path"], "partitionValues": list((f.get("partitionValues") or {}).items()),
+                                      "size": f["size"], "modificationTime": f["modificationTime"], "dataChange": False,
+                                      "stats": f.get("stats"), "deletionVector": f.get("deletionVector")}))
+             for f in live.values()]
+    files += [(r["path"], 1, row(remove={"path": r["path"], "deletionTimestamp": r.get("deletionTimestamp"),
+                                          "dataChange": False, "deletionVector": r.get("deletionVector")}))
+              for r in tombstones.values()]
+    fmt = meta["format"]
+    rows = [row(protocol=protocol), row(metaData={**meta, "format": {"provider": fmt["provider"], "options": list((fmt.get("options") or {}).items())},
+                                                  "configuration": list((meta.get("configuration") or {}).items())})]
+    rows += [r for _, _, r in sorted(files, key=lambda t: (t[0], t[1]))]
+    buf = io.BytesIO()
+    pq.write_table(pa.Table.from_pylist(rows, schema=SPARK_CHECKPOINT), buf, compression="snappy")
+    put(bucket, f"{prefix}/_delta_log/{v:020d}.checkpoint.parquet", buf.getvalue())
+    put(bucket, f"{prefix}/_delta_log/_last_checkpoint", json.dumps({"version": v, "size": len(rows)}).encode())
+    return dv2_file
+
+
 def replicate(primary, replica, prefix, skip=lambda k: False):
     for k in keys(primary, prefix + "/"):
         if not skip(k):
@@ -266,6 +348,16 @@ def main():
         replicate(primary, replica, p, skip=lambda k: skip_dv and k == f"{p}/{DV_FILE}")
         out[case] = {"newest": 4, "consistent": 3 if skip_dv else 4, "dv_file": DV_FILE,
                      "times": {v: commit_time(primary, p, v) for v in range(5)}}
+
+    # dv-twice: the issue's table, written as Spark writes it: commit 4 DELETEs with DV1, commit 5 DELETEs the same
+    # file again with DV2, a Spark checkpoint at 5 (the tombstone (a, DV1) right after the live (a, DV2)); the
+    # replica lacks only DV2's file: a reader of 5 fails to read a's deletion vector, consistent at 4.
+    p = "tables/dv_twice"
+    table(primary, p, 4)
+    deletion_vector_commit(primary, p, 4)
+    dv2 = second_deletion_vector(primary, p, 5)
+    replicate(primary, replica, p, skip=lambda k: k == f"{p}/{dv2}")
+    out["dv_twice"] = {"newest": 5, "consistent": 4, "dv_file": dv2, "times": {v: commit_time(primary, p, v) for v in range(6)}}
 
     # v2-checkpoint (and v2-json-checkpoint, its top-level file in JSON): the checkpoint at 8 in the v2 layout
     # with 2 sidecars, whole; commits 0..4 expired from the replica's log, 9 and 10 not replicated yet:

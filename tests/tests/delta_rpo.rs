@@ -134,6 +134,17 @@ async fn a_deletion_vector_counts_as_a_file_of_its_commit() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_file_deleted_twice_with_deletion_vectors_and_checkpointed_as_spark_does_needs_its_newest_vector() {
+    // The replica lacks only DV2's file. Replayed in row order, the checkpoint's tombstone (a, DV1) after the live
+    // (a, DV2) dropped `a`, and the replica was certified current.
+    let (t, m) = delta("dv_twice").await;
+    assert_rpo(&t, &m);
+    assert_eq!(t.status, Status::Behind, "{t:?}");
+    let dv = m["dv_file"].as_str().unwrap();
+    assert!(t.reason.contains("version 5 is not consistent: 1 live file(s)") && t.reason.contains(dv), "{}", t.reason);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_v2_checkpoint_in_parquet_or_json_with_its_sidecars_is_a_base() {
     // The replica's log starts at commit 5: version 8 can only come from the v2 checkpoint and its sidecars.
     for case in ["v2_checkpoint", "v2_json_checkpoint"] {
