@@ -121,12 +121,16 @@ struct Writer {
     /// Every file written, in order.
     written: Vec<Written>,
     /// Checkpoints: version -> (kind, its log files).
-    checkpoints: BTreeMap<u64, (CheckpointKind, Vec<String>)>,
+    /// Checkpoints: version -> each checkpoint written at it (kind, its log files); two at one version happen
+    /// when writers race or a v2 table also gets a classic-named one.
+    checkpoints: BTreeMap<u64, Vec<(CheckpointKind, Vec<String>)>>,
     log_start: u64,
     app_ids: Vec<String>,
     /// (version, file) for each data file and DV file an add of that version's commit names (`adds.json`).
     add_refs: Vec<(u64, String)>,
     tags: BTreeSet<&'static str>,
+    /// Whether each commit gets a `N.crc` (Databricks writes them; delta-rs and older Spark do not).
+    crc: bool,
 }
 
 /// Writes a random table for `seed` under `case_dir` (see the module's comment); `case_dir` must be empty.
@@ -189,6 +193,7 @@ impl Writer {
             app_ids: vec![],
             add_refs: vec![],
             tags: BTreeSet::new(),
+            crc: false,
         }
     }
 
@@ -207,6 +212,7 @@ impl Writer {
             }
             _ => {}
         }
+        self.crc = self.rng.chance(0.5);
         self.dv = self.rng.chance(0.7);
         self.v2 = self.rng.chance(0.35);
         self.cdf = self.rng.chance(0.2);
@@ -461,7 +467,29 @@ impl Writer {
             body.push('\n');
         }
         self.write_file(&format!("_delta_log/{version:020}.json"), body.as_bytes(), version);
+        if self.crc {
+            self.write_crc(version);
+        }
         self.next_version += 1;
+    }
+
+    /// The version checksum file (PROTOCOL.md, "Version Checksum File") of the state after `version`.
+    fn write_crc(&mut self, version: u64) {
+        let mut crc = Map::new();
+        crc.insert("txnId".into(), json!(self.rng.uuid_string()));
+        crc.insert("tableSizeBytes".into(), json!(self.live.values().map(|e| e.size).sum::<i64>()));
+        crc.insert("numFiles".into(), json!(self.live.len()));
+        crc.insert("numMetadata".into(), json!(1));
+        crc.insert("numProtocol".into(), json!(1));
+        if self.ict {
+            crc.insert("inCommitTimestampOpt".into(), json!(self.clock));
+        }
+        crc.insert("setTransactions".into(), json!(self.txns.values().map(|t| t["txn"].clone()).collect::<Vec<_>>()));
+        crc.insert("metadata".into(), self.metadata_action()["metaData"].clone());
+        crc.insert("protocol".into(), self.protocol_action()["protocol"].clone());
+        let body = Value::Object(crc).to_string();
+        self.write_file(&format!("_delta_log/{version:020}.crc"), body.as_bytes(), version);
+        self.tags.insert("crc files");
     }
 
     /// One random operation, as a commit.
@@ -721,13 +749,26 @@ impl Writer {
 
     /// Writes a checkpoint of the state at `version` (the newest commit), of a random kind, and `_last_checkpoint`.
     fn checkpoint(&mut self, version: u64) {
-        let kind = if self.v2 {
-            *self.rng.pick(&[CheckpointKind::V2Json, CheckpointKind::V2Parquet, CheckpointKind::V2Parquet, CheckpointKind::V2Classic])
-        } else if self.rng.chance(0.3) {
-            CheckpointKind::MultiPart
+        let kinds: &[CheckpointKind] = if self.v2 {
+            &[CheckpointKind::V2Json, CheckpointKind::V2Parquet, CheckpointKind::V2Parquet, CheckpointKind::V2Classic]
         } else {
-            CheckpointKind::Classic
+            &[CheckpointKind::Classic, CheckpointKind::Classic, CheckpointKind::MultiPart]
         };
+        let kind = *self.rng.pick(kinds);
+        self.checkpoint_of(version, kind);
+        // Sometimes a second checkpoint of another layout at the same version (not the same file name).
+        if self.rng.chance(0.08) {
+            let other = *self.rng.pick(kinds);
+            let same_name = |k: CheckpointKind| matches!(k, CheckpointKind::Classic | CheckpointKind::V2Classic);
+            if other != kind && !(same_name(kind) && same_name(other)) {
+                self.tags.insert("two checkpoints at one version");
+                self.checkpoint_of(version, other);
+            }
+        }
+    }
+
+    /// Writes one checkpoint of `kind` at `version`.
+    fn checkpoint_of(&mut self, version: u64, kind: CheckpointKind) {
         // Spark's order: protocol, metaData, txns, then live adds ++ remove tombstones sorted by path (a tombstone
         // of a path can follow the live add of the same path, once its DV changed).
         let mut head = vec![self.protocol_action(), self.metadata_action()];
@@ -824,7 +865,7 @@ impl Writer {
         let hist = self.case_dir.join("lastcp-history");
         fs::create_dir_all(&hist).expect("create lastcp-history");
         fs::write(hist.join(format!("{version}.json")), &body).expect("write lastcp-history");
-        self.checkpoints.insert(version, (kind, log_files));
+        self.checkpoints.entry(version).or_default().push((kind, log_files));
     }
 
     /// Log cleanup: deletes the commits and checkpoints older than a chosen checkpoint (the log then starts at it),
@@ -837,10 +878,13 @@ impl Writer {
         let keep_from = *self.rng.pick(&candidates);
         for v in self.log_start..keep_from {
             self.delete_file(&format!("_delta_log/{v:020}.json"));
+            if self.crc {
+                self.delete_file(&format!("_delta_log/{v:020}.crc"));
+            }
         }
         let old: Vec<u64> = self.checkpoints.range(..keep_from).map(|(v, _)| *v).collect();
         for v in old {
-            if let Some((_, files)) = self.checkpoints.remove(&v) {
+            for (_, files) in self.checkpoints.remove(&v).unwrap_or_default() {
                 for f in files {
                     self.delete_file(&f);
                 }
@@ -878,7 +922,7 @@ impl Writer {
                 tags.insert(name);
             }
         }
-        for (kind, _) in self.checkpoints.values() {
+        for (kind, _) in self.checkpoints.values().flatten() {
             tags.insert(kind.tag());
         }
         Generated {
@@ -886,7 +930,7 @@ impl Writer {
             newest: self.next_version - 1,
             log_start: self.log_start,
             features: features.join(" "),
-            checkpoints: self.checkpoints.iter().map(|(v, (k, _))| (*v, k.name())).collect(),
+            checkpoints: self.checkpoints.iter().flat_map(|(v, c)| c.iter().map(|(k, _)| (*v, k.name()))).collect(),
         }
     }
 }
