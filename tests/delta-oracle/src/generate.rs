@@ -222,6 +222,7 @@ impl Writer {
             // A table created before table features: (1, 2), or (1, 4) for change data feed.
             self.reader_version = 1;
             self.writer_version = if self.cdf { 4 } else { 2 };
+            self.tags.insert("legacy protocol at creation");
         } else {
             self.writer_features = vec!["appendOnly".into(), "invariants".into()];
             if self.dv {
@@ -364,7 +365,9 @@ impl Writer {
             let v = if c == "day" {
                 self.rng.range(1, 4).to_string()
             } else {
-                (*self.rng.pick(&["eu", "us", "ap"])).to_string()
+                // A space and a colon: Spark escapes the colon in the directory name, and the log's path is that
+                // name URI-encoded (`region=x%253Ay/`, `region=north%20america/`).
+                (*self.rng.pick(&["eu", "us", "ap", "eu", "us", "north america", "x:y"])).to_string()
             };
             pv.insert(c, v);
         }
@@ -374,13 +377,17 @@ impl Writer {
     /// A new data file (written now) and its add action.
     fn new_file(&mut self, data_change: bool) -> Value {
         let pv = self.partition_values();
-        let dir: String = pv.iter().map(|(k, v)| format!("{k}={v}/")).collect();
-        let name = format!("{dir}part-{:05}-{}-c000.snappy.parquet", self.rng.below(200), self.rng.uuid_string());
+        let dir: String = pv.iter().map(|(k, v)| format!("{k}={}/", escape_path_name(v))).collect();
+        let rel = format!("{dir}part-{:05}-{}-c000.snappy.parquet", self.rng.below(200), self.rng.uuid_string());
         let size = self.rng.range(16, 96) as usize;
         let body = self.dummy(size);
         let version = self.next_version;
-        self.write_file(&name, &body, version);
-        self.data_files.insert(name.clone(), version);
+        self.write_file(&rel, &body, version);
+        self.data_files.insert(rel.clone(), version);
+        let name = uri_encode(&rel);
+        if name != rel {
+            self.tags.insert("uri-encoded path");
+        }
         let entry = FileEntry {
             path: name.clone(),
             partition_values: pv,
@@ -397,13 +404,14 @@ impl Writer {
     /// A `cdc` action and its `_change_data/` file (a DML's change rows when change data feed is on).
     fn cdc_file(&mut self) -> Value {
         let pv = self.partition_values();
-        let dir: String = pv.iter().map(|(k, v)| format!("{k}={v}/")).collect();
-        let name = format!("_change_data/{dir}cdc-{:05}-{}.c000.snappy.parquet", self.rng.below(200), self.rng.uuid_string());
+        let dir: String = pv.iter().map(|(k, v)| format!("{k}={}/", escape_path_name(v))).collect();
+        let rel = format!("_change_data/{dir}cdc-{:05}-{}.c000.snappy.parquet", self.rng.below(200), self.rng.uuid_string());
         let size = self.rng.range(16, 64) as usize;
         let body = self.dummy(size);
         let version = self.next_version;
-        self.write_file(&name, &body, version);
-        self.data_files.insert(name.clone(), version);
+        self.write_file(&rel, &body, version);
+        self.data_files.insert(rel.clone(), version);
+        let name = uri_encode(&rel);
         self.tags.insert("cdc file");
         json!({"cdc": {"path": name, "partitionValues": pv, "size": size, "dataChange": false}})
     }
@@ -457,7 +465,7 @@ impl Writer {
         for a in &actions {
             if let Some(add) = a.get("add") {
                 if let Some(p) = add["path"].as_str() {
-                    self.add_refs.push((version, p.to_owned()));
+                    self.add_refs.push((version, percent_decode(p)));
                 }
                 if let Some(f) = dv_file(add.get("deletionVector")) {
                     self.add_refs.push((version, f));
@@ -700,7 +708,7 @@ impl Writer {
         let candidates: Vec<(String, String)> = self
             .tombstones
             .keys()
-            .filter(|(p, _)| !self.live.contains_key(p) && self.data_files.contains_key(p))
+            .filter(|(p, _)| !self.live.contains_key(p) && self.data_files.contains_key(&percent_decode(p)))
             .filter(|k| {
                 let dv = self.tombstones[*k]["remove"].get("deletionVector");
                 dv_file(dv).is_none_or(|f| self.data_files.contains_key(&f))
@@ -731,7 +739,7 @@ impl Writer {
 
     /// VACUUM: deletes data, DV and change-data files no live file needs, written at least a few versions ago.
     fn vacuum(&mut self) {
-        let mut needed: BTreeSet<String> = self.live.keys().cloned().collect();
+        let mut needed: BTreeSet<String> = self.live.keys().map(|p| percent_decode(p)).collect();
         for e in self.live.values() {
             if let Some(f) = dv_file(e.dv.as_ref()) {
                 needed.insert(f);
@@ -916,7 +924,6 @@ impl Writer {
             (self.ict, "ict"),
             (self.cdf, "cdf"),
             (!self.partition_columns.is_empty(), "partitioned"),
-            (self.writer_version < 7, "legacy protocol"),
         ] {
             if on {
                 tags.insert(name);
@@ -974,6 +981,39 @@ fn dv_file(dv: Option<&Value>) -> Option<String> {
     Some(if prefix.is_empty() { name } else { format!("{prefix}/{name}") })
 }
 
+/// A partition value as Spark writes it in a directory name (`ExternalCatalogUtils.escapePathName`).
+fn escape_path_name(v: &str) -> String {
+    const ESCAPED: &[char] = &['"', '#', '%', '\'', '*', '/', ':', '=', '?', '\\', '\x7f', '{', '[', ']', '^'];
+    v.chars()
+        .map(|c| if ESCAPED.contains(&c) || c.is_control() { format!("%{:02X}", c as u32) } else { c.to_string() })
+        .collect()
+}
+
+/// A relative path as the log names it (a URI path: Hadoop's `Path.toUri`, of which only `%` and space occur here).
+fn uri_encode(rel: &str) -> String {
+    rel.replace('%', "%25").replace(' ', "%20")
+}
+
+/// The relative file path a log path names.
+fn percent_decode(p: &str) -> String {
+    let b = p.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// Decodes 20 Z85 characters into 16 bytes.
 fn z85_decode(s: &str) -> Option<[u8; 16]> {
     const ALPHABET: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#";
@@ -1025,6 +1065,15 @@ pub fn read_written(case_dir: &Path) -> Vec<Written> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_partition_value_is_escaped_then_uri_encoded() {
+        let rel = format!("region={}/part-0.parquet", escape_path_name("x:y"));
+        assert_eq!(rel, "region=x%3Ay/part-0.parquet");
+        assert_eq!(uri_encode(&rel), "region=x%253Ay/part-0.parquet");
+        assert_eq!(percent_decode(&uri_encode(&rel)), rel);
+        assert_eq!(percent_decode(&uri_encode("region=north america/p")), "region=north america/p");
+    }
 
     #[test]
     fn dv_file_inverts_the_encoding() {
