@@ -306,11 +306,8 @@ impl Writer {
     }
 
     fn metadata_action(&self) -> Value {
-        let fields: Vec<Value> = self
-            .columns
-            .iter()
-            .map(|(n, t)| json!({"name": n, "type": t, "nullable": true, "metadata": {}}))
-            .collect();
+        let fields: Vec<Value> =
+            self.columns.iter().map(|(n, t)| json!({"name": n, "type": t, "nullable": true, "metadata": {}})).collect();
         let schema = json!({"type": "struct", "fields": fields}).to_string();
         json!({"metaData": {
             "id": self.table_id,
@@ -505,18 +502,18 @@ impl Writer {
         self.clock += self.rng.range(1_000, 900_000) as i64;
         let has_files = !self.live.is_empty();
         let weights = [
-            40,                                  // append
-            if self.dv && has_files { 25 } else { 0 }, // DELETE/UPDATE with deletion vectors
-            if has_files { 6 } else { 0 },       // copy-on-write DELETE/UPDATE
-            if self.live.len() > 2 { 4 } else { 0 }, // OPTIMIZE
-            if has_files { 4 } else { 0 },       // DELETE of whole files
-            8,                                   // streaming append with txn
-            2,                                   // metadata change
-            if self.dv { 0 } else { 2 },         // enable deletion vectors
-            if self.cdf { 0 } else { 2 },        // enable change data feed
-            if self.ict { 0 } else { 3 },        // enable in-commit timestamps
+            40,                                             // append
+            if self.dv && has_files { 25 } else { 0 },      // DELETE/UPDATE with deletion vectors
+            if has_files { 6 } else { 0 },                  // copy-on-write DELETE/UPDATE
+            if self.live.len() > 2 { 4 } else { 0 },        // OPTIMIZE
+            if has_files { 4 } else { 0 },                  // DELETE of whole files
+            8,                                              // streaming append with txn
+            2,                                              // metadata change
+            if self.dv { 0 } else { 2 },                    // enable deletion vectors
+            if self.cdf { 0 } else { 2 },                   // enable change data feed
+            if self.ict { 0 } else { 3 },                   // enable in-commit timestamps
             if self.tombstones.is_empty() { 0 } else { 2 }, // RESTORE of a removed file
-            2,                                   // VACUUM (its own commits are not written; files go)
+            2,                                              // VACUUM (its own commits are not written; files go)
         ];
         match self.rng.weighted(&weights) {
             0 => {
@@ -618,8 +615,7 @@ impl Writer {
                 self.fix_protocol_versions();
                 self.ict = true;
                 self.configuration.insert("delta.enableInCommitTimestamps".into(), "true".into());
-                self.configuration
-                    .insert("delta.inCommitTimestampEnablementVersion".into(), self.next_version.to_string());
+                self.configuration.insert("delta.inCommitTimestampEnablementVersion".into(), self.next_version.to_string());
                 self.configuration.insert("delta.inCommitTimestampEnablementTimestamp".into(), self.clock.to_string());
                 self.tags.insert("ict enabled mid-history");
                 let (p, m) = (self.protocol_action(), self.metadata_action());
@@ -628,8 +624,7 @@ impl Writer {
             10 => self.restore(),
             _ => {
                 self.vacuum();
-                let mut actions = vec![];
-                actions.push(self.new_file(true));
+                let actions = vec![self.new_file(true)];
                 self.commit("WRITE", actions);
             }
         }
@@ -781,8 +776,7 @@ impl Writer {
         // of a path can follow the live add of the same path, once its DV changed).
         let mut head = vec![self.protocol_action(), self.metadata_action()];
         head.extend(self.txns.values().cloned());
-        let mut files: Vec<(String, u8, Value)> =
-            self.live.values().map(|e| (e.path.clone(), 0, add_action(e, false))).collect();
+        let mut files: Vec<(String, u8, Value)> = self.live.values().map(|e| (e.path.clone(), 0, add_action(e, false))).collect();
         files.extend(self.tombstones.iter().map(|((p, _), v)| (p.clone(), 1, v.clone())));
         files.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
         if files.windows(2).any(|w| w[0].0 == w[1].0 && w[0].1 == 0 && w[1].1 == 1) {
@@ -984,9 +978,7 @@ fn dv_file(dv: Option<&Value>) -> Option<String> {
 /// A partition value as Spark writes it in a directory name (`ExternalCatalogUtils.escapePathName`).
 fn escape_path_name(v: &str) -> String {
     const ESCAPED: &[char] = &['"', '#', '%', '\'', '*', '/', ':', '=', '?', '\\', '\x7f', '{', '[', ']', '^'];
-    v.chars()
-        .map(|c| if ESCAPED.contains(&c) || c.is_control() { format!("%{:02X}", c as u32) } else { c.to_string() })
-        .collect()
+    v.chars().map(|c| if ESCAPED.contains(&c) || c.is_control() { format!("%{:02X}", c as u32) } else { c.to_string() }).collect()
 }
 
 /// A relative path as the log names it (a URI path: Hadoop's `Path.toUri`, of which only `%` and space occur here).
@@ -1001,12 +993,13 @@ fn percent_decode(p: &str) -> String {
     let mut i = 0;
     while i < b.len() {
         let hex = |c: u8| (c as char).to_digit(16);
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-                continue;
-            }
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2]))
+        {
+            out.push((h * 16 + l) as u8);
+            i += 3;
+            continue;
         }
         out.push(b[i]);
         i += 1;

@@ -95,11 +95,11 @@ impl Kernel {
                     break;
                 }
                 Err(e) => {
-                    if let (Problem::Missing(rel), Some(adds)) = (&e, adds) {
-                        if let Some(a) = adds.get(rel).and_then(|vs| vs.iter().rev().find(|a| **a <= v)) {
-                            answer.skipped += (v - *a) as usize;
-                            next = a.checked_sub(1);
-                        }
+                    if let (Problem::Missing(rel), Some(adds)) = (&e, adds)
+                        && let Some(a) = adds.get(rel).and_then(|vs| vs.iter().rev().find(|a| **a <= v))
+                    {
+                        answer.skipped += (v - *a) as usize;
+                        next = a.checked_sub(1);
                     }
                     if v == newest {
                         answer.newest_problem = Some(format!("version {v}: {e}"));
@@ -151,11 +151,7 @@ impl Kernel {
 }
 
 /// The selected scan rows' files: each data file and each DV file (as URLs).
-fn scan_file_paths(
-    batch: &delta_kernel::arrow::array::RecordBatch,
-    selection: &[bool],
-    root: &Url,
-) -> Result<Vec<Url>, String> {
+fn scan_file_paths(batch: &delta_kernel::arrow::array::RecordBatch, selection: &[bool], root: &Url) -> Result<Vec<Url>, String> {
     let paths = batch.column_by_name("path").ok_or("scan rows without path")?;
     let paths = cast(paths, &DataType::Utf8).map_err(|e| e.to_string())?;
     let paths = paths.as_string::<i32>();
@@ -211,10 +207,12 @@ pub fn log_versions(table_dir: &Path) -> BTreeSet<u64> {
         let name = e.file_name().to_string_lossy().into_owned();
         let (digits, rest) = name.split_at(name.len().min(20));
         let is_log = rest == ".json" || rest.starts_with(".checkpoint.");
-        if digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit()) && is_log {
-            if let Ok(v) = digits.parse() {
-                out.insert(v);
-            }
+        if digits.len() == 20
+            && digits.bytes().all(|b| b.is_ascii_digit())
+            && is_log
+            && let Ok(v) = digits.parse()
+        {
+            out.insert(v);
         }
     }
     out

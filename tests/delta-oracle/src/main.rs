@@ -229,7 +229,12 @@ fn run_case(
             }
         }
         _ if verbose => {
-            println!("AGREE seed {seed}: {} ({status}) kernel tried {} versions, skipped {}; {timing}", show(p), k.tried, k.skipped);
+            println!(
+                "AGREE seed {seed}: {} ({status}) kernel tried {} versions, skipped {}; {timing}",
+                show(p),
+                k.tried,
+                k.skipped
+            );
             println!("  {repl}");
             println!("  {table}");
         }

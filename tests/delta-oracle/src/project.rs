@@ -10,8 +10,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 /// The one location the comparison assesses.
-const PLANE: &str =
-    r#"{"locations":[{"name":"t","kind":"delta","primary":"s3://primary/t","replica":"s3://replica/t"}]}"#;
+const PLANE: &str = r#"{"locations":[{"name":"t","kind":"delta","primary":"s3://primary/t","replica":"s3://replica/t"}]}"#;
 
 /// The project's report of the one table: `primary_dir` in bucket `primary`, `replica_dir` in bucket `replica`,
 /// both under the key prefix `t/`.

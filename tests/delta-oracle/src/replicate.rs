@@ -62,10 +62,10 @@ pub fn replicate(seed: u64, case_dir: &Path, replica_dir: &Path) -> Replication 
         }
     }
     // `_last_checkpoint` is rewritten in place after each checkpoint: its newest content is often the one late.
-    if rng.chance(0.12) {
-        if let Some(i) = written.iter().position(|w| w.rel == "_delta_log/_last_checkpoint") {
-            keep[i] = false;
-        }
+    if rng.chance(0.12)
+        && let Some(i) = written.iter().position(|w| w.rel == "_delta_log/_last_checkpoint")
+    {
+        keep[i] = false;
     }
     let primary = case_dir.join("primary");
     fs::create_dir_all(replica_dir.join("_delta_log")).expect("create the replica dir");
@@ -81,7 +81,7 @@ pub fn replicate(seed: u64, case_dir: &Path, replica_dir: &Path) -> Replication 
     if out.dropped.iter().any(|d| d == "_delta_log/_last_checkpoint") && rng.chance(0.6) {
         let current = fs::read_to_string(primary.join("_delta_log/_last_checkpoint")).unwrap_or_default();
         let current_v = serde_json::from_str::<serde_json::Value>(&current).ok().and_then(|v| v["version"].as_u64());
-        let older = history(case_dir).into_iter().filter(|(v, _)| Some(*v) < current_v).next_back();
+        let older = history(case_dir).into_iter().rfind(|(v, _)| Some(*v) < current_v);
         if let Some((v, path)) = older {
             copy(&path, &replica_dir.join("_delta_log/_last_checkpoint"));
             out.stale_last_checkpoint = Some(v);
