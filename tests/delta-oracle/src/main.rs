@@ -270,6 +270,30 @@ mod tests {
         }
     }
 
+    /// A full copy is consistent at the primary's newest version; without the newest commit's data file, the
+    /// kernel oracle goes below the commit that added it, with and without the shortcut.
+    #[test]
+    fn the_oracle_sees_a_missing_data_file() {
+        let kernel = kernel::Kernel::new();
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let g = generate::generate(11, dir.path());
+        let primary = dir.path().join("primary");
+        assert_eq!(kernel.consistent(&primary, None).consistent, Some(g.newest));
+        let adds = generate::read_adds(dir.path());
+        // The newest add of a data file still in the table (for this seed, live at the newest version).
+        let (file, added) = adds
+            .iter()
+            .filter(|(f, _)| f.ends_with(".parquet") && !f.starts_with("_change_data") && primary.join(f).exists())
+            .filter_map(|(f, vs)| vs.last().map(|v| (f.clone(), *v)))
+            .max_by_key(|(_, v)| *v)
+            .expect("a data file");
+        std::fs::remove_file(primary.join(&file)).expect("remove a data file");
+        for shortcut in [None, Some(&adds)] {
+            let answer = kernel.consistent(&primary, shortcut);
+            assert!(answer.consistent.is_none_or(|v| v < added), "{file} added at {added}: {answer:?}");
+        }
+    }
+
     /// A seed replays its case exactly: the same table and the same replication.
     #[test]
     fn a_seed_replays_its_case() {
