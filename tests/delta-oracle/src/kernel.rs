@@ -201,7 +201,12 @@ pub fn dir_url(dir: &Path) -> Url {
 
 /// Versions named by a commit or checkpoint file in `_delta_log`.
 pub fn log_versions(table_dir: &Path) -> BTreeSet<u64> {
-    let mut out = BTreeSet::new();
+    log_files(table_dir).into_iter().map(|(v, _)| v).collect()
+}
+
+/// The commit and checkpoint files of `_delta_log`: (version, file name).
+pub fn log_files(table_dir: &Path) -> Vec<(u64, String)> {
+    let mut out = vec![];
     let Ok(rd) = fs::read_dir(table_dir.join("_delta_log")) else { return out };
     for e in rd.filter_map(Result::ok) {
         let name = e.file_name().to_string_lossy().into_owned();
@@ -212,7 +217,7 @@ pub fn log_versions(table_dir: &Path) -> BTreeSet<u64> {
             && is_log
             && let Ok(v) = digits.parse()
         {
-            out.insert(v);
+            out.push((v, name));
         }
     }
     out

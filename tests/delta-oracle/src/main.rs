@@ -121,14 +121,38 @@ fn main() -> ExitCode {
         opts.seed.wrapping_add(opts.from),
         opts.seed.wrapping_add(opts.from + opts.cases),
     );
-    let covered: Vec<String> = coverage.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    let (refusals, covered): (Vec<_>, Vec<_>) = coverage.iter().partition(|(k, _)| k.starts_with("REFUSED: "));
+    let line = |items: Vec<(&String, &u64)>, strip: &str| {
+        items.iter().map(|(k, v)| format!("{} {v}", k.trim_start_matches(strip))).collect::<Vec<_>>().join(", ")
+    };
+    if !refusals.is_empty() {
+        println!("refused by kind: {}", line(refusals, "REFUSED: "));
+    }
     if !covered.is_empty() {
-        println!("coverage (cases with): {}", covered.join(", "));
+        println!("coverage (cases with): {}", line(covered, ""));
     }
     if fail > 0 || bad > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS }
 }
 
 /// Generates, replicates and compares one case; prints what is not an agreement.
+/// A short explanation of a refusal, for the summary: the project's bound on the bases it tries, or a kernel
+/// snapshot whose log segment has no start (no commit 0 and no checkpoint at or below it: the kernel replays a
+/// contiguous suffix as the whole history, as its `log_segment_files` says it does without a `_last_checkpoint`).
+fn refusal_kind(reason: &str, replica: &Path, kernel_version: Option<u64>) -> &'static str {
+    let Some(v) = kernel_version else { return "other" };
+    let log = kernel::log_files(replica);
+    let has_start = log
+        .iter()
+        .any(|(version, name)| (*version == 0 && name.ends_with(".json")) || (*version <= v && name.contains(".checkpoint.")));
+    if !has_start {
+        "kernel reads a log without its start"
+    } else if reason.contains("not assessed") {
+        "project tries only its newest bases"
+    } else {
+        "other"
+    }
+}
+
 /// The generator's self-test for one seed (see `--self-test`); prints what is wrong.
 fn self_test(seed: u64, case_dir: &Path, kernel: &kernel::Kernel) -> bool {
     let g = generate::generate(seed, case_dir);
@@ -221,7 +245,9 @@ fn run_case(
             println!("  {table}");
         }
         Verdict::Refused => {
-            println!("REFUSED seed {seed}: project {} < kernel {} ({status}: {reason})", show(p), show(k.consistent));
+            let why = refusal_kind(&reason, &replica, k.consistent);
+            *coverage.entry(format!("REFUSED: {why}")).or_default() += 1;
+            println!("REFUSED seed {seed}: project {} < kernel {} [{why}] ({status}: {reason})", show(p), show(k.consistent));
             if verbose {
                 println!("  kernel: newest {} problem: {}", show(k.newest), k.newest_problem.as_deref().unwrap_or("-"));
                 println!("  {repl}");
