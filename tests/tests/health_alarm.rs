@@ -140,32 +140,106 @@ async fn notify_only_pages_and_changes_nothing_and_recovery_resolves_the_page() 
     assert_eq!(resolved["AlarmName"], opened["AlarmName"]);
 }
 
+/// An EventBridge state change of the alarm from `old` (entered at `old_at`) into `new` at `at`, with the
+/// reasons CloudWatch gives: the real sequence, where an OK after INSUFFICIENT_DATA names INSUFFICIENT_DATA.
+fn eventbridge(new: &str, at: &str, old: &str, old_at: &str) -> Value {
+    let mut e = fixture("eventbridge-ok.json");
+    let reason = |state: &str| match state {
+        "INSUFFICIENT_DATA" => "Insufficient Data: 3 datapoints were unknown.",
+        "ALARM" => "Threshold Crossed: 3 out of the last 3 datapoints were less than the threshold (90.0).",
+        _ => "Threshold Crossed: 1 out of the last 3 datapoints was not less than the threshold (90.0).",
+    };
+    e["time"] = json!(format!("{}Z", &at[..19]));
+    e["detail"]["state"] = json!({"value": new, "reason": reason(new), "timestamp": at});
+    e["detail"]["previousState"] = json!({"value": old, "reason": reason(old), "timestamp": old_at});
+    e
+}
+
+/// The same state change as an SNS notification (no previous state's time: SNS never carries one).
+fn sns(new: &str, at: &str, old: &str) -> Value {
+    let mut e = fixture("sns-metric-alarm.json");
+    let mut m: Value = serde_json::from_str(e["Records"][0]["Sns"]["Message"].as_str().unwrap()).unwrap();
+    m["NewStateValue"] = json!(new);
+    m["OldStateValue"] = json!(old);
+    m["StateChangeTime"] = json!(at);
+    m["NewStateReason"] = json!(format!("{old} -> {new}"));
+    e["Records"][0]["Sns"]["Message"] = json!(m.to_string());
+    e["Records"][0]["Sns"]["Subject"] = json!(format!("{new}: \"{ALARM}\" in US East (N. Virginia)"));
+    e
+}
+
+const T1: &str = "2025-03-14T09:26:53.589+0000";
+const T2: &str = "2025-03-14T09:40:00.000+0000";
+const T3: &str = "2025-03-14T09:58:02.411+0000";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn insufficient_data_is_no_recovery_and_the_ok_keeps_the_alarm_severity() {
-    // Issue 11, cases 6 and 12: ALARM -> INSUFFICIENT_DATA (metrics stop arriving in a regional outage) must not
-    // resolve the incident; the OK that does carries the ALARM's severity, so a severity filter passes both.
+async fn insufficient_data_is_no_recovery_and_the_ok_after_it_resolves_the_page() {
+    // ALARM -> INSUFFICIENT_DATA (metrics stop arriving in a regional outage) must not resolve the incident; the
+    // OK that follows names INSUFFICIENT_DATA as its previous state (CloudWatch's real sequence), and still
+    // resolves the ALARM's page, with the ALARM's severity so that a severity filter passes both.
     let env = env_with("notify-only").await;
     let mut f = Function::start("health-alarm", &env.function_env());
-    let r = f.invoke(&fixture("eventbridge-metric-alarm.json")).response();
+    let r = f.invoke(&eventbridge("ALARM", T1, "OK", "2025-03-14T08:00:00.000+0000")).response();
     assert_eq!(r["state"], "notified", "{r:#}");
     let pages = env.pages().await;
     assert_eq!(pages.len(), 1);
     let alarm_severity = pages[0]["MessageAttributes"]["severity"]["Value"].clone();
     assert_eq!(alarm_severity, "critical");
 
-    let mut silent = fixture("eventbridge-ok.json");
-    silent["detail"]["state"]["value"] = json!("INSUFFICIENT_DATA");
-    silent["detail"]["state"]["reason"] = json!("Insufficient Data: 3 datapoints were unknown.");
-    let answer = f.invoke(&silent).response();
+    let answer = f.invoke(&eventbridge("INSUFFICIENT_DATA", T2, "ALARM", T1)).response();
     assert_eq!(answer["resolved_execution"], Value::Null, "{answer:#}");
     assert!(env.pages().await.is_empty(), "INSUFFICIENT_DATA resolved the incident");
 
-    let ok = f.invoke(&fixture("eventbridge-ok.json")).response();
-    assert_eq!(ok["resolved_execution"], r["execution_id"], "{ok:#}");
+    let ok = f.invoke(&eventbridge("OK", T3, "INSUFFICIENT_DATA", T2)).response();
+    assert_eq!(ok["resolved_execution"], r["execution_id"], "{ok:#}\n{}", f.logs());
     let pages = env.pages().await;
     assert_eq!(pages.len(), 1);
     assert_eq!(message_of(&pages[0])["NewStateValue"], "OK");
     assert_eq!(pages[0]["MessageAttributes"]["severity"]["Value"], alarm_severity, "{:#}", pages[0]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ok_through_sns_only_and_through_both_paths_resolves_the_page_once() {
+    let env = env_with("notify-only").await;
+    let mut f = Function::start("health-alarm", &env.function_env());
+    let r = f.invoke(&sns("ALARM", T1, "OK")).response();
+    assert_eq!(r["state"], "notified", "{r:#}");
+    assert_eq!(env.pages().await.len(), 1);
+    // The OK through SNS (no previous state's time) resolves it.
+    let ok = f.invoke(&sns("OK", T3, "ALARM")).response();
+    assert_eq!(ok["resolved_execution"], r["execution_id"], "{ok:#}\n{}", f.logs());
+    let pages = env.pages().await;
+    assert_eq!((pages.len(), message_of(&pages[0])["NewStateValue"].as_str()), (1, Some("OK")));
+    // The same OK through EventBridge too: nothing more to resolve, no second page.
+    let again = f.invoke(&eventbridge("OK", T3, "ALARM", T1)).response();
+    assert_eq!(again["resolved_execution"], Value::Null, "{again:#}");
+    assert!(env.pages().await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_ok_resolves_the_alarm_before_it_and_never_the_one_after() {
+    // ALARM (T1) -> OK (T2) -> ALARM (T3), the OK delivered last: it resolves T1's page; T3's stays open.
+    let env = env_with("notify-only").await;
+    let mut f = Function::start("health-alarm", &env.function_env());
+    let first = f.invoke(&eventbridge("ALARM", T1, "OK", "2025-03-14T08:00:00.000+0000")).response();
+    let second = f.invoke(&eventbridge("ALARM", T3, "OK", T2)).response();
+    assert_eq!((first["state"].as_str(), second["state"].as_str()), (Some("notified"), Some("notified")));
+    assert_ne!(first["execution_id"], second["execution_id"]);
+    assert_eq!(env.pages().await.len(), 2);
+    let ok = f.invoke(&sns("OK", T2, "ALARM")).response();
+    assert_eq!(ok["resolved_execution"], first["execution_id"], "{ok:#}\n{}", f.logs());
+    let pages = env.pages().await;
+    assert_eq!(pages.len(), 1, "{pages:#?}");
+    assert!(message_of(&pages[0])["AlarmName"].as_str().unwrap().ends_with(first["execution_id"].as_str().unwrap()));
+    // And an ALARM older than an OK already handled is over before it is handled: nothing is paged.
+    let env = env_with("auto").await;
+    let mut f = Function::start("health-alarm", &env.function_env());
+    let ok = f.invoke(&sns("OK", T2, "ALARM")).response();
+    assert_eq!(ok["outcome"], "noop", "{ok:#}");
+    let late = f.invoke(&eventbridge("ALARM", T1, "OK", "2025-03-14T08:00:00.000+0000")).response();
+    assert_eq!(late["outcome"], "noop", "{late:#}");
+    assert_eq!(env.history("active").await.len(), 1, "a recovered alarm failed over");
+    assert!(env.pages().await.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -18,10 +18,16 @@
 //! | `checks/dr-matrix.json`, `checks/dr-matrix.md` | the live DR matrix of the latest `check` |
 //! | `databricks/latest-{site}.json` | which snapshot holds the latest export of a site's workspace |
 //! | `databricks/drift.json` | the latest drift between the sites and over time |
+//! | `alarms/{digest}.json` | an alarm's open pages and its newest `OK` (which pages an `OK` resolves) |
 
 /// Every top-level prefix of the control bucket.
-pub const PREFIXES: [&str; 8] =
-    ["locks/", "executions/", "snapshots/", "reports/", "quarantine/", "replication/", "checks/", "databricks/"];
+pub const PREFIXES: [&str; 9] =
+    ["locks/", "executions/", "snapshots/", "reports/", "quarantine/", "replication/", "checks/", "databricks/", "alarms/"];
+
+/// An alarm's open pages and newest recovery ([`crate::alarm_pages::AlarmPages`]), by the digest of its ARN.
+pub fn alarm_pages(alarm_arn: &str) -> String {
+    format!("alarms/{}.json", &crate::primitives::sha256_hex(alarm_arn.as_bytes())[..32])
+}
 
 /// The pointer to the latest export of a site's workspace.
 pub fn databricks_latest(site: crate::site::SiteName) -> String {
@@ -109,6 +115,7 @@ mod tests {
             DRILL_LOCK.to_owned(),
             probe_lock("t"),
             execution_record("e"),
+            alarm_pages("arn:aws:cloudwatch:us-east-1:123456789012:alarm:x"),
             format!("{}/manifest.json", snapshot_folder("s")),
             report("e").0,
             report_markdown("e"),

@@ -15,6 +15,7 @@
 //! | [`site`], [`policy`], [`data_plane`] | the SSM documents, parsed and validated |
 //! | [`command`] | the `manual-trigger` commands, parsed |
 //! | [`alarm`] | CloudWatch alarm state changes from every delivery path, normalized |
+//! | [`alarm_pages`] | which open pages an alarm's `OK` resolves (after `INSUFFICIENT_DATA`, through SNS, late) |
 //! | [`decision`] | the failover policy as pure functions |
 //! | [`notification`] | pages and chat notes, shaped for the pagers' CloudWatch integrations |
 //! | [`databricks`] | workspace metadata: exported kinds, stable identities, drift, the live DR matrix |
@@ -24,6 +25,7 @@
 
 pub mod activation;
 pub mod alarm;
+pub mod alarm_pages;
 pub mod command;
 pub mod data_plane;
 pub mod databricks;

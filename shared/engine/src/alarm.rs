@@ -3,11 +3,13 @@
 use crate::documents::{self, Doc};
 use crate::error::StoreError;
 use crate::failover::{Engine, EngineError, ExecutionResult, MoveRequest};
-use crate::ports::{Channel, Clock, ControlBucket, Notifier, ParameterStore};
+use crate::ports::{Channel, Clock, ControlBucket, Notifier, ParameterStore, WriteCondition};
 use crate::record::{self, ExecutionRecord, ExecutionState, Recorder};
 use crate::response::Outcome;
 use domain::alarm::{AlarmChange, AlarmState};
+use domain::alarm_pages::AlarmPages;
 use domain::decision::Initiator;
+use domain::layout;
 use domain::notification::{self, ChatNote, Envelope, Page, PageState, Severity};
 use domain::site::SiteName;
 use serde_json::{Value, json};
@@ -57,6 +59,18 @@ pub async fn on_alarm_change<P: ParameterStore, B: ControlBucket, N: Notifier, C
         if let Some(why) = change.silenced_because() {
             return Ok(AlarmOutcome::Ignored(why));
         }
+        // An OK later than this ALARM was handled first (deliveries are unordered; SNS's OK names no previous
+        // state): the ALARM is over before it is handled.
+        let not_started = |source| EngineError::NotStarted { execution_id: change.execution_id(), source };
+        let pages = engine.bucket.get(&layout::alarm_pages(&change.alarm_arn)).await.map_err(not_started)?;
+        let pages = pages.and_then(|o| serde_json::from_slice::<AlarmPages>(&o.body).ok());
+        if let Some(ok) = pages.and_then(|p| p.recovered_since(change.state_change_time)) {
+            let id = change.execution_id();
+            let mut ok_change = change.clone();
+            ok_change.state_change_time = ok;
+            ok_change.new_state = AlarmState::Ok;
+            record_recovered(engine, &id, &ok_change, change.state_change_time).await.map_err(not_started)?;
+        }
         let request = MoveRequest {
             execution_id: change.execution_id(),
             initiator: Initiator::Alarm { alarm_name: change.alarm_name.clone() },
@@ -77,9 +91,85 @@ pub async fn on_alarm_change<P: ParameterStore, B: ControlBucket, N: Notifier, C
         if result.outcome == Outcome::Noop && result.state.is_none() {
             return Ok(AlarmOutcome::Ignored(result.message));
         }
+        if result.state.is_some_and(page_open) {
+            open_page(engine, change, &result.execution_id).await?;
+        }
         return Ok(AlarmOutcome::Execution(Box::new(result)));
     }
     report_recovery(engine, change).await
+}
+
+/// The states whose `ALARM` page stays open until the alarm's `OK` (the execution only paged, was refused, or
+/// waits for approval).
+fn page_open(state: ExecutionState) -> bool {
+    matches!(state, ExecutionState::Notified | ExecutionState::Refused | ExecutionState::AwaitingApproval)
+}
+
+/// An execution whose `ALARM` page is open and not yet resolved (its `OK` page neither sent nor owed): the same
+/// `OK` delivered through EventBridge and SNS resolves it once.
+fn unresolved(rec: &Recorder) -> bool {
+    let recovered = |event_type: &str| event_type.ends_with(".alarm_recovered");
+    page_open(rec.record.state)
+        && !rec.record.messages.iter().any(|m| recovered(&m.event_type))
+        && !rec.record.owed.iter().any(|m| recovered(&m.event_type))
+}
+
+/// Updates the alarm's pages document (`alarms/{digest}.json`) by compare-and-swap, retried on a conflict.
+async fn update_pages<B: ControlBucket, R>(
+    bucket: &B,
+    alarm_arn: &str,
+    mut f: impl FnMut(&mut AlarmPages) -> R,
+) -> Result<R, StoreError> {
+    let key = layout::alarm_pages(alarm_arn);
+    let mut last = None;
+    for _ in 0..8 {
+        let current = bucket.get(&key).await?;
+        let (mut pages, condition) = match &current {
+            Some(o) => {
+                let pages = serde_json::from_slice::<AlarmPages>(&o.body).unwrap_or_else(|e| {
+                    // Unreadable (written by hand?): started again, said; an OK still resolves by the previous
+                    // state's time, and the pages stay in the executions' records.
+                    tracing::warn!(key = %key, error = %e, "alarm pages document unreadable: started again");
+                    AlarmPages::new(alarm_arn)
+                });
+                (pages, WriteCondition::IfMatch(o.etag.clone()))
+            }
+            None => (AlarmPages::new(alarm_arn), WriteCondition::IfAbsent),
+        };
+        let out = f(&mut pages);
+        let body = serde_json::to_vec_pretty(&pages).unwrap_or_default();
+        match bucket.put(&key, body, "application/json", condition).await {
+            Ok(_) => return Ok(out),
+            Err(e @ StoreError::Conflict { .. }) => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or(StoreError::Conflict { service: "S3", operation: "PutObject", target: key }))
+}
+
+/// Records the page an `ALARM`'s execution opened; when the alarm already went `OK` after it (an `OK` handled
+/// first, or at the same time), resolves it at once.
+async fn open_page<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
+    engine: &Engine<P, B, N, C>,
+    change: &AlarmChange,
+    execution_id: &str,
+) -> Result<(), EngineError> {
+    let not_started = |source| EngineError::NotStarted { execution_id: change.execution_id(), source };
+    let recovered = update_pages(&engine.bucket, &change.alarm_arn, |p| p.opened(execution_id, change.state_change_time))
+        .await
+        .map_err(not_started)?;
+    if let Some(ok) = recovered {
+        let text = format!(
+            "alarm {} went OK at {} while its ALARM was being handled: no failback is automatic, only a human returns \
+             to the primary.",
+            change.alarm_name,
+            domain::primitives::rfc3339(ok)
+        );
+        if let Some(rec) = record::read(&engine.bucket, execution_id).await.map_err(not_started)? {
+            resolve_page(engine, rec, text).await.map_err(not_started)?;
+        }
+    }
+    Ok(())
 }
 
 /// A failover alarm left `ALARM`: say so in chat, and resolve the incident of the execution the `ALARM` opened
@@ -114,56 +204,9 @@ async fn report_recovery<P: ParameterStore, B: ControlBucket, N: Notifier, C: Cl
     if let (Some(id), None) = (&previous_id, &previous)
         && let Some(alarm_time) = change.previous_state_time
     {
-        let now = engine.clock.now();
-        let why = format!(
-            "alarm {} recovered before its ALARM (at {}) was handled: nothing to do",
-            change.alarm_name,
-            domain::primitives::rfc3339(alarm_time)
-        );
-        let marker = ExecutionRecord {
-            execution_id: id.clone(),
-            environment: engine.settings.environment.clone(),
-            kind: domain::decision::ExecutionKind::Failover,
-            initiator: Initiator::Alarm { alarm_name: change.alarm_name.clone() },
-            reason: why.clone(),
-            trigger: json!({ "alarm_name": change.alarm_name, "alarm_arn": change.alarm_arn, "recovered_by": change.execution_id() }),
-            target: SiteName::Secondary,
-            decision: domain::decision::Decision {
-                action: domain::decision::Action::Noop,
-                target: SiteName::Secondary,
-                reasons: vec![why],
-                overrides: Vec::new(),
-            },
-            state: ExecutionState::Noop,
-            created_at: domain::primitives::rfc3339(now),
-            updated_at: domain::primitives::rfc3339(now),
-            steps: Vec::new(),
-            config_before: None,
-            config_after: None,
-            promoted_version: None,
-            snapshot_manifest_key: None,
-            decided_on_version: None,
-            approved_by: None,
-            rpo_estimate: None,
-            activation: None,
-            workspaces: None,
-            messages: Vec::new(),
-            owed: Vec::new(),
-            report_key: None,
-            notes: Vec::new(),
-            error: None,
-        };
-        match Recorder::new(marker).save_now(&engine.bucket, now).await {
-            // Created: the ALARM's late delivery will answer `noop`. A conflict: its execution was recorded
-            // meanwhile; this delivery fails and is retried to resolve what it opened.
-            Ok(()) | Err(StoreError::Conflict { .. }) => {}
-            Err(e) => return Err(not_started(e)),
-        }
+        record_recovered(engine, id, change, alarm_time).await.map_err(not_started)?;
         if let Ok(Some(now_recorded)) = record::read(&engine.bucket, id).await
-            && matches!(
-                now_recorded.record.state,
-                ExecutionState::Notified | ExecutionState::Refused | ExecutionState::AwaitingApproval
-            )
+            && page_open(now_recorded.record.state)
         {
             return Err(EngineError::NotStarted {
                 execution_id: change.execution_id(),
@@ -175,16 +218,30 @@ async fn report_recovery<P: ParameterStore, B: ControlBucket, N: Notifier, C: Cl
             });
         }
     }
-    let resolvable = previous.filter(|p| {
-        matches!(p.record.state, ExecutionState::Notified | ExecutionState::Refused | ExecutionState::AwaitingApproval)
-    });
-    if !listed && resolvable.is_none() {
+    // The pages this OK resolves: every one an ALARM before it opened (after INSUFFICIENT_DATA, through SNS
+    // without the previous state's time, late after a newer ALARM), and the previous transition's by its time.
+    let mut ids = Vec::new();
+    if change.new_state == AlarmState::Ok {
+        ids = update_pages(&engine.bucket, &change.alarm_arn, |p| p.recovered(change.state_change_time))
+            .await
+            .map_err(not_started)?;
+    }
+    let mut resolvable = Vec::new();
+    for p in previous.into_iter().filter(unresolved) {
+        ids.retain(|id| *id != p.record.execution_id);
+        resolvable.push(p);
+    }
+    for id in &ids {
+        if let Some(r) = record::read(&engine.bucket, id).await.map_err(not_started)?.filter(unresolved) {
+            resolvable.push(r);
+        }
+    }
+    if !listed && resolvable.is_empty() {
         return Ok(AlarmOutcome::Ignored(format!("alarm {} is not in the policy's failover_alarms", change.alarm_name)));
     }
     let env = engine.settings.environment.clone();
-    let now = engine.clock.now();
     let mut resolved = None;
-    let mut text = if change.new_state == AlarmState::Ok {
+    let text = if change.new_state == AlarmState::Ok {
         format!(
             "alarm {} went from {} to {}: {}. No failback is automatic: only a human returns to the primary.",
             change.alarm_name, change.old_state, change.new_state, change.reason
@@ -196,43 +253,12 @@ async fn report_recovery<P: ParameterStore, B: ControlBucket, N: Notifier, C: Cl
             change.alarm_name, change.old_state, change.new_state, change.reason
         )
     };
-    if let Some(mut rec) = resolvable {
-        if rec.record.state == ExecutionState::AwaitingApproval {
-            text.push_str(" The failover it prepared still awaits approval: approve only if the primary is still unhealthy.");
-        }
-        let r = &rec.record;
-        let page = notification::paging_message(&Page {
-            envelope: Envelope {
-                event_type: format!("{}.alarm_recovered", r.kind),
-                // The severity of the execution's ALARM page, so that a severity filter passes both.
-                severity: Severity::Critical,
-                environment: env.clone(),
-                incident_key: format!("dr-{env}-{}", r.execution_id),
-            },
-            alarm_name: format!("DR {env} {} {}", r.kind, r.execution_id),
-            state: PageState::Ok,
-            reason: text.clone(),
-            description: format!("Databricks DR {} of environment {env} toward the {} site ({})", r.kind, r.target, r.reason),
-            time: domain::primitives::rfc3339(now),
-            region: engine.settings.region.clone(),
-            details: BTreeMap::from([("ExecutionId".to_owned(), json!(r.execution_id))]),
-        });
-        let dropped = rec.record.owed.iter().filter(|o| !o.resolves()).count();
-        if dropped > 0 {
-            rec.record.owed.retain(|o| o.resolves());
-            rec.record.note(now, format!("{dropped} owed ALARM page(s) dropped: the alarm recovered before they could be sent"));
-        }
-        let event_type = format!("{}.alarm_recovered", rec.record.kind);
-        rec.record.owe(Channel::Paging, &event_type, &page);
-        // Recorded as owed first (a recovery page lost to a failing topic is paid by the next delivery or
-        // `check`), then sent; a conflict means another delivery is recording it.
-        rec.save_now(&engine.bucket, now).await.map_err(not_started)?;
-        let paid = engine.pay_owed(&mut rec.record).await;
-        if let Err(e) = rec.save_now(&engine.bucket, engine.clock.now()).await {
-            tracing::warn!(execution_id = %rec.record.execution_id, error = %e, "could not record the recovery page");
-        }
-        paid.map_err(not_started)?;
-        resolved = Some(rec.record.execution_id.clone());
+    for rec in resolvable {
+        let id = rec.record.execution_id.clone();
+        resolve_page(engine, rec, text.clone()).await.map_err(not_started)?;
+        // The chat note names the first; every one resolved is in the answer's log line.
+        tracing::info!(execution_id = %id, alarm = %change.alarm_name, "ALARM page resolved by the alarm's OK");
+        resolved.get_or_insert(id);
     }
     let chat = notification::chat_message(&ChatNote {
         envelope: Envelope {
@@ -253,4 +279,105 @@ async fn report_recovery<P: ParameterStore, B: ControlBucket, N: Notifier, C: Cl
         tracing::warn!(alarm = %change.alarm_name, error = %e, "chat note not published (best effort)");
     }
     Ok(AlarmOutcome::Reported { message: text, resolved })
+}
+
+/// Resolves the page `rec`'s `ALARM` opened: the `OK` page recorded as owed first (a page lost to a failing
+/// topic is paid by the next delivery or `check`), then sent; an `ALARM` still owed is dropped rather than sent
+/// after its recovery.
+async fn resolve_page<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
+    engine: &Engine<P, B, N, C>,
+    mut rec: Recorder,
+    mut text: String,
+) -> Result<(), StoreError> {
+    let env = engine.settings.environment.clone();
+    let now = engine.clock.now();
+    if rec.record.state == ExecutionState::AwaitingApproval {
+        text.push_str(" The failover it prepared still awaits approval: approve only if the primary is still unhealthy.");
+    }
+    let r = &rec.record;
+    let page = notification::paging_message(&Page {
+        envelope: Envelope {
+            event_type: format!("{}.alarm_recovered", r.kind),
+            // The severity of the execution's ALARM page, so that a severity filter passes both.
+            severity: Severity::Critical,
+            environment: env.clone(),
+            incident_key: format!("dr-{env}-{}", r.execution_id),
+        },
+        alarm_name: format!("DR {env} {} {}", r.kind, r.execution_id),
+        state: PageState::Ok,
+        reason: text,
+        description: format!("Databricks DR {} of environment {env} toward the {} site ({})", r.kind, r.target, r.reason),
+        time: domain::primitives::rfc3339(now),
+        region: engine.settings.region.clone(),
+        details: BTreeMap::from([("ExecutionId".to_owned(), json!(r.execution_id))]),
+    });
+    let dropped = rec.record.owed.iter().filter(|o| !o.resolves()).count();
+    if dropped > 0 {
+        rec.record.owed.retain(|o| o.resolves());
+        rec.record.note(now, format!("{dropped} owed ALARM page(s) dropped: the alarm recovered before they could be sent"));
+    }
+    let event_type = format!("{}.alarm_recovered", rec.record.kind);
+    rec.record.owe(Channel::Paging, &event_type, &page);
+    // A conflict means another delivery is recording it: this one fails and is retried.
+    rec.save_now(&engine.bucket, now).await?;
+    let paid = engine.pay_owed(&mut rec.record).await;
+    if let Err(e) = rec.save_now(&engine.bucket, engine.clock.now()).await {
+        tracing::warn!(execution_id = %rec.record.execution_id, error = %e, "could not record the recovery page");
+    }
+    paid
+}
+
+/// Records the execution `id` of an `ALARM` at `alarm_time` as having nothing to do: the alarm recovered (by
+/// `ok`, this change or an earlier one) before that `ALARM` was handled, so that its late delivery answers `noop`
+/// and pages nobody about an alarm that is already over. A conflict: its execution was recorded meanwhile.
+async fn record_recovered<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
+    engine: &Engine<P, B, N, C>,
+    id: &str,
+    ok: &AlarmChange,
+    alarm_time: time::OffsetDateTime,
+) -> Result<(), StoreError> {
+    let now = engine.clock.now();
+    let why = format!(
+        "alarm {} recovered (OK at {}) before its ALARM (at {}) was handled: nothing to do",
+        ok.alarm_name,
+        ok.state_change_time_rfc3339(),
+        domain::primitives::rfc3339(alarm_time)
+    );
+    let marker = ExecutionRecord {
+        execution_id: id.to_owned(),
+        environment: engine.settings.environment.clone(),
+        kind: domain::decision::ExecutionKind::Failover,
+        initiator: Initiator::Alarm { alarm_name: ok.alarm_name.clone() },
+        reason: why.clone(),
+        trigger: json!({ "alarm_name": ok.alarm_name, "alarm_arn": ok.alarm_arn, "recovered_by": ok.execution_id() }),
+        target: SiteName::Secondary,
+        decision: domain::decision::Decision {
+            action: domain::decision::Action::Noop,
+            target: SiteName::Secondary,
+            reasons: vec![why],
+            overrides: Vec::new(),
+        },
+        state: ExecutionState::Noop,
+        created_at: domain::primitives::rfc3339(now),
+        updated_at: domain::primitives::rfc3339(now),
+        steps: Vec::new(),
+        config_before: None,
+        config_after: None,
+        promoted_version: None,
+        snapshot_manifest_key: None,
+        decided_on_version: None,
+        approved_by: None,
+        rpo_estimate: None,
+        activation: None,
+        workspaces: None,
+        messages: Vec::new(),
+        owed: Vec::new(),
+        report_key: None,
+        notes: Vec::new(),
+        error: None,
+    };
+    match Recorder::new(marker).save_now(&engine.bucket, now).await {
+        Ok(()) | Err(StoreError::Conflict { .. }) => Ok(()),
+        Err(e) => Err(e),
+    }
 }
