@@ -171,6 +171,32 @@ async fn a_failover_activates_the_secondary_and_a_failback_leaves_both_workspace
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_503_on_jobs_update_is_retried_after_retry_after_and_the_job_ends_resumed() {
+    // The official SDKs retry 503 on every idempotent call, POST included, honouring Retry-After
+    // (databricks-sdk-go apierr/errors.go IsRetriable; databricks-sdk-py _base_client.py _is_retryable). A full
+    // jobs/update with the same settings is idempotent: a 503 must not leave a DR job paused in the target.
+    let pair = Pair::start().await;
+    pair.secondary().set_faults(&json!([
+        {"path_prefix": "/api/2.2/jobs/update", "method": "POST", "status": 503, "retry_after": 1, "times": 1}
+    ]));
+    let mut f = pair.function(&[]);
+    let r = f.invoke(&failover("u1")).response();
+    assert_eq!(r["outcome"], "completed", "{r:#}\n{}", f.logs());
+    let s1 = pair.secondary().state();
+    for (name, field) in TAGGED {
+        assert_eq!(pause(&s1, name, field), "UNPAUSED", "secondary {name}");
+    }
+    let updates: Vec<_> = pair.secondary().requests().into_iter().filter(|q| q.path == "/api/2.2/jobs/update").collect();
+    let refused: Vec<_> = updates.iter().filter(|q| q.status == Some(503)).collect();
+    assert_eq!(refused.len(), 1, "{updates:#?}");
+    let again = updates.iter().find(|q| q.body == refused[0].body && q.status == Some(200)).expect("the same call again");
+    assert!(again.at - refused[0].at >= 1.0, "Retry-After honoured: {} s", again.at - refused[0].at);
+    let rec = pair.env.json("executions/failover-u1.json").await;
+    let list = rec["activation"]["changes"].as_array().unwrap();
+    assert!(list.iter().all(|c| c["status"] == "done"), "{rec:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stable_name_the_failover_created_follows_the_failback_to_the_primary() {
     // Exact reversal would delete the record; clients that adopted the name during the failover would lose it,
     // and leaving it would keep them on the secondary after the failback. It follows the failback instead.

@@ -5,9 +5,15 @@
 //! - Authentication (`auth.rs`): OAuth machine-to-machine (`oauth_client_id` + `oauth_secret_parameter`) or a
 //!   personal access token (`token_parameter`), the secret read from SSM (SecureString, decrypted) at the first
 //!   call, kept in the client only, never logged nor put in an error; sent to that workspace's URL only.
-//! - Retries: 429 after `Retry-After` (at most 30 s; 1 s when absent); 5xx of GETs, and failures before any
-//!   answer (any method), after an exponential backoff with full jitter; at most [`MAX_ATTEMPTS`] sends per
-//!   call. Each send has a deadline ([`REQUEST_TIMEOUT`]); one that passes it is not repeated.
+//! - Retries, classified per call by the caller's [`Idempotency`] (every GET is idempotent): 429 after
+//!   `Retry-After` (at most 30 s; 1 s when absent) for every call; for idempotent calls (GETs, a full
+//!   `jobs/update`, a warehouse start or stop) also 503 after `Retry-After` (backoff when absent), other 5xx, a
+//!   lost connection and a broken answer, after an exponential backoff with full jitter; a non-idempotent call
+//!   is otherwise repeated only when its connection never opened (nothing was sent). At most [`MAX_ATTEMPTS`]
+//!   sends per call. Each send has a deadline ([`REQUEST_TIMEOUT`]); one that passes it is not repeated. The
+//!   rule is the official SDKs': 429 and 503 are retried on every method, honouring `Retry-After`
+//!   (databricks-sdk-go `apierr/errors.go` `IsRetriable`; databricks-sdk-py `_base_client.py` `_is_retryable`,
+//!   `errors/customizer.py` `_RetryAfterCustomizer`).
 //! - Logs (`tracing`, debug): method, path, status, attempt, elapsed ms; never headers, query values or bodies.
 
 mod auth;
@@ -22,7 +28,7 @@ use self::http::{Answer, Failure, Outgoing, Transport};
 use ::http::{HeaderValue, Method, StatusCode, header};
 use bytes::Bytes;
 use domain::site::{SiteConfig, SiteName};
-use engine::ports::{ApiError, WorkspaceApi, WorkspaceConnector};
+use engine::ports::{ApiError, Idempotency, WorkspaceApi, WorkspaceConnector};
 use futures_util::future::BoxFuture;
 use serde_json::Value;
 use std::sync::{Arc, OnceLock};
@@ -161,7 +167,8 @@ struct Call<'a> {
     path: &'a str,
     url: &'a url::Url,
     body: Option<(&'a Bytes, &'static str)>,
-    /// Whether a 5xx or a broken answer may be retried (GET, the token request).
+    /// Whether a 5xx, a lost connection or a broken answer may be retried (every GET, the token request, and the
+    /// POSTs their caller says are idempotent).
     idempotent: bool,
 }
 
@@ -194,8 +201,15 @@ impl DatabricksClient {
     }
 
     /// A GET or POST of the API: authorization, retries, the 401 of an expired OAuth token, errors.
-    async fn call(&self, method: Method, path: &str, url: url::Url, body: Option<Bytes>) -> Result<Value, ApiError> {
-        let idempotent = method == Method::GET;
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        url: url::Url,
+        body: Option<Bytes>,
+        idempotency: Idempotency,
+    ) -> Result<Value, ApiError> {
+        let idempotent = idempotency == Idempotency::Idempotent;
         let call = Call { method, path, url: &url, body: body.as_ref().map(|b| (b, "application/json")), idempotent };
         let mut budget = MAX_ATTEMPTS;
         let mut renewed = false;
@@ -347,14 +361,13 @@ impl DatabricksClient {
         state.token = None;
     }
 
-    /// Sends `call` until it has an answer that retrying will not change, spending `budget` (one per send):
-    /// 429 after `Retry-After`; 5xx, timeouts excepted, and broken answers when idempotent; no answer at all for
-    /// any method. Returns the last answer whatever its status; `Err` when there was none.
+    /// Sends `call` until it has an answer that retrying will not change, spending `budget` (one per send).
+    /// Every call: 429 after `Retry-After`, and a connection that never opened (nothing was sent). Idempotent
+    /// calls also: 503 after `Retry-After` (the backoff when absent), other 5xx, a connection lost before the
+    /// answer, a broken answer. Returns the last answer whatever its status; `Err` when there was none.
     ///
-    /// POSTs are retried only on 429 (the workspace did not act on it) and when no byte of an answer came back.
-    /// In the second case the workspace may have acted on the request; the calls the engine POSTs are safe to
-    /// repeat all the same: the activation calls (`jobs/update` with the same settings, `sql/warehouses/{id}/start`
-    /// of a warehouse that is starting or running) are idempotent, and a token request only mints another token.
+    /// A non-idempotent call is not repeated once it may have reached the workspace (a 5xx, a lost answer): the
+    /// workspace may have acted on it, and a second send could act again.
     async fn send(&self, call: &Call<'_>, authorization: &HeaderValue, budget: &mut u32) -> Result<Answer, ApiError> {
         let what = || format!("{} {}", call.method, call.path);
         let mut attempt = 0u32;
@@ -372,7 +385,9 @@ impl DatabricksClient {
                     let status = answer.status.as_u16();
                     tracing::debug!(site = %self.site, method, path, status, attempt, elapsed_ms, "Databricks call");
                     if answer.status == StatusCode::TOO_MANY_REQUESTS && !last {
-                        tokio::time::sleep(retry_after(&answer)).await;
+                        tokio::time::sleep(retry_after(&answer).unwrap_or(RETRY_AFTER_DEFAULT)).await;
+                    } else if answer.status == StatusCode::SERVICE_UNAVAILABLE && call.idempotent && !last {
+                        tokio::time::sleep(retry_after(&answer).unwrap_or_else(|| self.backoff(attempt))).await;
                     } else if answer.status.is_server_error() && call.idempotent && !last {
                         tokio::time::sleep(self.backoff(attempt)).await;
                     } else {
@@ -385,9 +400,9 @@ impl DatabricksClient {
                     tracing::debug!(site = %self.site, method, path, outcome = "timeout", attempt, elapsed_ms, "Databricks call");
                     return Err(ApiError::Timeout(what()));
                 }
-                Err(Failure::NoAnswer { cause }) => {
+                Err(Failure::NoAnswer { cause, sent }) => {
                     tracing::debug!(site = %self.site, method, path, outcome = "no answer", attempt, elapsed_ms, "Databricks call");
-                    if last {
+                    if last || (sent && !call.idempotent) {
                         return Err(ApiError::Unreachable(format!("{} ({cause})", what())));
                     }
                     tokio::time::sleep(self.backoff(attempt)).await;
@@ -414,18 +429,18 @@ impl WorkspaceApi for DatabricksClient {
     fn get<'a>(&'a self, path: &'a str, query: &'a [(&'a str, String)]) -> BoxFuture<'a, Result<Value, ApiError>> {
         Box::pin(async move {
             let url = self.url(path, query)?;
-            self.call(Method::GET, path, url, None).await
+            self.call(Method::GET, path, url, None, Idempotency::Idempotent).await
         })
     }
 
-    fn post<'a>(&'a self, path: &'a str, body: &'a Value) -> BoxFuture<'a, Result<Value, ApiError>> {
+    fn post<'a>(&'a self, path: &'a str, body: &'a Value, idempotency: Idempotency) -> BoxFuture<'a, Result<Value, ApiError>> {
         Box::pin(async move {
             let url = self.url(path, &[])?;
             let body = serde_json::to_vec(body).map_err(|e| ApiError::BadAnswer {
                 path: path.to_owned(),
                 problem: format!("the request body cannot be serialized: {e}"),
             })?;
-            self.call(Method::POST, path, url, Some(Bytes::from(body))).await
+            self.call(Method::POST, path, url, Some(Bytes::from(body)), idempotency).await
         })
     }
 }
@@ -438,16 +453,15 @@ fn jitter() -> f64 {
     (h.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
-/// `Retry-After` in seconds (an HTTP date is not used by Databricks: the default then), at most 30 s.
-fn retry_after(answer: &Answer) -> Duration {
+/// `Retry-After` in seconds, at most 30 s; `None` when absent or not a number (Databricks sends seconds, never an
+/// HTTP date: databricks-sdk-py `errors/customizer.py` parses it as an integer only).
+fn retry_after(answer: &Answer) -> Option<Duration> {
     answer
         .headers
         .get(header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs)
-        .unwrap_or(RETRY_AFTER_DEFAULT)
-        .min(RETRY_AFTER_CAP)
+        .map(|s| Duration::from_secs(s).min(RETRY_AFTER_CAP))
 }
 
 /// The JSON of a 2xx answer; an empty body is `{}`.

@@ -214,16 +214,47 @@ async fn a_429_waits_for_retry_after_then_succeeds() {
 }
 
 #[tokio::test]
-async fn a_post_is_retried_on_429() {
-    let ws = Workspace::start(|i, s| match i {
-        0 => reply(429, json!({})).header("Retry-After", "0"),
-        _ => reply(200, json!({"body": s.body, "type": s.content_type})),
+async fn a_post_is_retried_on_429_idempotent_or_not() {
+    // 429 is the rate limiter's refusal before the call ran: repeating it cannot act twice.
+    for idempotency in [Idempotency::Idempotent, Idempotency::NotIdempotent] {
+        let ws = Workspace::start(|i, s| match i {
+            0 => reply(429, json!({})).header("Retry-After", "0"),
+            _ => reply(200, json!({"body": s.body, "type": s.content_type})),
+        });
+        let c = connector();
+        let got = client(&c, &pat_site(&ws.url)).post("/api/2.1/jobs/update", &json!({"job_id": 1}), idempotency).await.unwrap();
+        assert_eq!(got["body"], r#"{"job_id":1}"#);
+        assert_eq!(got["type"], "application/json");
+        assert_eq!(ws.seen().len(), 2, "{idempotency:?}");
+    }
+}
+
+#[tokio::test]
+async fn an_idempotent_post_is_retried_on_503_after_retry_after() {
+    let ws = Workspace::start(|i, _| match i {
+        0 => reply(503, json!({"error_code": "TEMPORARILY_UNAVAILABLE", "message": "later"})).header("Retry-After", "1"),
+        _ => reply(200, json!({})),
     });
     let c = connector();
-    let got = client(&c, &pat_site(&ws.url)).post("/api/2.1/jobs/update", &json!({"job_id": 1})).await.unwrap();
-    assert_eq!(got["body"], r#"{"job_id":1}"#);
-    assert_eq!(got["type"], "application/json");
-    assert_eq!(ws.seen().len(), 2);
+    let body = json!({"job_id": 1, "new_settings": {"schedule": {"pause_status": "UNPAUSED"}}});
+    client(&c, &pat_site(&ws.url)).post("/api/2.2/jobs/update", &body, Idempotency::Idempotent).await.unwrap();
+    let seen = ws.seen();
+    assert_eq!(seen.len(), 2);
+    assert!(seen.iter().all(|s| s.method == "POST" && s.body == body.to_string()), "the same body again: {seen:?}");
+    let waited = seen[1].at - seen[0].at;
+    assert!(waited >= Duration::from_secs(1), "Retry-After honoured: waited {waited:?}");
+}
+
+#[tokio::test]
+async fn an_idempotent_post_is_retried_on_other_5xx_until_the_budget_is_spent() {
+    let ws = Workspace::start(|_, _| reply(500, json!({"error_code": "INTERNAL_ERROR", "message": "boom"})));
+    let c = connector();
+    let e = client(&c, &pat_site(&ws.url))
+        .post("/api/2.0/sql/warehouses/w/stop", &json!({}), Idempotency::Idempotent)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, ApiError::Status { method: "POST", status: 500, .. }), "{e:?}");
+    assert_eq!(ws.seen().len(), MAX_ATTEMPTS as usize);
 }
 
 #[tokio::test]
@@ -256,12 +287,59 @@ async fn a_get_gives_up_after_four_attempts() {
 }
 
 #[tokio::test]
-async fn a_post_is_not_retried_on_5xx() {
-    let ws = Workspace::start(|_, _| reply(503, json!({"message": "later"})));
+async fn a_non_idempotent_post_is_never_retried_on_5xx() {
+    // The workspace may have created the job (or started the run) before it failed: a second send could too.
+    for status in [500, 503] {
+        let ws = Workspace::start(move |_, _| reply(status, json!({"message": "later"})).header("Retry-After", "0"));
+        let c = connector();
+        let e = client(&c, &pat_site(&ws.url))
+            .post("/api/2.2/jobs/run-now", &json!({"job_id": 1}), Idempotency::NotIdempotent)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, ApiError::Status { method: "POST", status: s, .. } if s == status), "{e:?}");
+        assert_eq!(ws.seen().len(), 1, "HTTP {status}");
+    }
+}
+
+#[tokio::test]
+async fn a_non_idempotent_post_is_retried_only_when_nothing_was_sent() {
+    // A connection that never opened sent nothing: repeating is safe, and it is repeated.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let c = connector();
-    let e = client(&c, &pat_site(&ws.url)).post("/api/2.0/sql/warehouses/w/start", &json!({})).await.unwrap_err();
-    assert!(matches!(e, ApiError::Status { method: "POST", status: 503, .. }), "{e:?}");
-    assert_eq!(ws.seen().len(), 1);
+    let started = Instant::now();
+    let e = client(&c, &pat_site(&format!("http://127.0.0.1:{port}")))
+        .post("/api/2.2/jobs/create", &json!({"name": "x"}), Idempotency::NotIdempotent)
+        .await
+        .unwrap_err();
+    assert!(matches!(&e, ApiError::Unreachable(m) if m.contains("cannot connect")), "{e}");
+    // A connection that answers nothing after the request was sent: the job may exist; not repeated.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = accepted.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mut stream = stream.unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = std::io::Read::read(&mut stream, &mut buf);
+            drop(stream);
+        }
+    });
+    let e = client(&c, &pat_site(&format!("http://127.0.0.1:{port}")))
+        .post("/api/2.2/jobs/create", &json!({"name": "x"}), Idempotency::NotIdempotent)
+        .await
+        .unwrap_err();
+    assert!(matches!(&e, ApiError::Unreachable(_)), "{e}");
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1, "sent once, never repeated");
+    // The same lost answer of an idempotent call is repeated.
+    let e = client(&c, &pat_site(&format!("http://127.0.0.1:{port}")))
+        .post("/api/2.2/jobs/update", &json!({"job_id": 1}), Idempotency::Idempotent)
+        .await
+        .unwrap_err();
+    assert!(matches!(&e, ApiError::Unreachable(_)), "{e}");
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1 + MAX_ATTEMPTS as usize);
+    assert!(started.elapsed() < Duration::from_secs(5));
 }
 
 #[tokio::test]
@@ -319,7 +397,7 @@ async fn errors_carry_the_error_code_and_answers_must_be_json() {
     assert!(
         matches!(&e, ApiError::Status { status: 400, error_code: None, message, .. } if message == "Bad Gateway from the proxy")
     );
-    assert_eq!(api.post("/api/2.0/empty", &json!({})).await.unwrap(), json!({}));
+    assert_eq!(api.post("/api/2.0/empty", &json!({}), Idempotency::Idempotent).await.unwrap(), json!({}));
     for bad in ["api/2.0/x", "//elsewhere.example/x", "/api/2.0/x?y=1"] {
         assert!(matches!(api.get(bad, &[]).await, Err(ApiError::BadAnswer { .. })), "{bad}");
     }
@@ -453,7 +531,7 @@ async fn the_secret_never_shows_in_debug() {
 }
 
 #[test]
-fn retry_after_is_capped_and_defaults_to_a_second() {
+fn retry_after_is_capped_and_absent_when_not_seconds() {
     let answer = |value: Option<&str>| {
         let mut headers = ::http::HeaderMap::new();
         if let Some(v) = value {
@@ -461,10 +539,10 @@ fn retry_after_is_capped_and_defaults_to_a_second() {
         }
         Answer { status: StatusCode::TOO_MANY_REQUESTS, headers, body: Bytes::new() }
     };
-    assert_eq!(retry_after(&answer(Some("7"))), Duration::from_secs(7));
-    assert_eq!(retry_after(&answer(Some("3600"))), RETRY_AFTER_CAP);
-    assert_eq!(retry_after(&answer(None)), RETRY_AFTER_DEFAULT);
-    assert_eq!(retry_after(&answer(Some("Wed, 21 Oct 2015 07:28:00 GMT"))), RETRY_AFTER_DEFAULT);
+    assert_eq!(retry_after(&answer(Some("7"))), Some(Duration::from_secs(7)));
+    assert_eq!(retry_after(&answer(Some("3600"))), Some(RETRY_AFTER_CAP));
+    assert_eq!(retry_after(&answer(None)), None);
+    assert_eq!(retry_after(&answer(Some("Wed, 21 Oct 2015 07:28:00 GMT"))), None);
 }
 
 #[test]

@@ -558,7 +558,7 @@ mod tests {
                 self.answers.get(&key).cloned().unwrap_or(Ok(json!({})))
             })
         }
-        fn post<'a>(&'a self, _: &'a str, _: &'a Value) -> BoxFuture<'a, Result<Value, ApiError>> {
+        fn post<'a>(&'a self, _: &'a str, _: &'a Value, _: crate::ports::Idempotency) -> BoxFuture<'a, Result<Value, ApiError>> {
             Box::pin(async { Ok(json!({})) })
         }
     }
