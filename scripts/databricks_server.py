@@ -20,7 +20,8 @@ Test control, on each workspace's port, without authentication (see the Rust har
   POST /__admin/credentials        {"pats": [...], "oauth_clients": {"id": "secret"}, "token_ttl_seconds": 3600}
   POST /__admin/expire_tokens      every issued OAuth token expires; {"pats": [...]} also revokes those PATs
   POST|GET|DELETE /__admin/faults  rules [{"path_prefix", "method"?, "status"?, "retry_after"?, "delay_ms"?,
-                                   "mode": "hang"?, "error_code"?, "message"?, "times"?}], first match applies
+                                   "mode": "hang"?, "error_code"?, "message"?, "location"?, "times"?}], first match
+                                   applies; "location" answers a redirect (status 302 unless given) to it
   GET|DELETE /__admin/requests     every /api/ and /oidc/ request received, in order
   POST /__admin/settings           {"warehouse_delay_seconds": 0.2}
 """
@@ -42,10 +43,14 @@ from urllib.parse import parse_qs, unquote, urlsplit
 # Server-side page sizes when the request names none (small, so that clients really page), and the largest honoured.
 JOBS_DEFAULT, JOBS_MAX = 20, 100
 TASKS_PAGE = 100
+# The arrays of a job's settings that jobs/get (API 2.2) pages, TASKS_PAGE of each per page.
+JOB_PAGED_ARRAYS = ("tasks", "job_clusters", "parameters", "environments")
 CLUSTERS_DEFAULT, CLUSTERS_MAX = 20, 100
 WAREHOUSES_DEFAULT, WAREHOUSES_MAX = 20, 100
 UC_DEFAULT, UC_MAX = 50, 1000
 REPOS_PAGE = 20
+# How long clusters/list keeps listing an unpinned terminated cluster (see Workspace.clusters_list).
+CLUSTER_WINDOW_MS = 30 * 24 * 3600 * 1000
 VECTOR_PAGE = 20
 
 LIST_KEYS = (
@@ -62,7 +67,8 @@ ID_FIELDS = {
 }
 PERMISSION_TYPES = {"jobs": ("job", "/jobs/"), "clusters": ("cluster", "/clusters/"),
                     "warehouses": ("warehouse", "/sql/warehouses/")}
-REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
+REASONS = {200: "OK", 301: "Moved Permanently", 302: "Found", 303: "See Other", 307: "Temporary Redirect",
+           308: "Permanent Redirect", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
            405: "Method Not Allowed", 409: "Conflict", 429: "Too Many Requests", 500: "Internal Server Error",
            502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout"}
 FAULT_CODES = {429: "REQUEST_LIMIT_EXCEEDED", 500: "INTERNAL_ERROR", 502: "BAD_GATEWAY", 503: "TEMPORARILY_UNAVAILABLE",
@@ -270,6 +276,15 @@ class Workspace:
         self.scopes = {o["name"]: o for o in s["secret_scopes"]}
         # The workspace tree: every seeded object, and the directories above it (synthesized when not seeded).
         objects: dict[str, dict] = {o["path"].rstrip("/") or "/": o for o in s["workspace_objects"]}
+        # A Git folder is in the tree wherever it lives (/Repos/..., a user's home, /Shared), as object_type REPO
+        # with the repo's id as object_id, unless seeded as it shows with Git CLI access: a DIRECTORY with
+        # directory_info.is_git_folder (https://docs.databricks.com/api/workspace/workspace/list, ObjectInfo;
+        # https://docs.databricks.com/gcp/en/repos/migrate-list-repos, "Identify Git folders").
+        self.repos = {str(r["id"]): r for r in s["repos"]}
+        for r in s["repos"]:
+            path = str(r.get("path", "")).rstrip("/")
+            if path.startswith("/") and path not in objects:
+                objects[path] = {"object_type": "REPO", "path": path, "object_id": r["id"]}
         for path in list(objects):
             p = parent_of(path)
             while p != "/" and p not in objects:
@@ -356,6 +371,8 @@ class Workspace:
                 return handler(self, query)
             if route.startswith("2.0/sql/warehouses/") and len(parts) == 6:
                 return self.warehouse(parts[5])
+            if route.startswith("2.0/repos/") and len(parts) == 5:
+                return self.repo(parts[4])
             if route.startswith("2.1/unity-catalog/permissions/") and len(parts) >= 7:
                 return self.uc_permissions(parts[5], "/".join(parts[6:]))
             if route.startswith("2.0/permissions/") and len(parts) >= 6:
@@ -393,6 +410,8 @@ class Workspace:
         for job in page:
             settings = dict(job["settings"])
             has_more = False
+            # jobs/list with expand_tasks shows the first 100 tasks and job clusters and says has_more on the job
+            # (https://docs.databricks.com/api/workspace/jobs/list, BaseJob.has_more).
             for key in ("tasks", "job_clusters"):
                 if expand:
                     if len(settings.get(key, ())) > TASKS_PAGE:
@@ -420,18 +439,21 @@ class Workspace:
         return job
 
     def jobs_get(self, q: dict) -> dict:
+        # Jobs API 2.2 jobs/get pages four arrays together, 100 elements of each per page, with one
+        # next_page_token at the root while any has more; a client appends each page's arrays to the first
+        # page's (https://docs.databricks.com/api/workspace/jobs/get; databricks-sdk-go service/jobs/ext_api.go
+        # JobsAPI.Get merges Tasks, JobClusters, Parameters and Environments).
         job = self.job(q)
         offset = decode_token(q.get("page_token"))
         settings = dict(job["settings"])
         more = False
-        for key in ("tasks", "job_clusters"):
+        for key in JOB_PAGED_ARRAYS:
             if key in settings:
                 items = settings[key]
                 settings[key] = items[offset:offset + TASKS_PAGE]
                 more = more or offset + TASKS_PAGE < len(items)
         out = {k: v for k, v in job.items() if k != "settings"}
         out["settings"] = settings
-        out["has_more"] = more
         if more:
             out["next_page_token"] = encode_token(offset + TASKS_PAGE)
         return out
@@ -458,8 +480,17 @@ class Workspace:
         return {}
 
     def clusters_list(self, q: dict) -> dict:
+        # clusters/list returns "all pinned and active clusters, and all clusters terminated within the last 30
+        # days. Clusters terminated prior to this period are not included."
+        # (https://docs.databricks.com/api/workspace/clusters/list; databricks-sdk-go service/compute/api.go
+        # ClustersAPI.List). A seeded cluster's "pinned": true (state only, never answered) pins it; its
+        # terminated_time (epoch ms, wall clock) places it in or out of the window.
+        now_ms = time.time() * 1000
+        listed = [{k: v for k, v in c.items() if k != "pinned"} for c in self.state["clusters"]
+                  if c.get("pinned") or c.get("state") != "TERMINATED"
+                  or now_ms - float(c.get("terminated_time") or now_ms) < CLUSTER_WINDOW_MS]
         size = page_size(q, "page_size", CLUSTERS_DEFAULT, CLUSTERS_MAX)
-        page, following, previous = paged(self.state["clusters"], decode_token(q.get("page_token")), size)
+        page, following, previous = paged(listed, decode_token(q.get("page_token")), size)
         return with_tokens({"clusters": page}, following, previous, prev=True)
 
     def policies_list(self, q: dict) -> dict:
@@ -582,12 +613,23 @@ class Workspace:
         return with_tokens({"vector_indexes": page}, following)
 
     def repos_list(self, q: dict) -> dict:
-        repos = self.state["repos"]
+        # The deprecated List Repos API lists only the Git folders under /Repos (/Workspace/Repos), not those in
+        # users' homes or /Shared: the Workspace API finds those
+        # (https://docs.databricks.com/gcp/en/repos/migrate-list-repos, https://docs.databricks.com/api/workspace/repos/list).
+        repos = [r for r in self.state["repos"] if str(r.get("path", "")).startswith(("/Repos/", "/Workspace/Repos/"))]
         prefix = q.get("path_prefix")
         if prefix:
             repos = [r for r in repos if str(r.get("path", "")).startswith(prefix)]
         page, following, _ = paged(repos, decode_token(q.get("next_page_token")), REPOS_PAGE)
         return with_tokens({"repos": page}, following)
+
+    def repo(self, rid: str) -> dict:
+        """GET /api/2.0/repos/{repo_id}: one Git folder's Git metadata, wherever it lives
+        (https://docs.databricks.com/api/workspace/repos/get)."""
+        repo = self.repos.get(rid)
+        if repo is None:
+            raise not_found(f"Repo {rid} does not exist.")
+        return repo
 
     def workspace_list(self, q: dict) -> dict:
         path = require(q, "path")
@@ -739,6 +781,18 @@ class Handler(BaseHTTPRequestHandler):
                         ws.released.wait()
             if rule.get("delay_ms"):
                 time.sleep(float(rule["delay_ms"]) / 1000.0)
+            if rule.get("location"):
+                # A redirect, as a workspace behind PrivateLink answers a caller outside its network: 30x to the
+                # login page with error=private-link-validation-error (databricks-sdk-go apierr/private_link.go,
+                # databricks-sdk-py errors/private_link.py).
+                status = int(rule.get("status") or 302)
+                with ws.lock:
+                    record["status"] = status
+                payload = b"<html><body>Redirecting</body></html>"
+                self.wfile.write((f"HTTP/1.1 {status} {REASONS.get(status, 'Found')}\r\nServer: databricks-local\r\n"
+                                  f"Location: {rule['location']}\r\nContent-Type: text/html\r\n"
+                                  f"Content-Length: {len(payload)}\r\n\r\n").encode() + payload)
+                return
             if rule.get("status"):
                 status = int(rule["status"])
                 headers = [("Retry-After", str(rule["retry_after"]))] if rule.get("retry_after") is not None else []
@@ -839,13 +893,13 @@ class Handler(BaseHTTPRequestHandler):
                     checked = []
                     for i, r in enumerate(rules):
                         unknown = set(r) - {"path_prefix", "method", "status", "retry_after", "times", "delay_ms",
-                                            "mode", "error_code", "message"}
+                                            "mode", "error_code", "message", "location"}
                         if unknown:
                             raise BadDocument(f"rule {i}: unknown keys {', '.join(sorted(unknown))}")
                         if r.get("mode") not in (None, "hang"):
                             raise BadDocument(f"rule {i}: mode must be \"hang\"")
-                        if not (r.get("status") or r.get("delay_ms") or r.get("mode")):
-                            raise BadDocument(f"rule {i}: needs status, delay_ms or mode")
+                        if not (r.get("status") or r.get("delay_ms") or r.get("mode") or r.get("location")):
+                            raise BadDocument(f"rule {i}: needs status, delay_ms, mode or location")
                         if r.get("times") is not None and (not isinstance(r["times"], int) or r["times"] < 0):
                             raise BadDocument(f"rule {i}: times must be a non-negative integer")
                         checked.append(dict(r, _left=r.get("times")))

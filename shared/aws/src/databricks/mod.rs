@@ -14,6 +14,8 @@
 //!   rule is the official SDKs': 429 and 503 are retried on every method, honouring `Retry-After`
 //!   (databricks-sdk-go `apierr/errors.go` `IsRetriable`; databricks-sdk-py `_base_client.py` `_is_retryable`,
 //!   `errors/customizer.py` `_RetryAfterCustomizer`).
+//! - Redirects are never followed (the request carries the token); each is an error saying what is wrong and what
+//!   to change, the PrivateLink validation redirect by name.
 //! - Logs (`tracing`, debug): method, path, status, attempt, elapsed ms; never headers, query values or bodies.
 
 mod auth;
@@ -216,6 +218,9 @@ impl DatabricksClient {
         loop {
             let (authorization, generation) = self.authorization().await?;
             let answer = self.send(&call, &authorization, &mut budget).await?;
+            if answer.status.is_redirection() {
+                return Err(redirect_error(&call.method, path, &self.base, &answer));
+            }
             if answer.status.is_success() {
                 return json_body(path, &answer.body);
             }
@@ -318,6 +323,9 @@ impl DatabricksClient {
         let mut budget = MAX_ATTEMPTS;
         let asked = Instant::now();
         let answer = self.send(&call, &basic, &mut budget).await?;
+        if answer.status.is_redirection() {
+            return Err(redirect_error(&call.method, TOKEN_PATH, &self.base, &answer));
+        }
         if answer.status.is_client_error() && answer.status != StatusCode::TOO_MANY_REQUESTS {
             let (code, message) = error_fields(&answer);
             return Err(ApiError::Auth(format!(
@@ -495,6 +503,63 @@ fn error_fields(answer: &Answer) -> (Option<String>, String) {
 /// Some workspaces answer a bad token with 403 rather than 401.
 fn is_invalid_token(answer: &Answer) -> bool {
     answer.status == StatusCode::FORBIDDEN && error_fields(answer).1.contains("Invalid access token")
+}
+
+/// Where the AWS PrivateLink documentation of Databricks lives (named in the PrivateLink redirect's advice, as
+/// databricks-sdk-go `apierr/private_link.go` does).
+const PRIVATE_LINK_DOC: &str = "https://docs.databricks.com/en/security/network/classic/privatelink.html";
+
+/// Whether a redirect's target is the PrivateLink validation error: the login page with
+/// `error=private-link-validation-error` (databricks-sdk-go `apierr/private_link.go` `isPrivateLinkRedirect`;
+/// databricks-sdk-py `errors/private_link.py` `_is_private_link_redirect`).
+fn is_private_link_redirect(target: &url::Url) -> bool {
+    target.path() == "/login.html" && target.query().is_some_and(|q| q.contains("error=private-link-validation-error"))
+}
+
+/// The error of a 3xx answer: redirects are never followed (the request carries the token, and a redirect can
+/// lead anywhere), so each says what is wrong and what to change in the site document or the network.
+fn redirect_error(method: &Method, path: &str, base: &url::Url, answer: &Answer) -> ApiError {
+    let location = answer.headers.get(header::LOCATION).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let target = base.join(location).ok();
+    let shown = match &target {
+        Some(t) => {
+            let mut shown = format!("{}://{}{}", t.scheme(), t.host_str().unwrap_or_default(), t.path());
+            if is_private_link_redirect(t) {
+                shown.push_str("?error=private-link-validation-error");
+            }
+            shown
+        }
+        None if location.is_empty() => "nowhere (no Location header)".to_owned(),
+        None => "an invalid Location".to_owned(),
+    };
+    let advice = match &target {
+        Some(t) if is_private_link_redirect(t) => format!(
+            "the workspace is behind PrivateLink and this caller is outside its network: run the function in a VPC \
+             with a route to the workspace's PrivateLink endpoint (an AWS VPC endpoint for the workspace's REST API, \
+             with private DNS resolving {}), or allow this network in the workspace's private access settings; see {PRIVATE_LINK_DOC}",
+            base.host_str().unwrap_or("the workspace host")
+        ),
+        Some(t) if t.path().starts_with("/login") => "the answer is the workspace's login page, not the REST API: set \
+             `workspace_url` in the site document to the workspace's own URL (https://<deployment>.cloud.databricks.com, \
+             not the account console or a proxy) and check that nothing strips the Authorization header"
+            .to_owned(),
+        Some(t) if t.scheme() != base.scheme() || t.host_str() != base.host_str() || t.port() != base.port() => format!(
+            "the workspace is answered at {}://{}: set `workspace_url` in the site document to it (redirects are not \
+             followed: they would carry the token to another host)",
+            t.scheme(),
+            t.host_str().unwrap_or_default()
+        ),
+        _ => "the REST API does not redirect: set `workspace_url` in the site document to the workspace's own URL, \
+             with no path, and check that no proxy rewrites API paths"
+            .to_owned(),
+    };
+    ApiError::Redirected {
+        method: if *method == Method::POST { "POST" } else { "GET" },
+        path: path.to_owned(),
+        status: answer.status.as_u16(),
+        location: shown,
+        advice,
+    }
 }
 
 fn status_error(method: &Method, path: &str, answer: &Answer) -> ApiError {

@@ -560,3 +560,38 @@ fn backoff_is_full_jitter_under_an_exponential_ceiling() {
         assert!(waits.iter().any(|w| *w < ceiling / 2) && waits.iter().any(|w| *w > ceiling / 2), "{waits:?}");
     }
 }
+
+#[tokio::test]
+async fn a_redirect_is_never_followed_and_says_what_to_change() {
+    let ws = Workspace::start(|_, s| match s.url.as_str() {
+        "/api/2.0/pl" => reply(303, json!({})).header("Location", "/login.html?error=private-link-validation-error&x=1"),
+        "/api/2.0/moved" => reply(301, json!({})).header("Location", "https://dbc-1234.cloud.databricks.com/api/2.0/moved?q=s"),
+        "/api/2.0/login" => reply(302, json!({})).header("Location", "/login.html?next_url=%2Fapi"),
+        _ => reply(307, json!({})).header("Location", "/api/2.0/elsewhere"),
+    });
+    let c = connector();
+    let api = client(&c, &pat_site(&ws.url));
+    let e = api.get("/api/2.0/pl", &[]).await.unwrap_err();
+    let ApiError::Redirected { status, location, advice, .. } = &e else { panic!("{e:?}") };
+    assert_eq!(*status, 303);
+    assert!(location.ends_with("/login.html?error=private-link-validation-error"), "{location}");
+    assert!(
+        advice.starts_with("the workspace is behind PrivateLink and this caller is outside its network: run the function in a VPC"),
+        "{advice}"
+    );
+    assert!(e.is_site_wide(), "every call would be redirected: the export skips the site");
+
+    let e = api.post("/api/2.0/moved", &json!({}), Idempotency::Idempotent).await.unwrap_err();
+    assert!(
+        matches!(&e, ApiError::Redirected { method: "POST", advice, location, .. }
+            if advice.contains("set `workspace_url` in the site document to it") && advice.contains("https://dbc-1234.cloud.databricks.com")
+            && !location.contains("q=s")),
+        "{e:?}"
+    );
+    let e = api.get("/api/2.0/login", &[]).await.unwrap_err();
+    assert!(matches!(&e, ApiError::Redirected { advice, .. } if advice.contains("login page") && advice.contains("workspace_url")), "{e:?}");
+    let e = api.get("/api/2.0/other", &[]).await.unwrap_err();
+    assert!(matches!(&e, ApiError::Redirected { status: 307, advice, .. } if advice.contains("no proxy rewrites")), "{e:?}");
+    // Never followed: one request per call, the token never sent to the redirect's target.
+    assert_eq!(ws.seen().len(), 4);
+}

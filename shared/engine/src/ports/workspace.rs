@@ -33,6 +33,21 @@ pub enum ApiError {
         /// The body's `message`, or the start of the body.
         message: String,
     },
+    /// The workspace answered with a redirect (3xx), which is never followed (it would carry the token to another
+    /// place): what is wrong and what to change, e.g. the PrivateLink validation redirect to the login page.
+    #[error("{method} {path}: redirected (HTTP {status}) to {location}: {advice}")]
+    Redirected {
+        /// `GET` or `POST`.
+        method: &'static str,
+        /// The API path, without the query.
+        path: String,
+        /// The HTTP status (301, 302, 303, 307, 308).
+        status: u16,
+        /// Where to: scheme, host and path (the query left out, but for the error it names).
+        location: String,
+        /// What is wrong and what to change.
+        advice: String,
+    },
     /// The per-request deadline (or the caller's) passed.
     #[error("{0}: timed out")]
     Timeout(String),
@@ -65,6 +80,12 @@ impl ApiError {
     /// Whether the workspace did not answer at all (down, unreachable, timing out): every other call will fail too.
     pub fn is_unreachable(&self) -> bool {
         matches!(self, ApiError::Unreachable(_) | ApiError::Timeout(_))
+    }
+
+    /// Whether no call to this workspace can succeed from here as configured (unreachable, credentials refused
+    /// or missing, every call redirected): an export skips the whole site after the first such answer.
+    pub fn is_site_wide(&self) -> bool {
+        self.is_unreachable() || matches!(self, ApiError::Auth(_) | ApiError::NotConfigured(_) | ApiError::Redirected { .. })
     }
 }
 
