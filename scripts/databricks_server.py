@@ -58,7 +58,7 @@ LIST_KEYS = (
     "volumes", "external_locations", "storage_credentials", "registered_models", "serving_endpoints", "repos",
     "workspace_objects", "secret_scopes",
 )
-OBJECT_KEYS = ("metastore", "grants", "vector_search", "permissions")
+OBJECT_KEYS = ("metastore", "grants", "vector_search", "permissions", "principals")
 # The field that identifies an object of each list (unique within the workspace).
 ID_FIELDS = {
     "jobs": "job_id", "clusters": "cluster_id", "cluster_policies": "policy_id", "instance_pools": "instance_pool_id",
@@ -226,6 +226,12 @@ def validate(doc: Any) -> dict:
             isinstance(v, dict) and k.split("/", 1)[0] in PERMISSION_TYPES and "/" in k for k, v in permissions.items()):
         raise BadDocument('permissions must map "jobs/ID", "clusters/ID" or "warehouses/ID" to an object')
     state["permissions"] = permissions
+    principals = doc.get("principals", {})
+    if not isinstance(principals, dict) or not all(
+            isinstance(v, dict) and isinstance(v.get("user_name"), str) and isinstance(v.get("admin", False), bool)
+            and isinstance(v.get("groups", []), list) for v in principals.values()):
+        raise BadDocument('principals must map a PAT or an OAuth client id to {"user_name", "admin"?, "groups"?}')
+    state["principals"] = principals
     return state
 
 
@@ -242,6 +248,8 @@ class Workspace:
         self.oauth_clients: dict[str, str] = {}
         self.token_ttl = 3600.0
         self.tokens: dict[str, float] = {}  # issued OAuth token -> expiry (monotonic)
+        self.token_clients: dict[str, str] = {}  # issued OAuth token -> the client it was issued to
+        self.caller = ""  # the credential (PAT or OAuth client id) of the call being answered
         self.faults: list[dict] = []
         self.requests: list[dict] = []
         self.transitions: dict[str, tuple[float, str]] = {}  # warehouse id -> (when, state then)
@@ -342,6 +350,7 @@ class Workspace:
             return 401, {"error": "invalid_client", "error_description": "Client authentication failed."}
         token = "eyJ" + secrets.token_urlsafe(32)
         self.tokens[token] = now + self.token_ttl
+        self.token_clients[token] = client_id
         return 200, {"access_token": token, "token_type": "Bearer", "expires_in": int(self.token_ttl),
                      "scope": form.get("scope") or "all-apis"}
 
@@ -391,6 +400,36 @@ class Workspace:
             raise ApiError(405, "INVALID_STATE", f"{method} is not supported on {path}")
         raise ApiError(404, "ENDPOINT_NOT_FOUND", f"No API found for '{method} {path}'")
 
+    def principal(self) -> dict:
+        """Who the current call's credential acts as: seeded under "principals" by PAT or OAuth client id; else
+        a workspace admin (so that a workspace seeded without principals answers everything)."""
+        p = self.state["principals"].get(self.caller)
+        if p is None:
+            return {"user_name": "local-admin@example.com", "admin": True, "groups": []}
+        return p
+
+    def me(self, q: dict) -> dict:
+        # GET /api/2.0/preview/scim/v2/Me: the caller as a SCIM User; workspace admins are members of the group
+        # "admins" (https://docs.databricks.com/api/workspace/currentuser/me; databricks-sdk-go service/iam/impl.go
+        # CurrentUser.Me and service/iam/model.go User.Groups).
+        p = self.principal()
+        groups = (["admins"] if p.get("admin") else []) + ["users"] + [g for g in p.get("groups", []) if g != "admins"]
+        return {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "id": str(stable_id(p["user_name"])),
+                "userName": p["user_name"], "displayName": p["user_name"], "active": True,
+                "groups": [{"display": g, "value": str(stable_id(g)), "$ref": f"Groups/{stable_id(g)}"} for g in groups]}
+
+    def can_view_job(self, job: dict) -> bool:
+        # Jobs access control: workspace admins have CAN MANAGE on every job, the creator IS OWNER, anyone else
+        # needs a permission (CAN VIEW at least) to see a job (https://docs.databricks.com/jobs/privileges.html;
+        # https://docs.databricks.com/en/security/auth/access-control/index.html, Jobs ACLs). jobs/list answers the
+        # jobs the caller can view.
+        p = self.principal()
+        if p.get("admin") or job.get("creator_user_name") == p["user_name"]:
+            return True
+        acl = self.state["permissions"].get(f"jobs/{job['job_id']}", {}).get("access_control_list", [])
+        names = {p["user_name"], *p.get("groups", [])}
+        return any(names & {e.get("user_name"), e.get("service_principal_name"), e.get("group_name")} for e in acl)
+
     def jobs_list(self, q: dict) -> dict:
         raw = q.get("limit")
         if raw:
@@ -402,7 +441,7 @@ class Workspace:
                 raise bad_param(f"Invalid limit {n}: must be between 1 and {JOBS_MAX}")
         limit = page_size(q, "limit", JOBS_DEFAULT, JOBS_MAX)
         expand = q.get("expand_tasks", "false").lower() == "true"
-        jobs = self.state["jobs"]
+        jobs = [j for j in self.state["jobs"] if self.can_view_job(j)]
         if q.get("name"):
             jobs = [j for j in jobs if str(j["settings"].get("name", "")).lower() == q["name"].lower()]
         page, following, previous = paged(jobs, decode_token(q.get("page_token")), limit)
@@ -436,6 +475,9 @@ class Workspace:
         job = self.jobs.get(job_id)
         if job is None:
             raise not_found(f"Job {job_id} does not exist.")
+        if not self.can_view_job(job):
+            raise ApiError(403, "PERMISSION_DENIED",
+                           f"User {self.principal()['user_name']} does not have View permissions on Job {job_id}.")
         return job
 
     def jobs_get(self, q: dict) -> dict:
@@ -691,6 +733,7 @@ GETS = {
     "2.0/workspace/list": Workspace.workspace_list,
     "2.0/secrets/scopes/list": Workspace.scopes_list,
     "2.0/secrets/acls/list": Workspace.acls_list,
+    "2.0/preview/scim/v2/Me": Workspace.me,
 }
 
 
@@ -825,6 +868,8 @@ class Handler(BaseHTTPRequestHandler):
                 record["auth"] = kind
                 if error is not None:
                     raise error
+                token = header.partition(" ")[2].strip()
+                ws.caller = ws.token_clients.get(token, token)
                 ws.tick(now)
                 answer = ws.api(method, path, query, body)
                 payload = json.dumps(answer, separators=(",", ":")).encode()
@@ -858,7 +903,8 @@ class Handler(BaseHTTPRequestHandler):
             with ws.lock:
                 if what == "state" and method == "GET":
                     ws.tick(time.monotonic())
-                    self.reply(200, ws.state)
+                    # "principals" is optional: left out when none were seeded, so the state reads back as set.
+                    self.reply(200, {k: v for k, v in ws.state.items() if k != "principals" or v})
                 elif what == "state" and method == "POST":
                     ws.set_state(validate(copy.deepcopy(doc)))
                     self.reply(200, {})

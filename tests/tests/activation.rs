@@ -357,3 +357,48 @@ async fn status_shows_each_workspace_and_check_pages_a_job_scheduled_in_both() {
     assert_eq!(s["outcome"], "noop", "{s:#}");
     assert!(s["activation"]["workspaces"]["secondary"]["error"].is_string(), "{:#}", s["activation"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_proves_the_principal_can_see_the_tagged_jobs_or_names_the_gap() {
+    // Workspace admins (group "admins" in scim/v2/Me) see every job; anyone else only the jobs it has a
+    // permission on (https://docs.databricks.com/jobs/privileges.html): jobs/list answers only those.
+    let pair = Pair::start().await;
+    let mut f = pair.function(&[]);
+    let r = f.invoke(&json!({"command": "check"})).response();
+    assert!(!r["findings"].to_string().contains("activation-access"), "admins by default: {r:#}");
+
+    // The secondary's token acts as a service principal that is not an admin and may manage two tagged jobs.
+    let mut state = pair.secondary().state();
+    let id = |name: &str| job(&state, name)["job_id"].as_u64().unwrap();
+    let grant = |id: u64| {
+        (format!("jobs/{id}"), json!({"object_id": format!("/jobs/{id}"), "object_type": "job", "access_control_list": [
+            {"service_principal_name": "dr-sp@example.com", "all_permissions": [{"permission_level": "CAN_MANAGE"}]}]}))
+    };
+    let (a, b) = (grant(id("nightly-etl")), grant(id("stream-ingest")));
+    state["permissions"][&a.0] = a.1;
+    state["permissions"][&b.0] = b.1;
+    state["principals"] = json!({ pair.secondary().pat(): {"user_name": "dr-sp@example.com", "admin": false} });
+    pair.secondary().set_state(&state);
+
+    let r = f.invoke(&json!({"command": "check"})).response();
+    let gap = r["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == "activation-access-secondary")
+        .unwrap_or_else(|| panic!("the gap: {r:#}"));
+    let what = gap["what"].as_str().unwrap();
+    assert!(what.contains("dr-sp@example.com (not a workspace admin) cannot see 2 job(s) tagged dr=active-passive"), "{what}");
+    assert!(what.contains("hourly-report") && what.contains("landing-arrival"), "{what}");
+    assert!(!what.contains("nightly-etl"), "{what}");
+    assert!(gap["action"].as_str().unwrap().contains("admins group of the secondary workspace"), "{gap}");
+    assert!(!r["findings"].to_string().contains("activation-access-primary"), "the primary's principal is an admin: {r:#}");
+    let s = f.invoke(&json!({"command": "status"})).response();
+    assert_eq!(s["activation"]["workspaces"]["secondary"]["principal"], json!({"name": "dr-sp@example.com", "admin": false}));
+
+    // Made an admin: proved, no finding.
+    state["principals"] = json!({ pair.secondary().pat(): {"user_name": "dr-sp@example.com", "admin": true} });
+    pair.secondary().set_state(&state);
+    let r = f.invoke(&json!({"command": "check"})).response();
+    assert!(!r["findings"].to_string().contains("activation-access"), "{r:#}");
+}
