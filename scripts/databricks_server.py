@@ -1,7 +1,7 @@
 """A local Databricks workspace REST API for tests and the demo: one process, N independent workspaces.
 
     python3 scripts/databricks_server.py --workspaces primary,secondary [--default-credentials]
-        [--warehouse-delay 0.2]
+        [--warehouse-delay 0.2] [--latency-ms 150]
 
 Each workspace listens on its own free 127.0.0.1 port. Once all listen, one JSON line is printed on stdout,
 {"primary": "http://127.0.0.1:PORT", ...}; the process stops when stdin closes (as scripts/moto_server.py: whoever
@@ -23,7 +23,7 @@ Test control, on each workspace's port, without authentication (see the Rust har
                                    "mode": "hang"?, "error_code"?, "message"?, "location"?, "times"?}], first match
                                    applies; "location" answers a redirect (status 302 unless given) to it
   GET|DELETE /__admin/requests     every /api/ and /oidc/ request received, in order
-  POST /__admin/settings           {"warehouse_delay_seconds": 0.2}
+  POST /__admin/settings           {"warehouse_delay_seconds": 0.2, "latency_ms": 150} (either or both)
 """
 from __future__ import annotations
 
@@ -238,8 +238,11 @@ def validate(doc: Any) -> dict:
 class Workspace:
     """One workspace: its state, credentials, fault rules and request record, under one lock."""
 
-    def __init__(self, name: str, warehouse_delay: float) -> None:
+    def __init__(self, name: str, warehouse_delay: float, latency: float = 0.0) -> None:
         self.name = name
+        # Seconds every /api/ and /oidc/ answer takes at least, as a real workspace across a region does
+        # (POST /__admin/settings {"latency_ms": 150}; --latency-ms).
+        self.latency = latency
         self.lock = threading.Lock()
         self.released = threading.Condition(self.lock)
         self.hang_generation = 0
@@ -355,6 +358,10 @@ class Workspace:
                      "scope": form.get("scope") or "all-apis"}
 
     # --- faults ----------------------------------------------------------------------------------------------
+    # A rule applies to any method it names (or all): a real workspace answers 429 REQUEST_LIMIT_EXCEEDED and 503
+    # TEMPORARILY_UNAVAILABLE with Retry-After (seconds) to GETs and POSTs alike, which is why the official SDKs
+    # retry both on every method (databricks-sdk-go apierr/errors.go IsRetriable; databricks-sdk-py
+    # databricks/sdk/_base_client.py _is_retryable and errors/customizer.py _RetryAfterCustomizer).
     def match_fault(self, method: str, path: str) -> dict | None:
         for rule in self.faults:
             if not path.startswith(rule.get("path_prefix", "")):
@@ -591,7 +598,12 @@ class Workspace:
         return self.uc_page(index.get((catalog, schema), []), q, key)
 
     def tables_list(self, q: dict) -> dict:
-        return self.in_schema(q, self.tables, "tables")
+        # omit_columns=true leaves each table's columns out of the answer
+        # (https://docs.databricks.com/api/workspace/tables/list; databricks-sdk-go service/catalog ListTablesRequest).
+        answer = self.in_schema(q, self.tables, "tables")
+        if q.get("omit_columns", "").lower() == "true":
+            answer["tables"] = [{k: v for k, v in t.items() if k != "columns"} for t in answer.get("tables", [])]
+        return answer
 
     def volumes_list(self, q: dict) -> dict:
         return self.in_schema(q, self.volumes, "volumes")
@@ -843,6 +855,8 @@ class Handler(BaseHTTPRequestHandler):
                         "message": rule.get("message") or f"Injected fault: HTTP {status}."}
                 self.finish_api(record, status, body, headers)
                 return
+        if ws.latency and path.startswith(("/api/", "/oidc/")):
+            time.sleep(ws.latency)
         try:
             if path == "/oidc/v1/token":
                 if method != "POST":
@@ -967,10 +981,16 @@ class Handler(BaseHTTPRequestHandler):
                     ws.requests = []
                     self.reply(200, {})
                 elif what == "settings" and method == "POST":
-                    delay = (doc or {}).get("warehouse_delay_seconds") if isinstance(doc, dict) else None
+                    if not isinstance(doc, dict) or not doc or set(doc) - {"warehouse_delay_seconds", "latency_ms"}:
+                        raise BadDocument("settings are {\"warehouse_delay_seconds\"?, \"latency_ms\"?}")
+                    delay, latency = doc.get("warehouse_delay_seconds", ws.warehouse_delay), doc.get("latency_ms")
                     if not isinstance(delay, (int, float)) or delay < 0:
                         raise BadDocument("warehouse_delay_seconds must be a non-negative number")
+                    if latency is not None and (not isinstance(latency, (int, float)) or latency < 0):
+                        raise BadDocument("latency_ms must be a non-negative number")
                     ws.warehouse_delay = float(delay)
+                    if latency is not None:
+                        ws.latency = float(latency) / 1000.0
                     self.reply(200, {})
                 else:
                     self.reply(404, {"error": f"no admin endpoint {method} /__admin/{what}"})
@@ -985,13 +1005,14 @@ def main() -> None:
     parser.add_argument("--default-credentials", action="store_true",
                         help='PAT "dapi-local-NAME", OAuth client "local-client-NAME" / "local-secret-NAME"')
     parser.add_argument("--port", type=int, default=0, help="first port (0: free ports)")
+    parser.add_argument("--latency-ms", type=float, default=0.0, help="the least time every API answer takes")
     args = parser.parse_args()
     names = [n.strip() for n in args.workspaces.split(",") if n.strip()]
     if not names or len(set(names)) != len(names):
         parser.error("--workspaces needs distinct names")
     urls = {}
     for i, name in enumerate(names):
-        ws = Workspace(name, args.warehouse_delay)
+        ws = Workspace(name, args.warehouse_delay, args.latency_ms / 1000.0)
         if args.default_credentials:
             ws.pats = {f"dapi-local-{name}"}
             ws.oauth_clients = {f"local-client-{name}": f"local-secret-{name}"}

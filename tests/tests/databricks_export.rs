@@ -467,3 +467,32 @@ async fn a_workspace_behind_privatelink_is_skipped_with_what_to_change() {
     assert!(!pair.secondary().requests().iter().any(|q| q.path == "/login.html"), "the redirect is never followed");
     pair.secondary().clear_faults();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_export_asks_for_less_no_columns_and_none_of_databricks_own_catalogs() {
+    // omit_columns on tables/list (https://docs.databricks.com/api/workspace/tables/list); the system, samples and
+    // __databricks_internal catalogs and every information_schema are Databricks' own, recovered by nobody.
+    let pair = pair().await;
+    let state = tests::databricks::generated_workspace(20, 300);
+    pair.primary().set_state(&state);
+    pair.primary().clear_requests();
+    let mut f = pair.function(&[]);
+    let r = f.invoke(&json!({"command": "snapshot"})).response();
+    assert_eq!(r["outcome"], "completed", "{r:#}\n{}", f.logs());
+    let kinds = &r["workspaces"]["primary"]["kinds"];
+    for kind in KINDS {
+        assert_eq!(kinds[kind]["status"], "complete", "{kind}: {r:#}");
+    }
+    assert_eq!(kinds["tables"]["count"], 300, "the generated tables, not the system views: {r:#}");
+    let asked = pair.primary().requests();
+    let tables: Vec<_> = asked.iter().filter(|q| q.path == "/api/2.1/unity-catalog/tables").collect();
+    assert!(!tables.is_empty() && tables.iter().all(|q| q.query.get("omit_columns").map(String::as_str) == Some("true")));
+    let builtin = asked.iter().filter(|q| {
+        let text = format!("{} {:?}", q.path, q.query);
+        text.contains("\"system\"") || text.contains("information_schema") || q.path.contains("/system")
+    });
+    assert_eq!(builtin.count(), 0, "nothing asked of Databricks' own catalogs");
+    let folder = r["snapshot_manifest_key"].as_str().unwrap().trim_end_matches("/manifest.json").to_owned();
+    let exported = pair.env.json(&format!("{folder}/databricks/primary/tables.json")).await;
+    assert!(exported["objects"].as_array().unwrap().iter().all(|t| t.get("columns").is_none()));
+}

@@ -50,6 +50,11 @@ pub const BACKOFF_CAP: Duration = Duration::from_secs(5);
 pub const RETRY_AFTER_CAP: Duration = Duration::from_secs(30);
 /// The wait after a 429 without `Retry-After`.
 pub const RETRY_AFTER_DEFAULT: Duration = Duration::from_secs(1);
+/// Requests per second sent to one workspace at most (every send, retries included), unless
+/// `DR_DATABRICKS_RATE_LIMIT` says: a client-side limit, as databricks-sdk-go's `rate_limit`
+/// (`httpclient/api_client.go`, a limiter waited on before each attempt), so that an export's fan-out stays under
+/// the workspace's own limits instead of meeting them as 429s.
+pub const RATE_LIMIT: u32 = 150;
 
 /// The OAuth token endpoint of a workspace.
 const TOKEN_PATH: &str = "/oidc/v1/token";
@@ -59,11 +64,13 @@ const TOKEN_PATH: &str = "/oidc/v1/token";
 pub(crate) struct Settings {
     pub request_timeout: Duration,
     pub backoff_base: Duration,
+    /// Requests per second to one workspace ([`RATE_LIMIT`]).
+    pub rate_limit: u32,
 }
 
 impl Settings {
-    /// The defaults, with `DR_DATABRICKS_REQUEST_TIMEOUT_MS` and `DR_DATABRICKS_BACKOFF_MS` applied (the tests
-    /// shorten both; production keeps the defaults).
+    /// The defaults, with `DR_DATABRICKS_REQUEST_TIMEOUT_MS`, `DR_DATABRICKS_BACKOFF_MS` (the tests shorten both;
+    /// production keeps the defaults) and `DR_DATABRICKS_RATE_LIMIT` (requests per second to one workspace) applied.
     fn from_env() -> Settings {
         let ms = |var: &str, range: std::ops::RangeInclusive<u64>| {
             std::env::var(var)
@@ -75,6 +82,11 @@ impl Settings {
         Settings {
             request_timeout: ms("DR_DATABRICKS_REQUEST_TIMEOUT_MS", 10..=300_000).unwrap_or(REQUEST_TIMEOUT),
             backoff_base: ms("DR_DATABRICKS_BACKOFF_MS", 1..=10_000).unwrap_or(BACKOFF_BASE),
+            rate_limit: std::env::var("DR_DATABRICKS_RATE_LIMIT")
+                .ok()
+                .and_then(|v| v.trim().parse::<u32>().ok())
+                .filter(|r| (1..=10_000).contains(r))
+                .unwrap_or(RATE_LIMIT),
         }
     }
 }
@@ -128,6 +140,7 @@ impl DatabricksConnector {
             settings: self.settings,
             transport,
             state: tokio::sync::Mutex::new(AuthState::default()),
+            limiter: RateLimiter::new(self.settings.rate_limit),
         })
     }
 }
@@ -148,6 +161,33 @@ pub struct DatabricksClient {
     transport: Transport,
     /// Locked while the secret is read or a token fetched: concurrent calls wait for one fetch.
     state: tokio::sync::Mutex<AuthState>,
+    /// The client-side rate limit of this workspace.
+    limiter: RateLimiter,
+}
+
+/// Spaces sends evenly at `rate` per second: each send takes the next free slot (no burst, so that a fan-out's
+/// first second is no harder on the workspace than the others).
+struct RateLimiter {
+    interval: Duration,
+    next: std::sync::Mutex<Instant>,
+}
+
+impl RateLimiter {
+    fn new(rate: u32) -> RateLimiter {
+        RateLimiter { interval: Duration::from_secs(1) / rate.max(1), next: std::sync::Mutex::new(Instant::now()) }
+    }
+
+    /// Waits for this send's slot.
+    async fn wait(&self) {
+        let slot = {
+            // A poisoned lock only means another send panicked while holding a time stamp: the value is usable.
+            let mut next = self.next.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let slot = (*next).max(Instant::now());
+            *next = slot + self.interval;
+            slot
+        };
+        tokio::time::sleep_until(slot.into()).await;
+    }
 }
 
 impl std::fmt::Debug for DatabricksClient {
@@ -383,6 +423,7 @@ impl DatabricksClient {
             attempt += 1;
             *budget = budget.saturating_sub(1);
             let last = *budget == 0;
+            self.limiter.wait().await;
             let started = Instant::now();
             let out = Outgoing { method: call.method.clone(), url: call.url, authorization, body: call.body };
             let outcome = self.transport.exchange(out, self.settings.request_timeout).await;

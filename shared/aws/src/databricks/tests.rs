@@ -122,7 +122,7 @@ fn connector_with(secrets: &[(&str, &str)], request_timeout: Duration) -> Databr
     DatabricksConnector::with_source(
         SecretSource::Fixed(Arc::new(map)),
         SECRETS,
-        Settings { request_timeout, backoff_base: Duration::from_millis(1) },
+        Settings { request_timeout, backoff_base: Duration::from_millis(1), rate_limit: 10_000 },
     )
 }
 
@@ -550,7 +550,7 @@ fn backoff_is_full_jitter_under_an_exponential_ceiling() {
     let c = DatabricksConnector::with_source(
         SecretSource::Fixed(Arc::default()),
         SECRETS,
-        Settings { request_timeout: REQUEST_TIMEOUT, backoff_base: BACKOFF_BASE },
+        Settings { request_timeout: REQUEST_TIMEOUT, backoff_base: BACKOFF_BASE, rate_limit: RATE_LIMIT },
     );
     let api = client(&c, &pat_site("https://a.cloud.databricks.com"));
     for attempt in 1..=8u32 {
@@ -594,4 +594,23 @@ async fn a_redirect_is_never_followed_and_says_what_to_change() {
     assert!(matches!(&e, ApiError::Redirected { status: 307, advice, .. } if advice.contains("no proxy rewrites")), "{e:?}");
     // Never followed: one request per call, the token never sent to the redirect's target.
     assert_eq!(ws.seen().len(), 4);
+}
+
+#[tokio::test]
+async fn sends_to_one_workspace_are_spaced_by_the_rate_limit() {
+    let ws = Workspace::start(|_, _| reply(200, json!({})));
+    let c = DatabricksConnector::with_source(
+        SecretSource::Fixed(Arc::new([("/dr/t/secrets/pat".to_owned(), PAT.to_owned())].into_iter().collect())),
+        SECRETS,
+        Settings { request_timeout: Duration::from_secs(5), backoff_base: Duration::from_millis(1), rate_limit: 20 },
+    );
+    let api = client(&c, &pat_site(&ws.url));
+    let calls: Vec<_> = (0..10).map(|_| api.get("/api/2.0/x", &[])).collect();
+    for r in futures_util::future::join_all(calls).await {
+        r.unwrap();
+    }
+    let seen = ws.seen();
+    let span = seen.last().unwrap().at - seen[0].at;
+    // 10 sends at 20 per second, all asked at once: the last goes out 9 intervals of 50 ms after the first.
+    assert!(span >= Duration::from_millis(430), "{span:?}");
 }

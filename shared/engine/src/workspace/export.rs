@@ -28,7 +28,7 @@ pub struct ExportLimits {
 
 impl Default for ExportLimits {
     fn default() -> Self {
-        ExportLimits { concurrency: 8, deadline: std::time::Duration::from_secs(120), page_size: 100 }
+        ExportLimits { concurrency: 32, deadline: std::time::Duration::from_secs(120), page_size: 100 }
     }
 }
 
@@ -350,9 +350,14 @@ async fn clusters(b: &Bounded<'_>) -> Gathered {
     g
 }
 
-/// Catalogs, then the schemas of each, then the tables and volumes of each schema.
+/// Catalogs, then the schemas of each, then the tables and volumes of each schema. Databricks' own catalogs
+/// (`system`, `samples`, `__databricks_internal`) and every `information_schema` are left out
+/// ([`domain::databricks::is_builtin_catalog`]): nobody recovers them, and their tables' grants alone would be
+/// thousands of calls. Tables are listed without their columns (`omit_columns`,
+/// https://docs.databricks.com/api/workspace/tables/list): a wide table's columns are most of its answer.
 async fn catalog_tree(b: &Bounded<'_>) -> (Gathered, Gathered, Gathered, Gathered) {
-    let catalogs = b.list("/api/2.1/unity-catalog/catalogs", &[], "catalogs", "page_token", Some("max_results")).await;
+    let mut catalogs = b.list("/api/2.1/unity-catalog/catalogs", &[], "catalogs", "page_token", Some("max_results")).await;
+    catalogs.objects.retain(|c| !domain::databricks::is_builtin_catalog(c));
     let names: Vec<String> = catalogs.objects.iter().filter_map(|c| str_field(c, "name")).map(str::to_owned).collect();
     let schemas = b
         .fan_out(names, |catalog| async move {
@@ -360,7 +365,8 @@ async fn catalog_tree(b: &Bounded<'_>) -> (Gathered, Gathered, Gathered, Gathere
                 .await
         })
         .await;
-    let schemas = inherit(schemas, &catalogs, "/api/2.1/unity-catalog/schemas");
+    let mut schemas = inherit(schemas, &catalogs, "/api/2.1/unity-catalog/schemas");
+    schemas.objects.retain(|s| !domain::databricks::is_builtin_schema(s));
     let pairs: Vec<(String, String)> = schemas
         .objects
         .iter()
@@ -368,7 +374,7 @@ async fn catalog_tree(b: &Bounded<'_>) -> (Gathered, Gathered, Gathered, Gathere
         .collect();
     let (tables, volumes) = tokio::join!(
         b.fan_out(pairs.clone(), |(c, s)| async move {
-            let q = [("catalog_name", c), ("schema_name", s)];
+            let q = [("catalog_name", c), ("schema_name", s), ("omit_columns", "true".to_owned())];
             b.list("/api/2.1/unity-catalog/tables", &q, "tables", "page_token", Some("max_results")).await
         }),
         b.fan_out(pairs, |(c, s)| async move {
@@ -658,19 +664,20 @@ mod tests {
             .with(MS, json!({"metastore_id": "m1", "name": "main-us-east-1"}))
             .with(
                 "/api/2.1/unity-catalog/catalogs",
-                json!({"catalogs": [{"name": "main"}, {"name": "dev"}], "next_page_token": "p2"}),
+                json!({"catalogs": [{"name": "main"}, {"name": "system", "catalog_type": "SYSTEM_CATALOG"}, {"name": "dev"}], "next_page_token": "p2"}),
             )
-            .with("/api/2.1/unity-catalog/catalogs?page_token=p2", json!({"catalogs": [{"name": "ops"}]}))
+            .with("/api/2.1/unity-catalog/catalogs?page_token=p2", json!({"catalogs": [{"name": "ops"}, {"name": "samples"}]}))
             .with(
                 "/api/2.1/unity-catalog/schemas?catalog_name=main",
-                json!({"schemas": [{"name": "sales", "catalog_name": "main", "full_name": "main.sales"}]}),
+                json!({"schemas": [{"name": "sales", "catalog_name": "main", "full_name": "main.sales"},
+                                   {"name": "information_schema", "catalog_name": "main", "full_name": "main.information_schema"}]}),
             )
             .with(
-                "/api/2.1/unity-catalog/tables?catalog_name=main&schema_name=sales",
+                "/api/2.1/unity-catalog/tables?catalog_name=main&schema_name=sales&omit_columns=true",
                 json!({"tables": [{"full_name": "main.sales.a"}], "next_page_token": "t2"}),
             )
             .with(
-                "/api/2.1/unity-catalog/tables?catalog_name=main&schema_name=sales&page_token=t2",
+                "/api/2.1/unity-catalog/tables?catalog_name=main&schema_name=sales&omit_columns=true&page_token=t2",
                 json!({"tables": [{"full_name": "main.sales.b"}], "next_page_token": ""}),
             )
             .with(
@@ -689,7 +696,10 @@ mod tests {
         let e = export_site(&api, limits()).await;
         assert_eq!(e.kinds.len(), ObjectKind::ALL.len());
         assert!(e.kinds.iter().all(|k| k.status == ExportStatus::Complete), "{:?}", e.kinds);
-        assert_eq!(names(&e, ObjectKind::Catalogs, "name"), ["main", "dev", "ops"]);
+        assert_eq!(names(&e, ObjectKind::Catalogs, "name"), ["main", "dev", "ops"], "Databricks' own catalogs left out");
+        assert_eq!(names(&e, ObjectKind::Schemas, "full_name"), ["main.sales"], "information_schema left out");
+        let calls = api.calls.lock().unwrap().clone();
+        assert!(!calls.iter().any(|c| c.contains("system") || c.contains("samples") || c.contains("information_schema")), "{calls:?}");
         assert_eq!(names(&e, ObjectKind::Tables, "full_name"), ["main.sales.a", "main.sales.b"]);
         assert_eq!(names(&e, ObjectKind::Repos, "path"), ["/Repos/a/x", "/Users/b/y"], "Git folders found wherever they live");
         assert!(!api.calls.lock().unwrap().iter().any(|c| c == "/api/2.0/repos"), "not the deprecated listing");
