@@ -59,7 +59,9 @@ async fn main() {
          rate limit {rate_limit}/s, deadline 90 s, binaries in {}",
         bin_dir().display()
     );
-    println!("| run | invocation ms | primary export ms | primary calls | secondary export ms | objects per site | peak RSS MB |");
+    println!(
+        "| run | invocation ms | primary export ms | primary calls | secondary export ms | objects per site | peak RSS MB |"
+    );
     println!("|---|---|---|---|---|---|---|");
     let (mut wall, mut export, mut rss) = (Vec::new(), Vec::new(), Vec::new());
     for run in 1..=runs {

@@ -1061,7 +1061,8 @@ pub fn generated_workspace(jobs: usize, tables: usize) -> Value {
         "metastore_id": metastore_id, "created_at": T0}));
     let catalog_names: Vec<String> = catalogs.iter().filter_map(|c| c["name"].as_str().map(str::to_owned)).collect();
     for catalog in &catalog_names {
-        let schemas_here: &[&str] = if catalog == "system" { &["billing", "access", "information_schema"] } else { &["information_schema"] };
+        let schemas_here: &[&str] =
+            if catalog == "system" { &["billing", "access", "information_schema"] } else { &["information_schema"] };
         for schema in schemas_here {
             builtin_schemas.push(json!({"name": schema, "catalog_name": catalog, "full_name": format!("{catalog}.{schema}"),
                 "owner": "System user", "metastore_id": metastore_id, "created_at": T0}));

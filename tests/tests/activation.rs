@@ -371,8 +371,11 @@ async fn check_proves_the_principal_can_see_the_tagged_jobs_or_names_the_gap() {
     let mut state = pair.secondary().state();
     let id = |name: &str| job(&state, name)["job_id"].as_u64().unwrap();
     let grant = |id: u64| {
-        (format!("jobs/{id}"), json!({"object_id": format!("/jobs/{id}"), "object_type": "job", "access_control_list": [
-            {"service_principal_name": "dr-sp@example.com", "all_permissions": [{"permission_level": "CAN_MANAGE"}]}]}))
+        (
+            format!("jobs/{id}"),
+            json!({"object_id": format!("/jobs/{id}"), "object_type": "job", "access_control_list": [
+            {"service_principal_name": "dr-sp@example.com", "all_permissions": [{"permission_level": "CAN_MANAGE"}]}]}),
+        )
     };
     let (a, b) = (grant(id("nightly-etl")), grant(id("stream-ingest")));
     state["permissions"][&a.0] = a.1;

@@ -350,7 +350,10 @@ async fn a_job_past_a_page_of_each_array_is_exported_whole_and_git_folders_are_f
         "parameters": list(110, &|i| json!({"name": format!("p{i}"), "default": format!("{i}")})),
         "environments": list(105, &|i| json!({"environment_key": format!("e{i}"), "spec": {"client": "1"}})),
     });
-    state["jobs"].as_array_mut().unwrap().push(json!({"job_id": 990_001, "creator_user_name": "etl@example.com", "settings": settings}));
+    state["jobs"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"job_id": 990_001, "creator_user_name": "etl@example.com", "settings": settings}));
     let repo = |id: u64, path: &str| {
         json!({"id": id, "path": path, "url": "https://github.com/acme/x.git", "provider": "gitHub", "branch": "main",
                "head_commit_id": "0123456789abcdef0123456789abcdef01234567"})
@@ -389,7 +392,10 @@ async fn a_job_past_a_page_of_each_array_is_exported_whole_and_git_folders_are_f
     let mut paths: Vec<&str> = repos["objects"].as_array().unwrap().iter().map(|r| r["path"].as_str().unwrap()).collect();
     paths.sort();
     assert_eq!(paths, ["/Repos/etl@example.com/pipelines", "/Shared/platform-tools", "/Users/ana@example.com/analytics"]);
-    assert!(repos["objects"].as_array().unwrap().iter().all(|r| r["head_commit_id"].is_string()), "Git metadata from repos/{{id}}");
+    assert!(
+        repos["objects"].as_array().unwrap().iter().all(|r| r["head_commit_id"].is_string()),
+        "Git metadata from repos/{{id}}"
+    );
     let objects = pair.env.json(&format!("{folder}/databricks/primary/workspace-objects.json")).await;
     assert!(
         !objects["objects"].as_array().unwrap().iter().any(|o| o["path"].as_str().unwrap().starts_with("/Shared/platform-tools")),
@@ -405,7 +411,8 @@ async fn an_unpinned_cluster_that_ages_out_of_the_listing_is_not_reported_remove
     // days" (https://docs.databricks.com/api/workspace/clusters/list). The local server keeps that window.
     const WINDOW_MS: i64 = 30 * 24 * 3600 * 1000;
     let pair = pair().await;
-    let now_ms = || i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis()).unwrap();
+    let now_ms =
+        || i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis()).unwrap();
     let mut state = sample_workspace("primary");
     let seeded = now_ms();
     let cluster = |id: &str, name: &str, terminated: i64, pinned: bool| {

@@ -113,11 +113,8 @@ impl Transport {
         let request =
             builder.body(body).map_err(|e| Failure::NoAnswer { cause: format!("invalid request: {e}"), sent: false })?;
         let exchange = async {
-            let response = self
-                .client
-                .request(request)
-                .await
-                .map_err(|e| Failure::NoAnswer { cause: cause(&e), sent: !e.is_connect() })?;
+            let response =
+                self.client.request(request).await.map_err(|e| Failure::NoAnswer { cause: cause(&e), sent: !e.is_connect() })?;
             let (parts, incoming) = response.into_parts();
             let body = Limited::new(incoming, MAX_BODY)
                 .collect()

@@ -240,7 +240,8 @@ async fn an_idempotent_post_is_retried_on_503_after_retry_after() {
     client(&c, &pat_site(&ws.url)).post("/api/2.2/jobs/update", &body, Idempotency::Idempotent).await.unwrap();
     let seen = ws.seen();
     assert_eq!(seen.len(), 2);
-    assert!(seen.iter().all(|s| s.method == "POST" && s.body == body.to_string()), "the same body again: {seen:?}");
+    let sent = body.to_string();
+    assert!(seen.iter().all(|s| s.method == "POST" && s.body == sent), "the same body again: {seen:?}");
     let waited = seen[1].at - seen[0].at;
     assert!(waited >= Duration::from_secs(1), "Retry-After honoured: waited {waited:?}");
 }
@@ -576,7 +577,8 @@ async fn a_redirect_is_never_followed_and_says_what_to_change() {
     assert_eq!(*status, 303);
     assert!(location.ends_with("/login.html?error=private-link-validation-error"), "{location}");
     assert!(
-        advice.starts_with("the workspace is behind PrivateLink and this caller is outside its network: run the function in a VPC"),
+        advice
+            .starts_with("the workspace is behind PrivateLink and this caller is outside its network: run the function in a VPC"),
         "{advice}"
     );
     assert!(e.is_site_wide(), "every call would be redirected: the export skips the site");
@@ -589,7 +591,10 @@ async fn a_redirect_is_never_followed_and_says_what_to_change() {
         "{e:?}"
     );
     let e = api.get("/api/2.0/login", &[]).await.unwrap_err();
-    assert!(matches!(&e, ApiError::Redirected { advice, .. } if advice.contains("login page") && advice.contains("workspace_url")), "{e:?}");
+    assert!(
+        matches!(&e, ApiError::Redirected { advice, .. } if advice.contains("login page") && advice.contains("workspace_url")),
+        "{e:?}"
+    );
     let e = api.get("/api/2.0/other", &[]).await.unwrap_err();
     assert!(matches!(&e, ApiError::Redirected { status: 307, advice, .. } if advice.contains("no proxy rewrites")), "{e:?}");
     // Never followed: one request per call, the token never sent to the redirect's target.

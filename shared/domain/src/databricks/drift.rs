@@ -243,8 +243,15 @@ pub fn diff(kind: ObjectKind, base: &[Value], other: &[Value], exact: bool) -> K
     let mut unidentified = 0;
     let base = by_identity(kind, base, &mut unidentified);
     let other = by_identity(kind, other, &mut unidentified);
-    let mut drift =
-        KindDrift { kind, added: Vec::new(), removed: Vec::new(), changed: Vec::new(), aged_out: Vec::new(), unidentified, exact };
+    let mut drift = KindDrift {
+        kind,
+        added: Vec::new(),
+        removed: Vec::new(),
+        changed: Vec::new(),
+        aged_out: Vec::new(),
+        unidentified,
+        exact,
+    };
     let empty = Vec::new();
     let ids: BTreeSet<&String> = base.keys().chain(other.keys()).collect();
     for id in ids {

@@ -72,7 +72,9 @@ pub async fn view(connector: Option<&dyn WorkspaceConnector>, docs: &DrDocuments
                 findings.push(finding(f));
             }
             // Activation acts on the tagged jobs of both workspaces: their principals must see them all.
-            for (site, me, here, there) in [(active, active_me, active_jobs, other_jobs), (active.other(), other_me, other_jobs, active_jobs)] {
+            for (site, me, here, there) in
+                [(active, active_me, active_jobs, other_jobs), (active.other(), other_me, other_jobs, active_jobs)]
+            {
                 let s = settings_of(site).unwrap_or_else(|| settings.clone());
                 match me {
                     Ok(principal) => findings.extend(activation::visibility_gap(site, &s, principal, here, there).map(finding)),

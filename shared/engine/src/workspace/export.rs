@@ -462,7 +462,10 @@ async fn workspace_tree(b: &Bounded<'_>) -> (Gathered, Gathered) {
                 Some(Value::String(s)) => s.clone(),
                 _ => {
                     let problem = format!("Git folder {} has no object_id", str_field(&folder, "path").unwrap_or("?"));
-                    return Gathered { objects: Vec::new(), error: Some(ApiError::BadAnswer { path: "/api/2.0/workspace/list".into(), problem }) };
+                    return Gathered {
+                        objects: Vec::new(),
+                        error: Some(ApiError::BadAnswer { path: "/api/2.0/workspace/list".into(), problem }),
+                    };
                 }
             };
             match b.get(&format!("/api/2.0/repos/{}", encode_segment(&id)), &[]).await {
@@ -699,7 +702,10 @@ mod tests {
         assert_eq!(names(&e, ObjectKind::Catalogs, "name"), ["main", "dev", "ops"], "Databricks' own catalogs left out");
         assert_eq!(names(&e, ObjectKind::Schemas, "full_name"), ["main.sales"], "information_schema left out");
         let calls = api.calls.lock().unwrap().clone();
-        assert!(!calls.iter().any(|c| c.contains("system") || c.contains("samples") || c.contains("information_schema")), "{calls:?}");
+        assert!(
+            !calls.iter().any(|c| c.contains("system") || c.contains("samples") || c.contains("information_schema")),
+            "{calls:?}"
+        );
         assert_eq!(names(&e, ObjectKind::Tables, "full_name"), ["main.sales.a", "main.sales.b"]);
         assert_eq!(names(&e, ObjectKind::Repos, "path"), ["/Repos/a/x", "/Users/b/y"], "Git folders found wherever they live");
         assert!(!api.calls.lock().unwrap().iter().any(|c| c == "/api/2.0/repos"), "not the deprecated listing");
@@ -822,9 +828,15 @@ mod tests {
     #[tokio::test]
     async fn a_job_whose_pages_repeat_a_token_makes_the_jobs_partial() {
         let api = Canned::default()
-            .with("/api/2.2/jobs/list?expand_tasks=true", json!({"jobs": [{"job_id": 7, "settings": {"name": "big"}, "has_more": true}]}))
+            .with(
+                "/api/2.2/jobs/list?expand_tasks=true",
+                json!({"jobs": [{"job_id": 7, "settings": {"name": "big"}, "has_more": true}]}),
+            )
             .with("/api/2.2/jobs/get?job_id=7", json!({"job_id": 7, "settings": {"name": "big"}, "next_page_token": "n"}))
-            .with("/api/2.2/jobs/get?job_id=7&page_token=n", json!({"job_id": 7, "settings": {"name": "big"}, "next_page_token": "n"}));
+            .with(
+                "/api/2.2/jobs/get?job_id=7&page_token=n",
+                json!({"job_id": 7, "settings": {"name": "big"}, "next_page_token": "n"}),
+            );
         let e = export_site(&api, limits()).await;
         let jobs = e.kind(ObjectKind::Jobs).unwrap();
         assert!(matches!(&jobs.status, ExportStatus::Partial { error } if error.contains("same next_page_token")), "{jobs:?}");
@@ -852,7 +864,10 @@ mod tests {
         assert_eq!(paths, ["/Users", "/etl", "/Users/a.txt"], "nothing of /Repos nor of a Git folder");
         assert_eq!(names(&e, ObjectKind::Repos, "path"), ["/Users/r"]);
         let calls = api.calls.lock().unwrap();
-        assert!(calls.iter().any(|c| c == "/api/2.0/workspace/list?path=/Repos/u"), "Git folders are looked for under /Repos too");
+        assert!(
+            calls.iter().any(|c| c == "/api/2.0/workspace/list?path=/Repos/u"),
+            "Git folders are looked for under /Repos too"
+        );
         assert!(!calls.iter().any(|c| c.contains("path=/Users/r")), "a Git folder's content is Git's: {calls:?}");
     }
 
