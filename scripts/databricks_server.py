@@ -1,7 +1,7 @@
 """A local Databricks workspace REST API for tests and the demo: one process, N independent workspaces.
 
     python3 scripts/databricks_server.py --workspaces primary,secondary [--default-credentials]
-        [--warehouse-delay 0.2]
+        [--warehouse-delay 0.2] [--latency-ms 150]
 
 Each workspace listens on its own free 127.0.0.1 port. Once all listen, one JSON line is printed on stdout,
 {"primary": "http://127.0.0.1:PORT", ...}; the process stops when stdin closes (as scripts/moto_server.py: whoever
@@ -20,9 +20,10 @@ Test control, on each workspace's port, without authentication (see the Rust har
   POST /__admin/credentials        {"pats": [...], "oauth_clients": {"id": "secret"}, "token_ttl_seconds": 3600}
   POST /__admin/expire_tokens      every issued OAuth token expires; {"pats": [...]} also revokes those PATs
   POST|GET|DELETE /__admin/faults  rules [{"path_prefix", "method"?, "status"?, "retry_after"?, "delay_ms"?,
-                                   "mode": "hang"?, "error_code"?, "message"?, "times"?}], first match applies
+                                   "mode": "hang"?, "error_code"?, "message"?, "location"?, "times"?}], first match
+                                   applies; "location" answers a redirect (status 302 unless given) to it
   GET|DELETE /__admin/requests     every /api/ and /oidc/ request received, in order
-  POST /__admin/settings           {"warehouse_delay_seconds": 0.2}
+  POST /__admin/settings           {"warehouse_delay_seconds": 0.2, "latency_ms": 150} (either or both)
 """
 from __future__ import annotations
 
@@ -42,10 +43,14 @@ from urllib.parse import parse_qs, unquote, urlsplit
 # Server-side page sizes when the request names none (small, so that clients really page), and the largest honoured.
 JOBS_DEFAULT, JOBS_MAX = 20, 100
 TASKS_PAGE = 100
+# The arrays of a job's settings that jobs/get (API 2.2) pages, TASKS_PAGE of each per page.
+JOB_PAGED_ARRAYS = ("tasks", "job_clusters", "parameters", "environments")
 CLUSTERS_DEFAULT, CLUSTERS_MAX = 20, 100
 WAREHOUSES_DEFAULT, WAREHOUSES_MAX = 20, 100
 UC_DEFAULT, UC_MAX = 50, 1000
 REPOS_PAGE = 20
+# How long clusters/list keeps listing an unpinned terminated cluster (see Workspace.clusters_list).
+CLUSTER_WINDOW_MS = 30 * 24 * 3600 * 1000
 VECTOR_PAGE = 20
 
 LIST_KEYS = (
@@ -53,7 +58,7 @@ LIST_KEYS = (
     "volumes", "external_locations", "storage_credentials", "registered_models", "serving_endpoints", "repos",
     "workspace_objects", "secret_scopes",
 )
-OBJECT_KEYS = ("metastore", "grants", "vector_search", "permissions")
+OBJECT_KEYS = ("metastore", "grants", "vector_search", "permissions", "principals")
 # The field that identifies an object of each list (unique within the workspace).
 ID_FIELDS = {
     "jobs": "job_id", "clusters": "cluster_id", "cluster_policies": "policy_id", "instance_pools": "instance_pool_id",
@@ -62,7 +67,8 @@ ID_FIELDS = {
 }
 PERMISSION_TYPES = {"jobs": ("job", "/jobs/"), "clusters": ("cluster", "/clusters/"),
                     "warehouses": ("warehouse", "/sql/warehouses/")}
-REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
+REASONS = {200: "OK", 301: "Moved Permanently", 302: "Found", 303: "See Other", 307: "Temporary Redirect",
+           308: "Permanent Redirect", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
            405: "Method Not Allowed", 409: "Conflict", 429: "Too Many Requests", 500: "Internal Server Error",
            502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout"}
 FAULT_CODES = {429: "REQUEST_LIMIT_EXCEEDED", 500: "INTERNAL_ERROR", 502: "BAD_GATEWAY", 503: "TEMPORARILY_UNAVAILABLE",
@@ -220,14 +226,23 @@ def validate(doc: Any) -> dict:
             isinstance(v, dict) and k.split("/", 1)[0] in PERMISSION_TYPES and "/" in k for k, v in permissions.items()):
         raise BadDocument('permissions must map "jobs/ID", "clusters/ID" or "warehouses/ID" to an object')
     state["permissions"] = permissions
+    principals = doc.get("principals", {})
+    if not isinstance(principals, dict) or not all(
+            isinstance(v, dict) and isinstance(v.get("user_name"), str) and isinstance(v.get("admin", False), bool)
+            and isinstance(v.get("groups", []), list) for v in principals.values()):
+        raise BadDocument('principals must map a PAT or an OAuth client id to {"user_name", "admin"?, "groups"?}')
+    state["principals"] = principals
     return state
 
 
 class Workspace:
     """One workspace: its state, credentials, fault rules and request record, under one lock."""
 
-    def __init__(self, name: str, warehouse_delay: float) -> None:
+    def __init__(self, name: str, warehouse_delay: float, latency: float = 0.0) -> None:
         self.name = name
+        # Seconds every /api/ and /oidc/ answer takes at least, as a real workspace across a region does
+        # (POST /__admin/settings {"latency_ms": 150}; --latency-ms).
+        self.latency = latency
         self.lock = threading.Lock()
         self.released = threading.Condition(self.lock)
         self.hang_generation = 0
@@ -236,6 +251,8 @@ class Workspace:
         self.oauth_clients: dict[str, str] = {}
         self.token_ttl = 3600.0
         self.tokens: dict[str, float] = {}  # issued OAuth token -> expiry (monotonic)
+        self.token_clients: dict[str, str] = {}  # issued OAuth token -> the client it was issued to
+        self.caller = ""  # the credential (PAT or OAuth client id) of the call being answered
         self.faults: list[dict] = []
         self.requests: list[dict] = []
         self.transitions: dict[str, tuple[float, str]] = {}  # warehouse id -> (when, state then)
@@ -270,6 +287,15 @@ class Workspace:
         self.scopes = {o["name"]: o for o in s["secret_scopes"]}
         # The workspace tree: every seeded object, and the directories above it (synthesized when not seeded).
         objects: dict[str, dict] = {o["path"].rstrip("/") or "/": o for o in s["workspace_objects"]}
+        # A Git folder is in the tree wherever it lives (/Repos/..., a user's home, /Shared), as object_type REPO
+        # with the repo's id as object_id, unless seeded as it shows with Git CLI access: a DIRECTORY with
+        # directory_info.is_git_folder (https://docs.databricks.com/api/workspace/workspace/list, ObjectInfo;
+        # https://docs.databricks.com/gcp/en/repos/migrate-list-repos, "Identify Git folders").
+        self.repos = {str(r["id"]): r for r in s["repos"]}
+        for r in s["repos"]:
+            path = str(r.get("path", "")).rstrip("/")
+            if path.startswith("/") and path not in objects:
+                objects[path] = {"object_type": "REPO", "path": path, "object_id": r["id"]}
         for path in list(objects):
             p = parent_of(path)
             while p != "/" and p not in objects:
@@ -327,10 +353,15 @@ class Workspace:
             return 401, {"error": "invalid_client", "error_description": "Client authentication failed."}
         token = "eyJ" + secrets.token_urlsafe(32)
         self.tokens[token] = now + self.token_ttl
+        self.token_clients[token] = client_id
         return 200, {"access_token": token, "token_type": "Bearer", "expires_in": int(self.token_ttl),
                      "scope": form.get("scope") or "all-apis"}
 
     # --- faults ----------------------------------------------------------------------------------------------
+    # A rule applies to any method it names (or all): a real workspace answers 429 REQUEST_LIMIT_EXCEEDED and 503
+    # TEMPORARILY_UNAVAILABLE with Retry-After (seconds) to GETs and POSTs alike, which is why the official SDKs
+    # retry both on every method (databricks-sdk-go apierr/errors.go IsRetriable; databricks-sdk-py
+    # databricks/sdk/_base_client.py _is_retryable and errors/customizer.py _RetryAfterCustomizer).
     def match_fault(self, method: str, path: str) -> dict | None:
         for rule in self.faults:
             if not path.startswith(rule.get("path_prefix", "")):
@@ -356,6 +387,8 @@ class Workspace:
                 return handler(self, query)
             if route.startswith("2.0/sql/warehouses/") and len(parts) == 6:
                 return self.warehouse(parts[5])
+            if route.startswith("2.0/repos/") and len(parts) == 5:
+                return self.repo(parts[4])
             if route.startswith("2.1/unity-catalog/permissions/") and len(parts) >= 7:
                 return self.uc_permissions(parts[5], "/".join(parts[6:]))
             if route.startswith("2.0/permissions/") and len(parts) >= 6:
@@ -374,6 +407,36 @@ class Workspace:
             raise ApiError(405, "INVALID_STATE", f"{method} is not supported on {path}")
         raise ApiError(404, "ENDPOINT_NOT_FOUND", f"No API found for '{method} {path}'")
 
+    def principal(self) -> dict:
+        """Who the current call's credential acts as: seeded under "principals" by PAT or OAuth client id; else
+        a workspace admin (so that a workspace seeded without principals answers everything)."""
+        p = self.state["principals"].get(self.caller)
+        if p is None:
+            return {"user_name": "local-admin@example.com", "admin": True, "groups": []}
+        return p
+
+    def me(self, q: dict) -> dict:
+        # GET /api/2.0/preview/scim/v2/Me: the caller as a SCIM User; workspace admins are members of the group
+        # "admins" (https://docs.databricks.com/api/workspace/currentuser/me; databricks-sdk-go service/iam/impl.go
+        # CurrentUser.Me and service/iam/model.go User.Groups).
+        p = self.principal()
+        groups = (["admins"] if p.get("admin") else []) + ["users"] + [g for g in p.get("groups", []) if g != "admins"]
+        return {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "id": str(stable_id(p["user_name"])),
+                "userName": p["user_name"], "displayName": p["user_name"], "active": True,
+                "groups": [{"display": g, "value": str(stable_id(g)), "$ref": f"Groups/{stable_id(g)}"} for g in groups]}
+
+    def can_view_job(self, job: dict) -> bool:
+        # Jobs access control: workspace admins have CAN MANAGE on every job, the creator IS OWNER, anyone else
+        # needs a permission (CAN VIEW at least) to see a job (https://docs.databricks.com/jobs/privileges.html;
+        # https://docs.databricks.com/en/security/auth/access-control/index.html, Jobs ACLs). jobs/list answers the
+        # jobs the caller can view.
+        p = self.principal()
+        if p.get("admin") or job.get("creator_user_name") == p["user_name"]:
+            return True
+        acl = self.state["permissions"].get(f"jobs/{job['job_id']}", {}).get("access_control_list", [])
+        names = {p["user_name"], *p.get("groups", [])}
+        return any(names & {e.get("user_name"), e.get("service_principal_name"), e.get("group_name")} for e in acl)
+
     def jobs_list(self, q: dict) -> dict:
         raw = q.get("limit")
         if raw:
@@ -385,7 +448,7 @@ class Workspace:
                 raise bad_param(f"Invalid limit {n}: must be between 1 and {JOBS_MAX}")
         limit = page_size(q, "limit", JOBS_DEFAULT, JOBS_MAX)
         expand = q.get("expand_tasks", "false").lower() == "true"
-        jobs = self.state["jobs"]
+        jobs = [j for j in self.state["jobs"] if self.can_view_job(j)]
         if q.get("name"):
             jobs = [j for j in jobs if str(j["settings"].get("name", "")).lower() == q["name"].lower()]
         page, following, previous = paged(jobs, decode_token(q.get("page_token")), limit)
@@ -393,6 +456,8 @@ class Workspace:
         for job in page:
             settings = dict(job["settings"])
             has_more = False
+            # jobs/list with expand_tasks shows the first 100 tasks and job clusters and says has_more on the job
+            # (https://docs.databricks.com/api/workspace/jobs/list, BaseJob.has_more).
             for key in ("tasks", "job_clusters"):
                 if expand:
                     if len(settings.get(key, ())) > TASKS_PAGE:
@@ -417,21 +482,27 @@ class Workspace:
         job = self.jobs.get(job_id)
         if job is None:
             raise not_found(f"Job {job_id} does not exist.")
+        if not self.can_view_job(job):
+            raise ApiError(403, "PERMISSION_DENIED",
+                           f"User {self.principal()['user_name']} does not have View permissions on Job {job_id}.")
         return job
 
     def jobs_get(self, q: dict) -> dict:
+        # Jobs API 2.2 jobs/get pages four arrays together, 100 elements of each per page, with one
+        # next_page_token at the root while any has more; a client appends each page's arrays to the first
+        # page's (https://docs.databricks.com/api/workspace/jobs/get; databricks-sdk-go service/jobs/ext_api.go
+        # JobsAPI.Get merges Tasks, JobClusters, Parameters and Environments).
         job = self.job(q)
         offset = decode_token(q.get("page_token"))
         settings = dict(job["settings"])
         more = False
-        for key in ("tasks", "job_clusters"):
+        for key in JOB_PAGED_ARRAYS:
             if key in settings:
                 items = settings[key]
                 settings[key] = items[offset:offset + TASKS_PAGE]
                 more = more or offset + TASKS_PAGE < len(items)
         out = {k: v for k, v in job.items() if k != "settings"}
         out["settings"] = settings
-        out["has_more"] = more
         if more:
             out["next_page_token"] = encode_token(offset + TASKS_PAGE)
         return out
@@ -458,8 +529,17 @@ class Workspace:
         return {}
 
     def clusters_list(self, q: dict) -> dict:
+        # clusters/list returns "all pinned and active clusters, and all clusters terminated within the last 30
+        # days. Clusters terminated prior to this period are not included."
+        # (https://docs.databricks.com/api/workspace/clusters/list; databricks-sdk-go service/compute/api.go
+        # ClustersAPI.List). A seeded cluster's "pinned": true (state only, never answered) pins it; its
+        # terminated_time (epoch ms, wall clock) places it in or out of the window.
+        now_ms = time.time() * 1000
+        listed = [{k: v for k, v in c.items() if k != "pinned"} for c in self.state["clusters"]
+                  if c.get("pinned") or c.get("state") != "TERMINATED"
+                  or now_ms - float(c.get("terminated_time") or now_ms) < CLUSTER_WINDOW_MS]
         size = page_size(q, "page_size", CLUSTERS_DEFAULT, CLUSTERS_MAX)
-        page, following, previous = paged(self.state["clusters"], decode_token(q.get("page_token")), size)
+        page, following, previous = paged(listed, decode_token(q.get("page_token")), size)
         return with_tokens({"clusters": page}, following, previous, prev=True)
 
     def policies_list(self, q: dict) -> dict:
@@ -518,7 +598,12 @@ class Workspace:
         return self.uc_page(index.get((catalog, schema), []), q, key)
 
     def tables_list(self, q: dict) -> dict:
-        return self.in_schema(q, self.tables, "tables")
+        # omit_columns=true leaves each table's columns out of the answer
+        # (https://docs.databricks.com/api/workspace/tables/list; databricks-sdk-go service/catalog ListTablesRequest).
+        answer = self.in_schema(q, self.tables, "tables")
+        if q.get("omit_columns", "").lower() == "true":
+            answer["tables"] = [{k: v for k, v in t.items() if k != "columns"} for t in answer.get("tables", [])]
+        return answer
 
     def volumes_list(self, q: dict) -> dict:
         return self.in_schema(q, self.volumes, "volumes")
@@ -582,12 +667,23 @@ class Workspace:
         return with_tokens({"vector_indexes": page}, following)
 
     def repos_list(self, q: dict) -> dict:
-        repos = self.state["repos"]
+        # The deprecated List Repos API lists only the Git folders under /Repos (/Workspace/Repos), not those in
+        # users' homes or /Shared: the Workspace API finds those
+        # (https://docs.databricks.com/gcp/en/repos/migrate-list-repos, https://docs.databricks.com/api/workspace/repos/list).
+        repos = [r for r in self.state["repos"] if str(r.get("path", "")).startswith(("/Repos/", "/Workspace/Repos/"))]
         prefix = q.get("path_prefix")
         if prefix:
             repos = [r for r in repos if str(r.get("path", "")).startswith(prefix)]
         page, following, _ = paged(repos, decode_token(q.get("next_page_token")), REPOS_PAGE)
         return with_tokens({"repos": page}, following)
+
+    def repo(self, rid: str) -> dict:
+        """GET /api/2.0/repos/{repo_id}: one Git folder's Git metadata, wherever it lives
+        (https://docs.databricks.com/api/workspace/repos/get)."""
+        repo = self.repos.get(rid)
+        if repo is None:
+            raise not_found(f"Repo {rid} does not exist.")
+        return repo
 
     def workspace_list(self, q: dict) -> dict:
         path = require(q, "path")
@@ -649,6 +745,7 @@ GETS = {
     "2.0/workspace/list": Workspace.workspace_list,
     "2.0/secrets/scopes/list": Workspace.scopes_list,
     "2.0/secrets/acls/list": Workspace.acls_list,
+    "2.0/preview/scim/v2/Me": Workspace.me,
 }
 
 
@@ -739,6 +836,18 @@ class Handler(BaseHTTPRequestHandler):
                         ws.released.wait()
             if rule.get("delay_ms"):
                 time.sleep(float(rule["delay_ms"]) / 1000.0)
+            if rule.get("location"):
+                # A redirect, as a workspace behind PrivateLink answers a caller outside its network: 30x to the
+                # login page with error=private-link-validation-error (databricks-sdk-go apierr/private_link.go,
+                # databricks-sdk-py errors/private_link.py).
+                status = int(rule.get("status") or 302)
+                with ws.lock:
+                    record["status"] = status
+                payload = b"<html><body>Redirecting</body></html>"
+                self.wfile.write((f"HTTP/1.1 {status} {REASONS.get(status, 'Found')}\r\nServer: databricks-local\r\n"
+                                  f"Location: {rule['location']}\r\nContent-Type: text/html\r\n"
+                                  f"Content-Length: {len(payload)}\r\n\r\n").encode() + payload)
+                return
             if rule.get("status"):
                 status = int(rule["status"])
                 headers = [("Retry-After", str(rule["retry_after"]))] if rule.get("retry_after") is not None else []
@@ -746,6 +855,8 @@ class Handler(BaseHTTPRequestHandler):
                         "message": rule.get("message") or f"Injected fault: HTTP {status}."}
                 self.finish_api(record, status, body, headers)
                 return
+        if ws.latency and path.startswith(("/api/", "/oidc/")):
+            time.sleep(ws.latency)
         try:
             if path == "/oidc/v1/token":
                 if method != "POST":
@@ -771,6 +882,8 @@ class Handler(BaseHTTPRequestHandler):
                 record["auth"] = kind
                 if error is not None:
                     raise error
+                token = header.partition(" ")[2].strip()
+                ws.caller = ws.token_clients.get(token, token)
                 ws.tick(now)
                 answer = ws.api(method, path, query, body)
                 payload = json.dumps(answer, separators=(",", ":")).encode()
@@ -804,7 +917,8 @@ class Handler(BaseHTTPRequestHandler):
             with ws.lock:
                 if what == "state" and method == "GET":
                     ws.tick(time.monotonic())
-                    self.reply(200, ws.state)
+                    # "principals" is optional: left out when none were seeded, so the state reads back as set.
+                    self.reply(200, {k: v for k, v in ws.state.items() if k != "principals" or v})
                 elif what == "state" and method == "POST":
                     ws.set_state(validate(copy.deepcopy(doc)))
                     self.reply(200, {})
@@ -839,13 +953,13 @@ class Handler(BaseHTTPRequestHandler):
                     checked = []
                     for i, r in enumerate(rules):
                         unknown = set(r) - {"path_prefix", "method", "status", "retry_after", "times", "delay_ms",
-                                            "mode", "error_code", "message"}
+                                            "mode", "error_code", "message", "location"}
                         if unknown:
                             raise BadDocument(f"rule {i}: unknown keys {', '.join(sorted(unknown))}")
                         if r.get("mode") not in (None, "hang"):
                             raise BadDocument(f"rule {i}: mode must be \"hang\"")
-                        if not (r.get("status") or r.get("delay_ms") or r.get("mode")):
-                            raise BadDocument(f"rule {i}: needs status, delay_ms or mode")
+                        if not (r.get("status") or r.get("delay_ms") or r.get("mode") or r.get("location")):
+                            raise BadDocument(f"rule {i}: needs status, delay_ms, mode or location")
                         if r.get("times") is not None and (not isinstance(r["times"], int) or r["times"] < 0):
                             raise BadDocument(f"rule {i}: times must be a non-negative integer")
                         checked.append(dict(r, _left=r.get("times")))
@@ -867,10 +981,16 @@ class Handler(BaseHTTPRequestHandler):
                     ws.requests = []
                     self.reply(200, {})
                 elif what == "settings" and method == "POST":
-                    delay = (doc or {}).get("warehouse_delay_seconds") if isinstance(doc, dict) else None
+                    if not isinstance(doc, dict) or not doc or set(doc) - {"warehouse_delay_seconds", "latency_ms"}:
+                        raise BadDocument("settings are {\"warehouse_delay_seconds\"?, \"latency_ms\"?}")
+                    delay, latency = doc.get("warehouse_delay_seconds", ws.warehouse_delay), doc.get("latency_ms")
                     if not isinstance(delay, (int, float)) or delay < 0:
                         raise BadDocument("warehouse_delay_seconds must be a non-negative number")
+                    if latency is not None and (not isinstance(latency, (int, float)) or latency < 0):
+                        raise BadDocument("latency_ms must be a non-negative number")
                     ws.warehouse_delay = float(delay)
+                    if latency is not None:
+                        ws.latency = float(latency) / 1000.0
                     self.reply(200, {})
                 else:
                     self.reply(404, {"error": f"no admin endpoint {method} /__admin/{what}"})
@@ -885,13 +1005,14 @@ def main() -> None:
     parser.add_argument("--default-credentials", action="store_true",
                         help='PAT "dapi-local-NAME", OAuth client "local-client-NAME" / "local-secret-NAME"')
     parser.add_argument("--port", type=int, default=0, help="first port (0: free ports)")
+    parser.add_argument("--latency-ms", type=float, default=0.0, help="the least time every API answer takes")
     args = parser.parse_args()
     names = [n.strip() for n in args.workspaces.split(",") if n.strip()]
     if not names or len(set(names)) != len(names):
         parser.error("--workspaces needs distinct names")
     urls = {}
     for i, name in enumerate(names):
-        ws = Workspace(name, args.warehouse_delay)
+        ws = Workspace(name, args.warehouse_delay, args.latency_ms / 1000.0)
         if args.default_credentials:
             ws.pats = {f"dapi-local-{name}"}
             ws.oauth_clients = {f"local-client-{name}": f"local-secret-{name}"}

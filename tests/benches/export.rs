@@ -3,9 +3,14 @@
 //! Databricks API (`scripts/databricks_server.py`) and moto, as Lambda runs it. Prints, per run: the
 //! invocation's wall time, each site's export time and calls, the objects exported, and the function's peak RSS.
 //!
+//! Every API answer of the local workspaces takes `BENCH_LATENCY_MS` (150: a workspace across a region), and both
+//! sites' exports must end `complete` for every kind within the production deadline (`DR_EXPORT_DEADLINE_SECONDS`,
+//! 90 s): the bench fails otherwise.
+//!
 //! `DR_FUNCTION_BIN_DIR=$PWD/target/release cargo bench -p tests --bench export` (the release build; the
 //! debug binaries work too, slower). `BENCH_RUNS` (default 3), `BENCH_JOBS` (1000), `BENCH_TABLES` (5000),
-//! `BENCH_CONCURRENCY` (the default of `DR_EXPORT_CONCURRENCY`, 8).
+//! `BENCH_LATENCY_MS` (150), `BENCH_CONCURRENCY` (the default of `DR_EXPORT_CONCURRENCY`, 32), `BENCH_RATE_LIMIT`
+//! (the default of `DR_DATABRICKS_RATE_LIMIT`, 150 requests per second to one workspace).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use aws_sdk_ssm::types::ParameterType;
@@ -24,13 +29,18 @@ fn var(name: &str, default: usize) -> usize {
 #[tokio::main]
 async fn main() {
     let (runs, jobs, tables) = (var("BENCH_RUNS", 3), var("BENCH_JOBS", 1000), var("BENCH_TABLES", 5000));
-    let concurrency = var("BENCH_CONCURRENCY", 8).to_string();
+    let concurrency = var("BENCH_CONCURRENCY", 32).to_string();
+    let rate_limit = var("BENCH_RATE_LIMIT", 150).to_string();
+    let latency_ms = var("BENCH_LATENCY_MS", 150);
     let env = DrEnv::seed(&moto::shared().endpoint).await;
     let server = DatabricksServer::start(&["primary", "secondary"]).unwrap();
     let (p, s) = (server.workspace("primary"), server.workspace("secondary"));
     let state = generated_workspace(jobs, tables);
     p.set_state(&state);
     s.set_state(&state);
+    for w in [p, s] {
+        w.set_latency(std::time::Duration::from_millis(latency_ms as u64));
+    }
     for (name, value) in [("primary-pat", p.pat()), ("secondary-pat", s.pat())] {
         let full = format!("{}/secrets/{name}", env.prefix);
         env.ssm.put_parameter().name(full).value(value).r#type(ParameterType::SecureString).overwrite(true).send().await.unwrap();
@@ -42,12 +52,17 @@ async fn main() {
     }
     let mut vars = env.function_env();
     vars.push(("DR_EXPORT_CONCURRENCY".into(), concurrency.clone()));
+    vars.push(("DR_DATABRICKS_RATE_LIMIT".into(), rate_limit.clone()));
+    vars.push(("DR_EXPORT_DEADLINE_SECONDS".into(), "90".into()));
     println!(
-        "export of 2 workspaces x ({jobs} jobs, {tables} tables, every other type), concurrency {concurrency}, binaries in {}",
+        "export of 2 workspaces x ({jobs} jobs, {tables} tables, every other type), {latency_ms} ms per call, concurrency {concurrency}, \
+         rate limit {rate_limit}/s, deadline 90 s, binaries in {}",
         bin_dir().display()
     );
-    println!("| run | invocation ms | primary export ms | primary calls | objects per site | peak RSS MB |");
-    println!("|---|---|---|---|---|---|");
+    println!(
+        "| run | invocation ms | primary export ms | primary calls | secondary export ms | objects per site | peak RSS MB |"
+    );
+    println!("|---|---|---|---|---|---|---|");
     let (mut wall, mut export, mut rss) = (Vec::new(), Vec::new(), Vec::new());
     for run in 1..=runs {
         // A cold process each run: the connector, its HTTP client and the token are built at the first export.
@@ -56,12 +71,23 @@ async fn main() {
         let r = f.invoke(&json!({"command": "snapshot"})).response();
         let ms = started.elapsed().as_secs_f64() * 1000.0;
         let primary = &r["workspaces"]["primary"];
-        let incomplete: Vec<&String> =
-            primary["kinds"].as_object().unwrap().iter().filter(|(_, k)| k["status"] != "complete").map(|(n, _)| n).collect();
-        assert!(incomplete.is_empty(), "incomplete kinds {incomplete:?}: {r:#}");
+        for site in ["primary", "secondary"] {
+            let incomplete: Vec<&String> = r["workspaces"][site]["kinds"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .filter(|(_, k)| k["status"] != "complete")
+                .map(|(n, _)| n)
+                .collect();
+            assert!(incomplete.is_empty(), "{site}: incomplete kinds {incomplete:?} (none may time out): {r:#}");
+        }
         let objects: u64 = primary["kinds"].as_object().unwrap().values().filter_map(|k| k["count"].as_u64()).sum();
         let peak = f.peak_rss_kib().unwrap_or(0) as f64 / 1024.0;
-        println!("| {run} | {ms:.0} | {} | {} | {objects} | {peak:.1} |", primary["elapsed_ms"], primary["requests"]);
+        let secondary = &r["workspaces"]["secondary"];
+        println!(
+            "| {run} | {ms:.0} | {} | {} | {} | {objects} | {peak:.1} |",
+            primary["elapsed_ms"], primary["requests"], secondary["elapsed_ms"]
+        );
         wall.push(ms);
         export.push(primary["elapsed_ms"].as_f64().unwrap_or(f64::NAN));
         rss.push(peak);

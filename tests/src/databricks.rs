@@ -187,6 +187,12 @@ impl Workspace {
         self.admin_ok("GET", "state", None).json()
     }
 
+    /// Every API answer takes at least `latency` from now on (0: as fast as it can), as a workspace across a
+    /// region does.
+    pub fn set_latency(&self, latency: Duration) {
+        self.admin_ok("POST", "settings", Some(&json!({"latency_ms": latency.as_secs_f64() * 1000.0})));
+    }
+
     /// Replaces the accepted PATs and OAuth clients (tokens already issued stay valid until they expire).
     pub fn set_credentials(&self, credentials: &Credentials) {
         let doc = serde_json::to_value(credentials).unwrap_or_else(|e| panic!("credentials: {e}"));
@@ -969,7 +975,8 @@ pub fn sample_workspace(site: &str) -> Value {
 /// file-arrival trigger in ten, the `dr` tag on two in three; every 250th job has 130 tasks, past one page of
 /// `jobs/get`) and `tables` tables spread evenly over 10 schemas of each of `ceil(tables / 1000)` catalogs (at most
 /// 10), plus the objects of [`sample_workspace`]`("primary")` other than its jobs and tables, 30 more repos (past one page)
-/// and 60 more notebooks. Ids are those of `primary`.
+/// and 60 more notebooks; Databricks' own `system` catalog and an `information_schema` in every catalog (2 views
+/// each, beyond the `tables`). Ids are those of `primary`.
 pub fn generated_workspace(jobs: usize, tables: usize) -> Value {
     let site = "primary";
     let mut state = sample_workspace(site);
@@ -1015,7 +1022,7 @@ pub fn generated_workspace(jobs: usize, tables: usize) -> Value {
                 "owner": "data-engineers", "metastore_id": metastore_id, "created_at": T0}));
         }
     }
-    let generated_tables: Vec<Value> = (0..tables)
+    let mut generated_tables: Vec<Value> = (0..tables)
         .map(|i| {
             let s = &schemas[i % schemas.len()];
             let (catalog, schema) = (s["catalog_name"].as_str().unwrap_or_default(), s["name"].as_str().unwrap_or_default());
@@ -1047,6 +1054,27 @@ pub fn generated_workspace(jobs: usize, tables: usize) -> Value {
     for r in &repos {
         objects.push(json!({"object_type": "REPO", "path": r["path"], "object_id": r["id"]}));
     }
+    // Databricks' own: the system catalog, and an information_schema in every catalog (the export leaves them out).
+    let mut builtin_schemas = Vec::new();
+    let mut builtin_tables = Vec::new();
+    catalogs.push(json!({"name": "system", "full_name": "system", "catalog_type": "SYSTEM_CATALOG", "owner": "System user",
+        "metastore_id": metastore_id, "created_at": T0}));
+    let catalog_names: Vec<String> = catalogs.iter().filter_map(|c| c["name"].as_str().map(str::to_owned)).collect();
+    for catalog in &catalog_names {
+        let schemas_here: &[&str] =
+            if catalog == "system" { &["billing", "access", "information_schema"] } else { &["information_schema"] };
+        for schema in schemas_here {
+            builtin_schemas.push(json!({"name": schema, "catalog_name": catalog, "full_name": format!("{catalog}.{schema}"),
+                "owner": "System user", "metastore_id": metastore_id, "created_at": T0}));
+            for table in ["tables", "columns"] {
+                builtin_tables.push(json!({"name": table, "catalog_name": catalog, "schema_name": schema,
+                    "full_name": format!("{catalog}.{schema}.{table}"), "table_type": "VIEW", "owner": "System user",
+                    "metastore_id": metastore_id, "created_at": T0}));
+            }
+        }
+    }
+    schemas.extend(builtin_schemas);
+    generated_tables.extend(builtin_tables);
     let mut all_repos = state["repos"].as_array().cloned().unwrap_or_default();
     all_repos.extend(repos);
     let mut all_catalogs = state["catalogs"].as_array().cloned().unwrap_or_default();

@@ -171,6 +171,32 @@ async fn a_failover_activates_the_secondary_and_a_failback_leaves_both_workspace
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_503_on_jobs_update_is_retried_after_retry_after_and_the_job_ends_resumed() {
+    // The official SDKs retry 503 on every idempotent call, POST included, honouring Retry-After
+    // (databricks-sdk-go apierr/errors.go IsRetriable; databricks-sdk-py _base_client.py _is_retryable). A full
+    // jobs/update with the same settings is idempotent: a 503 must not leave a DR job paused in the target.
+    let pair = Pair::start().await;
+    pair.secondary().set_faults(&json!([
+        {"path_prefix": "/api/2.2/jobs/update", "method": "POST", "status": 503, "retry_after": 1, "times": 1}
+    ]));
+    let mut f = pair.function(&[]);
+    let r = f.invoke(&failover("u1")).response();
+    assert_eq!(r["outcome"], "completed", "{r:#}\n{}", f.logs());
+    let s1 = pair.secondary().state();
+    for (name, field) in TAGGED {
+        assert_eq!(pause(&s1, name, field), "UNPAUSED", "secondary {name}");
+    }
+    let updates: Vec<_> = pair.secondary().requests().into_iter().filter(|q| q.path == "/api/2.2/jobs/update").collect();
+    let refused: Vec<_> = updates.iter().filter(|q| q.status == Some(503)).collect();
+    assert_eq!(refused.len(), 1, "{updates:#?}");
+    let again = updates.iter().find(|q| q.body == refused[0].body && q.status == Some(200)).expect("the same call again");
+    assert!(again.at - refused[0].at >= 1.0, "Retry-After honoured: {} s", again.at - refused[0].at);
+    let rec = pair.env.json("executions/failover-u1.json").await;
+    let list = rec["activation"]["changes"].as_array().unwrap();
+    assert!(list.iter().all(|c| c["status"] == "done"), "{rec:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stable_name_the_failover_created_follows_the_failback_to_the_primary() {
     // Exact reversal would delete the record; clients that adopted the name during the failover would lose it,
     // and leaving it would keep them on the secondary after the failback. It follows the failback instead.
@@ -330,4 +356,52 @@ async fn status_shows_each_workspace_and_check_pages_a_job_scheduled_in_both() {
     pair.secondary().clear_faults();
     assert_eq!(s["outcome"], "noop", "{s:#}");
     assert!(s["activation"]["workspaces"]["secondary"]["error"].is_string(), "{:#}", s["activation"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_proves_the_principal_can_see_the_tagged_jobs_or_names_the_gap() {
+    // Workspace admins (group "admins" in scim/v2/Me) see every job; anyone else only the jobs it has a
+    // permission on (https://docs.databricks.com/jobs/privileges.html): jobs/list answers only those.
+    let pair = Pair::start().await;
+    let mut f = pair.function(&[]);
+    let r = f.invoke(&json!({"command": "check"})).response();
+    assert!(!r["findings"].to_string().contains("activation-access"), "admins by default: {r:#}");
+
+    // The secondary's token acts as a service principal that is not an admin and may manage two tagged jobs.
+    let mut state = pair.secondary().state();
+    let id = |name: &str| job(&state, name)["job_id"].as_u64().unwrap();
+    let grant = |id: u64| {
+        (
+            format!("jobs/{id}"),
+            json!({"object_id": format!("/jobs/{id}"), "object_type": "job", "access_control_list": [
+            {"service_principal_name": "dr-sp@example.com", "all_permissions": [{"permission_level": "CAN_MANAGE"}]}]}),
+        )
+    };
+    let (a, b) = (grant(id("nightly-etl")), grant(id("stream-ingest")));
+    state["permissions"][&a.0] = a.1;
+    state["permissions"][&b.0] = b.1;
+    state["principals"] = json!({ pair.secondary().pat(): {"user_name": "dr-sp@example.com", "admin": false} });
+    pair.secondary().set_state(&state);
+
+    let r = f.invoke(&json!({"command": "check"})).response();
+    let gap = r["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == "activation-access-secondary")
+        .unwrap_or_else(|| panic!("the gap: {r:#}"));
+    let what = gap["what"].as_str().unwrap();
+    assert!(what.contains("dr-sp@example.com (not a workspace admin) cannot see 2 job(s) tagged dr=active-passive"), "{what}");
+    assert!(what.contains("hourly-report") && what.contains("landing-arrival"), "{what}");
+    assert!(!what.contains("nightly-etl"), "{what}");
+    assert!(gap["action"].as_str().unwrap().contains("admins group of the secondary workspace"), "{gap}");
+    assert!(!r["findings"].to_string().contains("activation-access-primary"), "the primary's principal is an admin: {r:#}");
+    let s = f.invoke(&json!({"command": "status"})).response();
+    assert_eq!(s["activation"]["workspaces"]["secondary"]["principal"], json!({"name": "dr-sp@example.com", "admin": false}));
+
+    // Made an admin: proved, no finding.
+    state["principals"] = json!({ pair.secondary().pat(): {"user_name": "dr-sp@example.com", "admin": true} });
+    pair.secondary().set_state(&state);
+    let r = f.invoke(&json!({"command": "check"})).response();
+    assert!(!r["findings"].to_string().contains("activation-access"), "{r:#}");
 }

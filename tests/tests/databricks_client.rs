@@ -4,7 +4,7 @@
 
 use aws::databricks::DatabricksConnector;
 use domain::site::{SiteConfig, SiteName};
-use engine::ports::{ApiError, WorkspaceConnector};
+use engine::ports::{ApiError, Idempotency, WorkspaceConnector};
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
 use tests::{dr_env, moto};
@@ -141,7 +141,7 @@ async fn an_oauth_secret_is_read_from_a_securestring_and_exchanged_for_a_token_o
     for _ in 0..3 {
         api.get("/api/2.0/sql/warehouses", &[]).await.unwrap();
     }
-    api.post("/api/2.0/sql/warehouses/abc/start", &json!({})).await.unwrap();
+    api.post("/api/2.0/sql/warehouses/abc/start", &json!({}), Idempotency::Idempotent).await.unwrap();
     let seen = ws.seen();
     assert_eq!(seen.iter().filter(|(u, _)| u == "/oidc/v1/token").count(), 1, "{seen:?}");
     assert!(seen.iter().skip(1).all(|(_, a)| a.as_deref() == Some("Bearer moto-token-1")));

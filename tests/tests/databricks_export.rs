@@ -333,3 +333,173 @@ async fn check_makes_the_seed_dr_matrix_live_and_a_failover_report_carries_the_d
         "status reads no workspace"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_past_a_page_of_each_array_is_exported_whole_and_git_folders_are_found_wherever_they_live() {
+    // Jobs API 2.2 jobs/get pages tasks, job_clusters, parameters and environments together, 100 of each a page
+    // (databricks-sdk-go service/jobs/ext_api.go JobsAPI.Get merges all four). Git folders live anywhere in the
+    // workspace tree; the deprecated GET /api/2.0/repos lists only those under /Repos
+    // (https://docs.databricks.com/gcp/en/repos/migrate-list-repos).
+    let pair = pair().await;
+    let mut state = sample_workspace("primary");
+    let list = |n: usize, f: &dyn Fn(usize) -> Value| -> Value { (0..n).map(f).collect::<Vec<_>>().into() };
+    let settings = json!({
+        "name": "wide-job",
+        "tasks": list(3, &|i| json!({"task_key": format!("t{i}"), "job_cluster_key": "c0", "notebook_task": {"notebook_path": "/Shared/x"}})),
+        "job_clusters": list(120, &|i| json!({"job_cluster_key": format!("c{i}"), "new_cluster": {"spark_version": "15.4.x-scala2.12", "num_workers": 1}})),
+        "parameters": list(110, &|i| json!({"name": format!("p{i}"), "default": format!("{i}")})),
+        "environments": list(105, &|i| json!({"environment_key": format!("e{i}"), "spec": {"client": "1"}})),
+    });
+    state["jobs"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"job_id": 990_001, "creator_user_name": "etl@example.com", "settings": settings}));
+    let repo = |id: u64, path: &str| {
+        json!({"id": id, "path": path, "url": "https://github.com/acme/x.git", "provider": "gitHub", "branch": "main",
+               "head_commit_id": "0123456789abcdef0123456789abcdef01234567"})
+    };
+    state["repos"].as_array_mut().unwrap().push(repo(880_001, "/Users/ana@example.com/analytics"));
+    state["repos"].as_array_mut().unwrap().push(repo(880_002, "/Shared/platform-tools"));
+    // The second shows as it does with Git CLI access: a directory marked as a Git folder.
+    state["workspace_objects"].as_array_mut().unwrap().push(json!({
+        "object_type": "DIRECTORY", "path": "/Shared/platform-tools", "object_id": 880_002,
+        "directory_info": {"is_git_folder": true}}));
+    pair.primary().set_state(&state);
+    // The deprecated listing does not show them: the export must find them another way.
+    let listed = pair.primary().get("/api/2.0/repos", Some(&pair.primary().pat())).json();
+    assert!(!listed.to_string().contains("analytics") && !listed.to_string().contains("platform-tools"), "{listed}");
+    pair.primary().clear_requests();
+
+    let mut f = pair.function(&[]);
+    let r = f.invoke(&json!({"command": "snapshot"})).response();
+    assert_eq!(r["outcome"], "completed", "{r:#}\n{}", f.logs());
+    let kinds = &r["workspaces"]["primary"]["kinds"];
+    for kind in ["jobs", "repos", "workspace-objects"] {
+        assert_eq!(kinds[kind]["status"], "complete", "{kind}: {r:#}");
+    }
+    let folder = r["snapshot_manifest_key"].as_str().unwrap().trim_end_matches("/manifest.json").to_owned();
+    let jobs = pair.env.json(&format!("{folder}/databricks/primary/jobs.json")).await;
+    let wide = jobs["objects"].as_array().unwrap().iter().find(|j| j["settings"]["name"] == "wide-job").expect("the job");
+    let keys = |array: &str, key: &str| -> Vec<String> {
+        wide["settings"][array].as_array().unwrap().iter().map(|o| o[key].as_str().unwrap().to_owned()).collect()
+    };
+    assert_eq!(keys("job_clusters", "job_cluster_key"), (0..120).map(|i| format!("c{i}")).collect::<Vec<_>>());
+    assert_eq!(keys("parameters", "name"), (0..110).map(|i| format!("p{i}")).collect::<Vec<_>>());
+    assert_eq!(keys("environments", "environment_key"), (0..105).map(|i| format!("e{i}")).collect::<Vec<_>>());
+    assert_eq!(keys("tasks", "task_key"), ["t0", "t1", "t2"]);
+
+    let repos = pair.env.json(&format!("{folder}/databricks/primary/repos.json")).await;
+    let mut paths: Vec<&str> = repos["objects"].as_array().unwrap().iter().map(|r| r["path"].as_str().unwrap()).collect();
+    paths.sort();
+    assert_eq!(paths, ["/Repos/etl@example.com/pipelines", "/Shared/platform-tools", "/Users/ana@example.com/analytics"]);
+    assert!(
+        repos["objects"].as_array().unwrap().iter().all(|r| r["head_commit_id"].is_string()),
+        "Git metadata from repos/{{id}}"
+    );
+    let objects = pair.env.json(&format!("{folder}/databricks/primary/workspace-objects.json")).await;
+    assert!(
+        !objects["objects"].as_array().unwrap().iter().any(|o| o["path"].as_str().unwrap().starts_with("/Shared/platform-tools")),
+        "a Git folder is not a workspace object outside Git: {objects:#}"
+    );
+    let asked: Vec<String> = pair.primary().requests().into_iter().map(|q| q.path).collect();
+    assert!(asked.iter().any(|p| p == "/api/2.0/repos/880001") && !asked.iter().any(|p| p == "/api/2.0/repos"), "{asked:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unpinned_cluster_that_ages_out_of_the_listing_is_not_reported_removed() {
+    // clusters/list returns "all pinned and active clusters, and all clusters terminated within the last 30
+    // days" (https://docs.databricks.com/api/workspace/clusters/list). The local server keeps that window.
+    const WINDOW_MS: i64 = 30 * 24 * 3600 * 1000;
+    let pair = pair().await;
+    let now_ms =
+        || i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis()).unwrap();
+    let mut state = sample_workspace("primary");
+    let seeded = now_ms();
+    let cluster = |id: &str, name: &str, terminated: i64, pinned: bool| {
+        json!({"cluster_id": id, "cluster_name": name, "spark_version": "15.4.x-scala2.12", "node_type_id": "i3.xlarge",
+               "num_workers": 1, "state": "TERMINATED", "cluster_source": "UI", "terminated_time": terminated, "pinned": pinned})
+    };
+    let clusters = state["clusters"].as_array_mut().unwrap();
+    // Leaves the window 8 s from now; pinned, listed though terminated 60 days ago; unpinned and past the window.
+    clusters.push(cluster("0101-000000-aging", "aging-adhoc", seeded - WINDOW_MS + 8_000, false));
+    clusters.push(cluster("0101-000000-pinned", "pinned-old", seeded - 2 * WINDOW_MS, true));
+    clusters.push(cluster("0101-000000-gone", "long-gone", seeded - WINDOW_MS - 60_000, false));
+    pair.primary().set_state(&state);
+
+    let mut f = pair.function(&[]);
+    let r = f.invoke(&json!({"command": "snapshot"})).response();
+    assert_eq!(r["outcome"], "completed", "{r:#}\n{}", f.logs());
+    let folder = r["snapshot_manifest_key"].as_str().unwrap().trim_end_matches("/manifest.json").to_owned();
+    let first = pair.env.json(&format!("{folder}/databricks/primary/clusters.json")).await;
+    let names: Vec<&str> = first["objects"].as_array().unwrap().iter().map(|c| c["cluster_name"].as_str().unwrap()).collect();
+    assert!(names.contains(&"aging-adhoc") && names.contains(&"pinned-old"), "{names:?}");
+    assert!(!names.contains(&"long-gone"), "terminated past the window, not pinned: not listed: {names:?}");
+    assert!(first["objects"].as_array().unwrap().iter().all(|c| c.get("pinned").is_none()), "state-only field never answered");
+
+    let wait = (seeded + 9_000 - now_ms()).max(0);
+    std::thread::sleep(std::time::Duration::from_millis(u64::try_from(wait).unwrap()));
+    let r = f.invoke(&json!({"command": "snapshot"})).response();
+    assert_eq!(r["outcome"], "completed", "{r:#}\n{}", f.logs());
+    let drift = pair.env.json("databricks/drift.json").await;
+    let clusters = kind_drift(&drift["over_time"]["primary"], "clusters");
+    assert_eq!(clusters["removed"], json!([]), "aged out is not removed: {clusters:#}");
+    assert_eq!(clusters["aged_out"], json!(["aging-adhoc"]), "{clusters:#}");
+    let sentence = drift["sentence"].as_str().unwrap();
+    assert!(!sentence.contains("-1 cluster"), "{sentence}");
+    assert!(sentence.contains("1 cluster aged out of the listing"), "{sentence}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workspace_behind_privatelink_is_skipped_with_what_to_change() {
+    // A workspace behind PrivateLink redirects a caller outside its network to its login page with
+    // error=private-link-validation-error (databricks-sdk-go apierr/private_link.go). Never followed; said by name.
+    let pair = pair().await;
+    pair.secondary().set_faults(&json!([
+        {"path_prefix": "/api/", "status": 303, "location": "/login.html?error=private-link-validation-error"}
+    ]));
+    let mut f = pair.function(&[]);
+    let r = f.invoke(&json!({"command": "snapshot"})).response();
+    assert_eq!(r["outcome"], "completed", "{r:#}\n{}", f.logs());
+    assert_eq!(r["workspaces"]["primary"]["kinds"]["jobs"]["status"], "complete", "{r:#}");
+    let jobs = &r["workspaces"]["secondary"]["kinds"]["jobs"];
+    assert_eq!(jobs["status"], "skipped", "{r:#}");
+    let reason = jobs["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("the workspace is behind PrivateLink and this caller is outside its network: run the function in a VPC"),
+        "{reason}"
+    );
+    let asked: Vec<_> = pair.secondary().requests().into_iter().filter(|q| q.path.starts_with("/api/")).collect();
+    assert_eq!(asked.len(), 1, "one probe, not followed, nothing else asked: {asked:#?}");
+    assert_eq!(asked[0].status, Some(303));
+    assert!(!pair.secondary().requests().iter().any(|q| q.path == "/login.html"), "the redirect is never followed");
+    pair.secondary().clear_faults();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_export_asks_for_less_no_columns_and_none_of_databricks_own_catalogs() {
+    // omit_columns on tables/list (https://docs.databricks.com/api/workspace/tables/list); the system, samples and
+    // __databricks_internal catalogs and every information_schema are Databricks' own, recovered by nobody.
+    let pair = pair().await;
+    let state = tests::databricks::generated_workspace(20, 300);
+    pair.primary().set_state(&state);
+    pair.primary().clear_requests();
+    let mut f = pair.function(&[]);
+    let r = f.invoke(&json!({"command": "snapshot"})).response();
+    assert_eq!(r["outcome"], "completed", "{r:#}\n{}", f.logs());
+    let kinds = &r["workspaces"]["primary"]["kinds"];
+    for kind in KINDS {
+        assert_eq!(kinds[kind]["status"], "complete", "{kind}: {r:#}");
+    }
+    assert_eq!(kinds["tables"]["count"], 300, "the generated tables, not the system views: {r:#}");
+    let asked = pair.primary().requests();
+    let tables: Vec<_> = asked.iter().filter(|q| q.path == "/api/2.1/unity-catalog/tables").collect();
+    assert!(!tables.is_empty() && tables.iter().all(|q| q.query.get("omit_columns").map(String::as_str) == Some("true")));
+    let builtin = asked.iter().filter(|q| {
+        let text = format!("{} {:?}", q.path, q.query);
+        text.contains("\"system\"") || text.contains("information_schema") || q.path.contains("/system")
+    });
+    assert_eq!(builtin.count(), 0, "nothing asked of Databricks' own catalogs");
+    let folder = r["snapshot_manifest_key"].as_str().unwrap().trim_end_matches("/manifest.json").to_owned();
+    let exported = pair.env.json(&format!("{folder}/databricks/primary/tables.json")).await;
+    assert!(exported["objects"].as_array().unwrap().iter().all(|t| t.get("columns").is_none()));
+}

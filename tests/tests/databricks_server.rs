@@ -101,7 +101,8 @@ fn pagination_reaches_every_job_table_and_repo() {
                 tables.extend(every_page(ws, &path, "tables", "page_token").0);
             }
         }
-        assert_eq!(tables.len(), 1200, "max_results {size:?}");
+        assert_eq!(tables.len(), state["tables"].as_array().unwrap().len(), "max_results {size:?}");
+        assert!(tables.len() > 1200, "the 1200 tables and Databricks' own views");
         assert_eq!(names(&tables, "full_name"), names(state["tables"].as_array().unwrap(), "full_name"));
     }
 
@@ -424,4 +425,94 @@ fn job_updates_warehouse_start_and_the_request_record() {
     assert!(requests.iter().all(|r| r.status.is_some()));
     ws.clear_requests();
     assert!(ws.requests().is_empty());
+}
+
+#[test]
+fn the_published_rules_of_issue_24_hold_on_the_server() {
+    let server = start();
+    let ws = server.workspace("primary");
+    let pat = ws.pat();
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let mut state = sample_workspace("primary");
+    let n = |count: usize, key: &str| -> Value {
+        (0..count).map(|i| json!({ key: format!("{key}-{i}") })).collect::<Vec<_>>().into()
+    };
+    state["jobs"].as_array_mut().unwrap().push(json!({"job_id": 77, "creator_user_name": "etl@example.com", "settings": {
+        "name": "wide", "tasks": n(3, "task_key"), "job_clusters": n(120, "job_cluster_key"),
+        "parameters": n(110, "name"), "environments": n(105, "environment_key")}}));
+    state["repos"].as_array_mut().unwrap().push(json!({"id": 555, "path": "/Users/ana@example.com/tools", "branch": "main"}));
+    let day = 24 * 3600 * 1000;
+    for (id, terminated, pinned) in
+        [("c-in", now_ms - 29 * day, false), ("c-out", now_ms - 31 * day, false), ("c-pin", now_ms - 90 * day, true)]
+    {
+        state["clusters"].as_array_mut().unwrap().push(
+            json!({"cluster_id": id, "cluster_name": id, "state": "TERMINATED", "terminated_time": terminated, "pinned": pinned}),
+        );
+    }
+    ws.set_state(&state);
+
+    // jobs/get pages the four arrays together, 100 of each a page, one next_page_token.
+    let p1 = ok(ws, "/api/2.2/jobs/get?job_id=77");
+    let len = |p: &Value, k: &str| p["settings"][k].as_array().map_or(0, Vec::len);
+    assert_eq!(
+        [len(&p1, "tasks"), len(&p1, "job_clusters"), len(&p1, "parameters"), len(&p1, "environments")],
+        [3, 100, 100, 100]
+    );
+    let p2 = ok(ws, &format!("/api/2.2/jobs/get?job_id=77&page_token={}", p1["next_page_token"].as_str().unwrap()));
+    assert_eq!([len(&p2, "tasks"), len(&p2, "job_clusters"), len(&p2, "parameters"), len(&p2, "environments")], [0, 20, 10, 5]);
+    assert!(p2.get("next_page_token").is_none());
+
+    // Git folders: in the workspace tree wherever they live, repos/{id} for each; the deprecated list only /Repos.
+    let home = ok(ws, "/api/2.0/workspace/list?path=/Users/ana@example.com");
+    assert_eq!(home["objects"][0], json!({"object_type": "REPO", "path": "/Users/ana@example.com/tools", "object_id": 555}));
+    assert_eq!(ok(ws, "/api/2.0/repos/555")["branch"], "main");
+    let (listed, _) = every_page(ws, "/api/2.0/repos?", "repos", "next_page_token");
+    assert!(listed.iter().all(|r| r["path"].as_str().unwrap().starts_with("/Repos/")), "{listed:?}");
+
+    // clusters/list: pinned, active, and terminated within 30 days; "pinned" never answered.
+    let (clusters, _) = every_page(ws, "/api/2.1/clusters/list?", "clusters", "page_token");
+    let ids = names(&clusters, "cluster_id");
+    assert!(ids.contains("\"c-in\"") && ids.contains("\"c-pin\"") && !ids.contains("\"c-out\""), "{ids:?}");
+    assert!(clusters.iter().all(|c| c.get("pinned").is_none()));
+
+    // tables/list omit_columns.
+    let t = ok(ws, "/api/2.1/unity-catalog/tables?catalog_name=sales&schema_name=raw&omit_columns=true");
+    assert!(
+        !t["tables"].as_array().unwrap().is_empty() && t["tables"].as_array().unwrap().iter().all(|t| t.get("columns").is_none())
+    );
+
+    // scim/v2/Me and job visibility: an admin by default; a seeded principal sees only the jobs it may view.
+    let me = ok(ws, "/api/2.0/preview/scim/v2/Me");
+    assert!(me["groups"].as_array().unwrap().iter().any(|g| g["display"] == "admins"), "{me}");
+    let mut state = ws.state();
+    state["principals"] = json!({ pat.clone(): {"user_name": "etl@example.com", "admin": false} });
+    ws.set_state(&state);
+    let me = ok(ws, "/api/2.0/preview/scim/v2/Me");
+    assert_eq!(me["userName"], "etl@example.com");
+    assert!(!me["groups"].as_array().unwrap().iter().any(|g| g["display"] == "admins"), "{me}");
+    let (jobs, _) = every_page(ws, "/api/2.2/jobs/list?", "jobs", "page_token");
+    let all = state["jobs"].as_array().unwrap();
+    let visible = all.iter().filter(|j| j["creator_user_name"] == "etl@example.com").count();
+    assert!(jobs.len() == visible && visible < all.len(), "{} of {}", jobs.len(), all.len());
+    let hidden = all.iter().find(|j| j["creator_user_name"] != "etl@example.com").unwrap();
+    let r = ws.get(&format!("/api/2.2/jobs/get?job_id={}", hidden["job_id"]), Some(&pat));
+    assert_eq!((r.status, r.json()["error_code"].as_str()), (403, Some("PERMISSION_DENIED")));
+
+    // A redirect rule (the PrivateLink one) and 503 with Retry-After on a POST.
+    ws.set_faults(&json!([
+        {"path_prefix": "/api/2.0/x", "status": 303, "location": "/login.html?error=private-link-validation-error"},
+        {"path_prefix": "/api/2.2/jobs/update", "method": "POST", "status": 503, "retry_after": 2, "times": 1}
+    ]));
+    let r = ws.get("/api/2.0/x", Some(&pat));
+    assert_eq!((r.status, r.header("Location")), (303, Some("/login.html?error=private-link-validation-error")));
+    let r = ws.post("/api/2.2/jobs/update", &json!({"job_id": 77, "new_settings": {}}), Some(&pat));
+    assert_eq!((r.status, r.header("Retry-After")), (503, Some("2")));
+    ws.clear_faults();
+
+    // Latency from a setting: every answer takes at least that long.
+    ws.set_latency(Duration::from_millis(150));
+    let t = Instant::now();
+    ok(ws, "/api/2.0/preview/scim/v2/Me");
+    assert!(t.elapsed() >= Duration::from_millis(150), "{:?}", t.elapsed());
+    ws.set_latency(Duration::ZERO);
 }

@@ -39,7 +39,8 @@ pub struct Config {
     /// `DR_EXPORT_DEADLINE_SECONDS`, optional (default 90): the longest a snapshot's export of one Databricks
     /// workspace may take; what is not in by then is recorded as partial. Keep it under the function timeout.
     pub export_deadline_seconds: u32,
-    /// `DR_EXPORT_CONCURRENCY`, optional (default 8): calls in flight at once to one workspace during an export.
+    /// `DR_EXPORT_CONCURRENCY`, optional (default 32, at most 64): calls in flight at once to one workspace during an
+    /// export (at 150 ms a call, 32 in flight keep up with the client's rate limit, `DR_DATABRICKS_RATE_LIMIT`).
     pub export_concurrency: u32,
 }
 
@@ -123,7 +124,7 @@ impl Config {
             replication_quiet_minutes: number("DR_REPLICATION_QUIET_MINUTES", 30, 1..=10080)?,
             prime_connections,
             export_deadline_seconds: number("DR_EXPORT_DEADLINE_SECONDS", 90, 1..=840)?,
-            export_concurrency: number("DR_EXPORT_CONCURRENCY", 8, 1..=32)?,
+            export_concurrency: number("DR_EXPORT_CONCURRENCY", 32, 1..=64)?,
             environment: required(&lookup, "DR_ENVIRONMENT", "a short environment name such as prod", EnvironmentName::parse)?,
             ssm_prefix: required(&lookup, "DR_SSM_PREFIX", "an SSM path such as /dr/prod", SsmPrefix::parse)?,
             control_bucket: required(&lookup, "DR_CONTROL_BUCKET", "an S3 bucket name", BucketName::parse)?,

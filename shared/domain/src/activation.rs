@@ -15,7 +15,7 @@
 use crate::site::{SiteConfig, SiteName};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// The pause fields of a job's settings that start runs by themselves.
 pub const PAUSE_FIELDS: [&str; 3] = ["schedule", "continuous", "trigger"];
@@ -552,6 +552,81 @@ pub fn out_of_step(
     out
 }
 
+/// The principal a site document's credentials authenticate as, from `GET /api/2.0/preview/scim/v2/Me`
+/// (databricks-sdk-go `service/iam/impl.go` `CurrentUser.Me`; its `User` answer, `service/iam/model.go`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// `userName` (an e-mail, or a service principal's application id), else `displayName`, else `id`.
+    pub name: String,
+    /// Whether `groups` holds the `admins` group: workspace admins have CAN MANAGE on every job
+    /// (https://docs.databricks.com/jobs/privileges.html, "Default privileges for jobs").
+    pub admin: bool,
+}
+
+impl Principal {
+    /// Reads a SCIM `Me` answer; `None` when it names nobody.
+    pub fn of(me: &Value) -> Option<Principal> {
+        let name = ["userName", "displayName", "id"].iter().find_map(|k| me[*k].as_str().filter(|s| !s.is_empty()))?;
+        let admin = me["groups"].as_array().is_some_and(|g| g.iter().any(|g| g["display"].as_str() == Some("admins")));
+        Some(Principal { name: name.to_owned(), admin })
+    }
+}
+
+/// Whether the principal of `site` can see every job activation acts on there. A workspace admin sees every
+/// job. Anyone else sees only the jobs it has a permission on (CAN VIEW at least: jobs/list answers only those),
+/// so a selected job that the other workspace shows and this one does not is taken as hidden from it: activation
+/// would leave it as it is (a job left paused in the target, or running in the former). A principal that is not an
+/// admin and sees no selected job in either workspace cannot be judged: that is said too.
+pub fn visibility_gap(
+    site: SiteName,
+    settings: &ActivationSettings,
+    principal: &Principal,
+    seen_here: &[JobView],
+    seen_there: &[JobView],
+) -> Option<OutOfStep> {
+    if principal.admin {
+        return None;
+    }
+    let here: BTreeSet<&str> = seen_here.iter().filter(|j| settings.selects(j)).map(|j| j.name.as_str()).collect();
+    let there: BTreeSet<&str> = seen_there.iter().filter(|j| settings.selects(j)).map(|j| j.name.as_str()).collect();
+    let hidden: Vec<&str> = there.difference(&here).copied().collect();
+    let action = format!(
+        "add {} to the admins group of the {site} workspace, or grant it CAN MANAGE on every job tagged {} there \
+         (activation changes their schedules and triggers)",
+        principal.name,
+        settings.tag_text()
+    );
+    if !hidden.is_empty() {
+        return Some(OutOfStep {
+            id: format!("activation-access-{site}"),
+            critical: false,
+            what: format!(
+                "{} (not a workspace admin) cannot see {} job(s) tagged {} in the {site} workspace that the other \
+                 workspace has: {}; activation would leave them as they are",
+                principal.name,
+                hidden.len(),
+                settings.tag_text(),
+                hidden.join(", ")
+            ),
+            action,
+        });
+    }
+    if here.is_empty() && settings.job_tag.is_some() {
+        return Some(OutOfStep {
+            id: format!("activation-access-{site}"),
+            critical: false,
+            what: format!(
+                "{} (not a workspace admin) sees no job tagged {} in the {site} workspace: whether activation can act \
+                 there cannot be proved",
+                principal.name,
+                settings.tag_text()
+            ),
+            action,
+        });
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -753,5 +828,24 @@ mod tests {
             "{}",
             a.summary()
         );
+    }
+    #[test]
+    fn a_principal_that_is_not_admin_and_misses_selected_jobs_is_a_gap_naming_them() {
+        let s = settings();
+        let admin = Principal::of(&json!({"userName": "sp-1", "groups": [{"display": "admins", "value": "1"}]})).unwrap();
+        let plain = Principal::of(&json!({"userName": "sp-1", "groups": [{"display": "users"}]})).unwrap();
+        assert!(admin.admin && !plain.admin);
+        let here = vec![job(1, "etl", "active-passive", &[]), job(2, "other", "none", &[])];
+        let there = vec![job(7, "etl", "active-passive", &[]), job(8, "report", "active-passive", &[])];
+        assert_eq!(visibility_gap(SiteName::Secondary, &s, &admin, &[], &there), None, "an admin sees every job");
+        let gap = visibility_gap(SiteName::Secondary, &s, &plain, &here, &there).unwrap();
+        assert_eq!(gap.id, "activation-access-secondary");
+        assert!(gap.what.contains("sp-1 (not a workspace admin) cannot see 1 job(s) tagged dr=active-passive"), "{}", gap.what);
+        assert!(gap.what.ends_with("report; activation would leave them as they are"), "{}", gap.what);
+        assert!(gap.action.contains("admins group") && gap.action.contains("CAN MANAGE"), "{}", gap.action);
+        assert_eq!(visibility_gap(SiteName::Secondary, &s, &plain, &there, &here), None, "sees all the other has");
+        let blind = visibility_gap(SiteName::Primary, &s, &plain, &[], &[]).unwrap();
+        assert!(blind.what.contains("sees no job tagged dr=active-passive"), "{}", blind.what);
+        assert_eq!(Principal::of(&json!({"groups": []})), None);
     }
 }

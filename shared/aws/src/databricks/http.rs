@@ -53,9 +53,9 @@ pub(crate) struct Answer {
 pub(crate) enum Failure {
     /// The deadline passed (connecting, waiting, or reading the body).
     Timeout,
-    /// No answer began: connection refused or reset, DNS, TLS, the connect timeout; `connect` when the
-    /// connection itself could not be opened (nothing was sent).
-    NoAnswer { cause: String },
+    /// No answer began: connection refused or reset, DNS, TLS, the connect timeout. `sent` is false when the
+    /// connection itself could not be opened (nothing reached the workspace), true when it may have been sent.
+    NoAnswer { cause: String, sent: bool },
     /// The answer began (status and headers) and then broke.
     BrokenAnswer { cause: String },
 }
@@ -110,9 +110,11 @@ impl Transport {
             }
             None => Full::new(Bytes::new()),
         };
-        let request = builder.body(body).map_err(|e| Failure::NoAnswer { cause: format!("invalid request: {e}") })?;
+        let request =
+            builder.body(body).map_err(|e| Failure::NoAnswer { cause: format!("invalid request: {e}"), sent: false })?;
         let exchange = async {
-            let response = self.client.request(request).await.map_err(|e| Failure::NoAnswer { cause: cause(&e) })?;
+            let response =
+                self.client.request(request).await.map_err(|e| Failure::NoAnswer { cause: cause(&e), sent: !e.is_connect() })?;
             let (parts, incoming) = response.into_parts();
             let body = Limited::new(incoming, MAX_BODY)
                 .collect()

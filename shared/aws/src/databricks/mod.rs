@@ -5,9 +5,17 @@
 //! - Authentication (`auth.rs`): OAuth machine-to-machine (`oauth_client_id` + `oauth_secret_parameter`) or a
 //!   personal access token (`token_parameter`), the secret read from SSM (SecureString, decrypted) at the first
 //!   call, kept in the client only, never logged nor put in an error; sent to that workspace's URL only.
-//! - Retries: 429 after `Retry-After` (at most 30 s; 1 s when absent); 5xx of GETs, and failures before any
-//!   answer (any method), after an exponential backoff with full jitter; at most [`MAX_ATTEMPTS`] sends per
-//!   call. Each send has a deadline ([`REQUEST_TIMEOUT`]); one that passes it is not repeated.
+//! - Retries, classified per call by the caller's [`Idempotency`] (every GET is idempotent): 429 after
+//!   `Retry-After` (at most 30 s; 1 s when absent) for every call; for idempotent calls (GETs, a full
+//!   `jobs/update`, a warehouse start or stop) also 503 after `Retry-After` (backoff when absent), other 5xx, a
+//!   lost connection and a broken answer, after an exponential backoff with full jitter; a non-idempotent call
+//!   is otherwise repeated only when its connection never opened (nothing was sent). At most [`MAX_ATTEMPTS`]
+//!   sends per call. Each send has a deadline ([`REQUEST_TIMEOUT`]); one that passes it is not repeated. The
+//!   rule is the official SDKs': 429 and 503 are retried on every method, honouring `Retry-After`
+//!   (databricks-sdk-go `apierr/errors.go` `IsRetriable`; databricks-sdk-py `_base_client.py` `_is_retryable`,
+//!   `errors/customizer.py` `_RetryAfterCustomizer`).
+//! - Redirects are never followed (the request carries the token); each is an error saying what is wrong and what
+//!   to change, the PrivateLink validation redirect by name.
 //! - Logs (`tracing`, debug): method, path, status, attempt, elapsed ms; never headers, query values or bodies.
 
 mod auth;
@@ -22,7 +30,7 @@ use self::http::{Answer, Failure, Outgoing, Transport};
 use ::http::{HeaderValue, Method, StatusCode, header};
 use bytes::Bytes;
 use domain::site::{SiteConfig, SiteName};
-use engine::ports::{ApiError, WorkspaceApi, WorkspaceConnector};
+use engine::ports::{ApiError, Idempotency, WorkspaceApi, WorkspaceConnector};
 use futures_util::future::BoxFuture;
 use serde_json::Value;
 use std::sync::{Arc, OnceLock};
@@ -42,6 +50,11 @@ pub const BACKOFF_CAP: Duration = Duration::from_secs(5);
 pub const RETRY_AFTER_CAP: Duration = Duration::from_secs(30);
 /// The wait after a 429 without `Retry-After`.
 pub const RETRY_AFTER_DEFAULT: Duration = Duration::from_secs(1);
+/// Requests per second sent to one workspace at most (every send, retries included), unless
+/// `DR_DATABRICKS_RATE_LIMIT` says: a client-side limit, as databricks-sdk-go's `rate_limit`
+/// (`httpclient/api_client.go`, a limiter waited on before each attempt), so that an export's fan-out stays under
+/// the workspace's own limits instead of meeting them as 429s.
+pub const RATE_LIMIT: u32 = 150;
 
 /// The OAuth token endpoint of a workspace.
 const TOKEN_PATH: &str = "/oidc/v1/token";
@@ -51,11 +64,13 @@ const TOKEN_PATH: &str = "/oidc/v1/token";
 pub(crate) struct Settings {
     pub request_timeout: Duration,
     pub backoff_base: Duration,
+    /// Requests per second to one workspace ([`RATE_LIMIT`]).
+    pub rate_limit: u32,
 }
 
 impl Settings {
-    /// The defaults, with `DR_DATABRICKS_REQUEST_TIMEOUT_MS` and `DR_DATABRICKS_BACKOFF_MS` applied (the tests
-    /// shorten both; production keeps the defaults).
+    /// The defaults, with `DR_DATABRICKS_REQUEST_TIMEOUT_MS`, `DR_DATABRICKS_BACKOFF_MS` (the tests shorten both;
+    /// production keeps the defaults) and `DR_DATABRICKS_RATE_LIMIT` (requests per second to one workspace) applied.
     fn from_env() -> Settings {
         let ms = |var: &str, range: std::ops::RangeInclusive<u64>| {
             std::env::var(var)
@@ -67,6 +82,11 @@ impl Settings {
         Settings {
             request_timeout: ms("DR_DATABRICKS_REQUEST_TIMEOUT_MS", 10..=300_000).unwrap_or(REQUEST_TIMEOUT),
             backoff_base: ms("DR_DATABRICKS_BACKOFF_MS", 1..=10_000).unwrap_or(BACKOFF_BASE),
+            rate_limit: std::env::var("DR_DATABRICKS_RATE_LIMIT")
+                .ok()
+                .and_then(|v| v.trim().parse::<u32>().ok())
+                .filter(|r| (1..=10_000).contains(r))
+                .unwrap_or(RATE_LIMIT),
         }
     }
 }
@@ -120,6 +140,7 @@ impl DatabricksConnector {
             settings: self.settings,
             transport,
             state: tokio::sync::Mutex::new(AuthState::default()),
+            limiter: RateLimiter::new(self.settings.rate_limit),
         })
     }
 }
@@ -140,6 +161,33 @@ pub struct DatabricksClient {
     transport: Transport,
     /// Locked while the secret is read or a token fetched: concurrent calls wait for one fetch.
     state: tokio::sync::Mutex<AuthState>,
+    /// The client-side rate limit of this workspace.
+    limiter: RateLimiter,
+}
+
+/// Spaces sends evenly at `rate` per second: each send takes the next free slot (no burst, so that a fan-out's
+/// first second is no harder on the workspace than the others).
+struct RateLimiter {
+    interval: Duration,
+    next: std::sync::Mutex<Instant>,
+}
+
+impl RateLimiter {
+    fn new(rate: u32) -> RateLimiter {
+        RateLimiter { interval: Duration::from_secs(1) / rate.max(1), next: std::sync::Mutex::new(Instant::now()) }
+    }
+
+    /// Waits for this send's slot.
+    async fn wait(&self) {
+        let slot = {
+            // A poisoned lock only means another send panicked while holding a time stamp: the value is usable.
+            let mut next = self.next.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let slot = (*next).max(Instant::now());
+            *next = slot + self.interval;
+            slot
+        };
+        tokio::time::sleep_until(slot.into()).await;
+    }
 }
 
 impl std::fmt::Debug for DatabricksClient {
@@ -161,7 +209,8 @@ struct Call<'a> {
     path: &'a str,
     url: &'a url::Url,
     body: Option<(&'a Bytes, &'static str)>,
-    /// Whether a 5xx or a broken answer may be retried (GET, the token request).
+    /// Whether a 5xx, a lost connection or a broken answer may be retried (every GET, the token request, and the
+    /// POSTs their caller says are idempotent).
     idempotent: bool,
 }
 
@@ -194,14 +243,24 @@ impl DatabricksClient {
     }
 
     /// A GET or POST of the API: authorization, retries, the 401 of an expired OAuth token, errors.
-    async fn call(&self, method: Method, path: &str, url: url::Url, body: Option<Bytes>) -> Result<Value, ApiError> {
-        let idempotent = method == Method::GET;
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        url: url::Url,
+        body: Option<Bytes>,
+        idempotency: Idempotency,
+    ) -> Result<Value, ApiError> {
+        let idempotent = idempotency == Idempotency::Idempotent;
         let call = Call { method, path, url: &url, body: body.as_ref().map(|b| (b, "application/json")), idempotent };
         let mut budget = MAX_ATTEMPTS;
         let mut renewed = false;
         loop {
             let (authorization, generation) = self.authorization().await?;
             let answer = self.send(&call, &authorization, &mut budget).await?;
+            if answer.status.is_redirection() {
+                return Err(redirect_error(&call.method, path, &self.base, &answer));
+            }
             if answer.status.is_success() {
                 return json_body(path, &answer.body);
             }
@@ -304,6 +363,9 @@ impl DatabricksClient {
         let mut budget = MAX_ATTEMPTS;
         let asked = Instant::now();
         let answer = self.send(&call, &basic, &mut budget).await?;
+        if answer.status.is_redirection() {
+            return Err(redirect_error(&call.method, TOKEN_PATH, &self.base, &answer));
+        }
         if answer.status.is_client_error() && answer.status != StatusCode::TOO_MANY_REQUESTS {
             let (code, message) = error_fields(&answer);
             return Err(ApiError::Auth(format!(
@@ -347,14 +409,13 @@ impl DatabricksClient {
         state.token = None;
     }
 
-    /// Sends `call` until it has an answer that retrying will not change, spending `budget` (one per send):
-    /// 429 after `Retry-After`; 5xx, timeouts excepted, and broken answers when idempotent; no answer at all for
-    /// any method. Returns the last answer whatever its status; `Err` when there was none.
+    /// Sends `call` until it has an answer that retrying will not change, spending `budget` (one per send).
+    /// Every call: 429 after `Retry-After`, and a connection that never opened (nothing was sent). Idempotent
+    /// calls also: 503 after `Retry-After` (the backoff when absent), other 5xx, a connection lost before the
+    /// answer, a broken answer. Returns the last answer whatever its status; `Err` when there was none.
     ///
-    /// POSTs are retried only on 429 (the workspace did not act on it) and when no byte of an answer came back.
-    /// In the second case the workspace may have acted on the request; the calls the engine POSTs are safe to
-    /// repeat all the same: the activation calls (`jobs/update` with the same settings, `sql/warehouses/{id}/start`
-    /// of a warehouse that is starting or running) are idempotent, and a token request only mints another token.
+    /// A non-idempotent call is not repeated once it may have reached the workspace (a 5xx, a lost answer): the
+    /// workspace may have acted on it, and a second send could act again.
     async fn send(&self, call: &Call<'_>, authorization: &HeaderValue, budget: &mut u32) -> Result<Answer, ApiError> {
         let what = || format!("{} {}", call.method, call.path);
         let mut attempt = 0u32;
@@ -362,6 +423,7 @@ impl DatabricksClient {
             attempt += 1;
             *budget = budget.saturating_sub(1);
             let last = *budget == 0;
+            self.limiter.wait().await;
             let started = Instant::now();
             let out = Outgoing { method: call.method.clone(), url: call.url, authorization, body: call.body };
             let outcome = self.transport.exchange(out, self.settings.request_timeout).await;
@@ -372,7 +434,9 @@ impl DatabricksClient {
                     let status = answer.status.as_u16();
                     tracing::debug!(site = %self.site, method, path, status, attempt, elapsed_ms, "Databricks call");
                     if answer.status == StatusCode::TOO_MANY_REQUESTS && !last {
-                        tokio::time::sleep(retry_after(&answer)).await;
+                        tokio::time::sleep(retry_after(&answer).unwrap_or(RETRY_AFTER_DEFAULT)).await;
+                    } else if answer.status == StatusCode::SERVICE_UNAVAILABLE && call.idempotent && !last {
+                        tokio::time::sleep(retry_after(&answer).unwrap_or_else(|| self.backoff(attempt))).await;
                     } else if answer.status.is_server_error() && call.idempotent && !last {
                         tokio::time::sleep(self.backoff(attempt)).await;
                     } else {
@@ -385,9 +449,9 @@ impl DatabricksClient {
                     tracing::debug!(site = %self.site, method, path, outcome = "timeout", attempt, elapsed_ms, "Databricks call");
                     return Err(ApiError::Timeout(what()));
                 }
-                Err(Failure::NoAnswer { cause }) => {
+                Err(Failure::NoAnswer { cause, sent }) => {
                     tracing::debug!(site = %self.site, method, path, outcome = "no answer", attempt, elapsed_ms, "Databricks call");
-                    if last {
+                    if last || (sent && !call.idempotent) {
                         return Err(ApiError::Unreachable(format!("{} ({cause})", what())));
                     }
                     tokio::time::sleep(self.backoff(attempt)).await;
@@ -414,18 +478,18 @@ impl WorkspaceApi for DatabricksClient {
     fn get<'a>(&'a self, path: &'a str, query: &'a [(&'a str, String)]) -> BoxFuture<'a, Result<Value, ApiError>> {
         Box::pin(async move {
             let url = self.url(path, query)?;
-            self.call(Method::GET, path, url, None).await
+            self.call(Method::GET, path, url, None, Idempotency::Idempotent).await
         })
     }
 
-    fn post<'a>(&'a self, path: &'a str, body: &'a Value) -> BoxFuture<'a, Result<Value, ApiError>> {
+    fn post<'a>(&'a self, path: &'a str, body: &'a Value, idempotency: Idempotency) -> BoxFuture<'a, Result<Value, ApiError>> {
         Box::pin(async move {
             let url = self.url(path, &[])?;
             let body = serde_json::to_vec(body).map_err(|e| ApiError::BadAnswer {
                 path: path.to_owned(),
                 problem: format!("the request body cannot be serialized: {e}"),
             })?;
-            self.call(Method::POST, path, url, Some(Bytes::from(body))).await
+            self.call(Method::POST, path, url, Some(Bytes::from(body)), idempotency).await
         })
     }
 }
@@ -438,16 +502,15 @@ fn jitter() -> f64 {
     (h.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
-/// `Retry-After` in seconds (an HTTP date is not used by Databricks: the default then), at most 30 s.
-fn retry_after(answer: &Answer) -> Duration {
+/// `Retry-After` in seconds, at most 30 s; `None` when absent or not a number (Databricks sends seconds, never an
+/// HTTP date: databricks-sdk-py `errors/customizer.py` parses it as an integer only).
+fn retry_after(answer: &Answer) -> Option<Duration> {
     answer
         .headers
         .get(header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs)
-        .unwrap_or(RETRY_AFTER_DEFAULT)
-        .min(RETRY_AFTER_CAP)
+        .map(|s| Duration::from_secs(s).min(RETRY_AFTER_CAP))
 }
 
 /// The JSON of a 2xx answer; an empty body is `{}`.
@@ -481,6 +544,63 @@ fn error_fields(answer: &Answer) -> (Option<String>, String) {
 /// Some workspaces answer a bad token with 403 rather than 401.
 fn is_invalid_token(answer: &Answer) -> bool {
     answer.status == StatusCode::FORBIDDEN && error_fields(answer).1.contains("Invalid access token")
+}
+
+/// Where the AWS PrivateLink documentation of Databricks lives (named in the PrivateLink redirect's advice, as
+/// databricks-sdk-go `apierr/private_link.go` does).
+const PRIVATE_LINK_DOC: &str = "https://docs.databricks.com/en/security/network/classic/privatelink.html";
+
+/// Whether a redirect's target is the PrivateLink validation error: the login page with
+/// `error=private-link-validation-error` (databricks-sdk-go `apierr/private_link.go` `isPrivateLinkRedirect`;
+/// databricks-sdk-py `errors/private_link.py` `_is_private_link_redirect`).
+fn is_private_link_redirect(target: &url::Url) -> bool {
+    target.path() == "/login.html" && target.query().is_some_and(|q| q.contains("error=private-link-validation-error"))
+}
+
+/// The error of a 3xx answer: redirects are never followed (the request carries the token, and a redirect can
+/// lead anywhere), so each says what is wrong and what to change in the site document or the network.
+fn redirect_error(method: &Method, path: &str, base: &url::Url, answer: &Answer) -> ApiError {
+    let location = answer.headers.get(header::LOCATION).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let target = base.join(location).ok();
+    let shown = match &target {
+        Some(t) => {
+            let mut shown = format!("{}://{}{}", t.scheme(), t.host_str().unwrap_or_default(), t.path());
+            if is_private_link_redirect(t) {
+                shown.push_str("?error=private-link-validation-error");
+            }
+            shown
+        }
+        None if location.is_empty() => "nowhere (no Location header)".to_owned(),
+        None => "an invalid Location".to_owned(),
+    };
+    let advice = match &target {
+        Some(t) if is_private_link_redirect(t) => format!(
+            "the workspace is behind PrivateLink and this caller is outside its network: run the function in a VPC \
+             with a route to the workspace's PrivateLink endpoint (an AWS VPC endpoint for the workspace's REST API, \
+             with private DNS resolving {}), or allow this network in the workspace's private access settings; see {PRIVATE_LINK_DOC}",
+            base.host_str().unwrap_or("the workspace host")
+        ),
+        Some(t) if t.path().starts_with("/login") => "the answer is the workspace's login page, not the REST API: set \
+             `workspace_url` in the site document to the workspace's own URL (https://<deployment>.cloud.databricks.com, \
+             not the account console or a proxy) and check that nothing strips the Authorization header"
+            .to_owned(),
+        Some(t) if t.scheme() != base.scheme() || t.host_str() != base.host_str() || t.port() != base.port() => format!(
+            "the workspace is answered at {}://{}: set `workspace_url` in the site document to it (redirects are not \
+             followed: they would carry the token to another host)",
+            t.scheme(),
+            t.host_str().unwrap_or_default()
+        ),
+        _ => "the REST API does not redirect: set `workspace_url` in the site document to the workspace's own URL, \
+             with no path, and check that no proxy rewrites API paths"
+            .to_owned(),
+    };
+    ApiError::Redirected {
+        method: if *method == Method::POST { "POST" } else { "GET" },
+        path: path.to_owned(),
+        status: answer.status.as_u16(),
+        location: shown,
+        advice,
+    }
 }
 
 fn status_error(method: &Method, path: &str, answer: &Answer) -> ApiError {

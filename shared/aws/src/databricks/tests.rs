@@ -122,7 +122,7 @@ fn connector_with(secrets: &[(&str, &str)], request_timeout: Duration) -> Databr
     DatabricksConnector::with_source(
         SecretSource::Fixed(Arc::new(map)),
         SECRETS,
-        Settings { request_timeout, backoff_base: Duration::from_millis(1) },
+        Settings { request_timeout, backoff_base: Duration::from_millis(1), rate_limit: 10_000 },
     )
 }
 
@@ -214,16 +214,48 @@ async fn a_429_waits_for_retry_after_then_succeeds() {
 }
 
 #[tokio::test]
-async fn a_post_is_retried_on_429() {
-    let ws = Workspace::start(|i, s| match i {
-        0 => reply(429, json!({})).header("Retry-After", "0"),
-        _ => reply(200, json!({"body": s.body, "type": s.content_type})),
+async fn a_post_is_retried_on_429_idempotent_or_not() {
+    // 429 is the rate limiter's refusal before the call ran: repeating it cannot act twice.
+    for idempotency in [Idempotency::Idempotent, Idempotency::NotIdempotent] {
+        let ws = Workspace::start(|i, s| match i {
+            0 => reply(429, json!({})).header("Retry-After", "0"),
+            _ => reply(200, json!({"body": s.body, "type": s.content_type})),
+        });
+        let c = connector();
+        let got = client(&c, &pat_site(&ws.url)).post("/api/2.1/jobs/update", &json!({"job_id": 1}), idempotency).await.unwrap();
+        assert_eq!(got["body"], r#"{"job_id":1}"#);
+        assert_eq!(got["type"], "application/json");
+        assert_eq!(ws.seen().len(), 2, "{idempotency:?}");
+    }
+}
+
+#[tokio::test]
+async fn an_idempotent_post_is_retried_on_503_after_retry_after() {
+    let ws = Workspace::start(|i, _| match i {
+        0 => reply(503, json!({"error_code": "TEMPORARILY_UNAVAILABLE", "message": "later"})).header("Retry-After", "1"),
+        _ => reply(200, json!({})),
     });
     let c = connector();
-    let got = client(&c, &pat_site(&ws.url)).post("/api/2.1/jobs/update", &json!({"job_id": 1})).await.unwrap();
-    assert_eq!(got["body"], r#"{"job_id":1}"#);
-    assert_eq!(got["type"], "application/json");
-    assert_eq!(ws.seen().len(), 2);
+    let body = json!({"job_id": 1, "new_settings": {"schedule": {"pause_status": "UNPAUSED"}}});
+    client(&c, &pat_site(&ws.url)).post("/api/2.2/jobs/update", &body, Idempotency::Idempotent).await.unwrap();
+    let seen = ws.seen();
+    assert_eq!(seen.len(), 2);
+    let sent = body.to_string();
+    assert!(seen.iter().all(|s| s.method == "POST" && s.body == sent), "the same body again: {seen:?}");
+    let waited = seen[1].at - seen[0].at;
+    assert!(waited >= Duration::from_secs(1), "Retry-After honoured: waited {waited:?}");
+}
+
+#[tokio::test]
+async fn an_idempotent_post_is_retried_on_other_5xx_until_the_budget_is_spent() {
+    let ws = Workspace::start(|_, _| reply(500, json!({"error_code": "INTERNAL_ERROR", "message": "boom"})));
+    let c = connector();
+    let e = client(&c, &pat_site(&ws.url))
+        .post("/api/2.0/sql/warehouses/w/stop", &json!({}), Idempotency::Idempotent)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, ApiError::Status { method: "POST", status: 500, .. }), "{e:?}");
+    assert_eq!(ws.seen().len(), MAX_ATTEMPTS as usize);
 }
 
 #[tokio::test]
@@ -256,12 +288,59 @@ async fn a_get_gives_up_after_four_attempts() {
 }
 
 #[tokio::test]
-async fn a_post_is_not_retried_on_5xx() {
-    let ws = Workspace::start(|_, _| reply(503, json!({"message": "later"})));
+async fn a_non_idempotent_post_is_never_retried_on_5xx() {
+    // The workspace may have created the job (or started the run) before it failed: a second send could too.
+    for status in [500, 503] {
+        let ws = Workspace::start(move |_, _| reply(status, json!({"message": "later"})).header("Retry-After", "0"));
+        let c = connector();
+        let e = client(&c, &pat_site(&ws.url))
+            .post("/api/2.2/jobs/run-now", &json!({"job_id": 1}), Idempotency::NotIdempotent)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, ApiError::Status { method: "POST", status: s, .. } if s == status), "{e:?}");
+        assert_eq!(ws.seen().len(), 1, "HTTP {status}");
+    }
+}
+
+#[tokio::test]
+async fn a_non_idempotent_post_is_retried_only_when_nothing_was_sent() {
+    // A connection that never opened sent nothing: repeating is safe, and it is repeated.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let c = connector();
-    let e = client(&c, &pat_site(&ws.url)).post("/api/2.0/sql/warehouses/w/start", &json!({})).await.unwrap_err();
-    assert!(matches!(e, ApiError::Status { method: "POST", status: 503, .. }), "{e:?}");
-    assert_eq!(ws.seen().len(), 1);
+    let started = Instant::now();
+    let e = client(&c, &pat_site(&format!("http://127.0.0.1:{port}")))
+        .post("/api/2.2/jobs/create", &json!({"name": "x"}), Idempotency::NotIdempotent)
+        .await
+        .unwrap_err();
+    assert!(matches!(&e, ApiError::Unreachable(m) if m.contains("cannot connect")), "{e}");
+    // A connection that answers nothing after the request was sent: the job may exist; not repeated.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = accepted.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mut stream = stream.unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = std::io::Read::read(&mut stream, &mut buf);
+            drop(stream);
+        }
+    });
+    let e = client(&c, &pat_site(&format!("http://127.0.0.1:{port}")))
+        .post("/api/2.2/jobs/create", &json!({"name": "x"}), Idempotency::NotIdempotent)
+        .await
+        .unwrap_err();
+    assert!(matches!(&e, ApiError::Unreachable(_)), "{e}");
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1, "sent once, never repeated");
+    // The same lost answer of an idempotent call is repeated.
+    let e = client(&c, &pat_site(&format!("http://127.0.0.1:{port}")))
+        .post("/api/2.2/jobs/update", &json!({"job_id": 1}), Idempotency::Idempotent)
+        .await
+        .unwrap_err();
+    assert!(matches!(&e, ApiError::Unreachable(_)), "{e}");
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1 + MAX_ATTEMPTS as usize);
+    assert!(started.elapsed() < Duration::from_secs(5));
 }
 
 #[tokio::test]
@@ -319,7 +398,7 @@ async fn errors_carry_the_error_code_and_answers_must_be_json() {
     assert!(
         matches!(&e, ApiError::Status { status: 400, error_code: None, message, .. } if message == "Bad Gateway from the proxy")
     );
-    assert_eq!(api.post("/api/2.0/empty", &json!({})).await.unwrap(), json!({}));
+    assert_eq!(api.post("/api/2.0/empty", &json!({}), Idempotency::Idempotent).await.unwrap(), json!({}));
     for bad in ["api/2.0/x", "//elsewhere.example/x", "/api/2.0/x?y=1"] {
         assert!(matches!(api.get(bad, &[]).await, Err(ApiError::BadAnswer { .. })), "{bad}");
     }
@@ -453,7 +532,7 @@ async fn the_secret_never_shows_in_debug() {
 }
 
 #[test]
-fn retry_after_is_capped_and_defaults_to_a_second() {
+fn retry_after_is_capped_and_absent_when_not_seconds() {
     let answer = |value: Option<&str>| {
         let mut headers = ::http::HeaderMap::new();
         if let Some(v) = value {
@@ -461,10 +540,10 @@ fn retry_after_is_capped_and_defaults_to_a_second() {
         }
         Answer { status: StatusCode::TOO_MANY_REQUESTS, headers, body: Bytes::new() }
     };
-    assert_eq!(retry_after(&answer(Some("7"))), Duration::from_secs(7));
-    assert_eq!(retry_after(&answer(Some("3600"))), RETRY_AFTER_CAP);
-    assert_eq!(retry_after(&answer(None)), RETRY_AFTER_DEFAULT);
-    assert_eq!(retry_after(&answer(Some("Wed, 21 Oct 2015 07:28:00 GMT"))), RETRY_AFTER_DEFAULT);
+    assert_eq!(retry_after(&answer(Some("7"))), Some(Duration::from_secs(7)));
+    assert_eq!(retry_after(&answer(Some("3600"))), Some(RETRY_AFTER_CAP));
+    assert_eq!(retry_after(&answer(None)), None);
+    assert_eq!(retry_after(&answer(Some("Wed, 21 Oct 2015 07:28:00 GMT"))), None);
 }
 
 #[test]
@@ -472,7 +551,7 @@ fn backoff_is_full_jitter_under_an_exponential_ceiling() {
     let c = DatabricksConnector::with_source(
         SecretSource::Fixed(Arc::default()),
         SECRETS,
-        Settings { request_timeout: REQUEST_TIMEOUT, backoff_base: BACKOFF_BASE },
+        Settings { request_timeout: REQUEST_TIMEOUT, backoff_base: BACKOFF_BASE, rate_limit: RATE_LIMIT },
     );
     let api = client(&c, &pat_site("https://a.cloud.databricks.com"));
     for attempt in 1..=8u32 {
@@ -481,4 +560,62 @@ fn backoff_is_full_jitter_under_an_exponential_ceiling() {
         assert!(waits.iter().all(|w| *w <= ceiling), "attempt {attempt}: {waits:?}");
         assert!(waits.iter().any(|w| *w < ceiling / 2) && waits.iter().any(|w| *w > ceiling / 2), "{waits:?}");
     }
+}
+
+#[tokio::test]
+async fn a_redirect_is_never_followed_and_says_what_to_change() {
+    let ws = Workspace::start(|_, s| match s.url.as_str() {
+        "/api/2.0/pl" => reply(303, json!({})).header("Location", "/login.html?error=private-link-validation-error&x=1"),
+        "/api/2.0/moved" => reply(301, json!({})).header("Location", "https://dbc-1234.cloud.databricks.com/api/2.0/moved?q=s"),
+        "/api/2.0/login" => reply(302, json!({})).header("Location", "/login.html?next_url=%2Fapi"),
+        _ => reply(307, json!({})).header("Location", "/api/2.0/elsewhere"),
+    });
+    let c = connector();
+    let api = client(&c, &pat_site(&ws.url));
+    let e = api.get("/api/2.0/pl", &[]).await.unwrap_err();
+    let ApiError::Redirected { status, location, advice, .. } = &e else { panic!("{e:?}") };
+    assert_eq!(*status, 303);
+    assert!(location.ends_with("/login.html?error=private-link-validation-error"), "{location}");
+    assert!(
+        advice
+            .starts_with("the workspace is behind PrivateLink and this caller is outside its network: run the function in a VPC"),
+        "{advice}"
+    );
+    assert!(e.is_site_wide(), "every call would be redirected: the export skips the site");
+
+    let e = api.post("/api/2.0/moved", &json!({}), Idempotency::Idempotent).await.unwrap_err();
+    assert!(
+        matches!(&e, ApiError::Redirected { method: "POST", advice, location, .. }
+            if advice.contains("set `workspace_url` in the site document to it") && advice.contains("https://dbc-1234.cloud.databricks.com")
+            && !location.contains("q=s")),
+        "{e:?}"
+    );
+    let e = api.get("/api/2.0/login", &[]).await.unwrap_err();
+    assert!(
+        matches!(&e, ApiError::Redirected { advice, .. } if advice.contains("login page") && advice.contains("workspace_url")),
+        "{e:?}"
+    );
+    let e = api.get("/api/2.0/other", &[]).await.unwrap_err();
+    assert!(matches!(&e, ApiError::Redirected { status: 307, advice, .. } if advice.contains("no proxy rewrites")), "{e:?}");
+    // Never followed: one request per call, the token never sent to the redirect's target.
+    assert_eq!(ws.seen().len(), 4);
+}
+
+#[tokio::test]
+async fn sends_to_one_workspace_are_spaced_by_the_rate_limit() {
+    let ws = Workspace::start(|_, _| reply(200, json!({})));
+    let c = DatabricksConnector::with_source(
+        SecretSource::Fixed(Arc::new([("/dr/t/secrets/pat".to_owned(), PAT.to_owned())].into_iter().collect())),
+        SECRETS,
+        Settings { request_timeout: Duration::from_secs(5), backoff_base: Duration::from_millis(1), rate_limit: 20 },
+    );
+    let api = client(&c, &pat_site(&ws.url));
+    let calls: Vec<_> = (0..10).map(|_| api.get("/api/2.0/x", &[])).collect();
+    for r in futures_util::future::join_all(calls).await {
+        r.unwrap();
+    }
+    let seen = ws.seen();
+    let span = seen.last().unwrap().at - seen[0].at;
+    // 10 sends at 20 per second, all asked at once: the last goes out 9 intervals of 50 ms after the first.
+    assert!(span >= Duration::from_millis(430), "{span:?}");
 }

@@ -45,16 +45,59 @@ pub struct KindDrift {
     pub removed: Vec<String>,
     /// Identities in both whose content differs, sorted.
     pub changed: Vec<Changed>,
+    /// Identities in `base` and not in `other` that the API stopped listing on its own, not removed by anyone:
+    /// clusters terminated more than [`CLUSTER_LISTING_WINDOW_MS`] before `other` was taken (set by
+    /// [`KindDrift::set_aside_aged_out_clusters`]), and their permissions. Sorted; empty for every other kind.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aged_out: Vec<String>,
     /// Objects of either side without an identity: not compared.
     pub unidentified: usize,
     /// Whether both exports were complete (otherwise `added`/`removed` may be an artefact of a partial read).
     pub exact: bool,
 }
 
+/// How long `clusters/list` keeps listing a terminated cluster that is not pinned: "all pinned and active
+/// clusters, and all clusters terminated within the last 30 days" (https://docs.databricks.com/api/workspace/clusters/list;
+/// databricks-sdk-go `service/compute/api.go`, `ClustersAPI.List`).
+pub const CLUSTER_LISTING_WINDOW_MS: i64 = 30 * 24 * 3600 * 1000;
+
+/// Whether a cluster, as an earlier export saw it, may since have left `clusters/list` on its own at `now_ms`:
+/// it was `TERMINATED` and its `terminated_time` (epoch ms) is at least [`CLUSTER_LISTING_WINDOW_MS`] before
+/// `now_ms`. A pinned cluster never leaves the listing; the listing does not say which clusters are pinned, so a
+/// cluster that went missing past the window is taken as aged out (deleting it is the other possibility).
+pub fn may_have_aged_out(cluster: &Value, now_ms: i64) -> bool {
+    let terminated = cluster.get("state").and_then(Value::as_str) == Some("TERMINATED");
+    let at = cluster.get("terminated_time").and_then(Value::as_i64);
+    terminated && at.is_some_and(|t| now_ms.saturating_sub(t) >= CLUSTER_LISTING_WINDOW_MS)
+}
+
+/// The identities of the clusters of an earlier export that [`may_have_aged_out`] by `now_ms`.
+pub fn aged_out_clusters(clusters: &[Value], now_ms: i64) -> BTreeSet<String> {
+    clusters.iter().filter(|c| may_have_aged_out(c, now_ms)).filter_map(|c| identity::of(ObjectKind::Clusters, c)).collect()
+}
+
 impl KindDrift {
     /// Whether nothing was added, removed or changed (unidentified objects and exactness aside).
     pub fn is_empty(&self) -> bool {
         self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty()
+    }
+
+    /// For one site over time: moves from `removed` to `aged_out` each cluster of `aged` (from
+    /// [`aged_out_clusters`]), and the cluster's permissions (`clusters:{name}`), so that the API's 30-day
+    /// window never reads as a removal. Other kinds are left as they are.
+    pub fn set_aside_aged_out_clusters(&mut self, aged: &BTreeSet<String>) {
+        let matches = |id: &str| match self.kind {
+            ObjectKind::Clusters => aged.contains(id),
+            ObjectKind::Permissions => id.strip_prefix("clusters:").is_some_and(|name| aged.contains(name)),
+            _ => false,
+        };
+        if aged.is_empty() || !self.removed.iter().any(|id| matches(id)) {
+            return;
+        }
+        let (out, kept): (Vec<String>, Vec<String>) = std::mem::take(&mut self.removed).into_iter().partition(|id| matches(id));
+        self.removed = kept;
+        self.aged_out.extend(out);
+        self.aged_out.sort();
     }
 }
 
@@ -122,6 +165,12 @@ impl Drift {
         parts.extend(self.phrases(|k| k.added.len(), None).into_iter().map(|p| format!("+{p}")));
         parts.extend(self.phrases(|k| k.removed.len(), None).into_iter().map(|p| format!("-{p}")));
         parts.extend(self.phrases(|k| k.changed.len(), None).into_iter().map(|p| format!("{p} changed")));
+        parts.extend(
+            // The clusters' permissions went with them: the clusters alone are counted.
+            self.phrases(|k| if k.kind == ObjectKind::Clusters { k.aged_out.len() } else { 0 }, None)
+                .into_iter()
+                .map(|p| format!("{p} aged out of the listing (terminated over 30 days ago, not pinned)")),
+        );
         parts.extend(self.unidentified_part());
         let note = self.not_exact_note().map(|n| format!(" ({n})")).unwrap_or_default();
         if parts.is_empty() {
@@ -194,7 +243,15 @@ pub fn diff(kind: ObjectKind, base: &[Value], other: &[Value], exact: bool) -> K
     let mut unidentified = 0;
     let base = by_identity(kind, base, &mut unidentified);
     let other = by_identity(kind, other, &mut unidentified);
-    let mut drift = KindDrift { kind, added: Vec::new(), removed: Vec::new(), changed: Vec::new(), unidentified, exact };
+    let mut drift = KindDrift {
+        kind,
+        added: Vec::new(),
+        removed: Vec::new(),
+        changed: Vec::new(),
+        aged_out: Vec::new(),
+        unidentified,
+        exact,
+    };
     let empty = Vec::new();
     let ids: BTreeSet<&String> = base.keys().chain(other.keys()).collect();
     for id in ids {
@@ -338,12 +395,53 @@ mod tests {
         assert!(d.is_empty() && d.unidentified == 0);
     }
 
+    #[test]
+    fn a_cluster_terminated_past_the_window_is_aged_out_not_removed() {
+        let now = 100 * CLUSTER_LISTING_WINDOW_MS;
+        let cluster = |name: &str, state: &str, terminated: Option<i64>| {
+            let mut c = json!({"cluster_name": name, "state": state, "cluster_source": "UI"});
+            if let Some(t) = terminated {
+                c["terminated_time"] = json!(t);
+            }
+            c
+        };
+        let base = vec![
+            cluster("old-adhoc", "TERMINATED", Some(now - CLUSTER_LISTING_WINDOW_MS - 1)),
+            cluster("young-adhoc", "TERMINATED", Some(now - CLUSTER_LISTING_WINDOW_MS + 60_000)),
+            cluster("running", "RUNNING", Some(now - 2 * CLUSTER_LISTING_WINDOW_MS)),
+            cluster("no-time", "TERMINATED", None),
+            cluster("kept", "TERMINATED", Some(now - 2 * CLUSTER_LISTING_WINDOW_MS)),
+        ];
+        let other = vec![cluster("kept", "TERMINATED", Some(now - 2 * CLUSTER_LISTING_WINDOW_MS))];
+        let aged = aged_out_clusters(&base, now);
+        let mut d = diff(ObjectKind::Clusters, &base, &other, true);
+        d.set_aside_aged_out_clusters(&aged);
+        assert_eq!(d.aged_out, ["old-adhoc"]);
+        assert_eq!(d.removed, ["no-time", "running", "young-adhoc"], "deleted inside the window: removed");
+        // Its permissions went with it; a job of the same name did not.
+        let acl = |t: &str, n: &str| json!({"object_type": t, "object_name": n, "access_control_list": []});
+        let perms = vec![acl("clusters", "old-adhoc"), acl("clusters", "running"), acl("jobs", "old-adhoc")];
+        let mut p = diff(ObjectKind::Permissions, &perms, &[], true);
+        p.set_aside_aged_out_clusters(&aged);
+        assert_eq!(p.aged_out, ["clusters:old-adhoc"]);
+        assert_eq!(p.removed, ["clusters:running", "jobs:old-adhoc"]);
+        let over_time = Drift { base: "previous snapshot".into(), other: "this snapshot".into(), kinds: vec![d] };
+        let line = over_time.sentence_over_time();
+        assert!(line.contains("-3 clusters") && line.contains("1 cluster aged out of the listing"), "{line}");
+        // Only clusters and their permissions: a job is never aged out.
+        let jobs = vec![json!({"job_id": 1, "settings": {"name": "old-adhoc"}})];
+        let mut d = diff(ObjectKind::Jobs, &jobs, &[], true);
+        d.set_aside_aged_out_clusters(&aged);
+        assert!(d.aged_out.is_empty() && d.removed.len() == 1);
+    }
+
     fn kd(kind: ObjectKind, added: usize, removed: usize, changed: usize, exact: bool) -> KindDrift {
         KindDrift {
             kind,
             added: (0..added).map(|i| format!("a{i}")).collect(),
             removed: (0..removed).map(|i| format!("r{i}")).collect(),
             changed: (0..changed).map(|i| Changed { identity: format!("c{i}"), fields: vec![] }).collect(),
+            aged_out: vec![],
             unidentified: 0,
             exact,
         }

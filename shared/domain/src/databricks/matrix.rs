@@ -606,7 +606,15 @@ mod tests {
             other: "secondary".into(),
             kinds: ObjectKind::ALL
                 .into_iter()
-                .map(|kind| KindDrift { kind, added: vec![], removed: vec![], changed: vec![], unidentified: 0, exact: true })
+                .map(|kind| KindDrift {
+                    kind,
+                    added: vec![],
+                    removed: vec![],
+                    changed: vec![],
+                    aged_out: vec![],
+                    unidentified: 0,
+                    exact: true,
+                })
                 .collect(),
         }
     }

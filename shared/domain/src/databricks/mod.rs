@@ -146,6 +146,26 @@ impl ObjectKind {
     }
 }
 
+/// Catalogs every workspace has and no one recovers: Databricks' own (`system`, the system tables; `samples`;
+/// `__databricks_internal`). An export does not list their schemas, tables, volumes or grants.
+pub const BUILTIN_CATALOGS: [&str; 3] = ["system", "samples", "__databricks_internal"];
+
+/// The schema every catalog has, generated from the catalog itself (its views describe the catalog).
+pub const BUILTIN_SCHEMA: &str = "information_schema";
+
+/// Whether an export leaves a catalog out: one of [`BUILTIN_CATALOGS`], or any whose `catalog_type` says the
+/// system made it (`SYSTEM_CATALOG`, `INTERNAL_CATALOG`).
+pub fn is_builtin_catalog(catalog: &serde_json::Value) -> bool {
+    let name = catalog.get("name").and_then(serde_json::Value::as_str).unwrap_or_default();
+    let kind = catalog.get("catalog_type").and_then(serde_json::Value::as_str).unwrap_or_default();
+    BUILTIN_CATALOGS.contains(&name) || matches!(kind, "SYSTEM_CATALOG" | "INTERNAL_CATALOG")
+}
+
+/// Whether an export leaves a schema out: [`BUILTIN_SCHEMA`].
+pub fn is_builtin_schema(schema: &serde_json::Value) -> bool {
+    schema.get("name").and_then(serde_json::Value::as_str) == Some(BUILTIN_SCHEMA)
+}
+
 impl fmt::Display for ObjectKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

@@ -13,7 +13,7 @@
 //! recorded, paged and reported as to do by hand.
 
 use super::*;
-use crate::ports::{ApiError, WorkspaceApi};
+use crate::ports::{ApiError, Idempotency, WorkspaceApi};
 use crate::workspace::pages::{Listing, every_page};
 use domain::activation::{
     self, Activation, ActivationSettings, Change, ChangeStatus, JobView, ObjectType, Redirection, WarehouseView,
@@ -411,7 +411,8 @@ async fn change_object(api: &dyn WorkspaceApi, c: &Change) -> Result<(ChangeStat
             value["pause_status"] = json!(c.after);
             let job_id = c.id.parse::<i64>().map(Value::from).unwrap_or_else(|_| json!(c.id));
             let body = json!({ "job_id": job_id, "new_settings": { c.field.as_str(): value } });
-            api.post("/api/2.2/jobs/update", &body).await?;
+            // The same settings sent twice leave the job as sent once: idempotent (retried on 429 and 503).
+            api.post("/api/2.2/jobs/update", &body, Idempotency::Idempotent).await?;
             Ok((ChangeStatus::Done, None))
         }
         ObjectType::Warehouse => {
@@ -426,7 +427,8 @@ async fn change_object(api: &dyn WorkspaceApi, c: &Change) -> Result<(ChangeStat
                 return Ok((ChangeStatus::Skipped, Some(format!("found {state}"))));
             }
             let action = if c.after == "RUNNING" { "start" } else { "stop" };
-            api.post(&format!("{path}/{action}"), &json!({})).await?;
+            // Starting a starting or running warehouse (stopping a stopped one) changes nothing: idempotent.
+            api.post(&format!("{path}/{action}"), &json!({}), Idempotency::Idempotent).await?;
             Ok((ChangeStatus::Done, None))
         }
         ObjectType::DnsRecord => Ok((ChangeStatus::NotDone, Some("not a workspace object".into()))),

@@ -82,8 +82,9 @@ impl WorkspaceApi for FakeWs {
             self.answer_get(path, query)
         })
     }
-    fn post<'a>(&'a self, path: &'a str, body: &'a Value) -> BoxFuture<'a, Result<Value, ApiError>> {
+    fn post<'a>(&'a self, path: &'a str, body: &'a Value, idempotency: Idempotency) -> BoxFuture<'a, Result<Value, ApiError>> {
         Box::pin(async move {
+            assert_eq!(idempotency, Idempotency::Idempotent, "{path}: every activation call is idempotent");
             if self.hang {
                 std::future::pending::<()>().await;
             }
@@ -350,7 +351,7 @@ impl WorkspaceApi for RepeatingPages {
         Box::pin(async { Ok(json!({"jobs": [job(1, "etl", "active-passive", "schedule", "PAUSED")], "next_page_token": "t"})) })
     }
 
-    fn post<'a>(&'a self, path: &'a str, _body: &'a Value) -> BoxFuture<'a, Result<Value, ApiError>> {
+    fn post<'a>(&'a self, path: &'a str, _body: &'a Value, _: Idempotency) -> BoxFuture<'a, Result<Value, ApiError>> {
         Box::pin(async move { Err(ApiError::BadAnswer { path: path.into(), problem: "no posts here".into() }) })
     }
 }

@@ -1,13 +1,15 @@
 //! What `status` and `check` say of workload activation (the failover's `activate` step,
 //! `failover::activate`): each workspace's selected jobs (scheduled or paused) and named SQL warehouses, read
 //! through the connector under a short deadline, and what is out of step between the two: a selected job that
-//! runs by itself in both workspaces is a critical finding (duplicate runs).
+//! runs by itself in both workspaces is a critical finding (duplicate runs). `check` also proves that each
+//! workspace's principal can see what activation acts on there: a workspace admin (`scim/v2/Me`, group `admins`),
+//! or one that sees every tagged job the other workspace has; otherwise a finding names the gap.
 
 use crate::check::Finding;
 use crate::documents::DrDocuments;
 use crate::failover::activate::{jobs_of, warehouses_of};
 use crate::ports::WorkspaceConnector;
-use domain::activation::{self, ActivationSettings, JobView, WarehouseView};
+use domain::activation::{self, ActivationSettings, JobView, Principal, WarehouseView};
 use domain::notification::Severity;
 use domain::site::SiteName;
 use serde_json::{Value, json};
@@ -16,8 +18,12 @@ use std::time::Duration;
 /// How long `status` and `check` wait for a workspace's jobs and warehouses.
 pub const VIEW_DEADLINE: Duration = Duration::from_secs(8);
 
-/// One workspace's jobs and warehouses, or why they could not be read.
-type Read = Result<(Vec<JobView>, Vec<WarehouseView>), String>;
+/// One workspace's jobs and warehouses (as its principal sees them) and who that principal is (or why not), or
+/// why they could not be read.
+type Read = Result<(Vec<JobView>, Vec<WarehouseView>, Result<Principal, String>), String>;
+
+/// Who the credentials authenticate as (databricks-sdk-go `service/iam/impl.go` `CurrentUser.Me`).
+const ME_PATH: &str = "/api/2.0/preview/scim/v2/Me";
 
 /// The activation view (for `status`) and the findings (for `check`); `None` when no site document selects
 /// anything to activate.
@@ -32,8 +38,17 @@ pub async fn view(connector: Option<&dyn WorkspaceConnector>, docs: &DrDocuments
     let read = |site: SiteName| async move {
         let Some(config) = docs.site(site).valid() else { return Err(format!("sites/{site} is not valid")) };
         let api = connector.connect(site, config).map_err(|e| e.to_string())?;
-        let both = async { tokio::try_join!(jobs_of(api.as_ref()), warehouses_of(api.as_ref())) };
-        match tokio::time::timeout(VIEW_DEADLINE, both).await {
+        let me = async {
+            match api.get(ME_PATH, &[]).await {
+                Ok(me) => Principal::of(&me).ok_or_else(|| format!("{ME_PATH} names nobody")),
+                Err(e) => Err(e.to_string()),
+            }
+        };
+        let all = async {
+            let (lists, me) = tokio::join!(async { tokio::try_join!(jobs_of(api.as_ref()), warehouses_of(api.as_ref())) }, me);
+            lists.map(|(jobs, warehouses)| (jobs, warehouses, me))
+        };
+        match tokio::time::timeout(VIEW_DEADLINE, all).await {
             Ok(r) => r.map_err(|e| e.to_string()),
             Err(_) => Err(format!("no answer within {} s", VIEW_DEADLINE.as_secs())),
         }
@@ -45,15 +60,31 @@ pub async fn view(connector: Option<&dyn WorkspaceConnector>, docs: &DrDocuments
         workspaces.insert(site.as_str().to_owned(), site_view(site == active, &s, r));
     }
     let mut findings = Vec::new();
+    let finding = |f: activation::OutOfStep| Finding {
+        id: f.id,
+        severity: if f.critical { Severity::Critical } else { Severity::Warning },
+        what: f.what,
+        action: f.action,
+    };
     match (&a, &o) {
-        (Ok((active_jobs, active_warehouses)), Ok((other_jobs, _))) => {
+        (Ok((active_jobs, active_warehouses, active_me)), Ok((other_jobs, _, other_me))) => {
             for f in activation::out_of_step(active, &settings, active_jobs, other_jobs, active_warehouses) {
-                findings.push(Finding {
-                    id: f.id,
-                    severity: if f.critical { Severity::Critical } else { Severity::Warning },
-                    what: f.what,
-                    action: f.action,
-                });
+                findings.push(finding(f));
+            }
+            // Activation acts on the tagged jobs of both workspaces: their principals must see them all.
+            for (site, me, here, there) in
+                [(active, active_me, active_jobs, other_jobs), (active.other(), other_me, other_jobs, active_jobs)]
+            {
+                let s = settings_of(site).unwrap_or_else(|| settings.clone());
+                match me {
+                    Ok(principal) => findings.extend(activation::visibility_gap(site, &s, principal, here, there).map(finding)),
+                    Err(e) => findings.push(Finding {
+                        id: format!("activation-access-{site}"),
+                        severity: Severity::Warning,
+                        what: format!("who the {site} credentials act as could not be read ({e}): whether they can see every job activation acts on is not proved"),
+                        action: format!("check that sites/{site}'s principal may call {ME_PATH} (every workspace user may)"),
+                    }),
+                }
             }
         }
         _ => {
@@ -80,7 +111,7 @@ pub async fn view(connector: Option<&dyn WorkspaceConnector>, docs: &DrDocuments
 fn site_view(active: bool, settings: &ActivationSettings, read: &Read) -> Value {
     match read {
         Err(e) => json!({ "active": active, "error": e }),
-        Ok((jobs, warehouses)) => {
+        Ok((jobs, warehouses, me)) => {
             let jobs: Vec<Value> = jobs
                 .iter()
                 .filter(|j| settings.selects(j))
@@ -92,8 +123,13 @@ fn site_view(active: bool, settings: &ActivationSettings, read: &Read) -> Value 
                 .map(|w| json!({ "name": w.name, "state": w.state }))
                 .collect();
             let running = jobs.iter().filter(|j| j["runs"] == true).count();
+            let principal = match me {
+                Ok(p) => json!({ "name": p.name, "admin": p.admin }),
+                Err(e) => json!({ "error": e }),
+            };
             json!({
                 "active": active,
+                "principal": principal,
                 "summary": format!("{running} of {} selected job(s) scheduled", jobs.len()),
                 "jobs": jobs,
                 "warehouses": warehouses,

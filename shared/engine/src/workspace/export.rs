@@ -28,7 +28,7 @@ pub struct ExportLimits {
 
 impl Default for ExportLimits {
     fn default() -> Self {
-        ExportLimits { concurrency: 8, deadline: std::time::Duration::from_secs(120), page_size: 100 }
+        ExportLimits { concurrency: 32, deadline: std::time::Duration::from_secs(120), page_size: 100 }
     }
 }
 
@@ -175,7 +175,7 @@ pub async fn export_site(api: &dyn WorkspaceApi, limits: ExportLimits) -> SiteOb
     // The probe: the metastore summary is one small answer every Unity Catalog workspace gives.
     let metastore = match b.get("/api/2.1/unity-catalog/metastore_summary", &[]).await {
         Ok(m) => Gathered::ok(vec![m]),
-        Err(e) if e.is_unreachable() || matches!(e, ApiError::Auth(_) | ApiError::NotConfigured(_)) => {
+        Err(e) if e.is_site_wide() => {
             let mut out = SiteObjects::skipped(&format!("the workspace did not answer: {e}"));
             out.requests = b.requests.load(Ordering::Relaxed);
             return out;
@@ -197,12 +197,7 @@ pub async fn export_site(api: &dyn WorkspaceApi, limits: ExportLimits) -> SiteOb
         b.list("/api/2.1/unity-catalog/models", &[], "registered_models", "page_token", Some("max_results")),
         b.list("/api/2.0/serving-endpoints", &[], "endpoints", "page_token", None),
     );
-    let (vector, repos, objects, scopes) = tokio::join!(
-        vector_search(b),
-        b.list("/api/2.0/repos", &[], "repos", "next_page_token", None),
-        workspace_objects(b),
-        secret_scopes(b)
-    );
+    let (vector, (repos, objects), scopes) = tokio::join!(vector_search(b), workspace_tree(b), secret_scopes(b));
     let (catalogs, schemas, tables, volumes) = catalog_tree;
     let (grants, permissions) = tokio::join!(
         grants(
@@ -260,47 +255,44 @@ fn inherit(mut child: Gathered, parent: &Gathered, what: &str) -> Gathered {
     child
 }
 
-/// Jobs with every task: the 2.2 listing expands at most 100 tasks of a job and says `has_more` on that job;
-/// the rest come page by page from `jobs/get`.
+/// The arrays of a job's settings that `jobs/get` (API 2.2) pages together under one `next_page_token`, 100 of
+/// each per page (databricks-sdk-go `service/jobs/ext_api.go`, `JobsAPI.Get`, appends all four).
+const JOB_PAGED_ARRAYS: [&str; 4] = ["tasks", "job_clusters", "parameters", "environments"];
+
+/// The page size of `jobs/get`'s arrays, and the most `jobs/list` shows of a job's tasks and job clusters.
+const JOB_ARRAY_PAGE: usize = 100;
+
+/// Jobs with every task, job cluster, parameter and environment: the 2.2 listing expands at most 100 tasks and
+/// job clusters of a job and says `has_more` on it; `jobs/get` pages the four arrays together. A job is read
+/// again by `jobs/get` when its listing says `has_more`, or shows a full page of any of the four arrays (the
+/// listing's truncation of `parameters` and `environments` is not documented: a full page is taken as more).
 async fn jobs(b: &Bounded<'_>) -> Gathered {
     let listed = b.list("/api/2.2/jobs/list", &[("expand_tasks", "true".into())], "jobs", "page_token", Some("limit")).await;
     let mut out = Gathered { objects: Vec::with_capacity(listed.objects.len()), error: listed.error };
-    let answers = stream::iter(listed.objects.into_iter().map(|job| async move {
-        if job.get("has_more") != Some(&Value::Bool(true)) {
-            return (job, None);
-        }
-        let Some(id) = job.get("job_id").map(|v| v.to_string()) else { return (job, None) };
+    let mut answers = stream::iter(listed.objects.into_iter().map(|job| async move {
+        let truncated = job.get("has_more") == Some(&Value::Bool(true))
+            || JOB_PAGED_ARRAYS.iter().any(|k| {
+                job.pointer(&format!("/settings/{k}")).and_then(Value::as_array).is_some_and(|a| a.len() >= JOB_ARRAY_PAGE)
+            });
         let mut job = job;
-        let mut token: Option<String> = None;
-        let mut tasks: Vec<Value> = Vec::new();
-        loop {
-            let mut q = vec![("job_id", id.clone())];
-            if let Some(t) = &token {
-                q.push(("page_token", t.clone()));
-            }
-            match b.get("/api/2.2/jobs/get", &q).await {
-                Ok(page) => {
-                    if let Some(Value::Array(t)) = page.pointer("/settings/tasks") {
-                        tasks.extend(t.iter().cloned());
-                    }
-                    match page.get("next_page_token").and_then(Value::as_str).filter(|t| !t.is_empty()) {
-                        Some(next) if token.as_deref() != Some(next) => token = Some(next.to_owned()),
-                        _ => break,
-                    }
-                }
-                Err(e) => return (job, Some(e)),
-            }
-        }
-        if let Some(settings) = job.get_mut("settings").and_then(Value::as_object_mut) {
-            settings.insert("tasks".into(), Value::Array(tasks));
-        }
         if let Some(o) = job.as_object_mut() {
             o.remove("has_more");
         }
-        (job, None)
+        if !truncated {
+            return (job, None);
+        }
+        let Some(id) = job.get("job_id").map(|v| v.to_string()) else { return (job, None) };
+        match full_job(b, &id).await {
+            Ok(settings) => {
+                if let Some(o) = job.as_object_mut() {
+                    o.insert("settings".into(), settings);
+                }
+                (job, None)
+            }
+            Err(e) => (job, Some(e)),
+        }
     }))
     .buffered(16);
-    let mut answers = answers;
     while let Some((job, error)) = answers.next().await {
         out.objects.push(job);
         if out.error.is_none() {
@@ -308,6 +300,46 @@ async fn jobs(b: &Bounded<'_>) -> Gathered {
         }
     }
     out
+}
+
+/// A job's settings over every page of `jobs/get`: the first page's settings, each later page's four arrays
+/// appended. A token answered twice is an error (a truncated job would read as drift), never a silent stop.
+async fn full_job(b: &Bounded<'_>, id: &str) -> Result<Value, ApiError> {
+    const PATH: &str = "/api/2.2/jobs/get";
+    let mut settings: Option<Value> = None;
+    let mut token: Option<String> = None;
+    for _ in 0..pages::MAX_PAGES {
+        let mut q = vec![("job_id", id.to_owned())];
+        if let Some(t) = &token {
+            q.push(("page_token", t.clone()));
+        }
+        let page = b.get(PATH, &q).await?;
+        let page_settings = page.get("settings").cloned().unwrap_or_else(|| json!({}));
+        match &mut settings {
+            None => settings = Some(page_settings),
+            Some(all) => {
+                for key in JOB_PAGED_ARRAYS {
+                    let Some(Value::Array(more)) = page_settings.get(key) else { continue };
+                    match all.get_mut(key) {
+                        Some(Value::Array(have)) => have.extend(more.iter().cloned()),
+                        _ => {
+                            if let Some(o) = all.as_object_mut() {
+                                o.insert(key.to_owned(), Value::Array(more.clone()));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        match page.get("next_page_token").and_then(Value::as_str).filter(|t| !t.is_empty()) {
+            Some(next) if token.as_deref() == Some(next) => {
+                return Err(ApiError::BadAnswer { path: PATH.into(), problem: "the same next_page_token twice".into() });
+            }
+            Some(next) => token = Some(next.to_owned()),
+            None => return Ok(settings.unwrap_or_else(|| json!({}))),
+        }
+    }
+    Err(ApiError::BadAnswer { path: PATH.into(), problem: format!("more than {} pages", pages::MAX_PAGES) })
 }
 
 /// Clusters people and automation made; job clusters (`cluster_source: JOB`) live for one run and are not
@@ -318,9 +350,14 @@ async fn clusters(b: &Bounded<'_>) -> Gathered {
     g
 }
 
-/// Catalogs, then the schemas of each, then the tables and volumes of each schema.
+/// Catalogs, then the schemas of each, then the tables and volumes of each schema. Databricks' own catalogs
+/// (`system`, `samples`, `__databricks_internal`) and every `information_schema` are left out
+/// ([`domain::databricks::is_builtin_catalog`]): nobody recovers them, and their tables' grants alone would be
+/// thousands of calls. Tables are listed without their columns (`omit_columns`,
+/// https://docs.databricks.com/api/workspace/tables/list): a wide table's columns are most of its answer.
 async fn catalog_tree(b: &Bounded<'_>) -> (Gathered, Gathered, Gathered, Gathered) {
-    let catalogs = b.list("/api/2.1/unity-catalog/catalogs", &[], "catalogs", "page_token", Some("max_results")).await;
+    let mut catalogs = b.list("/api/2.1/unity-catalog/catalogs", &[], "catalogs", "page_token", Some("max_results")).await;
+    catalogs.objects.retain(|c| !domain::databricks::is_builtin_catalog(c));
     let names: Vec<String> = catalogs.objects.iter().filter_map(|c| str_field(c, "name")).map(str::to_owned).collect();
     let schemas = b
         .fan_out(names, |catalog| async move {
@@ -328,7 +365,8 @@ async fn catalog_tree(b: &Bounded<'_>) -> (Gathered, Gathered, Gathered, Gathere
                 .await
         })
         .await;
-    let schemas = inherit(schemas, &catalogs, "/api/2.1/unity-catalog/schemas");
+    let mut schemas = inherit(schemas, &catalogs, "/api/2.1/unity-catalog/schemas");
+    schemas.objects.retain(|s| !domain::databricks::is_builtin_schema(s));
     let pairs: Vec<(String, String)> = schemas
         .objects
         .iter()
@@ -336,7 +374,7 @@ async fn catalog_tree(b: &Bounded<'_>) -> (Gathered, Gathered, Gathered, Gathere
         .collect();
     let (tables, volumes) = tokio::join!(
         b.fan_out(pairs.clone(), |(c, s)| async move {
-            let q = [("catalog_name", c), ("schema_name", s)];
+            let q = [("catalog_name", c), ("schema_name", s), ("omit_columns", "true".to_owned())];
             b.list("/api/2.1/unity-catalog/tables", &q, "tables", "page_token", Some("max_results")).await
         }),
         b.fan_out(pairs, |(c, s)| async move {
@@ -366,9 +404,33 @@ async fn vector_search(b: &Bounded<'_>) -> (Gathered, Gathered) {
     (endpoints, indexes)
 }
 
-/// The workspace tree outside Repos (`/Repos` and REPO objects are the Repos kind's), directory by directory.
-async fn workspace_objects(b: &Bounded<'_>) -> Gathered {
-    let mut all = Gathered::ok(Vec::new());
+/// Whether a workspace object is a Git folder: `object_type` `REPO`, or a `DIRECTORY` whose
+/// `directory_info.is_git_folder` is true (a Git folder with Git CLI access). Source: "Identify Git folders in
+/// Workspace API responses", https://docs.databricks.com/gcp/en/repos/migrate-list-repos; ObjectInfo,
+/// https://docs.databricks.com/api/workspace/workspace/list.
+fn is_git_folder(o: &Value) -> bool {
+    match str_field(o, "object_type") {
+        Some("REPO") => true,
+        Some("DIRECTORY") => o.pointer("/directory_info/is_git_folder") == Some(&Value::Bool(true)),
+        _ => false,
+    }
+}
+
+/// Whether a path is the `/Repos` folder or under it (its directories only hold Git folders).
+fn under_repos_folder(path: &str) -> bool {
+    ["/Repos", "/Workspace/Repos"].iter().any(|r| path == *r || path.strip_prefix(r).is_some_and(|rest| rest.starts_with('/')))
+}
+
+/// The workspace tree, directory by directory, from `/`: the Git folders wherever they live (each read by
+/// `GET /api/2.0/repos/{object_id}` for its remote, branch and commit), and every other object outside them and
+/// outside `/Repos` (the notebooks and files no Git remote holds). A Git folder's content is Git's: not walked.
+///
+/// The deprecated `GET /api/2.0/repos` is not used: it lists only the Git folders under `/Workspace/Repos` that
+/// the caller can manage, not those in users' homes or `/Shared`
+/// (https://docs.databricks.com/gcp/en/repos/migrate-list-repos).
+async fn workspace_tree(b: &Bounded<'_>) -> (Gathered, Gathered) {
+    let mut objects = Gathered::ok(Vec::new());
+    let mut folders: Vec<Value> = Vec::new();
     let mut directories = vec!["/".to_owned()];
     while !directories.is_empty() {
         let level = b
@@ -376,26 +438,48 @@ async fn workspace_objects(b: &Bounded<'_>) -> Gathered {
                 b.list("/api/2.0/workspace/list", &[("path", path)], "objects", "page_token", None).await
             })
             .await;
-        for o in &level.objects {
-            if str_field(o, "object_type") == Some("DIRECTORY")
-                && let Some(p) = str_field(o, "path")
-                && p != "/Repos"
-                && !p.starts_with("/Repos/")
-            {
-                directories.push(p.to_owned());
+        let mut kept = Vec::with_capacity(level.objects.len());
+        for o in level.objects {
+            if is_git_folder(&o) {
+                folders.push(o);
+                continue;
+            }
+            let path = str_field(&o, "path").unwrap_or_default().to_owned();
+            if str_field(&o, "object_type") == Some("DIRECTORY") {
+                directories.push(path.clone());
+            }
+            if !under_repos_folder(&path) {
+                kept.push(o);
             }
         }
-        let kept: Vec<Value> = level
-            .objects
-            .into_iter()
-            .filter(|o| {
-                let path = str_field(o, "path").unwrap_or_default();
-                str_field(o, "object_type") != Some("REPO") && path != "/Repos" && !path.starts_with("/Repos/")
-            })
-            .collect();
-        all.absorb(Gathered { objects: kept, error: level.error });
+        objects.absorb(Gathered { objects: kept, error: level.error });
     }
-    all
+    let walk_error = objects.error.clone();
+    let mut repos = b
+        .fan_out(folders, |folder| async move {
+            let id = match folder.get("object_id") {
+                Some(Value::Number(n)) => n.to_string(),
+                Some(Value::String(s)) => s.clone(),
+                _ => {
+                    let problem = format!("Git folder {} has no object_id", str_field(&folder, "path").unwrap_or("?"));
+                    return Gathered {
+                        objects: Vec::new(),
+                        error: Some(ApiError::BadAnswer { path: "/api/2.0/workspace/list".into(), problem }),
+                    };
+                }
+            };
+            match b.get(&format!("/api/2.0/repos/{}", encode_segment(&id)), &[]).await {
+                Ok(repo) => Gathered::ok(vec![repo]),
+                Err(e) => Gathered { objects: Vec::new(), error: Some(e) },
+            }
+        })
+        .await;
+    if repos.error.is_none()
+        && let Some(e) = walk_error
+    {
+        repos.error = Some(ApiError::BadAnswer { path: "repos".into(), problem: format!("listed from a partial listing ({e})") });
+    }
+    (repos, objects)
 }
 
 /// Secret scopes with their ACLs; the secrets themselves are never read.
@@ -558,7 +642,7 @@ mod tests {
                 self.answers.get(&key).cloned().unwrap_or(Ok(json!({})))
             })
         }
-        fn post<'a>(&'a self, _: &'a str, _: &'a Value) -> BoxFuture<'a, Result<Value, ApiError>> {
+        fn post<'a>(&'a self, _: &'a str, _: &'a Value, _: crate::ports::Idempotency) -> BoxFuture<'a, Result<Value, ApiError>> {
             Box::pin(async { Ok(json!({})) })
         }
     }
@@ -583,29 +667,48 @@ mod tests {
             .with(MS, json!({"metastore_id": "m1", "name": "main-us-east-1"}))
             .with(
                 "/api/2.1/unity-catalog/catalogs",
-                json!({"catalogs": [{"name": "main"}, {"name": "dev"}], "next_page_token": "p2"}),
+                json!({"catalogs": [{"name": "main"}, {"name": "system", "catalog_type": "SYSTEM_CATALOG"}, {"name": "dev"}], "next_page_token": "p2"}),
             )
-            .with("/api/2.1/unity-catalog/catalogs?page_token=p2", json!({"catalogs": [{"name": "ops"}]}))
+            .with("/api/2.1/unity-catalog/catalogs?page_token=p2", json!({"catalogs": [{"name": "ops"}, {"name": "samples"}]}))
             .with(
                 "/api/2.1/unity-catalog/schemas?catalog_name=main",
-                json!({"schemas": [{"name": "sales", "catalog_name": "main", "full_name": "main.sales"}]}),
+                json!({"schemas": [{"name": "sales", "catalog_name": "main", "full_name": "main.sales"},
+                                   {"name": "information_schema", "catalog_name": "main", "full_name": "main.information_schema"}]}),
             )
             .with(
-                "/api/2.1/unity-catalog/tables?catalog_name=main&schema_name=sales",
+                "/api/2.1/unity-catalog/tables?catalog_name=main&schema_name=sales&omit_columns=true",
                 json!({"tables": [{"full_name": "main.sales.a"}], "next_page_token": "t2"}),
             )
             .with(
-                "/api/2.1/unity-catalog/tables?catalog_name=main&schema_name=sales&page_token=t2",
+                "/api/2.1/unity-catalog/tables?catalog_name=main&schema_name=sales&omit_columns=true&page_token=t2",
                 json!({"tables": [{"full_name": "main.sales.b"}], "next_page_token": ""}),
             )
-            .with("/api/2.0/repos", json!({"repos": [{"path": "/Repos/a/x"}], "next_page_token": "r2"}))
-            .with("/api/2.0/repos?next_page_token=r2", json!({"repos": [{"path": "/Repos/b/y"}]}));
+            .with(
+                "/api/2.0/workspace/list?path=/",
+                json!({"objects": [{"object_type": "DIRECTORY", "path": "/Repos"}, {"object_type": "DIRECTORY", "path": "/Users"}]}),
+            )
+            .with("/api/2.0/workspace/list?path=/Repos", json!({"objects": [{"object_type": "DIRECTORY", "path": "/Repos/a"}]}))
+            .with("/api/2.0/workspace/list?path=/Repos/a", json!({"objects": [{"object_type": "REPO", "path": "/Repos/a/x", "object_id": 11}]}))
+            .with("/api/2.0/workspace/list?path=/Users", json!({"objects": [{"object_type": "DIRECTORY", "path": "/Users/b"}]}))
+            .with(
+                "/api/2.0/workspace/list?path=/Users/b",
+                json!({"objects": [{"object_type": "DIRECTORY", "path": "/Users/b/y", "object_id": 12, "directory_info": {"is_git_folder": true}}]}),
+            )
+            .with("/api/2.0/repos/11", json!({"id": 11, "path": "/Repos/a/x", "branch": "main"}))
+            .with("/api/2.0/repos/12", json!({"id": 12, "path": "/Users/b/y", "branch": "dev"}));
         let e = export_site(&api, limits()).await;
         assert_eq!(e.kinds.len(), ObjectKind::ALL.len());
         assert!(e.kinds.iter().all(|k| k.status == ExportStatus::Complete), "{:?}", e.kinds);
-        assert_eq!(names(&e, ObjectKind::Catalogs, "name"), ["main", "dev", "ops"]);
+        assert_eq!(names(&e, ObjectKind::Catalogs, "name"), ["main", "dev", "ops"], "Databricks' own catalogs left out");
+        assert_eq!(names(&e, ObjectKind::Schemas, "full_name"), ["main.sales"], "information_schema left out");
+        let calls = api.calls.lock().unwrap().clone();
+        assert!(
+            !calls.iter().any(|c| c.contains("system") || c.contains("samples") || c.contains("information_schema")),
+            "{calls:?}"
+        );
         assert_eq!(names(&e, ObjectKind::Tables, "full_name"), ["main.sales.a", "main.sales.b"]);
-        assert_eq!(names(&e, ObjectKind::Repos, "path"), ["/Repos/a/x", "/Repos/b/y"]);
+        assert_eq!(names(&e, ObjectKind::Repos, "path"), ["/Repos/a/x", "/Users/b/y"], "Git folders found wherever they live");
+        assert!(!api.calls.lock().unwrap().iter().any(|c| c == "/api/2.0/repos"), "not the deprecated listing");
         // Grants of every securable listed: 3 catalogs, 1 schema, 2 tables.
         assert_eq!(e.kind(ObjectKind::Grants).unwrap().objects.len(), 6);
         assert!(api.max_in_flight.load(Ordering::SeqCst) <= 3);
@@ -668,37 +771,79 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn jobs_with_more_than_a_page_of_tasks_get_every_task_and_job_clusters_are_left_out() {
+    async fn jobs_get_pages_tasks_job_clusters_parameters_and_environments_together_and_job_clusters_are_left_out() {
+        let n = |prefix: &str, from: usize, to: usize, key: &str| -> Value {
+            (from..to).map(|i| json!({ key: format!("{prefix}{i}") })).collect::<Vec<_>>().into()
+        };
         let api = Canned::default()
             .with(
                 "/api/2.2/jobs/list?expand_tasks=true",
                 json!({"jobs": [
                     {"job_id": 7, "settings": {"name": "big", "tasks": [{"task_key": "t1"}]}, "has_more": true},
-                    {"job_id": 8, "settings": {"name": "small", "tasks": [{"task_key": "only"}]}}
+                    {"job_id": 8, "settings": {"name": "small", "tasks": [{"task_key": "only"}]}},
+                    {"job_id": 9, "settings": {"name": "params", "parameters": n("p", 0, 100, "name")}}
                 ], "has_more": false}),
             )
-            .with("/api/2.2/jobs/get?job_id=7", json!({"job_id": 7, "settings": {"name": "big", "tasks": [{"task_key": "t1"}]}, "next_page_token": "n"}))
-            .with("/api/2.2/jobs/get?job_id=7&page_token=n", json!({"job_id": 7, "settings": {"name": "big", "tasks": [{"task_key": "t2"}]}}))
+            .with(
+                "/api/2.2/jobs/get?job_id=7",
+                json!({"job_id": 7, "settings": {"name": "big", "tasks": [{"task_key": "t1"}], "job_clusters": n("c", 0, 2, "job_cluster_key"),
+                       "parameters": n("p", 0, 2, "name"), "environments": n("e", 0, 1, "environment_key")}, "next_page_token": "n"}),
+            )
+            .with(
+                "/api/2.2/jobs/get?job_id=7&page_token=n",
+                json!({"job_id": 7, "settings": {"name": "big", "tasks": [{"task_key": "t2"}], "job_clusters": n("c", 2, 3, "job_cluster_key"),
+                       "parameters": n("p", 2, 4, "name"), "environments": n("e", 1, 2, "environment_key")}, "next_page_token": "m"}),
+            )
+            .with(
+                "/api/2.2/jobs/get?job_id=7&page_token=m",
+                json!({"job_id": 7, "settings": {"name": "big", "job_clusters": n("c", 3, 4, "job_cluster_key")}}),
+            )
+            .with("/api/2.2/jobs/get?job_id=9", json!({"job_id": 9, "settings": {"name": "params", "parameters": n("p", 0, 100, "name")}, "next_page_token": "q"}))
+            .with("/api/2.2/jobs/get?job_id=9&page_token=q", json!({"job_id": 9, "settings": {"name": "params", "parameters": n("p", 100, 110, "name")}}))
             .with(
                 "/api/2.1/clusters/list",
                 json!({"clusters": [{"cluster_id": "a", "cluster_name": "shared", "cluster_source": "UI"}, {"cluster_id": "b", "cluster_name": "job-7-run-1", "cluster_source": "JOB"}]}),
             );
         let e = export_site(&api, limits()).await;
+        assert_eq!(e.kind(ObjectKind::Jobs).unwrap().status, ExportStatus::Complete);
         let jobs = &e.kind(ObjectKind::Jobs).unwrap().objects;
-        let tasks: Vec<&str> =
-            jobs[0]["settings"]["tasks"].as_array().unwrap().iter().map(|t| t["task_key"].as_str().unwrap()).collect();
-        assert_eq!(tasks, ["t1", "t2"]);
+        let keys = |job: &Value, array: &str, key: &str| -> Vec<String> {
+            job["settings"][array].as_array().unwrap().iter().map(|t| t[key].as_str().unwrap().to_owned()).collect()
+        };
+        assert_eq!(keys(&jobs[0], "tasks", "task_key"), ["t1", "t2"]);
+        assert_eq!(keys(&jobs[0], "job_clusters", "job_cluster_key"), ["c0", "c1", "c2", "c3"]);
+        assert_eq!(keys(&jobs[0], "parameters", "name"), ["p0", "p1", "p2", "p3"]);
+        assert_eq!(keys(&jobs[0], "environments", "environment_key"), ["e0", "e1"]);
         assert!(jobs[0].get("has_more").is_none());
         assert_eq!(jobs[1]["settings"]["tasks"][0]["task_key"], "only");
+        assert_eq!(keys(&jobs[2], "parameters", "name").len(), 110, "a full page of parameters is read on");
+        assert!(!api.calls.lock().unwrap().iter().any(|c| c.contains("job_id=8")), "a job shown whole is not read again");
         assert_eq!(names(&e, ObjectKind::Clusters, "cluster_name"), ["shared"]);
-        // Permissions of both jobs and the one cluster, named by stable identity, with the site-local id beside it.
+        // Permissions of the jobs and the one cluster, named by stable identity, with the site-local id beside it.
         let perms = &e.kind(ObjectKind::Permissions).unwrap().objects;
-        assert_eq!(perms.len(), 3);
+        assert_eq!(perms.len(), 4);
         assert!(perms.iter().any(|p| p["object_type"] == "jobs" && p["object_id"] == "7"));
     }
 
     #[tokio::test]
-    async fn the_workspace_tree_is_walked_outside_repos_only() {
+    async fn a_job_whose_pages_repeat_a_token_makes_the_jobs_partial() {
+        let api = Canned::default()
+            .with(
+                "/api/2.2/jobs/list?expand_tasks=true",
+                json!({"jobs": [{"job_id": 7, "settings": {"name": "big"}, "has_more": true}]}),
+            )
+            .with("/api/2.2/jobs/get?job_id=7", json!({"job_id": 7, "settings": {"name": "big"}, "next_page_token": "n"}))
+            .with(
+                "/api/2.2/jobs/get?job_id=7&page_token=n",
+                json!({"job_id": 7, "settings": {"name": "big"}, "next_page_token": "n"}),
+            );
+        let e = export_site(&api, limits()).await;
+        let jobs = e.kind(ObjectKind::Jobs).unwrap();
+        assert!(matches!(&jobs.status, ExportStatus::Partial { error } if error.contains("same next_page_token")), "{jobs:?}");
+    }
+
+    #[tokio::test]
+    async fn the_workspace_tree_finds_git_folders_anywhere_and_keeps_the_rest_outside_them() {
         let api = Canned::default()
             .with(
                 "/api/2.0/workspace/list?path=/",
@@ -710,12 +855,20 @@ mod tests {
             )
             .with(
                 "/api/2.0/workspace/list?path=/Users",
-                json!({"objects": [{"object_type": "FILE", "path": "/Users/a.txt"}, {"object_type": "REPO", "path": "/Users/r"}]}),
-            );
+                json!({"objects": [{"object_type": "FILE", "path": "/Users/a.txt"}, {"object_type": "REPO", "path": "/Users/r", "object_id": 5}]}),
+            )
+            .with("/api/2.0/workspace/list?path=/Repos", json!({"objects": [{"object_type": "DIRECTORY", "path": "/Repos/u"}]}))
+            .with("/api/2.0/repos/5", json!({"id": 5, "path": "/Users/r", "url": "https://github.com/acme/r.git"}));
         let e = export_site(&api, limits()).await;
         let paths = names(&e, ObjectKind::WorkspaceObjects, "path");
-        assert_eq!(paths, ["/Users", "/etl", "/Users/a.txt"]);
-        assert!(!api.calls.lock().unwrap().iter().any(|c| c.contains("path=/Repos")));
+        assert_eq!(paths, ["/Users", "/etl", "/Users/a.txt"], "nothing of /Repos nor of a Git folder");
+        assert_eq!(names(&e, ObjectKind::Repos, "path"), ["/Users/r"]);
+        let calls = api.calls.lock().unwrap();
+        assert!(
+            calls.iter().any(|c| c == "/api/2.0/workspace/list?path=/Repos/u"),
+            "Git folders are looked for under /Repos too"
+        );
+        assert!(!calls.iter().any(|c| c.contains("path=/Users/r")), "a Git folder's content is Git's: {calls:?}");
     }
 
     #[tokio::test(start_paused = true)]

@@ -135,7 +135,9 @@ pub async fn export_and_compare<B: ControlBucket>(
         let this: BTreeMap<ObjectKind, KindExport> = objects.kinds.into_iter().map(|k| (k.kind, k)).collect();
         if let Some(before) = previous.get(&site) {
             let old = read_kinds(bucket, before).await?;
-            over_time.insert(site, compare("previous snapshot", &old, "this snapshot", &this));
+            // Over time, a terminated cluster leaves clusters/list after 30 days unless pinned: not a removal.
+            let now_ms = i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX);
+            over_time.insert(site, compare("previous snapshot", &old, "this snapshot", &this, Some(now_ms)));
         }
         latest.insert(site, pointer);
         current.insert(site, this);
@@ -155,7 +157,7 @@ pub async fn export_and_compare<B: ControlBucket>(
         }
     }
     let between_sites = match (sides.get(&SiteName::Primary), sides.get(&SiteName::Secondary)) {
-        (Some(p), Some(s)) => Some(compare("primary", p, "secondary", s)),
+        (Some(p), Some(s)) => Some(compare("primary", p, "secondary", s, None)),
         _ => None,
     };
     let drift = DriftReport {
@@ -275,21 +277,30 @@ fn pointer_of(
 }
 
 /// Compares two exports kind by kind; exact only where both were complete. Kinds skipped on either side are
-/// left out (a workspace without vector search is not drift).
+/// left out (a workspace without vector search is not drift). `other_taken_ms` (one site over time: when `other`
+/// was taken) sets aside the clusters that aged out of the listing meanwhile
+/// ([`KindDrift::set_aside_aged_out_clusters`]).
 fn compare(
     base_label: &str,
     base: &BTreeMap<ObjectKind, KindExport>,
     other_label: &str,
     other: &BTreeMap<ObjectKind, KindExport>,
+    other_taken_ms: Option<i64>,
 ) -> Drift {
     let mut kinds: Vec<KindDrift> = Vec::new();
+    let aged = match (other_taken_ms, base.get(&ObjectKind::Clusters)) {
+        (Some(now_ms), Some(clusters)) => drift::aged_out_clusters(&clusters.objects, now_ms),
+        _ => Default::default(),
+    };
     for kind in ObjectKind::ALL {
         let (Some(b), Some(o)) = (base.get(&kind), other.get(&kind)) else { continue };
         if matches!(b.status, ExportStatus::Skipped { .. }) || matches!(o.status, ExportStatus::Skipped { .. }) {
             continue;
         }
         let exact = b.status.is_complete() && o.status.is_complete();
-        kinds.push(drift::diff(kind, &b.objects, &o.objects, exact));
+        let mut d = drift::diff(kind, &b.objects, &o.objects, exact);
+        d.set_aside_aged_out_clusters(&aged);
+        kinds.push(d);
     }
     Drift { base: base_label.to_owned(), other: other_label.to_owned(), kinds }
 }

@@ -9,7 +9,7 @@ use serde_json::Value;
 use std::future::Future;
 
 /// More pages than any listing of a real workspace has (100 items a page: a million objects).
-const MAX_PAGES: usize = 10_000;
+pub(crate) const MAX_PAGES: usize = 10_000;
 
 /// One listing: what it is and how it pages.
 #[derive(Debug, Clone, Copy)]

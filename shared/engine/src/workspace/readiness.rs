@@ -337,6 +337,7 @@ mod tests {
             added: added.iter().map(|s| s.to_string()).collect(),
             removed: removed.iter().map(|s| s.to_string()).collect(),
             changed: vec![],
+            aged_out: vec![],
             unidentified: 0,
             exact: true,
         };
