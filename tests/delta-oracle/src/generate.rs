@@ -757,13 +757,18 @@ impl Writer {
         } else {
             &[CheckpointKind::Classic, CheckpointKind::Classic, CheckpointKind::MultiPart]
         };
-        let kind = *self.rng.pick(kinds);
+        let mut kind = *self.rng.pick(kinds);
+        // A multi-part checkpoint has at least two parts (the kernel rejects one), each with rows.
+        if kind == CheckpointKind::MultiPart && self.live.len() + self.tombstones.len() < 2 {
+            kind = CheckpointKind::Classic;
+        }
         self.checkpoint_of(version, kind);
         // Sometimes a second checkpoint of another layout at the same version (not the same file name).
         if self.rng.chance(0.08) {
             let other = *self.rng.pick(kinds);
             let same_name = |k: CheckpointKind| matches!(k, CheckpointKind::Classic | CheckpointKind::V2Classic);
-            if other != kind && !(same_name(kind) && same_name(other)) {
+            let parts_ok = other != CheckpointKind::MultiPart || self.live.len() + self.tombstones.len() >= 2;
+            if other != kind && !(same_name(kind) && same_name(other)) && parts_ok {
                 self.tags.insert("two checkpoints at one version");
                 self.checkpoint_of(version, other);
             }
@@ -799,13 +804,13 @@ impl Writer {
                 log_files.push(rel);
             }
             CheckpointKind::MultiPart => {
-                let k = self.rng.range(2, 4).min(files.len().max(1) as u64) as usize;
+                let k = self.rng.range(2, 4).min(files.len() as u64).max(2) as usize;
                 let mut chunks: Vec<Vec<Value>> = vec![head];
                 chunks.resize(k, vec![]);
-                // Contiguous ranges of the path-sorted rows, each part non-empty when there are enough rows.
-                let per = files.len().div_ceil(k).max(1);
+                // Contiguous ranges of the path-sorted rows, each part non-empty (there are at least k rows).
+                let n = files.len();
                 for (i, row) in files.into_iter().enumerate() {
-                    chunks[(i / per).min(k - 1)].push(row);
+                    chunks[i * k / n].push(row);
                 }
                 for (i, rows) in chunks.iter().enumerate() {
                     let bytes = json_rows_to_parquet(rows, false);
