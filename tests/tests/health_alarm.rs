@@ -296,3 +296,39 @@ async fn every_alarm_kind_can_trigger_and_the_rest_is_ignored_or_quarantined() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_primarys_alarm_during_a_failback_before_its_promotion_is_paged() {
+    // After a failover the secondary is active; a failback toward the primary holds the lock and has not promoted
+    // yet when the primary's health alarm fires. It used to be a silent no-op ("the secondary site is already
+    // active"), and CloudWatch does not notify again while the alarm stays in ALARM.
+    let env = env_with("auto").await;
+    let mut active = tests::dr_env::secondary_site(&env.environment);
+    active["site"] = json!("secondary");
+    active["execution_id"] = json!("alarm-0000000000000000000a");
+    active["promoted_at"] = json!("2025-03-14T08:00:00Z");
+    env.put("active", &active).await;
+    let now = time::OffsetDateTime::now_utc();
+    let lock = json!({
+        "execution_id": "failback-2f9c1d", "attempt_id": "a1", "state": "running",
+        "acquired_at": domain::primitives::rfc3339(now),
+        "lease_expires_at": domain::primitives::rfc3339(now + time::Duration::minutes(5)),
+        "holder": "manual-trigger (test)",
+    });
+    env.s3
+        .put_object()
+        .bucket(&env.bucket)
+        .key(domain::layout::FAILOVER_LOCK)
+        .body(lock.to_string().into_bytes().into())
+        .send()
+        .await
+        .unwrap();
+    let mut f = Function::start("health-alarm", &env.function_env());
+    let r = f.invoke(&eventbridge("ALARM", T3, "OK", T2)).response();
+    assert_eq!(r["state"], "notified", "{r:#}\n{}", f.logs());
+    assert!(r["message"].as_str().unwrap().contains("failback-2f9c1d is moving back to the primary"), "{r:#}");
+    let pages = env.pages().await;
+    assert_eq!(pages.len(), 1, "{pages:#?}");
+    assert_eq!(message_of(&pages[0])["NewStateValue"], "ALARM");
+    assert_eq!(env.history("active").await.len(), 2, "the alarm changed the active site");
+}

@@ -109,6 +109,9 @@ pub struct DecisionInput<'a> {
     pub policy: Result<&'a Policy, String>,
     /// Why the target site's document is not usable, if it is not (the readiness gate).
     pub target_problem: Option<String>,
+    /// The execution holding the failover lock (its lease not expired), if one does: a failback in flight when
+    /// the primary's health alarm fires is paged, never a silent no-op.
+    pub in_flight: Option<&'a str>,
     /// Now.
     pub now: OffsetDateTime,
 }
@@ -214,6 +217,17 @@ pub fn decide(input: &DecisionInput<'_>) -> Decision {
                 "the {target} site is already active (since {})",
                 active.promoted_at.as_deref().unwrap_or("unknown")
             ));
+            // The primary's alarm while a failback toward it is under way: the failback is about to land on a site
+            // that reports unhealthy. CloudWatch will not notify again while the alarm stays in ALARM: page now.
+            if let (Initiator::Alarm { alarm_name }, Some(failback)) =
+                (input.initiator, input.in_flight.filter(|id| id.starts_with(ExecutionKind::Failback.as_str())))
+            {
+                reasons.push(format!(
+                    "but {failback} is moving back to the primary while alarm {alarm_name:?} says the primary is \
+                     unhealthy: a human decides whether to let it land, or cancel it"
+                ));
+                return done(Action::NotifyOnly, reasons, overrides);
+            }
             return done(Action::Noop, reasons, overrides);
         }
         Some(active) => reasons.push(format!("active site is {}; target is {target}", active.site)),
@@ -321,7 +335,7 @@ mod tests {
     }
 
     fn run(initiator: &Initiator, target: SiteName, active: Option<&ActiveConfig>, policy: Result<&Policy, String>) -> Decision {
-        decide(&DecisionInput { initiator, target, active, policy, target_problem: None, now: NOW })
+        decide(&DecisionInput { initiator, target, active, policy, target_problem: None, in_flight: None, now: NOW })
     }
 
     const LONG_AGO: &str = "2026-01-01T00:00:00Z";
@@ -339,6 +353,7 @@ mod tests {
                 active: Some(a),
                 policy: Ok(p),
                 target_problem: None,
+                in_flight: None,
                 now: NOW,
             },
         })
@@ -453,6 +468,30 @@ mod tests {
     }
 
     #[test]
+    fn the_primarys_alarm_during_a_failback_is_paged_not_a_noop() {
+        // The failback toward the primary holds the lock and has not promoted yet: the secondary is still active.
+        let a = active(SiteName::Secondary, LONG_AGO);
+        let p = policy(PolicyMode::Auto);
+        let during = |in_flight| {
+            decide(&DecisionInput {
+                initiator: &alarm("wh"),
+                target: SiteName::Secondary,
+                active: Some(&a),
+                policy: Ok(&p),
+                target_problem: None,
+                in_flight,
+                now: NOW,
+            })
+        };
+        let d = during(Some("failback-7f3a"));
+        assert_eq!(d.action, Action::NotifyOnly, "{d:?}");
+        assert!(d.reasons.iter().any(|r| r.contains("failback-7f3a is moving back to the primary")), "{d:?}");
+        // No failback in flight (the secondary active after a failover, the primary still down): nothing new.
+        assert_eq!(during(None).action, Action::Noop);
+        assert_eq!(during(Some("alarm-0123")).action, Action::Noop);
+    }
+
+    #[test]
     fn the_readiness_gate_refuses_everyone() {
         let a = active(SiteName::Primary, LONG_AGO);
         let p = policy(PolicyMode::Auto);
@@ -463,6 +502,7 @@ mod tests {
                 active: Some(&a),
                 policy: Ok(&p),
                 target_problem: Some("missing `region`".into()),
+                in_flight: None,
                 now: NOW,
             });
             assert_eq!(d.action, Action::Refuse);

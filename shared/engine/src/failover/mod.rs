@@ -312,9 +312,13 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
     pub async fn run(&self, req: MoveRequest) -> EngineResult<ExecutionResult> {
         let started = self.now();
         let attempt_id = domain::primitives::new_token();
-        // Round trip 1: the tree and the record, side by side.
-        let (tree, existing) = tokio::try_join!(self.read_tree(), record::read(&self.bucket, &req.execution_id))
+        // Round trip 1: the tree, the record and (for an alarm) the lock, side by side. An alarm reads the lock
+        // because a failback in flight when the primary's alarm fires is paged, not a no-op.
+        let is_alarm = matches!(req.initiator, Initiator::Alarm { .. });
+        let holder = async { if is_alarm { lock::read(&self.bucket, &self.settings.lock_key).await } else { Ok(None) } };
+        let (tree, existing, holder) = tokio::try_join!(self.read_tree(), record::read(&self.bucket, &req.execution_id), holder)
             .map_err(|source| EngineError::NotStarted { execution_id: req.execution_id.clone(), source })?;
+        let in_flight = holder.map(|(doc, _)| doc).filter(|doc| !doc.expired(started)).map(|doc| doc.execution_id);
         let docs = documents::from_tree(&tree, &self.settings.prefix);
         let attempt = Attempt { id: attempt_id, tree, docs, prefetched: None };
         if let Some(rec) = existing {
@@ -327,6 +331,7 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
             active: attempt.docs.active.valid(),
             policy: self.policy_of(&attempt.docs),
             target_problem: attempt.docs.site(req.target).problem(),
+            in_flight: in_flight.as_deref(),
             now: started,
         });
         let decided = self.now();
@@ -670,6 +675,7 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
                     active: attempt.docs.active.valid(),
                     policy: self.policy_of(&attempt.docs),
                     target_problem: attempt.docs.site(rec.record.target).problem(),
+                    in_flight: None,
                     now,
                 });
                 rec.record.note(now, format!("approved by {approver}: {:?} ({})", d.action, d.reasons.join("; ")));

@@ -164,6 +164,7 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
                 active: docs.active.valid(),
                 policy: self.policy_of(&docs),
                 target_problem: docs.site(rec.target).problem(),
+                in_flight: None,
                 now: start,
             },
         });
