@@ -6,7 +6,8 @@
 //!
 //! One shortcut keeps it fast: when the scan at V lacks a file F whose latest add at or before V is at version A,
 //! that add stays live from A to V, so every snapshot from A to V-1 needs F too and none is consistent; the oracle
-//! goes on at A-1 (`--exhaustive` asks the kernel at every version instead).
+//! goes on at A-1; and a version with neither a commit nor a checkpoint file is not asked about (`--exhaustive`
+//! asks the kernel at every version instead).
 
 use delta_kernel::Snapshot;
 use delta_kernel::actions::deletion_vector::{DeletionVectorDescriptor, DeletionVectorStorageType};
@@ -81,8 +82,9 @@ impl Kernel {
         let root = dir_url(table_dir);
         let mut v = newest;
         loop {
-            // Without a commit or checkpoint named V the kernel cannot end a log segment at V: not worth asking.
-            let result = if log.contains(&v) {
+            // Without a commit or checkpoint named V the kernel cannot end a log segment at V: not worth asking
+            // (unless exhaustive: no `adds`).
+            let result = if log.contains(&v) || adds.is_none() {
                 answer.tried += 1;
                 self.check_version(&root, table_dir, v)
             } else {
