@@ -85,9 +85,10 @@ pub async fn run<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
                         .map(|r| {
                             let mut s = summary(r);
                             s["how"] = json!(match r.state {
-                                ExecutionState::AwaitingApproval => "approve it, or cancel it",
-                                _ if r.done(record::Step::Promote) => "deliver its trigger again (or re-run the command with its client_token) to finish",
-                                _ => "deliver its trigger again (or re-run the command with its client_token) to resume, or cancel it",
+                                ExecutionState::AwaitingApproval => "approve it, or cancel it".to_owned(),
+                                _ if r.done(record::Step::Promote) =>
+                                    format!("{} (its promotion is live: finish it)", r.resume_hint()),
+                                _ => format!("{} Or cancel it.", r.resume_hint()),
                             });
                             s
                         })

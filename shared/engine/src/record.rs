@@ -363,6 +363,28 @@ impl Recorder {
     }
 }
 
+impl ExecutionRecord {
+    /// The command that resumes this execution when it stopped, in a sentence: `approve` again for one a human
+    /// approved (nothing redelivers an alarm whose delivery already succeeded), the same command with its client
+    /// token for a human's, and for an alarm's the redelivery Lambda and EventBridge make, then `approve`.
+    pub fn resume_hint(&self) -> String {
+        let id = &self.execution_id;
+        match (&self.approved_by, &self.initiator) {
+            (Some(by), _) => format!(
+                "Resume it by approving again: `approve` with execution_id {id} (`dr approve {id}`); it was approved by \
+                 {by}, and approving an approved execution resumes it."
+            ),
+            (None, Initiator::Human { .. }) => {
+                format!("Resume it by re-running the same command with \"client_token\" set so that the execution id is {id}.")
+            }
+            (None, Initiator::Alarm { .. }) => format!(
+                "Lambda and EventBridge deliver the alarm again (their retries); once those are spent, `approve` with \
+                 execution_id {id} (`dr approve {id}`) resumes it."
+            ),
+        }
+    }
+}
+
 /// Reads a record, if it exists.
 pub async fn read(bucket: &impl ControlBucket, execution_id: &str) -> Result<Option<Recorder>, StoreError> {
     let Some(o) = bucket.get(&record_key(execution_id)).await? else { return Ok(None) };

@@ -12,14 +12,7 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
         rec.record.error = Some(format!("{}: {source}", step.as_str()));
         rec.record.steps.push(self.step(step, StepOutcome::Failed, now, now, "", Some(source.to_string())));
         rec.record.note(now, format!("stopped at {}: {source}", step.as_str()));
-        let hint = match &rec.record.initiator {
-            Initiator::Human { .. } => {
-                format!("Resume by re-running the same command with \"client_token\" set so the execution id is {id}.")
-            }
-            Initiator::Alarm { .. } => {
-                "It resumes when the trigger is delivered again (Lambda and EventBridge retry).".to_owned()
-            }
-        };
+        let hint = rec.record.resume_hint();
         let reason = format!(
             "DR {}: {} {id} stopped at step {}: {source}. {hint}",
             self.settings.environment,

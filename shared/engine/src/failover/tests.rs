@@ -247,6 +247,26 @@ async fn an_approved_execution_that_stopped_is_resumed_by_approving_again() {
 }
 
 #[tokio::test]
+async fn an_approved_execution_that_stops_before_promoting_pages_approve_again_and_status_says_so() {
+    // Issue 23: its page said "delivered again", but nothing redelivers an alarm whose delivery succeeded.
+    let e = engine(r#"{"mode":"approval","failover_alarms":["wh"]}"#);
+    assert_eq!(e.run(alarm_request("alarm-1")).await.unwrap().outcome, Outcome::AwaitingApproval);
+    e.params.failing_puts.lock().unwrap().push("/dr/p/active".into());
+    assert!(matches!(e.approve("alarm-1", "alice").await, Err(EngineError::Stopped { step: Step::Promote, .. })));
+    let pages: Vec<Value> = e.notifier.on(Channel::Paging).iter().map(|m| serde_json::from_str(&m.body).unwrap()).collect();
+    let stalled = pages.iter().find(|p| p["NewStateReason"].as_str().unwrap_or_default().contains("stopped at step"));
+    let reason = stalled.unwrap_or_else(|| panic!("no stall page: {pages:#?}"))["NewStateReason"].as_str().unwrap();
+    assert!(reason.contains("approving again") && reason.contains("dr approve alarm-1"), "{reason}");
+    assert!(!reason.contains("delivered again"), "{reason}");
+    let status = crate::commands::run(&e, &json!({"command": "status"})).await.unwrap();
+    let status = serde_json::to_value(&status.details).unwrap();
+    let how = status["resumable_executions"][0]["how"].as_str().unwrap_or_default().to_owned();
+    assert!(how.contains("dr approve alarm-1"), "{status:#}");
+    e.params.failing_puts.lock().unwrap().clear();
+    assert_eq!(e.approve("alarm-1", "alice").await.unwrap().outcome, Outcome::Completed);
+}
+
+#[tokio::test]
 async fn an_alarm_that_meets_another_executions_lock_is_recorded_and_paged_into_its_incident() {
     // Issue 11, case 7: answered `in_progress` with no record, no page and no retry.
     let e = engine(r#"{"mode":"approval","failover_alarms":["wh"]}"#);
