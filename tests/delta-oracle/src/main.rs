@@ -144,14 +144,26 @@ fn main() -> ExitCode {
 
 /// Generates, replicates and compares one case; prints what is not an agreement.
 /// A short explanation of a refusal, for the summary: the project's bound on the bases it tries, or a kernel
-/// snapshot whose log segment has no start (no commit 0 and no checkpoint at or below it: the kernel replays a
+/// snapshot whose log segment has no start (no commit 0 and no complete checkpoint at or below it: the kernel replays a
 /// contiguous suffix as the whole history, as its `log_segment_files` says it does without a `_last_checkpoint`).
 fn refusal_kind(reason: &str, replica: &Path, kernel_version: Option<u64>) -> &'static str {
     let Some(v) = kernel_version else { return "other" };
     let log = kernel::log_files(replica);
-    let has_start = log
-        .iter()
-        .any(|(version, name)| (*version == 0 && name.ends_with(".json")) || (*version <= v && name.contains(".checkpoint.")));
+    // `N.checkpoint.<part>.<parts>.parquet`: (part, parts).
+    let parts_of = |name: &str| -> Option<(u64, u64)> {
+        let mut it = name.split('.').skip(2);
+        let part = it.next()?.parse().ok()?;
+        let of = it.next()?.parse().ok()?;
+        Some((part, of))
+    };
+    // A multi-part checkpoint is a start only with all its parts.
+    let complete = |version: u64, of: u64| {
+        log.iter().filter(|(w, n)| *w == version && parts_of(n).is_some_and(|p| p.1 == of)).count() as u64 == of
+    };
+    let has_start = log.iter().any(|(version, name)| {
+        (*version == 0 && name.ends_with(".json"))
+            || (*version <= v && name.contains(".checkpoint.") && parts_of(name).is_none_or(|(_, of)| complete(*version, of)))
+    });
     if !has_start {
         "kernel reads a log without its start"
     } else if reason.contains("not assessed") {
