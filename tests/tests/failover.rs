@@ -168,7 +168,23 @@ async fn the_readiness_gate_refuses_an_invalid_target_and_pages() {
     assert_eq!(env.json("executions/failover-g1.json").await["state"], "refused");
     let pages = env.pages().await;
     assert_eq!(pages.len(), 1);
-    assert_eq!(message_of(&pages[0])["NewStateValue"], "ALARM");
+    let opened = message_of(&pages[0]);
+    assert_eq!(opened["NewStateValue"], "ALARM");
+    assert!(opened["NewStateReason"].as_str().unwrap().contains("the next `check` resolves this page"), "{opened:#}");
+    // The refusal's ALARM has its OK: a `check` while the document is still broken resolves nothing; once it is
+    // fixed, the next `check` resolves the page (it used to stay open for ever: no alarm's OK comes for a human).
+    f.invoke(&json!({"command": "check"})).response();
+    assert!(env.pages().await.iter().all(|p| message_of(p)["AlarmName"] != opened["AlarmName"]), "resolved too early");
+    env.put("sites/secondary", &dr_env::secondary_site(&env.environment)).await;
+    f.invoke(&json!({"command": "check"})).response();
+    let resolved: Vec<Value> =
+        env.pages().await.iter().map(message_of).filter(|m| m["AlarmName"] == opened["AlarmName"]).collect();
+    assert_eq!(resolved.len(), 1, "{resolved:#?}");
+    assert_eq!(resolved[0]["NewStateValue"], "OK");
+    assert!(resolved[0]["NewStateReason"].as_str().unwrap().contains("usable again"), "{:#}", resolved[0]);
+    // And once only.
+    f.invoke(&json!({"command": "check"})).response();
+    assert!(env.pages().await.iter().all(|p| message_of(p)["AlarmName"] != opened["AlarmName"]));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

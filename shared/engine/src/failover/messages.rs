@@ -93,7 +93,14 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
                 event,
                 PageState::Alarm,
                 severity,
-                format!("{title}. {reasons}. A human must decide: run `status`, then `failover` if needed."),
+                match rec.record.state {
+                    // A refused human request: no alarm will resolve it; `check` does once the config is usable.
+                    ExecutionState::Refused if matches!(rec.record.initiator, Initiator::Human { .. }) => format!(
+                        "{title}. {reasons}. Fix the {} site's document; the next `check` resolves this page.",
+                        rec.record.target
+                    ),
+                    _ => format!("{title}. {reasons}. A human must decide: run `status`, then `failover` if needed."),
+                },
             );
             self.owe_page(&mut rec.record, event, &msg);
         } else if rec.record.incident_open() {
@@ -224,11 +231,13 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
         let keys: Vec<String> =
             self.bucket.list_recent(domain::layout::EXECUTIONS_PREFIX).await?.into_iter().take(records).map(|(k, _)| k).collect();
         let (mut paid, mut still) = (Vec::new(), Vec::new());
+        let docs = documents::from_tree(&self.read_tree().await?, &self.settings.prefix);
         for key in keys {
             let Some(id) = key.strip_prefix(domain::layout::EXECUTIONS_PREFIX).and_then(|k| k.strip_suffix(".json")) else {
                 continue;
             };
             let Some(mut rec) = record::read(&self.bucket, id).await? else { continue };
+            self.resolve_refusal_if_ready(&mut rec.record, &docs);
             // A running execution's pages are its lock holder's to pay (in order); ended or waiting ones are ours.
             let idle = rec.record.state.is_terminal() || rec.record.state == ExecutionState::AwaitingApproval;
             if rec.record.owed.is_empty() || !idle {
@@ -248,6 +257,31 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
             }
         }
         Ok((paid, still))
+    }
+
+    /// A human's failover refused by the readiness gate opened a page that no alarm's `OK` will close: it resolves
+    /// when the target's document is usable again (found by `check`'s sweep), so that the refusal's `ALARM` has its
+    /// `OK`. The `OK` is owed here and paid with the sweep.
+    fn resolve_refusal_if_ready(&self, rec: &mut ExecutionRecord, docs: &documents::DrDocuments) {
+        let human = matches!(rec.initiator, Initiator::Human { .. });
+        let gated = rec.decision.reasons.iter().any(|r| r.starts_with("readiness gate:"));
+        if !(human && gated && rec.state == ExecutionState::Refused && rec.incident_open()) {
+            return;
+        }
+        if docs.site(rec.target).problem().is_some() {
+            return;
+        }
+        let msg = self.page(
+            rec,
+            "refused",
+            PageState::Ok,
+            Severity::Critical,
+            format!(
+                "DR {}: the {} site's config is usable again (found by `check`): the refused {} {} can be requested again.",
+                self.settings.environment, rec.target, rec.kind, rec.execution_id
+            ),
+        );
+        rec.owe(Channel::Paging, &format!("{}.refusal_resolved", rec.kind), &msg);
     }
 
     /// Records `page` as owed under `event` (unless a page of that event went out already): it is saved with the
