@@ -20,7 +20,7 @@ Test control, on each workspace's port, without authentication (see the Rust har
   POST /__admin/credentials        {"pats": [...], "oauth_clients": {"id": "secret"}, "token_ttl_seconds": 3600}
   POST /__admin/expire_tokens      every issued OAuth token expires; {"pats": [...]} also revokes those PATs
   POST|GET|DELETE /__admin/faults  rules [{"path_prefix", "method"?, "status"?, "retry_after"?, "delay_ms"?,
-                                   "mode": "hang"?, "error_code"?, "message"?, "location"?, "times"?}], first match
+                                   "mode": "hang"|"late"?, "error_code"?, "message"?, "location"?, "times"?}], first match
                                    applies; "location" answers a redirect (status 302 unless given) to it
   GET|DELETE /__admin/requests     every /api/ and /oidc/ request received, in order
   POST /__admin/settings           {"warehouse_delay_seconds": 0.2, "latency_ms": 150} (either or both)
@@ -785,6 +785,10 @@ class Handler(BaseHTTPRequestHandler):
         return self.rfile.read(length) if length else b""
 
     def reply(self, status: int, body: Any, headers: list[tuple[str, str]] | None = None) -> None:
+        late = getattr(self, "late_seconds", 0.0)
+        if late:
+            self.late_seconds = 0.0
+            time.sleep(late)
         payload = b"" if body is None else json.dumps(body, separators=(",", ":")).encode()
         lines = [f"HTTP/1.1 {status} {REASONS.get(status, 'Status')}", "Server: databricks-local"]
         if body is not None:
@@ -834,7 +838,11 @@ class Handler(BaseHTTPRequestHandler):
                 with ws.lock:
                     while ws.hang_generation == generation:
                         ws.released.wait()
-            if rule.get("delay_ms"):
+            if rule.get("mode") == "late":
+                # The call applies, and its answer comes after delay_ms: the world's "a call can apply and still
+                # time out" (a client whose timeout is shorter never learns it took effect).
+                self.late_seconds = float(rule.get("delay_ms") or 0) / 1000.0
+            elif rule.get("delay_ms"):
                 time.sleep(float(rule["delay_ms"]) / 1000.0)
             if rule.get("location"):
                 # A redirect, as a workspace behind PrivateLink answers a caller outside its network: 30x to the
@@ -901,6 +909,10 @@ class Handler(BaseHTTPRequestHandler):
     def finish_raw(self, record: dict, status: int, payload: bytes) -> None:
         with self.workspace.lock:
             record["status"] = status
+        late = getattr(self, "late_seconds", 0.0)
+        if late:
+            self.late_seconds = 0.0
+            time.sleep(late)
         close = "Connection: close\r\n" if self.close_connection else ""
         self.wfile.write((f"HTTP/1.1 {status} OK\r\nServer: databricks-local\r\nContent-Type: application/json\r\n"
                           f"Content-Length: {len(payload)}\r\n{close}\r\n").encode() + payload)
@@ -956,8 +968,8 @@ class Handler(BaseHTTPRequestHandler):
                                             "mode", "error_code", "message", "location"}
                         if unknown:
                             raise BadDocument(f"rule {i}: unknown keys {', '.join(sorted(unknown))}")
-                        if r.get("mode") not in (None, "hang"):
-                            raise BadDocument(f"rule {i}: mode must be \"hang\"")
+                        if r.get("mode") not in (None, "hang", "late"):
+                            raise BadDocument(f"rule {i}: mode must be \"hang\" or \"late\" (applied, answered after delay_ms)")
                         if not (r.get("status") or r.get("delay_ms") or r.get("mode") or r.get("location")):
                             raise BadDocument(f"rule {i}: needs status, delay_ms, mode or location")
                         if r.get("times") is not None and (not isinstance(r["times"], int) or r["times"] < 0):

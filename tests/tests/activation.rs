@@ -265,6 +265,39 @@ async fn a_primary_that_hangs_never_blocks_the_promotion_and_is_paged_as_to_do_b
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pause_that_applied_but_answered_late_is_reversed_by_the_failback() {
+    // The former primary applies the failover's pauses but answers after the client's timeout: recorded NOT DONE.
+    // The failback used to reverse only what was known done, leaving the tagged jobs paused in both workspaces.
+    let pair = Pair::start().await;
+    let (p0, s0) = (pair.primary().state(), pair.secondary().state());
+    pair.primary().set_faults(&json!([{"path_prefix": "/api/2.2/jobs/update", "mode": "late", "delay_ms": 1500}]));
+    let mut f = pair.function(&[("DR_DATABRICKS_REQUEST_TIMEOUT_MS", "500")]);
+    let r = f.invoke(&failover("late1")).response();
+    assert_eq!(r["outcome"], "completed", "{r:#}\n{}", f.logs());
+    let rec = pair.env.json("executions/failover-late1.json").await;
+    let primary_changes: Vec<&Value> =
+        rec["activation"]["changes"].as_array().unwrap().iter().filter(|c| c["site"] == "primary").collect();
+    assert!(
+        !primary_changes.is_empty() && primary_changes.iter().all(|c| c["status"] != "done"),
+        "{primary_changes:#?}\n{:#?}",
+        pair.primary().requests().iter().map(|q| format!("{} {} {:?}", q.method, q.path, q.status)).collect::<Vec<_>>()
+    );
+    std::thread::sleep(Duration::from_millis(1600));
+    // The first pause applied though its answer came too late (the workspace was then taken as not answering and
+    // the rest were not sent): that job is now paused in both workspaces until the failback.
+    let p1 = pair.primary().state();
+    let applied: Vec<&str> = TAGGED.iter().filter(|(n, f)| pause(&p1, n, f) == "PAUSED").map(|(n, _)| *n).collect();
+    assert!(!applied.is_empty(), "no late pause applied");
+    pair.primary().clear_faults();
+    std::thread::sleep(Duration::from_millis(400));
+    let r = f.invoke(&failback("late2")).response();
+    assert_eq!(r["outcome"], "completed", "{r:#}\n{}", f.logs());
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(settled(pair.primary().state()), settled(p0), "the primary's jobs resumed: none left paused in both");
+    assert_eq!(settled(pair.secondary().state()), settled(s0), "the secondary exactly as it started");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_after_an_activation_call_resumes_without_a_second_change() {
     // The process is killed while a change's call is held (the server applies it after the kill), then the
     // trigger is delivered again once the lease has expired: the change is found done, never made twice.

@@ -461,8 +461,9 @@ fn job_change(site: SiteName, job: &JobView, field: &str, before: &str, after: &
     }
 }
 
-/// The reverse of recorded changes toward `target`: every change in effect, undone in reverse order (each
-/// object back to its `before`; nothing else). Changes in the site that is not `target` are best effort.
+/// The reverse of recorded changes toward `target`: every change that may have taken effect (all but a skipped
+/// one: done, not done and planned alike, see the loop's comment), undone in reverse order (each object back to
+/// its `before`; nothing else). Changes in the site that is not `target` are best effort.
 ///
 /// One exception: a DNS record the failover created (its `before` empty) is not deleted but pointed at
 /// `target_host`, the host of `target`'s workspace: clients that adopted the stable name during the failover
@@ -473,7 +474,12 @@ pub fn reverse(changes: &[Change], target: SiteName, target_host: Option<&str>) 
     let host = target_host.filter(|h| !h.is_empty());
     let mut by_hand = Vec::new();
     let mut out = Vec::new();
-    for c in changes.iter().rev().filter(|c| c.status.in_effect()) {
+    // Every change that may have taken effect: done, and also not done or still planned, since a call can apply
+    // and answer late (the former primary paused the jobs after the client's timeout) and on-call makes by hand
+    // what a page asked. The step re-reads each object and acts only from the value the failover left
+    // (`before` here), so reversing one that never took effect finds it already done and calls nothing. A change
+    // skipped because the object had moved on is left alone.
+    for c in changes.iter().rev().filter(|c| c.status != ChangeStatus::Skipped) {
         let after = match (c.object, c.before.is_empty(), host) {
             (ObjectType::DnsRecord, true, Some(host)) => host.to_owned(),
             (ObjectType::DnsRecord, true, None) => {
@@ -762,15 +768,20 @@ mod tests {
         let (r, by_hand) = reverse(&changes, SiteName::Primary, Some("p.host"));
         assert!(by_hand.is_empty());
         let lines: Vec<String> = r.iter().map(Change::line).collect();
+        // The trigger's pause was NOT DONE (no answer in time) yet is reversed too: it may have applied late.
         assert_eq!(
             lines,
             [
                 "DNS record dbx.example.internal CNAME b.host -> a.host: planned",
+                "primary job m (12) trigger PAUSED -> UNPAUSED: planned",
                 "primary job n (11) schedule PAUSED -> UNPAUSED: planned",
                 "secondary job n (1) schedule UNPAUSED -> PAUSED: planned",
             ]
         );
-        assert!(!r[1].best_effort && r[2].best_effort);
+        assert!(!r[2].best_effort && r[3].best_effort);
+        // A change skipped (the object had moved on) is left alone.
+        changes[2].status = ChangeStatus::Skipped;
+        assert_eq!(reverse(&changes, SiteName::Primary, Some("p.host")).0.len(), 3);
     }
 
     #[test]
