@@ -7,6 +7,7 @@
 //! - FAIL: the project certifies a version the kernel cannot read (higher, or some where the kernel has none);
 //! - REFUSED: the kernel reads a version the project refuses (the project's is lower, or none).
 
+mod bench;
 mod checkpoint_parquet;
 mod generate;
 mod kernel;
@@ -28,17 +29,33 @@ struct Options {
     verbose: bool,
     exhaustive: bool,
     self_test: bool,
+    bench: bool,
+    write: Option<PathBuf>,
 }
 
 const USAGE: &str = "usage: delta-oracle [--cases N] [--seed S] [--from F] [--keep DIR] [--verbose] [--exhaustive] [--self-test]
+       delta-oracle --bench [--write DIR]
   case i (F <= i < F+N) has seed S+i; `--seed S --cases 1` replays the case of seed S exactly.
   --keep DIR leaves each case's directories in DIR/<seed>/ (primary/, replica/, primary-deleted/, ...).
   --verbose prints every case; --exhaustive asks the kernel at every version (no shortcut, slower).
   --self-test checks the generator instead: the kernel reads every version of each generated primary, and
-  its scans lack only files VACUUM deleted.";
+  its scans lack only files VACUUM deleted.
+  --bench writes one large table (100,000 commits, 20,000 live files with DVs; src/bench.rs) and prints the
+  project's assessment of a lagging replica of it (BENCH_RUNS runs, default 5); --write DIR leaves its primary/
+  and replica/ in DIR (otherwise a temporary directory under /dev/shm).";
 
 fn parse_args() -> Result<Options, String> {
-    let mut o = Options { cases: 300, seed: 0, from: 0, keep: None, verbose: false, exhaustive: false, self_test: false };
+    let mut o = Options {
+        cases: 300,
+        seed: 0,
+        from: 0,
+        keep: None,
+        verbose: false,
+        exhaustive: false,
+        self_test: false,
+        bench: false,
+        write: None,
+    };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
@@ -50,6 +67,8 @@ fn parse_args() -> Result<Options, String> {
             "--verbose" | "-v" => o.verbose = true,
             "--exhaustive" => o.exhaustive = true,
             "--self-test" => o.self_test = true,
+            "--bench" => o.bench = true,
+            "--write" => o.write = Some(PathBuf::from(value("--write")?)),
             "--help" | "-h" => return Err(String::new()),
             other => return Err(format!("unknown argument {other:?}")),
         }
@@ -78,6 +97,19 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if opts.bench {
+        return match bench::run(opts.write.as_deref()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("bench: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if opts.write.is_some() {
+        eprintln!("--write goes with --bench\n{USAGE}");
+        return ExitCode::from(2);
+    }
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime");
     let kernel = kernel::Kernel::new();
     let started = Instant::now();

@@ -15,13 +15,24 @@ const PLANE: &str = r#"{"locations":[{"name":"t","kind":"delta","primary":"s3://
 /// The project's report of the one table: `primary_dir` in bucket `primary`, `replica_dir` in bucket `replica`,
 /// both under the key prefix `t/`.
 pub async fn project_report(primary_dir: &Path, replica_dir: &Path) -> Result<TableReport, String> {
-    let data = MemDataBuckets::default();
-    load(&data, "primary", primary_dir)?;
-    load(&data, "replica", replica_dir)?;
-    let plane = DataPlane::parse("data-plane", PLANE).map_err(|e| format!("data plane: {e:?}"))?;
+    let data = load_pair(primary_dir, replica_dir)?;
+    let plane = plane()?;
     let limits = DeltaLimits { deadline: Duration::from_secs(60), ..Default::default() };
     let assessment = assess(&data, &plane, &limits, OffsetDateTime::now_utc()).await;
     assessment.tables.into_iter().next().ok_or_else(|| "the assessment has no table".to_owned())
+}
+
+/// The one location's data plane (`t` in buckets `primary` and `replica`).
+pub fn plane() -> Result<DataPlane, String> {
+    DataPlane::parse("data-plane", PLANE).map_err(|e| format!("data plane: {e:?}"))
+}
+
+/// `primary_dir` in bucket `primary`, `replica_dir` in bucket `replica`, both under `t/`.
+pub fn load_pair(primary_dir: &Path, replica_dir: &Path) -> Result<MemDataBuckets, String> {
+    let data = MemDataBuckets::default();
+    load(&data, "primary", primary_dir)?;
+    load(&data, "replica", replica_dir)?;
+    Ok(data)
 }
 
 /// Puts every file under `dir` into `bucket` at `t/<relative path>`, with its mtime as last-modified.
