@@ -12,7 +12,9 @@
 //! `manual-trigger`; without a `manual-trigger` binary that part is skipped). `BENCH_RUNS` (default 3),
 //! `BENCH_COMMITS` (1000), `BENCH_FILES` (10000). Writing the table takes minutes: `BENCH_DELTA_ENDPOINT` (a
 //! moto already running) with `BENCH_DELTA_BUCKETS=PRIMARY,REPLICA` assesses one written there before by
-//! `make_tables.py PRIMARY REPLICA --bench COMMITS FILES`.
+//! `make_tables.py PRIMARY REPLICA --bench COMMITS FILES` (or any Delta table under `bench/big/` in both buckets
+//! whose newest version is BENCH_COMMITS - 1, e.g. `scripts/bench-delta-big`'s). `BENCH_REPLAY=0` skips the replay
+//! variant (its server-side copy assumes make_tables.py's table); `BENCH_TRIGGER=0` skips the `manual-trigger` part.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use domain::data_plane::DataPlane;
@@ -166,11 +168,18 @@ async fn main() {
         Some(_) => "written before (BENCH_DELTA_ENDPOINT)".to_owned(),
         None => format!("written and copied in {:.0} s", made.elapsed().as_secs_f64()),
     };
-    println!(
-        "Delta table of {commits} commits, {files} data files requested (make_tables.py --bench: {} per commit, one classic checkpoint at {}), newest version {newest}; {objects} objects in the replica under {prefix}/; {how}",
-        (files / commits).max(1),
-        commits / 2,
-    );
+    let replay_on = var("BENCH_REPLAY", 1) != 0;
+    if reuse.is_some() {
+        println!(
+            "Delta table written before into {primary} and {replica} (BENCH_DELTA_ENDPOINT), newest version {newest} (BENCH_COMMITS - 1); {objects} objects in the replica under {prefix}/"
+        );
+    } else {
+        println!(
+            "Delta table of {commits} commits, {files} data files requested (make_tables.py --bench: {} per commit, one classic checkpoint at {}), newest version {newest}; {objects} objects in the replica under {prefix}/; {how}",
+            (files / commits).max(1),
+            commits / 2,
+        );
+    }
 
     // A second replica of the same table whose checkpoints after BENCH_REPLAY_BASE (500; make_tables.py's own
     // checkpoint) are absent, as if the writer checkpointed every 500 commits (delta-rs checkpoints every 100):
@@ -184,8 +193,14 @@ async fn main() {
         name == "_last_checkpoint" || (name.contains(".checkpoint.") && name[..20].parse::<u64>().is_ok_and(|v| v > base))
     };
     let keys: Vec<String> = keys.into_iter().filter(|k| !late_checkpoint(k)).collect();
-    let exists =
-        client.head_object().bucket(&replica).key(format!("{replay}/_delta_log/{:020}.json", commits - 1)).send().await.is_ok();
+    let exists = !replay_on
+        || client
+            .head_object()
+            .bucket(&replica)
+            .key(format!("{replay}/_delta_log/{:020}.json", commits - 1))
+            .send()
+            .await
+            .is_ok();
     if !exists {
         for chunk in keys.chunks(64) {
             let mut set = tokio::task::JoinSet::new();
@@ -198,11 +213,15 @@ async fn main() {
             while set.join_next().await.is_some() {}
         }
     }
-    println!(
-        "replay variant: {} objects of the replica copied to {replay}/ without the checkpoints after {base} (newest checkpoint there: {base}) in {:.0} s",
-        keys.len(),
-        copied.elapsed().as_secs_f64()
-    );
+    if replay_on {
+        println!(
+            "replay variant: {} objects of the replica copied to {replay}/ without the checkpoints after {base} (newest checkpoint there: {base}) in {:.0} s",
+            keys.len(),
+            copied.elapsed().as_secs_f64()
+        );
+    } else {
+        println!("replay variant: skipped (BENCH_REPLAY=0)");
+    }
 
     let location = |name: &str, replica_prefix: &str| {
         json!({
@@ -212,6 +231,8 @@ async fn main() {
     };
     let plane_doc = json!({ "locations": [location("big", &prefix)] });
     let replay_doc = json!({ "locations": [location("replay", &replay)] });
+    let variants: Vec<(&str, &Value)> =
+        if replay_on { vec![("whole", &plane_doc), ("replay", &replay_doc)] } else { vec![("whole", &plane_doc)] };
     let data = Counting { inner: aws::data_buckets::S3DataBuckets::new(s3(&endpoint).await), n: Counts::default() };
     let generous = DeltaLimits { deadline: Duration::from_secs(120), ..DeltaLimits::default() };
 
@@ -223,7 +244,7 @@ async fn main() {
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     let mut medians = Vec::new();
-    for (label, doc) in [("whole", &plane_doc), ("replay", &replay_doc)] {
+    for &(label, doc) in &variants {
         let plane = DataPlane::parse("data-plane", &doc.to_string()).unwrap();
         let (mut wall, mut rss) = (Vec::new(), Vec::new());
         let mut reason = String::new();
@@ -278,22 +299,27 @@ async fn main() {
     }
 
     // The default deadline.
-    for (label, doc) in [("whole", &plane_doc), ("replay", &replay_doc)] {
+    for &(label, doc) in &variants {
         let plane = DataPlane::parse("data-plane", &doc.to_string()).unwrap();
         let d = DeltaLimits::default();
         let started = Instant::now();
         let a = assess(&data, &plane, &d, time::OffsetDateTime::now_utc()).await;
         println!(
-            "{label}, DeltaLimits::default() (deadline {:?}): {} in {:.0} ms, status {}{}",
+            "{label}, DeltaLimits::default() (deadline {:?}): {} in {:.0} ms, status {}, consistent version {:?}{}",
             d.deadline,
             if a.complete { "complete" } else { "NOT complete" },
             started.elapsed().as_secs_f64() * 1000.0,
             serde_json::to_value(a.tables[0].status).unwrap(),
+            a.tables[0].replica_consistent_version,
             if a.complete { "" } else { " (FINDING: the default deadline is not enough for this table)" }
         );
     }
 
     // Through the built manual-trigger: a snapshot whose data plane names the table.
+    if var("BENCH_TRIGGER", 1) == 0 {
+        println!("manual-trigger: skipped (BENCH_TRIGGER=0)");
+        return;
+    }
     if !bin_dir().join("manual-trigger").exists() {
         println!("manual-trigger: no binary in {}: skipped", bin_dir().display());
         return;
