@@ -112,6 +112,9 @@ pub struct DecisionInput<'a> {
     /// The execution holding the failover lock (its lease not expired), if one does: a failback in flight when
     /// the primary's health alarm fires is paged, never a silent no-op.
     pub in_flight: Option<&'a str>,
+    /// For an alarm: when it went `OK` after this `ALARM`, if it did (an `OK` handled first: deliveries are
+    /// unordered). The `ALARM` is then over before it is handled.
+    pub recovered_at: Option<OffsetDateTime>,
     /// Now.
     pub now: OffsetDateTime,
 }
@@ -206,6 +209,11 @@ pub fn decide(input: &DecisionInput<'_>) -> Decision {
             }
             _ => {}
         }
+    }
+    if let (Initiator::Alarm { alarm_name }, Some(ok)) = (input.initiator, input.recovered_at) {
+        let ok = ok.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
+        reasons.push(format!("alarm {alarm_name:?} went OK at {ok}, after this ALARM: it is over before it is handled"));
+        return done(Action::Noop, reasons, overrides);
     }
     if let Some(problem) = &input.target_problem {
         reasons.push(format!("readiness gate: the {target} site's config is not usable: {problem}"));
@@ -335,7 +343,16 @@ mod tests {
     }
 
     fn run(initiator: &Initiator, target: SiteName, active: Option<&ActiveConfig>, policy: Result<&Policy, String>) -> Decision {
-        decide(&DecisionInput { initiator, target, active, policy, target_problem: None, in_flight: None, now: NOW })
+        decide(&DecisionInput {
+            initiator,
+            target,
+            active,
+            policy,
+            target_problem: None,
+            in_flight: None,
+            recovered_at: None,
+            now: NOW,
+        })
     }
 
     const LONG_AGO: &str = "2026-01-01T00:00:00Z";
@@ -354,6 +371,7 @@ mod tests {
                 policy: Ok(p),
                 target_problem: None,
                 in_flight: None,
+                recovered_at: None,
                 now: NOW,
             },
         })
@@ -480,6 +498,7 @@ mod tests {
                 policy: Ok(&p),
                 target_problem: None,
                 in_flight,
+                recovered_at: None,
                 now: NOW,
             })
         };
@@ -503,6 +522,7 @@ mod tests {
                 policy: Ok(&p),
                 target_problem: Some("missing `region`".into()),
                 in_flight: None,
+                recovered_at: None,
                 now: NOW,
             });
             assert_eq!(d.action, Action::Refuse);

@@ -59,18 +59,6 @@ pub async fn on_alarm_change<P: ParameterStore, B: ControlBucket, N: Notifier, C
         if let Some(why) = change.silenced_because() {
             return Ok(AlarmOutcome::Ignored(why));
         }
-        // An OK later than this ALARM was handled first (deliveries are unordered; SNS's OK names no previous
-        // state): the ALARM is over before it is handled.
-        let not_started = |source| EngineError::NotStarted { execution_id: change.execution_id(), source };
-        let pages = engine.bucket.get(&layout::alarm_pages(&change.alarm_arn)).await.map_err(not_started)?;
-        let pages = pages.and_then(|o| serde_json::from_slice::<AlarmPages>(&o.body).ok());
-        if let Some(ok) = pages.and_then(|p| p.recovered_since(change.state_change_time)) {
-            let id = change.execution_id();
-            let mut ok_change = change.clone();
-            ok_change.state_change_time = ok;
-            ok_change.new_state = AlarmState::Ok;
-            record_recovered(engine, &id, &ok_change, change.state_change_time).await.map_err(not_started)?;
-        }
         let request = MoveRequest {
             execution_id: change.execution_id(),
             initiator: Initiator::Alarm { alarm_name: change.alarm_name.clone() },

@@ -314,11 +314,25 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
         let attempt_id = domain::primitives::new_token();
         // Round trip 1: the tree, the record and (for an alarm) the lock, side by side. An alarm reads the lock
         // because a failback in flight when the primary's alarm fires is paged, not a no-op.
+        // So does the alarm's pages document: an OK later than this ALARM, handled first, makes it a no-op.
         let is_alarm = matches!(req.initiator, Initiator::Alarm { .. });
         let holder = async { if is_alarm { lock::read(&self.bucket, &self.settings.lock_key).await } else { Ok(None) } };
-        let (tree, existing, holder) = tokio::try_join!(self.read_tree(), record::read(&self.bucket, &req.execution_id), holder)
-            .map_err(|source| EngineError::NotStarted { execution_id: req.execution_id.clone(), source })?;
+        let arn = req.trigger["alarm_arn"].as_str().filter(|_| is_alarm);
+        let pages = async {
+            match arn {
+                Some(arn) => self.bucket.get(&domain::layout::alarm_pages(arn)).await,
+                None => Ok(None),
+            }
+        };
+        let (tree, existing, holder, pages) =
+            tokio::try_join!(self.read_tree(), record::read(&self.bucket, &req.execution_id), holder, pages)
+                .map_err(|source| EngineError::NotStarted { execution_id: req.execution_id.clone(), source })?;
         let in_flight = holder.map(|(doc, _)| doc).filter(|doc| !doc.expired(started)).map(|doc| doc.execution_id);
+        let alarm_time = req.trigger["state_change_time"].as_str().and_then(domain::alarm::parse_timestamp);
+        let recovered_at = pages
+            .and_then(|o| serde_json::from_slice::<domain::alarm_pages::AlarmPages>(&o.body).ok())
+            .zip(alarm_time)
+            .and_then(|(p, t)| p.recovered_since(t));
         let docs = documents::from_tree(&tree, &self.settings.prefix);
         let attempt = Attempt { id: attempt_id, tree, docs, prefetched: None };
         if let Some(rec) = existing {
@@ -332,6 +346,7 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
             policy: self.policy_of(&attempt.docs),
             target_problem: attempt.docs.site(req.target).problem(),
             in_flight: in_flight.as_deref(),
+            recovered_at,
             now: started,
         });
         let decided = self.now();
@@ -676,6 +691,7 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
                     policy: self.policy_of(&attempt.docs),
                     target_problem: attempt.docs.site(rec.record.target).problem(),
                     in_flight: None,
+                    recovered_at: None,
                     now,
                 });
                 rec.record.note(now, format!("approved by {approver}: {:?} ({})", d.action, d.reasons.join("; ")));

@@ -165,6 +165,7 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
                 policy: self.policy_of(&docs),
                 target_problem: docs.site(rec.target).problem(),
                 in_flight: None,
+                recovered_at: None,
                 now: start,
             },
         });
