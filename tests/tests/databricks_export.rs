@@ -503,3 +503,92 @@ async fn the_export_asks_for_less_no_columns_and_none_of_databricks_own_catalogs
     let exported = pair.env.json(&format!("{folder}/databricks/primary/tables.json")).await;
     assert!(exported["objects"].as_array().unwrap().iter().all(|t| t.get("columns").is_none()));
 }
+
+/// `status` polled from a second instance while a snapshot exports a slow primary: the export is seen running
+/// (started at, kinds in and pending, calls made so far), then finished with every kind complete and the calls
+/// the snapshot counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_shows_each_sites_export_while_it_runs_and_once_it_finished() {
+    let pair = pair().await;
+    // Slow enough that the primary's export takes seconds: the catalog tree alone is four levels of calls.
+    pair.primary().set_latency(std::time::Duration::from_millis(400));
+    let mut snapshot = pair.function(&[]);
+    let mut status = pair.function(&[]);
+    let before = status.invoke(&json!({"command": "status"})).response();
+    assert_eq!(before["workspaces"]["exports"], json!({}), "no export yet: {before:#}");
+
+    let running = std::thread::spawn(move || {
+        let r = snapshot.invoke(&json!({"command": "snapshot"})).response();
+        (r, snapshot)
+    });
+    let mut seen_running = None;
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(50);
+    while std::time::Instant::now() < until && !running.is_finished() {
+        let s = status.invoke(&json!({"command": "status"})).response();
+        let p = &s["workspaces"]["exports"]["primary"];
+        if p["state"] == "running" && p["requests"].as_u64().unwrap_or(0) > 0 && p["kinds"]["complete"].as_u64().unwrap_or(0) > 0
+        {
+            seen_running = Some(p.clone());
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let (r, snapshot) = running.join().unwrap();
+    assert_eq!(r["outcome"], "completed", "{r:#}\n{}", snapshot.logs());
+    let p = seen_running.unwrap_or_else(|| panic!("the export was never seen running with kinds in"));
+    assert!(!p["kinds"]["pending"].as_array().unwrap().is_empty(), "{p:#}");
+    assert_eq!(p["invocations"], 1);
+    assert!(p["started_at"].as_str().unwrap().ends_with('Z'), "{p:#}");
+    let folder = r["snapshot_manifest_key"].as_str().unwrap().trim_end_matches("/manifest.json");
+    assert_eq!(p["snapshot_folder"], folder, "{p:#}");
+
+    let s = status.invoke(&json!({"command": "status"})).response();
+    for site in ["primary", "secondary"] {
+        let e = &s["workspaces"]["exports"][site];
+        assert_eq!(e["state"], "finished", "{site}: {e:#}");
+        assert_eq!(e["kinds"]["complete"], KINDS.len(), "{site}: {e:#}");
+        assert!(e["kinds"]["pending"].as_array().unwrap().is_empty() && e["kinds"]["partial"].as_array().unwrap().is_empty());
+        assert_eq!(e["requests"], r["workspaces"][site]["requests"], "{site}: the calls the snapshot counted");
+        assert_eq!(e["snapshot_folder"], folder);
+    }
+    assert!(
+        s["workspaces"]["exports"]["primary"]["requests"].as_u64().unwrap() > p["requests"].as_u64().unwrap(),
+        "the running view was a point on the way"
+    );
+}
+
+/// An invocation that ends mid-export (killed, as Lambda does at its timeout) leaves its record running with
+/// what was in: `status` says how far it got.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_shows_how_far_an_export_cut_short_got() {
+    let pair = pair().await;
+    pair.primary().set_latency(std::time::Duration::from_millis(400));
+    let mut snapshot = pair.function(&[]);
+    let mut status = pair.function(&[]);
+    let pid = snapshot.pid();
+    let handle = std::thread::spawn(move || {
+        let _ = snapshot.invoke_with_timeout(&json!({"command": "snapshot"}), std::time::Duration::from_secs(20));
+        snapshot
+    });
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut got = None;
+    while std::time::Instant::now() < until {
+        let s = status.invoke(&json!({"command": "status"})).response();
+        let p = s["workspaces"]["exports"]["primary"].clone();
+        if p["state"] == "running" && p["kinds"]["complete"].as_u64().unwrap_or(0) > 0 {
+            got = Some(p);
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let got = got.unwrap_or_else(|| panic!("never saw the export running"));
+    std::process::Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap();
+    let _ = handle.join();
+    let s = status.invoke(&json!({"command": "status"})).response();
+    let p = &s["workspaces"]["exports"]["primary"];
+    assert_eq!(p["state"], "running", "{p:#}");
+    let pending = p["kinds"]["pending"].as_array().unwrap().len();
+    assert!(pending > 0 && pending < KINDS.len(), "how far it got: {p:#}");
+    assert!(p["requests"].as_u64().unwrap() >= got["requests"].as_u64().unwrap());
+    assert!(s["workspaces"]["latest_exports"].get("primary").is_none(), "no pointer to an export that never ended: {s:#}");
+}

@@ -11,8 +11,10 @@ use crate::ports::{ApiError, WorkspaceApi};
 use domain::databricks::{ExportStatus, ObjectKind, identity};
 use futures_util::stream::{self, StreamExt};
 use serde_json::{Map, Value, json};
+use std::collections::BTreeMap;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 use tokio::time::Instant;
 
 /// How an export is bounded.
@@ -69,6 +71,40 @@ impl SiteObjects {
     }
 }
 
+/// What an export has done so far, readable while it runs: the calls made, and each kind that is in (its
+/// status and object count). `status` shows it, so that an export that runs long or is cut short by the
+/// invocation's end says how far it got.
+#[derive(Debug, Default)]
+pub struct Progress {
+    requests: AtomicU32,
+    done: Mutex<BTreeMap<ObjectKind, (ExportStatus, usize)>>,
+    changed: Notify,
+}
+
+impl Progress {
+    /// Calls made so far.
+    pub fn requests(&self) -> u32 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    /// The kinds that are in, with their status and count; a kind absent is still pending.
+    pub fn done(&self) -> BTreeMap<ObjectKind, (ExportStatus, usize)> {
+        // A poisoned lock only means a panicking writer: what it held is still the best answer.
+        self.done.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// Waits until a kind is in (the caller bounds the wait).
+    pub async fn changed(&self) {
+        self.changed.notified().await;
+    }
+
+    fn finished(&self, kind: ObjectKind, g: &Gathered) {
+        let status = g.status();
+        self.done.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(kind, (status, g.objects.len()));
+        self.changed.notify_waiters();
+    }
+}
+
 /// What a listing gathered before it ended: its objects, and the error that ended it early, if one did.
 struct Gathered {
     objects: Vec<Value>,
@@ -92,15 +128,18 @@ impl Gathered {
         }
     }
 
-    fn into_export(self, kind: ObjectKind) -> KindExport {
-        let status = match self.error {
+    fn status(&self) -> ExportStatus {
+        match &self.error {
             None => ExportStatus::Complete,
             Some(e) if e.is_absent() && self.objects.is_empty() => {
                 ExportStatus::Skipped { reason: format!("not available in this workspace ({e})") }
             }
             Some(e) => ExportStatus::Partial { error: e.to_string() },
-        };
-        KindExport { kind, status, objects: self.objects }
+        }
+    }
+
+    fn into_export(self, kind: ObjectKind) -> KindExport {
+        KindExport { kind, status: self.status(), objects: self.objects }
     }
 }
 
@@ -109,7 +148,7 @@ struct Bounded<'a> {
     api: &'a dyn WorkspaceApi,
     permits: Semaphore,
     deadline: Instant,
-    requests: AtomicU32,
+    progress: &'a Progress,
     page_size: u32,
 }
 
@@ -120,7 +159,7 @@ impl Bounded<'_> {
             // Past the deadline nothing is sent: every listing still waiting ends at once.
             return Err(ApiError::Timeout(format!("{path} (the export's overall deadline)")));
         }
-        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.progress.requests.fetch_add(1, Ordering::Relaxed);
         match tokio::time::timeout_at(self.deadline, self.api.get(path, query)).await {
             Ok(answer) => answer,
             Err(_) => Err(ApiError::Timeout(format!("{path} (the export's overall deadline)"))),
@@ -157,6 +196,13 @@ impl Bounded<'_> {
         }
         all
     }
+
+    /// Runs `listing`, then records its kind as in.
+    async fn kind(&self, kind: ObjectKind, listing: impl std::future::Future<Output = Gathered>) -> Gathered {
+        let g = listing.await;
+        self.progress.finished(kind, &g);
+        g
+    }
 }
 
 fn str_field<'v>(v: &'v Value, key: &str) -> Option<&'v str> {
@@ -165,11 +211,16 @@ fn str_field<'v>(v: &'v Value, key: &str) -> Option<&'v str> {
 
 /// Exports every kind of one site through `api`.
 pub async fn export_site(api: &dyn WorkspaceApi, limits: ExportLimits) -> SiteObjects {
+    export_site_with(api, limits, &Progress::default()).await
+}
+
+/// [`export_site`], recording in `progress` the calls made and each kind as soon as it is in.
+pub async fn export_site_with(api: &dyn WorkspaceApi, limits: ExportLimits, progress: &Progress) -> SiteObjects {
     let b = Bounded {
         api,
         permits: Semaphore::new(limits.concurrency.max(1)),
         deadline: Instant::now() + limits.deadline,
-        requests: AtomicU32::new(0),
+        progress,
         page_size: limits.page_size.clamp(1, 100),
     };
     // The probe: the metastore summary is one small answer every Unity Catalog workspace gives.
@@ -177,41 +228,58 @@ pub async fn export_site(api: &dyn WorkspaceApi, limits: ExportLimits) -> SiteOb
         Ok(m) => Gathered::ok(vec![m]),
         Err(e) if e.is_site_wide() => {
             let mut out = SiteObjects::skipped(&format!("the workspace did not answer: {e}"));
-            out.requests = b.requests.load(Ordering::Relaxed);
+            out.requests = progress.requests();
             return out;
         }
         Err(e) => Gathered { objects: Vec::new(), error: Some(e) },
     };
+    progress.finished(ObjectKind::Metastore, &metastore);
     let b = &b;
     let (jobs, clusters, policies, pools, warehouses) = tokio::join!(
-        jobs(b),
-        clusters(b),
-        b.list("/api/2.0/policies/clusters/list", &[], "policies", "page_token", None),
-        b.list("/api/2.0/instance-pools/list", &[], "instance_pools", "page_token", None),
-        b.list("/api/2.0/sql/warehouses", &[], "warehouses", "page_token", Some("page_size"))
+        b.kind(ObjectKind::Jobs, jobs(b)),
+        b.kind(ObjectKind::Clusters, clusters(b)),
+        b.kind(ObjectKind::ClusterPolicies, b.list("/api/2.0/policies/clusters/list", &[], "policies", "page_token", None)),
+        b.kind(ObjectKind::InstancePools, b.list("/api/2.0/instance-pools/list", &[], "instance_pools", "page_token", None)),
+        b.kind(ObjectKind::SqlWarehouses, b.list("/api/2.0/sql/warehouses", &[], "warehouses", "page_token", Some("page_size")))
     );
     let (catalog_tree, locations, credentials, models, serving) = tokio::join!(
         catalog_tree(b),
-        b.list("/api/2.1/unity-catalog/external-locations", &[], "external_locations", "page_token", Some("max_results")),
-        b.list("/api/2.1/unity-catalog/storage-credentials", &[], "storage_credentials", "page_token", Some("max_results")),
-        b.list("/api/2.1/unity-catalog/models", &[], "registered_models", "page_token", Some("max_results")),
-        b.list("/api/2.0/serving-endpoints", &[], "endpoints", "page_token", None),
+        b.kind(
+            ObjectKind::ExternalLocations,
+            b.list("/api/2.1/unity-catalog/external-locations", &[], "external_locations", "page_token", Some("max_results"))
+        ),
+        b.kind(
+            ObjectKind::StorageCredentials,
+            b.list("/api/2.1/unity-catalog/storage-credentials", &[], "storage_credentials", "page_token", Some("max_results"))
+        ),
+        b.kind(
+            ObjectKind::RegisteredModels,
+            b.list("/api/2.1/unity-catalog/models", &[], "registered_models", "page_token", Some("max_results"))
+        ),
+        b.kind(ObjectKind::ServingEndpoints, b.list("/api/2.0/serving-endpoints", &[], "endpoints", "page_token", None)),
     );
-    let (vector, (repos, objects), scopes) = tokio::join!(vector_search(b), workspace_tree(b), secret_scopes(b));
+    let (vector, (repos, objects), scopes) =
+        tokio::join!(vector_search(b), workspace_tree(b), b.kind(ObjectKind::SecretScopes, secret_scopes(b)));
+    for (kind, g) in [(ObjectKind::Repos, &repos), (ObjectKind::WorkspaceObjects, &objects)] {
+        progress.finished(kind, g);
+    }
     let (catalogs, schemas, tables, volumes) = catalog_tree;
     let (grants, permissions) = tokio::join!(
-        grants(
-            b,
-            [
-                (&catalogs, "catalog"),
-                (&schemas, "schema"),
-                (&tables, "table"),
-                (&volumes, "volume"),
-                (&locations, "external_location"),
-                (&credentials, "storage_credential")
-            ]
+        b.kind(
+            ObjectKind::Grants,
+            grants(
+                b,
+                [
+                    (&catalogs, "catalog"),
+                    (&schemas, "schema"),
+                    (&tables, "table"),
+                    (&volumes, "volume"),
+                    (&locations, "external_location"),
+                    (&credentials, "storage_credential")
+                ]
+            )
         ),
-        permissions(b, &jobs, &clusters, &warehouses)
+        b.kind(ObjectKind::Permissions, permissions(b, &jobs, &clusters, &warehouses))
     );
     let (vs_endpoints, vs_indexes) = vector;
     let mut kinds = Vec::with_capacity(ObjectKind::ALL.len());
@@ -240,7 +308,7 @@ pub async fn export_site(api: &dyn WorkspaceApi, limits: ExportLimits) -> SiteOb
     ] {
         kinds.push(g.into_export(kind));
     }
-    SiteObjects { kinds, requests: b.requests.load(Ordering::Relaxed) }
+    SiteObjects { kinds, requests: progress.requests() }
 }
 
 /// A listing that depends on another's answer is no more complete than it: it inherits its error.
@@ -358,6 +426,7 @@ async fn clusters(b: &Bounded<'_>) -> Gathered {
 async fn catalog_tree(b: &Bounded<'_>) -> (Gathered, Gathered, Gathered, Gathered) {
     let mut catalogs = b.list("/api/2.1/unity-catalog/catalogs", &[], "catalogs", "page_token", Some("max_results")).await;
     catalogs.objects.retain(|c| !domain::databricks::is_builtin_catalog(c));
+    b.progress.finished(ObjectKind::Catalogs, &catalogs);
     let names: Vec<String> = catalogs.objects.iter().filter_map(|c| str_field(c, "name")).map(str::to_owned).collect();
     let schemas = b
         .fan_out(names, |catalog| async move {
@@ -367,6 +436,7 @@ async fn catalog_tree(b: &Bounded<'_>) -> (Gathered, Gathered, Gathered, Gathere
         .await;
     let mut schemas = inherit(schemas, &catalogs, "/api/2.1/unity-catalog/schemas");
     schemas.objects.retain(|s| !domain::databricks::is_builtin_schema(s));
+    b.progress.finished(ObjectKind::Schemas, &schemas);
     let pairs: Vec<(String, String)> = schemas
         .objects
         .iter()
@@ -384,6 +454,8 @@ async fn catalog_tree(b: &Bounded<'_>) -> (Gathered, Gathered, Gathered, Gathere
     );
     let tables = inherit(tables, &schemas, "/api/2.1/unity-catalog/tables");
     let volumes = inherit(volumes, &schemas, "/api/2.1/unity-catalog/volumes");
+    b.progress.finished(ObjectKind::Tables, &tables);
+    b.progress.finished(ObjectKind::Volumes, &volumes);
     (catalogs, schemas, tables, volumes)
 }
 
@@ -401,6 +473,8 @@ async fn vector_search(b: &Bounded<'_>) -> (Gathered, Gathered) {
         Some(e) if e.is_absent() && endpoints.objects.is_empty() => Gathered { objects: Vec::new(), error: Some(e.clone()) },
         _ => inherit(indexes, &endpoints, "/api/2.0/vector-search/indexes"),
     };
+    b.progress.finished(ObjectKind::VectorSearchEndpoints, &endpoints);
+    b.progress.finished(ObjectKind::VectorSearchIndexes, &indexes);
     (endpoints, indexes)
 }
 
