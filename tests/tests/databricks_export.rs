@@ -592,3 +592,91 @@ async fn status_shows_how_far_an_export_cut_short_got() {
     assert!(p["requests"].as_u64().unwrap() >= got["requests"].as_u64().unwrap());
     assert!(s["workspaces"]["latest_exports"].get("primary").is_none(), "no pointer to an export that never ended: {s:#}");
 }
+
+/// The same workspace exported twice, object by object and then through a SQL warehouse named in the site's
+/// export settings (`system.information_schema` over the SQL Statement Execution API): the tables and grants
+/// files hold the same documents, the second export made no per-schema table listing nor per-securable
+/// `permissions` call of catalogs, schemas or tables, and it waited for a stopped warehouse and read every chunk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tables_and_grants_read_through_a_sql_warehouse_are_the_documents_read_object_by_object() {
+    let pair = pair().await;
+    let p = pair.primary();
+    let state = p.state();
+    let stopped = state["warehouses"].as_array().unwrap().iter().find(|w| w["state"] == "STOPPED").unwrap();
+    let warehouse = stopped["id"].as_str().unwrap().to_owned();
+    // Chunks of 2 rows: every statement's result spans several chunks.
+    p.set_sql(std::time::Duration::from_millis(300), 2);
+    // A grant on a table that is only inherited in information_schema must not show as the table's.
+    let mut f = pair.function(&[]);
+    let first = f.invoke(&json!({"command": "snapshot"})).response();
+    assert_eq!(first["outcome"], "completed", "{first:#}");
+    assert!(!p.requests().iter().any(|q| q.path.starts_with("/api/2.0/sql/statements")));
+    p.clear_requests();
+
+    let mut doc = pair.env.get("sites/primary").await;
+    doc["export"] = json!({"sql_warehouse_id": warehouse});
+    pair.env.put("sites/primary", &doc).await;
+    let second = f.invoke(&json!({"command": "snapshot"})).response();
+    assert_eq!(second["outcome"], "completed", "{second:#}");
+
+    let folder = |r: &Value| r["snapshot_manifest_key"].as_str().unwrap().trim_end_matches("/manifest.json").to_owned();
+    for kind in ["tables", "grants"] {
+        let a = pair.env.json(&format!("{}/databricks/primary/{kind}.json", folder(&first))).await;
+        let b = pair.env.json(&format!("{}/databricks/primary/{kind}.json", folder(&second))).await;
+        assert_eq!((&a["status"], &b["status"]), (&json!("complete"), &json!("complete")), "{kind}");
+        assert!(!a["objects"].as_array().unwrap().is_empty(), "{kind}");
+        assert_eq!(a["objects"], b["objects"], "{kind}: the same documents both ways");
+    }
+    let grants = pair.env.json(&format!("{}/databricks/primary/grants.json", folder(&second))).await;
+    let customers = grants["objects"].as_array().unwrap().iter().find(|g| g["full_name"] == "sales.curated.customers").unwrap();
+    assert_eq!(customers["privilege_assignments"], json!([{"principal": "support@example.com", "privileges": ["SELECT"]}]));
+    let orders = grants["objects"].as_array().unwrap().iter().find(|g| g["full_name"] == "sales.raw.orders").unwrap();
+    assert_eq!(orders["privilege_assignments"], json!([]), "the catalog's grants it inherits are not the table's");
+
+    let requests = p.requests();
+    let statements: Vec<_> = requests.iter().filter(|q| q.method == "POST" && q.path == "/api/2.0/sql/statements").collect();
+    assert_eq!(statements.len(), 4, "tables and the grants of catalogs, schemas and tables");
+    for s in &statements {
+        let body = s.body.as_ref().unwrap();
+        assert_eq!(body["warehouse_id"], warehouse.as_str());
+        assert_eq!((&body["disposition"], &body["format"]), (&json!("INLINE"), &json!("JSON_ARRAY")));
+    }
+    assert!(requests.iter().any(|q| q.path.contains("/result/chunks/")), "later chunks were read");
+    assert!(
+        requests.iter().filter(|q| q.method == "GET" && q.path.starts_with("/api/2.0/sql/statements/")).count() > 4,
+        "polled while the warehouse started"
+    );
+    assert!(!requests.iter().any(|q| q.path == "/api/2.1/unity-catalog/tables"), "no table listing per schema");
+    for securable in ["catalog", "schema", "table"] {
+        let prefix = format!("/api/2.1/unity-catalog/permissions/{securable}/");
+        assert!(!requests.iter().any(|q| q.path.starts_with(&prefix)), "no {securable} permissions call");
+    }
+    assert!(requests.iter().any(|q| q.path.starts_with("/api/2.1/unity-catalog/permissions/volume/")), "volumes' grants by call");
+    let drift = pair.env.json("databricks/drift.json").await;
+    for kind in ["tables", "grants"] {
+        let d = kind_drift(&drift["over_time"]["primary"], kind);
+        assert!(
+            strings(&d["added"]).is_empty() && strings(&d["removed"]).is_empty() && d["changed"].as_array().unwrap().is_empty(),
+            "{d:#}"
+        );
+    }
+}
+
+/// A statement that fails (here: a warehouse that does not exist) costs the export nothing: the tables and
+/// grants are read object by object and complete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sql_warehouse_that_fails_falls_back_to_reading_object_by_object() {
+    let pair = pair().await;
+    let mut doc = pair.env.get("sites/primary").await;
+    doc["export"] = json!({"sql_warehouse_id": "0000000000000000"});
+    pair.env.put("sites/primary", &doc).await;
+    let mut f = pair.function(&[]);
+    let r = f.invoke(&json!({"command": "snapshot"})).response();
+    for kind in ["tables", "grants"] {
+        assert_eq!(r["workspaces"]["primary"]["kinds"][kind]["status"], "complete", "{kind}: {r:#}");
+    }
+    let requests = pair.primary().requests();
+    assert!(requests.iter().any(|q| q.path == "/api/2.0/sql/statements" && q.status == Some(404)));
+    assert!(requests.iter().any(|q| q.path == "/api/2.1/unity-catalog/tables"));
+    assert!(f.logs().contains("not read through the SQL warehouse"), "said in the logs");
+}

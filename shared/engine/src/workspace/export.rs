@@ -6,9 +6,11 @@
 //! once, and the listings that depend on another's answer (schemas of catalogs, tables and volumes of
 //! schemas, indexes of endpoints, grants and permissions of what was listed) as soon as it is in.
 
+mod sql;
+
 use super::pages::{self, Listing};
 use crate::ports::{ApiError, WorkspaceApi};
-use domain::databricks::{ExportStatus, ObjectKind, identity};
+use domain::databricks::{ExportStatus, ObjectKind, identity, uc};
 use futures_util::stream::{self, StreamExt};
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
@@ -150,6 +152,8 @@ struct Bounded<'a> {
     deadline: Instant,
     progress: &'a Progress,
     page_size: u32,
+    /// The site's SQL warehouse for reading tables and grants in bulk ([`sql`]), if it names one.
+    warehouse: Option<&'a str>,
 }
 
 impl Bounded<'_> {
@@ -161,6 +165,20 @@ impl Bounded<'_> {
         }
         self.progress.requests.fetch_add(1, Ordering::Relaxed);
         match tokio::time::timeout_at(self.deadline, self.api.get(path, query)).await {
+            Ok(answer) => answer,
+            Err(_) => Err(ApiError::Timeout(format!("{path} (the export's overall deadline)"))),
+        }
+    }
+
+    /// A POST under the same bounds. Only the export's SQL statements are posted: a read-only SELECT sent twice
+    /// reads twice, so it is retried as idempotent (the repeat leaves a statement nobody polls, which expires).
+    async fn post(&self, path: &str, body: &Value) -> Result<Value, ApiError> {
+        let _permit = self.permits.acquire().await.map_err(|_| ApiError::Timeout(path.to_owned()))?;
+        if Instant::now() >= self.deadline {
+            return Err(ApiError::Timeout(format!("{path} (the export's overall deadline)")));
+        }
+        self.progress.requests.fetch_add(1, Ordering::Relaxed);
+        match tokio::time::timeout_at(self.deadline, self.api.post(path, body, crate::ports::Idempotency::Idempotent)).await {
             Ok(answer) => answer,
             Err(_) => Err(ApiError::Timeout(format!("{path} (the export's overall deadline)"))),
         }
@@ -211,17 +229,25 @@ fn str_field<'v>(v: &'v Value, key: &str) -> Option<&'v str> {
 
 /// Exports every kind of one site through `api`.
 pub async fn export_site(api: &dyn WorkspaceApi, limits: ExportLimits) -> SiteObjects {
-    export_site_with(api, limits, &Progress::default()).await
+    export_site_with(api, limits, &Progress::default(), None).await
 }
 
-/// [`export_site`], recording in `progress` the calls made and each kind as soon as it is in.
-pub async fn export_site_with(api: &dyn WorkspaceApi, limits: ExportLimits, progress: &Progress) -> SiteObjects {
+/// [`export_site`], recording in `progress` the calls made and each kind as soon as it is in; with
+/// `sql_warehouse` (the site's `export.sql_warehouse_id`), tables and the grants of catalogs, schemas and tables
+/// are read in bulk from `system.information_schema` on that warehouse, into the same documents.
+pub async fn export_site_with(
+    api: &dyn WorkspaceApi,
+    limits: ExportLimits,
+    progress: &Progress,
+    sql_warehouse: Option<&str>,
+) -> SiteObjects {
     let b = Bounded {
         api,
         permits: Semaphore::new(limits.concurrency.max(1)),
         deadline: Instant::now() + limits.deadline,
         progress,
         page_size: limits.page_size.clamp(1, 100),
+        warehouse: sql_warehouse,
     };
     // The probe: the metastore summary is one small answer every Unity Catalog workspace gives.
     let metastore = match b.get("/api/2.1/unity-catalog/metastore_summary", &[]).await {
@@ -443,20 +469,66 @@ async fn catalog_tree(b: &Bounded<'_>) -> (Gathered, Gathered, Gathered, Gathere
         .filter_map(|s| Some((str_field(s, "catalog_name")?.to_owned(), str_field(s, "name")?.to_owned())))
         .collect();
     let (tables, volumes) = tokio::join!(
+        tables_of(b, &pairs),
         b.fan_out(pairs.clone(), |(c, s)| async move {
-            let q = [("catalog_name", c), ("schema_name", s), ("omit_columns", "true".to_owned())];
-            b.list("/api/2.1/unity-catalog/tables", &q, "tables", "page_token", Some("max_results")).await
-        }),
-        b.fan_out(pairs, |(c, s)| async move {
             let q = [("catalog_name", c), ("schema_name", s)];
             b.list("/api/2.1/unity-catalog/volumes", &q, "volumes", "page_token", Some("max_results")).await
         })
     );
-    let tables = inherit(tables, &schemas, "/api/2.1/unity-catalog/tables");
+    let mut tables = inherit(tables, &schemas, "/api/2.1/unity-catalog/tables");
+    // One shape and one order whichever way they were read (`domain::databricks::uc`).
+    tables.objects = tables.objects.iter().map(uc::table_document).collect();
+    tables.objects.sort_by(|a, b| str_field(a, "full_name").cmp(&str_field(b, "full_name")));
     let volumes = inherit(volumes, &schemas, "/api/2.1/unity-catalog/volumes");
     b.progress.finished(ObjectKind::Tables, &tables);
     b.progress.finished(ObjectKind::Volumes, &volumes);
     (catalogs, schemas, tables, volumes)
+}
+
+/// The tables of the schemas `pairs`: from `information_schema` when the site names a SQL warehouse (the rows of
+/// other schemas left out, as the REST path never lists them), else one listing per schema. A statement that
+/// fails falls back to the listings: the warehouse is an accelerator, never a reason for a partial export.
+async fn tables_of(b: &Bounded<'_>, pairs: &[(String, String)]) -> Gathered {
+    if let Some(warehouse) = b.warehouse {
+        match sql::rows(b, warehouse, sql::TABLES).await {
+            Ok(rows) => {
+                let wanted: std::collections::HashSet<(&str, &str)> =
+                    pairs.iter().map(|(c, s)| (c.as_str(), s.as_str())).collect();
+                let objects = rows
+                    .iter()
+                    .filter_map(uc::table_from_information_schema)
+                    .filter(|t| {
+                        matches!((str_field(t, "catalog_name"), str_field(t, "schema_name")), (Some(c), Some(s)) if wanted.contains(&(c, s)))
+                    })
+                    .collect();
+                return Gathered::ok(objects);
+            }
+            Err(e) => tracing::warn!(error = %e, "tables not read through the SQL warehouse: listed schema by schema"),
+        }
+    }
+    b.fan_out(pairs.to_vec(), |(c, s)| async move {
+        let q = [("catalog_name", c), ("schema_name", s), ("omit_columns", "true".to_owned())];
+        b.list("/api/2.1/unity-catalog/tables", &q, "tables", "page_token", Some("max_results")).await
+    })
+    .await
+}
+
+/// The direct grants of every catalog, schema and table from `information_schema` (three statements), by
+/// securable type and full name; `None` without a warehouse, or when a statement failed (the `permissions`
+/// calls then read them).
+async fn bulk_grants(b: &Bounded<'_>) -> Option<std::collections::HashMap<&'static str, uc::Grants>> {
+    let warehouse = b.warehouse?;
+    let reads = futures_util::future::join_all(sql::GRANTS.map(|(securable, statement, names)| async move {
+        sql::rows(b, warehouse, statement).await.map(|rows| (securable, uc::grants_from_information_schema(&rows, names)))
+    }))
+    .await;
+    match reads.into_iter().collect::<Result<std::collections::HashMap<_, _>, ApiError>>() {
+        Ok(all) => Some(all),
+        Err(e) => {
+            tracing::warn!(error = %e, "grants not read through the SQL warehouse: read securable by securable");
+            None
+        }
+    }
 }
 
 /// Vector search endpoints, then the indexes of each. A workspace without vector search answers 404 or
@@ -591,14 +663,26 @@ async fn grants(b: &Bounded<'_>, sources: [(&Gathered, &'static str); 6]) -> Gat
             inherited = Some(e.clone());
         }
     }
+    let bulk = bulk_grants(b).await;
+    let bulk = &bulk;
     let mut out = b
         .fan_out(targets, |(securable, name)| async move {
+            if let Some(by_type) = bulk
+                && let Some(grants) = by_type.get(securable)
+            {
+                let assignments = uc::assignments_of(grants.get(&name));
+                return Gathered::ok(vec![json!({
+                    "securable_type": securable,
+                    "full_name": name,
+                    "privilege_assignments": assignments,
+                })]);
+            }
             let path = format!("/api/2.1/unity-catalog/permissions/{securable}/{}", encode_segment(&name));
             match b.get(&path, &[]).await {
                 Ok(answer) => Gathered::ok(vec![json!({
                     "securable_type": securable,
                     "full_name": name,
-                    "privilege_assignments": answer.get("privilege_assignments").cloned().unwrap_or(json!([])),
+                    "privilege_assignments": uc::canonical_assignments(answer.get("privilege_assignments").unwrap_or(&json!([]))),
                 })]),
                 Err(e) => Gathered { objects: Vec::new(), error: Some(e) },
             }

@@ -118,7 +118,10 @@ pub async fn export_and_compare<B: ControlBucket>(
         let tracker = export::Progress::default();
         let objects = progress::tracked(bucket, record, &tracker, PROGRESS_EVERY, async {
             match connector.connect(*site, config) {
-                Ok(api) => export::export_site_with(api.as_ref(), limits, &tracker).await,
+                Ok(api) => {
+                    let warehouse = config.export_settings().sql_warehouse_id;
+                    export::export_site_with(api.as_ref(), limits, &tracker, warehouse.as_deref()).await
+                }
                 Err(e) => SiteObjects::skipped(&e.to_string()),
             }
         })
