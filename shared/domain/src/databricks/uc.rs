@@ -86,12 +86,12 @@ pub fn canonical_assignments(assignments: &Value) -> Value {
         .map(|a| {
             let mut a = a.clone();
             if let Some(Value::Array(p)) = a.get_mut("privileges") {
-                p.sort_by(|x, y| x.to_string().cmp(&y.to_string()));
+                p.sort_by_key(Value::to_string);
             }
             a
         })
         .collect();
-    list.sort_by(|x, y| x.get("principal").map(Value::to_string).cmp(&y.get("principal").map(Value::to_string)));
+    list.sort_by_key(|x| x.get("principal").map(Value::to_string));
     Value::Array(list)
 }
 
