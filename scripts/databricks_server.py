@@ -597,7 +597,10 @@ class Workspace:
     # chunks of rows of strings (or null), the first in the statement's `result`, each naming next_chunk_index
     # and next_chunk_internal_link until the last. Polling is the caller's: no Retry-After on these answers.
     # This server does not evaluate SQL: a statement answers the rows of the system.information_schema view it
-    # names, keeping only direct grants when it says inherited_from = 'NONE'.
+    # names, keeping only direct grants when it says inherited_from = 'NONE', and only the rows of one catalog
+    # when it compares the view's catalog column with the named parameter :catalog (`parameters`:
+    # [{"name", "value", "type"}], StatementParameterListItem). An INLINE result over 25 MiB is aborted: FAILED
+    # (executeStatement, "disposition").
     INFORMATION_SCHEMA = {
         "tables": ("table_catalog", "table_schema", "table_name", "table_type", "table_owner", "comment", "created",
                    "created_by", "last_altered", "last_altered_by", "data_source_format", "storage_path"),
@@ -666,7 +669,16 @@ class Workspace:
         sid = str(uuid.uuid4())
         v = re.search(r"system\.information_schema\.(\w+)", statement, re.IGNORECASE)
         view = v.group(1).lower() if v else None
-        self.statements[sid] = {"warehouse": wid, "view": view, "running_since": None,
+        params = body.get("parameters", [])
+        if not isinstance(params, list) or not all(isinstance(p, dict) and isinstance(p.get("name"), str) for p in params):
+            raise bad_param("parameters must be a list of {name, value, type}")
+        values = {p["name"]: p.get("value") for p in params}
+        for marker in re.findall(r":(\w+)", statement):
+            if marker not in values:
+                raise bad_param(f"[UNBOUND_SQL_PARAMETER] Found the unbound parameter: {marker}.")
+        c = re.search(r"(table_catalog|catalog_name)\s*=\s*:(\w+)", statement, re.IGNORECASE)
+        catalog = values.get(c.group(2)) if c else None
+        self.statements[sid] = {"warehouse": wid, "view": view, "running_since": None, "catalog": catalog,
                                 "direct_only": bool(re.search(r"inherited_from\s*=\s*'NONE'", statement, re.IGNORECASE))}
         # wait_timeout > 0 would hold the call until the statement ends or the time is up; this server answers at
         # once with the state then, as a statement still running when wait_timeout passes (on_wait_timeout CONTINUE).
@@ -691,9 +703,16 @@ class Workspace:
             return {"statement_id": sid, "status": {"state": "FAILED", "sql_state": "42P01", "error": {
                 "error_code": "BAD_REQUEST",
                 "message": f"[TABLE_OR_VIEW_NOT_FOUND] The table or view system.information_schema.{st['view']} cannot be found."}}}
-        if "rows" not in st:
-            st["rows"] = self.view_rows(st["view"], st["direct_only"])
         columns = self.INFORMATION_SCHEMA[st["view"]]
+        if "rows" not in st:
+            rows = self.view_rows(st["view"], st["direct_only"])
+            if st["catalog"] is not None:
+                at = columns.index("table_catalog" if "table_catalog" in columns else "catalog_name")
+                rows = [r for r in rows if r[at] == st["catalog"]]
+            st["rows"] = rows
+        if len(json.dumps(st["rows"])) > 25 * 1024 * 1024:
+            return {"statement_id": sid, "status": {"state": "FAILED", "error": {
+                "error_code": "BAD_REQUEST", "message": "The INLINE result exceeds 25 MiB: use EXTERNAL_LINKS."}}}
         rows, size = st["rows"], self.sql_chunk_rows
         chunks = [{"chunk_index": i, "row_offset": o, "row_count": min(size, len(rows) - o)}
                   for i, o in enumerate(range(0, len(rows), size))] or [{"chunk_index": 0, "row_offset": 0, "row_count": 0}]

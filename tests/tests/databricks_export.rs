@@ -635,9 +635,17 @@ async fn tables_and_grants_read_through_a_sql_warehouse_are_the_documents_read_o
 
     let requests = p.requests();
     let statements: Vec<_> = requests.iter().filter(|q| q.method == "POST" && q.path == "/api/2.0/sql/statements").collect();
-    assert_eq!(statements.len(), 4, "tables and the grants of catalogs, schemas and tables");
+    let catalogs: Vec<&str> = state["catalogs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .filter(|c| !["system", "samples", "__databricks_internal"].contains(c))
+        .collect();
+    assert_eq!(statements.len(), 4 * catalogs.len(), "per catalog: tables and the grants of catalogs, schemas and tables");
     for s in &statements {
         let body = s.body.as_ref().unwrap();
+        assert!(catalogs.contains(&body["parameters"][0]["value"].as_str().unwrap()), "{body:#}");
         assert_eq!(body["warehouse_id"], warehouse.as_str());
         assert_eq!((&body["disposition"], &body["format"]), (&json!("INLINE"), &json!("JSON_ARRAY")));
     }

@@ -582,6 +582,26 @@ fn sql_statements_pend_run_succeed_in_chunks_and_fail_as_published() {
     assert!(count(&all) > count(&direct), "inherited grants show on every descendant");
     assert_eq!(count(&direct), 1, "the one direct table grant of the sample");
 
+    // One catalog's rows when the statement compares its catalog column with the named parameter.
+    let r = post(
+        "SELECT * FROM system.information_schema.tables WHERE table_catalog = :catalog",
+        json!({"parameters": [{"name": "catalog", "value": "sales", "type": "STRING"}]}),
+    );
+    assert_eq!(r.status, 200);
+    let id = r.json()["statement_id"].as_str().unwrap().to_owned();
+    let until = Instant::now() + Duration::from_secs(10);
+    let answer = loop {
+        let a = ok(ws, &format!("/api/2.0/sql/statements/{id}"));
+        if a["status"]["state"] == "SUCCEEDED" || Instant::now() > until {
+            break a;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let sales = state["tables"].as_array().unwrap().iter().filter(|t| t["catalog_name"] == "sales").count();
+    assert!(sales > 0 && sales < state["tables"].as_array().unwrap().len());
+    assert_eq!(answer["manifest"]["total_row_count"], sales);
+    assert_eq!(post("SELECT * FROM system.information_schema.tables WHERE table_catalog = :catalog", json!({})).status, 400);
+
     let missing = run("SELECT * FROM system.information_schema.nothing_here");
     assert_eq!(missing["answer"]["status"]["state"], "FAILED");
     assert!(missing["answer"]["status"]["error"]["message"].as_str().unwrap().contains("TABLE_OR_VIEW_NOT_FOUND"));

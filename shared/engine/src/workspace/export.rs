@@ -490,7 +490,12 @@ async fn catalog_tree(b: &Bounded<'_>) -> (Gathered, Gathered, Gathered, Gathere
 /// fails falls back to the listings: the warehouse is an accelerator, never a reason for a partial export.
 async fn tables_of(b: &Bounded<'_>, pairs: &[(String, String)]) -> Gathered {
     if let Some(warehouse) = b.warehouse {
-        match sql::rows(b, warehouse, sql::TABLES).await {
+        let mut catalogs: Vec<&str> = pairs.iter().map(|(c, _)| c.as_str()).collect();
+        catalogs.sort_unstable();
+        catalogs.dedup();
+        let reads = stream::iter(catalogs.into_iter().map(|c| sql::rows(b, warehouse, sql::TABLES, c))).buffered(8);
+        let read: Result<Vec<Vec<Map<String, Value>>>, ApiError> = reads.collect::<Vec<_>>().await.into_iter().collect();
+        match read.map(|per_catalog| per_catalog.concat()) {
             Ok(rows) => {
                 let wanted: std::collections::HashSet<(&str, &str)> =
                     pairs.iter().map(|(c, s)| (c.as_str(), s.as_str())).collect();
@@ -516,13 +521,24 @@ async fn tables_of(b: &Bounded<'_>, pairs: &[(String, String)]) -> Gathered {
 /// The direct grants of every catalog, schema and table from `information_schema` (three statements), by
 /// securable type and full name; `None` without a warehouse, or when a statement failed (the `permissions`
 /// calls then read them).
-async fn bulk_grants(b: &Bounded<'_>) -> Option<std::collections::HashMap<&'static str, uc::Grants>> {
+async fn bulk_grants(b: &Bounded<'_>, catalogs: &[String]) -> Option<std::collections::HashMap<&'static str, uc::Grants>> {
     let warehouse = b.warehouse?;
-    let reads = futures_util::future::join_all(sql::GRANTS.map(|(securable, statement, names)| async move {
-        sql::rows(b, warehouse, statement).await.map(|rows| (securable, uc::grants_from_information_schema(&rows, names)))
+    let statements = sql::GRANTS.iter().flat_map(|g| catalogs.iter().map(move |c| (g, c.as_str())));
+    let reads = stream::iter(statements.map(|((securable, statement, names), catalog)| async move {
+        sql::rows(b, warehouse, statement, catalog)
+            .await
+            .map(|rows| (*securable, uc::grants_from_information_schema(&rows, names)))
     }))
+    .buffered(8)
+    .collect::<Vec<_>>()
     .await;
-    match reads.into_iter().collect::<Result<std::collections::HashMap<_, _>, ApiError>>() {
+    let mut all: std::collections::HashMap<&'static str, uc::Grants> = std::collections::HashMap::new();
+    let read: Result<(), ApiError> = reads.into_iter().try_for_each(|r| {
+        let (securable, grants) = r?;
+        all.entry(securable).or_default().extend(grants);
+        Ok(())
+    });
+    match read.map(|()| all) {
         Ok(all) => Some(all),
         Err(e) => {
             tracing::warn!(error = %e, "grants not read through the SQL warehouse: read securable by securable");
@@ -663,7 +679,8 @@ async fn grants(b: &Bounded<'_>, sources: [(&Gathered, &'static str); 6]) -> Gat
             inherited = Some(e.clone());
         }
     }
-    let bulk = bulk_grants(b).await;
+    let catalogs: Vec<String> = sources[0].0.objects.iter().filter_map(|o| str_field(o, "name")).map(str::to_owned).collect();
+    let bulk = bulk_grants(b, &catalogs).await;
     let bulk = &bulk;
     let mut out = b
         .fan_out(targets, |(securable, name)| async move {

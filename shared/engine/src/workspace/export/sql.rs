@@ -25,8 +25,15 @@ const POLL_MAX: Duration = Duration::from_secs(2);
 /// More chunks than an INLINE result can have (25 MiB in all).
 const MAX_CHUNKS: u64 = 10_000;
 
-/// The rows of `statement`, each as column name to value (strings or null, as JSON_ARRAY gives them).
-pub(super) async fn rows(b: &Bounded<'_>, warehouse: &str, statement: &str) -> Result<Vec<Map<String, Value>>, ApiError> {
+/// The rows of `statement` for one catalog (its `:catalog` parameter), each as column name to value (strings or
+/// null, as JSON_ARRAY gives them). The catalog is a named parameter, never spliced into the text: its name is
+/// the workspace's, and quoting rules are not this code's to get right.
+pub(super) async fn rows(
+    b: &Bounded<'_>,
+    warehouse: &str,
+    statement: &str,
+    catalog: &str,
+) -> Result<Vec<Map<String, Value>>, ApiError> {
     // `0s`: the call answers at once and this polls. A wait of 5 s or more would hold the call past the
     // client's request timeout on a warehouse that starts (10 s) and one of the export's permits with it.
     let body = json!({
@@ -36,6 +43,7 @@ pub(super) async fn rows(b: &Bounded<'_>, warehouse: &str, statement: &str) -> R
         "on_wait_timeout": "CONTINUE",
         "disposition": "INLINE",
         "format": "JSON_ARRAY",
+        "parameters": [{"name": "catalog", "value": catalog, "type": "STRING"}],
     });
     let mut answer = b.post(STATEMENTS, &body).await?;
     let id = answer.get("statement_id").and_then(Value::as_str).map(str::to_owned).ok_or_else(|| bad("no statement_id"))?;
@@ -96,31 +104,33 @@ fn bad(problem: &str) -> ApiError {
     ApiError::BadAnswer { path: STATEMENTS.into(), problem: problem.to_owned() }
 }
 
-/// Every table of `information_schema.tables` but Databricks' own (the same as the REST path leaves out).
+/// The tables of one catalog but its `information_schema` (the REST path leaves it out too). One statement per
+/// catalog: an INLINE result over 25 MiB is aborted, and 100,000 tables in one would come near it.
 pub(super) const TABLES: &str = "SELECT table_catalog, table_schema, table_name, table_type, table_owner, comment, created, \
      created_by, last_altered, last_altered_by, data_source_format, storage_path FROM system.information_schema.tables \
-     WHERE table_catalog NOT IN ('system', 'samples', '__databricks_internal') AND table_schema <> 'information_schema'";
+     WHERE table_catalog = :catalog AND table_schema <> 'information_schema'";
 
-/// The direct grants of one securable type: `(securable_type, statement, the columns of its full name)`.
+/// The direct grants of one securable type in one catalog: `(securable_type, statement, the columns of its full
+/// name)`.
 /// Inherited grants are left out in the statement (every table inherits its catalog's: most of the rows) and
 /// again by `domain::databricks::uc`, which only keeps `inherited_from = 'NONE'`.
 pub(super) const GRANTS: [(&str, &str, &[&str]); 3] = [
     (
         "catalog",
         "SELECT grantee, catalog_name, privilege_type, inherited_from FROM system.information_schema.catalog_privileges \
-         WHERE inherited_from = 'NONE'",
+         WHERE catalog_name = :catalog AND inherited_from = 'NONE'",
         &["catalog_name"],
     ),
     (
         "schema",
         "SELECT grantee, catalog_name, schema_name, privilege_type, inherited_from FROM system.information_schema.schema_privileges \
-         WHERE inherited_from = 'NONE'",
+         WHERE catalog_name = :catalog AND inherited_from = 'NONE'",
         &["catalog_name", "schema_name"],
     ),
     (
         "table",
         "SELECT grantee, table_catalog, table_schema, table_name, privilege_type, inherited_from \
-         FROM system.information_schema.table_privileges WHERE inherited_from = 'NONE'",
+         FROM system.information_schema.table_privileges WHERE table_catalog = :catalog AND inherited_from = 'NONE'",
         &["table_catalog", "table_schema", "table_name"],
     ),
 ];
