@@ -612,7 +612,10 @@ class Workspace:
                                "inherited_from"),
     }
 
-    def view_rows(self, view: str, direct_only: bool) -> list[list]:
+    def view_rows(self, view: str, direct_only: bool, catalog: str | None) -> list[list]:
+        """The rows of `view`, of `catalog` only when given (filtered first: a statement runs under the lock)."""
+        tables = self.state["tables"] if catalog is None else [
+            t for (c, _), ts in self.tables.items() if c == catalog for t in ts]
         def ts(ms: Any) -> str | None:
             if not isinstance(ms, int):
                 return None
@@ -625,7 +628,7 @@ class Workspace:
             return [[t["catalog_name"], t["schema_name"], t["name"], text(t.get("table_type")), text(t.get("owner")),
                      text(t.get("comment")), ts(t.get("created_at")), text(t.get("created_by")), ts(t.get("updated_at")),
                      text(t.get("updated_by")), text(t.get("data_source_format")), text(t.get("storage_location"))]
-                    for t in self.state["tables"]]
+                    for t in tables]
         # A privilege as information_schema spells it: with spaces (USE CATALOG, ALL PRIVILEGES) where the REST
         # API has underscores (https://docs.databricks.com/en/data-governance/unity-catalog/manage-privileges/privileges.html).
         def rows_of(kind: str, names: list[list[str]], inherited: dict[str, list[str]]) -> list[list]:
@@ -643,11 +646,11 @@ class Workspace:
             return out
 
         if view == "catalog_privileges":
-            return rows_of("catalog", [[c] for c in self.catalogs], {})
+            return rows_of("catalog", [[c] for c in self.catalogs if catalog in (None, c)], {})
         if view == "schema_privileges":
-            names = [[o["catalog_name"], o["name"]] for o in self.state["schemas"]]
+            names = [[o["catalog_name"], o["name"]] for o in self.state["schemas"] if catalog in (None, o["catalog_name"])]
             return rows_of("schema", names, {".".join(n): [f"catalog/{n[0]}"] for n in names})
-        names = [[o["catalog_name"], o["schema_name"], o["name"]] for o in self.state["tables"]]
+        names = [[o["catalog_name"], o["schema_name"], o["name"]] for o in tables]
         return rows_of("table", names, {".".join(n): [f"catalog/{n[0]}", f"schema/{n[0]}.{n[1]}"] for n in names})
 
     def statement_execute(self, body: dict) -> dict:
@@ -705,12 +708,9 @@ class Workspace:
                 "message": f"[TABLE_OR_VIEW_NOT_FOUND] The table or view system.information_schema.{st['view']} cannot be found."}}}
         columns = self.INFORMATION_SCHEMA[st["view"]]
         if "rows" not in st:
-            rows = self.view_rows(st["view"], st["direct_only"])
-            if st["catalog"] is not None:
-                at = columns.index("table_catalog" if "table_catalog" in columns else "catalog_name")
-                rows = [r for r in rows if r[at] == st["catalog"]]
-            st["rows"] = rows
-        if len(json.dumps(st["rows"])) > 25 * 1024 * 1024:
+            st["rows"] = self.view_rows(st["view"], st["direct_only"], st["catalog"])
+            st["bytes"] = len(json.dumps(st["rows"]))
+        if st["bytes"] > 25 * 1024 * 1024:
             return {"statement_id": sid, "status": {"state": "FAILED", "error": {
                 "error_code": "BAD_REQUEST", "message": "The INLINE result exceeds 25 MiB: use EXTERNAL_LINKS."}}}
         rows, size = st["rows"], self.sql_chunk_rows
