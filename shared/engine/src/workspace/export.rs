@@ -817,8 +817,17 @@ mod tests {
                 self.answers.get(&key).cloned().unwrap_or(Ok(json!({})))
             })
         }
-        fn post<'a>(&'a self, _: &'a str, _: &'a Value, _: crate::ports::Idempotency) -> BoxFuture<'a, Result<Value, ApiError>> {
-            Box::pin(async { Ok(json!({})) })
+        fn post<'a>(
+            &'a self,
+            path: &'a str,
+            _: &'a Value,
+            _: crate::ports::Idempotency,
+        ) -> BoxFuture<'a, Result<Value, ApiError>> {
+            Box::pin(async move {
+                let key = format!("POST {path}");
+                self.calls.lock().unwrap().push(key.clone());
+                self.answers.get(&key).cloned().unwrap_or(Ok(json!({})))
+            })
         }
     }
 
@@ -1056,6 +1065,66 @@ mod tests {
             e.kinds.iter().filter(|k| matches!(&k.status, ExportStatus::Partial { error } if error.contains("deadline"))).count();
         assert!(partial > 0, "{:?}", e.kinds);
         assert!(e.requests <= 6, "one call at a time, 400 ms each, within 2 s: {}", e.requests);
+    }
+
+    /// A workspace with one schema, its table listed by REST, and a SQL warehouse whose statement `s1` pends once,
+    /// then succeeds with `chunks` (the manifest counting `total` rows).
+    fn with_warehouse(chunks: &[Value], total: usize) -> Canned {
+        let columns: Vec<Value> = ["table_catalog", "table_schema", "table_name", "table_type"]
+            .iter()
+            .enumerate()
+            .map(|(i, c)| json!({"name": c, "position": i, "type_name": "STRING"}))
+            .collect();
+        let mut first = chunks[0].clone();
+        if chunks.len() > 1 {
+            first["next_chunk_index"] = json!(1);
+        }
+        let mut api = Canned::default()
+            .with("/api/2.1/unity-catalog/catalogs", json!({"catalogs": [{"name": "main"}]}))
+            .with("/api/2.1/unity-catalog/schemas?catalog_name=main", json!({"schemas": [{"name": "s", "catalog_name": "main", "full_name": "main.s"}]}))
+            .with(
+                "/api/2.1/unity-catalog/tables?catalog_name=main&schema_name=s&omit_columns=true",
+                json!({"tables": [{"name": "listed", "catalog_name": "main", "schema_name": "s", "full_name": "main.s.listed"}]}),
+            )
+            .with("POST /api/2.0/sql/statements", json!({"statement_id": "s1", "status": {"state": "PENDING"}}))
+            .with(
+                "/api/2.0/sql/statements/s1",
+                json!({"statement_id": "s1", "status": {"state": "SUCCEEDED"},
+                       "manifest": {"format": "JSON_ARRAY", "schema": {"columns": columns}, "total_row_count": total}, "result": first}),
+            );
+        for (i, chunk) in chunks.iter().enumerate().skip(1) {
+            let mut chunk = chunk.clone();
+            if i + 1 < chunks.len() {
+                chunk["next_chunk_index"] = json!(i + 1);
+            }
+            api = api.with(&format!("/api/2.0/sql/statements/s1/result/chunks/{i}"), chunk);
+        }
+        api
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn tables_come_from_every_chunk_of_the_statement_and_a_result_that_does_not_add_up_falls_back_to_the_listings() {
+        let row = |t: &str| json!(["main", "s", t, "MANAGED"]);
+        let chunks = [json!({"data_array": [row("a"), row("b")]}), json!({"data_array": [row("c")]})];
+        let api = with_warehouse(&chunks, 3);
+        let e = export_site_with(&api, limits(), &Progress::default(), Some("w1")).await;
+        assert_eq!(e.kind(ObjectKind::Tables).unwrap().status, ExportStatus::Complete);
+        assert_eq!(names(&e, ObjectKind::Tables, "full_name"), ["main.s.a", "main.s.b", "main.s.c"]);
+        let calls = api.calls.lock().unwrap().clone();
+        assert!(calls.iter().any(|c| c == "/api/2.0/sql/statements/s1/result/chunks/1"), "{calls:?}");
+        assert!(!calls.iter().any(|c| c.starts_with("/api/2.1/unity-catalog/tables")), "no listing: {calls:?}");
+
+        // The manifest counts a row that no chunk holds: the SQL read is not trusted, the listing is read instead.
+        let api = with_warehouse(&chunks, 4);
+        let e = export_site_with(&api, limits(), &Progress::default(), Some("w1")).await;
+        assert_eq!(e.kind(ObjectKind::Tables).unwrap().status, ExportStatus::Complete);
+        assert_eq!(names(&e, ObjectKind::Tables, "full_name"), ["main.s.listed"]);
+
+        // A chunk that names an earlier one as next would loop: refused, and the listing read.
+        let looping = [json!({"data_array": [row("a")]}), json!({"data_array": [row("b")], "next_chunk_index": 1})];
+        let api = with_warehouse(&looping, 2);
+        let e = export_site_with(&api, limits(), &Progress::default(), Some("w1")).await;
+        assert_eq!(names(&e, ObjectKind::Tables, "full_name"), ["main.s.listed"]);
     }
 
     #[tokio::test]
