@@ -23,7 +23,12 @@ Test control, on each workspace's port, without authentication (see the Rust har
                                    "mode": "hang"|"late"?, "error_code"?, "message"?, "location"?, "times"?}], first match
                                    applies; "location" answers a redirect (status 302 unless given) to it
   GET|DELETE /__admin/requests     every /api/ and /oidc/ request received, in order
-  POST /__admin/settings           {"warehouse_delay_seconds": 0.2, "latency_ms": 150} (either or both)
+  POST /__admin/settings           {"warehouse_delay_seconds": 0.2, "latency_ms": 150, "statement_seconds": 0.3,
+                                   "sql_chunk_rows": 1000} (any of them)
+
+The SQL Statement Execution API (POST /api/2.0/sql/statements, GET .../{id}, GET .../{id}/result/chunks/{n}) answers
+the statements the export sends over system.information_schema (tables, table_privileges, schema_privileges,
+catalog_privileges) from the workspace's state; see Workspace.statement_execute.
 """
 from __future__ import annotations
 
@@ -35,7 +40,10 @@ import json
 import secrets
 import sys
 import threading
+import re
 import time
+import uuid
+from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -256,6 +264,11 @@ class Workspace:
         self.faults: list[dict] = []
         self.requests: list[dict] = []
         self.transitions: dict[str, tuple[float, str]] = {}  # warehouse id -> (when, state then)
+        # The SQL Statement Execution API: how long a statement runs once its warehouse runs, the rows of one
+        # INLINE chunk (the real API cuts chunks by bytes; rows make chunking testable), the statements issued.
+        self.statement_seconds = 0.3
+        self.sql_chunk_rows = 1000
+        self.statements: dict[str, dict] = {}
         self.set_state(validate({}))
 
     # --- state -----------------------------------------------------------------------------------------------
@@ -393,6 +406,10 @@ class Workspace:
                 return self.uc_permissions(parts[5], "/".join(parts[6:]))
             if route.startswith("2.0/permissions/") and len(parts) >= 6:
                 return self.object_permissions(parts[4:])
+            if route.startswith("2.0/sql/statements/") and len(parts) == 6:
+                return self.statement_get(parts[5])
+            if route.startswith("2.0/sql/statements/") and len(parts) == 9 and parts[6:8] == ["result", "chunks"]:
+                return self.statement_chunk(parts[5], parts[8])
         elif method == "POST":
             if not isinstance(body, dict):
                 raise ApiError(400, "MALFORMED_REQUEST", "The request body must be a JSON object.")
@@ -402,6 +419,8 @@ class Workspace:
                 return self.jobs_update(body, reset=True)
             if route.startswith("2.0/sql/warehouses/") and len(parts) == 7 and parts[6] in ("start", "stop"):
                 return self.warehouse_start_stop(parts[5], parts[6])
+            if route == "2.0/sql/statements":
+                return self.statement_execute(body)
         known = route in GETS or route.startswith(("2.0/sql/warehouses/", "2.2/jobs/", "2.1/jobs/"))
         if known:
             raise ApiError(405, "INVALID_STATE", f"{method} is not supported on {path}")
@@ -569,6 +588,160 @@ class Workspace:
             w["state"] = "STOPPING"
             self.transitions[wid] = (now + self.warehouse_delay, "STOPPED")
         return {}
+
+    # --- SQL Statement Execution API -------------------------------------------------------------------------
+    # https://docs.databricks.com/api/workspace/statementexecution (executeStatement, getStatement,
+    # getStatementResultChunkN); databricks-sdk-go service/sql model.go (ExecuteStatementRequest,
+    # StatementResponse, StatementStatus, ResultManifest, ResultData). States PENDING (waiting for the warehouse),
+    # RUNNING, SUCCEEDED, FAILED (status.error {error_code, message}); INLINE results in JSON_ARRAY format are
+    # chunks of rows of strings (or null), the first in the statement's `result`, each naming next_chunk_index
+    # and next_chunk_internal_link until the last. Polling is the caller's: no Retry-After on these answers.
+    # This server does not evaluate SQL: a statement answers the rows of the system.information_schema view it
+    # names, keeping only direct grants when it says inherited_from = 'NONE', and only the rows of one catalog
+    # when it compares the view's catalog column with the named parameter :catalog (`parameters`:
+    # [{"name", "value", "type"}], StatementParameterListItem). An INLINE result over 25 MiB is aborted: FAILED
+    # (executeStatement, "disposition").
+    INFORMATION_SCHEMA = {
+        "tables": ("table_catalog", "table_schema", "table_name", "table_type", "table_owner", "comment", "created",
+                   "created_by", "last_altered", "last_altered_by", "data_source_format", "storage_path"),
+        "table_privileges": ("grantor", "grantee", "table_catalog", "table_schema", "table_name", "privilege_type",
+                             "is_grantable", "inherited_from"),
+        "schema_privileges": ("grantor", "grantee", "catalog_name", "schema_name", "privilege_type", "is_grantable",
+                              "inherited_from"),
+        "catalog_privileges": ("grantor", "grantee", "catalog_name", "privilege_type", "is_grantable",
+                               "inherited_from"),
+    }
+
+    def view_rows(self, view: str, direct_only: bool, catalog: str | None) -> list[list]:
+        """The rows of `view`, of `catalog` only when given (filtered first: a statement runs under the lock)."""
+        tables = self.state["tables"] if catalog is None else [
+            t for (c, _), ts in self.tables.items() if c == catalog for t in ts]
+        def ts(ms: Any) -> str | None:
+            if not isinstance(ms, int):
+                return None
+            return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+        def text(v: Any) -> str | None:
+            return None if v is None else str(v)
+
+        if view == "tables":
+            return [[t["catalog_name"], t["schema_name"], t["name"], text(t.get("table_type")), text(t.get("owner")),
+                     text(t.get("comment")), ts(t.get("created_at")), text(t.get("created_by")), ts(t.get("updated_at")),
+                     text(t.get("updated_by")), text(t.get("data_source_format")), text(t.get("storage_location"))]
+                    for t in tables]
+        # A privilege as information_schema spells it: with spaces (USE CATALOG, ALL PRIVILEGES) where the REST
+        # API has underscores (https://docs.databricks.com/en/data-governance/unity-catalog/manage-privileges/privileges.html).
+        def rows_of(kind: str, names: list[list[str]], inherited: dict[str, list[str]]) -> list[list]:
+            out = []
+            for parts in names:
+                full = ".".join(parts)
+                direct = [(g, "NONE") for g in self.state["grants"].get(f"{kind}/{full}", [])]
+                # Grants on an ancestor show on every descendant with inherited_from naming it.
+                above = [] if direct_only else [
+                    (g, anc) for anc in inherited.get(full, []) for g in self.state["grants"].get(anc, [])]
+                for g, origin in direct + above:
+                    for p in g.get("privileges", []):
+                        out.append(["admins", g["principal"], *parts, p.replace("_", " "), "NO",
+                                    origin if origin == "NONE" else origin.split("/", 1)[1]])
+            return out
+
+        if view == "catalog_privileges":
+            return rows_of("catalog", [[c] for c in self.catalogs if catalog in (None, c)], {})
+        if view == "schema_privileges":
+            names = [[o["catalog_name"], o["name"]] for o in self.state["schemas"] if catalog in (None, o["catalog_name"])]
+            return rows_of("schema", names, {".".join(n): [f"catalog/{n[0]}"] for n in names})
+        names = [[o["catalog_name"], o["schema_name"], o["name"]] for o in tables]
+        return rows_of("table", names, {".".join(n): [f"catalog/{n[0]}", f"schema/{n[0]}.{n[1]}"] for n in names})
+
+    def statement_execute(self, body: dict) -> dict:
+        wid, statement = body.get("warehouse_id"), body.get("statement")
+        if not isinstance(statement, str) or not statement.strip():
+            raise bad_param("statement is required")
+        if not isinstance(wid, str) or not wid:
+            raise bad_param("warehouse_id is required")
+        w = self.warehouse(wid)
+        if body.get("disposition", "INLINE") != "INLINE" or body.get("format", "JSON_ARRAY") != "JSON_ARRAY":
+            raise bad_param("this server answers disposition INLINE in format JSON_ARRAY only")
+        wait = body.get("wait_timeout", "10s")
+        m = re.fullmatch(r"(\d+)s", wait) if isinstance(wait, str) else None
+        if not m or not (int(m.group(1)) == 0 or 5 <= int(m.group(1)) <= 50):
+            raise bad_param("wait_timeout must be 0s or between 5s and 50s")
+        # A stopped warehouse starts for the statement, which waits PENDING meanwhile.
+        if w.get("state") in ("STOPPED", "STOPPING", None):
+            self.warehouse_start_stop(wid, "start")
+        sid = str(uuid.uuid4())
+        v = re.search(r"system\.information_schema\.(\w+)", statement, re.IGNORECASE)
+        view = v.group(1).lower() if v else None
+        params = body.get("parameters", [])
+        if not isinstance(params, list) or not all(isinstance(p, dict) and isinstance(p.get("name"), str) for p in params):
+            raise bad_param("parameters must be a list of {name, value, type}")
+        values = {p["name"]: p.get("value") for p in params}
+        for marker in re.findall(r":(\w+)", statement):
+            if marker not in values:
+                raise bad_param(f"[UNBOUND_SQL_PARAMETER] Found the unbound parameter: {marker}.")
+        c = re.search(r"(table_catalog|catalog_name)\s*=\s*:(\w+)", statement, re.IGNORECASE)
+        catalog = values.get(c.group(2)) if c else None
+        self.statements[sid] = {"warehouse": wid, "view": view, "running_since": None, "catalog": catalog,
+                                "direct_only": bool(re.search(r"inherited_from\s*=\s*'NONE'", statement, re.IGNORECASE))}
+        # wait_timeout > 0 would hold the call until the statement ends or the time is up; this server answers at
+        # once with the state then, as a statement still running when wait_timeout passes (on_wait_timeout CONTINUE).
+        return self.statement_get(sid)
+
+    def statement(self, sid: str) -> dict:
+        st = self.statements.get(sid)
+        if st is None:
+            raise not_found(f"Statement {sid} does not exist.")
+        return st
+
+    def statement_get(self, sid: str) -> dict:
+        st = self.statement(sid)
+        now = time.monotonic()
+        if self.warehouses.get(st["warehouse"], {}).get("state") != "RUNNING":
+            return {"statement_id": sid, "status": {"state": "PENDING"}}
+        if st["running_since"] is None:
+            st["running_since"] = now
+        if now - st["running_since"] < self.statement_seconds:
+            return {"statement_id": sid, "status": {"state": "RUNNING"}}
+        if st["view"] not in self.INFORMATION_SCHEMA:
+            return {"statement_id": sid, "status": {"state": "FAILED", "sql_state": "42P01", "error": {
+                "error_code": "BAD_REQUEST",
+                "message": f"[TABLE_OR_VIEW_NOT_FOUND] The table or view system.information_schema.{st['view']} cannot be found."}}}
+        columns = self.INFORMATION_SCHEMA[st["view"]]
+        if "rows" not in st:
+            st["rows"] = self.view_rows(st["view"], st["direct_only"], st["catalog"])
+            st["bytes"] = len(json.dumps(st["rows"]))
+        if st["bytes"] > 25 * 1024 * 1024:
+            return {"statement_id": sid, "status": {"state": "FAILED", "error": {
+                "error_code": "BAD_REQUEST", "message": "The INLINE result exceeds 25 MiB: use EXTERNAL_LINKS."}}}
+        rows, size = st["rows"], self.sql_chunk_rows
+        chunks = [{"chunk_index": i, "row_offset": o, "row_count": min(size, len(rows) - o)}
+                  for i, o in enumerate(range(0, len(rows), size))] or [{"chunk_index": 0, "row_offset": 0, "row_count": 0}]
+        manifest = {"format": "JSON_ARRAY", "schema": {"column_count": len(columns), "columns": [
+            {"name": c, "position": i, "type_name": "TIMESTAMP" if c in ("created", "last_altered") else "STRING",
+             "type_text": "TIMESTAMP" if c in ("created", "last_altered") else "STRING"} for i, c in enumerate(columns)]},
+            "total_chunk_count": len(chunks), "chunks": chunks, "total_row_count": len(rows), "truncated": False}
+        return {"statement_id": sid, "status": {"state": "SUCCEEDED"}, "manifest": manifest,
+                "result": self.chunk_of(sid, st, 0)}
+
+    def chunk_of(self, sid: str, st: dict, index: int) -> dict:
+        rows, size = st["rows"], self.sql_chunk_rows
+        total = max(1, -(-len(rows) // size))
+        if index < 0 or index >= total:
+            raise bad_param(f"chunk_index {index} is out of range (0..{total - 1})")
+        part = rows[index * size:(index + 1) * size]
+        out = {"chunk_index": index, "row_offset": index * size, "row_count": len(part), "data_array": part}
+        if index + 1 < total:
+            out["next_chunk_index"] = index + 1
+            out["next_chunk_internal_link"] = f"/api/2.0/sql/statements/{sid}/result/chunks/{index + 1}"
+        return out
+
+    def statement_chunk(self, sid: str, index: str) -> dict:
+        st = self.statement(sid)
+        if "rows" not in st:
+            raise ApiError(400, "BAD_REQUEST", f"Statement {sid} has no result yet.")
+        if not index.isdigit():
+            raise bad_param(f"chunk_index {index} is not a number")
+        return self.chunk_of(sid, st, int(index))
 
     def metastore_summary(self, q: dict) -> dict:
         if not self.state["metastore"]:
@@ -993,8 +1166,15 @@ class Handler(BaseHTTPRequestHandler):
                     ws.requests = []
                     self.reply(200, {})
                 elif what == "settings" and method == "POST":
-                    if not isinstance(doc, dict) or not doc or set(doc) - {"warehouse_delay_seconds", "latency_ms"}:
-                        raise BadDocument("settings are {\"warehouse_delay_seconds\"?, \"latency_ms\"?}")
+                    allowed = {"warehouse_delay_seconds", "latency_ms", "statement_seconds", "sql_chunk_rows"}
+                    if not isinstance(doc, dict) or not doc or set(doc) - allowed:
+                        raise BadDocument(f"settings are any of {sorted(allowed)}")
+                    seconds, chunk = doc.get("statement_seconds", ws.statement_seconds), doc.get("sql_chunk_rows", ws.sql_chunk_rows)
+                    if not isinstance(seconds, (int, float)) or seconds < 0:
+                        raise BadDocument("statement_seconds must be a non-negative number")
+                    if not isinstance(chunk, int) or chunk < 1:
+                        raise BadDocument("sql_chunk_rows must be a positive integer")
+                    ws.statement_seconds, ws.sql_chunk_rows = float(seconds), chunk
                     delay, latency = doc.get("warehouse_delay_seconds", ws.warehouse_delay), doc.get("latency_ms")
                     if not isinstance(delay, (int, float)) or delay < 0:
                         raise BadDocument("warehouse_delay_seconds must be a non-negative number")

@@ -56,6 +56,31 @@ impl Style {
     }
 }
 
+/// One site's running or latest export in a line: its state, how far it got, the calls, when it started.
+fn export_line(site: &str, e: &Value) -> String {
+    let names =
+        |key: &str| -> Vec<String> { e["kinds"][key].as_array().map(|a| a.iter().map(text).collect()).unwrap_or_default() };
+    let mut parts = vec![format!(
+        "{site} {} since {}: {}, {} complete, {} calls",
+        text(&e["state"]),
+        text(&e["started_at"]),
+        text(&e["in"]),
+        text(&e["kinds"]["complete"]),
+        text(&e["requests"])
+    )];
+    for key in ["partial", "skipped"] {
+        let n = names(key);
+        if !n.is_empty() {
+            parts.push(format!("{key}: {}", n.join(", ")));
+        }
+    }
+    let pending = names("pending");
+    if !pending.is_empty() {
+        parts.push(format!("pending: {}", pending.len()));
+    }
+    parts.join("; ")
+}
+
 fn text(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
@@ -250,6 +275,13 @@ pub fn status(v: &Value, s: Style, now: OffsetDateTime) -> String {
         Some(line) => b.line("workspaces", line),
         None if ws.is_object() => b.line("workspaces", s.warn(&format!("unknown ({})", text(&ws["drift"]["error"])))),
         None => {}
+    }
+    if let Some(exports) = ws["exports"].as_object() {
+        for (site, e) in exports {
+            let line = export_line(site, e);
+            let fine = e["state"] == "finished" && e["kinds"]["partial"].as_array().is_some_and(Vec::is_empty);
+            b.line("export", if fine { line } else { s.warn(&line) });
+        }
     }
 
     let site = active["site"].as_str();
@@ -548,6 +580,24 @@ mod tests {
             assert!(out.contains(needle), "{needle:?} missing from\n{out}");
         }
         assert!(!out.contains('\x1b'), "no colour unless asked");
+    }
+
+    #[test]
+    fn status_shows_each_sites_export_and_how_far_it_got() {
+        let mut v = status_answer();
+        v["workspaces"] = json!({"drift": "the sites are in step", "exports": {
+            "primary": {"state": "running", "started_at": "2026-01-05T11:00:00Z", "in": "12 of 21 kinds", "requests": 340,
+                        "kinds": {"complete": 11, "partial": ["tables"], "skipped": [], "pending": ["grants", "permissions"]}},
+            "secondary": {"state": "finished", "started_at": "2026-01-05T11:00:00Z", "in": "21 of 21 kinds", "requests": 900,
+                          "kinds": {"complete": 21, "partial": [], "skipped": [], "pending": []}}}});
+        let out = status(&v, PLAIN, now());
+        assert!(
+            out.contains(
+                "primary running since 2026-01-05T11:00:00Z: 12 of 21 kinds, 11 complete, 340 calls; partial: tables; pending: 2"
+            ),
+            "{out}"
+        );
+        assert!(out.contains("secondary finished since 2026-01-05T11:00:00Z: 21 of 21 kinds, 21 complete, 900 calls\n"), "{out}");
     }
 
     #[test]

@@ -10,7 +10,13 @@
 //! `DR_FUNCTION_BIN_DIR=$PWD/target/release cargo bench -p tests --bench export` (the release build; the
 //! debug binaries work too, slower). `BENCH_RUNS` (default 3), `BENCH_JOBS` (1000), `BENCH_TABLES` (5000),
 //! `BENCH_LATENCY_MS` (150), `BENCH_CONCURRENCY` (the default of `DR_EXPORT_CONCURRENCY`, 32), `BENCH_RATE_LIMIT`
-//! (the default of `DR_DATABRICKS_RATE_LIMIT`, 150 requests per second to one workspace).
+//! (the default of `DR_DATABRICKS_RATE_LIMIT`, 150 requests per second to one workspace), `BENCH_SQL` (1: the
+//! site documents name a running SQL warehouse in `export.sql_warehouse_id`, so that tables and grants are read
+//! from `system.information_schema`), `BENCH_DEADLINE_SECONDS` (`DR_EXPORT_DEADLINE_SECONDS`, 90).
+//!
+//! The two sizes of issue 24: `BENCH_RUNS=1 cargo bench -p tests --bench export` (1,000 jobs, 5,000 tables,
+//! object by object) and `BENCH_RUNS=1 BENCH_JOBS=10000 BENCH_TABLES=100000 BENCH_SQL=1 cargo bench -p tests --bench
+//! export` (through the SQL warehouse). Each run is one invocation: the export is not carried over invocations.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use aws_sdk_ssm::types::ParameterType;
@@ -32,6 +38,8 @@ async fn main() {
     let concurrency = var("BENCH_CONCURRENCY", 32).to_string();
     let rate_limit = var("BENCH_RATE_LIMIT", 150).to_string();
     let latency_ms = var("BENCH_LATENCY_MS", 150);
+    let sql = var("BENCH_SQL", 0) == 1;
+    let deadline = var("BENCH_DEADLINE_SECONDS", 90).to_string();
     let env = DrEnv::seed(&moto::shared().endpoint).await;
     let server = DatabricksServer::start(&["primary", "secondary"]).unwrap();
     let (p, s) = (server.workspace("primary"), server.workspace("secondary"));
@@ -45,18 +53,24 @@ async fn main() {
         let full = format!("{}/secrets/{name}", env.prefix);
         env.ssm.put_parameter().name(full).value(value).r#type(ParameterType::SecureString).overwrite(true).send().await.unwrap();
     }
+    // A warehouse that runs: the statements do not wait for one to start.
+    let warehouse = state["warehouses"].as_array().unwrap().iter().find(|w| w["state"] == "RUNNING").unwrap()["id"].clone();
     for (site, w, region) in [("primary", p, "us-east-1"), ("secondary", s, "us-west-2")] {
-        let doc =
+        let mut doc =
             json!({"workspace_url": w.url, "region": region, "token_parameter": format!("{}/secrets/{site}-pat", env.prefix)});
+        if sql {
+            doc["export"] = json!({"sql_warehouse_id": warehouse});
+        }
         env.put(&format!("sites/{site}"), &doc).await;
     }
     let mut vars = env.function_env();
     vars.push(("DR_EXPORT_CONCURRENCY".into(), concurrency.clone()));
     vars.push(("DR_DATABRICKS_RATE_LIMIT".into(), rate_limit.clone()));
-    vars.push(("DR_EXPORT_DEADLINE_SECONDS".into(), "90".into()));
+    vars.push(("DR_EXPORT_DEADLINE_SECONDS".into(), deadline.clone()));
     println!(
         "export of 2 workspaces x ({jobs} jobs, {tables} tables, every other type), {latency_ms} ms per call, concurrency {concurrency}, \
-         rate limit {rate_limit}/s, deadline 90 s, binaries in {}",
+         rate limit {rate_limit}/s, deadline {deadline} s, tables and grants {}, one invocation per run, binaries in {}",
+        if sql { "through a SQL warehouse (information_schema)" } else { "object by object" },
         bin_dir().display()
     );
     println!(
@@ -68,7 +82,7 @@ async fn main() {
         // A cold process each run: the connector, its HTTP client and the token are built at the first export.
         let mut f = Function::start("manual-trigger", &vars);
         let started = Instant::now();
-        let r = f.invoke(&json!({"command": "snapshot"})).response();
+        let r = f.invoke_with_timeout(&json!({"command": "snapshot"}), std::time::Duration::from_secs(900)).response();
         let ms = started.elapsed().as_secs_f64() * 1000.0;
         let primary = &r["workspaces"]["primary"];
         for site in ["primary", "secondary"] {

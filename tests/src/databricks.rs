@@ -193,6 +193,16 @@ impl Workspace {
         self.admin_ok("POST", "settings", Some(&json!({"latency_ms": latency.as_secs_f64() * 1000.0})));
     }
 
+    /// How the SQL Statement Execution API answers: how long a statement runs once its warehouse runs, and the
+    /// rows of one result chunk.
+    pub fn set_sql(&self, statement: Duration, chunk_rows: usize) {
+        self.admin_ok(
+            "POST",
+            "settings",
+            Some(&json!({"statement_seconds": statement.as_secs_f64(), "sql_chunk_rows": chunk_rows})),
+        );
+    }
+
     /// Replaces the accepted PATs and OAuth clients (tokens already issued stay valid until they expire).
     pub fn set_credentials(&self, credentials: &Credentials) {
         let doc = serde_json::to_value(credentials).unwrap_or_else(|e| panic!("credentials: {e}"));

@@ -503,3 +503,188 @@ async fn the_export_asks_for_less_no_columns_and_none_of_databricks_own_catalogs
     let exported = pair.env.json(&format!("{folder}/databricks/primary/tables.json")).await;
     assert!(exported["objects"].as_array().unwrap().iter().all(|t| t.get("columns").is_none()));
 }
+
+/// `status` polled from a second instance while a snapshot exports a slow primary: the export is seen running
+/// (started at, kinds in and pending, calls made so far), then finished with every kind complete and the calls
+/// the snapshot counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_shows_each_sites_export_while_it_runs_and_once_it_finished() {
+    let pair = pair().await;
+    // Slow enough that the primary's export takes seconds: the catalog tree alone is four levels of calls.
+    pair.primary().set_latency(std::time::Duration::from_millis(400));
+    let mut snapshot = pair.function(&[]);
+    let mut status = pair.function(&[]);
+    let before = status.invoke(&json!({"command": "status"})).response();
+    assert_eq!(before["workspaces"]["exports"], json!({}), "no export yet: {before:#}");
+
+    let running = std::thread::spawn(move || {
+        let r = snapshot.invoke(&json!({"command": "snapshot"})).response();
+        (r, snapshot)
+    });
+    let mut seen_running = None;
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(50);
+    while std::time::Instant::now() < until && !running.is_finished() {
+        let s = status.invoke(&json!({"command": "status"})).response();
+        let p = &s["workspaces"]["exports"]["primary"];
+        if p["state"] == "running" && p["requests"].as_u64().unwrap_or(0) > 0 && p["kinds"]["complete"].as_u64().unwrap_or(0) > 0
+        {
+            seen_running = Some(p.clone());
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let (r, snapshot) = running.join().unwrap();
+    assert_eq!(r["outcome"], "completed", "{r:#}\n{}", snapshot.logs());
+    let p = seen_running.unwrap_or_else(|| panic!("the export was never seen running with kinds in"));
+    assert!(!p["kinds"]["pending"].as_array().unwrap().is_empty(), "{p:#}");
+    assert_eq!(p["invocations"], 1);
+    assert!(p["started_at"].as_str().unwrap().ends_with('Z'), "{p:#}");
+    let folder = r["snapshot_manifest_key"].as_str().unwrap().trim_end_matches("/manifest.json");
+    assert_eq!(p["snapshot_folder"], folder, "{p:#}");
+
+    let s = status.invoke(&json!({"command": "status"})).response();
+    for site in ["primary", "secondary"] {
+        let e = &s["workspaces"]["exports"][site];
+        assert_eq!(e["state"], "finished", "{site}: {e:#}");
+        assert_eq!(e["kinds"]["complete"], KINDS.len(), "{site}: {e:#}");
+        assert!(e["kinds"]["pending"].as_array().unwrap().is_empty() && e["kinds"]["partial"].as_array().unwrap().is_empty());
+        assert_eq!(e["requests"], r["workspaces"][site]["requests"], "{site}: the calls the snapshot counted");
+        assert_eq!(e["snapshot_folder"], folder);
+    }
+    assert!(
+        s["workspaces"]["exports"]["primary"]["requests"].as_u64().unwrap() > p["requests"].as_u64().unwrap(),
+        "the running view was a point on the way"
+    );
+}
+
+/// An invocation that ends mid-export (killed, as Lambda does at its timeout) leaves its record running with
+/// what was in: `status` says how far it got.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_shows_how_far_an_export_cut_short_got() {
+    let pair = pair().await;
+    pair.primary().set_latency(std::time::Duration::from_millis(400));
+    let mut snapshot = pair.function(&[]);
+    let mut status = pair.function(&[]);
+    let pid = snapshot.pid();
+    let handle = std::thread::spawn(move || {
+        let _ = snapshot.invoke_with_timeout(&json!({"command": "snapshot"}), std::time::Duration::from_secs(20));
+        snapshot
+    });
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut got = None;
+    while std::time::Instant::now() < until {
+        let s = status.invoke(&json!({"command": "status"})).response();
+        let p = s["workspaces"]["exports"]["primary"].clone();
+        if p["state"] == "running" && p["kinds"]["complete"].as_u64().unwrap_or(0) > 0 {
+            got = Some(p);
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let got = got.unwrap_or_else(|| panic!("never saw the export running"));
+    std::process::Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap();
+    let _ = handle.join();
+    let s = status.invoke(&json!({"command": "status"})).response();
+    let p = &s["workspaces"]["exports"]["primary"];
+    assert_eq!(p["state"], "running", "{p:#}");
+    let pending = p["kinds"]["pending"].as_array().unwrap().len();
+    assert!(pending > 0 && pending < KINDS.len(), "how far it got: {p:#}");
+    assert!(p["requests"].as_u64().unwrap() >= got["requests"].as_u64().unwrap());
+    assert!(s["workspaces"]["latest_exports"].get("primary").is_none(), "no pointer to an export that never ended: {s:#}");
+}
+
+/// The same workspace exported twice, object by object and then through a SQL warehouse named in the site's
+/// export settings (`system.information_schema` over the SQL Statement Execution API): the tables and grants
+/// files hold the same documents, the second export made no per-schema table listing nor per-securable
+/// `permissions` call of catalogs, schemas or tables, and it waited for a stopped warehouse and read every chunk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tables_and_grants_read_through_a_sql_warehouse_are_the_documents_read_object_by_object() {
+    let pair = pair().await;
+    let p = pair.primary();
+    let state = p.state();
+    let stopped = state["warehouses"].as_array().unwrap().iter().find(|w| w["state"] == "STOPPED").unwrap();
+    let warehouse = stopped["id"].as_str().unwrap().to_owned();
+    // Chunks of 2 rows: every statement's result spans several chunks.
+    p.set_sql(std::time::Duration::from_millis(300), 2);
+    // A grant on a table that is only inherited in information_schema must not show as the table's.
+    let mut f = pair.function(&[]);
+    let first = f.invoke(&json!({"command": "snapshot"})).response();
+    assert_eq!(first["outcome"], "completed", "{first:#}");
+    assert!(!p.requests().iter().any(|q| q.path.starts_with("/api/2.0/sql/statements")));
+    p.clear_requests();
+
+    let mut doc = pair.env.get("sites/primary").await;
+    doc["export"] = json!({"sql_warehouse_id": warehouse});
+    pair.env.put("sites/primary", &doc).await;
+    let second = f.invoke(&json!({"command": "snapshot"})).response();
+    assert_eq!(second["outcome"], "completed", "{second:#}");
+
+    let folder = |r: &Value| r["snapshot_manifest_key"].as_str().unwrap().trim_end_matches("/manifest.json").to_owned();
+    for kind in ["tables", "grants"] {
+        let a = pair.env.json(&format!("{}/databricks/primary/{kind}.json", folder(&first))).await;
+        let b = pair.env.json(&format!("{}/databricks/primary/{kind}.json", folder(&second))).await;
+        assert_eq!((&a["status"], &b["status"]), (&json!("complete"), &json!("complete")), "{kind}");
+        assert!(!a["objects"].as_array().unwrap().is_empty(), "{kind}");
+        assert_eq!(a["objects"], b["objects"], "{kind}: the same documents both ways");
+    }
+    let grants = pair.env.json(&format!("{}/databricks/primary/grants.json", folder(&second))).await;
+    let customers = grants["objects"].as_array().unwrap().iter().find(|g| g["full_name"] == "sales.curated.customers").unwrap();
+    assert_eq!(customers["privilege_assignments"], json!([{"principal": "support@example.com", "privileges": ["SELECT"]}]));
+    let orders = grants["objects"].as_array().unwrap().iter().find(|g| g["full_name"] == "sales.raw.orders").unwrap();
+    assert_eq!(orders["privilege_assignments"], json!([]), "the catalog's grants it inherits are not the table's");
+
+    let requests = p.requests();
+    let statements: Vec<_> = requests.iter().filter(|q| q.method == "POST" && q.path == "/api/2.0/sql/statements").collect();
+    let catalogs: Vec<&str> = state["catalogs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .filter(|c| !["system", "samples", "__databricks_internal"].contains(c))
+        .collect();
+    assert_eq!(statements.len(), 4 * catalogs.len(), "per catalog: tables and the grants of catalogs, schemas and tables");
+    for s in &statements {
+        let body = s.body.as_ref().unwrap();
+        assert!(catalogs.contains(&body["parameters"][0]["value"].as_str().unwrap()), "{body:#}");
+        assert_eq!(body["warehouse_id"], warehouse.as_str());
+        assert_eq!((&body["disposition"], &body["format"]), (&json!("INLINE"), &json!("JSON_ARRAY")));
+    }
+    assert!(requests.iter().any(|q| q.path.contains("/result/chunks/")), "later chunks were read");
+    assert!(
+        requests.iter().filter(|q| q.method == "GET" && q.path.starts_with("/api/2.0/sql/statements/")).count() > 4,
+        "polled while the warehouse started"
+    );
+    assert!(!requests.iter().any(|q| q.path == "/api/2.1/unity-catalog/tables"), "no table listing per schema");
+    for securable in ["catalog", "schema", "table"] {
+        let prefix = format!("/api/2.1/unity-catalog/permissions/{securable}/");
+        assert!(!requests.iter().any(|q| q.path.starts_with(&prefix)), "no {securable} permissions call");
+    }
+    assert!(requests.iter().any(|q| q.path.starts_with("/api/2.1/unity-catalog/permissions/volume/")), "volumes' grants by call");
+    let drift = pair.env.json("databricks/drift.json").await;
+    for kind in ["tables", "grants"] {
+        let d = kind_drift(&drift["over_time"]["primary"], kind);
+        assert!(
+            strings(&d["added"]).is_empty() && strings(&d["removed"]).is_empty() && d["changed"].as_array().unwrap().is_empty(),
+            "{d:#}"
+        );
+    }
+}
+
+/// A statement that fails (here: a warehouse that does not exist) costs the export nothing: the tables and
+/// grants are read object by object and complete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sql_warehouse_that_fails_falls_back_to_reading_object_by_object() {
+    let pair = pair().await;
+    let mut doc = pair.env.get("sites/primary").await;
+    doc["export"] = json!({"sql_warehouse_id": "0000000000000000"});
+    pair.env.put("sites/primary", &doc).await;
+    let mut f = pair.function(&[]);
+    let r = f.invoke(&json!({"command": "snapshot"})).response();
+    for kind in ["tables", "grants"] {
+        assert_eq!(r["workspaces"]["primary"]["kinds"][kind]["status"], "complete", "{kind}: {r:#}");
+    }
+    let requests = pair.primary().requests();
+    assert!(requests.iter().any(|q| q.path == "/api/2.0/sql/statements" && q.status == Some(404)));
+    assert!(requests.iter().any(|q| q.path == "/api/2.1/unity-catalog/tables"));
+    assert!(f.logs().contains("not read through the SQL warehouse"), "said in the logs");
+}

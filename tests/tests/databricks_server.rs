@@ -516,3 +516,96 @@ fn the_published_rules_of_issue_24_hold_on_the_server() {
     assert!(t.elapsed() >= Duration::from_millis(150), "{:?}", t.elapsed());
     ws.set_latency(Duration::ZERO);
 }
+
+/// The SQL Statement Execution API as published (docs.databricks.com/api/workspace/statementexecution): a
+/// statement on a stopped warehouse is PENDING while it starts, RUNNING, then SUCCEEDED with its manifest and
+/// the first chunk, each chunk naming the next until the last; only direct grants when the statement asks for
+/// `inherited_from = 'NONE'`; a view that does not exist FAILED with its error; bad requests refused.
+#[test]
+fn sql_statements_pend_run_succeed_in_chunks_and_fail_as_published() {
+    let server = start();
+    let ws = server.workspace("primary");
+    ws.set_state(&sample_workspace("primary"));
+    ws.set_sql(Duration::from_millis(200), 2);
+    let state = ws.state();
+    let warehouse = state["warehouses"].as_array().unwrap().iter().find(|w| w["state"] == "STOPPED").unwrap()["id"].clone();
+    let post = |statement: &str, extra: Value| {
+        let mut body = json!({"warehouse_id": warehouse, "statement": statement, "wait_timeout": "0s",
+                              "disposition": "INLINE", "format": "JSON_ARRAY"});
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        ws.post("/api/2.0/sql/statements", &body, Some(&ws.pat()))
+    };
+    let run = |statement: &str| -> Value {
+        let r = post(statement, json!({}));
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        let id = r.json()["statement_id"].as_str().unwrap().to_owned();
+        let mut states = vec![r.json()["status"]["state"].as_str().unwrap().to_owned()];
+        let until = Instant::now() + Duration::from_secs(10);
+        loop {
+            let answer = ok(ws, &format!("/api/2.0/sql/statements/{id}"));
+            let state = answer["status"]["state"].as_str().unwrap().to_owned();
+            if states.last() != Some(&state) {
+                states.push(state.clone());
+            }
+            if !["PENDING", "RUNNING"].contains(&state.as_str()) || Instant::now() > until {
+                return json!({"id": id, "states": states, "answer": answer});
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let tables = run("SELECT * FROM system.information_schema.tables");
+    assert_eq!(tables["states"], json!(["PENDING", "RUNNING", "SUCCEEDED"]), "{tables:#}");
+    let answer = &tables["answer"];
+    let manifest = &answer["manifest"];
+    assert_eq!(manifest["format"], "JSON_ARRAY");
+    assert_eq!(manifest["schema"]["columns"][0]["name"], "table_catalog");
+    let total = manifest["total_row_count"].as_u64().unwrap();
+    assert_eq!(total as usize, state["tables"].as_array().unwrap().len());
+    assert_eq!(manifest["total_chunk_count"].as_u64().unwrap(), total.div_ceil(2));
+    let mut rows = answer["result"]["data_array"].as_array().unwrap().clone();
+    let mut next = answer["result"]["next_chunk_index"].as_u64();
+    let id = tables["id"].as_str().unwrap();
+    while let Some(n) = next {
+        let chunk = ok(ws, &format!("/api/2.0/sql/statements/{id}/result/chunks/{n}"));
+        assert_eq!(chunk["chunk_index"], n);
+        rows.extend(chunk["data_array"].as_array().unwrap().iter().cloned());
+        next = chunk["next_chunk_index"].as_u64();
+    }
+    assert_eq!(rows.len() as u64, total);
+    assert!(rows.iter().flat_map(|r| r.as_array().unwrap()).all(|v| v.is_string() || v.is_null()), "JSON_ARRAY: strings or null");
+
+    let all = run("SELECT * FROM system.information_schema.table_privileges");
+    let direct = run("SELECT * FROM system.information_schema.table_privileges WHERE inherited_from = 'NONE'");
+    let count = |v: &Value| v["answer"]["manifest"]["total_row_count"].as_u64().unwrap();
+    assert!(count(&all) > count(&direct), "inherited grants show on every descendant");
+    assert_eq!(count(&direct), 1, "the one direct table grant of the sample");
+
+    // One catalog's rows when the statement compares its catalog column with the named parameter.
+    let r = post(
+        "SELECT * FROM system.information_schema.tables WHERE table_catalog = :catalog",
+        json!({"parameters": [{"name": "catalog", "value": "sales", "type": "STRING"}]}),
+    );
+    assert_eq!(r.status, 200);
+    let id = r.json()["statement_id"].as_str().unwrap().to_owned();
+    let until = Instant::now() + Duration::from_secs(10);
+    let answer = loop {
+        let a = ok(ws, &format!("/api/2.0/sql/statements/{id}"));
+        if a["status"]["state"] == "SUCCEEDED" || Instant::now() > until {
+            break a;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let sales = state["tables"].as_array().unwrap().iter().filter(|t| t["catalog_name"] == "sales").count();
+    assert!(sales > 0 && sales < state["tables"].as_array().unwrap().len());
+    assert_eq!(answer["manifest"]["total_row_count"], sales);
+    assert_eq!(post("SELECT * FROM system.information_schema.tables WHERE table_catalog = :catalog", json!({})).status, 400);
+
+    let missing = run("SELECT * FROM system.information_schema.nothing_here");
+    assert_eq!(missing["answer"]["status"]["state"], "FAILED");
+    assert!(missing["answer"]["status"]["error"]["message"].as_str().unwrap().contains("TABLE_OR_VIEW_NOT_FOUND"));
+    assert_eq!(post("SELECT 1", json!({"wait_timeout": "3s"})).status, 400, "wait_timeout is 0s or 5s to 50s");
+    assert_eq!(post("SELECT 1", json!({"disposition": "EXTERNAL_LINKS"})).status, 400);
+    assert_eq!(post("SELECT 1", json!({"warehouse_id": "nope"})).status, 404);
+}

@@ -18,6 +18,7 @@
 //! | `checks/dr-matrix.json`, `checks/dr-matrix.md` | the live DR matrix of the latest `check` |
 //! | `databricks/latest-{site}.json` | which snapshot holds the latest export of a site's workspace |
 //! | `databricks/drift.json` | the latest drift between the sites and over time |
+//! | `databricks/export-{site}.json` | the running or latest export of a site: started when, kinds in, calls made |
 //! | `alarms/{digest}.json` | an alarm's open pages and its newest `OK` (which pages an `OK` resolves) |
 
 /// Every top-level prefix of the control bucket.
@@ -32,6 +33,11 @@ pub fn alarm_pages(alarm_arn: &str) -> String {
 /// The pointer to the latest export of a site's workspace.
 pub fn databricks_latest(site: crate::site::SiteName) -> String {
     format!("databricks/latest-{site}.json")
+}
+
+/// The running or latest export of a site's workspace: its progress, for `status`.
+pub fn databricks_export_progress(site: crate::site::SiteName) -> String {
+    format!("databricks/export-{site}.json")
 }
 
 /// The latest drift between the workspaces (and of each over time).

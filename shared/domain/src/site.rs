@@ -98,6 +98,7 @@ impl SiteConfig {
             Some(_) => return Err("`token_parameter` must be the name of a SecureString parameter (a string)".into()),
         }
         crate::activation::ActivationSettings::from_value(doc.get("activation"))?;
+        ExportSettings::from_value(doc.get("export"))?;
         Ok(SiteConfig { doc })
     }
 
@@ -114,6 +115,39 @@ impl SiteConfig {
     /// The document as written.
     pub fn document(&self) -> &Map<String, Value> {
         &self.doc
+    }
+
+    /// How the site's workspace is exported (`export` in the document; defaults when absent).
+    pub fn export_settings(&self) -> ExportSettings {
+        // Validated at parse: a document that reached here has a valid `export` or none.
+        ExportSettings::from_value(self.doc.get("export")).unwrap_or_default()
+    }
+}
+
+/// A site's export settings: `"export": {"sql_warehouse_id": "..."}` in its document.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExportSettings {
+    /// The SQL warehouse that reads Unity Catalog's tables and grants in bulk from
+    /// `system.information_schema` (the SQL Statement Execution API); without it, each schema's tables and each
+    /// securable's grants are read by their own calls.
+    pub sql_warehouse_id: Option<String>,
+}
+
+impl ExportSettings {
+    /// Validates `export` (absent is the defaults).
+    pub fn from_value(v: Option<&Value>) -> Result<ExportSettings, String> {
+        let Some(v) = v else { return Ok(ExportSettings::default()) };
+        let Value::Object(o) = v else { return Err(format!("`export` is {v}; expected an object")) };
+        if let Some(k) = o.keys().find(|k| k.as_str() != "sql_warehouse_id") {
+            return Err(format!("`export.{k}` is not a setting; expected only `sql_warehouse_id`"));
+        }
+        match o.get("sql_warehouse_id") {
+            None | Some(Value::Null) => Ok(ExportSettings::default()),
+            Some(Value::String(id)) if !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric()) => {
+                Ok(ExportSettings { sql_warehouse_id: Some(id.clone()) })
+            }
+            Some(v) => Err(format!("`export.sql_warehouse_id` is {v}; expected a SQL warehouse id (letters and digits)")),
+        }
     }
 }
 
@@ -215,6 +249,28 @@ mod tests {
         .unwrap();
         assert_eq!(s.region(), "us-east-1");
         assert_eq!(s.document()["warehouse_id"], "abc");
+    }
+
+    #[test]
+    fn export_settings_name_an_optional_sql_warehouse_and_nothing_else() {
+        let site = |export: &str| {
+            SiteConfig::parse(
+                "p",
+                &format!(r#"{{"workspace_url":"https://a.cloud.databricks.com","region":"us-east-1"{export}}}"#),
+            )
+        };
+        assert_eq!(site("").unwrap().export_settings(), ExportSettings::default());
+        let s = site(r#","export":{"sql_warehouse_id":"1234abcd"}"#).unwrap();
+        assert_eq!(s.export_settings().sql_warehouse_id.as_deref(), Some("1234abcd"));
+        for (bad, says) in [
+            (r#","export":{"sql_warehouse_id":""}"#, "sql_warehouse_id"),
+            (r#","export":{"sql_warehouse_id":"a/b"}"#, "sql_warehouse_id"),
+            (r#","export":{"warehouse":"a"}"#, "export.warehouse"),
+            (r#","export":"a""#, "expected an object"),
+        ] {
+            let e = site(bad).unwrap_err();
+            assert!(e.to_string().contains(says), "{bad}: {e}");
+        }
     }
 
     #[test]

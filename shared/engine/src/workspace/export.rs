@@ -6,13 +6,17 @@
 //! once, and the listings that depend on another's answer (schemas of catalogs, tables and volumes of
 //! schemas, indexes of endpoints, grants and permissions of what was listed) as soon as it is in.
 
+mod sql;
+
 use super::pages::{self, Listing};
 use crate::ports::{ApiError, WorkspaceApi};
-use domain::databricks::{ExportStatus, ObjectKind, identity};
+use domain::databricks::{ExportStatus, ObjectKind, identity, uc};
 use futures_util::stream::{self, StreamExt};
 use serde_json::{Map, Value, json};
+use std::collections::BTreeMap;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 use tokio::time::Instant;
 
 /// How an export is bounded.
@@ -69,6 +73,40 @@ impl SiteObjects {
     }
 }
 
+/// What an export has done so far, readable while it runs: the calls made, and each kind that is in (its
+/// status and object count). `status` shows it, so that an export that runs long or is cut short by the
+/// invocation's end says how far it got.
+#[derive(Debug, Default)]
+pub struct Progress {
+    requests: AtomicU32,
+    done: Mutex<BTreeMap<ObjectKind, (ExportStatus, usize)>>,
+    changed: Notify,
+}
+
+impl Progress {
+    /// Calls made so far.
+    pub fn requests(&self) -> u32 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    /// The kinds that are in, with their status and count; a kind absent is still pending.
+    pub fn done(&self) -> BTreeMap<ObjectKind, (ExportStatus, usize)> {
+        // A poisoned lock only means a panicking writer: what it held is still the best answer.
+        self.done.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// Waits until a kind is in (the caller bounds the wait).
+    pub async fn changed(&self) {
+        self.changed.notified().await;
+    }
+
+    fn finished(&self, kind: ObjectKind, g: &Gathered) {
+        let status = g.status();
+        self.done.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(kind, (status, g.objects.len()));
+        self.changed.notify_waiters();
+    }
+}
+
 /// What a listing gathered before it ended: its objects, and the error that ended it early, if one did.
 struct Gathered {
     objects: Vec<Value>,
@@ -92,15 +130,18 @@ impl Gathered {
         }
     }
 
-    fn into_export(self, kind: ObjectKind) -> KindExport {
-        let status = match self.error {
+    fn status(&self) -> ExportStatus {
+        match &self.error {
             None => ExportStatus::Complete,
             Some(e) if e.is_absent() && self.objects.is_empty() => {
                 ExportStatus::Skipped { reason: format!("not available in this workspace ({e})") }
             }
             Some(e) => ExportStatus::Partial { error: e.to_string() },
-        };
-        KindExport { kind, status, objects: self.objects }
+        }
+    }
+
+    fn into_export(self, kind: ObjectKind) -> KindExport {
+        KindExport { kind, status: self.status(), objects: self.objects }
     }
 }
 
@@ -109,8 +150,10 @@ struct Bounded<'a> {
     api: &'a dyn WorkspaceApi,
     permits: Semaphore,
     deadline: Instant,
-    requests: AtomicU32,
+    progress: &'a Progress,
     page_size: u32,
+    /// The site's SQL warehouse for reading tables and grants in bulk ([`sql`]), if it names one.
+    warehouse: Option<&'a str>,
 }
 
 impl Bounded<'_> {
@@ -120,8 +163,22 @@ impl Bounded<'_> {
             // Past the deadline nothing is sent: every listing still waiting ends at once.
             return Err(ApiError::Timeout(format!("{path} (the export's overall deadline)")));
         }
-        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.progress.requests.fetch_add(1, Ordering::Relaxed);
         match tokio::time::timeout_at(self.deadline, self.api.get(path, query)).await {
+            Ok(answer) => answer,
+            Err(_) => Err(ApiError::Timeout(format!("{path} (the export's overall deadline)"))),
+        }
+    }
+
+    /// A POST under the same bounds. Only the export's SQL statements are posted: a read-only SELECT sent twice
+    /// reads twice, so it is retried as idempotent (the repeat leaves a statement nobody polls, which expires).
+    async fn post(&self, path: &str, body: &Value) -> Result<Value, ApiError> {
+        let _permit = self.permits.acquire().await.map_err(|_| ApiError::Timeout(path.to_owned()))?;
+        if Instant::now() >= self.deadline {
+            return Err(ApiError::Timeout(format!("{path} (the export's overall deadline)")));
+        }
+        self.progress.requests.fetch_add(1, Ordering::Relaxed);
+        match tokio::time::timeout_at(self.deadline, self.api.post(path, body, crate::ports::Idempotency::Idempotent)).await {
             Ok(answer) => answer,
             Err(_) => Err(ApiError::Timeout(format!("{path} (the export's overall deadline)"))),
         }
@@ -157,6 +214,13 @@ impl Bounded<'_> {
         }
         all
     }
+
+    /// Runs `listing`, then records its kind as in.
+    async fn kind(&self, kind: ObjectKind, listing: impl std::future::Future<Output = Gathered>) -> Gathered {
+        let g = listing.await;
+        self.progress.finished(kind, &g);
+        g
+    }
 }
 
 fn str_field<'v>(v: &'v Value, key: &str) -> Option<&'v str> {
@@ -165,53 +229,83 @@ fn str_field<'v>(v: &'v Value, key: &str) -> Option<&'v str> {
 
 /// Exports every kind of one site through `api`.
 pub async fn export_site(api: &dyn WorkspaceApi, limits: ExportLimits) -> SiteObjects {
+    export_site_with(api, limits, &Progress::default(), None).await
+}
+
+/// [`export_site`], recording in `progress` the calls made and each kind as soon as it is in; with
+/// `sql_warehouse` (the site's `export.sql_warehouse_id`), tables and the grants of catalogs, schemas and tables
+/// are read in bulk from `system.information_schema` on that warehouse, into the same documents.
+pub async fn export_site_with(
+    api: &dyn WorkspaceApi,
+    limits: ExportLimits,
+    progress: &Progress,
+    sql_warehouse: Option<&str>,
+) -> SiteObjects {
     let b = Bounded {
         api,
         permits: Semaphore::new(limits.concurrency.max(1)),
         deadline: Instant::now() + limits.deadline,
-        requests: AtomicU32::new(0),
+        progress,
         page_size: limits.page_size.clamp(1, 100),
+        warehouse: sql_warehouse,
     };
     // The probe: the metastore summary is one small answer every Unity Catalog workspace gives.
     let metastore = match b.get("/api/2.1/unity-catalog/metastore_summary", &[]).await {
         Ok(m) => Gathered::ok(vec![m]),
         Err(e) if e.is_site_wide() => {
             let mut out = SiteObjects::skipped(&format!("the workspace did not answer: {e}"));
-            out.requests = b.requests.load(Ordering::Relaxed);
+            out.requests = progress.requests();
             return out;
         }
         Err(e) => Gathered { objects: Vec::new(), error: Some(e) },
     };
+    progress.finished(ObjectKind::Metastore, &metastore);
     let b = &b;
     let (jobs, clusters, policies, pools, warehouses) = tokio::join!(
-        jobs(b),
-        clusters(b),
-        b.list("/api/2.0/policies/clusters/list", &[], "policies", "page_token", None),
-        b.list("/api/2.0/instance-pools/list", &[], "instance_pools", "page_token", None),
-        b.list("/api/2.0/sql/warehouses", &[], "warehouses", "page_token", Some("page_size"))
+        b.kind(ObjectKind::Jobs, jobs(b)),
+        b.kind(ObjectKind::Clusters, clusters(b)),
+        b.kind(ObjectKind::ClusterPolicies, b.list("/api/2.0/policies/clusters/list", &[], "policies", "page_token", None)),
+        b.kind(ObjectKind::InstancePools, b.list("/api/2.0/instance-pools/list", &[], "instance_pools", "page_token", None)),
+        b.kind(ObjectKind::SqlWarehouses, b.list("/api/2.0/sql/warehouses", &[], "warehouses", "page_token", Some("page_size")))
     );
     let (catalog_tree, locations, credentials, models, serving) = tokio::join!(
         catalog_tree(b),
-        b.list("/api/2.1/unity-catalog/external-locations", &[], "external_locations", "page_token", Some("max_results")),
-        b.list("/api/2.1/unity-catalog/storage-credentials", &[], "storage_credentials", "page_token", Some("max_results")),
-        b.list("/api/2.1/unity-catalog/models", &[], "registered_models", "page_token", Some("max_results")),
-        b.list("/api/2.0/serving-endpoints", &[], "endpoints", "page_token", None),
+        b.kind(
+            ObjectKind::ExternalLocations,
+            b.list("/api/2.1/unity-catalog/external-locations", &[], "external_locations", "page_token", Some("max_results"))
+        ),
+        b.kind(
+            ObjectKind::StorageCredentials,
+            b.list("/api/2.1/unity-catalog/storage-credentials", &[], "storage_credentials", "page_token", Some("max_results"))
+        ),
+        b.kind(
+            ObjectKind::RegisteredModels,
+            b.list("/api/2.1/unity-catalog/models", &[], "registered_models", "page_token", Some("max_results"))
+        ),
+        b.kind(ObjectKind::ServingEndpoints, b.list("/api/2.0/serving-endpoints", &[], "endpoints", "page_token", None)),
     );
-    let (vector, (repos, objects), scopes) = tokio::join!(vector_search(b), workspace_tree(b), secret_scopes(b));
+    let (vector, (repos, objects), scopes) =
+        tokio::join!(vector_search(b), workspace_tree(b), b.kind(ObjectKind::SecretScopes, secret_scopes(b)));
+    for (kind, g) in [(ObjectKind::Repos, &repos), (ObjectKind::WorkspaceObjects, &objects)] {
+        progress.finished(kind, g);
+    }
     let (catalogs, schemas, tables, volumes) = catalog_tree;
     let (grants, permissions) = tokio::join!(
-        grants(
-            b,
-            [
-                (&catalogs, "catalog"),
-                (&schemas, "schema"),
-                (&tables, "table"),
-                (&volumes, "volume"),
-                (&locations, "external_location"),
-                (&credentials, "storage_credential")
-            ]
+        b.kind(
+            ObjectKind::Grants,
+            grants(
+                b,
+                [
+                    (&catalogs, "catalog"),
+                    (&schemas, "schema"),
+                    (&tables, "table"),
+                    (&volumes, "volume"),
+                    (&locations, "external_location"),
+                    (&credentials, "storage_credential")
+                ]
+            )
         ),
-        permissions(b, &jobs, &clusters, &warehouses)
+        b.kind(ObjectKind::Permissions, permissions(b, &jobs, &clusters, &warehouses))
     );
     let (vs_endpoints, vs_indexes) = vector;
     let mut kinds = Vec::with_capacity(ObjectKind::ALL.len());
@@ -240,7 +334,7 @@ pub async fn export_site(api: &dyn WorkspaceApi, limits: ExportLimits) -> SiteOb
     ] {
         kinds.push(g.into_export(kind));
     }
-    SiteObjects { kinds, requests: b.requests.load(Ordering::Relaxed) }
+    SiteObjects { kinds, requests: progress.requests() }
 }
 
 /// A listing that depends on another's answer is no more complete than it: it inherits its error.
@@ -358,6 +452,7 @@ async fn clusters(b: &Bounded<'_>) -> Gathered {
 async fn catalog_tree(b: &Bounded<'_>) -> (Gathered, Gathered, Gathered, Gathered) {
     let mut catalogs = b.list("/api/2.1/unity-catalog/catalogs", &[], "catalogs", "page_token", Some("max_results")).await;
     catalogs.objects.retain(|c| !domain::databricks::is_builtin_catalog(c));
+    b.progress.finished(ObjectKind::Catalogs, &catalogs);
     let names: Vec<String> = catalogs.objects.iter().filter_map(|c| str_field(c, "name")).map(str::to_owned).collect();
     let schemas = b
         .fan_out(names, |catalog| async move {
@@ -367,24 +462,89 @@ async fn catalog_tree(b: &Bounded<'_>) -> (Gathered, Gathered, Gathered, Gathere
         .await;
     let mut schemas = inherit(schemas, &catalogs, "/api/2.1/unity-catalog/schemas");
     schemas.objects.retain(|s| !domain::databricks::is_builtin_schema(s));
+    b.progress.finished(ObjectKind::Schemas, &schemas);
     let pairs: Vec<(String, String)> = schemas
         .objects
         .iter()
         .filter_map(|s| Some((str_field(s, "catalog_name")?.to_owned(), str_field(s, "name")?.to_owned())))
         .collect();
     let (tables, volumes) = tokio::join!(
+        tables_of(b, &pairs),
         b.fan_out(pairs.clone(), |(c, s)| async move {
-            let q = [("catalog_name", c), ("schema_name", s), ("omit_columns", "true".to_owned())];
-            b.list("/api/2.1/unity-catalog/tables", &q, "tables", "page_token", Some("max_results")).await
-        }),
-        b.fan_out(pairs, |(c, s)| async move {
             let q = [("catalog_name", c), ("schema_name", s)];
             b.list("/api/2.1/unity-catalog/volumes", &q, "volumes", "page_token", Some("max_results")).await
         })
     );
-    let tables = inherit(tables, &schemas, "/api/2.1/unity-catalog/tables");
+    let mut tables = inherit(tables, &schemas, "/api/2.1/unity-catalog/tables");
+    // One shape and one order whichever way they were read (`domain::databricks::uc`).
+    tables.objects = tables.objects.iter().map(uc::table_document).collect();
+    tables.objects.sort_by(|a, b| str_field(a, "full_name").cmp(&str_field(b, "full_name")));
     let volumes = inherit(volumes, &schemas, "/api/2.1/unity-catalog/volumes");
+    b.progress.finished(ObjectKind::Tables, &tables);
+    b.progress.finished(ObjectKind::Volumes, &volumes);
     (catalogs, schemas, tables, volumes)
+}
+
+/// The tables of the schemas `pairs`: from `information_schema` when the site names a SQL warehouse (the rows of
+/// other schemas left out, as the REST path never lists them), else one listing per schema. A statement that
+/// fails falls back to the listings: the warehouse is an accelerator, never a reason for a partial export.
+async fn tables_of(b: &Bounded<'_>, pairs: &[(String, String)]) -> Gathered {
+    if let Some(warehouse) = b.warehouse {
+        let mut catalogs: Vec<&str> = pairs.iter().map(|(c, _)| c.as_str()).collect();
+        catalogs.sort_unstable();
+        catalogs.dedup();
+        let reads = stream::iter(catalogs.into_iter().map(|c| sql::rows(b, warehouse, sql::TABLES, c))).buffered(8);
+        let read: Result<Vec<Vec<Map<String, Value>>>, ApiError> = reads.collect::<Vec<_>>().await.into_iter().collect();
+        match read.map(|per_catalog| per_catalog.concat()) {
+            Ok(rows) => {
+                let wanted: std::collections::HashSet<(&str, &str)> =
+                    pairs.iter().map(|(c, s)| (c.as_str(), s.as_str())).collect();
+                let objects = rows
+                    .iter()
+                    .filter_map(uc::table_from_information_schema)
+                    .filter(|t| {
+                        matches!((str_field(t, "catalog_name"), str_field(t, "schema_name")), (Some(c), Some(s)) if wanted.contains(&(c, s)))
+                    })
+                    .collect();
+                return Gathered::ok(objects);
+            }
+            Err(e) => tracing::warn!(error = %e, "tables not read through the SQL warehouse: listed schema by schema"),
+        }
+    }
+    b.fan_out(pairs.to_vec(), |(c, s)| async move {
+        let q = [("catalog_name", c), ("schema_name", s), ("omit_columns", "true".to_owned())];
+        b.list("/api/2.1/unity-catalog/tables", &q, "tables", "page_token", Some("max_results")).await
+    })
+    .await
+}
+
+/// The direct grants of every catalog, schema and table from `information_schema` (three statements), by
+/// securable type and full name; `None` without a warehouse, or when a statement failed (the `permissions`
+/// calls then read them).
+async fn bulk_grants(b: &Bounded<'_>, catalogs: &[String]) -> Option<std::collections::HashMap<&'static str, uc::Grants>> {
+    let warehouse = b.warehouse?;
+    let statements = sql::GRANTS.iter().flat_map(|g| catalogs.iter().map(move |c| (g, c.as_str())));
+    let reads = stream::iter(statements.map(|((securable, statement, names), catalog)| async move {
+        sql::rows(b, warehouse, statement, catalog)
+            .await
+            .map(|rows| (*securable, uc::grants_from_information_schema(&rows, names)))
+    }))
+    .buffered(8)
+    .collect::<Vec<_>>()
+    .await;
+    let mut all: std::collections::HashMap<&'static str, uc::Grants> = std::collections::HashMap::new();
+    let read: Result<(), ApiError> = reads.into_iter().try_for_each(|r| {
+        let (securable, grants) = r?;
+        all.entry(securable).or_default().extend(grants);
+        Ok(())
+    });
+    match read.map(|()| all) {
+        Ok(all) => Some(all),
+        Err(e) => {
+            tracing::warn!(error = %e, "grants not read through the SQL warehouse: read securable by securable");
+            None
+        }
+    }
 }
 
 /// Vector search endpoints, then the indexes of each. A workspace without vector search answers 404 or
@@ -401,6 +561,8 @@ async fn vector_search(b: &Bounded<'_>) -> (Gathered, Gathered) {
         Some(e) if e.is_absent() && endpoints.objects.is_empty() => Gathered { objects: Vec::new(), error: Some(e.clone()) },
         _ => inherit(indexes, &endpoints, "/api/2.0/vector-search/indexes"),
     };
+    b.progress.finished(ObjectKind::VectorSearchEndpoints, &endpoints);
+    b.progress.finished(ObjectKind::VectorSearchIndexes, &indexes);
     (endpoints, indexes)
 }
 
@@ -517,14 +679,27 @@ async fn grants(b: &Bounded<'_>, sources: [(&Gathered, &'static str); 6]) -> Gat
             inherited = Some(e.clone());
         }
     }
+    let catalogs: Vec<String> = sources[0].0.objects.iter().filter_map(|o| str_field(o, "name")).map(str::to_owned).collect();
+    let bulk = bulk_grants(b, &catalogs).await;
+    let bulk = &bulk;
     let mut out = b
         .fan_out(targets, |(securable, name)| async move {
+            if let Some(by_type) = bulk
+                && let Some(grants) = by_type.get(securable)
+            {
+                let assignments = uc::assignments_of(grants.get(&name));
+                return Gathered::ok(vec![json!({
+                    "securable_type": securable,
+                    "full_name": name,
+                    "privilege_assignments": assignments,
+                })]);
+            }
             let path = format!("/api/2.1/unity-catalog/permissions/{securable}/{}", encode_segment(&name));
             match b.get(&path, &[]).await {
                 Ok(answer) => Gathered::ok(vec![json!({
                     "securable_type": securable,
                     "full_name": name,
-                    "privilege_assignments": answer.get("privilege_assignments").cloned().unwrap_or(json!([])),
+                    "privilege_assignments": uc::canonical_assignments(answer.get("privilege_assignments").unwrap_or(&json!([]))),
                 })]),
                 Err(e) => Gathered { objects: Vec::new(), error: Some(e) },
             }
@@ -642,8 +817,17 @@ mod tests {
                 self.answers.get(&key).cloned().unwrap_or(Ok(json!({})))
             })
         }
-        fn post<'a>(&'a self, _: &'a str, _: &'a Value, _: crate::ports::Idempotency) -> BoxFuture<'a, Result<Value, ApiError>> {
-            Box::pin(async { Ok(json!({})) })
+        fn post<'a>(
+            &'a self,
+            path: &'a str,
+            _: &'a Value,
+            _: crate::ports::Idempotency,
+        ) -> BoxFuture<'a, Result<Value, ApiError>> {
+            Box::pin(async move {
+                let key = format!("POST {path}");
+                self.calls.lock().unwrap().push(key.clone());
+                self.answers.get(&key).cloned().unwrap_or(Ok(json!({})))
+            })
         }
     }
 
@@ -881,6 +1065,66 @@ mod tests {
             e.kinds.iter().filter(|k| matches!(&k.status, ExportStatus::Partial { error } if error.contains("deadline"))).count();
         assert!(partial > 0, "{:?}", e.kinds);
         assert!(e.requests <= 6, "one call at a time, 400 ms each, within 2 s: {}", e.requests);
+    }
+
+    /// A workspace with one schema, its table listed by REST, and a SQL warehouse whose statement `s1` pends once,
+    /// then succeeds with `chunks` (the manifest counting `total` rows).
+    fn with_warehouse(chunks: &[Value], total: usize) -> Canned {
+        let columns: Vec<Value> = ["table_catalog", "table_schema", "table_name", "table_type"]
+            .iter()
+            .enumerate()
+            .map(|(i, c)| json!({"name": c, "position": i, "type_name": "STRING"}))
+            .collect();
+        let mut first = chunks[0].clone();
+        if chunks.len() > 1 {
+            first["next_chunk_index"] = json!(1);
+        }
+        let mut api = Canned::default()
+            .with("/api/2.1/unity-catalog/catalogs", json!({"catalogs": [{"name": "main"}]}))
+            .with("/api/2.1/unity-catalog/schemas?catalog_name=main", json!({"schemas": [{"name": "s", "catalog_name": "main", "full_name": "main.s"}]}))
+            .with(
+                "/api/2.1/unity-catalog/tables?catalog_name=main&schema_name=s&omit_columns=true",
+                json!({"tables": [{"name": "listed", "catalog_name": "main", "schema_name": "s", "full_name": "main.s.listed"}]}),
+            )
+            .with("POST /api/2.0/sql/statements", json!({"statement_id": "s1", "status": {"state": "PENDING"}}))
+            .with(
+                "/api/2.0/sql/statements/s1",
+                json!({"statement_id": "s1", "status": {"state": "SUCCEEDED"},
+                       "manifest": {"format": "JSON_ARRAY", "schema": {"columns": columns}, "total_row_count": total}, "result": first}),
+            );
+        for (i, chunk) in chunks.iter().enumerate().skip(1) {
+            let mut chunk = chunk.clone();
+            if i + 1 < chunks.len() {
+                chunk["next_chunk_index"] = json!(i + 1);
+            }
+            api = api.with(&format!("/api/2.0/sql/statements/s1/result/chunks/{i}"), chunk);
+        }
+        api
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn tables_come_from_every_chunk_of_the_statement_and_a_result_that_does_not_add_up_falls_back_to_the_listings() {
+        let row = |t: &str| json!(["main", "s", t, "MANAGED"]);
+        let chunks = [json!({"data_array": [row("a"), row("b")]}), json!({"data_array": [row("c")]})];
+        let api = with_warehouse(&chunks, 3);
+        let e = export_site_with(&api, limits(), &Progress::default(), Some("w1")).await;
+        assert_eq!(e.kind(ObjectKind::Tables).unwrap().status, ExportStatus::Complete);
+        assert_eq!(names(&e, ObjectKind::Tables, "full_name"), ["main.s.a", "main.s.b", "main.s.c"]);
+        let calls = api.calls.lock().unwrap().clone();
+        assert!(calls.iter().any(|c| c == "/api/2.0/sql/statements/s1/result/chunks/1"), "{calls:?}");
+        assert!(!calls.iter().any(|c| c.starts_with("/api/2.1/unity-catalog/tables")), "no listing: {calls:?}");
+
+        // The manifest counts a row that no chunk holds: the SQL read is not trusted, the listing is read instead.
+        let api = with_warehouse(&chunks, 4);
+        let e = export_site_with(&api, limits(), &Progress::default(), Some("w1")).await;
+        assert_eq!(e.kind(ObjectKind::Tables).unwrap().status, ExportStatus::Complete);
+        assert_eq!(names(&e, ObjectKind::Tables, "full_name"), ["main.s.listed"]);
+
+        // A chunk that names an earlier one as next would loop: refused, and the listing read.
+        let looping = [json!({"data_array": [row("a")]}), json!({"data_array": [row("b")], "next_chunk_index": 1})];
+        let api = with_warehouse(&looping, 2);
+        let e = export_site_with(&api, limits(), &Progress::default(), Some("w1")).await;
+        assert_eq!(names(&e, ObjectKind::Tables, "full_name"), ["main.s.listed"]);
     }
 
     #[tokio::test]

@@ -12,6 +12,7 @@
 pub mod activation;
 pub mod export;
 pub(crate) mod pages;
+pub mod progress;
 pub mod readiness;
 
 use crate::error::StoreError;
@@ -92,6 +93,10 @@ pub struct ExportOutcome {
     pub drift: DriftReport,
 }
 
+/// How often a running export's progress record is written when no kind came in meanwhile (for its calls
+/// count).
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The file of one kind of one site inside a snapshot folder.
 pub fn kind_file(site: SiteName, kind: ObjectKind) -> String {
     format!("databricks/{site}/{kind}.json")
@@ -109,10 +114,18 @@ pub async fn export_and_compare<B: ControlBucket>(
 ) -> Result<ExportOutcome, StoreError> {
     let exports = join_all(sites.iter().map(|(site, config)| async move {
         let started = std::time::Instant::now();
-        let objects = match connector.connect(*site, config) {
-            Ok(api) => export::export_site(api.as_ref(), limits).await,
-            Err(e) => SiteObjects::skipped(&e.to_string()),
-        };
+        let record = progress::ExportRecord::started(*site, config.workspace_url(), folder, now);
+        let tracker = export::Progress::default();
+        let objects = progress::tracked(bucket, record, &tracker, PROGRESS_EVERY, async {
+            match connector.connect(*site, config) {
+                Ok(api) => {
+                    let warehouse = config.export_settings().sql_warehouse_id;
+                    export::export_site_with(api.as_ref(), limits, &tracker, warehouse.as_deref()).await
+                }
+                Err(e) => SiteObjects::skipped(&e.to_string()),
+            }
+        })
+        .await;
         let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         tracing::info!(site = %site, requests = objects.requests, elapsed_ms, "workspace exported");
         (*site, config.workspace_url().to_owned(), objects, elapsed_ms)
@@ -403,7 +416,10 @@ pub fn export_summary(outcome: &ExportOutcome) -> Value {
 /// What `status` shows of the workspaces: the drift line, and each site's latest export (when, how old, which
 /// kinds were not complete). Read errors are shown, not raised: status is what on-call runs when things break.
 pub async fn status_view<B: ControlBucket>(bucket: &B, now: OffsetDateTime) -> Value {
-    let (latest, drift) = tokio::join!(read_latest(bucket), read_drift(bucket));
+    let (latest, drift, running) = tokio::join!(read_latest(bucket), read_drift(bucket), progress::read_all(bucket));
+    // The running or latest export of each site, even one that never finished (its pointer is then older).
+    let exports: serde_json::Map<String, Value> =
+        running.iter().map(|(site, r)| (site.as_str().to_owned(), r.view(now))).collect();
     let latest = match latest {
         Ok(l) => l,
         Err(e) => return json!({ "error": e.to_string() }),
@@ -428,7 +444,7 @@ pub async fn status_view<B: ControlBucket>(bucket: &B, now: OffsetDateTime) -> V
         Ok(None) => json!("no workspace export yet: run the `snapshot` command (it runs on a schedule)"),
         Err(e) => json!({ "error": e.to_string() }),
     };
-    json!({ "drift": drift, "latest_exports": sites })
+    json!({ "drift": drift, "latest_exports": sites, "exports": exports })
 }
 
 /// What an execution's record keeps of the workspaces, from its snapshot's [`LATEST_EXPORTS_FILE`]: the drift
