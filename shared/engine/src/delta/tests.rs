@@ -222,3 +222,34 @@ async fn the_log_is_listed_from_the_hint_and_the_root_never_whole() {
     assert!(c.pages - before.pages <= 2 + 10 * 4, "{c:?}");
     assert_eq!(c.heads - before.heads, 0, "{c:?}");
 }
+
+#[tokio::test]
+async fn a_foreach_batch_stream_is_judged_by_the_txn_app_id_it_writes() {
+    // The sink's commits carry txn(appId "nightly-merge", version = batch), not the query's id: without the
+    // location's txn_app_id the stream looked as if no batch of it were in the sink ("unsafe").
+    let t = appends(3);
+    t.commit(3, &[&add("f3.parquet"), r#"{"txn":{"appId":"nightly-merge","version":4,"lastUpdated":1}}"#]);
+    t.file("f3.parquet");
+    let c = "checkpoints/merge";
+    t.data.put("replica", &format!("{c}/metadata"), br#"{"id":"5f1b9c3e-0000-4000-8000-000000000009"}"#.to_vec(), Some(T0));
+    for b in 0..5 {
+        t.data.put("replica", &format!("{c}/offsets/{b}"), b"v1".to_vec(), Some(T0));
+        t.data.put("replica", &format!("{c}/commits/{b}"), b"v1".to_vec(), Some(T0));
+    }
+    let plane = |app: &str| {
+        DataPlane::parse(
+            "data-plane",
+            &format!(
+                r#"{{"locations":[{{"name":"t","kind":"delta","primary":"s3://primary/t","replica":"s3://replica/t"}},
+                {{"name":"s","kind":"stream-checkpoint","sink":"t"{app},"primary":"s3://primary/{c}","replica":"s3://replica/{c}"}}]}}"#
+            ),
+        )
+        .unwrap()
+    };
+    let limits = DeltaLimits { deadline: std::time::Duration::from_secs(30), ..DeltaLimits::default() };
+    let without = assess(&t.data, &plane(""), &limits, T0).await.tables.remove(1);
+    assert_eq!(without.status, Status::Unsafe, "{without:?}");
+    let with = assess(&t.data, &plane(r#","txn_app_id":"nightly-merge""#), &limits, T0).await.tables.remove(1);
+    assert_eq!(with.status, Status::Current, "{with:?}");
+    assert_eq!((with.details["sink_batch"].as_i64(), with.details["txn_app_id"].as_str()), (Some(4), Some("nightly-merge")));
+}
