@@ -231,13 +231,23 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
         let keys: Vec<String> =
             self.bucket.list_recent(domain::layout::EXECUTIONS_PREFIX).await?.into_iter().take(records).map(|(k, _)| k).collect();
         let (mut paid, mut still) = (Vec::new(), Vec::new());
-        let docs = documents::from_tree(&self.read_tree().await?, &self.settings.prefix);
+        // The documents tell whether a refused request's cause is gone; without them (SSM failing) the owed pages
+        // are still paid, and the refusals wait for the next sweep.
+        let docs = match self.read_tree().await {
+            Ok(tree) => Some(documents::from_tree(&tree, &self.settings.prefix)),
+            Err(e) => {
+                tracing::warn!(error = %e, "parameters unreadable: refused requests are resolved by the next check");
+                None
+            }
+        };
         for key in keys {
             let Some(id) = key.strip_prefix(domain::layout::EXECUTIONS_PREFIX).and_then(|k| k.strip_suffix(".json")) else {
                 continue;
             };
             let Some(mut rec) = record::read(&self.bucket, id).await? else { continue };
-            self.resolve_refusal_if_ready(&mut rec.record, &docs);
+            if let Some(docs) = &docs {
+                self.resolve_refusal_if_ready(&mut rec.record, docs);
+            }
             // A running execution's pages are its lock holder's to pay (in order); ended or waiting ones are ours.
             let idle = rec.record.state.is_terminal() || rec.record.state == ExecutionState::AwaitingApproval;
             if rec.record.owed.is_empty() || !idle {
