@@ -57,6 +57,15 @@ struct Counting<D> {
     n: Counts,
 }
 
+impl<D> Counting<D> {
+    /// Counts one listing page (plain or delimited) and its keys.
+    fn counted(&self, p: ListPage) -> ListPage {
+        self.n.pages.fetch_add(1, Relaxed);
+        self.n.listed.fetch_add(p.objects.len() as u64, Relaxed);
+        p
+    }
+}
+
 impl<D: DataBuckets> DataBuckets for Counting<D> {
     async fn list_page(
         &self,
@@ -66,10 +75,7 @@ impl<D: DataBuckets> DataBuckets for Counting<D> {
         token: Option<&str>,
         max_keys: u32,
     ) -> Result<ListPage, StoreError> {
-        let p = self.inner.list_page(bucket, prefix, start_after, token, max_keys).await?;
-        self.n.pages.fetch_add(1, Relaxed);
-        self.n.listed.fetch_add(p.objects.len() as u64, Relaxed);
-        Ok(p)
+        Ok(self.counted(self.inner.list_page(bucket, prefix, start_after, token, max_keys).await?))
     }
 
     async fn list_dir_page(
@@ -80,10 +86,7 @@ impl<D: DataBuckets> DataBuckets for Counting<D> {
         token: Option<&str>,
         max_keys: u32,
     ) -> Result<ListPage, StoreError> {
-        let p = self.inner.list_dir_page(bucket, prefix, start_after, token, max_keys).await?;
-        self.n.pages.fetch_add(1, Relaxed);
-        self.n.listed.fetch_add(p.objects.len() as u64, Relaxed);
-        Ok(p)
+        Ok(self.counted(self.inner.list_dir_page(bucket, prefix, start_after, token, max_keys).await?))
     }
 
     async fn head(&self, bucket: &str, key: &str) -> Result<Option<engine::ports::DataObject>, StoreError> {
