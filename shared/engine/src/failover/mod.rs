@@ -16,7 +16,9 @@ use crate::documents::{self, Doc, DrDocuments};
 use crate::error::{Retry, StoreError};
 use crate::lock::{self, Acquired, LockDoc, LockState};
 use crate::ports::{Channel, Clock, ControlBucket, Notifier, OutgoingMessage, Parameter, ParameterStore, WriteCondition};
-use crate::record::{self, ExecutionRecord, ExecutionState, OwedMessage, Recorder, SentMessage, Step, StepOutcome, StepRecord};
+use crate::record::{
+    self, ExecutionRecord, ExecutionState, OwedMessage, Reconciled, Recorder, SentMessage, Step, StepOutcome, StepRecord,
+};
 use crate::report;
 use crate::response::Outcome;
 use crate::snapshot::{self, SnapshotContext, SnapshotSource};
@@ -468,6 +470,7 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
             report_key: None,
             notes: Vec::new(),
             error: None,
+            writer: None,
         }
     }
 
