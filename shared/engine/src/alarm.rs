@@ -217,7 +217,7 @@ async fn report_recovery<P: ParameterStore, B: ControlBucket, N: Notifier, C: Cl
     }
     let mut resolvable = Vec::new();
     let mut ended = Vec::new();
-    for p in previous {
+    if let Some(p) = previous {
         ids.retain(|id| *id != p.record.execution_id);
         if unresolved(&p) {
             resolvable.push(p);

@@ -37,6 +37,8 @@ pub(crate) mod activate;
 pub use activate::REDIRECTION;
 mod ending;
 mod messages;
+#[cfg(test)]
+mod race_tests;
 mod runner;
 mod steps;
 #[cfg(test)]

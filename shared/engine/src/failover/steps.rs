@@ -115,17 +115,13 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
     /// The preparation of an approval found its record ended by another writer (the alarm's `OK`, a cancel):
     /// it stands down. Its `ALARM` page, if this attempt published it, may have gone out after the recovery's `OK`,
     /// so an `OK` goes out again after it; the lock this attempt holds is released.
-    async fn withdraw_approval(
-        &self,
-        mut stored: Recorder,
-        attempt: &Attempt,
-        held: &Held,
-        paged: bool,
-    ) -> ExecutionResult {
+    async fn withdraw_approval(&self, mut stored: Recorder, attempt: &Attempt, held: &Held, paged: bool) -> ExecutionResult {
         let id = stored.record.execution_id.clone();
         let state = stored.record.state;
         tracing::warn!(execution_id = %id, state = ?state, "the record ended while its approval was being prepared");
-        if paged {
+        // An end that records this page as sent was written after it, so its `OK` followed it.
+        let seen = stored.record.sent(Channel::Paging, &format!("{}.awaiting_approval", stored.record.kind));
+        if paged && !seen {
             self.resolve_again(&mut stored, "its approval page crossed the end of the execution").await;
         }
         if let Err(e) = lock::release_attempt(&self.bucket, &self.settings.lock_key, &id, &held.doc.attempt_id).await {
