@@ -599,12 +599,7 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
         // holder's to pay, in order: a delivery without the lock paying them could send a stale ALARM after its OK.
         let idle = state.is_terminal() || state == ExecutionState::AwaitingApproval;
         if idle && !rec.record.owed.is_empty() {
-            let paid = self.pay_owed(&mut rec.record).await;
-            let now = self.now();
-            if let Err(e) = rec.save_now(&self.bucket, now).await {
-                tracing::warn!(execution_id = %rec.record.execution_id, error = %e, "could not record the pages paid");
-            }
-            if let Err(source) = paid {
+            if let Err(source) = self.pay_owed_unlocked(&mut rec).await {
                 return Err(EngineError::Stopped {
                     execution_id: rec.record.execution_id.clone(),
                     step: Step::Notify,

@@ -352,3 +352,32 @@ async fn a_stop_after_a_lost_answer_never_overwrites_a_record_the_recovery_ended
     assert!(page_states(&w.notifier).is_empty(), "nor pages a stall of an ended execution");
     assert!(w.bucket.text(lock::FAILOVER_LOCK_KEY).is_none(), "and releases its lock");
 }
+
+#[tokio::test]
+async fn an_alarm_page_check_pays_while_the_ok_resolves_it_is_followed_by_an_ok() {
+    let w = world();
+    w.params.seed(
+        "/dr/p/policy",
+        r#"{"mode":"notify-only","failover_alarms":["databricks-prod-workspace-unhealthy"]}"#,
+        "String",
+    );
+    let e = engine_over(&w, &w.bucket, &w.notifier);
+    // Notify-only while the paging topic fails: the ALARM page is owed.
+    w.notifier.fail(Channel::Paging, true);
+    let a = change("alarm");
+    assert!(alarm::on_alarm_change(&e, &a).await.is_err(), "the page is owed");
+    w.notifier.fail(Channel::Paging, false);
+    assert_eq!(stored(&w, &a.execution_id()).owed.len(), 1);
+    // `check` pays it; the alarm's OK is handled just before the ALARM goes out (check read the record first).
+    let ok_engine = engine_over(&w, &w.bucket, &w.notifier);
+    let hook: Hook<'_> = Box::new(|| {
+        Box::pin(async {
+            alarm::on_alarm_change(&ok_engine, &change("ok")).await.unwrap();
+        })
+    });
+    let checker =
+        engine_over(&w, &w.bucket, TrapNotifier { inner: &w.notifier, trap: Trap::new(vec!["paging", "\"ALARM\""], hook) });
+    checker.pay_owed_pages(10).await.unwrap();
+    assert!(checker.notifier.trap.sprung());
+    assert_eq!(page_states(&w.notifier), ["OK", "ALARM", "OK"], "the ALARM that crossed the OK is followed by an OK");
+}

@@ -85,7 +85,7 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
         if paged && rec.record.recovered() {
             // The alarm recovered (its `OK` was merged in) while this page was being published: it may have gone
             // out after that `OK`, so the `OK` goes out again after it.
-            self.resolve_again(&mut rec, "the alarm recovered while the approval was being prepared").await;
+            self.resolve_again(&mut rec, "the alarm recovered while its approval was being prepared").await;
         }
         // Only now, with the record and its page in place, the lock takes the approval window's long lease.
         let now = self.now();
@@ -122,7 +122,12 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
         // An end that records this page as sent was written after it, so its `OK` followed it.
         let seen = stored.record.sent(Channel::Paging, &format!("{}.awaiting_approval", stored.record.kind));
         if paged && !seen {
-            self.resolve_again(&mut stored, "its approval page crossed the end of the execution").await;
+            self.resolve_again(
+                &mut stored,
+                "its approval page crossed the end of the execution: nothing awaits approval; if the primary is still \
+                 unhealthy, run `failover` by hand",
+            )
+            .await;
         }
         if let Err(e) = lock::release_attempt(&self.bucket, &self.settings.lock_key, &id, &held.doc.attempt_id).await {
             tracing::warn!(execution_id = %id, error = %e, "could not release the lock; it frees itself when its lease expires");
@@ -135,23 +140,46 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
 
     /// Sends the execution's `OK` page again (owed first), after an `ALARM` of it that may have crossed its first
     /// `OK`: a pager resolves an incident by the last page it received.
-    async fn resolve_again(&self, rec: &mut Recorder, why: &str) {
+    pub(super) async fn resolve_again(&self, rec: &mut Recorder, why: &str) {
         let id = rec.record.execution_id.clone();
-        let text = format!(
-            "DR {}: {} {id}: {why}; nothing awaits approval. If the primary is still unhealthy, run `failover` by hand.",
-            self.settings.environment, rec.record.kind
-        );
-        let page = self.page(&rec.record, "approval_withdrawn", PageState::Ok, Severity::Critical, text);
-        self.owe_page(&mut rec.record, "approval_withdrawn", &page);
+        let text =
+            format!("DR {}: {} {id}: {why}. This OK resolves its incident again.", self.settings.environment, rec.record.kind);
+        let page = self.page(&rec.record, "resolved_again", PageState::Ok, Severity::Critical, text);
+        self.owe_page(&mut rec.record, "resolved_again", &page);
         if let Err(e) = rec.save_now(&self.bucket, self.now()).await {
-            tracing::warn!(execution_id = %id, error = %e, "could not record the OK owed after the approval page");
+            tracing::warn!(execution_id = %id, error = %e, "could not record the OK owed after a crossing ALARM");
         }
         if let Err(e) = self.pay_owed(&mut rec.record).await {
-            tracing::warn!(execution_id = %id, error = %e, "the OK after the approval page is owed");
+            tracing::warn!(execution_id = %id, error = %e, "the OK after a crossing ALARM is owed");
         }
         if let Err(e) = rec.save_now(&self.bucket, self.now()).await {
-            tracing::warn!(execution_id = %id, error = %e, "could not record the OK sent after the approval page");
+            tracing::warn!(execution_id = %id, error = %e, "could not record the OK sent after a crossing ALARM");
         }
+    }
+
+    /// Pays the owed pages of an ended or waiting execution without the lock (a duplicate delivery, `check`),
+    /// then records them. A conflict means another writer moved the record on meanwhile; when it resolved the
+    /// incident (the alarm's `OK`) and an `ALARM` went out here, that `ALARM` may have reached the pager after the
+    /// `OK`, so an `OK` goes out again after it.
+    pub(super) async fn pay_owed_unlocked(&self, rec: &mut Recorder) -> Result<(), StoreError> {
+        let before = rec.record.messages.len();
+        let paid = self.pay_owed(&mut rec.record).await;
+        let alarm_sent = rec.record.messages.iter().skip(before).any(|m| m.channel == Channel::Paging && !m.ok);
+        match rec.save_now(&self.bucket, self.now()).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict { .. }) if alarm_sent => {
+                let id = rec.record.execution_id.clone();
+                if let Ok(Some(mut stored)) = record::read(&self.bucket, &id).await
+                    && (stored.record.resolved() || stored.record.owed.iter().any(OwedMessage::resolves))
+                {
+                    self.resolve_again(&mut stored, "an ALARM owed by it was paid while its incident was being resolved").await;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(execution_id = %rec.record.execution_id, error = %e, "could not record the pages paid");
+            }
+        }
+        paid
     }
 
     pub(crate) async fn snapshot_files_of(
