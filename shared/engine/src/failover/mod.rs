@@ -598,15 +598,16 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
         // Pages owed by an ended (or waiting) execution go out first. A running execution's pages are its lock
         // holder's to pay, in order: a delivery without the lock paying them could send a stale ALARM after its OK.
         let idle = state.is_terminal() || state == ExecutionState::AwaitingApproval;
-        if idle && !rec.record.owed.is_empty() {
-            if let Err(source) = self.pay_owed_unlocked(&mut rec).await {
-                return Err(EngineError::Stopped {
-                    execution_id: rec.record.execution_id.clone(),
-                    step: Step::Notify,
-                    source,
-                    hint: "pages are owed for this execution: the next delivery of the trigger, or `check`, sends them".into(),
-                });
-            }
+        if idle
+            && !rec.record.owed.is_empty()
+            && let Err(source) = self.pay_owed_unlocked(&mut rec).await
+        {
+            return Err(EngineError::Stopped {
+                execution_id: rec.record.execution_id.clone(),
+                step: Step::Notify,
+                source,
+                hint: "pages are owed for this execution: the next delivery of the trigger, or `check`, sends them".into(),
+            });
         }
         if state.is_terminal() {
             let id = rec.record.execution_id.clone();
