@@ -499,14 +499,35 @@ impl ExecutionRecord {
                 "Resume it by approving again: `approve` with execution_id {id} (`dr approve {id}`); it was approved by \
                  {by}, and approving an approved execution resumes it."
             ),
-            (None, Initiator::Human { .. }) => {
-                format!("Resume it by re-running the same command with \"client_token\" set so that the execution id is {id}.")
-            }
+            (None, Initiator::Human { .. }) => match self.client_token() {
+                Some((command, token)) => format!(
+                    "Resume it by running the same command again with its client token {token}: `dr {command} --to {} \
+                     --reason <the same reason> --token {token}` (or \"client_token\": \"{token}\" in the manual-trigger \
+                     payload); the same token resumes execution {id}.",
+                    self.target
+                ),
+                None => format!(
+                    "Resume it by re-running the same command with \"client_token\" set so that the execution id is {id}."
+                ),
+            },
             (None, Initiator::Alarm { .. }) => format!(
                 "Lambda and EventBridge deliver the alarm again (their retries); once those are spent, `approve` with \
                  execution_id {id} (`dr approve {id}`) resumes it."
             ),
         }
+    }
+}
+
+impl ExecutionRecord {
+    /// A human's command and the client token that names this execution (`{command}-{token}`): the one given,
+    /// or the one generated when none was (re-running the command with it resumes the same execution).
+    pub fn client_token(&self) -> Option<(String, String)> {
+        let command = self.trigger["command"].as_str()?.to_owned();
+        let token = match self.trigger["client_token"].as_str() {
+            Some(t) => t.to_owned(),
+            None => self.execution_id.strip_prefix(&format!("{command}-"))?.to_owned(),
+        };
+        Some((command, token))
     }
 }
 
