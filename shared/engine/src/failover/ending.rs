@@ -140,9 +140,14 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
         rec.record.state = ExecutionState::Superseded;
         rec.record.error = None;
         rec.record.report_key = Some(report::report_keys(&id).0);
-        let report = self.write_report(&rec.record);
-        if let Err(source) = self.beside(&mut rec, end, report).await {
-            // Not terminal yet as far as the bucket knows: the next attempt fences again and ends it.
+        // The report before the record's end: a record that says `superseded` is never written back to running
+        // (a terminal state is final), so its report must exist by then. A failure leaves the record running:
+        // the next attempt fences again and ends it.
+        let saved = match self.write_report(&rec.record).await {
+            Ok(()) => rec.save_now(&self.bucket, end).await,
+            Err(e) => Err(e),
+        };
+        if let Err(source) = saved {
             rec.record.state = ExecutionState::Running;
             return Err(self.stop(rec, Some(held), Step::Report, source).await);
         }

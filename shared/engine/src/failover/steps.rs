@@ -613,6 +613,14 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
                 rec.saved(etag, self.now());
                 outcome
             }
+            // The SDK's retry of a save whose answer was lost meets our own write: checked by re-reading (the
+            // stored writer is ours), then written again on top of it so the stored record is this one.
+            Err(StoreError::Conflict { .. }) if matches!(rec.adopt_own_lost_write(&self.bucket).await, Ok(true)) => {
+                match rec.save_now(&self.bucket, at).await {
+                    Ok(()) => outcome,
+                    Err(e) => outcome.and(Err(e)),
+                }
+            }
             Err(e) => outcome.and(Err(e)),
         }
     }
