@@ -27,6 +27,9 @@ pub enum Fault {
     HoldBefore,
     /// Forward (moto applies it), then hold the answer forever (the test kills the process).
     HoldAfter,
+    /// Hold the request without forwarding until [`FaultProxy::open_gate`], then forward it: another process's
+    /// calls land in between (keep the hold shorter than the SDK's attempt timeout).
+    Gate,
 }
 
 /// A rule: which request, what fault, and whether the retries of the same operation fail too.
@@ -49,6 +52,9 @@ struct State {
     /// Requests whose label contains the text fail with the fault, until the plan changes.
     matching: Vec<(String, Fault)>,
     held: usize,
+    /// The `n`th request whose label contains the text is held by [`Fault::Gate`]: (text, requests left to pass).
+    gate: Option<(String, usize)>,
+    gate_open: bool,
 }
 
 /// The running proxy.
@@ -89,6 +95,23 @@ impl FaultProxy {
         if let Ok(mut s) = self.state.0.lock() {
             s.matching.push((text.to_owned(), fault));
         }
+    }
+
+    /// Holds the `nth` (1-based) request whose label contains `text` before forwarding it, until
+    /// [`FaultProxy::open_gate`]; [`FaultProxy::wait_held`] tells when it is held.
+    pub fn gate_nth(&self, text: &str, nth: usize) {
+        if let Ok(mut s) = self.state.0.lock() {
+            s.gate = Some((text.to_owned(), nth.saturating_sub(1)));
+            s.gate_open = false;
+        }
+    }
+
+    /// Lets the request held by the gate through.
+    pub fn open_gate(&self) {
+        if let Ok(mut s) = self.state.0.lock() {
+            s.gate_open = true;
+        }
+        self.state.1.notify_all();
     }
 
     /// The operation labels of the requests so far, in arrival order.
@@ -226,6 +249,20 @@ fn hold_forever(state: &Arc<(Mutex<State>, Condvar)>) {
     }
 }
 
+fn wait_for_gate(state: &Arc<(Mutex<State>, Condvar)>) {
+    let (lock, cvar) = &**state;
+    let Ok(mut s) = lock.lock() else { return };
+    s.held += 1;
+    cvar.notify_all();
+    while !s.gate_open {
+        s = match cvar.wait(s) {
+            Ok(s) => s,
+            Err(_) => return,
+        };
+    }
+    s.held = s.held.saturating_sub(1);
+}
+
 fn serve(conn: TcpStream, upstream: &str, state: &Arc<(Mutex<State>, Condvar)>) {
     let Ok(write_half) = conn.try_clone() else { return };
     let mut reader = BufReader::new(conn);
@@ -239,7 +276,17 @@ fn serve(conn: TcpStream, upstream: &str, state: &Arc<(Mutex<State>, Condvar)>) 
         let n = s.count;
         s.log.push(l.clone());
         let by_rule = s.rules.iter().find(|r| r.at == n).copied();
-        if let Some(rule) = by_rule {
+        let gated = match &mut s.gate {
+            Some((text, left)) if l.contains(text.as_str()) => {
+                let hit = *left == 0;
+                *left = left.wrapping_sub(1);
+                hit
+            }
+            _ => false,
+        };
+        if gated {
+            Some(Fault::Gate)
+        } else if let Some(rule) = by_rule {
             if rule.persistent {
                 s.persistent_labels.insert(l.clone(), rule.fault);
             }
@@ -266,6 +313,12 @@ fn serve(conn: TcpStream, upstream: &str, state: &Arc<(Mutex<State>, Condvar)>) 
             std::thread::sleep(d);
         }
         Some(Fault::HoldBefore) => hold_forever(state),
+        Some(Fault::Gate) => {
+            wait_for_gate(state);
+            if let Some(resp) = forward(&req, upstream) {
+                let _ = client.write_all(&resp);
+            }
+        }
         Some(Fault::HoldAfter) => {
             let _ = forward(&req, upstream);
             hold_forever(state);

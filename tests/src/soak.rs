@@ -906,7 +906,7 @@ fn fault_kind(f: Fault) -> &'static str {
         Fault::Throttle => "throttle",
         Fault::Reset => "reset",
         Fault::Timeout(_) => "timeout",
-        Fault::HoldBefore | Fault::HoldAfter => "hold",
+        Fault::HoldBefore | Fault::HoldAfter | Fault::Gate => "hold",
     }
 }
 

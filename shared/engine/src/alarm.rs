@@ -3,6 +3,7 @@
 use crate::documents::{self, Doc};
 use crate::error::StoreError;
 use crate::failover::{Engine, EngineError, ExecutionResult, MoveRequest};
+use crate::lock;
 use crate::ports::{Channel, Clock, ControlBucket, Notifier, ParameterStore, WriteCondition};
 use crate::record::{self, ExecutionRecord, ExecutionState, Recorder};
 use crate::response::Outcome;
@@ -215,14 +216,25 @@ async fn report_recovery<P: ParameterStore, B: ControlBucket, N: Notifier, C: Cl
             .map_err(not_started)?;
     }
     let mut resolvable = Vec::new();
-    for p in previous.into_iter().filter(unresolved) {
+    let mut ended = Vec::new();
+    if let Some(p) = previous {
         ids.retain(|id| *id != p.record.execution_id);
-        resolvable.push(p);
+        if unresolved(&p) {
+            resolvable.push(p);
+        } else if p.record.state.is_terminal() {
+            ended.push(p.record.execution_id);
+        }
     }
     for id in &ids {
-        if let Some(r) = record::read(&engine.bucket, id).await.map_err(not_started)?.filter(unresolved) {
-            resolvable.push(r);
+        match record::read(&engine.bucket, id).await.map_err(not_started)? {
+            Some(r) if unresolved(&r) => resolvable.push(r),
+            Some(r) if r.record.state.is_terminal() => ended.push(r.record.execution_id),
+            _ => {}
         }
+    }
+    // A redelivered `OK` whose first delivery withdrew a waiting approval but died before releasing its lock.
+    for id in &ended {
+        release_withdrawn(engine, id).await;
     }
     if !listed && resolvable.is_empty() {
         return Ok(AlarmOutcome::Ignored(format!("alarm {} is not in the policy's failover_alarms", change.alarm_name)));
@@ -279,7 +291,23 @@ async fn resolve_page<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock
 ) -> Result<(), StoreError> {
     let env = engine.settings.environment.clone();
     let now = engine.clock.now();
-    if rec.record.state == ExecutionState::AwaitingApproval {
+    // A failover waiting for approval on this alarm alone is withdrawn: the recovery wins, and no approval window
+    // (nor its lock) outlives the alarm's `OK`. One another alarm joined (its page went into this incident) still
+    // waits: that alarm may still fire.
+    let joined = |event_type: &str| event_type.contains(".alarm_again.");
+    let withdraw = rec.record.state == ExecutionState::AwaitingApproval
+        && rec.record.approved_by.is_none()
+        && !rec.record.messages.iter().any(|m| joined(&m.event_type))
+        && !rec.record.owed.iter().any(|o| joined(&o.event_type));
+    if withdraw {
+        text.push_str(
+            " The failover it prepared is withdrawn (nothing to approve): if the primary is still unhealthy, run \
+             `failover` by hand.",
+        );
+        rec.record.state = ExecutionState::Noop;
+        rec.record.decision.reasons.push("the alarm recovered before the failover was approved: withdrawn".into());
+        rec.record.note(now, "withdrawn: the alarm recovered before approval");
+    } else if rec.record.state == ExecutionState::AwaitingApproval {
         text.push_str(" The failover it prepared still awaits approval: approve only if the primary is still unhealthy.");
     }
     let r = &rec.record;
@@ -312,7 +340,20 @@ async fn resolve_page<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock
     if let Err(e) = rec.save_now(&engine.bucket, engine.clock.now()).await {
         tracing::warn!(execution_id = %rec.record.execution_id, error = %e, "could not record the recovery page");
     }
+    if withdraw {
+        // After the record's end: a preparation that takes the window after this release re-reads the record
+        // and finds it ended (see `prepare_for_approval`).
+        release_withdrawn(engine, &rec.record.execution_id).await;
+    }
     paid
+}
+
+/// Releases the lock of an execution whose record ended (an approval withdrawn by its alarm's `OK`) unless an
+/// attempt is running under it within its lease: that attempt finds the end itself and releases it.
+async fn release_withdrawn<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(engine: &Engine<P, B, N, C>, id: &str) {
+    if let Err(e) = lock::release(&engine.bucket, &engine.settings.lock_key, id, engine.clock.now()).await {
+        tracing::warn!(execution_id = %id, error = %e, "could not release the lock of an ended execution");
+    }
 }
 
 /// Records the execution `id` of an `ALARM` at `alarm_time` as having nothing to do: the alarm recovered (by
@@ -363,6 +404,7 @@ async fn record_recovered<P: ParameterStore, B: ControlBucket, N: Notifier, C: C
         report_key: None,
         notes: Vec::new(),
         error: None,
+        writer: None,
     };
     match Recorder::new(marker).save_now(&engine.bucket, now).await {
         Ok(()) | Err(StoreError::Conflict { .. }) => Ok(()),

@@ -307,6 +307,7 @@ mod tests {
             report_key: None,
             notes: vec![],
             error: None,
+            writer: None,
         }
     }
 

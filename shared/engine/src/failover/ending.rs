@@ -33,18 +33,22 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
             );
             self.owe_page(&mut rec.record, &format!("stalled_{}", step.as_str()), &page);
         }
+        // `save_now` adopts a write of ours whose answer was lost (it checks the stored writer). Any other conflict
+        // is another writer's: one without the lock (a recovery, a joined alarm, `check`) while this attempt still
+        // holds it has its pages merged in; a record it ended is left as it is (never written out of its end).
         let mut saved = rec.save_now(&self.bucket, now).await;
-        if matches!(saved, Err(StoreError::Conflict { .. }))
-            && let Some(h) = &held
-            && let Ok(Some((lock_now, _))) = lock::read(&self.bucket, &self.settings.lock_key).await
-            && lock_now.attempt_id == h.doc.attempt_id
-            && let Ok(Some(stored)) = record::read(&self.bucket, &id).await
-            && let Some(etag) = stored.etag()
-        {
-            // This attempt still holds the lock, so nobody else wrote the record: the conflict is a write of ours
-            // whose answer was lost. Our record is the newer one.
-            rec.rebase(etag.to_owned());
-            saved = rec.save_now(&self.bucket, now).await;
+        if matches!(saved, Err(StoreError::Conflict { .. })) && self.still_holds(held.as_ref()).await {
+            saved = match rec.save_or_reconcile(&self.bucket, now).await {
+                Ok(record::Reconciled::Saved) => Ok(()),
+                Ok(record::Reconciled::Ended(stored)) => {
+                    tracing::warn!(execution_id = %id, state = ?stored.record.state, "the record ended meanwhile; this stop is not recorded nor paged");
+                    if let Some(h) = &held {
+                        let _ = lock::release_attempt(&self.bucket, &self.settings.lock_key, &id, &h.doc.attempt_id).await;
+                    }
+                    return EngineError::Stopped { execution_id: id, step, source, hint };
+                }
+                Err(e) => Err(e),
+            };
         }
         match &saved {
             Err(StoreError::Conflict { .. }) => {
@@ -96,6 +100,12 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
         EngineError::Stopped { execution_id: id, step, source, hint }
     }
 
+    /// Whether this attempt still holds the lock it took (`held`), as the lock object says now.
+    pub(super) async fn still_holds(&self, held: Option<&Held>) -> bool {
+        let Some(h) = held else { return false };
+        matches!(lock::read(&self.bucket, &self.settings.lock_key).await, Ok(Some((now, _))) if now.attempt_id == h.doc.attempt_id)
+    }
+
     /// Stands an execution down under the lock: it writes nothing more. The record ends `superseded` with its
     /// page owed (an `OK` under the execution's own AlarmName, so whatever it opened resolves, with the severity
     /// of its ALARM pages), the report is written, then the page goes out and the lock is released. A page that
@@ -130,9 +140,14 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
         rec.record.state = ExecutionState::Superseded;
         rec.record.error = None;
         rec.record.report_key = Some(report::report_keys(&id).0);
-        let report = self.write_report(&rec.record);
-        if let Err(source) = self.beside(&mut rec, end, report).await {
-            // Not terminal yet as far as the bucket knows: the next attempt fences again and ends it.
+        // The report before the record's end: a record that says `superseded` is never written back to running
+        // (a terminal state is final), so its report must exist by then. A failure leaves the record running:
+        // the next attempt fences again and ends it.
+        let saved = match self.write_report(&rec.record).await {
+            Ok(()) => rec.save_now(&self.bucket, end).await,
+            Err(e) => Err(e),
+        };
+        if let Err(source) = saved {
             rec.record.state = ExecutionState::Running;
             return Err(self.stop(rec, Some(held), Step::Report, source).await);
         }

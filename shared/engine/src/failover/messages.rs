@@ -254,14 +254,12 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
                 continue;
             }
             let before: Vec<String> = rec.record.owed.iter().map(|o| format!("{id}: {}", o.event_type)).collect();
-            let result = self.pay_owed(&mut rec.record).await;
+            // A conflict means another writer wrote the record meanwhile: it pays (or paid) the same pages, and an
+            // ALARM paid here that crossed its resolution is followed by an OK again.
+            let result = self.pay_owed_unlocked(&mut rec).await;
             let after: Vec<String> = rec.record.owed.iter().map(|o| format!("{id}: {}", o.event_type)).collect();
             paid.extend(before.iter().filter(|b| !after.contains(b)).cloned());
             still.extend(after);
-            // A conflict means another attempt wrote the record meanwhile: it pays (or paid) the same pages.
-            if let Err(e) = rec.save_now(&self.bucket, self.now()).await {
-                tracing::warn!(execution_id = id, error = %e, "could not record the pages paid by check");
-            }
             if let Err(e) = result {
                 tracing::warn!(execution_id = id, error = %e, "owed pages still cannot be published");
             }

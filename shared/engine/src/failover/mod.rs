@@ -16,7 +16,9 @@ use crate::documents::{self, Doc, DrDocuments};
 use crate::error::{Retry, StoreError};
 use crate::lock::{self, Acquired, LockDoc, LockState};
 use crate::ports::{Channel, Clock, ControlBucket, Notifier, OutgoingMessage, Parameter, ParameterStore, WriteCondition};
-use crate::record::{self, ExecutionRecord, ExecutionState, OwedMessage, Recorder, SentMessage, Step, StepOutcome, StepRecord};
+use crate::record::{
+    self, ExecutionRecord, ExecutionState, OwedMessage, Reconciled, Recorder, SentMessage, Step, StepOutcome, StepRecord,
+};
 use crate::report;
 use crate::response::Outcome;
 use crate::snapshot::{self, SnapshotContext, SnapshotSource};
@@ -35,6 +37,8 @@ pub(crate) mod activate;
 pub use activate::REDIRECTION;
 mod ending;
 mod messages;
+#[cfg(test)]
+mod race_tests;
 mod runner;
 mod steps;
 #[cfg(test)]
@@ -387,7 +391,7 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
                     {
                         return Box::pin(self.join_holder(rec, attempt, holder)).await;
                     }
-                    Err(holder) => return Ok(self.in_progress_answer(&req.execution_id, &attempt, holder, false)),
+                    Err(holder) => return Ok(self.in_progress_answer(&req.execution_id, &attempt, holder, None)),
                 };
                 let mut attempt = attempt;
                 attempt.prefetched = files.ok();
@@ -468,6 +472,7 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
             report_key: None,
             notes: Vec::new(),
             error: None,
+            writer: None,
         }
     }
 
@@ -553,19 +558,25 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
                 )
     }
 
-    /// The answer when the lock is held by `holder`. `resuming`: this execution has a record that is still
-    /// running (an attempt stopped or crashed) and another execution holds the lock: it must be delivered again
-    /// later, when the fence will tell whether it may still act.
-    fn in_progress_answer(&self, execution_id: &str, attempt: &Attempt, holder: LockDoc, resuming: bool) -> ExecutionResult {
+    /// The answer when the lock is held by `holder`. `resuming` (its resume hint): this execution has a record that
+    /// is still running (an attempt stopped or crashed) and another execution holds the lock: it must be delivered
+    /// again later, when the fence will tell whether it may still act; the answer names the command that does it.
+    fn in_progress_answer(
+        &self,
+        execution_id: &str,
+        attempt: &Attempt,
+        holder: LockDoc,
+        resuming: Option<String>,
+    ) -> ExecutionResult {
         let message = if holder.execution_id == execution_id {
             format!(
                 "execution {execution_id} is already in flight (attempt {}, {:?}, lease until {}); this delivery changed nothing",
                 holder.attempt_id, holder.state, holder.lease_expires_at
             )
-        } else if resuming {
+        } else if let Some(hint) = &resuming {
             format!(
                 "execution {execution_id} stopped and cannot resume while execution {} holds the lock ({:?}, lease until {}); \
-                 deliver the trigger again later",
+                 once it is released: {hint}",
                 holder.execution_id, holder.state, holder.lease_expires_at
             )
         } else {
@@ -575,7 +586,7 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
             )
         };
         ExecutionResult {
-            redeliver: resuming,
+            redeliver: resuming.is_some(),
             in_flight: Some(holder),
             ..ExecutionResult::answer(Outcome::InProgress, execution_id, attempt.docs.active.valid().map(|a| a.site), message)
         }
@@ -593,20 +604,16 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
         // Pages owed by an ended (or waiting) execution go out first. A running execution's pages are its lock
         // holder's to pay, in order: a delivery without the lock paying them could send a stale ALARM after its OK.
         let idle = state.is_terminal() || state == ExecutionState::AwaitingApproval;
-        if idle && !rec.record.owed.is_empty() {
-            let paid = self.pay_owed(&mut rec.record).await;
-            let now = self.now();
-            if let Err(e) = rec.save_now(&self.bucket, now).await {
-                tracing::warn!(execution_id = %rec.record.execution_id, error = %e, "could not record the pages paid");
-            }
-            if let Err(source) = paid {
-                return Err(EngineError::Stopped {
-                    execution_id: rec.record.execution_id.clone(),
-                    step: Step::Notify,
-                    source,
-                    hint: "pages are owed for this execution: the next delivery of the trigger, or `check`, sends them".into(),
-                });
-            }
+        if idle
+            && !rec.record.owed.is_empty()
+            && let Err(source) = self.pay_owed_unlocked(&mut rec).await
+        {
+            return Err(EngineError::Stopped {
+                execution_id: rec.record.execution_id.clone(),
+                step: Step::Notify,
+                source,
+                hint: "pages are owed for this execution: the next delivery of the trigger, or `check`, sends them".into(),
+            });
         }
         if state.is_terminal() {
             let id = rec.record.execution_id.clone();
@@ -639,7 +646,14 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
                 // (another alarm would take the lock over once the short lease expired).
                 let held = match self.take_lock(&mut rec.record, &attempt, true).await? {
                     Ok(held) => held,
-                    Err(holder) => return Ok(self.in_progress_answer(&rec.record.execution_id.clone(), &attempt, holder, true)),
+                    Err(holder) => {
+                        return Ok(self.in_progress_answer(
+                            &rec.record.execution_id.clone(),
+                            &attempt,
+                            holder,
+                            Some(rec.record.resume_hint()),
+                        ));
+                    }
                 };
                 self.prepare_for_approval(rec, attempt, held).await
             }
@@ -655,7 +669,14 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
                 // Approved, then stopped: approving again resumes it (a synchronous approve is never redelivered).
                 let held = match self.take_lock(&mut rec.record, &attempt, true).await? {
                     Ok(held) => held,
-                    Err(holder) => return Ok(self.in_progress_answer(&rec.record.execution_id.clone(), &attempt, holder, true)),
+                    Err(holder) => {
+                        return Ok(self.in_progress_answer(
+                            &rec.record.execution_id.clone(),
+                            &attempt,
+                            holder,
+                            Some(rec.record.resume_hint()),
+                        ));
+                    }
                 };
                 let now = self.now();
                 rec.record.note(now, format!("{approver} approved again: attempt {} resumes the execution", attempt.id));
@@ -672,7 +693,14 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
                 // two): it is approved; resume it (the fence finds its live promotion).
                 let held = match self.take_lock(&mut rec.record, &attempt, true).await? {
                     Ok(held) => held,
-                    Err(holder) => return Ok(self.in_progress_answer(&rec.record.execution_id.clone(), &attempt, holder, true)),
+                    Err(holder) => {
+                        return Ok(self.in_progress_answer(
+                            &rec.record.execution_id.clone(),
+                            &attempt,
+                            holder,
+                            Some(rec.record.resume_hint()),
+                        ));
+                    }
                 };
                 let now = self.now();
                 rec.record
@@ -707,7 +735,7 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
                 rec.record.decided_on_version = version_of(&attempt.tree, &self.active_name());
                 let held = match self.take_lock(&mut rec.record, &attempt, true).await? {
                     Ok(held) => held,
-                    Err(holder) => return Ok(self.in_progress_answer(&rec.record.execution_id.clone(), &attempt, holder, false)),
+                    Err(holder) => return Ok(self.in_progress_answer(&rec.record.execution_id.clone(), &attempt, holder, None)),
                 };
                 rec.record.state = ExecutionState::Running;
                 self.drive(rec, attempt, held).await
@@ -716,7 +744,14 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
                 // Running: an earlier attempt stopped or crashed. Resume under the lock.
                 let held = match self.take_lock(&mut rec.record, &attempt, false).await? {
                     Ok(held) => held,
-                    Err(holder) => return Ok(self.in_progress_answer(&rec.record.execution_id.clone(), &attempt, holder, true)),
+                    Err(holder) => {
+                        return Ok(self.in_progress_answer(
+                            &rec.record.execution_id.clone(),
+                            &attempt,
+                            holder,
+                            Some(rec.record.resume_hint()),
+                        ));
+                    }
                 };
                 let now = self.now();
                 rec.record.note(now, format!("attempt {} resumes the execution", attempt.id));

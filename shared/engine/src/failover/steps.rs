@@ -48,7 +48,15 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
                 Err(e) => Err(e),
             }
         };
-        let written = self.beside(&mut rec, start, snapshot).await;
+        // Every write below is a compare-and-swap that decides again on a conflict: the alarm's `OK` (or a cancel)
+        // may end the record while it is prepared, without the lock. The recovery wins: the preparation stands
+        // down, its `ALARM` resolved, the lock released.
+        let (written, saved) = tokio::join!(snapshot, rec.save_or_reconcile(&self.bucket, start));
+        match saved {
+            Ok(Reconciled::Saved) => {}
+            Ok(Reconciled::Ended(stored)) => return Ok(self.withdraw_approval(*stored, &attempt, &held, false).await),
+            Err(source) => return Err(self.stop(rec, Some(held), Step::Snapshot, source).await),
+        }
         let manifest = match written {
             Ok(m) => m,
             Err(source) => return Err(self.stop(rec, Some(held), Step::Snapshot, source).await),
@@ -68,8 +76,16 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
         if let Err(e) = paid {
             tracing::warn!(execution_id = %id, error = %e, "the approval page is owed");
         }
-        if let Err(source) = rec.save_now(&self.bucket, self.now()).await {
-            return Err(self.stop(rec, Some(held), Step::Snapshot, source).await);
+        let paged = rec.record.sent(Channel::Paging, &format!("{}.awaiting_approval", rec.record.kind));
+        match rec.save_or_reconcile(&self.bucket, self.now()).await {
+            Ok(Reconciled::Saved) => {}
+            Ok(Reconciled::Ended(stored)) => return Ok(self.withdraw_approval(*stored, &attempt, &held, paged).await),
+            Err(source) => return Err(self.stop(rec, Some(held), Step::Snapshot, source).await),
+        }
+        if paged && rec.record.recovered() {
+            // The alarm recovered (its `OK` was merged in) while this page was being published: it may have gone
+            // out after that `OK`, so the `OK` goes out again after it.
+            self.resolve_again(&mut rec, "the alarm recovered while its approval was being prepared").await;
         }
         // Only now, with the record and its page in place, the lock takes the approval window's long lease.
         let now = self.now();
@@ -83,9 +99,87 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
             // lost, the lock holds the window and stays so), so the redelivery takes it over and finishes.
             return Err(self.stop(rec, Some(held), Step::Lock, source).await);
         }
+        // The recovery may have ended the record between its last write and the window: the recovery releases a
+        // waiting lock it finds after ending the record, and this re-read finds an end written before the window.
+        // One of the two sees the other, so no approval window outlives the alarm's `OK`.
+        if let Ok(Some(stored)) = record::read(&self.bucket, &id).await
+            && stored.record.state.is_terminal()
+        {
+            return Ok(self.withdraw_approval(stored, &attempt, &held, paged).await);
+        }
         let active = attempt.docs.active.valid().map(|a| a.site);
         let msg = format!("prepared; awaiting approval: {}", self.approve_command(&id));
         Ok(self.result_of(&rec.record, Outcome::AwaitingApproval, active, msg))
+    }
+
+    /// The preparation of an approval found its record ended by another writer (the alarm's `OK`, a cancel):
+    /// it stands down. Its `ALARM` page, if this attempt published it, may have gone out after the recovery's `OK`,
+    /// so an `OK` goes out again after it; the lock this attempt holds is released.
+    async fn withdraw_approval(&self, mut stored: Recorder, attempt: &Attempt, held: &Held, paged: bool) -> ExecutionResult {
+        let id = stored.record.execution_id.clone();
+        let state = stored.record.state;
+        tracing::warn!(execution_id = %id, state = ?state, "the record ended while its approval was being prepared");
+        // An end that records this page as sent was written after it, so its `OK` followed it.
+        let seen = stored.record.sent(Channel::Paging, &format!("{}.awaiting_approval", stored.record.kind));
+        if paged && !seen {
+            self.resolve_again(
+                &mut stored,
+                "its approval page crossed the end of the execution: nothing awaits approval; if the primary is still \
+                 unhealthy, run `failover` by hand",
+            )
+            .await;
+        }
+        if let Err(e) = lock::release_attempt(&self.bucket, &self.settings.lock_key, &id, &held.doc.attempt_id).await {
+            tracing::warn!(execution_id = %id, error = %e, "could not release the lock; it frees itself when its lease expires");
+        }
+        let active = attempt.docs.active.valid().map(|a| a.site);
+        let reasons = stored.record.decision.reasons.join("; ");
+        let msg = format!("execution {id} ended ({state:?}) while its approval was being prepared: {reasons}");
+        self.result_of(&stored.record, messages::outcome_of(state), active, msg)
+    }
+
+    /// Sends the execution's `OK` page again (owed first), after an `ALARM` of it that may have crossed its first
+    /// `OK`: a pager resolves an incident by the last page it received.
+    pub(super) async fn resolve_again(&self, rec: &mut Recorder, why: &str) {
+        let id = rec.record.execution_id.clone();
+        let text =
+            format!("DR {}: {} {id}: {why}. This OK resolves its incident again.", self.settings.environment, rec.record.kind);
+        let page = self.page(&rec.record, "resolved_again", PageState::Ok, Severity::Critical, text);
+        self.owe_page(&mut rec.record, "resolved_again", &page);
+        if let Err(e) = rec.save_now(&self.bucket, self.now()).await {
+            tracing::warn!(execution_id = %id, error = %e, "could not record the OK owed after a crossing ALARM");
+        }
+        if let Err(e) = self.pay_owed(&mut rec.record).await {
+            tracing::warn!(execution_id = %id, error = %e, "the OK after a crossing ALARM is owed");
+        }
+        if let Err(e) = rec.save_now(&self.bucket, self.now()).await {
+            tracing::warn!(execution_id = %id, error = %e, "could not record the OK sent after a crossing ALARM");
+        }
+    }
+
+    /// Pays the owed pages of an ended or waiting execution without the lock (a duplicate delivery, `check`),
+    /// then records them. A conflict means another writer moved the record on meanwhile; when it resolved the
+    /// incident (the alarm's `OK`) and an `ALARM` went out here, that `ALARM` may have reached the pager after the
+    /// `OK`, so an `OK` goes out again after it.
+    pub(super) async fn pay_owed_unlocked(&self, rec: &mut Recorder) -> Result<(), StoreError> {
+        let before = rec.record.messages.len();
+        let paid = self.pay_owed(&mut rec.record).await;
+        let alarm_sent = rec.record.messages.iter().skip(before).any(|m| m.channel == Channel::Paging && !m.ok);
+        match rec.save_now(&self.bucket, self.now()).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict { .. }) if alarm_sent => {
+                let id = rec.record.execution_id.clone();
+                if let Ok(Some(mut stored)) = record::read(&self.bucket, &id).await
+                    && (stored.record.resolved() || stored.record.owed.iter().any(OwedMessage::resolves))
+                {
+                    self.resolve_again(&mut stored, "an ALARM owed by it was paid while its incident was being resolved").await;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(execution_id = %rec.record.execution_id, error = %e, "could not record the pages paid");
+            }
+        }
+        paid
     }
 
     pub(crate) async fn snapshot_files_of(
@@ -128,20 +222,8 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
             }
             if stored.record.state == ExecutionState::AwaitingApproval && run.rec.record.state == ExecutionState::Running {
                 // Being approved by this attempt, while a joined alarm appended its page to the waiting record:
-                // keep this attempt's record (the approval) and take the pages it lacks.
-                for m in &stored.record.messages {
-                    if !run.rec.record.messages.contains(m) {
-                        run.rec.record.messages.push(m.clone());
-                    }
-                }
-                for o in &stored.record.owed {
-                    if !run.rec.record.owed.contains(o) {
-                        run.rec.record.owed.push(o.clone());
-                    }
-                }
-                if let Some(etag) = stored.etag() {
-                    run.rec.rebase(etag.to_owned());
-                }
+                // keep this attempt's record (the approval) and take in the pages it lacks, read just now.
+                run.rec.merge_from(stored);
             } else {
                 let mut stored = stored;
                 stored
@@ -530,6 +612,14 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
             Ok(etag) => {
                 rec.saved(etag, self.now());
                 outcome
+            }
+            // The SDK's retry of a save whose answer was lost meets our own write: checked by re-reading (the
+            // stored writer is ours), then written again on top of it so the stored record is this one.
+            Err(StoreError::Conflict { .. }) if matches!(rec.adopt_own_lost_write(&self.bucket).await, Ok(true)) => {
+                match rec.save_now(&self.bucket, at).await {
+                    Ok(()) => outcome,
+                    Err(e) => outcome.and(Err(e)),
+                }
             }
             Err(e) => outcome.and(Err(e)),
         }

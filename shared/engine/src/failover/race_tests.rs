@@ -1,0 +1,383 @@
+//! Races between writers of one execution record: the alarm's `OK` (no lock) against the preparation of an
+//! approval (under the lock), and a write whose answer was lost against another writer's. The interleavings are
+//! forced by ports that run the other writer at an exact call.
+
+use super::*;
+use crate::alarm;
+use crate::ports::StoredObject;
+use crate::ports::memory::{FixedClock, MemBucket, MemNotifier, MemParameters};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Mutex;
+use time::macros::datetime;
+
+const POLICY: &str = r#"{"mode":"approval","failover_alarms":["databricks-prod-workspace-unhealthy"]}"#;
+
+type Hook<'a> = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> + Send + 'a>;
+
+/// Runs `hook` once, just before the first call whose description contains every one of `needles`.
+struct Trap<'a> {
+    needles: Vec<&'static str>,
+    hook: Mutex<Option<Hook<'a>>>,
+}
+
+impl<'a> Trap<'a> {
+    fn new(needles: Vec<&'static str>, hook: Hook<'a>) -> Self {
+        Trap { needles, hook: Mutex::new(Some(hook)) }
+    }
+
+    async fn spring(&self, call: &str) {
+        if !self.needles.iter().all(|n| call.contains(n)) {
+            return;
+        }
+        let hook = self.hook.lock().unwrap().take();
+        if let Some(h) = hook {
+            h().await;
+        }
+    }
+
+    fn sprung(&self) -> bool {
+        self.hook.lock().unwrap().is_none()
+    }
+}
+
+/// The bucket, with a trap before one put (described as `put {key} {body}`).
+struct TrapBucket<'a> {
+    inner: &'a MemBucket,
+    trap: Trap<'a>,
+}
+
+impl ControlBucket for TrapBucket<'_> {
+    async fn get(&self, key: &str) -> Result<Option<StoredObject>, StoreError> {
+        self.inner.get(key).await
+    }
+    async fn put(&self, key: &str, body: Vec<u8>, content_type: &str, condition: WriteCondition) -> Result<String, StoreError> {
+        self.trap.spring(&format!("put {key} {}", String::from_utf8_lossy(&body))).await;
+        self.inner.put(key, body, content_type, condition).await
+    }
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        self.inner.list(prefix).await
+    }
+    async fn list_recent(&self, prefix: &str) -> Result<Vec<(String, String)>, StoreError> {
+        self.inner.list_recent(prefix).await
+    }
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.inner.delete(key).await
+    }
+    async fn delete_if_match(&self, key: &str, etag: &str) -> Result<(), StoreError> {
+        self.inner.delete_if_match(key, etag).await
+    }
+}
+
+/// The topics, with a trap before one publish (described by its body).
+struct TrapNotifier<'a> {
+    inner: &'a MemNotifier,
+    trap: Trap<'a>,
+}
+
+impl Notifier for TrapNotifier<'_> {
+    async fn publish(&self, channel: Channel, message: &OutgoingMessage) -> Result<Option<String>, StoreError> {
+        self.trap.spring(&format!("{channel} {}", message.body)).await;
+        self.inner.publish(channel, message).await
+    }
+    async fn probe(&self, channel: Channel) -> Result<bool, StoreError> {
+        self.inner.probe(channel).await
+    }
+    async fn publish_all(&self, channel: Channel, messages: &[OutgoingMessage]) -> Result<Vec<Option<String>>, StoreError> {
+        self.inner.publish_all(channel, messages).await
+    }
+}
+
+struct World {
+    params: MemParameters,
+    bucket: MemBucket,
+    notifier: MemNotifier,
+    clock: FixedClock,
+}
+
+fn world() -> World {
+    let params = MemParameters::default();
+    params.seed("/dr/p/sites/primary", r#"{"workspace_url":"https://p.cloud.databricks.com","region":"us-east-1"}"#, "String");
+    params.seed("/dr/p/sites/secondary", r#"{"workspace_url":"https://s.cloud.databricks.com","region":"us-west-2"}"#, "String");
+    params.seed(
+        "/dr/p/active",
+        r#"{"workspace_url":"https://p.cloud.databricks.com","region":"us-east-1","site":"primary","promoted_at":"2026-01-01T00:00:00Z"}"#,
+        "String",
+    );
+    params.seed("/dr/p/policy", POLICY, "String");
+    World {
+        params,
+        bucket: MemBucket::default(),
+        notifier: MemNotifier::default(),
+        clock: FixedClock::at(datetime!(2026-11-25 12:00 UTC)),
+    }
+}
+
+fn engine_over<B: ControlBucket, N: Notifier>(w: &World, bucket: B, notifier: N) -> Engine<&MemParameters, B, N, &FixedClock> {
+    Engine {
+        params: &w.params,
+        bucket,
+        notifier,
+        clock: &w.clock,
+        settings: EngineSettings::example(domain::names::SsmPrefix::parse("/dr/p").unwrap()),
+        sources: Vec::new(),
+        workspaces: None,
+        dns: None,
+    }
+}
+
+fn change(file: &str) -> domain::alarm::AlarmChange {
+    let text = match file {
+        "alarm" => include_str!("../../../../events/health-alarm/eventbridge-metric-alarm.json"),
+        _ => include_str!("../../../../events/health-alarm/eventbridge-ok.json"),
+    };
+    domain::alarm::parse(&serde_json::from_str(text).unwrap()).unwrap()
+}
+
+/// The paging topic's states, in order (`ALARM`/`OK`).
+fn page_states(n: &MemNotifier) -> Vec<String> {
+    n.on(Channel::Paging)
+        .iter()
+        .map(|m| serde_json::from_str::<Value>(&m.body).unwrap()["NewStateValue"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn stored(w: &World, id: &str) -> ExecutionRecord {
+    serde_json::from_str(&w.bucket.text(&record::record_key(id)).unwrap()).unwrap()
+}
+
+/// The recovery wins whatever point of the preparation it lands at: the record ends (never written back to
+/// waiting), the last page is an `OK`, and no lock is left.
+fn assert_recovery_won(w: &World, id: &str) {
+    let rec = stored(w, id);
+    assert!(rec.state.is_terminal(), "the recovered execution's record stays ended: {:?}", rec.state);
+    let states = page_states(&w.notifier);
+    assert_ne!(states.last().map(String::as_str), Some("ALARM"), "no ALARM after the recovery's OK: {states:?}");
+    assert!(
+        w.bucket.text(lock::FAILOVER_LOCK_KEY).is_none(),
+        "no lock left for an alarm that is OK: {:?}",
+        w.bucket.text(lock::FAILOVER_LOCK_KEY)
+    );
+}
+
+/// Runs the ALARM with the OK handled at the call `needles` describe (a put when `on_put`, else a publish).
+async fn alarm_with_ok_at(w: &World, on_put: bool, needles: Vec<&'static str>) -> String {
+    let ok_engine = engine_over(w, &w.bucket, &w.notifier);
+    let hook: Hook<'_> = Box::new(|| {
+        Box::pin(async {
+            let r = alarm::on_alarm_change(&ok_engine, &change("ok")).await;
+            assert!(r.is_ok(), "the OK is handled: {r:?}");
+        })
+    });
+    let a = change("alarm");
+    if on_put {
+        let e = engine_over(w, TrapBucket { inner: &w.bucket, trap: Trap::new(needles, hook) }, &w.notifier);
+        let r = alarm::on_alarm_change(&e, &a).await;
+        assert!(e.bucket.trap.sprung(), "the OK landed");
+        tracing::info!(answer = ?r.map(|o| o.to_json()), "alarm answered");
+    } else {
+        let e = engine_over(w, &w.bucket, TrapNotifier { inner: &w.notifier, trap: Trap::new(needles, hook) });
+        let r = alarm::on_alarm_change(&e, &a).await;
+        assert!(e.notifier.trap.sprung(), "the OK landed");
+        tracing::info!(answer = ?r.map(|o| o.to_json()), "alarm answered");
+    }
+    a.execution_id()
+}
+
+#[tokio::test]
+async fn an_ok_before_the_first_record_write_is_never_overwritten_by_the_preparation() {
+    let w = world();
+    let id = alarm_with_ok_at(&w, true, vec!["put executions/", "awaiting_approval"]).await;
+    assert_eq!(stored(&w, &id).state, ExecutionState::Noop, "the recovery's record");
+    assert!(page_states(&w.notifier).is_empty(), "an ALARM over before it started pages nobody");
+    assert_recovery_won(&w, &id);
+}
+
+#[tokio::test]
+async fn an_ok_while_the_approval_page_is_published_is_followed_by_an_ok() {
+    let w = world();
+    // The OK is handled just before the ALARM page goes out: the ALARM reaches the pager after the OK.
+    let id = alarm_with_ok_at(&w, false, vec!["paging", "\"ALARM\""]).await;
+    assert_recovery_won(&w, &id);
+    assert_eq!(page_states(&w.notifier), ["OK", "ALARM", "OK"]);
+}
+
+#[tokio::test]
+async fn an_ok_while_the_record_holds_the_page_paid_ends_the_execution() {
+    let w = world();
+    // The record's second write (the page paid): the OK has already ended the record.
+    let id = alarm_with_ok_at(&w, true, vec!["put executions/", "awaiting_approval", "\"message_id\": \"msg-1\""]).await;
+    assert_recovery_won(&w, &id);
+    // The OK's record did not show the ALARM sent, so the preparation cannot tell which went first: it sends the
+    // OK again (a duplicate OK is harmless; an ALARM last is an incident nobody resolves).
+    assert_eq!(page_states(&w.notifier), ["ALARM", "OK", "OK"]);
+}
+
+#[tokio::test]
+async fn an_ok_before_the_approval_window_is_taken_releases_the_lock() {
+    let w = world();
+    // The OK ends the record while the lock still says running (so it leaves the lock to the attempt); the
+    // attempt then takes the window and must find the end.
+    let id = alarm_with_ok_at(&w, true, vec!["put locks/failover.json", "awaiting_approval"]).await;
+    assert_recovery_won(&w, &id);
+    assert_eq!(page_states(&w.notifier), ["ALARM", "OK"]);
+}
+
+#[tokio::test]
+async fn an_ok_after_the_preparation_withdraws_the_approval_and_its_lock() {
+    let w = world();
+    let e = engine_over(&w, &w.bucket, &w.notifier);
+    let a = change("alarm");
+    let r = alarm::on_alarm_change(&e, &a).await.unwrap();
+    assert_eq!(r.to_json()["outcome"], "awaiting_approval");
+    assert!(w.bucket.text(lock::FAILOVER_LOCK_KEY).unwrap().contains("awaiting_approval"));
+    alarm::on_alarm_change(&e, &change("ok")).await.unwrap();
+    assert_recovery_won(&w, &a.execution_id());
+    let approved = e.approve(&a.execution_id(), "oncall").await.unwrap();
+    assert_eq!(approved.outcome, Outcome::Rejected, "nothing to approve: {}", approved.message);
+}
+
+/// A bucket that applies the first put of a key containing `lost` and then answers with an error (a timeout
+/// after S3 applied it).
+struct LosesAnswer<'a> {
+    inner: &'a MemBucket,
+    lost: &'static str,
+    done: Mutex<bool>,
+}
+
+impl ControlBucket for LosesAnswer<'_> {
+    async fn get(&self, key: &str) -> Result<Option<StoredObject>, StoreError> {
+        self.inner.get(key).await
+    }
+    async fn put(&self, key: &str, body: Vec<u8>, content_type: &str, condition: WriteCondition) -> Result<String, StoreError> {
+        let r = self.inner.put(key, body, content_type, condition).await;
+        let mut done = self.done.lock().unwrap();
+        if key.contains(self.lost) && r.is_ok() && !*done {
+            *done = true;
+            return Err(StoreError::Transient { service: "S3", operation: "PutObject", message: "answer lost".into() });
+        }
+        r
+    }
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        self.inner.list(prefix).await
+    }
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.inner.delete(key).await
+    }
+    async fn delete_if_match(&self, key: &str, etag: &str) -> Result<(), StoreError> {
+        self.inner.delete_if_match(key, etag).await
+    }
+}
+
+fn record(id: &str, state: ExecutionState) -> ExecutionRecord {
+    let mut r = stored_example(id);
+    r.state = state;
+    r
+}
+
+fn stored_example(id: &str) -> ExecutionRecord {
+    let w = world();
+    let e = engine_over(&w, &w.bucket, &w.notifier);
+    let req = MoveRequest {
+        execution_id: id.into(),
+        initiator: Initiator::Human { requested_by: "h".into() },
+        target: SiteName::Secondary,
+        reason: "r".into(),
+        trigger: json!({}),
+    };
+    let decision = Decision { action: Action::Execute, target: SiteName::Secondary, reasons: vec![], overrides: vec![] };
+    let attempt =
+        Attempt { id: "a".into(), tree: Vec::new(), docs: documents::from_tree(&[], &e.settings.prefix), prefetched: None };
+    e.new_record(&req, decision, &attempt, w.clock.now())
+}
+
+#[tokio::test]
+async fn a_lost_answer_is_adopted_only_when_the_stored_write_is_ours() {
+    let w = world();
+    let now = w.clock.now();
+    let lossy = LosesAnswer { inner: &w.bucket, lost: "executions/x", done: Mutex::new(false) };
+    let mut ours = Recorder::new(record("x", ExecutionState::Running));
+    assert!(ours.save_now(&lossy, now).await.is_err(), "the answer is lost");
+    ours.record.note(now, "later");
+    ours.save_now(&lossy, now).await.expect("our own applied write is recognized and written over");
+    assert_eq!(stored(&w, "x").notes.len(), 1);
+
+    // Another writer (the recovery) ends the record: ours is refused, and re-reading finds the end.
+    let mut theirs = record::read(&w.bucket, "x").await.unwrap().unwrap();
+    theirs.record.state = ExecutionState::Noop;
+    theirs.save_now(&w.bucket, now).await.unwrap();
+    ours.record.note(now, "stopped");
+    assert!(matches!(ours.save_now(&w.bucket, now).await, Err(StoreError::Conflict { .. })));
+    assert!(matches!(ours.save_or_reconcile(&w.bucket, now).await, Ok(record::Reconciled::Ended(_))));
+    assert_eq!(stored(&w, "x").state, ExecutionState::Noop);
+
+    // A record read in a terminal state is never written out of it.
+    let mut reread = record::read(&w.bucket, "x").await.unwrap().unwrap();
+    reread.record.state = ExecutionState::Running;
+    assert!(matches!(reread.save_now(&w.bucket, now).await, Err(StoreError::Conflict { .. })));
+    assert_eq!(stored(&w, "x").state, ExecutionState::Noop);
+}
+
+#[tokio::test]
+async fn a_stop_after_a_lost_answer_never_overwrites_a_record_the_recovery_ended() {
+    let w = world();
+    let e = engine_over(&w, &w.bucket, &w.notifier);
+    let held = Held {
+        doc: LockDoc {
+            execution_id: "x".into(),
+            attempt_id: "a".into(),
+            state: LockState::Running,
+            acquired_at: rfc3339(w.clock.now()),
+            lease_expires_at: rfc3339(w.clock.now() + time::Duration::minutes(2)),
+            holder: "t".into(),
+        },
+        etag: String::new(),
+    };
+    let etag = w
+        .bucket
+        .put(lock::FAILOVER_LOCK_KEY, serde_json::to_vec(&held.doc).unwrap(), "application/json", WriteCondition::IfAbsent)
+        .await
+        .unwrap();
+    let held = Held { etag, ..held };
+    let mut ours = Recorder::new(record("x", ExecutionState::AwaitingApproval));
+    ours.save_now(&w.bucket, w.clock.now()).await.unwrap();
+    // The recovery (no lock) ends it meanwhile.
+    let mut theirs = record::read(&w.bucket, "x").await.unwrap().unwrap();
+    theirs.record.state = ExecutionState::Noop;
+    theirs.save_now(&w.bucket, w.clock.now()).await.unwrap();
+    let source = StoreError::Transient { service: "S3", operation: "PutObject", message: "x".into() };
+    let err = e.stop(ours, Some(held), Step::Snapshot, source).await;
+    assert!(matches!(err, EngineError::Stopped { .. }));
+    assert_eq!(stored(&w, "x").state, ExecutionState::Noop, "the stop never writes over the recovery's end");
+    assert!(page_states(&w.notifier).is_empty(), "nor pages a stall of an ended execution");
+    assert!(w.bucket.text(lock::FAILOVER_LOCK_KEY).is_none(), "and releases its lock");
+}
+
+#[tokio::test]
+async fn an_alarm_page_check_pays_while_the_ok_resolves_it_is_followed_by_an_ok() {
+    let w = world();
+    w.params.seed(
+        "/dr/p/policy",
+        r#"{"mode":"notify-only","failover_alarms":["databricks-prod-workspace-unhealthy"]}"#,
+        "String",
+    );
+    let e = engine_over(&w, &w.bucket, &w.notifier);
+    // Notify-only while the paging topic fails: the ALARM page is owed.
+    w.notifier.fail(Channel::Paging, true);
+    let a = change("alarm");
+    assert!(alarm::on_alarm_change(&e, &a).await.is_err(), "the page is owed");
+    w.notifier.fail(Channel::Paging, false);
+    assert_eq!(stored(&w, &a.execution_id()).owed.len(), 1);
+    // `check` pays it; the alarm's OK is handled just before the ALARM goes out (check read the record first).
+    let ok_engine = engine_over(&w, &w.bucket, &w.notifier);
+    let hook: Hook<'_> = Box::new(|| {
+        Box::pin(async {
+            alarm::on_alarm_change(&ok_engine, &change("ok")).await.unwrap();
+        })
+    });
+    let checker =
+        engine_over(&w, &w.bucket, TrapNotifier { inner: &w.notifier, trap: Trap::new(vec!["paging", "\"ALARM\""], hook) });
+    checker.pay_owed_pages(10).await.unwrap();
+    assert!(checker.notifier.trap.sprung());
+    assert_eq!(page_states(&w.notifier), ["OK", "ALARM", "OK"], "the ALARM that crossed the OK is followed by an OK");
+}
