@@ -67,8 +67,8 @@ use engine::error::{Retry, StoreError};
 use engine::failover::{Engine, EngineSettings, MoveRequest};
 use engine::ports::memory::{FixedClock, MemBucket, MemNotifier, MemParameters};
 use engine::ports::{
-    ApiError, Channel, Clock, ControlBucket, Idempotency, Notifier, OutgoingMessage, Parameter, ParameterStore,
-    ParameterVersion, StoredObject, WorkspaceApi, WorkspaceConnector, WriteCondition,
+    ApiError, Channel, Clock, ControlBucket, Idempotency, Notifier, OutgoingMessage, Parameter, ParameterStore, ParameterVersion,
+    StoredObject, WorkspaceApi, WorkspaceConnector, WriteCondition,
 };
 use futures_util::future::BoxFuture;
 use serde_json::{Value, json};
@@ -94,8 +94,10 @@ const MAX_STEPS: u64 = 400_000;
 const SITE_P: &str = r#"{"workspace_url":"https://p.cloud.databricks.com","region":"us-east-1"}"#;
 const SITE_S: &str = r#"{"workspace_url":"https://s.cloud.databricks.com","region":"us-west-2"}"#;
 /// The site documents of a seed with workload activation: the jobs tagged `dr=active-passive` move.
-const SITE_P_ACT: &str = r#"{"workspace_url":"https://p.cloud.databricks.com","region":"us-east-1","activation":{"job_tag":"dr=active-passive"}}"#;
-const SITE_S_ACT: &str = r#"{"workspace_url":"https://s.cloud.databricks.com","region":"us-west-2","activation":{"job_tag":"dr=active-passive"}}"#;
+const SITE_P_ACT: &str =
+    r#"{"workspace_url":"https://p.cloud.databricks.com","region":"us-east-1","activation":{"job_tag":"dr=active-passive"}}"#;
+const SITE_S_ACT: &str =
+    r#"{"workspace_url":"https://s.cloud.databricks.com","region":"us-west-2","activation":{"job_tag":"dr=active-passive"}}"#;
 /// Site documents a human breaks mid-incident (each unusable its own way).
 const BROKEN_SITES: [&str; 3] =
     ["not json {", r#"{"workspace_url":"ftp://p.example.com","region":"us-east-1"}"#, r#"{"region":"us-east-1"}"#];
@@ -1229,7 +1231,8 @@ impl Sim {
         for (i, (path, payload)) in payloads.into_iter().enumerate() {
             let extra = if i == 0 { copies.saturating_sub(1) } else { 0 };
             for c in 0..=extra {
-                let label = if c == 0 { format!("{short}{alarm}.c{n}.{path}") } else { format!("{short}{alarm}.c{n}.{path}.{c}") };
+                let label =
+                    if c == 0 { format!("{short}{alarm}.c{n}.{path}") } else { format!("{short}{alarm}.c{n}.{path}.{c}") };
                 let t = self.add_trigger(Trigger::Change { payload: payload.clone() }, label);
                 out.push(t);
                 if !deliver {
@@ -1453,7 +1456,8 @@ impl Sim {
     async fn settle(&mut self, approve: bool) {
         self.world.ctl().faults_on = false;
         // Late first deliveries still come (their source delivers them); retries wait for the rounds below.
-        let late: Vec<usize> = self.redeliveries.drain(..).map(|(_, t)| t).filter(|t| self.triggers[*t].deliveries == 0).collect();
+        let late: Vec<usize> =
+            self.redeliveries.drain(..).map(|(_, t)| t).filter(|t| self.triggers[*t].deliveries == 0).collect();
         for t in late {
             self.deliver(t);
         }
