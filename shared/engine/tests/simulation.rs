@@ -325,6 +325,13 @@ impl World {
         if fault != Fault::Pass {
             c.injected += 1;
         }
+        // Where calls take no time, a little wall time passes now and then at a call (never at a mere
+        // scheduling step: a task's time must not grow with how often it is interleaved).
+        let drift = (latency == Latency::None && c.rng.chance(0.12)).then(|| c.rng.range(0, 3000));
+        drop(c);
+        if let Some(ms) = drift {
+            self.clock.advance(time::Duration::milliseconds(ms as i64));
+        }
         (pre, post, there, total - there, fault)
     }
 }
@@ -1122,13 +1129,7 @@ impl Sim {
         }
         self.steps += 1;
         self.world.ctl().step = self.steps;
-        // A little time passes now and then, in a world whose calls take no time (elsewhere, calls take time).
-        let instant = self.world.ctl().latency == Latency::None;
-        let drift = self.rng(|r| (instant && r.chance(0.12)).then(|| r.range(0, 3000)));
-        match drift {
-            Some(ms) => self.advance(time::Duration::milliseconds(ms as i64)),
-            None => self.reap(),
-        }
+        self.reap();
         let ready: Vec<usize> =
             self.tasks.iter().enumerate().filter(|(_, t)| t.flag.woken.load(Ordering::SeqCst)).map(|(i, _)| i).collect();
         if ready.is_empty() {
