@@ -8,6 +8,10 @@ use time::macros::datetime;
 const ARN: &str = "arn:aws:cloudwatch:us-east-1:123456789012:alarm:wh";
 
 fn engine() -> Engine<MemParameters, MemBucket, MemNotifier, FixedClock> {
+    engine_in(r#"{"mode":"notify-only","failover_alarms":["wh"],"cooldown_minutes":0}"#)
+}
+
+fn engine_in(policy: &str) -> Engine<MemParameters, MemBucket, MemNotifier, FixedClock> {
     let params = MemParameters::default();
     params.seed("/dr/p/sites/primary", r#"{"workspace_url":"https://p.cloud.databricks.com","region":"us-east-1"}"#, "String");
     params.seed("/dr/p/sites/secondary", r#"{"workspace_url":"https://s.cloud.databricks.com","region":"us-west-2"}"#, "String");
@@ -16,7 +20,7 @@ fn engine() -> Engine<MemParameters, MemBucket, MemNotifier, FixedClock> {
         r#"{"workspace_url":"https://p.cloud.databricks.com","region":"us-east-1","site":"primary","promoted_at":"2026-01-01T00:00:00Z"}"#,
         "String",
     );
-    params.seed("/dr/p/policy", r#"{"mode":"notify-only","failover_alarms":["wh"],"cooldown_minutes":0}"#, "String");
+    params.seed("/dr/p/policy", policy, "String");
     Engine {
         params,
         bucket: MemBucket::default(),
@@ -77,4 +81,30 @@ async fn an_ok_that_fails_midway_still_resolves_every_alarm_before_it_when_deliv
     on_alarm_change(&e, &ok).await.unwrap();
     assert_eq!(pages_of(&e, &second.execution_id()), ["ALARM", "OK"], "the OK page owed by the failed delivery is paid");
     assert_eq!(pages_of(&e, &first.execution_id()), ["ALARM", "OK"], "the older ALARM's page is resolved too");
+}
+
+#[tokio::test]
+async fn an_approval_refused_by_the_readiness_gate_after_the_alarms_ok_is_resolved_once_the_site_is_usable() {
+    // Approval mode: the ALARM prepares a failover; the alarm goes OK (its page resolved); the secondary's document
+    // breaks; a human approves anyway and the readiness gate refuses: a new ALARM page that no alarm OK will close
+    // (it came already). Like a human's refused request, `check` resolves it once the document is usable again.
+    let e = engine_in(r#"{"mode":"approval","failover_alarms":["wh"],"cooldown_minutes":0}"#);
+    let alarm = change("ALARM", "2026-11-25T12:00:00.000Z", "OK", "2026-11-24T12:00:00.000Z");
+    let id = alarm.execution_id();
+    on_alarm_change(&e, &alarm).await.unwrap();
+    on_alarm_change(&e, &change("OK", "2026-11-25T12:05:00.000Z", "ALARM", "2026-11-25T12:00:00.000Z")).await.unwrap();
+    assert_eq!(pages_of(&e, &id), ["ALARM", "OK"]);
+    let good = e.params.get_one("/dr/p/sites/secondary").await.unwrap().unwrap().value;
+    e.params.put("/dr/p/sites/secondary", "not json {", true).await.unwrap();
+    let refused = e.approve(&id, "oncall").await.unwrap();
+    assert_eq!(refused.state, Some(ExecutionState::Refused), "{}", refused.message);
+    assert_eq!(pages_of(&e, &id), ["ALARM", "OK", "ALARM"]);
+    // While the document is unusable the refusal stands; once repaired, check's sweep resolves it.
+    e.pay_owed_pages(50).await.unwrap();
+    assert_eq!(pages_of(&e, &id), ["ALARM", "OK", "ALARM"]);
+    e.params.put("/dr/p/sites/secondary", &good, true).await.unwrap();
+    e.pay_owed_pages(50).await.unwrap();
+    assert_eq!(pages_of(&e, &id), ["ALARM", "OK", "ALARM", "OK"], "the refusal's page is resolved");
+    e.pay_owed_pages(50).await.unwrap();
+    assert_eq!(pages_of(&e, &id).len(), 4, "once");
 }
