@@ -58,13 +58,13 @@ impl AlarmPages {
         None
     }
 
-    /// Records an `OK` of `ok_time`: the executions whose pages it resolves (opened by an `ALARM` before it),
-    /// no longer open. A later `ALARM`'s page stays open; a repeated or older `OK` resolves what is left before it.
+    /// Records an `OK` of `ok_time`: the executions whose pages it resolves (opened by an `ALARM` before it). They
+    /// stay open until [`closed`](Self::closed), once each one's `OK` page is recorded in its execution's record:
+    /// an `OK` whose handling stops midway (a failing topic, a crash) finds them again when it is delivered again.
+    /// A later `ALARM`'s page is not among them; a repeated or older `OK` finds what is left before it.
     pub fn recovered(&mut self, ok_time: OffsetDateTime) -> Vec<String> {
         self.last_ok = self.last_ok.max(Some(ok_time));
-        let (done, open): (Vec<OpenPage>, Vec<OpenPage>) = self.open.drain(..).partition(|p| p.alarm_time < ok_time);
-        self.open = open;
-        done.into_iter().map(|p| p.execution_id).collect()
+        self.open.iter().filter(|p| p.alarm_time < ok_time).map(|p| p.execution_id.clone()).collect()
     }
 
     /// Forgets `execution_id`'s page (resolved another way: approved and executed, cancelled).
@@ -88,8 +88,11 @@ mod tests {
         let mut p = AlarmPages::new("arn:a");
         assert_eq!(p.opened("alarm-1", T1), None);
         assert_eq!(p.recovered(T3), ["alarm-1"]);
+        // Until its OK page is recorded, the same OK again (EventBridge and SNS both, or a redelivery after a
+        // failure) finds it again; once closed, nothing is left to resolve.
+        assert_eq!(p.recovered(T3), ["alarm-1"]);
+        p.closed("alarm-1");
         assert!(p.open.is_empty());
-        // The same OK again (EventBridge and SNS both): nothing left to resolve.
         assert!(p.recovered(T3).is_empty());
     }
 
@@ -100,6 +103,7 @@ mod tests {
         p.opened("alarm-1", T1);
         p.opened("alarm-3", T3);
         assert_eq!(p.recovered(T2), ["alarm-1"]);
+        p.closed("alarm-1");
         assert_eq!(p.open.iter().map(|o| o.execution_id.as_str()).collect::<Vec<_>>(), ["alarm-3"]);
         assert_eq!(p.last_ok, Some(T2));
     }

@@ -103,6 +103,11 @@ fn unresolved(rec: &Recorder) -> bool {
         && !rec.record.owed.iter().any(|m| recovered(&m.event_type))
 }
 
+/// An execution whose `ALARM` page was resolved but whose `OK` page is still owed (its topic failed).
+fn owes_recovery(rec: &Recorder) -> bool {
+    page_open(rec.record.state) && rec.record.owed.iter().any(|m| m.event_type.ends_with(".alarm_recovered"))
+}
+
 /// Updates the alarm's pages document (`alarms/{digest}.json`) by compare-and-swap, retried on a conflict.
 async fn update_pages<B: ControlBucket, R>(
     bucket: &B,
@@ -215,22 +220,38 @@ async fn report_recovery<P: ParameterStore, B: ControlBucket, N: Notifier, C: Cl
             .await
             .map_err(not_started)?;
     }
-    let mut resolvable = Vec::new();
-    let mut ended = Vec::new();
+    let found = ids.clone();
+    // Each page found: to resolve, or resolved with its OK page still owed (an earlier delivery of this OK met a
+    // failing topic): that one is paid now rather than at the next `check`. An ended one may still hold the lock
+    // of a withdrawn approval (see below).
+    let (mut resolvable, mut owing, mut ended) = (Vec::new(), Vec::new(), Vec::new());
+    let mut sort = |r: Recorder| {
+        if unresolved(&r) {
+            resolvable.push(r);
+            return;
+        }
+        if r.record.state.is_terminal() {
+            ended.push(r.record.execution_id.clone());
+        }
+        if owes_recovery(&r) {
+            owing.push(r);
+        }
+    };
     if let Some(p) = previous {
         ids.retain(|id| *id != p.record.execution_id);
-        if unresolved(&p) {
-            resolvable.push(p);
-        } else if p.record.state.is_terminal() {
-            ended.push(p.record.execution_id);
-        }
+        sort(p);
     }
     for id in &ids {
-        match record::read(&engine.bucket, id).await.map_err(not_started)? {
-            Some(r) if unresolved(&r) => resolvable.push(r),
-            Some(r) if r.record.state.is_terminal() => ended.push(r.record.execution_id),
-            _ => {}
+        if let Some(r) = record::read(&engine.bucket, id).await.map_err(not_started)? {
+            sort(r);
         }
+    }
+    for mut rec in owing {
+        let paid = engine.pay_owed(&mut rec.record).await;
+        if let Err(e) = rec.save_now(&engine.bucket, engine.clock.now()).await {
+            tracing::warn!(execution_id = %rec.record.execution_id, error = %e, "could not record the recovery page");
+        }
+        paid.map_err(not_started)?;
     }
     // A redelivered `OK` whose first delivery withdrew a waiting approval but died before releasing its lock.
     for id in &ended {
@@ -259,6 +280,13 @@ async fn report_recovery<P: ParameterStore, B: ControlBucket, N: Notifier, C: Cl
         // The chat note names the first; every one resolved is in the answer's log line.
         tracing::info!(execution_id = %id, alarm = %change.alarm_name, "ALARM page resolved by the alarm's OK");
         resolved.get_or_insert(id);
+    }
+    // Closed only now that each one's OK page is in its record (sent or owed): a delivery that stopped before
+    // finds them again when it comes again. (One closed and then reopened by nothing: ALARM pages open once.)
+    if !found.is_empty() {
+        update_pages(&engine.bucket, &change.alarm_arn, |p| found.iter().for_each(|id| p.closed(id)))
+            .await
+            .map_err(not_started)?;
     }
     let chat = notification::chat_message(&ChatNote {
         envelope: Envelope {
@@ -411,3 +439,7 @@ async fn record_recovered<P: ParameterStore, B: ControlBucket, N: Notifier, C: C
         Err(e) => Err(e),
     }
 }
+
+#[cfg(test)]
+#[path = "alarm_tests.rs"]
+mod tests;

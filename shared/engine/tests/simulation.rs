@@ -3,30 +3,48 @@
 //! left in SSM, S3 and the topics.
 //!
 //! How it works:
-//! - **One seed, one world.** A seed picks a workload (alarm episodes fired and recovered, duplicate and
-//!   concurrent deliveries, human failovers and failbacks, approvals, unlocks, cancels, scheduled checks, policy
-//!   edits, clock jumps), the fault rates and the scheduling. Two SplitMix64 streams (the workload's, and the
+//! - **One seed, one world.** A seed picks a workload (alarm state changes, duplicate and concurrent
+//!   deliveries, human failovers and failbacks, approvals, unlocks, cancels, scheduled checks, policy edits, site
+//!   documents broken and repaired mid-incident, clock jumps), the fault rates, the latencies, the workspaces' jobs
+//!   and the scheduling. Two SplitMix64 streams (the workload's, and the
 //!   run's) are the only source of choice; the same seed gives the same trace, line for line
 //!   (`same_seed_same_trace`; attempt tokens are shown as `<token>`).
+//! - **CloudWatch's state machine.** Each alarm is `OK`, `ALARM` or `INSUFFICIENT_DATA`; a change leaves the state
+//!   it entered at some time. It is delivered by EventBridge (with `previousState.timestamp`), by the alarm action
+//!   through SNS (`OldStateValue`, no time for it), or both, per alarm; in either order, now and then late (after
+//!   later changes). A new `ALARM` from `ALARM` goes through `OK` or `INSUFFICIENT_DATA`; a recovery now and then
+//!   goes `ALARM` -> `INSUFFICIENT_DATA` -> `OK` (metrics stopping in a regional outage).
+//! - **Two Databricks workspaces** behind the engine's `WorkspaceConnector`: the Jobs API (`jobs/list` paged,
+//!   `jobs/get`, `jobs/update`) over up to 1,000 jobs tagged `dr=active-passive` per workspace (most seeds a few,
+//!   some none, a few 400 or 1,000), running in the primary and paused in the secondary, and untagged ones. Its
+//!   calls are port calls like the others (latency, faults, crashes).
+//! - **Latencies.** A seed's calls take no time (wall time then drifts at calls), or take AWS-like times (tens of
+//!   ms, a tail of seconds; Databricks around 150 ms), or three times that; on the paused tokio clock, which the
+//!   wall clock follows.
 //! - **Every delivery is a task** (one Lambda invocation): `on_alarm_change`, `Engine::run`, `approve`, `unlock`,
 //!   `cancel` or the `check` command, over ports that share one [`MemParameters`], [`MemBucket`],
 //!   [`MemNotifier`] and [`FixedClock`]. A hand-written executor runs inside a paused current-thread tokio
 //!   runtime (so the engine's `tokio::time::sleep` works, and tokio time only moves when every task waits); a
 //!   **step** polls one task, chosen by the seeded RNG among the tasks that are ready.
 //! - **At every port call** the wrapper yields to the scheduler a seeded number of times before and after the
-//!   call (so other tasks interleave, also between "applied" and "answered"), and, when faults are on, draws:
-//!   pass; error before (`Transient`, nothing applied); error after (applied, the answer lost); crash before or
-//!   after (the task is dropped at that point and never resumes, as a killed Lambda). One trace line per call.
-//! - **The clock** moves a little at random steps and jumps with the workload. A task lives at most the
-//!   function timeout (60 s of the fake clock, shorter than the 120 s lease): past it the task is killed.
+//!   call (so other tasks interleave, also between "applied" and "answered"), sleeps its latency (half before it
+//!   applies, half after), and, when faults are on, draws: pass; error before (`Transient`, an HTTP 503: nothing
+//!   applied); error after (applied, and the answer comes after the client's timeout, 3 s for AWS, 10 s for
+//!   Databricks: the caller waits that long and fails); crash before or after (the task is dropped at that point
+//!   and never resumes, as a killed Lambda). One trace line per call.
+//! - **The clock** moves with the calls' latencies and jumps with the workload. A task lives at most the
+//!   function timeout (60 s of the fake clock, shorter than the 120 s lease): past it the task is killed, even in
+//!   the middle of a call's latency (what it would do after never happens).
 //! - **Redelivery.** A delivery without a final answer is delivered again later, as its source would: an alarm
 //!   delivery that the `health-alarm` handler fails (a retryable error, its own execution in flight, pages owed),
 //!   a crash or a timeout; a human command re-run with the same client token after an error or while the same
 //!   execution is in flight. Each delivery path of an alarm (EventBridge, the alarm action) retries on its own.
-//! - **Settling.** After the workload: faults off; every trigger without a final answer is delivered again, the
-//!   clock moved past the lease before each round, until all have one; every alarm episode recovers (its `OK` is
-//!   delivered); in half of the seeds every execution awaiting approval is approved; the scheduled `check` runs.
-//!   Then the invariants below are checked.
+//! - **Settling.** After the workload: faults off; late first deliveries arrive; on-call repairs the site
+//!   documents; every trigger without a final answer is delivered again, the clock moved past the lease before
+//!   each round, until all have one; every alarm goes `OK` (now and then through `INSUFFICIENT_DATA`); in half of
+//!   the seeds every execution awaiting approval is approved; on-call does what the activation of the execution
+//!   that promoted the active site lists to do by hand; the scheduled `check` runs. Then the invariants below are
+//!   checked.
 //!
 //! Invariants (a violation reads `invariant: signature — details`; the signature groups seeds alike):
 //! - `promotion-by-completed`: every version of `{prefix}/active` after the first was written by an execution
@@ -44,6 +62,10 @@
 //! - `oncall-paged`: an execution that ended notified, refused, awaiting approval, completed or failed paged at
 //!   least once under its `AlarmName`;
 //! - `settled`: no record left `running`, every trigger answered finally, no panic, no livelock;
+//! - `activation-jobs`: after settling, no tagged job runs in both workspaces, none is paused in both, and none
+//!   runs only in the passive one;
+//! - `activation-reversed`: a failback's plan holds the reverse of every change (but a skipped one) of the
+//!   activation it reverses, and a completed promotion that replaced a forward activation reverses it;
 //! - `settled-promptly` (each settling round moves the clock past a lease, from the third round past the approval
 //!   window, as a pending approval nobody answers lapses): with faults off, every trigger is answered within
 //!   [`PROMPT_ROUNDS`] rounds of
@@ -53,7 +75,7 @@
 //! - `cargo test -p engine --test simulation` runs the CI set ([`CI_SEEDS`] seeds from 1; a few seconds in debug);
 //! - `SIM_SEED=<n> cargo test -p engine --test simulation -- --nocapture` replays one seed and prints its trace;
 //! - `SIM_SEEDS=100000 SIM_FIRST=1 cargo test -p engine --release --test simulation -- --nocapture` searches
-//!   long (100k schedules: about 10 minutes on 2 cores).
+//!   long (seeds on `SIM_THREADS` threads, the cores by default; 100k schedules: see the README's figures).
 //!
 //! A failing run lists each signature with its seeds and one example; the first failing seed's trace end goes to
 //! stderr, and the whole trace of the first seed of each signature to `$TMPDIR/dr-sim-<seed>.trace`.
@@ -67,9 +89,10 @@ use engine::error::{Retry, StoreError};
 use engine::failover::{Engine, EngineSettings, MoveRequest};
 use engine::ports::memory::{FixedClock, MemBucket, MemNotifier, MemParameters};
 use engine::ports::{
-    Channel, Clock, ControlBucket, Notifier, OutgoingMessage, Parameter, ParameterStore, ParameterVersion, StoredObject,
-    WriteCondition,
+    ApiError, Channel, Clock, ControlBucket, Idempotency, Notifier, OutgoingMessage, Parameter, ParameterStore, ParameterVersion,
+    StoredObject, WorkspaceApi, WorkspaceConnector, WriteCondition,
 };
+use futures_util::future::BoxFuture;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -92,8 +115,21 @@ const PROMPT_ROUNDS: usize = 3;
 const MAX_STEPS: u64 = 400_000;
 const SITE_P: &str = r#"{"workspace_url":"https://p.cloud.databricks.com","region":"us-east-1"}"#;
 const SITE_S: &str = r#"{"workspace_url":"https://s.cloud.databricks.com","region":"us-west-2"}"#;
-const ALARM_FIXTURE: &str = include_str!("../../../events/health-alarm/eventbridge-metric-alarm.json");
-const OK_FIXTURE: &str = include_str!("../../../events/health-alarm/eventbridge-ok.json");
+/// The site documents of a seed with workload activation: the jobs tagged `dr=active-passive` move.
+const SITE_P_ACT: &str =
+    r#"{"workspace_url":"https://p.cloud.databricks.com","region":"us-east-1","activation":{"job_tag":"dr=active-passive"}}"#;
+const SITE_S_ACT: &str =
+    r#"{"workspace_url":"https://s.cloud.databricks.com","region":"us-west-2","activation":{"job_tag":"dr=active-passive"}}"#;
+/// Site documents a human breaks mid-incident (each unusable its own way).
+const BROKEN_SITES: [&str; 3] =
+    ["not json {", r#"{"workspace_url":"ftp://p.example.com","region":"us-east-1"}"#, r#"{"region":"us-east-1"}"#];
+const TAG: (&str, &str) = ("dr", "active-passive");
+const EVENTBRIDGE_FIXTURE: &str = include_str!("../../../events/health-alarm/eventbridge-metric-alarm.json");
+const SNS_FIXTURE: &str = include_str!("../../../events/health-alarm/sns-metric-alarm.json");
+/// The Databricks adapter's per-request timeout: a call that applies and answers late fails after it.
+const DATABRICKS_TIMEOUT_MS: u64 = 10_000;
+/// An AWS SDK call's attempt timeout, as seen by the caller of an answer that never comes.
+const AWS_TIMEOUT_MS: u64 = 3_000;
 /// The fixture's alarm, and a second one (a fixture with its name and ARN replaced).
 const ALARMS: [&str; 2] = ["databricks-prod-workspace-unhealthy", "databricks-prod-sql-unhealthy"];
 
@@ -160,15 +196,47 @@ enum Fault {
     CrashAfter,
 }
 
+/// How long calls take: none (the old world), AWS-like, or slow (a loaded region).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Latency {
+    None,
+    Normal,
+    Slow,
+}
+
+impl Latency {
+    /// A call's round trip in milliseconds, drawn from a long-tailed distribution: AWS calls mostly take tens of
+    /// milliseconds, Databricks' REST calls around 150 ms, and one call in twenty takes seconds.
+    fn draw(self, rng: &mut Rng, databricks: bool) -> u64 {
+        let scale = match self {
+            Latency::None => return 0,
+            Latency::Normal => 1,
+            Latency::Slow => 3,
+        };
+        let ms = match (databricks, rng.below(100)) {
+            (false, 0..=59) => rng.range(5, 40),
+            (false, 60..=94) => rng.range(40, 250),
+            (false, _) => rng.range(250, 3_000),
+            (true, 0..=49) => rng.range(50, 200),
+            (true, 50..=89) => rng.range(200, 600),
+            (true, _) => rng.range(600, 5_000),
+        };
+        ms * scale
+    }
+}
+
 type TaskId = usize;
 
 struct Ctl {
     rng: Rng,
     faults: Faults,
     faults_on: bool,
+    latency: Latency,
     max_yields: u64,
     trace: Vec<String>,
     crashed: BTreeSet<TaskId>,
+    /// When each live task is killed by Lambda (the function timeout).
+    deadlines: BTreeMap<TaskId, OffsetDateTime>,
     labels: BTreeMap<TaskId, String>,
     /// Long ids shortened in the trace (alarm execution ids are hashes).
     aliases: Vec<(String, String)>,
@@ -178,11 +246,23 @@ struct Ctl {
     injected: u64,
 }
 
+/// One fake Databricks workspace: its jobs by id (`{job_id, settings}` as the Jobs API 2.2 shows them).
+#[derive(Default)]
+struct FakeWorkspace {
+    jobs: Mutex<BTreeMap<i64, Value>>,
+}
+
 struct World {
     params: MemParameters,
     bucket: MemBucket,
     notifier: MemNotifier,
+    /// Wall time moved by the workload's jumps and drift; the tokio clock (calls' latencies) adds to it.
     clock: FixedClock,
+    /// The tokio instant the run started at, and the last elapsed time read from it.
+    tokio_start: Mutex<Option<tokio::time::Instant>>,
+    elapsed: Mutex<time::Duration>,
+    /// The primary's and the secondary's workspace.
+    workspaces: [FakeWorkspace; 2],
     ctl: Mutex<Ctl>,
 }
 
@@ -191,8 +271,23 @@ impl World {
         locked(&self.ctl)
     }
 
+    /// Now: the workload's wall clock plus the time calls took (the paused tokio clock, which only moves when
+    /// every task waits for a timer).
     fn now(&self) -> OffsetDateTime {
-        self.clock.now()
+        let mut e = locked(&self.elapsed);
+        if tokio::runtime::Handle::try_current().is_ok() {
+            let now = tokio::time::Instant::now();
+            let start = *locked(&self.tokio_start).get_or_insert(now);
+            *e = time::Duration::try_from(now - start).unwrap_or_default();
+        }
+        self.clock.now() + *e
+    }
+
+    fn workspace(&self, site: SiteName) -> &FakeWorkspace {
+        match site {
+            SiteName::Primary => &self.workspaces[0],
+            SiteName::Secondary => &self.workspaces[1],
+        }
     }
 
     fn log(&self, task: Option<TaskId>, what: String) {
@@ -212,17 +307,28 @@ impl World {
         c.trace.push(line);
     }
 
+    /// Whether the task is dead: crashed, or past the function timeout (Lambda freezes it at that instant, so
+    /// nothing it would do later happens).
     fn crashed(&self, task: TaskId) -> bool {
-        self.ctl().crashed.contains(&task)
+        let now = self.now();
+        let mut c = self.ctl();
+        if c.deadlines.get(&task).is_some_and(|d| now >= *d) {
+            c.crashed.insert(task);
+        }
+        c.crashed.contains(&task)
     }
 
-    /// What happens at one port call: yields before, yields after, and the fault.
-    fn plan(&self) -> (u64, u64, Fault) {
+    /// What happens at one port call: yields before, yields after, the request's and the answer's latency, and
+    /// the fault.
+    fn plan(&self, databricks: bool) -> (u64, u64, u64, u64, Fault) {
         let mut c = self.ctl();
         c.calls += 1;
         let max = c.max_yields;
         let pre = c.rng.below(max + 1);
         let post = c.rng.below(max + 1);
+        let latency = c.latency;
+        let total = latency.draw(&mut c.rng, databricks);
+        let there = total / 2;
         let roll = (c.rng.next() >> 11) as f64 / (1u64 << 53) as f64;
         let f = c.faults;
         let fault = if !c.faults_on {
@@ -241,7 +347,14 @@ impl World {
         if fault != Fault::Pass {
             c.injected += 1;
         }
-        (pre, post, fault)
+        // Where calls take no time, a little wall time passes now and then at a call (never at a mere
+        // scheduling step: a task's time must not grow with how often it is interleaved).
+        let drift = (latency == Latency::None && c.rng.chance(0.12)).then(|| c.rng.range(0, 3000));
+        drop(c);
+        if let Some(ms) = drift {
+            self.clock.advance(time::Duration::milliseconds(ms as i64));
+        }
+        (pre, post, there, total - there, fault)
     }
 }
 
@@ -287,15 +400,49 @@ async fn yields(n: u64) {
     }
 }
 
-fn transient(service: &'static str, operation: &'static str, why: &str) -> StoreError {
-    StoreError::Transient { service, operation, message: format!("simulated: {why}") }
+/// The errors a port's call fails with, per kind of port.
+trait SimError: Sized {
+    /// Nothing applied: refused before it ran (a 503, a throttle).
+    fn before(service: &'static str, operation: &'static str) -> Self;
+    /// Applied, but the answer never came: the client timed out.
+    fn after(service: &'static str, operation: &'static str) -> Self;
+    fn short(&self) -> String;
 }
 
-fn short_err(e: &StoreError) -> String {
-    match e {
-        StoreError::Conflict { .. } => "conflict".into(),
-        StoreError::Transient { .. } => "transient".into(),
-        StoreError::Refused { message, .. } => format!("refused ({message})"),
+impl SimError for StoreError {
+    fn before(service: &'static str, operation: &'static str) -> Self {
+        StoreError::Transient { service, operation, message: "simulated: error before the call".into() }
+    }
+    fn after(service: &'static str, operation: &'static str) -> Self {
+        StoreError::Transient { service, operation, message: "simulated: applied, the answer timed out".into() }
+    }
+    fn short(&self) -> String {
+        match self {
+            StoreError::Conflict { .. } => "conflict".into(),
+            StoreError::Transient { .. } => "transient".into(),
+            StoreError::Refused { message, .. } => format!("refused ({message})"),
+        }
+    }
+}
+
+impl SimError for ApiError {
+    fn before(_: &'static str, operation: &'static str) -> Self {
+        ApiError::Status {
+            method: if operation == "GET" { "GET" } else { "POST" },
+            path: "(simulated)".into(),
+            status: 503,
+            error_code: Some("TEMPORARILY_UNAVAILABLE".into()),
+            message: "simulated: error before the call".into(),
+        }
+    }
+    fn after(_: &'static str, operation: &'static str) -> Self {
+        ApiError::Timeout(format!("{operation} (simulated: applied, the answer came after the client's timeout)"))
+    }
+    fn short(&self) -> String {
+        match self {
+            ApiError::Status { status, error_code, .. } => format!("HTTP {status} {}", error_code.as_deref().unwrap_or("")),
+            other => other.to_string(),
+        }
     }
 }
 
@@ -306,29 +453,40 @@ struct Port {
     task: TaskId,
 }
 
+/// Sleeps `ms` of the paused tokio clock (a call's latency).
+async fn latency(ms: u64) {
+    if ms > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+    }
+}
+
 impl Port {
-    /// Runs `effect` (a call on the in-memory fakes) at a scheduling point, under the seeded fault.
-    async fn call<T: Send, F: Future<Output = Result<T, StoreError>> + Send>(
+    /// Runs `effect` (a call on the in-memory fakes) at a scheduling point, after the request's latency and
+    /// before the answer's, under the seeded fault. An error after the call is a call that applied and answered
+    /// after the client's timeout: the caller waits that long, then fails.
+    async fn call<T: Send, E: SimError + Send, F: Future<Output = Result<T, E>> + Send>(
         &self,
         service: &'static str,
         operation: &'static str,
         what: String,
         effect: F,
         detail: impl FnOnce(&T) -> String + Send,
-    ) -> Result<T, StoreError> {
+    ) -> Result<T, E> {
         let w = &self.world;
         if w.crashed(self.task) {
             return std::future::pending().await;
         }
-        let (pre, post, fault) = w.plan();
+        let databricks = service == "Databricks";
+        let (pre, post, there, back, fault) = w.plan(databricks);
         yields(pre).await;
+        latency(there).await;
         if w.crashed(self.task) {
             return std::future::pending().await;
         }
         match fault {
             Fault::ErrBefore => {
                 w.log(Some(self.task), format!("{what} -> ERROR before (not applied)"));
-                return Err(transient(service, operation, "error before the call"));
+                return Err(E::before(service, operation));
             }
             Fault::CrashBefore => {
                 w.log(Some(self.task), format!("{what} -> CRASH before (not applied)"));
@@ -340,7 +498,7 @@ impl Port {
         let r = effect.await;
         let shown = match &r {
             Ok(v) => detail(v),
-            Err(e) => short_err(e),
+            Err(e) => e.short(),
         };
         match fault {
             Fault::CrashAfter => {
@@ -348,15 +506,21 @@ impl Port {
                 w.ctl().crashed.insert(self.task);
                 return std::future::pending().await;
             }
-            Fault::ErrAfter => w.log(Some(self.task), format!("{what} -> {shown}; ERROR after (applied, answer lost)")),
+            Fault::ErrAfter => w.log(Some(self.task), format!("{what} -> {shown}; TIMEOUT after (applied, answer late)")),
             _ => w.log(Some(self.task), format!("{what} -> {shown}")),
         }
+        let wait = match fault {
+            Fault::ErrAfter if databricks => DATABRICKS_TIMEOUT_MS.saturating_sub(there),
+            Fault::ErrAfter => AWS_TIMEOUT_MS.saturating_sub(there),
+            _ => back,
+        };
+        latency(wait).await;
         yields(post).await;
         if w.crashed(self.task) {
             return std::future::pending().await;
         }
         match fault {
-            Fault::ErrAfter => Err(transient(service, operation, "answer lost after the call applied")),
+            Fault::ErrAfter => Err(E::after(service, operation)),
             _ => r,
         }
     }
@@ -427,10 +591,11 @@ impl ControlBucket for Port {
 
     async fn put(&self, key: &str, body: Vec<u8>, content_type: &str, cond: WriteCondition) -> Result<String, StoreError> {
         let mut what = format!("s3.put {key}{}", condition(&cond));
-        if key.starts_with("executions/")
-            && let Ok(v) = serde_json::from_slice::<Value>(&body)
-        {
-            what.push_str(&format!(" [{}]", v["state"].as_str().unwrap_or("?")));
+        if key.starts_with("executions/") {
+            // The record's top-level state, found without parsing a record of thousands of changes.
+            let text = String::from_utf8_lossy(&body);
+            let state = text.split_once("\n  \"state\": \"").and_then(|(_, r)| r.split('"').next()).unwrap_or("?");
+            what.push_str(&format!(" [{state}]"));
         }
         if key.starts_with("locks/")
             && let Ok(v) = serde_json::from_slice::<Value>(&body)
@@ -508,16 +673,137 @@ impl Clock for SimClock {
 type SimEngine = Engine<Port, Port, Port, SimClock>;
 
 // ---------------------------------------------------------------------------------------------------------
+// The Databricks workspaces: the Jobs API over the fake workspaces, each call a port call.
+
+/// A job of a fake workspace: its schedule (or continuous trigger) paused or not, tagged or not.
+fn job(id: i64, name: &str, tagged: bool, continuous: bool, paused: bool) -> Value {
+    let pause = if paused { "PAUSED" } else { "UNPAUSED" };
+    let mut settings = json!({ "name": name, "tags": { "team": "data" } });
+    if tagged {
+        settings["tags"][TAG.0] = json!(TAG.1);
+    }
+    if continuous {
+        settings["continuous"] = json!({ "pause_status": pause });
+    } else {
+        settings["schedule"] = json!({ "quartz_cron_expression": "0 0 * * * ?", "timezone_id": "UTC", "pause_status": pause });
+    }
+    json!({ "job_id": id, "settings": settings })
+}
+
+fn not_found(method: &'static str, path: &str, code: &str) -> ApiError {
+    ApiError::Status { method, path: path.to_owned(), status: 404, error_code: Some(code.into()), message: "not found".into() }
+}
+
+fn bad_request(path: &str, message: &str) -> ApiError {
+    ApiError::Status {
+        method: "POST",
+        path: path.to_owned(),
+        status: 400,
+        error_code: Some("INVALID_PARAMETER_VALUE".into()),
+        message: message.to_owned(),
+    }
+}
+
+impl FakeWorkspace {
+    /// `GET`, as the Jobs API 2.2 and the SQL warehouses API answer it.
+    fn get(&self, path: &str, query: &[(&str, String)]) -> Result<Value, ApiError> {
+        let q = |k: &str| query.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone());
+        let jobs = locked(&self.jobs);
+        match path {
+            "/api/2.2/jobs/list" => {
+                let limit = q("limit").and_then(|l| l.parse::<usize>().ok()).unwrap_or(20).clamp(1, 100);
+                let from = q("page_token").and_then(|t| t.parse::<usize>().ok()).unwrap_or(0);
+                let page: Vec<Value> = jobs.values().skip(from).take(limit).cloned().collect();
+                let more = from + page.len() < jobs.len();
+                let mut answer = json!({ "jobs": page, "has_more": more });
+                if more {
+                    answer["next_page_token"] = json!((from + limit).to_string());
+                }
+                Ok(answer)
+            }
+            "/api/2.2/jobs/get" => {
+                let id = q("job_id").and_then(|i| i.parse::<i64>().ok()).unwrap_or(-1);
+                jobs.get(&id).cloned().ok_or_else(|| not_found("GET", path, "RESOURCE_DOES_NOT_EXIST"))
+            }
+            "/api/2.0/sql/warehouses" => Ok(json!({ "warehouses": [] })),
+            "/api/2.0/preview/scim/v2/Me" => Ok(json!({ "userName": "dr-sim", "groups": [{ "display": "admins" }] })),
+            _ => Err(not_found("GET", path, "ENDPOINT_NOT_FOUND")),
+        }
+    }
+
+    /// `POST jobs/update`: the fields of `new_settings` replace the job's.
+    fn post(&self, path: &str, body: &Value) -> Result<Value, ApiError> {
+        if path != "/api/2.2/jobs/update" {
+            return Err(not_found("POST", path, "ENDPOINT_NOT_FOUND"));
+        }
+        let id = body["job_id"].as_i64().ok_or_else(|| bad_request(path, "job_id is not a number"))?;
+        let mut jobs = locked(&self.jobs);
+        let job = jobs.get_mut(&id).ok_or_else(|| not_found("POST", path, "RESOURCE_DOES_NOT_EXIST"))?;
+        let Some(fields) = body["new_settings"].as_object() else { return Err(bad_request(path, "no new_settings")) };
+        for (k, v) in fields {
+            job["settings"][k.as_str()] = v.clone();
+        }
+        Ok(json!({}))
+    }
+}
+
+/// One site's workspace API, for one task (its calls under that task's faults and crashes).
+struct SimWorkspace {
+    port: Port,
+    site: SiteName,
+}
+
+/// A short text of a job field change for the trace.
+fn update_text(body: &Value) -> String {
+    let fields = body["new_settings"].as_object().map(|m| {
+        m.iter().map(|(k, v)| format!("{k} {}", v["pause_status"].as_str().unwrap_or("?"))).collect::<Vec<_>>().join(",")
+    });
+    format!("job {} {}", body["job_id"], fields.unwrap_or_default())
+}
+
+impl WorkspaceApi for SimWorkspace {
+    fn get<'a>(&'a self, path: &'a str, query: &'a [(&'a str, String)]) -> BoxFuture<'a, Result<Value, ApiError>> {
+        Box::pin(async move {
+            let q: Vec<String> = query.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let what = format!("dbx.{} GET {path} {}", self.site, q.join("&"));
+            let world = self.port.world.clone();
+            let site = self.site;
+            let effect = async move { world.workspace(site).get(path, query) };
+            let detail = |v: &Value| match v["jobs"].as_array() {
+                Some(a) => format!("{} jobs", a.len()),
+                None => "ok".into(),
+            };
+            self.port.call("Databricks", "GET", what, effect, detail).await
+        })
+    }
+
+    fn post<'a>(&'a self, path: &'a str, body: &'a Value, _: Idempotency) -> BoxFuture<'a, Result<Value, ApiError>> {
+        Box::pin(async move {
+            let what = format!("dbx.{} POST {path} {}", self.site, update_text(body));
+            let world = self.port.world.clone();
+            let site = self.site;
+            let effect = async move { world.workspace(site).post(path, body) };
+            self.port.call("Databricks", "POST", what, effect, |_| "ok".into()).await
+        })
+    }
+}
+
+/// The connector of one task's engine.
+struct SimConnector(Port);
+
+impl WorkspaceConnector for SimConnector {
+    fn connect(&self, site: SiteName, _: &domain::site::SiteConfig) -> Result<Arc<dyn WorkspaceApi>, ApiError> {
+        Ok(Arc::new(SimWorkspace { port: self.0.clone(), site }))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
 // Triggers and the workload.
 
 #[derive(Debug, Clone)]
 enum Trigger {
-    /// The `ALARM` state change of an alarm episode.
-    Alarm {
-        payload: Value,
-    },
-    /// The `OK` that ends an episode.
-    Recovery {
+    /// One delivery path's payload of an alarm state change (EventBridge, or the alarm's SNS notification).
+    Change {
         payload: Value,
     },
     /// A human `failover` or `failback` with a client token.
@@ -546,22 +832,34 @@ struct TriggerState {
     deliveries: u32,
 }
 
-struct Episode {
-    alarm: usize,
-    alarm_time: OffsetDateTime,
-    execution_id: String,
-    alarm_trigger: usize,
-    recovery: Option<usize>,
+/// How CloudWatch delivers an alarm's state changes to the function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Paths {
+    /// An EventBridge rule (the payload has `previousState.timestamp`).
+    EventBridge,
+    /// The alarm's actions, through an SNS topic (the notification has `OldStateValue` but no time for it).
+    Sns,
+    /// Both: each change arrives twice, in any order.
+    Both,
+}
+
+/// CloudWatch's view of one alarm: its state and since when.
+struct AlarmSim {
+    state: AlarmState,
+    since: OffsetDateTime,
+    paths: Paths,
 }
 
 #[derive(Debug, Clone)]
 enum Event {
-    /// An alarm goes into `ALARM` (a new episode; its last one recovers first), delivered `copies` times at once.
+    /// An alarm goes into `ALARM` (from `ALARM` it goes to `OK` or `INSUFFICIENT_DATA` first); the change is
+    /// delivered `copies` times at once on its first path.
     Fire { alarm: usize, copies: u32 },
-    /// The alarm's open episode recovers (`OK`), once its `ALARM` was answered.
+    /// The alarm goes `OK` (from `ALARM` sometimes through `INSUFFICIENT_DATA`, as in a regional outage).
     Recover { alarm: usize },
-    /// Another delivery path of a random alarm state change (EventBridge and the alarm action both deliver),
-    /// retried on its own.
+    /// The alarm's metrics stop: `INSUFFICIENT_DATA`.
+    NoData { alarm: usize },
+    /// Another delivery of a random alarm state change, retried on its own.
     Duplicate,
     /// A human failover (`Secondary`) or failback (`Primary`), clicked `copies` times with one token.
     Move { target: SiteName, copies: u32 },
@@ -575,6 +873,10 @@ enum Event {
     Check,
     /// A human rewrites the policy.
     Policy { mode: &'static str, alarms: usize, cooldown: u32 },
+    /// A human makes a site document unusable (one of [`BROKEN_SITES`]) mid-incident.
+    BreakSite { site: SiteName, how: usize },
+    /// A human repairs a site document.
+    FixSite { site: SiteName },
     /// Time passes.
     Jump { seconds: i64 },
 }
@@ -592,24 +894,46 @@ fn ts(t: OffsetDateTime) -> String {
     t.format(&Rfc3339).unwrap()
 }
 
-/// The fixture of a state change of alarm `alarm` at `at`, leaving the state entered at `previous`.
-fn alarm_payload(fixture: &str, alarm: usize, at: OffsetDateTime, previous: OffsetDateTime) -> Value {
-    let mut v: Value = serde_json::from_str(&fixture.replace(ALARMS[0], ALARMS[alarm])).unwrap();
+/// The EventBridge event of alarm `alarm` going from `old` (entered at `previous`) to `new` at `at`.
+fn eventbridge_payload(alarm: usize, new: AlarmState, old: AlarmState, at: OffsetDateTime, previous: OffsetDateTime) -> Value {
+    let mut v: Value = serde_json::from_str(&EVENTBRIDGE_FIXTURE.replace(ALARMS[0], ALARMS[alarm])).unwrap();
     v["resources"] = json!([alarm_arn(alarm)]);
+    v["detail"]["state"]["value"] = json!(new.as_str());
     v["detail"]["state"]["timestamp"] = json!(ts(at));
+    v["detail"]["previousState"]["value"] = json!(old.as_str());
     v["detail"]["previousState"]["timestamp"] = json!(ts(previous));
+    v
+}
+
+/// The SNS event of the alarm action's notification of the same change: no previous state's time.
+fn sns_payload(alarm: usize, new: AlarmState, old: AlarmState, at: OffsetDateTime) -> Value {
+    let mut v: Value = serde_json::from_str(SNS_FIXTURE).unwrap();
+    let mut m: Value = serde_json::from_str(v["Records"][0]["Sns"]["Message"].as_str().unwrap()).unwrap();
+    m["AlarmName"] = json!(ALARMS[alarm]);
+    m["AlarmArn"] = json!(alarm_arn(alarm));
+    m["NewStateValue"] = json!(new.as_str());
+    m["OldStateValue"] = json!(old.as_str());
+    m["NewStateReason"] = json!(format!("simulated {old} -> {new}"));
+    m["StateChangeTime"] = json!(ts(at));
+    v["Records"][0]["Sns"]["Message"] = json!(m.to_string());
+    v["Records"][0]["Sns"]["Subject"] = json!(format!("{new}: \"{}\" in US East (N. Virginia)", ALARMS[alarm]));
     v
 }
 
 struct Workload {
     policy: (&'static str, usize, u32),
     faults: Faults,
+    latency: Latency,
     max_yields: u64,
+    /// Tagged jobs per workspace (0: no activation in the site documents).
+    jobs: usize,
+    paths: [Paths; 2],
     events: Vec<(u64, Event)>,
     approve_at_settle: bool,
 }
 
 const MODES: [&str; 3] = ["auto", "approval", "notify-only"];
+const SITES: [SiteName; 2] = [SiteName::Primary, SiteName::Secondary];
 
 fn workload(seed: u64) -> Workload {
     let mut r = Rng::new(seed.wrapping_mul(0x2545_F491_4F6C_DD1D));
@@ -622,27 +946,45 @@ fn workload(seed: u64) -> Workload {
         crash_after: rate * r.pick(&[0.0, 0.25, 0.5]),
     };
     let max_yields = r.pick(&[0, 1, 2, 4, 8]);
+    let latency = r.pick(&[Latency::None, Latency::Normal, Latency::Normal, Latency::Slow]);
+    // Most seeds have a few tagged jobs; some none (no activation), some many, a few the full 1,000.
+    // (A record is rewritten after each of its changes: a seed of 1,000 jobs takes seconds, so they are rare.)
+    let jobs = match r.below(1_000) {
+        0..=149 => 0,
+        150..=849 => r.range(1, 8) as usize,
+        850..=997 => r.range(9, 120) as usize,
+        _ => r.pick(&[400, 1_000]),
+    };
+    // Calls that take no time, with time drifting at each step instead: a small workspace only.
+    let jobs = if latency == Latency::None { jobs % 9 } else { jobs };
+    let mut paths = [Paths::EventBridge; 2];
+    for p in &mut paths {
+        *p = r.pick(&[Paths::EventBridge, Paths::Sns, Paths::Both, Paths::Both]);
+    }
     let n = r.range(3, 14);
     let mut events = Vec::new();
     let mut at = 0;
     for _ in 0..n {
         at += r.range(0, 120);
         let e = match r.below(100) {
-            0..=29 => Event::Fire { alarm: r.below(2) as usize, copies: r.pick(&[1, 1, 2, 3]) },
-            30..=41 => Event::Recover { alarm: r.below(2) as usize },
-            42..=49 => Event::Duplicate,
-            50..=61 => Event::Move { target: SiteName::Secondary, copies: r.pick(&[1, 1, 2]) },
-            62..=71 => Event::Move { target: SiteName::Primary, copies: r.pick(&[1, 1, 2]) },
-            72..=81 => Event::Approve,
-            82..=84 => Event::Unlock,
-            85..=86 => Event::Cancel,
-            87..=89 => Event::Check,
-            90..=93 => Event::Policy { mode: r.pick(&MODES), alarms: r.range(1, 2) as usize, cooldown: r.pick(&[0, 5, 60]) },
+            0..=24 => Event::Fire { alarm: r.below(2) as usize, copies: r.pick(&[1, 1, 2, 3]) },
+            25..=34 => Event::Recover { alarm: r.below(2) as usize },
+            35..=38 => Event::NoData { alarm: r.below(2) as usize },
+            39..=44 => Event::Duplicate,
+            45..=56 => Event::Move { target: SiteName::Secondary, copies: r.pick(&[1, 1, 2]) },
+            57..=65 => Event::Move { target: SiteName::Primary, copies: r.pick(&[1, 1, 2]) },
+            66..=74 => Event::Approve,
+            75..=77 => Event::Unlock,
+            78..=79 => Event::Cancel,
+            80..=82 => Event::Check,
+            83..=85 => Event::Policy { mode: r.pick(&MODES), alarms: r.range(1, 2) as usize, cooldown: r.pick(&[0, 5, 60]) },
+            86..=89 => Event::BreakSite { site: r.pick(&SITES), how: r.below(BROKEN_SITES.len() as u64) as usize },
+            90..=91 => Event::FixSite { site: r.pick(&SITES) },
             _ => Event::Jump { seconds: r.pick(&[30, 90, 130, 400, 3700]) },
         };
         events.push((at, e));
     }
-    Workload { policy, faults, max_yields, events, approve_at_settle: r.chance(0.5) }
+    Workload { policy, faults, latency, max_yields, jobs, paths, events, approve_at_settle: r.chance(0.5) }
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -688,7 +1030,14 @@ struct Sim {
     tasks: Vec<Task>,
     next_task: TaskId,
     triggers: Vec<TriggerState>,
-    episodes: Vec<Episode>,
+    /// CloudWatch's alarms.
+    alarms: Vec<AlarmSim>,
+    /// The execution ids of the alarms' `ALARM` changes, in order.
+    episodes: Vec<String>,
+    /// State changes made (for their labels).
+    changes: usize,
+    /// The site documents as they should be (what a human restores).
+    sites: [String; 2],
     /// (step, trigger) redeliveries due.
     redeliveries: Vec<(u64, usize)>,
     steps: u64,
@@ -711,6 +1060,7 @@ impl Sim {
 
     fn engine(&self, task: TaskId) -> SimEngine {
         let port = Port { world: self.world.clone(), task };
+        let port_ws = port.clone();
         Engine {
             params: port.clone(),
             bucket: port.clone(),
@@ -718,7 +1068,7 @@ impl Sim {
             clock: SimClock(self.world.clone()),
             settings: self.settings.clone(),
             sources: Vec::new(),
-            workspaces: None,
+            workspaces: Some(Arc::new(SimConnector(port_ws))),
             dns: None,
         }
     }
@@ -742,6 +1092,7 @@ impl Sim {
         let flag = Arc::new(Flag { woken: AtomicBool::new(true), parent: self.parent.clone() });
         let waker = Waker::from(flag.clone());
         let deadline = self.world.now() + time::Duration::seconds(FUNCTION_TIMEOUT_S);
+        self.world.ctl().deadlines.insert(id, deadline);
         self.world.log(Some(id), "delivered".into());
         self.tasks.push(Task { id, trigger: t, fut, flag, waker, deadline });
     }
@@ -760,6 +1111,7 @@ impl Sim {
 
     fn finish(&mut self, idx: usize, answer: Option<Answer>, why: &str) {
         let task = self.tasks.remove(idx);
+        self.world.ctl().deadlines.remove(&task.id);
         let t = task.trigger;
         match answer {
             Some(a) => {
@@ -776,6 +1128,11 @@ impl Sim {
     /// Moves the fake clock; kills the tasks that outlived the function timeout.
     fn advance(&mut self, d: time::Duration) {
         self.world.clock.advance(d);
+        self.reap();
+    }
+
+    /// Kills the tasks that outlived the function timeout (the workload's clock or their calls' latencies).
+    fn reap(&mut self) {
         let now = self.world.now();
         while let Some(i) = self.tasks.iter().position(|t| now >= t.deadline) {
             let id = self.tasks[i].id;
@@ -794,11 +1151,7 @@ impl Sim {
         }
         self.steps += 1;
         self.world.ctl().step = self.steps;
-        // A little time passes now and then.
-        let drift = self.rng(|r| r.chance(0.12).then(|| r.range(0, 3000)));
-        if let Some(ms) = drift {
-            self.advance(time::Duration::milliseconds(ms as i64));
-        }
+        self.reap();
         let ready: Vec<usize> =
             self.tasks.iter().enumerate().filter(|(_, t)| t.flag.woken.load(Ordering::SeqCst)).map(|(i, _)| i).collect();
         if ready.is_empty() {
@@ -863,56 +1216,98 @@ impl Sim {
         self.world.now() + time::Duration::milliseconds(self.tick_ms)
     }
 
-    fn open_episode(&self, alarm: usize) -> Option<usize> {
-        self.episodes.iter().rposition(|e| e.alarm == alarm && e.recovery.is_none())
+    /// CloudWatch changes alarm `alarm`'s state to `new`: one trigger per delivery path, each delivered now or,
+    /// now and then, late (out of order with the changes after it); `copies` more deliveries of the first path.
+    /// Returns the triggers; `deliver` false leaves their delivery to the caller (settling).
+    fn change(&mut self, alarm: usize, new: AlarmState, copies: u32, deliver: bool) -> Vec<usize> {
+        let at = self.fresh_instant();
+        let a = &self.alarms[alarm];
+        let (old, since, paths) = (a.state, a.since, a.paths);
+        self.alarms[alarm].state = new;
+        self.alarms[alarm].since = at;
+        let n = self.changes;
+        self.changes += 1;
+        let eb = eventbridge_payload(alarm, new, old, at, since);
+        let change = domain::alarm::parse(&eb).expect("the fixture parses");
+        let short = match new {
+            AlarmState::Alarm => "ALARM",
+            AlarmState::Ok => "OK",
+            AlarmState::InsufficientData => "NODATA",
+        };
+        if new == AlarmState::Alarm {
+            let e = self.episodes.len();
+            self.world.ctl().aliases.push((change.execution_id(), format!("alarm-E{e}")));
+            self.episodes.push(change.execution_id());
+        }
+        self.log(format!("cloudwatch: alarm {alarm} {old} -> {new} (change c{n}, {paths:?})"));
+        let mut payloads = Vec::new();
+        if paths != Paths::Sns {
+            payloads.push(("eb", eb));
+        }
+        if paths != Paths::EventBridge {
+            payloads.push(("sns", sns_payload(alarm, new, old, at)));
+        }
+        if self.rng(|r| r.chance(0.5)) {
+            payloads.reverse();
+        }
+        let mut out = Vec::new();
+        for (i, (path, payload)) in payloads.into_iter().enumerate() {
+            let extra = if i == 0 { copies.saturating_sub(1) } else { 0 };
+            for c in 0..=extra {
+                let label =
+                    if c == 0 { format!("{short}{alarm}.c{n}.{path}") } else { format!("{short}{alarm}.c{n}.{path}.{c}") };
+                let t = self.add_trigger(Trigger::Change { payload: payload.clone() }, label);
+                out.push(t);
+                if !deliver {
+                    continue;
+                }
+                // Deliveries are unordered: now and then one comes late, after later changes.
+                match self.rng(|r| r.chance(0.15).then(|| r.range(1, 400))) {
+                    Some(delay) => self.redeliveries.push((self.steps + delay, t)),
+                    None => self.deliver(t),
+                }
+            }
+        }
+        out
     }
 
-    /// The `OK` of episode `e`.
-    fn recover(&mut self, e: usize) -> usize {
-        let at = self.fresh_instant();
-        let ep = &self.episodes[e];
-        let payload = alarm_payload(OK_FIXTURE, ep.alarm, at, ep.alarm_time);
-        let label = format!("ok{e}");
-        let t = self.add_trigger(Trigger::Recovery { payload }, label);
-        self.episodes[e].recovery = Some(t);
-        t
+    /// The alarm goes `OK`: from `ALARM` now and then through `INSUFFICIENT_DATA` (its metrics stopped first).
+    fn recover(&mut self, alarm: usize, deliver: bool) -> Vec<usize> {
+        let mut out = Vec::new();
+        if self.alarms[alarm].state == AlarmState::Ok {
+            return out;
+        }
+        if self.alarms[alarm].state == AlarmState::Alarm && self.rng(|r| r.chance(0.35)) {
+            out.extend(self.change(alarm, AlarmState::InsufficientData, 1, deliver));
+        }
+        out.extend(self.change(alarm, AlarmState::Ok, 1, deliver));
+        out
+    }
+
+    fn site_param(site: SiteName) -> String {
+        format!("{PREFIX}/sites/{site}")
     }
 
     fn event(&mut self, e: Event) {
         self.log(format!("event {e:?}"));
         match e {
             Event::Fire { alarm, copies } => {
-                if let Some(open) = self.open_episode(alarm) {
-                    // CloudWatch goes back to OK before a new ALARM; that OK comes once the ALARM was answered.
-                    if self.triggers[self.episodes[open].alarm_trigger].final_answer.is_none() {
-                        return;
+                if self.alarms[alarm].state == AlarmState::Alarm {
+                    // A metric alarm does not go ALARM -> ALARM: it left ALARM in between.
+                    if self.rng(|r| r.chance(0.3)) {
+                        self.change(alarm, AlarmState::InsufficientData, 1, true);
+                    } else {
+                        self.recover(alarm, true);
                     }
-                    let t = self.recover(open);
-                    self.deliver(t);
                 }
-                let at = self.fresh_instant();
-                let previous = at - time::Duration::minutes(30);
-                let payload = alarm_payload(ALARM_FIXTURE, alarm, at, previous);
-                let change = domain::alarm::parse(&payload).expect("the fixture parses");
-                assert_eq!(change.new_state, AlarmState::Alarm);
-                let n = self.episodes.len();
-                let execution_id = change.execution_id();
-                self.world.ctl().aliases.push((execution_id.clone(), format!("alarm-E{n}")));
-                let t = self.add_trigger(Trigger::Alarm { payload }, format!("alarm{n}"));
-                self.episodes.push(Episode { alarm, alarm_time: at, execution_id, alarm_trigger: t, recovery: None });
-                self.deliver(t);
-                // Each copy is its own delivery path (EventBridge, the alarm action, SNS), retried on its own.
-                for c in 1..copies {
-                    let copy = self.add_trigger(self.triggers[t].trigger.clone(), format!("alarm{n}.{c}"));
-                    self.deliver(copy);
-                }
+                self.change(alarm, AlarmState::Alarm, copies, true);
             }
             Event::Recover { alarm } => {
-                if let Some(open) = self.open_episode(alarm)
-                    && self.triggers[self.episodes[open].alarm_trigger].final_answer.is_some()
-                {
-                    let t = self.recover(open);
-                    self.deliver(t);
+                self.recover(alarm, true);
+            }
+            Event::NoData { alarm } => {
+                if self.alarms[alarm].state != AlarmState::InsufficientData {
+                    self.change(alarm, AlarmState::InsufficientData, 1, true);
                 }
             }
             Event::Duplicate => {
@@ -920,7 +1315,7 @@ impl Sim {
                     .triggers
                     .iter()
                     .enumerate()
-                    .filter(|(_, t)| matches!(t.trigger, Trigger::Alarm { .. } | Trigger::Recovery { .. }))
+                    .filter(|(_, t)| matches!(t.trigger, Trigger::Change { .. }))
                     .map(|(i, _)| i)
                     .collect();
                 if !alarms.is_empty() {
@@ -944,10 +1339,10 @@ impl Sim {
             Event::Approve => {
                 let awaiting = self.records_in("awaiting_approval");
                 let id = if awaiting.is_empty() {
-                    let known: Vec<String> = self.episodes.iter().map(|e| e.execution_id.clone()).collect();
-                    if known.is_empty() {
+                    if self.episodes.is_empty() {
                         return;
                     }
+                    let known = self.episodes.clone();
                     self.rng(|r| r.pick(&known))
                 } else {
                     self.rng(|r| r.pick(&awaiting))
@@ -987,7 +1382,23 @@ impl Sim {
                 let v = pollster(self.world.params.put(&format!("{PREFIX}/policy"), &doc, true)).unwrap();
                 self.log(format!("policy v{v} := {doc}"));
             }
+            Event::BreakSite { site, how } => {
+                let v = pollster(self.world.params.put(&Self::site_param(site), BROKEN_SITES[how], true)).unwrap();
+                self.log(format!("sites/{site} v{v} := {} (unusable)", BROKEN_SITES[how]));
+            }
+            Event::FixSite { site } => self.fix_site(site),
             Event::Jump { seconds } => self.advance(time::Duration::seconds(seconds)),
+        }
+    }
+
+    /// A human restores a site document (if it is not as it should be).
+    fn fix_site(&mut self, site: SiteName) {
+        let good = self.sites[if site == SiteName::Primary { 0 } else { 1 }].clone();
+        let name = Self::site_param(site);
+        let now = pollster(self.world.params.get_one(&name)).unwrap().map(|p| p.value);
+        if now.as_deref() != Some(good.as_str()) {
+            let v = pollster(self.world.params.put(&name, &good, true)).unwrap();
+            self.log(format!("sites/{site} v{v} restored"));
         }
     }
 
@@ -1008,29 +1419,99 @@ impl Sim {
         self.records().into_iter().filter(|(_, r)| r["state"] == state).map(|(id, _)| id).collect()
     }
 
+    /// The site `{prefix}/active` names now.
+    fn current_active_site(&self) -> SiteName {
+        let active = pollster(self.world.params.get_one(ACTIVE)).unwrap().unwrap();
+        let doc: Value = serde_json::from_str(&active.value).unwrap();
+        if doc["site"] == "secondary" { SiteName::Secondary } else { SiteName::Primary }
+    }
+
+    /// The execution whose promotion `{prefix}/active` holds now (none: the seeded version).
+    fn current_promoter(&self) -> Option<String> {
+        let active = pollster(self.world.params.get_one(ACTIVE)).unwrap()?;
+        let doc: Value = serde_json::from_str(&active.value).ok()?;
+        doc["execution_id"].as_str().map(str::to_owned)
+    }
+
+    /// On-call works the "do by hand" list of the execution that promoted the active site: each change not made
+    /// (made by hand where the object is still as the failover found it), and each workspace it could not read
+    /// (every tagged job there paused or resumed, as the line says).
+    fn work_by_hand(&mut self) {
+        let Some(id) = self.current_promoter() else { return };
+        let Some(rec) = self.records().remove(&id) else { return };
+        let Some(act) = rec.get("activation").filter(|a| !a.is_null()).cloned() else { return };
+        let act: domain::activation::Activation = serde_json::from_value(act).unwrap();
+        if act.drill {
+            return;
+        }
+        for c in act.changes.iter().filter(|c| c.status == domain::activation::ChangeStatus::NotDone) {
+            let (Some(site), domain::activation::ObjectType::Job) = (c.site, c.object) else { continue };
+            let mut jobs = locked(&self.world.workspace(site).jobs);
+            let Some(job) = c.id.parse::<i64>().ok().and_then(|i| jobs.get_mut(&i)) else { continue };
+            let field = &mut job["settings"][c.field.as_str()];
+            if field.is_object() && field["pause_status"].as_str().unwrap_or("UNPAUSED") == c.before {
+                field["pause_status"] = json!(c.after);
+                drop(jobs);
+                self.log(format!("by hand: {site} job {} {} -> {}", c.id, c.field, c.after));
+            }
+        }
+        for line in &act.manual {
+            for site in SITES {
+                if !line.starts_with(&format!("could not read the {site} workspace")) {
+                    continue;
+                }
+                let to = if line.contains("pause by hand") { "PAUSED" } else { "UNPAUSED" };
+                let mut jobs = locked(&self.world.workspace(site).jobs);
+                for job in jobs.values_mut().filter(|j| j["settings"]["tags"][TAG.0] == TAG.1) {
+                    for f in domain::activation::PAUSE_FIELDS {
+                        if job["settings"][f].is_object() {
+                            job["settings"][f]["pause_status"] = json!(to);
+                        }
+                    }
+                }
+                drop(jobs);
+                self.log(format!("by hand: every tagged job of the {site} workspace {to}"));
+            }
+        }
+    }
+
     /// Faults off; every episode recovers; every trigger is delivered again until it has a final answer.
     async fn settle(&mut self, approve: bool) {
         self.world.ctl().faults_on = false;
-        self.redeliveries.clear();
+        // Late first deliveries still come (their source delivers them); retries wait for the rounds below.
+        let late: Vec<usize> =
+            self.redeliveries.drain(..).map(|(_, t)| t).filter(|t| self.triggers[*t].deliveries == 0).collect();
+        for t in late {
+            self.deliver(t);
+        }
+        // On-call repairs the site documents broken mid-incident.
+        for site in SITES {
+            self.fix_site(site);
+        }
         let mut none = Vec::new();
         self.run_until_idle(&mut none).await;
         let mut approved = !approve;
+        let mut worked = false;
         let mut checked = false;
         for round in 0..40 {
             let mut pending: Vec<usize> = (0..self.triggers.len()).filter(|t| self.triggers[*t].final_answer.is_none()).collect();
             if !pending.is_empty() {
                 self.retry_rounds += 1;
             } else {
-                // Every alarm episode ends: its OK once its ALARM has its answer.
-                let open: Vec<usize> = (0..self.episodes.len()).filter(|e| self.episodes[*e].recovery.is_none()).collect();
-                if !open.is_empty() {
-                    pending.extend(open.into_iter().map(|e| self.recover(e)));
+                // Every alarm recovers: OK (from ALARM, now and then through INSUFFICIENT_DATA).
+                for alarm in 0..self.alarms.len() {
+                    pending.extend(self.recover(alarm, false));
                 }
                 if pending.is_empty() && !approved {
                     approved = true;
                     for id in self.records_in("awaiting_approval") {
                         pending.push(self.add_trigger(Trigger::Approve { id: id.clone() }, format!("approve({id})")));
                     }
+                }
+                if pending.is_empty() && !worked {
+                    // On-call does what the last activation's page lists to do by hand.
+                    worked = true;
+                    self.work_by_hand();
                 }
                 if pending.is_empty() && !checked {
                     // The scheduled check runs at last: it pays the pages no delivery will come for.
@@ -1077,7 +1558,7 @@ fn pollster<F: Future>(f: F) -> F::Output {
 async fn deliver(engine: SimEngine, trigger: Trigger) -> Answer {
     let retryable = |e: &engine::failover::EngineError| e.retry() == Retry::Helps;
     match trigger {
-        Trigger::Alarm { payload, .. } | Trigger::Recovery { payload, .. } => {
+        Trigger::Change { payload } => {
             let change = domain::alarm::parse(&payload).expect("the fixture parses");
             match on_alarm_change(&engine, &change).await {
                 // health-alarm fails the delivery (so that it comes again) when its own execution is in flight, or
@@ -1263,6 +1744,107 @@ fn check(sim: &Sim) -> Vec<String> {
             v(format!("oncall-paged: {} ended {s} without a page", kind_of(id)), id.clone());
         }
     }
+    for (sig, detail) in check_activation(sim, &records) {
+        v(sig, detail);
+    }
+    bad
+}
+
+/// An execution record's activation, if it has one.
+fn activation_of(rec: &Value) -> Option<domain::activation::Activation> {
+    rec.get("activation").filter(|a| !a.is_null()).and_then(|a| serde_json::from_value(a.clone()).ok())
+}
+
+/// Whether a tagged job runs by itself in a workspace (any pause field unpaused), by name.
+fn tagged_jobs(w: &World, site: SiteName) -> BTreeMap<String, bool> {
+    let jobs = locked(&w.workspace(site).jobs);
+    jobs.values()
+        .filter(|j| j["settings"]["tags"][TAG.0] == TAG.1)
+        .map(|j| {
+            let view = domain::activation::JobView::of(j).unwrap();
+            (view.name.clone(), view.runs())
+        })
+        .collect()
+}
+
+/// The activation invariants: every tagged job runs in exactly one workspace, the active one; a failback's plan
+/// reverses every change of the activation it replaces that may have taken effect.
+fn check_activation(sim: &Sim, records: &BTreeMap<String, Value>) -> Vec<(String, String)> {
+    let w = &sim.world;
+    let mut bad = Vec::new();
+    let active_site = sim.current_active_site();
+    let (p, s) = (tagged_jobs(w, SiteName::Primary), tagged_jobs(w, SiteName::Secondary));
+    let (mut both, mut neither, mut passive_only) = (Vec::new(), Vec::new(), Vec::new());
+    for (name, runs_p) in &p {
+        let runs_s = s.get(name).copied().unwrap_or(false);
+        let runs_active = if active_site == SiteName::Primary { *runs_p } else { runs_s };
+        match (*runs_p, runs_s) {
+            (true, true) => both.push(name.clone()),
+            (false, false) => neither.push(name.clone()),
+            _ if !runs_active => passive_only.push(name.clone()),
+            _ => {}
+        }
+    }
+    let total = p.len();
+    for (list, what) in [
+        (both, "running in both workspaces"),
+        (neither, "paused in both workspaces"),
+        (passive_only, "running only in the passive workspace"),
+    ] {
+        if !list.is_empty() {
+            let shown: Vec<&String> = list.iter().take(5).collect();
+            bad.push((
+                format!("activation-jobs: tagged jobs {what} after settling"),
+                format!("{} of {total} tagged jobs (active {active_site}), e.g. {shown:?}", list.len()),
+            ));
+        }
+    }
+    for (id, rec) in records {
+        // A failback's plan holds the reverse of every change of the activation it reverses but a skipped one.
+        if let Some(act) = activation_of(rec)
+            && act.mode == "reverse"
+            && let Some(x) = act.reverses.as_ref()
+            && let Some(forward) = records.get(x).and_then(activation_of)
+        {
+            let missing: Vec<String> = forward
+                .changes
+                .iter()
+                .filter(|c| c.status != domain::activation::ChangeStatus::Skipped && c.site.is_some())
+                .filter(|c| {
+                    !act.changes.iter().any(|r| {
+                        r.site == c.site && r.id == c.id && r.field == c.field && r.before == c.after && r.after == c.before
+                    })
+                })
+                .map(domain::activation::Change::line)
+                .collect();
+            if !missing.is_empty() {
+                bad.push((
+                    format!("activation-reversed: {} left changes of the activation it reverses out of its plan", kind_of(id)),
+                    format!("{id} reverses {x} but leaves out {} change(s), e.g. {:?}", missing.len(), missing.first()),
+                ));
+            }
+        }
+        // A completed promotion that replaced an activation forward (toward the other site) reverses it.
+        let replaced = rec["config_before"]["execution_id"].as_str().filter(|x| *x != id.as_str());
+        if rec["state"] == "completed"
+            && let Some(x) = replaced
+            && let Some(xrec) = records.get(x)
+            && let Some(forward) = activation_of(xrec)
+            && forward.mode == "forward"
+            && !forward.drill
+            && !forward.changes.is_empty()
+            && xrec["target"] != rec["target"]
+        {
+            let reversed = activation_of(rec).is_some_and(|a| a.mode == "reverse" && a.reverses.as_deref() == Some(x));
+            if !reversed {
+                let mode = activation_of(rec).map_or("none".to_owned(), |a| a.mode);
+                bad.push((
+                    format!("activation-reversed: {} replaced an activation without reversing it", kind_of(id)),
+                    format!("{id} replaced {x}'s promotion ({} changes forward); its activation: {mode}", forward.changes.len()),
+                ));
+            }
+        }
+    }
     bad
 }
 
@@ -1283,8 +1865,22 @@ fn run_seed(seed: u64) -> Outcome {
     let wl = workload(seed);
     let start = time::macros::datetime!(2026-11-25 12:00 UTC);
     let params = MemParameters::default();
-    params.seed(&format!("{PREFIX}/sites/primary"), SITE_P, "String");
-    params.seed(&format!("{PREFIX}/sites/secondary"), SITE_S, "String");
+    let sites = if wl.jobs > 0 { [SITE_P_ACT, SITE_S_ACT] } else { [SITE_P, SITE_S] };
+    params.seed(&format!("{PREFIX}/sites/primary"), sites[0], "String");
+    params.seed(&format!("{PREFIX}/sites/secondary"), sites[1], "String");
+    // The tagged jobs run in the primary and are paused in the secondary; untagged ones run in both.
+    let workspaces: [FakeWorkspace; 2] = Default::default();
+    for i in 0..wl.jobs {
+        let continuous = i % 5 == 4;
+        let (p, s) = (1_000 + i as i64, 500_000 + i as i64);
+        locked(&workspaces[0].jobs).insert(p, job(p, &format!("etl-{i}"), true, continuous, false));
+        locked(&workspaces[1].jobs).insert(s, job(s, &format!("etl-{i}"), true, continuous, true));
+    }
+    for i in 0..wl.jobs / 4 {
+        let (p, s) = (900_000 + i as i64, 950_000 + i as i64);
+        locked(&workspaces[0].jobs).insert(p, job(p, &format!("adhoc-{i}"), false, false, false));
+        locked(&workspaces[1].jobs).insert(s, job(s, &format!("adhoc-{i}"), false, false, false));
+    }
     params.seed(
         ACTIVE,
         r#"{"workspace_url":"https://p.cloud.databricks.com","region":"us-east-1","site":"primary","promoted_at":"2026-01-01T00:00:00Z"}"#,
@@ -1298,13 +1894,18 @@ fn run_seed(seed: u64) -> Outcome {
         bucket: MemBucket::default(),
         notifier: MemNotifier::default(),
         clock: FixedClock::at(start),
+        tokio_start: Mutex::new(None),
+        elapsed: Mutex::new(time::Duration::ZERO),
+        workspaces,
         ctl: Mutex::new(Ctl {
             rng: Rng::new(seed),
             faults: wl.faults,
             faults_on: true,
+            latency: wl.latency,
             max_yields: wl.max_yields,
             trace: Vec::new(),
             crashed: BTreeSet::new(),
+            deadlines: BTreeMap::new(),
             labels: BTreeMap::new(),
             aliases: Vec::new(),
             step: 0,
@@ -1316,10 +1917,14 @@ fn run_seed(seed: u64) -> Outcome {
     world.log(
         None,
         format!(
-            "seed {seed}: policy {} ; faults {:?} ; max yields {} ; approve at settle {}",
+            "seed {seed}: policy {} ; faults {:?} ; latency {:?} ; max yields {} ; tagged jobs {} ; alarm paths {:?} ; \
+             approve at settle {}",
             policy_doc(mode, alarms, cooldown),
             wl.faults,
+            wl.latency,
             wl.max_yields,
+            wl.jobs,
+            wl.paths,
             wl.approve_at_settle
         ),
     );
@@ -1330,7 +1935,14 @@ fn run_seed(seed: u64) -> Outcome {
         tasks: Vec::new(),
         next_task: 0,
         triggers: Vec::new(),
+        alarms: wl
+            .paths
+            .iter()
+            .map(|p| AlarmSim { state: AlarmState::Ok, since: start - time::Duration::days(1), paths: *p })
+            .collect(),
         episodes: Vec::new(),
+        changes: 0,
+        sites: [sites[0].to_owned(), sites[1].to_owned()],
         redeliveries: Vec::new(),
         steps: 0,
         tick_ms: 0,
@@ -1379,8 +1991,36 @@ fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.trim().parse().ok())
 }
 
+/// Runs the seeds on `SIM_THREADS` threads (default: the cores), each seed alone on its thread (so its trace is
+/// the same whatever the threads); the outcomes in seed order, the traces of passing seeds dropped (unless one).
+fn run_seeds(seeds: &[u64], single: bool) -> Vec<(u64, std::time::Duration, Outcome)> {
+    let threads = env_u64("SIM_THREADS")
+        .map(|t| t as usize)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .clamp(1, seeds.len().max(1));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let done: Mutex<Vec<Option<(u64, std::time::Duration, Outcome)>>> = Mutex::new((0..seeds.len()).map(|_| None).collect());
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(&seed) = seeds.get(i) else { break };
+                    let one = std::time::Instant::now();
+                    let mut out = run_seed(seed);
+                    if out.problems.is_empty() && !single {
+                        out.trace = Vec::new();
+                    }
+                    locked(&done)[i] = Some((seed, one.elapsed(), out));
+                }
+            });
+        }
+    });
+    done.into_inner().unwrap_or_else(PoisonError::into_inner).into_iter().flatten().collect()
+}
+
 /// The seeds of the CI set (`SIM_SEEDS` overrides).
-const CI_SEEDS: u64 = 300;
+const CI_SEEDS: u64 = 200;
 /// Trace files written per run (one per new signature, the first seed that shows it).
 const MAX_TRACE_FILES: usize = 100;
 
@@ -1400,8 +2040,11 @@ fn simulation() {
     let mut failing: BTreeMap<String, (Vec<u64>, String, String)> = BTreeMap::new();
     let mut failing_seeds = 0;
     let mut files = 0;
-    for &seed in &seeds {
-        let out = run_seed(seed);
+    let mut slowest: Vec<(std::time::Duration, u64)> = Vec::new();
+    for (seed, took, out) in run_seeds(&seeds, single) {
+        slowest.push((took, seed));
+        slowest.sort_by(|a, b| b.cmp(a));
+        slowest.truncate(5);
         calls += out.calls;
         injected += out.injected;
         steps += out.steps;
@@ -1441,6 +2084,8 @@ fn simulation() {
         seeds.len(),
         started.elapsed()
     );
+    let slow: Vec<String> = slowest.iter().map(|(d, s)| format!("{s} ({d:.1?})")).collect();
+    println!("simulation: slowest seeds {}", slow.join(", "));
     if failing.is_empty() {
         return;
     }
