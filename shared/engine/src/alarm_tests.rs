@@ -84,27 +84,44 @@ async fn an_ok_that_fails_midway_still_resolves_every_alarm_before_it_when_deliv
 }
 
 #[tokio::test]
-async fn an_approval_refused_by_the_readiness_gate_after_the_alarms_ok_is_resolved_once_the_site_is_usable() {
-    // Approval mode: the ALARM prepares a failover; the alarm goes OK (its page resolved); the secondary's document
-    // breaks; a human approves anyway and the readiness gate refuses: a new ALARM page that no alarm OK will close
-    // (it came already). Like a human's refused request, `check` resolves it once the document is usable again.
+async fn an_approval_refused_by_the_readiness_gate_is_resolved_once_the_site_is_usable() {
+    // Approval mode: the ALARM prepares a failover; the secondary's document breaks; a human approves and the
+    // readiness gate refuses: an ALARM page whose cause is the document, not the alarm. Like a human's refused
+    // request, `check` resolves it once the document is usable again. (An OK before the approval withdraws the
+    // approval: `approve` then has nothing to approve.)
+    let e = engine_in(r#"{"mode":"approval","failover_alarms":["wh"],"cooldown_minutes":0}"#);
+    let alarm = change("ALARM", "2026-11-25T12:00:00.000Z", "OK", "2026-11-24T12:00:00.000Z");
+    let id = alarm.execution_id();
+    on_alarm_change(&e, &alarm).await.unwrap();
+    assert_eq!(pages_of(&e, &id), ["ALARM"]);
+    let good = e.params.get_one("/dr/p/sites/secondary").await.unwrap().unwrap().value;
+    e.params.put("/dr/p/sites/secondary", "not json {", true).await.unwrap();
+    let refused = e.approve(&id, "oncall").await.unwrap();
+    assert_eq!(refused.state, Some(ExecutionState::Refused), "{}", refused.message);
+    let at_refusal = pages_of(&e, &id);
+    assert_eq!(at_refusal.last().map(String::as_str), Some("ALARM"), "{at_refusal:?}");
+    // While the document is unusable the refusal stands; once repaired, check's sweep resolves it.
+    e.pay_owed_pages(50).await.unwrap();
+    assert_eq!(pages_of(&e, &id), at_refusal);
+    e.params.put("/dr/p/sites/secondary", &good, true).await.unwrap();
+    e.pay_owed_pages(50).await.unwrap();
+    let resolved = pages_of(&e, &id);
+    assert_eq!(resolved.len(), at_refusal.len() + 1, "{resolved:?}");
+    assert_eq!(resolved.last().map(String::as_str), Some("OK"), "the refusal's page is resolved");
+    e.pay_owed_pages(50).await.unwrap();
+    assert_eq!(pages_of(&e, &id).len(), resolved.len(), "once");
+}
+
+#[tokio::test]
+async fn an_ok_before_the_approval_withdraws_it() {
+    // The alarm recovers while its failover awaits approval: the page is resolved and nothing is left to approve.
     let e = engine_in(r#"{"mode":"approval","failover_alarms":["wh"],"cooldown_minutes":0}"#);
     let alarm = change("ALARM", "2026-11-25T12:00:00.000Z", "OK", "2026-11-24T12:00:00.000Z");
     let id = alarm.execution_id();
     on_alarm_change(&e, &alarm).await.unwrap();
     on_alarm_change(&e, &change("OK", "2026-11-25T12:05:00.000Z", "ALARM", "2026-11-25T12:00:00.000Z")).await.unwrap();
     assert_eq!(pages_of(&e, &id), ["ALARM", "OK"]);
-    let good = e.params.get_one("/dr/p/sites/secondary").await.unwrap().unwrap().value;
-    e.params.put("/dr/p/sites/secondary", "not json {", true).await.unwrap();
-    let refused = e.approve(&id, "oncall").await.unwrap();
-    assert_eq!(refused.state, Some(ExecutionState::Refused), "{}", refused.message);
-    assert_eq!(pages_of(&e, &id), ["ALARM", "OK", "ALARM"]);
-    // While the document is unusable the refusal stands; once repaired, check's sweep resolves it.
-    e.pay_owed_pages(50).await.unwrap();
-    assert_eq!(pages_of(&e, &id), ["ALARM", "OK", "ALARM"]);
-    e.params.put("/dr/p/sites/secondary", &good, true).await.unwrap();
-    e.pay_owed_pages(50).await.unwrap();
-    assert_eq!(pages_of(&e, &id), ["ALARM", "OK", "ALARM", "OK"], "the refusal's page is resolved");
-    e.pay_owed_pages(50).await.unwrap();
-    assert_eq!(pages_of(&e, &id).len(), 4, "once");
+    let answer = e.approve(&id, "oncall").await.unwrap();
+    assert_eq!(answer.state, Some(ExecutionState::Noop), "{}", answer.message);
+    assert_eq!(pages_of(&e, &id), ["ALARM", "OK"], "no page after the recovery");
 }

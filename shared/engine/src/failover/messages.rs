@@ -270,7 +270,8 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
     /// A human's failover refused by the readiness gate opened a page that no alarm's `OK` will close: it resolves
     /// when the target's document is usable again (found by `check`'s sweep), so that the refusal's `ALARM` has its
     /// `OK`. The `OK` is owed here and paid with the sweep. So does an alarm's execution refused by the gate when a
-    /// human approved it: its alarm may have gone `OK` before the approval (that page was resolved already).
+    /// human approved it: the refusal's cause is the document, and the alarm's `OK` (which withdraws an approval
+    /// still waiting) may never come while the primary stays down.
     fn resolve_refusal_if_ready(&self, rec: &mut ExecutionRecord, docs: &documents::DrDocuments) {
         let human = matches!(rec.initiator, Initiator::Human { .. });
         let gated = rec.decision.reasons.iter().any(|r| r.starts_with("readiness gate:"));
