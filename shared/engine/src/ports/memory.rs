@@ -458,3 +458,26 @@ impl crate::ports::DataBuckets for MemDataBuckets {
         Ok(Vec::new())
     }
 }
+
+/// The continuations of carried exports, kept in memory.
+#[derive(Debug, Default)]
+pub struct MemQueue {
+    /// Every body sent, in order.
+    pub sent: Mutex<Vec<String>>,
+}
+
+impl MemQueue {
+    /// Takes every body sent so far.
+    pub fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *locked(&self.sent))
+    }
+}
+
+impl crate::ports::ExportQueue for MemQueue {
+    fn send<'a>(&'a self, body: String) -> futures_util::future::BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            locked(&self.sent).push(body);
+            Ok(())
+        })
+    }
+}
