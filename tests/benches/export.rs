@@ -133,7 +133,9 @@ async fn main() {
             if sql { "through a SQL warehouse" } else { "object by object" },
             bin_dir().display()
         );
-        println!("| run | total s | invocations | continuations | parts | primary calls | objects per site | largest peak RSS MB |");
+        println!(
+            "| run | total s | invocations | continuations | parts | primary calls | objects per site | largest peak RSS MB |"
+        );
         println!("|---|---|---|---|---|---|---|---|");
         for run in 1..=runs {
             let mut first = Function::start("manual-trigger", &vars);

@@ -14,7 +14,8 @@ use tests::runtime_api::Function;
 async fn deliver_all(pair: &SitePair, f: &mut Function, queue: &str) -> usize {
     let mut delivered = 0;
     loop {
-        let r = pair.env.sqs.receive_message().queue_url(queue).max_number_of_messages(10).wait_time_seconds(0).send().await.unwrap();
+        let r =
+            pair.env.sqs.receive_message().queue_url(queue).max_number_of_messages(10).wait_time_seconds(0).send().await.unwrap();
         let messages = r.messages.unwrap_or_default();
         if messages.is_empty() {
             return delivered;
@@ -38,7 +39,8 @@ async fn deliver_all(pair: &SitePair, f: &mut Function, queue: &str) -> usize {
 /// The objects of a snapshot's kind file, each as its JSON text, sorted; and its status and count.
 async fn kind_file(pair: &SitePair, folder: &str, site: &str, kind: &str) -> (Value, Value, Vec<String>) {
     let v = pair.env.json(&format!("{folder}/databricks/{site}/{kind}.json")).await;
-    let mut objects: Vec<String> = v["objects"].as_array().unwrap_or_else(|| panic!("{folder} {site} {kind}: {v}")).iter().map(Value::to_string).collect();
+    let mut objects: Vec<String> =
+        v["objects"].as_array().unwrap_or_else(|| panic!("{folder} {site} {kind}: {v}")).iter().map(Value::to_string).collect();
     objects.sort();
     (v["status"].clone(), v["count"].clone(), objects)
 }
@@ -58,7 +60,8 @@ async fn an_export_too_big_for_one_invocation_is_carried_over_several_through_sq
     for w in [pair.primary(), pair.secondary()] {
         w.set_latency(std::time::Duration::from_millis(60));
     }
-    let mut f = pair.function(&[("DR_EXPORT_QUEUE_URL", &queue), ("DR_EXPORT_DEADLINE_SECONDS", "1"), ("DR_EXPORT_PART_SIZE", "3")]);
+    let mut f =
+        pair.function(&[("DR_EXPORT_QUEUE_URL", &queue), ("DR_EXPORT_DEADLINE_SECONDS", "1"), ("DR_EXPORT_PART_SIZE", "3")]);
     // Not a second after the reference: a snapshot's folder is named by the second.
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let r = f.invoke_with_timeout(&json!({"command": "snapshot"}), std::time::Duration::from_secs(120)).response();
@@ -111,7 +114,16 @@ async fn an_export_too_big_for_one_invocation_is_carried_over_several_through_sq
     assert_eq!(pointer["snapshot_folder"], folder);
     let drift = pair.env.json("databricks/drift.json").await;
     assert_eq!(drift["snapshot_folder"], folder);
-    assert!(drift["sentence"].as_str().unwrap().contains("primary no change since the last snapshot") || drift["over_time"]["primary"]["kinds"].as_array().unwrap().iter().all(|k| k["added"].as_array().unwrap().is_empty() && k["removed"].as_array().unwrap().is_empty() && k["changed"].as_array().unwrap().is_empty()), "{drift:#}");
+    assert!(
+        drift["sentence"].as_str().unwrap().contains("primary no change since the last snapshot")
+            || drift["over_time"]["primary"]["kinds"].as_array().unwrap().iter().all(|k| k["added"]
+                .as_array()
+                .unwrap()
+                .is_empty()
+                && k["removed"].as_array().unwrap().is_empty()
+                && k["changed"].as_array().unwrap().is_empty()),
+        "{drift:#}"
+    );
     // No part left behind; status: finished, every part done, the invocations counted.
     assert!(pair.env.keys(&format!("{folder}/databricks/parts/")).await.is_empty());
     let status = f.invoke(&json!({"command": "status"})).response();
@@ -121,7 +133,14 @@ async fn an_export_too_big_for_one_invocation_is_carried_over_several_through_sq
     assert_eq!(progress["parts"]["pending"], 0);
     assert_eq!(progress["kinds"]["complete"], 21, "{progress:#}");
     // A duplicate continuation after the end does nothing.
-    pair.env.sqs.send_message().queue_url(&queue).message_body(json!({"export_run": run, "part": "primary/core"}).to_string()).send().await.unwrap();
+    pair.env
+        .sqs
+        .send_message()
+        .queue_url(&queue)
+        .message_body(json!({"export_run": run, "part": "primary/core"}).to_string())
+        .send()
+        .await
+        .unwrap();
     deliver_all(&pair, &mut f, &queue).await;
     assert_eq!(pair.env.json(&run).await["invocations"], invocations);
     assert_eq!(pair.env.json(manifest_key).await, m2);

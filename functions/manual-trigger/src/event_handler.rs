@@ -22,7 +22,9 @@ pub async fn handle<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
             let id = r.get("messageId").and_then(Value::as_str).unwrap_or_default();
             let body = r.get("body").and_then(Value::as_str).unwrap_or_default();
             match app::entry::continue_export(engine, carrier, body).await {
-                Ok(response) => tracing::info!(message_id = id, outcome = ?response.outcome, details = ?response.message, "export continuation"),
+                Ok(response) => {
+                    tracing::info!(message_id = id, outcome = ?response.outcome, details = ?response.message, "export continuation")
+                }
                 // Retried by SQS after its visibility timeout (the part's lease has lapsed by then).
                 Err(e) => {
                     tracing::warn!(message_id = id, error = %e, "export continuation failed: to retry");

@@ -275,7 +275,8 @@ async fn snapshot_carried<P: ParameterStore, B: ControlBucket, N: Notifier, C: C
     });
     futures_util::future::try_join_all(writes).await?;
     let urls = sites.iter().map(|(s, c)| (*s, c.workspace_url().to_owned())).collect();
-    let key = workspace::carry::create(&engine.bucket, &workspace::carry::RunState::new(&id, &folder, start, entries, urls)).await?;
+    let key =
+        workspace::carry::create(&engine.bucket, &workspace::carry::RunState::new(&id, &folder, start, entries, urls)).await?;
     let driven = drive_export(engine, connector, carrier, &sites, &key, None, invocation).await?;
     Ok(carried_response(engine, &driven, docs.active.valid().map(|a| a.site)).await)
 }
@@ -317,7 +318,10 @@ async fn carried_response<P: ParameterStore, B: ControlBucket, N: Notifier, C: C
     details.insert("command".into(), json!("snapshot"));
     details.insert("export_run".into(), json!(workspace::carry::run_key(&state.folder)));
     details.insert("invocations".into(), json!(state.invocations));
-    details.insert("parts".into(), json!({ "total": state.parts.len(), "pending": pending, "finished_here": driven.finished, "posted": driven.posted }));
+    details.insert(
+        "parts".into(),
+        json!({ "total": state.parts.len(), "pending": pending, "finished_here": driven.finished, "posted": driven.posted }),
+    );
     details.insert("workspaces".into(), workspace::carry::summary(state, engine.clock.now()));
     let message = match &state.manifest_key {
         Some(manifest) => {

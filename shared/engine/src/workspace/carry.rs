@@ -473,13 +473,10 @@ pub async fn drive<B: ControlBucket>(cx: &Context<'_, B>, key: &str, first: Opti
         }
         for k in &claimed {
             let site = state.parts[k].site;
-            if !apis.contains_key(&site) {
-                let api = match cx.sites.iter().find(|(s, _)| *s == site) {
-                    Some((s, config)) => cx.connector.connect(*s, config),
-                    None => Err(ApiError::NotConfigured(format!("no valid site document for {site}"))),
-                };
-                apis.insert(site, api);
-            }
+            apis.entry(site).or_insert_with(|| match cx.sites.iter().find(|(s, _)| *s == site) {
+                Some((s, config)) => cx.connector.connect(*s, config),
+                None => Err(ApiError::NotConfigured(format!("no valid site document for {site}"))),
+            });
         }
         let runs = claimed.iter().map(|k| run_one(cx, key, &state, k, &apis, deadline));
         let results = futures_util::future::join_all(runs).await;

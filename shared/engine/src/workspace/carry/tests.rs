@@ -267,7 +267,7 @@ async fn concurrent_and_duplicate_continuations_run_each_part_once_and_merge_onc
     let results = futures_util::future::join_all(drives).await;
     // What is still pending (the budget) goes on until the end, one invocation at a time.
     let mut rounds = 0;
-    while !read(&w.bucket, &key).await.unwrap().unwrap().0.manifest_key.is_some() {
+    while read(&w.bucket, &key).await.unwrap().unwrap().0.manifest_key.is_none() {
         w.queue.take();
         w.drive(&key, None, &format!("r{rounds}")).await;
         rounds += 1;
