@@ -20,12 +20,13 @@ impl SqsExportQueue {
 }
 
 impl ExportQueue for SqsExportQueue {
-    fn send<'a>(&'a self, body: String) -> BoxFuture<'a, Result<(), StoreError>> {
+    fn send<'a>(&'a self, body: String, delay_seconds: u32) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
             self.client
                 .send_message()
                 .queue_url(&self.url)
                 .message_body(body)
+                .delay_seconds(i32::try_from(delay_seconds.min(900)).unwrap_or(900))
                 .send()
                 .await
                 .map_err(|e| classify("SQS", "SendMessage", e))?;

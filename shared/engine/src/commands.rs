@@ -277,7 +277,7 @@ async fn snapshot_carried<P: ParameterStore, B: ControlBucket, N: Notifier, C: C
     let urls = sites.iter().map(|(s, c)| (*s, c.workspace_url().to_owned())).collect();
     let key =
         workspace::carry::create(&engine.bucket, &workspace::carry::RunState::new(&id, &folder, start, entries, urls)).await?;
-    let driven = drive_export(engine, connector, carrier, &sites, &key, None, invocation).await?;
+    let driven = drive_export(engine, connector, carrier, &sites, &key, None, (invocation, false)).await?;
     Ok(carried_response(engine, &driven, docs.active.valid().map(|a| a.site)).await)
 }
 
@@ -289,7 +289,7 @@ async fn drive_export<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock
     sites: &[(SiteName, domain::site::SiteConfig)],
     key: &str,
     first: Option<&str>,
-    started: tokio::time::Instant,
+    (started, from_message): (tokio::time::Instant, bool),
 ) -> Result<workspace::carry::Driven, CommandError> {
     let now = || engine.clock.now();
     let cx = workspace::carry::Context {
@@ -301,6 +301,7 @@ async fn drive_export<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock
         now: &now,
         holder: new_token(),
         started,
+        from_message,
     };
     Ok(workspace::carry::drive(&cx, key, first).await?)
 }
@@ -360,7 +361,7 @@ pub async fn continue_export<P: ParameterStore, B: ControlBucket, N: Notifier, C
     let docs = documents::load(&engine.params, &engine.settings.prefix).await?;
     let sites: Vec<(SiteName, domain::site::SiteConfig)> =
         SiteName::ALL.iter().filter_map(|s| docs.site(*s).valid().map(|c| (*s, c.clone()))).collect();
-    let driven = drive_export(engine, connector, carrier, &sites, &key, part.as_deref(), started).await?;
+    let driven = drive_export(engine, connector, carrier, &sites, &key, part.as_deref(), (started, true)).await?;
     Ok(carried_response(engine, &driven, docs.active.valid().map(|a| a.site)).await)
 }
 

@@ -464,6 +464,8 @@ impl crate::ports::DataBuckets for MemDataBuckets {
 pub struct MemQueue {
     /// Every body sent, in order.
     pub sent: Mutex<Vec<String>>,
+    /// The bodies sent with a delay (guards), in order.
+    pub delayed: Mutex<Vec<(String, u32)>>,
 }
 
 impl MemQueue {
@@ -474,9 +476,13 @@ impl MemQueue {
 }
 
 impl crate::ports::ExportQueue for MemQueue {
-    fn send<'a>(&'a self, body: String) -> futures_util::future::BoxFuture<'a, Result<(), StoreError>> {
+    fn send<'a>(&'a self, body: String, delay_seconds: u32) -> futures_util::future::BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
-            locked(&self.sent).push(body);
+            if delay_seconds > 0 {
+                locked(&self.delayed).push((body, delay_seconds));
+            } else {
+                locked(&self.sent).push(body);
+            }
             Ok(())
         })
     }

@@ -426,6 +426,9 @@ pub struct Context<'a, B> {
     pub holder: String,
     /// When the invocation started: its budget counts from there.
     pub started: tokio::time::Instant,
+    /// Whether a continuation message invoked it: if it dies, SQS delivers that message again. An invocation
+    /// without one (the snapshot's) posts a delayed guard whenever it claims work instead ([`Context::guard`]).
+    pub from_message: bool,
 }
 
 impl<B: ControlBucket> Context<'_, B> {
@@ -433,6 +436,18 @@ impl<B: ControlBucket> Context<'_, B> {
         // Longer than any invocation's remaining time (manual-trigger's timeout is 110 s), shorter than the
         // queue's visibility timeout (660 s): a redelivered continuation finds the lease lapsed.
         time::Duration::try_from(self.carrier.budget).unwrap_or(time::Duration::ZERO) + time::Duration::minutes(2)
+    }
+}
+
+impl<B: ControlBucket> Context<'_, B> {
+    /// After a claim by an invocation no message stands behind: a continuation delivered once the claim's lease
+    /// has lapsed, which takes the work over if this invocation died holding it (and finds it done otherwise).
+    async fn guard(&self, key: &str) -> Result<(), StoreError> {
+        if self.from_message {
+            return Ok(());
+        }
+        let delay = u32::try_from(self.lease().whole_seconds() + 30).unwrap_or(900).min(900);
+        self.carrier.queue.send(message(key, None), delay).await
     }
 }
 
@@ -471,6 +486,7 @@ pub async fn drive<B: ControlBucket>(cx: &Context<'_, B>, key: &str, first: Opti
         if claimed.is_empty() {
             break;
         }
+        cx.guard(key).await?;
         for k in &claimed {
             let site = state.parts[k].site;
             apis.entry(site).or_insert_with(|| match cx.sites.iter().find(|(s, _)| *s == site) {
@@ -499,13 +515,13 @@ pub async fn drive<B: ControlBucket>(cx: &Context<'_, B>, key: &str, first: Opti
             return Ok(Driven { merged: merged || state.merge == Stage::Done, state, finished, posted: 0 });
         }
         // Not time enough to merge here: a continuation without a part merges.
-        cx.carrier.queue.send(message(key, None)).await?;
+        cx.carrier.queue.send(message(key, None), 0).await?;
         return Ok(Driven { state, finished, posted: 1, merged: false });
     }
     let (now, lease) = ((cx.now)(), cx.lease());
     let (state, posts) = update(cx.bucket, key, |s| s.to_enqueue(now, lease)).await?;
     for part in &posts {
-        cx.carrier.queue.send(message(key, Some(part))).await?;
+        cx.carrier.queue.send(message(key, Some(part)), 0).await?;
     }
     write_progress(cx.bucket, &state, (cx.now)()).await;
     Ok(Driven { merged: state.merge == Stage::Done, posted: posts.len(), state, finished })
@@ -651,6 +667,7 @@ async fn merge_if_mine<B: ControlBucket>(cx: &Context<'_, B>, key: &str) -> Resu
     if !mine {
         return Ok(false);
     }
+    cx.guard(key).await?;
     let manifest = merge(cx.bucket, &state, (cx.now)()).await?;
     let (state, _) = update(cx.bucket, key, |s| {
         if matches!(&s.merge, Stage::Running { holder: h, .. } if *h == holder) {

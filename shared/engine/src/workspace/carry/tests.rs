@@ -116,8 +116,12 @@ impl World {
         }
     }
 
-    /// One invocation's drive, named `holder`.
+    /// One invocation's drive, named `holder` (a message's when `first` is given).
     async fn drive(&self, key: &str, first: Option<&str>, holder: &str) -> Driven {
+        self.drive_as(key, first, holder, first.is_some()).await
+    }
+
+    async fn drive_as(&self, key: &str, first: Option<&str>, holder: &str, from_message: bool) -> Driven {
         let clock = self.clock.clone();
         let now = move || *clock.lock().unwrap();
         let cx = Context {
@@ -129,6 +133,7 @@ impl World {
             now: &now,
             holder: holder.to_owned(),
             started: tokio::time::Instant::now(),
+            from_message,
         };
         drive(&cx, key, first).await.unwrap()
     }
@@ -299,4 +304,36 @@ async fn a_part_cut_short_by_the_deadline_is_put_back_and_runs_whole_in_the_next
     let core = &d.state.parts["primary/core"];
     assert_eq!((core.attempts, &core.stage), (MAX_ATTEMPTS, &Stage::Done));
     assert!(core.kinds.values().any(|k| matches!(&k.status, ExportStatus::Partial { error } if error.contains("deadline"))));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_snapshot_invocation_that_dies_mid_part_is_taken_over_by_its_delayed_guard_after_the_lease() {
+    let w = World::new(100, 1000);
+    let key = new_run(&w.bucket).await;
+    // The snapshot's invocation (no message behind it) dies 250 ms in: the core claimed, not finished.
+    let died = tokio::time::timeout(std::time::Duration::from_millis(250), w.drive_as(&key, None, "snapshot", false)).await;
+    assert!(died.is_err());
+    let (state, _) = read(&w.bucket, &key).await.unwrap().unwrap();
+    assert!(matches!(&state.parts["primary/core"].stage, Stage::Running { holder, .. } if holder == "snapshot"));
+    assert!(w.queue.take().is_empty(), "nothing posted at once");
+    let guards = std::mem::take(&mut *w.queue.delayed.lock().unwrap());
+    assert_eq!(guards.len(), 1, "one guard for its claim");
+    assert!(guards[0].1 > 120, "delivered after the lease: {}", guards[0].1);
+    // The guard comes when the lease has lapsed: it takes the core over, and the export goes on to the end.
+    *w.clock.lock().unwrap() += time::Duration::seconds(i64::from(guards[0].1));
+    let mut messages = vec![None];
+    let mut n = 0;
+    while let Some(first) = messages.pop() {
+        n += 1;
+        let first: Option<String> = first;
+        w.drive_as(&key, first.as_deref(), &format!("m{n}"), true).await;
+        for body in w.queue.take() {
+            messages.insert(0, serde_json::from_str::<Value>(&body).unwrap()["part"].as_str().map(str::to_owned));
+        }
+        assert!(n < 50);
+    }
+    let (state, _) = read(&w.bucket, &key).await.unwrap().unwrap();
+    assert!(state.manifest_key.is_some(), "{state:#?}");
+    assert_eq!(state.parts["primary/core"].attempts, 2, "the dead claim, then the guard's");
+    assert!(w.queue.delayed.lock().unwrap().is_empty(), "continuations of messages need no guard");
 }
