@@ -12,6 +12,8 @@
 //!   the part is done only when its holder's finish is swapped in; a late finish of a superseded attempt is refused;
 //! - a part cut short by the invocation's deadline is put back (pending) and runs again in a later invocation,
 //!   up to [`MAX_ATTEMPTS`], after which what it read is kept as `partial`;
+//! - the snapshot's invocation, which no message stands behind, posts a continuation delayed past the lease with
+//!   each claim: if it dies holding parts or the merge, that guard takes them over;
 //! - an invocation starts parts while a third of its budget is left, then posts one continuation per pending part
 //!   (SQS: the messages invoke `manual-trigger` again, in parallel), and the part that finds every part done
 //!   merges: kind by kind, both sites, into the same snapshot files, drift, manifest and pointers as one
