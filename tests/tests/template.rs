@@ -100,6 +100,7 @@ const NOT_GRANTED: &[(&str, &str, &str)] = &[
     ("replication-failure", "route53:ListResourceRecordSets", "never promotes, so never redirects clients"),
     ("replication-failure", "route53:ChangeResourceRecordSets", "never promotes, so never redirects clients"),
     ("replication-failure", "route53:GetChange", "never promotes, so never redirects clients"),
+    ("replication-failure", "sqs:SendMessage", "never exports the workspaces: only manual-trigger posts export continuations"),
     ("replication-failure", "s3:GetBucketVersioning", "never snapshots or checks: the Delta assessment runs elsewhere"),
     ("replication-failure", "s3:GetReplicationConfiguration", "never snapshots or checks: the Delta assessment runs elsewhere"),
     ("replication-failure", "s3:GetBucketNotification", "never snapshots or checks: the Delta assessment runs elsewhere"),
@@ -120,8 +121,12 @@ const INFRASTRUCTURE_GRANTS: &[(&str, &str, &str)] = &[
     ("replication-failure", "sqs:DeleteMessage", "the SQS event source mapping deletes what the batch handled"),
     ("replication-failure", "sqs:ChangeMessageVisibility", "the event source mapping returns failed records"),
     ("replication-failure", "sqs:GetQueueAttributes", "the event source mapping reads the queue's attributes"),
-    ("manual-trigger", "sqs:SendMessage", "async on-failure destination (ScheduleFailureQueue): Lambda sends with the role"),
-    ("health-alarm", "sqs:SendMessage", "async on-failure destination (HealthAlarmFailureQueue): Lambda sends with the role"),
+    ("manual-trigger", "sqs:ReceiveMessage", "the ExportQueue event source mapping polls with the function's role"),
+    ("manual-trigger", "sqs:DeleteMessage", "the ExportQueue event source mapping deletes what the invocation handled"),
+    ("manual-trigger", "sqs:ChangeMessageVisibility", "the ExportQueue event source mapping returns failed records"),
+    ("manual-trigger", "sqs:GetQueueAttributes", "the ExportQueue event source mapping reads the queue's attributes"),
+    // sqs:SendMessage is not here: the code calls it (aws::sqs posts export continuations); the async on-failure
+    // destinations (ScheduleFailureQueue, HealthAlarmFailureQueue) are sent to by Lambda with the same action.
 ];
 
 /// Roles that no function runs with: the AWS service that assumes each, and exactly the actions it may grant.
@@ -171,10 +176,15 @@ const NOT_CONTROL_BUCKET_KEYS: &[(&str, &str)] = &[("drills", "SSM: drill copies
 /// `DR_*` variables the code reads that production must NOT set (the fault tests shorten timeouts with them).
 const TEST_ONLY_VARIABLES: &[&str] = &["DR_AWS_ATTEMPT_TIMEOUT_MS", "DR_AWS_INITIAL_BACKOFF_MS"];
 
-/// Optional `DR_*` variables deliberately left unset on a function, with the reason. Empty: the template sets
+/// Optional `DR_*` variables deliberately left unset on a function, with the reason. Otherwise the template sets
 /// every optional variable explicitly (their defaults are documented in docs/deploy.md), so that a change of a
 /// default in the code does not silently change production.
-const DELIBERATELY_UNSET: &[(&str, &str, &str)] = &[];
+const DELIBERATELY_UNSET: &[(&str, &str, &str)] = &[
+    ("health-alarm", "DR_EXPORT_QUEUE_URL", "only manual-trigger runs snapshots, whose exports it carries"),
+    ("health-alarm", "DR_EXPORT_PART_SIZE", "only manual-trigger runs snapshots, whose exports it carries"),
+    ("replication-failure", "DR_EXPORT_QUEUE_URL", "only manual-trigger runs snapshots, whose exports it carries"),
+    ("replication-failure", "DR_EXPORT_PART_SIZE", "only manual-trigger runs snapshots, whose exports it carries"),
+];
 
 // ----------------------------------------------------------------------------------------------------------
 // Loading: the template (short-form tags to long form), the workspace, the SDK operation names.

@@ -25,10 +25,17 @@ async fn main() -> Result<(), Error> {
     engine.workspaces = Some(std::sync::Arc::new(aws::databricks::DatabricksConnector::new(clients.ssm.clone(), &secrets)));
     // Its failovers and failbacks activate the workloads and move the stable DNS name (engine::failover::activate).
     app::root::with_activation(&mut engine, &clients, &config);
-    tracing::info!(environment = %config.environment, ssm_prefix = %config.ssm_prefix, "manual-trigger ready");
-    let engine = &engine;
+    // With an export queue (template: ExportQueue), a snapshot's workspace export is carried over invocations,
+    // whose continuations come back as SQS events (engine::workspace::carry).
+    let carrier = config.export_queue_url.clone().map(|url| engine::workspace::carry::Carrier {
+        queue: std::sync::Arc::new(aws::sqs::SqsExportQueue::new(clients.sqs.clone(), url)),
+        budget: std::time::Duration::from_secs(u64::from(config.export_deadline_seconds)),
+        part_size: config.export_part_size as usize,
+    });
+    tracing::info!(environment = %config.environment, ssm_prefix = %config.ssm_prefix, carried_exports = carrier.is_some(), "manual-trigger ready");
+    let (engine, carrier) = (&engine, carrier.as_ref());
     lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| async move {
-        event_handler::handle(engine, event.payload).await
+        event_handler::handle(engine, carrier, event.payload).await
     }))
     .await
 }

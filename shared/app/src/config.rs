@@ -42,6 +42,13 @@ pub struct Config {
     /// `DR_EXPORT_CONCURRENCY`, optional (default 32, at most 64): calls in flight at once to one workspace during an
     /// export (at 150 ms a call, 32 in flight keep up with the client's rate limit, `DR_DATABRICKS_RATE_LIMIT`).
     pub export_concurrency: u32,
+    /// `DR_EXPORT_QUEUE_URL`, optional: the SQS queue of a carried export's continuations (template: `ExportQueue`).
+    /// Set, a snapshot's workspace export is carried over invocations (`engine::workspace::carry`) instead of held in
+    /// one; unset, it runs in one invocation.
+    pub export_queue_url: Option<String>,
+    /// `DR_EXPORT_PART_SIZE`, optional (default 2000, 1..=100000): the ACL and grant reads in one part of a carried
+    /// export (about 13 s at 150 requests per second).
+    pub export_part_size: u32,
 }
 
 impl Config {
@@ -125,6 +132,8 @@ impl Config {
             prime_connections,
             export_deadline_seconds: number("DR_EXPORT_DEADLINE_SECONDS", 90, 1..=840)?,
             export_concurrency: number("DR_EXPORT_CONCURRENCY", 32, 1..=64)?,
+            export_queue_url: lookup("DR_EXPORT_QUEUE_URL").map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()),
+            export_part_size: number("DR_EXPORT_PART_SIZE", 2000, 1..=100_000)?,
             environment: required(&lookup, "DR_ENVIRONMENT", "a short environment name such as prod", EnvironmentName::parse)?,
             ssm_prefix: required(&lookup, "DR_SSM_PREFIX", "an SSM path such as /dr/prod", SsmPrefix::parse)?,
             control_bucket: required(&lookup, "DR_CONTROL_BUCKET", "an S3 bucket name", BucketName::parse)?,

@@ -21,6 +21,26 @@ pub async fn command<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>
     Ok(response)
 }
 
+/// [`command`] in a function that carries its snapshots' workspace exports over invocations (`carrier`).
+pub async fn command_with<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
+    engine: &Engine<P, B, N, C>,
+    payload: &Value,
+    carrier: Option<&engine::workspace::carry::Carrier>,
+) -> Result<CommandResponse, HandlerError> {
+    let response = Box::pin(engine::commands::run_with(engine, payload, carrier)).await?;
+    metrics::command(&engine.settings.environment, &response);
+    Ok(response)
+}
+
+/// One continuation of a carried workspace export (an SQS message's body).
+pub async fn continue_export<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
+    engine: &Engine<P, B, N, C>,
+    carrier: &engine::workspace::carry::Carrier,
+    body: &str,
+) -> Result<CommandResponse, HandlerError> {
+    Ok(Box::pin(engine::commands::continue_export(engine, carrier, body)).await?)
+}
+
 /// Keeps `raw` (the input exactly as delivered) under `quarantine/{function}/` with `problem`, logs and counts
 /// it, and returns the answer: `{"outcome": "quarantined", "quarantine_key", "message"}`. Retrying cannot make
 /// such an input valid, so the answer is not an error; only a failure to keep it is (and is retried).

@@ -10,6 +10,7 @@ pub mod databricks;
 pub mod route53;
 pub mod s3;
 pub mod sns;
+pub mod sqs;
 pub mod ssm;
 
 use aws_config::{BehaviorVersion, SdkConfig, retry::RetryConfig, timeout::TimeoutConfig};
@@ -51,6 +52,8 @@ pub struct AwsClients {
     pub ssm: aws_sdk_ssm::Client,
     /// Route 53 (client redirection; built without a call, used only by a failover with `{prefix}/redirection`).
     pub route53: aws_sdk_route53::Client,
+    /// SQS (the continuations of a carried workspace export; built without a call, used only by manual-trigger).
+    pub sqs: aws_sdk_sqs::Client,
 }
 
 impl AwsClients {
@@ -95,6 +98,7 @@ impl AwsClients {
             sns: aws_sdk_sns::Client::new(sdk),
             ssm: aws_sdk_ssm::Client::new(sdk),
             route53: aws_sdk_route53::Client::new(sdk),
+            sqs: aws_sdk_sqs::Client::new(sdk),
         }
     }
 }

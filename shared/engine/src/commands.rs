@@ -27,6 +27,16 @@ pub async fn run<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
     engine: &Engine<P, B, N, C>,
     payload: &Value,
 ) -> Result<CommandResponse, CommandError> {
+    run_with(engine, payload, None).await
+}
+
+/// [`run`]; with `carrier` (the function has an export queue), a snapshot's workspace export is carried over
+/// invocations ([`workspace::carry`]) instead of held in this one.
+pub async fn run_with<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
+    engine: &Engine<P, B, N, C>,
+    payload: &Value,
+    carrier: Option<&workspace::carry::Carrier>,
+) -> Result<CommandResponse, CommandError> {
     let command = match command::parse(payload) {
         Ok(c) => c,
         Err(rejection) => {
@@ -130,7 +140,10 @@ pub async fn run<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
             let who = u.requested_by.as_deref().unwrap_or("unknown (no requested_by given)");
             execution("unlock", engine.unlock(&u.execution_id, who).await?)
         }
-        Command::Snapshot => snapshot_now(engine).await?,
+        Command::Snapshot => match (carrier, engine.workspaces.as_deref()) {
+            (Some(carrier), Some(connector)) => snapshot_carried(engine, connector, carrier).await?,
+            _ => snapshot_now(engine).await?,
+        },
         Command::Check => {
             // The DR documents once, for every part of the check (coverage reads the data plane among them).
             let parameters = documents::load_parameters(&engine.params, &engine.settings.prefix).await?;
@@ -234,6 +247,122 @@ async fn snapshot_now<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock
         message: Some(message),
         details,
     })
+}
+
+/// A snapshot whose workspace export is carried over invocations: the other sources' files written now, the
+/// export's parts run here while the budget lasts, the rest posted as continuations; the manifest, the
+/// workspaces' files, the drift and the pointers are written by the merge, here or in the invocation that
+/// finishes the last part.
+async fn snapshot_carried<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
+    engine: &Engine<P, B, N, C>,
+    connector: &dyn crate::ports::WorkspaceConnector,
+    carrier: &workspace::carry::Carrier,
+) -> Result<CommandResponse, CommandError> {
+    let invocation = tokio::time::Instant::now();
+    let start = engine.clock.now();
+    let tree = engine.read_tree().await?;
+    let docs = documents::from_tree(&tree, &engine.settings.prefix);
+    let id = rfc3339(start).replace(':', "-");
+    let folder = domain::layout::snapshot_folder(&id);
+    let sites: Vec<(SiteName, domain::site::SiteConfig)> =
+        SiteName::ALL.iter().filter_map(|s| docs.site(*s).valid().map(|c| (*s, c.clone()))).collect();
+    let files = engine.snapshot_files_of(&tree, true).await?;
+    let entries: Vec<Value> = files.iter().map(|f| snapshot::manifest_entry(&folder, &f.name, &f.body)).collect();
+    let writes = files.into_iter().map(|f| {
+        let key = format!("{folder}/{}", f.name);
+        let bucket = &engine.bucket;
+        async move { bucket.put(&key, f.body, "application/json", crate::ports::WriteCondition::Overwrite).await }
+    });
+    futures_util::future::try_join_all(writes).await?;
+    let urls = sites.iter().map(|(s, c)| (*s, c.workspace_url().to_owned())).collect();
+    let key =
+        workspace::carry::create(&engine.bucket, &workspace::carry::RunState::new(&id, &folder, start, entries, urls)).await?;
+    let driven = drive_export(engine, connector, carrier, &sites, &key, None, (invocation, false)).await?;
+    Ok(carried_response(engine, &driven, docs.active.valid().map(|a| a.site)).await)
+}
+
+/// One invocation's work on a carried export ([`workspace::carry::drive`]).
+async fn drive_export<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
+    engine: &Engine<P, B, N, C>,
+    connector: &dyn crate::ports::WorkspaceConnector,
+    carrier: &workspace::carry::Carrier,
+    sites: &[(SiteName, domain::site::SiteConfig)],
+    key: &str,
+    first: Option<&str>,
+    (started, from_message): (tokio::time::Instant, bool),
+) -> Result<workspace::carry::Driven, CommandError> {
+    let now = || engine.clock.now();
+    let cx = workspace::carry::Context {
+        bucket: &engine.bucket,
+        connector,
+        sites,
+        limits: engine.settings.export_limits,
+        carrier,
+        now: &now,
+        holder: new_token(),
+        started,
+        from_message,
+    };
+    Ok(workspace::carry::drive(&cx, key, first).await?)
+}
+
+/// The answer of an invocation that worked on a carried export: as the one-invocation snapshot's when it merged,
+/// else how far the export is.
+async fn carried_response<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
+    engine: &Engine<P, B, N, C>,
+    driven: &workspace::carry::Driven,
+    active_site: Option<SiteName>,
+) -> CommandResponse {
+    let state = &driven.state;
+    let pending = state.parts.values().filter(|p| p.stage != workspace::carry::Stage::Done).count();
+    let mut details = serde_json::Map::new();
+    details.insert("command".into(), json!("snapshot"));
+    details.insert("export_run".into(), json!(workspace::carry::run_key(&state.folder)));
+    details.insert("invocations".into(), json!(state.invocations));
+    details.insert(
+        "parts".into(),
+        json!({ "total": state.parts.len(), "pending": pending, "finished_here": driven.finished, "posted": driven.posted }),
+    );
+    details.insert("workspaces".into(), workspace::carry::summary(state, engine.clock.now()));
+    let message = match &state.manifest_key {
+        Some(manifest) => {
+            details.insert("snapshot_manifest_key".into(), json!(manifest));
+            let drift = workspace::read_drift(&engine.bucket).await.ok().flatten().map(|d| d.sentence).unwrap_or_default();
+            details.insert("workspace_drift".into(), json!(drift));
+            format!("snapshot written (its workspace export over {} invocation(s)); {drift}", state.invocations)
+        }
+        None => format!(
+            "snapshot's workspace export carried over invocations: {pending} of {} parts pending ({} continuation(s) posted); the manifest is written when the last is in",
+            state.parts.len(),
+            driven.posted
+        ),
+    };
+    CommandResponse { outcome: Outcome::Completed, active_site, message: Some(message), details }
+}
+
+/// A continuation of a carried export (an SQS message's body, `{"export_run": key, "part": key or null}`): works
+/// on it as [`snapshot_carried`] does. A body that is not one is rejected (retrying cannot fix it).
+pub async fn continue_export<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
+    engine: &Engine<P, B, N, C>,
+    carrier: &workspace::carry::Carrier,
+    body: &str,
+) -> Result<CommandResponse, CommandError> {
+    let started = tokio::time::Instant::now();
+    let parsed: Option<(String, Option<String>)> = serde_json::from_str::<Value>(body).ok().and_then(|v| {
+        let run = v.get("export_run")?.as_str()?.to_owned();
+        Some((run, v.get("part").and_then(Value::as_str).map(str::to_owned)))
+    });
+    let (Some((key, part)), Some(connector)) = (parsed, engine.workspaces.as_deref()) else {
+        return Ok(CommandResponse::rejected(
+            "not a continuation of a workspace export: expected {\"export_run\": key, \"part\": key or null}",
+            None,
+        ));
+    };
+    let docs = documents::load(&engine.params, &engine.settings.prefix).await?;
+    let sites: Vec<(SiteName, domain::site::SiteConfig)> =
+        SiteName::ALL.iter().filter_map(|s| docs.site(*s).valid().map(|c| (*s, c.clone()))).collect();
+    let driven = drive_export(engine, connector, carrier, &sites, &key, part.as_deref(), (started, true)).await?;
+    Ok(carried_response(engine, &driven, docs.active.valid().map(|a| a.site)).await)
 }
 
 /// Pages owed by executions (their topic failed): `check` pays them; what still cannot go out is critical.

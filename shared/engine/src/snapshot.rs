@@ -87,6 +87,16 @@ fn pretty(v: &Value) -> Vec<u8> {
     serde_json::to_vec_pretty(v).unwrap_or_default()
 }
 
+/// A file's entry in a snapshot's manifest: its name, key, sha256 and size.
+pub fn manifest_entry(folder: &str, name: &str, body: &[u8]) -> Value {
+    json!({ "name": name, "key": format!("{folder}/{name}"), "sha256": sha256_hex(body), "bytes": body.len() })
+}
+
+/// A snapshot's `manifest.json`: the execution, when, and every file's entry.
+pub fn manifest_body(execution_id: &str, now: OffsetDateTime, entries: &[Value]) -> Vec<u8> {
+    pretty(&json!({ "execution_id": execution_id, "created_at": rfc3339(now), "files": entries }))
+}
+
 /// Writes the files and the manifest in parallel (the manifest's hashes are computed locally, so it need not
 /// wait for the files) and returns the manifest's key.
 pub async fn write(
@@ -96,11 +106,8 @@ pub async fn write(
     files: Vec<SnapshotFile>,
     now: OffsetDateTime,
 ) -> Result<String, StoreError> {
-    let entries: Vec<Value> = files
-        .iter()
-        .map(|f| json!({ "name": f.name, "key": format!("{folder}/{}", f.name), "sha256": sha256_hex(&f.body), "bytes": f.body.len() }))
-        .collect();
-    let manifest = pretty(&json!({ "execution_id": execution_id, "created_at": rfc3339(now), "files": entries }));
+    let entries: Vec<Value> = files.iter().map(|f| manifest_entry(folder, &f.name, &f.body)).collect();
+    let manifest = manifest_body(execution_id, now, &entries);
     let manifest_key = format!("{folder}/manifest.json");
     let mut writes: Vec<BoxFuture<'_, Result<String, StoreError>>> = files
         .into_iter()

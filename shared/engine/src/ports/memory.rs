@@ -458,3 +458,32 @@ impl crate::ports::DataBuckets for MemDataBuckets {
         Ok(Vec::new())
     }
 }
+
+/// The continuations of carried exports, kept in memory.
+#[derive(Debug, Default)]
+pub struct MemQueue {
+    /// Every body sent, in order.
+    pub sent: Mutex<Vec<String>>,
+    /// The bodies sent with a delay (guards), in order.
+    pub delayed: Mutex<Vec<(String, u32)>>,
+}
+
+impl MemQueue {
+    /// Takes every body sent so far.
+    pub fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *locked(&self.sent))
+    }
+}
+
+impl crate::ports::ExportQueue for MemQueue {
+    fn send<'a>(&'a self, body: String, delay_seconds: u32) -> futures_util::future::BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            if delay_seconds > 0 {
+                locked(&self.delayed).push((body, delay_seconds));
+            } else {
+                locked(&self.sent).push(body);
+            }
+            Ok(())
+        })
+    }
+}

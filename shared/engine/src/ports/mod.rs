@@ -161,6 +161,13 @@ pub trait Clock: Send + Sync {
     fn now(&self) -> time::OffsetDateTime;
 }
 
+/// Where a Databricks export carried over invocations posts its continuations (`engine::workspace::carry`): an
+/// SQS queue whose messages invoke `manual-trigger` again. Delivery is at least once: a message may come twice.
+pub trait ExportQueue: Send + Sync {
+    /// Sends one message body, delivered after `delay_seconds` (at most 900, SQS's `DelaySeconds`).
+    fn send<'a>(&'a self, body: String, delay_seconds: u32) -> futures_util::future::BoxFuture<'a, Result<(), StoreError>>;
+}
+
 /// The system clock.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SystemClock;

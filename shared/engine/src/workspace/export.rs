@@ -6,6 +6,7 @@
 //! once, and the listings that depend on another's answer (schemas of catalogs, tables and volumes of
 //! schemas, indexes of endpoints, grants and permissions of what was listed) as soon as it is in.
 
+pub mod parts;
 mod sql;
 
 use super::pages::{self, Listing};
@@ -81,6 +82,7 @@ pub struct Progress {
     requests: AtomicU32,
     done: Mutex<BTreeMap<ObjectKind, (ExportStatus, usize)>>,
     changed: Notify,
+    cut_short: std::sync::atomic::AtomicBool,
 }
 
 impl Progress {
@@ -93,6 +95,11 @@ impl Progress {
     pub fn done(&self) -> BTreeMap<ObjectKind, (ExportStatus, usize)> {
         // A poisoned lock only means a panicking writer: what it held is still the best answer.
         self.done.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// Whether the deadline refused or cut a call: what is partial may only be so for want of time.
+    pub fn cut_short(&self) -> bool {
+        self.cut_short.load(Ordering::Relaxed)
     }
 
     /// Waits until a kind is in (the caller bounds the wait).
@@ -161,12 +168,12 @@ impl Bounded<'_> {
         let _permit = self.permits.acquire().await.map_err(|_| ApiError::Timeout(path.to_owned()))?;
         if Instant::now() >= self.deadline {
             // Past the deadline nothing is sent: every listing still waiting ends at once.
-            return Err(ApiError::Timeout(format!("{path} (the export's overall deadline)")));
+            return Err(self.out_of_time(path));
         }
         self.progress.requests.fetch_add(1, Ordering::Relaxed);
         match tokio::time::timeout_at(self.deadline, self.api.get(path, query)).await {
             Ok(answer) => answer,
-            Err(_) => Err(ApiError::Timeout(format!("{path} (the export's overall deadline)"))),
+            Err(_) => Err(self.out_of_time(path)),
         }
     }
 
@@ -175,13 +182,19 @@ impl Bounded<'_> {
     async fn post(&self, path: &str, body: &Value) -> Result<Value, ApiError> {
         let _permit = self.permits.acquire().await.map_err(|_| ApiError::Timeout(path.to_owned()))?;
         if Instant::now() >= self.deadline {
-            return Err(ApiError::Timeout(format!("{path} (the export's overall deadline)")));
+            return Err(self.out_of_time(path));
         }
         self.progress.requests.fetch_add(1, Ordering::Relaxed);
         match tokio::time::timeout_at(self.deadline, self.api.post(path, body, crate::ports::Idempotency::Idempotent)).await {
             Ok(answer) => answer,
-            Err(_) => Err(ApiError::Timeout(format!("{path} (the export's overall deadline)"))),
+            Err(_) => Err(self.out_of_time(path)),
         }
+    }
+
+    /// The deadline's error, noted in the progress: a carried export runs such a part again with more time.
+    fn out_of_time(&self, path: &str) -> ApiError {
+        self.progress.cut_short.store(true, Ordering::Relaxed);
+        ApiError::Timeout(format!("{path} (the export's overall deadline)"))
     }
 
     /// Every page of a listing ([`pages::every_page`]): `items` is the array's key, `page_param` the request's
@@ -261,29 +274,8 @@ pub async fn export_site_with(
     };
     progress.finished(ObjectKind::Metastore, &metastore);
     let b = &b;
-    let (jobs, clusters, policies, pools, warehouses) = tokio::join!(
-        b.kind(ObjectKind::Jobs, jobs(b)),
-        b.kind(ObjectKind::Clusters, clusters(b)),
-        b.kind(ObjectKind::ClusterPolicies, b.list("/api/2.0/policies/clusters/list", &[], "policies", "page_token", None)),
-        b.kind(ObjectKind::InstancePools, b.list("/api/2.0/instance-pools/list", &[], "instance_pools", "page_token", None)),
-        b.kind(ObjectKind::SqlWarehouses, b.list("/api/2.0/sql/warehouses", &[], "warehouses", "page_token", Some("page_size")))
-    );
-    let (catalog_tree, locations, credentials, models, serving) = tokio::join!(
-        catalog_tree(b),
-        b.kind(
-            ObjectKind::ExternalLocations,
-            b.list("/api/2.1/unity-catalog/external-locations", &[], "external_locations", "page_token", Some("max_results"))
-        ),
-        b.kind(
-            ObjectKind::StorageCredentials,
-            b.list("/api/2.1/unity-catalog/storage-credentials", &[], "storage_credentials", "page_token", Some("max_results"))
-        ),
-        b.kind(
-            ObjectKind::RegisteredModels,
-            b.list("/api/2.1/unity-catalog/models", &[], "registered_models", "page_token", Some("max_results"))
-        ),
-        b.kind(ObjectKind::ServingEndpoints, b.list("/api/2.0/serving-endpoints", &[], "endpoints", "page_token", None)),
-    );
+    let (jobs, clusters, policies, pools, warehouses) = independent(b).await;
+    let (catalog_tree, (locations, credentials, models, serving)) = tokio::join!(catalog_tree(b), unity_extras(b));
     let (vector, (repos, objects), scopes) =
         tokio::join!(vector_search(b), workspace_tree(b), b.kind(ObjectKind::SecretScopes, secret_scopes(b)));
     for (kind, g) in [(ObjectKind::Repos, &repos), (ObjectKind::WorkspaceObjects, &objects)] {
@@ -335,6 +327,36 @@ pub async fn export_site_with(
         kinds.push(g.into_export(kind));
     }
     SiteObjects { kinds, requests: progress.requests() }
+}
+
+/// The listings that depend on no other: jobs, clusters, cluster policies, instance pools, SQL warehouses.
+async fn independent(b: &Bounded<'_>) -> (Gathered, Gathered, Gathered, Gathered, Gathered) {
+    tokio::join!(
+        b.kind(ObjectKind::Jobs, jobs(b)),
+        b.kind(ObjectKind::Clusters, clusters(b)),
+        b.kind(ObjectKind::ClusterPolicies, b.list("/api/2.0/policies/clusters/list", &[], "policies", "page_token", None)),
+        b.kind(ObjectKind::InstancePools, b.list("/api/2.0/instance-pools/list", &[], "instance_pools", "page_token", None)),
+        b.kind(ObjectKind::SqlWarehouses, b.list("/api/2.0/sql/warehouses", &[], "warehouses", "page_token", Some("page_size")))
+    )
+}
+
+/// External locations, storage credentials, registered models and serving endpoints.
+async fn unity_extras(b: &Bounded<'_>) -> (Gathered, Gathered, Gathered, Gathered) {
+    tokio::join!(
+        b.kind(
+            ObjectKind::ExternalLocations,
+            b.list("/api/2.1/unity-catalog/external-locations", &[], "external_locations", "page_token", Some("max_results"))
+        ),
+        b.kind(
+            ObjectKind::StorageCredentials,
+            b.list("/api/2.1/unity-catalog/storage-credentials", &[], "storage_credentials", "page_token", Some("max_results"))
+        ),
+        b.kind(
+            ObjectKind::RegisteredModels,
+            b.list("/api/2.1/unity-catalog/models", &[], "registered_models", "page_token", Some("max_results"))
+        ),
+        b.kind(ObjectKind::ServingEndpoints, b.list("/api/2.0/serving-endpoints", &[], "endpoints", "page_token", None)),
+    )
 }
 
 /// A listing that depends on another's answer is no more complete than it: it inherits its error.
@@ -453,6 +475,12 @@ async fn catalog_tree(b: &Bounded<'_>) -> (Gathered, Gathered, Gathered, Gathere
     let mut catalogs = b.list("/api/2.1/unity-catalog/catalogs", &[], "catalogs", "page_token", Some("max_results")).await;
     catalogs.objects.retain(|c| !domain::databricks::is_builtin_catalog(c));
     b.progress.finished(ObjectKind::Catalogs, &catalogs);
+    let (schemas, tables, volumes) = subtree(b, &catalogs).await;
+    (catalogs, schemas, tables, volumes)
+}
+
+/// The schemas of `catalogs`, then the tables and volumes of each schema (each inheriting its parent's error).
+async fn subtree(b: &Bounded<'_>, catalogs: &Gathered) -> (Gathered, Gathered, Gathered) {
     let names: Vec<String> = catalogs.objects.iter().filter_map(|c| str_field(c, "name")).map(str::to_owned).collect();
     let schemas = b
         .fan_out(names, |catalog| async move {
@@ -460,7 +488,7 @@ async fn catalog_tree(b: &Bounded<'_>) -> (Gathered, Gathered, Gathered, Gathere
                 .await
         })
         .await;
-    let mut schemas = inherit(schemas, &catalogs, "/api/2.1/unity-catalog/schemas");
+    let mut schemas = inherit(schemas, catalogs, "/api/2.1/unity-catalog/schemas");
     schemas.objects.retain(|s| !domain::databricks::is_builtin_schema(s));
     b.progress.finished(ObjectKind::Schemas, &schemas);
     let pairs: Vec<(String, String)> = schemas
@@ -482,7 +510,7 @@ async fn catalog_tree(b: &Bounded<'_>) -> (Gathered, Gathered, Gathered, Gathere
     let volumes = inherit(volumes, &schemas, "/api/2.1/unity-catalog/volumes");
     b.progress.finished(ObjectKind::Tables, &tables);
     b.progress.finished(ObjectKind::Volumes, &volumes);
-    (catalogs, schemas, tables, volumes)
+    (schemas, tables, volumes)
 }
 
 /// The tables of the schemas `pairs`: from `information_schema` when the site names a SQL warehouse (the rows of
@@ -694,15 +722,7 @@ async fn grants(b: &Bounded<'_>, sources: [(&Gathered, &'static str); 6]) -> Gat
                     "privilege_assignments": assignments,
                 })]);
             }
-            let path = format!("/api/2.1/unity-catalog/permissions/{securable}/{}", encode_segment(&name));
-            match b.get(&path, &[]).await {
-                Ok(answer) => Gathered::ok(vec![json!({
-                    "securable_type": securable,
-                    "full_name": name,
-                    "privilege_assignments": uc::canonical_assignments(answer.get("privilege_assignments").unwrap_or(&json!([]))),
-                })]),
-                Err(e) => Gathered { objects: Vec::new(), error: Some(e) },
-            }
+            grant_of(b, securable, &name).await
         })
         .await;
     if out.error.is_none()
@@ -716,7 +736,22 @@ async fn grants(b: &Bounded<'_>, sources: [(&Gathered, &'static str); 6]) -> Gat
 /// The ACLs of every job, cluster and SQL warehouse listed, each named by its object's stable identity (ids
 /// differ between sites).
 async fn permissions(b: &Bounded<'_>, jobs: &Gathered, clusters: &Gathered, warehouses: &Gathered) -> Gathered {
-    let mut targets: Vec<(&'static str, String, String)> = Vec::new();
+    let targets = acl_targets(jobs, clusters, warehouses);
+    let inherited = [jobs, clusters, warehouses].into_iter().find_map(|g| g.error.clone());
+    let mut out = b.fan_out(targets, |(object_type, id, name)| async move { acl_of(b, object_type, &id, &name).await }).await;
+    if out.error.is_none()
+        && let Some(e) = inherited
+    {
+        out.error =
+            Some(ApiError::BadAnswer { path: "permissions".into(), problem: format!("listed from a partial listing ({e})") });
+    }
+    out
+}
+
+/// The objects whose ACLs are exported: every job, cluster and SQL warehouse listed, as `(object_type, id, name)`
+/// (the name their stable identity: ids differ between sites).
+fn acl_targets(jobs: &Gathered, clusters: &Gathered, warehouses: &Gathered) -> Vec<(&'static str, String, String)> {
+    let mut targets = Vec::new();
     for (g, kind, object_type, id_key) in [
         (jobs, ObjectKind::Jobs, "jobs", "job_id"),
         (clusters, ObjectKind::Clusters, "clusters", "cluster_id"),
@@ -732,32 +767,38 @@ async fn permissions(b: &Bounded<'_>, jobs: &Gathered, clusters: &Gathered, ware
             targets.push((object_type, id, name));
         }
     }
-    let inherited = [jobs, clusters, warehouses].into_iter().find_map(|g| g.error.clone());
-    let mut out = b
-        .fan_out(targets, |(object_type, id, name)| async move {
-            let path = format!("/api/2.0/permissions/{object_type}/{}", encode_segment(&id));
-            match b.get(&path, &[]).await {
-                Ok(answer) => Gathered::ok(vec![json!({
-                    "object_type": object_type,
-                    "object_name": name,
-                    "object_id": id,
-                    "access_control_list": answer.get("access_control_list").cloned().unwrap_or(json!([])),
-                })]),
-                Err(e) => Gathered { objects: Vec::new(), error: Some(e) },
-            }
-        })
-        .await;
-    if out.error.is_none()
-        && let Some(e) = inherited
-    {
-        out.error =
-            Some(ApiError::BadAnswer { path: "permissions".into(), problem: format!("listed from a partial listing ({e})") });
+    targets
+}
+
+/// The ACL of one job, cluster or warehouse: `{object_type, object_name, object_id, access_control_list}`.
+async fn acl_of(b: &Bounded<'_>, object_type: &str, id: &str, name: &str) -> Gathered {
+    let path = format!("/api/2.0/permissions/{object_type}/{}", encode_segment(id));
+    match b.get(&path, &[]).await {
+        Ok(answer) => Gathered::ok(vec![json!({
+            "object_type": object_type,
+            "object_name": name,
+            "object_id": id,
+            "access_control_list": answer.get("access_control_list").cloned().unwrap_or(json!([])),
+        })]),
+        Err(e) => Gathered { objects: Vec::new(), error: Some(e) },
     }
-    out
+}
+
+/// The grants of one securable by its `permissions` call: `{securable_type, full_name, privilege_assignments}`.
+async fn grant_of(b: &Bounded<'_>, securable: &str, name: &str) -> Gathered {
+    let path = format!("/api/2.1/unity-catalog/permissions/{securable}/{}", encode_segment(name));
+    match b.get(&path, &[]).await {
+        Ok(answer) => Gathered::ok(vec![json!({
+            "securable_type": securable,
+            "full_name": name,
+            "privilege_assignments": uc::canonical_assignments(answer.get("privilege_assignments").unwrap_or(&json!([]))),
+        })]),
+        Err(e) => Gathered { objects: Vec::new(), error: Some(e) },
+    }
 }
 
 /// Percent-encodes one path segment (names may hold spaces, `/` never does in these APIs but is encoded too).
-fn encode_segment(s: &str) -> String {
+pub(crate) fn encode_segment(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for byte in s.bytes() {
         match byte {

@@ -10,6 +10,7 @@
 //! drift (one read each, [`LatestExportsSource`]); the exports run on the schedule and on demand.
 
 pub mod activation;
+pub mod carry;
 pub mod export;
 pub(crate) mod pages;
 pub mod progress;
@@ -230,28 +231,42 @@ async fn read_kinds<B: ControlBucket>(
     bucket: &B,
     pointer: &LatestExport,
 ) -> Result<BTreeMap<ObjectKind, KindExport>, StoreError> {
-    let reads = join_all(pointer.kinds.keys().map(|kind| async move {
-        (*kind, bucket.get(&format!("{}/{}", pointer.snapshot_folder, kind_file(pointer.site, *kind))).await)
-    }))
-    .await;
+    let reads = join_all(pointer.kinds.keys().map(|kind| async move { (*kind, read_kind(bucket, pointer, *kind).await) })).await;
     let mut out = BTreeMap::new();
     for (kind, read) in reads {
-        let export = match read? {
-            Some(object) => {
-                let v: Value = serde_json::from_slice(&object.body).unwrap_or(Value::Null);
-                let status = pointer.kinds.get(&kind).map(|k| k.status.clone()).unwrap_or(ExportStatus::Complete);
-                let objects = v.get("objects").and_then(Value::as_array).cloned().unwrap_or_default();
-                KindExport { kind, status, objects }
-            }
-            None => KindExport { kind, status: ExportStatus::Skipped { reason: "file missing".into() }, objects: Vec::new() },
-        };
-        out.insert(kind, export);
+        if let Some(export) = read? {
+            out.insert(kind, export);
+        }
     }
     Ok(out)
 }
 
+/// One kind of the export a pointer names (`None` when the pointer has no such kind; a missing file is skipped).
+pub(crate) async fn read_kind<B: ControlBucket>(
+    bucket: &B,
+    pointer: &LatestExport,
+    kind: ObjectKind,
+) -> Result<Option<KindExport>, StoreError> {
+    let Some(summary) = pointer.kinds.get(&kind) else { return Ok(None) };
+    let key = format!("{}/{}", pointer.snapshot_folder, kind_file(pointer.site, kind));
+    Ok(Some(match bucket.get(&key).await? {
+        Some(object) => {
+            let v: Value = serde_json::from_slice(&object.body).unwrap_or(Value::Null);
+            let objects = match v {
+                Value::Object(mut o) => match o.remove("objects") {
+                    Some(Value::Array(a)) => a,
+                    _ => Vec::new(),
+                },
+                _ => Vec::new(),
+            };
+            KindExport { kind, status: summary.status.clone(), objects }
+        }
+        None => KindExport { kind, status: ExportStatus::Skipped { reason: "file missing".into() }, objects: Vec::new() },
+    }))
+}
+
 /// A kind's file: the site, when, how the export ended, and the objects.
-fn kind_body(site: SiteName, url: &str, k: &KindExport, now: OffsetDateTime) -> Vec<u8> {
+pub(crate) fn kind_body(site: SiteName, url: &str, k: &KindExport, now: OffsetDateTime) -> Vec<u8> {
     let mut v = json!({
         "site": site,
         "workspace_url": url,
@@ -300,25 +315,30 @@ fn compare(
     other: &BTreeMap<ObjectKind, KindExport>,
     other_taken_ms: Option<i64>,
 ) -> Drift {
-    let mut kinds: Vec<KindDrift> = Vec::new();
     let aged = match (other_taken_ms, base.get(&ObjectKind::Clusters)) {
         (Some(now_ms), Some(clusters)) => drift::aged_out_clusters(&clusters.objects, now_ms),
         _ => Default::default(),
     };
-    for kind in ObjectKind::ALL {
-        let (Some(b), Some(o)) = (base.get(&kind), other.get(&kind)) else { continue };
-        if matches!(b.status, ExportStatus::Skipped { .. }) || matches!(o.status, ExportStatus::Skipped { .. }) {
-            continue;
-        }
-        let exact = b.status.is_complete() && o.status.is_complete();
-        let mut d = drift::diff(kind, &b.objects, &o.objects, exact);
-        d.set_aside_aged_out_clusters(&aged);
-        kinds.push(d);
-    }
+    let kinds = ObjectKind::ALL.into_iter().filter_map(|kind| compare_kind(base.get(&kind)?, other.get(&kind)?, &aged)).collect();
     Drift { base: base_label.to_owned(), other: other_label.to_owned(), kinds }
 }
 
-fn sentence(between: Option<&Drift>, over_time: &BTreeMap<SiteName, Drift>, latest: &BTreeMap<SiteName, LatestExport>) -> String {
+/// One kind's drift from `b` to `o` (`None` when either side is skipped), the clusters of `aged` set aside.
+pub(crate) fn compare_kind(b: &KindExport, o: &KindExport, aged: &std::collections::BTreeSet<String>) -> Option<KindDrift> {
+    if matches!(b.status, ExportStatus::Skipped { .. }) || matches!(o.status, ExportStatus::Skipped { .. }) {
+        return None;
+    }
+    let exact = b.status.is_complete() && o.status.is_complete();
+    let mut d = drift::diff(b.kind, &b.objects, &o.objects, exact);
+    d.set_aside_aged_out_clusters(aged);
+    Some(d)
+}
+
+pub(crate) fn sentence(
+    between: Option<&Drift>,
+    over_time: &BTreeMap<SiteName, Drift>,
+    latest: &BTreeMap<SiteName, LatestExport>,
+) -> String {
     let mut parts = Vec::new();
     match between {
         Some(d) => parts.push(d.sentence_between_sites()),

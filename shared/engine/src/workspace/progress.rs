@@ -52,6 +52,20 @@ pub struct ExportRecord {
     pub requests: u32,
     /// Invocations the export has run in.
     pub invocations: u32,
+    /// For an export carried over invocations (`workspace::carry`): its parts done, running and pending.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parts: Option<PartCounts>,
+}
+
+/// The parts of a carried export, by stage.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartCounts {
+    /// Exported and recorded.
+    pub done: usize,
+    /// Claimed by an invocation that is running them.
+    pub running: usize,
+    /// Waiting for an invocation (a continuation message is on the queue).
+    pub pending: usize,
 }
 
 impl ExportRecord {
@@ -67,6 +81,7 @@ impl ExportRecord {
             kinds: BTreeMap::new(),
             requests: 0,
             invocations: 1,
+            parts: None,
         }
     }
 
@@ -111,6 +126,9 @@ impl ExportRecord {
             },
             "in": format!("{} of {} kinds", self.kinds.len(), ObjectKind::ALL.len()),
         });
+        if let Some(p) = self.parts {
+            v["parts"] = json!({ "done": p.done, "running": p.running, "pending": p.pending });
+        }
         if state == "interrupted" {
             v["why"] = json!(
                 "its invocation ended before the export did (a timeout or a crash): the kinds pending were not exported; the next snapshot exports them"
