@@ -399,11 +399,9 @@ async fn a_crash_after_an_activation_call_resumes_without_a_second_change() {
         let rec = pair.env.json("executions/failover-c1.json").await;
         let statuses: Vec<&str> =
             rec["activation"]["changes"].as_array().unwrap().iter().map(|c| c["status"].as_str().unwrap()).collect();
-        assert_eq!(
-            statuses.iter().filter(|s| **s == "already_done").count(),
-            1,
-            "nth={nth}: the held call found done: {statuses:?}"
-        );
+        // The held call is found done; so may be others of its wave whose statuses were not saved before the kill
+        // (the changes go side by side, saved at most every 250 ms): found done, never made twice.
+        assert!(statuses.contains(&"already_done"), "nth={nth}: the held call found done: {statuses:?}");
         assert!(statuses.iter().all(|s| *s == "done" || *s == "already_done"), "nth={nth}: {statuses:?}");
     }
 }
