@@ -7,8 +7,9 @@
 //! The bench fails unless every change is made and the invocation ends within health-alarm's timeout (60 s,
 //! `template.yaml`) less a margin for the rest of a failover on AWS (`BENCH_BUDGET_SECONDS`, 45).
 //!
-//! `cargo build --workspace --bins && cargo bench -p tests --bench activation` (set
-//! `DR_FUNCTION_BIN_DIR=$PWD/target/release` for the release binaries). `BENCH_RUNS` (default 2).
+//! `cargo build --workspace --bins && cargo bench --profile dev -p tests --bench activation` (`--profile dev`
+//! spares a release build of the harness; set `DR_FUNCTION_BIN_DIR=$PWD/target/release` for the release
+//! binaries). `BENCH_RUNS` (default 2).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use serde_json::{Value, json};

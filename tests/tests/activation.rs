@@ -198,9 +198,12 @@ async fn at_150_ms_a_call_the_former_primary_s_pauses_go_beside_the_target_s_res
     assert_eq!(r["outcome"], "completed", "{r:#}\n{}", f.logs());
     let (p1, s1) = (pair.primary().state(), pair.secondary().state());
     let bulk = |state: &Value, pause: &str| {
-        state["jobs"].as_array().unwrap().iter().filter(|j| j["settings"]["name"].as_str().unwrap().starts_with("bulk-")).all(
-            |j| j["settings"]["schedule"]["pause_status"] == pause,
-        )
+        state["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|j| j["settings"]["name"].as_str().unwrap().starts_with("bulk-"))
+            .all(|j| j["settings"]["schedule"]["pause_status"] == pause)
     };
     assert!(bulk(&s1, "UNPAUSED"), "every tagged job resumed in the secondary");
     assert!(bulk(&p1, "PAUSED"), "every tagged job paused in the primary: none runs in both");
@@ -214,12 +217,8 @@ async fn at_150_ms_a_call_the_former_primary_s_pauses_go_beside_the_target_s_res
     // At most IN_FLIGHT (16) calls at once in a workspace: every call takes at least 150 ms from its arrival, so
     // those that arrived less than 150 ms before another were still unanswered when it arrived.
     for ws in [pair.primary(), pair.secondary()] {
-        let calls: Vec<(f64, f64)> = ws
-            .requests()
-            .iter()
-            .filter(|q| q.path.starts_with("/api/2.2/jobs/"))
-            .map(|q| (q.at, q.at + 0.15))
-            .collect();
+        let calls: Vec<(f64, f64)> =
+            ws.requests().iter().filter(|q| q.path.starts_with("/api/2.2/jobs/")).map(|q| (q.at, q.at + 0.15)).collect();
         let most = calls.iter().map(|(a, _)| calls.iter().filter(|(b, e)| b <= a && a < e).count()).max().unwrap();
         assert!(most <= 16, "{} calls in flight at once in {}", most, ws.name);
     }

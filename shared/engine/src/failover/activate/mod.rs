@@ -40,8 +40,10 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 /// Calls in flight per workspace during activation (each change is a re-read then its write, so as many changes
-/// are under way). Measured (`cargo bench -p tests --bench activation`): 1,000 tagged jobs per workspace at 150 ms
-/// a call take about 2 × 150 ms × 1,000 / 16 ≈ 19 s a side, the two sides at once, inside health-alarm's 60 s.
+/// are under way). 1,000 changes a side at 150 ms a call need at least 1,000 / 16 waves × 300 ms ≈ 19 s plus a
+/// fence per wave; measured (`cargo bench -p tests --bench activation`, debug binaries, local moto and workspaces
+/// on a loaded 2-core host): 27 s a side, both sides at once, the invocation 31 s, inside health-alarm's 60 s.
+/// Eight would need at least 38 s a side, all of the 40 s budgets.
 pub const IN_FLIGHT: usize = 16;
 
 /// The former active workspace's listing: best effort, never blocking (a former that hangs is given up after it).
