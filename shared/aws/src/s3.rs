@@ -205,3 +205,18 @@ impl ControlBucket for S3ControlBucket {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_date_of_a_response_is_the_store_s_time() {
+        let date = DateOfResponse::default();
+        assert_eq!(date.time(), None, "no answer yet: no store time");
+        *date.0.lock().unwrap_or_else(PoisonError::into_inner) = Some("Mon, 07 Dec 2026 06:45:12 GMT".into());
+        assert_eq!(date.time(), Some(time::macros::datetime!(2026-12-07 06:45:12 UTC)));
+        *date.0.lock().unwrap_or_else(PoisonError::into_inner) = Some("yesterday".into());
+        assert_eq!(date.time(), None, "an unreadable Date is no store time (the local clock judges)");
+    }
+}
