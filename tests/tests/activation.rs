@@ -170,6 +170,63 @@ async fn a_failover_activates_the_secondary_and_a_failback_leaves_both_workspace
     assert_eq!(pair.cname().await, primary_host);
 }
 
+/// `n` copies of the tagged `nightly-etl` job (ids from 900,000, names `bulk-N`), added to the workspace.
+fn add_tagged_jobs(ws: &Workspace, n: u64) {
+    let mut state = ws.state();
+    let model = job(&state, "nightly-etl").clone();
+    let jobs = state["jobs"].as_array_mut().unwrap();
+    for i in 0..n {
+        let mut j = model.clone();
+        j["job_id"] = json!(900_000 + i);
+        j["settings"]["name"] = json!(format!("bulk-{i}"));
+        jobs.push(j);
+    }
+    ws.set_state(&state);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_150_ms_a_call_the_former_primary_s_pauses_go_beside_the_target_s_resumes() {
+    // 64 tagged jobs a side, every call taking 150 ms. The target's resumes used to go one by one (about 20 s)
+    // before the former's pauses, whose 10 s budget had run out by then: every job ran in both workspaces.
+    let pair = Pair::start().await;
+    for ws in [pair.primary(), pair.secondary()] {
+        add_tagged_jobs(ws, 60);
+        ws.set_latency(Duration::from_millis(150));
+    }
+    let mut f = pair.function(&[]);
+    let r = f.invoke(&failover("size1")).response();
+    assert_eq!(r["outcome"], "completed", "{r:#}\n{}", f.logs());
+    let (p1, s1) = (pair.primary().state(), pair.secondary().state());
+    let bulk = |state: &Value, pause: &str| {
+        state["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|j| j["settings"]["name"].as_str().unwrap().starts_with("bulk-"))
+            .all(|j| j["settings"]["schedule"]["pause_status"] == pause)
+    };
+    assert!(bulk(&s1, "UNPAUSED"), "every tagged job resumed in the secondary");
+    assert!(bulk(&p1, "PAUSED"), "every tagged job paused in the primary: none runs in both");
+    for (name, field) in TAGGED {
+        assert_eq!((pause(&s1, name, field), pause(&p1, name, field)), ("UNPAUSED".into(), "PAUSED".into()), "{name}");
+    }
+    let rec = pair.env.json("executions/failover-size1.json").await;
+    let list = rec["activation"]["changes"].as_array().unwrap();
+    assert_eq!(list.len(), 130, "64 resumes, the warehouse, 64 pauses, the CNAME");
+    assert!(list.iter().all(|c| c["status"] == "done"), "{:#}", rec["activation"]["manual"]);
+    // At most IN_FLIGHT (16) calls at once in a workspace: every call takes at least 150 ms from its arrival, so
+    // those that arrived less than 150 ms before another were still unanswered when it arrived.
+    for ws in [pair.primary(), pair.secondary()] {
+        let calls: Vec<(f64, f64)> =
+            ws.requests().iter().filter(|q| q.path.starts_with("/api/2.2/jobs/")).map(|q| (q.at, q.at + 0.15)).collect();
+        let most = calls.iter().map(|(a, _)| calls.iter().filter(|(b, e)| b <= a && a < e).count()).max().unwrap();
+        assert!(most <= 16, "{} calls in flight at once in {}", most, ws.name);
+    }
+    for ws in [pair.primary(), pair.secondary()] {
+        ws.set_latency(Duration::ZERO);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_503_on_jobs_update_is_retried_after_retry_after_and_the_job_ends_resumed() {
     // The official SDKs retry 503 on every idempotent call, POST included, honouring Retry-After
@@ -341,11 +398,9 @@ async fn a_crash_after_an_activation_call_resumes_without_a_second_change() {
         let rec = pair.env.json("executions/failover-c1.json").await;
         let statuses: Vec<&str> =
             rec["activation"]["changes"].as_array().unwrap().iter().map(|c| c["status"].as_str().unwrap()).collect();
-        assert_eq!(
-            statuses.iter().filter(|s| **s == "already_done").count(),
-            1,
-            "nth={nth}: the held call found done: {statuses:?}"
-        );
+        // The held call is found done; so may be others of its wave whose statuses were not saved before the kill
+        // (the changes go side by side, saved at most every 250 ms): found done, never made twice.
+        assert!(statuses.contains(&"already_done"), "nth={nth}: the held call found done: {statuses:?}");
         assert!(statuses.iter().all(|s| *s == "done" || *s == "already_done"), "nth={nth}: {statuses:?}");
     }
 }

@@ -61,6 +61,7 @@ pub fn settings(config: &Config) -> EngineSettings {
             deadline: std::time::Duration::from_secs(u64::from(config.export_deadline_seconds)),
             ..engine::workspace::export::ExportLimits::default()
         },
+        activation_in_flight: engine::failover::ACTIVATION_IN_FLIGHT,
     }
 }
 

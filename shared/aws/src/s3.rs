@@ -4,7 +4,8 @@ use super::classify;
 use aws_sdk_s3::primitives::ByteStream;
 use domain::names::BucketName;
 use engine::error::StoreError;
-use engine::ports::{ControlBucket, StoredObject, WriteCondition};
+use engine::ports::{ControlBucket, StoredObject, WriteCondition, Written};
+use std::sync::{Arc, Mutex, PoisonError};
 
 /// The S3 adapter for the control bucket.
 #[derive(Debug, Clone)]
@@ -31,6 +32,78 @@ trait HasStatus {
 impl HasStatus for aws_sdk_s3::config::http::HttpResponse {
     fn status_code(&self) -> u16 {
         self.status().as_u16()
+    }
+}
+
+/// Keeps the `Date` header of the response it sees: S3's clock, which judges the failover lock's lease.
+#[derive(Debug, Clone, Default)]
+struct DateOfResponse(Arc<Mutex<Option<String>>>);
+
+impl aws_sdk_s3::config::Intercept for DateOfResponse {
+    fn name(&self) -> &'static str {
+        "DateOfResponse"
+    }
+
+    fn read_after_transmit(
+        &self,
+        context: &aws_sdk_s3::config::interceptors::BeforeDeserializationInterceptorContextRef<'_>,
+        _components: &aws_sdk_s3::config::RuntimeComponents,
+        _cfg: &mut aws_sdk_s3::config::ConfigBag,
+    ) -> Result<(), aws_sdk_s3::error::BoxError> {
+        let date = context.response().headers().get("date").map(str::to_owned);
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = date;
+        Ok(())
+    }
+}
+
+impl DateOfResponse {
+    /// The last response's `Date` (an HTTP date, whole seconds), parsed.
+    fn time(&self) -> Option<time::OffsetDateTime> {
+        let text = self.0.lock().unwrap_or_else(PoisonError::into_inner).clone()?;
+        let parsed = aws_sdk_s3::primitives::DateTime::from_str(&text, aws_sdk_s3::primitives::DateTimeFormat::HttpDate).ok()?;
+        time::OffsetDateTime::from_unix_timestamp(parsed.secs()).ok()
+    }
+}
+
+impl S3ControlBucket {
+    /// One conditional `PutObject`; `date` keeps its response's `Date` when given.
+    async fn put_object(
+        &self,
+        key: &str,
+        body: Vec<u8>,
+        content_type: &str,
+        condition: &WriteCondition,
+        date: Option<DateOfResponse>,
+    ) -> Result<String, StoreError> {
+        let mut req = self
+            .client
+            .put_object()
+            .bucket(self.bucket.as_str())
+            .key(key)
+            .content_type(content_type)
+            .body(ByteStream::from(body));
+        req = match condition {
+            WriteCondition::Overwrite => req,
+            WriteCondition::IfAbsent => req.if_none_match("*"),
+            WriteCondition::IfMatch(etag) => req.if_match(etag),
+        };
+        let sent = match date {
+            Some(d) => req.customize().interceptor(d).send().await,
+            None => req.send().await,
+        };
+        match sent {
+            Ok(resp) => Ok(resp.e_tag.unwrap_or_default()),
+            // 412 PreconditionFailed: the condition did not hold; 409 ConditionalRequestConflict: a concurrent
+            // conditional write to the same key won. Both mean "someone else got there first". A 404 on `If-Match`:
+            // the object is gone (deleted by whoever took it over and released it): the condition did not hold.
+            Err(e) if *condition != WriteCondition::Overwrite && matches!(status_of(&e), Some(412 | 409)) => {
+                Err(StoreError::Conflict { service: "S3", operation: "PutObject", target: key.to_owned() })
+            }
+            Err(e) if matches!(condition, WriteCondition::IfMatch(_)) && status_of(&e) == Some(404) => {
+                Err(StoreError::Conflict { service: "S3", operation: "PutObject", target: key.to_owned() })
+            }
+            Err(e) => Err(classify("S3", "PutObject", e)),
+        }
     }
 }
 
@@ -68,27 +141,19 @@ impl ControlBucket for S3ControlBucket {
     }
 
     async fn put(&self, key: &str, body: Vec<u8>, content_type: &str, condition: WriteCondition) -> Result<String, StoreError> {
-        let mut req = self
-            .client
-            .put_object()
-            .bucket(self.bucket.as_str())
-            .key(key)
-            .content_type(content_type)
-            .body(ByteStream::from(body));
-        req = match &condition {
-            WriteCondition::Overwrite => req,
-            WriteCondition::IfAbsent => req.if_none_match("*"),
-            WriteCondition::IfMatch(etag) => req.if_match(etag),
-        };
-        match req.send().await {
-            Ok(resp) => Ok(resp.e_tag.unwrap_or_default()),
-            // 412 PreconditionFailed: the condition did not hold; 409 ConditionalRequestConflict: a concurrent
-            // conditional write to the same key won. Both mean "someone else got there first".
-            Err(e) if condition != WriteCondition::Overwrite && matches!(status_of(&e), Some(412) | Some(409)) => {
-                Err(StoreError::Conflict { service: "S3", operation: "PutObject", target: key.to_owned() })
-            }
-            Err(e) => Err(classify("S3", "PutObject", e)),
-        }
+        self.put_object(key, body, content_type, &condition, None).await
+    }
+
+    async fn put_dated(
+        &self,
+        key: &str,
+        body: Vec<u8>,
+        content_type: &str,
+        condition: WriteCondition,
+    ) -> Result<Written, StoreError> {
+        let date = DateOfResponse::default();
+        let etag = self.put_object(key, body, content_type, &condition, Some(date.clone())).await?;
+        Ok(Written { etag, store_time: date.time() })
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
@@ -138,5 +203,20 @@ impl ControlBucket for S3ControlBucket {
             Err(e) if status_of(&e) == Some(404) => Ok(()),
             Err(e) => Err(classify("S3", "DeleteObject", e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_date_of_a_response_is_the_store_s_time() {
+        let date = DateOfResponse::default();
+        assert_eq!(date.time(), None, "no answer yet: no store time");
+        *date.0.lock().unwrap_or_else(PoisonError::into_inner) = Some("Mon, 07 Dec 2026 06:45:12 GMT".into());
+        assert_eq!(date.time(), Some(time::macros::datetime!(2026-12-07 06:45:12 UTC)));
+        *date.0.lock().unwrap_or_else(PoisonError::into_inner) = Some("yesterday".into());
+        assert_eq!(date.time(), None, "an unreadable Date is no store time (the local clock judges)");
     }
 }

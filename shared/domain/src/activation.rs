@@ -318,6 +318,9 @@ impl Change {
     }
 }
 
+/// How many things to do by hand a summary (a page) names; the report lists every one.
+pub const BY_HAND_IN_SUMMARY: usize = 10;
+
 /// Everything activation found and planned, as the execution record keeps it.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Activation {
@@ -363,7 +366,16 @@ impl Activation {
             s.push_str(&format!(", {skipped} skipped (the object had moved on)"));
         }
         let hand = self.by_hand();
-        if !hand.is_empty() {
+        if hand.len() > BY_HAND_IN_SUMMARY {
+            // At size (a workspace that stopped answering with 1,000 jobs left) the page names the first few and
+            // the count: a page cut at its size limit would drop the rest without a word.
+            let more = hand.len() - BY_HAND_IN_SUMMARY;
+            s.push_str(&format!(
+                "; do by hand ({} item(s)): {}; and {more} more: every one in the report's \"Do by hand\" list",
+                hand.len(),
+                hand[..BY_HAND_IN_SUMMARY].join("; ")
+            ));
+        } else if !hand.is_empty() {
             s.push_str(&format!("; do by hand: {}", hand.join("; ")));
         }
         s
@@ -840,6 +852,25 @@ mod tests {
             a.summary()
         );
     }
+
+    #[test]
+    fn a_thousand_things_to_do_by_hand_are_counted_in_the_summary_and_all_kept_for_the_report() {
+        // A page is cut at its size limit: 1,000 lines listed in full would lose the tail without a word.
+        let changes: Vec<Change> = (0..1000)
+            .map(|i| Change {
+                status: ChangeStatus::NotDone,
+                ..job_change(SiteName::Primary, &job(i, &format!("j{i}"), "x", &[]), "schedule", UNPAUSED, PAUSED, true)
+            })
+            .collect();
+        let a = Activation { mode: "forward".into(), changes, ..Activation::default() };
+        let s = a.summary();
+        assert!(s.contains("do by hand (1000 item(s)): in the primary workspace, pause the schedule of job j0 (0)"), "{s}");
+        assert!(s.contains("job j9 (9); and 990 more: every one in the report's \"Do by hand\" list"), "{s}");
+        assert!(!s.contains("job j10 "), "{s}");
+        assert_eq!(a.by_hand().len(), 1000, "the report lists every one");
+        assert!(s.len() < 2000, "{} bytes", s.len());
+    }
+
     #[test]
     fn a_principal_that_is_not_admin_and_misses_selected_jobs_is_a_gap_naming_them() {
         let s = settings();

@@ -5,7 +5,7 @@
 //! compare-and-swap on its ETag (`If-Match`), so two takers cannot both win.
 
 use crate::error::StoreError;
-use crate::ports::{ControlBucket, WriteCondition};
+use crate::ports::{ControlBucket, WriteCondition, Written};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -127,6 +127,13 @@ pub async fn acquire(
 pub async fn update(bucket: &impl ControlBucket, key: &str, doc: &LockDoc, etag: &str) -> Result<String, StoreError> {
     let body = serde_json::to_vec(doc).unwrap_or_default();
     bucket.put(key, body, "application/json", WriteCondition::IfMatch(etag.to_owned())).await
+}
+
+/// Rewrites our lock like [`update`], and answers the store's clock at the write (S3's `Date`): the lease is
+/// judged by it, never by the local clock.
+pub async fn update_dated(bucket: &impl ControlBucket, key: &str, doc: &LockDoc, etag: &str) -> Result<Written, StoreError> {
+    let body = serde_json::to_vec(doc).unwrap_or_default();
+    bucket.put_dated(key, body, "application/json", WriteCondition::IfMatch(etag.to_owned())).await
 }
 
 /// Reads the lock, if any.

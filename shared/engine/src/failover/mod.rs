@@ -34,7 +34,7 @@ use std::collections::BTreeMap;
 use time::OffsetDateTime;
 
 pub(crate) mod activate;
-pub use activate::REDIRECTION;
+pub use activate::{FORMER_DEADLINE, IN_FLIGHT as ACTIVATION_IN_FLIGHT, REDIRECTION, TARGET_DEADLINE};
 mod ending;
 mod messages;
 #[cfg(test)]
@@ -80,6 +80,8 @@ pub struct EngineSettings {
     pub drill: bool,
     /// How the Databricks workspaces' exports are bounded (calls in flight, overall deadline, page size).
     pub export_limits: crate::workspace::export::ExportLimits,
+    /// Activation's calls in flight per workspace ([`ACTIVATION_IN_FLIGHT`]; benches compare others).
+    pub activation_in_flight: usize,
 }
 
 impl EngineSettings {
@@ -98,6 +100,7 @@ impl EngineSettings {
             lock_key: lock::FAILOVER_LOCK_KEY.into(),
             drill: false,
             export_limits: crate::workspace::export::ExportLimits::default(),
+            activation_in_flight: activate::IN_FLIGHT,
         }
     }
 }

@@ -4,7 +4,7 @@
 use crate::error::StoreError;
 use crate::ports::{
     Channel, Clock, ControlBucket, Notifier, OutgoingMessage, Parameter, ParameterStore, ParameterVersion, StoredObject,
-    WriteCondition,
+    WriteCondition, Written,
 };
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -143,6 +143,8 @@ pub struct MemBucket {
     /// Key prefixes whose deletes fail (a transient error, nothing deleted) until cleared.
     pub failing_deletes: Mutex<Vec<String>>,
     counter: Mutex<u64>,
+    /// The store's clock, answered by dated writes (`None`: the store tells no time, as the default port).
+    store_clock: Mutex<Option<time::OffsetDateTime>>,
 }
 
 impl MemBucket {
@@ -156,6 +158,16 @@ impl MemBucket {
     /// The body of an object as text.
     pub fn text(&self, key: &str) -> Option<String> {
         locked(&self.objects).get(key).map(|o| String::from_utf8_lossy(&o.body).into_owned())
+    }
+
+    /// Sets the store's clock: dated writes answer it (S3's `Date`), whatever the engine's clock says.
+    pub fn set_store_time(&self, t: time::OffsetDateTime) {
+        *locked(&self.store_clock) = Some(t);
+    }
+
+    /// The store's clock, if set.
+    pub fn store_time(&self) -> Option<time::OffsetDateTime> {
+        *locked(&self.store_clock)
     }
 
     /// Every key.
@@ -192,6 +204,17 @@ impl ControlBucket for MemBucket {
         let etag = format!("\"etag-{c}\"");
         objects.insert(key.into(), StoredObject { body, etag: etag.clone() });
         Ok(etag)
+    }
+
+    async fn put_dated(
+        &self,
+        key: &str,
+        body: Vec<u8>,
+        content_type: &str,
+        condition: WriteCondition,
+    ) -> Result<Written, StoreError> {
+        let etag = self.put(key, body, content_type, condition).await?;
+        Ok(Written { etag, store_time: self.store_time() })
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {

@@ -102,6 +102,15 @@ pub enum WriteCondition {
     IfMatch(String),
 }
 
+/// What a dated write answers: the new ETag and the store's clock when it wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    /// The object's new ETag.
+    pub etag: String,
+    /// The store's time at the write (S3's `Date` header, whole seconds); `None` when the store tells none.
+    pub store_time: Option<time::OffsetDateTime>,
+}
+
 /// The S3 control bucket: locks, executions, snapshots, reports, incidents, manifests, quarantine.
 pub trait ControlBucket: Send + Sync {
     /// Reads an object; `None` when absent.
@@ -116,6 +125,19 @@ pub trait ControlBucket: Send + Sync {
         content_type: &str,
         condition: WriteCondition,
     ) -> impl Future<Output = Result<String, StoreError>> + Send;
+
+    /// Writes like [`put`](Self::put) and also answers the store's own clock at the write (S3's `Date`
+    /// response header): the lease of the failover lock is judged by it, never by the local clock. The default
+    /// knows no store clock (`None`: the caller falls back to its own clock).
+    fn put_dated(
+        &self,
+        key: &str,
+        body: Vec<u8>,
+        content_type: &str,
+        condition: WriteCondition,
+    ) -> impl Future<Output = Result<Written, StoreError>> + Send {
+        async move { Ok(Written { etag: self.put(key, body, content_type, condition).await?, store_time: None }) }
+    }
 
     /// Lists the keys under `prefix`.
     fn list(&self, prefix: &str) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
@@ -218,6 +240,15 @@ impl<T: ControlBucket + ?Sized> ControlBucket for &T {
         condition: WriteCondition,
     ) -> impl Future<Output = Result<String, StoreError>> + Send {
         (**self).put(key, body, content_type, condition)
+    }
+    fn put_dated(
+        &self,
+        key: &str,
+        body: Vec<u8>,
+        content_type: &str,
+        condition: WriteCondition,
+    ) -> impl Future<Output = Result<Written, StoreError>> + Send {
+        (**self).put_dated(key, body, content_type, condition)
     }
     fn list(&self, prefix: &str) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send {
         (**self).list(prefix)

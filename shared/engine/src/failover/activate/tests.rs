@@ -5,18 +5,25 @@ use crate::ports::memory::{FixedClock, MemBucket, MemNotifier, MemParameters};
 use crate::ports::{WorkspaceConnector, dns::MemoryDns};
 use futures_util::future::BoxFuture;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use time::macros::datetime;
+use tokio::sync::Notify;
 
 const TAGGED: &str = r#""activation":{"job_tag":"dr=active-passive","warehouses":["bi"]}"#;
 
 /// A workspace: jobs and warehouses as JSON, every POST recorded; `hang` never answers; `after_post` runs
-/// after each POST is applied (to inject a crash between a call and the record's update).
+/// after each POST is applied (to inject a crash between a call and the record's update); every call takes
+/// `latency`; with `gate`, its jobs listing says it arrived (`.0`) and waits to be let through (`.1`).
 #[derive(Default)]
 struct FakeWs {
     state: Mutex<Value>,
     posts: Mutex<Vec<(String, Value)>>,
     hang: bool,
     after_post: Mutex<Option<Box<dyn FnMut() + Send>>>,
+    latency: Duration,
+    gate: Option<(Arc<Notify>, Arc<Notify>)>,
+    in_flight: AtomicUsize,
+    most_in_flight: AtomicUsize,
 }
 
 impl FakeWs {
@@ -73,21 +80,36 @@ impl FakeWs {
     }
 }
 
+impl FakeWs {
+    /// Waits as a call does: hangs, or takes `latency`, counting the calls in flight meanwhile.
+    async fn wait(&self, path: &str) {
+        if self.hang {
+            std::future::pending::<()>().await;
+        }
+        if let Some((arrived, release)) = &self.gate
+            && path == "/api/2.2/jobs/list"
+        {
+            arrived.notify_one();
+            release.notified().await;
+        }
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most_in_flight.fetch_max(now, Ordering::SeqCst);
+        tokio::time::sleep(self.latency).await;
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 impl WorkspaceApi for FakeWs {
     fn get<'a>(&'a self, path: &'a str, query: &'a [(&'a str, String)]) -> BoxFuture<'a, Result<Value, ApiError>> {
         Box::pin(async move {
-            if self.hang {
-                std::future::pending::<()>().await;
-            }
+            self.wait(path).await;
             self.answer_get(path, query)
         })
     }
     fn post<'a>(&'a self, path: &'a str, body: &'a Value, idempotency: Idempotency) -> BoxFuture<'a, Result<Value, ApiError>> {
         Box::pin(async move {
             assert_eq!(idempotency, Idempotency::Idempotent, "{path}: every activation call is idempotent");
-            if self.hang {
-                std::future::pending::<()>().await;
-            }
+            self.wait(path).await;
             self.answer_post(path, body)
         })
     }
@@ -120,6 +142,35 @@ struct Env {
 }
 
 fn env(hang_primary: bool) -> Env {
+    let (mut primary, secondary) = pair();
+    if hang_primary {
+        Arc::get_mut(&mut primary).unwrap().hang = true;
+    }
+    env_with(primary, secondary)
+}
+
+/// The two workspaces of most tests: two tagged jobs and one untagged in each, the `bi` warehouse.
+fn pair() -> (Arc<FakeWs>, Arc<FakeWs>) {
+    let primary = FakeWs::new(
+        json!([
+            job(1, "nightly", "active-passive", "schedule", "UNPAUSED"),
+            job(2, "stream", "active-passive", "continuous", "UNPAUSED"),
+            job(3, "other", "none", "schedule", "UNPAUSED")
+        ]),
+        json!([warehouse("pw1", "bi", "RUNNING")]),
+    );
+    let secondary = FakeWs::new(
+        json!([
+            job(11, "nightly", "active-passive", "schedule", "PAUSED"),
+            job(12, "stream", "active-passive", "continuous", "PAUSED"),
+            job(13, "other", "none", "schedule", "PAUSED")
+        ]),
+        json!([warehouse("sw1", "bi", "STOPPED"), warehouse("sw2", "adhoc", "STOPPED")]),
+    );
+    (primary, secondary)
+}
+
+fn env_with(primary: Arc<FakeWs>, secondary: Arc<FakeWs>) -> Env {
     let params = MemParameters::default();
     let p = format!(r#"{{"workspace_url":"https://p.cloud.databricks.com","region":"us-east-1",{TAGGED}}}"#);
     let s = format!(r#"{{"workspace_url":"https://s.cloud.databricks.com","region":"us-west-2",{TAGGED}}}"#);
@@ -130,25 +181,6 @@ fn env(hang_primary: bool) -> Env {
     params.seed("/dr/p/active", &active.to_string(), "String");
     params.seed("/dr/p/policy", r#"{"mode":"auto","failover_alarms":["wh"]}"#, "String");
     params.seed("/dr/p/redirection", r#"{"hosted_zone_id":"Z1","record_name":"dbx.example.internal","ttl":30}"#, "String");
-    let mut primary = FakeWs::new(
-        json!([
-            job(1, "nightly", "active-passive", "schedule", "UNPAUSED"),
-            job(2, "stream", "active-passive", "continuous", "UNPAUSED"),
-            job(3, "other", "none", "schedule", "UNPAUSED")
-        ]),
-        json!([warehouse("pw1", "bi", "RUNNING")]),
-    );
-    if hang_primary {
-        Arc::get_mut(&mut primary).unwrap().hang = true;
-    }
-    let secondary = FakeWs::new(
-        json!([
-            job(11, "nightly", "active-passive", "schedule", "PAUSED"),
-            job(12, "stream", "active-passive", "continuous", "PAUSED"),
-            job(13, "other", "none", "schedule", "PAUSED")
-        ]),
-        json!([warehouse("sw1", "bi", "STOPPED"), warehouse("sw2", "adhoc", "STOPPED")]),
-    );
     let dns = Arc::new(MemoryDns::default());
     dns.records.lock().unwrap().insert(("Z1".into(), "dbx.example.internal".into()), "p.cloud.databricks.com".into());
     let bucket: &'static MemBucket = Box::leak(Box::default());
@@ -291,7 +323,9 @@ async fn a_crash_after_each_call_resumes_without_a_second_change() {
         assert_eq!(e.dns.upserts.lock().unwrap().len(), 1, "k={k}: one DNS change");
         let a = record_of(&e, "fo").activation.unwrap();
         assert!(a.changes.iter().all(|c| c.status.in_effect()), "k={k}: {a:#?}");
-        assert_eq!(a.changes.iter().filter(|c| c.status == ChangeStatus::AlreadyDone).count(), 1, "k={k}: {a:#?}");
+        // The k-th call's status never reached the record (nor did those of its wave that landed after the save
+        // failed, the calls going side by side): found done on resume, never made twice.
+        assert!(a.changes.iter().any(|c| c.status == ChangeStatus::AlreadyDone), "k={k}: {a:#?}");
     }
 }
 
@@ -331,16 +365,142 @@ async fn an_execution_whose_promotion_was_replaced_never_activates() {
     let bucket = e.bucket;
     *e.secondary.after_post.lock().unwrap() =
         Some(Box::new(move || bucket.failing_puts.lock().unwrap().push("executions/".into())));
-    assert!(e.engine.run(request("fo", SiteName::Secondary)).await.is_err(), "stopped after its first change");
+    assert!(e.engine.run(request("fo", SiteName::Secondary)).await.is_err(), "stopped after its first wave");
     bucket.failing_puts.lock().unwrap().clear();
+    let calls = |e: &Env| {
+        (e.secondary.posts.lock().unwrap().len(), e.primary.posts.lock().unwrap().len(), e.dns.upserts.lock().unwrap().len())
+    };
+    let made = calls(&e);
     // Meanwhile on-call put the primary back by hand.
     let back =
         r#"{"workspace_url":"https://p.cloud.databricks.com","region":"us-east-1","site":"primary","execution_id":"by-hand"}"#;
     e.engine.params.put("/dr/p/active", back, true).await.unwrap();
     let _ = e.engine.run(request("fo", SiteName::Secondary)).await;
-    assert_eq!(e.secondary.posts.lock().unwrap().len(), 1, "no further change by a superseded execution");
-    assert!(e.primary.posts.lock().unwrap().is_empty());
-    assert!(e.dns.upserts.lock().unwrap().is_empty());
+    assert_eq!(calls(&e), made, "no further change by a superseded execution");
+}
+
+/// `n` jobs tagged `dr=active-passive`, ids from `first`, each one's schedule at `pause`.
+fn many_jobs(first: u64, n: u64, pause: &str) -> Value {
+    Value::Array((first..first + n).map(|id| job(id, &format!("job-{id}"), "active-passive", "schedule", pause)).collect())
+}
+
+fn slow(jobs: Value, warehouses: Value, latency: Duration) -> Arc<FakeWs> {
+    let mut ws = FakeWs::new(jobs, warehouses);
+    Arc::get_mut(&mut ws).unwrap().latency = latency;
+    ws
+}
+
+fn all_at(ws: &FakeWs, pause: &str) -> bool {
+    ws.state()["jobs"].as_array().unwrap().iter().all(|j| j["settings"]["schedule"]["pause_status"] == pause)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_thousand_jobs_a_side_at_150_ms_a_call_are_all_resumed_and_all_paused_side_by_side() {
+    // The target's resumes used to spend the activation's budget one by one before the former's pauses began,
+    // under a budget that had run out by then: at real latency every job ran in both workspaces.
+    let latency = Duration::from_millis(150);
+    let primary = slow(many_jobs(1, 1000, "UNPAUSED"), json!([]), latency);
+    let secondary = slow(many_jobs(5001, 1000, "PAUSED"), json!([warehouse("sw1", "bi", "STOPPED")]), latency);
+    let e = env_with(primary, secondary);
+    let started = Instant::now();
+    let r = e.engine.run(request("fo", SiteName::Secondary)).await.unwrap();
+    assert_eq!(r.outcome, Outcome::Completed, "{}", r.message);
+    let a = record_of(&e, "fo").activation.unwrap();
+    assert_eq!(a.changes.len(), 2002, "1,000 resumes, the warehouse, 1,000 pauses, the CNAME");
+    assert!(a.by_hand().is_empty(), "{:?}", a.by_hand().iter().take(3).collect::<Vec<_>>());
+    assert!(a.changes.iter().all(|c| c.status == ChangeStatus::Done));
+    assert!(all_at(&e.secondary, "UNPAUSED") && all_at(&e.primary, "PAUSED"), "no job runs twice, none nowhere");
+    for ws in [&e.primary, &e.secondary] {
+        assert!(ws.most_in_flight.load(Ordering::SeqCst) <= IN_FLIGHT, "bounded: {}", ws.most_in_flight.load(Ordering::SeqCst));
+    }
+    // The paused clock's time, not a measurement: both sides at once, each well inside its budget.
+    assert!(started.elapsed() < TARGET_DEADLINE.min(FORMER_DEADLINE), "{:?}", started.elapsed());
+}
+
+/// The two default workspaces, the secondary's jobs listing held until the test lets it through.
+fn held_listing() -> (Env, Arc<Notify>, Arc<Notify>) {
+    let (primary, mut secondary) = pair();
+    let (arrived, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+    Arc::get_mut(&mut secondary).unwrap().gate = Some((arrived.clone(), release.clone()));
+    (env_with(primary, secondary), arrived, release)
+}
+
+fn no_call_made(e: &Env) -> bool {
+    e.primary.posts.lock().unwrap().is_empty()
+        && e.secondary.posts.lock().unwrap().is_empty()
+        && e.dns.upserts.lock().unwrap().is_empty()
+}
+
+#[tokio::test]
+async fn a_run_whose_clock_is_hours_behind_the_store_makes_no_call_once_a_failback_took_the_lock_over() {
+    // A break-glass `dr` whose clock is 3 h behind S3's: the lease it wrote was past for everyone else at once,
+    // and a failback took the lock over while it listed the workspaces. By its own clock its lease had most of its
+    // time left, so it used to resume and pause jobs (and move the CNAME) under the failback.
+    let (e, arrived, release) = held_listing();
+    let store_now = datetime!(2026-11-25 15:00 UTC);
+    e.bucket.set_store_time(store_now);
+    let failback = async {
+        arrived.notified().await;
+        let (doc, etag) = lock::read(e.bucket, lock::FAILOVER_LOCK_KEY).await.unwrap().unwrap();
+        assert!(doc.expired(store_now), "by the store's time the lease is past: {}", doc.lease_expires_at);
+        let theirs = lock::LockDoc {
+            execution_id: "failback-x".into(),
+            attempt_id: "lambda-1".into(),
+            lease_expires_at: rfc3339(store_now + time::Duration::minutes(2)),
+            ..doc
+        };
+        lock::update(e.bucket, lock::FAILOVER_LOCK_KEY, &theirs, &etag).await.unwrap();
+        release.notify_one();
+    };
+    let (r, ()) = tokio::join!(e.engine.run(request("fo", SiteName::Secondary)), failback);
+    assert!(r.is_err(), "the attempt stops: {r:?}");
+    assert!(no_call_made(&e), "no call after the takeover");
+    let (doc, _) = lock::read(e.bucket, lock::FAILOVER_LOCK_KEY).await.unwrap().unwrap();
+    assert_eq!(doc.execution_id, "failback-x", "the lock left to the failback");
+}
+
+#[tokio::test]
+async fn the_lease_renewed_before_each_wave_ends_at_the_store_s_time_plus_the_lease_whatever_the_local_clock() {
+    // A clock 3 h ahead of S3's used to write a lease nobody else would see pass for 3 h.
+    let e = env(false);
+    let store_now = datetime!(2026-11-25 09:00 UTC);
+    e.bucket.set_store_time(store_now);
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (bucket, leases) = (e.bucket, seen.clone());
+    *e.secondary.after_post.lock().unwrap() = Some(Box::new(move || {
+        let doc: lock::LockDoc = serde_json::from_str(&bucket.text(lock::FAILOVER_LOCK_KEY).unwrap()).unwrap();
+        leases.lock().unwrap().push(doc.lease_expires_at);
+    }));
+    let r = e.engine.run(request("fo", SiteName::Secondary)).await.unwrap();
+    assert_eq!(r.outcome, Outcome::Completed, "{}", r.message);
+    let seen = seen.lock().unwrap().clone();
+    let wanted = store_now + e.engine.settings.lock_lease;
+    let near = |l: &String| (domain::primitives::parse_rfc3339(l).unwrap() - wanted).abs() < time::Duration::seconds(1);
+    assert!(!seen.is_empty() && seen.iter().all(near), "{seen:?}, wanted {wanted}");
+}
+
+#[tokio::test]
+async fn an_execution_whose_promotion_is_replaced_while_it_plans_makes_no_call() {
+    // `active` was read once, at the step's start: a promotion of another execution landing while the workspaces
+    // were listed did not stop the calls.
+    let (e, arrived, release) = held_listing();
+    let by_hand =
+        r#"{"workspace_url":"https://p.cloud.databricks.com","region":"us-east-1","site":"primary","execution_id":"by-hand"}"#;
+    let replaced = async {
+        arrived.notified().await;
+        e.engine.params.put("/dr/p/active", by_hand, true).await.unwrap();
+        release.notify_one();
+    };
+    let (r, ()) = tokio::join!(e.engine.run(request("fo", SiteName::Secondary)), replaced);
+    r.unwrap();
+    assert!(no_call_made(&e));
+    let a = record_of(&e, "fo").activation.unwrap();
+    assert!(
+        a.changes.iter().all(|c| c.status == ChangeStatus::Skipped
+            && c.detail.as_deref().is_some_and(|d| d.contains("no longer names this execution"))),
+        "{a:#?}"
+    );
+    assert!(a.by_hand().is_empty(), "nothing to do by hand: the later execution owns the workspaces");
 }
 
 /// A workspace whose jobs listing always answers the same page and token.
