@@ -2020,7 +2020,7 @@ fn run_seeds(seeds: &[u64], single: bool) -> Vec<(u64, std::time::Duration, Outc
 }
 
 /// The seeds of the CI set (`SIM_SEEDS` overrides).
-const CI_SEEDS: u64 = 200;
+const CI_SEEDS: u64 = 1000;
 /// Trace files written per run (one per new signature, the first seed that shows it).
 const MAX_TRACE_FILES: usize = 100;
 

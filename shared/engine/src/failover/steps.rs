@@ -145,7 +145,10 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
         let text =
             format!("DR {}: {} {id}: {why}. This OK resolves its incident again.", self.settings.environment, rec.record.kind);
         let page = self.page(&rec.record, "resolved_again", PageState::Ok, Severity::Critical, text);
-        self.owe_page(&mut rec.record, "resolved_again", &page);
+        // One per crossing: a second ALARM that crossed the incident's end after a first `resolved_again` went out
+        // needs an OK of its own (a fixed event type would find it sent and owe nothing).
+        let event = format!("resolved_again.{}", rec.record.messages.len());
+        self.owe_page(&mut rec.record, &event, &page);
         if let Err(e) = rec.save_now(&self.bucket, self.now()).await {
             tracing::warn!(execution_id = %id, error = %e, "could not record the OK owed after a crossing ALARM");
         }
