@@ -753,6 +753,21 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
                     Err(holder) => return Ok(self.in_progress_answer(&rec.record.execution_id.clone(), &attempt, holder, None)),
                 };
                 rec.record.state = ExecutionState::Running;
+                // The approval lands in the record before anything acts on it: the alarm's OK withdraws a waiting
+                // approval by compare-and-swap on the same version, so exactly one of the two wins. (Saved beside
+                // the next step instead, a withdrawal written between the fence's read and the promotion would
+                // leave a promoted execution recorded `noop`.)
+                if let Err(source) = rec.save_now(&self.bucket, self.now()).await {
+                    let id = rec.record.execution_id.clone();
+                    let _ = lock::release_attempt(&self.bucket, &self.settings.lock_key, &id, &held.doc.attempt_id).await;
+                    if matches!(source, StoreError::Conflict { .. })
+                        && let Ok(Some(fresh)) = record::read(&self.bucket, &id).await
+                        && fresh.record.state.is_terminal()
+                    {
+                        return Box::pin(self.answer_existing(fresh, attempt, Some(approver))).await;
+                    }
+                    return Err(EngineError::NotStarted { execution_id: id, source });
+                }
                 self.drive(rec, attempt, held).await
             }
             _ => {

@@ -381,3 +381,40 @@ async fn an_alarm_page_check_pays_while_the_ok_resolves_it_is_followed_by_an_ok(
     assert!(checker.notifier.trap.sprung());
     assert_eq!(page_states(&w.notifier), ["OK", "ALARM", "OK"], "the ALARM that crossed the OK is followed by an OK");
 }
+
+#[tokio::test]
+async fn an_ok_racing_an_approval_never_leaves_a_promotion_recorded_noop() {
+    // The approval takes the lock and acts; the alarm's OK lands before the approval's first record write. Before,
+    // that write went out beside the promotion: the OK withdrew the still-waiting record and the promotion landed
+    // anyway, recorded `noop` (simulation seed 12839). Now exactly one wins: a promotion has a completed record,
+    // or the approval is withdrawn and nothing is promoted.
+    let w = world();
+    let e = engine_over(&w, &w.bucket, &w.notifier);
+    let a = change("alarm");
+    let id = a.execution_id();
+    assert_eq!(alarm::on_alarm_change(&e, &a).await.unwrap().to_json()["outcome"], "awaiting_approval");
+    let ok_engine = engine_over(&w, &w.bucket, &w.notifier);
+    let hook: Hook<'_> = Box::new(|| {
+        Box::pin(async {
+            let r = alarm::on_alarm_change(&ok_engine, &change("ok")).await;
+            assert!(r.is_ok(), "the OK is handled: {r:?}");
+        })
+    });
+    let approving = engine_over(
+        &w,
+        TrapBucket { inner: &w.bucket, trap: Trap::new(vec!["put executions/", "\"state\": \"running\""], hook) },
+        &w.notifier,
+    );
+    let answer = approving.approve(&id, "oncall").await;
+    assert!(approving.bucket.trap.sprung(), "the OK landed");
+    let promoted = w.params.get_one("/dr/p/active").await.unwrap().unwrap().value.contains(&id);
+    let rec = stored(&w, &id);
+    assert_eq!(
+        promoted,
+        rec.state == ExecutionState::Completed,
+        "promoted {promoted} but the record is {:?} (answer {answer:?})",
+        rec.state
+    );
+    assert!(rec.state.is_terminal(), "{:?}", rec.state);
+    assert!(w.bucket.text(lock::FAILOVER_LOCK_KEY).is_none(), "no lock left: {:?}", w.bucket.text(lock::FAILOVER_LOCK_KEY));
+}
