@@ -72,7 +72,7 @@
 //!   redelivery (a crashed attempt's lock frees itself after one lease).
 //!
 //! Commands:
-//! - `cargo test -p engine --test simulation` runs the CI set ([`CI_SEEDS`] seeds from 1; a few seconds in debug);
+//! - `cargo test -p engine --test simulation` runs the CI set ([`CI_SEEDS`] seeds from 1, then [`REGRESSION_SEEDS`]; about 30 s in debug);
 //! - `SIM_SEED=<n> cargo test -p engine --test simulation -- --nocapture` replays one seed and prints its trace;
 //! - `SIM_SEEDS=100000 SIM_FIRST=1 cargo test -p engine --release --test simulation -- --nocapture` searches
 //!   long (seeds on `SIM_THREADS` threads, the cores by default; 100k schedules: see the README's figures).
@@ -2021,6 +2021,17 @@ fn run_seeds(seeds: &[u64], single: bool) -> Vec<(u64, std::time::Duration, Outc
 
 /// The seeds of the CI set (`SIM_SEEDS` overrides).
 const CI_SEEDS: u64 = 1000;
+/// Seeds past the CI set that once broke an invariant, each a regression test of the fix named beside it; the CI
+/// set runs them too (not when `SIM_SEEDS` or `SIM_SEED` is given).
+const REGRESSION_SEEDS: &[u64] = &[
+    8162,  // settling took 4 rounds (a sim artefact: wall time drifting at scheduling steps)
+    12839, // an OK withdrew an approval between its fence and its promotion: promoted, recorded noop
+    14765, // the same
+    15494, // a stall ALARM after its recovery OK
+    10024, // a stall paged over a record the OK had ended before the ALARM was handled
+    13343, // the same, a stalled fence
+    18380, // the same, a started page
+];
 /// Trace files written per run (one per new signature, the first seed that shows it).
 const MAX_TRACE_FILES: usize = 100;
 
@@ -2030,7 +2041,10 @@ fn simulation() {
         Some(s) => vec![s],
         None => {
             let first = env_u64("SIM_FIRST").unwrap_or(1);
-            (first..first + env_u64("SIM_SEEDS").unwrap_or(CI_SEEDS)).collect()
+            match env_u64("SIM_SEEDS") {
+                Some(n) => (first..first + n).collect(),
+                None => (first..first + CI_SEEDS).chain(REGRESSION_SEEDS.iter().copied()).collect(),
+            }
         }
     };
     let single = seeds.len() == 1;

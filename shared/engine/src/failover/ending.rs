@@ -54,7 +54,7 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
             Err(StoreError::Conflict { .. }) => {
                 tracing::warn!(execution_id = %id, "another attempt moved the record on; this stop is not recorded nor paged");
             }
-            Err(e) if rec.etag().is_some() || matches!(record::read(&self.bucket, &id).await, Ok(Some(_))) => {
+            Err(e) if self.stall_pageable(&rec, &id).await => {
                 // The record exists (an earlier write landed, maybe one whose answer was lost), so whoever ends the
                 // execution resolves the page: on-call hears of the stall although this write failed (S3 may be
                 // what fails). The page stays owed in the next write.
@@ -98,6 +98,17 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
             }
         }
         EngineError::Stopped { execution_id: id, step, source, hint }
+    }
+
+    /// Whether a stall whose record could not be written may still be paged: a record exists to resolve it later
+    /// and has not ended (a record another writer ended, e.g. the alarm's `OK` before this `ALARM` was handled,
+    /// would never resolve it). When the record cannot be read, one of ours that landed is taken to exist.
+    async fn stall_pageable(&self, rec: &Recorder, id: &str) -> bool {
+        match record::read(&self.bucket, id).await {
+            Ok(Some(stored)) => !stored.record.state.is_terminal(),
+            Ok(None) => false,
+            Err(_) => rec.etag().is_some() && !rec.stored_terminal(),
+        }
     }
 
     /// Whether this attempt still holds the lock it took (`held`), as the lock object says now.
