@@ -2031,6 +2031,8 @@ const REGRESSION_SEEDS: &[u64] = &[
     10024, // a stall paged over a record the OK had ended before the ALARM was handled
     13343, // the same, a stalled fence
     18380, // the same, a started page
+    11835, // an approval's ALARM paged after the OK withdrew it, by an attempt that then died before its check
+    15386, // the same
 ];
 /// Trace files written per run (one per new signature, the first seed that shows it).
 const MAX_TRACE_FILES: usize = 100;

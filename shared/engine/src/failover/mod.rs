@@ -334,7 +334,8 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
         let (tree, existing, holder, pages) =
             tokio::try_join!(self.read_tree(), record::read(&self.bucket, &req.execution_id), holder, pages)
                 .map_err(|source| EngineError::NotStarted { execution_id: req.execution_id.clone(), source })?;
-        if let (Some(rec), Some((doc, etag))) = (&existing, &holder)
+        let mut existing = existing;
+        if let (Some(rec), Some((doc, etag))) = (existing.as_mut(), &holder)
             && rec.record.state.is_terminal()
             && doc.execution_id == req.execution_id
             && (doc.state != LockState::Running || doc.expired(started))
@@ -342,8 +343,17 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
             // An ending whose own release was lost (an OK that withdrew an approval, then timed out) leaves a lock
             // nobody works under: a redelivery frees it (conditional on the ETag read), or it would block every
             // other execution for its window. A live (`running`, in lease) lock is its attempt's to release.
-            if let Err(e) = self.bucket.delete_if_match(&self.settings.lock_key, etag).await {
-                tracing::warn!(execution_id = %req.execution_id, error = %e, "could not release the lock of an ended execution");
+            match self.bucket.delete_if_match(&self.settings.lock_key, etag).await {
+                // The attempt that held it died after the execution ended: it may have paged an ALARM from what it
+                // read before the end (its crossing check died with it). One OK again, by the delivery that freed it.
+                Ok(()) if rec.record.resolved() => {
+                    self.resolve_again(rec, "an attempt that died holding its lock may have paged after the incident ended")
+                        .await;
+                }
+                Ok(()) => {}
+                Err(e) => {
+                    tracing::warn!(execution_id = %req.execution_id, error = %e, "could not release the lock of an ended execution");
+                }
             }
         }
         let in_flight = holder.map(|(doc, _)| doc).filter(|doc| !doc.expired(started)).map(|doc| doc.execution_id);
