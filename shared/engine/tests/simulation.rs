@@ -2033,6 +2033,8 @@ const REGRESSION_SEEDS: &[u64] = &[
     18380, // the same, a started page
     11835, // an approval's ALARM paged after the OK withdrew it, by an attempt that then died before its check
     15386, // the same
+    10102, // an ALARM paid without the lock crossed the OK, and the save's own check of the stored record failed
+    7732,  // the same, a stall's page
 ];
 /// Trace files written per run (one per new signature, the first seed that shows it).
 const MAX_TRACE_FILES: usize = 100;

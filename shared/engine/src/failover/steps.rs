@@ -170,9 +170,19 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
         let alarm_sent = rec.record.messages.iter().skip(before).any(|m| m.channel == Channel::Paging && !m.ok);
         match rec.save_now(&self.bucket, self.now()).await {
             Ok(()) => {}
-            Err(StoreError::Conflict { .. }) if alarm_sent => {
+            // Any failure, not only a conflict: the save's own check of the stored record may be what failed.
+            Err(_) if alarm_sent => {
                 let id = rec.record.execution_id.clone();
-                if let Ok(Some(mut stored)) = record::read(&self.bucket, &id).await
+                // The check is what resolves a crossing ALARM: a read that fails is tried again, not skipped.
+                let mut read = record::read(&self.bucket, &id).await;
+                for wait in [100u64, 400] {
+                    if read.is_ok() {
+                        break;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+                    read = record::read(&self.bucket, &id).await;
+                }
+                if let Ok(Some(mut stored)) = read
                     && (stored.record.resolved() || stored.record.owed.iter().any(OwedMessage::resolves))
                 {
                     self.resolve_again(&mut stored, "an ALARM owed by it was paid while its incident was being resolved").await;
