@@ -255,7 +255,7 @@ async fn report_recovery<P: ParameterStore, B: ControlBucket, N: Notifier, C: Cl
     }
     // A redelivered `OK` whose first delivery withdrew a waiting approval but died before releasing its lock.
     for id in &ended {
-        release_withdrawn(engine, id).await;
+        release_withdrawn(engine, id).await.map_err(not_started)?;
     }
     if !listed && resolvable.is_empty() {
         return Ok(AlarmOutcome::Ignored(format!("alarm {} is not in the policy's failover_alarms", change.alarm_name)));
@@ -371,17 +371,32 @@ async fn resolve_page<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock
     if withdraw {
         // After the record's end: a preparation that takes the window after this release re-reads the record
         // and finds it ended (see `prepare_for_approval`).
-        release_withdrawn(engine, &rec.record.execution_id).await;
+        let released = release_withdrawn(engine, &rec.record.execution_id).await;
+        return paid.and(released);
     }
     paid
 }
 
 /// Releases the lock of an execution whose record ended (an approval withdrawn by its alarm's `OK`) unless an
-/// attempt is running under it within its lease: that attempt finds the end itself and releases it.
-async fn release_withdrawn<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(engine: &Engine<P, B, N, C>, id: &str) {
-    if let Err(e) = lock::release(&engine.bucket, &engine.settings.lock_key, id, engine.clock.now()).await {
-        tracing::warn!(execution_id = %id, error = %e, "could not release the lock of an ended execution");
+/// attempt is running under it within its lease: that attempt finds the end itself and releases it. Tried again
+/// on a failure; an error left makes the `OK`'s delivery fail, so that its redelivery releases it (otherwise the
+/// lock would hold off every other execution for the approval window).
+async fn release_withdrawn<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
+    engine: &Engine<P, B, N, C>,
+    id: &str,
+) -> Result<(), StoreError> {
+    let mut last = Ok(false);
+    for wait in [0u64, 100, 400] {
+        if wait > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+        }
+        last = lock::release(&engine.bucket, &engine.settings.lock_key, id, engine.clock.now()).await;
+        if last.is_ok() {
+            break;
+        }
     }
+    last.map(|_| ())
+        .inspect_err(|e| tracing::warn!(execution_id = %id, error = %e, "could not release the lock of an ended execution"))
 }
 
 /// Records the execution `id` of an `ALARM` at `alarm_time` as having nothing to do: the alarm recovered (by

@@ -2035,6 +2035,7 @@ const REGRESSION_SEEDS: &[u64] = &[
     15386, // the same
     10102, // an ALARM paid without the lock crossed the OK, and the save's own check of the stored record failed
     7732,  // the same, a stall's page
+    10690, // the OK withdrew an approval and could not release its lock: it answered final, the lock held for the window
 ];
 /// Trace files written per run (one per new signature, the first seed that shows it).
 const MAX_TRACE_FILES: usize = 100;
