@@ -2036,6 +2036,7 @@ const REGRESSION_SEEDS: &[u64] = &[
     10102, // an ALARM paid without the lock crossed the OK, and the save's own check of the stored record failed
     7732,  // the same, a stall's page
     10690, // the OK withdrew an approval and could not release its lock: it answered final, the lock held for the window
+    2941,  // a failover whose predecessor had moved nothing reversed its empty plan: the jobs stayed on the primary
 ];
 /// Trace files written per run (one per new signature, the first seed that shows it).
 const MAX_TRACE_FILES: usize = 100;

@@ -18,7 +18,12 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
         if target_settings.is_none() && former_settings.is_none() && redirection.is_none() {
             return Ok(None);
         }
-        if let Some(reverse) = self.reverse_plan(run).await? {
+        // A reverse with no workspace change to undo (the replaced execution found every job already in place
+        // for its site) says nothing about where the jobs are now: this execution plans forward from their states
+        // (simulation seed 2941: the jobs stayed on the primary while the secondary was active).
+        if let Some(reverse) = self.reverse_plan(run).await?
+            && reverse.changes.iter().any(|c| c.site.is_some())
+        {
             return Ok(Some(reverse));
         }
         let mut plan = Activation { mode: "forward".into(), ..Activation::default() };
