@@ -119,9 +119,23 @@ async fn run(cli: Cli) -> u8 {
     };
     // Built once for the command: the adapters' clients, and the operator's calls made with the same credentials.
     let clients = AwsClients::load(&settings.sdk_overrides()).await;
-    match &command {
+    if let Some(status) = follow_command(&command, g, &settings, &clients, out).await {
+        return status;
+    }
+    manual_command(&command, g, &settings, clients, out).await
+}
+
+/// `watch` and `report`, which read the control bucket directly: their exit status, or `None` for another command.
+async fn follow_command(
+    command: &Command,
+    g: &args::Global,
+    settings: &Settings,
+    clients: &AwsClients,
+    out: Output,
+) -> Option<u8> {
+    match command {
         Command::Watch { execution, interval, timeout, until_approval } => {
-            let Some(bucket) = control_bucket(&settings, &clients) else { return FAILED };
+            let Some(bucket) = control_bucket(settings, clients) else { return Some(FAILED) };
             let opts = follow::WatchOptions {
                 execution_id: execution.clone(),
                 interval: Duration::from_secs_f64(interval.clamp(0.1, 60.0)),
@@ -129,7 +143,7 @@ async fn run(cli: Cli) -> u8 {
                 until_approval: *until_approval,
                 json: g.json,
             };
-            return match follow::watch(&bucket, &opts, out.style).await {
+            let status = match follow::watch(&bucket, &opts, out.style).await {
                 Ok(follow::Watched::Ended) => ANSWERED,
                 Ok(follow::Watched::Failed) => FAILED,
                 Ok(follow::Watched::TimedOut) => {
@@ -148,10 +162,11 @@ async fn run(cli: Cli) -> u8 {
                     FAILED
                 }
             };
+            Some(status)
         }
         Command::Report { execution } => {
-            let Some(bucket) = control_bucket(&settings, &clients) else { return FAILED };
-            return match follow::report(&bucket, execution, g.json).await {
+            let Some(bucket) = control_bucket(settings, clients) else { return Some(FAILED) };
+            let status = match follow::report(&bucket, execution, g.json).await {
                 Ok(Some(text)) => {
                     println!("{}", text.trim_end());
                     ANSWERED
@@ -168,13 +183,17 @@ async fn run(cli: Cli) -> u8 {
                     FAILED
                 }
             };
+            Some(status)
         }
-        _ => {}
+        _ => None,
     }
+}
 
-    // A manual-trigger command: who asks, the typed confirmation, then the same payload as the function's.
+/// A manual-trigger command: who asks, the typed confirmation, then the same payload as the function's, run here or
+/// sent with `--function`.
+async fn manual_command(command: &Command, g: &args::Global, settings: &Settings, clients: AwsClients, out: Output) -> u8 {
     let requested_by = if command.needs_requester() {
-        match requester(g, &settings, &clients).await {
+        match requester(g, settings, &clients).await {
             Ok(who) => Some(who),
             Err(e) => {
                 eprintln!("{}", out.err_style.bad(&e));
@@ -207,7 +226,7 @@ async fn run(cli: Cli) -> u8 {
     }
     let Some(payload) = command.payload(requested_by.as_deref(), typed.as_deref()) else { return FAILED };
     let name = command.function_command().unwrap_or_default();
-    let answer = dispatch(g.function.as_deref(), &settings, clients, &payload).await;
+    let answer = dispatch(g.function.as_deref(), settings, clients, &payload).await;
     print(name, &answer, out)
 }
 

@@ -305,6 +305,7 @@ async fn on_a_terminal_the_target_is_typed_to_confirm() {
     assert_eq!(r.code, Some(2), "{r:#?}");
     assert!(r.stdout.contains("About to FAIL OVER"), "{}", r.stdout);
     assert!(r.stdout.contains("Type the target site (") && r.stdout.contains("secondary"), "{}", r.stdout);
+    assert!(r.stdout.contains(&format!("Requested by {MOTO_IDENTITY} (--requested-by to say otherwise)")), "{}", r.stdout);
     assert!(r.stdout.contains("nothing was sent"), "{}", r.stdout);
     assert_eq!(env.get("active").await["site"], "primary");
     assert!(env.keys("executions/").await.is_empty());
