@@ -60,7 +60,8 @@ pub struct Global {
     #[arg(long = "env", global = true, value_name = "NAME|PATH")]
     pub profile: Option<String>,
 
-    /// Who asks, for the record, the report and the pages (default: $DR_REQUESTED_BY, else $USER).
+    /// Who asks, for the record, the report and the pages (default: $DR_REQUESTED_BY, else your AWS identity,
+    /// shortened: `alice@example.com (DrOperator)` for an assumed role's session).
     #[arg(long, global = true, value_name = "WHO")]
     pub requested_by: Option<String>,
 

@@ -14,18 +14,29 @@
 //! Exit status: 0 answered, 2 rejected (nothing changed), 1 failed. With `--json` (and the JSON payload form)
 //! the answer, or the error as `{"errorType", "errorMessage"}`, is printed on stdout; logs go to stderr.
 //!
+//! Who asks is recorded with every command that changes something: `--requested-by`, else `DR_REQUESTED_BY`, else
+//! the AWS caller identity (STS `GetCallerIdentity`) shortened for people
+//! (`aws::operator::identity::for_people`: `arn:aws:sts::123456789012:assumed-role/DrOperator/alice@example.com`
+//! is `alice@example.com (DrOperator)`).
+//!
+//! What a command runs with is built by the same assembly as the functions' (`app::root::assemble`, role
+//! `BreakGlass`): the Databricks connector and Route 53, so that a break-glass failover activates the workloads
+//! and moves the stable name as the Lambda does. Every AWS call goes through the adapters' crate (`aws`, with its
+//! `operator` feature for STS and `--function`'s Lambda Invoke): `dr` names no AWS SDK.
+//!
 //! Module map: [`args`] (the command line), [`profile`] (configuration from the environment or a profile file),
-//! [`render`] (the answers for people), [`follow`] (`watch` and `report`), [`remote`] (`--function`).
+//! [`render`] (the answers for people), [`follow`] (`watch` and `report`).
 
 mod args;
 mod follow;
 mod profile;
-mod remote;
 mod render;
 
 use app::config::Config;
+use app::root::Role;
 use args::{Cli, ColorChoice, Command};
 use aws::AwsClients;
+use aws::operator::invoke;
 use aws::s3::S3ControlBucket;
 use clap::{CommandFactory, Parser};
 use domain::names::BucketName;
@@ -106,9 +117,25 @@ async fn run(cli: Cli) -> u8 {
             return FAILED;
         }
     };
-    match &command {
+    // Built once for the command: the adapters' clients, and the operator's calls made with the same credentials.
+    let clients = AwsClients::load(&settings.sdk_overrides()).await;
+    if let Some(status) = follow_command(&command, g, &settings, &clients, out).await {
+        return status;
+    }
+    manual_command(&command, g, &settings, clients, out).await
+}
+
+/// `watch` and `report`, which read the control bucket directly: their exit status, or `None` for another command.
+async fn follow_command(
+    command: &Command,
+    g: &args::Global,
+    settings: &Settings,
+    clients: &AwsClients,
+    out: Output,
+) -> Option<u8> {
+    match command {
         Command::Watch { execution, interval, timeout, until_approval } => {
-            let Some(bucket) = control_bucket(&settings).await else { return FAILED };
+            let Some(bucket) = control_bucket(settings, clients) else { return Some(FAILED) };
             let opts = follow::WatchOptions {
                 execution_id: execution.clone(),
                 interval: Duration::from_secs_f64(interval.clamp(0.1, 60.0)),
@@ -116,7 +143,7 @@ async fn run(cli: Cli) -> u8 {
                 until_approval: *until_approval,
                 json: g.json,
             };
-            return match follow::watch(&bucket, &opts, out.style).await {
+            let status = match follow::watch(&bucket, &opts, out.style).await {
                 Ok(follow::Watched::Ended) => ANSWERED,
                 Ok(follow::Watched::Failed) => FAILED,
                 Ok(follow::Watched::TimedOut) => {
@@ -135,10 +162,11 @@ async fn run(cli: Cli) -> u8 {
                     FAILED
                 }
             };
+            Some(status)
         }
         Command::Report { execution } => {
-            let Some(bucket) = control_bucket(&settings).await else { return FAILED };
-            return match follow::report(&bucket, execution, g.json).await {
+            let Some(bucket) = control_bucket(settings, clients) else { return Some(FAILED) };
+            let status = match follow::report(&bucket, execution, g.json).await {
                 Ok(Some(text)) => {
                     println!("{}", text.trim_end());
                     ANSWERED
@@ -155,15 +183,26 @@ async fn run(cli: Cli) -> u8 {
                     FAILED
                 }
             };
+            Some(status)
         }
-        _ => {}
+        _ => None,
     }
+}
 
-    // A manual-trigger command: who asks, the typed confirmation, then the same payload as the function's.
-    let requested_by = g.requested_by.clone().or_else(|| settings.get("DR_REQUESTED_BY")).or_else(operator);
-    if command.needs_requester() && requested_by.is_none() {
-        return refuse(out, "who asks is recorded: pass --requested-by you@example.com (or set DR_REQUESTED_BY)");
-    }
+/// A manual-trigger command: who asks, the typed confirmation, then the same payload as the function's, run here or
+/// sent with `--function`.
+async fn manual_command(command: &Command, g: &args::Global, settings: &Settings, clients: AwsClients, out: Output) -> u8 {
+    let requested_by = if command.needs_requester() {
+        match requester(g, settings, &clients).await {
+            Ok(who) => Some(who),
+            Err(e) => {
+                eprintln!("{}", out.err_style.bad(&e));
+                return FAILED;
+            }
+        }
+    } else {
+        None
+    };
     let mut typed = None;
     let environment = settings.get("DR_ENVIRONMENT").or_else(|| g.function.clone()).unwrap_or_else(|| "this environment".into());
     if let Some(c) = command.missing_confirmation(&environment) {
@@ -177,7 +216,7 @@ async fn run(cli: Cli) -> u8 {
                 ),
             );
         }
-        match ask(&c, out.err_style) {
+        match ask(&c, requested_by.as_deref(), out.err_style) {
             Some(t) => typed = Some(t),
             None => {
                 eprintln!("{}", out.err_style.bad(&format!("confirmation did not match {:?}: nothing was sent", c.expected)));
@@ -187,7 +226,7 @@ async fn run(cli: Cli) -> u8 {
     }
     let Some(payload) = command.payload(requested_by.as_deref(), typed.as_deref()) else { return FAILED };
     let name = command.function_command().unwrap_or_default();
-    let answer = dispatch(g.function.as_deref(), &settings, &payload).await;
+    let answer = dispatch(g.function.as_deref(), settings, clients, &payload).await;
     print(name, &answer, out)
 }
 
@@ -240,7 +279,8 @@ async fn legacy(g: &args::Global, words: Vec<String>) -> u8 {
             return FAILED;
         }
     };
-    let answer = dispatch(g.function.as_deref(), &settings, &payload).await;
+    let clients = AwsClients::load(&settings.sdk_overrides()).await;
+    let answer = dispatch(g.function.as_deref(), &settings, clients, &payload).await;
     let style = Style { color: false };
     print("", &answer, Output { json: true, style, err_style: style })
 }
@@ -255,14 +295,14 @@ enum Answer {
     NotSent(String),
 }
 
-/// Runs the payload here (the function's own dispatch) or, with `--function`, through the deployed function.
-async fn dispatch(function: Option<&str>, settings: &Settings, payload: &Value) -> Answer {
+/// Runs the payload here (the function's own dispatch, over what `app::root::assemble` builds for `dr`) or, with
+/// `--function`, through the deployed function.
+async fn dispatch(function: Option<&str>, settings: &Settings, clients: AwsClients, payload: &Value) -> Answer {
     if let Some(function) = function {
-        let sdk = sdk_config(settings).await;
-        return match remote::invoke(&sdk, function, payload).await {
-            Ok(remote::Answer::Response(v)) => Answer::Answered(v),
-            Ok(remote::Answer::FunctionError(v)) => Answer::Failed(v),
-            Err(e) => Answer::NotSent(e),
+        return match invoke::invoke(&clients, function, payload).await {
+            Ok(invoke::Answer::Response(v)) => Answer::Answered(v),
+            Ok(invoke::Answer::FunctionError(v)) => Answer::Failed(v),
+            Err(e) => Answer::NotSent(e.to_string()),
         };
     }
     let config = match Config::from_lookup(|name| settings.get(name)) {
@@ -272,12 +312,10 @@ async fn dispatch(function: Option<&str>, settings: &Settings, payload: &Value) 
             return Answer::NotSent(format!("{e}{from}"));
         }
     };
-    let clients = clients(settings).await;
-    let mut engine = app::root::engine(&clients, &config);
-    // `dr snapshot` in break-glass mode exports the workspaces as manual-trigger does (the operator's
-    // credentials must allow the SecureString reads under {prefix}/secrets/).
-    let secrets = config.ssm_prefix.child("secrets");
-    engine.workspaces = Some(std::sync::Arc::new(aws::databricks::DatabricksConnector::new(clients.ssm.clone(), &secrets)));
+    // The functions' own wiring: `dr snapshot` exports the workspaces as manual-trigger does, and a failover
+    // activates the workloads and moves the stable name (the operator's credentials must allow the SecureString
+    // reads under {prefix}/secrets/ and the Route 53 change).
+    let engine = app::root::assemble(Role::BreakGlass, config, clients).engine;
     match app::entry::command(&engine, payload).await {
         Ok(response) => Answer::Answered(serde_json::to_value(&response).unwrap_or(Value::Null)),
         Err(e) => Answer::Failed(json!({"errorType": e.error_type(), "errorMessage": engine::error::error_chain(&e)})),
@@ -320,10 +358,14 @@ fn refuse(out: Output, message: &str) -> u8 {
     REJECTED
 }
 
-/// Asks for the typed confirmation on the terminal; `Some(typed)` when it matches.
-fn ask(c: &args::Confirmation, s: Style) -> Option<String> {
+/// Asks for the typed confirmation on the terminal (saying who will be recorded as asking); `Some(typed)` when it
+/// matches.
+fn ask(c: &args::Confirmation, requested_by: Option<&str>, s: Style) -> Option<String> {
     let mut err = std::io::stderr();
     let _ = writeln!(err, "{}", s.bold(&c.summary));
+    if let Some(who) = requested_by {
+        let _ = writeln!(err, "Requested by {who} (--requested-by to say otherwise).");
+    }
     let _ = write!(err, "Type {} ({}) to confirm, anything else aborts: ", c.what, s.bold(&c.expected));
     let _ = err.flush();
     let mut line = String::new();
@@ -332,9 +374,24 @@ fn ask(c: &args::Confirmation, s: Style) -> Option<String> {
     (typed == c.expected).then(|| typed.to_owned())
 }
 
-/// Who runs `dr`, when `--requested-by` is not given: the login name.
-fn operator() -> Option<String> {
-    ["USER", "LOGNAME", "USERNAME"].iter().find_map(|n| std::env::var(n).ok()).filter(|v| !v.trim().is_empty())
+/// Who asks: `--requested-by`, else `DR_REQUESTED_BY`, else the AWS caller identity shortened for people. The
+/// error says what is wrong with the identity and that `--requested-by` works without it.
+async fn requester(g: &args::Global, settings: &Settings, clients: &AwsClients) -> Result<String, String> {
+    let given = g.requested_by.clone().filter(|w| !w.trim().is_empty()).or_else(|| settings.get("DR_REQUESTED_BY"));
+    if let Some(who) = given {
+        return Ok(who);
+    }
+    match aws::operator::identity::caller_identity(clients).await {
+        Ok(id) => {
+            let who = id.for_people();
+            tracing::info!(arn = %id.arn, account = %id.account, requested_by = %who, "who asks: the AWS caller identity");
+            Ok(who)
+        }
+        Err(e) => Err(format!(
+            "cannot tell who is asking from your AWS identity ({e}): nothing was sent; pass --requested-by you@example.com \
+             (or set DR_REQUESTED_BY) to say who asks"
+        )),
+    }
 }
 
 fn style(choice: ColorChoice, terminal: bool) -> Style {
@@ -365,43 +422,8 @@ fn init_logs(json: bool, verbose: bool, ansi: bool) {
     let _ = tracing_subscriber::registry().with(layer.with_filter(filter)).try_init();
 }
 
-/// The SDK configuration: the environment's, with the profile file's region, endpoint and AWS profile over
-/// it; the timeouts and retries of the functions' clients.
-async fn sdk_config(settings: &Settings) -> aws_config::SdkConfig {
-    use aws_config::{retry::RetryConfig, timeout::TimeoutConfig};
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(aws::CONNECT_TIMEOUT)
-                .operation_attempt_timeout(aws::ATTEMPT_TIMEOUT)
-                .operation_timeout(aws::OPERATION_TIMEOUT)
-                .build(),
-        )
-        .retry_config(RetryConfig::standard().with_max_attempts(aws::MAX_ATTEMPTS));
-    if let Some(p) = settings.get("AWS_PROFILE") {
-        loader = loader.profile_name(p);
-    }
-    if let Some(r) = settings.get("AWS_REGION") {
-        loader = loader.region(aws_config::Region::new(r));
-    }
-    if let Some(e) = settings.get("AWS_ENDPOINT_URL") {
-        loader = loader.endpoint_url(e);
-    }
-    loader.load().await
-}
-
-/// The S3, SNS and SSM clients: exactly the functions' (`AwsClients::from_env`) unless a profile file sets the
-/// SDK's variables.
-async fn clients(settings: &Settings) -> AwsClients {
-    if settings.sets_sdk_variables() {
-        AwsClients::from_sdk_config(&sdk_config(settings).await)
-    } else {
-        AwsClients::from_env().await
-    }
-}
-
 /// The control bucket, for `watch` and `report` (only `DR_CONTROL_BUCKET` and the AWS variables are needed).
-async fn control_bucket(settings: &Settings) -> Option<S3ControlBucket> {
+fn control_bucket(settings: &Settings, clients: &AwsClients) -> Option<S3ControlBucket> {
     let name = match settings.get("DR_CONTROL_BUCKET").map(|b| BucketName::parse(&b)) {
         Some(Ok(b)) => b,
         Some(Err(e)) => {
@@ -413,7 +435,7 @@ async fn control_bucket(settings: &Settings) -> Option<S3ControlBucket> {
             return None;
         }
     };
-    Some(S3ControlBucket::new(clients(settings).await.s3, name))
+    Some(S3ControlBucket::new(clients.s3.clone(), name))
 }
 
 /// Levenshtein distance, for "did you mean".

@@ -70,9 +70,18 @@ impl Settings {
         self.file.get(name).cloned().or_else(|| std::env::var(name).ok()).filter(|v| !v.trim().is_empty())
     }
 
-    /// Whether the file sets any of the SDK's own variables (the clients are then configured from them).
-    pub fn sets_sdk_variables(&self) -> bool {
-        ["AWS_REGION", "AWS_PROFILE", "AWS_ENDPOINT_URL"].iter().any(|n| self.file.contains_key(*n))
+    /// The SDK's own variables over the environment's: none unless the file sets one of them (the clients are
+    /// then exactly the functions', `aws::AwsClients::from_env`); when it does, all three as [`Settings::get`]
+    /// reads them (the file's, else the environment's).
+    pub fn sdk_overrides(&self) -> aws::SdkOverrides {
+        if !["AWS_REGION", "AWS_PROFILE", "AWS_ENDPOINT_URL"].iter().any(|n| self.file.contains_key(*n)) {
+            return aws::SdkOverrides::default();
+        }
+        aws::SdkOverrides {
+            profile: self.get("AWS_PROFILE"),
+            region: self.get("AWS_REGION"),
+            endpoint_url: self.get("AWS_ENDPOINT_URL"),
+        }
     }
 }
 

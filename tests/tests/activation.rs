@@ -3,7 +3,7 @@
 //! secondary's jobs tagged `dr=active-passive` are resumed, its `bi` warehouse started, the primary's same jobs
 //! paused, the stable CNAME moved; a failback reverses exactly that; a drill changes nothing; a primary that
 //! hangs never blocks the promotion and is paged as to do by hand; a crash after an activation call resumes
-//! without a second change.
+//! without a second change; a break-glass `dr` failover does all of it as the function does.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use serde_json::{Value, json};
@@ -274,6 +274,59 @@ async fn a_stable_name_the_failover_created_follows_the_failback_to_the_primary(
     assert_eq!((dns["before"].as_str().unwrap(), dns["after"].as_str().unwrap()), ("localhost", primary_host.as_str()));
     assert_eq!(dns["status"], "done", "{dns:#}");
     assert!(rec["activation"]["manual"].as_array().is_none_or(|m| m.is_empty()), "{rec:#}");
+}
+
+/// Runs the built break-glass `dr` with the environment's variables (no terminal, no login name): exit status and
+/// stdout parsed as JSON (its `--json` answer), stderr for messages.
+fn dr(pair: &Pair, args: &[&str]) -> (Option<i32>, Value, String) {
+    let bin = tests::runtime_api::bin_dir().join("dr");
+    assert!(bin.exists(), "{} is missing: run `cargo build --workspace --bins`", bin.display());
+    let out = std::process::Command::new(bin)
+        .env_clear()
+        .envs(pair.env.function_env())
+        .env("DR_DATABRICKS_BACKOFF_MS", "20")
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out.status.code(), serde_json::from_slice(&out.stdout).unwrap_or(Value::Null), stderr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_break_glass_failover_through_dr_moves_the_stable_name_as_the_function_does() {
+    // `dr` used to wire the engine by itself, without Route 53: its failover left the CNAME on the primary and
+    // asked for the change by hand, while the Lambda's moved it.
+    let pair = Pair::start().await;
+    let primary_host = host(&pair.primary().url);
+    assert_eq!(pair.cname().await, primary_host);
+    let who = ["--requested-by", "oncall@example.com"];
+    let (code, r, stderr) = dr(
+        &pair,
+        &[&["--json", "failover", "--reason", "stack impaired", "--token", "bg1", "--confirm", "secondary"], &who[..]].concat(),
+    );
+    assert_eq!((code, r["outcome"].as_str()), (Some(0), Some("completed")), "{r:#}\n{stderr}");
+    assert_eq!(pair.cname().await, "localhost", "the stable name follows a break-glass failover");
+    let rec = pair.env.json("executions/failover-bg1.json").await;
+    let a = &rec["activation"];
+    assert!(a["manual"].as_array().is_none_or(|m| m.is_empty()), "nothing left to do by hand: {a:#}");
+    let list = a["changes"].as_array().unwrap();
+    assert_eq!(list.len(), 10, "4 resumed, 1 warehouse, 4 paused, the CNAME, as the function's: {a:#}");
+    let dns = list.iter().find(|c| c["object"] == "dns_record").unwrap();
+    assert_eq!((dns["before"].as_str().unwrap(), dns["after"].as_str().unwrap()), (primary_host.as_str(), "localhost"));
+    assert_eq!(dns["status"], "done", "{dns:#}");
+    for (name, field) in TAGGED {
+        assert_eq!(pause(&pair.secondary().state(), name, field), "UNPAUSED", "secondary {name}");
+    }
+
+    // Its failback, through dr too, reverses the name with the rest.
+    std::thread::sleep(Duration::from_millis(400));
+    let (code, r, stderr) = dr(
+        &pair,
+        &[&["--json", "failback", "--reason", "recovered", "--token", "bg2", "--confirm", "primary"], &who[..]].concat(),
+    );
+    assert_eq!((code, r["outcome"].as_str()), (Some(0), Some("completed")), "{r:#}\n{stderr}");
+    assert_eq!(pair.cname().await, primary_host, "the stable name follows the failback");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,6 +15,10 @@ use tests::runtime_api::{Function, Invocation, bin_dir};
 
 const ALARM: &str = "databricks-prod-workspace-unhealthy";
 
+/// Who asks, as `dr` records it, with moto's credentials `testing`: moto's caller identity for credentials it did not
+/// issue is `arn:aws:sts::123456789012:user/moto`, shortened for people.
+const MOTO_IDENTITY: &str = "moto (IAM user)";
+
 /// What one run of `dr` did.
 #[derive(Debug)]
 struct Run {
@@ -35,7 +39,8 @@ fn dr_bin() -> std::path::PathBuf {
     bin
 }
 
-/// The environment an operator's shell would have: the function's variables, a login name, no terminal.
+/// The environment an operator's shell would have: the function's variables, a login name (which `dr` no longer
+/// takes for who asks), no terminal.
 fn shell_env(env: &DrEnv) -> Vec<(String, String)> {
     let mut vars = env.function_env();
     vars.push(("USER".into(), "oncall".into()));
@@ -160,10 +165,10 @@ async fn json_prints_exactly_the_functions_answer() {
     assert_eq!(first.json()["outcome"], "completed");
     assert_eq!(first.json()["execution_id"], "failover-j1");
     let record = env.json("executions/failover-j1.json").await;
-    assert_eq!(record["trigger"]["requested_by"], "oncall", "the login name when --requested-by is not given");
+    assert_eq!(record["trigger"]["requested_by"], MOTO_IDENTITY, "the AWS identity when --requested-by is not given");
     let replay = dr(&env, &["--json", "failover", "--reason", "stack impaired", "--token", "j1", "--confirm", "secondary"]);
     let payload = json!({"command": "failover", "target": "secondary", "confirm": "secondary", "reason": "stack impaired",
-                         "requested_by": "oncall", "client_token": "j1"});
+                         "requested_by": MOTO_IDENTITY, "client_token": "j1"});
     let lambda = f.invoke(&payload).response();
     assert_eq!(lambda["outcome"], "already_completed");
     assert_eq!(replay.json(), lambda);
@@ -193,12 +198,23 @@ async fn without_a_terminal_the_confirmation_is_a_required_flag() {
     assert_eq!(env.get("active").await["site"], "primary", "nothing changed");
     assert!(env.keys("executions/").await.is_empty(), "nothing was sent");
 
-    // Who asks is recorded: without a login name or --requested-by, the command is refused before it is sent.
+    // Who asks is recorded: when STS cannot say who the credentials are, the command is not sent, and the message
+    // says what failed and that --requested-by does without it.
     let mut vars = shell_env(&env);
-    vars.retain(|(k, _)| k != "USER");
+    vars.push(("AWS_ENDPOINT_URL_STS".into(), "http://127.0.0.1:9".into()));
+    vars.push(("DR_AWS_INITIAL_BACKOFF_MS".into(), "10".into()));
     let r = run_with(&vars, &["drill", "--reason", "Q4"], "");
-    assert_eq!(r.code, Some(2));
-    assert!(r.stderr.contains("--requested-by"), "{}", r.stderr);
+    assert_eq!(r.code, Some(1), "{r:#?}");
+    assert!(
+        r.stderr.contains("cannot tell who is asking from your AWS identity (STS GetCallerIdentity failed: "),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("nothing was sent; pass --requested-by"), "{}", r.stderr);
+    assert!(env.keys("executions/").await.is_empty(), "nothing was sent");
+    let r = run_with(&vars, &["--json", "drill", "--reason", "Q4", "--requested-by", "dr-team@example.com"], "");
+    assert_eq!(r.code, Some(0), "{r:#?}");
+    assert!(r.json()["decision"]["reasons"].to_string().contains("requested by dr-team@example.com"), "{r:#?}");
 
     // A usage error is clap's, with exit status 2; --help is 0.
     let r = dr(&env, &["failover", "--token", "x"]);
@@ -212,6 +228,75 @@ async fn without_a_terminal_the_confirmation_is_a_required_flag() {
     assert!(help.stdout.contains("Examples:") && help.stdout.contains("--confirm secondary"), "{}", help.stdout);
 }
 
+/// The shell of an operator signed in as `session` in the role `role` (an assume-role profile, IAM Identity
+/// Center): moto's temporary credentials for it, in place of the static ones.
+async fn signed_in(env: &DrEnv, role: &str, session: &str) -> Vec<(String, String)> {
+    let sts = aws_sdk_sts::Client::new(&tests::dr_env::sdk_config(&env.endpoint).await);
+    let out = sts
+        .assume_role()
+        .role_arn(format!("arn:aws:iam::123456789012:role/{role}"))
+        .role_session_name(session)
+        .send()
+        .await
+        .unwrap();
+    let c = out.credentials().unwrap();
+    let mut vars = shell_env(env);
+    vars.retain(|(k, _)| !k.starts_with("AWS_ACCESS_KEY") && !k.starts_with("AWS_SECRET") && k != "USER");
+    vars.push(("AWS_ACCESS_KEY_ID".into(), c.access_key_id().to_owned()));
+    vars.push(("AWS_SECRET_ACCESS_KEY".into(), c.secret_access_key().to_owned()));
+    vars.push(("AWS_SESSION_TOKEN".into(), c.session_token().to_owned()));
+    vars
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn who_asks_is_the_aws_caller_identity_unless_said_otherwise() {
+    let env = env_with("approval").await;
+    let alice = signed_in(&env, "DrOperator", "alice@example.com").await;
+    // No login name, no --requested-by: the command is not refused, the caller identity is recorded.
+    let r =
+        run_with(&alice, &["--json", "failover", "--reason", "us-east-1 outage", "--token", "id1", "--confirm", "secondary"], "");
+    assert_eq!(r.code, Some(0), "{r:#?}");
+    let record = env.json("executions/failover-id1.json").await;
+    assert_eq!(record["trigger"]["requested_by"], "alice@example.com (DrOperator)", "{record:#}");
+    let report = String::from_utf8(env.object("reports/failover-id1.md").await.unwrap()).unwrap();
+    assert!(report.contains("alice@example.com (DrOperator)"), "{report}");
+
+    // The override wins over the identity: --requested-by, and DR_REQUESTED_BY (a profile file's or the shell's).
+    let r = run_with(
+        &alice,
+        &[
+            "--json",
+            "failback",
+            "--reason",
+            "recovered",
+            "--token",
+            "id2",
+            "--confirm",
+            "primary",
+            "--requested-by",
+            "bob@example.com",
+        ],
+        "",
+    );
+    assert_eq!(r.code, Some(0), "{r:#?}");
+    assert_eq!(env.json("executions/failback-id2.json").await["trigger"]["requested_by"], "bob@example.com");
+    let mut team = alice.clone();
+    team.push(("DR_REQUESTED_BY".into(), "dr-team@example.com".into()));
+    let r = run_with(&team, &["--json", "drill", "--reason", "Q4"], "");
+    assert_eq!(r.code, Some(0), "{r:#?}");
+    assert!(r.json()["decision"]["reasons"].to_string().contains("requested by dr-team@example.com"), "{r:#?}");
+
+    // An approval records its approver the same way.
+    let mut alarm = Function::start("health-alarm", &env.function_env());
+    let waiting = alarm.invoke(&alarm_fired(0)).response();
+    assert_eq!(waiting["outcome"], "awaiting_approval", "{waiting:#}");
+    let id = waiting["execution_id"].as_str().unwrap().to_owned();
+    let carol = signed_in(&env, "AWSReservedSSO_DrOnCall_0123456789abcdef", "carol@example.com").await;
+    let r = run_with(&carol, &["--json", "approve", &id], "");
+    assert_eq!(r.code, Some(0), "{r:#?}");
+    assert_eq!(env.json(&format!("executions/{id}.json")).await["approved_by"], "carol@example.com (DrOnCall)");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_a_terminal_the_target_is_typed_to_confirm() {
     let env = DrEnv::seed(&moto::shared().endpoint).await;
@@ -220,6 +305,7 @@ async fn on_a_terminal_the_target_is_typed_to_confirm() {
     assert_eq!(r.code, Some(2), "{r:#?}");
     assert!(r.stdout.contains("About to FAIL OVER"), "{}", r.stdout);
     assert!(r.stdout.contains("Type the target site (") && r.stdout.contains("secondary"), "{}", r.stdout);
+    assert!(r.stdout.contains(&format!("Requested by {MOTO_IDENTITY} (--requested-by to say otherwise)")), "{}", r.stdout);
     assert!(r.stdout.contains("nothing was sent"), "{}", r.stdout);
     assert_eq!(env.get("active").await["site"], "primary");
     assert!(env.keys("executions/").await.is_empty());
@@ -330,7 +416,7 @@ async fn the_runbook_end_to_end() {
     assert!(after.stdout.contains(&format!("promoted by {second}")), "{}", after.stdout);
     assert!(after.stdout.contains("in flight     none"), "{}", after.stdout);
     let record = env.json(&format!("executions/{second}.json")).await;
-    assert_eq!(record["approved_by"], "oncall");
+    assert_eq!(record["approved_by"], MOTO_IDENTITY);
 
     // The reports: a verdict first, the steps as a Gantt chart beside the table.
     let report = dr(&env, &["report", &second]);
@@ -493,7 +579,8 @@ async fn function_sends_the_command_through_the_deployed_manual_trigger() {
         ("AWS_ACCESS_KEY_ID".into(), "testing".into()),
         ("AWS_SECRET_ACCESS_KEY".into(), "testing".into()),
         ("AWS_ENDPOINT_URL_LAMBDA".into(), endpoint),
-        ("USER".into(), "oncall".into()),
+        // Who asks: the operator's AWS identity, asked of STS (moto) before the command is sent.
+        ("AWS_ENDPOINT_URL_STS".into(), env.endpoint.clone()),
     ];
     let r = run_with(&vars, &["--function", "stack-manual-trigger", "--json", "status"], "");
     assert_eq!(r.code, Some(0), "{r:#?}");
@@ -521,7 +608,7 @@ async fn function_sends_the_command_through_the_deployed_manual_trigger() {
     assert_eq!(
         seen.lock().unwrap()[1].2,
         json!({"command": "failover", "target": "secondary", "confirm": "secondary", "reason": "via lambda",
-               "requested_by": "oncall", "client_token": "fn1"})
+               "requested_by": MOTO_IDENTITY, "client_token": "fn1"})
     );
     // The JSON payload form goes through it too; a function that is not there is named, with Lambda's error code.
     let r = run_with(&vars, &["--function", "stack-manual-trigger", r#"{"command":"check"}"#], "");

@@ -26,6 +26,9 @@ use std::sync::OnceLock;
 struct Sources {
     /// Folder of the SDK adapters (every SDK call is found here, recursively).
     adapters: &'static str,
+    /// Folder of the operator's calls inside it (the aws crate's `operator` feature, `dr` only: no function compiles
+    /// them, tests/tests/layering.rs), left out of what the functions' roles must grant.
+    operator: &'static str,
     /// Files that read the `DR_*` environment variables.
     configuration: &'static [&'static str],
     /// File that declares the EMF metrics (`Metric { name, unit, dimension }` literals and `NAMESPACE`).
@@ -36,6 +39,7 @@ struct Sources {
 
 const SOURCES: Sources = Sources {
     adapters: "shared/aws/src",
+    operator: "shared/aws/src/operator",
     configuration: &["shared/app/src/config.rs", "shared/aws/src/lib.rs"],
     metrics: "shared/app/src/metrics.rs",
     key_builders: &["shared/engine/src", "shared/domain/src"],
@@ -87,6 +91,7 @@ const OPERATION_ACTIONS: &[(&str, &str, &[&str])] = &[
     ("sqs", "delete_message_batch", &["sqs:DeleteMessage"]),
     ("sqs", "get_queue_attributes", &["sqs:GetQueueAttributes"]),
     ("sts", "get_caller_identity", &[]),
+    ("lambda", "invoke", &["lambda:InvokeFunction"]),
 ];
 
 /// Actions a function deliberately does NOT get although the shared code can call them. The role must not
@@ -557,15 +562,8 @@ fn the_lock_lease_outlasts_every_function_timeout() {
 fn the_iam_statements_cover_every_sdk_call_for_every_function() {
     let calls = sdk_calls();
     assert!(calls.iter().any(|(s, op, _)| s == "ssm" && op == "put_parameter"), "the scan found no SSM calls: {calls:?}");
-    let mut required: BTreeSet<&str> = BTreeSet::new();
-    for (service, op, file) in &calls {
-        let actions = OPERATION_ACTIONS
-            .iter()
-            .find(|(s, o, _)| s == service && o == op)
-            .map(|(_, _, a)| *a)
-            .unwrap_or_else(|| panic!("{file} calls {service}.{op}(): add its IAM action(s) to OPERATION_ACTIONS"));
-        required.extend(actions.iter().copied());
-    }
+    // The functions' calls: the operator's (dr only) are checked by the_operators_calls_are_dr_s_and_no_function_role_grants_them.
+    let required = code_actions();
     for (name, (id, r)) in template_functions() {
         let statements = role_statements(id, r);
         for action in &required {
@@ -878,10 +876,11 @@ fn a_failed_first_deploy_leaves_nothing_behind() {
     }
 }
 
-/// The IAM actions the adapters' SDK calls need (OPERATION_ACTIONS over `sdk_calls()`).
+/// The IAM actions the functions' SDK calls need (OPERATION_ACTIONS over `sdk_calls()`, the operator's left out).
 fn code_actions() -> BTreeSet<&'static str> {
+    let operator = root().join(SOURCES.operator);
     let mut required = BTreeSet::new();
-    for (service, op, file) in &sdk_calls() {
+    for (service, op, file) in sdk_calls().iter().filter(|(_, _, file)| !Path::new(file).starts_with(&operator)) {
         let actions = OPERATION_ACTIONS
             .iter()
             .find(|(s, o, _)| s == service && o == op)
@@ -990,6 +989,25 @@ fn each_role_grants_exactly_what_the_code_calls() {
         let granted = granted_actions(role, &statements_of_role(role));
         let expected: BTreeSet<String> = actions.iter().map(|a| (*a).to_owned()).collect();
         assert_eq!(granted, expected, "{role}: granted (left) and SERVICE_ROLES (right) differ");
+    }
+}
+
+#[test]
+fn the_operators_calls_are_dr_s_and_no_function_role_grants_them() {
+    // `dr` asks who the operator is (STS GetCallerIdentity: no permission exists for it) and, with `--function`,
+    // invokes manual-trigger (the operator's lambda:InvokeFunction, README). No function makes either call.
+    let operator = root().join(SOURCES.operator);
+    let calls: BTreeSet<(String, String)> = sdk_calls()
+        .into_iter()
+        .filter(|(_, _, file)| Path::new(file).starts_with(&operator))
+        .map(|(service, op, _)| (service, op))
+        .collect();
+    let expected: BTreeSet<(String, String)> =
+        [("lambda", "invoke"), ("sts", "get_caller_identity")].iter().map(|(s, o)| ((*s).to_owned(), (*o).to_owned())).collect();
+    assert_eq!(calls, expected, "the operator's calls changed: say who needs what in README (break-glass) and here");
+    for (name, (id, r)) in template_functions() {
+        let granted = granted_actions(id, &role_statements(id, r));
+        assert!(!granted.contains("lambda:InvokeFunction"), "{id} ({name}) may invoke Lambda, which no function does");
     }
 }
 

@@ -1,13 +1,12 @@
 //! `replication-failure`: S3 replication event notifications (through SQS, the main path; SNS; or a direct
 //! invocation) turned into incidents, re-drive manifests and one page per incident. Never a failover.
 //!
-//! Everything is built once here, at cold start; the handler stays thin. The payload is taken raw so that a body
-//! that cannot be parsed is quarantined exactly as it arrived.
+//! Everything is built once here, at cold start (`app::root::cold_start`); the handler stays thin. The payload is
+//! taken raw so that a body that cannot be parsed is quarantined exactly as it arrived.
 
 mod event_handler;
 
-use app::config::Config;
-use aws::AwsClients;
+use app::root::Role;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::value::RawValue;
 
@@ -15,15 +14,8 @@ use serde_json::value::RawValue;
 // a single-threaded runtime starts without worker threads and keeps less memory (README, "Measured").
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
-    app::telemetry::init();
-    let config = Config::from_env().inspect_err(|e| tracing::error!(error = %e, "cold start failed: invalid configuration"))?;
-    let clients = AwsClients::from_env().await;
-    if config.prime_connections {
-        clients.prime(&app::root::prime_targets(&config), aws::PRIME_DEADLINE).await;
-    }
-    let engine = app::root::engine(&clients, &config);
-    tracing::info!(environment = %config.environment, control_bucket = %config.control_bucket, "replication-failure ready");
-    let engine = &engine;
+    let assembly = app::root::cold_start(Role::ReplicationFailure).await?;
+    let engine = &assembly.engine;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Box<RawValue>>| async move {
         event_handler::handle(engine, event.payload.get()).await
     }))

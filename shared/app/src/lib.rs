@@ -10,7 +10,7 @@
 //! | [`telemetry`] | JSON logging through `tracing` |
 //! | [`metrics`] | CloudWatch Embedded Metric Format lines (executions, steps, replication, quarantine) |
 //! | [`error`] | [`error::HandlerError`] and, with the `lambda` feature, its `Diagnostic` mapping |
-//! | [`root`] | the composition root: the AWS adapters wired into the engine |
+//! | [`root`] | the composition root: one assembly of the engine per entry point's role (`root::assemble`), the functions' cold start |
 //! | [`entry`] | what each entry point does around the engine: commands with their metrics, quarantine |
 //!
 //! The workspace's layering (each crate uses only those below it; Cargo enforces it, and

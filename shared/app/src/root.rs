@@ -1,16 +1,124 @@
-//! The composition root: the one place that wires the AWS adapters into the engine (called once, in `main`
-//! of each function and of `dr`).
+//! The composition root: the one place that builds what an entry point runs with. [`assemble`] wires the AWS
+//! adapters into the engine from the entry point's [`Role`] (the three functions and `dr` all call it);
+//! [`cold_start`] is the functions' `main` around it (logging, configuration and clients from the environment,
+//! priming).
+//!
+//! What each role gets:
+//!
+//! | role | Databricks connector | Route 53 (redirection) | carried exports |
+//! |---|---|---|---|
+//! | `health-alarm` | yes: its failovers activate the workloads | yes: they move the stable name | no |
+//! | `manual-trigger` | yes: snapshots export, failovers activate | yes | with `DR_EXPORT_QUEUE_URL` |
+//! | `replication-failure` | no: it never exports nor promotes | no | no |
+//! | `dr` (break-glass) | yes, as manual-trigger | yes, as manual-trigger | no: one process, one invocation |
 
 use crate::config::Config;
+use crate::error::ConfigError;
 use aws::{AwsClients, PrimeTargets, s3::S3ControlBucket, sns::SnsNotifier, ssm::SsmParameterStore};
 use engine::failover::{Engine, EngineSettings};
 use engine::ports::SystemClock;
+use engine::workspace::carry::Carrier;
+use std::sync::Arc;
 
 /// The engine over the AWS adapters.
 pub type AwsEngine = Engine<SsmParameterStore, S3ControlBucket, SnsNotifier, SystemClock>;
 
-/// Builds the engine's adapters from the clients and the configuration.
-pub fn engine(clients: &AwsClients, config: &Config) -> AwsEngine {
+/// The entry point being assembled: what it is given follows from it alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// `health-alarm`: alarms decided by the policy; a failover alarm may run the failover.
+    HealthAlarm,
+    /// `manual-trigger`: on-call and drill commands, scheduled checks and snapshots, carried exports.
+    ManualTrigger,
+    /// `replication-failure`: replication events turned into incidents; never a failover, never an export.
+    ReplicationFailure,
+    /// `dr`: the manual-trigger commands from an operator's shell, in one process (break-glass).
+    BreakGlass,
+}
+
+impl Role {
+    /// Its name in logs: the function's, or `dr`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::HealthAlarm => "health-alarm",
+            Role::ManualTrigger => "manual-trigger",
+            Role::ReplicationFailure => "replication-failure",
+            Role::BreakGlass => "dr",
+        }
+    }
+
+    /// Whether it runs failovers and failbacks, which activate the workloads (the Databricks connector) and
+    /// redirect clients (Route 53), or exports the workspaces (`snapshot`, the connector).
+    fn promotes(self) -> bool {
+        !matches!(self, Role::ReplicationFailure)
+    }
+
+    /// Whether a snapshot's workspace export is carried over invocations when an export queue is configured:
+    /// only manual-trigger receives the continuations (its SQS event source); `dr` has no next invocation.
+    fn carries_exports(self) -> bool {
+        matches!(self, Role::ManualTrigger)
+    }
+}
+
+/// What an entry point runs with, built once (at cold start for a function, per command for `dr`).
+pub struct Assembly {
+    /// The configuration it was built from.
+    pub config: Config,
+    /// The SDK clients (shared by the adapters; `dr` also makes its operator's calls with them).
+    pub clients: AwsClients,
+    /// The engine over the AWS adapters, with what the role needs.
+    pub engine: AwsEngine,
+    /// The carrier of a snapshot's workspace export over invocations (manual-trigger with an export queue).
+    pub carrier: Option<Carrier>,
+}
+
+/// Builds what `role` runs with from its configuration and clients: the one wiring of the engine, the
+/// Databricks connector, client redirection and the export queue (see the module's table).
+pub fn assemble(role: Role, config: Config, clients: AwsClients) -> Assembly {
+    let mut engine = engine(&clients, &config);
+    if role.promotes() {
+        // The connector builds its HTTP client at the first call, never at init; secrets only from
+        // {prefix}/secrets/ (dr: the operator's credentials must allow those SecureString reads).
+        let secrets = config.ssm_prefix.child("secrets");
+        engine.workspaces = Some(Arc::new(aws::databricks::DatabricksConnector::new(clients.ssm.clone(), &secrets)));
+        // Used only when {prefix}/redirection exists (engine::failover::activate).
+        engine.dns = Some(Arc::new(aws::route53::Route53Records::new(clients.route53.clone())));
+    }
+    let carrier = match (&config.export_queue_url, role.carries_exports()) {
+        (Some(url), true) => Some(Carrier {
+            queue: Arc::new(aws::sqs::SqsExportQueue::new(clients.sqs.clone(), url.clone())),
+            budget: std::time::Duration::from_secs(u64::from(config.export_deadline_seconds)),
+            part_size: config.export_part_size as usize,
+        }),
+        _ => None,
+    };
+    Assembly { config, clients, engine, carrier }
+}
+
+/// A function's cold start: JSON logging, the configuration from the environment (an invalid one is logged and
+/// fails the init), the clients (primed when `DR_PRIME_CONNECTIONS=true`), then [`assemble`].
+pub async fn cold_start(role: Role) -> Result<Assembly, ConfigError> {
+    crate::telemetry::init();
+    let config = Config::from_env().inspect_err(|e| tracing::error!(error = %e, "cold start failed: invalid configuration"))?;
+    let clients = AwsClients::from_env().await;
+    if config.prime_connections {
+        clients.prime(&prime_targets(&config), aws::PRIME_DEADLINE).await;
+    }
+    let assembly = assemble(role, config, clients);
+    let config = &assembly.config;
+    tracing::info!(
+        environment = %config.environment,
+        ssm_prefix = %config.ssm_prefix,
+        control_bucket = %config.control_bucket,
+        carried_exports = assembly.carrier.is_some(),
+        "{} ready",
+        role.name()
+    );
+    Ok(assembly)
+}
+
+/// The engine's adapters from the clients and the configuration (what every role has).
+fn engine(clients: &AwsClients, config: &Config) -> AwsEngine {
     let bucket = S3ControlBucket::new(clients.s3.clone(), config.control_bucket.clone());
     // Snapshots include the open replication incidents: they are the RPO risk of a failover.
     let incidents = engine::replication::IncidentsSource { bucket: bucket.clone() };
@@ -25,22 +133,10 @@ pub fn engine(clients: &AwsClients, config: &Config) -> AwsEngine {
         notifier: SnsNotifier::new(clients.sns.clone(), config.paging_topic.clone(), config.chat_topic.clone()),
         clock: SystemClock,
         settings: settings(config),
-        sources: vec![std::sync::Arc::new(incidents), std::sync::Arc::new(exports), std::sync::Arc::new(delta)],
+        sources: vec![Arc::new(incidents), Arc::new(exports), Arc::new(delta)],
         workspaces: None,
         dns: None,
     }
-}
-
-/// Makes `engine` able to activate the workloads and redirect clients after a promotion (the functions that
-/// run failovers: health-alarm and manual-trigger): the Databricks connector (its HTTP client built at the first
-/// call, never at init; secrets only from `{prefix}/secrets/`) and Route 53 (used only when
-/// `{prefix}/redirection` exists).
-pub fn with_activation(engine: &mut AwsEngine, clients: &AwsClients, config: &Config) {
-    if engine.workspaces.is_none() {
-        let secrets = config.ssm_prefix.child("secrets");
-        engine.workspaces = Some(std::sync::Arc::new(aws::databricks::DatabricksConnector::new(clients.ssm.clone(), &secrets)));
-    }
-    engine.dns = Some(std::sync::Arc::new(aws::route53::Route53Records::new(clients.route53.clone())));
 }
 
 /// The engine's settings from the configuration.
@@ -72,5 +168,46 @@ pub fn prime_targets(config: &Config) -> PrimeTargets {
         parameter: config.ssm_prefix.child("active"),
         bucket: config.control_bucket.to_string(),
         topic: config.paging_topic.as_str().to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(queue: Option<&str>) -> Config {
+        let vars = [
+            ("AWS_REGION", "us-west-2"),
+            ("DR_ENVIRONMENT", "prod"),
+            ("DR_SSM_PREFIX", "/dr/prod"),
+            ("DR_CONTROL_BUCKET", "dr-control-prod"),
+            ("DR_PAGING_TOPIC_ARN", "arn:aws:sns:us-west-2:123456789012:dr-paging"),
+        ];
+        Config::from_lookup(|name| match name {
+            "DR_EXPORT_QUEUE_URL" => queue.map(str::to_owned),
+            _ => vars.iter().find(|(k, _)| *k == name).map(|(_, v)| (*v).to_owned()),
+        })
+        .unwrap()
+    }
+
+    fn clients() -> AwsClients {
+        AwsClients::unconfigured()
+    }
+
+    #[test]
+    fn each_role_gets_what_it_runs() {
+        let queue = Some("https://sqs.us-west-2.amazonaws.com/123456789012/export");
+        for (role, promotes, carries) in [
+            (Role::HealthAlarm, true, false),
+            (Role::ManualTrigger, true, true),
+            (Role::ReplicationFailure, false, false),
+            (Role::BreakGlass, true, false),
+        ] {
+            let a = assemble(role, config(queue), clients());
+            assert_eq!(a.engine.workspaces.is_some(), promotes, "{role:?}: the Databricks connector");
+            assert_eq!(a.engine.dns.is_some(), promotes, "{role:?}: Route 53 for client redirection");
+            assert_eq!(a.carrier.is_some(), carries, "{role:?}: carried exports");
+        }
+        assert!(assemble(Role::ManualTrigger, config(None), clients()).carrier.is_none(), "no queue, no carrier");
     }
 }

@@ -1,12 +1,16 @@
 //! AWS adapters: the only crate that names `aws_sdk_*` types. One adapter per port of `engine::ports`.
 //!
 //! Module map: [`ssm`] (the parameter store), [`s3`] (the control bucket), [`sns`] (the paging and chat
-//! topics), [`route53`] (client redirection's CNAME), [`databricks`] (the workspaces' REST API over the SDK's own TLS stack, its secrets read from SSM);
+//! topics), [`route53`] (client redirection's CNAME), [`databricks`] (the workspaces' REST API over the SDK's own TLS stack, its secrets read from SSM),
+//! [`sqs`] (a carried export's continuations), [`data_buckets`] (the Delta tables' replicas), and, with the
+//! `operator` feature (`dr` only), `operator` (who is asking, and `dr --function`'s Lambda Invoke);
 //! this file builds the clients once ([`AwsClients`]) and classifies SDK errors into
 //! [`engine::error::StoreError`] once, where the SDK error is still in hand.
 
 pub mod data_buckets;
 pub mod databricks;
+#[cfg(feature = "operator")]
+pub mod operator;
 pub mod route53;
 pub mod s3;
 pub mod sns;
@@ -41,6 +45,18 @@ pub struct PrimeTargets {
     pub topic: String,
 }
 
+/// Where the SDK configuration departs from the process environment's: the AWS variables of a `dr` profile file
+/// (an explicit `--env` wins over an old `export`). Empty for the functions.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SdkOverrides {
+    /// `AWS_PROFILE`: the profile of `~/.aws/config` whose credentials (static, assume-role...) are used.
+    pub profile: Option<String>,
+    /// `AWS_REGION`.
+    pub region: Option<String>,
+    /// `AWS_ENDPOINT_URL` (a local endpoint; S3 then uses path-style addressing).
+    pub endpoint_url: Option<String>,
+}
+
 /// The SDK clients, built once at cold start and shared by every invocation.
 #[derive(Debug, Clone)]
 pub struct AwsClients {
@@ -54,15 +70,23 @@ pub struct AwsClients {
     pub route53: aws_sdk_route53::Client,
     /// SQS (the continuations of a carried workspace export; built without a call, used only by manual-trigger).
     pub sqs: aws_sdk_sqs::Client,
+    /// The configuration they were built from: the operator's calls (module `operator`, `dr` only) build their clients
+    /// from it, so that one credential chain (one assume-role, say) serves every call.
+    pub sdk: SdkConfig,
 }
 
 impl AwsClients {
     /// Loads one `SdkConfig` from the environment (region, credentials, `AWS_ENDPOINT_URL`) with explicit
-    /// timeouts and standard retries, and builds the three clients from it.
+    /// timeouts and standard retries, and builds the clients from it: [`AwsClients::load`] without overrides.
+    pub async fn from_env() -> AwsClients {
+        Self::load(&SdkOverrides::default()).await
+    }
+
+    /// [`AwsClients::from_env`] with `overrides` over the environment (a `dr` profile file's AWS variables).
     ///
     /// `DR_AWS_ATTEMPT_TIMEOUT_MS` and `DR_AWS_INITIAL_BACKOFF_MS` override the attempt timeout and the
     /// first retry's backoff (the fault tests shorten both; production keeps the defaults).
-    pub async fn from_env() -> AwsClients {
+    pub async fn load(overrides: &SdkOverrides) -> AwsClients {
         let attempt = std::env::var("DR_AWS_ATTEMPT_TIMEOUT_MS")
             .ok()
             .and_then(|v| v.parse::<u64>().ok())
@@ -75,7 +99,7 @@ impl AwsClients {
             .filter(|ms| (1..=10_000).contains(ms))
             .map(Duration::from_millis)
             .unwrap_or(Duration::from_secs(1));
-        let sdk = aws_config::defaults(BehaviorVersion::latest())
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .timeout_config(
                 TimeoutConfig::builder()
                     .connect_timeout(CONNECT_TIMEOUT)
@@ -83,10 +107,23 @@ impl AwsClients {
                     .operation_timeout(OPERATION_TIMEOUT.max(attempt * MAX_ATTEMPTS))
                     .build(),
             )
-            .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS).with_initial_backoff(backoff))
-            .load()
-            .await;
-        Self::from_sdk_config(&sdk)
+            .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS).with_initial_backoff(backoff));
+        if let Some(p) = &overrides.profile {
+            loader = loader.profile_name(p);
+        }
+        if let Some(r) = &overrides.region {
+            loader = loader.region(aws_config::Region::new(r.clone()));
+        }
+        if let Some(e) = &overrides.endpoint_url {
+            loader = loader.endpoint_url(e);
+        }
+        Self::from_sdk_config(&loader.load().await)
+    }
+
+    /// Clients of an empty configuration (no region, no credentials, nothing loaded): they make no call until
+    /// used, and then fail. For tests of what is wired to what.
+    pub fn unconfigured() -> AwsClients {
+        Self::from_sdk_config(&SdkConfig::builder().behavior_version(BehaviorVersion::latest()).build())
     }
 
     /// Builds the clients from a loaded config. S3 uses path-style addressing when an endpoint override is
@@ -99,6 +136,7 @@ impl AwsClients {
             ssm: aws_sdk_ssm::Client::new(sdk),
             route53: aws_sdk_route53::Client::new(sdk),
             sqs: aws_sdk_sqs::Client::new(sdk),
+            sdk: sdk.clone(),
         }
     }
 }
