@@ -12,6 +12,7 @@
 //!   `{"hosted_zone_id": "Z…", "record_name": "dbx.example.internal", "ttl": 60}` (a CNAME to the active
 //!   workspace's host).
 
+pub use crate::site::ActivationSettings;
 use crate::site::{SiteConfig, SiteName};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -24,83 +25,6 @@ pub const PAUSE_FIELDS: [&str; 3] = ["schedule", "continuous", "trigger"];
 pub const PAUSED: &str = "PAUSED";
 /// See [`PAUSED`].
 pub const UNPAUSED: &str = "UNPAUSED";
-
-/// A site's activation settings (its document's `activation` key).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct ActivationSettings {
-    /// `(key, value)`: jobs whose `settings.tags[key] == value` are resumed (target) and paused (former).
-    pub job_tag: Option<(String, String)>,
-    /// SQL warehouses (names or ids) started in the target.
-    pub warehouses: Vec<String>,
-}
-
-impl ActivationSettings {
-    /// The settings of a site document (`None`: it has no `activation` key), or what is wrong with them.
-    pub fn of(config: &SiteConfig) -> Result<Option<ActivationSettings>, String> {
-        Self::from_value(config.document().get("activation"))
-    }
-
-    /// Validates the `activation` value of a site document.
-    pub fn from_value(v: Option<&Value>) -> Result<Option<ActivationSettings>, String> {
-        let Some(v) = v else { return Ok(None) };
-        let Value::Object(m) = v else {
-            return Err(format!(
-                "`activation` is {}; expected an object such as {{\"job_tag\": \"dr=active-passive\", \"warehouses\": [\"bi\"]}}",
-                crate::describe_json(v)
-            ));
-        };
-        for k in m.keys() {
-            if k != "job_tag" && k != "warehouses" {
-                return Err(format!("`activation.{k}` is not a known key; expected `job_tag` and `warehouses`"));
-            }
-        }
-        let job_tag = match m.get("job_tag") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) => match s.split_once('=') {
-                Some((k, val)) if !k.trim().is_empty() && !val.trim().is_empty() => {
-                    Some((k.trim().to_owned(), val.trim().to_owned()))
-                }
-                _ => return Err(format!("`activation.job_tag` is {s:?}; expected `key=value`, e.g. \"dr=active-passive\"")),
-            },
-            Some(other) => {
-                return Err(format!(
-                    "`activation.job_tag` is {}; expected a string `key=value`, e.g. \"dr=active-passive\"",
-                    crate::describe_json(other)
-                ));
-            }
-        };
-        let warehouses = match m.get("warehouses") {
-            None | Some(Value::Null) => Vec::new(),
-            Some(Value::Array(a)) => a
-                .iter()
-                .map(|w| match w {
-                    Value::String(s) if !s.trim().is_empty() => Ok(s.trim().to_owned()),
-                    other => Err(format!(
-                        "`activation.warehouses` holds {}; expected SQL warehouse names or ids (non-empty strings)",
-                        crate::describe_json(other)
-                    )),
-                })
-                .collect::<Result<_, _>>()?,
-            Some(other) => {
-                return Err(format!(
-                    "`activation.warehouses` is {}; expected an array of SQL warehouse names or ids",
-                    crate::describe_json(other)
-                ));
-            }
-        };
-        Ok(Some(ActivationSettings { job_tag, warehouses }))
-    }
-
-    /// `key=value` of the job tag, for messages.
-    pub fn tag_text(&self) -> String {
-        self.job_tag.as_ref().map(|(k, v)| format!("{k}={v}")).unwrap_or_default()
-    }
-
-    /// Whether a job carries the selecting tag.
-    pub fn selects(&self, job: &JobView) -> bool {
-        self.job_tag.as_ref().is_some_and(|(k, v)| job.tags.get(k) == Some(v))
-    }
-}
 
 /// The environment's client redirection (`{prefix}/redirection`): a Route 53 CNAME moved with the promotion.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -406,7 +330,7 @@ pub fn plan(input: &PlanInput<'_>) -> Activation {
     let mut manual = Vec::new();
     let target = input.target;
     let former = target.other();
-    for job in input.target_jobs.iter().filter(|j| input.settings.selects(j)) {
+    for job in input.target_jobs.iter().filter(|j| input.settings.selects(&j.tags)) {
         for (field, pause) in &job.pauses {
             if pause != UNPAUSED {
                 changes.push(job_change(target, job, field, pause, UNPAUSED, false));
@@ -436,7 +360,7 @@ pub fn plan(input: &PlanInput<'_>) -> Activation {
     let former_settings = input.former_settings.unwrap_or(input.settings);
     match &input.former_jobs {
         Ok(jobs) => {
-            for job in jobs.iter().filter(|j| former_settings.selects(j)) {
+            for job in jobs.iter().filter(|j| former_settings.selects(&j.tags)) {
                 for (field, pause) in &job.pauses {
                     if pause == UNPAUSED {
                         changes.push(job_change(former, job, field, pause, PAUSED, true));
@@ -446,7 +370,7 @@ pub fn plan(input: &PlanInput<'_>) -> Activation {
         }
         Err(why) if former_settings.job_tag.is_some() => {
             let names: Vec<&str> =
-                input.target_jobs.iter().filter(|j| input.settings.selects(j)).map(|j| j.name.as_str()).collect();
+                input.target_jobs.iter().filter(|j| input.settings.selects(&j.tags)).map(|j| j.name.as_str()).collect();
             manual.push(format!(
                 "could not read the {former} workspace ({why}): pause by hand the schedules and triggers of its jobs tagged {} ({})",
                 former_settings.tag_text(),
@@ -537,8 +461,8 @@ pub fn out_of_step(
 ) -> Vec<OutOfStep> {
     let other = active.other();
     let mut out = Vec::new();
-    for job in active_jobs.iter().filter(|j| settings.selects(j)) {
-        let twin = other_jobs.iter().find(|o| o.name == job.name && settings.selects(o));
+    for job in active_jobs.iter().filter(|j| settings.selects(&j.tags)) {
+        let twin = other_jobs.iter().find(|o| o.name == job.name && settings.selects(&o.tags));
         if job.runs() && twin.is_some_and(JobView::runs) {
             out.push(OutOfStep {
                 id: format!("activation-duplicate-{}", job.name),
@@ -605,8 +529,8 @@ pub fn visibility_gap(
     if principal.admin {
         return None;
     }
-    let here: BTreeSet<&str> = seen_here.iter().filter(|j| settings.selects(j)).map(|j| j.name.as_str()).collect();
-    let there: BTreeSet<&str> = seen_there.iter().filter(|j| settings.selects(j)).map(|j| j.name.as_str()).collect();
+    let here: BTreeSet<&str> = seen_here.iter().filter(|j| settings.selects(&j.tags)).map(|j| j.name.as_str()).collect();
+    let there: BTreeSet<&str> = seen_there.iter().filter(|j| settings.selects(&j.tags)).map(|j| j.name.as_str()).collect();
     let hidden: Vec<&str> = there.difference(&here).copied().collect();
     let action = format!(
         "add {} to the admins group of the {site} workspace, or grant it CAN MANAGE on every job tagged {} there \

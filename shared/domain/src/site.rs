@@ -3,6 +3,7 @@
 use crate::error::InvalidDocument;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use std::collections::BTreeMap;
 use std::fmt;
 
 /// One of the two sites of a protected environment.
@@ -97,7 +98,7 @@ impl SiteConfig {
             None | Some(Value::String(_)) => {}
             Some(_) => return Err("`token_parameter` must be the name of a SecureString parameter (a string)".into()),
         }
-        crate::activation::ActivationSettings::from_value(doc.get("activation"))?;
+        ActivationSettings::from_value(doc.get("activation"))?;
         ExportSettings::from_value(doc.get("export"))?;
         Ok(SiteConfig { doc })
     }
@@ -121,6 +122,83 @@ impl SiteConfig {
     pub fn export_settings(&self) -> ExportSettings {
         // Validated at parse: a document that reached here has a valid `export` or none.
         ExportSettings::from_value(self.doc.get("export")).unwrap_or_default()
+    }
+}
+
+/// A site's activation settings (its document's `activation` key).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ActivationSettings {
+    /// `(key, value)`: jobs whose `settings.tags[key] == value` are resumed (target) and paused (former).
+    pub job_tag: Option<(String, String)>,
+    /// SQL warehouses (names or ids) started in the target.
+    pub warehouses: Vec<String>,
+}
+
+impl ActivationSettings {
+    /// The settings of a site document (`None`: it has no `activation` key), or what is wrong with them.
+    pub fn of(config: &SiteConfig) -> Result<Option<ActivationSettings>, String> {
+        Self::from_value(config.document().get("activation"))
+    }
+
+    /// Validates the `activation` value of a site document.
+    pub fn from_value(v: Option<&Value>) -> Result<Option<ActivationSettings>, String> {
+        let Some(v) = v else { return Ok(None) };
+        let Value::Object(m) = v else {
+            return Err(format!(
+                "`activation` is {}; expected an object such as {{\"job_tag\": \"dr=active-passive\", \"warehouses\": [\"bi\"]}}",
+                crate::describe_json(v)
+            ));
+        };
+        for k in m.keys() {
+            if k != "job_tag" && k != "warehouses" {
+                return Err(format!("`activation.{k}` is not a known key; expected `job_tag` and `warehouses`"));
+            }
+        }
+        let job_tag = match m.get("job_tag") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => match s.split_once('=') {
+                Some((k, val)) if !k.trim().is_empty() && !val.trim().is_empty() => {
+                    Some((k.trim().to_owned(), val.trim().to_owned()))
+                }
+                _ => return Err(format!("`activation.job_tag` is {s:?}; expected `key=value`, e.g. \"dr=active-passive\"")),
+            },
+            Some(other) => {
+                return Err(format!(
+                    "`activation.job_tag` is {}; expected a string `key=value`, e.g. \"dr=active-passive\"",
+                    crate::describe_json(other)
+                ));
+            }
+        };
+        let warehouses = match m.get("warehouses") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(a)) => a
+                .iter()
+                .map(|w| match w {
+                    Value::String(s) if !s.trim().is_empty() => Ok(s.trim().to_owned()),
+                    other => Err(format!(
+                        "`activation.warehouses` holds {}; expected SQL warehouse names or ids (non-empty strings)",
+                        crate::describe_json(other)
+                    )),
+                })
+                .collect::<Result<_, _>>()?,
+            Some(other) => {
+                return Err(format!(
+                    "`activation.warehouses` is {}; expected an array of SQL warehouse names or ids",
+                    crate::describe_json(other)
+                ));
+            }
+        };
+        Ok(Some(ActivationSettings { job_tag, warehouses }))
+    }
+
+    /// `key=value` of the job tag, for messages.
+    pub fn tag_text(&self) -> String {
+        self.job_tag.as_ref().map(|(k, v)| format!("{k}={v}")).unwrap_or_default()
+    }
+
+    /// Whether a job with these tags (`settings.tags`) carries the selecting tag.
+    pub fn selects(&self, tags: &BTreeMap<String, String>) -> bool {
+        self.job_tag.as_ref().is_some_and(|(k, v)| tags.get(k) == Some(v))
     }
 }
 

@@ -30,7 +30,7 @@
 //!   `SubscriptionConfirmation` delivered to the queue (the `crate_*` tests in `replication/tests.rs` prove each).
 //!   One borrowing struct reads all three shapes in one pass.
 
-use super::classify::FailureReason;
+use super::reason::FailureReason;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 use serde_json::Value;

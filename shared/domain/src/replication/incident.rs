@@ -35,6 +35,7 @@ use super::aggregate::{GroupedForIncident, IncidentKey, SAMPLE_KEYS, aggregate, 
 use super::classify::{Category, FailureReason, Severity, classify};
 use super::event::ReplicationEventType;
 use super::ledger::{Delivered, Ledger};
+pub use super::outbox::PageDecision;
 use super::outbox::{Outbox, OwedPage};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -149,22 +150,6 @@ pub struct Incident {
     /// [`merge_delivery`] idempotent per message. Bounded (about 176 KB at most).
     #[serde(default)]
     pub ledger: Ledger,
-}
-
-/// Whether (and why) to page after a merge or a quiet-period evaluation.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PageDecision {
-    /// Nothing to send.
-    None,
-    /// The incident needs a person: send `ALARM`.
-    Opened,
-    /// It got worse since the last page: send `ALARM` again, saying why.
-    Escalated {
-        /// E.g. `highest severity rose from warning to critical (replication_broken)`.
-        why: String,
-    },
-    /// Over: send `OK`.
-    Recovered,
 }
 
 /// One line of "what to do", for messages: a cause, how often, and the action.

@@ -22,7 +22,8 @@
 //! number of records. Replication failures never trigger a failover: failing over to a replica that is
 //! behind loses data; open incidents are reported as RPO risk by `status`, snapshots, drills and `check`.
 //!
-//! Modules: [`event`] (parsing every wrapping), [`classify`] (failure reasons -> category, severity, action),
+//! Modules: [`event`] (parsing every wrapping), [`reason`] (the failure reasons AWS lists), [`classify`] (failure
+//! reasons -> category, severity, action),
 //! [`aggregate`] (groups, incident keys, failed objects), [`ledger`] (what an incident counted: idempotency per
 //! message), [`incident`] (the stored document and paging decisions), [`outbox`] (the pages it owes),
 //! [`manifest`] (CSV).
@@ -34,6 +35,7 @@ pub mod incident;
 pub mod ledger;
 pub mod manifest;
 pub mod outbox;
+pub mod reason;
 
 #[cfg(test)]
 mod tests;

@@ -18,7 +18,6 @@
 //! - **Bounded** by [`OUTBOX_CAPACITY`]: only a paging topic that has failed for many decisions in a row fills it;
 //!   then the oldest page is dropped (the newer ones carry the incident's later state).
 
-use super::incident::PageDecision;
 use crate::notification::OutgoingMessage;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -26,6 +25,22 @@ use time::{Duration, OffsetDateTime};
 
 /// The most pages an incident owes at once.
 pub const OUTBOX_CAPACITY: usize = 8;
+
+/// Whether (and why) to page after a merge or a quiet-period evaluation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PageDecision {
+    /// Nothing to send.
+    None,
+    /// The incident needs a person: send `ALARM`.
+    Opened,
+    /// It got worse since the last page: send `ALARM` again, saying why.
+    Escalated {
+        /// E.g. `highest severity rose from warning to critical (replication_broken)`.
+        why: String,
+    },
+    /// Over: send `OK`.
+    Recovered,
+}
 
 /// Why a page was decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -114,7 +114,7 @@ fn site_view(active: bool, settings: &ActivationSettings, read: &Read) -> Value 
         Ok((jobs, warehouses, me)) => {
             let jobs: Vec<Value> = jobs
                 .iter()
-                .filter(|j| settings.selects(j))
+                .filter(|j| settings.selects(&j.tags))
                 .map(|j| json!({ "name": j.name, "runs": j.runs(), "pause_status": j.pauses.iter().map(|(f, p)| (f.clone(), json!(p))).collect::<serde_json::Map<String, Value>>() }))
                 .collect();
             let warehouses: Vec<Value> = warehouses
