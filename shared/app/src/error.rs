@@ -6,7 +6,8 @@
 //! alarms and destinations can filter on.
 
 use domain::error::InvalidDocument;
-use engine::error::{CommandError, Retry, StoreError};
+use engine::commands::CommandError;
+use engine::error::{Retry, StoreError};
 use engine::failover::EngineError;
 
 /// Errors raised while reading the configuration from the environment at cold start.

@@ -20,18 +20,7 @@ use std::collections::BTreeMap;
 /// Where the last check's findings are kept (to page once per finding).
 pub const STATE_KEY: &str = domain::layout::CHECK_STATE;
 
-/// One finding.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Finding {
-    /// Stable id, e.g. `site-secondary`.
-    pub id: String,
-    /// How bad.
-    pub severity: Severity,
-    /// What is wrong.
-    pub what: String,
-    /// What to do about it.
-    pub action: String,
-}
+pub use crate::response::Finding;
 
 fn finding(id: &str, severity: Severity, what: impl Into<String>, action: impl Into<String>) -> Finding {
     Finding { id: id.into(), severity, what: what.into(), action: action.into() }

@@ -4,7 +4,7 @@
 use crate::check::{self, Finding};
 use crate::documents;
 use crate::drill;
-use crate::error::CommandError;
+use crate::error::{Retry, StoreError};
 use crate::failover::{Engine, ExecutionResult, MoveRequest};
 use crate::lock::{self, FAILOVER_LOCK_KEY};
 use crate::ports::{Clock, ControlBucket, Notifier, ParameterStore};
@@ -16,11 +16,37 @@ use crate::status;
 use crate::workspace;
 use domain::command::{self, Command};
 use domain::decision::Initiator;
+use domain::error::InvalidDocument;
 use domain::notification::Severity;
 use domain::primitives::new_token;
 use domain::primitives::rfc3339;
 use domain::site::SiteName;
 use serde_json::{Value, json};
+
+/// Why a `manual-trigger` command could not answer with an outcome.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// An AWS call failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A document the command depends on is invalid (an operator must fix it).
+    #[error(transparent)]
+    Document(#[from] InvalidDocument),
+    /// The failover engine could not finish (its record says where it stopped).
+    #[error(transparent)]
+    Execution(#[from] crate::failover::EngineError),
+}
+
+impl CommandError {
+    /// Whether a retry can help.
+    pub fn retry(&self) -> Retry {
+        match self {
+            CommandError::Store(e) => e.retry(),
+            CommandError::Document(_) => Retry::Futile,
+            CommandError::Execution(e) => e.retry(),
+        }
+    }
+}
 
 /// Runs one command payload.
 pub async fn run<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(

@@ -1,8 +1,6 @@
 //! Errors of the engine's layer: what the ports report ([`StoreError`]), what a command can fail with
 //! ([`CommandError`]), and whether a retry can help ([`Retry`]), decided once where the cause is in hand.
 
-use domain::error::InvalidDocument;
-
 /// Whether repeating the same invocation can succeed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Retry {
@@ -53,31 +51,6 @@ impl StoreError {
         match self {
             StoreError::Transient { .. } | StoreError::Conflict { .. } => Retry::Helps,
             StoreError::Refused { .. } => Retry::Futile,
-        }
-    }
-}
-
-/// Why a `manual-trigger` command could not answer with an outcome.
-#[derive(Debug, thiserror::Error)]
-pub enum CommandError {
-    /// An AWS call failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// A document the command depends on is invalid (an operator must fix it).
-    #[error(transparent)]
-    Document(#[from] InvalidDocument),
-    /// The failover engine could not finish (its record says where it stopped).
-    #[error(transparent)]
-    Execution(#[from] crate::failover::EngineError),
-}
-
-impl CommandError {
-    /// Whether a retry can help.
-    pub fn retry(&self) -> Retry {
-        match self {
-            CommandError::Store(e) => e.retry(),
-            CommandError::Document(_) => Retry::Futile,
-            CommandError::Execution(e) => e.retry(),
         }
     }
 }

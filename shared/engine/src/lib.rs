@@ -15,7 +15,7 @@
 //! | [`delta`] | data-plane truth: each Delta table's consistent replica version and RPO, prefixes, streams, coverage |
 //! | [`workspace`] | the Databricks workspaces' metadata: export of both sites, drift, latest pointers |
 //! | [`ports`] | the traits the adapters implement, and (feature `memory`) in-memory fakes for tests |
-//! | [`error`] | [`error::StoreError`], [`error::CommandError`], [`error::Retry`] |
+//! | [`error`] | [`error::StoreError`], [`error::Retry`] ([`commands::CommandError`] is the commands' own) |
 
 pub mod alarm;
 pub mod check;

@@ -1,7 +1,8 @@
 //! The response every `manual-trigger` command answers with (CONTRACT.md).
 
+use domain::notification::Severity;
 use domain::site::SiteName;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 /// What happened.
@@ -45,4 +46,17 @@ impl CommandResponse {
     pub fn rejected(message: impl Into<String>, active_site: Option<SiteName>) -> Self {
         CommandResponse { outcome: Outcome::Rejected, active_site, message: Some(message.into()), details: Map::new() }
     }
+}
+
+/// One finding of `check` (or of a snapshot source, a readiness or visibility review).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Finding {
+    /// Stable id, e.g. `site-secondary`.
+    pub id: String,
+    /// How bad.
+    pub severity: Severity,
+    /// What is wrong.
+    pub what: String,
+    /// What to do about it.
+    pub action: String,
 }

@@ -3,11 +3,11 @@
 //! Replication Time Control as configured), the replica's bucket is versioned, and the primary bucket sends the
 //! `s3:Replication:*` events toward this stack. What is missing is a finding with its fix.
 
-use crate::check::Finding;
 use crate::failover::Engine;
 use crate::ports::{
     Clock, ControlBucket, DataBuckets, NotificationTarget, Notifier, Parameter, ParameterStore, ReplicationRule, Versioning,
 };
+use crate::response::Finding;
 use crate::snapshot::SnapshotContext;
 use domain::data_plane::{DataPlane, Location};
 use domain::notification::Severity;

@@ -5,10 +5,10 @@
 //! workspace's principal can see what activation acts on there: a workspace admin (`scim/v2/Me`, group `admins`),
 //! or one that sees every tagged job the other workspace has; otherwise a finding names the gap.
 
-use crate::check::Finding;
 use crate::documents::DrDocuments;
 use crate::failover::activate::{jobs_of, warehouses_of};
 use crate::ports::WorkspaceConnector;
+use crate::response::Finding;
 use domain::activation::{self, ActivationSettings, JobView, Principal, WarehouseView};
 use domain::notification::Severity;
 use domain::site::SiteName;

@@ -4,11 +4,11 @@
 //! matrix or the drift line changes (not at every check: a scheduled check runs every 30 minutes).
 
 use super::{DriftReport, LatestExport, read_drift, read_latest};
-use crate::check::Finding;
 use crate::documents::DrDocuments;
 use crate::error::StoreError;
 use crate::ports::{Channel, ControlBucket, Notifier, WriteCondition};
 use crate::replication;
+use crate::response::Finding;
 use domain::data_plane::LocationKind;
 use domain::databricks::matrix::{
     self, DeltaRpo, MatrixEvidence, MatrixRow, Protection, ReplicatedKind, ReplicatedLocation, ReplicationEvidence, SiteExport,
