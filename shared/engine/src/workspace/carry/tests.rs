@@ -1,4 +1,6 @@
 use super::*;
+use crate::ports::{ApiError, WorkspaceApi, WorkspaceConnector};
+use domain::site::SiteConfig;
 use crate::ports::memory::{MemBucket, MemQueue};
 use crate::workspace::export::{ExportLimits, export_site};
 use futures_util::future::BoxFuture;
