@@ -4,6 +4,7 @@
 
 use super::auth::SecretSource;
 use super::*;
+use ::http::header;
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
