@@ -30,7 +30,9 @@ pub(super) struct FenceState {
 impl FenceState {
     /// The fence of an attempt holding `held`.
     pub(super) fn new(held: Held) -> FenceState {
-        FenceState { held, store: None, checked: None }
+        // The store's clock as the lock was taken: the first renewal's expiry is counted from it, not guessed.
+        let store = held.store.map(|c| (c.at, c.seen));
+        FenceState { held, store, checked: None }
     }
 }
 
@@ -104,6 +106,7 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
     ) -> Result<(Held, Option<(OffsetDateTime, Instant)>), StoreError> {
         let doc = LockDoc { lease_expires_at: rfc3339(expiry), ..held.doc.clone() };
         let written = lock::update_dated(&self.bucket, &self.settings.lock_key, &doc, &held.etag).await?;
-        Ok((Held { doc, etag: written.etag }, written.store_time.map(|t| (t, Instant::now()))))
+        let store = written.store_time.map(|t| lock::StoreClock::answered(t, self.now())).or(held.store);
+        Ok((Held { doc, etag: written.etag, store }, written.store_time.map(|t| (t, Instant::now()))))
     }
 }
