@@ -117,7 +117,12 @@ async fn a_dr_ten_minutes_ahead_does_not_take_over_the_lock_a_lambda_holds() {
         rec["promoted_version"].is_null()
     }));
 
-    // `unlock` from the same laptop does not break it as expired either.
+    // Nor does a laptop 10 minutes behind (by its clock the lease has 12 minutes left; by the store's, 2).
+    let out = dr_command(&env, Some("-10m"), &move_args("failover", "secondary", "behind")).output().unwrap();
+    let a = answer(&out);
+    assert_eq!((&a["outcome"], &a["in_flight"]["execution_id"]), (&json!("in_progress"), &json!("failover-by-lambda")));
+
+    // `unlock` from the laptop ahead does not break it as expired either.
     let out = dr_command(&env, Some("+10m"), &["--json", "unlock", "failover-by-lambda", "--confirm", "failover-by-lambda"])
         .output()
         .unwrap();

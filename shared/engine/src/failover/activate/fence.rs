@@ -6,8 +6,9 @@
 //! one hours ahead an expiry nobody else would ever see pass. So the expiry is written as the store's time plus
 //! the lease: from the last renewal's `Date` (plus the time elapsed on the monotonic clock since), or, before
 //! any, the `Date` of the write that took the lock (the local clock when the store told none), rewritten at once
-//! from the `Date` when that first guess is more than a quarter lease off. The compare-and-swap on the lock's ETag is the proof of possession: it fails when anyone took the lock
-//! over (or took and released it) since this attempt last wrote it, whatever any clock says.
+//! from the `Date` when that first guess is more than a quarter lease off. The compare-and-swap on the lock's
+//! ETag is the proof of possession: it fails when anyone took the lock over (or took and released it) since this
+//! attempt last wrote it, whatever any clock says.
 //!
 //! Why per wave rather than per call: the calls of one wave are sent together right after their fence, so a
 //! fence per call would only add round trips (an S3 write and an SSM read per call) without shrinking the
