@@ -21,6 +21,9 @@ use tokio::time::Instant;
 /// from the store's: S3's `Date` has whole seconds, and a clock kept by NTP (a Lambda's) is within them.
 pub const SKEW_TOLERATED: time::Duration = time::Duration::seconds(5);
 
+/// The resolution of S3's `Date`: the store's time is up to this much later than the header says.
+pub const DATE_RESOLUTION: time::Duration = time::Duration::seconds(1);
+
 /// The store's clock as last answered, to tell the store's time later without a round trip.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StoreClock {
@@ -38,12 +41,14 @@ impl StoreClock {
         StoreClock { at, local, seen: Instant::now() }
     }
 
-    /// The store's time now, `local` being the local clock now: the answer's time plus the longer of the two
-    /// measures of the time since. The monotonic clock does not count a laptop's sleep; the wall clock does, but
-    /// may be stepped back. Only a skew (a constant offset) of the local clock is never counted.
+    /// The store's time now as its holder must count it, `local` being the local clock now: at the latest the
+    /// answer's time (whole seconds: up to a second later) plus the longer of the two measures of the time since.
+    /// The monotonic clock does not count a laptop's sleep; the wall clock does, but may be stepped back. Only a
+    /// skew (a constant offset) of the local clock is never counted. Takers judge a lease by the `Date` of their
+    /// read as it is (at the earliest): the holder stops before anyone may take over, never after.
     pub fn now(&self, local: OffsetDateTime) -> OffsetDateTime {
         let monotonic = time::Duration::try_from(self.seen.elapsed()).unwrap_or(time::Duration::MAX);
-        self.at + monotonic.max(local - self.local)
+        self.at + DATE_RESOLUTION + monotonic.max(local - self.local)
     }
 }
 
@@ -520,7 +525,7 @@ mod tests {
     fn the_store_s_time_later_counts_the_wall_clock_s_time_since_when_longer_than_the_monotonic_one() {
         // A laptop that slept: the monotonic clock stood still, the wall clock went on.
         let c = StoreClock::answered(NOW, NOW - time::Duration::minutes(10));
-        assert_eq!(c.now(NOW - time::Duration::minutes(5)) - NOW, time::Duration::minutes(5));
+        assert_eq!(c.now(NOW - time::Duration::minutes(5)) - NOW, time::Duration::minutes(5) + DATE_RESOLUTION);
         // A wall clock stepped back counts nothing less than the monotonic time since.
         assert!(c.now(NOW - time::Duration::minutes(20)) >= NOW);
     }
