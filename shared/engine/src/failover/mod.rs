@@ -292,9 +292,16 @@ struct Held {
 }
 
 impl Held {
-    /// The store's time now, as the lease is judged (the local clock `local` when the store told none).
+    /// The store's time now at its latest, as the holder judges what is left of its lease (the local clock
+    /// `local` when the store told none).
     fn store_now(&self, local: OffsetDateTime) -> OffsetDateTime {
         self.store.map_or(local, |c| c.now(local))
+    }
+
+    /// The store's time now at its earliest, to count a new expiry from: no later than any taker's reading, so
+    /// the lease it writes ends for them when it ends for us.
+    fn store_earliest(&self, local: OffsetDateTime) -> OffsetDateTime {
+        self.store.map_or(local, |c| c.now(local) - lock::DATE_RESOLUTION)
     }
 }
 

@@ -89,7 +89,7 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
         }
         // Only now, with the record and its page in place, the lock takes the approval window's long lease.
         // The window is counted on the store's clock, the one the approval's takeover is judged by.
-        let now = held.store_now(self.now());
+        let now = held.store_earliest(self.now());
         let waiting = LockDoc {
             state: LockState::AwaitingApproval,
             lease_expires_at: rfc3339(now + self.settings.approval_window),
@@ -705,9 +705,10 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
         if until - now > lease / 4 {
             return Ok(held.clone());
         }
-        let renewed = self.renew_to(held, now + lease).await?;
+        let from = held.store_earliest(local);
+        let renewed = self.renew_to(held, from + lease).await?;
         match renewed.store {
-            Some(c) if (now - c.at).abs() > lock::SKEW_TOLERATED => self.renew_to(&renewed, c.at + lease).await,
+            Some(c) if (from - c.at).abs() > lock::SKEW_TOLERATED => self.renew_to(&renewed, c.at + lease).await,
             _ => Ok(renewed),
         }
     }
