@@ -20,6 +20,23 @@ ensure_moto() {
   "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
 }
 
+# libfaketime (Debian's `faketime`): tests/tests/clock_skew.rs runs `dr` with its clock skewed through it. Installed
+# with apt-get when missing and this runs as root; otherwise says so (those tests then fail, saying what is missing).
+FAKETIME_LIB=/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1
+ensure_faketime() {
+  if [ -e "$FAKETIME_LIB" ]; then
+    return 0
+  fi
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    log "installing faketime (libfaketime) with apt-get (first run only)"
+    if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq faketime >/dev/null; }; then
+      log "warning: apt-get could not install faketime; tests/tests/clock_skew.rs will say it cannot run"
+    fi
+  else
+    log "warning: $FAKETIME_LIB is missing and cannot be installed here (not root, or no apt-get): apt-get install faketime"
+  fi
+}
+
 # The tests and the demo start moto through this (one server per process, on a free port).
 export DR_MOTO_PYTHON="$VENV/bin/python"
 export DR_MOTO_SCRIPT="$REPO_ROOT/scripts/moto_server.py"

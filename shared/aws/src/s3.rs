@@ -4,7 +4,7 @@ use super::classify;
 use aws_sdk_s3::primitives::ByteStream;
 use domain::names::BucketName;
 use engine::error::StoreError;
-use engine::ports::{ControlBucket, StoredObject, WriteCondition, Written};
+use engine::ports::{ControlBucket, DatedObject, StoredObject, WriteCondition, Written};
 use std::sync::{Arc, Mutex, PoisonError};
 
 /// The S3 adapter for the control bucket.
@@ -107,9 +107,15 @@ impl S3ControlBucket {
     }
 }
 
-impl ControlBucket for S3ControlBucket {
-    async fn get(&self, key: &str) -> Result<Option<StoredObject>, StoreError> {
-        let resp = match self.client.get_object().bucket(self.bucket.as_str()).key(key).send().await {
+impl S3ControlBucket {
+    /// One `GetObject`; `date` keeps its response's `Date` when given (a 404's too: the store's clock then).
+    async fn get_object(&self, key: &str, date: Option<DateOfResponse>) -> Result<Option<StoredObject>, StoreError> {
+        let req = self.client.get_object().bucket(self.bucket.as_str()).key(key);
+        let sent = match date {
+            Some(d) => req.customize().interceptor(d).send().await,
+            None => req.send().await,
+        };
+        let resp = match sent {
             Ok(r) => r,
             Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) || status_of(&e) == Some(404) => return Ok(None),
             Err(e) if status_of(&e) == Some(403) => {
@@ -138,6 +144,18 @@ impl ControlBucket for S3ControlBucket {
             message: format!("reading the body of {key}: {e}"),
         })?;
         Ok(Some(StoredObject { body: body.into_bytes().to_vec(), etag }))
+    }
+}
+
+impl ControlBucket for S3ControlBucket {
+    async fn get(&self, key: &str) -> Result<Option<StoredObject>, StoreError> {
+        self.get_object(key, None).await
+    }
+
+    async fn get_dated(&self, key: &str) -> Result<DatedObject, StoreError> {
+        let date = DateOfResponse::default();
+        let object = self.get_object(key, Some(date.clone())).await?;
+        Ok(DatedObject { object, store_time: date.time() })
     }
 
     async fn put(&self, key: &str, body: Vec<u8>, content_type: &str, condition: WriteCondition) -> Result<String, StoreError> {

@@ -134,12 +134,14 @@ pub async fn check<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
     let probe_key = domain::layout::probe_lock(&domain::primitives::new_token());
     let probe_body = json!({ "probe": "check", "at": rfc3339(now) }).to_string().into_bytes();
     let (lock_state, bucket_probe, paging, chat) = tokio::join!(
-        lock::read(&engine.bucket, FAILOVER_LOCK_KEY),
+        lock::read_at(&engine.bucket, FAILOVER_LOCK_KEY, now),
         engine.bucket.put(&probe_key, probe_body, "application/json", WriteCondition::IfAbsent),
         engine.notifier.probe(Channel::Paging),
         engine.notifier.probe(Channel::Chat),
     );
-    let mut findings = document_findings(docs, lock_state.as_ref().ok().and_then(|l| l.as_ref().map(|(d, _)| d)), now);
+    // The lock's lease is judged by the store's time at the read (the local clock when the store tells none).
+    let held = lock_state.as_ref().ok().and_then(|l| l.as_ref());
+    let mut findings = document_findings(docs, held.map(|(d, _, _)| d), held.map_or(now, |(_, _, at)| *at));
     match bucket_probe {
         Ok(_) => {
             let _ = engine.bucket.delete(&probe_key).await;

@@ -434,11 +434,12 @@ async fn abandoned_lock_findings<P: ParameterStore, B: ControlBucket, N: Notifie
     engine: &Engine<P, B, N, C>,
 ) -> Vec<Finding> {
     let now = engine.clock.now();
-    let held = match lock::read(&engine.bucket, FAILOVER_LOCK_KEY).await {
-        Ok(Some((doc, _))) => doc,
+    // Judged by the store's time at the read; release_abandoned judges again at its own read.
+    let (held, held_at) = match lock::read_at(&engine.bucket, FAILOVER_LOCK_KEY, now).await {
+        Ok(Some((doc, _, at))) => (doc, at),
         _ => return Vec::new(),
     };
-    if !(held.state == lock::LockState::Stopped || held.expired(now)) {
+    if !(held.state == lock::LockState::Stopped || held.expired(held_at)) {
         return Vec::new();
     }
     let ended = match crate::record::read(&engine.bucket, &held.execution_id).await {

@@ -40,15 +40,15 @@ pub async fn drill<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
     let live = &engine.settings.prefix;
     let (docs, failover_lock, tree) = tokio::try_join!(
         documents::load(&engine.params, live),
-        lock::read(&engine.bucket, FAILOVER_LOCK_KEY),
+        lock::read_at(&engine.bucket, FAILOVER_LOCK_KEY, now),
         engine.params.get_tree(live.as_str())
     )
     .map_err(not_started)?;
     let active_site = docs.active.valid().map(|a| a.site);
 
     // Guard rails: never beside a real execution, never in a blocked date or window.
-    if let Some((holder, _)) = failover_lock
-        && !holder.expired(now)
+    if let Some((holder, _, held_at)) = failover_lock
+        && !holder.expired(held_at)
     {
         let msg =
             format!("a real execution is in flight ({}, {:?}); drills wait until it ends", holder.execution_id, holder.state);

@@ -3,12 +3,54 @@
 //! Taken with S3's create-only write (`If-None-Match: *`); a lock whose lease has expired, or one this same
 //! execution left behind on purpose (stopped on an error, or waiting for approval), is taken over only by
 //! compare-and-swap on its ETag (`If-Match`), so two takers cannot both win.
+//!
+//! Every time in the lock document is the store's (S3's `Date`), and every judgement of a lease is made against
+//! the store's time too (the `Date` of the read that found the lock), never against the local clock: a lease is
+//! a time others judge with theirs, and a break-glass `dr` on a laptop minutes ahead would otherwise take over a
+//! lock that is still held, and one minutes behind would write an expiry already past for everyone else. The
+//! local clock is only the fallback of a store that tells no time.
 
 use crate::error::StoreError;
 use crate::ports::{ControlBucket, WriteCondition, Written};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
+use tokio::time::Instant;
+
+/// How far a lock's written expiry may stray from the store's time plus its lease before it is written again
+/// from the store's: S3's `Date` has whole seconds, and a clock kept by NTP (a Lambda's) is within them.
+pub const SKEW_TOLERATED: time::Duration = time::Duration::seconds(5);
+
+/// The resolution of S3's `Date`: the store's time is up to this much later than the header says.
+pub const DATE_RESOLUTION: time::Duration = time::Duration::seconds(1);
+
+/// The store's clock as last answered, to tell the store's time later without a round trip.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreClock {
+    /// The store's time in its answer (S3's `Date`).
+    pub at: OffsetDateTime,
+    /// The local clock when the answer came.
+    pub local: OffsetDateTime,
+    /// The monotonic instant the answer came.
+    pub seen: Instant,
+}
+
+impl StoreClock {
+    /// The clock of an answer that came just now, by the local clock `local`.
+    pub fn answered(at: OffsetDateTime, local: OffsetDateTime) -> StoreClock {
+        StoreClock { at, local, seen: Instant::now() }
+    }
+
+    /// The store's time now as its holder must count it, `local` being the local clock now: at the latest the
+    /// answer's time (whole seconds: up to a second later) plus the longer of the two measures of the time since.
+    /// The monotonic clock does not count a laptop's sleep; the wall clock does, but may be stepped back. Only a
+    /// skew (a constant offset) of the local clock is never counted. Takers judge a lease by the `Date` of their
+    /// read as it is (at the earliest): the holder stops before anyone may take over, never after.
+    pub fn now(&self, local: OffsetDateTime) -> OffsetDateTime {
+        let monotonic = time::Duration::try_from(self.seen.elapsed()).unwrap_or(time::Duration::MAX);
+        self.at + DATE_RESOLUTION + monotonic.max(local - self.local)
+    }
+}
 
 /// The key of the failover lock.
 pub const FAILOVER_LOCK_KEY: &str = domain::layout::FAILOVER_LOCK;
@@ -59,6 +101,10 @@ pub enum Acquired {
     Yes {
         /// The ETag of our lock object.
         etag: String,
+        /// The lock as stored: ours, its times the store's when the store told its time.
+        doc: LockDoc,
+        /// The store's clock at our write (`None`: the store told no time).
+        store: Option<StoreClock>,
         /// The previous holder, when taken over.
         took_over: Option<LockDoc>,
     },
@@ -66,7 +112,7 @@ pub enum Acquired {
     Held(LockDoc),
 }
 
-/// Why a takeover of the current holder's lock is allowed for `ours`.
+/// Why a takeover of the current holder's lock is allowed for `ours`, `now` being the store's time.
 fn may_take_over(current: &LockDoc, ours: &LockDoc, approving: bool, now: OffsetDateTime) -> bool {
     if current.expired(now) {
         return true;
@@ -75,7 +121,73 @@ fn may_take_over(current: &LockDoc, ours: &LockDoc, approving: bool, now: Offset
         && (current.state == LockState::Stopped || (current.state == LockState::AwaitingApproval && approving))
 }
 
-/// Tries to take the lock for `ours`.
+/// The lease `doc` was written with (its expiry less its taking); `None` when either time is unreadable.
+fn lease_of(doc: &LockDoc) -> Option<time::Duration> {
+    let from = OffsetDateTime::parse(&doc.acquired_at, &Rfc3339).ok()?;
+    let until = OffsetDateTime::parse(&doc.lease_expires_at, &Rfc3339).ok()?;
+    Some(until - from)
+}
+
+/// `doc` taken at the store's time `at`: the same lease, counted from the store's clock.
+fn stamped(doc: &LockDoc, at: OffsetDateTime) -> LockDoc {
+    match lease_of(doc) {
+        Some(lease) => LockDoc {
+            acquired_at: domain::primitives::rfc3339(at),
+            lease_expires_at: domain::primitives::rfc3339(at + lease),
+            ..doc.clone()
+        },
+        None => doc.clone(),
+    }
+}
+
+/// Whether `doc`, written when the store's clock said `at`, holds an expiry more than [`SKEW_TOLERATED`] off
+/// the store's time plus its lease (it was counted from a skewed local clock).
+fn skewed(doc: &LockDoc, at: OffsetDateTime) -> bool {
+    let Some(lease) = lease_of(doc) else { return false };
+    OffsetDateTime::parse(&doc.lease_expires_at, &Rfc3339).is_ok_and(|until| (until - (at + lease)).abs() > SKEW_TOLERATED)
+}
+
+/// The lock `doc` we just wrote at `written`: when the store's clock disagrees with the times it holds, they are
+/// written again from the store's (compare-and-swap on the new ETag). `None`: someone took it over meanwhile
+/// (they judged our first expiry past: our clock was behind by more than the lease).
+async fn settle(
+    bucket: &impl ControlBucket,
+    key: &str,
+    doc: LockDoc,
+    written: Written,
+    now: OffsetDateTime,
+) -> Result<Option<(String, LockDoc, Option<StoreClock>)>, StoreError> {
+    let Some(at) = written.store_time else { return Ok(Some((written.etag, doc, None))) };
+    if !skewed(&doc, at) {
+        return Ok(Some((written.etag, doc, Some(StoreClock::answered(at, now)))));
+    }
+    let fixed = stamped(&doc, at);
+    match update_dated(bucket, key, &fixed, &written.etag).await {
+        Ok(again) => {
+            let clock = StoreClock::answered(again.store_time.unwrap_or(at), now);
+            Ok(Some((again.etag, fixed, Some(clock))))
+        }
+        Err(StoreError::Conflict { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// A lock object read back as a document (an unreadable one as a lock anyone may take over: `unlock` exists for
+/// humans, but a corrupt lock must not block failover forever).
+fn parse_lock(body: &[u8]) -> LockDoc {
+    serde_json::from_slice(body).unwrap_or_else(|e| LockDoc {
+        execution_id: "unreadable-lock".into(),
+        attempt_id: String::new(),
+        state: LockState::Running,
+        acquired_at: String::new(),
+        lease_expires_at: String::new(),
+        holder: format!("unreadable lock object ({e})"),
+    })
+}
+
+/// Tries to take the lock for `ours`. Leases are judged by the store's time (the `Date` of the read that found
+/// the lock), and the lock is written with the store's times (see the module's documentation); `now`, the local
+/// clock, stands in only when the store tells no time.
 pub async fn acquire(
     bucket: &impl ControlBucket,
     key: &str,
@@ -83,32 +195,38 @@ pub async fn acquire(
     approving: bool,
     now: OffsetDateTime,
 ) -> Result<Acquired, StoreError> {
-    let body = serde_json::to_vec(ours).unwrap_or_default();
     // A few rounds: the lock can be released or taken between our write and our read.
     for _ in 0..3 {
-        match bucket.put(key, body.clone(), "application/json", WriteCondition::IfAbsent).await {
-            Ok(etag) => return Ok(Acquired::Yes { etag, took_over: None }),
+        let body = serde_json::to_vec(ours).unwrap_or_default();
+        match bucket.put_dated(key, body, "application/json", WriteCondition::IfAbsent).await {
+            Ok(written) => match settle(bucket, key, ours.clone(), written, now).await? {
+                Some((etag, doc, store)) => return Ok(Acquired::Yes { etag, doc, store, took_over: None }),
+                None => continue,
+            },
             Err(StoreError::Conflict { .. }) => {}
             Err(e) => return Err(e),
         }
-        let Some(current) = bucket.get(key).await? else { continue };
-        let doc: LockDoc = serde_json::from_slice(&current.body).unwrap_or_else(|e| LockDoc {
-            execution_id: "unreadable-lock".into(),
-            attempt_id: String::new(),
-            state: LockState::Running,
-            acquired_at: String::new(),
-            lease_expires_at: String::new(),
-            holder: format!("unreadable lock object ({e})"),
-        });
+        let read = bucket.get_dated(key).await?;
+        let Some(current) = read.object else { continue };
+        let doc = parse_lock(&current.body);
         if doc.execution_id == ours.execution_id && doc.attempt_id == ours.attempt_id {
             // Our own earlier write, whose answer was lost (a timeout after S3 applied it): it is ours.
-            return Ok(Acquired::Yes { etag: current.etag, took_over: None });
+            let written = Written { etag: current.etag, store_time: read.store_time };
+            match settle(bucket, key, doc, written, now).await? {
+                Some((etag, doc, store)) => return Ok(Acquired::Yes { etag, doc, store, took_over: None }),
+                None => continue,
+            }
         }
-        if !may_take_over(&doc, ours, approving, now) {
+        if !may_take_over(&doc, ours, approving, read.store_time.unwrap_or(now)) {
             return Ok(Acquired::Held(doc));
         }
-        match bucket.put(key, body.clone(), "application/json", WriteCondition::IfMatch(current.etag)).await {
-            Ok(etag) => return Ok(Acquired::Yes { etag, took_over: Some(doc) }),
+        let mine = read.store_time.map_or_else(|| ours.clone(), |at| stamped(ours, at));
+        let body = serde_json::to_vec(&mine).unwrap_or_default();
+        match bucket.put_dated(key, body, "application/json", WriteCondition::IfMatch(current.etag)).await {
+            Ok(written) => match settle(bucket, key, mine, written, now).await? {
+                Some((etag, mine, store)) => return Ok(Acquired::Yes { etag, doc: mine, store, took_over: Some(doc) }),
+                None => continue,
+            },
             Err(StoreError::Conflict { .. }) => continue,
             Err(e) => return Err(e),
         }
@@ -138,24 +256,37 @@ pub async fn update_dated(bucket: &impl ControlBucket, key: &str, doc: &LockDoc,
 
 /// Reads the lock, if any.
 pub async fn read(bucket: &impl ControlBucket, key: &str) -> Result<Option<(LockDoc, String)>, StoreError> {
-    let Some(o) = bucket.get(key).await? else { return Ok(None) };
+    Ok(read_at(bucket, key, OffsetDateTime::UNIX_EPOCH).await?.map(|(doc, etag, _)| (doc, etag)))
+}
+
+/// Reads the lock, if any, with the time to judge its lease by: the store's at the read (S3's `Date`), or `now`
+/// (the local clock) when the store tells none.
+pub async fn read_at(
+    bucket: &impl ControlBucket,
+    key: &str,
+    now: OffsetDateTime,
+) -> Result<Option<(LockDoc, String, OffsetDateTime)>, StoreError> {
+    let read = bucket.get_dated(key).await?;
+    let Some(o) = read.object else { return Ok(None) };
     let doc = serde_json::from_slice(&o.body).map_err(|e| StoreError::Refused {
         service: "S3",
         operation: "GetObject",
         message: format!("{key} is not a lock document: {e}"),
     })?;
-    Ok(Some((doc, o.etag)))
+    Ok(Some((doc, o.etag, read.store_time.unwrap_or(now))))
 }
 
-/// Deletes the lock if the lock read now satisfies `releasable`, conditional on that read's ETag (`If-Match`), so a
-/// lock taken over between the read and the delete is never deleted; returns whether it deleted it.
+/// Deletes the lock if the lock read now satisfies `releasable` (given the lock and the store's time at the
+/// read), conditional on that read's ETag (`If-Match`), so a lock taken over between the read and the delete is
+/// never deleted; returns whether it deleted it.
 async fn delete_if(
     bucket: &impl ControlBucket,
     key: &str,
-    releasable: impl FnOnce(&LockDoc) -> bool,
+    now: OffsetDateTime,
+    releasable: impl FnOnce(&LockDoc, OffsetDateTime) -> bool,
 ) -> Result<bool, StoreError> {
-    match read(bucket, key).await? {
-        Some((doc, etag)) if releasable(&doc) => match bucket.delete_if_match(key, &etag).await {
+    match read_at(bucket, key, now).await? {
+        Some((doc, etag, at)) if releasable(&doc, at) => match bucket.delete_if_match(key, &etag).await {
             Ok(()) => Ok(true),
             Err(StoreError::Conflict { .. }) => Ok(false),
             Err(e) => Err(e),
@@ -176,7 +307,10 @@ pub async fn release(
     execution_id: &str,
     now: OffsetDateTime,
 ) -> Result<bool, StoreError> {
-    delete_if(bucket, key, |doc| doc.execution_id == execution_id && (doc.state != LockState::Running || doc.expired(now))).await
+    delete_if(bucket, key, now, |doc, at| {
+        doc.execution_id == execution_id && (doc.state != LockState::Running || doc.expired(at))
+    })
+    .await
 }
 
 /// Releases the lock of an execution whose record has ended (cancelled), whatever the lock's state or lease:
@@ -184,7 +318,7 @@ pub async fn release(
 /// at its fence and stops without writing), so a `running` lock left by the ending's own attempt (its release
 /// failed) must not block every other execution until its lease expires. Conditional on the ETag read.
 pub async fn release_ended(bucket: &impl ControlBucket, key: &str, execution_id: &str) -> Result<bool, StoreError> {
-    delete_if(bucket, key, |doc| doc.execution_id == execution_id).await
+    delete_if(bucket, key, OffsetDateTime::UNIX_EPOCH, |doc, _| doc.execution_id == execution_id).await
 }
 
 /// Releases the lock if this very attempt still holds it; returns whether it did. An attempt whose lock was
@@ -195,7 +329,8 @@ pub async fn release_attempt(
     execution_id: &str,
     attempt_id: &str,
 ) -> Result<bool, StoreError> {
-    delete_if(bucket, key, |doc| doc.execution_id == execution_id && doc.attempt_id == attempt_id).await
+    delete_if(bucket, key, OffsetDateTime::UNIX_EPOCH, |doc, _| doc.execution_id == execution_id && doc.attempt_id == attempt_id)
+        .await
 }
 
 /// Releases a lock nobody works under any more: stopped on purpose, or past its lease (its attempt crashed), and,
@@ -207,7 +342,7 @@ pub async fn release_abandoned(
     execution_id: Option<&str>,
     now: OffsetDateTime,
 ) -> Result<Option<LockDoc>, StoreError> {
-    let Some((doc, etag)) = read(bucket, key).await? else { return Ok(None) };
+    let Some((doc, etag, now)) = read_at(bucket, key, now).await? else { return Ok(None) };
     let ours = execution_id.is_none_or(|id| doc.execution_id == id);
     let abandoned = doc.state == LockState::Stopped || doc.expired(now);
     if !(ours && abandoned) || doc.state == LockState::AwaitingApproval && !doc.expired(now) {
@@ -261,7 +396,7 @@ mod tests {
         let other = doc("ex-b", "1", LockState::Running, later + time::Duration::minutes(2));
         assert_eq!(
             acquire(&b, FAILOVER_LOCK_KEY, &other, false, later).await.unwrap(),
-            Acquired::Yes { etag: "\"etag-2\"".into(), took_over: Some(a) }
+            Acquired::Yes { etag: "\"etag-2\"".into(), doc: other.clone(), store: None, took_over: Some(a) }
         );
     }
 
@@ -305,5 +440,93 @@ mod tests {
         assert!(!release(&b, FAILOVER_LOCK_KEY, "ex-a", NOW).await.unwrap());
         assert!(release(&b, FAILOVER_LOCK_KEY, "ex-a", NOW + time::Duration::minutes(3)).await.unwrap());
         assert!(read(&b, FAILOVER_LOCK_KEY).await.unwrap().is_none());
+    }
+
+    /// Issue 23: the lease judged by the store's time. A Lambda (its clock the store's) holds the lock; a `dr`
+    /// whose clock is 10 minutes ahead used to see that lease long past and take the lock over.
+    #[tokio::test]
+    async fn a_taker_whose_clock_is_ahead_never_takes_a_lock_the_store_says_is_held() {
+        let b = MemBucket::default();
+        b.set_store_time(NOW);
+        let lambda = doc("ex-lambda", "1", LockState::Running, NOW + time::Duration::minutes(2));
+        acquire(&b, FAILOVER_LOCK_KEY, &lambda, false, NOW).await.unwrap();
+        b.set_store_time(NOW + time::Duration::minutes(1));
+        let ahead = NOW + time::Duration::minutes(11);
+        let laptop =
+            LockDoc { acquired_at: rfc3339(ahead), ..doc("ex-dr", "1", LockState::Running, ahead + time::Duration::minutes(2)) };
+        assert_eq!(acquire(&b, FAILOVER_LOCK_KEY, &laptop, false, ahead).await.unwrap(), Acquired::Held(lambda.clone()));
+        // Nor does it break the lock as expired: not by `release`, not by `release_abandoned` (`unlock`).
+        assert!(!release(&b, FAILOVER_LOCK_KEY, "ex-lambda", ahead).await.unwrap());
+        assert_eq!(release_abandoned(&b, FAILOVER_LOCK_KEY, None, ahead).await.unwrap(), None);
+        assert_eq!(read(&b, FAILOVER_LOCK_KEY).await.unwrap().map(|(d, _)| d), Some(lambda));
+    }
+
+    /// A `dr` whose clock is 10 minutes behind used to write an expiry already past for everyone else: a
+    /// Lambda took its lock over at once. Its lock now ends at the store's time plus the lease.
+    #[tokio::test]
+    async fn a_taker_whose_clock_is_behind_writes_the_store_s_expiry_and_keeps_the_lock() {
+        let b = MemBucket::default();
+        b.set_store_time(NOW);
+        let behind = NOW - time::Duration::minutes(10);
+        let laptop = LockDoc {
+            acquired_at: rfc3339(behind),
+            ..doc("ex-dr", "1", LockState::Running, behind + time::Duration::minutes(2))
+        };
+        let Acquired::Yes { doc: stored, store, .. } = acquire(&b, FAILOVER_LOCK_KEY, &laptop, false, behind).await.unwrap()
+        else {
+            panic!("a free lock is taken")
+        };
+        assert_eq!(stored.lease_expires_at, rfc3339(NOW + time::Duration::minutes(2)), "the store's time plus the lease");
+        assert_eq!(stored.acquired_at, rfc3339(NOW));
+        assert_eq!(read(&b, FAILOVER_LOCK_KEY).await.unwrap().map(|(d, _)| d), Some(stored));
+        assert_eq!(store.map(|c| c.at), Some(NOW));
+        // A minute later by the store, a Lambda (its clock the store's) finds it held.
+        let later = NOW + time::Duration::minutes(1);
+        b.set_store_time(later);
+        let lambda = doc("ex-lambda", "1", LockState::Running, later + time::Duration::minutes(2));
+        assert!(matches!(acquire(&b, FAILOVER_LOCK_KEY, &lambda, false, later).await.unwrap(), Acquired::Held(_)));
+    }
+
+    /// And a lock the store says has expired (its attempt crashed) is taken over by a `dr` 10 minutes behind,
+    /// which used to wait for its own clock to pass the expiry; the lock taken holds the store's times.
+    #[tokio::test]
+    async fn a_taker_whose_clock_is_behind_takes_over_a_lease_the_store_says_has_expired() {
+        let b = MemBucket::default();
+        b.set_store_time(NOW);
+        let crashed = doc("ex-lambda", "1", LockState::Running, NOW + time::Duration::minutes(2));
+        acquire(&b, FAILOVER_LOCK_KEY, &crashed, false, NOW).await.unwrap();
+        let store = NOW + time::Duration::minutes(3);
+        b.set_store_time(store);
+        let behind = store - time::Duration::minutes(10);
+        let laptop = LockDoc {
+            acquired_at: rfc3339(behind),
+            ..doc("ex-dr", "1", LockState::Running, behind + time::Duration::minutes(2))
+        };
+        let Acquired::Yes { doc: stored, took_over, .. } = acquire(&b, FAILOVER_LOCK_KEY, &laptop, false, behind).await.unwrap()
+        else {
+            panic!("an expired lock is taken over")
+        };
+        assert_eq!(took_over, Some(crashed));
+        assert_eq!(stored.lease_expires_at, rfc3339(store + time::Duration::minutes(2)));
+    }
+
+    /// A store that tells no time (the default port) leaves the local clock to judge, as before.
+    #[tokio::test]
+    async fn without_a_store_clock_the_local_clock_judges() {
+        let b = MemBucket::default();
+        let a = doc("ex-a", "1", LockState::Running, NOW + time::Duration::minutes(2));
+        let Acquired::Yes { doc: stored, store, .. } = acquire(&b, FAILOVER_LOCK_KEY, &a, false, NOW).await.unwrap() else {
+            panic!()
+        };
+        assert_eq!((stored, store), (a, None));
+    }
+
+    #[test]
+    fn the_store_s_time_later_counts_the_wall_clock_s_time_since_when_longer_than_the_monotonic_one() {
+        // A laptop that slept: the monotonic clock stood still, the wall clock went on.
+        let c = StoreClock::answered(NOW, NOW - time::Duration::minutes(10));
+        assert_eq!(c.now(NOW - time::Duration::minutes(5)) - NOW, time::Duration::minutes(5) + DATE_RESOLUTION);
+        // A wall clock stepped back counts nothing less than the monotonic time since.
+        assert!(c.now(NOW - time::Duration::minutes(20)) >= NOW);
     }
 }

@@ -226,8 +226,9 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
     /// among the executions that can resume; `cancel` ends one for good.
     pub async fn unlock(&self, execution_id: &str, requested_by: &str) -> EngineResult<ExecutionResult> {
         let not_started = |source| EngineError::NotStarted { execution_id: execution_id.to_owned(), source };
+        // The lease is judged by the store's time at the read (the local clock only when the store tells none).
         let (held, docs) = tokio::try_join!(
-            lock::read(&self.bucket, &self.settings.lock_key),
+            lock::read_at(&self.bucket, &self.settings.lock_key, self.now()),
             documents::load(&self.params, &self.settings.prefix)
         )
         .map_err(not_started)?;
@@ -236,7 +237,7 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
             in_flight,
             ..ExecutionResult::answer(outcome, execution_id, active_site, message)
         };
-        let Some((doc, etag)) = held else {
+        let Some((doc, etag, now)) = held else {
             return Ok(answer(Outcome::Noop, "no failover lock is held; nothing to unlock".into(), None));
         };
         if doc.execution_id != execution_id {
@@ -250,7 +251,6 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
         // lock would let a second attempt write too. Its lease (at most DR_LOCK_LEASE_SECONDS) ends soon; a
         // stopped, waiting or expired lock is broken at once, and so is one whose lease no attempt of this stack
         // could have taken (a hand-edited or corrupt lock).
-        let now = self.now();
         let longest = self.settings.lock_lease + self.settings.approval_window;
         let plausible = domain::primitives::parse_rfc3339(&doc.lease_expires_at).is_some_and(|until| until <= now + longest);
         if doc.state == LockState::Running && !doc.expired(now) && plausible {
@@ -357,7 +357,7 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
             holder: self.settings.holder.clone(),
         };
         let held = match lock::acquire(&self.bucket, &self.settings.lock_key, &ours, true, now).await.map_err(not_started)? {
-            Acquired::Yes { etag, .. } => Some(Held { doc: ours, etag }),
+            Acquired::Yes { etag, doc, store, .. } => Some(Held { doc, etag, store }),
             Acquired::Held(doc) if doc.execution_id == execution_id => {
                 return Ok(ExecutionResult {
                     in_flight: Some(doc),

@@ -283,9 +283,26 @@ impl EngineError {
 type EngineResult<T> = Result<T, EngineError>;
 
 /// The lock we hold.
+#[derive(Debug, Clone)]
 struct Held {
     doc: LockDoc,
     etag: String,
+    /// The store's clock at our last write of it (`None`: the store told no time; the local clock judges).
+    store: Option<lock::StoreClock>,
+}
+
+impl Held {
+    /// The store's time now at its latest, as the holder judges what is left of its lease (the local clock
+    /// `local` when the store told none).
+    fn store_now(&self, local: OffsetDateTime) -> OffsetDateTime {
+        self.store.map_or(local, |c| c.now(local))
+    }
+
+    /// The store's time now at its earliest, to count a new expiry from: no later than any taker's reading, so
+    /// the lease it writes ends for them when it ends for us.
+    fn store_earliest(&self, local: OffsetDateTime) -> OffsetDateTime {
+        self.store.map_or(local, |c| c.now(local) - lock::DATE_RESOLUTION)
+    }
 }
 
 /// Everything one attempt works with.
@@ -323,7 +340,9 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
         // because a failback in flight when the primary's alarm fires is paged, not a no-op.
         // So does the alarm's pages document: an OK later than this ALARM, handled first, makes it a no-op.
         let is_alarm = matches!(req.initiator, Initiator::Alarm { .. });
-        let holder = async { if is_alarm { lock::read(&self.bucket, &self.settings.lock_key).await } else { Ok(None) } };
+        // Its lease is judged by the store's time at the read (`held_at`), not the local clock.
+        let holder =
+            async { if is_alarm { lock::read_at(&self.bucket, &self.settings.lock_key, started).await } else { Ok(None) } };
         let arn = req.trigger["alarm_arn"].as_str().filter(|_| is_alarm);
         let pages = async {
             match arn {
@@ -335,10 +354,10 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
             tokio::try_join!(self.read_tree(), record::read(&self.bucket, &req.execution_id), holder, pages)
                 .map_err(|source| EngineError::NotStarted { execution_id: req.execution_id.clone(), source })?;
         let mut existing = existing;
-        if let (Some(rec), Some((doc, etag))) = (existing.as_mut(), &holder)
+        if let (Some(rec), Some((doc, etag, held_at))) = (existing.as_mut(), &holder)
             && rec.record.state.is_terminal()
             && doc.execution_id == req.execution_id
-            && (doc.state != LockState::Running || doc.expired(started))
+            && (doc.state != LockState::Running || doc.expired(*held_at))
         {
             // An ending whose own release was lost (an OK that withdrew an approval, then timed out) leaves a lock
             // nobody works under: a redelivery frees it (conditional on the ETag read), or it would block every
@@ -356,7 +375,7 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
                 }
             }
         }
-        let in_flight = holder.map(|(doc, _)| doc).filter(|doc| !doc.expired(started)).map(|doc| doc.execution_id);
+        let in_flight = holder.filter(|(doc, _, at)| !doc.expired(*at)).map(|(doc, _, _)| doc.execution_id);
         let alarm_time = req.trigger["state_change_time"].as_str().and_then(domain::alarm::parse_timestamp);
         let recovered_at = pages
             .and_then(|o| serde_json::from_slice::<domain::alarm_pages::AlarmPages>(&o.body).ok())
@@ -549,7 +568,7 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
                 tracing::info!(execution_id = %rec.execution_id, holder = %holder.execution_id, "lock held");
                 Ok(Err(holder))
             }
-            Acquired::Yes { etag, took_over } => {
+            Acquired::Yes { etag, doc, store, took_over } => {
                 let end = self.now();
                 let detail = match &took_over {
                     Some(prev) => {
@@ -563,7 +582,7 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
                     None => None,
                 };
                 rec.steps.push(self.step(Step::Lock, StepOutcome::Done, start, end, &attempt.id, detail));
-                Ok(Ok(Held { doc, etag }))
+                Ok(Ok(Held { doc, etag, store }))
             }
         }
     }

@@ -332,6 +332,7 @@ async fn a_stop_after_a_lost_answer_never_overwrites_a_record_the_recovery_ended
             holder: "t".into(),
         },
         etag: String::new(),
+        store: None,
     };
     let etag = w
         .bucket

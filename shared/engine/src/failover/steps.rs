@@ -88,7 +88,8 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
             self.resolve_again(&mut rec, "the alarm recovered while its approval was being prepared").await;
         }
         // Only now, with the record and its page in place, the lock takes the approval window's long lease.
-        let now = self.now();
+        // The window is counted on the store's clock, the one the approval's takeover is judged by.
+        let now = held.store_earliest(self.now());
         let waiting = LockDoc {
             state: LockState::AwaitingApproval,
             lease_expires_at: rfc3339(now + self.settings.approval_window),
@@ -689,17 +690,36 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
     /// Renews the lock's lease by compare-and-swap when less than a quarter of it is left: the attempt goes on
     /// only while it provably holds the lock (an attempt slowed past its lease, a CLI on a sleeping laptop,
     /// finds the lock taken over and stops without writing).
+    ///
+    /// What is left is judged by the store's time (its clock at our last write of the lock, plus the time since),
+    /// the time every other taker judges the lease by: a `dr` whose clock is minutes behind must not believe a
+    /// lease the store says has expired, nor one minutes ahead renew a lease it still holds to an expiry nobody
+    /// else would see pass. The renewal's expiry is the store's time plus the lease, written again from the
+    /// store's answer when the estimate was off (as the activation's fence does).
     pub(super) async fn keep_lease(&self, held: &Held) -> Result<Held, StoreError> {
-        let now = self.now();
+        let local = self.now();
+        let now = held.store_now(local);
         let until = domain::primitives::parse_rfc3339(&held.doc.lease_expires_at).unwrap_or(now);
         let lease =
             if held.doc.state == LockState::AwaitingApproval { self.settings.approval_window } else { self.settings.lock_lease };
         if until - now > lease / 4 {
-            return Ok(Held { doc: held.doc.clone(), etag: held.etag.clone() });
+            return Ok(held.clone());
         }
-        let doc = LockDoc { lease_expires_at: rfc3339(now + lease), ..held.doc.clone() };
-        let etag = lock::update(&self.bucket, &self.settings.lock_key, &doc, &held.etag).await?;
-        Ok(Held { doc, etag })
+        let from = held.store_earliest(local);
+        let renewed = self.renew_to(held, from + lease).await?;
+        match renewed.store {
+            Some(c) if (from - c.at).abs() > lock::SKEW_TOLERATED => self.renew_to(&renewed, c.at + lease).await,
+            _ => Ok(renewed),
+        }
+    }
+
+    /// Rewrites our lock with the expiry `until` (compare-and-swap on its ETag), keeping the store's clock of
+    /// the write's answer.
+    pub(super) async fn renew_to(&self, held: &Held, until: OffsetDateTime) -> Result<Held, StoreError> {
+        let doc = LockDoc { lease_expires_at: rfc3339(until), ..held.doc.clone() };
+        let written = lock::update_dated(&self.bucket, &self.settings.lock_key, &doc, &held.etag).await?;
+        let store = written.store_time.map(|t| lock::StoreClock::answered(t, self.now())).or(held.store);
+        Ok(Held { doc, etag: written.etag, store })
     }
 
     /// Writes `{prefix}/active` exactly once. `PutParameter` has no idempotency token, so the adapter does not

@@ -329,7 +329,7 @@ async fn an_attempt_that_lost_its_lease_cannot_promote_and_never_releases_the_ne
         panic!("lock not taken")
     };
     // Early in the lease: nothing to renew.
-    let held = e.keep_lease(&Held { doc: ours.clone(), etag: etag.clone() }).await.unwrap();
+    let held = e.keep_lease(&Held { doc: ours.clone(), etag: etag.clone(), store: None }).await.unwrap();
     assert_eq!(held.etag, etag);
     // Past the lease, another attempt of the same execution takes the lock over.
     e.clock.advance(e.settings.lock_lease + time::Duration::seconds(1));
@@ -340,10 +340,78 @@ async fn an_attempt_that_lost_its_lease_cannot_promote_and_never_releases_the_ne
         Acquired::Yes { .. }
     ));
     // The slow attempt wakes up: renewing its lease fails, so it never reaches PutParameter.
-    assert!(e.keep_lease(&Held { doc: ours.clone(), etag }).await.is_err());
+    assert!(e.keep_lease(&Held { doc: ours.clone(), etag, store: None }).await.is_err());
     // And its release leaves the new holder's lock alone.
     assert!(!lock::release_attempt(&e.bucket, lock::FAILOVER_LOCK_KEY, "failover-x", "a1").await.unwrap());
     assert!(e.bucket.text(lock::FAILOVER_LOCK_KEY).unwrap().contains("\"a2\""));
+}
+
+/// The lock taken by `e` (its local clock) while the store's clock says `store`; the held lock as the attempt has it.
+async fn take_with_store_at(e: &Engine<MemParameters, MemBucket, MemNotifier, FixedClock>, store: OffsetDateTime) -> Held {
+    e.bucket.set_store_time(store);
+    let now = e.clock.now();
+    let ours = LockDoc {
+        execution_id: "failover-x".into(),
+        attempt_id: "a1".into(),
+        state: LockState::Running,
+        acquired_at: rfc3339(now),
+        lease_expires_at: rfc3339(now + e.settings.lock_lease),
+        holder: "cli".into(),
+    };
+    let Acquired::Yes { etag, doc, store, .. } =
+        lock::acquire(&e.bucket, lock::FAILOVER_LOCK_KEY, &ours, false, now).await.unwrap()
+    else {
+        panic!("lock not taken")
+    };
+    Held { doc, etag, store }
+}
+
+#[tokio::test]
+async fn a_promotion_whose_clock_is_behind_the_store_does_not_keep_a_lease_the_store_says_expired() {
+    // Issue 23: a `dr` 10 minutes behind S3. Three minutes on, its lease (2 min, in the store's time) is past for
+    // everyone and a failback took the lock over; by its own clock the lease still had 9 minutes
+    // to run (the expiry is the store's), so it skipped the renewal and promoted under the failback.
+    let e = engine(r#"{"mode":"auto","failover_alarms":["wh"]}"#);
+    let store = e.clock.now();
+    *e.clock.0.lock().unwrap() = store - time::Duration::minutes(10);
+    let held = take_with_store_at(&e, store).await;
+    let later = store + time::Duration::minutes(3);
+    e.clock.advance(time::Duration::minutes(3));
+    e.bucket.set_store_time(later);
+    let failback = LockDoc {
+        execution_id: "failback-y".into(),
+        attempt_id: "lambda".into(),
+        acquired_at: rfc3339(later),
+        lease_expires_at: rfc3339(later + e.settings.lock_lease),
+        ..held.doc.clone()
+    };
+    let took = lock::acquire(&e.bucket, lock::FAILOVER_LOCK_KEY, &failback, false, later).await.unwrap();
+    assert!(matches!(took, Acquired::Yes { took_over: Some(_), .. }), "{took:?}");
+    assert!(e.keep_lease(&held).await.is_err(), "the renewal's compare-and-swap finds the lock taken over");
+    assert!(e.bucket.text(lock::FAILOVER_LOCK_KEY).unwrap().contains("failback-y"));
+}
+
+#[tokio::test]
+async fn a_promotion_whose_clock_is_ahead_of_the_store_renews_to_the_store_s_time_plus_the_lease() {
+    // A `dr` 10 minutes ahead: near the end of its lease (by the store) it renews, to the store's time plus the
+    // lease, never to its own clock's (an expiry nobody else would see pass for 10 more minutes).
+    let e = engine(r#"{"mode":"auto","failover_alarms":["wh"]}"#);
+    let store = e.clock.now();
+    *e.clock.0.lock().unwrap() = store + time::Duration::minutes(10);
+    let held = take_with_store_at(&e, store).await;
+    assert_eq!(held.doc.lease_expires_at, rfc3339(store + e.settings.lock_lease));
+    // Early in the lease by the store's clock (though past it by the local one): nothing to renew.
+    let same = e.keep_lease(&held).await.unwrap();
+    assert_eq!(same.etag, held.etag);
+    let later = store + e.settings.lock_lease - time::Duration::seconds(10);
+    e.clock.advance(e.settings.lock_lease - time::Duration::seconds(10));
+    e.bucket.set_store_time(later);
+    let renewed = e.keep_lease(&held).await.unwrap();
+    assert_ne!(renewed.etag, held.etag);
+    // Counted from the store's time at its earliest (S3's `Date` has whole seconds), as any taker reads it.
+    let until = later + e.settings.lock_lease;
+    assert_eq!(renewed.doc.lease_expires_at, rfc3339(until));
+    assert!(e.bucket.text(lock::FAILOVER_LOCK_KEY).unwrap().contains(&rfc3339(until)));
 }
 
 #[tokio::test]

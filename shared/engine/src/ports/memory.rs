@@ -3,8 +3,8 @@
 
 use crate::error::StoreError;
 use crate::ports::{
-    Channel, Clock, ControlBucket, Notifier, OutgoingMessage, Parameter, ParameterStore, ParameterVersion, StoredObject,
-    WriteCondition, Written,
+    Channel, Clock, ControlBucket, DatedObject, Notifier, OutgoingMessage, Parameter, ParameterStore, ParameterVersion,
+    StoredObject, WriteCondition, Written,
 };
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -179,6 +179,10 @@ impl MemBucket {
 impl ControlBucket for MemBucket {
     async fn get(&self, key: &str) -> Result<Option<StoredObject>, StoreError> {
         Ok(locked(&self.objects).get(key).cloned())
+    }
+
+    async fn get_dated(&self, key: &str) -> Result<DatedObject, StoreError> {
+        Ok(DatedObject { object: self.get(key).await?, store_time: self.store_time() })
     }
 
     async fn put(&self, key: &str, body: Vec<u8>, _content_type: &str, condition: WriteCondition) -> Result<String, StoreError> {

@@ -111,10 +111,26 @@ pub struct Written {
     pub store_time: Option<time::OffsetDateTime>,
 }
 
+/// What a dated read answers: the object, if any, and the store's clock when it answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatedObject {
+    /// The object; `None` when absent.
+    pub object: Option<StoredObject>,
+    /// The store's time at the read (S3's `Date` header, whole seconds); `None` when the store tells none.
+    pub store_time: Option<time::OffsetDateTime>,
+}
+
 /// The S3 control bucket: locks, executions, snapshots, reports, incidents, manifests, quarantine.
 pub trait ControlBucket: Send + Sync {
     /// Reads an object; `None` when absent.
     fn get(&self, key: &str) -> impl Future<Output = Result<Option<StoredObject>, StoreError>> + Send;
+
+    /// Reads like [`get`](Self::get) and also answers the store's own clock at the read (S3's `Date`
+    /// response header): whether the failover lock's lease has expired is judged by it, never by the local
+    /// clock. The default knows no store clock (`None`: the caller falls back to its own clock).
+    fn get_dated(&self, key: &str) -> impl Future<Output = Result<DatedObject, StoreError>> + Send {
+        async move { Ok(DatedObject { object: self.get(key).await?, store_time: None }) }
+    }
 
     /// Writes an object under `condition` and returns its new ETag; a failed condition is
     /// [`StoreError::Conflict`].
@@ -231,6 +247,9 @@ impl<T: ParameterStore + ?Sized> ParameterStore for &T {
 impl<T: ControlBucket + ?Sized> ControlBucket for &T {
     fn get(&self, key: &str) -> impl Future<Output = Result<Option<StoredObject>, StoreError>> + Send {
         (**self).get(key)
+    }
+    fn get_dated(&self, key: &str) -> impl Future<Output = Result<DatedObject, StoreError>> + Send {
+        (**self).get_dated(key)
     }
     fn put(
         &self,

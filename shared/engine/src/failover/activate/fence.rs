@@ -5,9 +5,10 @@
 //! enough); a break-glass `dr` whose clock is hours behind wrote an expiry already past for everyone else, and
 //! one hours ahead an expiry nobody else would ever see pass. So the expiry is written as the store's time plus
 //! the lease: from the last renewal's `Date` (plus the time elapsed on the monotonic clock since), or, before
-//! any, the local clock, rewritten at once from the `Date` when that first guess is more than a quarter lease
-//! off. The compare-and-swap on the lock's ETag is the proof of possession: it fails when anyone took the lock
-//! over (or took and released it) since this attempt last wrote it, whatever any clock says.
+//! any, the `Date` of the write that took the lock (the local clock when the store told none), rewritten at once
+//! from the `Date` when that first guess is more than a quarter lease off. The compare-and-swap on the lock's
+//! ETag is the proof of possession: it fails when anyone took the lock over (or took and released it) since this
+//! attempt last wrote it, whatever any clock says.
 //!
 //! Why per wave rather than per call: the calls of one wave are sent together right after their fence, so a
 //! fence per call would only add round trips (an S3 write and an SSM read per call) without shrinking the
@@ -30,7 +31,9 @@ pub(super) struct FenceState {
 impl FenceState {
     /// The fence of an attempt holding `held`.
     pub(super) fn new(held: Held) -> FenceState {
-        FenceState { held, store: None, checked: None }
+        // The store's clock as the lock was taken: the first renewal's expiry is counted from it, not guessed.
+        let store = held.store.map(|c| (c.at, c.seen));
+        FenceState { held, store, checked: None }
     }
 }
 
@@ -104,6 +107,7 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
     ) -> Result<(Held, Option<(OffsetDateTime, Instant)>), StoreError> {
         let doc = LockDoc { lease_expires_at: rfc3339(expiry), ..held.doc.clone() };
         let written = lock::update_dated(&self.bucket, &self.settings.lock_key, &doc, &held.etag).await?;
-        Ok((Held { doc, etag: written.etag }, written.store_time.map(|t| (t, Instant::now()))))
+        let store = written.store_time.map(|t| lock::StoreClock::answered(t, self.now())).or(held.store);
+        Ok((Held { doc, etag: written.etag, store }, written.store_time.map(|t| (t, Instant::now()))))
     }
 }
