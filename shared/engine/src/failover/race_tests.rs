@@ -418,3 +418,60 @@ async fn an_ok_racing_an_approval_never_leaves_a_promotion_recorded_noop() {
     assert!(rec.state.is_terminal(), "{:?}", rec.state);
     assert!(w.bucket.text(lock::FAILOVER_LOCK_KEY).is_none(), "no lock left: {:?}", w.bucket.text(lock::FAILOVER_LOCK_KEY));
 }
+
+#[tokio::test]
+async fn two_deliveries_of_one_ok_racing_on_the_record_both_answer_finally() {
+    // One OK through EventBridge and SNS both (or delivered twice): the second delivery writes the withdrawn record
+    // first, so the first one's compare-and-swap fails. Before, that delivery answered with an error to be retried
+    // for a page already resolved (simulation seed 18806, faults off: a fourth round of redelivery). It re-reads
+    // instead, finds the page resolved by the other delivery, and answers finally; one OK page only.
+    let w = world();
+    let e = engine_over(&w, &w.bucket, &w.notifier);
+    let a = change("alarm");
+    let id = a.execution_id();
+    assert_eq!(alarm::on_alarm_change(&e, &a).await.unwrap().to_json()["outcome"], "awaiting_approval");
+    let other = engine_over(&w, &w.bucket, &w.notifier);
+    let hook: Hook<'_> = Box::new(|| {
+        Box::pin(async {
+            let r = alarm::on_alarm_change(&other, &change("ok")).await;
+            assert!(r.is_ok(), "the other delivery resolves the page: {r:?}");
+        })
+    });
+    let first = engine_over(
+        &w,
+        TrapBucket { inner: &w.bucket, trap: Trap::new(vec!["put executions/", "\"state\": \"noop\""], hook) },
+        &w.notifier,
+    );
+    let answer = alarm::on_alarm_change(&first, &change("ok")).await;
+    assert!(first.bucket.trap.sprung(), "the other delivery landed");
+    assert!(answer.is_ok(), "a page another delivery resolved is a final answer: {answer:?}");
+    assert_recovery_won(&w, &id);
+    assert_eq!(page_states(&w.notifier), ["ALARM", "OK"], "resolved once");
+}
+
+#[tokio::test]
+async fn two_deliveries_of_an_alarm_that_find_its_ok_page_it_once() {
+    // The OK comes through SNS only (no previous state's time) while the ALARM's delivery prepares the approval:
+    // that delivery then finds the OK in the alarm's pages document and withdraws it. A second delivery of the
+    // ALARM (EventBridge and SNS both) answered from the waiting record and found the OK too: it resolved a page
+    // already resolved — a second OK page, or, losing the race on the record, an error to be retried (simulation
+    // seed 18806). A page already resolved is now left as it is.
+    let w = world();
+    let a = change("alarm");
+    let (ok_engine, other) = (engine_over(&w, &w.bucket, &w.notifier), engine_over(&w, &w.bucket, &w.notifier));
+    let hook: Hook<'_> = Box::new(|| {
+        Box::pin(async {
+            let mut ok = change("ok");
+            ok.previous_state_time = None;
+            alarm::on_alarm_change(&ok_engine, &ok).await.unwrap();
+            let r = alarm::on_alarm_change(&other, &change("alarm")).await;
+            assert!(r.is_ok(), "the other delivery resolves the page: {r:?}");
+        })
+    });
+    let first = engine_over(&w, TrapBucket { inner: &w.bucket, trap: Trap::new(vec!["put alarms/"], hook) }, &w.notifier);
+    let answer = alarm::on_alarm_change(&first, &a).await;
+    assert!(first.bucket.trap.sprung(), "the other delivery landed");
+    assert!(answer.is_ok(), "a page another delivery resolved is a final answer: {answer:?}");
+    assert_recovery_won(&w, &a.execution_id());
+    assert_eq!(page_states(&w.notifier), ["ALARM", "OK"], "resolved once");
+}
