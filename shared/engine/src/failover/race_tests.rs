@@ -475,3 +475,49 @@ async fn two_deliveries_of_an_alarm_that_find_its_ok_page_it_once() {
     assert_recovery_won(&w, &a.execution_id());
     assert_eq!(page_states(&w.notifier), ["ALARM", "OK"], "resolved once");
 }
+
+#[tokio::test]
+async fn a_stall_decided_on_an_older_read_is_not_paged_after_another_attempt_announced_the_end() {
+    // Two attempts of one execution (a human's command sent twice): one verifies the promotion and pages its OK;
+    // the other, working from an older read, stops at a later step while still holding the lock and merges the
+    // stored record in. Before, the stall's ALARM it had decided on went out after the OK, and the next attempt
+    // paged its own stall on top (simulation seed 33114): an incident re-opened that nothing resolves.
+    let w = world();
+    let e = engine_over(&w, &w.bucket, &w.notifier);
+    let now = w.clock.now();
+    let held = Held {
+        doc: LockDoc {
+            execution_id: "x".into(),
+            attempt_id: "a".into(),
+            state: LockState::Running,
+            acquired_at: rfc3339(now),
+            lease_expires_at: rfc3339(now + time::Duration::minutes(2)),
+            holder: "t".into(),
+        },
+        etag: String::new(),
+    };
+    let etag = w
+        .bucket
+        .put(lock::FAILOVER_LOCK_KEY, serde_json::to_vec(&held.doc).unwrap(), "application/json", WriteCondition::IfAbsent)
+        .await
+        .unwrap();
+    let held = Held { etag, ..held };
+    let mut ours = Recorder::new(record("x", ExecutionState::Running));
+    ours.save_now(&w.bucket, now).await.unwrap();
+    // The other attempt: the started ALARM, then the completed OK, recorded on a still-running record.
+    let mut theirs = record::read(&w.bucket, "x").await.unwrap().unwrap();
+    let page = |state| e.page(&theirs.record, "x", state, Severity::Critical, "r".into());
+    let (alarm_page, ok_page) = (page(PageState::Alarm), page(PageState::Ok));
+    theirs.record.owe(Channel::Paging, "failover.started", &alarm_page);
+    theirs.record.paid(Channel::Paging, "failover.started", Some("m1".into()));
+    theirs.record.owe(Channel::Paging, "failover.completed", &ok_page);
+    theirs.record.paid(Channel::Paging, "failover.completed", Some("m2".into()));
+    theirs.save_now(&w.bucket, now).await.unwrap();
+    let source = StoreError::Transient { service: "S3", operation: "PutObject", message: "x".into() };
+    let err = e.stop(ours, Some(held), Step::Fence, source).await;
+    assert!(matches!(err, EngineError::Stopped { .. }));
+    assert!(page_states(&w.notifier).is_empty(), "no stall ALARM after the OK: {:?}", page_states(&w.notifier));
+    let rec = stored(&w, "x");
+    assert!(rec.resolved(), "the incident stays resolved: {:?}", rec.messages);
+    assert!(rec.owed.iter().all(|o| o.resolves()), "nor is the stall left owed for the next attempt: {:?}", rec.owed);
+}
