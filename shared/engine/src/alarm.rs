@@ -159,12 +159,10 @@ async fn open_page<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
             change.alarm_name,
             domain::primitives::rfc3339(ok)
         );
-        // Another delivery of this ALARM (EventBridge and SNS both, a redelivery) may have found the OK and
-        // resolved the page first: it is not resolved twice.
-        if let Some(rec) = record::read(&engine.bucket, execution_id).await.map_err(not_started)?
-            && unresolved(&rec)
-        {
-            resolve_page(engine, rec, text).await.map_err(not_started)?;
+        // Even when another delivery resolved it already: this delivery's ALARM may have gone out after that OK
+        // (a duplicate OK is harmless; an ALARM last is an incident nobody resolves).
+        if let Some(rec) = record::read(&engine.bucket, execution_id).await.map_err(not_started)? {
+            resolve_page(engine, rec, text, true).await.map_err(not_started)?;
         }
     }
     Ok(())
@@ -280,7 +278,7 @@ async fn report_recovery<P: ParameterStore, B: ControlBucket, N: Notifier, C: Cl
     };
     for rec in resolvable {
         let id = rec.record.execution_id.clone();
-        resolve_page(engine, rec, text.clone()).await.map_err(not_started)?;
+        resolve_page(engine, rec, text.clone(), false).await.map_err(not_started)?;
         // The chat note names the first; every one resolved is in the answer's log line.
         tracing::info!(execution_id = %id, alarm = %change.alarm_name, "ALARM page resolved by the alarm's OK");
         resolved.get_or_insert(id);
@@ -314,14 +312,16 @@ async fn report_recovery<P: ParameterStore, B: ControlBucket, N: Notifier, C: Cl
 }
 
 /// Resolves the page `rec`'s `ALARM` opened (see [`resolve_once`]). When the record changed since it was read,
-/// it is read again: a page another delivery resolved meanwhile (one `OK` through EventBridge and SNS both, or
-/// an `ALARM` delivered twice that both found the `OK`) is that delivery's to finish — its redelivery pays an
-/// `OK` page it owes and frees a lock it left — and this one answers finally instead of failing to be retried
-/// for nothing; a record changed otherwise (a page merged in) is resolved on top of the change.
+/// it is read again and resolved on top of the change, instead of failing the delivery to be retried (with
+/// nothing left to do: one `OK` through EventBridge and SNS both, two deliveries of one `ALARM` that both found
+/// the `OK`). A page another delivery resolved meanwhile is that delivery's to finish (its redelivery pays an
+/// `OK` it owes and frees a lock it left) and is left as it is — unless `again`: this delivery may itself have
+/// paged the `ALARM` after that `OK`, so one more `OK` follows.
 async fn resolve_page<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
     engine: &Engine<P, B, N, C>,
     mut rec: Recorder,
     text: String,
+    again: bool,
 ) -> Result<(), StoreError> {
     let id = rec.record.execution_id.clone();
     let changed = || StoreError::Conflict { service: "S3", operation: "PutObject", target: layout::execution_record(&id) };
@@ -330,7 +330,7 @@ async fn resolve_page<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock
             return Ok(());
         }
         rec = match record::read(&engine.bucket, &id).await? {
-            Some(stored) if unresolved(&stored) => stored,
+            Some(stored) if again || unresolved(&stored) => stored,
             Some(_) => return Ok(()),
             None => return Err(changed()),
         };
