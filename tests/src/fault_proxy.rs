@@ -55,6 +55,37 @@ struct State {
     /// The `n`th request whose label contains the text is held by [`Fault::Gate`]: (text, requests left to pass).
     gate: Option<(String, usize)>,
     gate_open: bool,
+    /// Every forwarded request waits first for a latency drawn from this distribution (kept across plans).
+    latency: Option<Latency>,
+}
+
+/// A heavy-tailed distribution of call latencies, as real AWS APIs show (most calls near the median, a few tens
+/// of times slower): `median_ms * sqrt(2) ^ (log2(1 / (1 - u)))`-shaped, i.e. `median_ms * (1 / (2 (1 - u)))^0.5`
+/// for `u` uniform, capped at `cap_ms`. Seeded: the `n`-th request through the proxy draws the same latency in
+/// every run of one seed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Latency {
+    /// The median latency, in ms.
+    pub median_ms: u64,
+    /// The longest latency drawn, in ms (keep it under the SDK's attempt timeout, or calls time out).
+    pub cap_ms: u64,
+    /// The seed of the draws.
+    pub seed: u64,
+}
+
+impl Latency {
+    /// The latency of the `n`-th request.
+    pub fn draw(&self, n: usize) -> Duration {
+        // splitmix64 of (seed, n): no `rand` dependency, the same numbers everywhere.
+        let mut z = self.seed ^ (n as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        let u = (z >> 11) as f64 / (1u64 << 53) as f64;
+        let factor = (1.0 / (2.0 * (1.0 - u))).sqrt();
+        let ms = (self.median_ms as f64 * factor).min(self.cap_ms as f64);
+        Duration::from_micros((ms * 1000.0) as u64)
+    }
 }
 
 /// The running proxy.
@@ -85,7 +116,15 @@ impl FaultProxy {
     /// Replaces the plan and resets the log and the counter.
     pub fn plan(&self, rules: Vec<Rule>) {
         if let Ok(mut s) = self.state.0.lock() {
-            *s = State { rules, ..State::default() };
+            let latency = s.latency;
+            *s = State { rules, latency, ..State::default() };
+        }
+    }
+
+    /// Delays every request by a latency drawn from `latency` before it is forwarded or failed (`None`: at once).
+    pub fn set_latency(&self, latency: Option<Latency>) {
+        if let Ok(mut s) = self.state.0.lock() {
+            s.latency = latency;
         }
     }
 
@@ -270,10 +309,11 @@ fn serve(conn: TcpStream, upstream: &str, state: &Arc<(Mutex<State>, Condvar)>) 
     // One request per connection: every answer closes it, so the SDK opens a new one for the next.
     let Some(req) = read_request(&mut reader) else { return };
     let l = label(&req);
-    let fault = {
+    let (fault, delay) = {
         let Ok(mut s) = state.0.lock() else { return };
         s.count += 1;
         let n = s.count;
+        let delay = s.latency.map(|l| l.draw(n));
         s.log.push(l.clone());
         let by_rule = s.rules.iter().find(|r| r.at == n).copied();
         let gated = match &mut s.gate {
@@ -284,7 +324,7 @@ fn serve(conn: TcpStream, upstream: &str, state: &Arc<(Mutex<State>, Condvar)>) 
             }
             _ => false,
         };
-        if gated {
+        let fault = if gated {
             Some(Fault::Gate)
         } else if let Some(rule) = by_rule {
             if rule.persistent {
@@ -296,8 +336,12 @@ fn serve(conn: TcpStream, upstream: &str, state: &Arc<(Mutex<State>, Condvar)>) 
                 .get(&l)
                 .copied()
                 .or_else(|| s.matching.iter().find(|(text, _)| l.contains(text.as_str())).map(|(_, f)| *f))
-        }
+        };
+        (fault, delay)
     };
+    if let Some(d) = delay {
+        std::thread::sleep(d);
+    }
     match fault {
         None => {
             if let Some(resp) = forward(&req, upstream) {

@@ -41,8 +41,9 @@
 //! Memory: the `VmRSS` and `VmHWM` of each warm process are read from `/proc/<pid>/status` after its warm-up
 //! invocations and after its last one; the growth between them must stay under [`Config::rss_growth_bound_kib`].
 
+use crate::databricks::DatabricksServer;
 use crate::dr_env::DrEnv;
-use crate::fault_proxy::{Fault, FaultProxy, Rule};
+use crate::fault_proxy::{Fault, FaultProxy, Latency, Rule};
 use crate::fixture;
 use crate::runtime_api::{Function, Invocation, bin_dir};
 use serde_json::{Value, json};
@@ -121,6 +122,9 @@ pub struct Config {
     /// invocation, would show as 3 MiB over the 1,000 invocations of the full soak; a Lambda sandbox serves far
     /// more than that with 256 MB.
     pub rss_growth_bound_kib: u64,
+    /// The median latency the proxy adds to each AWS call, in ms (`SOAK_LATENCY_MS`; 0: none), drawn from a
+    /// heavy-tailed distribution capped at 20 times the median (at most 600 ms, under the attempt timeout).
+    pub latency_ms: u64,
 }
 
 impl Config {
@@ -147,6 +151,7 @@ impl Config {
             batches: usize::try_from(number("SOAK_BATCHES", batches as u64)).unwrap_or(batches),
             fault_per_mille: number("SOAK_FAULT_PERMILLE", 70).min(500),
             rss_growth_bound_kib: RSS_GROWTH_BOUND_KIB,
+            latency_ms: number("SOAK_LATENCY_MS", 3),
         }
     }
 }
@@ -323,6 +328,10 @@ enum Op {
     Batch(Vec<Value>),
     /// On-call ends the episode: approves or cancels what awaits approval, then fails back.
     EndEpisode(usize),
+    /// The harness breaks a site's document mid-incident (an operator's bad edit: not JSON), keeping the good one.
+    BreakSite(&'static str),
+    /// The harness writes the good document back (on-call repairs it before the episode ends).
+    FixSite(&'static str),
 }
 
 /// One alarm state change.
@@ -370,6 +379,8 @@ struct Expected {
 pub struct ScheduleFigures {
     /// Episodes.
     pub episodes: usize,
+    /// Episodes whose secondary site document was broken mid-incident, then repaired.
+    pub broken_sites: usize,
     /// Episodes by policy mode.
     pub modes: BTreeMap<String, usize>,
     /// Alarm deliveries by path.
@@ -605,6 +616,7 @@ fn alarm_ops(fx: &Fixtures, cfg: &Config, rng: &mut Rng, expected: &mut Expected
     let mut delivered = 0;
     let mut episode = 0;
     let mut not_alarms = 0;
+    let mut first_alarm: Option<usize> = None;
     while delivered < cfg.alarms {
         let mode = match rng.below(100) {
             0..=54 => "auto",
@@ -698,9 +710,21 @@ fn alarm_ops(fx: &Fixtures, cfg: &Config, rng: &mut Rng, expected: &mut Expected
             if path != Path::NotAnAlarm && new != "late" {
                 earlier.push(payload.clone());
             }
+            first_alarm.get_or_insert(ops.len());
             ops.push(Op::Alarm(payload));
             delivered += 1;
         }
+        // Every fourth episode (from the second), the secondary's document is broken just after the episode's first
+        // delivery and repaired before on-call ends it: what the failover has not done yet meets an unusable
+        // target (the readiness gate refuses; a promotion made stops at activation until the repair).
+        if episode % 4 == 1
+            && let Some(i) = first_alarm.take()
+        {
+            ops.insert(i + 1, Op::BreakSite("secondary"));
+            ops.push(Op::FixSite("secondary"));
+            figures.broken_sites += 1;
+        }
+        first_alarm = None;
         ops.push(Op::EndEpisode(episode));
         episode += 1;
     }
@@ -1022,6 +1046,8 @@ impl PassFigures {
 
 struct Runner<'a> {
     cfg: &'a Config,
+    /// The good documents of the sites broken by [`Op::BreakSite`], until repaired.
+    broken: BTreeMap<&'static str, Value>,
     proxy: &'a FaultProxy,
     faults: bool,
     env: DrEnv,
@@ -1183,6 +1209,16 @@ impl Runner<'_> {
                 let _ = self.deliver(Which::Alarm, payload, &format!("op {index} (alarm delivery)")).await;
             }
             Op::Batch(records) => self.sqs(records, &format!("op {index} (replication batch)")).await,
+            Op::BreakSite(site) => {
+                let good = self.env.get(&format!("sites/{site}")).await;
+                self.broken.insert(site, good);
+                self.env.put_raw(&format!("sites/{site}"), "not json {").await;
+            }
+            Op::FixSite(site) => {
+                if let Some(good) = self.broken.remove(site) {
+                    self.env.put(&format!("sites/{site}"), &good).await;
+                }
+            }
             Op::EndEpisode(episode) => {
                 let lock = self.env.json(domain::layout::FAILOVER_LOCK).await;
                 if let Some(id) = lock["execution_id"].as_str() {
@@ -1253,7 +1289,19 @@ async fn owed(env: &DrEnv) -> (usize, Option<OffsetDateTime>) {
 async fn run_pass(cfg: &Config, schedule: &Schedule, proxy: &FaultProxy, faults: bool) -> (PassFigures, Captured, Vec<String>) {
     let label = if faults { "faulted" } else { "clean" };
     let env = DrEnv::seed(&crate::moto::shared().endpoint).await;
+    // The sites are two local workspaces whose tagged jobs move with each failover and back with each failback.
+    let server = DatabricksServer::start(&["primary", "secondary"]).unwrap_or_else(|e| panic!("local Databricks API: {e}"));
+    let activation = json!({ "activation": { "job_tag": "dr=active-passive" } });
+    crate::databricks::seed_sites(&env, server.workspace("primary"), server.workspace("secondary"), &activation, None).await;
+    let jobs_before = tagged_jobs(&server);
+    let latency = (cfg.latency_ms > 0).then(|| Latency {
+        median_ms: cfg.latency_ms,
+        cap_ms: (cfg.latency_ms * 20).min(600),
+        seed: cfg.seed,
+    });
+    proxy.set_latency(latency);
     let mut vars = env.function_env();
+    vars.push(("DR_DATABRICKS_BACKOFF_MS".to_owned(), "20".to_owned()));
     for (k, v) in &mut vars {
         if k == "AWS_ENDPOINT_URL" {
             v.clone_from(&proxy.endpoint);
@@ -1279,6 +1327,7 @@ async fn run_pass(cfg: &Config, schedule: &Schedule, proxy: &FaultProxy, faults:
     ]);
     let mut runner = Runner {
         cfg,
+        broken: BTreeMap::new(),
         proxy,
         faults,
         env,
@@ -1299,7 +1348,21 @@ async fn run_pass(cfg: &Config, schedule: &Schedule, proxy: &FaultProxy, faults:
     runner.settle().await;
     runner.figures.wall = started.elapsed();
     let status = runner.deliver(Which::Manual, &json!({"command": "status"}), "the final status").await.unwrap_or(Value::Null);
-    let captured = capture(&runner.env, &status).await;
+    let mut captured = capture(&runner.env, &status).await;
+    let jobs_after = tagged_jobs(&server);
+    let activation_problems = activation_invariants(&captured, &jobs_before, &jobs_after);
+    captured.facts.insert("tagged jobs".to_owned(), jobs_after.len() as u64);
+    // What activation did, from the records: changes in effect (made, or found made), and failbacks that reversed.
+    let activations = captured.records.values().filter_map(|r| r.get("activation").filter(|a| !a.is_null()));
+    let (mut in_effect, mut reverses) = (0u64, 0u64);
+    for a in activations {
+        let changes = a["changes"].as_array().map(Vec::as_slice).unwrap_or_default();
+        in_effect += changes.iter().filter(|c| c["status"] == "done" || c["status"] == "already_done").count() as u64;
+        reverses += u64::from(a["mode"] == "reverse");
+    }
+    captured.facts.insert("activation changes in effect".to_owned(), in_effect);
+    captured.facts.insert("activations reversed by a failback".to_owned(), reverses);
+    captured.sections.insert("databricks tagged jobs", json!(jobs_after));
     runner.figures.facts = captured.facts.clone();
     if let Some(dir) = std::env::var_os("SOAK_DUMP") {
         let logs: BTreeMap<&'static str, String> = runner.functions.iter().map(|(w, f)| (w.name(), f.logs())).collect();
@@ -1313,6 +1376,7 @@ async fn run_pass(cfg: &Config, schedule: &Schedule, proxy: &FaultProxy, faults:
     }
     let mut problems: Vec<String> = runner.problems.iter().map(|p| format!("{label} run: {p}")).collect();
     problems.extend(invariants(&captured, &schedule.expected).into_iter().map(|p| format!("{label} run: {p}")));
+    problems.extend(activation_problems.into_iter().map(|p| format!("{label} run: {p}")));
     for w in Which::ALL {
         let Some(m) = runner.figures.memory.get(w.name()) else {
             problems.push(format!("{label} run: no memory sample of {}", w.name()));
@@ -1330,6 +1394,53 @@ async fn run_pass(cfg: &Config, schedule: &Schedule, proxy: &FaultProxy, faults:
         }
     }
     (runner.figures, captured, problems)
+}
+
+/// The tagged jobs (`dr=active-passive`) of both workspaces: `{site}/{job name}` to the pause status of its
+/// schedule, continuous run or trigger (`UNPAUSED` when it has none of them set).
+fn tagged_jobs(server: &DatabricksServer) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for site in ["primary", "secondary"] {
+        let state = server.workspace(site).state();
+        for job in state["jobs"].as_array().into_iter().flatten() {
+            let settings = &job["settings"];
+            if settings["tags"]["dr"] != "active-passive" {
+                continue;
+            }
+            let pause = ["schedule", "continuous", "trigger"]
+                .iter()
+                .find_map(|f| settings[*f]["pause_status"].as_str())
+                .unwrap_or("UNPAUSED");
+            let name = settings["name"].as_str().unwrap_or_default();
+            out.insert(format!("{site}/{name}"), pause.to_owned());
+        }
+    }
+    out
+}
+
+/// Activation after the run: no tagged job runs in both workspaces or is paused in both, and the one running is
+/// in the active site; when the primary is active again (every episode ends with a failback), each job is as it
+/// was before the run: every change a failover made was reversed by a failback.
+fn activation_invariants(c: &Captured, before: &BTreeMap<String, String>, after: &BTreeMap<String, String>) -> Vec<String> {
+    let mut out = Vec::new();
+    let active = c.history.last().and_then(|(_, _, doc)| doc["site"].as_str()).unwrap_or("primary");
+    let names: BTreeSet<&str> = after.keys().filter_map(|k| k.split_once('/').map(|(_, n)| n)).collect();
+    for name in names {
+        let running = |site: &str| after.get(&format!("{site}/{name}")).is_some_and(|p| p == "UNPAUSED");
+        match (running("primary"), running("secondary")) {
+            (true, true) => out.push(format!("tagged job {name} runs in both workspaces")),
+            (false, false) => out.push(format!("tagged job {name} is paused in both workspaces")),
+            (p, _) if p != (active == "primary") => {
+                out.push(format!("tagged job {name} runs only in the passive workspace (active: {active})"));
+            }
+            _ => {}
+        }
+    }
+    if active == "primary" && before != after {
+        let moved: Vec<&String> = after.iter().filter(|(k, v)| before.get(*k) != Some(*v)).map(|(k, _)| k).collect();
+        out.push(format!("the primary is active again but tagged jobs were not restored: {moved:?}"));
+    }
+    out
 }
 
 // ------------------------------------------------------------------------------------------------------------
@@ -1379,6 +1490,15 @@ fn scrub_text(text: &str, env: &str) -> String {
         if let Some(len) = timestamp_len(&b[i..]) {
             out.push_str("<t>");
             i += len;
+            continue;
+        }
+        // The local workspaces listen on a new port in each run.
+        if text[i..].starts_with("127.0.0.1:") {
+            out.push_str("127.0.0.1:<port>");
+            i += "127.0.0.1:".len();
+            while i < b.len() && b[i].is_ascii_digit() {
+                i += 1;
+            }
             continue;
         }
         let ch = text[i..].chars().next().unwrap_or(' ');
@@ -1557,7 +1677,7 @@ async fn capture(env: &DrEnv, status: &Value) -> Captured {
     let active: Vec<Value> =
         c.history.iter().map(|(version, labels, doc)| json!([version, labels, doc["site"], doc["execution_id"]])).collect();
     c.sections.insert("ssm active versions", json!(active));
-    let promotions = c.history.len().saturating_sub(1);
+    let promotions = c.history.len().saturating_sub(seeded_versions(&c.history));
     fact(&mut c, "promotions", promotions);
 
     let mut records = BTreeMap::new();
@@ -1676,13 +1796,20 @@ async fn capture(env: &DrEnv, status: &Value) -> Captured {
 }
 
 /// What must hold after any run, faults or not.
+/// The versions of `{prefix}/active` the environment was seeded with (the leading ones no execution wrote: the
+/// environment's `bootstrap`, then the local workspaces' documents), at least one.
+fn seeded_versions(history: &[(i64, Vec<String>, Value)]) -> usize {
+    let seeded = |doc: &Value| doc["execution_id"].is_null() || doc["execution_id"] == "bootstrap";
+    history.iter().take_while(|(_, _, doc)| seeded(doc)).count().max(1)
+}
+
 fn invariants(c: &Captured, expected: &Expected) -> Vec<String> {
     let mut out = Vec::new();
     // One promotion per decision: every version after the seeded one was written by a distinct execution, carries
     // exactly its label, and that execution's record says completed with that version; no completed execution
     // without its version.
     let mut writers = BTreeSet::new();
-    for (version, labels, doc) in c.history.iter().skip(1) {
+    for (version, labels, doc) in c.history.iter().skip(seeded_versions(&c.history)) {
         let id = doc["execution_id"].as_str().unwrap_or_default();
         if !writers.insert(id.to_owned()) {
             out.push(format!("{{prefix}}/active version {version}: execution {id} promoted twice"));
@@ -1867,19 +1994,22 @@ impl Report {
         let mut t = String::new();
         let _ = writeln!(
             t,
-            "soak: seed {:#x}, {} alarm deliveries, {} replication batches, faults on {:.1}% of AWS calls; binaries from {}",
+            "soak: seed {:#x}, {} alarm deliveries, {} replication batches, faults on {:.1}% of AWS calls, AWS latency median {} ms (heavy tail, cap {} ms); sites: two local Databricks workspaces, tagged jobs activated; binaries from {}",
             c.seed,
             c.alarms,
             c.batches,
             c.fault_per_mille as f64 / 10.0,
+            c.latency_ms,
+            (c.latency_ms * 20).min(600),
             bin_dir().display()
         );
         let list = |m: &BTreeMap<String, usize>| m.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ");
         let _ = writeln!(
             t,
-            "schedule: {} episodes ({}); {} alarm changes delivered by {} ({} repeats in the episode, {} late copies of earlier episodes, {} muted or suppressed); states {}",
+            "schedule: {} episodes ({}; {} with the secondary's document broken mid-incident, then repaired); {} alarm changes delivered by {} ({} repeats in the episode, {} late copies of earlier episodes, {} muted or suppressed); states {}",
             s.episodes,
             list(&s.modes),
+            s.broken_sites,
             s.changes,
             list(&s.by_path),
             s.duplicates,

@@ -159,8 +159,10 @@ async fn open_page<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
             change.alarm_name,
             domain::primitives::rfc3339(ok)
         );
+        // Even when another delivery resolved it already: this delivery's ALARM may have gone out after that OK
+        // (a duplicate OK is harmless; an ALARM last is an incident nobody resolves).
         if let Some(rec) = record::read(&engine.bucket, execution_id).await.map_err(not_started)? {
-            resolve_page(engine, rec, text).await.map_err(not_started)?;
+            resolve_page(engine, rec, text, true).await.map_err(not_started)?;
         }
     }
     Ok(())
@@ -276,7 +278,7 @@ async fn report_recovery<P: ParameterStore, B: ControlBucket, N: Notifier, C: Cl
     };
     for rec in resolvable {
         let id = rec.record.execution_id.clone();
-        resolve_page(engine, rec, text.clone()).await.map_err(not_started)?;
+        resolve_page(engine, rec, text.clone(), false).await.map_err(not_started)?;
         // The chat note names the first; every one resolved is in the answer's log line.
         tracing::info!(execution_id = %id, alarm = %change.alarm_name, "ALARM page resolved by the alarm's OK");
         resolved.get_or_insert(id);
@@ -309,14 +311,42 @@ async fn report_recovery<P: ParameterStore, B: ControlBucket, N: Notifier, C: Cl
     Ok(AlarmOutcome::Reported { message: text, resolved })
 }
 
-/// Resolves the page `rec`'s `ALARM` opened: the `OK` page recorded as owed first (a page lost to a failing
-/// topic is paid by the next delivery or `check`), then sent; an `ALARM` still owed is dropped rather than sent
-/// after its recovery.
+/// Resolves the page `rec`'s `ALARM` opened (see [`resolve_once`]). When the record changed since it was read,
+/// it is read again and resolved on top of the change, instead of failing the delivery to be retried (with
+/// nothing left to do: one `OK` through EventBridge and SNS both, two deliveries of one `ALARM` that both found
+/// the `OK`). A page another delivery resolved meanwhile is that delivery's to finish (its redelivery pays an
+/// `OK` it owes and frees a lock it left) and is left as it is — unless `again`: this delivery may itself have
+/// paged the `ALARM` after that `OK`, so one more `OK` follows.
 async fn resolve_page<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
     engine: &Engine<P, B, N, C>,
     mut rec: Recorder,
-    mut text: String,
+    text: String,
+    again: bool,
 ) -> Result<(), StoreError> {
+    let id = rec.record.execution_id.clone();
+    let changed = || StoreError::Conflict { service: "S3", operation: "PutObject", target: layout::execution_record(&id) };
+    for _ in 0..4 {
+        if resolve_once(engine, rec, text.clone()).await? {
+            return Ok(());
+        }
+        rec = match record::read(&engine.bucket, &id).await? {
+            Some(stored) if again || unresolved(&stored) => stored,
+            Some(_) => return Ok(()),
+            None => return Err(changed()),
+        };
+    }
+    // Changed at every try: this delivery fails and is retried.
+    Err(changed())
+}
+
+/// Resolves the page `rec`'s `ALARM` opened: the `OK` page recorded as owed first (a page lost to a failing
+/// topic is paid by the next delivery or `check`), then sent; an `ALARM` still owed is dropped rather than sent
+/// after its recovery. `false`: the record changed since it was read (nothing written, nothing sent).
+async fn resolve_once<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
+    engine: &Engine<P, B, N, C>,
+    mut rec: Recorder,
+    mut text: String,
+) -> Result<bool, StoreError> {
     let env = engine.settings.environment.clone();
     let now = engine.clock.now();
     // A failover waiting for approval on this alarm alone is withdrawn: the recovery wins, and no approval window
@@ -362,8 +392,12 @@ async fn resolve_page<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock
     }
     let event_type = format!("{}.alarm_recovered", rec.record.kind);
     rec.record.owe(Channel::Paging, &event_type, &page);
-    // A conflict means another delivery is recording it: this one fails and is retried.
-    rec.save_now(&engine.bucket, now).await?;
+    // A conflict: another writer changed the record since it was read; the caller reads it again.
+    match rec.save_now(&engine.bucket, now).await {
+        Ok(()) => {}
+        Err(StoreError::Conflict { .. }) => return Ok(false),
+        Err(e) => return Err(e),
+    }
     let paid = engine.pay_owed(&mut rec.record).await;
     if let Err(e) = rec.save_now(&engine.bucket, engine.clock.now()).await {
         tracing::warn!(execution_id = %rec.record.execution_id, error = %e, "could not record the recovery page");
@@ -372,9 +406,9 @@ async fn resolve_page<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock
         // After the record's end: a preparation that takes the window after this release re-reads the record
         // and finds it ended (see `prepare_for_approval`).
         let released = release_withdrawn(engine, &rec.record.execution_id).await;
-        return paid.and(released);
+        return paid.and(released).map(|()| true);
     }
-    paid
+    paid.map(|()| true)
 }
 
 /// Releases the lock of an execution whose record ended (an approval withdrawn by its alarm's `OK`) unless an

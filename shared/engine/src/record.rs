@@ -438,10 +438,14 @@ impl Recorder {
         }
         // Only a waiting record: a recovery then withdraws its approval page (a running one's stalls still page).
         let recovered = stored.record.recovered() && stored.record.state == ExecutionState::AwaitingApproval;
+        // The stored incident was resolved by another attempt (its last page an `OK`: the promotion verified and
+        // announced): a stall this writer decided to page on an older read re-opens nothing, as `stop` decides on
+        // a resolved record (its `ALARM` would follow the `OK`, and nothing would resolve it again).
+        let resolved = stored.record.resolved();
         let mut owed = stored.record.owed.clone();
         for o in &self.record.owed {
             let sent = messages.iter().any(|m| m.channel == o.channel && m.event_type == o.event_type);
-            let stale_alarm = recovered && !o.resolves();
+            let stale_alarm = (recovered || resolved && o.event_type.contains(".stalled_")) && !o.resolves();
             if !sent && !stale_alarm && !owed.iter().any(|x| x.channel == o.channel && x.event_type == o.event_type) {
                 owed.push(o.clone());
             }

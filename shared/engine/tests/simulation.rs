@@ -2037,6 +2037,12 @@ const REGRESSION_SEEDS: &[u64] = &[
     7732,  // the same, a stall's page
     10690, // the OK withdrew an approval and could not release its lock: it answered final, the lock held for the window
     2941,  // a failover whose predecessor had moved nothing reversed its empty plan: the jobs stayed on the primary
+    18806, // two deliveries of one OK raced on the withdrawn record: the loser answered retry (a 4th settling round)
+    33114, // an attempt working from an older read paged its stall after another attempt's completed OK
+    51560, // the delivery that freed a dead attempt's lock died before its OK again: the crossing stall stayed last
+    51711, // a resumed failover read both site documents broken mid-incident and skipped activation as unconfigured
+    24499, // the same
+    38829, // the same
 ];
 /// Trace files written per run (one per new signature, the first seed that shows it).
 const MAX_TRACE_FILES: usize = 100;

@@ -362,13 +362,14 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
             // An ending whose own release was lost (an OK that withdrew an approval, then timed out) leaves a lock
             // nobody works under: a redelivery frees it (conditional on the ETag read), or it would block every
             // other execution for its window. A live (`running`, in lease) lock is its attempt's to release.
+            // The attempt that held it died after the execution ended: it may have paged an ALARM from what it
+            // read before the end (its crossing check died with it). One OK again, by the delivery that frees it —
+            // before freeing it: a delivery that dies in between leaves the lock, so the next one sends it again
+            // (freed first, the next delivery would find nothing to do and the ALARM would stay last).
+            if rec.record.resolved() {
+                self.resolve_again(rec, "an attempt that died holding its lock may have paged after the incident ended").await;
+            }
             match self.bucket.delete_if_match(&self.settings.lock_key, etag).await {
-                // The attempt that held it died after the execution ended: it may have paged an ALARM from what it
-                // read before the end (its crossing check died with it). One OK again, by the delivery that freed it.
-                Ok(()) if rec.record.resolved() => {
-                    self.resolve_again(rec, "an attempt that died holding its lock may have paged after the incident ended")
-                        .await;
-                }
                 Ok(()) => {}
                 Err(e) => {
                     tracing::warn!(execution_id = %req.execution_id, error = %e, "could not release the lock of an ended execution");

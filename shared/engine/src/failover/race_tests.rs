@@ -42,12 +42,12 @@ impl<'a> Trap<'a> {
 }
 
 /// The bucket, with a trap before one put (described as `put {key} {body}`).
-struct TrapBucket<'a> {
-    inner: &'a MemBucket,
-    trap: Trap<'a>,
+struct TrapBucket<'a, 'h, B = MemBucket> {
+    inner: &'a B,
+    trap: Trap<'h>,
 }
 
-impl ControlBucket for TrapBucket<'_> {
+impl<B: ControlBucket> ControlBucket for TrapBucket<'_, '_, B> {
     async fn get(&self, key: &str) -> Result<Option<StoredObject>, StoreError> {
         self.inner.get(key).await
     }
@@ -418,4 +418,183 @@ async fn an_ok_racing_an_approval_never_leaves_a_promotion_recorded_noop() {
     );
     assert!(rec.state.is_terminal(), "{:?}", rec.state);
     assert!(w.bucket.text(lock::FAILOVER_LOCK_KEY).is_none(), "no lock left: {:?}", w.bucket.text(lock::FAILOVER_LOCK_KEY));
+}
+
+#[tokio::test]
+async fn two_deliveries_of_one_ok_racing_on_the_record_both_answer_finally() {
+    // One OK through EventBridge and SNS both (or delivered twice): the second delivery writes the withdrawn record
+    // first, so the first one's compare-and-swap fails. Before, that delivery answered with an error to be retried
+    // for a page already resolved (simulation seed 18806, faults off: a fourth round of redelivery). It re-reads
+    // instead, finds the page resolved by the other delivery, and answers finally; one OK page only.
+    let w = world();
+    let e = engine_over(&w, &w.bucket, &w.notifier);
+    let a = change("alarm");
+    let id = a.execution_id();
+    assert_eq!(alarm::on_alarm_change(&e, &a).await.unwrap().to_json()["outcome"], "awaiting_approval");
+    let other = engine_over(&w, &w.bucket, &w.notifier);
+    let hook: Hook<'_> = Box::new(|| {
+        Box::pin(async {
+            let r = alarm::on_alarm_change(&other, &change("ok")).await;
+            assert!(r.is_ok(), "the other delivery resolves the page: {r:?}");
+        })
+    });
+    let first = engine_over(
+        &w,
+        TrapBucket { inner: &w.bucket, trap: Trap::new(vec!["put executions/", "\"state\": \"noop\""], hook) },
+        &w.notifier,
+    );
+    let answer = alarm::on_alarm_change(&first, &change("ok")).await;
+    assert!(first.bucket.trap.sprung(), "the other delivery landed");
+    assert!(answer.is_ok(), "a page another delivery resolved is a final answer: {answer:?}");
+    assert_recovery_won(&w, &id);
+    assert_eq!(page_states(&w.notifier), ["ALARM", "OK"], "resolved once");
+}
+
+#[tokio::test]
+async fn two_deliveries_of_an_alarm_that_both_find_its_ok_both_answer_finally() {
+    // The OK comes through SNS only (no previous state's time) while the ALARM's delivery prepares the approval:
+    // that delivery then finds the OK in the alarm's pages document and withdraws the approval. A second delivery
+    // of the ALARM (EventBridge and SNS both), answering from the waiting record, finds the OK too and writes the
+    // withdrawn record first. Before, the first one's compare-and-swap failed and it answered with an error to be
+    // retried (simulation seed 18806). It re-reads and resolves on top; since its own ALARM page may have gone
+    // out after the other's OK, one more OK follows (a duplicate OK is harmless, an ALARM last is not).
+    let w = world();
+    let a = change("alarm");
+    let (ok_engine, other) = (engine_over(&w, &w.bucket, &w.notifier), engine_over(&w, &w.bucket, &w.notifier));
+    let sns_ok: Hook<'_> = Box::new(|| {
+        Box::pin(async {
+            let mut ok = change("ok");
+            ok.previous_state_time = None;
+            alarm::on_alarm_change(&ok_engine, &ok).await.unwrap();
+        })
+    });
+    let second_delivery: Hook<'_> = Box::new(|| {
+        Box::pin(async {
+            let r = alarm::on_alarm_change(&other, &change("alarm")).await;
+            assert!(r.is_ok(), "the other delivery resolves the page: {r:?}");
+        })
+    });
+    let inner = TrapBucket { inner: &w.bucket, trap: Trap::new(vec!["put alarms/"], sns_ok) };
+    let first = engine_over(
+        &w,
+        TrapBucket { inner: &inner, trap: Trap::new(vec!["put executions/", "\"state\": \"noop\""], second_delivery) },
+        &w.notifier,
+    );
+    let answer = alarm::on_alarm_change(&first, &a).await;
+    assert!(first.bucket.inner.trap.sprung() && first.bucket.trap.sprung(), "the OK and the other delivery landed");
+    assert!(answer.is_ok(), "a page another delivery resolved is a final answer: {answer:?}");
+    assert_recovery_won(&w, &a.execution_id());
+    let states = page_states(&w.notifier);
+    assert_eq!(states.first().map(String::as_str), Some("ALARM"), "{states:?}");
+    assert!(states[1..].iter().all(|s| s == "OK") && states.len() > 1, "only OKs after the ALARM: {states:?}");
+}
+
+#[tokio::test]
+async fn a_stall_decided_on_an_older_read_is_not_paged_after_another_attempt_announced_the_end() {
+    // Two attempts of one execution (a human's command sent twice): one verifies the promotion and pages its OK;
+    // the other, working from an older read, stops at a later step while still holding the lock and merges the
+    // stored record in. Before, the stall's ALARM it had decided on went out after the OK, and the next attempt
+    // paged its own stall on top (simulation seed 33114): an incident re-opened that nothing resolves.
+    let w = world();
+    let e = engine_over(&w, &w.bucket, &w.notifier);
+    let now = w.clock.now();
+    let held = Held {
+        doc: LockDoc {
+            execution_id: "x".into(),
+            attempt_id: "a".into(),
+            state: LockState::Running,
+            acquired_at: rfc3339(now),
+            lease_expires_at: rfc3339(now + time::Duration::minutes(2)),
+            holder: "t".into(),
+        },
+        etag: String::new(),
+    };
+    let etag = w
+        .bucket
+        .put(lock::FAILOVER_LOCK_KEY, serde_json::to_vec(&held.doc).unwrap(), "application/json", WriteCondition::IfAbsent)
+        .await
+        .unwrap();
+    let held = Held { etag, ..held };
+    let mut ours = Recorder::new(record("x", ExecutionState::Running));
+    ours.save_now(&w.bucket, now).await.unwrap();
+    // The other attempt: the started ALARM, then the completed OK, recorded on a still-running record.
+    let mut theirs = record::read(&w.bucket, "x").await.unwrap().unwrap();
+    let page = |state| e.page(&theirs.record, "x", state, Severity::Critical, "r".into());
+    let (alarm_page, ok_page) = (page(PageState::Alarm), page(PageState::Ok));
+    theirs.record.owe(Channel::Paging, "failover.started", &alarm_page);
+    theirs.record.paid(Channel::Paging, "failover.started", Some("m1".into()));
+    theirs.record.owe(Channel::Paging, "failover.completed", &ok_page);
+    theirs.record.paid(Channel::Paging, "failover.completed", Some("m2".into()));
+    theirs.save_now(&w.bucket, now).await.unwrap();
+    let source = StoreError::Transient { service: "S3", operation: "PutObject", message: "x".into() };
+    let err = e.stop(ours, Some(held), Step::Fence, source).await;
+    assert!(matches!(err, EngineError::Stopped { .. }));
+    assert!(page_states(&w.notifier).is_empty(), "no stall ALARM after the OK: {:?}", page_states(&w.notifier));
+    let rec = stored(&w, "x");
+    assert!(rec.resolved(), "the incident stays resolved: {:?}", rec.messages);
+    assert!(rec.owed.iter().all(|o| o.resolves()), "nor is the stall left owed for the next attempt: {:?}", rec.owed);
+}
+
+/// A bucket whose writes of execution records never answer (the function dies there: its future is dropped).
+struct DiesOnRecordWrite<'a>(&'a MemBucket);
+
+impl ControlBucket for DiesOnRecordWrite<'_> {
+    async fn get(&self, key: &str) -> Result<Option<StoredObject>, StoreError> {
+        self.0.get(key).await
+    }
+    async fn put(&self, key: &str, body: Vec<u8>, content_type: &str, condition: WriteCondition) -> Result<String, StoreError> {
+        if key.starts_with("executions/") {
+            std::future::pending::<()>().await;
+        }
+        self.0.put(key, body, content_type, condition).await
+    }
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        self.0.list(prefix).await
+    }
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.0.delete(key).await
+    }
+    async fn delete_if_match(&self, key: &str, etag: &str) -> Result<(), StoreError> {
+        self.0.delete_if_match(key, etag).await
+    }
+}
+
+#[tokio::test]
+async fn a_delivery_that_dies_resolving_again_leaves_the_lock_for_the_next_one() {
+    // The approval was withdrawn by the OK, but an attempt that died holding the (stopped) lock paged a stall
+    // after that OK without recording it. The next delivery that frees the lock sends the OK again. Before, it
+    // freed the lock first and died before the OK: the deliveries after it found nothing to do and the ALARM stayed
+    // last (simulation seed 51560).
+    let w = world();
+    let e = engine_over(&w, &w.bucket, &w.notifier);
+    let a = change("alarm");
+    let id = a.execution_id();
+    assert_eq!(alarm::on_alarm_change(&e, &a).await.unwrap().to_json()["outcome"], "awaiting_approval");
+    alarm::on_alarm_change(&e, &change("ok")).await.unwrap();
+    assert_eq!(stored(&w, &id).state, ExecutionState::Noop);
+    // The dead attempt's lock and its unrecorded stall page.
+    let now = w.clock.now();
+    let doc = LockDoc {
+        execution_id: id.clone(),
+        attempt_id: "dead".into(),
+        state: LockState::Stopped,
+        acquired_at: rfc3339(now),
+        lease_expires_at: rfc3339(now + time::Duration::minutes(2)),
+        holder: "t".into(),
+    };
+    w.bucket
+        .put(lock::FAILOVER_LOCK_KEY, serde_json::to_vec(&doc).unwrap(), "application/json", WriteCondition::IfAbsent)
+        .await
+        .unwrap();
+    let stall = e.page(&stored(&w, &id), "stalled_snapshot", PageState::Alarm, Severity::Critical, "stalled".into());
+    w.notifier.publish(Channel::Paging, &stall).await.unwrap();
+    assert_eq!(page_states(&w.notifier).last().map(String::as_str), Some("ALARM"));
+    // A delivery dies while recording the OK it owes.
+    let dying = engine_over(&w, DiesOnRecordWrite(&w.bucket), &w.notifier);
+    let died = tokio::time::timeout(std::time::Duration::from_millis(200), alarm::on_alarm_change(&dying, &a)).await;
+    assert!(died.is_err(), "the delivery died");
+    // The next delivery finds the lock still there and resolves the incident again.
+    alarm::on_alarm_change(&e, &a).await.unwrap();
+    assert_eq!(page_states(&w.notifier).last().map(String::as_str), Some("OK"), "{:?}", page_states(&w.notifier));
+    assert!(w.bucket.text(lock::FAILOVER_LOCK_KEY).is_none(), "and frees the lock");
 }

@@ -131,6 +131,18 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
     pub(super) async fn activate_step(&self, run: &mut Run) -> StepEnd {
         let start = self.now();
         if run.rec.record.activation.is_none() && !self.activation_configured(run) {
+            // A site document broken since the decision (mid-incident) hides whether jobs move: finishing without
+            // an activation would leave every tagged job running only in the passive workspace. It stops (paged,
+            // naming the document); once the document is repaired, the redelivery resumes here and plans.
+            if let Some(problem) = unusable_site_document(run) {
+                return StepEnd::Stop(StoreError::Transient {
+                    service: "SSM",
+                    operation: "GetParametersByPath",
+                    message: format!(
+                        "{problem}: whether tagged jobs move cannot be told; repair the document and the execution resumes"
+                    ),
+                });
+            }
             // Nothing configured: no step, no round trip (the record's steps stay those of a plain failover).
             return StepEnd::Next;
         }
@@ -226,6 +238,15 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
         let p = run.attempt.tree.iter().find(|p| p.name == name && !p.is_secure())?;
         Some(Redirection::parse(&p.value).map_err(|e| format!("{name}: {e}")))
     }
+}
+
+/// The problem of a site document that exists but is not usable (invalid since the decision), if any: it may
+/// have held the `activation` that is not seen.
+fn unusable_site_document(run: &Run) -> Option<String> {
+    SiteName::ALL.into_iter().find_map(|s| match run.attempt.docs.site(s) {
+        crate::documents::Doc::Invalid(e) => Some(e.to_string()),
+        _ => None,
+    })
 }
 
 #[cfg(test)]

@@ -523,3 +523,35 @@ async fn a_listing_that_repeats_its_page_token_is_an_error_not_a_partial_list_of
     let err = jobs_of(&RepeatingPages).await.unwrap_err();
     assert!(matches!(&err, ApiError::BadAnswer { problem, .. } if problem.contains("same next_page_token")), "{err:?}");
 }
+
+#[tokio::test]
+async fn a_site_document_broken_since_the_decision_stops_the_activation_instead_of_skipping_it() {
+    // A failover promoted, then stopped; meanwhile both site documents were broken (mid-incident). The attempt that
+    // resumes it read no `activation` in them. Before, it took that for "nothing configured" and completed: every
+    // tagged job stayed running only in the workspace that is now passive (simulation seed 51711). It stops at the
+    // step instead, naming the document, and the redelivery after the repair activates.
+    let e = env(false);
+    e.engine.params.put("/dr/p/sites/secondary", r#"{"region":"us-east-1"}"#, true).await.unwrap();
+    e.engine.params.put("/dr/p/sites/primary", "not json {", true).await.unwrap();
+    let mut tree = e.engine.read_tree().await.unwrap();
+    tree.retain(|p| !p.name.ends_with("/redirection"));
+    let docs = documents::from_tree(&tree, &e.engine.settings.prefix);
+    let attempt = Attempt { id: "a".into(), tree, docs, prefetched: None };
+    let decision = Decision { action: Action::Execute, target: SiteName::Secondary, reasons: vec![], overrides: vec![] };
+    let now = e.engine.clock.now();
+    let record = e.engine.new_record(&request("fo", SiteName::Secondary), decision, &attempt, now);
+    let doc = LockDoc {
+        execution_id: "fo".into(),
+        attempt_id: "a".into(),
+        state: LockState::Running,
+        acquired_at: rfc3339(now),
+        lease_expires_at: rfc3339(now + time::Duration::minutes(2)),
+        holder: "t".into(),
+    };
+    let held = Held { doc, etag: String::new() };
+    let mut run = Run { rec: Recorder::new(record), attempt, held, version: None };
+    let end = e.engine.activate_step(&mut run).await;
+    let StepEnd::Stop(source) = end else { panic!("the step must stop, not pass as unconfigured") };
+    assert!(source.to_string().contains("sites/secondary") || source.to_string().contains("sites/primary"), "{source}");
+    assert!(e.primary.posts.lock().unwrap().is_empty() && e.secondary.posts.lock().unwrap().is_empty(), "no call made");
+}
