@@ -1,8 +1,8 @@
 use super::*;
-use crate::ports::{ApiError, WorkspaceApi, WorkspaceConnector};
-use domain::site::SiteConfig;
 use crate::ports::memory::{MemBucket, MemQueue};
+use crate::ports::{ApiError, WorkspaceApi, WorkspaceConnector};
 use crate::workspace::export::{ExportLimits, export_site};
+use domain::site::SiteConfig;
 use futures_util::future::BoxFuture;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
