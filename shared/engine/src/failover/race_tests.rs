@@ -508,6 +508,7 @@ async fn a_stall_decided_on_an_older_read_is_not_paged_after_another_attempt_ann
             holder: "t".into(),
         },
         etag: String::new(),
+        store: None,
     };
     let etag = w
         .bucket

@@ -548,7 +548,7 @@ async fn a_site_document_broken_since_the_decision_stops_the_activation_instead_
         lease_expires_at: rfc3339(now + time::Duration::minutes(2)),
         holder: "t".into(),
     };
-    let held = Held { doc, etag: String::new() };
+    let held = Held { doc, etag: String::new(), store: None };
     let mut run = Run { rec: Recorder::new(record), attempt, held, version: None };
     let end = e.engine.activate_step(&mut run).await;
     let StepEnd::Stop(source) = end else { panic!("the step must stop, not pass as unconfigured") };
