@@ -214,7 +214,7 @@ pub async fn check<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
         outcome: Outcome::Noop,
         active_site: docs.active.valid().map(|a| a.site),
         message: Some(if ready { "ready: no critical finding".into() } else { "NOT ready: critical findings".into() }),
-        details,
+        details: crate::response::Details::Fields(details),
     })
 }
 
