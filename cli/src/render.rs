@@ -2,7 +2,9 @@
 //! asked for (a terminal, `NO_COLOR` unset, or `--color always`). Everything here reads the function's answer
 //! (typed: `engine::response`), so a local run and `--function` print alike.
 
-use engine::response::{CommandResponse, ExecutionAnswer, Fallible, PolicyView, StatusAnswer};
+use domain::notification::Severity;
+use engine::finding::Finding;
+use engine::response::{CheckAnswer, CommandResponse, ExecutionAnswer, Fallible, PolicyView, StatusAnswer};
 use serde::Deserialize as _;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -391,47 +393,38 @@ impl IfEmpty for String {
 }
 
 /// `check` as a table of findings, most severe first.
-pub fn check(v: &Value, s: Style) -> String {
+pub fn check(r: &CommandResponse<CheckAnswer>, s: Style) -> String {
+    let v = &r.details;
     let mut out = String::new();
-    let ready = v["ready"].as_bool().unwrap_or(false);
-    let counts = &v["counts"];
-    let headline = if ready { s.good("READY: no critical finding") } else { s.bad("NOT READY: critical findings") };
-    let _ = writeln!(
-        out,
-        "{headline}   {}",
-        s.dim(&format!(
-            "critical {}, warning {}, info {}",
-            text(&counts["critical"]),
-            text(&counts["warning"]),
-            text(&counts["info"])
-        ))
-    );
-    let mut findings: Vec<&Value> = v["findings"].as_array().into_iter().flatten().collect();
-    let rank = |f: &Value| match f["severity"].as_str() {
-        Some("critical") => 0,
-        Some("warning") => 1,
+    let c = v.counts;
+    let headline = if v.ready { s.good("READY: no critical finding") } else { s.bad("NOT READY: critical findings") };
+    let _ = writeln!(out, "{headline}   {}", s.dim(&format!("critical {}, warning {}, info {}", c.critical, c.warning, c.info)));
+    let null = Value::Null;
+    let dr_matrix = v.dr_matrix.as_ref().unwrap_or(&null);
+    let mut findings: Vec<&Finding> = v.findings.iter().collect();
+    let rank = |f: &Finding| match f.severity {
+        Severity::Critical => 0,
+        Severity::Warning => 1,
         _ => 2,
     };
     findings.sort_by_key(|f| rank(f));
     if findings.is_empty() {
         let _ = writeln!(out, "no findings");
-        matrix(&mut out, &v["dr_matrix"], s);
+        matrix(&mut out, dr_matrix, s);
         return out;
     }
-    let width = findings.iter().map(|f| text(&f["id"]).len()).max().unwrap_or(2).clamp(2, 40);
+    let width = findings.iter().map(|f| f.id.len()).max().unwrap_or(2).clamp(2, 40);
     let _ = writeln!(out, "\n{:<8}  {:<width$}  FINDING / ACTION", "SEVERITY", "ID");
     for f in findings {
-        let _ = writeln!(out, "{}  {:<width$}  {}", s.severity(&text(&f["severity"])), text(&f["id"]), text(&f["what"]));
-        let action = text(&f["action"]);
-        if !action.is_empty() && action != "none" {
-            let _ = writeln!(out, "{:<8}  {:<width$}  {}", "", "", s.dim(&format!("-> {action}")));
+        let _ = writeln!(out, "{}  {:<width$}  {}", s.severity(f.severity.as_str()), f.id, f.what);
+        if !f.action.is_empty() && f.action != "none" {
+            let _ = writeln!(out, "{:<8}  {:<width$}  {}", "", "", s.dim(&format!("-> {}", f.action)));
         }
     }
-    let paged: Vec<String> = v["paged"].as_array().into_iter().flatten().map(text).collect();
-    if !paged.is_empty() {
-        let _ = writeln!(out, "\npaged: {}", paged.join(", "));
+    if !v.paged.is_empty() {
+        let _ = writeln!(out, "\npaged: {}", v.paged.join(", "));
     }
-    matrix(&mut out, &v["dr_matrix"], s);
+    matrix(&mut out, dr_matrix, s);
     out
 }
 
@@ -545,14 +538,14 @@ pub fn error(v: &Value, s: Style) -> String {
 }
 
 /// The answer to `command`, for people: read back into the engine's typed answer where the command has one
-/// (`status`, the executions); `check` and `snapshot` are still read as JSON.
+/// (`status`, `check`, the executions); `snapshot` is still read as JSON.
 pub fn answer(command: &str, v: &Value, s: Style, now: OffsetDateTime) -> String {
     if v["outcome"] == "rejected" {
         return rejected(v, s);
     }
     match command {
         "status" => typed(v, |r| status(&r, s, now)),
-        "check" => check(v, s),
+        "check" => typed(v, |r| check(&r, s)),
         "snapshot" => snapshot(v, s),
         _ => typed(v, |r| execution(&r, s)),
     }
@@ -661,13 +654,13 @@ mod tests {
 
     #[test]
     fn check_lists_findings_most_severe_first_with_their_action() {
-        let v = json!({"outcome": "noop", "ready": false, "message": "NOT ready: critical findings",
+        let v = json!({"outcome": "noop", "command": "check", "ready": false, "message": "NOT ready: critical findings",
             "counts": {"critical": 1, "warning": 1, "info": 0},
             "findings": [
                 {"id": "policy", "severity": "warning", "what": "w", "action": "fix the policy"},
                 {"id": "site-secondary", "severity": "critical", "what": "missing `region`", "action": "fix sites/secondary"}
             ], "paged": []});
-        let out = check(&v, PLAIN);
+        let out = check(&typed_as(&v), PLAIN);
         assert!(out.starts_with("NOT READY"), "{out}");
         let critical = out.find("CRITICAL  site-secondary").unwrap();
         let warning = out.find("WARNING   policy").unwrap();
@@ -677,12 +670,12 @@ mod tests {
 
     #[test]
     fn check_shows_the_dr_matrix_summary_the_drift_and_the_rows_at_risk() {
-        let v = json!({"outcome": "noop", "ready": true, "counts": {"critical": 0, "warning": 0, "info": 0}, "findings": [],
+        let v = json!({"outcome": "noop", "command": "check", "ready": true, "counts": {"critical": 0, "warning": 0, "info": 0}, "findings": [],
             "dr_matrix": {"summary": "DR matrix: 27 protected, 1 at risk, 3 not applicable, 7 unknown", "matrix_key": "checks/dr-matrix.md",
                 "drift": "secondary is missing 2 jobs that primary has",
                 "rows": [{"component": "Job Scheduler", "status": "at_risk", "evidence": "secondary missing 2 jobs"},
                          {"component": "Repos", "status": "protected", "evidence": "3 repos"}]}});
-        let out = check(&v, PLAIN);
+        let out = check(&typed_as(&v), PLAIN);
         assert!(out.contains("DR matrix: 27 protected, 1 at risk"), "{out}");
         assert!(out.contains("workspaces: secondary is missing 2 jobs that primary has"), "{out}");
         assert!(out.contains("AT RISK Job Scheduler: secondary missing 2 jobs"), "{out}");
@@ -738,6 +731,14 @@ mod tests {
             out.contains("in flight     alarm-1 (awaiting_approval)") && out.contains("next          dr watch failover-t4"),
             "{out}"
         );
+    }
+
+    #[test]
+    fn the_engines_check_reads_back_typed() {
+        let out = answer("check", &golden("check"), PLAIN, now());
+        assert!(out.starts_with("READY: no critical finding   critical 0, warning 3, info 1"), "{out}");
+        assert!(out.contains("INFO      policy                      no policy parameter: approval mode applies"), "{out}");
+        assert!(out.contains("DR matrix:"), "{out}");
     }
 
     #[test]

@@ -8,30 +8,19 @@ use crate::error::StoreError;
 use crate::failover::Engine;
 use crate::lock::{self, FAILOVER_LOCK_KEY, LockState};
 use crate::ports::{Channel, Clock, ControlBucket, Notifier, ParameterStore, WriteCondition};
-use crate::response::{CommandResponse, Outcome};
+use crate::response::{CheckAnswer, CommandResponse, Details, FindingCounts, Outcome};
 use domain::notification::{self, Envelope, Page, PageState, Severity};
 use domain::policy::PolicyMode;
 use domain::primitives::rfc3339;
 use domain::site::SiteName;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::json;
 use std::collections::BTreeMap;
 
 /// Where the last check's findings are kept (to page once per finding).
 pub const STATE_KEY: &str = domain::layout::CHECK_STATE;
 
-/// One finding.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Finding {
-    /// Stable id, e.g. `site-secondary`.
-    pub id: String,
-    /// How bad.
-    pub severity: Severity,
-    /// What is wrong.
-    pub what: String,
-    /// What to do about it.
-    pub action: String,
-}
+pub use crate::finding::Finding;
 
 fn finding(id: &str, severity: Severity, what: impl Into<String>, action: impl Into<String>) -> Finding {
     Finding { id: id.into(), severity, what: what.into(), action: action.into() }
@@ -199,22 +188,16 @@ pub async fn check<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
     findings.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.id.cmp(&b.id)));
 
     let paged = page_changes(engine, &findings, now).await;
-    let counts = ["critical", "warning", "info"]
-        .iter()
-        .map(|s| (s.to_string(), json!(findings.iter().filter(|f| f.severity.as_str() == *s).count())))
-        .collect::<Map<String, Value>>();
-    let ready = !findings.iter().any(|f| f.severity == Severity::Critical);
-    let mut details = Map::new();
-    details.insert("command".into(), json!("check"));
-    details.insert("ready".into(), json!(ready));
-    details.insert("counts".into(), Value::Object(counts));
-    details.insert("findings".into(), json!(findings));
-    details.insert("paged".into(), json!(paged));
+    let count = |severity: Severity| findings.iter().filter(|f| f.severity == severity).count();
+    let counts =
+        FindingCounts { critical: count(Severity::Critical), warning: count(Severity::Warning), info: count(Severity::Info) };
+    let ready = counts.critical == 0;
+    let answer = CheckAnswer { command: "check".into(), ready, counts, findings, paged, dr_matrix: None };
     Ok(CommandResponse {
         outcome: Outcome::Noop,
         active_site: docs.active.valid().map(|a| a.site),
         message: Some(if ready { "ready: no critical finding".into() } else { "NOT ready: critical findings".into() }),
-        details: crate::response::Details::Fields(details),
+        details: Details::Check(Box::new(answer)),
     })
 }
 

@@ -101,8 +101,8 @@ pub async fn run_with<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock
                 }
                 Err(e) => json!({ "error": e.to_string() }),
             };
-            if let Some(fields) = response.fields_mut() {
-                fields.insert("dr_matrix".into(), matrix);
+            if let Details::Check(answer) = &mut response.details {
+                answer.dr_matrix = Some(matrix);
             }
             response
         }

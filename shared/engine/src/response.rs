@@ -4,6 +4,7 @@
 //! `preserve_order` feature is off): the field order of these structs does not reach the bytes. `dr` reads an
 //! answer back into the same structs (`tests/golden/*.json` pin the bytes).
 
+use crate::finding::Finding;
 use crate::lock::LockDoc;
 use crate::record::{ExecutionRecord, ExecutionState};
 use domain::decision::{Decision, ExecutionKind, Initiator};
@@ -72,7 +73,9 @@ pub enum Details {
     Execution(Box<ExecutionAnswer>),
     /// `status`.
     Status(Box<StatusAnswer>),
-    /// The commands not typed yet (`check`, `snapshot`), and a rejection (no field).
+    /// `check`.
+    Check(Box<CheckAnswer>),
+    /// The commands not typed yet (`snapshot`), and a rejection (no field).
     Fields(Map<String, Value>),
 }
 
@@ -92,6 +95,7 @@ impl CommandResponse {
         match &self.details {
             Details::Execution(e) => Some(&e.command),
             Details::Status(s) => Some(&s.command),
+            Details::Check(c) => Some(&c.command),
             Details::Fields(m) => m.get("command").and_then(Value::as_str),
         }
     }
@@ -100,7 +104,7 @@ impl CommandResponse {
     pub fn timings_ms(&self) -> BTreeMap<String, u64> {
         match &self.details {
             Details::Execution(e) => e.execution.timings_ms.clone(),
-            Details::Status(_) => BTreeMap::new(),
+            Details::Status(_) | Details::Check(_) => BTreeMap::new(),
             Details::Fields(m) => m
                 .get("timings_ms")
                 .and_then(Value::as_object)
@@ -361,4 +365,35 @@ pub struct OwedPages {
     pub execution_id: String,
     /// The event types of the pages it owes.
     pub pages_owed: Vec<String>,
+}
+
+/// `check`'s answer: whether a failover would work now, and what would make it fail.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckAnswer {
+    /// Always `check`.
+    pub command: String,
+    /// No critical finding.
+    pub ready: bool,
+    /// The findings by severity.
+    pub counts: FindingCounts,
+    /// The findings, most severe first.
+    #[serde(default)]
+    pub findings: Vec<Finding>,
+    /// The finding ids paged (or resolved) by this check.
+    #[serde(default)]
+    pub paged: Vec<String>,
+    /// The live DR matrix (`workspace::readiness::publish`), or why it could not be assessed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dr_matrix: Option<Value>,
+}
+
+/// How many findings of each severity.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FindingCounts {
+    /// Critical: a failover would fail or page.
+    pub critical: usize,
+    /// Warning: look soon.
+    pub warning: usize,
+    /// Info.
+    pub info: usize,
 }
