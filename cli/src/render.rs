@@ -4,7 +4,7 @@
 
 use domain::notification::Severity;
 use engine::finding::Finding;
-use engine::response::{CheckAnswer, CommandResponse, ExecutionAnswer, Fallible, PolicyView, StatusAnswer};
+use engine::response::{CheckAnswer, CommandResponse, ExecutionAnswer, Fallible, PolicyView, SnapshotAnswer, StatusAnswer};
 use serde::Deserialize as _;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -518,12 +518,12 @@ fn timing_lines(b: &mut Block, timings: &BTreeMap<String, u64>) {
 }
 
 /// A snapshot's answer.
-pub fn snapshot(v: &Value, s: Style) -> String {
+pub fn snapshot(r: &CommandResponse<SnapshotAnswer>, s: Style) -> String {
     format!(
         "{} snapshot: {}\n  manifest      {}\n",
-        s.outcome(&text(&v["outcome"])),
-        text(&v["message"]),
-        text(&v["snapshot_manifest_key"])
+        s.outcome(r.outcome.as_str()),
+        r.message.as_deref().unwrap_or_default(),
+        r.details.snapshot_manifest_key.as_deref().unwrap_or_default()
     )
 }
 
@@ -538,7 +538,7 @@ pub fn error(v: &Value, s: Style) -> String {
 }
 
 /// The answer to `command`, for people: read back into the engine's typed answer where the command has one
-/// (`status`, `check`, the executions); `snapshot` is still read as JSON.
+/// (`status`, `check`, `snapshot`, the executions).
 pub fn answer(command: &str, v: &Value, s: Style, now: OffsetDateTime) -> String {
     if v["outcome"] == "rejected" {
         return rejected(v, s);
@@ -546,7 +546,7 @@ pub fn answer(command: &str, v: &Value, s: Style, now: OffsetDateTime) -> String
     match command {
         "status" => typed(v, |r| status(&r, s, now)),
         "check" => typed(v, |r| check(&r, s)),
-        "snapshot" => snapshot(v, s),
+        "snapshot" => typed(v, |r| snapshot(&r, s)),
         _ => typed(v, |r| execution(&r, s)),
     }
 }
@@ -739,6 +739,11 @@ mod tests {
         assert!(out.starts_with("READY: no critical finding   critical 0, warning 3, info 1"), "{out}");
         assert!(out.contains("INFO      policy                      no policy parameter: approval mode applies"), "{out}");
         assert!(out.contains("DR matrix:"), "{out}");
+        let out = answer("snapshot", &golden("snapshot"), PLAIN, now());
+        assert_eq!(
+            out,
+            "completed snapshot: snapshot of 4 files written\n  manifest      snapshots/2026-11-25T12-00-00Z/manifest.json\n"
+        );
     }
 
     #[test]

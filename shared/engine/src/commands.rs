@@ -10,7 +10,9 @@ use crate::lock::{self, FAILOVER_LOCK_KEY};
 use crate::ports::{Clock, ControlBucket, Notifier, ParameterStore};
 use crate::record::{self, ExecutionRecord, ExecutionState};
 use crate::replication;
-use crate::response::{CommandResponse, Details, ExecutionAnswer, ExecutionSummary, Fallible, Outcome, OwedPages};
+use crate::response::{
+    CarriedParts, CommandResponse, Details, ExecutionAnswer, ExecutionSummary, Fallible, Outcome, OwedPages, SnapshotAnswer,
+};
 use crate::snapshot;
 use crate::status;
 use crate::workspace;
@@ -21,6 +23,7 @@ use domain::primitives::new_token;
 use domain::primitives::rfc3339;
 use domain::site::SiteName;
 use serde_json::{Value, json};
+use std::collections::BTreeMap;
 
 /// Runs one command payload.
 pub async fn run<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
@@ -242,22 +245,23 @@ async fn snapshot_now<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock
     let manifest = snapshot::write(&engine.bucket, &folder, &id, files, start).await?;
     workspace::write_pointers(&engine.bucket, pointers).await?;
     let ms = u64::try_from((engine.clock.now() - start).whole_milliseconds()).unwrap_or(0);
-    let mut details = serde_json::Map::new();
-    details.insert("command".into(), json!("snapshot"));
-    details.insert("snapshot_manifest_key".into(), json!(manifest));
-    details.insert("files".into(), json!(count));
-    details.insert("timings_ms".into(), json!({ "snapshot": ms }));
+    let mut answer = SnapshotAnswer {
+        snapshot_manifest_key: Some(manifest),
+        files: Some(count),
+        timings_ms: Some(BTreeMap::from([("snapshot".to_owned(), ms)])),
+        ..SnapshotAnswer::new()
+    };
     let mut message = format!("snapshot of {count} files written");
     if let Some(e) = &exports {
-        details.insert("workspaces".into(), workspace::export_summary(e));
-        details.insert("workspace_drift".into(), json!(e.drift.sentence));
+        answer.workspaces = Some(workspace::export_summary(e));
+        answer.workspace_drift = Some(e.drift.sentence.clone());
         message = format!("{message}; {}", e.drift.sentence);
     }
     Ok(CommandResponse {
         outcome: Outcome::Completed,
         active_site: docs.active.valid().map(|a| a.site),
         message: Some(message),
-        details: Details::Fields(details),
+        details: Details::Snapshot(Box::new(answer)),
     })
 }
 
@@ -327,20 +331,18 @@ async fn carried_response<P: ParameterStore, B: ControlBucket, N: Notifier, C: C
 ) -> CommandResponse {
     let state = &driven.state;
     let pending = state.parts.values().filter(|p| p.stage != workspace::carry::Stage::Done).count();
-    let mut details = serde_json::Map::new();
-    details.insert("command".into(), json!("snapshot"));
-    details.insert("export_run".into(), json!(workspace::carry::run_key(&state.folder)));
-    details.insert("invocations".into(), json!(state.invocations));
-    details.insert(
-        "parts".into(),
-        json!({ "total": state.parts.len(), "pending": pending, "finished_here": driven.finished, "posted": driven.posted }),
-    );
-    details.insert("workspaces".into(), workspace::carry::summary(state, engine.clock.now()));
+    let mut answer = SnapshotAnswer {
+        export_run: Some(workspace::carry::run_key(&state.folder)),
+        invocations: Some(state.invocations),
+        parts: Some(CarriedParts { total: state.parts.len(), pending, finished_here: driven.finished, posted: driven.posted }),
+        workspaces: Some(workspace::carry::summary(state, engine.clock.now())),
+        ..SnapshotAnswer::new()
+    };
     let message = match &state.manifest_key {
         Some(manifest) => {
-            details.insert("snapshot_manifest_key".into(), json!(manifest));
+            answer.snapshot_manifest_key = Some(manifest.clone());
             let drift = workspace::read_drift(&engine.bucket).await.ok().flatten().map(|d| d.sentence).unwrap_or_default();
-            details.insert("workspace_drift".into(), json!(drift));
+            answer.workspace_drift = Some(drift.clone());
             format!("snapshot written (its workspace export over {} invocation(s)); {drift}", state.invocations)
         }
         None => format!(
@@ -349,7 +351,12 @@ async fn carried_response<P: ParameterStore, B: ControlBucket, N: Notifier, C: C
             driven.posted
         ),
     };
-    CommandResponse { outcome: Outcome::Completed, active_site, message: Some(message), details: Details::Fields(details) }
+    CommandResponse {
+        outcome: Outcome::Completed,
+        active_site,
+        message: Some(message),
+        details: Details::Snapshot(Box::new(answer)),
+    }
 }
 
 /// A continuation of a carried export (an SQS message's body, `{"export_run": key, "part": key or null}`): works

@@ -75,7 +75,9 @@ pub enum Details {
     Status(Box<StatusAnswer>),
     /// `check`.
     Check(Box<CheckAnswer>),
-    /// The commands not typed yet (`snapshot`), and a rejection (no field).
+    /// `snapshot` (and a carried export's continuation).
+    Snapshot(Box<SnapshotAnswer>),
+    /// A rejection (no field).
     Fields(Map<String, Value>),
 }
 
@@ -96,6 +98,7 @@ impl CommandResponse {
             Details::Execution(e) => Some(&e.command),
             Details::Status(s) => Some(&s.command),
             Details::Check(c) => Some(&c.command),
+            Details::Snapshot(a) => Some(&a.command),
             Details::Fields(m) => m.get("command").and_then(Value::as_str),
         }
     }
@@ -104,6 +107,7 @@ impl CommandResponse {
     pub fn timings_ms(&self) -> BTreeMap<String, u64> {
         match &self.details {
             Details::Execution(e) => e.execution.timings_ms.clone(),
+            Details::Snapshot(a) => a.timings_ms.clone().unwrap_or_default(),
             Details::Status(_) | Details::Check(_) => BTreeMap::new(),
             Details::Fields(m) => m
                 .get("timings_ms")
@@ -396,4 +400,71 @@ pub struct FindingCounts {
     pub warning: usize,
     /// Info.
     pub info: usize,
+}
+
+/// `snapshot`'s answer: the manifest written, or how far a workspace export carried over invocations got.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotAnswer {
+    /// Always `snapshot`.
+    pub command: String,
+    /// The snapshot's manifest, once written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot_manifest_key: Option<String>,
+    /// How many files the snapshot holds (a snapshot taken in one invocation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files: Option<usize>,
+    /// The snapshot's duration (a snapshot taken in one invocation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timings_ms: Option<BTreeMap<String, u64>>,
+    /// The workspaces' exports (`workspace::export_summary`, `workspace::carry::summary`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspaces: Option<Value>,
+    /// The drift between the workspaces, in a sentence, once known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspace_drift: Option<String>,
+    /// A carried export's run (its state object's key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub export_run: Option<String>,
+    /// The invocations a carried export has taken so far.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invocations: Option<u32>,
+    /// A carried export's parts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parts: Option<CarriedParts>,
+}
+
+impl SnapshotAnswer {
+    /// An answer with only its command: the rest is filled by the path taken.
+    pub fn new() -> Self {
+        SnapshotAnswer {
+            command: "snapshot".into(),
+            snapshot_manifest_key: None,
+            files: None,
+            timings_ms: None,
+            workspaces: None,
+            workspace_drift: None,
+            export_run: None,
+            invocations: None,
+            parts: None,
+        }
+    }
+}
+
+impl Default for SnapshotAnswer {
+    fn default() -> Self {
+        SnapshotAnswer::new()
+    }
+}
+
+/// A carried export's parts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CarriedParts {
+    /// All its parts.
+    pub total: usize,
+    /// Those not done yet.
+    pub pending: usize,
+    /// Those finished in this invocation.
+    pub finished_here: usize,
+    /// Continuations posted by this invocation.
+    pub posted: usize,
 }
