@@ -174,6 +174,11 @@ async fn clean_up<P: ParameterStore, B: ControlBucket, N, C: Clock>(
     }
 }
 
+/// A list as the report shows it: a JSON array.
+fn list(items: &[String]) -> String {
+    serde_json::to_string(items).unwrap_or_default()
+}
+
 async fn append_cleanup_to_report<P, B: ControlBucket, N, C>(
     engine: &Engine<P, B, N, C>,
     id: &str,
@@ -197,9 +202,9 @@ async fn append_cleanup_to_report<P, B: ControlBucket, N, C>(
         md.push_str(&format!(
             "\n## Drill clean-up\n\n- verified: {}\n- problems: {}\n- deleted parameters: {}\n- deleted objects: {}\n",
             cleanup.verified,
-            json!(cleanup.problems),
-            json!(cleanup.deleted_parameters),
-            json!(cleanup.deleted_objects)
+            list(&cleanup.problems),
+            list(&cleanup.deleted_parameters),
+            list(&cleanup.deleted_objects)
         ));
         engine.bucket.put(&md_key, md.into_bytes(), "text/markdown", WriteCondition::Overwrite).await?;
     }
