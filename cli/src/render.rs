@@ -1,8 +1,13 @@
 //! The answers for people: a few aligned lines per command, the important word first, colour only when
-//! asked for (a terminal, `NO_COLOR` unset, or `--color always`). Everything here reads the function's JSON
-//! answer, so a local run and `--function` print alike.
+//! asked for (a terminal, `NO_COLOR` unset, or `--color always`). Everything here reads the function's answer
+//! (typed: `engine::response`), so a local run and `--function` print alike.
 
+use domain::notification::Severity;
+use engine::finding::Finding;
+use engine::response::{CheckAnswer, CommandResponse, ExecutionAnswer, Fallible, PolicyView, SnapshotAnswer, StatusAnswer};
+use serde::Deserialize as _;
 use serde_json::Value;
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use time::OffsetDateTime;
 
@@ -142,71 +147,95 @@ impl Block {
 }
 
 /// `status` as a short summary.
-pub fn status(v: &Value, s: Style, now: OffsetDateTime) -> String {
+pub fn status(r: &CommandResponse<StatusAnswer>, s: Style, now: OffsetDateTime) -> String {
+    let v = &r.details;
     let mut b = Block::new();
-    let _ = writeln!(
-        b.out,
-        "{} {}",
-        s.bold(&format!("DR {}", text(&v["environment"]))),
-        s.dim(&format!("({})", text(&v["ssm_prefix"])))
-    );
-
-    let active = &v["active"];
-    if let Some(site) = active["site"].as_str() {
-        let promoted = text(&active["promoted_at"]);
-        let since = if promoted.is_empty() {
-            "since an unknown time".to_owned()
-        } else {
-            format!("since {} ({})", short_time(&promoted), ago(&promoted, now))
-        };
-        let by = text(&active["execution_id"]);
-        let version = text(&active["version"]);
-        b.line(
-            "active site",
-            format!(
-                "{} {since}\n{}",
-                s.good(&s.bold(&site.to_uppercase())),
-                s.dim(&format!("promoted by {}, SSM version {version}", if by.is_empty() { "?" } else { &by }))
-            ),
-        );
-    } else {
-        b.line("active site", s.bad(&format!("UNKNOWN: {}", text(&active["error"]))));
-    }
-
-    let in_flight = &v["in_flight"];
-    if in_flight.is_null() {
-        b.line("in flight", "none");
-    } else if let Some(e) = in_flight["error"].as_str() {
-        b.line("in flight", s.warn(&format!("unknown (the lock could not be read: {e})")));
-    } else {
-        let id = text(&in_flight["execution_id"]);
-        let state = text(&in_flight["state"]);
-        let mut line = format!(
-            "{} {} since {}, lease until {}",
-            s.warn(&id),
-            state.replace('_', " "),
-            short_time(&text(&in_flight["acquired_at"])),
-            short_time(&text(&in_flight["lease_expires_at"]))
-        );
-        let hint = match state.as_str() {
-            "awaiting_approval" => format!("dr approve {id}   or   dr cancel {id}"),
-            "stopped" => format!("re-run its command with the same --token to resume, or dr cancel {id}"),
-            _ => format!("dr watch {id}"),
-        };
-        let _ = write!(line, "\n{}", s.dim(&hint));
-        b.line("in flight", line);
-    }
-
-    let problems: Vec<String> = v["problems"].as_array().into_iter().flatten().map(text).collect();
-    let drift: Vec<&String> = problems.iter().filter(|p| p.contains("differs from sites/")).collect();
-    let other: Vec<&String> = problems.iter().filter(|p| !p.contains("differs from sites/")).collect();
+    let _ = writeln!(b.out, "{} {}", s.bold(&format!("DR {}", v.environment)), s.dim(&format!("({})", v.ssm_prefix)));
+    active_lines(&mut b, v, s, now);
+    in_flight_line(&mut b, v, s);
+    let (drift, other): (Vec<&String>, Vec<&String>) = v.problems.iter().partition(|p| p.contains("differs from sites/"));
     if other.is_empty() {
         b.line("problems", s.good("none"));
     } else {
         b.line("problems", other.iter().map(|p| s.bad(&format!("- {p}"))).collect::<Vec<_>>().join("\n"));
     }
+    replication_lines(&mut b, &v.replication_incidents, s);
+    if let Some(act) = v.activation.as_ref().filter(|a| a.is_object()) {
+        activation_line(&mut b, act, s);
+    }
+    if let Some(summary) = v.delta_rpo["workload"]["summary"].as_str() {
+        let at = text(&v.delta_rpo["generated_at"]);
+        let line = format!("{summary} (assessed {at})");
+        let known_small = v.delta_rpo["workload"]["state"] == "known";
+        b.line("Delta RPO", if known_small { line } else { s.warn(&line) });
+    }
+    workspaces_lines(&mut b, &v.workspaces, s);
+    let site = v.active.read().map(|a| a.site.as_str());
+    let site_known = site.is_some_and(|st| v.sites.get(st).and_then(Fallible::read).is_some());
+    if let Some(d) = drift.first() {
+        b.line("drift", s.warn(&format!("DRIFT: {d}")));
+    } else if site_known {
+        b.line("drift", s.good(&format!("none: the active config matches sites/{}", site.unwrap_or_default())));
+    } else {
+        b.line("drift", s.dim("unknown (the active or the site document is not readable)"));
+    }
+    policy_line(&mut b, &v.policy, s);
+    executions_lines(&mut b, v, s);
+    b.out
+}
 
-    let incidents = &v["replication_incidents"];
+/// The active site, since when and by whom.
+fn active_lines(b: &mut Block, v: &StatusAnswer, s: Style, now: OffsetDateTime) {
+    match &v.active {
+        Fallible::Read(active) => {
+            let promoted = active.promoted_at.clone().unwrap_or_default();
+            let since = if promoted.is_empty() {
+                "since an unknown time".to_owned()
+            } else {
+                format!("since {} ({})", short_time(&promoted), ago(&promoted, now))
+            };
+            let by = active.execution_id.as_deref().filter(|by| !by.is_empty()).unwrap_or("?");
+            b.line(
+                "active site",
+                format!(
+                    "{} {since}\n{}",
+                    s.good(&s.bold(&active.site.as_str().to_uppercase())),
+                    s.dim(&format!("promoted by {by}, SSM version {}", active.version))
+                ),
+            );
+        }
+        Fallible::Failed { error } => b.line("active site", s.bad(&format!("UNKNOWN: {error}"))),
+    }
+}
+
+/// The execution holding the failover lock, and what to do about it.
+fn in_flight_line(b: &mut Block, v: &StatusAnswer, s: Style) {
+    match &v.in_flight {
+        Fallible::Read(None) => b.line("in flight", "none"),
+        Fallible::Failed { error } => b.line("in flight", s.warn(&format!("unknown (the lock could not be read: {error})"))),
+        Fallible::Read(Some(lock)) => {
+            let id = &lock.execution_id;
+            let state = word(&lock.state);
+            let mut line = format!(
+                "{} {} since {}, lease until {}",
+                s.warn(id),
+                state.replace('_', " "),
+                short_time(&lock.acquired_at),
+                short_time(&lock.lease_expires_at)
+            );
+            let hint = match state.as_str() {
+                "awaiting_approval" => format!("dr approve {id}   or   dr cancel {id}"),
+                "stopped" => format!("re-run its command with the same --token to resume, or dr cancel {id}"),
+                _ => format!("dr watch {id}"),
+            };
+            let _ = write!(line, "\n{}", s.dim(&hint));
+            b.line("in flight", line);
+        }
+    }
+}
+
+/// The replication incidents and what they mean for the RPO (`replication::summarize`'s list, or its error).
+fn replication_lines(b: &mut Block, incidents: &Value, s: Style) {
     let (replication, rpo) = match incidents.as_array() {
         Some(list) if list.is_empty() => (
             s.good("no open incident"),
@@ -245,29 +274,27 @@ pub fn status(v: &Value, s: Style, now: OffsetDateTime) -> String {
     };
     b.line("replication", replication);
     b.line("RPO", rpo);
-    let act = &v["activation"];
-    if act.is_object() {
-        let per: Vec<String> = ["primary", "secondary"]
-            .iter()
-            .filter_map(|site| {
-                let w = &act["workspaces"][*site];
-                w.is_object().then(|| match w["error"].as_str() {
-                    Some(e) => format!("{site}: unknown ({e})"),
-                    None => format!("{site}: {}", text(&w["summary"])),
-                })
+}
+
+/// The workload activation per workspace (`workspace::activation::view`).
+fn activation_line(b: &mut Block, act: &Value, s: Style) {
+    let per: Vec<String> = ["primary", "secondary"]
+        .iter()
+        .filter_map(|site| {
+            let w = &act["workspaces"][*site];
+            w.is_object().then(|| match w["error"].as_str() {
+                Some(e) => format!("{site}: unknown ({e})"),
+                None => format!("{site}: {}", text(&w["summary"])),
             })
-            .collect();
-        let out: Vec<String> = act["out_of_step"].as_array().into_iter().flatten().map(|f| text(&f["what"])).collect();
-        let line = format!("{} ({})", per.join("; "), text(&act["job_tag"]));
-        b.line("activation", if out.is_empty() { line } else { s.bad(&format!("{line}; OUT OF STEP: {}", out.join("; "))) });
-    }
-    if let Some(summary) = v["delta_rpo"]["workload"]["summary"].as_str() {
-        let at = text(&v["delta_rpo"]["generated_at"]);
-        let line = format!("{summary} (assessed {at})");
-        let known_small = v["delta_rpo"]["workload"]["state"] == "known";
-        b.line("Delta RPO", if known_small { line } else { s.warn(&line) });
-    }
-    let ws = &v["workspaces"];
+        })
+        .collect();
+    let out: Vec<String> = act["out_of_step"].as_array().into_iter().flatten().map(|f| text(&f["what"])).collect();
+    let line = format!("{} ({})", per.join("; "), text(&act["job_tag"]));
+    b.line("activation", if out.is_empty() { line } else { s.bad(&format!("{line}; OUT OF STEP: {}", out.join("; "))) });
+}
+
+/// The workspaces' drift and each site's export (`workspace::status_view`).
+fn workspaces_lines(b: &mut Block, ws: &Value, s: Style) {
     match ws["drift"].as_str() {
         Some(line) if line.contains("missing") || line.contains("extra") || line.contains("differ") => {
             b.line("workspaces", s.warn(line));
@@ -283,82 +310,76 @@ pub fn status(v: &Value, s: Style, now: OffsetDateTime) -> String {
             b.line("export", if fine { line } else { s.warn(&line) });
         }
     }
+}
 
-    let site = active["site"].as_str();
-    let site_known = site.is_some_and(|st| v["sites"][st]["config"].is_object());
-    if let Some(d) = drift.first() {
-        b.line("drift", s.warn(&format!("DRIFT: {d}")));
-    } else if site_known {
-        b.line("drift", s.good(&format!("none: the active config matches sites/{}", site.unwrap_or_default())));
-    } else {
-        b.line("drift", s.dim("unknown (the active or the site document is not readable)"));
-    }
-
-    let policy = &v["policy"];
-    if let Some(e) = policy["error"].as_str() {
+/// The policy in force.
+fn policy_line(b: &mut Block, policy: &PolicyView, s: Style) {
+    if let Some(e) = &policy.error {
         b.line("policy", s.bad(&format!("invalid: {e}")));
-    } else {
-        let p = &policy["policy"];
-        let alarms: Vec<String> = p["failover_alarms"].as_array().into_iter().flatten().map(text).collect();
-        let source = if policy["source"].as_str().is_some_and(|x| x.starts_with("default")) {
-            "default: no policy parameter".to_owned()
-        } else {
-            format!("version {}", text(&policy["version"]))
-        };
-        b.line(
-            "policy",
-            format!(
-                "{} ({source}); cooldown {} min; failover alarms: {}",
-                s.bold(&text(&p["mode"])),
-                text(&p["cooldown_minutes"]),
-                if alarms.is_empty() { "none".to_owned() } else { alarms.join(", ") }
-            ),
-        );
+        return;
     }
+    let source = if policy.source.starts_with("default") {
+        "default: no policy parameter".to_owned()
+    } else {
+        format!("version {}", policy.version.map(|v| v.to_string()).unwrap_or_default())
+    };
+    let (mode, cooldown, alarms) = match &policy.policy {
+        Some(p) => (word(&p.mode), p.cooldown_minutes.to_string(), p.failover_alarms.join(", ")),
+        None => (String::new(), String::new(), String::new()),
+    };
+    b.line(
+        "policy",
+        format!(
+            "{} ({source}); cooldown {cooldown} min; failover alarms: {}",
+            s.bold(&mode),
+            if alarms.is_empty() { "none" } else { &alarms }
+        ),
+    );
+}
 
-    let resumable: Vec<String> = v["resumable_executions"]
-        .as_array()
-        .into_iter()
+/// The resumable executions, the pages owed, and the newest executions.
+fn executions_lines(b: &mut Block, v: &StatusAnswer, s: Style) {
+    let resumable: Vec<String> = v
+        .resumable_executions
+        .iter()
         .flatten()
         .map(|r| {
-            format!("- {} ({}): {}", s.warn(&text(&r["execution_id"])), text(&r["state"]).replace('_', " "), text(&r["how"]))
+            let how = r.how.clone().unwrap_or_default();
+            format!("- {} ({}): {how}", s.warn(&r.execution_id), word(&r.state).replace('_', " "))
         })
         .collect();
     if !resumable.is_empty() {
         b.line("resumable", resumable.join("\n"));
     }
-    let owed: Vec<String> = v["pages_owed"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|o| {
-            let pages: Vec<String> = o["pages_owed"].as_array().into_iter().flatten().map(text).collect();
-            format!("- {}: {}", text(&o["execution_id"]), pages.join(", "))
-        })
-        .collect();
+    let owed: Vec<String> =
+        v.pages_owed.iter().flatten().map(|o| format!("- {}: {}", o.execution_id, o.pages_owed.join(", "))).collect();
     if !owed.is_empty() {
         b.line("pages owed", s.bad(&format!("{}\n(dr check sends them)", owed.join("\n"))));
     }
-    match v["recent_executions"].as_array() {
-        Some(list) if !list.is_empty() => {
+    match &v.recent_executions {
+        Fallible::Read(list) if !list.is_empty() => {
             let lines: Vec<String> = list
                 .iter()
                 .map(|r| {
                     format!(
                         "{:<28} {:<8} {:<17} {}",
-                        text(&r["execution_id"]),
-                        text(&r["kind"]),
-                        text(&r["state"]),
-                        s.dim(&short_time(&text(&r["updated_at"])))
+                        r.execution_id,
+                        r.kind.as_str(),
+                        word(&r.state),
+                        s.dim(&short_time(&r.updated_at))
                     )
                 })
                 .collect();
             b.line("recent", lines.join("\n"));
         }
-        Some(_) => b.line("recent", "no execution yet"),
-        None => b.line("recent", s.warn(&format!("unknown ({})", text(&v["recent_executions"]["error"])))),
+        Fallible::Read(_) => b.line("recent", "no execution yet"),
+        Fallible::Failed { error } => b.line("recent", s.warn(&format!("unknown ({error})"))),
     }
-    b.out
+}
+
+/// A unit variant's word in the answer (`awaiting_approval`, `notify-only`): its serde name.
+fn word(value: &impl serde::Serialize) -> String {
+    serde_json::to_value(value).map(|v| text(&v)).unwrap_or_default()
 }
 
 trait IfEmpty {
@@ -372,47 +393,38 @@ impl IfEmpty for String {
 }
 
 /// `check` as a table of findings, most severe first.
-pub fn check(v: &Value, s: Style) -> String {
+pub fn check(r: &CommandResponse<CheckAnswer>, s: Style) -> String {
+    let v = &r.details;
     let mut out = String::new();
-    let ready = v["ready"].as_bool().unwrap_or(false);
-    let counts = &v["counts"];
-    let headline = if ready { s.good("READY: no critical finding") } else { s.bad("NOT READY: critical findings") };
-    let _ = writeln!(
-        out,
-        "{headline}   {}",
-        s.dim(&format!(
-            "critical {}, warning {}, info {}",
-            text(&counts["critical"]),
-            text(&counts["warning"]),
-            text(&counts["info"])
-        ))
-    );
-    let mut findings: Vec<&Value> = v["findings"].as_array().into_iter().flatten().collect();
-    let rank = |f: &Value| match f["severity"].as_str() {
-        Some("critical") => 0,
-        Some("warning") => 1,
+    let c = v.counts;
+    let headline = if v.ready { s.good("READY: no critical finding") } else { s.bad("NOT READY: critical findings") };
+    let _ = writeln!(out, "{headline}   {}", s.dim(&format!("critical {}, warning {}, info {}", c.critical, c.warning, c.info)));
+    let null = Value::Null;
+    let dr_matrix = v.dr_matrix.as_ref().unwrap_or(&null);
+    let mut findings: Vec<&Finding> = v.findings.iter().collect();
+    let rank = |f: &Finding| match f.severity {
+        Severity::Critical => 0,
+        Severity::Warning => 1,
         _ => 2,
     };
     findings.sort_by_key(|f| rank(f));
     if findings.is_empty() {
         let _ = writeln!(out, "no findings");
-        matrix(&mut out, &v["dr_matrix"], s);
+        matrix(&mut out, dr_matrix, s);
         return out;
     }
-    let width = findings.iter().map(|f| text(&f["id"]).len()).max().unwrap_or(2).clamp(2, 40);
+    let width = findings.iter().map(|f| f.id.len()).max().unwrap_or(2).clamp(2, 40);
     let _ = writeln!(out, "\n{:<8}  {:<width$}  FINDING / ACTION", "SEVERITY", "ID");
     for f in findings {
-        let _ = writeln!(out, "{}  {:<width$}  {}", s.severity(&text(&f["severity"])), text(&f["id"]), text(&f["what"]));
-        let action = text(&f["action"]);
-        if !action.is_empty() && action != "none" {
-            let _ = writeln!(out, "{:<8}  {:<width$}  {}", "", "", s.dim(&format!("-> {action}")));
+        let _ = writeln!(out, "{}  {:<width$}  {}", s.severity(f.severity.as_str()), f.id, f.what);
+        if !f.action.is_empty() && f.action != "none" {
+            let _ = writeln!(out, "{:<8}  {:<width$}  {}", "", "", s.dim(&format!("-> {}", f.action)));
         }
     }
-    let paged: Vec<String> = v["paged"].as_array().into_iter().flatten().map(text).collect();
-    if !paged.is_empty() {
-        let _ = writeln!(out, "\npaged: {}", paged.join(", "));
+    if !v.paged.is_empty() {
+        let _ = writeln!(out, "\npaged: {}", v.paged.join(", "));
     }
-    matrix(&mut out, &v["dr_matrix"], s);
+    matrix(&mut out, dr_matrix, s);
     out
 }
 
@@ -434,68 +446,51 @@ const STEPS: [&str; 10] = ["decide", "lock", "fence", "snapshot", "promote", "ve
 const RTO_LAST: usize = 5;
 
 /// An execution's answer (drill, failover, failback, approve, cancel, unlock).
-pub fn execution(v: &Value, s: Style) -> String {
+pub fn execution(r: &CommandResponse<ExecutionAnswer>, s: Style) -> String {
     let mut out = String::new();
-    let outcome = text(&v["outcome"]);
-    let id = text(&v["execution_id"]);
-    let _ = writeln!(out, "{} {} {}", s.outcome(&outcome), s.bold(&text(&v["command"])), id);
-    if let Some(m) = v["message"].as_str() {
+    let (a, e) = (&r.details, &r.details.execution);
+    let outcome = r.outcome.as_str();
+    let id = &e.execution_id;
+    let _ = writeln!(out, "{} {} {}", s.outcome(outcome), s.bold(&a.command), id);
+    if let Some(m) = &r.message {
         let _ = writeln!(out, "  {m}");
     }
     let mut b = Block::new();
-    if !v["state"].is_null() {
-        b.line("state", text(&v["state"]).replace('_', " "));
+    let state = e.state.as_ref().map(word).unwrap_or_default();
+    if e.state.is_some() {
+        b.line("state", state.replace('_', " "));
     }
-    if v["command"] == "drill" {
+    let active_site = r.active_site.map(|site| site.as_str()).unwrap_or_default();
+    if a.command == "drill" {
         // A drill promotes on its copy of the parameters; the live active site is not touched.
-        b.line("active site", format!("{} on the drill's copy; the live active site is not touched", text(&v["active_site"])));
+        b.line("active site", format!("{active_site} on the drill's copy; the live active site is not touched"));
     } else {
-        b.line("active site", text(&v["active_site"]).if_empty("unknown"));
+        b.line("active site", active_site.to_owned().if_empty("unknown"));
     }
-    if let Some(t) = v["timings_ms"].as_object().filter(|t| !t.is_empty()) {
-        let mut steps: Vec<(&String, u64)> = t.iter().map(|(step, ms)| (step, ms.as_u64().unwrap_or(0))).collect();
-        let rank = |step: &str| STEPS.iter().position(|s| *s == step).unwrap_or(STEPS.len());
-        steps.sort_by_key(|(step, _)| rank(step));
-        let line: Vec<String> = steps.iter().map(|(step, ms)| format!("{step} {}", duration_ms(*ms))).collect();
-        b.line("steps", line.join(", "));
-        // The report's RTO: decide to verified promotion.
-        let rto: u64 = steps.iter().filter(|(step, _)| rank(step) <= RTO_LAST).map(|(_, ms)| ms).sum();
-        if steps.iter().any(|(step, _)| step.as_str() == "verify") {
-            b.line("RTO", format!("{} (decide to verified promotion)", duration_ms(rto)));
+    if !e.timings_ms.is_empty() {
+        timing_lines(&mut b, &e.timings_ms);
+    }
+    if let Some(decision) = &e.decision {
+        b.line("decision", format!("{}\n{}", word(&decision.action), s.dim(&decision.reasons.join("\n"))));
+        for o in &decision.overrides {
+            b.line("override", s.warn(o));
         }
     }
-    let decision = &v["decision"];
-    if decision.is_object() {
-        let reasons: Vec<String> = decision["reasons"].as_array().into_iter().flatten().map(text).collect();
-        b.line("decision", format!("{}\n{}", text(&decision["action"]), s.dim(&reasons.join("\n"))));
-        for o in decision["overrides"].as_array().into_iter().flatten() {
-            b.line("override", s.warn(&text(o)));
-        }
+    if let Some(Some(cleanup)) = &a.cleanup {
+        let problems = serde_json::to_string(&cleanup.problems).unwrap_or_default();
+        b.line("clean-up", if cleanup.verified { s.good("verified") } else { s.bad(&format!("NOT verified: {problems}")) });
     }
-    if v["cleanup"].is_object() {
-        let verified = v["cleanup"]["verified"].as_bool().unwrap_or(false);
-        b.line(
-            "clean-up",
-            if verified { s.good("verified") } else { s.bad(&format!("NOT verified: {}", text(&v["cleanup"]["problems"]))) },
-        );
+    if let Some(l) = &e.in_flight {
+        b.line("in flight", s.warn(&format!("{} ({})", l.execution_id, word(&l.state))));
     }
-    if let Some(l) = v["in_flight"].as_object() {
-        b.line(
-            "in flight",
-            s.warn(&format!(
-                "{} ({})",
-                text(&l.get("execution_id").cloned().unwrap_or_default()),
-                text(&l.get("state").cloned().unwrap_or_default())
-            )),
-        );
+    if !e.pages_owed.is_empty() {
+        let owed = serde_json::to_string(&e.pages_owed).unwrap_or_default();
+        b.line("pages owed", s.bad(&format!("{owed} (the next delivery or dr check sends them)")));
     }
-    if let Some(p) = v["pages_owed"].as_array().filter(|p| !p.is_empty()) {
-        b.line("pages owed", s.bad(&format!("{} (the next delivery or dr check sends them)", text(&Value::Array(p.clone())))));
+    if let Some(key) = e.report_key.as_ref().filter(|_| !id.is_empty()) {
+        b.line("report", format!("dr report {id}   {}", s.dim(&format!("({key})"))));
     }
-    if !v["report_key"].is_null() && !id.is_empty() {
-        b.line("report", format!("dr report {id}   {}", s.dim(&format!("({})", text(&v["report_key"])))));
-    }
-    let next = match (outcome.as_str(), text(&v["state"]).as_str()) {
+    let next = match (outcome, state.as_str()) {
         ("awaiting_approval", _) => format!("dr approve {id}   or   dr cancel {id}"),
         ("in_progress", _) => format!("dr watch {id}"),
         (_, "superseded") | ("superseded", _) => "dr status".to_owned(),
@@ -508,13 +503,27 @@ pub fn execution(v: &Value, s: Style) -> String {
     out
 }
 
+/// Each step's duration in the order the steps run, and the RTO when the promotion was verified.
+fn timing_lines(b: &mut Block, timings: &BTreeMap<String, u64>) {
+    let rank = |step: &str| STEPS.iter().position(|s| *s == step).unwrap_or(STEPS.len());
+    let mut steps: Vec<(&String, u64)> = timings.iter().map(|(step, ms)| (step, *ms)).collect();
+    steps.sort_by_key(|(step, _)| rank(step));
+    let line: Vec<String> = steps.iter().map(|(step, ms)| format!("{step} {}", duration_ms(*ms))).collect();
+    b.line("steps", line.join(", "));
+    // The report's RTO: decide to verified promotion.
+    let rto: u64 = steps.iter().filter(|(step, _)| rank(step) <= RTO_LAST).map(|(_, ms)| ms).sum();
+    if steps.iter().any(|(step, _)| step.as_str() == "verify") {
+        b.line("RTO", format!("{} (decide to verified promotion)", duration_ms(rto)));
+    }
+}
+
 /// A snapshot's answer.
-pub fn snapshot(v: &Value, s: Style) -> String {
+pub fn snapshot(r: &CommandResponse<SnapshotAnswer>, s: Style) -> String {
     format!(
         "{} snapshot: {}\n  manifest      {}\n",
-        s.outcome(&text(&v["outcome"])),
-        text(&v["message"]),
-        text(&v["snapshot_manifest_key"])
+        s.outcome(r.outcome.as_str()),
+        r.message.as_deref().unwrap_or_default(),
+        r.details.snapshot_manifest_key.as_deref().unwrap_or_default()
     )
 }
 
@@ -528,16 +537,28 @@ pub fn error(v: &Value, s: Style) -> String {
     format!("{} ({}): {}\n", s.bad("failed"), text(&v["errorType"]), text(&v["errorMessage"]))
 }
 
-/// The answer to `command`, for people.
+/// The answer to `command`, for people: read back into the engine's typed answer where the command has one
+/// (`status`, `check`, `snapshot`, the executions).
 pub fn answer(command: &str, v: &Value, s: Style, now: OffsetDateTime) -> String {
     if v["outcome"] == "rejected" {
         return rejected(v, s);
     }
     match command {
-        "status" => status(v, s, now),
-        "check" => check(v, s),
-        "snapshot" => snapshot(v, s),
-        _ => execution(v, s),
+        "status" => typed(v, |r| status(&r, s, now)),
+        "check" => typed(v, |r| check(&r, s)),
+        "snapshot" => typed(v, |r| snapshot(&r, s)),
+        _ => typed(v, |r| execution(&r, s)),
+    }
+}
+
+/// `v` read as the typed answer `T` and rendered; an answer that does not read (a function of another version)
+/// is shown as it came, after why.
+fn typed<T: serde::de::DeserializeOwned>(v: &Value, render: impl FnOnce(CommandResponse<T>) -> String) -> String {
+    match CommandResponse::<T>::deserialize(v) {
+        Ok(r) => render(r),
+        Err(e) => {
+            format!("the answer could not be read ({e}); as it came:\n{}\n", serde_json::to_string_pretty(v).unwrap_or_default())
+        }
     }
 }
 
@@ -552,6 +573,11 @@ mod tests {
         domain::primitives::parse_rfc3339("2026-01-05T11:03:00Z").unwrap()
     }
 
+    /// An answer as `dr` reads it from the function.
+    fn typed_as<T: serde::de::DeserializeOwned>(v: &Value) -> CommandResponse<T> {
+        CommandResponse::deserialize(v).unwrap()
+    }
+
     fn status_answer() -> Value {
         json!({
             "outcome": "noop", "active_site": "secondary", "command": "status", "environment": "prod", "ssm_prefix": "/dr/prod",
@@ -559,6 +585,7 @@ mod tests {
                        "version": 3, "config": {}},
             "sites": {"primary": {"version": 1, "config": {}}, "secondary": {"version": 1, "config": {}}},
             "policy": {"source": "parameter", "version": 2, "policy": {"mode": "approval", "failover_alarms": ["a"], "cooldown_minutes": 60}},
+            "data_plane": {"error": "SSM parameter /dr/prod/data-plane does not exist"},
             "problems": [], "in_flight": null, "recent_executions": [], "resumable_executions": [], "pages_owed": [],
             "replication_incidents": [],
         })
@@ -566,7 +593,7 @@ mod tests {
 
     #[test]
     fn status_says_where_we_are_at_a_glance() {
-        let out = status(&status_answer(), PLAIN, now());
+        let out = status(&typed_as(&status_answer()), PLAIN, now());
         for needle in [
             "DR prod",
             "active site   SECONDARY since 2026-01-05T09:00:00Z (2 h 3 min ago)",
@@ -590,7 +617,7 @@ mod tests {
                         "kinds": {"complete": 11, "partial": ["tables"], "skipped": [], "pending": ["grants", "permissions"]}},
             "secondary": {"state": "finished", "started_at": "2026-01-05T11:00:00Z", "in": "21 of 21 kinds", "requests": 900,
                           "kinds": {"complete": 21, "partial": [], "skipped": [], "pending": []}}}});
-        let out = status(&v, PLAIN, now());
+        let out = status(&typed_as(&v), PLAIN, now());
         assert!(
             out.contains(
                 "primary running since 2026-01-05T11:00:00Z: 12 of 21 kinds, 11 complete, 340 calls; partial: tables; pending: 2"
@@ -607,10 +634,10 @@ mod tests {
             "/dr/prod/sites/primary: missing `region`",
             "the active config (site secondary) differs from sites/secondary: ..."
         ]);
-        v["in_flight"] = json!({"execution_id": "alarm-1", "state": "awaiting_approval", "acquired_at": "t0", "lease_expires_at": "t1", "holder": "h"});
+        v["in_flight"] = json!({"execution_id": "alarm-1", "state": "awaiting_approval", "attempt_id": "a", "acquired_at": "t0", "lease_expires_at": "t1", "holder": "h"});
         v["replication_incidents"] = json!([{"id": "b__r", "highest_severity": "critical", "highest_category": "replication_broken",
             "total_failed": 400, "source_bucket": "b", "first_seen": "2026-01-05T08:00:00Z"}]);
-        let out = status(&v, PLAIN, now());
+        let out = status(&typed_as(&v), PLAIN, now());
         for needle in [
             "- /dr/prod/sites/primary: missing `region`",
             "DRIFT: the active config",
@@ -621,19 +648,19 @@ mod tests {
         ] {
             assert!(out.contains(needle), "{needle:?} missing from\n{out}");
         }
-        let coloured = status(&v, Style { color: true }, now());
+        let coloured = status(&typed_as(&v), Style { color: true }, now());
         assert!(coloured.contains("\x1b[1;31m"), "{coloured}");
     }
 
     #[test]
     fn check_lists_findings_most_severe_first_with_their_action() {
-        let v = json!({"outcome": "noop", "ready": false, "message": "NOT ready: critical findings",
+        let v = json!({"outcome": "noop", "command": "check", "ready": false, "message": "NOT ready: critical findings",
             "counts": {"critical": 1, "warning": 1, "info": 0},
             "findings": [
                 {"id": "policy", "severity": "warning", "what": "w", "action": "fix the policy"},
                 {"id": "site-secondary", "severity": "critical", "what": "missing `region`", "action": "fix sites/secondary"}
             ], "paged": []});
-        let out = check(&v, PLAIN);
+        let out = check(&typed_as(&v), PLAIN);
         assert!(out.starts_with("NOT READY"), "{out}");
         let critical = out.find("CRITICAL  site-secondary").unwrap();
         let warning = out.find("WARNING   policy").unwrap();
@@ -643,12 +670,12 @@ mod tests {
 
     #[test]
     fn check_shows_the_dr_matrix_summary_the_drift_and_the_rows_at_risk() {
-        let v = json!({"outcome": "noop", "ready": true, "counts": {"critical": 0, "warning": 0, "info": 0}, "findings": [],
+        let v = json!({"outcome": "noop", "command": "check", "ready": true, "counts": {"critical": 0, "warning": 0, "info": 0}, "findings": [],
             "dr_matrix": {"summary": "DR matrix: 27 protected, 1 at risk, 3 not applicable, 7 unknown", "matrix_key": "checks/dr-matrix.md",
                 "drift": "secondary is missing 2 jobs that primary has",
                 "rows": [{"component": "Job Scheduler", "status": "at_risk", "evidence": "secondary missing 2 jobs"},
                          {"component": "Repos", "status": "protected", "evidence": "3 repos"}]}});
-        let out = check(&v, PLAIN);
+        let out = check(&typed_as(&v), PLAIN);
         assert!(out.contains("DR matrix: 27 protected, 1 at risk"), "{out}");
         assert!(out.contains("workspaces: secondary is missing 2 jobs that primary has"), "{out}");
         assert!(out.contains("AT RISK Job Scheduler: secondary missing 2 jobs"), "{out}");
@@ -659,20 +686,70 @@ mod tests {
     fn executions_say_what_to_do_next() {
         let v = json!({"outcome": "awaiting_approval", "command": "failover", "execution_id": "alarm-1", "state": "awaiting_approval",
             "active_site": "primary", "message": "prepared", "timings_ms": {"decide": 3, "snapshot": 1200}, "report_key": null});
-        let out = execution(&v, PLAIN);
+        let out = execution(&typed_as(&v), PLAIN);
         assert!(out.starts_with("awaiting_approval failover alarm-1"), "{out}");
         assert!(out.contains("decide 3 ms, snapshot 1.2 s"), "{out}");
         assert!(out.contains("\n  prepared\n"), "{out}");
         assert!(out.contains("next          dr approve alarm-1   or   dr cancel alarm-1"), "{out}");
         let done = json!({"outcome": "completed", "command": "failover", "execution_id": "failover-1", "state": "completed",
             "timings_ms": {"verify": 6, "report": 9, "decide": 4, "promote": 5, "snapshot": 52, "lock": 4, "fence": 1}});
-        let out = execution(&done, PLAIN);
+        let out = execution(&typed_as(&done), PLAIN);
         assert!(
             out.contains("decide 4 ms, lock 4 ms, fence 1 ms, snapshot 52 ms, promote 5 ms, verify 6 ms, report 9 ms"),
             "{out}"
         );
         assert!(out.contains("RTO           72 ms"), "{out}");
         assert!(!out.contains("next"), "{out}");
+    }
+
+    /// The engine's golden answers (`shared/engine/tests/golden`) read back into the typed answers.
+    fn golden(name: &str) -> Value {
+        let path = format!("{}/../shared/engine/tests/golden/{name}.json", env!("CARGO_MANIFEST_DIR"));
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn the_engines_answers_read_back_typed() {
+        for name in ["status", "status_awaiting_approval", "status_after_failover"] {
+            let out = answer("status", &golden(name), PLAIN, now());
+            assert!(out.starts_with("DR prod (/dr/p)"), "{name}: {out}");
+        }
+        let out = answer("status", &golden("status_awaiting_approval"), PLAIN, now());
+        assert!(out.contains("alarm-1 awaiting approval since 2026-11-25T12:00:00Z"), "{out}");
+        assert!(out.contains("- alarm-1 (awaiting approval): approve it, or cancel it"), "{out}");
+        assert!(out.contains("policy        approval (version 1); cooldown 60 min; failover alarms: wh"), "{out}");
+        for name in ["failover_completed", "failover_in_progress", "approve", "cancel", "unlock_nothing", "drill"] {
+            let v = golden(name);
+            let command = v["command"].as_str().unwrap().to_owned();
+            let out = answer(&command, &v, PLAIN, now());
+            assert!(out.starts_with(&format!("{} {command} ", v["outcome"].as_str().unwrap())), "{name}: {out}");
+        }
+        let out = answer("drill", &golden("drill"), PLAIN, now());
+        assert!(out.contains("clean-up      verified"), "{out}");
+        let out = answer("failover", &golden("failover_in_progress"), PLAIN, now());
+        assert!(
+            out.contains("in flight     alarm-1 (awaiting_approval)") && out.contains("next          dr watch failover-t4"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn the_engines_check_reads_back_typed() {
+        let out = answer("check", &golden("check"), PLAIN, now());
+        assert!(out.starts_with("READY: no critical finding   critical 0, warning 3, info 1"), "{out}");
+        assert!(out.contains("INFO      policy                      no policy parameter: approval mode applies"), "{out}");
+        assert!(out.contains("DR matrix:"), "{out}");
+        let out = answer("snapshot", &golden("snapshot"), PLAIN, now());
+        assert_eq!(
+            out,
+            "completed snapshot: snapshot of 4 files written\n  manifest      snapshots/2026-11-25T12-00-00Z/manifest.json\n"
+        );
+    }
+
+    #[test]
+    fn an_answer_that_does_not_read_is_shown_as_it_came() {
+        let out = answer("failover", &json!({"outcome": "completed", "surprise": 1}), PLAIN, now());
+        assert!(out.starts_with("the answer could not be read") && out.contains("\"surprise\": 1"), "{out}");
     }
 
     #[test]

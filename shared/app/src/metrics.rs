@@ -118,17 +118,15 @@ pub fn execution(env: &str, result: &engine::failover::ExecutionResult) {
 /// `approve`, `drill`; not `unlock`, nor the read-only commands).
 pub fn command(env: &str, response: &engine::response::CommandResponse) {
     const EXECUTIONS: [&str; 4] = ["failover", "failback", "approve", "drill"];
-    let command = response.details.get("command").and_then(Value::as_str).unwrap_or_default();
+    let command = response.command().unwrap_or_default();
     if !EXECUTIONS.contains(&command) {
         return;
     }
     let outcome = serde_json::to_value(response.outcome).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
     execution_outcome(env, &outcome);
-    if response.outcome == engine::response::Outcome::Completed
-        && let Some(Value::Object(timings)) = response.details.get("timings_ms")
-    {
-        for (step, ms) in timings {
-            step_duration(env, step, ms.as_u64().unwrap_or(0));
+    if response.outcome == engine::response::Outcome::Completed {
+        for (step, ms) in response.timings_ms() {
+            step_duration(env, &step, ms);
         }
     }
 }

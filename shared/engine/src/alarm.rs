@@ -6,7 +6,7 @@ use crate::failover::{Engine, EngineError, ExecutionResult, MoveRequest};
 use crate::lock;
 use crate::ports::{Channel, Clock, ControlBucket, Notifier, ParameterStore, WriteCondition};
 use crate::record::{self, ExecutionRecord, ExecutionState, Recorder};
-use crate::response::Outcome;
+use crate::response::{CommandResponse, Outcome};
 use domain::alarm::{AlarmChange, AlarmState};
 use domain::alarm_pages::AlarmPages;
 use domain::decision::Initiator;
@@ -37,11 +37,13 @@ impl AlarmOutcome {
     pub fn to_json(&self) -> Value {
         match self {
             AlarmOutcome::Execution(r) => {
-                let mut m = r.to_fields();
-                m.insert("outcome".into(), json!(r.outcome));
-                m.insert("active_site".into(), json!(r.active_site));
-                m.insert("message".into(), json!(r.message));
-                Value::Object(m)
+                let answer = CommandResponse {
+                    outcome: r.outcome,
+                    active_site: r.active_site,
+                    message: Some(r.message.clone()),
+                    details: r.fields(),
+                };
+                serde_json::to_value(answer).unwrap_or(Value::Null)
             }
             AlarmOutcome::Ignored(why) => json!({ "outcome": Outcome::Noop, "ignored": why }),
             AlarmOutcome::Reported { message, resolved } => {

@@ -8,19 +8,19 @@ use crate::error::StoreError;
 use crate::failover::Engine;
 use crate::lock::{self, FAILOVER_LOCK_KEY, LockState};
 use crate::ports::{Channel, Clock, ControlBucket, Notifier, ParameterStore, WriteCondition};
-use crate::response::{CommandResponse, Outcome};
+use crate::response::{CheckAnswer, CommandResponse, Details, FindingCounts, Outcome};
 use domain::notification::{self, Envelope, Page, PageState, Severity};
 use domain::policy::PolicyMode;
 use domain::primitives::rfc3339;
 use domain::site::SiteName;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::json;
 use std::collections::BTreeMap;
 
 /// Where the last check's findings are kept (to page once per finding).
 pub const STATE_KEY: &str = domain::layout::CHECK_STATE;
 
-pub use crate::response::Finding;
+pub use crate::finding::Finding;
 
 fn finding(id: &str, severity: Severity, what: impl Into<String>, action: impl Into<String>) -> Finding {
     Finding { id: id.into(), severity, what: what.into(), action: action.into() }
@@ -134,14 +134,12 @@ pub async fn check<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
     let probe_key = domain::layout::probe_lock(&domain::primitives::new_token());
     let probe_body = json!({ "probe": "check", "at": rfc3339(now) }).to_string().into_bytes();
     let (lock_state, bucket_probe, paging, chat) = tokio::join!(
-        lock::read_at(&engine.bucket, FAILOVER_LOCK_KEY, now),
+        lock::read(&engine.bucket, FAILOVER_LOCK_KEY),
         engine.bucket.put(&probe_key, probe_body, "application/json", WriteCondition::IfAbsent),
         engine.notifier.probe(Channel::Paging),
         engine.notifier.probe(Channel::Chat),
     );
-    // The lock's lease is judged by the store's time at the read (the local clock when the store tells none).
-    let held = lock_state.as_ref().ok().and_then(|l| l.as_ref());
-    let mut findings = document_findings(docs, held.map(|(d, _, _)| d), held.map_or(now, |(_, _, at)| *at));
+    let mut findings = document_findings(docs, lock_state.as_ref().ok().and_then(|l| l.as_ref().map(|(d, _)| d)), now);
     match bucket_probe {
         Ok(_) => {
             let _ = engine.bucket.delete(&probe_key).await;
@@ -190,22 +188,16 @@ pub async fn check<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
     findings.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.id.cmp(&b.id)));
 
     let paged = page_changes(engine, &findings, now).await;
-    let counts = ["critical", "warning", "info"]
-        .iter()
-        .map(|s| (s.to_string(), json!(findings.iter().filter(|f| f.severity.as_str() == *s).count())))
-        .collect::<Map<String, Value>>();
-    let ready = !findings.iter().any(|f| f.severity == Severity::Critical);
-    let mut details = Map::new();
-    details.insert("command".into(), json!("check"));
-    details.insert("ready".into(), json!(ready));
-    details.insert("counts".into(), Value::Object(counts));
-    details.insert("findings".into(), json!(findings));
-    details.insert("paged".into(), json!(paged));
+    let count = |severity: Severity| findings.iter().filter(|f| f.severity == severity).count();
+    let counts =
+        FindingCounts { critical: count(Severity::Critical), warning: count(Severity::Warning), info: count(Severity::Info) };
+    let ready = counts.critical == 0;
+    let answer = CheckAnswer { command: "check".into(), ready, counts, findings, paged, dr_matrix: None };
     Ok(CommandResponse {
         outcome: Outcome::Noop,
         active_site: docs.active.valid().map(|a| a.site),
         message: Some(if ready { "ready: no critical finding".into() } else { "NOT ready: critical findings".into() }),
-        details,
+        details: Details::Check(Box::new(answer)),
     })
 }
 

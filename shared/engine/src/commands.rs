@@ -10,7 +10,9 @@ use crate::lock::{self, FAILOVER_LOCK_KEY};
 use crate::ports::{Clock, ControlBucket, Notifier, ParameterStore};
 use crate::record::{self, ExecutionRecord, ExecutionState};
 use crate::replication;
-use crate::response::{CommandResponse, Outcome};
+use crate::response::{
+    CarriedParts, CommandResponse, Details, ExecutionAnswer, ExecutionSummary, Fallible, Outcome, OwedPages, SnapshotAnswer,
+};
 use crate::snapshot;
 use crate::status;
 use crate::workspace;
@@ -22,6 +24,7 @@ use domain::primitives::new_token;
 use domain::primitives::rfc3339;
 use domain::site::SiteName;
 use serde_json::{Value, json};
+use std::collections::BTreeMap;
 
 /// Why a `manual-trigger` command could not answer with an outcome.
 #[derive(Debug, thiserror::Error)]
@@ -72,80 +75,7 @@ pub async fn run_with<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock
     };
     tracing::info!(command = command.name(), "command");
     let response = match command {
-        Command::Status => {
-            let docs = documents::load(&engine.params, &engine.settings.prefix).await?;
-            let mut response = status::render(&docs, &engine.settings);
-            let (in_flight, recent, incidents, workspaces, delta, activation) = tokio::join!(
-                lock::read(&engine.bucket, FAILOVER_LOCK_KEY),
-                recent_records(&engine.bucket, RECENT_SCAN),
-                replication::open_incidents(&engine.bucket),
-                workspace::status_view(&engine.bucket, engine.clock.now()),
-                engine.bucket.get(crate::delta::LATEST_KEY),
-                workspace::activation::view(engine.workspaces.as_deref(), &docs)
-            );
-            response.details.insert("workspaces".into(), workspaces);
-            if let Some((view, _)) = activation {
-                response.details.insert("activation".into(), view);
-            }
-            // The latest Delta assessment (each snapshot's, finished): the workload RPO before anyone approves.
-            response.details.insert(
-                "delta_rpo".into(),
-                match delta {
-                    Ok(Some(o)) => {
-                        let v: Value = serde_json::from_slice(&o.body).unwrap_or(Value::Null);
-                        json!({ "generated_at": v["generated_at"], "complete": v["complete"], "workload": v["workload"] })
-                    }
-                    Ok(None) => json!({ "workload": null, "why": "no Delta assessment yet: it runs with every snapshot" }),
-                    Err(e) => json!({ "error": e.to_string() }),
-                },
-            );
-            response.details.insert(
-                "replication_incidents".into(),
-                match incidents {
-                    Ok(list) => replication::summarize(&list),
-                    Err(e) => json!({ "error": e.to_string() }),
-                },
-            );
-            response.details.insert(
-                "in_flight".into(),
-                match in_flight {
-                    Ok(l) => json!(l.map(|(doc, _)| doc)),
-                    Err(e) => json!({ "error": e.to_string() }),
-                },
-            );
-            match recent {
-                Ok(records) => {
-                    let resumable: Vec<Value> = records
-                        .iter()
-                        .filter(|r| matches!(r.state, ExecutionState::Running | ExecutionState::AwaitingApproval))
-                        .map(|r| {
-                            let mut s = summary(r);
-                            s["how"] = json!(match r.state {
-                                ExecutionState::AwaitingApproval => "approve it, or cancel it".to_owned(),
-                                _ if r.done(record::Step::Promote) =>
-                                    format!("{} (its promotion is live: finish it)", r.resume_hint()),
-                                _ => format!("{} Or cancel it.", r.resume_hint()),
-                            });
-                            s
-                        })
-                        .collect();
-                    let owed: Vec<Value> = records
-                        .iter()
-                        .filter(|r| !r.owed.is_empty())
-                        .map(|r| json!({ "execution_id": r.execution_id, "pages_owed": r.owed.iter().map(|o| &o.event_type).collect::<Vec<_>>() }))
-                        .collect();
-                    response
-                        .details
-                        .insert("recent_executions".into(), json!(records.iter().take(5).map(summary).collect::<Vec<_>>()));
-                    response.details.insert("resumable_executions".into(), json!(resumable));
-                    response.details.insert("pages_owed".into(), json!(owed));
-                }
-                Err(e) => {
-                    response.details.insert("recent_executions".into(), json!({ "error": e.to_string() }));
-                }
-            }
-            response
-        }
+        Command::Status => status_now(engine).await?,
         Command::Move(m) => {
             let name = domain::decision::ExecutionKind::toward(m.target).as_str();
             // The client token makes a retried command the same execution; without one, each command is new.
@@ -200,26 +130,111 @@ pub async fn run_with<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock
                 }
                 Err(e) => json!({ "error": e.to_string() }),
             };
-            response.details.insert("dr_matrix".into(), matrix);
+            if let Details::Check(answer) = &mut response.details {
+                answer.dr_matrix = Some(matrix);
+            }
             response
         }
         Command::Drill(d) => {
             let r = drill::drill(engine, &d.requested_by, &d.reason).await?;
-            let mut response = execution("drill", r.execution);
-            response.details.insert("cleanup".into(), r.cleanup);
-            response
+            let mut answer = execution_answer("drill", &r.execution);
+            answer.cleanup = Some(r.cleanup);
+            respond(&r.execution, answer)
         }
     };
     tracing::info!(outcome = ?response.outcome, active_site = ?response.active_site, "command answered");
     Ok(response)
 }
 
+/// `status`: the documents' view, what is in flight, the newest executions, the incidents, the workspaces and
+/// the latest Delta assessment, each read at once and reported (not raised) when it cannot be read.
+async fn status_now<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
+    engine: &Engine<P, B, N, C>,
+) -> Result<CommandResponse, CommandError> {
+    let docs = documents::load(&engine.params, &engine.settings.prefix).await?;
+    let mut answer = status::render(&docs, &engine.settings);
+    let (in_flight, recent, incidents, workspaces, delta, activation) = tokio::join!(
+        lock::read(&engine.bucket, FAILOVER_LOCK_KEY),
+        recent_records(&engine.bucket, RECENT_SCAN),
+        replication::open_incidents(&engine.bucket),
+        workspace::status_view(&engine.bucket, engine.clock.now()),
+        engine.bucket.get(crate::delta::LATEST_KEY),
+        workspace::activation::view(engine.workspaces.as_deref(), &docs)
+    );
+    answer.workspaces = workspaces;
+    answer.activation = activation.map(|(view, _)| view);
+    // The latest Delta assessment (each snapshot's, finished): the workload RPO before anyone approves.
+    answer.delta_rpo = match delta {
+        Ok(Some(o)) => {
+            let v: Value = serde_json::from_slice(&o.body).unwrap_or(Value::Null);
+            json!({ "generated_at": v["generated_at"], "complete": v["complete"], "workload": v["workload"] })
+        }
+        Ok(None) => json!({ "workload": null, "why": "no Delta assessment yet: it runs with every snapshot" }),
+        Err(e) => json!({ "error": e.to_string() }),
+    };
+    answer.replication_incidents = match incidents {
+        Ok(list) => replication::summarize(&list),
+        Err(e) => json!({ "error": e.to_string() }),
+    };
+    answer.in_flight = match in_flight {
+        Ok(l) => Fallible::Read(l.map(|(doc, _)| doc)),
+        Err(e) => Fallible::Failed { error: e.to_string() },
+    };
+    match recent {
+        Ok(records) => {
+            answer.resumable_executions = Some(
+                records
+                    .iter()
+                    .filter(|r| matches!(r.state, ExecutionState::Running | ExecutionState::AwaitingApproval))
+                    .map(|r| ExecutionSummary { how: Some(resume_how(r)), ..ExecutionSummary::of(r) })
+                    .collect(),
+            );
+            answer.pages_owed = Some(
+                records
+                    .iter()
+                    .filter(|r| !r.owed.is_empty())
+                    .map(|r| OwedPages {
+                        execution_id: r.execution_id.clone(),
+                        pages_owed: r.owed.iter().map(|o| o.event_type.clone()).collect(),
+                    })
+                    .collect(),
+            );
+            answer.recent_executions = Fallible::Read(records.iter().take(5).map(ExecutionSummary::of).collect());
+        }
+        Err(e) => answer.recent_executions = Fallible::Failed { error: e.to_string() },
+    }
+    let active_site = docs.active.valid().map(|a| a.site);
+    Ok(CommandResponse { outcome: Outcome::Noop, active_site, message: None, details: Details::Status(Box::new(answer)) })
+}
+
+/// How to go on with a resumable execution.
+fn resume_how(r: &ExecutionRecord) -> String {
+    match r.state {
+        ExecutionState::AwaitingApproval => "approve it, or cancel it".to_owned(),
+        _ if r.done(record::Step::Promote) => format!("{} (its promotion is live: finish it)", r.resume_hint()),
+        _ => format!("{} Or cancel it.", r.resume_hint()),
+    }
+}
+
 /// An execution's answer as a command's. The `command` field says which command ran it: the Lambda glue
 /// counts executions by it (`unlock` is not one).
 fn execution(command: &str, r: ExecutionResult) -> CommandResponse {
-    let mut details = r.to_fields();
-    details.insert("command".into(), json!(command));
-    CommandResponse { outcome: r.outcome, active_site: r.active_site, message: Some(r.message), details }
+    respond(&r, execution_answer(command, &r))
+}
+
+/// The typed fields of an execution's answer to `command`.
+fn execution_answer(command: &str, r: &ExecutionResult) -> ExecutionAnswer {
+    ExecutionAnswer { command: command.to_owned(), execution: r.fields(), cleanup: None }
+}
+
+/// An execution's answer with its fields.
+fn respond(r: &ExecutionResult, answer: ExecutionAnswer) -> CommandResponse {
+    CommandResponse {
+        outcome: r.outcome,
+        active_site: r.active_site,
+        message: Some(r.message.clone()),
+        details: Details::Execution(Box::new(answer)),
+    }
 }
 
 /// A snapshot on demand (also scheduled): under `snapshots/{timestamp}/`, with its manifest.
@@ -256,22 +271,23 @@ async fn snapshot_now<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock
     let manifest = snapshot::write(&engine.bucket, &folder, &id, files, start).await?;
     workspace::write_pointers(&engine.bucket, pointers).await?;
     let ms = u64::try_from((engine.clock.now() - start).whole_milliseconds()).unwrap_or(0);
-    let mut details = serde_json::Map::new();
-    details.insert("command".into(), json!("snapshot"));
-    details.insert("snapshot_manifest_key".into(), json!(manifest));
-    details.insert("files".into(), json!(count));
-    details.insert("timings_ms".into(), json!({ "snapshot": ms }));
+    let mut answer = SnapshotAnswer {
+        snapshot_manifest_key: Some(manifest),
+        files: Some(count),
+        timings_ms: Some(BTreeMap::from([("snapshot".to_owned(), ms)])),
+        ..SnapshotAnswer::new()
+    };
     let mut message = format!("snapshot of {count} files written");
     if let Some(e) = &exports {
-        details.insert("workspaces".into(), workspace::export_summary(e));
-        details.insert("workspace_drift".into(), json!(e.drift.sentence));
+        answer.workspaces = Some(workspace::export_summary(e));
+        answer.workspace_drift = Some(e.drift.sentence.clone());
         message = format!("{message}; {}", e.drift.sentence);
     }
     Ok(CommandResponse {
         outcome: Outcome::Completed,
         active_site: docs.active.valid().map(|a| a.site),
         message: Some(message),
-        details,
+        details: Details::Snapshot(Box::new(answer)),
     })
 }
 
@@ -341,20 +357,18 @@ async fn carried_response<P: ParameterStore, B: ControlBucket, N: Notifier, C: C
 ) -> CommandResponse {
     let state = &driven.state;
     let pending = state.parts.values().filter(|p| p.stage != workspace::carry::Stage::Done).count();
-    let mut details = serde_json::Map::new();
-    details.insert("command".into(), json!("snapshot"));
-    details.insert("export_run".into(), json!(workspace::carry::run_key(&state.folder)));
-    details.insert("invocations".into(), json!(state.invocations));
-    details.insert(
-        "parts".into(),
-        json!({ "total": state.parts.len(), "pending": pending, "finished_here": driven.finished, "posted": driven.posted }),
-    );
-    details.insert("workspaces".into(), workspace::carry::summary(state, engine.clock.now()));
+    let mut answer = SnapshotAnswer {
+        export_run: Some(workspace::carry::run_key(&state.folder)),
+        invocations: Some(state.invocations),
+        parts: Some(CarriedParts { total: state.parts.len(), pending, finished_here: driven.finished, posted: driven.posted }),
+        workspaces: Some(workspace::carry::summary(state, engine.clock.now())),
+        ..SnapshotAnswer::new()
+    };
     let message = match &state.manifest_key {
         Some(manifest) => {
-            details.insert("snapshot_manifest_key".into(), json!(manifest));
+            answer.snapshot_manifest_key = Some(manifest.clone());
             let drift = workspace::read_drift(&engine.bucket).await.ok().flatten().map(|d| d.sentence).unwrap_or_default();
-            details.insert("workspace_drift".into(), json!(drift));
+            answer.workspace_drift = Some(drift.clone());
             format!("snapshot written (its workspace export over {} invocation(s)); {drift}", state.invocations)
         }
         None => format!(
@@ -363,7 +377,12 @@ async fn carried_response<P: ParameterStore, B: ControlBucket, N: Notifier, C: C
             driven.posted
         ),
     };
-    CommandResponse { outcome: Outcome::Completed, active_site, message: Some(message), details }
+    CommandResponse {
+        outcome: Outcome::Completed,
+        active_site,
+        message: Some(message),
+        details: Details::Snapshot(Box::new(answer)),
+    }
 }
 
 /// A continuation of a carried export (an SQS message's body, `{"export_run": key, "part": key or null}`): works
@@ -542,15 +561,6 @@ async fn recent_records(bucket: &impl ControlBucket, n: usize) -> Result<Vec<Exe
         .filter_map(|r| r.ok().flatten())
         .filter_map(|o| serde_json::from_slice::<ExecutionRecord>(&o.body).ok())
         .collect())
-}
-
-/// An execution record in a few fields, for `status`.
-fn summary(r: &ExecutionRecord) -> Value {
-    json!({
-        "execution_id": r.execution_id, "kind": r.kind, "state": r.state, "target": r.target,
-        "initiator": r.initiator, "created_at": r.created_at, "updated_at": r.updated_at,
-        "report_key": r.report_key, "error": r.error,
-    })
 }
 
 /// The active site for a rejection's answer, best effort: a rejection must not depend on SSM being up.

@@ -9,7 +9,7 @@ use crate::lock::{self, DRILL_LOCK_KEY, FAILOVER_LOCK_KEY};
 use crate::ports::{Clock, ControlBucket, Notifier, ParameterStore, WriteCondition};
 use crate::record::record_key;
 use crate::report::report_keys;
-use crate::response::Outcome;
+use crate::response::{DrillCleanup, Outcome};
 use domain::decision::Initiator;
 use domain::names::SsmPrefix;
 use domain::primitives::rfc3339;
@@ -20,12 +20,12 @@ use serde_json::{Value, json};
 pub struct DrillResult {
     /// The rehearsed execution (timings, report key), or why the drill was refused.
     pub execution: ExecutionResult,
-    /// What the clean-up found and did.
-    pub cleanup: Value,
+    /// What the clean-up found and did (none when the drill was refused before it ran).
+    pub cleanup: Option<DrillCleanup>,
 }
 
 fn refused(id: &str, active_site: Option<domain::site::SiteName>, message: String) -> DrillResult {
-    DrillResult { execution: ExecutionResult::answer(Outcome::Rejected, id, active_site, message), cleanup: Value::Null }
+    DrillResult { execution: ExecutionResult::answer(Outcome::Rejected, id, active_site, message), cleanup: None }
 }
 
 /// Runs a drill for `requested_by`.
@@ -108,14 +108,14 @@ pub async fn drill<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
     let execution = match run {
         Ok(r) => r,
         Err(e) => {
-            tracing::error!(execution_id = %id, error = %e, cleanup = %cleanup, "drill failed");
+            tracing::error!(execution_id = %id, error = %e, cleanup = %json!(cleanup), "drill failed");
             return Err(e);
         }
     };
     if let Some(key) = &execution.report_key {
         append_cleanup_to_report(engine, &id, key, &cleanup).await.map_err(not_started)?;
     }
-    Ok(DrillResult { execution, cleanup })
+    Ok(DrillResult { execution, cleanup: Some(cleanup) })
 }
 
 async fn clean_up<P: ParameterStore, B: ControlBucket, N, C: Clock>(
@@ -124,7 +124,7 @@ async fn clean_up<P: ParameterStore, B: ControlBucket, N, C: Clock>(
     copy_prefix: &SsmPrefix,
     copied: &[String],
     live_active_version: Option<i64>,
-) -> Value {
+) -> DrillCleanup {
     let mut problems = Vec::new();
     let mut names: Vec<String> = copied.to_vec();
     if let Ok(tree) = engine.params.get_tree(copy_prefix.as_str()).await {
@@ -164,28 +164,33 @@ async fn clean_up<P: ParameterStore, B: ControlBucket, N, C: Clock>(
         problems
             .push(format!("the live active parameter changed during the drill: version {live_active_version:?} -> {live_now:?}"));
     }
-    json!({
-        "verified": problems.is_empty(),
-        "problems": problems,
-        "deleted_parameters": names,
-        "deleted_objects": removed_objects,
-        "live_active_version": live_active_version,
-        "at": rfc3339(engine.clock.now()),
-    })
+    DrillCleanup {
+        verified: problems.is_empty(),
+        problems,
+        deleted_parameters: names,
+        deleted_objects: removed_objects,
+        live_active_version,
+        at: rfc3339(engine.clock.now()),
+    }
+}
+
+/// A list as the report shows it: a JSON array.
+fn list(items: &[String]) -> String {
+    serde_json::to_string(items).unwrap_or_default()
 }
 
 async fn append_cleanup_to_report<P, B: ControlBucket, N, C>(
     engine: &Engine<P, B, N, C>,
     id: &str,
     json_key: &str,
-    cleanup: &Value,
+    cleanup: &DrillCleanup,
 ) -> Result<(), StoreError> {
     let (_, md_key) = report_keys(id);
     if let Some(o) = engine.bucket.get(json_key).await? {
         let mut report: Value = serde_json::from_slice(&o.body).unwrap_or(Value::Null);
         if let Value::Object(m) = &mut report {
             m.insert("drill".into(), Value::Bool(true));
-            m.insert("cleanup".into(), cleanup.clone());
+            m.insert("cleanup".into(), serde_json::to_value(cleanup).unwrap_or(Value::Null));
         }
         engine
             .bucket
@@ -196,7 +201,10 @@ async fn append_cleanup_to_report<P, B: ControlBucket, N, C>(
         let mut md = String::from_utf8_lossy(&o.body).into_owned();
         md.push_str(&format!(
             "\n## Drill clean-up\n\n- verified: {}\n- problems: {}\n- deleted parameters: {}\n- deleted objects: {}\n",
-            cleanup["verified"], cleanup["problems"], cleanup["deleted_parameters"], cleanup["deleted_objects"]
+            cleanup.verified,
+            list(&cleanup.problems),
+            list(&cleanup.deleted_parameters),
+            list(&cleanup.deleted_objects)
         ));
         engine.bucket.put(&md_key, md.into_bytes(), "text/markdown", WriteCondition::Overwrite).await?;
     }

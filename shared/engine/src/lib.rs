@@ -25,6 +25,7 @@ pub mod documents;
 pub mod drill;
 pub mod error;
 pub mod failover;
+pub mod finding;
 pub mod lock;
 pub mod ports;
 pub mod quarantine;

@@ -42,7 +42,7 @@ pub trait SnapshotSource: Send + Sync {
     /// Collects the source's files.
     fn collect<'a>(&'a self, ctx: &'a SnapshotContext<'a>) -> BoxFuture<'a, Result<Vec<SnapshotFile>, StoreError>>;
     /// Findings for `check` about what the source reads (the Delta source: replication coverage); none by default.
-    fn findings<'a>(&'a self, _ctx: &'a SnapshotContext<'a>) -> BoxFuture<'a, Vec<crate::response::Finding>> {
+    fn findings<'a>(&'a self, _ctx: &'a SnapshotContext<'a>) -> BoxFuture<'a, Vec<crate::finding::Finding>> {
         Box::pin(async { Vec::new() })
     }
 }

@@ -1,59 +1,69 @@
 //! `status`: the active site and its config, both sites, the policy, the data plane, and what is wrong.
 
 use super::documents::{Doc, DrDocuments};
-use super::response::{CommandResponse, Outcome};
+use super::response::{ActiveView, DataPlaneView, Fallible, PolicyView, SiteView, StatusAnswer};
 use crate::failover::EngineSettings;
 use domain::site::SiteName;
-use serde_json::{Map, Value, json};
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// A document as `status` shows it: its view, or its problem.
+fn view<T, V>(doc: &Doc<T>, valid: impl FnOnce(&T, i64) -> V) -> Fallible<V> {
+    match doc {
+        Doc::Valid { value, version } => Fallible::Read(valid(value, *version)),
+        other => Fallible::Failed { error: other.problem().unwrap_or_default() },
+    }
+}
 
 /// Renders the documents as the `status` answer (the command loads them once: `commands` shares them with the
-/// workspace and Delta views). Invalid documents are reported, not raised: status is what on-call runs when
-/// something is already broken.
-pub fn render(docs: &DrDocuments, settings: &EngineSettings) -> CommandResponse {
-    let mut details = Map::new();
-    details.insert("command".into(), json!("status"));
-    details.insert("environment".into(), json!(settings.environment.as_str()));
-    details.insert("ssm_prefix".into(), json!(settings.prefix.as_str()));
-
-    let active = match &docs.active {
-        Doc::Valid { value, version } => json!({
-            "site": value.site,
-            "execution_id": value.execution_id,
-            "promoted_at": value.promoted_at,
-            "version": version,
-            "config": value.config.document(),
-        }),
-        other => json!({ "error": other.problem() }),
-    };
-    details.insert("active".into(), active);
-
-    let mut sites = Map::new();
-    for site in SiteName::ALL {
-        let v = match docs.site(site) {
-            Doc::Valid { value, version } => json!({ "version": version, "config": value.document() }),
-            other => json!({ "error": other.problem() }),
-        };
-        sites.insert(site.as_str().into(), v);
-    }
-    details.insert("sites".into(), Value::Object(sites));
-
+/// workspace and Delta views, and fills in the rest: what is in flight, the executions, the incidents). Invalid
+/// documents are reported, not raised: status is what on-call runs when something is already broken.
+pub fn render(docs: &DrDocuments, settings: &EngineSettings) -> StatusAnswer {
+    let active = view(&docs.active, |value, version| ActiveView {
+        site: value.site,
+        execution_id: value.execution_id.clone(),
+        promoted_at: value.promoted_at.clone(),
+        version,
+        config: value.config.document().clone(),
+    });
+    let sites: BTreeMap<String, Fallible<SiteView>> = SiteName::ALL
+        .iter()
+        .map(|site| {
+            let v = view(docs.site(*site), |value, version| SiteView { version, config: value.document().clone() });
+            (site.as_str().to_owned(), v)
+        })
+        .collect();
     let policy = match &docs.policy {
-        None => {
-            json!({ "source": "default (parameter absent: approval mode)", "policy": domain::policy::Policy::default() })
+        None => PolicyView {
+            source: "default (parameter absent: approval mode)".into(),
+            version: None,
+            policy: Some(domain::policy::Policy::default()),
+            error: None,
+        },
+        Some(Doc::Valid { value, version }) => {
+            PolicyView { source: "parameter".into(), version: Some(*version), policy: Some(value.clone()), error: None }
         }
-        Some(Doc::Valid { value, version }) => json!({ "source": "parameter", "version": version, "policy": value }),
-        Some(other) => json!({ "source": "parameter", "error": other.problem() }),
+        Some(other) => PolicyView { source: "parameter".into(), version: None, policy: None, error: other.problem() },
     };
-    details.insert("policy".into(), policy);
-
-    let data_plane = match &docs.data_plane {
-        Doc::Valid { value, version } => json!({ "version": version, "locations": value.locations }),
-        other => json!({ "error": other.problem() }),
-    };
-    details.insert("data_plane".into(), data_plane);
-    details.insert("problems".into(), json!(problems(docs)));
-
-    CommandResponse { outcome: Outcome::Noop, active_site: docs.active.valid().map(|a| a.site), message: None, details }
+    let data_plane = view(&docs.data_plane, |value, version| DataPlaneView { version, locations: value.locations.clone() });
+    StatusAnswer {
+        command: "status".into(),
+        environment: settings.environment.as_str().to_owned(),
+        ssm_prefix: settings.prefix.as_str().to_owned(),
+        active,
+        sites,
+        policy,
+        data_plane,
+        problems: problems(docs),
+        workspaces: Value::Null,
+        activation: None,
+        delta_rpo: Value::Null,
+        replication_incidents: Value::Null,
+        in_flight: Fallible::Read(None),
+        recent_executions: Fallible::Read(Vec::new()),
+        resumable_executions: None,
+        pages_owed: None,
+    }
 }
 
 /// Every document problem, plus an active config that matches neither site.
@@ -96,7 +106,7 @@ mod tests {
     }
 
     /// `status` as the command answers it, from the parameters alone.
-    async fn status(store: &MemParameters, settings: &EngineSettings) -> Result<CommandResponse, StoreError> {
+    async fn status(store: &MemParameters, settings: &EngineSettings) -> Result<StatusAnswer, StoreError> {
         Ok(render(&documents::load(store, &settings.prefix).await?, settings))
     }
 
@@ -115,12 +125,11 @@ mod tests {
             ("/dr/prod/active", r#"{"workspace_url":"https://p.cloud.databricks.com","region":"us-east-1","site":"primary"}"#),
         ]);
         let r = status(&store, &config()).await.unwrap();
-        assert_eq!(r.outcome, Outcome::Noop);
-        assert_eq!(r.active_site, Some(SiteName::Primary));
-        let problems = r.details["problems"].to_string();
+        assert_eq!(r.active.read().map(|a| a.site), Some(SiteName::Primary));
+        let problems = r.problems.join("\n");
         assert!(problems.contains("sites/secondary") && problems.contains("workspace_url"), "{problems}");
         assert!(problems.contains("/dr/prod/data-plane does not exist"), "{problems}");
-        assert_eq!(r.details["policy"]["policy"]["mode"], "approval");
+        assert_eq!(r.policy.policy.map(|p| p.mode), Some(domain::policy::PolicyMode::Approval));
     }
 
     #[tokio::test]
@@ -134,6 +143,6 @@ mod tests {
             ),
         ]);
         let r = status(&store, &config()).await.unwrap();
-        assert!(r.details["problems"].to_string().contains("differs from sites/primary"));
+        assert!(r.problems.join("\n").contains("differs from sites/primary"));
     }
 }

@@ -7,7 +7,7 @@ use crate::failover::Engine;
 use crate::ports::{
     Clock, ControlBucket, DataBuckets, NotificationTarget, Notifier, Parameter, ParameterStore, ReplicationRule, Versioning,
 };
-use crate::response::Finding;
+use crate::finding::Finding;
 use crate::snapshot::SnapshotContext;
 use domain::data_plane::{DataPlane, Location};
 use domain::notification::Severity;

@@ -317,7 +317,7 @@ impl<D: DataBuckets + 'static, B: ControlBucket + Clone + 'static> SnapshotSourc
         })
     }
 
-    fn findings<'a>(&'a self, ctx: &'a SnapshotContext<'a>) -> BoxFuture<'a, Vec<crate::response::Finding>> {
+    fn findings<'a>(&'a self, ctx: &'a SnapshotContext<'a>) -> BoxFuture<'a, Vec<crate::finding::Finding>> {
         Box::pin(async move {
             match plane_of(ctx) {
                 Ok(plane) => coverage::plane_findings(self.data.as_ref(), &plane, &self.coverage).await,

@@ -201,28 +201,18 @@ impl ExecutionResult {
         self.redeliver || self.same_execution_in_flight()
     }
 
-    /// The answer as JSON fields (for the manual-trigger response).
-    pub fn to_fields(&self) -> Map<String, Value> {
-        let mut m = Map::new();
-        m.insert("execution_id".into(), json!(self.execution_id));
-        if let Some(s) = self.state {
-            m.insert("state".into(), json!(s));
+    /// How far the execution got, as the fields of an answer (a command's, an alarm's).
+    pub fn fields(&self) -> crate::response::ExecutionFields {
+        crate::response::ExecutionFields {
+            execution_id: self.execution_id.clone(),
+            state: self.state,
+            timings_ms: self.timings_ms.iter().map(|(step, ms)| (step.clone(), ms.as_u64().unwrap_or(0))).collect(),
+            report_key: self.report_key.clone(),
+            decision: self.decision.clone(),
+            in_flight: self.in_flight.clone(),
+            pages_owed: self.pages_owed.clone(),
+            retry: self.redeliver,
         }
-        m.insert("timings_ms".into(), Value::Object(self.timings_ms.clone()));
-        m.insert("report_key".into(), json!(self.report_key));
-        if let Some(d) = &self.decision {
-            m.insert("decision".into(), json!(d));
-        }
-        if let Some(l) = &self.in_flight {
-            m.insert("in_flight".into(), json!(l));
-        }
-        if !self.pages_owed.is_empty() {
-            m.insert("pages_owed".into(), json!(self.pages_owed));
-        }
-        if self.redeliver {
-            m.insert("retry".into(), json!(true));
-        }
-        m
     }
 }
 

@@ -8,7 +8,7 @@ use crate::documents::DrDocuments;
 use crate::error::StoreError;
 use crate::ports::{Channel, ControlBucket, Notifier, WriteCondition};
 use crate::replication;
-use crate::response::Finding;
+use crate::finding::Finding;
 use domain::data_plane::LocationKind;
 use domain::databricks::matrix::{
     self, DeltaRpo, MatrixEvidence, MatrixRow, Protection, ReplicatedKind, ReplicatedLocation, ReplicationEvidence, SiteExport,
