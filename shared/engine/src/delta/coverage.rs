@@ -4,10 +4,10 @@
 //! `s3:Replication:*` events toward this stack. What is missing is a finding with its fix.
 
 use crate::failover::Engine;
+use crate::finding::Finding;
 use crate::ports::{
     Clock, ControlBucket, DataBuckets, NotificationTarget, Notifier, Parameter, ParameterStore, ReplicationRule, Versioning,
 };
-use crate::finding::Finding;
 use crate::snapshot::SnapshotContext;
 use domain::data_plane::{DataPlane, Location};
 use domain::notification::Severity;

@@ -7,8 +7,8 @@
 
 use crate::documents::DrDocuments;
 use crate::failover::activate::{jobs_of, warehouses_of};
-use crate::ports::WorkspaceConnector;
 use crate::finding::Finding;
+use crate::ports::WorkspaceConnector;
 use domain::activation::{self, ActivationSettings, JobView, Principal, WarehouseView};
 use domain::notification::Severity;
 use domain::site::SiteName;

@@ -6,9 +6,9 @@
 use super::{DriftReport, LatestExport, read_drift, read_latest};
 use crate::documents::DrDocuments;
 use crate::error::StoreError;
+use crate::finding::Finding;
 use crate::ports::{Channel, ControlBucket, Notifier, WriteCondition};
 use crate::replication;
-use crate::finding::Finding;
 use domain::data_plane::LocationKind;
 use domain::databricks::matrix::{
     self, DeltaRpo, MatrixEvidence, MatrixRow, Protection, ReplicatedKind, ReplicatedLocation, ReplicationEvidence, SiteExport,
