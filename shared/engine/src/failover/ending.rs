@@ -1,6 +1,15 @@
 //! How an execution ends other than by completing: stopped (resumable), failed, superseded, unlocked.
-
-use super::*;
+use crate::documents::DrDocuments;
+use crate::error::StoreError;
+use crate::failover::{Attempt, Engine, EngineError, EngineResult, ExecutionResult, Held};
+use crate::lock::{Acquired, LockDoc, LockState};
+use crate::ports::{Channel, Clock, ControlBucket, Notifier, ParameterStore};
+use crate::record::{ExecutionState, Recorder, SentMessage, Step, StepOutcome};
+use crate::response::Outcome;
+use crate::{documents, lock, record, report};
+use domain::notification::{PageState, Severity};
+use domain::primitives::rfc3339;
+use time::OffsetDateTime;
 
 impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N, C> {
     /// Records a failure at `step` that a retry may fix, marks the lock stopped (so the next attempt of this

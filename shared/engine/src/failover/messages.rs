@@ -1,7 +1,18 @@
 //! What an execution says: pages (CloudWatch-alarm-shaped, one AlarmName per execution), chat notes, and
 //! the decisions that only page (noop, refused, notify-only).
-
-use super::*;
+use crate::error::StoreError;
+use crate::failover::{Attempt, Engine, EngineError, EngineResult, ExecutionResult};
+use crate::lock::LockDoc;
+use crate::ports::{Channel, Clock, ControlBucket, Notifier, OutgoingMessage, ParameterStore};
+use crate::record::{ExecutionRecord, ExecutionState, Recorder, Step};
+use crate::response::Outcome;
+use crate::{documents, lock, record};
+use domain::decision::Initiator;
+use domain::notification;
+use domain::notification::{ChatNote, Envelope, Page, PageState, Severity};
+use domain::primitives::rfc3339;
+use serde_json::json;
+use std::collections::BTreeMap;
 
 impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N, C> {
     pub(super) fn approve_command(&self, execution_id: &str) -> String {

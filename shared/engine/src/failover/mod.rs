@@ -15,22 +15,15 @@
 use crate::documents::{self, Doc, DrDocuments};
 use crate::error::{Retry, StoreError};
 use crate::lock::{self, Acquired, LockDoc, LockState};
-use crate::ports::{Channel, Clock, ControlBucket, Notifier, OutgoingMessage, Parameter, ParameterStore, WriteCondition};
-use crate::record::{
-    self, ExecutionRecord, ExecutionState, OwedMessage, Reconciled, Recorder, SentMessage, Step, StepOutcome, StepRecord,
-};
-use crate::report;
+use crate::ports::{Clock, ControlBucket, Notifier, Parameter, ParameterStore};
+use crate::record::{self, ExecutionRecord, ExecutionState, Recorder, Step, StepOutcome, StepRecord};
 use crate::response::Outcome;
-use crate::snapshot::{self, SnapshotContext, SnapshotSource};
-use domain::decision::{self, Action, Decision, DecisionInput, ExecutionKind, Fence, FenceInput, Initiator};
+use crate::snapshot::{self, SnapshotSource};
+use domain::decision::{self, Action, Decision, DecisionInput, ExecutionKind, Initiator};
 use domain::names::SsmPrefix;
-use domain::notification::{self, ChatNote, Envelope, Page, PageState, Severity};
 use domain::primitives::{ms_between, rfc3339};
-use domain::site::{ActiveConfig, SiteName};
-use futures_util::future::try_join_all;
-use runner::{Run, StepEnd};
+use domain::site::SiteName;
 use serde_json::{Map, Value, json};
-use std::collections::BTreeMap;
 use time::OffsetDateTime;
 
 pub(crate) mod activate;

@@ -3,9 +3,18 @@
 //! forced by ports that run the other writer at an exact call.
 
 use super::*;
-use crate::alarm;
-use crate::ports::StoredObject;
+use crate::error::StoreError;
+use crate::lock::{LockDoc, LockState};
 use crate::ports::memory::{FixedClock, MemBucket, MemNotifier, MemParameters};
+use crate::ports::{Channel, ControlBucket, Notifier, OutgoingMessage, StoredObject, WriteCondition};
+use crate::record::{ExecutionRecord, ExecutionState, Recorder, Step};
+use crate::response::Outcome;
+use crate::{alarm, documents, lock, record};
+use domain::decision::{Action, Decision, Initiator};
+use domain::notification::{PageState, Severity};
+use domain::primitives::rfc3339;
+use domain::site::SiteName;
+use serde_json::{Value, json};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Mutex;

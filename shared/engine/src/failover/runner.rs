@@ -1,8 +1,12 @@
 //! The step runner: an execution's steps under the lock, in order, each one function that ends with a
 //! [`StepEnd`]; the runner alone turns an end into a stop (resumable), a failure (a human must look) or a
 //! stand-down, so no step repeats "start, save beside the action, stop on error".
-
-use super::*;
+use crate::error::StoreError;
+use crate::failover::{Attempt, Engine, EngineResult, ExecutionResult, Held, messages};
+use crate::lock;
+use crate::ports::{Clock, ControlBucket, Notifier, ParameterStore};
+use crate::record::{ExecutionState, Recorder, Step};
+use crate::response::Outcome;
 
 /// The steps run under the lock, in order. A step already done by an earlier attempt is skipped, except the
 /// fence (always decided again) and the promotion (which finds its live version).

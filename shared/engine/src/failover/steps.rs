@@ -1,6 +1,25 @@
 //! The steps of an execution under the lock: fence, snapshot, promote, verify, notify, report, release.
-
-use super::*;
+use crate::documents::Doc;
+use crate::error::{Retry, StoreError};
+use crate::failover::runner::{Run, StepEnd};
+use crate::failover::{
+    Attempt, Engine, EngineError, EngineResult, ExecutionResult, Held, SSM_VERSIONS_KEPT, VERSIONS_BEFORE_HYGIENE, messages,
+    names_execution, raw_doc, rpo_estimate, version_of,
+};
+use crate::lock::{LockDoc, LockState};
+use crate::ports::{Channel, Clock, ControlBucket, Notifier, Parameter, ParameterStore, WriteCondition};
+use crate::record::{ExecutionRecord, ExecutionState, OwedMessage, Reconciled, Recorder, Step, StepOutcome};
+use crate::response::Outcome;
+use crate::snapshot::SnapshotContext;
+use crate::{documents, lock, record, report, snapshot};
+use domain::decision;
+use domain::decision::{DecisionInput, Fence, FenceInput, Initiator};
+use domain::notification::{PageState, Severity};
+use domain::primitives::rfc3339;
+use domain::site::ActiveConfig;
+use futures_util::future::try_join_all;
+use serde_json::Value;
+use time::OffsetDateTime;
 
 impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N, C> {
     /// Approval mode: snapshot, write the plan, page with the exact `approve` command, keep the lock, wait.

@@ -1,9 +1,22 @@
 //! Unit tests of the engine over the in-memory ports.
 
 use super::*;
+use crate::error::StoreError;
+use crate::lock::{Acquired, LockDoc, LockState};
 use crate::ports as domain_params;
 use crate::ports::memory::{FixedClock, MemBucket, MemNotifier, MemParameters};
+use crate::ports::{Channel, Parameter, ParameterStore, WriteCondition};
+use crate::record::{ExecutionRecord, ExecutionState, Step, StepOutcome};
+use crate::response::Outcome;
+use crate::snapshot::{SnapshotContext, SnapshotSource};
+use crate::{lock, snapshot};
+use domain::decision::Initiator;
+use domain::primitives::rfc3339;
+use domain::site::SiteName;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
 use std::sync::Mutex;
+use time::OffsetDateTime;
 use time::macros::datetime;
 
 const P: &str = r#"{"workspace_url":"https://p.cloud.databricks.com","region":"us-east-1"}"#;

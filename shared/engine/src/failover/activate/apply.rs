@@ -2,10 +2,21 @@
 //! waves of at most [`IN_FLIGHT`] calls under its own budget, every status saved to the record as it comes.
 
 use super::fence::{FenceState, Halt};
-use super::*;
+use crate::error::StoreError;
+use crate::failover::Engine;
+use crate::failover::activate::{Arc, BTreeSet, DNS_SYNC_WAIT, Duration, Workspaces, until, warehouse_level};
+use crate::failover::runner::{Run, StepEnd};
+use crate::ports::{ApiError, Clock, ControlBucket, Idempotency, Notifier, ParameterStore, WorkspaceApi};
+use crate::record::Recorder;
+use domain::activation;
+use domain::activation::{Change, ChangeStatus, ObjectType};
+use domain::site::SiteName;
 use futures_util::future::join_all;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
 use std::sync::{Mutex, PoisonError};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+use tokio::time::Instant;
 
 /// A change settled: its index in the plan, its status and detail.
 type Settled = (usize, ChangeStatus, Option<String>);

@@ -15,8 +15,14 @@
 //! window, which is one call's time either way. Two lanes asking at once share one check: a check started
 //! after a lane asked is as fresh for it as its own.
 
-use super::*;
+use crate::error::StoreError;
+use crate::failover::{Engine, Held};
+use crate::lock;
 use crate::lock::LockDoc;
+use crate::ports::{Clock, ControlBucket, Notifier, ParameterStore};
+use domain::primitives::rfc3339;
+use time::OffsetDateTime;
+use tokio::time::Instant;
 
 /// The lock as the fence holds it, and the store's clock as last answered.
 pub(super) struct FenceState {

@@ -28,15 +28,20 @@ mod apply;
 mod fence;
 mod plan;
 
-use super::*;
-use crate::ports::{ApiError, Idempotency, WorkspaceApi};
+use crate::error::StoreError;
+use crate::failover::runner::{Run, StepEnd};
+use crate::failover::{Engine, names_execution};
+use crate::ports::{ApiError, WorkspaceApi};
+use crate::ports::{Clock, ControlBucket, Notifier, ParameterStore};
+use crate::record::{Step, StepOutcome};
 use crate::workspace::pages::{Listing, every_page};
-use domain::activation::{
-    self, Activation, ActivationSettings, Change, ChangeStatus, JobView, ObjectType, Redirection, WarehouseView,
-};
-use std::collections::BTreeSet;
+use domain::activation::{Activation, JobView, Redirection, WarehouseView};
+use domain::site::SiteName;
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
+use time::OffsetDateTime;
 use tokio::time::Instant;
 
 /// Calls in flight per workspace during activation (each change is a re-read then its write, so as many changes

@@ -1,7 +1,15 @@
 //! The activation's plan: the reverse of the replaced execution's changes, or a forward plan from the
 //! workspaces' states and the DNS record.
-
-use super::*;
+use crate::error::StoreError;
+use crate::failover::Engine;
+use crate::failover::activate::{FORMER_LISTING_DEADLINE, Workspaces, jobs_of, until, warehouses_of};
+use crate::failover::runner::Run;
+use crate::ports::{ApiError, Clock, ControlBucket, Notifier, ParameterStore};
+use crate::record;
+use domain::activation;
+use domain::activation::{Activation, ActivationSettings, Change, ChangeStatus, JobView, ObjectType, Redirection, WarehouseView};
+use domain::site::SiteName;
+use tokio::time::Instant;
 
 /// The target's jobs and warehouses, or why they could not be read.
 type TargetRead = Result<(Vec<JobView>, Vec<WarehouseView>), ApiError>;

@@ -1,9 +1,23 @@
 //! The activation step over in-memory ports and a stateful fake workspace API.
 
 use super::*;
+use crate::failover::runner::{Run, StepEnd};
+use crate::failover::{Attempt, EngineSettings, Held, MoveRequest};
+use crate::lock::{LockDoc, LockState};
+use crate::ports::Channel;
+use crate::ports::Idempotency;
 use crate::ports::memory::{FixedClock, MemBucket, MemNotifier, MemParameters};
 use crate::ports::{WorkspaceConnector, dns::MemoryDns};
+use crate::record::{ExecutionRecord, Recorder, Step};
+use crate::response::Outcome;
+use crate::{documents, lock};
+use domain::activation::{Change, ChangeStatus, ObjectType};
+use domain::decision::{Action, Decision, Initiator};
+use domain::primitives::rfc3339;
+use domain::site::SiteName;
 use futures_util::future::BoxFuture;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use time::macros::datetime;
