@@ -256,3 +256,18 @@ fn the_check_sees_a_circle_and_the_module_tree_is_not_one() {
     let expected: BTreeSet<String> = ["a".to_owned(), "b".to_owned(), "d".to_owned()].into();
     assert_eq!(found, vec![expected], "a, b and d (named after a nested group) import each other; lib/a and a/a::c are the tree");
 }
+
+#[test]
+fn no_production_module_imports_its_parent_wholesale() {
+    // `use super::*` hides where a name lives and turns every import of the parent into one of the child's;
+    // test modules may (they test their parent).
+    let mut found = Vec::new();
+    for (name, src) in crate_sources() {
+        for (module, path) in modules(&src) {
+            if code_of(&path).lines().any(|l| l.trim_end() == "use super::*;") {
+                found.push(format!("{name}: {} ({})", module.join("::"), path.display()));
+            }
+        }
+    }
+    assert!(found.is_empty(), "glob imports of the parent in production modules:\n{}", found.join("\n"));
+}
