@@ -667,3 +667,43 @@ async fn an_alarm_paid_without_the_lock_by_a_delivery_that_dies_after_it_still_g
     assert!(stored(&w, &id).unlocked_alarm_since.is_none(), "the mark is cleared once its payer is over");
     assert!(stored(&w, &id).resolved());
 }
+
+#[tokio::test]
+async fn a_joined_alarms_page_that_crosses_the_holders_ok_is_followed_by_an_ok() {
+    // A failover waits for approval; a second alarm joins it and pages into its incident without the lock. The
+    // holder's alarm goes OK just before that page goes out. Before, the joiner recorded the page without checking
+    // for the crossing: its ALARM stayed last (simulation seeds 67540, 75748, 95393).
+    let w = world();
+    w.params.seed(
+        "/dr/p/policy",
+        r#"{"mode":"approval","failover_alarms":["databricks-prod-workspace-unhealthy","databricks-prod-sql-unhealthy"]}"#,
+        "String",
+    );
+    let e = engine_over(&w, &w.bucket, &w.notifier);
+    let a = change("alarm");
+    assert_eq!(alarm::on_alarm_change(&e, &a).await.unwrap().to_json()["outcome"], "awaiting_approval");
+    let mut joiner = change("alarm");
+    joiner.alarm_name = "databricks-prod-sql-unhealthy".into();
+    joiner.alarm_arn = joiner.alarm_arn.replace("workspace", "sql");
+    joiner.state_change_time += time::Duration::minutes(1);
+    let ok_engine = engine_over(&w, &w.bucket, &w.notifier);
+    let hook: Hook<'_> = Box::new(|| {
+        Box::pin(async {
+            alarm::on_alarm_change(&ok_engine, &change("ok")).await.unwrap();
+        })
+    });
+    let joining = engine_over(
+        &w,
+        &w.bucket,
+        TrapNotifier { inner: &w.notifier, trap: Trap::new(vec!["paging", "\"ALARM\"", "joins its incident"], hook) },
+    );
+    let r = alarm::on_alarm_change(&joining, &joiner).await;
+    assert!(joining.notifier.trap.sprung(), "the OK landed: {r:?}");
+    let states = page_states(&w.notifier);
+    assert_eq!(
+        states.last().map(String::as_str),
+        Some("OK"),
+        "the joined ALARM that crossed the OK is followed by an OK: {states:?}"
+    );
+    assert!(stored(&w, &a.execution_id()).resolved());
+}
