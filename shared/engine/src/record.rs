@@ -463,6 +463,9 @@ impl Recorder {
         }
         self.record.messages = messages;
         self.record.owed = owed;
+        // A delivery without the lock may be publishing an `ALARM` (or have died after it): its mark stays.
+        self.record.unlocked_alarm_since =
+            self.record.unlocked_alarm_since.take().max(stored.record.unlocked_alarm_since.clone());
         self.etag = stored.etag;
         self.stored_state = stored.stored_state;
     }
