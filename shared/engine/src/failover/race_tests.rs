@@ -707,3 +707,29 @@ async fn a_joined_alarms_page_that_crosses_the_holders_ok_is_followed_by_an_ok()
     );
     assert!(stored(&w, &a.execution_id()).resolved());
 }
+
+#[tokio::test]
+async fn an_approval_page_that_crosses_the_ok_after_a_duplicate_sent_it_is_followed_by_an_ok() {
+    // The preparation records its approval page owed; a duplicate delivery of the ALARM pays it (without the lock),
+    // the alarm's OK ends the record, and only then the preparation's own publish of that page goes out. Before, the
+    // preparation found the event recorded as sent (the duplicate's) and took its own page for one the end came
+    // after: its ALARM stayed last (simulation seed 90575). Now it is judged by its message id.
+    let w = world();
+    let a = change("alarm");
+    let id = a.execution_id();
+    let other = engine_over(&w, &w.bucket, &w.notifier);
+    let hook: Hook<'_> = Box::new(|| {
+        Box::pin(async {
+            let dup = alarm::on_alarm_change(&other, &change("alarm")).await;
+            assert!(dup.is_ok(), "the duplicate answers: {dup:?}");
+            alarm::on_alarm_change(&other, &change("ok")).await.unwrap();
+        })
+    });
+    let e = engine_over(&w, &w.bucket, TrapNotifier { inner: &w.notifier, trap: Trap::new(vec!["paging", "\"ALARM\""], hook) });
+    let r = alarm::on_alarm_change(&e, &a).await;
+    assert!(e.notifier.trap.sprung(), "the duplicate and the OK landed: {r:?}");
+    let states = page_states(&w.notifier);
+    assert_eq!(states[..3], ["ALARM", "OK", "ALARM"], "the preparation's page crossed the OK: {states:?}");
+    assert_eq!(states.last().map(String::as_str), Some("OK"), "and is followed by an OK: {states:?}");
+    assert!(stored(&w, &id).state.is_terminal());
+}
