@@ -484,6 +484,7 @@ async fn record_recovered<P: ParameterStore, B: ControlBucket, N: Notifier, C: C
         notes: Vec::new(),
         error: None,
         writer: None,
+        unlocked_alarm_since: None,
     };
     match Recorder::new(marker).save_now(&engine.bucket, now).await {
         Ok(()) | Err(StoreError::Conflict { .. }) => Ok(()),

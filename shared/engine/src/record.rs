@@ -242,6 +242,12 @@ pub struct ExecutionRecord {
     /// recognizes its own write by it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub writer: Option<String>,
+    /// When a delivery without the lock set out to publish an owed `ALARM` page (RFC 3339), until it recorded it
+    /// paid: that `ALARM` may reach the pager after the incident's `OK`, and its payer may die before it can
+    /// follow it with an `OK` again, so whoever reads the record resolved meanwhile sends the `OK` again (see
+    /// `Engine::follow_unlocked_alarm`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unlocked_alarm_since: Option<String>,
 }
 
 impl ExecutionRecord {
@@ -457,6 +463,9 @@ impl Recorder {
         }
         self.record.messages = messages;
         self.record.owed = owed;
+        // A delivery without the lock may be publishing an `ALARM` (or have died after it): its mark stays.
+        self.record.unlocked_alarm_since =
+            self.record.unlocked_alarm_since.take().max(stored.record.unlocked_alarm_since.clone());
         self.etag = stored.etag;
         self.stored_state = stored.stored_state;
     }

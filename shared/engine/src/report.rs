@@ -308,6 +308,7 @@ mod tests {
             notes: vec![],
             error: None,
             writer: None,
+            unlocked_alarm_since: None,
         }
     }
 

@@ -2043,6 +2043,13 @@ const REGRESSION_SEEDS: &[u64] = &[
     51711, // a resumed failover read both site documents broken mid-incident and skipped activation as unconfigured
     24499, // the same
     38829, // the same
+    22433, // an approval paid an owed ALARM without the lock across the OK, then died before its crossing check
+    94144, // the same, a joined alarm's page
+    86108, // the same, a duplicate delivery paying a superseded execution's pages
+    67540, // a joined alarm paged into the holder's incident across its OK, without a crossing check
+    75748, // the same
+    95393, // the same
+    90575, // an approval page crossed the OK; the end recorded an earlier attempt's page of the same event as sent
 ];
 /// Trace files written per run (one per new signature, the first seed that shows it).
 const MAX_TRACE_FILES: usize = 100;

@@ -199,10 +199,9 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
                 h.record.owe(Channel::Paging, &key, &page);
                 match h.save_now(&self.bucket, self.now()).await {
                     Ok(()) => {
-                        paged = self.pay_owed(&mut h.record).await;
-                        if let Err(e) = h.save_now(&self.bucket, self.now()).await {
-                            tracing::warn!(execution_id = %holder.execution_id, error = %e, "could not record the joined alarm's page");
-                        }
+                        // Without the holder's lock: the holder's `OK` (its alarm's recovery, a cancel) may end the
+                        // record while this page goes out, so the crossing is checked and resolved again.
+                        paged = self.pay_owed_unlocked(&mut h).await;
                         break;
                     }
                     Err(StoreError::Conflict { .. }) => continue,
@@ -261,7 +260,11 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
             }
             // A running execution's pages are its lock holder's to pay (in order); ended or waiting ones are ours.
             let idle = rec.record.state.is_terminal() || rec.record.state == ExecutionState::AwaitingApproval;
-            if rec.record.owed.is_empty() || !idle {
+            if !idle {
+                continue;
+            }
+            self.follow_unlocked_alarm(&mut rec).await;
+            if rec.record.owed.is_empty() {
                 continue;
             }
             let before: Vec<String> = rec.record.owed.iter().map(|o| format!("{id}: {}", o.event_type)).collect();

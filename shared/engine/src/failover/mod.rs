@@ -501,6 +501,7 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
             notes: Vec::new(),
             error: None,
             writer: None,
+            unlocked_alarm_since: None,
         }
     }
 
@@ -642,6 +643,9 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
                 source,
                 hint: "pages are owed for this execution: the next delivery of the trigger, or `check`, sends them".into(),
             });
+        }
+        if idle {
+            self.follow_unlocked_alarm(&mut rec).await;
         }
         if state.is_terminal() {
             let id = rec.record.execution_id.clone();

@@ -608,3 +608,137 @@ async fn a_delivery_that_dies_resolving_again_leaves_the_lock_for_the_next_one()
     assert_eq!(page_states(&w.notifier).last().map(String::as_str), Some("OK"), "{:?}", page_states(&w.notifier));
     assert!(w.bucket.text(lock::FAILOVER_LOCK_KEY).is_none(), "and frees the lock");
 }
+
+/// The topics, where the first `ALARM` page runs `hook` (the alarm's `OK`) just before it goes out, and the
+/// function dies just after it went out (its future is dropped before it can check for the crossing).
+struct DiesAfterAlarm<'a> {
+    inner: &'a MemNotifier,
+    trap: Trap<'a>,
+}
+
+impl Notifier for DiesAfterAlarm<'_> {
+    async fn publish(&self, channel: Channel, message: &OutgoingMessage) -> Result<Option<String>, StoreError> {
+        let call = format!("{channel} {}", message.body);
+        let first = !self.trap.sprung() && self.trap.needles.iter().all(|n| call.contains(n));
+        self.trap.spring(&call).await;
+        let id = self.inner.publish(channel, message).await;
+        if first {
+            std::future::pending::<()>().await;
+        }
+        id
+    }
+    async fn probe(&self, channel: Channel) -> Result<bool, StoreError> {
+        self.inner.probe(channel).await
+    }
+    async fn publish_all(&self, channel: Channel, messages: &[OutgoingMessage]) -> Result<Vec<Option<String>>, StoreError> {
+        self.inner.publish_all(channel, messages).await
+    }
+}
+
+#[tokio::test]
+async fn an_alarm_paid_without_the_lock_by_a_delivery_that_dies_after_it_still_gets_its_ok() {
+    // A delivery without the lock pays an owed ALARM; the alarm's OK resolves the incident just before that ALARM
+    // goes out, and the delivery dies right after publishing it, before its crossing check. Before, nothing was
+    // left to say an ALARM might have crossed the OK: `check` (and the deliveries of other triggers, such as an
+    // approval) found nothing owed and the ALARM stayed last (simulation seeds 22433, 94144, 86108).
+    let w = world();
+    w.params.seed(
+        "/dr/p/policy",
+        r#"{"mode":"notify-only","failover_alarms":["databricks-prod-workspace-unhealthy"]}"#,
+        "String",
+    );
+    let e = engine_over(&w, &w.bucket, &w.notifier);
+    w.notifier.fail(Channel::Paging, true);
+    let a = change("alarm");
+    let id = a.execution_id();
+    assert!(alarm::on_alarm_change(&e, &a).await.is_err(), "the page is owed");
+    w.notifier.fail(Channel::Paging, false);
+    let ok_engine = engine_over(&w, &w.bucket, &w.notifier);
+    let hook: Hook<'_> = Box::new(|| {
+        Box::pin(async {
+            alarm::on_alarm_change(&ok_engine, &change("ok")).await.unwrap();
+        })
+    });
+    let dying =
+        engine_over(&w, &w.bucket, DiesAfterAlarm { inner: &w.notifier, trap: Trap::new(vec!["paging", "\"ALARM\""], hook) });
+    let died = tokio::time::timeout(std::time::Duration::from_millis(200), alarm::on_alarm_change(&dying, &a)).await;
+    assert!(died.is_err(), "the delivery died");
+    assert_eq!(page_states(&w.notifier), ["OK", "ALARM"], "the ALARM crossed the OK");
+    // `check`'s sweep (still within the dead one's lease; no delivery of the trigger comes for an approval's
+    // payer) sends the OK again.
+    e.pay_owed_pages(10).await.unwrap();
+    assert_eq!(page_states(&w.notifier).last().map(String::as_str), Some("OK"), "{:?}", page_states(&w.notifier));
+    assert!(stored(&w, &id).unlocked_alarm_since.is_some(), "the mark stays while its payer may still be alive");
+    // Past the lease, `check`'s sweep sends it once more and clears the mark.
+    w.clock.advance(time::Duration::minutes(5));
+    e.pay_owed_pages(10).await.unwrap();
+    assert_eq!(page_states(&w.notifier).last().map(String::as_str), Some("OK"));
+    assert!(stored(&w, &id).unlocked_alarm_since.is_none(), "the mark is cleared once its payer is over");
+    assert!(stored(&w, &id).resolved());
+}
+
+#[tokio::test]
+async fn a_joined_alarms_page_that_crosses_the_holders_ok_is_followed_by_an_ok() {
+    // A failover waits for approval; a second alarm joins it and pages into its incident without the lock. The
+    // holder's alarm goes OK just before that page goes out. Before, the joiner recorded the page without checking
+    // for the crossing: its ALARM stayed last (simulation seeds 67540, 75748, 95393).
+    let w = world();
+    w.params.seed(
+        "/dr/p/policy",
+        r#"{"mode":"approval","failover_alarms":["databricks-prod-workspace-unhealthy","databricks-prod-sql-unhealthy"]}"#,
+        "String",
+    );
+    let e = engine_over(&w, &w.bucket, &w.notifier);
+    let a = change("alarm");
+    assert_eq!(alarm::on_alarm_change(&e, &a).await.unwrap().to_json()["outcome"], "awaiting_approval");
+    let mut joiner = change("alarm");
+    joiner.alarm_name = "databricks-prod-sql-unhealthy".into();
+    joiner.alarm_arn = joiner.alarm_arn.replace("workspace", "sql");
+    joiner.state_change_time += time::Duration::minutes(1);
+    let ok_engine = engine_over(&w, &w.bucket, &w.notifier);
+    let hook: Hook<'_> = Box::new(|| {
+        Box::pin(async {
+            alarm::on_alarm_change(&ok_engine, &change("ok")).await.unwrap();
+        })
+    });
+    let joining = engine_over(
+        &w,
+        &w.bucket,
+        TrapNotifier { inner: &w.notifier, trap: Trap::new(vec!["paging", "\"ALARM\"", "joins its incident"], hook) },
+    );
+    let r = alarm::on_alarm_change(&joining, &joiner).await;
+    assert!(joining.notifier.trap.sprung(), "the OK landed: {r:?}");
+    let states = page_states(&w.notifier);
+    assert_eq!(
+        states.last().map(String::as_str),
+        Some("OK"),
+        "the joined ALARM that crossed the OK is followed by an OK: {states:?}"
+    );
+    assert!(stored(&w, &a.execution_id()).resolved());
+}
+
+#[tokio::test]
+async fn an_approval_page_that_crosses_the_ok_after_a_duplicate_sent_it_is_followed_by_an_ok() {
+    // The preparation records its approval page owed; a duplicate delivery of the ALARM pays it (without the lock),
+    // the alarm's OK ends the record, and only then the preparation's own publish of that page goes out. Before, the
+    // preparation found the event recorded as sent (the duplicate's) and took its own page for one the end came
+    // after: its ALARM stayed last (simulation seed 90575). Now it is judged by its message id.
+    let w = world();
+    let a = change("alarm");
+    let id = a.execution_id();
+    let other = engine_over(&w, &w.bucket, &w.notifier);
+    let hook: Hook<'_> = Box::new(|| {
+        Box::pin(async {
+            let dup = alarm::on_alarm_change(&other, &change("alarm")).await;
+            assert!(dup.is_ok(), "the duplicate answers: {dup:?}");
+            alarm::on_alarm_change(&other, &change("ok")).await.unwrap();
+        })
+    });
+    let e = engine_over(&w, &w.bucket, TrapNotifier { inner: &w.notifier, trap: Trap::new(vec!["paging", "\"ALARM\""], hook) });
+    let r = alarm::on_alarm_change(&e, &a).await;
+    assert!(e.notifier.trap.sprung(), "the duplicate and the OK landed: {r:?}");
+    let states = page_states(&w.notifier);
+    assert_eq!(states[..3], ["ALARM", "OK", "ALARM"], "the preparation's page crossed the OK: {states:?}");
+    assert_eq!(states.last().map(String::as_str), Some("OK"), "and is followed by an OK: {states:?}");
+    assert!(stored(&w, &id).state.is_terminal());
+}

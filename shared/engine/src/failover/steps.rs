@@ -73,7 +73,7 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
         let (written, saved) = tokio::join!(snapshot, rec.save_or_reconcile(&self.bucket, start));
         match saved {
             Ok(Reconciled::Saved) => {}
-            Ok(Reconciled::Ended(stored)) => return Ok(self.withdraw_approval(*stored, &attempt, &held, false).await),
+            Ok(Reconciled::Ended(stored)) => return Ok(self.withdraw_approval(*stored, &attempt, &held, &[]).await),
             Err(source) => return Err(self.stop(rec, Some(held), Step::Snapshot, source).await),
         }
         let manifest = match written {
@@ -91,14 +91,21 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
             reason,
             vec![self.approve_command(&id)],
         );
+        let before = rec.record.messages.len();
         let (paid, ()) = tokio::join!(self.pay_owed(&mut rec.record), self.chat_best_effort(&id, "awaiting_approval", &chat));
+        // The pages this attempt published, by message id: another attempt may have sent the same event before.
+        let published: Vec<String> = rec.record.messages[before..]
+            .iter()
+            .filter(|m| m.channel == Channel::Paging && !m.ok)
+            .map(|m| m.message_id.clone().unwrap_or_default())
+            .collect();
         if let Err(e) = paid {
             tracing::warn!(execution_id = %id, error = %e, "the approval page is owed");
         }
         let paged = rec.record.sent(Channel::Paging, &format!("{}.awaiting_approval", rec.record.kind));
         match rec.save_or_reconcile(&self.bucket, self.now()).await {
             Ok(Reconciled::Saved) => {}
-            Ok(Reconciled::Ended(stored)) => return Ok(self.withdraw_approval(*stored, &attempt, &held, paged).await),
+            Ok(Reconciled::Ended(stored)) => return Ok(self.withdraw_approval(*stored, &attempt, &held, &published).await),
             Err(source) => return Err(self.stop(rec, Some(held), Step::Snapshot, source).await),
         }
         if paged && rec.record.recovered() {
@@ -125,7 +132,7 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
         if let Ok(Some(stored)) = record::read(&self.bucket, &id).await
             && stored.record.state.is_terminal()
         {
-            return Ok(self.withdraw_approval(stored, &attempt, &held, paged).await);
+            return Ok(self.withdraw_approval(stored, &attempt, &held, &published).await);
         }
         let active = attempt.docs.active.valid().map(|a| a.site);
         let msg = format!("prepared; awaiting approval: {}", self.approve_command(&id));
@@ -135,13 +142,20 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
     /// The preparation of an approval found its record ended by another writer (the alarm's `OK`, a cancel):
     /// it stands down. Its `ALARM` page, if this attempt published it, may have gone out after the recovery's `OK`,
     /// so an `OK` goes out again after it; the lock this attempt holds is released.
-    async fn withdraw_approval(&self, mut stored: Recorder, attempt: &Attempt, held: &Held, paged: bool) -> ExecutionResult {
+    async fn withdraw_approval(
+        &self,
+        mut stored: Recorder,
+        attempt: &Attempt,
+        held: &Held,
+        published: &[String],
+    ) -> ExecutionResult {
         let id = stored.record.execution_id.clone();
         let state = stored.record.state;
         tracing::warn!(execution_id = %id, state = ?state, "the record ended while its approval was being prepared");
-        // An end that records this page as sent was written after it, so its `OK` followed it.
-        let seen = stored.record.sent(Channel::Paging, &format!("{}.awaiting_approval", stored.record.kind));
-        if paged && !seen {
+        // An end that records each page this attempt published (by its message id, not its event: another
+        // attempt may have sent the same event before the end) was written after them, so its `OK` followed them.
+        let seen = |id: &String| !id.is_empty() && stored.record.messages.iter().any(|m| m.message_id.as_ref() == Some(id));
+        if !published.iter().all(seen) {
             self.resolve_again(
                 &mut stored,
                 "its approval page crossed the end of the execution: nothing awaits approval; if the primary is still \
@@ -184,10 +198,20 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
     /// then records them. A conflict means another writer moved the record on meanwhile; when it resolved the
     /// incident (the alarm's `OK`) and an `ALARM` went out here, that `ALARM` may have reached the pager after the
     /// `OK`, so an `OK` goes out again after it.
+    ///
+    /// Before an `ALARM` goes out, the record says so (`unlocked_alarm_since`, by compare-and-swap): a payer that
+    /// dies between its publish and that check leaves the mark, and the next delivery or `check` that finds the
+    /// record resolved sends the `OK` again ([`Self::follow_unlocked_alarm`]).
     pub(super) async fn pay_owed_unlocked(&self, rec: &mut Recorder) -> Result<(), StoreError> {
+        if !self.mark_unlocked_alarm(rec).await? {
+            // Moved on by another writer at every try: it pays (or dropped) the pages; nothing goes out from here.
+            return Ok(());
+        }
         let before = rec.record.messages.len();
         let paid = self.pay_owed(&mut rec.record).await;
         let alarm_sent = rec.record.messages.iter().skip(before).any(|m| m.channel == Channel::Paging && !m.ok);
+        // Our own mark, on the version we wrote: the save below is a compare-and-swap on it.
+        rec.record.unlocked_alarm_since = None;
         match rec.save_now(&self.bucket, self.now()).await {
             Ok(()) => {}
             // Any failure, not only a conflict: the save's own check of the stored record may be what failed.
@@ -213,6 +237,51 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
             }
         }
         paid
+    }
+
+    /// Marks `rec` as about to publish an owed `ALARM` without the lock (see [`Self::pay_owed_unlocked`]). On a
+    /// conflict the record is read again (up to three times). `false`: another writer moved it on at every try.
+    async fn mark_unlocked_alarm(&self, rec: &mut Recorder) -> Result<bool, StoreError> {
+        for _ in 0..3 {
+            let alarm_owed = rec.record.owed.iter().any(|o| o.channel == Channel::Paging && !o.resolves());
+            if !alarm_owed {
+                return Ok(true);
+            }
+            let mut marked = rec.clone();
+            marked.record.unlocked_alarm_since = Some(rfc3339(self.now()));
+            match marked.save_now(&self.bucket, self.now()).await {
+                Ok(()) => {
+                    *rec = marked;
+                    return Ok(true);
+                }
+                Err(StoreError::Conflict { .. }) => {}
+                Err(e) => return Err(e),
+            }
+            match record::read(&self.bucket, &rec.record.execution_id).await? {
+                Some(stored) => *rec = stored,
+                None => return Ok(false),
+            }
+        }
+        Ok(false)
+    }
+
+    /// A record marked by a delivery that set out to publish an `ALARM` without the lock (see
+    /// [`Self::pay_owed_unlocked`]): when the incident is resolved, that `ALARM` may have gone out after its `OK`
+    /// and its payer may be dead, so the `OK` goes out again. The mark is cleared once older than the lease (its
+    /// payer, a function invocation, is over by then); until then each reader resolves again (a duplicate `OK`
+    /// is harmless; a payer still alive checks for the crossing itself).
+    pub(super) async fn follow_unlocked_alarm(&self, rec: &mut Recorder) {
+        let Some(since) = rec.record.unlocked_alarm_since.as_deref() else { return };
+        let expired = domain::primitives::parse_rfc3339(since).is_none_or(|t| t + self.settings.lock_lease < self.now());
+        let resolved = rec.record.resolved();
+        if expired {
+            rec.record.unlocked_alarm_since = None;
+        }
+        if resolved {
+            self.resolve_again(rec, "an ALARM paid without the lock may have gone out after its OK").await;
+        } else if expired && let Err(e) = rec.save_now(&self.bucket, self.now()).await {
+            tracing::warn!(execution_id = %rec.record.execution_id, error = %e, "could not clear the mark of an unlocked ALARM");
+        }
     }
 
     pub(crate) async fn snapshot_files_of(
