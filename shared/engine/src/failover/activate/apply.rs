@@ -4,7 +4,7 @@
 use super::fence::{FenceState, Halt};
 use crate::error::StoreError;
 use crate::failover::Engine;
-use crate::failover::activate::{Arc, BTreeSet, DNS_SYNC_WAIT, Duration, Workspaces, until, warehouse_level};
+use crate::failover::activate::{DNS_SYNC_WAIT, Workspaces, until, warehouse_level};
 use crate::failover::runner::{Run, StepEnd};
 use crate::ports::{ApiError, Clock, ControlBucket, Idempotency, Notifier, ParameterStore, WorkspaceApi};
 use crate::record::Recorder;
@@ -14,7 +14,10 @@ use domain::site::SiteName;
 use futures_util::future::join_all;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
+use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 use tokio::time::Instant;
 
