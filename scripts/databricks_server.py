@@ -48,6 +48,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from databricks_writes import Rejected, Writes
+
 # Server-side page sizes when the request names none (small, so that clients really page), and the largest honoured.
 JOBS_DEFAULT, JOBS_MAX = 20, 100
 TASKS_PAGE = 100
@@ -66,7 +68,7 @@ LIST_KEYS = (
     "volumes", "external_locations", "storage_credentials", "registered_models", "serving_endpoints", "repos",
     "workspace_objects", "secret_scopes",
 )
-OBJECT_KEYS = ("metastore", "grants", "vector_search", "permissions", "principals")
+OBJECT_KEYS = ("metastore", "grants", "vector_search", "permissions", "principals", "site")
 # The field that identifies an object of each list (unique within the workspace).
 ID_FIELDS = {
     "jobs": "job_id", "clusters": "cluster_id", "cluster_policies": "policy_id", "instance_pools": "instance_pool_id",
@@ -74,7 +76,9 @@ ID_FIELDS = {
     "serving_endpoints": "name", "repos": "id", "workspace_objects": "path", "secret_scopes": "name",
 }
 PERMISSION_TYPES = {"jobs": ("job", "/jobs/"), "clusters": ("cluster", "/clusters/"),
-                    "warehouses": ("warehouse", "/sql/warehouses/")}
+                    "warehouses": ("warehouse", "/sql/warehouses/"),
+                    "cluster-policies": ("cluster-policy", "/cluster-policies/"),
+                    "instance-pools": ("instance-pool", "/instance-pools/")}
 REASONS = {200: "OK", 301: "Moved Permanently", 302: "Found", 303: "See Other", 307: "Temporary Redirect",
            308: "Permanent Redirect", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
            405: "Method Not Allowed", 409: "Conflict", 429: "Too Many Requests", 500: "Internal Server Error",
@@ -232,7 +236,8 @@ def validate(doc: Any) -> dict:
     permissions = doc.get("permissions", {})
     if not isinstance(permissions, dict) or not all(
             isinstance(v, dict) and k.split("/", 1)[0] in PERMISSION_TYPES and "/" in k for k, v in permissions.items()):
-        raise BadDocument('permissions must map "jobs/ID", "clusters/ID" or "warehouses/ID" to an object')
+        raise BadDocument('permissions must map "jobs/ID", "clusters/ID", "warehouses/ID", "cluster-policies/ID" or '
+                          '"instance-pools/ID" to an object')
     state["permissions"] = permissions
     principals = doc.get("principals", {})
     if not isinstance(principals, dict) or not all(
@@ -240,11 +245,19 @@ def validate(doc: Any) -> dict:
             and isinstance(v.get("groups", []), list) for v in principals.values()):
         raise BadDocument('principals must map a PAT or an OAuth client id to {"user_name", "admin"?, "groups"?}')
     state["principals"] = principals
+    # What this site knows (see scripts/databricks_writes.py): lists of zones, registered instance profiles and
+    # identities; a value outside a given list is refused as a real workspace in another region refuses it.
+    site = doc.get("site", {})
+    if not isinstance(site, dict) or not set(site) <= {"zones", "instance_profiles", "identities"} or not all(
+            isinstance(v, list) and all(isinstance(x, str) for x in v) for v in site.values()):
+        raise BadDocument('site must be {"zones"?, "instance_profiles"?, "identities"?}, each a list of strings')
+    state["site"] = site
     return state
 
 
-class Workspace:
-    """One workspace: its state, credentials, fault rules and request record, under one lock."""
+class Workspace(Writes):
+    """One workspace: its state, credentials, fault rules and request record, under one lock. The write calls
+    (create, edit, delete, grants, permissions) are in scripts/databricks_writes.py."""
 
     def __init__(self, name: str, warehouse_delay: float, latency: float = 0.0) -> None:
         self.name = name
@@ -394,6 +407,12 @@ class Workspace:
         """The answer to an authenticated /api/ call (the lock held), or ApiError."""
         parts = [unquote(p) for p in path.rstrip("/").split("/")]  # "", "api", version, ...
         route = "/".join(parts[2:])
+        try:
+            written = self.write_route(method, parts, route, query, body)
+        except Rejected as e:
+            raise ApiError(e.status, e.code, e.message) from None
+        if written is not None:
+            return written
         if method == "GET":
             handler = GETS.get(route)
             if handler:
@@ -421,7 +440,8 @@ class Workspace:
                 return self.warehouse_start_stop(parts[5], parts[6])
             if route == "2.0/sql/statements":
                 return self.statement_execute(body)
-        known = route in GETS or route.startswith(("2.0/sql/warehouses/", "2.2/jobs/", "2.1/jobs/"))
+        known = route in GETS or route.startswith(("2.0/sql/warehouses/", "2.2/jobs/", "2.1/jobs/", "2.0/permissions/",
+                                                   "2.1/unity-catalog/"))
         if known:
             raise ApiError(405, "INVALID_STATE", f"{method} is not supported on {path}")
         raise ApiError(404, "ENDPOINT_NOT_FOUND", f"No API found for '{method} {path}'")
@@ -538,13 +558,21 @@ class Workspace:
         remove = body.get("fields_to_remove", [])
         if not isinstance(remove, list):
             raise bad_param("fields_to_remove must be a list")
+        # reset validates the whole new settings as jobs/create does; update checks what a partial change can
+        # break: the merged settings' triggers (see scripts/databricks_writes.py for the rules and their sources).
         if reset:
-            job["settings"] = copy.deepcopy(settings)
+            merged = copy.deepcopy(settings)
         else:
+            merged = dict(job["settings"])
             for key, value in (settings or {}).items():
-                job["settings"][key] = copy.deepcopy(value)
+                merged[key] = copy.deepcopy(value)
             for key in remove:
-                job["settings"].pop(key, None)
+                merged.pop(key, None)
+        try:
+            self.check_job_settings(merged) if reset else self.check_triggers(merged)
+        except Rejected as e:
+            raise ApiError(e.status, e.code, e.message) from None
+        job["settings"] = merged
         return {}
 
     def clusters_list(self, q: dict) -> dict:
@@ -889,7 +917,10 @@ class Workspace:
         if stored is not None:
             return stored
         exists = {"jobs": lambda: oid.isdigit() and int(oid) in self.jobs, "clusters": lambda: oid in self.clusters,
-                  "warehouses": lambda: oid in self.warehouses}[kind]()
+                  "warehouses": lambda: oid in self.warehouses,
+                  "cluster-policies": lambda: any(p.get("policy_id") == oid for p in self.state["cluster_policies"]),
+                  "instance-pools": lambda: any(p.get("instance_pool_id") == oid for p in self.state["instance_pools"]),
+                  }[kind]()
         if not exists:
             raise not_found(f"{PERMISSION_TYPES[kind][0].capitalize()} {oid} does not exist.")
         object_type, prefix = PERMISSION_TYPES[kind]
@@ -993,7 +1024,7 @@ class Handler(BaseHTTPRequestHandler):
         header = self.headers.get("Authorization", "")
         record: dict = {"method": method, "path": path, "query": query, "auth": "none", "status": None, "at": arrived,
                         "body": None}
-        if method == "POST" and path.startswith("/api/") and raw:
+        if method in ("POST", "PATCH", "PUT") and path.startswith("/api/") and raw:
             try:
                 record["body"] = json.loads(raw)
             except ValueError:
@@ -1052,7 +1083,7 @@ class Handler(BaseHTTPRequestHandler):
             if not path.startswith("/api/"):
                 raise ApiError(404, "ENDPOINT_NOT_FOUND", f"No API found for '{method} {path}'")
             body = None
-            if method == "POST":
+            if method in ("POST", "PATCH", "PUT"):
                 try:
                     body = json.loads(raw) if raw else {}
                 except ValueError:
@@ -1102,8 +1133,8 @@ class Handler(BaseHTTPRequestHandler):
             with ws.lock:
                 if what == "state" and method == "GET":
                     ws.tick(time.monotonic())
-                    # "principals" is optional: left out when none were seeded, so the state reads back as set.
-                    self.reply(200, {k: v for k, v in ws.state.items() if k != "principals" or v})
+                    # "principals" and "site" are optional: left out when not seeded, so the state reads back as set.
+                    self.reply(200, {k: v for k, v in ws.state.items() if k not in ("principals", "site") or v})
                 elif what == "state" and method == "POST":
                     ws.set_state(validate(copy.deepcopy(doc)))
                     self.reply(200, {})

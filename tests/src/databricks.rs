@@ -258,6 +258,11 @@ impl Workspace {
         self.call("POST", path, token, Some(body))
     }
 
+    /// `method path` (PATCH, PUT, DELETE, ...) with an optional JSON body and `Authorization: Bearer token`.
+    pub fn send(&self, method: &str, path: &str, body: Option<&Value>, token: Option<&str>) -> Response {
+        self.call(method, path, token, body)
+    }
+
     /// An OAuth M2M token request (`client_credentials`, scope `all-apis`, the client by HTTP Basic).
     pub fn oauth_token(&self, client_id: &str, client_secret: &str) -> Response {
         let basic = base64(format!("{client_id}:{client_secret}").as_bytes());
