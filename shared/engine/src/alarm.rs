@@ -5,7 +5,7 @@ use crate::error::StoreError;
 use crate::failover::{Engine, EngineError, ExecutionResult, MoveRequest};
 use crate::lock;
 use crate::ports::{Channel, Clock, ControlBucket, Notifier, ParameterStore, WriteCondition};
-use crate::record::{self, ExecutionRecord, ExecutionState, Recorder};
+use crate::record::{self, ExecutionRecord, ExecutionState, NewExecution, Recorder};
 use crate::response::{CommandResponse, Outcome};
 use domain::alarm::{AlarmChange, AlarmState};
 use domain::alarm_pages::AlarmPages;
@@ -451,7 +451,7 @@ async fn record_recovered<P: ParameterStore, B: ControlBucket, N: Notifier, C: C
         ok.state_change_time_rfc3339(),
         domain::primitives::rfc3339(alarm_time)
     );
-    let marker = ExecutionRecord {
+    let new = NewExecution {
         execution_id: id.to_owned(),
         environment: engine.settings.environment.clone(),
         kind: domain::decision::ExecutionKind::Failover,
@@ -465,27 +465,10 @@ async fn record_recovered<P: ParameterStore, B: ControlBucket, N: Notifier, C: C
             reasons: vec![why],
             overrides: Vec::new(),
         },
-        state: ExecutionState::Noop,
-        created_at: domain::primitives::rfc3339(now),
-        updated_at: domain::primitives::rfc3339(now),
-        steps: Vec::new(),
         config_before: None,
-        config_after: None,
-        promoted_version: None,
-        snapshot_manifest_key: None,
         decided_on_version: None,
-        approved_by: None,
-        rpo_estimate: None,
-        activation: None,
-        workspaces: None,
-        messages: Vec::new(),
-        owed: Vec::new(),
-        report_key: None,
-        notes: Vec::new(),
-        error: None,
-        writer: None,
-        unlocked_alarm_since: None,
     };
+    let marker = ExecutionRecord::new(new, now);
     match Recorder::new(marker).save_now(&engine.bucket, now).await {
         Ok(()) | Err(StoreError::Conflict { .. }) => Ok(()),
         Err(e) => Err(e),

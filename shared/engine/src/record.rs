@@ -2,7 +2,7 @@
 
 use crate::error::StoreError;
 use crate::ports::{Channel, ControlBucket, OutgoingMessage, WriteCondition};
-use domain::decision::{Decision, ExecutionKind, Initiator};
+use domain::decision::{Action, Decision, ExecutionKind, Initiator};
 use domain::primitives::rfc3339;
 use domain::site::SiteName;
 use serde::{Deserialize, Serialize};
@@ -250,7 +250,82 @@ pub struct ExecutionRecord {
     pub unlocked_alarm_since: Option<String>,
 }
 
+/// What a new execution record is made of: who asked, why, what was decided and on which version of
+/// `{prefix}/active`. Everything an execution accumulates (steps, pages, notes, activation) starts empty.
+#[derive(Debug, Clone)]
+pub struct NewExecution {
+    /// The execution id.
+    pub execution_id: String,
+    /// `DR_ENVIRONMENT`.
+    pub environment: String,
+    /// Failover, failback or drill.
+    pub kind: ExecutionKind,
+    /// Who started it.
+    pub initiator: Initiator,
+    /// Why.
+    pub reason: String,
+    /// The trigger as received; never a secret.
+    pub trigger: Value,
+    /// The site to make active.
+    pub target: SiteName,
+    /// The decision and its reasons.
+    pub decision: Decision,
+    /// `{prefix}/active` as the decision read it.
+    pub config_before: Option<Value>,
+    /// The SSM version of `{prefix}/active` the decision rested on.
+    pub decided_on_version: Option<i64>,
+}
+
+impl ExecutionState {
+    /// The state a new execution starts in, from its decision's action: an execution to run (or one the
+    /// policy ignores, which still runs its bookkeeping) is running; the rest end or wait where they are decided.
+    pub fn opening(action: Action) -> ExecutionState {
+        match action {
+            Action::Execute | Action::Ignore => ExecutionState::Running,
+            Action::AwaitApproval => ExecutionState::AwaitingApproval,
+            Action::NotifyOnly => ExecutionState::Notified,
+            Action::Refuse => ExecutionState::Refused,
+            Action::Noop => ExecutionState::Noop,
+        }
+    }
+}
+
 impl ExecutionRecord {
+    /// The record of an execution decided at `now`, in the state its decision opens ([`ExecutionState::opening`]),
+    /// with nothing run yet.
+    pub fn new(new: NewExecution, now: OffsetDateTime) -> ExecutionRecord {
+        ExecutionRecord {
+            execution_id: new.execution_id,
+            environment: new.environment,
+            kind: new.kind,
+            initiator: new.initiator,
+            reason: new.reason,
+            trigger: new.trigger,
+            target: new.target,
+            state: ExecutionState::opening(new.decision.action),
+            decision: new.decision,
+            created_at: rfc3339(now),
+            updated_at: rfc3339(now),
+            steps: Vec::new(),
+            config_before: new.config_before,
+            config_after: None,
+            promoted_version: None,
+            snapshot_manifest_key: None,
+            decided_on_version: new.decided_on_version,
+            approved_by: None,
+            rpo_estimate: None,
+            activation: None,
+            workspaces: None,
+            messages: Vec::new(),
+            owed: Vec::new(),
+            report_key: None,
+            notes: Vec::new(),
+            error: None,
+            writer: None,
+            unlocked_alarm_since: None,
+        }
+    }
+
     /// Whether `step` has completed (in any attempt).
     pub fn done(&self, step: Step) -> bool {
         self.steps.iter().any(|s| s.step == step && s.outcome != StepOutcome::Failed)

@@ -16,7 +16,7 @@ use crate::documents::{self, Doc, DrDocuments};
 use crate::error::{Retry, StoreError};
 use crate::lock::{self, Acquired, LockDoc, LockState};
 use crate::ports::{Clock, ControlBucket, Notifier, Parameter, ParameterStore};
-use crate::record::{self, ExecutionRecord, ExecutionState, Recorder, Step, StepOutcome, StepRecord};
+use crate::record::{self, ExecutionRecord, ExecutionState, NewExecution, Recorder, Step, StepOutcome, StepRecord};
 use crate::response::Outcome;
 use crate::snapshot::{self, SnapshotSource};
 use domain::decision::{self, Action, Decision, DecisionInput, ExecutionKind, Initiator};
@@ -466,14 +466,7 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
     }
 
     fn new_record(&self, req: &MoveRequest, decision: Decision, attempt: &Attempt, now: OffsetDateTime) -> ExecutionRecord {
-        let state = match decision.action {
-            Action::Execute | Action::Ignore => ExecutionState::Running,
-            Action::AwaitApproval => ExecutionState::AwaitingApproval,
-            Action::NotifyOnly => ExecutionState::Notified,
-            Action::Refuse => ExecutionState::Refused,
-            Action::Noop => ExecutionState::Noop,
-        };
-        ExecutionRecord {
+        let new = NewExecution {
             execution_id: req.execution_id.clone(),
             environment: self.settings.environment.clone(),
             kind: if self.settings.drill { ExecutionKind::Drill } else { ExecutionKind::toward(req.target) },
@@ -482,27 +475,10 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
             trigger: req.trigger.clone(),
             target: req.target,
             decision,
-            state,
-            created_at: rfc3339(now),
-            updated_at: rfc3339(now),
-            steps: Vec::new(),
             config_before: raw_doc(&attempt.tree, &self.active_name()),
-            config_after: None,
-            promoted_version: None,
-            snapshot_manifest_key: None,
             decided_on_version: version_of(&attempt.tree, &self.active_name()),
-            approved_by: None,
-            rpo_estimate: None,
-            activation: None,
-            workspaces: None,
-            messages: Vec::new(),
-            owed: Vec::new(),
-            report_key: None,
-            notes: Vec::new(),
-            error: None,
-            writer: None,
-            unlocked_alarm_since: None,
-        }
+        };
+        ExecutionRecord::new(new, now)
     }
 
     fn step(
