@@ -32,39 +32,80 @@ pub async fn process_batch<B: ControlBucket, N: Notifier, C: Clock>(
     let ctx = Ctx::new(bucket, notifier, clock, environment, region);
     let parsed = envelope.payload();
     let messages = message_refs(&parsed, raw);
-    let test_events = match &parsed {
+    let whole = aggregate(parsed.records());
+    let mut out = opening_outcome(&parsed, &messages, raw);
+    out.records = whole.records;
+    out.duplicates = whole.duplicates;
+    out.groups = whole.group_count();
+    for part in &whole.incidents {
+        for (category, n) in part.counts_by_category() {
+            *out.counts_by_category.entry(category.to_owned()).or_insert(0) += n;
+        }
+    }
+    let plans = read_round(&ctx, &parsed, &messages, raw, &mut out).await;
+    let unwritten = manifest_round(&ctx, &plans, &mut out).await;
+
+    // Round 3: the incidents, without the messages whose manifest rows were not written (their retry counts
+    // them, in every incident, and writes their rows then).
+    let settled = join_all(plans.iter().map(|plan| {
+        let keys: Vec<String> = out
+            .manifests
+            .iter()
+            .filter(|m| m.written && m.source_bucket == plan.key.source_bucket)
+            .map(|m| m.key.clone())
+            .collect();
+        settle_incident(&ctx, plan, &unwritten, keys)
+    }))
+    .await;
+    for (write, failure) in settled {
+        if let Some((what, error, messages)) = failure {
+            out.fail(what, error, messages);
+        }
+        out.already_counted += write.already_counted;
+        out.incidents.push(write);
+    }
+    out
+}
+
+/// The outcome before any call: where the payload came from, its messages and test events; the counts and
+/// every write are filled in by the rounds.
+fn opening_outcome(parsed: &Payload<'_>, messages: &[MessageRef<'_>], raw: &str) -> BatchOutcome {
+    let test_events = match parsed {
         Payload::Sqs(m) => m.iter().filter(|m| m.parsed.as_ref().is_ok_and(|n| n.test_event)).count(),
         Payload::Sns(m) => m.iter().filter(|m| m.parsed.as_ref().is_ok_and(|n| n.test_event)).count(),
         Payload::Direct(Ok(n)) => usize::from(n.test_event),
         _ => 0,
     };
-    let whole = aggregate(parsed.records());
-    let mut counts_by_category: BTreeMap<String, u64> = BTreeMap::new();
-    for part in &whole.incidents {
-        for (category, n) in part.counts_by_category() {
-            *counts_by_category.entry(category.to_owned()).or_insert(0) += n;
-        }
-    }
-    let mut out = BatchOutcome {
+    BatchOutcome {
         source: parsed.source(),
-        batch_id: batch_id(&messages, raw),
+        batch_id: batch_id(messages, raw),
         messages: messages.len(),
-        records: whole.records,
-        duplicates: whole.duplicates,
+        records: 0,
+        duplicates: 0,
         already_counted: 0,
-        groups: whole.group_count(),
+        groups: 0,
         test_events,
-        counts_by_category,
+        counts_by_category: BTreeMap::new(),
         quarantined: Vec::new(),
         manifests: Vec::new(),
         incidents: Vec::new(),
         failures: Vec::new(),
         message_ids: messages.iter().map(|m| m.id.to_owned()).collect(),
         failed_messages: BTreeSet::new(),
-    };
-    let incidents = deliveries(&parsed, &messages);
+    }
+}
 
-    // Round 1: read every incident (what it counted before), beside the quarantine writes of poison bodies.
+/// Round 1: reads every incident (what it counted before), beside the quarantine writes of poison bodies. An
+/// incident that cannot be read fails its messages; the others are planned with the records they have not counted.
+async fn read_round<'a, B: ControlBucket, N: Notifier>(
+    ctx: &Ctx<'_, B, N>,
+    parsed: &'a Payload<'a>,
+    messages: &[MessageRef<'a>],
+    raw: &str,
+    out: &mut BatchOutcome,
+) -> Vec<Plan<'a>> {
+    let bucket = ctx.bucket;
+    let incidents = deliveries(parsed, messages);
     let poison = parsed.failures();
     let quarantines = join_all(poison.iter().map(|(i, e)| {
         let body = messages.get(*i).map_or(raw, |m| m.body);
@@ -104,12 +145,23 @@ pub async fn process_batch<B: ControlBucket, N: Notifier, C: Clock>(
             }
         }
     }
+    plans
+}
 
-    // Round 2: the manifests of the failed objects the incidents have not counted.
-    let mut objects: Vec<(usize, FailedObject<'_>)> = plans
-        .iter()
-        .flat_map(|p| p.fresh.iter())
-        .filter(|d| d.record.event_type == ReplicationEventType::OperationFailedReplication)
+/// Round 2: writes the manifests of the failed objects the incidents have not counted. Returns the messages
+/// whose manifest rows were not written: round 3 leaves them uncounted, so that their retry writes the rows.
+async fn manifest_round<B: ControlBucket, N: Notifier>(
+    ctx: &Ctx<'_, B, N>,
+    plans: &[Plan<'_>],
+    out: &mut BatchOutcome,
+) -> BTreeSet<usize> {
+    let failed_fresh = || {
+        plans
+            .iter()
+            .flat_map(|p| p.fresh.iter())
+            .filter(|d| d.record.event_type == ReplicationEventType::OperationFailedReplication)
+    };
+    let mut objects: Vec<(usize, FailedObject<'_>)> = failed_fresh()
         .map(|d| {
             let r = d.record;
             (d.message, FailedObject { bucket: &r.source_bucket, key: &r.key, version_id: r.version_id.as_deref() })
@@ -125,7 +177,7 @@ pub async fn process_batch<B: ControlBucket, N: Notifier, C: Clock>(
         manifests
             .iter()
             .zip(&manifest_keys)
-            .map(|(m, key)| bucket.put(key, m.csv.clone().into_bytes(), "text/csv", WriteCondition::Overwrite)),
+            .map(|(m, key)| ctx.bucket.put(key, m.csv.clone().into_bytes(), "text/csv", WriteCondition::Overwrite)),
     )
     .await;
     let mut unwritten: BTreeSet<usize> = BTreeSet::new();
@@ -133,14 +185,8 @@ pub async fn process_batch<B: ControlBucket, N: Notifier, C: Clock>(
         let written = match result {
             Ok(_) => true,
             Err(error) => {
-                let senders: BTreeSet<usize> = plans
-                    .iter()
-                    .flat_map(|p| p.fresh.iter())
-                    .filter(|d| {
-                        d.record.event_type == ReplicationEventType::OperationFailedReplication
-                            && d.record.source_bucket == m.source_bucket
-                            && d.record.version_id.is_some() == m.with_version_ids
-                    })
+                let senders: BTreeSet<usize> = failed_fresh()
+                    .filter(|d| d.record.source_bucket == m.source_bucket && d.record.version_id.is_some() == m.with_version_ids)
                     .map(|d| d.message)
                     .collect();
                 unwritten.extend(senders.iter().copied());
@@ -156,27 +202,7 @@ pub async fn process_batch<B: ControlBucket, N: Notifier, C: Clock>(
             written,
         });
     }
-
-    // Round 3: the incidents, without the messages whose manifest rows were not written (their retry counts
-    // them, in every incident, and writes their rows then).
-    let settled = join_all(plans.iter().map(|plan| {
-        let keys: Vec<String> = out
-            .manifests
-            .iter()
-            .filter(|m| m.written && m.source_bucket == plan.key.source_bucket)
-            .map(|m| m.key.clone())
-            .collect();
-        settle_incident(&ctx, plan, &unwritten, keys)
-    }))
-    .await;
-    for (write, failure) in settled {
-        if let Some((what, error, messages)) = failure {
-            out.fail(what, error, messages);
-        }
-        out.already_counted += write.already_counted;
-        out.incidents.push(write);
-    }
-    out
+    unwritten
 }
 
 /// One incident's share of the batch and what round 1 read of it.
