@@ -11,7 +11,7 @@ use domain::replication::classify::Severity;
 use domain::replication::incident::{Incident, OwedMessages, PageDecision};
 use domain::replication::outbox::{OwedPage, StoredMessage};
 use futures_util::future::join;
-use serde_json::json;
+use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use time::OffsetDateTime;
 
@@ -78,17 +78,62 @@ fn messages_for(
         environment: environment.to_owned(),
         incident_key: incident_attribute(environment, &inc.id),
     };
-    let rule = if inc.rule_id.is_empty() { "(no rule id)" } else { inc.rule_id.as_str() };
-    let destinations = if inc.destination_buckets.is_empty() {
-        "its destination".to_owned()
-    } else {
-        inc.destination_buckets.iter().cloned().collect::<Vec<_>>().join(", ")
-    };
-    let headline = if inc.total_failed > 0 {
-        format!("{} objects failed to replicate from {} (rule {rule}) to {destinations}", inc.total_failed, inc.source_bucket)
-    } else {
-        format!("replication from {} (rule {rule}) to {destinations} is behind or no longer tracked", inc.source_bucket)
-    };
+    let words = Words::of(inc);
+    let document = incident_key(&inc.id);
+    let page = notification::paging_message(&Page {
+        envelope: envelope.clone(),
+        alarm_name: alarm_name(environment, &inc.id),
+        state,
+        reason: page_reason(inc, decision, &words),
+        description: format!(
+            "Databricks DR {environment}: S3 replication of {} (rule {}); incident {}, occurrence {}",
+            inc.source_bucket, words.rule, inc.id, inc.occurrence
+        ),
+        time: rfc3339(now),
+        region: region.to_owned(),
+        details: page_details(inc, decision, &document, manifest_keys),
+    });
+    let chat = notification::chat_message(&ChatNote {
+        envelope,
+        title: format!("{verb}: {} rule {} ({})", inc.source_bucket, words.rule, inc.highest_severity.as_str()),
+        description: chat_description(inc, decision, &words, &document, manifest_keys),
+        next_steps: next_steps(inc, decision),
+    });
+    Some((page, chat))
+}
+
+const REDRIVE: &str = "Re-drive the failed objects with S3 Batch Replication using the CSV manifests under \
+                       replication/manifests/ in the DR control bucket (docs/replication.md).";
+const NO_FAILOVER: &str = "Replication failures never trigger a failover: the replica is behind, and failing over \
+                           now would lose the objects that did not replicate (RPO risk).";
+
+/// The phrases an incident's page and chat note share.
+struct Words {
+    /// The rule id, or "(no rule id)".
+    rule: String,
+    /// One sentence: how many objects failed from where to where, or that replication is behind.
+    headline: String,
+}
+
+impl Words {
+    fn of(inc: &Incident) -> Words {
+        let rule = if inc.rule_id.is_empty() { "(no rule id)".to_owned() } else { inc.rule_id.clone() };
+        let destinations = if inc.destination_buckets.is_empty() {
+            "its destination".to_owned()
+        } else {
+            inc.destination_buckets.iter().cloned().collect::<Vec<_>>().join(", ")
+        };
+        let headline = if inc.total_failed > 0 {
+            format!("{} objects failed to replicate from {} (rule {rule}) to {destinations}", inc.total_failed, inc.source_bucket)
+        } else {
+            format!("replication from {} (rule {rule}) to {destinations} is behind or no longer tracked", inc.source_bucket)
+        };
+        Words { rule, headline }
+    }
+}
+
+/// The page's reason: what happened, the four most severe actions, how to re-drive, and why no failover.
+fn page_reason(inc: &Incident, decision: &PageDecision, words: &Words) -> String {
     let actions = inc.actions();
     let action_lines: Vec<String> = actions
         .iter()
@@ -97,11 +142,8 @@ fn messages_for(
         .take(4)
         .map(|a| format!("{} x{} ({}, {}): {}", a.cause, a.count, a.category.as_str(), a.severity.as_str(), a.action))
         .collect();
-    const REDRIVE: &str = "Re-drive the failed objects with S3 Batch Replication using the CSV manifests under \
-                           replication/manifests/ in the DR control bucket (docs/replication.md).";
-    const NO_FAILOVER: &str = "Replication failures never trigger a failover: the replica is behind, and failing over \
-                               now would lose the objects that did not replicate (RPO risk).";
-    let reason = match decision {
+    let headline = &words.headline;
+    match decision {
         PageDecision::Recovered => format!(
             "Recovered: no warning or critical replication event for the quiet period and no lag outstanding. {} \
              objects failed during the incident ({} need action); check that their re-drive completed.",
@@ -112,8 +154,11 @@ fn messages_for(
             format!("Escalated: {why}. {headline}. {}. {REDRIVE} {NO_FAILOVER}", action_lines.join(". Also: "))
         }
         _ => format!("{headline}. {}. {REDRIVE} {NO_FAILOVER}", action_lines.join(". Also: ")),
-    };
-    let document = incident_key(&inc.id);
+    }
+}
+
+/// The page's custom details: the incident's counts, where its document and manifests are.
+fn page_details(inc: &Incident, decision: &PageDecision, document: &str, manifest_keys: &[String]) -> BTreeMap<String, Value> {
     let mut details = BTreeMap::from([
         ("IncidentId".to_owned(), json!(inc.id)),
         ("Occurrence".to_owned(), json!(inc.occurrence)),
@@ -136,23 +181,15 @@ fn messages_for(
     if let PageDecision::Escalated { why } = decision {
         details.insert("Escalation".to_owned(), json!(why));
     }
-    let page = notification::paging_message(&Page {
-        envelope: envelope.clone(),
-        alarm_name: alarm_name(environment, &inc.id),
-        state,
-        reason,
-        description: format!(
-            "Databricks DR {environment}: S3 replication of {} (rule {rule}); incident {}, occurrence {}",
-            inc.source_bucket, inc.id, inc.occurrence
-        ),
-        time: rfc3339(now),
-        region: region.to_owned(),
-        details,
-    });
+    details
+}
 
+/// The chat note's body (Markdown): the headline, the counts, where the document and manifests are.
+fn chat_description(inc: &Incident, decision: &PageDecision, words: &Words, document: &str, manifest_keys: &[String]) -> String {
     let by_reason: Vec<String> = inc.counts_by_reason.iter().map(|(r, n)| format!("{r} {n}")).collect();
     let mut description = format!(
-        "*{headline}*\n- failed objects: {} ({} need action), events: {}\n- highest: {} ({})\n",
+        "*{}*\n- failed objects: {} ({} need action), events: {}\n- highest: {} ({})\n",
+        words.headline,
         inc.total_failed,
         inc.actionable_failed(),
         inc.total_events,
@@ -170,19 +207,24 @@ fn messages_for(
         description.push_str(&format!("- re-drive manifests of this batch: `{}`\n", manifest_keys.join("`, `")));
     }
     description.push_str(NO_FAILOVER);
-    let mut next_steps: Vec<String> = if *decision == PageDecision::Recovered {
-        vec!["Check that the re-drive (S3 Batch Replication) of the failed objects completed.".to_owned()]
-    } else {
-        actions.iter().filter(|a| a.severity >= Severity::Warning).take(3).map(|a| format!("{}: {}", a.cause, a.action)).collect()
-    };
-    if inc.total_failed > 0 && *decision != PageDecision::Recovered {
-        next_steps.push(REDRIVE.to_owned());
+    description
+}
+
+/// The chat note's next steps: the three most severe actions and the re-drive, or (recovered) the check that
+/// the re-drive completed.
+fn next_steps(inc: &Incident, decision: &PageDecision) -> Vec<String> {
+    if *decision == PageDecision::Recovered {
+        return vec!["Check that the re-drive (S3 Batch Replication) of the failed objects completed.".to_owned()];
     }
-    let chat = notification::chat_message(&ChatNote {
-        envelope,
-        title: format!("{verb}: {} rule {rule} ({})", inc.source_bucket, inc.highest_severity.as_str()),
-        description,
-        next_steps,
-    });
-    Some((page, chat))
+    let mut steps: Vec<String> = inc
+        .actions()
+        .iter()
+        .filter(|a| a.severity >= Severity::Warning)
+        .take(3)
+        .map(|a| format!("{}: {}", a.cause, a.action))
+        .collect();
+    if inc.total_failed > 0 {
+        steps.push(REDRIVE.to_owned());
+    }
+    steps
 }
