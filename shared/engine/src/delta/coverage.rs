@@ -53,6 +53,14 @@ fn covers(rule_prefix: &str, prefix: &str) -> bool {
 
 /// The pure part: the findings of one location from its buckets' answers.
 pub fn location_findings(loc: &Location, facts: &BucketFacts, settings: &CoverageSettings) -> Vec<Finding> {
+    let mut out = versioning_findings(loc, facts);
+    out.extend(rule_findings(loc, facts, settings));
+    out.extend(event_findings(loc, facts, settings));
+    out
+}
+
+/// Versioning on both buckets: S3 replicates nothing without it.
+fn versioning_findings(loc: &Location, facts: &BucketFacts) -> Vec<Finding> {
     let (p, r) = (&loc.primary.bucket, &loc.replica.bucket);
     let mut out = Vec::new();
     for (which, bucket, v) in [("versioning", p, &facts.primary_versioning), ("replica-versioning", r, &facts.replica_versioning)]
@@ -75,85 +83,99 @@ pub fn location_findings(loc: &Location, facts: &BucketFacts, settings: &Coverag
             )),
         }
     }
-    match &facts.rules {
-        Err(e) => out.push(f(
+    out
+}
+
+/// An enabled replication rule covering the location toward its replica, with metrics and Replication Time
+/// Control when the settings ask for them.
+fn rule_findings(loc: &Location, facts: &BucketFacts, settings: &CoverageSettings) -> Vec<Finding> {
+    let (p, r) = (&loc.primary.bucket, &loc.replica.bucket);
+    let rules = match &facts.rules {
+        Err(e) => {
+            return vec![f(
+                loc,
+                "replication",
+                Severity::Warning,
+                format!("the replication configuration of {p} could not be read: {e}"),
+                "grant s3:GetReplicationConfiguration on it to this stack's role".into(),
+            )];
+        }
+        Ok(rules) => rules,
+    };
+    let rule = rules.iter().find(|x| {
+        x.enabled && x.destination_bucket == *r && x.prefix.as_deref().is_some_and(|rp| covers(rp, &loc.primary.prefix))
+    });
+    let Some(rule) = rule else {
+        return vec![f(
             loc,
             "replication",
-            Severity::Warning,
-            format!("the replication configuration of {p} could not be read: {e}"),
-            "grant s3:GetReplicationConfiguration on it to this stack's role".into(),
-        )),
-        Ok(rules) => {
-            let rule = rules.iter().find(|x| {
-                x.enabled && x.destination_bucket == *r && x.prefix.as_deref().is_some_and(|rp| covers(rp, &loc.primary.prefix))
-            });
-            match rule {
-                None => out.push(f(
-                    loc,
-                    "replication",
-                    Severity::Critical,
-                    format!("no enabled replication rule of {p} covers {} toward {r}", String::from(loc.primary.clone())),
-                    format!(
-                        "add a rule with Filter.Prefix \"{}\" and Destination arn:aws:s3:::{r} (put-bucket-replication)",
-                        loc.primary.prefix
-                    ),
-                )),
-                Some(rule) => {
-                    if settings.metrics && !rule.metrics {
-                        out.push(f(
-                            loc,
-                            "metrics",
-                            Severity::Warning,
-                            format!("replication rule {} of {p} has replication metrics off: no failure events", rule.id),
-                            format!("set Destination.Metrics.Status=Enabled on rule {}", rule.id),
-                        ));
-                    }
-                    if settings.time_control && !rule.time_control {
-                        out.push(f(
-                            loc,
-                            "time-control",
-                            Severity::Warning,
-                            format!("replication rule {} of {p} has Replication Time Control off", rule.id),
-                            format!("set Destination.ReplicationTime.Status=Enabled (15 minutes) on rule {}", rule.id),
-                        ));
-                    }
-                }
-            }
-        }
-    }
-    match &facts.notifications {
-        Err(e) => out.push(f(
+            Severity::Critical,
+            format!("no enabled replication rule of {p} covers {} toward {r}", String::from(loc.primary.clone())),
+            format!(
+                "add a rule with Filter.Prefix \"{}\" and Destination arn:aws:s3:::{r} (put-bucket-replication)",
+                loc.primary.prefix
+            ),
+        )];
+    };
+    let mut out = Vec::new();
+    if settings.metrics && !rule.metrics {
+        out.push(f(
             loc,
-            "events",
+            "metrics",
             Severity::Warning,
-            format!("the event notifications of {p} could not be read: {e}"),
-            "grant s3:GetBucketNotification on it to this stack's role".into(),
-        )),
-        Ok(targets) => {
-            let reaches = targets.iter().any(|t| {
-                settings.events_target.as_ref().is_none_or(|want| *want == t.arn)
-                    && t.events.iter().any(|e| e.starts_with("s3:Replication:"))
-                    && t.prefix.as_deref().is_none_or(|fp| covers(fp, &loc.primary.prefix))
-            });
-            if !reaches {
-                out.push(f(
-                    loc,
-                    "events",
-                    Severity::Warning,
-                    format!(
-                        "bucket {p} sends no s3:Replication:* event for {} toward {}",
-                        loc.primary.prefix,
-                        settings.events_target.as_deref().unwrap_or("this stack")
-                    ),
-                    format!(
-                        "add a topic configuration with Events [\"s3:Replication:*\"] to {p} toward {}",
-                        settings.events_target.as_deref().unwrap_or("the replication-events topic")
-                    ),
-                ));
-            }
-        }
+            format!("replication rule {} of {p} has replication metrics off: no failure events", rule.id),
+            format!("set Destination.Metrics.Status=Enabled on rule {}", rule.id),
+        ));
+    }
+    if settings.time_control && !rule.time_control {
+        out.push(f(
+            loc,
+            "time-control",
+            Severity::Warning,
+            format!("replication rule {} of {p} has Replication Time Control off", rule.id),
+            format!("set Destination.ReplicationTime.Status=Enabled (15 minutes) on rule {}", rule.id),
+        ));
     }
     out
+}
+
+/// The bucket's `s3:Replication:*` events reach this stack (or the configured target) for the location.
+fn event_findings(loc: &Location, facts: &BucketFacts, settings: &CoverageSettings) -> Vec<Finding> {
+    let p = &loc.primary.bucket;
+    let targets = match &facts.notifications {
+        Err(e) => {
+            return vec![f(
+                loc,
+                "events",
+                Severity::Warning,
+                format!("the event notifications of {p} could not be read: {e}"),
+                "grant s3:GetBucketNotification on it to this stack's role".into(),
+            )];
+        }
+        Ok(targets) => targets,
+    };
+    let reaches = targets.iter().any(|t| {
+        settings.events_target.as_ref().is_none_or(|want| *want == t.arn)
+            && t.events.iter().any(|e| e.starts_with("s3:Replication:"))
+            && t.prefix.as_deref().is_none_or(|fp| covers(fp, &loc.primary.prefix))
+    });
+    if reaches {
+        return Vec::new();
+    }
+    vec![f(
+        loc,
+        "events",
+        Severity::Warning,
+        format!(
+            "bucket {p} sends no s3:Replication:* event for {} toward {}",
+            loc.primary.prefix,
+            settings.events_target.as_deref().unwrap_or("this stack")
+        ),
+        format!(
+            "add a topic configuration with Events [\"s3:Replication:*\"] to {p} toward {}",
+            settings.events_target.as_deref().unwrap_or("the replication-events topic")
+        ),
+    )]
 }
 
 /// Reads one location's buckets, side by side.
