@@ -53,61 +53,13 @@ pub(super) async fn merge<B: ControlBucket>(bucket: &B, state: &RunState, now: O
         .filter(|(_, kinds)| kinds.values().any(|k| !matches!(k.status, ExportStatus::Skipped { .. })))
         .map(|(s, _)| *s)
         .collect();
-    let now_ms = i64::try_from(state.started_at.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX);
-    let mut aged: BTreeMap<SiteName, BTreeSet<String>> = BTreeMap::new();
-    for site in &answered {
-        if let Some(before) = previous.get(site)
-            && let Some(clusters) = crate::workspace::read_kind(bucket, before, ObjectKind::Clusters).await?
-        {
-            aged.insert(*site, drift::aged_out_clusters(&clusters.objects, now_ms));
-        }
-    }
-    let mut entries: BTreeMap<SiteName, Vec<Value>> = BTreeMap::new();
-    let mut between = Vec::new();
-    let mut over_time: BTreeMap<SiteName, Vec<domain::databricks::drift::KindDrift>> = BTreeMap::new();
-    let mut tree_counts: BTreeMap<SiteName, (usize, usize)> = BTreeMap::new();
-    for kind in ObjectKind::ALL {
-        let mut sides: BTreeMap<SiteName, KindExport> = BTreeMap::new();
-        for (site, url) in &state.sites {
-            let k = merged_kind(bucket, state, *site, kind, summaries.get(site).and_then(|m| m.get(&kind))).await?;
-            let name = crate::workspace::kind_file(*site, kind);
-            let body = crate::workspace::kind_body(*site, url, &k, state.started_at);
-            entries.entry(*site).or_default().push(crate::snapshot::manifest_entry(&state.folder, &name, &body));
-            bucket.put(&format!("{}/{name}", state.folder), body, "application/json", WriteCondition::Overwrite).await?;
-            if !answered.contains(site) {
-                continue;
-            }
-            if kind == ObjectKind::WorkspaceObjects {
-                let count =
-                    |t: &str| k.objects.iter().filter(|o| o.get("object_type").and_then(Value::as_str) == Some(t)).count();
-                tree_counts.insert(*site, (count("NOTEBOOK"), count("FILE")));
-            }
-            if let Some(before) = previous.get(site)
-                && let Some(old) = crate::workspace::read_kind(bucket, before, kind).await?
-                && let Some(d) = crate::workspace::compare_kind(&old, &k, aged.get(site).unwrap_or(&BTreeSet::new()))
-            {
-                over_time.entry(*site).or_default().push(d);
-            }
-            sides.insert(*site, k);
-        }
-        for site in SiteName::ALL {
-            if !sides.contains_key(&site)
-                && let Some(p) = previous.get(&site)
-                && let Some(k) = crate::workspace::read_kind(bucket, p, kind).await?
-            {
-                sides.insert(site, k);
-            }
-        }
-        if let (Some(p), Some(s)) = (sides.get(&SiteName::Primary), sides.get(&SiteName::Secondary))
-            && let Some(d) = crate::workspace::compare_kind(p, s, &BTreeSet::new())
-        {
-            between.push(d);
-        }
-    }
+    let base = Baseline { aged: aged_clusters(bucket, state, &previous, &answered).await?, previous, answered };
+    let merged = merge_kinds(bucket, state, &summaries, &base).await?;
+    let Baseline { previous, answered, .. } = base;
     let elapsed_ms = u64::try_from((now - state.started_at).whole_milliseconds()).unwrap_or(0);
     let mut latest = previous.clone();
     for site in &answered {
-        let (notebooks, files) = tree_counts.get(site).copied().unwrap_or_default();
+        let (notebooks, files) = merged.tree_counts.get(site).copied().unwrap_or_default();
         let pointer = LatestExport {
             site: *site,
             workspace_url: state.sites.get(site).cloned().unwrap_or_default(),
@@ -121,31 +73,13 @@ pub(super) async fn merge<B: ControlBucket>(bucket: &B, state: &RunState, now: O
         };
         latest.insert(*site, pointer);
     }
-    let has_both = SiteName::ALL.iter().all(|s| latest.contains_key(s));
-    let between_sites = has_both.then(|| Drift { base: "primary".into(), other: "secondary".into(), kinds: between });
-    let over_time: BTreeMap<SiteName, Drift> = over_time
-        .into_iter()
-        .map(|(s, kinds)| (s, Drift { base: "previous snapshot".into(), other: "this snapshot".into(), kinds }))
-        .collect();
-    let drift = DriftReport {
-        generated_at: state.started_at,
-        snapshot_folder: state.folder.clone(),
-        sentence: crate::workspace::sentence(between_sites.as_ref(), &over_time, &latest),
-        between_sites,
-        over_time,
-    };
-    let drift_body = serde_json::to_vec_pretty(&drift).unwrap_or_default();
+    let drift_body =
+        serde_json::to_vec_pretty(&drift_report(state, merged.between, merged.over_time, &latest)).unwrap_or_default();
     let mut all: Vec<Value> = state.files.clone();
-    all.extend(entries.into_values().flatten());
+    all.extend(merged.entries.into_values().flatten());
     all.push(crate::snapshot::manifest_entry(&state.folder, "databricks/drift.json", &drift_body));
-    bucket
-        .put(
-            &format!("{}/databricks/drift.json", state.folder),
-            drift_body.clone(),
-            "application/json",
-            WriteCondition::Overwrite,
-        )
-        .await?;
+    let drift_key = format!("{}/databricks/drift.json", state.folder);
+    bucket.put(&drift_key, drift_body.clone(), "application/json", WriteCondition::Overwrite).await?;
     let manifest_key = format!("{}/manifest.json", state.folder);
     let manifest = crate::snapshot::manifest_body(&state.run_id, state.started_at, &all);
     bucket.put(&manifest_key, manifest, "application/json", WriteCondition::Overwrite).await?;
@@ -158,6 +92,116 @@ pub(super) async fn merge<B: ControlBucket>(bucket: &B, state: &RunState, now: O
     pointers.push((domain::layout::DATABRICKS_DRIFT.to_owned(), drift_body));
     crate::workspace::write_pointers(bucket, pointers).await?;
     Ok(manifest_key)
+}
+
+/// What a merge compares against: the latest exports before this run, the sites that answered this run, and
+/// the clusters of each that may have aged out of `clusters/list` since.
+struct Baseline {
+    previous: BTreeMap<SiteName, LatestExport>,
+    answered: BTreeSet<SiteName>,
+    aged: BTreeMap<SiteName, BTreeSet<String>>,
+}
+
+/// What merging every kind gives: each site's manifest entries, the drift between the sites and over time, and
+/// each site's counts of notebooks and files outside Repos.
+struct Merged {
+    entries: BTreeMap<SiteName, Vec<Value>>,
+    between: Vec<drift::KindDrift>,
+    over_time: BTreeMap<SiteName, Vec<drift::KindDrift>>,
+    tree_counts: BTreeMap<SiteName, (usize, usize)>,
+}
+
+/// The clusters of each answering site's previous export that may have aged out of the listing since: not
+/// reported removed.
+async fn aged_clusters<B: ControlBucket>(
+    bucket: &B,
+    state: &RunState,
+    previous: &BTreeMap<SiteName, LatestExport>,
+    answered: &BTreeSet<SiteName>,
+) -> Result<BTreeMap<SiteName, BTreeSet<String>>, StoreError> {
+    let now_ms = i64::try_from(state.started_at.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX);
+    let mut aged = BTreeMap::new();
+    for site in answered {
+        if let Some(before) = previous.get(site)
+            && let Some(clusters) = crate::workspace::read_kind(bucket, before, ObjectKind::Clusters).await?
+        {
+            aged.insert(*site, drift::aged_out_clusters(&clusters.objects, now_ms));
+        }
+    }
+    Ok(aged)
+}
+
+/// Writes each kind's file of each site and compares it with the other site (this run's, or the latest export
+/// of a site that did not answer) and with the site's previous export.
+async fn merge_kinds<B: ControlBucket>(
+    bucket: &B,
+    state: &RunState,
+    summaries: &BTreeMap<SiteName, BTreeMap<ObjectKind, KindSummary>>,
+    base: &Baseline,
+) -> Result<Merged, StoreError> {
+    let mut m =
+        Merged { entries: BTreeMap::new(), between: Vec::new(), over_time: BTreeMap::new(), tree_counts: BTreeMap::new() };
+    for kind in ObjectKind::ALL {
+        let mut sides: BTreeMap<SiteName, KindExport> = BTreeMap::new();
+        for (site, url) in &state.sites {
+            let k = merged_kind(bucket, state, *site, kind, summaries.get(site).and_then(|m| m.get(&kind))).await?;
+            let name = crate::workspace::kind_file(*site, kind);
+            let body = crate::workspace::kind_body(*site, url, &k, state.started_at);
+            m.entries.entry(*site).or_default().push(crate::snapshot::manifest_entry(&state.folder, &name, &body));
+            bucket.put(&format!("{}/{name}", state.folder), body, "application/json", WriteCondition::Overwrite).await?;
+            if !base.answered.contains(site) {
+                continue;
+            }
+            if kind == ObjectKind::WorkspaceObjects {
+                let count =
+                    |t: &str| k.objects.iter().filter(|o| o.get("object_type").and_then(Value::as_str) == Some(t)).count();
+                m.tree_counts.insert(*site, (count("NOTEBOOK"), count("FILE")));
+            }
+            if let Some(before) = base.previous.get(site)
+                && let Some(old) = crate::workspace::read_kind(bucket, before, kind).await?
+                && let Some(d) = crate::workspace::compare_kind(&old, &k, base.aged.get(site).unwrap_or(&BTreeSet::new()))
+            {
+                m.over_time.entry(*site).or_default().push(d);
+            }
+            sides.insert(*site, k);
+        }
+        for site in SiteName::ALL {
+            if !sides.contains_key(&site)
+                && let Some(p) = base.previous.get(&site)
+                && let Some(k) = crate::workspace::read_kind(bucket, p, kind).await?
+            {
+                sides.insert(site, k);
+            }
+        }
+        if let (Some(p), Some(s)) = (sides.get(&SiteName::Primary), sides.get(&SiteName::Secondary))
+            && let Some(d) = crate::workspace::compare_kind(p, s, &BTreeSet::new())
+        {
+            m.between.push(d);
+        }
+    }
+    Ok(m)
+}
+
+/// The drift document of the run: between the sites (when both have an export) and each site over time.
+fn drift_report(
+    state: &RunState,
+    between: Vec<drift::KindDrift>,
+    over_time: BTreeMap<SiteName, Vec<drift::KindDrift>>,
+    latest: &BTreeMap<SiteName, LatestExport>,
+) -> DriftReport {
+    let has_both = SiteName::ALL.iter().all(|s| latest.contains_key(s));
+    let between_sites = has_both.then(|| Drift { base: "primary".into(), other: "secondary".into(), kinds: between });
+    let over_time: BTreeMap<SiteName, Drift> = over_time
+        .into_iter()
+        .map(|(s, kinds)| (s, Drift { base: "previous snapshot".into(), other: "this snapshot".into(), kinds }))
+        .collect();
+    DriftReport {
+        generated_at: state.started_at,
+        snapshot_folder: state.folder.clone(),
+        sentence: crate::workspace::sentence(between_sites.as_ref(), &over_time, latest),
+        between_sites,
+        over_time,
+    }
 }
 
 /// Per site, as the one-invocation snapshot answers it (`workspace::export_summary`): whether it was exported,
