@@ -113,25 +113,8 @@ pub async fn export_and_compare<B: ControlBucket>(
     folder: &str,
     now: OffsetDateTime,
 ) -> Result<ExportOutcome, StoreError> {
-    let exports = join_all(sites.iter().map(|(site, config)| async move {
-        let started = std::time::Instant::now();
-        let record = progress::ExportRecord::started(*site, config.workspace_url(), folder, now);
-        let tracker = export::Progress::default();
-        let objects = progress::tracked(bucket, record, &tracker, PROGRESS_EVERY, async {
-            match connector.connect(*site, config) {
-                Ok(api) => {
-                    let warehouse = config.export_settings().sql_warehouse_id;
-                    export::export_site_with(api.as_ref(), limits, &tracker, warehouse.as_deref()).await
-                }
-                Err(e) => SiteObjects::skipped(&e.to_string()),
-            }
-        })
-        .await;
-        let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        tracing::info!(site = %site, requests = objects.requests, elapsed_ms, "workspace exported");
-        (*site, config.workspace_url().to_owned(), objects, elapsed_ms)
-    }))
-    .await;
+    let exports =
+        join_all(sites.iter().map(|(site, config)| export_one(bucket, connector, *site, config, limits, folder, now))).await;
     let previous = read_latest(bucket).await?;
     let mut files = Vec::new();
     let mut latest = previous.clone();
@@ -156,24 +139,7 @@ pub async fn export_and_compare<B: ControlBucket>(
         latest.insert(site, pointer);
         current.insert(site, this);
     }
-    // The other site's side of the comparison: this snapshot's export, or its latest good one.
-    let mut sides = BTreeMap::new();
-    for site in SiteName::ALL {
-        match current.remove(&site) {
-            Some(kinds) => {
-                sides.insert(site, kinds);
-            }
-            None => {
-                if let Some(p) = latest.get(&site) {
-                    sides.insert(site, read_kinds(bucket, p).await?);
-                }
-            }
-        }
-    }
-    let between_sites = match (sides.get(&SiteName::Primary), sides.get(&SiteName::Secondary)) {
-        (Some(p), Some(s)) => Some(compare("primary", p, "secondary", s, None)),
-        _ => None,
-    };
+    let between_sites = between_sites(bucket, current, &latest).await?;
     let drift = DriftReport {
         generated_at: now,
         snapshot_folder: folder.to_owned(),
@@ -191,6 +157,60 @@ pub async fn export_and_compare<B: ControlBucket>(
     }
     pointers.push((domain::layout::DATABRICKS_DRIFT.to_owned(), drift_body));
     Ok(ExportOutcome { files, pointers, latest, drift })
+}
+
+/// Exports one site, its progress recorded as it goes: (site, workspace URL, objects, elapsed ms).
+async fn export_one<B: ControlBucket>(
+    bucket: &B,
+    connector: &dyn WorkspaceConnector,
+    site: SiteName,
+    config: &SiteConfig,
+    limits: ExportLimits,
+    folder: &str,
+    now: OffsetDateTime,
+) -> (SiteName, String, SiteObjects, u64) {
+    let started = std::time::Instant::now();
+    let record = progress::ExportRecord::started(site, config.workspace_url(), folder, now);
+    let tracker = export::Progress::default();
+    let objects = progress::tracked(bucket, record, &tracker, PROGRESS_EVERY, async {
+        match connector.connect(site, config) {
+            Ok(api) => {
+                let warehouse = config.export_settings().sql_warehouse_id;
+                export::export_site_with(api.as_ref(), limits, &tracker, warehouse.as_deref()).await
+            }
+            Err(e) => SiteObjects::skipped(&e.to_string()),
+        }
+    })
+    .await;
+    let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    tracing::info!(site = %site, requests = objects.requests, elapsed_ms, "workspace exported");
+    (site, config.workspace_url().to_owned(), objects, elapsed_ms)
+}
+
+/// The drift between the sites: each side is this snapshot's export, or that site's latest good one; none
+/// while either side has never been exported.
+async fn between_sites<B: ControlBucket>(
+    bucket: &B,
+    mut current: BTreeMap<SiteName, BTreeMap<ObjectKind, KindExport>>,
+    latest: &BTreeMap<SiteName, LatestExport>,
+) -> Result<Option<Drift>, StoreError> {
+    let mut sides = BTreeMap::new();
+    for site in SiteName::ALL {
+        match current.remove(&site) {
+            Some(kinds) => {
+                sides.insert(site, kinds);
+            }
+            None => {
+                if let Some(p) = latest.get(&site) {
+                    sides.insert(site, read_kinds(bucket, p).await?);
+                }
+            }
+        }
+    }
+    Ok(match (sides.get(&SiteName::Primary), sides.get(&SiteName::Secondary)) {
+        (Some(p), Some(s)) => Some(compare("primary", p, "secondary", s, None)),
+        _ => None,
+    })
 }
 
 /// Writes an outcome's pointers and drift: after the snapshot's files, so that a pointer never names files
