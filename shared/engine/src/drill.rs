@@ -6,7 +6,7 @@ use crate::documents::{self, ACTIVE, DATA_PLANE, POLICY, SITE_PRIMARY, SITE_SECO
 use crate::error::StoreError;
 use crate::failover::{Engine, EngineError, EngineSettings, ExecutionResult, MoveRequest};
 use crate::lock::{self, DRILL_LOCK_KEY, FAILOVER_LOCK_KEY};
-use crate::ports::{Clock, ControlBucket, Notifier, ParameterStore, WriteCondition};
+use crate::ports::{Clock, ControlBucket, Notifier, Parameter, ParameterStore, WriteCondition};
 use crate::record::record_key;
 use crate::report::report_keys;
 use crate::response::{DrillCleanup, Outcome};
@@ -46,37 +46,17 @@ pub async fn drill<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
     .map_err(not_started)?;
     let active_site = docs.active.valid().map(|a| a.site);
 
-    // Guard rails: never beside a real execution, never in a blocked date or window.
-    if let Some((holder, _, held_at)) = failover_lock
-        && !holder.expired(held_at)
-    {
-        let msg =
-            format!("a real execution is in flight ({}, {:?}); drills wait until it ends", holder.execution_id, holder.state);
-        return Ok(refused(&id, active_site, msg));
-    }
-    if let Some(policy) = docs.effective_policy()
-        && let Some(why) = policy.drill_blocked(now)
-    {
-        return Ok(refused(&id, active_site, format!("drill refused: {why}")));
+    if let Some(why) = guard_rails(&docs, failover_lock, now) {
+        return Ok(refused(&id, active_site, why));
     }
     let Some(active) = docs.active.valid() else {
         let msg = format!("drill refused: {}", docs.active.problem().unwrap_or_default());
         return Ok(refused(&id, active_site, msg));
     };
     let live_active_version = tree.iter().find(|p| p.name == live.child(ACTIVE)).map(|p| p.version);
-
-    // The isolated copy: the six documents as they are now (never SecureStrings).
     let copy_prefix = SsmPrefix::parse(&live.child(&format!("drills/{id}")))
         .map_err(|problem| EngineError::Corrupt { execution_id: id.clone(), problem: format!("drill prefix: {problem}") })?;
-    let mut copied = Vec::new();
-    // And client redirection's document, so that the drill lists the DNS change it would make.
-    for rel in [ACTIVE, SITE_PRIMARY, SITE_SECONDARY, POLICY, DATA_PLANE, crate::failover::REDIRECTION] {
-        if let Some(p) = tree.iter().find(|p| p.name == live.child(rel) && !p.is_secure()) {
-            let name = copy_prefix.child(rel);
-            engine.params.put(&name, &p.value, false).await.map_err(not_started)?;
-            copied.push(name);
-        }
-    }
+    let copied = copy_documents(&engine.params, &tree, live, &copy_prefix).await.map_err(not_started)?;
 
     // The same engine code path, over the copy, under the drill lock, with info-only messages.
     let drill_engine = Engine {
@@ -116,6 +96,43 @@ pub async fn drill<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
         append_cleanup_to_report(engine, &id, key, &cleanup).await.map_err(not_started)?;
     }
     Ok(DrillResult { execution, cleanup: Some(cleanup) })
+}
+
+/// Why a drill may not run now, if it may not: never beside a real execution, never in a blocked date or window.
+fn guard_rails(
+    docs: &documents::DrDocuments,
+    failover_lock: Option<(lock::LockDoc, String, time::OffsetDateTime)>,
+    now: time::OffsetDateTime,
+) -> Option<String> {
+    if let Some((holder, _, held_at)) = failover_lock
+        && !holder.expired(held_at)
+    {
+        return Some(format!(
+            "a real execution is in flight ({}, {:?}); drills wait until it ends",
+            holder.execution_id, holder.state
+        ));
+    }
+    let why = docs.effective_policy()?.drill_blocked(now)?;
+    Some(format!("drill refused: {why}"))
+}
+
+/// The isolated copy: the six documents as they are now (never SecureStrings), and client redirection's
+/// document, so that the drill lists the DNS change it would make. Returns the names written.
+async fn copy_documents<P: ParameterStore>(
+    params: &P,
+    tree: &[Parameter],
+    live: &SsmPrefix,
+    copy_prefix: &SsmPrefix,
+) -> Result<Vec<String>, StoreError> {
+    let mut copied = Vec::new();
+    for rel in [ACTIVE, SITE_PRIMARY, SITE_SECONDARY, POLICY, DATA_PLANE, crate::failover::REDIRECTION] {
+        if let Some(p) = tree.iter().find(|p| p.name == live.child(rel) && !p.is_secure()) {
+            let name = copy_prefix.child(rel);
+            params.put(&name, &p.value, false).await?;
+            copied.push(name);
+        }
+    }
+    Ok(copied)
 }
 
 async fn clean_up<P: ParameterStore, B: ControlBucket, N, C: Clock>(
