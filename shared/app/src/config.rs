@@ -59,17 +59,8 @@ impl Config {
 
     /// Reads through `lookup` (the environment, or a map in tests).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        fn required<T>(
-            lookup: &impl Fn(&str) -> Option<String>,
-            name: &'static str,
-            expected: &'static str,
-            parse: fn(&str) -> Result<T, String>,
-        ) -> Result<T, ConfigError> {
-            let value = lookup(name).filter(|v| !v.trim().is_empty()).ok_or(ConfigError::Missing { name, expected })?;
-            parse(&value).map_err(|problem| ConfigError::Invalid { name, value, problem, expected })
-        }
-        const TOPIC: &str = "an SNS topic ARN such as arn:aws:sns:us-west-2:123456789012:dr-paging";
-        let chat_topic = match lookup("DR_CHAT_TOPIC_ARN").filter(|v| !v.trim().is_empty()) {
+        let env = Env(&lookup);
+        let chat_topic = match env.get("DR_CHAT_TOPIC_ARN") {
             None => None,
             Some(value) => Some(TopicArn::parse(&value).map_err(|problem| ConfigError::Invalid {
                 name: "DR_CHAT_TOPIC_ARN",
@@ -78,36 +69,85 @@ impl Config {
                 expected: TOPIC,
             })?),
         };
-        let number = |name: &'static str, default: u32, range: std::ops::RangeInclusive<u32>| -> Result<u32, ConfigError> {
-            match lookup(name).filter(|v| !v.trim().is_empty()) {
-                None => Ok(default),
-                Some(value) => match value.trim().parse::<u32>() {
-                    Ok(n) if range.contains(&n) => Ok(n),
-                    _ => Err(ConfigError::Invalid {
-                        name,
-                        problem: format!("not a whole number in {}..={}", range.start(), range.end()),
-                        value,
-                        expected: "a whole number",
-                    }),
-                },
-            }
-        };
-        let prime_connections = match lookup("DR_PRIME_CONNECTIONS").filter(|v| !v.trim().is_empty()) {
-            None => false,
+        let manual_trigger_function = lookup("DR_MANUAL_TRIGGER_FUNCTION")
+            .or_else(|| lookup("AWS_LAMBDA_FUNCTION_NAME").filter(|n| n.contains("manual-trigger")))
+            .filter(|v| !v.trim().is_empty())
+            .unwrap_or_else(|| "manual-trigger".to_owned());
+        Ok(Config {
+            region: env.region()?,
+            lock_lease_seconds: env.number("DR_LOCK_LEASE_SECONDS", 120, 1..=3600)?,
+            approval_window_minutes: env.number("DR_APPROVAL_WINDOW_MINUTES", 60, 1..=10080)?,
+            manual_trigger_function,
+            replication_quiet_minutes: env.number("DR_REPLICATION_QUIET_MINUTES", 30, 1..=10080)?,
+            prime_connections: env.flag("DR_PRIME_CONNECTIONS")?,
+            export_deadline_seconds: env.number("DR_EXPORT_DEADLINE_SECONDS", 90, 1..=840)?,
+            export_concurrency: env.number("DR_EXPORT_CONCURRENCY", 32, 1..=64)?,
+            export_queue_url: env.get("DR_EXPORT_QUEUE_URL").map(|v| v.trim().to_owned()),
+            export_part_size: env.number("DR_EXPORT_PART_SIZE", 2000, 1..=100_000)?,
+            environment: env.required("DR_ENVIRONMENT", "a short environment name such as prod", EnvironmentName::parse)?,
+            ssm_prefix: env.required("DR_SSM_PREFIX", "an SSM path such as /dr/prod", SsmPrefix::parse)?,
+            control_bucket: env.required("DR_CONTROL_BUCKET", "an S3 bucket name", BucketName::parse)?,
+            paging_topic: env.required("DR_PAGING_TOPIC_ARN", TOPIC, TopicArn::parse)?,
+            chat_topic,
+        })
+    }
+}
+
+/// What a topic variable expects.
+const TOPIC: &str = "an SNS topic ARN such as arn:aws:sns:us-west-2:123456789012:dr-paging";
+
+/// The variables, read through a lookup: blank counts as unset, every problem names the variable and what it
+/// expects.
+struct Env<'a, F: Fn(&str) -> Option<String>>(&'a F);
+
+impl<F: Fn(&str) -> Option<String>> Env<'_, F> {
+    /// The variable's value, unless unset or blank.
+    fn get(&self, name: &str) -> Option<String> {
+        (self.0)(name).filter(|v| !v.trim().is_empty())
+    }
+
+    /// A variable that must be set and parse.
+    fn required<T>(
+        &self,
+        name: &'static str,
+        expected: &'static str,
+        parse: fn(&str) -> Result<T, String>,
+    ) -> Result<T, ConfigError> {
+        let value = self.get(name).ok_or(ConfigError::Missing { name, expected })?;
+        parse(&value).map_err(|problem| ConfigError::Invalid { name, value, problem, expected })
+    }
+
+    /// A whole number in `range`, `default` when unset.
+    fn number(&self, name: &'static str, default: u32, range: std::ops::RangeInclusive<u32>) -> Result<u32, ConfigError> {
+        let Some(value) = self.get(name) else { return Ok(default) };
+        match value.trim().parse::<u32>() {
+            Ok(n) if range.contains(&n) => Ok(n),
+            _ => Err(ConfigError::Invalid {
+                name,
+                problem: format!("not a whole number in {}..={}", range.start(), range.end()),
+                value,
+                expected: "a whole number",
+            }),
+        }
+    }
+
+    /// `true` or `false`, false when unset.
+    fn flag(&self, name: &'static str) -> Result<bool, ConfigError> {
+        match self.get(name) {
+            None => Ok(false),
             Some(value) => match value.trim() {
-                "true" => true,
-                "false" => false,
+                "true" => Ok(true),
+                "false" => Ok(false),
                 _ => {
-                    return Err(ConfigError::Invalid {
-                        name: "DR_PRIME_CONNECTIONS",
-                        value,
-                        problem: "neither true nor false".into(),
-                        expected: "true or false",
-                    });
+                    Err(ConfigError::Invalid { name, value, problem: "neither true nor false".into(), expected: "true or false" })
                 }
             },
-        };
-        let region = lookup("AWS_REGION").filter(|v| !v.trim().is_empty()).ok_or(ConfigError::Missing {
+        }
+    }
+
+    /// `AWS_REGION`, which Lambda always sets: a region code.
+    fn region(&self) -> Result<String, ConfigError> {
+        let region = self.get("AWS_REGION").ok_or(ConfigError::Missing {
             name: "AWS_REGION",
             expected: "the AWS region code the stack runs in, e.g. us-west-2",
         })?;
@@ -119,27 +159,7 @@ impl Config {
                 expected: "e.g. us-west-2",
             });
         }
-        let manual_trigger_function = lookup("DR_MANUAL_TRIGGER_FUNCTION")
-            .or_else(|| lookup("AWS_LAMBDA_FUNCTION_NAME").filter(|n| n.contains("manual-trigger")))
-            .filter(|v| !v.trim().is_empty())
-            .unwrap_or_else(|| "manual-trigger".to_owned());
-        Ok(Config {
-            region,
-            lock_lease_seconds: number("DR_LOCK_LEASE_SECONDS", 120, 1..=3600)?,
-            approval_window_minutes: number("DR_APPROVAL_WINDOW_MINUTES", 60, 1..=10080)?,
-            manual_trigger_function,
-            replication_quiet_minutes: number("DR_REPLICATION_QUIET_MINUTES", 30, 1..=10080)?,
-            prime_connections,
-            export_deadline_seconds: number("DR_EXPORT_DEADLINE_SECONDS", 90, 1..=840)?,
-            export_concurrency: number("DR_EXPORT_CONCURRENCY", 32, 1..=64)?,
-            export_queue_url: lookup("DR_EXPORT_QUEUE_URL").map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()),
-            export_part_size: number("DR_EXPORT_PART_SIZE", 2000, 1..=100_000)?,
-            environment: required(&lookup, "DR_ENVIRONMENT", "a short environment name such as prod", EnvironmentName::parse)?,
-            ssm_prefix: required(&lookup, "DR_SSM_PREFIX", "an SSM path such as /dr/prod", SsmPrefix::parse)?,
-            control_bucket: required(&lookup, "DR_CONTROL_BUCKET", "an S3 bucket name", BucketName::parse)?,
-            paging_topic: required(&lookup, "DR_PAGING_TOPIC_ARN", TOPIC, TopicArn::parse)?,
-            chat_topic,
-        })
+        Ok(region)
     }
 }
 
