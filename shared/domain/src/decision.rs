@@ -195,7 +195,7 @@ pub fn fence(input: &FenceInput<'_>) -> Fence {
 pub fn decide(input: &DecisionInput<'_>) -> Decision {
     let target = input.target;
     let mut reasons = Vec::new();
-    let mut overrides = Vec::new();
+    let overrides = Vec::new();
     let done = |action, reasons, overrides| Decision { action, target, reasons, overrides };
 
     if let Initiator::Alarm { alarm_name } = input.initiator {
@@ -243,62 +243,67 @@ pub fn decide(input: &DecisionInput<'_>) -> Decision {
     }
 
     match input.initiator {
-        Initiator::Human { requested_by } => {
-            match &input.policy {
-                Ok(p) if p.mode == PolicyMode::NotifyOnly => {
-                    overrides.push(format!("policy mode is notify-only: overridden by {requested_by}"))
-                }
-                Ok(p) => {
-                    if let Some(c) = cooldown_left(input.active, p, input.now) {
-                        overrides.push(format!(
-                            "inside the cooldown ({c} min left of {}): overridden by {requested_by}",
-                            p.cooldown_minutes
-                        ));
-                    }
-                }
-                Err(problem) => overrides.push(format!("the policy is invalid ({problem}): overridden by {requested_by}")),
-            }
-            reasons.push(format!("requested by {requested_by}"));
-            done(Action::Execute, reasons, overrides)
+        Initiator::Human { requested_by } => human_decision(input, requested_by, reasons),
+        Initiator::Alarm { alarm_name } => alarm_decision(input, alarm_name, reasons),
+    }
+}
+
+/// A human's request past the gate: executed, with the policy's mode and cooldown recorded as overridden.
+fn human_decision(input: &DecisionInput<'_>, requested_by: &str, mut reasons: Vec<String>) -> Decision {
+    let mut overrides = Vec::new();
+    match &input.policy {
+        Ok(p) if p.mode == PolicyMode::NotifyOnly => {
+            overrides.push(format!("policy mode is notify-only: overridden by {requested_by}"))
         }
-        Initiator::Alarm { alarm_name } => {
-            reasons.push(format!("alarm {alarm_name:?} is a failover alarm"));
-            if input.active.is_none() {
-                reasons.push("without a readable active config no automatic action is taken: a human must decide".to_owned());
-                return done(Action::NotifyOnly, reasons, overrides);
+        Ok(p) => {
+            if let Some(c) = cooldown_left(input.active, p, input.now) {
+                overrides
+                    .push(format!("inside the cooldown ({c} min left of {}): overridden by {requested_by}", p.cooldown_minutes));
             }
-            if target == SiteName::Primary {
-                reasons.push("no automatic failback: after a failover only a human returns to the primary".to_owned());
-                return done(Action::NotifyOnly, reasons, overrides);
-            }
-            let policy = match &input.policy {
-                Ok(p) => p,
-                Err(problem) => {
-                    reasons.push(format!("the policy is invalid ({problem}): no automatic action"));
-                    return done(Action::NotifyOnly, reasons, overrides);
-                }
-            };
-            if let Some(left) = cooldown_left(input.active, policy, input.now) {
-                reasons.push(format!(
-                    "inside the cooldown: last promotion less than {} min ago ({left} min left)",
-                    policy.cooldown_minutes
-                ));
-                return done(Action::NotifyOnly, reasons, overrides);
-            }
-            match policy.mode {
-                PolicyMode::NotifyOnly => {
-                    reasons.push("policy mode is notify-only (kill switch)".to_owned());
-                    done(Action::NotifyOnly, reasons, overrides)
-                }
-                PolicyMode::Approval => {
-                    reasons.push("policy mode is approval: a human approves".to_owned());
-                    done(Action::AwaitApproval, reasons, overrides)
-                }
-                PolicyMode::Auto => {
-                    reasons.push("policy mode is auto".to_owned());
-                    done(Action::Execute, reasons, overrides)
-                }
-            }
+        }
+        Err(problem) => overrides.push(format!("the policy is invalid ({problem}): overridden by {requested_by}")),
+    }
+    reasons.push(format!("requested by {requested_by}"));
+    Decision { action: Action::Execute, target: input.target, reasons, overrides }
+}
+
+/// A failover alarm past the gate: no automatic action without a readable active config, toward the primary,
+/// with an invalid policy or inside the cooldown; otherwise what the policy's mode says.
+fn alarm_decision(input: &DecisionInput<'_>, alarm_name: &str, mut reasons: Vec<String>) -> Decision {
+    let done = |action, reasons| Decision { action, target: input.target, reasons, overrides: Vec::new() };
+    reasons.push(format!("alarm {alarm_name:?} is a failover alarm"));
+    if input.active.is_none() {
+        reasons.push("without a readable active config no automatic action is taken: a human must decide".to_owned());
+        return done(Action::NotifyOnly, reasons);
+    }
+    if input.target == SiteName::Primary {
+        reasons.push("no automatic failback: after a failover only a human returns to the primary".to_owned());
+        return done(Action::NotifyOnly, reasons);
+    }
+    let policy = match &input.policy {
+        Ok(p) => p,
+        Err(problem) => {
+            reasons.push(format!("the policy is invalid ({problem}): no automatic action"));
+            return done(Action::NotifyOnly, reasons);
+        }
+    };
+    if let Some(left) = cooldown_left(input.active, policy, input.now) {
+        reasons
+            .push(format!("inside the cooldown: last promotion less than {} min ago ({left} min left)", policy.cooldown_minutes));
+        return done(Action::NotifyOnly, reasons);
+    }
+    match policy.mode {
+        PolicyMode::NotifyOnly => {
+            reasons.push("policy mode is notify-only (kill switch)".to_owned());
+            done(Action::NotifyOnly, reasons)
+        }
+        PolicyMode::Approval => {
+            reasons.push("policy mode is approval: a human approves".to_owned());
+            done(Action::AwaitApproval, reasons)
+        }
+        PolicyMode::Auto => {
+            reasons.push("policy mode is auto".to_owned());
+            done(Action::Execute, reasons)
         }
     }
 }
