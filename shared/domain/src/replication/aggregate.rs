@@ -313,6 +313,13 @@ where
         }
     }
 
+    let incidents = into_incidents(groups);
+    BatchAggregate { records: total, duplicates, incidents, failed_objects }
+}
+
+/// The groups, gathered by incident (source bucket and rule), each incident's groups in key order and its
+/// messages once each.
+fn into_incidents<'a>(groups: FastMap<BorrowedGroupKey<'a>, Building<'a>>) -> Vec<GroupedForIncident> {
     let mut by_incident: BTreeMap<(&str, &str), GroupedForIncident> = BTreeMap::new();
     for ((bucket, rule, dest, event_type, reason), b) in groups {
         let inc = by_incident.entry((bucket, rule)).or_insert_with(|| GroupedForIncident {
@@ -336,7 +343,7 @@ where
             sample_keys: b.sample.into_iter().map(|(_, k)| k.to_owned()).collect(),
         });
     }
-    let incidents = by_incident
+    by_incident
         .into_values()
         .map(|mut inc| {
             inc.groups.sort_by(|a, b| a.key.cmp(&b.key));
@@ -344,8 +351,7 @@ where
             inc.messages.dedup();
             inc
         })
-        .collect();
-    BatchAggregate { records: total, duplicates, incidents, failed_objects }
+        .collect()
 }
 
 /// Inserts into a bottom-k sample kept sorted by (hash, key); a key already present is not added twice.
