@@ -289,7 +289,8 @@ fn convert_body(raw: RawBody<'_>, allow_envelope: bool) -> Result<Notification, 
     }
 }
 
-fn convert_record(i: usize, r: RawRecord<'_>) -> Result<ReplicationRecord, ParseError> {
+/// The record's event type, after its version (2.x) and source (`aws:s3`) are checked.
+fn event_type_of(i: usize, r: &RawRecord<'_>) -> Result<ReplicationEventType, ParseError> {
     if let Some(v) = &r.event_version
         && !v.starts_with("2.")
     {
@@ -308,16 +309,18 @@ fn convert_record(i: usize, r: RawRecord<'_>) -> Result<ReplicationRecord, Parse
             expected: "aws:s3",
         });
     }
-    let Some(event_name) = r.event_name else {
+    let Some(event_name) = &r.event_name else {
         return Err(ParseError::MissingField { path: format!("Records[{i}].eventName"), expected: EXPECTED_EVENT_NAME });
     };
-    let Some(event_type) = ReplicationEventType::from_event_name(&event_name) else {
-        return Err(ParseError::InvalidField {
-            path: format!("Records[{i}].eventName"),
-            value: event_name.into_owned(),
-            expected: EXPECTED_EVENT_NAME,
-        });
-    };
+    ReplicationEventType::from_event_name(event_name).ok_or_else(|| ParseError::InvalidField {
+        path: format!("Records[{i}].eventName"),
+        value: event_name.to_string(),
+        expected: EXPECTED_EVENT_NAME,
+    })
+}
+
+fn convert_record(i: usize, r: RawRecord<'_>) -> Result<ReplicationRecord, ParseError> {
+    let event_type = event_type_of(i, &r)?;
     let event_time = match r.event_time {
         None => None,
         Some(t) => Some(OffsetDateTime::parse(&t, &Rfc3339).map_err(|_| ParseError::InvalidField {
