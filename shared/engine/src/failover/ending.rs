@@ -1,14 +1,13 @@
 //! How an execution ends other than by completing: stopped (resumable), failed, superseded, unlocked.
 use crate::documents::DrDocuments;
 use crate::error::StoreError;
-use crate::failover::{Attempt, Engine, EngineError, EngineResult, ExecutionResult, Held};
+use crate::failover::{Engine, EngineError, EngineResult, ExecutionResult, Held};
 use crate::lock::{Acquired, LockDoc, LockState};
 use crate::ports::{Channel, Clock, ControlBucket, Notifier, ParameterStore};
-use crate::record::{ExecutionState, Recorder, SentMessage, Step, StepOutcome};
+use crate::record::{ExecutionRecord, ExecutionState, Recorder, SentMessage, Step, StepOutcome};
 use crate::response::Outcome;
 use crate::{documents, lock, record, report};
 use domain::notification::{PageState, Severity};
-use domain::primitives::rfc3339;
 use time::OffsetDateTime;
 
 impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N, C> {
@@ -328,7 +327,7 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
         let docs = documents::from_tree(&tree, &self.settings.prefix);
         let active_site = docs.active.valid().map(|a| a.site);
         let refuse = |message: String| Ok(ExecutionResult::answer(Outcome::Rejected, execution_id, active_site, message));
-        let Some(mut rec) = existing else {
+        let Some(rec) = existing else {
             return refuse(format!("no execution {execution_id:?} exists; expected the id of a stopped execution (see status)"));
         };
         if rec.record.state == ExecutionState::Cancelled {
@@ -355,34 +354,36 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
         }
         // Take the lock so that no attempt of this execution runs meanwhile: a stopped, expired or waiting lock
         // of this execution is taken over; a live attempt is not.
-        let attempt = Attempt { id: attempt_id, tree, docs, prefetched: None };
         let now = self.now();
-        let ours = LockDoc {
-            execution_id: execution_id.to_owned(),
-            attempt_id: attempt.id.clone(),
-            state: LockState::Running,
-            acquired_at: rfc3339(now),
-            lease_expires_at: rfc3339(now + self.settings.lock_lease),
-            holder: self.settings.holder.clone(),
-        };
+        let ours = self.running_lock(execution_id, &attempt_id, now);
         let held = match lock::acquire(&self.bucket, &self.settings.lock_key, &ours, true, now).await.map_err(not_started)? {
             Acquired::Yes { etag, doc, store, .. } => Some(Held { doc, etag, store }),
             Acquired::Held(doc) if doc.execution_id == execution_id => {
-                return Ok(ExecutionResult {
-                    in_flight: Some(doc),
-                    ..ExecutionResult::answer(
-                        Outcome::InProgress,
-                        execution_id,
-                        active_site,
-                        format!(
-                            "execution {execution_id} is in flight (a live attempt holds the lock): wait, or `unlock` it first"
-                        ),
-                    )
-                });
+                let message =
+                    format!("execution {execution_id} is in flight (a live attempt holds the lock): wait, or `unlock` it first");
+                let answer = ExecutionResult::answer(Outcome::InProgress, execution_id, active_site, message);
+                return Ok(ExecutionResult { in_flight: Some(doc), ..answer });
             }
             // Another execution holds the lock: this one holds nothing, so nothing of it runs.
             Acquired::Held(_) => None,
         };
+        let record = self.record_cancel(rec, requested_by, reason, held, now).await?;
+        Ok(self.result_of(&record, Outcome::Completed, active_site, format!("execution {execution_id} cancelled")))
+    }
+
+    /// Records a cancellation (who, why) in the record and its report, pays its `OK` page and releases the lock
+    /// `held` (if any).
+    async fn record_cancel(
+        &self,
+        mut rec: Recorder,
+        requested_by: &str,
+        reason: Option<&str>,
+        held: Option<Held>,
+        now: OffsetDateTime,
+    ) -> EngineResult<ExecutionRecord> {
+        let execution_id = rec.record.execution_id.clone();
+        let execution_id = execution_id.as_str();
+        let not_started = |source| EngineError::NotStarted { execution_id: execution_id.to_owned(), source };
         let why = reason.unwrap_or("no reason given");
         rec.record.note(now, format!("cancelled by {requested_by}: {why}"));
         rec.record.decision.reasons.push(format!("cancelled by {requested_by}: {why}"));
@@ -431,6 +432,6 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
             });
         }
         tracing::warn!(execution_id, requested_by, "execution cancelled");
-        Ok(self.result_of(&rec.record, Outcome::Completed, active_site, format!("execution {execution_id} cancelled")))
+        Ok(rec.record)
     }
 }

@@ -502,6 +502,18 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
     }
 
     /// Takes the lock; `None` when someone holds it.
+    /// The lock document of an attempt that runs `execution_id` from `now`, with the short lease.
+    pub(super) fn running_lock(&self, execution_id: &str, attempt_id: &str, now: OffsetDateTime) -> LockDoc {
+        LockDoc {
+            execution_id: execution_id.to_owned(),
+            attempt_id: attempt_id.to_owned(),
+            state: LockState::Running,
+            acquired_at: rfc3339(now),
+            lease_expires_at: rfc3339(now + self.settings.lock_lease),
+            holder: self.settings.holder.clone(),
+        }
+    }
+
     /// Takes the lock for this attempt (always with the short lease: an approval's long lease is set only once
     /// its record and page exist, so that an attempt that dies before never holds the lock for an hour);
     /// `Err(holder)` when someone else holds it.
@@ -512,15 +524,7 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
         approving: bool,
     ) -> EngineResult<Result<Held, LockDoc>> {
         let start = self.now();
-        let lease = self.settings.lock_lease;
-        let doc = LockDoc {
-            execution_id: rec.execution_id.clone(),
-            attempt_id: attempt.id.clone(),
-            state: LockState::Running,
-            acquired_at: rfc3339(start),
-            lease_expires_at: rfc3339(start + lease),
-            holder: self.settings.holder.clone(),
-        };
+        let doc = self.running_lock(&rec.execution_id, &attempt.id, start);
         let acquired = lock::acquire(&self.bucket, &self.settings.lock_key, &doc, approving, start)
             .await
             .map_err(|source| EngineError::NotStarted { execution_id: rec.execution_id.clone(), source })?;
