@@ -58,11 +58,25 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
                 Err(e) => Err(e),
             };
         }
-        match &saved {
+        self.page_stall(&mut rec, &saved, resolved, step, reason).await;
+        if let Some(held) = held {
+            let stopped = LockDoc { state: LockState::Stopped, ..held.doc };
+            if let Err(e) = lock::update(&self.bucket, &self.settings.lock_key, &stopped, &held.etag).await {
+                tracing::warn!(execution_id = %id, error = %e, "could not mark the lock stopped; it frees itself when its lease expires");
+            }
+        }
+        EngineError::Stopped { execution_id: id, step, source, hint }
+    }
+
+    /// Pages the stall a stop recorded (`saved`: how its record write went), or only tells chat when the
+    /// execution's `OK` went out already.
+    async fn page_stall(&self, rec: &mut Recorder, saved: &Result<(), StoreError>, resolved: bool, step: Step, reason: String) {
+        let id = rec.record.execution_id.clone();
+        match saved {
             Err(StoreError::Conflict { .. }) => {
                 tracing::warn!(execution_id = %id, "another attempt moved the record on; this stop is not recorded nor paged");
             }
-            Err(e) if self.stall_pageable(&rec, &id).await => {
+            Err(e) if self.stall_pageable(rec, &id).await => {
                 // The record exists (an earlier write landed, maybe one whose answer was lost), so whoever ends the
                 // execution resolves the page: on-call hears of the stall although this write failed (S3 may be
                 // what fails). The page stays owed in the next write.
@@ -99,13 +113,6 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
                 }
             }
         }
-        if let Some(held) = held {
-            let stopped = LockDoc { state: LockState::Stopped, ..held.doc };
-            if let Err(e) = lock::update(&self.bucket, &self.settings.lock_key, &stopped, &held.etag).await {
-                tracing::warn!(execution_id = %id, error = %e, "could not mark the lock stopped; it frees itself when its lease expires");
-            }
-        }
-        EngineError::Stopped { execution_id: id, step, source, hint }
     }
 
     /// Whether a stall whose record could not be written may still be paged: a record exists to resolve it later
