@@ -293,14 +293,24 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
             doc.attempt_id, doc.state, doc.lease_expires_at
         );
         tracing::warn!(execution_id, requested_by, "failover lock broken on purpose");
+        self.record_unlock(execution_id, &what, now).await;
+        let what = format!(
+            "{what}. Execution {execution_id} stays resumable: its next delivery (or `approve`) resumes it; \
+             `cancel` ends it for good"
+        );
+        Ok(answer(Outcome::Completed, what, None))
+    }
+
+    /// Notes a broken lock in the execution's record (if it has one) and tells chat; best effort.
+    async fn record_unlock(&self, execution_id: &str, what: &str, now: OffsetDateTime) {
         if let Ok(Some(mut rec)) = record::read(&self.bucket, execution_id).await {
-            rec.record.note(now, what.clone());
+            rec.record.note(now, what.to_owned());
             let chat = self.chat(
                 &rec.record,
                 "unlocked",
                 Severity::Warning,
                 format!("DR {}: lock of {execution_id} broken", self.settings.environment),
-                what.clone(),
+                what.to_owned(),
                 vec![],
             );
             if let Ok(id) = self.notifier.publish(Channel::Chat, &chat).await {
@@ -315,11 +325,6 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
                 tracing::warn!(execution_id, error = %e, "could not record the unlock in the execution record");
             }
         }
-        let what = format!(
-            "{what}. Execution {execution_id} stays resumable: its next delivery (or `approve`) resumes it; \
-             `cancel` ends it for good"
-        );
-        Ok(answer(Outcome::Completed, what, None))
     }
 
     /// Ends an execution that stopped or awaits approval, before it promotes: recorded (who, why) in the record
