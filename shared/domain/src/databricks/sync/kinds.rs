@@ -124,7 +124,7 @@ fn never_pruned(kind: ObjectKind, o: &Value) -> bool {
     kind == ObjectKind::ClusterPolicies && o.get("is_default").and_then(Value::as_bool) == Some(true)
 }
 
-fn key(kind: ObjectKind, o: &Value, tag: Option<&(String, String)>) -> Option<String> {
+pub(crate) fn key(kind: ObjectKind, o: &Value, tag: Option<&(String, String)>) -> Option<String> {
     match kind {
         ObjectKind::Jobs => jobs::key(o, tag),
         _ => identity::of(kind, o),

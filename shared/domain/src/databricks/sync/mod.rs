@@ -188,6 +188,18 @@ impl SyncPlan {
     }
 }
 
+/// The name an object is matched by across the sites (a job's ignores the activation tag `tag`), as the
+/// plan's [`Change::name`]; the apply re-reads the standby by it.
+pub fn sync_key(kind: ObjectKind, object: &Value, tag: Option<&(String, String)>) -> Option<String> {
+    kinds::key(kind, object, tag)
+}
+
+/// The id field and the name field of a kind's objects (`instance_pool_id`, `instance_pool_name`), for the
+/// kinds sync writes or maps.
+pub fn id_field(kind: ObjectKind) -> Option<(&'static str, &'static str)> {
+    refs::id_and_name(kind)
+}
+
 /// The active site's (`source`) and the standby's (`target`) exports, compared kind by kind.
 pub fn plan(
     source: &SiteExport,
