@@ -130,11 +130,5 @@ fn method_name(method: &Method) -> &'static str {
 
 pub(super) fn status_error(method: &Method, path: &str, answer: &Answer) -> ApiError {
     let (error_code, message) = error_fields(answer);
-    ApiError::Status {
-        method: method_name(method),
-        path: path.to_owned(),
-        status: answer.status.as_u16(),
-        error_code,
-        message,
-    }
+    ApiError::Status { method: method_name(method), path: path.to_owned(), status: answer.status.as_u16(), error_code, message }
 }

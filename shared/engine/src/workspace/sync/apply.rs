@@ -46,8 +46,13 @@ pub async fn apply<B: ControlBucket>(
     if let Some(holder) = lock_holder(bucket, clock).await? {
         return Err(SyncError::NotReady(format!("{holder} holds the failover lock: sync does not write while a failover runs")));
     }
-    let config = docs.site(prepared.standby).valid().ok_or_else(|| SyncError::NotReady(format!("sites/{} is invalid", prepared.standby)))?;
-    let api = connector.connect(prepared.standby, config).map_err(|e| SyncError::NotReady(format!("the {} workspace: {e}", prepared.standby)))?;
+    let config = docs
+        .site(prepared.standby)
+        .valid()
+        .ok_or_else(|| SyncError::NotReady(format!("sites/{} is invalid", prepared.standby)))?;
+    let api = connector
+        .connect(prepared.standby, config)
+        .map_err(|e| SyncError::NotReady(format!("the {} workspace: {e}", prepared.standby)))?;
     let (mut journal, mut etag) = open(bucket, prepared, opts, clock).await?;
     let mut ids: Ids = journal
         .entries
@@ -56,7 +61,9 @@ pub async fn apply<B: ControlBucket>(
         .filter_map(|e| Some(((e.kind, e.name.clone()), e.id.clone()?)))
         .collect();
     for kind in SYNCED {
-        let todo: Vec<usize> = (0..journal.entries.len()).filter(|i| journal.entries[*i].kind == kind && !journal.entries[*i].status.settled()).collect();
+        let todo: Vec<usize> = (0..journal.entries.len())
+            .filter(|i| journal.entries[*i].kind == kind && !journal.entries[*i].status.settled())
+            .collect();
         for wave in todo.chunks(IN_FLIGHT) {
             if let Some(holder) = lock_holder(bucket, clock).await? {
                 journal.outcome = Some(format!("stood down: {holder} took the failover lock"));
@@ -67,7 +74,8 @@ pub async fn apply<B: ControlBucket>(
             }
             journal.updated_at = clock.now();
             etag = journal::save(bucket, &journal, Some(&etag)).await?;
-            let outcomes = join_all(wave.iter().map(|i| one(api.as_ref(), &prepared.plan.changes[*i], &ids, prepared.tag.as_ref()))).await;
+            let outcomes =
+                join_all(wave.iter().map(|i| one(api.as_ref(), &prepared.plan.changes[*i], &ids, prepared.tag.as_ref()))).await;
             for (i, (status, id, note)) in wave.iter().zip(outcomes) {
                 let e = &mut journal.entries[*i];
                 e.status = status;
@@ -90,7 +98,12 @@ pub async fn apply<B: ControlBucket>(
 
 /// The journal of the plan: resumed when an earlier apply of the same plan left one, new otherwise; the
 /// changes this apply will not make marked skipped, saved before any call.
-async fn open<B: ControlBucket>(bucket: &B, p: &Prepared, opts: &ApplyOptions, clock: &dyn Clock) -> Result<(Journal, String), SyncError> {
+async fn open<B: ControlBucket>(
+    bucket: &B,
+    p: &Prepared,
+    opts: &ApplyOptions,
+    clock: &dyn Clock,
+) -> Result<(Journal, String), SyncError> {
     let now = clock.now();
     let existing = journal::read(bucket, &p.plan_id).await?;
     let (mut j, etag) = match existing {
@@ -146,7 +159,12 @@ async fn lock_holder<B: ControlBucket>(bucket: &B, clock: &dyn Clock) -> Result<
 }
 
 /// One change: its status, the standby's id of the object, and a note.
-async fn one(api: &dyn WorkspaceApi, c: &Change, ids: &Ids, tag: Option<&(String, String)>) -> (Status, Option<String>, Option<String>) {
+async fn one(
+    api: &dyn WorkspaceApi,
+    c: &Change,
+    ids: &Ids,
+    tag: Option<&(String, String)>,
+) -> (Status, Option<String>, Option<String>) {
     let resolve = |k: ObjectKind, name: &str| ids.get(&(k, name.to_owned())).cloned();
     match &c.action {
         Action::Blocked { reason } => (Status::Skipped, None, Some(reason.clone())),
@@ -159,7 +177,11 @@ async fn one(api: &dyn WorkspaceApi, c: &Change, ids: &Ids, tag: Option<&(String
             let mut body = call.body.clone();
             let missing = replace_placeholders(&mut body, &resolve);
             if !missing.is_empty() {
-                return (Status::Failed, None, Some(format!("references {}, which this apply did not create", missing.join(", "))));
+                return (
+                    Status::Failed,
+                    None,
+                    Some(format!("references {}, which this apply did not create", missing.join(", "))),
+                );
             }
             match api.send(call.method, &call.path, &body, Idempotency::NotIdempotent).await {
                 Ok(answer) => {
@@ -177,11 +199,17 @@ async fn one(api: &dyn WorkspaceApi, c: &Change, ids: &Ids, tag: Option<&(String
             let mut body = call.body.clone();
             let missing = replace_placeholders(&mut body, &resolve);
             if !missing.is_empty() {
-                return (Status::Failed, Some(target.clone()), Some(format!("references {}, which this apply did not create", missing.join(", "))));
+                return (
+                    Status::Failed,
+                    Some(target.clone()),
+                    Some(format!("references {}, which this apply did not create", missing.join(", "))),
+                );
             }
             match api.send(call.method, &call.path, &body, Idempotency::Idempotent).await {
                 Ok(_) => (Status::Done, Some(target.clone()), None),
-                Err(e) if c.action.as_str() == "prune" && e.is_absent() => (Status::Done, Some(target.clone()), Some("already gone".into())),
+                Err(e) if c.action.as_str() == "prune" && e.is_absent() => {
+                    (Status::Done, Some(target.clone()), Some("already gone".into()))
+                }
                 Err(e) => (Status::Failed, Some(target.clone()), Some(e.to_string())),
             }
         }
@@ -213,7 +241,12 @@ fn created_id(kind: ObjectKind, answer: &Value) -> Option<String> {
 }
 
 /// The standby's object of the change's name, re-read before a create: its id, or `None` when it is not there.
-async fn find(api: &dyn WorkspaceApi, c: &Change, body: &Value, tag: Option<&(String, String)>) -> Result<Option<String>, ApiError> {
+async fn find(
+    api: &dyn WorkspaceApi,
+    c: &Change,
+    body: &Value,
+    tag: Option<&(String, String)>,
+) -> Result<Option<String>, ApiError> {
     let (path, items, query): (&str, &str, Vec<(&str, String)>) = match c.kind {
         ObjectKind::Jobs => {
             let name = body.get("name").and_then(Value::as_str).unwrap_or_default().to_owned();

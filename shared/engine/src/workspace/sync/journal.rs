@@ -84,7 +84,15 @@ pub struct Journal {
 
 impl Journal {
     /// A new journal of `plan`, every change pending (blocked ones skipped with their reason).
-    pub fn new(plan_id: &str, from: SiteName, to: SiteName, plan: &SyncPlan, requested_by: &str, prune: bool, now: OffsetDateTime) -> Journal {
+    pub fn new(
+        plan_id: &str,
+        from: SiteName,
+        to: SiteName,
+        plan: &SyncPlan,
+        requested_by: &str,
+        prune: bool,
+        now: OffsetDateTime,
+    ) -> Journal {
         let entries = plan
             .changes
             .iter()

@@ -59,11 +59,9 @@ const READ: [ObjectKind; 5] =
 
 /// The plan from both sites' latest exports and the documents in force.
 pub async fn prepare<B: ControlBucket>(bucket: &B, docs: &DrDocuments) -> Result<Prepared, SyncError> {
-    let active = docs
-        .active
-        .valid()
-        .map(|a| a.site)
-        .ok_or_else(|| SyncError::NotReady("the active document is missing or invalid: which site is the source is unknown".into()))?;
+    let active = docs.active.valid().map(|a| a.site).ok_or_else(|| {
+        SyncError::NotReady("the active document is missing or invalid: which site is the source is unknown".into())
+    })?;
     let standby = active.other();
     let config = docs.site(standby).valid().ok_or_else(|| {
         SyncError::NotReady(format!("sites/{standby} is missing or invalid: its `sync` mappings and credentials are needed"))
@@ -78,7 +76,9 @@ pub async fn prepare<B: ControlBucket>(bucket: &B, docs: &DrDocuments) -> Result
     let mut sides: BTreeMap<SiteName, SiteExport> = BTreeMap::new();
     for site in [active, standby] {
         let pointer = exports.get(&site).ok_or_else(|| {
-            SyncError::NotReady(format!("no export of the {site} workspace yet: run the `snapshot` command (it runs on a schedule)"))
+            SyncError::NotReady(format!(
+                "no export of the {site} workspace yet: run the `snapshot` command (it runs on a schedule)"
+            ))
         })?;
         let mut side = SiteExport::new();
         for kind in READ {
