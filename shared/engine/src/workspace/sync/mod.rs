@@ -7,6 +7,7 @@
 //! down when the failover lock is taken.
 
 pub mod apply;
+pub mod command;
 pub mod journal;
 #[cfg(test)]
 mod tests;
