@@ -4,129 +4,14 @@ use super::*;
 use crate::documents;
 use crate::lock::{LockDoc, LockState};
 use crate::ports::memory::{FixedClock, MemBucket, MemParameters};
-use crate::ports::{ApiError, Idempotency, WorkspaceApi, WorkspaceConnector, WriteCondition};
-use domain::databricks::sync::Method;
+use crate::ports::memory_workspace::MemWorkspace as Ws;
+use crate::ports::{ApiError, WorkspaceApi, WorkspaceConnector, WriteCondition};
 use domain::names::SsmPrefix;
 use domain::site::SiteConfig;
-use futures_util::future::BoxFuture;
 use std::sync::{Arc, Mutex};
 use time::macros::datetime;
 
 const NOW: time::OffsetDateTime = datetime!(2026-12-07 12:00 UTC);
-
-/// A workspace in memory: jobs, pools, policies and warehouses, with the create, edit and list calls sync uses.
-#[derive(Default)]
-struct Ws {
-    objects: Mutex<BTreeMap<ObjectKind, Vec<Value>>>,
-    next: Mutex<u64>,
-    calls: Mutex<Vec<String>>,
-    /// Job names whose create is made and then its answer lost (once each).
-    lose_answer_of: Mutex<Vec<String>>,
-    /// After this many creates, the failover lock is taken in `bucket`.
-    lock_after: Mutex<Option<(usize, &'static MemBucket)>>,
-}
-
-impl Ws {
-    fn list(&self, kind: ObjectKind) -> Vec<Value> {
-        self.objects.lock().unwrap().get(&kind).cloned().unwrap_or_default()
-    }
-
-    fn creates(&self) -> usize {
-        self.calls.lock().unwrap().iter().filter(|c| c.ends_with("/CREATE") || c == &"POST /API/2.0/SQL/WAREHOUSES").count()
-    }
-
-    fn handle(&self, method: Method, path: &str, body: &Value) -> Result<Value, ApiError> {
-        self.calls.lock().unwrap().push(format!("{method:?} {path}").to_uppercase());
-        let (kind, id_field) = match path {
-            p if p.contains("/jobs/") => (ObjectKind::Jobs, "job_id"),
-            p if p.contains("instance-pools") => (ObjectKind::InstancePools, "instance_pool_id"),
-            p if p.contains("policies") => (ObjectKind::ClusterPolicies, "policy_id"),
-            _ => (ObjectKind::SqlWarehouses, "id"),
-        };
-        let mut all = self.objects.lock().unwrap();
-        let list = all.entry(kind).or_default();
-        let id_of = |b: &Value| -> String {
-            match (kind, path) {
-                (ObjectKind::SqlWarehouses, p) => p.split('/').nth(5).unwrap_or_default().to_owned(),
-                _ => b[id_field].to_string().trim_matches('"').to_owned(),
-            }
-        };
-        if path.ends_with("/create") || (method == Method::Post && path == "/api/2.0/sql/warehouses") {
-            let n = {
-                let mut next = self.next.lock().unwrap();
-                *next += 1;
-                *next
-            };
-            let mut o = if kind == ObjectKind::Jobs { json!({"settings": body}) } else { body.clone() };
-            o[id_field] = if kind == ObjectKind::Jobs { json!(1000 + n) } else { json!(format!("s-{n}")) };
-            if kind == ObjectKind::SqlWarehouses {
-                o["state"] = json!("RUNNING");
-            }
-            let answer = json!({ id_field: o[id_field].clone() });
-            list.push(o);
-            drop(all);
-            if let Some((after, bucket)) = *self.lock_after.lock().unwrap() {
-                if self.creates() == after {
-                    take_lock(bucket);
-                }
-            }
-            let name = body["name"].as_str().unwrap_or_default().to_owned();
-            let mut lost = self.lose_answer_of.lock().unwrap();
-            if let Some(i) = lost.iter().position(|n| *n == name) {
-                lost.remove(i);
-                return Err(ApiError::Unreachable(format!("POST {path} (answer lost)")));
-            }
-            return Ok(answer);
-        }
-        let id = id_of(body);
-        let Some(pos) = list.iter().position(|o| o[id_field].to_string().trim_matches('"') == id) else {
-            return Err(ApiError::Status { method: "POST", path: path.into(), status: 404, error_code: None, message: id });
-        };
-        if path.ends_with("/delete") || method == Method::Delete {
-            list.remove(pos);
-        } else if path.ends_with("/reset") {
-            list[pos]["settings"] = body["new_settings"].clone();
-        } else if path.ends_with("/stop") {
-            list[pos]["state"] = json!("STOPPED");
-        } else if let (Value::Object(o), Value::Object(b)) = (&mut list[pos], body) {
-            o.extend(b.clone());
-        }
-        Ok(json!({}))
-    }
-}
-
-impl WorkspaceApi for Ws {
-    fn get<'a>(&'a self, path: &'a str, query: &'a [(&'a str, String)]) -> BoxFuture<'a, Result<Value, ApiError>> {
-        Box::pin(async move {
-            self.calls.lock().unwrap().push(format!("GET {path}"));
-            let (kind, items) = match path {
-                "/api/2.2/jobs/list" => (ObjectKind::Jobs, "jobs"),
-                "/api/2.0/instance-pools/list" => (ObjectKind::InstancePools, "instance_pools"),
-                "/api/2.0/policies/clusters/list" => (ObjectKind::ClusterPolicies, "policies"),
-                _ => (ObjectKind::SqlWarehouses, "warehouses"),
-            };
-            let mut list = self.list(kind);
-            if let Some((_, name)) = query.iter().find(|(k, _)| *k == "name") {
-                list.retain(|j| j["settings"]["name"] == json!(name));
-            }
-            Ok(json!({ items: list }))
-        })
-    }
-
-    fn post<'a>(&'a self, path: &'a str, body: &'a Value, _: Idempotency) -> BoxFuture<'a, Result<Value, ApiError>> {
-        Box::pin(async move { self.handle(Method::Post, path, body) })
-    }
-
-    fn send<'a>(
-        &'a self,
-        method: Method,
-        path: &'a str,
-        body: &'a Value,
-        _: Idempotency,
-    ) -> BoxFuture<'a, Result<Value, ApiError>> {
-        Box::pin(async move { self.handle(method, path, body) })
-    }
-}
 
 struct Connector {
     sites: BTreeMap<SiteName, Arc<Ws>>,
@@ -319,7 +204,7 @@ async fn an_apply_run_again_after_a_lost_answer_creates_each_job_once() {
 #[tokio::test]
 async fn an_apply_stands_down_when_a_failover_takes_the_lock() {
     let e = env(40).await;
-    *e.secondary.lock_after.lock().unwrap() = Some((5, e.bucket));
+    *e.secondary.after_creates.lock().unwrap() = Some((5, Box::new(move || take_lock(e.bucket))));
     let j = e.apply(false).await;
     assert!(j.outcome.as_deref().unwrap().contains("failover-inc-1"), "{:?}", j.outcome);
     let made = e.secondary.list(ObjectKind::Jobs).len();
