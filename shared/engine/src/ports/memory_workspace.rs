@@ -73,10 +73,8 @@ impl MemWorkspace {
         }
         let answer = json!({ id_field: o[id_field].clone() });
         locked(&self.objects).entry(kind).or_default().push(o);
-        if let Some((after, hook)) = locked(&self.after_creates).as_ref() {
-            if self.creates() == *after {
-                hook();
-            }
+        if let Some((_, hook)) = locked(&self.after_creates).as_ref().filter(|(after, _)| self.creates() == *after) {
+            hook();
         }
         let name = body["name"].as_str().unwrap_or_default().to_owned();
         let mut lost = locked(&self.lose_answer_of);

@@ -77,10 +77,8 @@ pub(crate) fn desired(job: &Value, m: &Mapper<'_>, tag: Option<&(String, String)
     }
     if let Some(Value::Object(run_as)) = s.get_mut("run_as") {
         for who in ["user_name", "service_principal_name", "group_name"] {
-            if let Some(Value::String(p)) = run_as.get(who) {
-                if let Some(to) = m.settings.run_as.get(p) {
-                    run_as.insert(who.into(), Value::String(to.clone()));
-                }
+            if let Some(to) = run_as.get(who).and_then(Value::as_str).and_then(|p| m.settings.run_as.get(p)) {
+                run_as.insert(who.into(), Value::String(to.clone()));
             }
         }
     }
