@@ -5,14 +5,25 @@ use crate::databricks::ObjectKind;
 use crate::databricks::identity;
 use serde_json::{Map, Value};
 
-/// `name [k=v,...]`: the job's name and tags, the activation tag's key aside (sync sets it on the standby's
-/// copy, so the two sites' copies of a job match whether the active site's carries it or not).
+/// `name [k=v,...]`: the job's name and tags, the activation tag aside when it has the activation value (sync
+/// sets it on the standby's copy of a job that runs by itself, so the two copies match whether the active one
+/// carries it or not; a job tagged with another value, `dr=none`, stays apart).
 pub(crate) fn key(job: &Value, tag: Option<&(String, String)>) -> Option<String> {
     let mut job = job.clone();
-    if let (Some((k, _)), Some(Value::Object(tags))) = (tag, job.get_mut("settings").and_then(|s| s.get_mut("tags"))) {
-        tags.remove(k);
+    if let (Some((k, v)), Some(Value::Object(tags))) = (tag, job.get_mut("settings").and_then(|s| s.get_mut("tags"))) {
+        if tags.get(k).and_then(Value::as_str) == Some(v.as_str()) {
+            tags.remove(k);
+        }
     }
     identity::of(ObjectKind::Jobs, &job)
+}
+
+/// Whether the job runs by itself (a schedule, continuous run or trigger not paused): its standby copy is what a
+/// failover must resume.
+fn runs_by_itself(settings: &Map<String, Value>) -> bool {
+    ["schedule", "continuous", "trigger"]
+        .iter()
+        .any(|t| settings.get(*t).is_some_and(|t| t.get("pause_status").and_then(Value::as_str) != Some("PAUSED")))
 }
 
 /// The job's settings as comparable: tasks and job clusters sorted by key, fields sync never writes left out.
@@ -43,6 +54,7 @@ pub(crate) fn desired(job: &Value, m: &Mapper<'_>, tag: Option<&(String, String)
     let Some(Value::Object(settings)) = job.get("settings") else { return Err("the job has no settings".into()) };
     let mut s = settings.clone();
     s.remove("budget_policy_id");
+    let runs = runs_by_itself(&s);
     for trigger in ["schedule", "continuous", "trigger"] {
         if let Some(Value::Object(t)) = s.get_mut(trigger) {
             t.insert("pause_status".into(), Value::String("PAUSED".into()));
@@ -55,10 +67,12 @@ pub(crate) fn desired(job: &Value, m: &Mapper<'_>, tag: Option<&(String, String)
             f.insert("url".into(), mapped);
         }
     }
-    if let Some((k, v)) = tag {
+    // A job that runs by itself in the active site is tagged for activation (unless it names the tag's key with
+    // another value, an operator's choice): a failover onto the standby resumes it.
+    if let Some((k, v)) = tag.filter(|_| runs) {
         let tags = s.entry("tags").or_insert_with(|| Value::Object(Map::new()));
         if let Value::Object(tags) = tags {
-            tags.insert(k.clone(), Value::String(v.clone()));
+            tags.entry(k.clone()).or_insert_with(|| Value::String(v.clone()));
         }
     }
     if let Some(Value::Array(clusters)) = s.get_mut("job_clusters") {

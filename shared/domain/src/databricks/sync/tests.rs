@@ -138,6 +138,7 @@ fn a_new_job_is_created_paused_tagged_and_mapped_with_output_fields_left_out() {
     // The cluster the standby has is mapped by name.
     let Action::Create { call } = change(&plan, ObjectKind::Jobs, "adhoc") else { panic!() };
     assert_eq!(call.body["tasks"][0]["existing_cluster_id"], "c-s1");
+    assert!(call.body.get("tags").is_none(), "a job that never runs by itself is not tagged for activation");
 }
 
 #[test]
@@ -278,4 +279,22 @@ fn the_sync_section_is_validated_strictly() {
     }
     assert_eq!(settings().storage_path("s3://acme-use1/a/b").as_deref(), Some("s3://acme-usw2/a/b"));
     assert_eq!(settings().storage_path("s3://other/a"), None);
+}
+
+#[test]
+fn only_a_job_that_runs_by_itself_is_tagged_and_an_operator_s_other_value_is_kept() {
+    let job = |tags: Value, pause: &str| {
+        json!({"job_id": 1, "settings": {"name": "j", "tags": tags,
+            "schedule": {"quartz_cron_expression": "0 0 * * * ?", "timezone_id": "UTC", "pause_status": pause}}})
+    };
+    let settings = SyncSettings::default();
+    let m = refs::Mapper::new(&export(&[]), &export(&[]), &settings);
+    let body = |j: &Value| jobs::desired(j, &m, Some(&tag())).unwrap();
+    assert_eq!(body(&job(json!({}), "UNPAUSED"))["tags"], json!({"dr": "active-passive"}));
+    assert_eq!(body(&job(json!({}), "PAUSED"))["tags"], json!({}), "paused in the active site: not resumed by a failover");
+    assert_eq!(body(&job(json!({"dr": "none"}), "UNPAUSED"))["tags"], json!({"dr": "none"}));
+    assert_eq!(body(&job(json!({"dr": "none"}), "UNPAUSED"))["schedule"]["pause_status"], "PAUSED");
+    let key = |tags: Value| jobs::key(&job(tags, "PAUSED"), Some(&tag()));
+    assert_eq!(key(json!({})), key(json!({"dr": "active-passive"})));
+    assert_ne!(key(json!({})), key(json!({"dr": "none"})));
 }
