@@ -72,9 +72,11 @@ pub(crate) fn plan_kind(
 ) -> Vec<Change> {
     let (src, tgt) = (group(kind, source, tag), group(kind, target, tag));
     let mut out = Vec::new();
-    for (name, copies) in &src {
-        let change = |action| Change { kind, name: name.clone(), action };
-        let there = tgt.get(name).map(Vec::as_slice).unwrap_or_default();
+    // Each change is named by the object's identity, as drift names it (`nightly-etl [dr=active-passive]`).
+    let named = |o: &Value, key: &str| identity::of(kind, o).unwrap_or_else(|| key.to_owned());
+    for (key, copies) in &src {
+        let name = named(copies[0], key);
+        let there = tgt.get(key).map(Vec::as_slice).unwrap_or_default();
         let action = match (copies.as_slice(), there) {
             ([one], []) => match desired(kind, one, m, tag) {
                 Ok(body) => Some(Action::Create { call: create(kind, body) }),
@@ -88,15 +90,15 @@ pub(crate) fn plan_kind(
                 reason: format!("the standby has {} objects of this name: which to update is unclear", many.len()),
             }),
         };
-        out.extend(action.map(change));
+        out.extend(action.map(|action| Change { kind, name, action }));
     }
-    for (name, theirs) in &tgt {
-        if src.contains_key(name) {
+    for (key, theirs) in &tgt {
+        if src.contains_key(key) {
             continue;
         }
         for t in theirs.iter().filter(|t| !never_pruned(kind, t)) {
             if let Some(id) = target_id(kind, t) {
-                out.push(Change { kind, name: name.clone(), action: Action::Prune { call: delete(kind, &id), target: id } });
+                out.push(Change { kind, name: named(t, key), action: Action::Prune { call: delete(kind, &id), target: id } });
             }
         }
     }

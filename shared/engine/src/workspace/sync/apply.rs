@@ -258,7 +258,10 @@ async fn find(
     };
     let answer = api.get(path, &query).await?;
     let objects = answer.get(items).and_then(Value::as_array).cloned().unwrap_or_default();
-    let found = objects.iter().find(|o| sync_key(c.kind, o, tag).as_deref() == Some(c.name.as_str()));
+    // Matched as the plan matched: by the key of what the create would make.
+    let made = if c.kind == ObjectKind::Jobs { json!({ "settings": body }) } else { body.clone() };
+    let want = sync_key(c.kind, &made, tag);
+    let found = objects.iter().find(|o| want.is_some() && sync_key(c.kind, o, tag) == want);
     Ok(found.and_then(|o| {
         let (id, _) = sync::id_field(c.kind)?;
         match o.get(id)? {
