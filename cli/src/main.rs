@@ -371,7 +371,11 @@ fn print(command: &str, answer: &Answer, out: Output) -> u8 {
             if out.json {
                 println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
             } else {
-                print!("{}", render::answer(command, v, out.style, time::OffsetDateTime::now_utc()));
+                if command == "sync" && v["outcome"] != "rejected" {
+                    print!("{}", sync_view::render(v, out.style));
+                } else {
+                    print!("{}", render::answer(command, v, out.style, time::OffsetDateTime::now_utc()));
+                }
             }
             if v["outcome"] == "rejected" { REJECTED } else { ANSWERED }
         }

@@ -547,7 +547,6 @@ pub fn answer(command: &str, v: &Value, s: Style, now: OffsetDateTime) -> String
         "status" => typed(v, |r| status(&r, s, now)),
         "check" => typed(v, |r| check(&r, s)),
         "snapshot" => typed(v, |r| snapshot(&r, s)),
-        "sync" => crate::sync_view::render(v, s),
         _ => typed(v, |r| execution(&r, s)),
     }
 }
