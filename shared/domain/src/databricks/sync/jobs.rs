@@ -10,10 +10,10 @@ use serde_json::{Map, Value};
 /// carries it or not; a job tagged with another value, `dr=none`, stays apart).
 pub(crate) fn key(job: &Value, tag: Option<&(String, String)>) -> Option<String> {
     let mut job = job.clone();
-    if let (Some((k, v)), Some(Value::Object(tags))) = (tag, job.get_mut("settings").and_then(|s| s.get_mut("tags"))) {
-        if tags.get(k).and_then(Value::as_str) == Some(v.as_str()) {
-            tags.remove(k);
-        }
+    if let (Some((k, v)), Some(Value::Object(tags))) = (tag, job.get_mut("settings").and_then(|s| s.get_mut("tags")))
+        && tags.get(k).and_then(Value::as_str) == Some(v.as_str())
+    {
+        tags.remove(k);
     }
     identity::of(ObjectKind::Jobs, &job)
 }
