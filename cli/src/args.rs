@@ -121,6 +121,28 @@ pub enum Command {
     #[command(after_help = "Examples:\n  dr snapshot\n\nExit status: 0 answered, 2 rejected, 1 failed.")]
     Snapshot,
 
+    /// The standby workspace's jobs, cluster policies, instance pools and SQL warehouses brought in line with the
+    /// active one's: the plan (the default, read from the latest exports), or its apply to the standby.
+    #[command(
+        after_help = "Examples:\n  dr sync                       # the plan: per kind, create / update (fields) / prune / blocked, then not synced\n  \
+        dr sync --apply               # shows the plan, then asks for the standby site's name\n  \
+        dr sync --apply --prune --confirm secondary   # no terminal; also deletes what the active site lacks\n\n\
+        The apply writes only to the standby, pauses every job it writes and tags it for activation, journals each change \
+        before its call (run it again after an interruption: nothing is made twice) and stands down if a failover takes \
+        the lock. Exit status: 0 answered, 2 rejected (nothing changed), 1 failed."
+    )]
+    Sync {
+        /// Make the plan's changes in the standby (asks for the typed confirmation: the standby site's name).
+        #[arg(long)]
+        apply: bool,
+        /// With --apply: also delete the standby's objects that the active site does not have.
+        #[arg(long, requires = "apply")]
+        prune: bool,
+        /// The typed confirmation: the standby site's name (asked for, after the plan, when a terminal is attached).
+        #[arg(long, value_name = "SITE", requires = "apply")]
+        confirm: Option<String>,
+    },
+
     /// A drill: the whole failover on a copy of the parameters (never the live active), then clean-up.
     #[command(
         after_help = "Examples:\n  dr drill --reason \"Q4 drill\"\n  dr drill --reason \"game day\" --requested-by dr-team@example.com\n\n\
@@ -274,6 +296,7 @@ impl Command {
             Command::Approve { .. } => "approve",
             Command::Cancel { .. } => "cancel",
             Command::Unlock { .. } => "unlock",
+            Command::Sync { .. } => "sync",
             Command::Watch { .. } | Command::Report { .. } | Command::Completions { .. } | Command::Man | Command::Payload(_) => {
                 return None;
             }
@@ -290,6 +313,7 @@ impl Command {
                 | Command::Approve { .. }
                 | Command::Cancel { .. }
                 | Command::Unlock { .. }
+                | Command::Sync { apply: true, .. }
         )
     }
 
@@ -364,6 +388,12 @@ impl Command {
                     p.insert("reason".into(), json!(r));
                 }
             }
+            Command::Sync { apply: true, prune, confirm: flag } => {
+                p.insert("apply".into(), json!(true));
+                p.insert("prune".into(), json!(prune));
+                p.insert("confirm".into(), json!(flag.as_deref().or(confirm).unwrap_or_default()));
+                p.insert("requested_by".into(), json!(who));
+            }
             Command::Unlock { execution, confirm: flag } => {
                 p.insert("execution_id".into(), json!(execution));
                 p.insert("confirm".into(), json!(flag.as_deref().or(confirm).unwrap_or_default()));
@@ -400,6 +430,11 @@ mod tests {
         assert_eq!(payload(&["status"]), json!({"command": "status"}));
         assert_eq!(payload(&["check"]), json!({"command": "check"}));
         assert_eq!(payload(&["snapshot"]), json!({"command": "snapshot"}));
+        assert_eq!(payload(&["sync"]), json!({"command": "sync"}));
+        assert_eq!(
+            payload(&["sync", "--apply", "--prune", "--confirm", "secondary"]),
+            json!({"command": "sync", "apply": true, "prune": true, "confirm": "secondary", "requested_by": "me@example.com"})
+        );
         assert_eq!(
             payload(&["drill", "--reason", "Q4"]),
             json!({"command": "drill", "requested_by": "me@example.com", "reason": "Q4"})

@@ -31,6 +31,7 @@ mod args;
 mod follow;
 mod profile;
 mod render;
+mod sync_view;
 
 use app::config::Config;
 use app::root::Role;
@@ -205,7 +206,17 @@ async fn manual_command(command: &Command, g: &args::Global, settings: &Settings
     };
     let mut typed = None;
     let environment = settings.get("DR_ENVIRONMENT").or_else(|| g.function.clone()).unwrap_or_else(|| "this environment".into());
-    if let Some(c) = command.missing_confirmation(&environment) {
+    let missing = match command {
+        // The standby is named by the plan: shown first, then its name is asked for.
+        Command::Sync { apply: true, confirm: None, prune } => {
+            match sync_confirmation(g, settings, &clients, out, &environment, *prune).await {
+                Ok(c) => Some(c),
+                Err(status) => return status,
+            }
+        }
+        _ => command.missing_confirmation(&environment),
+    };
+    if let Some(c) = missing {
         if !std::io::stdin().is_terminal() {
             let flag = format!("--confirm {}", c.expected);
             return refuse(
@@ -228,6 +239,37 @@ async fn manual_command(command: &Command, g: &args::Global, settings: &Settings
     let name = command.function_command().unwrap_or_default();
     let answer = dispatch(g.function.as_deref(), settings, clients, &payload).await;
     print(name, &answer, out)
+}
+
+/// `dr sync --apply` without `--confirm`: the plan, shown, and the confirmation it asks for (the standby's name);
+/// `Err(status)` when there is nothing to confirm (rejected, failed, or no terminal to ask on).
+async fn sync_confirmation(
+    g: &args::Global,
+    settings: &Settings,
+    clients: &AwsClients,
+    out: Output,
+    environment: &str,
+    prune: bool,
+) -> Result<args::Confirmation, u8> {
+    if !std::io::stdin().is_terminal() {
+        return Err(refuse(
+            out,
+            "sync --apply needs a typed confirmation and no terminal is attached: pass --confirm <standby site>",
+        ));
+    }
+    let answer = dispatch(g.function.as_deref(), settings, clients.clone(), &json!({"command": "sync"})).await;
+    let plan = match &answer {
+        Answer::Answered(v) if v["outcome"] != "rejected" => v.clone(),
+        _ => return Err(print("sync", &answer, out)),
+    };
+    eprint!("{}", sync_view::render(&plan, out.err_style));
+    let standby = plan["plan"]["to"].as_str().unwrap_or_default().to_owned();
+    let also = if prune { " and delete what the active site lacks" } else { "" };
+    Ok(args::Confirmation {
+        summary: format!("About to SYNC {environment}: write the plan above to the {standby} workspace{also}."),
+        expected: standby,
+        what: "the standby site",
+    })
 }
 
 /// The earlier interface, kept for scripts: `dr '<json>'` or `dr -`; the answer is the function's JSON.
@@ -329,7 +371,11 @@ fn print(command: &str, answer: &Answer, out: Output) -> u8 {
             if out.json {
                 println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
             } else {
-                print!("{}", render::answer(command, v, out.style, time::OffsetDateTime::now_utc()));
+                if command == "sync" && v["outcome"] != "rejected" {
+                    print!("{}", sync_view::render(v, out.style));
+                } else {
+                    print!("{}", render::answer(command, v, out.style, time::OffsetDateTime::now_utc()));
+                }
             }
             if v["outcome"] == "rejected" { REJECTED } else { ANSWERED }
         }

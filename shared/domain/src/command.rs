@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// The command names, in the order the contract lists them.
-pub const COMMANDS: [&str; 9] = ["status", "check", "snapshot", "drill", "failover", "failback", "approve", "unlock", "cancel"];
+pub const COMMANDS: [&str; 10] =
+    ["status", "check", "snapshot", "drill", "failover", "failback", "approve", "unlock", "cancel", "sync"];
 
 /// A validated manual command.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +31,8 @@ pub enum Command {
     Unlock(Unlock),
     /// End an execution that stopped or awaits approval, before it promotes.
     Cancel(Cancel),
+    /// The plan that brings the standby workspace in line with the active one, and its apply.
+    Sync(Sync),
 }
 
 impl Command {
@@ -45,6 +48,7 @@ impl Command {
             Command::Approve(_) => "approve",
             Command::Unlock(_) => "unlock",
             Command::Cancel(_) => "cancel",
+            Command::Sync(_) => "sync",
         }
     }
 }
@@ -114,6 +118,24 @@ pub struct Cancel {
     pub reason: Option<String>,
 }
 
+/// `sync` fields: none for the plan; `apply` (with the typed confirmation and who asks) to make it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sync {
+    /// Make the plan's changes in the standby (otherwise only the plan is answered).
+    #[serde(default)]
+    pub apply: bool,
+    /// Also delete the standby's objects the active site does not have (only with `apply`).
+    #[serde(default)]
+    pub prune: bool,
+    /// With `apply`: the standby site's name, typed (checked against `{prefix}/active` when the command runs).
+    #[serde(default)]
+    pub confirm: Option<String>,
+    /// With `apply`: who asks (recorded in the sync record).
+    #[serde(default)]
+    pub requested_by: Option<String>,
+}
+
 /// Why a payload was rejected: names what is wrong and what is expected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize)]
 #[error("{0}")]
@@ -180,6 +202,24 @@ pub fn parse(payload: &Value) -> Result<Command, Rejection> {
                 token_like(name, "client_token", t)?;
             }
             Command::Move(m)
+        }
+        "sync" => {
+            let y: Sync = fields_of(name, fields)?;
+            if y.prune && !y.apply {
+                return Err(Rejection("sync: field `prune` needs `apply`: true (a plan alone changes nothing)".into()));
+            }
+            if y.apply {
+                match &y.confirm {
+                    Some(c) if SiteName::parse(c).is_some() => {}
+                    other => {
+                        return Err(Rejection(format!(
+                            "sync: field `confirm` is {other:?}; with `apply` it must name the standby site (\"primary\" or \"secondary\") as a typed confirmation"
+                        )));
+                    }
+                }
+                non_empty(name, "requested_by", y.requested_by.as_deref().unwrap_or_default())?;
+            }
+            Command::Sync(y)
         }
         "approve" => {
             let a: Approve = fields_of(name, fields)?;
@@ -259,6 +299,23 @@ mod tests {
 
     fn rejected(v: Value) -> String {
         parse(&v).unwrap_err().0
+    }
+
+    #[test]
+    fn sync_plans_without_fields_and_applies_only_with_a_confirmation_and_a_requester() {
+        assert_eq!(parse(&json!({"command":"sync"})).unwrap(), Command::Sync(Sync::default()));
+        let ok = parse(&json!({"command":"sync","apply":true,"prune":true,"confirm":"secondary","requested_by":"me"})).unwrap();
+        assert!(matches!(ok, Command::Sync(Sync { apply: true, prune: true, .. })));
+        for (bad, says) in [
+            (json!({"command":"sync","prune":true}), "needs `apply`"),
+            (json!({"command":"sync","apply":true,"requested_by":"me"}), "`confirm`"),
+            (json!({"command":"sync","apply":true,"confirm":"standby","requested_by":"me"}), "`confirm`"),
+            (json!({"command":"sync","apply":true,"confirm":"secondary"}), "`requested_by`"),
+            (json!({"command":"sync","aply":true}), "aply"),
+        ] {
+            let e = rejected(bad.clone());
+            assert!(e.contains(says), "{bad}: {e}");
+        }
     }
 
     #[test]

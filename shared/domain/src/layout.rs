@@ -19,6 +19,8 @@
 //! | `databricks/latest-{site}.json` | which snapshot holds the latest export of a site's workspace |
 //! | `databricks/drift.json` | the latest drift between the sites and over time |
 //! | `databricks/export-{site}.json` | the running or latest export of a site: started when, kinds in, calls made |
+//! | `databricks/sync/{plan_id}.json` | a sync apply's journal and record: each change's status, written before its call |
+//! | `databricks/sync-latest.json` | the latest sync apply's record |
 //! | `alarms/{digest}.json` | an alarm's open pages and its newest `OK` (which pages an `OK` resolves) |
 
 /// Every top-level prefix of the control bucket.
@@ -39,6 +41,14 @@ pub fn databricks_latest(site: crate::site::SiteName) -> String {
 pub fn databricks_export_progress(site: crate::site::SiteName) -> String {
     format!("databricks/export-{site}.json")
 }
+
+/// A sync apply's journal and record, by its plan's id.
+pub fn databricks_sync(plan_id: &str) -> String {
+    format!("databricks/sync/{plan_id}.json")
+}
+
+/// The latest sync apply's record.
+pub const DATABRICKS_SYNC_LATEST: &str = "databricks/sync-latest.json";
 
 /// The latest drift between the workspaces (and of each over time).
 pub const DATABRICKS_DRIFT: &str = "databricks/drift.json";

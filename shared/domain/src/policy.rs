@@ -93,6 +93,10 @@ pub struct Policy {
     /// Optional drill guard rails.
     #[serde(default)]
     pub drill: DrillGuardRails,
+    /// The kinds the scheduled `check` applies sync for by itself (`jobs`, `cluster-policies`, `instance-pools`,
+    /// `sql-warehouses`); empty (the default): `check` only reports the plan. Never prunes.
+    #[serde(default)]
+    pub sync_on_check: Vec<crate::databricks::ObjectKind>,
 }
 
 fn default_cooldown() -> u32 {
@@ -107,6 +111,7 @@ impl Default for Policy {
             failover_alarms: Vec::new(),
             cooldown_minutes: default_cooldown(),
             drill: DrillGuardRails::default(),
+            sync_on_check: Vec::new(),
         }
     }
 }
@@ -131,6 +136,13 @@ impl Policy {
             return Err(InvalidDocument {
                 what: what.to_owned(),
                 problem: format!("failover_alarms: {name:?} is empty; expected alarm names"),
+            });
+        }
+        if let Some(k) = policy.sync_on_check.iter().find(|k| !crate::databricks::sync::SYNCED.contains(k)) {
+            let synced: Vec<&str> = crate::databricks::sync::SYNCED.iter().map(|k| k.as_str()).collect();
+            return Err(InvalidDocument {
+                what: what.to_owned(),
+                problem: format!("sync_on_check: {k} is not synced; expected some of {}", synced.join(", ")),
             });
         }
         Ok(policy)
@@ -217,6 +229,16 @@ mod tests {
         .unwrap();
         assert_eq!(p.mode, PolicyMode::Auto);
         assert_eq!(p.drill.blocked_windows[0].end, HourMinute(17 * 60 + 30));
+    }
+
+    #[test]
+    fn sync_on_check_names_synced_kinds_only() {
+        let p = Policy::parse("p", r#"{"mode":"auto","sync_on_check":["jobs","sql-warehouses"]}"#).unwrap();
+        assert_eq!(p.sync_on_check, [crate::databricks::ObjectKind::Jobs, crate::databricks::ObjectKind::SqlWarehouses]);
+        let e = Policy::parse("p", r#"{"mode":"auto","sync_on_check":["tables"]}"#).unwrap_err().to_string();
+        assert!(e.contains("sync_on_check") && e.contains("not synced"), "{e}");
+        assert!(Policy::parse("p", r#"{"mode":"auto","sync_on_check":["job"]}"#).is_err());
+        assert!(Policy::default().sync_on_check.is_empty());
     }
 
     #[test]

@@ -100,6 +100,7 @@ impl SiteConfig {
         }
         ActivationSettings::from_value(doc.get("activation"))?;
         ExportSettings::from_value(doc.get("export"))?;
+        crate::databricks::sync::settings::SyncSettings::from_value(doc.get("sync"))?;
         Ok(SiteConfig { doc })
     }
 
@@ -122,6 +123,15 @@ impl SiteConfig {
     pub fn export_settings(&self) -> ExportSettings {
         // Validated at parse: a document that reached here has a valid `export` or none.
         ExportSettings::from_value(self.doc.get("export")).unwrap_or_default()
+    }
+}
+
+impl SiteConfig {
+    /// How the other site's values map onto this one when this site is the standby (`sync` in the document;
+    /// no mappings when absent).
+    pub fn sync_settings(&self) -> crate::databricks::sync::settings::SyncSettings {
+        // Validated at parse: a document that reached here has a valid `sync` or none.
+        crate::databricks::sync::settings::SyncSettings::from_value(self.doc.get("sync")).unwrap_or_default()
     }
 }
 
@@ -370,6 +380,9 @@ mod tests {
             (r#"{"workspace_url":"ftp://x.y","region":"us-east-1"}"#, "scheme"),
             (r#"{"workspace_url":"https://x.y","region":"us-east-1","token_parameter":3}"#, "token_parameter"),
             (r#"{"workspace_url":"https://x.y","region":"us-east-1","activation":{"job_tag":"dr"}}"#, "key=value"),
+            (r#"{"workspace_url":"https://x.y","region":"us-east-1","sync":{"zones":{}}}"#, "`sync.zones` is not a setting"),
+            (r#"{"workspace_url":"https://x.y","region":"us-east-1","sync":{"zone_ids":{"a":""}}}"#, "sync.zone_ids"),
+            (r#"{"workspace_url":"https://x.y","region":"us-east-1","sync":{"run_as":[1]}}"#, "`sync.run_as` is an array"),
         ] {
             let e = SiteConfig::parse("SSM parameter /dr/p/sites/primary", doc).unwrap_err().to_string();
             assert!(e.contains(needle) && e.contains("/dr/p/sites/primary"), "{doc}: {e}");

@@ -192,7 +192,7 @@ pub async fn check<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
     let counts =
         FindingCounts { critical: count(Severity::Critical), warning: count(Severity::Warning), info: count(Severity::Info) };
     let ready = counts.critical == 0;
-    let answer = CheckAnswer { command: "check".into(), ready, counts, findings, paged, dr_matrix: None };
+    let answer = CheckAnswer { command: "check".into(), ready, counts, findings, paged, dr_matrix: None, sync: None };
     Ok(CommandResponse {
         outcome: Outcome::Noop,
         active_site: docs.active.valid().map(|a| a.site),

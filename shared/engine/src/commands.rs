@@ -130,11 +130,14 @@ pub async fn run_with<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock
                 }
                 Err(e) => json!({ "error": e.to_string() }),
             };
+            let sync = workspace::sync::command::on_check(engine, &docs).await;
             if let Details::Check(answer) = &mut response.details {
                 answer.dr_matrix = Some(matrix);
+                answer.sync = Some(sync);
             }
             response
         }
+        Command::Sync(y) => workspace::sync::command::run(engine, &y).await?,
         Command::Drill(d) => {
             let r = drill::drill(engine, &d.requested_by, &d.reason).await?;
             let mut answer = execution_answer("drill", &r.execution);

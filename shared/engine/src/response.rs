@@ -389,6 +389,9 @@ pub struct CheckAnswer {
     /// The live DR matrix (`workspace::readiness::publish`), or why it could not be assessed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dr_matrix: Option<Value>,
+    /// The sync plan's size (and the apply of the kinds the policy's `sync_on_check` names), or why there is none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync: Option<Value>,
 }
 
 /// How many findings of each severity.

@@ -109,7 +109,7 @@ pub(super) fn redirect_error(method: &Method, path: &str, base: &url::Url, answe
             .to_owned(),
     };
     ApiError::Redirected {
-        method: if *method == Method::POST { "POST" } else { "GET" },
+        method: method_name(method),
         path: path.to_owned(),
         status: answer.status.as_u16(),
         location: shown,
@@ -117,13 +117,18 @@ pub(super) fn redirect_error(method: &Method, path: &str, base: &url::Url, answe
     }
 }
 
+/// The method's name, for errors.
+fn method_name(method: &Method) -> &'static str {
+    match *method {
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        _ => "GET",
+    }
+}
+
 pub(super) fn status_error(method: &Method, path: &str, answer: &Answer) -> ApiError {
     let (error_code, message) = error_fields(answer);
-    ApiError::Status {
-        method: if *method == Method::POST { "POST" } else { "GET" },
-        path: path.to_owned(),
-        status: answer.status.as_u16(),
-        error_code,
-        message,
-    }
+    ApiError::Status { method: method_name(method), path: path.to_owned(), status: answer.status.as_u16(), error_code, message }
 }

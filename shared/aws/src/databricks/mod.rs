@@ -494,4 +494,32 @@ impl WorkspaceApi for DatabricksClient {
             self.call(Method::POST, path, url, Some(Bytes::from(body)), idempotency).await
         })
     }
+
+    fn send<'a>(
+        &'a self,
+        method: domain::databricks::sync::Method,
+        path: &'a str,
+        body: &'a Value,
+        idempotency: Idempotency,
+    ) -> BoxFuture<'a, Result<Value, ApiError>> {
+        use domain::databricks::sync::Method as M;
+        Box::pin(async move {
+            let url = self.url(path, &[])?;
+            let method = match method {
+                M::Post => Method::POST,
+                M::Put => Method::PUT,
+                M::Patch => Method::PATCH,
+                M::Delete => Method::DELETE,
+            };
+            // A DELETE without a body sends none (`null` is no body).
+            let body = match body {
+                Value::Null => None,
+                b => Some(Bytes::from(serde_json::to_vec(b).map_err(|e| ApiError::BadAnswer {
+                    path: path.to_owned(),
+                    problem: format!("the request body cannot be serialized: {e}"),
+                })?)),
+            };
+            self.call(method, path, url, body, idempotency).await
+        })
+    }
 }

@@ -7,6 +7,7 @@
 pub mod drift;
 pub mod identity;
 pub mod matrix;
+pub mod sync;
 pub mod uc;
 
 use serde::{Deserialize, Serialize};

@@ -8,6 +8,8 @@ pub mod data_buckets;
 pub mod dns;
 #[cfg(any(test, feature = "memory"))]
 pub mod memory;
+#[cfg(any(test, feature = "memory"))]
+pub mod memory_workspace;
 pub mod workspace;
 
 use crate::error::StoreError;

@@ -5,6 +5,7 @@
 //! 5xx (backoff with jitter) as each call's [`Idempotency`] allows, and the per-request deadline. The engine owns
 //! what is asked: which endpoints, whether each is idempotent, every page, how many listings at once, the overall deadline, and what an answer means.
 
+use domain::databricks::sync::Method;
 use domain::site::{SiteConfig, SiteName};
 use futures_util::future::BoxFuture;
 use serde_json::Value;
@@ -116,6 +117,24 @@ pub trait WorkspaceApi: Send + Sync {
     /// `POST {workspace_url}{path}` with a JSON body, retried as `idempotency` allows; the JSON body of a 2xx
     /// answer (`{}` when empty).
     fn post<'a>(&'a self, path: &'a str, body: &'a Value, idempotency: Idempotency) -> BoxFuture<'a, Result<Value, ApiError>>;
+
+    /// `{method} {workspace_url}{path}` with a JSON body (none for `null`), retried as `idempotency` allows: the
+    /// writes of sync (`PUT`, `PATCH` and `DELETE` beside `POST`). Clients that only read and post answer the
+    /// other methods with [`ApiError::BadAnswer`].
+    fn send<'a>(
+        &'a self,
+        method: Method,
+        path: &'a str,
+        body: &'a Value,
+        idempotency: Idempotency,
+    ) -> BoxFuture<'a, Result<Value, ApiError>> {
+        match method {
+            Method::Post => self.post(path, body, idempotency),
+            other => Box::pin(async move {
+                Err(ApiError::BadAnswer { path: path.to_owned(), problem: format!("this client does not send {other:?}") })
+            }),
+        }
+    }
 }
 
 /// Builds the API client of a site from its document (URL, how to authenticate). Building sends nothing: the

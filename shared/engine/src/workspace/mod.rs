@@ -15,6 +15,7 @@ pub mod export;
 pub(crate) mod pages;
 pub mod progress;
 pub mod readiness;
+pub mod sync;
 
 use crate::error::StoreError;
 use crate::ports::{ControlBucket, WorkspaceConnector, WriteCondition};

@@ -1,0 +1,243 @@
+use super::apply::{ApplyOptions, apply};
+use super::journal::Status;
+use super::*;
+use crate::documents;
+use crate::lock::{LockDoc, LockState};
+use crate::ports::memory::{FixedClock, MemBucket, MemParameters};
+use crate::ports::memory_workspace::MemWorkspace as Ws;
+use crate::ports::{ApiError, WorkspaceApi, WorkspaceConnector, WriteCondition};
+use domain::names::SsmPrefix;
+use domain::site::SiteConfig;
+use std::sync::{Arc, Mutex};
+use time::macros::datetime;
+
+const NOW: time::OffsetDateTime = datetime!(2026-12-07 12:00 UTC);
+
+struct Connector {
+    sites: BTreeMap<SiteName, Arc<Ws>>,
+    connected: Mutex<Vec<SiteName>>,
+}
+
+impl WorkspaceConnector for Connector {
+    fn connect(&self, site: SiteName, _: &SiteConfig) -> Result<Arc<dyn WorkspaceApi>, ApiError> {
+        self.connected.lock().unwrap().push(site);
+        Ok(self.sites[&site].clone())
+    }
+}
+
+fn take_lock(bucket: &MemBucket) {
+    let doc = LockDoc {
+        execution_id: "failover-inc-1".into(),
+        attempt_id: "a".into(),
+        state: LockState::Running,
+        acquired_at: "2026-12-07T12:00:00Z".into(),
+        lease_expires_at: "2026-12-07T12:15:00Z".into(),
+        holder: "test".into(),
+    };
+    let body = serde_json::to_vec(&doc).unwrap();
+    futures_util::FutureExt::now_or_never(bucket.put(
+        FAILOVER_LOCK_KEY_FOR_TESTS,
+        body,
+        "application/json",
+        WriteCondition::Overwrite,
+    ))
+    .unwrap()
+    .unwrap();
+}
+
+const FAILOVER_LOCK_KEY_FOR_TESTS: &str = crate::lock::FAILOVER_LOCK_KEY;
+
+/// Writes a site's export of the workspace `ws` as the latest (every kind complete).
+async fn export(bucket: &MemBucket, site: SiteName, ws: &Ws, folder: &str) {
+    let mut kinds = BTreeMap::new();
+    for kind in READ {
+        let objects = ws.list(kind);
+        let body = json!({ "kind": kind, "status": "complete", "objects": objects });
+        let key = format!("{folder}/{}", crate::workspace::kind_file(site, kind));
+        bucket.put(&key, serde_json::to_vec(&body).unwrap(), "application/json", WriteCondition::Overwrite).await.unwrap();
+        kinds.insert(
+            kind,
+            crate::workspace::KindSummary { status: domain::databricks::ExportStatus::Complete, count: objects.len() },
+        );
+    }
+    let pointer = LatestExport {
+        site,
+        workspace_url: String::new(),
+        snapshot_folder: folder.into(),
+        exported_at: NOW,
+        kinds,
+        notebooks_outside_repos: 0,
+        files_outside_repos: 0,
+        requests: 0,
+        elapsed_ms: 0,
+    };
+    let key = domain::layout::databricks_latest(site);
+    bucket.put(&key, serde_json::to_vec(&pointer).unwrap(), "application/json", WriteCondition::Overwrite).await.unwrap();
+}
+
+fn primary_ws(jobs: usize) -> Ws {
+    let ws = Ws::default();
+    let mut o = ws.objects.lock().unwrap();
+    o.insert(
+        ObjectKind::InstancePools,
+        vec![json!({"instance_pool_id": "p-pool", "instance_pool_name": "etl", "node_type_id": "i3.xlarge",
+        "aws_attributes": {"zone_id": "us-east-1a"}, "state": "ACTIVE"})],
+    );
+    o.insert(
+        ObjectKind::ClusterPolicies,
+        vec![json!({"policy_id": "p-pol", "name": "small",
+        "definition": "{\"instance_pool_id\":{\"type\":\"fixed\",\"value\":\"p-pool\"}}"})],
+    );
+    o.insert(ObjectKind::SqlWarehouses, vec![json!({"id": "p-wh", "name": "bi", "cluster_size": "Small", "state": "RUNNING"})]);
+    let mut list: Vec<Value> = (0..jobs)
+        .map(|i| {
+            json!({"job_id": i, "settings": {"name": format!("job-{i:04}"), "schedule": {"quartz_cron_expression": "0 0 * * * ?",
+            "timezone_id": "UTC", "pause_status": "UNPAUSED"}, "job_clusters": [{"job_cluster_key": "c",
+            "new_cluster": {"policy_id": "p-pol", "instance_pool_id": "p-pool"}}],
+            "tasks": [{"task_key": "t", "sql_task": {"warehouse_id": "p-wh", "file": {"path": "a.sql"}}}]}})
+        })
+        .collect();
+    list.push(json!({"job_id": 9999, "settings": {"name": "blocked", "tasks": [{"task_key": "t", "pipeline_task": {"pipeline_id": "x"}}]}}));
+    o.insert(ObjectKind::Jobs, list);
+    drop(o);
+    ws
+}
+
+struct Env {
+    bucket: &'static MemBucket,
+    docs: DrDocuments,
+    primary: Arc<Ws>,
+    secondary: Arc<Ws>,
+    connector: Connector,
+    clock: FixedClock,
+}
+
+async fn env(jobs: usize) -> Env {
+    let params = MemParameters::default();
+    let p = r#"{"workspace_url":"https://p.cloud.databricks.com","region":"us-east-1","activation":{"job_tag":"dr=standby"}}"#;
+    let s = r#"{"workspace_url":"https://s.cloud.databricks.com","region":"us-west-2","sync":{"zone_ids":{"us-east-1a":"us-west-2a"}}}"#;
+    params.seed("/dr/p/sites/primary", p, "String");
+    params.seed("/dr/p/sites/secondary", s, "String");
+    let mut active: Value = serde_json::from_str(p).unwrap();
+    active["site"] = json!("primary");
+    params.seed("/dr/p/active", &active.to_string(), "String");
+    let docs = documents::load(&params, &SsmPrefix::parse("/dr/p").unwrap()).await.unwrap();
+    let bucket: &'static MemBucket = Box::leak(Box::default());
+    let (primary, secondary) = (Arc::new(primary_ws(jobs)), Arc::new(Ws::default()));
+    export(bucket, SiteName::Primary, &primary, "snapshots/1").await;
+    export(bucket, SiteName::Secondary, &secondary, "snapshots/1").await;
+    let sites = BTreeMap::from([(SiteName::Primary, primary.clone()), (SiteName::Secondary, secondary.clone())]);
+    Env {
+        bucket,
+        docs,
+        primary,
+        secondary,
+        connector: Connector { sites, connected: Mutex::new(vec![]) },
+        clock: FixedClock::at(NOW),
+    }
+}
+
+impl Env {
+    async fn apply(&self, prune: bool) -> Journal {
+        let prepared = prepare(self.bucket, &self.docs).await.unwrap();
+        let opts = ApplyOptions { prune, requested_by: "me".into(), kinds: None };
+        apply(self.bucket, &self.connector, &self.docs, &prepared, &opts, &self.clock).await.unwrap()
+    }
+
+    async fn reexport(&self, n: u32) {
+        export(self.bucket, SiteName::Secondary, &self.secondary, &format!("snapshots/{n}")).await;
+    }
+}
+
+use super::journal::Journal;
+
+#[tokio::test]
+async fn an_apply_creates_everything_mapped_paused_and_stopped_and_the_next_plan_is_empty_but_the_blocked() {
+    let e = env(3).await;
+    let before = prepare(e.bucket, &e.docs).await.unwrap();
+    assert_eq!(before.plan.counts(), BTreeMap::from([("create", 6), ("blocked", 1)]), "{:#?}", before.plan);
+    let j = e.apply(false).await;
+    assert_eq!(j.outcome.as_deref(), Some("complete"), "{j:#?}");
+    assert_eq!(*e.connector.connected.lock().unwrap(), [SiteName::Secondary], "never the active site");
+    assert!(e.primary.calls.lock().unwrap().is_empty());
+    let jobs = e.secondary.list(ObjectKind::Jobs);
+    assert_eq!(jobs.len(), 3);
+    let pool = &e.secondary.list(ObjectKind::InstancePools)[0];
+    assert_eq!(pool["aws_attributes"]["zone_id"], "us-west-2a");
+    let policy = &e.secondary.list(ObjectKind::ClusterPolicies)[0];
+    assert!(policy["definition"].as_str().unwrap().contains(pool["instance_pool_id"].as_str().unwrap()), "{policy}");
+    let s = &jobs[0]["settings"];
+    assert_eq!(s["schedule"]["pause_status"], "PAUSED");
+    assert_eq!(s["tags"]["dr"], "standby");
+    assert_eq!(s["job_clusters"][0]["new_cluster"]["instance_pool_id"], pool["instance_pool_id"]);
+    assert_eq!(s["job_clusters"][0]["new_cluster"]["policy_id"], policy["policy_id"]);
+    assert_eq!(s["tasks"][0]["sql_task"]["warehouse_id"], e.secondary.list(ObjectKind::SqlWarehouses)[0]["id"]);
+    assert_eq!(e.secondary.list(ObjectKind::SqlWarehouses)[0]["state"], "STOPPED", "created, then stopped");
+    let latest = e.bucket.text(domain::layout::DATABRICKS_SYNC_LATEST).unwrap();
+    assert!(latest.contains(&j.plan_id));
+    e.reexport(2).await;
+    let after = prepare(e.bucket, &e.docs).await.unwrap();
+    assert_eq!(after.plan.counts(), BTreeMap::from([("blocked", 1)]), "{:#?}", after.plan);
+    let calls = e.secondary.calls.lock().unwrap().len();
+    let again = e.apply(false).await;
+    assert_eq!(again.outcome.as_deref(), Some("complete"));
+    assert_eq!(e.secondary.calls.lock().unwrap().len(), calls, "a second apply makes no call");
+}
+
+#[tokio::test]
+async fn an_apply_run_again_after_a_lost_answer_creates_each_job_once() {
+    let e = env(3).await;
+    e.secondary.lose_answer_of.lock().unwrap().push("job-0001".into());
+    let first = e.apply(false).await;
+    assert!(first.outcome.as_deref().unwrap().starts_with("incomplete: 1"), "{first:#?}");
+    let failed = first.entries.iter().find(|x| x.name == "job-0001").unwrap();
+    assert_eq!(failed.status, Status::Failed);
+    // Run again on the same exports: the same plan, its journal resumed; the job is found, not created again.
+    let second = e.apply(false).await;
+    assert_eq!(second.plan_id, first.plan_id);
+    assert_eq!(second.outcome.as_deref(), Some("complete"), "{second:#?}");
+    assert_eq!(second.entries.iter().find(|x| x.name == "job-0001").unwrap().status, Status::Found);
+    let names: Vec<Value> = e.secondary.list(ObjectKind::Jobs).iter().map(|j| j["settings"]["name"].clone()).collect();
+    assert_eq!(names.len(), 3, "{names:?}");
+}
+
+#[tokio::test]
+async fn an_apply_stands_down_when_a_failover_takes_the_lock() {
+    let e = env(40).await;
+    *e.secondary.after_creates.lock().unwrap() = Some((5, Box::new(move || take_lock(e.bucket))));
+    let j = e.apply(false).await;
+    assert!(j.outcome.as_deref().unwrap().contains("failover-inc-1"), "{:?}", j.outcome);
+    let made = e.secondary.list(ObjectKind::Jobs).len();
+    assert!(made <= super::apply::IN_FLIGHT, "only the wave in flight when the lock was taken: {made}");
+    assert!(j.entries.iter().any(|x| x.status == Status::Pending));
+    // While it is held, an apply refuses to start.
+    let prepared = prepare(e.bucket, &e.docs).await.unwrap();
+    let opts = ApplyOptions { prune: false, requested_by: "me".into(), kinds: None };
+    let refused = apply(e.bucket, &e.connector, &e.docs, &prepared, &opts, &e.clock).await.unwrap_err();
+    assert!(refused.to_string().contains("failover lock"), "{refused}");
+}
+
+#[tokio::test]
+async fn prunes_wait_for_prune_and_a_chosen_kind_limits_the_apply() {
+    let e = env(1).await;
+    e.secondary
+        .objects
+        .lock()
+        .unwrap()
+        .insert(ObjectKind::SqlWarehouses, vec![json!({"id": "old", "name": "old", "state": "STOPPED"})]);
+    e.reexport(2).await;
+    let prepared = prepare(e.bucket, &e.docs).await.unwrap();
+    let opts =
+        ApplyOptions { prune: false, requested_by: "check".into(), kinds: Some(BTreeSet::from([ObjectKind::SqlWarehouses])) };
+    let j = apply(e.bucket, &e.connector, &e.docs, &prepared, &opts, &e.clock).await.unwrap();
+    let prune = j.entries.iter().find(|x| x.action == "prune").unwrap();
+    assert_eq!((prune.status, prune.note.as_deref()), (Status::Skipped, Some("prune not asked (--prune)")));
+    assert!(e.secondary.list(ObjectKind::Jobs).is_empty(), "jobs were not chosen");
+    assert_eq!(e.secondary.list(ObjectKind::SqlWarehouses).len(), 2);
+    let j = e.apply(true).await;
+    assert_eq!(j.outcome.as_deref(), Some("complete"), "{j:#?}");
+    let names: Vec<Value> = e.secondary.list(ObjectKind::SqlWarehouses).iter().map(|w| w["name"].clone()).collect();
+    assert_eq!(names, [json!("bi")]);
+}
+
+use std::collections::BTreeSet;
