@@ -86,7 +86,6 @@ fn writes(pair: &SitePair) -> usize {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the local Databricks server's write endpoints (scripts/databricks_server.py, the lead's change)"]
 async fn the_plan_matches_the_drift_an_apply_converges_and_a_second_changes_nothing() {
     let pair = pair(mappings()).await;
     pair.secondary().set_state(&lagging_secondary());
@@ -151,7 +150,6 @@ async fn the_plan_matches_the_drift_an_apply_converges_and_a_second_changes_noth
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the local Databricks server's write endpoints (scripts/databricks_server.py, the lead's change)"]
 async fn an_unmappable_reference_blocks_one_object_and_the_rest_is_applied() {
     // No storage root mapped: the file-arrival job's location cannot be mapped.
     let pair = pair(json!({"zone_ids": {"us-east-1a": "us-west-2a"}})).await;
