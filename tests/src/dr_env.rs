@@ -277,6 +277,19 @@ impl DrEnv {
         Some(o.body.collect().await.ok()?.into_bytes().to_vec())
     }
 
+    /// Writes a JSON object of the control bucket (as another writer would: a lock, a record).
+    pub async fn put_json(&self, key: &str, value: &Value) {
+        self.s3
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type("application/json")
+            .body(value.to_string().into_bytes().into())
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("put {key}: {e:?}"));
+    }
+
     /// Reads a JSON object of the control bucket (`Null` when absent).
     pub async fn json(&self, key: &str) -> Value {
         self.object(key).await.and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or(Value::Null)

@@ -2,11 +2,9 @@
 //! (`scripts/databricks_server.py`) with moto's S3 and SSM; the break-glass `dr` shows the plan (`dr sync`) and
 //! applies it (`dr sync --apply`) to the standby; a second apply changes nothing and the next export shows no
 //! drift for the synced kinds; an unmappable reference blocks its one object.
-//!
-//! Needs the local server's write endpoints (`jobs/create`, `jobs/reset`, `policies/clusters/create|edit`,
-//! `instance-pools/create|edit`, `sql/warehouses` create, edit and stop), which the lead adds to
-//! `scripts/databricks_server.py`: until they are there, these tests are ignored
-//! (`cargo test -p tests --test sync -- --ignored` runs them).
+//! A `dr` killed mid-apply (its creates held by the server, then applied after it died) and run again makes each
+//! change once; a failover that takes the lock during an apply makes it stand down before its next wave. The
+//! local server validates every write with the published rules (`scripts/databricks_writes.py`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use serde_json::{Value, json};
@@ -23,19 +21,25 @@ fn mappings() -> Value {
            "storage_roots": {"s3://acme-primary-landing/": "s3://acme-secondary-landing/"}})
 }
 
-/// Runs the built `dr --json` with the environment's variables and no terminal: exit status, answer, stderr.
-fn dr(pair: &SitePair, args: &[&str]) -> (Option<i32>, Value, String) {
+/// The built `dr --json` with the environment's variables and no terminal.
+fn dr_command(pair: &SitePair, args: &[&str]) -> std::process::Command {
     let bin = tests::runtime_api::bin_dir().join("dr");
     assert!(bin.exists(), "{} is missing: run `cargo build --workspace --bins`", bin.display());
-    let out = std::process::Command::new(bin)
-        .env_clear()
+    let mut c = std::process::Command::new(bin);
+    c.env_clear()
         .envs(pair.env.function_env())
         .env("DR_DATABRICKS_BACKOFF_MS", "20")
         .arg("--json")
         .args(args)
         .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    c
+}
+
+/// Runs the built `dr --json` with the environment's variables and no terminal: exit status, answer, stderr.
+fn dr(pair: &SitePair, args: &[&str]) -> (Option<i32>, Value, String) {
+    let out = dr_command(pair, args).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     (out.status.code(), serde_json::from_slice(&out.stdout).unwrap_or(Value::Null), stderr)
 }
@@ -194,4 +198,80 @@ async fn the_plan_reads_without_a_write_and_an_apply_needs_the_standby_s_name() 
     assert_eq!((code, r["outcome"].as_str()), (Some(2), Some("rejected")), "{r:#}");
     assert!(r["message"].as_str().unwrap().contains("standby"), "{r:#}");
     assert_eq!(writes(&pair), before);
+}
+
+const APPLY: [&str; 6] = ["sync", "--apply", "--confirm", "secondary", "--requested-by", "oncall@example.com"];
+
+/// Waits (up to 30 s) until the standby has received a call whose path contains `what`.
+async fn until_called(pair: &SitePair, what: &str) {
+    for _ in 0..300 {
+        if pair.secondary().requests().iter().any(|q| q.path.contains(what)) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("the standby never received {what}");
+}
+
+/// How many of the standby's jobs carry each name.
+fn job_names(pair: &SitePair) -> std::collections::BTreeMap<String, usize> {
+    let mut out = std::collections::BTreeMap::new();
+    for j in pair.secondary().state()["jobs"].as_array().unwrap() {
+        *out.entry(j["settings"]["name"].as_str().unwrap().to_owned()).or_insert(0) += 1;
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dr_killed_mid_apply_whose_creates_landed_after_it_died_is_run_again_and_makes_each_change_once() {
+    let pair = pair(mappings()).await;
+    pair.secondary().set_state(&lagging_secondary());
+    snapshot(&pair);
+    // The jobs' creates are held by the workspace; the `dr` that sent them is killed; then they apply.
+    pair.secondary().set_faults(&json!([{"path_prefix": "/api/2.2/jobs/create", "mode": "hang"}]));
+    let mut child = dr_command(&pair, &APPLY).spawn().unwrap();
+    until_called(&pair, "/jobs/create").await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    pair.secondary().clear_faults();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let landed = job_names(&pair);
+    assert!(
+        landed.contains_key("hourly-report") || landed.contains_key("legacy-backfill"),
+        "the held creates applied: {landed:?}"
+    );
+
+    let (code, r, stderr) = dr(&pair, &APPLY);
+    assert_eq!((code, r["apply"]["outcome"].as_str()), (Some(0), Some("complete")), "{r:#}\n{stderr}");
+    let names = job_names(&pair);
+    for name in ["hourly-report", "legacy-backfill"] {
+        assert_eq!(names.get(name), Some(&1), "{name} exactly once after the resume: {names:?}");
+    }
+    let found = r["apply"]["entries"].as_array().unwrap().iter().filter(|e| e["status"] == "found").count();
+    assert!(found >= 1, "the resume found what the killed apply's creates made: {r:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failover_that_takes_the_lock_during_an_apply_makes_it_stand_down_before_its_next_kind() {
+    let pair = pair(mappings()).await;
+    pair.secondary().set_state(&lagging_secondary());
+    snapshot(&pair);
+    // The pools go first; while their creates are held, a failover takes the lock.
+    pair.secondary().set_faults(&json!([{"path_prefix": "/api/2.0/instance-pools/create", "mode": "hang"}]));
+    let child = dr_command(&pair, &APPLY).spawn().unwrap();
+    until_called(&pair, "/instance-pools/create").await;
+    let now = time::OffsetDateTime::now_utc();
+    let rfc = |t: time::OffsetDateTime| t.format(&time::format_description::well_known::Rfc3339).unwrap();
+    let lock = json!({"execution_id": "failover-mid-sync", "attempt_id": "a1", "state": "running",
+                      "acquired_at": rfc(now), "lease_expires_at": rfc(now + time::Duration::minutes(5)),
+                      "holder": "health-alarm (test)"});
+    pair.env.put_json("locks/failover.json", &lock).await;
+    pair.secondary().clear_faults();
+    let out = child.wait_with_output().unwrap();
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(r["apply"]["outcome"].as_str().unwrap_or_default().contains("stood down"), "{r:#}\n{stderr}");
+    assert!(r["apply"]["outcome"].as_str().unwrap().contains("failover-mid-sync"), "{r:#}");
+    let names = job_names(&pair);
+    assert!(!names.contains_key("hourly-report") && !names.contains_key("legacy-backfill"), "no job after the lock: {names:?}");
 }
