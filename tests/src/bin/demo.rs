@@ -119,7 +119,10 @@ async fn main() {
     // tagged dr=active-passive and the `bi` SQL warehouse for activation: the standby's are deployed paused and
     // stopped, and the promotion resumes and starts them (and pauses the former's). The secondary is reached as
     // `localhost`: the two workspaces' hosts differ, as the stable DNS name's targets.
-    let activation = json!({"activation": {"job_tag": "dr=active-passive", "warehouses": ["bi"]}});
+    // The standby's site-local values for `dr sync`: zones and the landing bucket differ between the regions.
+    let activation = json!({"activation": {"job_tag": "dr=active-passive", "warehouses": ["bi"]},
+                            "sync": {"zone_ids": {"us-east-1a": "us-west-2a"},
+                                     "storage_roots": {"s3://acme-primary-landing/": "s3://acme-secondary-landing/"}}});
     let (_, secondary_site) = tests::databricks::seed_sites(&env, p, s, &activation, Some("localhost")).await;
     let s_url = secondary_site["workspace_url"].as_str().unwrap_or_default().to_owned();
     // The standby lags behind: one job and one registered model were never deployed there.
@@ -219,6 +222,39 @@ async fn main() {
     ok &= check["dr_matrix"]["rows"].as_array().is_some_and(|r| r.len() == 38);
     show_messages(&env).await;
 
+    step("manual-trigger {\"command\":\"sync\"}: the plan that brings the standby in line (dr sync)");
+    let plan = manual.invoke(&json!({"command": "sync"})).response();
+    println!("  {}", plan["message"].as_str().unwrap_or("?"));
+    let planned_jobs = plan["plan"]["kinds"]["jobs"].as_array().cloned().unwrap_or_default();
+    for c in &planned_jobs {
+        println!("    jobs: {} {}", c["action"].as_str().unwrap_or("?"), c["name"].as_str().unwrap_or("?"));
+    }
+    ok &= planned_jobs
+        .iter()
+        .any(|c| c["action"] == "create" && c["name"].as_str().is_some_and(|n| n.starts_with("hourly-report")));
+
+    step(
+        "manual-trigger {\"command\":\"sync\",\"apply\":true,\"confirm\":\"secondary\"} (dr sync --apply): written to the standby",
+    );
+    let applied = manual
+        .invoke(&json!({"command": "sync", "apply": true, "confirm": "secondary", "requested_by": "dr-team@example.com"}))
+        .response();
+    println!("  {}", applied["message"].as_str().unwrap_or("?"));
+    ok &= applied["apply"]["outcome"] == "complete";
+    let deployed = s.state()["jobs"].as_array().cloned().unwrap_or_default();
+    let hourly = deployed.iter().find(|j| j["settings"]["name"] == "hourly-report").cloned().unwrap_or_default();
+    println!(
+        "  standby's hourly-report: created, schedule {}, tags {}",
+        hourly["settings"]["schedule"]["pause_status"].as_str().unwrap_or("?"),
+        hourly["settings"]["tags"]
+    );
+
+    step("manual-trigger {\"command\":\"snapshot\"} again: no drift left in the synced kinds");
+    let again = brief(&manual.invoke(&json!({"command": "snapshot"})), &["outcome"]);
+    println!("  drift: {}", again["workspace_drift"].as_str().unwrap_or("?"));
+    // Between the sites, no job is missing or differs any more (the standby gained it: "+1 job" over time).
+    ok &= again["workspace_drift"].as_str().is_some_and(|d| !d.contains("missing 1 job") && !d.contains("job differ"));
+
     step("manual-trigger {\"command\":\"drill\"}: the failover rehearsed on a copy, cleaned up, reported");
     let drill = brief(
         &manual.invoke(&json!({"command": "drill", "requested_by": "dr-team@example.com", "reason": "quarterly drill"})),
@@ -310,7 +346,7 @@ async fn main() {
     ok &= status.status.success() && text.contains("active site   PRIMARY") && text.contains("RPO           AT RISK");
 
     step(if ok {
-        "demo finished: exports and drift, the DR matrix, a drill, an automatic failover on an alarm with the workload RPO \
+        "demo finished: exports and drift, the DR matrix, sync of the standby (plan, apply, no drift), a drill, an automatic failover on an alarm with the workload RPO \
          and the standby's workloads activated, idempotent redelivery, failback, a replication storm as one page"
     } else {
         "demo FAILED"
