@@ -138,7 +138,7 @@ impl WarehouseView {
 }
 
 /// What a change touches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ObjectType {
     /// A job's pause field (`jobs/update` with only that field).
@@ -435,6 +435,18 @@ pub fn reverse(changes: &[Change], target: SiteName, target_host: Option<&str>) 
         });
     }
     (out, by_hand)
+}
+
+/// A reverse plan completed with the changes of `forward` (planned from the workspaces' states toward the same
+/// target) to objects it does not already hold. The reverse undoes only the replaced execution's own plan; a
+/// tagged job moved by an earlier execution whose reverse never finished (a failback killed mid-activation, then
+/// superseded) is found out of place by the listing, and moved back with the rest (simulation seed 35600).
+pub fn with_leftovers(mut reverse: Activation, forward: Activation) -> Activation {
+    let key = |c: &Change| (c.site, c.object, c.id.clone(), c.field.clone());
+    let held: BTreeSet<_> = reverse.changes.iter().map(key).collect();
+    reverse.changes.extend(forward.changes.into_iter().filter(|c| !held.contains(&key(c))));
+    reverse.manual.extend(forward.manual);
+    reverse
 }
 
 /// A finding of `status` / `check` about activation.
