@@ -733,6 +733,34 @@ mod tests {
     }
 
     #[test]
+    fn leftovers_complete_a_reverse_without_repeating_what_it_holds() {
+        let resumed = |id, status| Change {
+            status,
+            ..job_change(SiteName::Secondary, &job(id, "n", "x", &[]), "schedule", PAUSED, UNPAUSED, false)
+        };
+        let (reverse, _) = reverse(&[resumed(1, ChangeStatus::Done)], SiteName::Primary, None);
+        let reverse =
+            Activation { mode: "reverse".into(), reverses: Some("fo2".into()), changes: reverse, ..Activation::default() };
+        // The listing finds job 1 (held by the reverse) and job 2, left resumed by an earlier failover.
+        let mut found = reverse.changes.clone();
+        found.push(job_change(SiteName::Secondary, &job(2, "m", "x", &[]), "schedule", UNPAUSED, PAUSED, true));
+        let found = Activation { mode: "forward".into(), changes: found, manual: vec!["hand".into()], ..Activation::default() };
+        let a = with_leftovers(reverse, found);
+        let lines: Vec<String> = a.changes.iter().map(Change::line).collect();
+        assert_eq!(
+            lines,
+            [
+                "secondary job n (1) schedule UNPAUSED -> PAUSED: planned",
+                "secondary job m (2) schedule UNPAUSED -> PAUSED: planned"
+            ]
+        );
+        assert_eq!(
+            (a.mode.as_str(), a.reverses.as_deref(), a.manual.as_slice()),
+            ("reverse", Some("fo2"), &["hand".to_owned()][..])
+        );
+    }
+
+    #[test]
     fn a_dns_record_the_failover_created_follows_the_failback_rather_than_staying_on_the_former_workspace() {
         let created = Change {
             site: None,

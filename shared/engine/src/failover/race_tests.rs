@@ -809,11 +809,8 @@ async fn a_redelivery_that_read_the_record_before_an_approval_never_prepares_the
     assert_eq!(stored(&w, &id).state, ExecutionState::Running);
 
     // The redelivery that read the record before the approval.
-    let late = engine_over(
-        &w,
-        StaleRecordBucket { inner: &w.bucket, stale: Mutex::new(Some((key, before_approval))) },
-        &w.notifier,
-    );
+    let late =
+        engine_over(&w, StaleRecordBucket { inner: &w.bucket, stale: Mutex::new(Some((key, before_approval))) }, &w.notifier);
     let r = alarm::on_alarm_change(&late, &a).await;
     let rec = stored(&w, &id);
     assert_eq!(rec.state, ExecutionState::Completed, "the approved execution is resumed, never waiting again: {r:?}");

@@ -603,7 +603,10 @@ async fn a_failback_after_a_superseded_failback_restores_the_jobs_the_first_fail
     let killed = tokio::time::timeout(call * 5, e.engine.run(request("fb1", SiteName::Primary))).await;
     assert!(killed.is_err(), "the failback is killed mid-activation: {killed:?}");
     let restored = tagged_pauses(&e.primary).iter().filter(|(_, p)| p == "UNPAUSED").count();
-    assert!((1..4).contains(&restored) && !all_at(&e.secondary, "UNPAUSED"), "the killed failback restored some jobs, not all: {restored}");
+    assert!(
+        (1..4).contains(&restored) && !all_at(&e.secondary, "UNPAUSED"),
+        "the killed failback restored some jobs, not all: {restored}"
+    );
 
     // Its lease runs out; a second failover supersedes it.
     e.engine.clock.advance(time::Duration::minutes(10));
