@@ -138,7 +138,7 @@ impl WarehouseView {
 }
 
 /// What a change touches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ObjectType {
     /// A job's pause field (`jobs/update` with only that field).
@@ -437,6 +437,18 @@ pub fn reverse(changes: &[Change], target: SiteName, target_host: Option<&str>) 
     (out, by_hand)
 }
 
+/// A reverse plan completed with the changes of `forward` (planned from the workspaces' states toward the same
+/// target) to objects it does not already hold. The reverse undoes only the replaced execution's own plan; a
+/// tagged job moved by an earlier execution whose reverse never finished (a failback killed mid-activation, then
+/// superseded) is found out of place by the listing, and moved back with the rest (simulation seed 35600).
+pub fn with_leftovers(mut reverse: Activation, forward: Activation) -> Activation {
+    let key = |c: &Change| (c.site, c.object, c.id.clone(), c.field.clone());
+    let held: BTreeSet<_> = reverse.changes.iter().map(key).collect();
+    reverse.changes.extend(forward.changes.into_iter().filter(|c| !held.contains(&key(c))));
+    reverse.manual.extend(forward.manual);
+    reverse
+}
+
 /// A finding of `status` / `check` about activation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutOfStep {
@@ -718,6 +730,34 @@ mod tests {
         // A change skipped (the object had moved on) is left alone.
         changes[2].status = ChangeStatus::Skipped;
         assert_eq!(reverse(&changes, SiteName::Primary, Some("p.host")).0.len(), 3);
+    }
+
+    #[test]
+    fn leftovers_complete_a_reverse_without_repeating_what_it_holds() {
+        let resumed = |id, status| Change {
+            status,
+            ..job_change(SiteName::Secondary, &job(id, "n", "x", &[]), "schedule", PAUSED, UNPAUSED, false)
+        };
+        let (reverse, _) = reverse(&[resumed(1, ChangeStatus::Done)], SiteName::Primary, None);
+        let reverse =
+            Activation { mode: "reverse".into(), reverses: Some("fo2".into()), changes: reverse, ..Activation::default() };
+        // The listing finds job 1 (held by the reverse) and job 2, left resumed by an earlier failover.
+        let mut found = reverse.changes.clone();
+        found.push(job_change(SiteName::Secondary, &job(2, "m", "x", &[]), "schedule", UNPAUSED, PAUSED, true));
+        let found = Activation { mode: "forward".into(), changes: found, manual: vec!["hand".into()], ..Activation::default() };
+        let a = with_leftovers(reverse, found);
+        let lines: Vec<String> = a.changes.iter().map(Change::line).collect();
+        assert_eq!(
+            lines,
+            [
+                "secondary job n (1) schedule UNPAUSED -> PAUSED: planned",
+                "secondary job m (2) schedule UNPAUSED -> PAUSED: planned"
+            ]
+        );
+        assert_eq!(
+            (a.mode.as_str(), a.reverses.as_deref(), a.manual.as_slice()),
+            ("reverse", Some("fo2"), &["hand".to_owned()][..])
+        );
     }
 
     #[test]

@@ -2050,6 +2050,10 @@ const REGRESSION_SEEDS: &[u64] = &[
     75748, // the same
     95393, // the same
     90575, // an approval page crossed the OK; the end recorded an earlier attempt's page of the same event as sent
+    35600, // a failback killed mid-activation, then superseded: the next one reversed only the second failover's plan
+    60039, // the same
+    93644, // the same
+    4700,  // a redelivery that read the record before an approval prepared it again: promoted, recorded noop
 ];
 /// Trace files written per run (one per new signature, the first seed that shows it).
 const MAX_TRACE_FILES: usize = 100;

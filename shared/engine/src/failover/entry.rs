@@ -148,6 +148,22 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
                         ));
                     }
                 };
+                // Read again under the lock: the record read before it may be stale. An approval that landed
+                // meanwhile (then stopped, leaving the lock `stopped`, which this delivery took over) owns the
+                // execution: preparing again would overwrite its snapshot and its `running` record with a wait
+                // that the alarm's `OK` withdraws, leaving its promotion recorded `noop` (simulation seed 4700).
+                let id = rec.record.execution_id.clone();
+                match record::read(&self.bucket, &id).await {
+                    Ok(Some(fresh)) if fresh.record.state != ExecutionState::AwaitingApproval => {
+                        let _ = lock::release_attempt(&self.bucket, &self.settings.lock_key, &id, &held.doc.attempt_id).await;
+                        return Box::pin(self.answer_existing(fresh, attempt, None)).await;
+                    }
+                    Ok(_) => {}
+                    Err(source) => {
+                        let _ = lock::release_attempt(&self.bucket, &self.settings.lock_key, &id, &held.doc.attempt_id).await;
+                        return Err(EngineError::NotStarted { execution_id: id, source });
+                    }
+                }
                 self.prepare_for_approval(rec, attempt, held).await
             }
             (ExecutionState::AwaitingApproval, None) => {

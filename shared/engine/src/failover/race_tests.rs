@@ -742,3 +742,78 @@ async fn an_approval_page_that_crosses_the_ok_after_a_duplicate_sent_it_is_follo
     assert_eq!(states.last().map(String::as_str), Some("OK"), "and is followed by an OK: {states:?}");
     assert!(stored(&w, &id).state.is_terminal());
 }
+
+/// The bucket, answering the record's first read with an older version of it (read before another writer's).
+struct StaleRecordBucket<'a> {
+    inner: &'a MemBucket,
+    stale: Mutex<Option<(String, StoredObject)>>,
+}
+
+impl ControlBucket for StaleRecordBucket<'_> {
+    async fn get(&self, key: &str) -> Result<Option<StoredObject>, StoreError> {
+        let stale = self.stale.lock().unwrap().take_if(|(k, _)| k == key);
+        match stale {
+            Some((_, o)) => Ok(Some(o)),
+            None => self.inner.get(key).await,
+        }
+    }
+    async fn put(&self, key: &str, body: Vec<u8>, content_type: &str, condition: WriteCondition) -> Result<String, StoreError> {
+        self.inner.put(key, body, content_type, condition).await
+    }
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        self.inner.list(prefix).await
+    }
+    async fn list_recent(&self, prefix: &str) -> Result<Vec<(String, String)>, StoreError> {
+        self.inner.list_recent(prefix).await
+    }
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.inner.delete(key).await
+    }
+    async fn delete_if_match(&self, key: &str, etag: &str) -> Result<(), StoreError> {
+        self.inner.delete_if_match(key, etag).await
+    }
+}
+
+#[tokio::test]
+async fn a_redelivery_that_read_the_record_before_an_approval_never_prepares_the_approved_execution_again() {
+    // Simulation seed 4700: a redelivery of the alarm reads the record while it awaits approval; the approval then
+    // promotes and stops (its lock left `stopped`); the redelivery, finding no approval window on the lock, took
+    // the lock over and prepared again: it rewrote the snapshot after the promotion and wrote the record back to
+    // waiting, which the alarm's OK then withdrew, leaving the promotion recorded `noop`.
+    let w = world();
+    let e = engine_over(&w, &w.bucket, &w.notifier);
+    let a = change("alarm");
+    let id = a.execution_id();
+    assert_eq!(alarm::on_alarm_change(&e, &a).await.unwrap().to_json()["outcome"], "awaiting_approval");
+    let key = record::record_key(&id);
+    let before_approval = w.bucket.get(&key).await.unwrap().unwrap();
+    let snapshot = format!("snapshots/{id}/active.json");
+    let snapshot_before = w.bucket.text(&snapshot);
+    assert!(snapshot_before.is_some());
+
+    // The approval promotes; its next record write fails: it stops, approved and promoted.
+    let hook: Hook<'_> = Box::new(|| {
+        Box::pin(async {
+            w.bucket.failing_puts.lock().unwrap().push("executions/".into());
+        })
+    });
+    let approving = engine_over(
+        &w,
+        TrapBucket { inner: &w.bucket, trap: Trap::new(vec!["put executions/", "\"promoted_version\": 2"], hook) },
+        &w.notifier,
+    );
+    assert!(approving.approve(&id, "oncall").await.is_err(), "the approval stops after its promotion");
+    assert!(approving.bucket.trap.sprung());
+    w.bucket.failing_puts.lock().unwrap().clear();
+    assert!(w.params.get_one("/dr/p/active").await.unwrap().unwrap().value.contains(&id), "promoted");
+    assert_eq!(stored(&w, &id).state, ExecutionState::Running);
+
+    // The redelivery that read the record before the approval.
+    let late =
+        engine_over(&w, StaleRecordBucket { inner: &w.bucket, stale: Mutex::new(Some((key, before_approval))) }, &w.notifier);
+    let r = alarm::on_alarm_change(&late, &a).await;
+    let rec = stored(&w, &id);
+    assert_eq!(rec.state, ExecutionState::Completed, "the approved execution is resumed, never waiting again: {r:?}");
+    assert_eq!(w.bucket.text(&snapshot), snapshot_before, "the snapshot taken before the promotion is kept");
+    assert!(w.bucket.text(lock::FAILOVER_LOCK_KEY).is_none(), "no lock left: {:?}", w.bucket.text(lock::FAILOVER_LOCK_KEY));
+}

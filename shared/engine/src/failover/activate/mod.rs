@@ -4,7 +4,9 @@
 //! site document selects (`activation.job_tag`), starts the SQL warehouses it names, pauses the same jobs in the
 //! former active workspace (best effort) and moves the stable DNS name (`{prefix}/redirection`). A failback (the
 //! promotion that replaces an execution which activated forward) reverses that execution's changes, from its
-//! record. A drill records the plan and changes nothing.
+//! record, completed with what the workspaces show out of place for its target (a tagged job an earlier execution
+//! left moved, its failback killed mid-activation and then superseded; see `plan`). A drill records the plan and
+//! changes nothing.
 //!
 //! At size ([`apply`]): the target's changes, the former's and the DNS record's run side by side, each in waves
 //! of at most [`IN_FLIGHT`] calls and under a budget of its own ([`TARGET_DEADLINE`], [`FORMER_DEADLINE`]), so

@@ -32,7 +32,8 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
         if let Some(reverse) = self.reverse_plan(run).await?
             && reverse.changes.iter().any(|c| c.site.is_some())
         {
-            return Ok(Some(reverse));
+            let settings = target_settings.as_ref().or(former_settings.as_ref());
+            return Ok(Some(self.with_leftovers(run, ws, reverse, settings, former_settings.as_ref(), redirection).await));
         }
         let mut plan = Activation { mode: "forward".into(), ..Activation::default() };
         if let Some(settings) = target_settings.as_ref().or(former_settings.as_ref()) {
@@ -58,6 +59,35 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
             return Ok(Some(Activation { mode: "reverse".into(), reverses: Some(prev), changes, manual, drill: false }));
         }
         Ok(None)
+    }
+
+    /// A reverse plan completed with what the workspaces show out of place for the target beyond it: its tagged
+    /// jobs (resumed in the target, paused in the other; not its warehouses, which a reverse leaves as they were)
+    /// and the DNS record when the reverse does not hold it. The reverse covers the replaced execution's changes,
+    /// even those not known done (a call that applied and answered late, or lands in the fence's window after
+    /// this listing); the listing covers those an earlier execution left (its failback killed mid-activation,
+    /// then superseded) and those made by hand. Each is re-read and made only from its expected value.
+    async fn with_leftovers(
+        &self,
+        run: &Run,
+        ws: &mut Workspaces,
+        reverse: Activation,
+        settings: Option<&ActivationSettings>,
+        former_settings: Option<&ActivationSettings>,
+        redirection: Option<Result<Redirection, String>>,
+    ) -> Activation {
+        let mut found = Activation { mode: "forward".into(), ..Activation::default() };
+        let tagged = |s: &ActivationSettings| s.job_tag.is_some();
+        if let Some(settings) = settings.filter(|s| tagged(s) || former_settings.is_some_and(tagged)) {
+            let jobs_only = |s: &ActivationSettings| ActivationSettings { warehouses: Vec::new(), ..s.clone() };
+            let former = former_settings.map(jobs_only);
+            found = self.forward_plan(run, ws, &jobs_only(settings), former.as_ref()).await;
+        }
+        // A reverse that holds the DNS record (or says it is to do by hand) settles it; else it is read.
+        if !reverse.changes.iter().any(|c| c.object == ObjectType::DnsRecord) && reverse.manual.is_empty() {
+            self.plan_dns(run, redirection, &mut found).await;
+        }
+        activation::with_leftovers(reverse, found)
     }
 
     /// Both workspaces listed side by side (the former's listing bounded by [`FORMER_LISTING_DEADLINE`]), then

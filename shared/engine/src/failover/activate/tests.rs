@@ -569,3 +569,60 @@ async fn a_site_document_broken_since_the_decision_stops_the_activation_instead_
     assert!(source.to_string().contains("sites/secondary") || source.to_string().contains("sites/primary"), "{source}");
     assert!(e.primary.posts.lock().unwrap().is_empty() && e.secondary.posts.lock().unwrap().is_empty(), "no call made");
 }
+
+/// The tagged jobs' pause fields of a workspace, by job id.
+fn tagged_pauses(ws: &FakeWs) -> Vec<(u64, String)> {
+    let s = ws.state();
+    let jobs = s["jobs"].as_array().unwrap().iter().filter(|j| j["settings"]["tags"]["dr"] == "active-passive");
+    jobs.map(|j| {
+        let field = ["schedule", "continuous"].into_iter().find(|f| j["settings"][*f].is_object()).unwrap();
+        (j["job_id"].as_u64().unwrap(), j["settings"][field]["pause_status"].as_str().unwrap().to_owned())
+    })
+    .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failback_after_a_superseded_failback_restores_the_jobs_the_first_failover_moved() {
+    // Simulation seed 35600: a failover moves every tagged job; the failback that reverses it is killed after
+    // its first calls and is then superseded by a second failover, which plans from the workspaces' states and
+    // so moves only what the killed failback had restored. The next failback reversed only the second
+    // failover's plan: the jobs the first failover moved stayed paused in the primary and resumed in the
+    // secondary.
+    let call = Duration::from_millis(100);
+    let primary = slow(many_jobs(1, 4, "UNPAUSED"), json!([]), call);
+    let secondary = slow(many_jobs(11, 4, "PAUSED"), json!([]), call);
+    let mut e = env_with(primary, secondary);
+    // One call a wave: the failback is killed after a few of its changes, not after a whole side's.
+    e.engine.settings.activation_in_flight = 1;
+    let (p0, s0) = (tagged_pauses(&e.primary), tagged_pauses(&e.secondary));
+    let r = e.engine.run(request("fo1", SiteName::Secondary)).await.unwrap();
+    assert_eq!(r.outcome, Outcome::Completed, "{}", r.message);
+    assert!(tagged_pauses(&e.primary).iter().all(|(_, p)| p == "PAUSED"));
+
+    // The failback is killed (its invocation dropped, as Lambda's timeout does) after a few of its changes.
+    let killed = tokio::time::timeout(call * 5, e.engine.run(request("fb1", SiteName::Primary))).await;
+    assert!(killed.is_err(), "the failback is killed mid-activation: {killed:?}");
+    let restored = tagged_pauses(&e.primary).iter().filter(|(_, p)| p == "UNPAUSED").count();
+    assert!(
+        (1..4).contains(&restored) && !all_at(&e.secondary, "UNPAUSED"),
+        "the killed failback restored some jobs, not all: {restored}"
+    );
+
+    // Its lease runs out; a second failover supersedes it.
+    e.engine.clock.advance(time::Duration::minutes(10));
+    let r = e.engine.run(request("fo2", SiteName::Secondary)).await.unwrap();
+    assert_eq!(r.outcome, Outcome::Completed, "{}", r.message);
+    let fo2 = record_of(&e, "fo2").activation.unwrap();
+    assert_eq!(fo2.mode, "forward", "{fo2:#?}");
+    assert!(fo2.changes.iter().filter(|c| c.site.is_some()).count() < 8, "it moved only what was back: {fo2:#?}");
+
+    // The next failback restores every tagged job, those the first failover moved too.
+    let r = e.engine.run(request("fb2", SiteName::Primary)).await.unwrap();
+    assert_eq!(r.outcome, Outcome::Completed, "{}", r.message);
+    assert_eq!(tagged_pauses(&e.primary), p0, "every tagged job resumed in the primary");
+    assert_eq!(tagged_pauses(&e.secondary), s0, "every tagged job paused in the secondary");
+    assert_eq!(cname(&e), "p.cloud.databricks.com");
+    let fb2 = record_of(&e, "fb2").activation.unwrap();
+    assert_eq!((fb2.mode.as_str(), fb2.reverses.as_deref()), ("reverse", Some("fo2")));
+    assert!(fb2.changes.iter().all(|c| c.status.in_effect()), "{fb2:#?}");
+}
