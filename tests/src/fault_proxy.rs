@@ -57,12 +57,19 @@ struct State {
     gate_open: bool,
     /// Every forwarded request waits first for a latency drawn from this distribution (kept across plans).
     latency: Option<Latency>,
+    /// The scope of the latency draws (set with the plan: the soak's invocation number).
+    scope: u64,
+    /// Calls of each operation (see [`operation_of`]) so far in this plan.
+    occurrences: HashMap<String, usize>,
 }
 
 /// A heavy-tailed distribution of call latencies, as real AWS APIs show (most calls near the median, a few tens
 /// of times slower): `median_ms * sqrt(2) ^ (log2(1 / (1 - u)))`-shaped, i.e. `median_ms * (1 / (2 (1 - u)))^0.5`
-/// for `u` uniform, capped at `cap_ms`. Seeded: the `n`-th request through the proxy draws the same latency in
-/// every run of one seed.
+/// for `u` uniform, capped at `cap_ms`. Seeded and keyed by the call, not by the moment it arrives: the `k`-th
+/// call of one operation (`S3 PUT PutObject`, `SNS Publish`, `SSM GetParameter`; bucket and key left out, as
+/// they hold a run's own names and times) within one scope (the soak's invocation number, [`FaultProxy::scope`])
+/// draws the same latency in every run of one seed, whatever other calls go on beside it. Only calls of one
+/// operation made side by side can swap their draws, as the threads' scheduling orders their arrival.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Latency {
     /// The median latency, in ms.
@@ -74,10 +81,20 @@ pub struct Latency {
 }
 
 impl Latency {
-    /// The latency of the `n`-th request.
-    pub fn draw(&self, n: usize) -> Duration {
-        // splitmix64 of (seed, n): no `rand` dependency, the same numbers everywhere.
-        let mut z = self.seed ^ (n as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    /// The latency of the `occurrence`-th (1-based) call of `operation` (see [`operation_of`]) in `scope`.
+    pub fn draw_for(&self, scope: u64, operation: &str, occurrence: usize) -> Duration {
+        // FNV-1a over the call's identity, then splitmix64 with the seed: the same numbers on every platform.
+        let mut h: u64 = 0xCBF2_9CE4_8422_2325;
+        for b in operation.bytes().chain(scope.to_le_bytes()).chain((occurrence as u64).to_le_bytes()) {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01B3);
+        }
+        self.draw(h)
+    }
+
+    /// The latency drawn for `key` (a hash of the call's identity).
+    fn draw(&self, key: u64) -> Duration {
+        // splitmix64 of (seed, key): no `rand` dependency, the same numbers everywhere.
+        let mut z = self.seed ^ key.wrapping_mul(0x9E37_79B9_7F4A_7C15);
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^= z >> 31;
@@ -86,6 +103,16 @@ impl Latency {
         let ms = (self.median_ms as f64 * factor).min(self.cap_ms as f64);
         Duration::from_micros((ms * 1000.0) as u64)
     }
+}
+
+/// A request's operation without the names a run makes its own (an S3 bucket and key): `S3 PUT /b/k PutObject`
+/// is `S3 PUT PutObject`; SNS and SSM labels already name the operation only.
+pub fn operation_of(label: &str) -> String {
+    let mut words: Vec<&str> = label.split(' ').collect();
+    if words.first() == Some(&"S3") && words.len() >= 3 {
+        words.remove(2);
+    }
+    words.join(" ")
 }
 
 /// The running proxy.
@@ -113,11 +140,17 @@ impl FaultProxy {
         FaultProxy { endpoint, state }
     }
 
-    /// Replaces the plan and resets the log and the counter.
+    /// Replaces the plan and resets the log and the counter (the latency draws' scope back to 0).
     pub fn plan(&self, rules: Vec<Rule>) {
+        self.scope(rules, 0);
+    }
+
+    /// Replaces the plan like [`FaultProxy::plan`], with `scope` keying the latency draws of its calls (see
+    /// [`Latency`]): one scope per invocation gives each invocation its own draws.
+    pub fn scope(&self, rules: Vec<Rule>, scope: u64) {
         if let Ok(mut s) = self.state.0.lock() {
             let latency = s.latency;
-            *s = State { rules, latency, ..State::default() };
+            *s = State { rules, latency, scope, ..State::default() };
         }
     }
 
@@ -313,7 +346,13 @@ fn serve(conn: TcpStream, upstream: &str, state: &Arc<(Mutex<State>, Condvar)>) 
         let Ok(mut s) = state.0.lock() else { return };
         s.count += 1;
         let n = s.count;
-        let delay = s.latency.map(|l| l.draw(n));
+        let op = operation_of(&l);
+        let occurrence = {
+            let k = s.occurrences.entry(op.clone()).or_default();
+            *k += 1;
+            *k
+        };
+        let delay = s.latency.map(|lat| lat.draw_for(s.scope, &op, occurrence));
         s.log.push(l.clone());
         let by_rule = s.rules.iter().find(|r| r.at == n).copied();
         let gated = match &mut s.gate {
@@ -369,4 +408,34 @@ fn serve(conn: TcpStream, upstream: &str, state: &Arc<(Mutex<State>, Condvar)>) 
         }
     }
     let _ = client.shutdown(Shutdown::Both);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Latency, operation_of};
+    use std::time::Duration;
+
+    const LAT: Latency = Latency { median_ms: 3, cap_ms: 60, seed: 0x5eed_50a4 };
+
+    #[test]
+    fn a_calls_latency_is_keyed_by_its_operation_and_occurrence_not_its_bucket_or_arrival() {
+        // Two runs name their buckets and keys differently; the same call draws the same latency.
+        assert_eq!(operation_of("S3 PUT /dr-t1a2b/executions/alarm-1.json PutObject"), "S3 PUT PutObject");
+        assert_eq!(operation_of("S3 GET /dr-t9f8e/locks/failover.json GetObject"), "S3 GET GetObject");
+        assert_eq!(operation_of("SNS Publish"), "SNS Publish");
+        assert_eq!(operation_of("SSM GetParametersByPath"), "SSM GetParametersByPath");
+        let one = LAT.draw_for(7, "S3 PUT PutObject", 2);
+        assert_eq!(one, LAT.draw_for(7, "S3 PUT PutObject", 2), "a replay draws the same");
+        // Each invocation (scope) draws its own, as does each call: not one sequence repeated per invocation.
+        let per_scope: Vec<Duration> = (1..=50).map(|scope| LAT.draw_for(scope, "SNS Publish", 1)).collect();
+        let distinct: std::collections::BTreeSet<Duration> = per_scope.iter().copied().collect();
+        assert!(distinct.len() > 40, "{per_scope:?}");
+        assert_ne!(LAT.draw_for(7, "SNS Publish", 1), LAT.draw_for(7, "S3 PUT PutObject", 1));
+        // The distribution: median near `median_ms`, a heavy tail up to the cap, nothing beyond it.
+        let mut all: Vec<Duration> = (0..2000).map(|k| LAT.draw_for(k, "S3 GET GetObject", 1)).collect();
+        all.sort();
+        let median = all[1000].as_secs_f64() * 1000.0;
+        assert!((2.5..=3.5).contains(&median), "median {median} ms");
+        assert!(all[1999] <= Duration::from_millis(60) && all[1990] > Duration::from_millis(15), "{:?}", &all[1990..]);
+    }
 }

@@ -36,7 +36,10 @@
 //! The fault plan is seeded per invocation: for the `n`-th invocation of the run, the plan over its AWS calls
 //! (by their order of arrival at the proxy) is a function of `SOAK_SEED` and `n`. Calls an invocation makes side
 //! by side may reach the proxy in either order, so the exact call a fault lands on can change between runs of
-//! the same seed; the share of faults and the schedule do not.
+//! the same seed; the share of faults and the schedule do not. The latency the proxy adds is keyed by the call,
+//! not by its arrival: the `k`-th call of one operation (`S3 PUT PutObject`, `SNS Publish`, ...) in the `n`-th
+//! invocation waits the same in every run of one seed; only calls of one operation made side by side can swap
+//! their draws (the threads' scheduling orders their arrival), and the time a sleep really takes is the machine's.
 //!
 //! Memory: the `VmRSS` and `VmHWM` of each warm process are read from `/proc/<pid>/status` after its warm-up
 //! invocations and after its last one; the growth between them must stay under [`Config::rss_growth_bound_kib`].
@@ -1064,7 +1067,9 @@ impl Runner<'_> {
     fn invoke(&mut self, which: Which, payload: &Value) -> Invocation {
         self.invocation += 1;
         let rules = if self.faults { fault_plan(self.cfg.seed, self.invocation, self.cfg.fault_per_mille) } else { Vec::new() };
-        self.proxy.plan(rules.clone());
+        // The invocation's number scopes the proxy's latency draws: each call's latency is a function of the seed,
+        // the invocation, the call's operation and its rank among that operation's calls (see `Latency`).
+        self.proxy.scope(rules.clone(), self.invocation);
         let Some(f) = self.functions.get_mut(&which) else {
             return Invocation::NoAnswer(format!("{} is not running", which.name()));
         };

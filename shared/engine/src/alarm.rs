@@ -365,6 +365,8 @@ async fn resolve_once<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock
              `failover` by hand.",
         );
         rec.record.state = ExecutionState::Noop;
+        // Ended on purpose, as a cancel ends it: a stop of its preparation (its lock update failed) is over.
+        rec.record.error = None;
         rec.record.decision.reasons.push("the alarm recovered before the failover was approved: withdrawn".into());
         rec.record.note(now, "withdrawn: the alarm recovered before approval");
     } else if rec.record.state == ExecutionState::AwaitingApproval {

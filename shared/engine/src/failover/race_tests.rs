@@ -817,3 +817,87 @@ async fn a_redelivery_that_read_the_record_before_an_approval_never_prepares_the
     assert_eq!(w.bucket.text(&snapshot), snapshot_before, "the snapshot taken before the promotion is kept");
     assert!(w.bucket.text(lock::FAILOVER_LOCK_KEY).is_none(), "no lock left: {:?}", w.bucket.text(lock::FAILOVER_LOCK_KEY));
 }
+
+/// A bucket that fails (without applying) the first put described (`put {key} {body}`) with every one of
+/// `needles`, as S3 answering 500 to every retry of it.
+struct FailsOnce<'a> {
+    inner: &'a MemBucket,
+    needles: Vec<&'static str>,
+    done: Mutex<bool>,
+}
+
+impl ControlBucket for FailsOnce<'_> {
+    async fn get(&self, key: &str) -> Result<Option<StoredObject>, StoreError> {
+        self.inner.get(key).await
+    }
+    async fn put(&self, key: &str, body: Vec<u8>, content_type: &str, condition: WriteCondition) -> Result<String, StoreError> {
+        let call = format!("put {key} {}", String::from_utf8_lossy(&body));
+        let fail = {
+            let mut done = self.done.lock().unwrap();
+            let fail = !*done && self.needles.iter().all(|n| call.contains(n));
+            *done |= fail;
+            fail
+        };
+        if fail {
+            return Err(StoreError::Transient {
+                service: "S3",
+                operation: "PutObject",
+                message: "InternalError: injected".into(),
+            });
+        }
+        self.inner.put(key, body, content_type, condition).await
+    }
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        self.inner.list(prefix).await
+    }
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.inner.delete(key).await
+    }
+    async fn delete_if_match(&self, key: &str, etag: &str) -> Result<(), StoreError> {
+        self.inner.delete_if_match(key, etag).await
+    }
+}
+
+/// The alarm in approval mode, its approval window's lock update failing once: the execution stops at `lock`.
+async fn approval_stopped_at_lock(w: &World) -> String {
+    let failing =
+        FailsOnce { inner: &w.bucket, needles: vec!["put locks/failover.json", "awaiting_approval"], done: Mutex::new(false) };
+    let e = engine_over(w, &failing, &w.notifier);
+    let a = change("alarm");
+    let stopped = alarm::on_alarm_change(&e, &a).await;
+    assert!(matches!(stopped, Err(EngineError::Stopped { step: Step::Lock, .. })), "{stopped:?}");
+    let id = a.execution_id();
+    assert!(stored(w, &id).error.is_some(), "the stop is recorded");
+    id
+}
+
+#[tokio::test]
+async fn a_redelivery_that_resumes_a_stopped_approval_clears_the_stops_error() {
+    // Found by the longer soak (record alarm-04935a7da3df2da2fd19): the approval window's lock update failed, the
+    // redelivery took over and prepared the approval, the alarm's OK withdrew it; the record ended `noop` with the
+    // stop's error still in it (status and the report then say it stopped), where the clean run had none.
+    let w = world();
+    let id = approval_stopped_at_lock(&w).await;
+    let e = engine_over(&w, &w.bucket, &w.notifier);
+    let again = alarm::on_alarm_change(&e, &change("alarm")).await.unwrap();
+    assert_eq!(again.to_json()["outcome"], "awaiting_approval");
+    assert!(w.bucket.text(lock::FAILOVER_LOCK_KEY).unwrap().contains("awaiting_approval"));
+    assert_eq!(stored(&w, &id).state, ExecutionState::AwaitingApproval);
+    assert_eq!(stored(&w, &id).error, None, "the resumed preparation is no longer stopped");
+    alarm::on_alarm_change(&e, &change("ok")).await.unwrap();
+    let rec = stored(&w, &id);
+    assert_eq!((rec.state, rec.error), (ExecutionState::Noop, None));
+    assert!(rec.notes.iter().any(|n| n.what.starts_with("stopped at lock")), "the stop stays in the history");
+}
+
+#[tokio::test]
+async fn an_ok_that_withdraws_a_stopped_approval_clears_the_stops_error() {
+    // The same stop, the alarm's OK coming before any redelivery: the withdrawal ends the execution on purpose.
+    let w = world();
+    let id = approval_stopped_at_lock(&w).await;
+    let e = engine_over(&w, &w.bucket, &w.notifier);
+    alarm::on_alarm_change(&e, &change("ok")).await.unwrap();
+    let rec = stored(&w, &id);
+    assert_eq!((rec.state, rec.error), (ExecutionState::Noop, None));
+    assert_eq!(page_states(&w.notifier).last().map(String::as_str), Some("OK"), "{:?}", page_states(&w.notifier));
+}

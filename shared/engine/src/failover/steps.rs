@@ -31,6 +31,11 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
     ) -> EngineResult<ExecutionResult> {
         let id = rec.record.execution_id.clone();
         let start = self.now();
+        // A preparation resumed after a stop (a redelivery taking over the stopped lock) starts afresh: the error
+        // of that stop no longer holds (its steps and notes keep it), and a stop of this attempt records its own.
+        // Left, it would outlive the approval and the execution's end (found by the soak: a noop "stopped with
+        // error" after a transient failure of the approval window's lock update).
+        rec.record.error = None;
         let files = self.snapshot_files(&attempt).await;
         if let Ok(f) = &files {
             rec.record.rpo_estimate = Some(rpo_estimate(f));
