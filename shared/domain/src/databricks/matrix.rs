@@ -205,6 +205,34 @@ pub struct MatrixEvidence {
     pub secondary_configured: bool,
     /// How old an export may be and still count as evidence.
     pub max_export_age: Duration,
+    /// The latest `sync` apply to the standby; `None` when none ran.
+    pub last_sync: Option<SyncEvidence>,
+}
+
+/// What the latest `sync` apply did (`databricks/sync-latest.json`): the kinds it brought in line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncEvidence {
+    /// When it last saved its journal.
+    pub at: OffsetDateTime,
+    /// Its plan's id.
+    pub plan_id: String,
+    /// How it ended (`complete`, `incomplete: ...`, `stood down: ...`).
+    pub outcome: String,
+    /// The kinds every change of which was made, found, or deliberately skipped (none failed or left to do).
+    pub kinds: std::collections::BTreeSet<ObjectKind>,
+}
+
+/// The evidence a row of synced kinds adds: "synced at ..." when the latest apply covered every kind of the row,
+/// "<kinds> synced at ..." when it covered some of them. The row's status still follows the drift.
+fn synced_note(ev: &MatrixEvidence, kinds: &[ObjectKind]) -> Option<String> {
+    let sync = ev.last_sync.as_ref()?;
+    let covered: Vec<&str> = kinds.iter().filter(|k| sync.kinds.contains(k)).map(|k| k.as_str()).collect();
+    if covered.is_empty() {
+        return None;
+    }
+    let at = sync.at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
+    let which = if covered.len() == kinds.len() { String::new() } else { format!("{} ", covered.join(", ")) };
+    Some(format!("{which}synced at {at} ({}; sync {}: {})", ago(ev.now - sync.at), sync.plan_id, sync.outcome))
 }
 
 /// Which replicated locations back a data-plane row.
@@ -278,7 +306,13 @@ pub fn evaluate(evidence: &MatrixEvidence) -> Vec<MatrixRow> {
                 Some(Rule::OutsideView) => {
                     (Protection::Unknown, format!("outside what this stack can see: {}", row.practice.to_lowercase()))
                 }
-                Some(Rule::Kinds(kinds)) => kinds_rule(evidence, kinds),
+                Some(Rule::Kinds(kinds)) => {
+                    let (status, text) = kinds_rule(evidence, kinds);
+                    match synced_note(evidence, kinds) {
+                        Some(note) => (status, format!("{text}; {note}")),
+                        None => (status, text),
+                    }
+                }
                 Some(Rule::Notebooks) => outside_repos(evidence, |e| e.notebooks_outside_repos, "notebook", "not in Git"),
                 Some(Rule::Files) => outside_repos(evidence, |e| e.files_outside_repos, "file", "store them in S3 or Git"),
                 Some(Rule::SecondaryWorkspace) => secondary_workspace(evidence),
@@ -637,7 +671,28 @@ mod tests {
             delta: None,
             secondary_configured: true,
             max_export_age: Duration::hours(2),
+            last_sync: None,
         }
+    }
+
+    #[test]
+    fn rows_of_synced_kinds_say_when_the_standby_was_synced() {
+        let mut ev = healthy();
+        let before = evaluate(&ev);
+        assert!(!row(&before, "Workflows").evidence.contains("synced"), "{}", row(&before, "Workflows").evidence);
+        ev.last_sync = Some(SyncEvidence {
+            at: NOW - Duration::minutes(30),
+            plan_id: "abc123".into(),
+            outcome: "complete".into(),
+            kinds: [ObjectKind::Jobs, ObjectKind::ClusterPolicies, ObjectKind::InstancePools, ObjectKind::SqlWarehouses].into(),
+        });
+        let rows = evaluate(&ev);
+        let jobs = &row(&rows, "Workflows").evidence;
+        assert!(jobs.contains("synced at") && jobs.contains("sync abc123: complete") && jobs.contains("30 min ago"), "{jobs}");
+        let clusters = &row(&rows, "Cluster Management").evidence;
+        assert!(clusters.contains("cluster-policies, instance-pools synced at"), "clusters are not synced: {clusters}");
+        assert!(!row(&rows, "Unity Catalog").evidence.contains("synced"), "not a synced kind");
+        assert_eq!(row(&rows, "Workflows").status, row(&before, "Workflows").status, "the status still follows the drift");
     }
 
     fn row<'a>(rows: &'a [MatrixRow], component: &str) -> &'a MatrixRow {

@@ -86,10 +86,44 @@ pub async fn assess<B: ControlBucket>(bucket: &B, docs: &DrDocuments, now: Offse
         delta,
         secondary_configured: docs.secondary.valid().is_some(),
         max_export_age: MAX_EXPORT_AGE,
+        last_sync: last_sync(bucket).await,
     };
     let rows = matrix::evaluate(&evidence);
     let summary = matrix::summary(&rows);
     Ok(Readiness { findings: findings(&latest, drift.as_ref(), now), summary, drift: drift.map(|d| d.sentence), rows })
+}
+
+/// The latest `sync` apply as matrix evidence: the synced kinds none of whose changes failed or is left to do.
+/// An unreadable journal is no evidence (logged).
+async fn last_sync<B: ControlBucket>(bucket: &B) -> Option<matrix::SyncEvidence> {
+    let read = bucket.get(domain::layout::DATABRICKS_SYNC_LATEST).await;
+    let body = match read {
+        Ok(Some(o)) => o.body,
+        Ok(None) => return None,
+        Err(e) => {
+            tracing::warn!(error = %e, "the latest sync journal is unreadable: no sync evidence in the matrix");
+            return None;
+        }
+    };
+    let journal: crate::workspace::sync::journal::Journal = serde_json::from_slice(&body)
+        .inspect_err(|e| tracing::warn!(error = %e, "the latest sync journal is not one: no sync evidence in the matrix"))
+        .ok()?;
+    let kinds = domain::databricks::sync::SYNCED
+        .into_iter()
+        .filter(|k| {
+            journal
+                .entries
+                .iter()
+                .filter(|e| e.kind == *k)
+                .all(|e| e.status.settled() && e.note.as_deref() != Some(crate::workspace::sync::journal::NOT_CHOSEN))
+        })
+        .collect();
+    Some(matrix::SyncEvidence {
+        at: journal.updated_at,
+        plan_id: journal.plan_id,
+        outcome: journal.outcome.unwrap_or_else(|| "running".into()),
+        kinds,
+    })
 }
 
 /// How far behind a replica may be before its table is at risk: the 15 minutes within which S3 Replication Time

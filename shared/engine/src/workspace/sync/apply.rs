@@ -120,7 +120,7 @@ async fn open<B: ControlBucket>(
         }
         let chosen = opts.kinds.as_ref().is_none_or(|k| k.contains(&e.kind));
         let skip = if !chosen {
-            Some("kind not chosen for this apply")
+            Some(crate::workspace::sync::journal::NOT_CHOSEN)
         } else if e.action == "prune" && !opts.prune {
             Some("prune not asked (--prune)")
         } else {

@@ -37,6 +37,9 @@ impl Status {
     }
 }
 
+/// The note on a change of a kind the apply was not asked to make (`sync_on_check` names others).
+pub const NOT_CHOSEN: &str = "kind not chosen for this apply";
+
 /// One change's line in the journal.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
