@@ -26,6 +26,7 @@ mod refs;
 pub mod settings;
 #[cfg(test)]
 mod tests;
+pub mod uc;
 
 use super::ObjectKind;
 use serde::{Deserialize, Serialize};
@@ -34,10 +35,16 @@ use std::collections::BTreeMap;
 
 pub use refs::{placeholder, placeholders_in, replace_placeholders};
 
-/// The kinds sync writes, in the order they are applied: what is referenced comes first (policies name pools,
-/// jobs name all three).
-pub const SYNCED: [ObjectKind; 4] =
-    [ObjectKind::InstancePools, ObjectKind::ClusterPolicies, ObjectKind::SqlWarehouses, ObjectKind::Jobs];
+/// The kinds sync writes, in the order they are applied: what is referenced comes first (schemas live in
+/// catalogs, policies name pools, jobs name policies, pools and warehouses).
+pub const SYNCED: [ObjectKind; 6] = [
+    ObjectKind::Catalogs,
+    ObjectKind::Schemas,
+    ObjectKind::InstancePools,
+    ObjectKind::ClusterPolicies,
+    ObjectKind::SqlWarehouses,
+    ObjectKind::Jobs,
+];
 
 /// What is never synced, and why (kinds of the export that sync does not write).
 pub const NOT_SYNCED: [(&str, &str); 9] = [
@@ -48,7 +55,7 @@ pub const NOT_SYNCED: [(&str, &str); 9] = [
         "clusters",
         "all-purpose clusters are not created by sync (jobs use job clusters; a job naming a cluster the standby lacks is blocked)",
     ),
-    ("catalogs, schemas and their grants", "not handled by this version of sync: drift reports them"),
+    ("grants of catalogs, schemas and tables", "not handled by this version of sync: drift reports them"),
     ("permissions of jobs, warehouses, policies and pools", "not handled by this version of sync: drift reports them"),
     ("serving and vector search endpoints and indexes", "not handled by sync: recreate them from their source tables"),
     ("repos and workspace objects", "not handled by sync: Git folders come from their remote"),
