@@ -2,7 +2,8 @@
 //! from the two sites' latest exports ([`plan`]), for people to read and for the engine to apply.
 //!
 //! Objects are matched across the sites by name, as drift matches them ([`super::identity`]): jobs by name and
-//! tags (the activation tag aside, since sync sets it), policies, pools and warehouses by name. For each kind
+//! tags (the activation tag aside, since sync sets it), policies, pools, warehouses and catalogs by name,
+//! schemas by full name ([`uc`] says how catalogs and schemas are written). For each kind
 //! whose exports are complete on both sides:
 //!
 //! - an object of the active site that the standby lacks is a [`Action::Create`];
