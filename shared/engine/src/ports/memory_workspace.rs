@@ -86,6 +86,41 @@ impl MemWorkspace {
         Ok(answer)
     }
 
+    /// A grants `PATCH` (`None`: the path is not one): the changes' adds and removes on the securable's document
+    /// of [`ObjectKind::Grants`], made when absent.
+    fn grants(&self, path: &str, body: &Value) -> Option<Value> {
+        let rest = path.strip_prefix("/api/2.1/unity-catalog/permissions/")?;
+        let (t, name) = rest.split_once('/')?;
+        let mut all = locked(&self.objects);
+        let docs = all.entry(ObjectKind::Grants).or_default();
+        let pos = match docs.iter().position(|d| d["securable_type"] == json!(t) && d["full_name"] == json!(name)) {
+            Some(p) => p,
+            None => {
+                docs.push(json!({"securable_type": t, "full_name": name, "privilege_assignments": []}));
+                docs.len() - 1
+            }
+        };
+        let mut per: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
+        for a in docs[pos]["privilege_assignments"].as_array().into_iter().flatten() {
+            let privileges = a["privileges"].as_array().into_iter().flatten().filter_map(Value::as_str).map(str::to_owned);
+            per.entry(a["principal"].as_str().unwrap_or_default().to_owned()).or_default().extend(privileges);
+        }
+        for c in body["changes"].as_array().into_iter().flatten() {
+            let set = per.entry(c["principal"].as_str().unwrap_or_default().to_owned()).or_default();
+            set.extend(c["add"].as_array().into_iter().flatten().filter_map(Value::as_str).map(str::to_owned));
+            for r in c["remove"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+                set.remove(r);
+            }
+        }
+        let list: Vec<Value> = per
+            .into_iter()
+            .filter(|(_, p)| !p.is_empty())
+            .map(|(principal, privileges)| json!({"principal": principal, "privileges": privileges}))
+            .collect();
+        docs[pos]["privilege_assignments"] = Value::Array(list);
+        Some(docs[pos].clone())
+    }
+
     /// A Unity Catalog call (`None`: the path is not one): objects by `full_name`, created owned by `sync`.
     fn uc(&self, method: Option<Method>, path: &str, body: &Value) -> Option<Result<Value, ApiError>> {
         let (kind, rest) = if let Some(rest) = path.strip_prefix("/api/2.1/unity-catalog/catalogs") {
@@ -136,6 +171,9 @@ impl MemWorkspace {
         locked(&self.calls).push(format!("{method:?} {path}").to_uppercase());
         if let Some(answer) = self.uc(Some(method), path, body) {
             return answer;
+        }
+        if let Some(answer) = self.grants(path, body) {
+            return Ok(answer);
         }
         let (kind, id_field) = Self::kind_of(path);
         if path.ends_with("/create") || (method == Method::Post && path == "/api/2.0/sql/warehouses") {

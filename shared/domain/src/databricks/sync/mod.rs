@@ -21,6 +21,7 @@
 //! A reference to a pool, policy or warehouse that the same plan creates is written `${sync:KIND:NAME}`
 //! ([`placeholder`]); the apply replaces it with the new object's id once that kind is applied.
 
+mod grants;
 mod jobs;
 mod kinds;
 mod refs;
@@ -37,10 +38,11 @@ use std::collections::BTreeMap;
 pub use refs::{placeholder, placeholders_in, replace_placeholders};
 
 /// The kinds sync writes, in the order they are applied: what is referenced comes first (schemas live in
-/// catalogs, policies name pools, jobs name policies, pools and warehouses).
-pub const SYNCED: [ObjectKind; 6] = [
+/// catalogs, grants name catalogs and schemas, policies name pools, jobs name policies, pools and warehouses).
+pub const SYNCED: [ObjectKind; 7] = [
     ObjectKind::Catalogs,
     ObjectKind::Schemas,
+    ObjectKind::Grants,
     ObjectKind::InstancePools,
     ObjectKind::ClusterPolicies,
     ObjectKind::SqlWarehouses,
@@ -56,7 +58,10 @@ pub const NOT_SYNCED: [(&str, &str); 9] = [
         "clusters",
         "all-purpose clusters are not created by sync (jobs use job clusters; a job naming a cluster the standby lacks is blocked)",
     ),
-    ("grants of catalogs, schemas and tables", "not handled by this version of sync: drift reports them"),
+    (
+        "grants of volumes, models, functions, external locations and credentials",
+        "not handled by this version of sync: drift reports them (grants of catalogs, schemas and tables are)",
+    ),
     ("permissions of jobs, warehouses, policies and pools", "not handled by this version of sync: drift reports them"),
     ("serving and vector search endpoints and indexes", "not handled by sync: recreate them from their source tables"),
     ("repos and workspace objects", "not handled by sync: Git folders come from their remote"),
@@ -231,7 +236,11 @@ pub fn plan(
             });
             continue;
         }
-        changes.extend(kinds::plan_kind(kind, &s.objects, &t.objects, &mapper, tag));
+        if kind == ObjectKind::Grants {
+            changes.extend(grants::plan(source, target));
+        } else {
+            changes.extend(kinds::plan_kind(kind, &s.objects, &t.objects, &mapper, tag));
+        }
     }
     SyncPlan { changes, not_synced }
 }

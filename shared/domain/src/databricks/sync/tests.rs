@@ -387,3 +387,59 @@ fn a_catalog_s_comment_properties_or_owner_is_patched_and_the_standby_s_extra_on
     assert!(matches!(change(&plan, ObjectKind::Catalogs, "gone"), Action::Prune { .. }));
     assert!(!plan.changes.iter().any(|c| c.name == "same" || c.name == "__databricks_internal"), "{plan:#?}");
 }
+
+fn grants_doc(t: &str, name: &str, a: Value) -> Value {
+    json!({"securable_type": t, "full_name": name, "privilege_assignments": a})
+}
+
+#[test]
+fn grants_add_what_the_standby_lacks_and_remove_its_extra_only_as_a_prune() {
+    let mut p = uc_primary();
+    p.insert(
+        ObjectKind::Grants,
+        KindObjects {
+            complete: true,
+            objects: vec![
+                grants_doc("catalog", "sales", json!([{"principal": "analysts", "privileges": ["USE_CATALOG", "BROWSE"]}])),
+                grants_doc("schema", "sales.orders", json!([{"principal": "analysts", "privileges": ["SELECT"]}])),
+                grants_doc("table", "main.a.t", json!([{"principal": "bi", "privileges": ["SELECT"]}])),
+                grants_doc("table", "main.a.only_here", json!([{"principal": "bi", "privileges": ["SELECT"]}])),
+                grants_doc("volume", "main.a.v", json!([{"principal": "bi", "privileges": ["READ_VOLUME"]}])),
+            ],
+        },
+    );
+    let mut s =
+        export(&[(ObjectKind::Schemas, json!([{"name": "orders", "catalog_name": "sales", "full_name": "sales.orders"}]))]);
+    s.insert(
+        ObjectKind::Grants,
+        KindObjects {
+            complete: true,
+            objects: vec![
+                grants_doc(
+                    "schema",
+                    "sales.orders",
+                    json!([{"principal": "analysts", "privileges": ["SELECT", "MODIFY"]},
+                                                              {"principal": "old", "privileges": ["USE_SCHEMA"]}]),
+                ),
+                grants_doc("table", "main.a.t", json!([{"principal": "bi", "privileges": [{"privilege": "SELECT"}]}])),
+            ],
+        },
+    );
+    let plan = plan(&p, &s, &settings(), Some(&tag()));
+    let grants: Vec<&Change> = plan.changes.iter().filter(|c| c.kind == ObjectKind::Grants).collect();
+    // The catalog is created by the plan: all its grants are adds. The table equal on both sides, the table the
+    // standby lacks and the volume are not planned.
+    let names: Vec<(&str, &str)> = grants.iter().map(|c| (c.name.as_str(), c.action.as_str())).collect();
+    assert_eq!(names, [("catalog:sales", "update"), ("schema:sales.orders", "prune")], "{plan:#?}");
+    let Action::Update { call, fields, target } = &grants[0].action else { panic!() };
+    assert_eq!((call.method, call.path.as_str()), (Method::Patch, "/api/2.1/unity-catalog/permissions/catalog/sales"));
+    assert_eq!(call.body, json!({"changes": [{"principal": "analysts", "add": ["BROWSE", "USE_CATALOG"]}]}));
+    assert_eq!((fields.as_slice(), target.as_str()), (&["analysts".to_owned()][..], "sales"));
+    let Action::Prune { call, .. } = &grants[1].action else { panic!() };
+    assert_eq!(
+        call.body,
+        json!({"changes": [{"principal": "analysts", "remove": ["MODIFY"]}, {"principal": "old", "remove": ["USE_SCHEMA"]}]})
+    );
+    let catalogs_last = plan.changes.iter().rposition(|c| c.kind == ObjectKind::Catalogs).unwrap();
+    assert!(plan.changes.iter().position(|c| c.kind == ObjectKind::Grants).unwrap() > catalogs_last, "grants after creates");
+}

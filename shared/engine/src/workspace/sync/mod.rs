@@ -55,9 +55,10 @@ pub struct Prepared {
 }
 
 /// The kinds read from each export: the synced ones, and clusters (jobs name them by id).
-const READ: [ObjectKind; 7] = [
+const READ: [ObjectKind; 8] = [
     ObjectKind::Catalogs,
     ObjectKind::Schemas,
+    ObjectKind::Grants,
     ObjectKind::InstancePools,
     ObjectKind::ClusterPolicies,
     ObjectKind::SqlWarehouses,

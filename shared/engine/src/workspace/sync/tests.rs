@@ -322,3 +322,42 @@ async fn a_catalog_already_in_the_standby_when_the_apply_comes_is_found_not_crea
     assert!(!e.secondary.calls.lock().unwrap().iter().any(|c| c == "POST /API/2.1/UNITY-CATALOG/CATALOGS"));
     assert_eq!(e.secondary.list(ObjectKind::Schemas).len(), 1, "its schema still created");
 }
+
+#[tokio::test]
+async fn grants_are_added_to_a_created_catalog_and_an_extra_grant_removed_only_with_prune() {
+    let e = uc_env().await;
+    let doc = |t: &str, n: &str, a: Value| json!({"securable_type": t, "full_name": n, "privilege_assignments": a});
+    e.primary.objects.lock().unwrap().insert(
+        ObjectKind::Grants,
+        vec![
+            doc("catalog", "sales", json!([{"principal": "analysts", "privileges": ["USE_CATALOG"]}])),
+            doc("catalog", "old2", json!([])),
+        ],
+    );
+    e.primary.objects.lock().unwrap().get_mut(&ObjectKind::Catalogs).unwrap().push(json!({"name": "old2", "full_name": "old2"}));
+    {
+        let mut s = e.secondary.objects.lock().unwrap();
+        s.get_mut(&ObjectKind::Catalogs).unwrap().push(json!({"name": "old2", "full_name": "old2"}));
+        s.insert(ObjectKind::Grants, vec![doc("catalog", "old2", json!([{"principal": "x", "privileges": ["BROWSE"]}]))]);
+    }
+    export(e.bucket, SiteName::Primary, &e.primary, "snapshots/3").await;
+    e.reexport(3).await;
+    let j = e.apply(false).await;
+    assert_eq!(j.outcome.as_deref(), Some("complete"), "{j:#?}");
+    let grants = e.secondary.list(ObjectKind::Grants);
+    let of = |n: &str| grants.iter().find(|d| d["full_name"] == n).unwrap()["privilege_assignments"].clone();
+    assert_eq!(of("sales"), json!([{"principal": "analysts", "privileges": ["USE_CATALOG"]}]), "added after the create");
+    assert_eq!(of("old2"), json!([{"principal": "x", "privileges": ["BROWSE"]}]), "no removal without --prune");
+    let calls = e.secondary.calls.lock().unwrap().clone();
+    let at = |c: &str| calls.iter().position(|x| x == c).unwrap_or_else(|| panic!("{c} not in {calls:?}"));
+    assert!(at("POST /API/2.1/UNITY-CATALOG/CATALOGS") < at("PATCH /API/2.1/UNITY-CATALOG/PERMISSIONS/CATALOG/SALES"));
+    let j = e.apply(true).await;
+    assert_eq!(j.outcome.as_deref(), Some("complete"), "{j:#?}");
+    assert_eq!(
+        e.secondary.list(ObjectKind::Grants).iter().find(|d| d["full_name"] == "old2").unwrap()["privilege_assignments"],
+        json!([])
+    );
+    e.reexport(4).await;
+    let after = prepare(e.bucket, &e.docs).await.unwrap();
+    assert!(!after.plan.changes.iter().any(|c| c.kind == ObjectKind::Grants), "{:#?}", after.plan);
+}
