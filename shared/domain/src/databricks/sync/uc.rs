@@ -11,8 +11,11 @@ use super::{Call, Method};
 use crate::databricks::ObjectKind;
 use serde_json::{Map, Value};
 
-/// The fields a catalog or schema `PATCH` changes, the ones the plan compares.
-pub(crate) const EDITABLE: [&str; 3] = ["comment", "owner", "properties"];
+/// The fields a catalog or schema `PATCH` changes, the ones the plan compares (`isolation_mode`: catalogs only).
+pub(crate) const EDITABLE: [&str; 4] = ["comment", "owner", "properties", "isolation_mode"];
+
+/// The fields the create takes none of, set by the apply's `PATCH` right after it.
+pub const AFTER_CREATE: [&str; 2] = ["owner", "isolation_mode"];
 
 /// The base path of a kind's objects.
 fn base(kind: ObjectKind) -> &'static str {
@@ -41,8 +44,10 @@ pub(crate) fn desired(kind: ObjectKind, o: &Value, m: &Mapper<'_>) -> Result<Val
     if let Some(root) = o.get("storage_root").filter(|r| r.as_str().is_some_and(|s| !s.is_empty())) {
         body.insert("storage_root".into(), m.storage("storage root", root)?);
     }
-    if let Some(owner) = o.get("owner").filter(|v| v.is_string()) {
-        body.insert("owner".into(), owner.clone());
+    for f in AFTER_CREATE.iter().filter(|f| kind == ObjectKind::Catalogs || **f == "owner") {
+        if let Some(v) = o.get(*f).filter(|v| v.is_string()) {
+            body.insert((*f).into(), v.clone());
+        }
     }
     Ok(Value::Object(body))
 }

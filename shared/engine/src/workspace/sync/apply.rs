@@ -227,20 +227,20 @@ async fn stop(api: &dyn WorkspaceApi, id: &str) -> Result<(), String> {
         .map_err(|e| format!("created, but not stopped ({e}): stop it by hand, it bills while running"))
 }
 
-/// Takes the owner out of a catalog's or schema's create body: the create takes none (the caller owns what it
-/// creates), a `PATCH` sets it after.
+/// Takes the owner (and a catalog's isolation mode) out of a catalog's or schema's create body: the create takes
+/// neither (the caller owns what it creates), a `PATCH` sets them after.
 fn uc_owner(kind: ObjectKind, body: &mut Value) -> Option<Value> {
-    match (kind, body) {
-        (ObjectKind::Catalogs | ObjectKind::Schemas, Value::Object(b)) => b.remove("owner"),
-        _ => None,
-    }
+    let (ObjectKind::Catalogs | ObjectKind::Schemas, Value::Object(b)) = (kind, body) else { return None };
+    let after: serde_json::Map<String, Value> =
+        sync::uc::AFTER_CREATE.iter().filter_map(|f| Some(((*f).to_owned(), b.remove(*f)?))).collect();
+    (!after.is_empty()).then_some(Value::Object(after))
 }
 
-/// Gives a catalog or schema just created the active site's owner; the error as a note.
+/// Gives a catalog or schema just created the active site's owner (and isolation mode); the error as a note.
 async fn set_owner(api: &dyn WorkspaceApi, kind: ObjectKind, name: &str, owner: Option<Value>) -> Result<(), String> {
     let Some(owner) = owner else { return Ok(()) };
     let path = sync::uc::object_path(kind, name);
-    api.send(Method::Patch, &path, &json!({ "owner": owner }), Idempotency::Idempotent)
+    api.send(Method::Patch, &path, &owner, Idempotency::Idempotent)
         .await
         .map(|_| ())
         .map_err(|e| format!("created, but its owner not set ({e}): the next sync updates it"))
