@@ -35,7 +35,7 @@ fn by_securable(objects: &[Value]) -> BTreeMap<(String, String), Assignments> {
         for p in o.get("privilege_assignments").and_then(Value::as_array).into_iter().flatten() {
             let Some(principal) = p.get("principal").and_then(Value::as_str) else { continue };
             let privileges = p.get("privileges").and_then(Value::as_array).into_iter().flatten();
-            let set: BTreeSet<String> = privileges.filter_map(|v| privilege(v)).collect();
+            let set: BTreeSet<String> = privileges.filter_map(privilege).collect();
             if !set.is_empty() {
                 a.entry(principal.to_owned()).or_default().extend(set);
             }
