@@ -741,6 +741,7 @@ pub fn sample_workspace(site: &str) -> Value {
             "owner": "data-engineers",
             "metastore_id": metastore_id,
             "schema_id": uuid_of(site, &format!("schema:{catalog}.{name}")),
+            "securable_type": "SCHEMA",
             "created_at": T0,
             "created_by": "admin@example.com",
             "updated_at": T0,

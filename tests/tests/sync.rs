@@ -10,7 +10,7 @@
 use serde_json::{Value, json};
 use tests::databricks::{SitePair, sample_workspace};
 
-const SYNCED: [&str; 4] = ["jobs", "cluster-policies", "instance-pools", "sql-warehouses"];
+const SYNCED: [&str; 6] = ["jobs", "cluster-policies", "instance-pools", "sql-warehouses", "catalogs", "schemas"];
 
 async fn pair(sync: Value) -> SitePair {
     SitePair::start(&json!({"activation": {"job_tag": "dr=active-passive"}, "sync": sync}), None).await
@@ -18,7 +18,8 @@ async fn pair(sync: Value) -> SitePair {
 
 fn mappings() -> Value {
     json!({"zone_ids": {"us-east-1a": "us-west-2a"},
-           "storage_roots": {"s3://acme-primary-landing/": "s3://acme-secondary-landing/"}})
+           "storage_roots": {"s3://acme-primary-landing/": "s3://acme-secondary-landing/",
+                             "s3://acme-primary-uc-root/": "s3://acme-secondary-landing/uc/"}})
 }
 
 /// The built `dr --json` with the environment's variables and no terminal.
@@ -64,6 +65,22 @@ fn lagging_secondary() -> Value {
     s
 }
 
+/// [`lagging_secondary`] without the primary's catalog `sales` (and what it holds), and with catalog `main`'s
+/// comment and schema `main.reporting`'s owner changed.
+fn uc_lagging_secondary() -> Value {
+    let mut s = lagging_secondary();
+    for list in ["catalogs", "schemas", "tables", "volumes"] {
+        if let Some(a) = s[list].as_array_mut() {
+            a.retain(|o| o["name"] != "sales" && o["catalog_name"] != "sales");
+        }
+    }
+    let main = s["catalogs"].as_array_mut().unwrap().iter_mut().find(|c| c["name"] == "main").unwrap();
+    main["comment"] = json!("changed by hand");
+    let reporting = s["schemas"].as_array_mut().unwrap().iter_mut().find(|c| c["full_name"] == "main.reporting").unwrap();
+    reporting["owner"] = json!("admin@example.com");
+    s
+}
+
 async fn between_sites(pair: &SitePair, kind: &str) -> Value {
     let drift = pair.env.json("databricks/drift.json").await;
     drift["between_sites"]["kinds"].as_array().unwrap().iter().find(|k| k["kind"] == kind).cloned().unwrap_or(Value::Null)
@@ -92,7 +109,7 @@ fn writes(pair: &SitePair) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_plan_matches_the_drift_an_apply_converges_and_a_second_changes_nothing() {
     let pair = pair(mappings()).await;
-    pair.secondary().set_state(&lagging_secondary());
+    pair.secondary().set_state(&uc_lagging_secondary());
     snapshot(&pair);
     let jobs_drift = between_sites(&pair, "jobs").await;
     let mut missing: Vec<String> =
@@ -110,6 +127,10 @@ async fn the_plan_matches_the_drift_an_apply_converges_and_a_second_changes_noth
     assert!(update["fields"].as_array().unwrap().contains(&json!("max_concurrent_runs")), "{update:#}");
     assert!(!names(&p["kinds"]["instance-pools"], "create").is_empty(), "{p:#}");
     assert!(p["not_synced"].as_array().unwrap().iter().any(|n| n["what"] == "secret values"));
+    assert_eq!(names(&p["kinds"]["catalogs"], "create"), ["sales"], "{p:#}");
+    assert_eq!(names(&p["kinds"]["catalogs"], "update"), ["main"], "{p:#}");
+    assert_eq!(names(&p["kinds"]["schemas"], "create"), ["sales.curated", "sales.raw"], "{p:#}");
+    assert_eq!(names(&p["kinds"]["schemas"], "update"), ["main.reporting"], "{p:#}");
 
     let before = writes(&pair);
     let (code, r, stderr) = dr(&pair, &["sync", "--apply", "--confirm", "secondary", "--requested-by", "oncall@example.com"]);
@@ -120,6 +141,9 @@ async fn the_plan_matches_the_drift_an_apply_converges_and_a_second_changes_noth
         |q: &tests::databricks::Request| ["create", "reset", "edit", "delete", "stop"].iter().any(|w| q.path.contains(w));
     assert!(!pair.primary().requests().iter().any(written), "never a write to the active site");
     let state = pair.secondary().state();
+    let sales = state["catalogs"].as_array().unwrap().iter().find(|c| c["name"] == "sales").unwrap();
+    assert_eq!(sales["storage_root"], "s3://acme-secondary-landing/uc/sales", "the root mapped, never copied");
+    assert_eq!(sales["owner"], "data-engineers", "the active site's owner, set after the create");
     for j in state["jobs"].as_array().unwrap() {
         for t in ["schedule", "continuous", "trigger"] {
             if let Some(p) = j["settings"][t]["pause_status"].as_str() {

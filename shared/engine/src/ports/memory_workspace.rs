@@ -1,5 +1,6 @@
 //! A Databricks workspace in memory, for tests and benches of sync: jobs, instance pools, cluster policies and
-//! SQL warehouses, with the list, create, edit (reset), stop and delete calls sync makes, each answer after an
+//! SQL warehouses, with the list, create, edit (reset), stop and delete calls sync makes, and Unity Catalog
+//! catalogs and schemas by name (get, create, `PATCH`, delete), each answer after an
 //! optional latency. Faults: a create whose answer is lost (made, then reported unreachable), and a hook run
 //! after the n-th create (a test takes the failover lock there).
 
@@ -85,8 +86,95 @@ impl MemWorkspace {
         Ok(answer)
     }
 
+    /// A grants `PATCH` (`None`: the path is not one): the changes' adds and removes on the securable's document
+    /// of [`ObjectKind::Grants`], made when absent.
+    fn grants(&self, path: &str, body: &Value) -> Option<Value> {
+        let rest = path.strip_prefix("/api/2.1/unity-catalog/permissions/")?;
+        let (t, name) = rest.split_once('/')?;
+        let mut all = locked(&self.objects);
+        let docs = all.entry(ObjectKind::Grants).or_default();
+        let pos = match docs.iter().position(|d| d["securable_type"] == json!(t) && d["full_name"] == json!(name)) {
+            Some(p) => p,
+            None => {
+                docs.push(json!({"securable_type": t, "full_name": name, "privilege_assignments": []}));
+                docs.len() - 1
+            }
+        };
+        let mut per: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
+        for a in docs[pos]["privilege_assignments"].as_array().into_iter().flatten() {
+            let privileges = a["privileges"].as_array().into_iter().flatten().filter_map(Value::as_str).map(str::to_owned);
+            per.entry(a["principal"].as_str().unwrap_or_default().to_owned()).or_default().extend(privileges);
+        }
+        for c in body["changes"].as_array().into_iter().flatten() {
+            let set = per.entry(c["principal"].as_str().unwrap_or_default().to_owned()).or_default();
+            set.extend(c["add"].as_array().into_iter().flatten().filter_map(Value::as_str).map(str::to_owned));
+            for r in c["remove"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+                set.remove(r);
+            }
+        }
+        let list: Vec<Value> = per
+            .into_iter()
+            .filter(|(_, p)| !p.is_empty())
+            .map(|(principal, privileges)| json!({"principal": principal, "privileges": privileges}))
+            .collect();
+        docs[pos]["privilege_assignments"] = Value::Array(list);
+        Some(docs[pos].clone())
+    }
+
+    /// A Unity Catalog call (`None`: the path is not one): objects by `full_name`, created owned by `sync`.
+    fn uc(&self, method: Option<Method>, path: &str, body: &Value) -> Option<Result<Value, ApiError>> {
+        let (kind, rest) = if let Some(rest) = path.strip_prefix("/api/2.1/unity-catalog/catalogs") {
+            (ObjectKind::Catalogs, rest)
+        } else {
+            (ObjectKind::Schemas, path.strip_prefix("/api/2.1/unity-catalog/schemas")?)
+        };
+        let absent =
+            || ApiError::Status { method: "GET", path: path.into(), status: 404, error_code: None, message: rest.into() };
+        let mut all = locked(&self.objects);
+        let list = all.entry(kind).or_default();
+        let Some(name) = rest.strip_prefix('/') else {
+            let mut o = body.clone();
+            let full = match kind {
+                ObjectKind::Catalogs => body["name"].as_str().unwrap_or_default().to_owned(),
+                _ => {
+                    format!("{}.{}", body["catalog_name"].as_str().unwrap_or_default(), body["name"].as_str().unwrap_or_default())
+                }
+            };
+            if list.iter().any(|x| x["full_name"] == json!(full)) {
+                return Some(Err(ApiError::Status {
+                    method: "POST",
+                    path: path.into(),
+                    status: 409,
+                    error_code: None,
+                    message: full,
+                }));
+            }
+            o["full_name"] = json!(full);
+            o["owner"] = json!("sync");
+            list.push(o.clone());
+            return Some(Ok(o));
+        };
+        let Some(pos) = list.iter().position(|o| o["full_name"] == json!(name)) else { return Some(Err(absent())) };
+        Some(Ok(match method {
+            None => list[pos].clone(),
+            Some(Method::Delete) => list.remove(pos),
+            _ => {
+                if let (Value::Object(o), Value::Object(b)) = (&mut list[pos], body) {
+                    o.extend(b.clone());
+                }
+                list[pos].clone()
+            }
+        }))
+    }
+
     fn write(&self, method: Method, path: &str, body: &Value) -> Result<Value, ApiError> {
         locked(&self.calls).push(format!("{method:?} {path}").to_uppercase());
+        if let Some(answer) = self.uc(Some(method), path, body) {
+            return answer;
+        }
+        if let Some(answer) = self.grants(path, body) {
+            return Ok(answer);
+        }
         let (kind, id_field) = Self::kind_of(path);
         if path.ends_with("/create") || (method == Method::Post && path == "/api/2.0/sql/warehouses") {
             return self.create(kind, id_field, path, body);
@@ -124,6 +212,9 @@ impl WorkspaceApi for MemWorkspace {
         Box::pin(async move {
             self.wait().await;
             locked(&self.calls).push(format!("GET {path}"));
+            if let Some(answer) = self.uc(None, path, &Value::Null) {
+                return answer;
+            }
             let (kind, items) = match path {
                 "/api/2.2/jobs/list" => (ObjectKind::Jobs, "jobs"),
                 "/api/2.0/instance-pools/list" => (ObjectKind::InstancePools, "instance_pools"),

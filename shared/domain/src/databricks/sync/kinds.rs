@@ -3,6 +3,7 @@
 
 use super::jobs;
 use super::refs::Mapper;
+use super::uc;
 use super::{Action, Call, Change, Method};
 use crate::databricks::ObjectKind;
 use crate::databricks::identity;
@@ -118,7 +119,12 @@ fn group<'v>(kind: ObjectKind, objects: &'v [Value], tag: Option<&(String, Strin
 
 /// Objects sync leaves alone on both sides.
 fn skipped(kind: ObjectKind, o: &Value) -> bool {
-    kind == ObjectKind::Clusters && identity::is_ephemeral(kind, o)
+    match kind {
+        ObjectKind::Clusters => identity::is_ephemeral(kind, o),
+        ObjectKind::Catalogs => crate::databricks::is_builtin_catalog(o),
+        ObjectKind::Schemas => crate::databricks::is_builtin_schema(o),
+        _ => false,
+    }
 }
 
 /// Objects of the standby never pruned: Databricks' own default policies.
@@ -147,6 +153,7 @@ fn desired(kind: ObjectKind, o: &Value, m: &Mapper<'_>, tag: Option<&(String, St
     match kind {
         ObjectKind::Jobs => jobs::desired(o, m, tag),
         ObjectKind::ClusterPolicies => policy(o, m),
+        ObjectKind::Catalogs | ObjectKind::Schemas => uc::desired(kind, o, m),
         ObjectKind::InstancePools => {
             let mut body = pick(o, &POOL_FIELDS);
             if let Some(Value::Object(aws)) = body.get_mut("aws_attributes") {
@@ -186,6 +193,7 @@ pub(crate) fn comparable(kind: ObjectKind, o: &Value, is_body: bool) -> Value {
             Value::Object(p)
         }
         ObjectKind::InstancePools => Value::Object(pick(o, &POOL_FIELDS)),
+        ObjectKind::Catalogs | ObjectKind::Schemas => uc::comparable(o),
         ObjectKind::SqlWarehouses => {
             let mut w = pick(o, &WAREHOUSE_FIELDS);
             if w.get("instance_profile_arn").and_then(Value::as_str) == Some("") {
@@ -221,7 +229,10 @@ fn update(kind: ObjectKind, ours: &Value, theirs: &Value, m: &Mapper<'_>, tag: O
             });
         }
     }
-    let call = update_call(kind, &id, body);
+    let call = match kind {
+        ObjectKind::Catalogs | ObjectKind::Schemas => uc::update_call(kind, &id, &body, &fields),
+        _ => update_call(kind, &id, body),
+    };
     Some(Action::Update { target: id, fields, call })
 }
 
@@ -297,6 +308,7 @@ fn create(kind: ObjectKind, body: Value) -> Call {
         ObjectKind::Jobs => post("/api/2.2/jobs/create", body),
         ObjectKind::ClusterPolicies => post("/api/2.0/policies/clusters/create", body),
         ObjectKind::InstancePools => post("/api/2.0/instance-pools/create", body),
+        ObjectKind::Catalogs | ObjectKind::Schemas => uc::create_call(kind, body),
         _ => post("/api/2.0/sql/warehouses", body),
     }
 }
@@ -331,6 +343,7 @@ fn delete(kind: ObjectKind, id: &str) -> Call {
         }
         ObjectKind::ClusterPolicies => post("/api/2.0/policies/clusters/delete", json!({ "policy_id": id })),
         ObjectKind::InstancePools => post("/api/2.0/instance-pools/delete", json!({ "instance_pool_id": id })),
+        ObjectKind::Catalogs | ObjectKind::Schemas => uc::delete_call(kind, id),
         _ => Call { method: Method::Delete, path: format!("/api/2.0/sql/warehouses/{id}"), body: Value::Null },
     }
 }

@@ -2,7 +2,8 @@
 //! from the two sites' latest exports ([`plan`]), for people to read and for the engine to apply.
 //!
 //! Objects are matched across the sites by name, as drift matches them ([`super::identity`]): jobs by name and
-//! tags (the activation tag aside, since sync sets it), policies, pools and warehouses by name. For each kind
+//! tags (the activation tag aside, since sync sets it), policies, pools, warehouses and catalogs by name,
+//! schemas by full name ([`uc`] says how catalogs and schemas are written). For each kind
 //! whose exports are complete on both sides:
 //!
 //! - an object of the active site that the standby lacks is a [`Action::Create`];
@@ -20,12 +21,14 @@
 //! A reference to a pool, policy or warehouse that the same plan creates is written `${sync:KIND:NAME}`
 //! ([`placeholder`]); the apply replaces it with the new object's id once that kind is applied.
 
+mod grants;
 mod jobs;
 mod kinds;
 mod refs;
 pub mod settings;
 #[cfg(test)]
 mod tests;
+pub mod uc;
 
 use super::ObjectKind;
 use serde::{Deserialize, Serialize};
@@ -34,10 +37,17 @@ use std::collections::BTreeMap;
 
 pub use refs::{placeholder, placeholders_in, replace_placeholders};
 
-/// The kinds sync writes, in the order they are applied: what is referenced comes first (policies name pools,
-/// jobs name all three).
-pub const SYNCED: [ObjectKind; 4] =
-    [ObjectKind::InstancePools, ObjectKind::ClusterPolicies, ObjectKind::SqlWarehouses, ObjectKind::Jobs];
+/// The kinds sync writes, in the order they are applied: what is referenced comes first (schemas live in
+/// catalogs, grants name catalogs and schemas, policies name pools, jobs name policies, pools and warehouses).
+pub const SYNCED: [ObjectKind; 7] = [
+    ObjectKind::Catalogs,
+    ObjectKind::Schemas,
+    ObjectKind::Grants,
+    ObjectKind::InstancePools,
+    ObjectKind::ClusterPolicies,
+    ObjectKind::SqlWarehouses,
+    ObjectKind::Jobs,
+];
 
 /// What is never synced, and why (kinds of the export that sync does not write).
 pub const NOT_SYNCED: [(&str, &str); 9] = [
@@ -48,7 +58,10 @@ pub const NOT_SYNCED: [(&str, &str); 9] = [
         "clusters",
         "all-purpose clusters are not created by sync (jobs use job clusters; a job naming a cluster the standby lacks is blocked)",
     ),
-    ("catalogs, schemas and their grants", "not handled by this version of sync: drift reports them"),
+    (
+        "grants of volumes, models, functions, external locations and credentials",
+        "not handled by this version of sync: drift reports them (grants of catalogs, schemas and tables are)",
+    ),
     ("permissions of jobs, warehouses, policies and pools", "not handled by this version of sync: drift reports them"),
     ("serving and vector search endpoints and indexes", "not handled by sync: recreate them from their source tables"),
     ("repos and workspace objects", "not handled by sync: Git folders come from their remote"),
@@ -223,7 +236,11 @@ pub fn plan(
             });
             continue;
         }
-        changes.extend(kinds::plan_kind(kind, &s.objects, &t.objects, &mapper, tag));
+        if kind == ObjectKind::Grants {
+            changes.extend(grants::plan(source, target));
+        } else {
+            changes.extend(kinds::plan_kind(kind, &s.objects, &t.objects, &mapper, tag));
+        }
     }
     SyncPlan { changes, not_synced }
 }

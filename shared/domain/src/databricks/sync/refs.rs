@@ -88,6 +88,9 @@ pub(crate) fn id_and_name(kind: ObjectKind) -> Option<(&'static str, &'static st
         ObjectKind::SqlWarehouses => Some(("id", "name")),
         ObjectKind::Clusters => Some(("cluster_id", "cluster_name")),
         ObjectKind::Jobs => Some(("job_id", "name")),
+        // Unity Catalog objects are addressed by their names.
+        ObjectKind::Catalogs => Some(("name", "name")),
+        ObjectKind::Schemas => Some(("full_name", "full_name")),
         _ => None,
     }
 }

@@ -298,3 +298,148 @@ fn only_a_job_that_runs_by_itself_is_tagged_and_an_operator_s_other_value_is_kep
     assert_eq!(key(json!({})), key(json!({"dr": "active-passive"})));
     assert_ne!(key(json!({})), key(json!({"dr": "none"})));
 }
+
+fn uc_primary() -> SiteExport {
+    export(&[
+        (
+            ObjectKind::Catalogs,
+            json!([
+                {"name": "sales", "comment": "sales data", "properties": {"team": "s"}, "owner": "data-eng",
+                 "storage_root": "s3://acme-use1/uc/sales", "catalog_type": "MANAGED_CATALOG", "created_at": 1,
+                 "metastore_id": "m-p", "securable_type": "CATALOG"},
+                {"name": "odd", "storage_root": "s3://elsewhere/odd", "owner": "a"},
+                {"name": "shared", "catalog_type": "DELTASHARING_CATALOG"},
+                {"name": "system", "catalog_type": "SYSTEM_CATALOG"},
+                {"name": "same", "owner": "a", "comment": ""}
+            ]),
+        ),
+        (
+            ObjectKind::Schemas,
+            json!([
+                {"name": "orders", "catalog_name": "sales", "full_name": "sales.orders", "owner": "data-eng", "comment": "o"},
+                {"name": "information_schema", "catalog_name": "sales", "full_name": "sales.information_schema"}
+            ]),
+        ),
+    ])
+}
+
+#[test]
+fn catalogs_and_schemas_are_created_with_their_storage_root_mapped_and_an_unmappable_root_blocks_that_one() {
+    let standby = export(&[(ObjectKind::Catalogs, json!([{"name": "same", "owner": "a", "properties": {}}]))]);
+    let plan = plan(&uc_primary(), &standby, &settings(), Some(&tag()));
+    let Action::Create { call } = change(&plan, ObjectKind::Catalogs, "sales") else { panic!("{plan:#?}") };
+    assert_eq!((call.method, call.path.as_str()), (Method::Post, "/api/2.1/unity-catalog/catalogs"));
+    assert_eq!(
+        call.body,
+        json!({"name": "sales", "comment": "sales data", "properties": {"team": "s"}, "owner": "data-eng",
+               "storage_root": "s3://acme-usw2/uc/sales"}),
+        "output fields left out, the root mapped, the owner carried for the apply's PATCH"
+    );
+    let Action::Blocked { reason } = change(&plan, ObjectKind::Catalogs, "odd") else { panic!() };
+    assert!(reason.contains("s3://elsewhere/odd") && reason.contains("storage_roots"), "{reason}");
+    let Action::Blocked { reason } = change(&plan, ObjectKind::Catalogs, "shared") else { panic!() };
+    assert!(reason.contains("DELTASHARING_CATALOG"), "{reason}");
+    assert!(!plan.changes.iter().any(|c| c.name == "system" || c.name == "same" || c.name.ends_with("information_schema")));
+    let Action::Create { call } = change(&plan, ObjectKind::Schemas, "sales.orders") else { panic!() };
+    assert_eq!(call.path, "/api/2.1/unity-catalog/schemas");
+    assert_eq!(call.body, json!({"name": "orders", "catalog_name": "sales", "comment": "o", "owner": "data-eng"}));
+    let first_schema = plan.changes.iter().position(|c| c.kind == ObjectKind::Schemas).unwrap();
+    assert!(plan.changes[..first_schema].iter().all(|c| c.kind == ObjectKind::Catalogs), "catalogs before schemas");
+}
+
+#[test]
+fn a_catalog_s_comment_properties_or_owner_is_patched_and_the_standby_s_extra_ones_pruned() {
+    let standby = export(&[
+        (
+            ObjectKind::Catalogs,
+            json!([
+                {"name": "sales", "comment": "old", "properties": {"team": "s"}, "owner": "me", "storage_root": "s3://other/x",
+                 "created_at": 9},
+                {"name": "same", "owner": "a"},
+                {"name": "gone", "owner": "a"},
+                {"name": "__databricks_internal"}
+            ]),
+        ),
+        (
+            ObjectKind::Schemas,
+            json!([
+                {"name": "orders", "catalog_name": "sales", "full_name": "sales.orders", "owner": "data-eng", "comment": "o",
+                 "properties": {"x": "y"}},
+                {"name": "tmp", "catalog_name": "sales", "full_name": "sales.tmp"}
+            ]),
+        ),
+    ]);
+    let plan = plan(&uc_primary(), &standby, &settings(), Some(&tag()));
+    let Action::Update { target, fields, call } = change(&plan, ObjectKind::Catalogs, "sales") else { panic!("{plan:#?}") };
+    assert_eq!(target, "sales");
+    assert_eq!(fields, &["comment", "owner"], "the storage root is fixed at creation: not a change");
+    assert_eq!((call.method, call.path.as_str()), (Method::Patch, "/api/2.1/unity-catalog/catalogs/sales"));
+    assert_eq!(call.body, json!({"comment": "sales data", "owner": "data-eng"}));
+    let Action::Update { fields, call, .. } = change(&plan, ObjectKind::Schemas, "sales.orders") else { panic!() };
+    assert_eq!(fields, &["properties"]);
+    assert_eq!(call.body, json!({"properties": {}}), "a property map the active site lacks is cleared");
+    assert_eq!(call.path, "/api/2.1/unity-catalog/schemas/sales.orders");
+    let Action::Prune { target, call } = change(&plan, ObjectKind::Schemas, "sales.tmp") else { panic!() };
+    assert_eq!(
+        (target.as_str(), call.method, call.path.as_str()),
+        ("sales.tmp", Method::Delete, "/api/2.1/unity-catalog/schemas/sales.tmp")
+    );
+    assert!(matches!(change(&plan, ObjectKind::Catalogs, "gone"), Action::Prune { .. }));
+    assert!(!plan.changes.iter().any(|c| c.name == "same" || c.name == "__databricks_internal"), "{plan:#?}");
+}
+
+fn grants_doc(t: &str, name: &str, a: Value) -> Value {
+    json!({"securable_type": t, "full_name": name, "privilege_assignments": a})
+}
+
+#[test]
+fn grants_add_what_the_standby_lacks_and_remove_its_extra_only_as_a_prune() {
+    let mut p = uc_primary();
+    p.insert(
+        ObjectKind::Grants,
+        KindObjects {
+            complete: true,
+            objects: vec![
+                grants_doc("catalog", "sales", json!([{"principal": "analysts", "privileges": ["USE_CATALOG", "BROWSE"]}])),
+                grants_doc("schema", "sales.orders", json!([{"principal": "analysts", "privileges": ["SELECT"]}])),
+                grants_doc("table", "main.a.t", json!([{"principal": "bi", "privileges": ["SELECT"]}])),
+                grants_doc("table", "main.a.only_here", json!([{"principal": "bi", "privileges": ["SELECT"]}])),
+                grants_doc("volume", "main.a.v", json!([{"principal": "bi", "privileges": ["READ_VOLUME"]}])),
+            ],
+        },
+    );
+    let mut s =
+        export(&[(ObjectKind::Schemas, json!([{"name": "orders", "catalog_name": "sales", "full_name": "sales.orders"}]))]);
+    s.insert(
+        ObjectKind::Grants,
+        KindObjects {
+            complete: true,
+            objects: vec![
+                grants_doc(
+                    "schema",
+                    "sales.orders",
+                    json!([{"principal": "analysts", "privileges": ["SELECT", "MODIFY"]},
+                                                              {"principal": "old", "privileges": ["USE_SCHEMA"]}]),
+                ),
+                grants_doc("table", "main.a.t", json!([{"principal": "bi", "privileges": [{"privilege": "SELECT"}]}])),
+            ],
+        },
+    );
+    let plan = plan(&p, &s, &settings(), Some(&tag()));
+    let grants: Vec<&Change> = plan.changes.iter().filter(|c| c.kind == ObjectKind::Grants).collect();
+    // The catalog is created by the plan: all its grants are adds. The table equal on both sides, the table the
+    // standby lacks and the volume are not planned.
+    let names: Vec<(&str, &str)> = grants.iter().map(|c| (c.name.as_str(), c.action.as_str())).collect();
+    assert_eq!(names, [("catalog:sales", "update"), ("schema:sales.orders", "prune")], "{plan:#?}");
+    let Action::Update { call, fields, target } = &grants[0].action else { panic!() };
+    assert_eq!((call.method, call.path.as_str()), (Method::Patch, "/api/2.1/unity-catalog/permissions/catalog/sales"));
+    assert_eq!(call.body, json!({"changes": [{"principal": "analysts", "add": ["BROWSE", "USE_CATALOG"]}]}));
+    assert_eq!((fields.as_slice(), target.as_str()), (&["analysts".to_owned()][..], "sales"));
+    let Action::Prune { call, .. } = &grants[1].action else { panic!() };
+    assert_eq!(
+        call.body,
+        json!({"changes": [{"principal": "analysts", "remove": ["MODIFY"]}, {"principal": "old", "remove": ["USE_SCHEMA"]}]})
+    );
+    let catalogs_last = plan.changes.iter().rposition(|c| c.kind == ObjectKind::Catalogs).unwrap();
+    assert!(plan.changes.iter().position(|c| c.kind == ObjectKind::Grants).unwrap() > catalogs_last, "grants after creates");
+}

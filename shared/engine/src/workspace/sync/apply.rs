@@ -12,7 +12,7 @@ use crate::documents::DrDocuments;
 use crate::lock::{self, FAILOVER_LOCK_KEY};
 use crate::ports::{ApiError, Clock, ControlBucket, Idempotency, WorkspaceApi, WorkspaceConnector};
 use domain::databricks::ObjectKind;
-use domain::databricks::sync::{self, Action, Change, SYNCED, replace_placeholders, sync_key};
+use domain::databricks::sync::{self, Action, Change, Method, SYNCED, replace_placeholders, sync_key};
 use futures_util::future::join_all;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
@@ -175,6 +175,7 @@ async fn one(
                 Err(e) => return (Status::Failed, None, Some(format!("re-read before the create: {e}"))),
             }
             let mut body = call.body.clone();
+            let owner = uc_owner(c.kind, &mut body);
             let missing = replace_placeholders(&mut body, &resolve);
             if !missing.is_empty() {
                 return (
@@ -188,6 +189,7 @@ async fn one(
                     let id = created_id(c.kind, &answer);
                     let note = match (c.kind, &id) {
                         (ObjectKind::SqlWarehouses, Some(id)) => stop(api, id).await.err(),
+                        (ObjectKind::Catalogs | ObjectKind::Schemas, Some(id)) => set_owner(api, c.kind, id, owner).await.err(),
                         _ => None,
                     };
                     (Status::Done, id, note)
@@ -225,12 +227,33 @@ async fn stop(api: &dyn WorkspaceApi, id: &str) -> Result<(), String> {
         .map_err(|e| format!("created, but not stopped ({e}): stop it by hand, it bills while running"))
 }
 
+/// Takes the owner (and a catalog's isolation mode) out of a catalog's or schema's create body: the create takes
+/// neither (the caller owns what it creates), a `PATCH` sets them after.
+fn uc_owner(kind: ObjectKind, body: &mut Value) -> Option<Value> {
+    let (ObjectKind::Catalogs | ObjectKind::Schemas, Value::Object(b)) = (kind, body) else { return None };
+    let after: serde_json::Map<String, Value> =
+        sync::uc::AFTER_CREATE.iter().filter_map(|f| Some(((*f).to_owned(), b.remove(*f)?))).collect();
+    (!after.is_empty()).then_some(Value::Object(after))
+}
+
+/// Gives a catalog or schema just created the active site's owner (and isolation mode); the error as a note.
+async fn set_owner(api: &dyn WorkspaceApi, kind: ObjectKind, name: &str, owner: Option<Value>) -> Result<(), String> {
+    let Some(owner) = owner else { return Ok(()) };
+    let path = sync::uc::object_path(kind, name);
+    api.send(Method::Patch, &path, &owner, Idempotency::Idempotent)
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("created, but its owner not set ({e}): the next sync updates it"))
+}
+
 /// The id a create answered.
 fn created_id(kind: ObjectKind, answer: &Value) -> Option<String> {
     let field = match kind {
         ObjectKind::Jobs => "job_id",
         ObjectKind::InstancePools => "instance_pool_id",
         ObjectKind::ClusterPolicies => "policy_id",
+        ObjectKind::Catalogs => "name",
+        ObjectKind::Schemas => "full_name",
         _ => "id",
     };
     match answer.get(field)? {
@@ -247,6 +270,14 @@ async fn find(
     body: &Value,
     tag: Option<&(String, String)>,
 ) -> Result<Option<String>, ApiError> {
+    if matches!(c.kind, ObjectKind::Catalogs | ObjectKind::Schemas) {
+        // Read by name: found is its name, absent is a 404.
+        return match api.get(&sync::uc::object_path(c.kind, &c.name), &[]).await {
+            Ok(_) => Ok(Some(c.name.clone())),
+            Err(e) if e.is_absent() => Ok(None),
+            Err(e) => Err(e),
+        };
+    }
     let (path, items, query): (&str, &str, Vec<(&str, String)>) = match c.kind {
         ObjectKind::Jobs => {
             let name = body.get("name").and_then(Value::as_str).unwrap_or_default().to_owned();

@@ -55,8 +55,16 @@ pub struct Prepared {
 }
 
 /// The kinds read from each export: the synced ones, and clusters (jobs name them by id).
-const READ: [ObjectKind; 5] =
-    [ObjectKind::InstancePools, ObjectKind::ClusterPolicies, ObjectKind::SqlWarehouses, ObjectKind::Jobs, ObjectKind::Clusters];
+const READ: [ObjectKind; 8] = [
+    ObjectKind::Catalogs,
+    ObjectKind::Schemas,
+    ObjectKind::Grants,
+    ObjectKind::InstancePools,
+    ObjectKind::ClusterPolicies,
+    ObjectKind::SqlWarehouses,
+    ObjectKind::Jobs,
+    ObjectKind::Clusters,
+];
 
 /// The plan from both sites' latest exports and the documents in force.
 pub async fn prepare<B: ControlBucket>(bucket: &B, docs: &DrDocuments) -> Result<Prepared, SyncError> {

@@ -241,3 +241,123 @@ async fn prunes_wait_for_prune_and_a_chosen_kind_limits_the_apply() {
 }
 
 use std::collections::BTreeSet;
+
+/// An environment whose active site has catalog `sales` (schema `sales.orders`) and catalog `far` (a storage root
+/// without a mapping), and whose standby has catalog `old`; both exported anew.
+async fn uc_env() -> Env {
+    let e = env(0).await;
+    {
+        let mut o = e.primary.objects.lock().unwrap();
+        o.insert(
+            ObjectKind::Catalogs,
+            vec![
+                json!({"name": "sales", "full_name": "sales", "owner": "data-eng", "comment": "c", "catalog_type": "MANAGED_CATALOG",
+                       "created_at": 1}),
+                json!({"name": "far", "full_name": "far", "owner": "a", "storage_root": "s3://acme-use1/far"}),
+            ],
+        );
+        o.insert(
+            ObjectKind::Schemas,
+            vec![json!({"name": "orders", "catalog_name": "sales", "full_name": "sales.orders", "owner": "data-eng"})],
+        );
+    }
+    e.secondary
+        .objects
+        .lock()
+        .unwrap()
+        .insert(ObjectKind::Catalogs, vec![json!({"name": "old", "full_name": "old", "owner": "x"})]);
+    export(e.bucket, SiteName::Primary, &e.primary, "snapshots/2").await;
+    e.reexport(2).await;
+    e
+}
+
+#[tokio::test]
+async fn catalogs_then_schemas_are_created_owned_as_in_the_active_site_and_pruned_only_with_prune() {
+    let e = uc_env().await;
+    let j = e.apply(false).await;
+    assert_eq!(j.outcome.as_deref(), Some("complete"), "{j:#?}");
+    let catalogs = e.secondary.list(ObjectKind::Catalogs);
+    let sales = catalogs.iter().find(|c| c["name"] == "sales").unwrap();
+    assert_eq!((sales["owner"].as_str(), sales["comment"].as_str()), (Some("data-eng"), Some("c")), "owner set by a PATCH");
+    assert!(sales.get("created_at").is_none(), "output fields are not copied");
+    assert!(!catalogs.iter().any(|c| c["name"] == "far"), "an unmappable storage root blocks that catalog");
+    assert!(catalogs.iter().any(|c| c["name"] == "old"), "no prune without --prune");
+    let schemas = e.secondary.list(ObjectKind::Schemas);
+    assert_eq!((schemas.len(), schemas[0]["owner"].as_str()), (1, Some("data-eng")));
+    let calls = e.secondary.calls.lock().unwrap().clone();
+    let at = |c: &str| calls.iter().position(|x| x == c).unwrap_or_else(|| panic!("{c} not in {calls:?}"));
+    assert!(
+        at("GET /api/2.1/unity-catalog/catalogs/sales") < at("POST /API/2.1/UNITY-CATALOG/CATALOGS"),
+        "re-read by name first"
+    );
+    assert!(
+        at("PATCH /API/2.1/UNITY-CATALOG/CATALOGS/SALES") < at("POST /API/2.1/UNITY-CATALOG/SCHEMAS"),
+        "catalogs before schemas"
+    );
+    let j = e.apply(true).await;
+    assert_eq!(j.outcome.as_deref(), Some("complete"), "{j:#?}");
+    assert!(!e.secondary.list(ObjectKind::Catalogs).iter().any(|c| c["name"] == "old"));
+    e.reexport(3).await;
+    let after = prepare(e.bucket, &e.docs).await.unwrap();
+    let left: Vec<&str> = after.plan.changes.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(left, ["far", "blocked"], "{:#?}", after.plan);
+}
+
+#[tokio::test]
+async fn a_catalog_already_in_the_standby_when_the_apply_comes_is_found_not_created_again() {
+    let e = uc_env().await;
+    let prepared = prepare(e.bucket, &e.docs).await.unwrap();
+    // Made between the plan and the apply (an earlier apply whose answer was lost).
+    e.secondary
+        .objects
+        .lock()
+        .unwrap()
+        .get_mut(&ObjectKind::Catalogs)
+        .unwrap()
+        .push(json!({"name": "sales", "full_name": "sales"}));
+    let opts = ApplyOptions { prune: false, requested_by: "me".into(), kinds: None };
+    let j = apply(e.bucket, &e.connector, &e.docs, &prepared, &opts, &e.clock).await.unwrap();
+    let sales = j.entries.iter().find(|x| x.name == "sales").unwrap();
+    assert_eq!((sales.status, sales.id.as_deref()), (Status::Found, Some("sales")));
+    assert!(!e.secondary.calls.lock().unwrap().iter().any(|c| c == "POST /API/2.1/UNITY-CATALOG/CATALOGS"));
+    assert_eq!(e.secondary.list(ObjectKind::Schemas).len(), 1, "its schema still created");
+}
+
+#[tokio::test]
+async fn grants_are_added_to_a_created_catalog_and_an_extra_grant_removed_only_with_prune() {
+    let e = uc_env().await;
+    let doc = |t: &str, n: &str, a: Value| json!({"securable_type": t, "full_name": n, "privilege_assignments": a});
+    e.primary.objects.lock().unwrap().insert(
+        ObjectKind::Grants,
+        vec![
+            doc("catalog", "sales", json!([{"principal": "analysts", "privileges": ["USE_CATALOG"]}])),
+            doc("catalog", "old2", json!([])),
+        ],
+    );
+    e.primary.objects.lock().unwrap().get_mut(&ObjectKind::Catalogs).unwrap().push(json!({"name": "old2", "full_name": "old2"}));
+    {
+        let mut s = e.secondary.objects.lock().unwrap();
+        s.get_mut(&ObjectKind::Catalogs).unwrap().push(json!({"name": "old2", "full_name": "old2"}));
+        s.insert(ObjectKind::Grants, vec![doc("catalog", "old2", json!([{"principal": "x", "privileges": ["BROWSE"]}]))]);
+    }
+    export(e.bucket, SiteName::Primary, &e.primary, "snapshots/3").await;
+    e.reexport(3).await;
+    let j = e.apply(false).await;
+    assert_eq!(j.outcome.as_deref(), Some("complete"), "{j:#?}");
+    let grants = e.secondary.list(ObjectKind::Grants);
+    let of = |n: &str| grants.iter().find(|d| d["full_name"] == n).unwrap()["privilege_assignments"].clone();
+    assert_eq!(of("sales"), json!([{"principal": "analysts", "privileges": ["USE_CATALOG"]}]), "added after the create");
+    assert_eq!(of("old2"), json!([{"principal": "x", "privileges": ["BROWSE"]}]), "no removal without --prune");
+    let calls = e.secondary.calls.lock().unwrap().clone();
+    let at = |c: &str| calls.iter().position(|x| x == c).unwrap_or_else(|| panic!("{c} not in {calls:?}"));
+    assert!(at("POST /API/2.1/UNITY-CATALOG/CATALOGS") < at("PATCH /API/2.1/UNITY-CATALOG/PERMISSIONS/CATALOG/SALES"));
+    let j = e.apply(true).await;
+    assert_eq!(j.outcome.as_deref(), Some("complete"), "{j:#?}");
+    assert_eq!(
+        e.secondary.list(ObjectKind::Grants).iter().find(|d| d["full_name"] == "old2").unwrap()["privilege_assignments"],
+        json!([])
+    );
+    e.reexport(4).await;
+    let after = prepare(e.bucket, &e.docs).await.unwrap();
+    assert!(!after.plan.changes.iter().any(|c| c.kind == ObjectKind::Grants), "{:#?}", after.plan);
+}
