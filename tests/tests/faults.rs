@@ -149,6 +149,7 @@ async fn killed_after_each_call_then_reinvoked_promotes_exactly_once() {
     let mut f = Function::start("manual-trigger", &via(&env, &proxy));
     assert_eq!(f.invoke(&failover("clean")).response()["outcome"], "completed");
     let calls = proxy.log();
+    let mut unreached = 0;
 
     for at in 1..=calls.len() {
         for hold in [Fault::HoldBefore, Fault::HoldAfter] {
@@ -160,13 +161,24 @@ async fn killed_after_each_call_then_reinvoked_promotes_exactly_once() {
             let mut f = Function::start("manual-trigger", &via(&env, &proxy));
             let pid = f.pid();
             let held_label = std::sync::Mutex::new(String::new());
-            let answer = std::thread::scope(|s| {
+            let (reached, answer) = std::thread::scope(|s| {
                 let h = s.spawn(|| f.invoke_with_timeout(&failover(&token), Duration::from_secs(30)));
-                assert!(proxy.wait_held(Duration::from_secs(20)), "{context}: the call was never made");
+                if !proxy.wait_held(Duration::from_secs(20)) {
+                    return (false, h.join().unwrap());
+                }
                 *held_label.lock().unwrap() = proxy.log().get(at - 1).cloned().unwrap_or_default();
                 let _ = std::process::Command::new("kill").args(["-9", &pid.to_string()]).status();
-                h.join().unwrap()
+                (true, h.join().unwrap())
             });
+            if !reached {
+                // The lease (1 s here) is renewed when less than a quarter of it is left, so a slower run makes a
+                // renewal or two more than a faster one: the clean run's last calls may not exist in this run. A
+                // run that completed without a call `at` had nothing to be killed after; anything else fails.
+                let completed = matches!(&answer, Invocation::Response(r) if r["outcome"] == "completed");
+                assert!(completed && at + 3 > calls.len(), "{context}: the call was never made: {answer:?}");
+                unreached += 1;
+                continue;
+            }
             assert!(matches!(answer, Invocation::NoAnswer(_)), "{context}: {answer:?}");
             resume(&env, &proxy, &token, &context).await;
             assert_consistent(&env, &id, &context).await;
@@ -184,6 +196,7 @@ async fn killed_after_each_call_then_reinvoked_promotes_exactly_once() {
             assert!((1..=2).contains(&alarms), "{context} (held {held}): {alarms} ALARM pages");
         }
     }
+    assert!(unreached <= 4, "{unreached} of {} kill points were never reached", 2 * calls.len());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
