@@ -2,12 +2,12 @@
 //! window's lock) or withdrawn by the alarm's `OK`, and the `OK` sent again after an `ALARM` that may have
 //! reached the pager after it (paid without the lock, or crossing a recovery).
 use crate::error::StoreError;
+use crate::failover::rpo::rpo_estimate;
 use crate::failover::{Attempt, Engine, EngineError, EngineResult, ExecutionResult, Held, messages};
 use crate::lock::{LockDoc, LockState};
 use crate::ports::{Channel, Clock, ControlBucket, Notifier, ParameterStore};
 use crate::record::{OwedMessage, Reconciled, Recorder, Step, StepOutcome};
 use crate::response::Outcome;
-use crate::snapshot::rpo_estimate;
 use crate::{lock, record, snapshot};
 use domain::notification::{PageState, Severity};
 use domain::primitives::rfc3339;

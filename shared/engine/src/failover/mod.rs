@@ -34,6 +34,7 @@ mod entry;
 mod messages;
 #[cfg(test)]
 mod race_tests;
+mod rpo;
 mod runner;
 mod steps;
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! The steps of an execution under the lock: fence, snapshot, promote, verify, notify, report, release.
 use crate::documents::Doc;
 use crate::error::{Retry, StoreError};
+use crate::failover::rpo::rpo_estimate;
 use crate::failover::runner::{Run, StepEnd};
 use crate::failover::{
     Attempt, Engine, EngineError, EngineResult, Held, SSM_VERSIONS_KEPT, VERSIONS_BEFORE_HYGIENE, names_execution, raw_doc,
@@ -9,7 +10,7 @@ use crate::failover::{
 use crate::lock::{LockDoc, LockState};
 use crate::ports::{Channel, Clock, ControlBucket, Notifier, Parameter, ParameterStore, WriteCondition};
 use crate::record::{ExecutionRecord, ExecutionState, OwedMessage, Recorder, Step, StepOutcome};
-use crate::snapshot::{SnapshotContext, rpo_estimate};
+use crate::snapshot::SnapshotContext;
 use crate::{documents, lock, record, report, snapshot};
 use domain::decision;
 use domain::decision::{DecisionInput, Fence, FenceInput, Initiator};
