@@ -122,6 +122,10 @@ struct CheckState {
     /// Findings whose `ALARM` publish failed or whose answer was lost: published again by the next check.
     #[serde(default)]
     unconfirmed: std::collections::BTreeSet<String>,
+    /// Findings resolved while their `ALARM` was unconfirmed: another check may have been publishing it, so it
+    /// may reach the pager after the `OK`; the next check sends the `OK` again (unless the finding is back).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
+    ok_again: std::collections::BTreeSet<String>,
 }
 
 /// Runs the check and pages new or changed critical findings (and resolves the ones that went away).
@@ -237,8 +241,15 @@ async fn page_changes<P, B: ControlBucket, N: Notifier, C>(
         if let Some(f) = previous.paged.get(id) {
             state.paged.insert(id.clone(), f.clone());
         }
+        if previous.unconfirmed.contains(id) {
+            state.ok_again.insert(id.clone());
+        }
     }
-    if to_alarm.is_empty() && to_resolve.is_empty() {
+    // An earlier check's OK that an unconfirmed ALARM may have crossed: sent again (a finding back is paged anew).
+    let again: Vec<String> =
+        previous.ok_again.iter().filter(|id| !critical.contains_key(*id) && !to_resolve.contains(*id)).cloned().collect();
+    state.ok_again.extend(again.iter().cloned());
+    if to_alarm.is_empty() && to_resolve.is_empty() && again.is_empty() && previous.ok_again.is_empty() {
         return Vec::new();
     }
     let condition = |etag: Option<String>| etag.map_or(WriteCondition::IfAbsent, WriteCondition::IfMatch);
@@ -263,6 +274,13 @@ async fn page_changes<P, B: ControlBucket, N: Notifier, C>(
         if engine.notifier.publish(Channel::Paging, &page).await.is_ok() {
             sent.push(format!("OK {id}"));
             state.paged.remove(id);
+        }
+    }
+    for id in &again {
+        let why = format!("check finding {id} is resolved (again: an ALARM of it may have crossed its first OK)");
+        if engine.notifier.publish(Channel::Paging, &page_for(engine, id, PageState::Ok, why, now)).await.is_ok() {
+            sent.push(format!("OK {id}"));
+            state.ok_again.remove(id);
         }
     }
     let body = serde_json::to_vec_pretty(&state).unwrap_or_default();

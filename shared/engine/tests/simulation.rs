@@ -2024,7 +2024,8 @@ const CI_SEEDS: u64 = 1000;
 /// Seeds past the CI set that once broke an invariant, each a regression test of the fix named beside it; the CI
 /// set runs them too (not when `SIM_SEEDS` or `SIM_SEED` is given).
 const REGRESSION_SEEDS: &[u64] = &[
-    8162,  // settling took 4 rounds (a sim artefact: wall time drifting at scheduling steps)
+    // A readiness ALARM published after another check resolved it (the OK again from the next check).
+    705, 8162,  // settling took 4 rounds (a sim artefact: wall time drifting at scheduling steps)
     12839, // an OK withdrew an approval between its fence and its promotion: promoted, recorded noop
     14765, // the same
     15494, // a stall ALARM after its recovery OK
