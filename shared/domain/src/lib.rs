@@ -13,6 +13,7 @@
 //! | [`primitives`] | time stamps, digests and tokens |
 //! | [`layout`] | the control bucket's layout: every key the stack reads or writes |
 //! | [`site`], [`policy`], [`data_plane`] | the SSM documents, parsed and validated |
+//! | [`kinds`], [`sync_settings`] | the workspace object kinds the documents name, a site's `sync` section |
 //! | [`command`] | the `manual-trigger` commands, parsed |
 //! | [`alarm`] | CloudWatch alarm state changes from every delivery path, normalized |
 //! | [`alarm_pages`] | which open pages an alarm's `OK` resolves (after `INSUFFICIENT_DATA`, through SNS, late) |
@@ -32,6 +33,7 @@ pub mod databricks;
 pub mod decision;
 pub mod delta;
 pub mod error;
+pub mod kinds;
 pub mod layout;
 pub mod names;
 pub mod notification;
@@ -39,9 +41,10 @@ pub mod policy;
 pub mod primitives;
 pub mod replication;
 pub mod site;
+pub mod sync_settings;
 
 /// "a string", "an array", ...: how error messages name the JSON type they found.
-pub(crate) fn describe_json(v: &serde_json::Value) -> &'static str {
+pub fn describe_json(v: &serde_json::Value) -> &'static str {
     use serde_json::Value;
     match v {
         Value::Null => "null",
@@ -54,7 +57,7 @@ pub(crate) fn describe_json(v: &serde_json::Value) -> &'static str {
 }
 
 /// Renders a `serde_path_to_error` failure as `field.path: problem`, so messages name the field.
-pub(crate) fn describe_path_error(e: &serde_path_to_error::Error<serde_json::Error>) -> String {
+pub fn describe_path_error(e: &serde_path_to_error::Error<serde_json::Error>) -> String {
     let path = e.path().to_string();
     let inner = e.inner().to_string();
     // serde_json appends " at line 1 column 12"; the field path says more to an operator.

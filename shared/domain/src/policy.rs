@@ -96,7 +96,7 @@ pub struct Policy {
     /// The kinds the scheduled `check` applies sync for by itself (`jobs`, `cluster-policies`, `instance-pools`,
     /// `sql-warehouses`); empty (the default): `check` only reports the plan. Never prunes.
     #[serde(default)]
-    pub sync_on_check: Vec<crate::databricks::ObjectKind>,
+    pub sync_on_check: Vec<crate::kinds::ObjectKind>,
 }
 
 fn default_cooldown() -> u32 {
@@ -138,8 +138,8 @@ impl Policy {
                 problem: format!("failover_alarms: {name:?} is empty; expected alarm names"),
             });
         }
-        if let Some(k) = policy.sync_on_check.iter().find(|k| !crate::databricks::sync::SYNCED.contains(k)) {
-            let synced: Vec<&str> = crate::databricks::sync::SYNCED.iter().map(|k| k.as_str()).collect();
+        if let Some(k) = policy.sync_on_check.iter().find(|k| !crate::kinds::SYNCED.contains(k)) {
+            let synced: Vec<&str> = crate::kinds::SYNCED.iter().map(|k| k.as_str()).collect();
             return Err(InvalidDocument {
                 what: what.to_owned(),
                 problem: format!("sync_on_check: {k} is not synced; expected some of {}", synced.join(", ")),
@@ -234,7 +234,7 @@ mod tests {
     #[test]
     fn sync_on_check_names_synced_kinds_only() {
         let p = Policy::parse("p", r#"{"mode":"auto","sync_on_check":["jobs","sql-warehouses"]}"#).unwrap();
-        assert_eq!(p.sync_on_check, [crate::databricks::ObjectKind::Jobs, crate::databricks::ObjectKind::SqlWarehouses]);
+        assert_eq!(p.sync_on_check, [crate::kinds::ObjectKind::Jobs, crate::kinds::ObjectKind::SqlWarehouses]);
         let e = Policy::parse("p", r#"{"mode":"auto","sync_on_check":["tables"]}"#).unwrap_err().to_string();
         assert!(e.contains("sync_on_check") && e.contains("not synced"), "{e}");
         assert!(Policy::parse("p", r#"{"mode":"auto","sync_on_check":["job"]}"#).is_err());

@@ -100,7 +100,7 @@ impl SiteConfig {
         }
         ActivationSettings::from_value(doc.get("activation"))?;
         ExportSettings::from_value(doc.get("export"))?;
-        crate::databricks::sync::settings::SyncSettings::from_value(doc.get("sync"))?;
+        crate::sync_settings::SyncSettings::from_value(doc.get("sync"))?;
         Ok(SiteConfig { doc })
     }
 
@@ -129,9 +129,9 @@ impl SiteConfig {
 impl SiteConfig {
     /// How the other site's values map onto this one when this site is the standby (`sync` in the document;
     /// no mappings when absent).
-    pub fn sync_settings(&self) -> crate::databricks::sync::settings::SyncSettings {
+    pub fn sync_settings(&self) -> crate::sync_settings::SyncSettings {
         // Validated at parse: a document that reached here has a valid `sync` or none.
-        crate::databricks::sync::settings::SyncSettings::from_value(self.doc.get("sync")).unwrap_or_default()
+        crate::sync_settings::SyncSettings::from_value(self.doc.get("sync")).unwrap_or_default()
     }
 }
 

@@ -7,7 +7,7 @@ use crate::drill;
 use crate::error::{Retry, StoreError};
 use crate::failover::{Engine, ExecutionResult, MoveRequest};
 use crate::lock::{self, FAILOVER_LOCK_KEY};
-use crate::ports::{Clock, ControlBucket, Notifier, ParameterStore};
+use crate::ports::{Clock, ControlBucket, Notifier, Parameter, ParameterStore};
 use crate::record::{self, ExecutionRecord, ExecutionState};
 use crate::replication;
 use crate::response::{
@@ -109,7 +109,7 @@ pub async fn run_with<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock
             extra.extend(owed_page_findings(engine).await);
             extra.extend(abandoned_lock_findings(engine).await);
             extra.extend(version_findings(engine).await);
-            extra.extend(crate::delta::coverage_findings(engine, &tree).await);
+            extra.extend(coverage_findings(engine, &tree).await);
             let now = engine.clock.now();
             let (readiness, activation) = tokio::join!(
                 workspace::readiness::assess(&engine.bucket, &docs, now),
@@ -570,4 +570,14 @@ async fn recent_records(bucket: &impl ControlBucket, n: usize) -> Result<Vec<Exe
 async fn active_site<P: ParameterStore, B, N, C>(engine: &Engine<P, B, N, C>) -> Option<SiteName> {
     let docs = documents::load(&engine.params, &engine.settings.prefix).await.ok()?;
     docs.active.valid().map(|a| a.site)
+}
+
+/// `check`'s coverage findings: every snapshot source's [`crate::snapshot::SnapshotSource::findings`] (the Delta
+/// source judges coverage), over the DR parameters `check` read (`{prefix}/data-plane` among them).
+async fn coverage_findings<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
+    engine: &Engine<P, B, N, C>,
+    tree: &[Parameter],
+) -> Vec<Finding> {
+    let ctx = crate::snapshot::SnapshotContext { tree, prefix: engine.settings.prefix.as_str(), now: engine.clock.now(), patient: true };
+    join_all(engine.sources.iter().map(|s| s.findings(&ctx))).await.into_iter().flatten().collect()
 }

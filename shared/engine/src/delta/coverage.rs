@@ -3,12 +3,8 @@
 //! Replication Time Control as configured), the replica's bucket is versioned, and the primary bucket sends the
 //! `s3:Replication:*` events toward this stack. What is missing is a finding with its fix.
 
-use crate::failover::Engine;
 use crate::finding::Finding;
-use crate::ports::{
-    Clock, ControlBucket, DataBuckets, NotificationTarget, Notifier, Parameter, ParameterStore, ReplicationRule, Versioning,
-};
-use crate::snapshot::SnapshotContext;
+use crate::ports::{DataBuckets, NotificationTarget, ReplicationRule, Versioning};
 use domain::data_plane::{DataPlane, Location};
 use domain::notification::Severity;
 use futures_util::future::join_all;
@@ -200,16 +196,6 @@ pub async fn plane_findings<D: DataBuckets>(data: &D, plane: &DataPlane, setting
     let all =
         join_all(plane.locations.iter().map(|l| async move { location_findings(l, &facts(data, l).await, settings) })).await;
     all.into_iter().flatten().collect()
-}
-
-/// `check`'s coverage findings: every snapshot source's [`crate::snapshot::SnapshotSource::findings`] (the Delta
-/// source judges coverage), over the DR parameters `check` read (`{prefix}/data-plane` among them).
-pub async fn coverage_findings<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
-    engine: &Engine<P, B, N, C>,
-    tree: &[Parameter],
-) -> Vec<Finding> {
-    let ctx = SnapshotContext { tree, prefix: engine.settings.prefix.as_str(), now: engine.clock.now(), patient: true };
-    join_all(engine.sources.iter().map(|s| s.findings(&ctx))).await.into_iter().flatten().collect()
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! Data-plane truth: the RPO of every replicated Delta table, the objects a prefix's replica lacks, whether a
 //! stream's replica can restart without skipping batches ([`assess`], [`DeltaSource`] for `delta-tables.json`),
-//! and replication coverage for `check` ([`coverage_findings`]).
+//! and replication coverage for `check` ([`coverage::plane_findings`]).
 //!
 //! Cost: every listing is paginated and bounded ([`DeltaLimits::max_keys`]); locations are assessed side by
 //! side ([`DeltaLimits::locations_in_flight`]), reads too ([`DeltaLimits::reads_in_flight`]); the whole
@@ -15,7 +15,7 @@ mod log;
 mod others;
 mod table;
 
-pub use coverage::{CoverageSettings, coverage_findings};
+pub use coverage::CoverageSettings;
 
 use crate::error::StoreError;
 use crate::ports::{ControlBucket, DataBuckets, DataObject, WriteCondition};

@@ -25,7 +25,6 @@ mod grants;
 mod jobs;
 mod kinds;
 mod refs;
-pub mod settings;
 #[cfg(test)]
 mod tests;
 pub mod uc;
@@ -35,19 +34,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
+pub use crate::sync_settings as settings;
 pub use refs::{placeholder, placeholders_in, replace_placeholders};
 
-/// The kinds sync writes, in the order they are applied: what is referenced comes first (schemas live in
-/// catalogs, grants name catalogs and schemas, policies name pools, jobs name policies, pools and warehouses).
-pub const SYNCED: [ObjectKind; 7] = [
-    ObjectKind::Catalogs,
-    ObjectKind::Schemas,
-    ObjectKind::Grants,
-    ObjectKind::InstancePools,
-    ObjectKind::ClusterPolicies,
-    ObjectKind::SqlWarehouses,
-    ObjectKind::Jobs,
-];
+pub use crate::kinds::SYNCED;
 
 /// What is never synced, and why (kinds of the export that sync does not write).
 pub const NOT_SYNCED: [(&str, &str); 9] = [

@@ -16,7 +16,7 @@ use crate::documents::DrDocuments;
 use crate::error::StoreError;
 use crate::ports::ControlBucket;
 use crate::workspace::{LatestExport, read_kind, read_latest};
-use domain::activation::ActivationSettings;
+use domain::site::ActivationSettings;
 use domain::databricks::ObjectKind;
 use domain::databricks::identity::canonical;
 use domain::databricks::sync::{self, KindObjects, SiteExport, SyncPlan};
