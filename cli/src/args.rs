@@ -482,7 +482,7 @@ mod tests {
             let command = cli.command.unwrap();
             let confirm = command.missing_confirmation("prod").map(|c| c.expected);
             let p = command.payload(Some("me"), confirm.as_deref()).unwrap();
-            assert!(domain::command::parse(&p).is_ok(), "{args:?}: {p} -> {:?}", domain::command::parse(&p));
+            assert!(engine::command::parse(&p).is_ok(), "{args:?}: {p} -> {:?}", engine::command::parse(&p));
         }
     }
 

@@ -2,8 +2,8 @@
 //! through the engine's port (`ControlBucket`) and record reader, as the functions do.
 
 use crate::render::{Style, duration_ms};
-use engine::ports::ControlBucket;
-use engine::record::{ExecutionRecord, ExecutionState, StepOutcome, StepRecord};
+use dr_failover::record::{ExecutionRecord, ExecutionState, StepOutcome, StepRecord};
+use dr_ports::ControlBucket;
 use serde_json::{Value, json};
 use std::io::Write as _;
 use std::time::{Duration, Instant};
@@ -70,7 +70,7 @@ pub fn ending_line(r: &ExecutionRecord, style: Style) -> String {
             style.good(&word),
             r.kind,
             r.target,
-            duration_ms(engine::report::rto_ms(r))
+            duration_ms(dr_failover::report::rto_ms(r))
         ),
         ExecutionState::AwaitingApproval => {
             format!("{}: dr approve {id}   or   dr cancel {id}", style.warn(&word))
@@ -100,7 +100,7 @@ pub async fn watch<B: ControlBucket>(bucket: &B, opts: &WatchOptions, style: Sty
         let _ = writeln!(out, "watching {id} ({}), every {:?}", domain::layout::execution_record(id), opts.interval);
     }
     loop {
-        let rec = engine::record::read(bucket, id).await.map_err(|e| format!("cannot read the record of {id}: {e}"))?;
+        let rec = dr_failover::record::read(bucket, id).await.map_err(|e| format!("cannot read the record of {id}: {e}"))?;
         match rec {
             None => {
                 if !waiting_said && !opts.json {
@@ -155,7 +155,7 @@ pub async fn watch<B: ControlBucket>(bucket: &B, opts: &WatchOptions, style: Sty
                             out,
                             "{}",
                             json!({"execution_id": id, "state": r.state, "ended": true, "error": r.error, "report_key": r.report_key,
-                                   "rto_ms": engine::report::rto_ms(&r)})
+                                   "rto_ms": dr_failover::report::rto_ms(&r)})
                         );
                     } else {
                         let _ = writeln!(out, "{}", ending_line(&r, style));

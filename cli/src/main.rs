@@ -360,7 +360,7 @@ async fn dispatch(function: Option<&str>, settings: &Settings, clients: AwsClien
     let engine = app::root::assemble(Role::BreakGlass, config, clients).engine;
     match app::entry::command(&engine, payload).await {
         Ok(response) => Answer::Answered(serde_json::to_value(&response).unwrap_or(Value::Null)),
-        Err(e) => Answer::Failed(json!({"errorType": e.error_type(), "errorMessage": engine::error::error_chain(&e)})),
+        Err(e) => Answer::Failed(json!({"errorType": e.error_type(), "errorMessage": dr_ports::error::error_chain(&e)})),
     }
 }
 

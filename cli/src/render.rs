@@ -1,10 +1,10 @@
 //! The answers for people: a few aligned lines per command, the important word first, colour only when
 //! asked for (a terminal, `NO_COLOR` unset, or `--color always`). Everything here reads the function's answer
-//! (typed: `engine::response`), so a local run and `--function` print alike.
+//! (typed: `dr_failover::response`), so a local run and `--function` print alike.
 
 use domain::notification::Severity;
-use engine::finding::Finding;
-use engine::response::{CheckAnswer, CommandResponse, ExecutionAnswer, Fallible, PolicyView, SnapshotAnswer, StatusAnswer};
+use dr_failover::response::{CheckAnswer, CommandResponse, ExecutionAnswer, Fallible, PolicyView, SnapshotAnswer, StatusAnswer};
+use dr_ports::finding::Finding;
 use serde::Deserialize as _;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -440,7 +440,7 @@ fn matrix(out: &mut String, m: &Value, s: Style) {
     }
 }
 
-/// An execution's steps in the order they run (`engine::record::Step`).
+/// An execution's steps in the order they run (`dr_failover::record::Step`).
 const STEPS: [&str; 10] = ["decide", "lock", "fence", "snapshot", "promote", "verify", "activate", "notify", "report", "release"];
 /// The index of `verify` in [`STEPS`]: the RTO runs from `decide` through it.
 const RTO_LAST: usize = 5;

@@ -53,7 +53,7 @@ async fn main() {
     let (mut wall, mut step) = (Vec::new(), Vec::new());
     println!(
         "activation: {jobs} tagged jobs a workspace, {latency_ms} ms a call, {} calls in flight a workspace, binaries from {}",
-        engine::failover::ACTIVATION_IN_FLIGHT,
+        dr_failover::ACTIVATION_IN_FLIGHT,
         tests::runtime_api::bin_dir().display()
     );
     for run in 0..runs {

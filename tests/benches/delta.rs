@@ -1,4 +1,4 @@
-//! Benchmark: the Delta replica assessment (`engine::delta::assess` through `aws::data_buckets::S3DataBuckets`)
+//! Benchmark: the Delta replica assessment (`dr_delta::assess` through `aws::data_buckets::S3DataBuckets`)
 //! of one real Delta table of 1,000 commits and 10,000 data files (10 per commit; classic checkpoints: delta-rs's
 //! own every 100 commits, so one at the newest version, and the script's at the middle one), written by delta-rs
 //! into moto by `tests/delta/make_tables.py --bench` and copied whole into the replica; and of a second replica
@@ -18,9 +18,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use domain::data_plane::DataPlane;
-use engine::delta::{DeltaLimits, assess};
-use engine::error::StoreError;
-use engine::ports::{DataBuckets, ListPage, NotificationTarget, ReplicationRule, Versioning};
+use dr_delta::{DeltaLimits, assess};
+use dr_ports::error::StoreError;
+use dr_ports::{DataBuckets, ListPage, NotificationTarget, ReplicationRule, Versioning};
 use serde_json::{Value, json};
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -89,7 +89,7 @@ impl<D: DataBuckets> DataBuckets for Counting<D> {
         Ok(self.counted(self.inner.list_dir_page(bucket, prefix, start_after, token, max_keys).await?))
     }
 
-    async fn head(&self, bucket: &str, key: &str) -> Result<Option<engine::ports::DataObject>, StoreError> {
+    async fn head(&self, bucket: &str, key: &str) -> Result<Option<dr_ports::DataObject>, StoreError> {
         self.n.heads.fetch_add(1, Relaxed);
         self.inner.head(bucket, key).await
     }
@@ -240,7 +240,7 @@ async fn main() {
     let generous = DeltaLimits { deadline: Duration::from_secs(120), ..DeltaLimits::default() };
 
     println!();
-    println!("`engine::delta::assess` in this process (release build of the bench), deadline 120 s so the whole work is timed:");
+    println!("`dr_delta::assess` in this process (release build of the bench), deadline 120 s so the whole work is timed:");
     println!();
     println!(
         "| replica | run | wall ms | status | consistent version | commits read (GET) | checkpoint parts read | other GETs | HEADs | bytes read | list pages | objects listed | bench process peak RSS growth MB |"

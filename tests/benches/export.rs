@@ -18,7 +18,7 @@
 //! object by object) and `BENCH_RUNS=1 BENCH_JOBS=10000 BENCH_TABLES=100000 BENCH_SQL=1 cargo bench -p tests --bench
 //! export` (through the SQL warehouse). Each run is one invocation: the export is not carried over invocations.
 //!
-//! `BENCH_CARRIED=1`: the export carried over invocations (`engine::workspace::carry`): the function gets an export
+//! `BENCH_CARRIED=1`: the export carried over invocations (`dr_workspace::carry`): the function gets an export
 //! queue (moto's SQS), the `snapshot` invocation runs what its budget (`BENCH_DEADLINE_SECONDS`) holds and posts
 //! the rest; `BENCH_PARALLEL` (2, the template's `MaximumConcurrency`) sandboxes then play the SQS event source
 //! mapping, one continuation per invocation, until the run is merged. Prints the total time (the snapshot's start

@@ -556,7 +556,7 @@ fn percent_decode(s: &str) -> String {
 }
 
 fn incident_id(bucket: &str, rule: &str) -> String {
-    domain::replication::aggregate::IncidentKey { source_bucket: bucket.into(), rule_id: rule.into() }.id()
+    dr_replication::rules::aggregate::IncidentKey { source_bucket: bucket.into(), rule_id: rule.into() }.id()
 }
 
 /// An SQS record carrying `body`, in the fixture's shape.

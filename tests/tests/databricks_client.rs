@@ -4,7 +4,7 @@
 
 use aws::databricks::DatabricksConnector;
 use domain::site::{SiteConfig, SiteName};
-use engine::ports::{ApiError, Idempotency, WorkspaceConnector};
+use dr_ports::{ApiError, Idempotency, WorkspaceConnector};
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
 use tests::{dr_env, moto};

@@ -1,14 +1,14 @@
 //! Data-plane truth end to end: real Delta tables written by delta-rs (the `deltalake` package, pinned, in
 //! `.venv-tools/deltalake`, created on first use) into moto's S3 by `tests/delta/make_tables.py`, copied into a
-//! replica bucket partially, one case per table; the engine's assessment (`engine::delta::assess`) through the S3
+//! replica bucket partially, one case per table; the engine's assessment (`dr_delta::assess`) through the S3
 //! adapter (`aws::data_buckets::S3DataBuckets`) must find each table's consistent version, versions behind and
 //! RPO exactly. The expected times come from the commits the writer made (the script prints them).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use domain::data_plane::DataPlane;
-use domain::delta::report::{Status, TableReport};
-use engine::delta::{Assessment, DeltaLimits, assess};
+use dr_delta::rules::report::{Status, TableReport};
+use dr_delta::{Assessment, DeltaLimits, assess};
 use serde_json::Value;
 use tokio::sync::OnceCell;
 

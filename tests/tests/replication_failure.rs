@@ -3,7 +3,7 @@
 //! fault proxy, a redelivery that changes nothing), and two batches processed at once by two processes.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use domain::replication::aggregate::IncidentKey;
+use dr_replication::rules::aggregate::IncidentKey;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt::Write as _;

@@ -150,7 +150,7 @@ const SERVICE_ROLES: &[(&str, &str, &[&str])] = &[
 /// (the code's SSM calls stay under the prefix; its S3 calls are on the control bucket; it publishes to both
 /// topics). Data buckets and other resources may be granted beside these.
 /// The first entry whose prefix matches an action applies: the bucket-configuration reads of replication
-/// coverage (engine::delta) are on the data buckets only.
+/// coverage (dr_delta) are on the data buckets only.
 const ACTION_RESOURCES: &[(&str, &[&str])] = &[
     ("ssm:", &["SsmPrefix"]),
     ("s3:GetBucketVersioning", &["DataBucketArns"]),
@@ -163,7 +163,7 @@ const ACTION_RESOURCES: &[(&str, &[&str])] = &[
     ("route53:GetChange", &["change/*"]),
 ];
 
-/// Where else an action may be granted: the Delta assessment (engine::delta) lists and reads the data-plane
+/// Where else an action may be granted: the Delta assessment (dr_delta) lists and reads the data-plane
 /// locations, scoped by the parameters DataPlanePrefixes and DataPlaneObjectArns.
 const ALSO_ON: &[(&str, &[&str])] = &[("s3:GetObject", &["DataPlaneObjectArns"]), ("s3:ListBucket", &["DataBucketArns"])];
 

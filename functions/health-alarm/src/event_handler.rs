@@ -1,10 +1,10 @@
 //! Parses the alarm change, calls the engine, maps the result. No business rules, no SDK types.
 
 use app::error::HandlerError;
-use domain::alarm;
-use engine::alarm::{AlarmOutcome, on_alarm_change};
-use engine::failover::Engine;
-use engine::ports::{Clock, ControlBucket, Notifier, ParameterStore};
+use dr_failover::Engine;
+use dr_failover::alarm::{AlarmOutcome, on_alarm_change};
+use dr_failover::rules::alarm;
+use dr_ports::{Clock, ControlBucket, Notifier, ParameterStore};
 use serde_json::Value;
 
 /// Handles one invocation; `raw` is the payload exactly as delivered.

@@ -5,9 +5,9 @@
 //! rules, no SDK types.
 
 use app::error::HandlerError;
-use engine::failover::Engine;
-use engine::ports::{Clock, ControlBucket, Notifier, ParameterStore};
-use engine::workspace::carry::Carrier;
+use dr_failover::Engine;
+use dr_ports::{Clock, ControlBucket, Notifier, ParameterStore};
+use dr_workspace::carry::Carrier;
 use serde_json::{Value, json};
 
 /// Handles one invocation.

@@ -10,10 +10,10 @@
 
 use app::error::HandlerError;
 use aws_lambda_events::event::sqs::SqsBatchResponse;
-use domain::replication::event::{BatchSource, Envelope};
-use engine::failover::Engine;
-use engine::ports::{Clock, ControlBucket, Notifier};
-use engine::replication::{self, BatchOutcome, PageStatus};
+use dr_failover::Engine;
+use dr_ports::{Clock, ControlBucket, Notifier};
+use dr_replication::rules::event::{BatchSource, Envelope};
+use dr_replication::{BatchOutcome, PageStatus};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -37,11 +37,11 @@ pub async fn handle<P, B: ControlBucket, N: Notifier, C: Clock>(
         Ok(envelope) => envelope,
         Err(e) => {
             let problem = format!("not JSON ({e}): expected an SQS event, an SNS event or an S3 event notification");
-            return app::entry::quarantined(engine, replication::FUNCTION_NAME, raw, &problem).await.map(Answer::Other);
+            return app::entry::quarantined(engine, dr_replication::FUNCTION_NAME, raw, &problem).await.map(Answer::Other);
         }
     };
     let settings = &engine.settings;
-    let outcome = replication::process_batch(
+    let outcome = dr_replication::process_batch(
         &engine.bucket,
         &engine.notifier,
         &engine.clock,
@@ -71,7 +71,7 @@ fn emit_metrics(env: &str, o: &BatchOutcome) {
         app::metrics::replication_failures(env, &category.to_string(), *count);
     }
     for _ in &o.quarantined {
-        app::metrics::quarantined(env, replication::FUNCTION_NAME);
+        app::metrics::quarantined(env, dr_replication::FUNCTION_NAME);
     }
 }
 

@@ -43,7 +43,7 @@ pub struct Config {
     /// export (at 150 ms a call, 32 in flight keep up with the client's rate limit, `DR_DATABRICKS_RATE_LIMIT`).
     pub export_concurrency: u32,
     /// `DR_EXPORT_QUEUE_URL`, optional: the SQS queue of a carried export's continuations (template: `ExportQueue`).
-    /// Set, a snapshot's workspace export is carried over invocations (`engine::workspace::carry`) instead of held in
+    /// Set, a snapshot's workspace export is carried over invocations (`dr_workspace::carry`) instead of held in
     /// one; unset, it runs in one invocation.
     pub export_queue_url: Option<String>,
     /// `DR_EXPORT_PART_SIZE`, optional (default 2000, 1..=100000): the ACL and grant reads in one part of a carried

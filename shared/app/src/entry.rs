@@ -3,10 +3,10 @@
 
 use crate::error::HandlerError;
 use crate::metrics;
-use engine::failover::Engine;
-use engine::ports::{Clock, ControlBucket, Notifier, ParameterStore};
-use engine::quarantine;
-use engine::response::CommandResponse;
+use dr_failover::Engine;
+use dr_failover::response::CommandResponse;
+use dr_ports::quarantine;
+use dr_ports::{Clock, ControlBucket, Notifier, ParameterStore};
 use serde_json::{Value, json};
 
 /// Runs one `manual-trigger` command payload (the function and `dr` alike) and counts the execution it ran.
@@ -25,7 +25,7 @@ pub async fn command<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>
 pub async fn command_with<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
     engine: &Engine<P, B, N, C>,
     payload: &Value,
-    carrier: Option<&engine::workspace::carry::Carrier>,
+    carrier: Option<&dr_workspace::carry::Carrier>,
 ) -> Result<CommandResponse, HandlerError> {
     let response = Box::pin(engine::commands::run_with(engine, payload, carrier)).await?;
     metrics::command(&engine.settings.environment, &response);
@@ -35,7 +35,7 @@ pub async fn command_with<P: ParameterStore, B: ControlBucket, N: Notifier, C: C
 /// One continuation of a carried workspace export (an SQS message's body).
 pub async fn continue_export<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
     engine: &Engine<P, B, N, C>,
-    carrier: &engine::workspace::carry::Carrier,
+    carrier: &dr_workspace::carry::Carrier,
     body: &str,
 ) -> Result<CommandResponse, HandlerError> {
     Ok(Box::pin(engine::commands::continue_export(engine, carrier, body)).await?)

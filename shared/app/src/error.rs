@@ -6,9 +6,9 @@
 //! alarms and destinations can filter on.
 
 use domain::error::InvalidDocument;
+use dr_failover::EngineError;
+use dr_ports::error::{Retry, StoreError};
 use engine::commands::CommandError;
-use engine::error::{Retry, StoreError};
-use engine::failover::EngineError;
 
 /// Errors raised while reading the configuration from the environment at cold start.
 #[derive(Debug, thiserror::Error)]
@@ -107,7 +107,7 @@ impl From<CommandError> for HandlerError {
 #[cfg(feature = "lambda")]
 impl From<HandlerError> for lambda_runtime::Diagnostic {
     fn from(err: HandlerError) -> Self {
-        lambda_runtime::Diagnostic { error_type: err.error_type(), error_message: engine::error::error_chain(&err) }
+        lambda_runtime::Diagnostic { error_type: err.error_type(), error_message: dr_ports::error::error_chain(&err) }
     }
 }
 

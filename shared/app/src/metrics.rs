@@ -104,10 +104,10 @@ impl Metric {
 }
 
 /// An execution's answer: its outcome, and each step's duration when it ran steps.
-pub fn execution(env: &str, result: &engine::failover::ExecutionResult) {
+pub fn execution(env: &str, result: &dr_failover::ExecutionResult) {
     let outcome = serde_json::to_value(result.outcome).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
     execution_outcome(env, &outcome);
-    if result.outcome == engine::response::Outcome::Completed {
+    if result.outcome == dr_failover::response::Outcome::Completed {
         for (step, ms) in &result.timings_ms {
             step_duration(env, step, ms.as_u64().unwrap_or(0));
         }
@@ -116,7 +116,7 @@ pub fn execution(env: &str, result: &engine::failover::ExecutionResult) {
 
 /// A command's answer: counted as an execution when an execution answered it (`failover`, `failback`,
 /// `approve`, `drill`; not `unlock`, nor the read-only commands).
-pub fn command(env: &str, response: &engine::response::CommandResponse) {
+pub fn command(env: &str, response: &dr_failover::response::CommandResponse) {
     const EXECUTIONS: [&str; 4] = ["failover", "failback", "approve", "drill"];
     let command = response.command().unwrap_or_default();
     if !EXECUTIONS.contains(&command) {
@@ -124,7 +124,7 @@ pub fn command(env: &str, response: &engine::response::CommandResponse) {
     }
     let outcome = serde_json::to_value(response.outcome).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
     execution_outcome(env, &outcome);
-    if response.outcome == engine::response::Outcome::Completed {
+    if response.outcome == dr_failover::response::Outcome::Completed {
         for (step, ms) in response.timings_ms() {
             step_duration(env, &step, ms);
         }

@@ -15,9 +15,9 @@
 use crate::config::Config;
 use crate::error::ConfigError;
 use aws::{AwsClients, PrimeTargets, s3::S3ControlBucket, sns::SnsNotifier, ssm::SsmParameterStore};
-use engine::failover::{Engine, EngineSettings};
-use engine::ports::SystemClock;
-use engine::workspace::carry::Carrier;
+use dr_failover::{Engine, EngineSettings};
+use dr_ports::SystemClock;
+use dr_workspace::carry::Carrier;
 use std::sync::Arc;
 
 /// The engine over the AWS adapters.
@@ -81,7 +81,7 @@ pub fn assemble(role: Role, config: Config, clients: AwsClients) -> Assembly {
         // {prefix}/secrets/ (dr: the operator's credentials must allow those SecureString reads).
         let secrets = config.ssm_prefix.child("secrets");
         engine.workspaces = Some(Arc::new(aws::databricks::DatabricksConnector::new(clients.ssm.clone(), &secrets)));
-        // Used only when {prefix}/redirection exists (engine::failover::activate).
+        // Used only when {prefix}/redirection exists (dr_failover::activate).
         engine.dns = Some(Arc::new(aws::route53::Route53Records::new(clients.route53.clone())));
     }
     let carrier = match (&config.export_queue_url, role.carries_exports()) {
@@ -121,12 +121,12 @@ pub async fn cold_start(role: Role) -> Result<Assembly, ConfigError> {
 fn engine(clients: &AwsClients, config: &Config) -> AwsEngine {
     let bucket = S3ControlBucket::new(clients.s3.clone(), config.control_bucket.clone());
     // Snapshots include the open replication incidents: they are the RPO risk of a failover.
-    let incidents = engine::replication::IncidentsSource { bucket: bucket.clone() };
+    let incidents = dr_replication::IncidentsSource { bucket: bucket.clone() };
     // And the pointers to the workspaces' latest exports with their drift (two reads; exports never run on a
     // failover's path).
-    let exports = engine::workspace::LatestExportsSource { bucket: bucket.clone() };
-    // And delta-tables.json: each replicated Delta table's RPO, under a deadline (engine::delta).
-    let delta = engine::delta::DeltaSource::new(aws::data_buckets::S3DataBuckets::new(clients.s3.clone()), bucket.clone());
+    let exports = dr_workspace::LatestExportsSource { bucket: bucket.clone() };
+    // And delta-tables.json: each replicated Delta table's RPO, under a deadline (dr_delta).
+    let delta = dr_delta::DeltaSource::new(aws::data_buckets::S3DataBuckets::new(clients.s3.clone()), bucket.clone());
     Engine {
         params: SsmParameterStore::new(clients.ssm.clone()),
         bucket,
@@ -150,14 +150,14 @@ pub fn settings(config: &Config) -> EngineSettings {
         replication_quiet: time::Duration::minutes(i64::from(config.replication_quiet_minutes)),
         holder: std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "local".into()),
         manual_trigger_function: config.manual_trigger_function.clone(),
-        lock_key: engine::lock::FAILOVER_LOCK_KEY.into(),
+        lock_key: dr_ports::lock::FAILOVER_LOCK_KEY.into(),
         drill: false,
-        export_limits: engine::workspace::export::ExportLimits {
+        export_limits: dr_workspace::export::ExportLimits {
             concurrency: config.export_concurrency as usize,
             deadline: std::time::Duration::from_secs(u64::from(config.export_deadline_seconds)),
-            ..engine::workspace::export::ExportLimits::default()
+            ..dr_workspace::export::ExportLimits::default()
         },
-        activation_in_flight: engine::failover::ACTIVATION_IN_FLIGHT,
+        activation_in_flight: dr_failover::ACTIVATION_IN_FLIGHT,
     }
 }
 

@@ -1,10 +1,10 @@
-//! The data-plane buckets over S3 ([`engine::ports::DataBuckets`]): listings, objects and byte ranges, and
+//! The data-plane buckets over S3 ([`dr_ports::DataBuckets`]): listings, objects and byte ranges, and
 //! the bucket configuration replication coverage is judged by. Read only.
 
 use super::classify;
 use aws_sdk_s3::types::{BucketVersioningStatus, Event, MetricsStatus, ReplicationRuleStatus, ReplicationTimeStatus};
-use engine::error::StoreError;
-use engine::ports::{DataBuckets, DataObject, ListPage, NotificationTarget, ReplicationRule, Versioning};
+use dr_ports::error::StoreError;
+use dr_ports::{DataBuckets, DataObject, ListPage, NotificationTarget, ReplicationRule, Versioning};
 use time::OffsetDateTime;
 
 /// The data buckets through one S3 client (the SDK signs each request for the bucket's region when the client's

@@ -1,11 +1,11 @@
-//! AWS adapters: the only crate that names `aws_sdk_*` types. One adapter per port of `engine::ports`.
+//! AWS adapters: the only crate that names `aws_sdk_*` types. One adapter per port of `dr_ports`.
 //!
 //! Module map: [`ssm`] (the parameter store), [`s3`] (the control bucket), [`sns`] (the paging and chat
 //! topics), [`route53`] (client redirection's CNAME), [`databricks`] (the workspaces' REST API over the SDK's own TLS stack, its secrets read from SSM),
 //! [`sqs`] (a carried export's continuations), [`data_buckets`] (the Delta tables' replicas), and, with the
 //! `operator` feature (`dr` only), `operator` (who is asking, and `dr --function`'s Lambda Invoke);
 //! this file builds the clients once ([`AwsClients`]) and classifies SDK errors into
-//! [`engine::error::StoreError`] once, where the SDK error is still in hand.
+//! [`dr_ports::error::StoreError`] once, where the SDK error is still in hand.
 
 pub mod data_buckets;
 pub mod databricks;
@@ -20,7 +20,7 @@ pub mod ssm;
 use aws_config::{BehaviorVersion, SdkConfig, retry::RetryConfig, timeout::TimeoutConfig};
 use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::error::SdkError;
-use engine::error::StoreError;
+use dr_ports::error::StoreError;
 use std::time::Duration;
 
 /// Connect timeout: a region that is failing tends to hang rather than refuse.
@@ -194,7 +194,7 @@ where
     match r {
         Ok(_) => Ok(None),
         Err(SdkError::ServiceError(se)) => Ok(Some(se.err().code().unwrap_or("unknown").to_owned())),
-        Err(e) => Err(engine::error::error_chain(&e)),
+        Err(e) => Err(dr_ports::error::error_chain(&e)),
     }
 }
 
@@ -229,8 +229,8 @@ where
     // the request id (different at every call) and the metadata's Debug form, which helps nobody on a page.
     let message = match (&err, err.code(), err.message()) {
         (SdkError::ServiceError(_), Some(code), Some(text)) => format!("{code}: {text}"),
-        (_, Some(code), _) => format!("{code}: {}", engine::error::error_chain(&err)),
-        _ => engine::error::error_chain(&err),
+        (_, Some(code), _) => format!("{code}: {}", dr_ports::error::error_chain(&err)),
+        _ => dr_ports::error::error_chain(&err),
     };
     if transient {
         StoreError::Transient { service, operation, message }

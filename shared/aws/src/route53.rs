@@ -3,8 +3,8 @@
 
 use super::classify;
 use aws_sdk_route53::types::{Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet, RrType};
-use engine::error::StoreError;
-use engine::ports::DnsRecords;
+use dr_ports::DnsRecords;
+use dr_ports::error::StoreError;
 use futures_util::future::BoxFuture;
 
 /// The Route 53 adapter.

@@ -3,8 +3,8 @@
 use super::classify;
 use aws_sdk_s3::primitives::ByteStream;
 use domain::names::BucketName;
-use engine::error::StoreError;
-use engine::ports::{ControlBucket, DatedObject, StoredObject, WriteCondition, Written};
+use dr_ports::error::StoreError;
+use dr_ports::{ControlBucket, DatedObject, StoredObject, WriteCondition, Written};
 use std::sync::{Arc, Mutex, PoisonError};
 
 /// The S3 adapter for the control bucket.

@@ -3,8 +3,8 @@
 use super::classify;
 use aws_sdk_sns::types::{MessageAttributeValue, PublishBatchRequestEntry};
 use domain::names::TopicArn;
-use engine::error::StoreError;
-use engine::ports::{Channel, Notifier, OutgoingMessage};
+use dr_ports::error::StoreError;
+use dr_ports::{Channel, Notifier, OutgoingMessage};
 use std::collections::HashMap;
 
 /// The SNS adapter.

@@ -1,8 +1,8 @@
 //! [`ExportQueue`] over SQS: the continuations of a carried workspace export (manual-trigger's `ExportQueue`).
 
 use super::classify;
-use engine::error::StoreError;
-use engine::ports::ExportQueue;
+use dr_ports::ExportQueue;
+use dr_ports::error::StoreError;
 use futures_util::future::BoxFuture;
 
 /// The SQS adapter: one queue.

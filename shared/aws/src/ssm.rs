@@ -3,8 +3,8 @@
 use super::classify;
 use aws_sdk_ssm::primitives::{DateTime, DateTimeFormat};
 use aws_sdk_ssm::types::ParameterType;
-use engine::error::StoreError;
-use engine::ports::{Parameter, ParameterStore, ParameterVersion};
+use dr_ports::error::StoreError;
+use dr_ports::{Parameter, ParameterStore, ParameterVersion};
 use std::collections::BTreeMap;
 
 /// The SSM adapter.

@@ -1,5 +1,6 @@
 //! The kinds of Databricks workspace objects the documents name ([`ObjectKind`]) and those sync writes
-//! ([`SYNCED`]): the policy's `sync_on_check` is a list of them, so they belong to the core.
+//! ([`SYNCED`]): the policy's `sync_on_check` is a list of them, so they belong to the core. Also the
+//! [`Method`] of a write, which the workspace port and sync's plan share.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -156,3 +157,17 @@ pub const SYNCED: [ObjectKind; 7] = [
     ObjectKind::SqlWarehouses,
     ObjectKind::Jobs,
 ];
+
+/// An HTTP method of a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Method {
+    /// `POST`.
+    Post,
+    /// `PUT`.
+    Put,
+    /// `PATCH`.
+    Patch,
+    /// `DELETE`.
+    Delete,
+}

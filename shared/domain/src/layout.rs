@@ -27,7 +27,7 @@
 pub const PREFIXES: [&str; 9] =
     ["locks/", "executions/", "snapshots/", "reports/", "quarantine/", "replication/", "checks/", "databricks/", "alarms/"];
 
-/// An alarm's open pages and newest recovery ([`crate::alarm_pages::AlarmPages`]), by the digest of its ARN.
+/// An alarm's open pages and newest recovery (`dr-failover`'s `AlarmPages`), by the digest of its ARN.
 pub fn alarm_pages(alarm_arn: &str) -> String {
     format!("alarms/{}.json", &crate::primitives::sha256_hex(alarm_arn.as_bytes())[..32])
 }

@@ -1,8 +1,10 @@
-//! The pure domain of the Databricks DR failover: documents, commands, decisions and messages.
+//! The core of the Databricks DR failover: names, the control bucket's layout, primitives, the documents and the
+//! messages every subsystem shares. The subsystems' own rules live in their crates (`dr-failover`,
+//! `dr-replication`, `dr-delta`, `dr-workspace`, each under `rules`).
 //!
 //! No I/O, no async runtime, no AWS SDK, no Lambda runtime: Cargo holds that rule (this crate depends on
 //! none of them, and `tests/tests/layering.rs` fails if it ever does). Everything here is a plain function
-//! of its inputs, so the policy can be tested exhaustively and reasoned about at 3 a.m.
+//! of its inputs.
 //!
 //! Module map:
 //!
@@ -14,24 +16,9 @@
 //! | [`layout`] | the control bucket's layout: every key the stack reads or writes |
 //! | [`site`], [`policy`], [`data_plane`] | the SSM documents, parsed and validated |
 //! | [`kinds`], [`sync_settings`] | the workspace object kinds the documents name, a site's `sync` section |
-//! | [`command`] | the `manual-trigger` commands, parsed |
-//! | [`alarm`] | CloudWatch alarm state changes from every delivery path, normalized |
-//! | [`alarm_pages`] | which open pages an alarm's `OK` resolves (after `INSUFFICIENT_DATA`, through SNS, late) |
-//! | [`decision`] | the failover policy as pure functions |
 //! | [`notification`] | pages and chat notes, shaped for the pagers' CloudWatch integrations |
-//! | [`databricks`] | workspace metadata: exported kinds, stable identities, drift, the live DR matrix |
-//! | [`replication`] | S3 replication events: parsing, classification, aggregation, incidents, manifests |
-//! | [`activation`] | workload activation and client redirection: the plan, its reverse, out-of-step findings |
-//! | [`delta`] | Delta tables on a replica: the log's files and actions, the consistent version, RPO, streams |
 
-pub mod activation;
-pub mod alarm;
-pub mod alarm_pages;
-pub mod command;
 pub mod data_plane;
-pub mod databricks;
-pub mod decision;
-pub mod delta;
 pub mod error;
 pub mod kinds;
 pub mod layout;
@@ -39,7 +26,6 @@ pub mod names;
 pub mod notification;
 pub mod policy;
 pub mod primitives;
-pub mod replication;
 pub mod site;
 pub mod sync_settings;
 

@@ -3,16 +3,16 @@
 //! Findings carry a stable id and a severity. Critical findings page once, when they appear or change, and
 //! resolve (`OK`) when they go away; the last state is kept in `checks/state.json`.
 
-use crate::documents::{self, Doc};
-use crate::error::StoreError;
-use crate::failover::Engine;
-use crate::lock::{self, FAILOVER_LOCK_KEY, LockState};
-use crate::ports::{Channel, Clock, ControlBucket, Notifier, ParameterStore, WriteCondition};
-use crate::response::{CheckAnswer, CommandResponse, Details, FindingCounts, Outcome};
 use domain::notification::{self, Envelope, Page, PageState, Severity};
 use domain::policy::PolicyMode;
 use domain::primitives::rfc3339;
 use domain::site::SiteName;
+use dr_failover::Engine;
+use dr_failover::response::{CheckAnswer, CommandResponse, Details, FindingCounts, Outcome};
+use dr_ports::documents::{self, Doc};
+use dr_ports::error::StoreError;
+use dr_ports::lock::{self, FAILOVER_LOCK_KEY, LockState};
+use dr_ports::{Channel, Clock, ControlBucket, Notifier, ParameterStore, WriteCondition};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 /// Where the last check's findings are kept (to page once per finding).
 pub const STATE_KEY: &str = domain::layout::CHECK_STATE;
 
-pub use crate::finding::Finding;
+pub use dr_ports::finding::Finding;
 
 fn finding(id: &str, severity: Severity, what: impl Into<String>, action: impl Into<String>) -> Finding {
     Finding { id: id.into(), severity, what: what.into(), action: action.into() }
@@ -296,7 +296,7 @@ fn page_for<P, B, N, C>(
     state: PageState,
     reason: String,
     now: time::OffsetDateTime,
-) -> crate::ports::OutgoingMessage {
+) -> dr_ports::OutgoingMessage {
     let env = &engine.settings.environment;
     notification::paging_message(&Page {
         envelope: Envelope {

@@ -2,27 +2,26 @@
 //! (`dr`) run exactly the same code.
 
 use crate::check::{self, Finding};
-use crate::documents;
+use crate::command::{self, Command};
 use crate::drill;
-use crate::error::{Retry, StoreError};
-use crate::failover::{Engine, ExecutionResult, MoveRequest};
-use crate::lock::{self, FAILOVER_LOCK_KEY};
-use crate::ports::{Clock, ControlBucket, Notifier, Parameter, ParameterStore};
-use crate::record::{self, ExecutionRecord, ExecutionState};
-use crate::replication;
-use crate::response::{
-    CarriedParts, CommandResponse, Details, ExecutionAnswer, ExecutionSummary, Fallible, Outcome, OwedPages, SnapshotAnswer,
-};
-use crate::snapshot;
 use crate::status;
-use crate::workspace;
-use domain::command::{self, Command};
-use domain::decision::Initiator;
 use domain::error::InvalidDocument;
 use domain::notification::Severity;
 use domain::primitives::new_token;
 use domain::primitives::rfc3339;
 use domain::site::SiteName;
+use dr_failover::record::{self, ExecutionRecord, ExecutionState};
+use dr_failover::response::{
+    CarriedParts, CommandResponse, Details, ExecutionAnswer, ExecutionSummary, Fallible, Outcome, OwedPages, SnapshotAnswer,
+};
+use dr_failover::rules::decision::Initiator;
+use dr_failover::{Engine, ExecutionResult, MoveRequest};
+use dr_ports::documents;
+use dr_ports::error::{Retry, StoreError};
+use dr_ports::lock::{self, FAILOVER_LOCK_KEY};
+use dr_ports::snapshot;
+use dr_ports::{Clock, ControlBucket, Notifier, Parameter, ParameterStore};
+use futures_util::future::join_all;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
@@ -37,7 +36,7 @@ pub enum CommandError {
     Document(#[from] InvalidDocument),
     /// The failover engine could not finish (its record says where it stopped).
     #[error(transparent)]
-    Execution(#[from] crate::failover::EngineError),
+    Execution(#[from] dr_failover::EngineError),
 }
 
 impl CommandError {
@@ -60,11 +59,11 @@ pub async fn run<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
 }
 
 /// [`run`]; with `carrier` (the function has an export queue), a snapshot's workspace export is carried over
-/// invocations ([`workspace::carry`]) instead of held in this one.
+/// invocations ([`dr_workspace::carry`]) instead of held in this one.
 pub async fn run_with<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
     engine: &Engine<P, B, N, C>,
     payload: &Value,
-    carrier: Option<&workspace::carry::Carrier>,
+    carrier: Option<&dr_workspace::carry::Carrier>,
 ) -> Result<CommandResponse, CommandError> {
     let command = match command::parse(payload) {
         Ok(c) => c,
@@ -77,7 +76,7 @@ pub async fn run_with<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock
     let response = match command {
         Command::Status => status_now(engine).await?,
         Command::Move(m) => {
-            let name = domain::decision::ExecutionKind::toward(m.target).as_str();
+            let name = dr_failover::rules::decision::ExecutionKind::toward(m.target).as_str();
             // The client token makes a retried command the same execution; without one, each command is new.
             let token = m.client_token.clone().unwrap_or_else(new_token);
             let request = MoveRequest {
@@ -112,8 +111,8 @@ pub async fn run_with<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock
             extra.extend(coverage_findings(engine, &tree).await);
             let now = engine.clock.now();
             let (readiness, activation) = tokio::join!(
-                workspace::readiness::assess(&engine.bucket, &docs, now),
-                workspace::activation::view(engine.workspaces.as_deref(), &docs)
+                dr_workspace::readiness::assess(&engine.bucket, &docs, now),
+                dr_failover::activation::view(engine.workspaces.as_deref(), &docs)
             );
             // A job scheduled in both workspaces runs twice: critical, paged.
             if let Some((_, findings)) = activation {
@@ -126,18 +125,18 @@ pub async fn run_with<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock
             let matrix = match &readiness {
                 Ok(r) => {
                     let env = &engine.settings.environment;
-                    workspace::readiness::publish(&engine.bucket, &engine.notifier, env, r, now).await
+                    dr_workspace::readiness::publish(&engine.bucket, &engine.notifier, env, r, now).await
                 }
                 Err(e) => json!({ "error": e.to_string() }),
             };
-            let sync = workspace::sync::command::on_check(engine, &docs).await;
+            let sync = crate::sync::on_check(engine, &docs).await;
             if let Details::Check(answer) = &mut response.details {
                 answer.dr_matrix = Some(matrix);
                 answer.sync = Some(sync);
             }
             response
         }
-        Command::Sync(y) => workspace::sync::command::run(engine, &y).await?,
+        Command::Sync(y) => crate::sync::run(engine, &y).await?,
         Command::Drill(d) => {
             let r = drill::drill(engine, &d.requested_by, &d.reason).await?;
             let mut answer = execution_answer("drill", &r.execution);
@@ -159,10 +158,10 @@ async fn status_now<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
     let (in_flight, recent, incidents, workspaces, delta, activation) = tokio::join!(
         lock::read(&engine.bucket, FAILOVER_LOCK_KEY),
         recent_records(&engine.bucket, RECENT_SCAN),
-        replication::open_incidents(&engine.bucket),
-        workspace::status_view(&engine.bucket, engine.clock.now()),
-        engine.bucket.get(crate::delta::LATEST_KEY),
-        workspace::activation::view(engine.workspaces.as_deref(), &docs)
+        dr_replication::open_incidents(&engine.bucket),
+        dr_workspace::status_view(&engine.bucket, engine.clock.now()),
+        engine.bucket.get(dr_delta::LATEST_KEY),
+        dr_failover::activation::view(engine.workspaces.as_deref(), &docs)
     );
     answer.workspaces = workspaces;
     answer.activation = activation.map(|(view, _)| view);
@@ -176,7 +175,7 @@ async fn status_now<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
         Err(e) => json!({ "error": e.to_string() }),
     };
     answer.replication_incidents = match incidents {
-        Ok(list) => replication::summarize(&list),
+        Ok(list) => dr_replication::summarize(&list),
         Err(e) => json!({ "error": e.to_string() }),
     };
     answer.in_flight = match in_flight {
@@ -256,7 +255,7 @@ async fn snapshot_now<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock
         match &engine.workspaces {
             Some(connector) => {
                 let limits = engine.settings.export_limits;
-                Some(workspace::export_and_compare(&engine.bucket, connector.as_ref(), &sites, limits, &folder, start).await)
+                Some(dr_workspace::export_and_compare(&engine.bucket, connector.as_ref(), &sites, limits, &folder, start).await)
             }
             None => None,
         }
@@ -272,7 +271,7 @@ async fn snapshot_now<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock
     }
     let count = files.len();
     let manifest = snapshot::write(&engine.bucket, &folder, &id, files, start).await?;
-    workspace::write_pointers(&engine.bucket, pointers).await?;
+    dr_workspace::write_pointers(&engine.bucket, pointers).await?;
     let ms = u64::try_from((engine.clock.now() - start).whole_milliseconds()).unwrap_or(0);
     let mut answer = SnapshotAnswer {
         snapshot_manifest_key: Some(manifest),
@@ -282,7 +281,7 @@ async fn snapshot_now<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock
     };
     let mut message = format!("snapshot of {count} files written");
     if let Some(e) = &exports {
-        answer.workspaces = Some(workspace::export_summary(e));
+        answer.workspaces = Some(dr_workspace::export_summary(e));
         answer.workspace_drift = Some(e.drift.sentence.clone());
         message = format!("{message}; {}", e.drift.sentence);
     }
@@ -300,8 +299,8 @@ async fn snapshot_now<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock
 /// finishes the last part.
 async fn snapshot_carried<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
     engine: &Engine<P, B, N, C>,
-    connector: &dyn crate::ports::WorkspaceConnector,
-    carrier: &workspace::carry::Carrier,
+    connector: &dyn dr_ports::WorkspaceConnector,
+    carrier: &dr_workspace::carry::Carrier,
 ) -> Result<CommandResponse, CommandError> {
     let invocation = tokio::time::Instant::now();
     let start = engine.clock.now();
@@ -316,28 +315,29 @@ async fn snapshot_carried<P: ParameterStore, B: ControlBucket, N: Notifier, C: C
     let writes = files.into_iter().map(|f| {
         let key = format!("{folder}/{}", f.name);
         let bucket = &engine.bucket;
-        async move { bucket.put(&key, f.body, "application/json", crate::ports::WriteCondition::Overwrite).await }
+        async move { bucket.put(&key, f.body, "application/json", dr_ports::WriteCondition::Overwrite).await }
     });
     futures_util::future::try_join_all(writes).await?;
     let urls = sites.iter().map(|(s, c)| (*s, c.workspace_url().to_owned())).collect();
     let key =
-        workspace::carry::create(&engine.bucket, &workspace::carry::RunState::new(&id, &folder, start, entries, urls)).await?;
+        dr_workspace::carry::create(&engine.bucket, &dr_workspace::carry::RunState::new(&id, &folder, start, entries, urls))
+            .await?;
     let driven = drive_export(engine, connector, carrier, &sites, &key, None, (invocation, false)).await?;
     Ok(carried_response(engine, &driven, docs.active.valid().map(|a| a.site)).await)
 }
 
-/// One invocation's work on a carried export ([`workspace::carry::drive`]).
+/// One invocation's work on a carried export ([`dr_workspace::carry::drive`]).
 async fn drive_export<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
     engine: &Engine<P, B, N, C>,
-    connector: &dyn crate::ports::WorkspaceConnector,
-    carrier: &workspace::carry::Carrier,
+    connector: &dyn dr_ports::WorkspaceConnector,
+    carrier: &dr_workspace::carry::Carrier,
     sites: &[(SiteName, domain::site::SiteConfig)],
     key: &str,
     first: Option<&str>,
     (started, from_message): (tokio::time::Instant, bool),
-) -> Result<workspace::carry::Driven, CommandError> {
+) -> Result<dr_workspace::carry::Driven, CommandError> {
     let now = || engine.clock.now();
-    let cx = workspace::carry::Context {
+    let cx = dr_workspace::carry::Context {
         bucket: &engine.bucket,
         connector,
         sites,
@@ -348,29 +348,29 @@ async fn drive_export<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock
         started,
         from_message,
     };
-    Ok(workspace::carry::drive(&cx, key, first).await?)
+    Ok(dr_workspace::carry::drive(&cx, key, first).await?)
 }
 
 /// The answer of an invocation that worked on a carried export: as the one-invocation snapshot's when it merged,
 /// else how far the export is.
 async fn carried_response<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
     engine: &Engine<P, B, N, C>,
-    driven: &workspace::carry::Driven,
+    driven: &dr_workspace::carry::Driven,
     active_site: Option<SiteName>,
 ) -> CommandResponse {
     let state = &driven.state;
-    let pending = state.parts.values().filter(|p| p.stage != workspace::carry::Stage::Done).count();
+    let pending = state.parts.values().filter(|p| p.stage != dr_workspace::carry::Stage::Done).count();
     let mut answer = SnapshotAnswer {
-        export_run: Some(workspace::carry::run_key(&state.folder)),
+        export_run: Some(dr_workspace::carry::run_key(&state.folder)),
         invocations: Some(state.invocations),
         parts: Some(CarriedParts { total: state.parts.len(), pending, finished_here: driven.finished, posted: driven.posted }),
-        workspaces: Some(workspace::carry::summary(state, engine.clock.now())),
+        workspaces: Some(dr_workspace::carry::summary(state, engine.clock.now())),
         ..SnapshotAnswer::new()
     };
     let message = match &state.manifest_key {
         Some(manifest) => {
             answer.snapshot_manifest_key = Some(manifest.clone());
-            let drift = workspace::read_drift(&engine.bucket).await.ok().flatten().map(|d| d.sentence).unwrap_or_default();
+            let drift = dr_workspace::read_drift(&engine.bucket).await.ok().flatten().map(|d| d.sentence).unwrap_or_default();
             answer.workspace_drift = Some(drift.clone());
             format!("snapshot written (its workspace export over {} invocation(s)); {drift}", state.invocations)
         }
@@ -392,7 +392,7 @@ async fn carried_response<P: ParameterStore, B: ControlBucket, N: Notifier, C: C
 /// on it as [`snapshot_carried`] does. A body that is not one is rejected (retrying cannot fix it).
 pub async fn continue_export<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
     engine: &Engine<P, B, N, C>,
-    carrier: &workspace::carry::Carrier,
+    carrier: &dr_workspace::carry::Carrier,
     body: &str,
 ) -> Result<CommandResponse, CommandError> {
     let started = tokio::time::Instant::now();
@@ -464,7 +464,7 @@ async fn abandoned_lock_findings<P: ParameterStore, B: ControlBucket, N: Notifie
     if !(held.state == lock::LockState::Stopped || held.expired(held_at)) {
         return Vec::new();
     }
-    let ended = match crate::record::read(&engine.bucket, &held.execution_id).await {
+    let ended = match dr_failover::record::read(&engine.bucket, &held.execution_id).await {
         Ok(Some(r)) => r.record.state.is_terminal(),
         Ok(None) => true,
         Err(_) => false,
@@ -490,13 +490,13 @@ async fn abandoned_lock_findings<P: ParameterStore, B: ControlBucket, N: Notifie
 async fn version_findings<P: ParameterStore, B, N, C>(engine: &Engine<P, B, N, C>) -> Vec<Finding> {
     let name = engine.settings.prefix.child(documents::ACTIVE);
     match engine.params.get_one(&name).await {
-        Ok(Some(p)) if p.version >= crate::failover::VERSIONS_WARNING => vec![Finding {
+        Ok(Some(p)) if p.version >= dr_failover::VERSIONS_WARNING => vec![Finding {
             id: "active-versions".into(),
             severity: Severity::Warning,
             what: format!(
                 "{name} is at version {}: SSM keeps {} versions and refuses a new one while the oldest carries a label",
                 p.version,
-                crate::failover::SSM_VERSIONS_KEPT
+                dr_failover::SSM_VERSIONS_KEPT
             ),
             action: "none needed: promotions unlabel the oldest versions first (the reports keep the history)".into(),
         }],
@@ -510,8 +510,15 @@ async fn replication_findings<P, B: ControlBucket, N: Notifier, C: Clock>(engine
     let mut out = Vec::new();
     let quiet = engine.settings.replication_quiet;
     let env = &engine.settings.environment;
-    match replication::close_quiet_incidents(&engine.bucket, &engine.notifier, &engine.clock, env, &engine.settings.region, quiet)
-        .await
+    match dr_replication::close_quiet_incidents(
+        &engine.bucket,
+        &engine.notifier,
+        &engine.clock,
+        env,
+        &engine.settings.region,
+        quiet,
+    )
+    .await
     {
         Ok(closed) if !closed.is_empty() => out.push(Finding {
             id: "replication-closed".into(),
@@ -527,7 +534,7 @@ async fn replication_findings<P, B: ControlBucket, N: Notifier, C: Clock>(engine
             action: "the next check retries".into(),
         }),
     }
-    match replication::open_incidents(&engine.bucket).await {
+    match dr_replication::open_incidents(&engine.bucket).await {
         Ok(open) => out.extend(open.iter().map(|i| Finding {
             id: format!("replication-{}", i.id),
             severity: if i.highest_severity == Severity::Info { Severity::Info } else { Severity::Warning },
@@ -555,7 +562,7 @@ async fn replication_findings<P, B: ControlBucket, N: Notifier, C: Clock>(engine
 const RECENT_SCAN: usize = 50;
 
 /// The last `n` execution records, newest first.
-async fn recent_records(bucket: &impl ControlBucket, n: usize) -> Result<Vec<ExecutionRecord>, crate::error::StoreError> {
+async fn recent_records(bucket: &impl ControlBucket, n: usize) -> Result<Vec<ExecutionRecord>, dr_ports::error::StoreError> {
     let keys: Vec<String> =
         bucket.list_recent(domain::layout::EXECUTIONS_PREFIX).await?.into_iter().take(n).map(|(k, _)| k).collect();
     let reads = futures_util::future::join_all(keys.iter().map(|k| bucket.get(k))).await;
@@ -572,12 +579,17 @@ async fn active_site<P: ParameterStore, B, N, C>(engine: &Engine<P, B, N, C>) ->
     docs.active.valid().map(|a| a.site)
 }
 
-/// `check`'s coverage findings: every snapshot source's [`crate::snapshot::SnapshotSource::findings`] (the Delta
+/// `check`'s coverage findings: every snapshot source's [`dr_ports::snapshot::SnapshotSource::findings`] (the Delta
 /// source judges coverage), over the DR parameters `check` read (`{prefix}/data-plane` among them).
 async fn coverage_findings<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
     engine: &Engine<P, B, N, C>,
     tree: &[Parameter],
 ) -> Vec<Finding> {
-    let ctx = crate::snapshot::SnapshotContext { tree, prefix: engine.settings.prefix.as_str(), now: engine.clock.now(), patient: true };
+    let ctx = dr_ports::snapshot::SnapshotContext {
+        tree,
+        prefix: engine.settings.prefix.as_str(),
+        now: engine.clock.now(),
+        patient: true,
+    };
     join_all(engine.sources.iter().map(|s| s.findings(&ctx))).await.into_iter().flatten().collect()
 }

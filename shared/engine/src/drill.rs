@@ -2,17 +2,17 @@
 //! of the DR parameters under `{prefix}/drills/{id}/`, never the live `{prefix}/active`; then clean-up,
 //! verified. A drill leaves no trace but its report.
 
-use crate::documents::{self, ACTIVE, DATA_PLANE, POLICY, SITE_PRIMARY, SITE_SECONDARY};
-use crate::error::StoreError;
-use crate::failover::{Engine, EngineError, EngineSettings, ExecutionResult, MoveRequest};
-use crate::lock::{self, DRILL_LOCK_KEY, FAILOVER_LOCK_KEY};
-use crate::ports::{Clock, ControlBucket, Notifier, Parameter, ParameterStore, WriteCondition};
-use crate::record::record_key;
-use crate::report::report_keys;
-use crate::response::{DrillCleanup, Outcome};
-use domain::decision::Initiator;
 use domain::names::SsmPrefix;
 use domain::primitives::rfc3339;
+use dr_failover::record::record_key;
+use dr_failover::report::report_keys;
+use dr_failover::response::{DrillCleanup, Outcome};
+use dr_failover::rules::decision::Initiator;
+use dr_failover::{Engine, EngineError, EngineSettings, ExecutionResult, MoveRequest};
+use dr_ports::documents::{self, ACTIVE, DATA_PLANE, POLICY, SITE_PRIMARY, SITE_SECONDARY};
+use dr_ports::error::StoreError;
+use dr_ports::lock::{self, DRILL_LOCK_KEY, FAILOVER_LOCK_KEY};
+use dr_ports::{Clock, ControlBucket, Notifier, Parameter, ParameterStore, WriteCondition};
 use serde_json::{Value, json};
 
 /// A drill's answer: the execution's, plus the verified clean-up.
@@ -125,7 +125,7 @@ async fn copy_documents<P: ParameterStore>(
     copy_prefix: &SsmPrefix,
 ) -> Result<Vec<String>, StoreError> {
     let mut copied = Vec::new();
-    for rel in [ACTIVE, SITE_PRIMARY, SITE_SECONDARY, POLICY, DATA_PLANE, crate::failover::REDIRECTION] {
+    for rel in [ACTIVE, SITE_PRIMARY, SITE_SECONDARY, POLICY, DATA_PLANE, dr_failover::REDIRECTION] {
         if let Some(p) = tree.iter().find(|p| p.name == live.child(rel) && !p.is_secure()) {
             let name = copy_prefix.child(rel);
             params.put(&name, &p.value, false).await?;

@@ -1,9 +1,9 @@
 //! `status`: the active site and its config, both sites, the policy, the data plane, and what is wrong.
 
-use super::documents::{Doc, DrDocuments};
-use super::response::{ActiveView, DataPlaneView, Fallible, PolicyView, SiteView, StatusAnswer};
-use crate::failover::EngineSettings;
 use domain::site::SiteName;
+use dr_failover::EngineSettings;
+use dr_failover::response::{ActiveView, DataPlaneView, Fallible, PolicyView, SiteView, StatusAnswer};
+use dr_ports::documents::{Doc, DrDocuments};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
@@ -93,9 +93,9 @@ pub fn problems(docs: &DrDocuments) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::documents;
-    use crate::error::StoreError;
-    use crate::ports::memory::MemParameters;
+    use dr_ports::documents;
+    use dr_ports::error::StoreError;
+    use dr_ports::memory::MemParameters;
 
     fn store(params: &[(&str, &str)]) -> MemParameters {
         let s = MemParameters::default();

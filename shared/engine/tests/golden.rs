@@ -4,12 +4,12 @@
 //! tokens, so the answers are stable. `BLESS=1 cargo test -p engine --test golden` rewrites the files.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use domain::decision::Initiator;
 use domain::site::SiteName;
+use dr_failover::record::ExecutionState;
+use dr_failover::rules::decision::Initiator;
+use dr_failover::{Engine, EngineSettings, MoveRequest};
+use dr_ports::memory::{FixedClock, MemBucket, MemNotifier, MemParameters};
 use engine::commands;
-use engine::failover::{Engine, EngineSettings, MoveRequest};
-use engine::ports::memory::{FixedClock, MemBucket, MemNotifier, MemParameters};
-use engine::record::ExecutionState;
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use time::macros::datetime;

@@ -81,14 +81,14 @@
 //! stderr, and the whole trace of the first seed of each signature to `$TMPDIR/dr-sim-<seed>.trace`.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use domain::alarm::AlarmState;
 use domain::names::SsmPrefix;
 use domain::site::SiteName;
-use engine::alarm::{AlarmOutcome, on_alarm_change};
-use engine::error::{Retry, StoreError};
-use engine::failover::{Engine, EngineSettings, MoveRequest};
-use engine::ports::memory::{FixedClock, MemBucket, MemNotifier, MemParameters};
-use engine::ports::{
+use dr_failover::alarm::{AlarmOutcome, on_alarm_change};
+use dr_failover::rules::alarm::AlarmState;
+use dr_failover::{Engine, EngineSettings, MoveRequest};
+use dr_ports::error::{Retry, StoreError};
+use dr_ports::memory::{FixedClock, MemBucket, MemNotifier, MemParameters};
+use dr_ports::{
     ApiError, Channel, Clock, ControlBucket, Idempotency, Notifier, OutgoingMessage, Parameter, ParameterStore, ParameterVersion,
     StoredObject, WorkspaceApi, WorkspaceConnector, WriteCondition,
 };
@@ -1228,7 +1228,7 @@ impl Sim {
         let n = self.changes;
         self.changes += 1;
         let eb = eventbridge_payload(alarm, new, old, at, since);
-        let change = domain::alarm::parse(&eb).expect("the fixture parses");
+        let change = dr_failover::rules::alarm::parse(&eb).expect("the fixture parses");
         let short = match new {
             AlarmState::Alarm => "ALARM",
             AlarmState::Ok => "OK",
@@ -1327,7 +1327,7 @@ impl Sim {
             }
             Event::Move { target, copies } => {
                 self.moves += 1;
-                let kind = domain::decision::ExecutionKind::toward(target);
+                let kind = dr_failover::rules::decision::ExecutionKind::toward(target);
                 let id = format!("{kind}-h{}", self.moves);
                 // A double click: two clients, each re-running the command with the token until it is answered.
                 for c in 0..copies {
@@ -1440,12 +1440,12 @@ impl Sim {
         let Some(id) = self.current_promoter() else { return };
         let Some(rec) = self.records().remove(&id) else { return };
         let Some(act) = rec.get("activation").filter(|a| !a.is_null()).cloned() else { return };
-        let act: domain::activation::Activation = serde_json::from_value(act).unwrap();
+        let act: dr_failover::rules::activation::Activation = serde_json::from_value(act).unwrap();
         if act.drill {
             return;
         }
-        for c in act.changes.iter().filter(|c| c.status == domain::activation::ChangeStatus::NotDone) {
-            let (Some(site), domain::activation::ObjectType::Job) = (c.site, c.object) else { continue };
+        for c in act.changes.iter().filter(|c| c.status == dr_failover::rules::activation::ChangeStatus::NotDone) {
+            let (Some(site), dr_failover::rules::activation::ObjectType::Job) = (c.site, c.object) else { continue };
             let mut jobs = locked(&self.world.workspace(site).jobs);
             let Some(job) = c.id.parse::<i64>().ok().and_then(|i| jobs.get_mut(&i)) else { continue };
             let field = &mut job["settings"][c.field.as_str()];
@@ -1463,7 +1463,7 @@ impl Sim {
                 let to = if line.contains("pause by hand") { "PAUSED" } else { "UNPAUSED" };
                 let mut jobs = locked(&self.world.workspace(site).jobs);
                 for job in jobs.values_mut().filter(|j| j["settings"]["tags"][TAG.0] == TAG.1) {
-                    for f in domain::activation::PAUSE_FIELDS {
+                    for f in dr_failover::rules::activation::PAUSE_FIELDS {
                         if job["settings"][f].is_object() {
                             job["settings"][f]["pause_status"] = json!(to);
                         }
@@ -1556,10 +1556,10 @@ fn pollster<F: Future>(f: F) -> F::Output {
 
 /// One delivery, answered as the handlers answer: final, or to be delivered again.
 async fn deliver(engine: SimEngine, trigger: Trigger) -> Answer {
-    let retryable = |e: &engine::failover::EngineError| e.retry() == Retry::Helps;
+    let retryable = |e: &dr_failover::EngineError| e.retry() == Retry::Helps;
     match trigger {
         Trigger::Change { payload } => {
-            let change = domain::alarm::parse(&payload).expect("the fixture parses");
+            let change = dr_failover::rules::alarm::parse(&payload).expect("the fixture parses");
             match on_alarm_change(&engine, &change).await {
                 // health-alarm fails the delivery (so that it comes again) when its own execution is in flight, or
                 // when the execution still owes pages.
@@ -1574,10 +1574,10 @@ async fn deliver(engine: SimEngine, trigger: Trigger) -> Answer {
         Trigger::Move { id, target } => {
             let request = MoveRequest {
                 execution_id: id,
-                initiator: domain::decision::Initiator::Human { requested_by: "oncall".into() },
+                initiator: dr_failover::rules::decision::Initiator::Human { requested_by: "oncall".into() },
                 target,
                 reason: "simulated".into(),
-                trigger: json!({ "command": domain::decision::ExecutionKind::toward(target).as_str() }),
+                trigger: json!({ "command": dr_failover::rules::decision::ExecutionKind::toward(target).as_str() }),
             };
             match engine.run(request).await {
                 // The human runs it again with the same token while the same execution is in flight.
@@ -1699,7 +1699,7 @@ fn check(sim: &Sim) -> Vec<String> {
             let at = rec["error"].as_str().and_then(|e| e.split(':').next()).unwrap_or("no error");
             v(format!("settled: {} left running ({at})", kind_of(id)), format!("{id} is left running (error: {})", rec["error"]));
         }
-        if s == "completed" && w.bucket.text(&engine::report::report_keys(id).0).is_none() {
+        if s == "completed" && w.bucket.text(&dr_failover::report::report_keys(id).0).is_none() {
             v("report-written: completed without a report".into(), format!("{id} has no reports/{id}.json"));
         }
     }
@@ -1751,7 +1751,7 @@ fn check(sim: &Sim) -> Vec<String> {
 }
 
 /// An execution record's activation, if it has one.
-fn activation_of(rec: &Value) -> Option<domain::activation::Activation> {
+fn activation_of(rec: &Value) -> Option<dr_failover::rules::activation::Activation> {
     rec.get("activation").filter(|a| !a.is_null()).and_then(|a| serde_json::from_value(a.clone()).ok())
 }
 
@@ -1761,7 +1761,7 @@ fn tagged_jobs(w: &World, site: SiteName) -> BTreeMap<String, bool> {
     jobs.values()
         .filter(|j| j["settings"]["tags"][TAG.0] == TAG.1)
         .map(|j| {
-            let view = domain::activation::JobView::of(j).unwrap();
+            let view = dr_failover::rules::activation::JobView::of(j).unwrap();
             (view.name.clone(), view.runs())
         })
         .collect()
@@ -1809,13 +1809,13 @@ fn check_activation(sim: &Sim, records: &BTreeMap<String, Value>) -> Vec<(String
             let missing: Vec<String> = forward
                 .changes
                 .iter()
-                .filter(|c| c.status != domain::activation::ChangeStatus::Skipped && c.site.is_some())
+                .filter(|c| c.status != dr_failover::rules::activation::ChangeStatus::Skipped && c.site.is_some())
                 .filter(|c| {
                     !act.changes.iter().any(|r| {
                         r.site == c.site && r.id == c.id && r.field == c.field && r.before == c.after && r.after == c.before
                     })
                 })
-                .map(domain::activation::Change::line)
+                .map(dr_failover::rules::activation::Change::line)
                 .collect();
             if !missing.is_empty() {
                 bad.push((

@@ -4,7 +4,7 @@
 use super::RETRY_AFTER_CAP;
 use super::http::Answer;
 use ::http::{Method, StatusCode, header};
-use engine::ports::ApiError;
+use dr_ports::ApiError;
 use serde_json::Value;
 use std::time::{Duration, Instant};
 

@@ -1,7 +1,7 @@
 //! Authentication: which credentials a site document names, the secret read from SSM at first use, and the
 //! OAuth access token cached until shortly before it expires.
 
-use engine::ports::ApiError;
+use dr_ports::ApiError;
 use http::HeaderValue;
 use serde_json::{Map, Value};
 use std::time::{Duration, Instant};
@@ -140,7 +140,7 @@ impl SecretSource {
                             Some(code) if code.contains("AccessDenied") => {
                                 format!("access denied ({code}): the role needs ssm:GetParameter and kms:Decrypt on it")
                             }
-                            _ => engine::error::error_chain(&e),
+                            _ => dr_ports::error::error_chain(&e),
                         }
                     };
                     ApiError::Auth(format!("cannot read SecureString parameter {name}: {why}"))

@@ -119,7 +119,7 @@ impl Transport {
             let body = Limited::new(incoming, MAX_BODY)
                 .collect()
                 .await
-                .map_err(|e| Failure::BrokenAnswer { cause: engine::error::error_chain(e.as_ref()) })?
+                .map_err(|e| Failure::BrokenAnswer { cause: dr_ports::error::error_chain(e.as_ref()) })?
                 .to_bytes();
             Ok(Answer { status: parts.status, headers: parts.headers, body })
         };
@@ -129,6 +129,6 @@ impl Transport {
 
 /// The cause of a failed exchange, without the URL (its query could carry values the logs must not show).
 fn cause(e: &hyper_util::client::legacy::Error) -> String {
-    let chain = engine::error::error_chain(e);
+    let chain = dr_ports::error::error_chain(e);
     if e.is_connect() { format!("cannot connect: {chain}") } else { chain }
 }

@@ -32,7 +32,7 @@ use self::http::{Answer, Failure, Outgoing, Transport};
 use ::http::{HeaderValue, Method, StatusCode};
 use bytes::Bytes;
 use domain::site::{SiteConfig, SiteName};
-use engine::ports::{ApiError, Idempotency, WorkspaceApi, WorkspaceConnector};
+use dr_ports::{ApiError, Idempotency, WorkspaceApi, WorkspaceConnector};
 use futures_util::future::BoxFuture;
 use serde_json::Value;
 use std::sync::{Arc, OnceLock};
@@ -497,12 +497,12 @@ impl WorkspaceApi for DatabricksClient {
 
     fn send<'a>(
         &'a self,
-        method: domain::databricks::sync::Method,
+        method: dr_workspace::rules::sync::Method,
         path: &'a str,
         body: &'a Value,
         idempotency: Idempotency,
     ) -> BoxFuture<'a, Result<Value, ApiError>> {
-        use domain::databricks::sync::Method as M;
+        use dr_workspace::rules::sync::Method as M;
         Box::pin(async move {
             let url = self.url(path, &[])?;
             let method = match method {

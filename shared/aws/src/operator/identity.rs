@@ -48,7 +48,7 @@ where
 {
     match (e, e.code(), e.message()) {
         (SdkError::ServiceError(_), Some(code), Some(text)) => format!("{code}: {text}"),
-        _ => engine::error::error_chain(e),
+        _ => dr_ports::error::error_chain(e),
     }
 }
 

@@ -1,0 +1,86 @@
+//! The `sync` command (plan, or apply with the typed confirmation) and what the scheduled `check` says of sync:
+//! the plan's size, and the apply of the kinds the policy's `sync_on_check` names (never a prune).
+
+use crate::command::Sync;
+use dr_failover::Engine;
+use dr_failover::response::{CommandResponse, Details, Outcome};
+use dr_ports::documents::{self, DrDocuments};
+use dr_ports::error::StoreError;
+use dr_ports::{Clock, ControlBucket, Notifier, ParameterStore};
+use dr_workspace::sync::apply::{ApplyOptions, apply};
+use dr_workspace::sync::{SyncError, prepare, view};
+use serde_json::{Map, Value, json};
+use std::collections::BTreeSet;
+
+/// Runs `sync`: answers the plan; with `apply`, applies it to the standby and answers its record.
+pub async fn run<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
+    engine: &Engine<P, B, N, C>,
+    y: &Sync,
+) -> Result<CommandResponse, StoreError> {
+    let docs = documents::load(&engine.params, &engine.settings.prefix).await?;
+    let active = docs.active.valid().map(|a| a.site);
+    let prepared = match prepare(&engine.bucket, &docs).await {
+        Ok(p) => p,
+        Err(SyncError::Store(e)) => return Err(e),
+        Err(SyncError::NotReady(why)) => return Ok(CommandResponse::rejected(format!("sync: {why}"), active)),
+    };
+    let mut fields = Map::new();
+    fields.insert("command".into(), json!("sync"));
+    fields.insert("plan".into(), view(&prepared));
+    if !y.apply {
+        let message = Some(format!("{} ({} to {})", prepared.plan.sentence(), prepared.active, prepared.standby));
+        return Ok(CommandResponse { outcome: Outcome::Noop, active_site: active, message, details: Details::Fields(fields) });
+    }
+    if y.confirm.as_deref() != Some(prepared.standby.as_str()) {
+        return Ok(CommandResponse::rejected(
+            format!(
+                "sync: field `confirm` is {:?}; the standby is {:?} (sync writes only to it): type its name to confirm",
+                y.confirm.as_deref().unwrap_or_default(),
+                prepared.standby.as_str()
+            ),
+            active,
+        ));
+    }
+    let Some(connector) = engine.workspaces.as_deref() else {
+        return Ok(CommandResponse::rejected("sync: this function has no workspace connector", active));
+    };
+    let opts = ApplyOptions { prune: y.prune, requested_by: y.requested_by.clone().unwrap_or_default(), kinds: None };
+    let journal = match apply(&engine.bucket, connector, &docs, &prepared, &opts, &engine.clock).await {
+        Ok(j) => j,
+        Err(SyncError::Store(e)) => return Err(e),
+        Err(SyncError::NotReady(why)) => return Ok(CommandResponse::rejected(format!("sync: {why}"), active)),
+    };
+    let stood_down = journal.outcome.as_deref().is_some_and(|o| o.starts_with("stood down"));
+    let message = Some(format!("sync apply {}: {}", journal.plan_id, journal.outcome.clone().unwrap_or_default()));
+    fields.insert("apply".into(), json!(journal));
+    fields.insert("record_key".into(), json!(domain::layout::databricks_sync(&journal.plan_id)));
+    let outcome = if stood_down { Outcome::Superseded } else { Outcome::Completed };
+    Ok(CommandResponse { outcome, active_site: active, message, details: Details::Fields(fields) })
+}
+
+/// What `check` says of sync: the plan's counts and sentence; with the policy's `sync_on_check`, the apply of
+/// those kinds (no prune). Errors are reported, never raised: `check` goes on.
+pub async fn on_check<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
+    engine: &Engine<P, B, N, C>,
+    docs: &DrDocuments,
+) -> Value {
+    let prepared = match prepare(&engine.bucket, docs).await {
+        Ok(p) => p,
+        Err(e) => return json!({ "unavailable": e.to_string() }),
+    };
+    let mut out = json!({
+        "from": prepared.active,
+        "to": prepared.standby,
+        "plan_id": prepared.plan_id,
+        "counts": prepared.plan.counts(),
+        "sentence": prepared.plan.sentence(),
+    });
+    let kinds: BTreeSet<_> = docs.effective_policy().map(|p| p.sync_on_check).unwrap_or_default().into_iter().collect();
+    let Some(connector) = engine.workspaces.as_deref().filter(|_| !kinds.is_empty()) else { return out };
+    let opts = ApplyOptions { prune: false, requested_by: "check (policy sync_on_check)".into(), kinds: Some(kinds) };
+    out["apply"] = match apply(&engine.bucket, connector, docs, &prepared, &opts, &engine.clock).await {
+        Ok(j) => json!({ "plan_id": j.plan_id, "outcome": j.outcome, "counts": j.counts() }),
+        Err(e) => json!({ "error": e.to_string() }),
+    };
+    out
+}
