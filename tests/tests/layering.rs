@@ -2,12 +2,17 @@
 //! silently:
 //!
 //! ```text
-//! functions/*  ->  app[lambda]  ->  aws  ->  engine  ->  domain
-//! cli (dr)     ->  app          ->  aws  ->  engine  ->  domain
+//! functions/*  ->  app[lambda]  ->  aws  ->  dr-ports  ->  domain
+//! cli (dr)     ->  app          ->  engine (the use cases: commands, check, status, drill, sync)
+//!                                     -> dr-failover -> dr-workspace -> dr-delta, dr-replication -> dr-ports -> domain
 //! ```
 //!
-//! - `domain` is pure: no async runtime, no AWS SDK, no Lambda runtime, no HTTP stack, no other layer;
-//! - `engine` names no SDK and no Lambda type: it depends on `domain` only among the layers;
+//! - the crate graph itself is pinned ([`the_crate_graph_is_the_documented_one`]): one crate per subsystem
+//!   (`dr-failover`, `dr-workspace`, `dr-delta`, `dr-replication`) over the core (`domain`, `dr-ports`), the use
+//!   cases above them in `engine`;
+//! - `domain` is pure: no async runtime, no AWS SDK, no Lambda runtime, no HTTP stack, no other layer; so are the
+//!   subsystems' `rules` modules (checked in the sources: [`the_subsystems_rules_are_pure`]);
+//! - the subsystems and `engine` name no SDK and no Lambda type: they reach AWS through the ports;
 //! - `aws` is the only crate that names `aws_sdk_*` (checked in the sources too) and does not know Lambda; the
 //!   crates above it depend on no SDK crate directly (`dr` makes its operator's calls, STS and `--function`'s
 //!   Lambda Invoke, through `aws`'s `operator` feature);
@@ -77,20 +82,80 @@ const IO: &[&str] = &["tokio", "hyper", "hyper-util", "reqwest", "rustls", "futu
 #[test]
 fn domain_is_pure() {
     let deps = normal_dependencies("domain", &[]);
-    let forbidden: Vec<&str> = SDK.iter().chain(LAMBDA).chain(IO).chain(&["engine", "aws", "app", "tracing"]).copied().collect();
+    let forbidden: Vec<&str> =
+        SDK.iter().chain(LAMBDA).chain(IO).chain(&["dr-*", "engine", "aws", "app", "tracing"]).copied().collect();
     let bad = offending(&deps, &forbidden);
     assert!(bad.is_empty(), "domain must stay pure (no I/O, SDK, Lambda or upper layer), but depends on {bad:?}");
     // The check itself can fail: the same rules flag the engine, which does use tokio.
     assert!(!offending(&normal_dependencies("engine", &[]), IO).is_empty(), "the IO list no longer matches anything");
 }
 
+/// The library crates below the adapters: the core's ports, the subsystems and the use cases.
+const LAYERS: [&str; 6] = ["dr-ports", "dr-delta", "dr-replication", "dr-workspace", "dr-failover", "engine"];
+
 #[test]
-fn engine_names_no_sdk_and_no_lambda() {
-    let deps = normal_dependencies("engine", &[]);
-    let forbidden: Vec<&str> = SDK.iter().chain(LAMBDA).chain(&["aws", "app"]).copied().collect();
-    let bad = offending(&deps, &forbidden);
-    assert!(bad.is_empty(), "engine must reach AWS only through its ports, but depends on {bad:?}");
-    assert!(deps.contains("domain"));
+fn the_subsystems_and_the_use_cases_name_no_sdk_and_no_lambda() {
+    for package in LAYERS {
+        let deps = normal_dependencies(package, &[]);
+        let forbidden: Vec<&str> = SDK.iter().chain(LAMBDA).chain(&["aws", "app"]).copied().collect();
+        let bad = offending(&deps, &forbidden);
+        assert!(bad.is_empty(), "{package} must reach AWS only through the ports, but depends on {bad:?}");
+        assert!(deps.contains("domain"), "{package}: {deps:?}");
+    }
+}
+
+/// The workspace's own crates among `package`'s direct dependencies.
+fn own_dependencies(package: &str) -> BTreeSet<String> {
+    const OWN: [&str; 9] =
+        ["domain", "dr-ports", "dr-delta", "dr-replication", "dr-workspace", "dr-failover", "engine", "aws", "app"];
+    direct_dependencies(package).into_iter().filter(|d| OWN.contains(&d.as_str())).collect()
+}
+
+#[test]
+fn the_crate_graph_is_the_documented_one() {
+    // Each crate and the workspace crates it may name: a subsystem takes the core and what it reads of the
+    // subsystems below it (the DR matrix's readiness reads the Delta and replication evidence; a failover
+    // snapshots every subsystem's files), never one above it.
+    let expected: [(&str, &[&str]); 8] = [
+        ("domain", &[]),
+        ("dr-ports", &["domain"]),
+        ("dr-delta", &["domain", "dr-ports"]),
+        ("dr-replication", &["domain", "dr-ports"]),
+        ("dr-workspace", &["domain", "dr-delta", "dr-ports", "dr-replication"]),
+        ("dr-failover", &["domain", "dr-delta", "dr-ports", "dr-replication", "dr-workspace"]),
+        ("engine", &["domain", "dr-delta", "dr-failover", "dr-ports", "dr-replication", "dr-workspace"]),
+        ("aws", &["domain", "dr-ports", "dr-workspace"]),
+    ];
+    for (package, allowed) in expected {
+        let own = own_dependencies(package);
+        let allowed: BTreeSet<String> = allowed.iter().map(|s| (*s).to_owned()).collect();
+        assert_eq!(own, allowed, "{package}'s workspace dependencies changed: update the layering (README, this test)");
+    }
+}
+
+#[test]
+fn the_subsystems_rules_are_pure() {
+    // A subsystem's `rules` module holds its decisions as plain functions: no async, no port, no I/O, and no
+    // path into the orchestration beside it.
+    let root = repo_root();
+    let mut checked = 0;
+    let mut offenders = Vec::new();
+    for crate_dir in ["shared/delta", "shared/replication", "shared/workspace", "shared/failover"] {
+        for file in rust_files(&root.join(crate_dir).join("src/rules")) {
+            let text = std::fs::read_to_string(&file).unwrap();
+            checked += 1;
+            for (n, line) in text.lines().enumerate() {
+                let code = line.split("//").next().unwrap_or_default();
+                let outside = code.match_indices("crate::").any(|(i, _)| !code[i..].starts_with("crate::rules"));
+                let io = ["async ", "tokio", "dr_ports", "futures_util", "tracing::"].iter().any(|w| code.contains(w));
+                if outside || io {
+                    offenders.push(format!("{}:{}: {}", file.strip_prefix(&root).unwrap().display(), n + 1, line.trim()));
+                }
+            }
+        }
+    }
+    assert!(checked >= 20, "only {checked} rules files found: the search no longer looks in the right place");
+    assert!(offenders.is_empty(), "rules must stay pure:\n{}", offenders.join("\n"));
 }
 
 #[test]
@@ -99,7 +164,7 @@ fn aws_adapters_do_not_know_lambda() {
     let forbidden: Vec<&str> = LAMBDA.iter().chain(&["app"]).copied().collect();
     let bad = offending(&deps, &forbidden);
     assert!(bad.is_empty(), "the AWS adapters must not depend on {bad:?}");
-    assert!(deps.contains("aws-sdk-s3") && deps.contains("engine"), "{deps:?}");
+    assert!(deps.contains("aws-sdk-s3") && deps.contains("dr-ports"), "{deps:?}");
 }
 
 #[test]

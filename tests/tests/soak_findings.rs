@@ -58,7 +58,7 @@ async fn last_call(proxy: &FaultProxy, mode: &str, payload: &Value, text: &str) 
     calls.iter().rposition(|c| c.contains(text)).unwrap_or_else(|| panic!("no call {text}: {calls:#?}")) + 1
 }
 
-/// Fixed, found by the soak in engine `join_holder` (shared/engine/src/failover/messages.rs).
+/// Fixed, found by the soak in engine `join_holder` (shared/failover/src/messages.rs).
 /// It was: the joined alarm's record is created before
 /// its page is written into the waiting holder's record; when that write fails, the delivery errors and its
 /// redelivery answers from the joined record without paging. On-call never hears that the alarm fired again.
@@ -84,7 +84,7 @@ async fn a_joined_alarm_pages_into_the_waiting_incident_even_after_a_failed_writ
     assert_eq!(env.pages().await.len(), 1, "one page into the holder's incident");
 }
 
-/// Fixed, found by the soak in engine `cancel` (shared/engine/src/failover/ending.rs).
+/// Fixed, found by the soak in engine `cancel` (shared/failover/src/ending.rs).
 /// It was: when the release of its lock fails, cancel answers
 /// `Retryable.ExecutionStopped` ("run `cancel` again to release it"); the retried cancel finds the record
 /// cancelled and calls `lock::release`, which never deletes a `running` lock within its lease, so it answers
@@ -110,7 +110,7 @@ async fn a_retried_cancel_releases_its_lock() {
     assert_eq!(next["outcome"], "completed", "{next:#}");
 }
 
-/// Fixed, found by the soak in engine `complete` (shared/engine/src/failover/runner.rs).
+/// Fixed, found by the soak in engine `complete` (shared/failover/src/runner.rs).
 /// It was: when the record write that says `completed` fails,
 /// the stop it reports is saved with the state already `completed`; the redelivery answers `already_completed`
 /// and the record keeps `error` and a failed `release` step after the done one (status lists the error).
@@ -131,7 +131,7 @@ async fn a_completed_record_carries_no_error() {
     assert_eq!(rec["error"], Value::Null, "{:#}", rec["steps"]);
 }
 
-/// Fixed, found by the soak in engine `prepare_for_approval` (shared/engine/src/failover/steps.rs).
+/// Fixed, found by the soak in engine `prepare_for_approval` (shared/failover/src/steps.rs).
 /// It was: the record says `awaiting_approval` as
 /// soon as it is written beside the snapshot; when the snapshot or the lock's update to the approval window then
 /// fails, the redelivery answers `awaiting_approval` from the record and never finishes the preparation. The

@@ -42,7 +42,15 @@ const SOURCES: Sources = Sources {
     operator: "shared/aws/src/operator",
     configuration: &["shared/app/src/config.rs", "shared/aws/src/lib.rs"],
     metrics: "shared/app/src/metrics.rs",
-    key_builders: &["shared/engine/src", "shared/domain/src"],
+    key_builders: &[
+        "shared/domain/src",
+        "shared/ports/src",
+        "shared/delta/src",
+        "shared/replication/src",
+        "shared/workspace/src",
+        "shared/failover/src",
+        "shared/engine/src",
+    ],
 };
 
 // ----------------------------------------------------------------------------------------------------------
