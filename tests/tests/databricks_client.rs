@@ -2,8 +2,9 @@
 //! (not at connect), used against a local workspace (tiny_http) that checks the `Authorization` header.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use aws::databricks::DatabricksConnector;
+use aws::ssm::SsmSecrets;
 use domain::site::{SiteConfig, SiteName};
+use dr_databricks::DatabricksConnector;
 use dr_ports::{ApiError, Idempotency, WorkspaceConnector};
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
@@ -112,7 +113,7 @@ async fn a_personal_access_token_is_read_from_a_securestring_and_sent_as_bearer(
     put_secure(&ssm, &parameter, &token).await;
     let ws = Workspace::start(Some(token.clone()), None);
 
-    let connector = DatabricksConnector::new(ssm, &secrets);
+    let connector = DatabricksConnector::new(Arc::new(SsmSecrets::new(ssm)), &secrets);
     let api = connector.connect(SiteName::Primary, &site(&ws.url, json!({"token_parameter": parameter}))).unwrap();
     let got = api.get("/api/2.1/jobs/list", &[("limit", "25".into())]).await.unwrap();
     assert_eq!(got["path"], "/api/2.1/jobs/list?limit=25");
@@ -135,7 +136,7 @@ async fn an_oauth_secret_is_read_from_a_securestring_and_exchanged_for_a_token_o
     put_secure(&ssm, &parameter, &secret).await;
     let ws = Workspace::start(None, Some(secret.clone()));
 
-    let connector = DatabricksConnector::new(ssm, &secrets);
+    let connector = DatabricksConnector::new(Arc::new(SsmSecrets::new(ssm)), &secrets);
     let config = site(&ws.url, json!({"oauth_client_id": CLIENT_ID, "oauth_secret_parameter": parameter}));
     let api = connector.connect(SiteName::Secondary, &config).unwrap();
     for _ in 0..3 {
@@ -152,7 +153,7 @@ async fn the_secret_is_read_at_the_first_call_not_at_connect() {
     let (ssm, secrets) = ssm().await;
     let parameter = format!("{secrets}late-token");
     let ws = Workspace::start(Some("dapi-late".into()), None);
-    let connector = DatabricksConnector::new(ssm.clone(), &secrets);
+    let connector = DatabricksConnector::new(Arc::new(SsmSecrets::new(ssm.clone())), &secrets);
     let config = site(&ws.url, json!({"token_parameter": parameter}));
 
     // Absent parameter: connecting works (nothing read), the call fails naming the parameter, nothing is sent.
@@ -171,7 +172,7 @@ async fn the_secret_is_read_at_the_first_call_not_at_connect() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_parameter_outside_the_secrets_path_is_not_configured() {
     let (ssm, secrets) = ssm().await;
-    let connector = DatabricksConnector::new(ssm, &secrets);
+    let connector = DatabricksConnector::new(Arc::new(SsmSecrets::new(ssm)), &secrets);
     let outside = secrets.replace("/secrets/", "/sites/");
     let e = connector
         .connect(SiteName::Primary, &site("https://a.cloud.databricks.com", json!({"token_parameter": format!("{outside}x")})))

@@ -2,7 +2,7 @@
 //! silently:
 //!
 //! ```text
-//! functions/*  ->  app[lambda]  ->  aws  ->  dr-ports  ->  domain
+//! functions/*  ->  app[lambda]  ->  aws, dr-databricks (the adapters)  ->  dr-ports  ->  domain
 //! cli (dr)     ->  app          ->  engine (the use cases: commands, check, status, drill, sync)
 //!                                     -> dr-failover -> dr-workspace -> dr-delta, dr-replication -> dr-ports -> domain
 //! ```
@@ -106,8 +106,18 @@ fn the_subsystems_and_the_use_cases_name_no_sdk_and_no_lambda() {
 
 /// The workspace's own crates among `package`'s direct dependencies.
 fn own_dependencies(package: &str) -> BTreeSet<String> {
-    const OWN: [&str; 9] =
-        ["domain", "dr-ports", "dr-delta", "dr-replication", "dr-workspace", "dr-failover", "engine", "aws", "app"];
+    const OWN: [&str; 10] = [
+        "domain",
+        "dr-ports",
+        "dr-delta",
+        "dr-replication",
+        "dr-workspace",
+        "dr-failover",
+        "dr-databricks",
+        "engine",
+        "aws",
+        "app",
+    ];
     direct_dependencies(package).into_iter().filter(|d| OWN.contains(&d.as_str())).collect()
 }
 
@@ -116,7 +126,7 @@ fn the_crate_graph_is_the_documented_one() {
     // Each crate and the workspace crates it may name: a subsystem takes the core and what it reads of the
     // subsystems below it (the DR matrix's readiness reads the Delta and replication evidence; a failover
     // snapshots every subsystem's files), never one above it.
-    let expected: [(&str, &[&str]); 8] = [
+    let expected: [(&str, &[&str]); 9] = [
         ("domain", &[]),
         ("dr-ports", &["domain"]),
         ("dr-delta", &["domain", "dr-ports"]),
@@ -124,7 +134,8 @@ fn the_crate_graph_is_the_documented_one() {
         ("dr-workspace", &["domain", "dr-delta", "dr-ports", "dr-replication"]),
         ("dr-failover", &["domain", "dr-delta", "dr-ports", "dr-replication", "dr-workspace"]),
         ("engine", &["domain", "dr-delta", "dr-failover", "dr-ports", "dr-replication", "dr-workspace"]),
-        ("aws", &["domain", "dr-ports", "dr-workspace"]),
+        ("dr-databricks", &["domain", "dr-ports"]),
+        ("aws", &["domain", "dr-ports"]),
     ];
     for (package, allowed) in expected {
         let own = own_dependencies(package);
@@ -156,6 +167,16 @@ fn the_subsystems_rules_are_pure() {
     }
     assert!(checked >= 20, "only {checked} rules files found: the search no longer looks in the right place");
     assert!(offenders.is_empty(), "rules must stay pure:\n{}", offenders.join("\n"));
+}
+
+#[test]
+fn the_databricks_client_names_no_sdk_and_no_lambda() {
+    // An adapter of the workspace ports over HTTP, outside `aws`: its secrets come through the SecretStore port.
+    let deps = normal_dependencies("dr-databricks", &[]);
+    let forbidden: Vec<&str> = SDK.iter().chain(LAMBDA).chain(&["aws", "app", "engine"]).copied().collect();
+    let bad = offending(&deps, &forbidden);
+    assert!(bad.is_empty(), "the Databricks client must not depend on {bad:?}");
+    assert!(deps.contains("hyper-rustls") && deps.contains("dr-ports"), "{deps:?}");
 }
 
 #[test]

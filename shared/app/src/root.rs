@@ -80,7 +80,10 @@ pub fn assemble(role: Role, config: Config, clients: AwsClients) -> Assembly {
         // The connector builds its HTTP client at the first call, never at init; secrets only from
         // {prefix}/secrets/ (dr: the operator's credentials must allow those SecureString reads).
         let secrets = config.ssm_prefix.child("secrets");
-        engine.workspaces = Some(Arc::new(aws::databricks::DatabricksConnector::new(clients.ssm.clone(), &secrets)));
+        engine.workspaces = Some(Arc::new(dr_databricks::DatabricksConnector::new(
+            Arc::new(aws::ssm::SsmSecrets::new(clients.ssm.clone())),
+            &secrets,
+        )));
         // Used only when {prefix}/redirection exists (dr_failover::activate).
         engine.dns = Some(Arc::new(aws::route53::Route53Records::new(clients.route53.clone())));
     }
@@ -174,6 +177,12 @@ pub fn prime_targets(config: &Config) -> PrimeTargets {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_databricks_client_connects_with_the_aws_clients_timeout() {
+        // Two crates, one rule: a workspace unreachable at the TCP level fails as fast as an AWS endpoint does.
+        assert_eq!(dr_databricks::CONNECT_TIMEOUT, aws::CONNECT_TIMEOUT);
+    }
 
     fn config(queue: Option<&str>) -> Config {
         let vars = [

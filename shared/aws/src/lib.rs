@@ -1,14 +1,14 @@
 //! AWS adapters: the only crate that names `aws_sdk_*` types. One adapter per port of `dr_ports`.
 //!
 //! Module map: [`ssm`] (the parameter store), [`s3`] (the control bucket), [`sns`] (the paging and chat
-//! topics), [`route53`] (client redirection's CNAME), [`databricks`] (the workspaces' REST API over the SDK's own TLS stack, its secrets read from SSM),
+//! topics), [`route53`] (client redirection's CNAME), the Databricks connector's secrets ([`ssm::SsmSecrets`]; the
+//! connector itself is the `dr-databricks` crate),
 //! [`sqs`] (a carried export's continuations), [`data_buckets`] (the Delta tables' replicas), and, with the
 //! `operator` feature (`dr` only), `operator` (who is asking, and `dr --function`'s Lambda Invoke);
 //! this file builds the clients once ([`AwsClients`]) and classifies SDK errors into
 //! [`dr_ports::error::StoreError`] once, where the SDK error is still in hand.
 
 pub mod data_buckets;
-pub mod databricks;
 #[cfg(feature = "operator")]
 pub mod operator;
 pub mod route53;

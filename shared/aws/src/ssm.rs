@@ -4,7 +4,8 @@ use super::classify;
 use aws_sdk_ssm::primitives::{DateTime, DateTimeFormat};
 use aws_sdk_ssm::types::ParameterType;
 use dr_ports::error::StoreError;
-use dr_ports::{Parameter, ParameterStore, ParameterVersion};
+use dr_ports::{ApiError, Parameter, ParameterStore, ParameterVersion, SecretStore};
+use futures_util::future::BoxFuture;
 use std::collections::BTreeMap;
 
 /// The SSM adapter.
@@ -157,5 +158,52 @@ impl ParameterStore for SsmParameterStore {
                 .map_err(|e| classify("SSM", "DeleteParameters", e))?;
         }
         Ok(())
+    }
+}
+
+/// The Databricks connector's secrets: `GetParameter WithDecryption=true` of a SecureString parameter.
+#[derive(Clone)]
+pub struct SsmSecrets {
+    client: aws_sdk_ssm::Client,
+}
+
+impl SsmSecrets {
+    /// Secrets read with `client` (the role needs `ssm:GetParameter` and `kms:Decrypt` on them).
+    pub fn new(client: aws_sdk_ssm::Client) -> Self {
+        SsmSecrets { client }
+    }
+}
+
+impl std::fmt::Debug for SsmSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SSM")
+    }
+}
+
+impl SecretStore for SsmSecrets {
+    fn read_secret<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<String, ApiError>> {
+        Box::pin(async move {
+            let resp = self.client.get_parameter().name(name).with_decryption(true).send().await.map_err(|e| {
+                let why = if e.as_service_error().is_some_and(|s| s.is_parameter_not_found()) {
+                    "it does not exist".to_owned()
+                } else {
+                    use aws_sdk_ssm::error::ProvideErrorMetadata;
+                    match e.code() {
+                        Some(code) if code.contains("AccessDenied") => {
+                            format!("access denied ({code}): the role needs ssm:GetParameter and kms:Decrypt on it")
+                        }
+                        _ => dr_ports::error::error_chain(&e),
+                    }
+                };
+                ApiError::Auth(format!("cannot read SecureString parameter {name}: {why}"))
+            })?;
+            let Some(parameter) = resp.parameter else {
+                return Err(ApiError::Auth(format!("cannot read SecureString parameter {name}: SSM answered no parameter")));
+            };
+            if parameter.r#type.as_ref().is_some_and(|t| t.as_str() != "SecureString") {
+                tracing::warn!(parameter = name, "the Databricks secret is not stored as a SecureString");
+            }
+            Ok(parameter.value.unwrap_or_default())
+        })
     }
 }

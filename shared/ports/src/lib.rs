@@ -35,7 +35,7 @@ pub use dns::DnsRecords;
 pub use domain::notification::{Channel, OutgoingMessage};
 use std::collections::BTreeMap;
 use std::future::Future;
-pub use workspace::{ApiError, Idempotency, WorkspaceApi, WorkspaceConnector};
+pub use workspace::{ApiError, Idempotency, SecretStore, WorkspaceApi, WorkspaceConnector};
 
 /// A parameter as SSM holds it. SecureString values are never decrypted: the value of one is SSM's
 /// ciphertext, and the engine never copies it anywhere either.

@@ -1,7 +1,7 @@
 //! The Databricks workspace REST API, as the metadata export (and, later, workload activation) needs it.
 //!
-//! The adapter (`aws::databricks`) owns everything of the transport: TLS, authentication (OAuth M2M or a
-//! personal access token, its secret read from SSM at use), retries of 429 and 503 (honouring `Retry-After`) and other
+//! The adapter (the `dr-databricks` crate) owns everything of the transport: TLS, authentication (OAuth M2M or a
+//! personal access token, its secret read at use through the [`SecretStore`]), retries of 429 and 503 (honouring `Retry-After`) and other
 //! 5xx (backoff with jitter) as each call's [`Idempotency`] allows, and the per-request deadline. The engine owns
 //! what is asked: which endpoints, whether each is idempotent, every page, how many listings at once, the overall deadline, and what an answer means.
 
@@ -142,4 +142,12 @@ pub trait WorkspaceApi: Send + Sync {
 pub trait WorkspaceConnector: Send + Sync {
     /// The client of `site`, or why there can be none ([`ApiError::NotConfigured`]).
     fn connect(&self, site: SiteName, config: &SiteConfig) -> Result<Arc<dyn WorkspaceApi>, ApiError>;
+}
+
+/// Where a workspace's secrets are read: SecureString parameters, decrypted (SSM, in the `aws` crate). A port of
+/// its own so that the Databricks client names no AWS SDK type.
+pub trait SecretStore: Send + Sync + std::fmt::Debug {
+    /// The value of the parameter `name`. An error is an [`ApiError::Auth`] that names the parameter and why it
+    /// cannot be read (missing, access denied and what to grant), never a value.
+    fn read_secret<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<String, ApiError>>;
 }

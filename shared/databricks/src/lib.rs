@@ -1,9 +1,12 @@
-//! [`WorkspaceConnector`] and [`WorkspaceApi`] over the Databricks REST API.
+//! The Databricks REST client: [`WorkspaceConnector`] and [`WorkspaceApi`] over the workspaces' API.
+//!
+//! An adapter of the `dr-ports` traits like the `aws` crate, but naming no AWS SDK type: its secrets come through
+//! the [`SecretStore`] port (SSM's SecureString parameters in `aws::ssm::SsmSecrets`).
 //!
 //! - Transport (`http.rs`): hyper 1 + hyper-rustls + rustls on AWS-LC with the platform's trust store, the stack
 //!   the AWS SDK already links; built at the connector's first [`connect`](DatabricksConnector::connect).
 //! - Authentication (`auth.rs`): OAuth machine-to-machine (`oauth_client_id` + `oauth_secret_parameter`) or a
-//!   personal access token (`token_parameter`), the secret read from SSM (SecureString, decrypted) at the first
+//!   personal access token (`token_parameter`), the secret read through the [`SecretStore`] (SSM: SecureString, decrypted) at the first
 //!   call, kept in the client only, never logged nor put in an error; sent to that workspace's URL only.
 //! - Retries, classified per call by the caller's [`Idempotency`] (every GET is idempotent): 429 after
 //!   `Retry-After` (at most 30 s; 1 s when absent) for every call; for idempotent calls (GETs, a full
@@ -32,7 +35,7 @@ use self::http::{Answer, Failure, Outgoing, Transport};
 use ::http::{HeaderValue, Method, StatusCode};
 use bytes::Bytes;
 use domain::site::{SiteConfig, SiteName};
-use dr_ports::{ApiError, Idempotency, WorkspaceApi, WorkspaceConnector};
+use dr_ports::{ApiError, Idempotency, SecretStore, WorkspaceApi, WorkspaceConnector};
 use futures_util::future::BoxFuture;
 use serde_json::Value;
 use std::sync::{Arc, OnceLock};
@@ -40,8 +43,8 @@ use std::time::{Duration, Instant};
 
 /// Deadline of one request (one send and its whole answer), unless `DR_DATABRICKS_REQUEST_TIMEOUT_MS` says.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-/// TCP connect timeout (the same as the AWS clients': [`crate::CONNECT_TIMEOUT`]).
-pub const CONNECT_TIMEOUT: Duration = crate::CONNECT_TIMEOUT;
+/// TCP connect timeout (the same as the AWS clients' `aws::CONNECT_TIMEOUT`; `app` checks they agree).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Sends per call at most, retries included (a 401 answered by a fresh OAuth token counts too).
 pub const MAX_ATTEMPTS: u32 = 4;
 /// First backoff of a retried GET, unless `DR_DATABRICKS_BACKOFF_MS` says; doubled per attempt, full jitter.
@@ -113,11 +116,11 @@ impl std::fmt::Debug for DatabricksConnector {
 }
 
 impl DatabricksConnector {
-    /// A connector reading secrets with `ssm`; every secret parameter must lie under `secrets_path`
+    /// A connector reading secrets from `secrets`; every secret parameter must lie under `secrets_path`
     /// (`{DR_SSM_PREFIX}/secrets/`, where the functions' role may decrypt). Reads the environment overrides
     /// `DR_DATABRICKS_REQUEST_TIMEOUT_MS` and `DR_DATABRICKS_BACKOFF_MS`; builds nothing else yet.
-    pub fn new(ssm: aws_sdk_ssm::Client, secrets_path: &str) -> Self {
-        Self::with_source(SecretSource::Ssm(ssm), secrets_path, Settings::from_env())
+    pub fn new(secrets: Arc<dyn SecretStore>, secrets_path: &str) -> Self {
+        Self::with_source(SecretSource(secrets), secrets_path, Settings::from_env())
     }
 
     pub(crate) fn with_source(secrets: SecretSource, secrets_path: &str, settings: Settings) -> Self {
@@ -497,12 +500,12 @@ impl WorkspaceApi for DatabricksClient {
 
     fn send<'a>(
         &'a self,
-        method: dr_workspace::rules::sync::Method,
+        method: domain::kinds::Method,
         path: &'a str,
         body: &'a Value,
         idempotency: Idempotency,
     ) -> BoxFuture<'a, Result<Value, ApiError>> {
-        use dr_workspace::rules::sync::Method as M;
+        use domain::kinds::Method as M;
         Box::pin(async move {
             let url = self.url(path, &[])?;
             let method = match method {

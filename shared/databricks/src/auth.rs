@@ -1,9 +1,10 @@
 //! Authentication: which credentials a site document names, the secret read from SSM at first use, and the
 //! OAuth access token cached until shortly before it expires.
 
-use dr_ports::ApiError;
+use dr_ports::{ApiError, SecretStore};
 use http::HeaderValue;
 use serde_json::{Map, Value};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Site-document key: the OAuth client (service principal application) id.
@@ -108,57 +109,14 @@ impl Credentials {
     }
 }
 
-/// Where secrets are read: SSM, or (unit tests) a fixed map.
-#[derive(Clone)]
-pub(crate) enum SecretSource {
-    Ssm(aws_sdk_ssm::Client),
-    #[cfg(test)]
-    Fixed(std::sync::Arc<std::collections::BTreeMap<String, String>>),
-}
-
-impl std::fmt::Debug for SecretSource {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            SecretSource::Ssm(_) => f.write_str("SSM"),
-            #[cfg(test)]
-            SecretSource::Fixed(_) => f.write_str("Fixed"),
-        }
-    }
-}
+/// Where secrets are read: the [`SecretStore`] port (SSM in production, a fixed map in unit tests).
+#[derive(Clone, Debug)]
+pub(crate) struct SecretSource(pub Arc<dyn SecretStore>);
 
 impl SecretSource {
-    /// `GetParameter WithDecryption=true`. Errors name the parameter, never a value.
+    /// The secret `name`, trimmed; empty is an error. Errors name the parameter, never a value.
     pub(crate) async fn read(&self, name: &str) -> Result<Secret, ApiError> {
-        let value = match self {
-            SecretSource::Ssm(ssm) => {
-                let resp = ssm.get_parameter().name(name).with_decryption(true).send().await.map_err(|e| {
-                    let why = if e.as_service_error().is_some_and(|s| s.is_parameter_not_found()) {
-                        "it does not exist".to_owned()
-                    } else {
-                        use aws_sdk_ssm::error::ProvideErrorMetadata;
-                        match e.code() {
-                            Some(code) if code.contains("AccessDenied") => {
-                                format!("access denied ({code}): the role needs ssm:GetParameter and kms:Decrypt on it")
-                            }
-                            _ => dr_ports::error::error_chain(&e),
-                        }
-                    };
-                    ApiError::Auth(format!("cannot read SecureString parameter {name}: {why}"))
-                })?;
-                let Some(parameter) = resp.parameter else {
-                    return Err(ApiError::Auth(format!("cannot read SecureString parameter {name}: SSM answered no parameter")));
-                };
-                if parameter.r#type.as_ref().is_some_and(|t| t.as_str() != "SecureString") {
-                    tracing::warn!(parameter = name, "the Databricks secret is not stored as a SecureString");
-                }
-                parameter.value.unwrap_or_default()
-            }
-            #[cfg(test)]
-            SecretSource::Fixed(map) => map
-                .get(name)
-                .cloned()
-                .ok_or_else(|| ApiError::Auth(format!("cannot read SecureString parameter {name}: it does not exist")))?,
-        };
+        let value = self.0.read_secret(name).await?;
         let value = value.trim();
         if value.is_empty() {
             return Err(ApiError::Auth(format!("SecureString parameter {name} is empty")));

@@ -5,9 +5,24 @@
 use super::auth::SecretSource;
 use super::*;
 use ::http::header;
+use dr_ports::SecretStore;
+use futures_util::future::BoxFuture;
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
+
+/// Secrets from a fixed map (a missing one answers as SSM's ParameterNotFound does).
+#[derive(Debug, Default)]
+struct Fixed(BTreeMap<String, String>);
+
+impl SecretStore for Fixed {
+    fn read_secret<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<String, ApiError>> {
+        let found = self.0.get(name).cloned();
+        Box::pin(async move {
+            found.ok_or_else(|| ApiError::Auth(format!("cannot read SecureString parameter {name}: it does not exist")))
+        })
+    }
+}
 
 const SECRETS: &str = "/dr/t/secrets/";
 const PAT: &str = "dapi-TOP-SECRET-pat-0123456789";
@@ -121,7 +136,7 @@ impl Drop for Workspace {
 fn connector_with(secrets: &[(&str, &str)], request_timeout: Duration) -> DatabricksConnector {
     let map: BTreeMap<String, String> = secrets.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
     DatabricksConnector::with_source(
-        SecretSource::Fixed(Arc::new(map)),
+        SecretSource(Arc::new(Fixed(map))),
         SECRETS,
         Settings { request_timeout, backoff_base: Duration::from_millis(1), rate_limit: 10_000 },
     )
@@ -550,7 +565,7 @@ fn retry_after_is_capped_and_absent_when_not_seconds() {
 #[test]
 fn backoff_is_full_jitter_under_an_exponential_ceiling() {
     let c = DatabricksConnector::with_source(
-        SecretSource::Fixed(Arc::default()),
+        SecretSource(Arc::new(Fixed::default())),
         SECRETS,
         Settings { request_timeout: REQUEST_TIMEOUT, backoff_base: BACKOFF_BASE, rate_limit: RATE_LIMIT },
     );
@@ -606,7 +621,7 @@ async fn a_redirect_is_never_followed_and_says_what_to_change() {
 async fn sends_to_one_workspace_are_spaced_by_the_rate_limit() {
     let ws = Workspace::start(|_, _| reply(200, json!({})));
     let c = DatabricksConnector::with_source(
-        SecretSource::Fixed(Arc::new([("/dr/t/secrets/pat".to_owned(), PAT.to_owned())].into_iter().collect())),
+        SecretSource(Arc::new(Fixed([("/dr/t/secrets/pat".to_owned(), PAT.to_owned())].into_iter().collect()))),
         SECRETS,
         Settings { request_timeout: Duration::from_secs(5), backoff_base: Duration::from_millis(1), rate_limit: 20 },
     );
