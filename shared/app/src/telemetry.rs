@@ -78,7 +78,7 @@ mod tests {
 
     #[test]
     fn lambda_level_may_hold_directives() {
-        let t = filter(Some("info,engine=debug"), None, LevelFilter::WARN);
+        let t = filter(Some("info,dr_failover=debug"), None, LevelFilter::WARN);
         assert!(enabled(&t, "dr_failover", Level::DEBUG));
         assert!(enabled(&t, "aws_smithy_runtime", Level::INFO));
         assert!(!enabled(&t, "aws_smithy_runtime", Level::DEBUG));
@@ -86,7 +86,7 @@ mod tests {
 
     #[test]
     fn rust_log_directives_by_target() {
-        let t = filter(None, Some("warn,engine=debug"), LevelFilter::INFO);
+        let t = filter(None, Some("warn,dr_failover=debug"), LevelFilter::INFO);
         assert!(enabled(&t, "dr_failover", Level::DEBUG));
         assert!(!enabled(&t, "aws_smithy_runtime", Level::INFO));
         assert!(enabled(&t, "aws_smithy_runtime", Level::WARN));
