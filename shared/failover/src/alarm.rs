@@ -195,29 +195,73 @@ async fn report_recovery<P: ParameterStore, B: ControlBucket, N: Notifier, C: Cl
         // An unreadable policy: report rather than stay silent.
         Some(_) => true,
     };
-    // The recovery arrived before its ALARM was handled (deliveries are unordered and retried): the ALARM's
-    // execution is recorded now as having nothing to do, so that its late delivery answers that and pages
-    // nobody about an alarm that is already over.
-    // (Whether or not the alarm is listed now: the policy may list it by the time its ALARM is delivered again.)
-    if let (Some(id), None) = (&previous_id, &previous)
-        && let Some(alarm_time) = change.previous_state_time
-    {
-        record_recovered(engine, id, change, alarm_time).await.map_err(not_started)?;
-        if let Ok(Some(now_recorded)) = record::read(&engine.bucket, id).await
-            && page_open(now_recorded.record.state)
-        {
-            return Err(EngineError::NotStarted {
-                execution_id: change.execution_id(),
-                source: StoreError::Conflict {
-                    service: "S3",
-                    operation: "PutObject",
-                    target: domain::layout::execution_record(id),
-                },
-            });
-        }
+    if let (Some(id), None) = (&previous_id, &previous) {
+        record_early_recovery(engine, change, id).await?;
     }
-    // The pages this OK resolves: every one an ALARM before it opened (after INSUFFICIENT_DATA, through SNS
-    // without the previous state's time, late after a newer ALARM), and the previous transition's by its time.
+    let (resolvable, found) = pages_to_resolve(engine, change, previous).await?;
+    if !listed && resolvable.is_empty() {
+        return Ok(AlarmOutcome::Ignored(format!("alarm {} is not in the policy's failover_alarms", change.alarm_name)));
+    }
+    let text = recovery_text(change);
+    let mut resolved = None;
+    for rec in resolvable {
+        let id = rec.record.execution_id.clone();
+        resolve_page(engine, rec, text.clone(), false).await.map_err(not_started)?;
+        // The chat note names the first; every one resolved is in the answer's log line.
+        tracing::info!(execution_id = %id, alarm = %change.alarm_name, "ALARM page resolved by the alarm's OK");
+        resolved.get_or_insert(id);
+    }
+    // Closed only now that each one's OK page is in its record (sent or owed): a delivery that stopped before
+    // finds them again when it comes again. (One closed and then reopened by nothing: ALARM pages open once.)
+    if !found.is_empty() {
+        update_pages(&engine.bucket, &change.alarm_arn, |p| found.iter().for_each(|id| p.closed(id)))
+            .await
+            .map_err(not_started)?;
+    }
+    recovery_chat(engine, change, &text, resolved.as_deref()).await;
+    Ok(AlarmOutcome::Reported { message: text, resolved })
+}
+
+/// The recovery arrived before its ALARM was handled (deliveries are unordered and retried): the ALARM's
+/// execution `id` is recorded now as having nothing to do, so that its late delivery answers that and pages
+/// nobody about an alarm that is already over. (Whether or not the alarm is listed now: the policy may list it
+/// by the time its ALARM is delivered again.) If the ALARM's execution got there first and opened a page, the
+/// delivery fails to be retried, and the retry resolves it.
+async fn record_early_recovery<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
+    engine: &Engine<P, B, N, C>,
+    change: &AlarmChange,
+    id: &str,
+) -> Result<(), EngineError> {
+    let not_started = |source| EngineError::NotStarted { execution_id: change.execution_id(), source };
+    let Some(alarm_time) = change.previous_state_time else {
+        return Ok(());
+    };
+    record_recovered(engine, id, change, alarm_time).await.map_err(not_started)?;
+    if let Ok(Some(now_recorded)) = record::read(&engine.bucket, id).await
+        && page_open(now_recorded.record.state)
+    {
+        return Err(not_started(StoreError::Conflict {
+            service: "S3",
+            operation: "PutObject",
+            target: domain::layout::execution_record(id),
+        }));
+    }
+    Ok(())
+}
+
+/// The executions whose `ALARM` page this change resolves, and the ids of the alarm's open pages it found.
+///
+/// The pages an `OK` resolves: every one an ALARM before it opened (after INSUFFICIENT_DATA, through SNS without
+/// the previous state's time, late after a newer ALARM), and the previous transition's by its time. Each page
+/// found is to resolve, or resolved with its OK page still owed (an earlier delivery of this OK met a failing
+/// topic): that one is paid now rather than at the next `check`. An ended one may still hold the lock of a
+/// withdrawn approval: a redelivered `OK` whose first delivery withdrew it but died before releasing the lock.
+async fn pages_to_resolve<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
+    engine: &Engine<P, B, N, C>,
+    change: &AlarmChange,
+    previous: Option<Recorder>,
+) -> Result<(Vec<Recorder>, Vec<String>), EngineError> {
+    let not_started = |source| EngineError::NotStarted { execution_id: change.execution_id(), source };
     let mut ids = Vec::new();
     if change.new_state == AlarmState::Ok {
         ids = update_pages(&engine.bucket, &change.alarm_arn, |p| p.recovered(change.state_change_time))
@@ -225,9 +269,6 @@ async fn report_recovery<P: ParameterStore, B: ControlBucket, N: Notifier, C: Cl
             .map_err(not_started)?;
     }
     let found = ids.clone();
-    // Each page found: to resolve, or resolved with its OK page still owed (an earlier delivery of this OK met a
-    // failing topic): that one is paid now rather than at the next `check`. An ended one may still hold the lock
-    // of a withdrawn approval (see below).
     let (mut resolvable, mut owing, mut ended) = (Vec::new(), Vec::new(), Vec::new());
     let mut sort = |r: Recorder| {
         if unresolved(&r) {
@@ -257,16 +298,15 @@ async fn report_recovery<P: ParameterStore, B: ControlBucket, N: Notifier, C: Cl
         }
         paid.map_err(not_started)?;
     }
-    // A redelivered `OK` whose first delivery withdrew a waiting approval but died before releasing its lock.
     for id in &ended {
         release_withdrawn(engine, id).await.map_err(not_started)?;
     }
-    if !listed && resolvable.is_empty() {
-        return Ok(AlarmOutcome::Ignored(format!("alarm {} is not in the policy's failover_alarms", change.alarm_name)));
-    }
-    let env = engine.settings.environment.clone();
-    let mut resolved = None;
-    let text = if change.new_state == AlarmState::Ok {
+    Ok((resolvable, found))
+}
+
+/// What a recovery (or a change that is not one) says, in the pages it resolves and in chat.
+fn recovery_text(change: &AlarmChange) -> String {
+    if change.new_state == AlarmState::Ok {
         format!(
             "alarm {} went from {} to {}: {}. No failback is automatic: only a human returns to the primary.",
             change.alarm_name, change.old_state, change.new_state, change.reason
@@ -277,40 +317,34 @@ async fn report_recovery<P: ParameterStore, B: ControlBucket, N: Notifier, C: Cl
              stopped arriving); nothing is resolved.",
             change.alarm_name, change.old_state, change.new_state, change.reason
         )
-    };
-    for rec in resolvable {
-        let id = rec.record.execution_id.clone();
-        resolve_page(engine, rec, text.clone(), false).await.map_err(not_started)?;
-        // The chat note names the first; every one resolved is in the answer's log line.
-        tracing::info!(execution_id = %id, alarm = %change.alarm_name, "ALARM page resolved by the alarm's OK");
-        resolved.get_or_insert(id);
     }
-    // Closed only now that each one's OK page is in its record (sent or owed): a delivery that stopped before
-    // finds them again when it comes again. (One closed and then reopened by nothing: ALARM pages open once.)
-    if !found.is_empty() {
-        update_pages(&engine.bucket, &change.alarm_arn, |p| found.iter().for_each(|id| p.closed(id)))
-            .await
-            .map_err(not_started)?;
-    }
+}
+
+/// The chat note of an alarm's change, in the incident of the first execution it resolved (else its own).
+/// Chat is best effort: a failing chat topic never fails the recovery's handling.
+async fn recovery_chat<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
+    engine: &Engine<P, B, N, C>,
+    change: &AlarmChange,
+    text: &str,
+    resolved: Option<&str>,
+) {
+    let env = engine.settings.environment.clone();
     let chat = notification::chat_message(&ChatNote {
         envelope: Envelope {
             event_type: format!("health.{}", change.new_state.as_str().to_lowercase()),
             severity: Severity::Info,
             environment: env.clone(),
             incident_key: resolved
-                .clone()
                 .map(|id| format!("dr-{env}-{id}"))
                 .unwrap_or_else(|| format!("dr-{env}-{}", change.execution_id())),
         },
         title: format!("DR {env}: {} is {}", change.alarm_name, change.new_state),
-        description: text.clone(),
+        description: text.to_owned(),
         next_steps: vec!["Run `status` to see which site is active.".into()],
     });
-    // Chat is best effort: a failing chat topic never fails the recovery's handling.
     if let Err(e) = engine.notifier.publish(Channel::Chat, &chat).await {
         tracing::warn!(alarm = %change.alarm_name, error = %e, "chat note not published (best effort)");
     }
-    Ok(AlarmOutcome::Reported { message: text, resolved })
 }
 
 /// Resolves the page `rec`'s `ALARM` opened (see [`resolve_once`]). When the record changed since it was read,

@@ -2,9 +2,8 @@
 //! window's lock) or withdrawn by the alarm's `OK`, and the `OK` sent again after an `ALARM` that may have
 //! reached the pager after it (paid without the lock, or crossing a recovery).
 use crate::record;
-use crate::record::{OwedMessage, Reconciled, Recorder, Step, StepOutcome};
+use crate::record::{ExecutionRecord, OwedMessage, Reconciled, Recorder, Step};
 use crate::response::Outcome;
-use crate::rpo::rpo_estimate;
 use crate::{Attempt, Engine, EngineError, EngineResult, ExecutionResult, Held, messages};
 use domain::notification::{PageState, Severity};
 use domain::primitives::rfc3339;
@@ -12,7 +11,6 @@ use domain::site::ActiveConfig;
 use dr_ports::error::StoreError;
 use dr_ports::lock;
 use dr_ports::lock::{LockDoc, LockState};
-use dr_ports::snapshot;
 use dr_ports::{Channel, Clock, ControlBucket, Notifier, ParameterStore};
 use serde_json::Value;
 
@@ -31,39 +29,14 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
         // Left, it would outlive the approval and the execution's end (found by the soak: a noop "stopped with
         // error" after a transient failure of the approval window's lock update).
         rec.record.error = None;
-        let files = self.snapshot_files(&attempt).await;
-        if let Ok(f) = &files {
-            rec.record.rpo_estimate = Some(rpo_estimate(f));
-            rec.record.workspaces = dr_workspace::from_snapshot(f);
-        }
-        let folder = domain::layout::snapshot_folder(&id);
-        let plan = ActiveConfig::promotion_document(
-            rec.record.target,
-            attempt
-                .docs
-                .site(rec.record.target)
-                .valid()
-                .ok_or_else(|| EngineError::Corrupt { execution_id: id.clone(), problem: "target vanished".into() })?,
-            &id,
-            "<at promotion>",
-        );
-        rec.record.config_after = Some(Value::Object(plan));
-        let rpo = rec.record.rpo_estimate.as_ref().map(|r| format!(" RPO: {}.", crate::report::rpo_summary(r)));
-        let reason = format!(
-            "DR {}: failover toward {} awaits approval ({}).{} Approve with: {}",
-            self.settings.environment,
-            rec.record.target,
-            rec.record.decision.reasons.join("; "),
-            rpo.unwrap_or_default(),
-            self.approve_command(&id)
-        );
-        let page = self.page(&rec.record, "awaiting_approval", PageState::Alarm, Severity::Critical, reason.clone());
-        self.owe_page(&mut rec.record, "awaiting_approval", &page);
+        // The snapshot step's own halves (collect, then write and record), around the plan and its owed page.
+        let files = self.collect_snapshot(&mut rec.record, &attempt).await;
+        let reason = self.plan_approval(&mut rec.record, &attempt)?;
         // The record (holding the page as owed) and the snapshot first; then the page, which never blocks them and
         // never goes out without a record to resolve it.
         let snapshot = async {
             match files {
-                Ok(f) => snapshot::write(&self.bucket, &folder, &id, f, start).await,
+                Ok(f) => self.write_snapshot(&id, f, start).await,
                 Err(e) => Err(e),
             }
         };
@@ -80,28 +53,8 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
             Ok(m) => m,
             Err(source) => return Err(self.stop(rec, Some(held), Step::Snapshot, source).await),
         };
-        let end = self.now();
-        rec.record.snapshot_manifest_key = Some(manifest.clone());
-        rec.record.steps.push(self.step(Step::Snapshot, StepOutcome::Done, start, end, &attempt.id, Some(manifest)));
-        let chat = self.chat(
-            &rec.record,
-            "awaiting_approval",
-            Severity::Critical,
-            format!("DR {}: failover awaits approval", self.settings.environment),
-            reason,
-            vec![self.approve_command(&id)],
-        );
-        let before = rec.record.messages.len();
-        let (paid, ()) = tokio::join!(self.pay_owed(&mut rec.record), self.chat_best_effort(&id, "awaiting_approval", &chat));
-        // The pages this attempt published, by message id: another attempt may have sent the same event before.
-        let published: Vec<String> = rec.record.messages[before..]
-            .iter()
-            .filter(|m| m.channel == Channel::Paging && !m.ok)
-            .map(|m| m.message_id.clone().unwrap_or_default())
-            .collect();
-        if let Err(e) = paid {
-            tracing::warn!(execution_id = %id, error = %e, "the approval page is owed");
-        }
+        self.snapshot_recorded(&mut rec.record, manifest, start, &attempt.id);
+        let published = self.publish_approval(&mut rec, reason).await;
         let paged = rec.record.sent(Channel::Paging, &format!("{}.awaiting_approval", rec.record.kind));
         match rec.save_or_reconcile(&self.bucket, self.now()).await {
             Ok(Reconciled::Saved) => {}
@@ -113,8 +66,68 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
             // out after that `OK`, so the `OK` goes out again after it.
             self.resolve_again(&mut rec, "the alarm recovered while its approval was being prepared").await;
         }
-        // Only now, with the record and its page in place, the lock takes the approval window's long lease.
-        // The window is counted on the store's clock, the one the approval's takeover is judged by.
+        self.open_approval_window(rec, attempt, held, &published).await
+    }
+
+    /// The plan an approval shows (the target's promotion document, into `config_after`) and its `ALARM` page,
+    /// owed in the record; answers the page's reason, which the chat note repeats.
+    fn plan_approval(&self, rec: &mut ExecutionRecord, attempt: &Attempt) -> EngineResult<String> {
+        let id = rec.execution_id.clone();
+        let target = attempt
+            .docs
+            .site(rec.target)
+            .valid()
+            .ok_or_else(|| EngineError::Corrupt { execution_id: id.clone(), problem: "target vanished".into() })?;
+        let plan = ActiveConfig::promotion_document(rec.target, target, &id, "<at promotion>");
+        rec.config_after = Some(Value::Object(plan));
+        let rpo = rec.rpo_estimate.as_ref().map(|r| format!(" RPO: {}.", crate::report::rpo_summary(r)));
+        let reason = format!(
+            "DR {}: failover toward {} awaits approval ({}).{} Approve with: {}",
+            self.settings.environment,
+            rec.target,
+            rec.decision.reasons.join("; "),
+            rpo.unwrap_or_default(),
+            self.approve_command(&id)
+        );
+        let page = self.page(rec, "awaiting_approval", PageState::Alarm, Severity::Critical, reason.clone());
+        self.owe_page(rec, "awaiting_approval", &page);
+        Ok(reason)
+    }
+
+    /// Publishes the approval's owed page and its chat note side by side; answers the message ids of the pages
+    /// this attempt published (another attempt may have sent the same event before).
+    async fn publish_approval(&self, rec: &mut Recorder, reason: String) -> Vec<String> {
+        let id = rec.record.execution_id.clone();
+        let chat = self.chat(
+            &rec.record,
+            "awaiting_approval",
+            Severity::Critical,
+            format!("DR {}: failover awaits approval", self.settings.environment),
+            reason,
+            vec![self.approve_command(&id)],
+        );
+        let before = rec.record.messages.len();
+        let (paid, ()) = tokio::join!(self.pay_owed(&mut rec.record), self.chat_best_effort(&id, "awaiting_approval", &chat));
+        if let Err(e) = paid {
+            tracing::warn!(execution_id = %id, error = %e, "the approval page is owed");
+        }
+        rec.record.messages[before..]
+            .iter()
+            .filter(|m| m.channel == Channel::Paging && !m.ok)
+            .map(|m| m.message_id.clone().unwrap_or_default())
+            .collect()
+    }
+
+    /// Only now, with the record and its page in place, the lock takes the approval window's long lease. The
+    /// window is counted on the store's clock, the one the approval's takeover is judged by.
+    async fn open_approval_window(
+        &self,
+        rec: Recorder,
+        attempt: Attempt,
+        held: Held,
+        published: &[String],
+    ) -> EngineResult<ExecutionResult> {
+        let id = rec.record.execution_id.clone();
         let now = held.store_earliest(self.now());
         let waiting = LockDoc {
             state: LockState::AwaitingApproval,
@@ -132,7 +145,7 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
         if let Ok(Some(stored)) = record::read(&self.bucket, &id).await
             && stored.record.state.is_terminal()
         {
-            return Ok(self.withdraw_approval(stored, &attempt, &held, &published).await);
+            return Ok(self.withdraw_approval(stored, &attempt, &held, published).await);
         }
         let active = attempt.docs.active.valid().map(|a| a.site);
         let msg = format!("prepared; awaiting approval: {}", self.approve_command(&id));

@@ -93,78 +93,15 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
         let active_site = attempt.docs.active.valid().map(|a| a.site);
         // Pages owed by an ended (or waiting) execution go out first. A running execution's pages are its lock
         // holder's to pay, in order: a delivery without the lock paying them could send a stale ALARM after its OK.
-        let idle = state.is_terminal() || state == ExecutionState::AwaitingApproval;
-        if idle
-            && !rec.record.owed.is_empty()
-            && let Err(source) = self.pay_owed_unlocked(&mut rec).await
-        {
-            return Err(EngineError::Stopped {
-                execution_id: rec.record.execution_id.clone(),
-                step: Step::Notify,
-                source,
-                hint: "pages are owed for this execution: the next delivery of the trigger, or `check`, sends them".into(),
-            });
-        }
-        if idle {
-            self.follow_unlocked_alarm(&mut rec).await;
+        if state.is_terminal() || state == ExecutionState::AwaitingApproval {
+            self.settle_idle_pages(&mut rec).await?;
         }
         if state.is_terminal() {
-            let id = rec.record.execution_id.clone();
-            if approver.is_some() && state != ExecutionState::Completed {
-                let msg = format!("execution {id} already ended ({state:?}): there is nothing to approve");
-                return Ok(self.result_of(&rec.record, Outcome::Rejected, active_site, msg));
-            }
-            // A replay answers the first result as it was: a completed execution says so, the others repeat
-            // their own outcome (refused, notify-only, superseded, ...), a failed one its error.
-            if state == ExecutionState::Failed {
-                return Err(EngineError::VerificationFailed {
-                    execution_id: id,
-                    problem: rec.record.error.clone().unwrap_or_else(|| "the execution failed (see its report)".into()),
-                });
-            }
-            let outcome =
-                if state == ExecutionState::Completed { Outcome::AlreadyCompleted } else { messages::outcome_of(state) };
-            let reasons = rec.record.decision.reasons.join("; ");
-            return Ok(self.result_of(
-                &rec.record,
-                outcome,
-                active_site,
-                format!("execution {id} already ended ({state:?}): {reasons}"),
-            ));
+            return self.answer_ended(&rec, approver, active_site);
         }
         match (state, approver) {
             (ExecutionState::AwaitingApproval, None) if !self.prepared_for_approval(&rec.record).await => {
-                // Its preparation stopped (the snapshot, the record or the lock's approval window failed): the
-                // redelivery finishes it, or the execution would wait without a snapshot and without its window
-                // (another alarm would take the lock over once the short lease expired).
-                let held = match self.take_lock(&mut rec.record, &attempt, true).await? {
-                    Ok(held) => held,
-                    Err(holder) => {
-                        return Ok(self.in_progress_answer(
-                            &rec.record.execution_id.clone(),
-                            &attempt,
-                            holder,
-                            Some(rec.record.resume_hint()),
-                        ));
-                    }
-                };
-                // Read again under the lock: the record read before it may be stale. An approval that landed
-                // meanwhile (then stopped, leaving the lock `stopped`, which this delivery took over) owns the
-                // execution: preparing again would overwrite its snapshot and its `running` record with a wait
-                // that the alarm's `OK` withdraws, leaving its promotion recorded `noop` (simulation seed 4700).
-                let id = rec.record.execution_id.clone();
-                match record::read(&self.bucket, &id).await {
-                    Ok(Some(fresh)) if fresh.record.state != ExecutionState::AwaitingApproval => {
-                        let _ = lock::release_attempt(&self.bucket, &self.settings.lock_key, &id, &held.doc.attempt_id).await;
-                        return Box::pin(self.answer_existing(fresh, attempt, None)).await;
-                    }
-                    Ok(_) => {}
-                    Err(source) => {
-                        let _ = lock::release_attempt(&self.bucket, &self.settings.lock_key, &id, &held.doc.attempt_id).await;
-                        return Err(EngineError::NotStarted { execution_id: id, source });
-                    }
-                }
-                self.prepare_for_approval(rec, attempt, held).await
+                self.finish_preparation(rec, attempt).await
             }
             (ExecutionState::AwaitingApproval, None) => {
                 let msg = format!(
@@ -176,16 +113,9 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
             }
             (ExecutionState::Running, Some(approver)) if rec.record.approved_by.is_some() => {
                 // Approved, then stopped: approving again resumes it (a synchronous approve is never redelivered).
-                let held = match self.take_lock(&mut rec.record, &attempt, true).await? {
+                let held = match self.lock_or_answer(&mut rec, &attempt, true, true).await? {
                     Ok(held) => held,
-                    Err(holder) => {
-                        return Ok(self.in_progress_answer(
-                            &rec.record.execution_id.clone(),
-                            &attempt,
-                            holder,
-                            Some(rec.record.resume_hint()),
-                        ));
-                    }
+                    Err(answer) => return Ok(answer),
                 };
                 let now = self.now();
                 rec.record.note(now, format!("{approver} approved again: attempt {} resumes the execution", attempt.id));
@@ -200,16 +130,9 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
             {
                 // Approved before, and its promotion landed but its record update did not (a crash between the
                 // two): it is approved; resume it (the fence finds its live promotion).
-                let held = match self.take_lock(&mut rec.record, &attempt, true).await? {
+                let held = match self.lock_or_answer(&mut rec, &attempt, true, true).await? {
                     Ok(held) => held,
-                    Err(holder) => {
-                        return Ok(self.in_progress_answer(
-                            &rec.record.execution_id.clone(),
-                            &attempt,
-                            holder,
-                            Some(rec.record.resume_hint()),
-                        ));
-                    }
+                    Err(answer) => return Ok(answer),
                 };
                 let now = self.now();
                 rec.record
@@ -218,70 +141,153 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
                 rec.record.state = ExecutionState::Running;
                 self.drive(rec, attempt, held).await
             }
-            (ExecutionState::AwaitingApproval, Some(approver)) => {
-                // Re-check with what is true now: time has passed since the plan was made.
-                let now = self.now();
-                let d = decision::decide(&DecisionInput {
-                    initiator: &Initiator::Human { requested_by: approver.to_owned() },
-                    target: rec.record.target,
-                    active: attempt.docs.active.valid(),
-                    policy: self.policy_of(&attempt.docs),
-                    target_problem: attempt.docs.site(rec.record.target).problem(),
-                    in_flight: None,
-                    recovered_at: None,
-                    now,
-                });
-                rec.record.note(now, format!("approved by {approver}: {:?} ({})", d.action, d.reasons.join("; ")));
-                if d.action != Action::Execute {
-                    rec.record.state = if d.action == Action::Noop { ExecutionState::Noop } else { ExecutionState::Refused };
-                    rec.record.decision.reasons.extend(d.reasons.iter().map(|r| format!("at approval: {r}")));
-                    let _ = lock::release(&self.bucket, &self.settings.lock_key, &rec.record.execution_id, self.now()).await;
-                    return self.record_only(rec, attempt).await;
-                }
-                rec.record.decision.overrides.extend(d.overrides);
-                rec.record.approved_by = Some(approver.to_owned());
-                // The approval is a new decision: the fence compares with what the approver saw.
-                rec.record.decided_on_version = version_of(&attempt.tree, &self.active_name());
-                let held = match self.take_lock(&mut rec.record, &attempt, true).await? {
-                    Ok(held) => held,
-                    Err(holder) => return Ok(self.in_progress_answer(&rec.record.execution_id.clone(), &attempt, holder, None)),
-                };
-                rec.record.state = ExecutionState::Running;
-                // The approval lands in the record before anything acts on it: the alarm's OK withdraws a waiting
-                // approval by compare-and-swap on the same version, so exactly one of the two wins. (Saved beside
-                // the next step instead, a withdrawal written between the fence's read and the promotion would
-                // leave a promoted execution recorded `noop`.)
-                if let Err(source) = rec.save_now(&self.bucket, self.now()).await {
-                    let id = rec.record.execution_id.clone();
-                    let _ = lock::release_attempt(&self.bucket, &self.settings.lock_key, &id, &held.doc.attempt_id).await;
-                    if matches!(source, StoreError::Conflict { .. })
-                        && let Ok(Some(fresh)) = record::read(&self.bucket, &id).await
-                        && fresh.record.state.is_terminal()
-                    {
-                        return Box::pin(self.answer_existing(fresh, attempt, Some(approver))).await;
-                    }
-                    return Err(EngineError::NotStarted { execution_id: id, source });
-                }
-                self.drive(rec, attempt, held).await
-            }
+            (ExecutionState::AwaitingApproval, Some(approver)) => self.approve_waiting(rec, attempt, approver).await,
             _ => {
                 // Running: an earlier attempt stopped or crashed. Resume under the lock.
-                let held = match self.take_lock(&mut rec.record, &attempt, false).await? {
+                let held = match self.lock_or_answer(&mut rec, &attempt, false, true).await? {
                     Ok(held) => held,
-                    Err(holder) => {
-                        return Ok(self.in_progress_answer(
-                            &rec.record.execution_id.clone(),
-                            &attempt,
-                            holder,
-                            Some(rec.record.resume_hint()),
-                        ));
-                    }
+                    Err(answer) => return Ok(answer),
                 };
                 let now = self.now();
                 rec.record.note(now, format!("attempt {} resumes the execution", attempt.id));
                 self.drive(rec, attempt, held).await
             }
         }
+    }
+
+    /// Takes the lock for the execution of `rec` (`approving`: the approval window's takeover rules), or answers
+    /// `in_progress` naming the holder; `resuming`: the answer says how to resume this execution once it is free.
+    async fn lock_or_answer(
+        &self,
+        rec: &mut Recorder,
+        attempt: &Attempt,
+        approving: bool,
+        resuming: bool,
+    ) -> EngineResult<Result<Held, ExecutionResult>> {
+        match self.take_lock(&mut rec.record, attempt, approving).await? {
+            Ok(held) => Ok(Ok(held)),
+            Err(holder) => {
+                let hint = resuming.then(|| rec.record.resume_hint());
+                Ok(Err(self.in_progress_answer(&rec.record.execution_id.clone(), attempt, holder, hint)))
+            }
+        }
+    }
+
+    /// The pages an ended or waiting execution owes go out, and the `OK` again after an `ALARM` that crossed it.
+    async fn settle_idle_pages(&self, rec: &mut Recorder) -> EngineResult<()> {
+        if !rec.record.owed.is_empty()
+            && let Err(source) = self.pay_owed_unlocked(rec).await
+        {
+            return Err(EngineError::Stopped {
+                execution_id: rec.record.execution_id.clone(),
+                step: Step::Notify,
+                source,
+                hint: "pages are owed for this execution: the next delivery of the trigger, or `check`, sends them".into(),
+            });
+        }
+        self.follow_unlocked_alarm(rec).await;
+        Ok(())
+    }
+
+    /// An ended execution's answer: a replay answers the first result as it was (a completed execution says so,
+    /// the others repeat their own outcome: refused, notify-only, superseded, ...; a failed one its error), and
+    /// an approval has nothing to approve.
+    fn answer_ended(
+        &self,
+        rec: &Recorder,
+        approver: Option<&str>,
+        active_site: Option<domain::site::SiteName>,
+    ) -> EngineResult<ExecutionResult> {
+        let state = rec.record.state;
+        let id = rec.record.execution_id.clone();
+        if approver.is_some() && state != ExecutionState::Completed {
+            let msg = format!("execution {id} already ended ({state:?}): there is nothing to approve");
+            return Ok(self.result_of(&rec.record, Outcome::Rejected, active_site, msg));
+        }
+        if state == ExecutionState::Failed {
+            return Err(EngineError::VerificationFailed {
+                execution_id: id,
+                problem: rec.record.error.clone().unwrap_or_else(|| "the execution failed (see its report)".into()),
+            });
+        }
+        let outcome = if state == ExecutionState::Completed { Outcome::AlreadyCompleted } else { messages::outcome_of(state) };
+        let reasons = rec.record.decision.reasons.join("; ");
+        Ok(self.result_of(&rec.record, outcome, active_site, format!("execution {id} already ended ({state:?}): {reasons}")))
+    }
+
+    /// A waiting execution whose preparation stopped (the snapshot, the record or the lock's approval window
+    /// failed): the redelivery finishes it, or the execution would wait without a snapshot and without its window
+    /// (another alarm would take the lock over once the short lease expired).
+    async fn finish_preparation(&self, mut rec: Recorder, attempt: Attempt) -> EngineResult<ExecutionResult> {
+        let held = match self.lock_or_answer(&mut rec, &attempt, true, true).await? {
+            Ok(held) => held,
+            Err(answer) => return Ok(answer),
+        };
+        // Read again under the lock: the record read before it may be stale. An approval that landed meanwhile
+        // (then stopped, leaving the lock `stopped`, which this delivery took over) owns the execution: preparing
+        // again would overwrite its snapshot and its `running` record with a wait that the alarm's `OK` withdraws,
+        // leaving its promotion recorded `noop` (simulation seed 4700).
+        let id = rec.record.execution_id.clone();
+        match record::read(&self.bucket, &id).await {
+            Ok(Some(fresh)) if fresh.record.state != ExecutionState::AwaitingApproval => {
+                let _ = lock::release_attempt(&self.bucket, &self.settings.lock_key, &id, &held.doc.attempt_id).await;
+                return Box::pin(self.answer_existing(fresh, attempt, None)).await;
+            }
+            Ok(_) => {}
+            Err(source) => {
+                let _ = lock::release_attempt(&self.bucket, &self.settings.lock_key, &id, &held.doc.attempt_id).await;
+                return Err(EngineError::NotStarted { execution_id: id, source });
+            }
+        }
+        self.prepare_for_approval(rec, attempt, held).await
+    }
+
+    /// `approve` of an execution waiting for it: decided again with what is true now (time has passed since the
+    /// plan was made), recorded before anything acts on it, then driven under the lock.
+    async fn approve_waiting(&self, mut rec: Recorder, attempt: Attempt, approver: &str) -> EngineResult<ExecutionResult> {
+        let now = self.now();
+        let d = decision::decide(&DecisionInput {
+            initiator: &Initiator::Human { requested_by: approver.to_owned() },
+            target: rec.record.target,
+            active: attempt.docs.active.valid(),
+            policy: self.policy_of(&attempt.docs),
+            target_problem: attempt.docs.site(rec.record.target).problem(),
+            in_flight: None,
+            recovered_at: None,
+            now,
+        });
+        rec.record.note(now, format!("approved by {approver}: {:?} ({})", d.action, d.reasons.join("; ")));
+        if d.action != Action::Execute {
+            rec.record.state = if d.action == Action::Noop { ExecutionState::Noop } else { ExecutionState::Refused };
+            rec.record.decision.reasons.extend(d.reasons.iter().map(|r| format!("at approval: {r}")));
+            let _ = lock::release(&self.bucket, &self.settings.lock_key, &rec.record.execution_id, self.now()).await;
+            return self.record_only(rec, attempt).await;
+        }
+        rec.record.decision.overrides.extend(d.overrides);
+        rec.record.approved_by = Some(approver.to_owned());
+        // The approval is a new decision: the fence compares with what the approver saw.
+        rec.record.decided_on_version = version_of(&attempt.tree, &self.active_name());
+        let held = match self.lock_or_answer(&mut rec, &attempt, true, false).await? {
+            Ok(held) => held,
+            Err(answer) => return Ok(answer),
+        };
+        rec.record.state = ExecutionState::Running;
+        // The approval lands in the record before anything acts on it: the alarm's OK withdraws a waiting
+        // approval by compare-and-swap on the same version, so exactly one of the two wins. (Saved beside the
+        // next step instead, a withdrawal written between the fence's read and the promotion would leave a
+        // promoted execution recorded `noop`.)
+        if let Err(source) = rec.save_now(&self.bucket, self.now()).await {
+            let id = rec.record.execution_id.clone();
+            let _ = lock::release_attempt(&self.bucket, &self.settings.lock_key, &id, &held.doc.attempt_id).await;
+            if matches!(source, StoreError::Conflict { .. })
+                && let Ok(Some(fresh)) = record::read(&self.bucket, &id).await
+                && fresh.record.state.is_terminal()
+            {
+                return Box::pin(self.answer_existing(fresh, attempt, Some(approver))).await;
+            }
+            return Err(EngineError::NotStarted { execution_id: id, source });
+        }
+        self.drive(rec, attempt, held).await
     }
 
     /// Whether `{prefix}/active`, as this attempt read it, names `execution_id`: its promotion is live.

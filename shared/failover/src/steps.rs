@@ -42,6 +42,37 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
             None => self.snapshot_files_of(&attempt.tree, false).await,
         }
     }
+
+    /// The snapshot's files, with what the record keeps of them (the RPO estimate, the workspaces' exports): the
+    /// snapshot step's first half, shared with an approval's preparation.
+    pub(super) async fn collect_snapshot(
+        &self,
+        rec: &mut ExecutionRecord,
+        attempt: &Attempt,
+    ) -> Result<Vec<snapshot::SnapshotFile>, StoreError> {
+        let files = self.snapshot_files(attempt).await?;
+        rec.rpo_estimate = Some(rpo_estimate(&files));
+        rec.workspaces = dr_workspace::from_snapshot(&files);
+        Ok(files)
+    }
+
+    /// Writes the snapshot of execution `id` (`snapshots/{id}/`, its manifest last) and answers the manifest's key.
+    pub(super) async fn write_snapshot(
+        &self,
+        id: &str,
+        files: Vec<snapshot::SnapshotFile>,
+        start: OffsetDateTime,
+    ) -> Result<String, StoreError> {
+        snapshot::write(&self.bucket, &domain::layout::snapshot_folder(id), id, files, start).await
+    }
+
+    /// The snapshot step's second half, shared with an approval's preparation: the written snapshot's manifest
+    /// and the step, done, in the record.
+    pub(super) fn snapshot_recorded(&self, rec: &mut ExecutionRecord, manifest: String, start: OffsetDateTime, attempt_id: &str) {
+        let end = self.now();
+        rec.snapshot_manifest_key = Some(manifest.clone());
+        rec.steps.push(self.step(Step::Snapshot, StepOutcome::Done, start, end, attempt_id, Some(manifest)));
+    }
     /// The fence: what the decision rested on was read before the lock; read it again now that the lock is held
     /// (every writer of `active` holds it) and decide again. One round trip. The fresh tree replaces the one
     /// read before the lock for every later step.
@@ -95,28 +126,7 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
         run.attempt.tree = fresh;
         run.attempt.docs = docs;
         match verdict {
-            Fence::Superseded(why) if !run.rec.record.done(Step::Promote) => {
-                // A promotion of this execution may have landed without its record saying so (a crash between
-                // the put and the record's update), then been replaced: the history tells, and the record says it.
-                match self.own_promotion_in_history(&id).await {
-                    Ok(Some(version)) => {
-                        let now = self.now();
-                        run.rec.record.promoted_version = Some(version);
-                        let detail = Some(format!("version {version}, found in the history (its record update was lost)"));
-                        run.rec.record.steps.push(self.step(
-                            Step::Promote,
-                            StepOutcome::AlreadyDone,
-                            now,
-                            now,
-                            &run.attempt.id,
-                            detail,
-                        ));
-                        StepEnd::Supersede(format!("{why}; its own promotion (version {version}) was live before that"))
-                    }
-                    Ok(None) => StepEnd::Supersede(why),
-                    Err(source) => StepEnd::Stop(source),
-                }
-            }
+            Fence::Superseded(why) if !run.rec.record.done(Step::Promote) => self.superseded_unless_promoted(run, &id, why).await,
             Fence::Superseded(why) => StepEnd::Supersede(why),
             verdict => {
                 let end = self.now();
@@ -124,6 +134,24 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
                 run.rec.record.steps.push(step);
                 StepEnd::Next
             }
+        }
+    }
+
+    /// The fence found the execution superseded, with no promotion in its record. Its promotion may still have
+    /// landed without the record saying so (a crash between the put and the record's update), then been replaced:
+    /// the history tells, and the record says it.
+    async fn superseded_unless_promoted(&self, run: &mut Run, id: &str, why: String) -> StepEnd {
+        match self.own_promotion_in_history(id).await {
+            Ok(Some(version)) => {
+                let now = self.now();
+                run.rec.record.promoted_version = Some(version);
+                let detail = Some(format!("version {version}, found in the history (its record update was lost)"));
+                let step = self.step(Step::Promote, StepOutcome::AlreadyDone, now, now, &run.attempt.id, detail);
+                run.rec.record.steps.push(step);
+                StepEnd::Supersede(format!("{why}; its own promotion (version {version}) was live before that"))
+            }
+            Ok(None) => StepEnd::Supersede(why),
+            Err(source) => StepEnd::Stop(source),
         }
     }
 
@@ -149,10 +177,10 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
             run.rec.record.steps.push(step);
             return StepEnd::Next;
         }
-        // The files first (collected while the lock was taken): the started page carries the RPO.
-        let files = self.snapshot_files(&run.attempt).await;
-        let estimate = files.as_ref().ok().map(|f| rpo_estimate(f));
-        let rpo = estimate.as_ref().map(|e| format!(" RPO: {}.", crate::report::rpo_summary(e)));
+        // The files first (collected while the lock was taken): the started page carries their RPO.
+        let files = self.collect_snapshot(&mut run.rec.record, &run.attempt).await;
+        let estimate = files.as_ref().ok().and(run.rec.record.rpo_estimate.as_ref());
+        let rpo = estimate.map(|e| format!(" RPO: {}.", crate::report::rpo_summary(e)));
         let rec = &mut run.rec.record;
         if !rec.sent(Channel::Paging, &format!("{}.awaiting_approval", rec.kind)) {
             let page = self.page(
@@ -176,17 +204,12 @@ impl<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock> Engine<P, B, N,
             Ok(f) => f,
             Err(source) => return StepEnd::Stop(source),
         };
-        run.rec.record.rpo_estimate = estimate;
-        run.rec.record.workspaces = dr_workspace::from_snapshot(&files);
-        let folder = domain::layout::snapshot_folder(&id);
-        let written = self.beside(&mut run.rec, start, snapshot::write(&self.bucket, &folder, &id, files, start)).await;
+        let written = self.beside(&mut run.rec, start, self.write_snapshot(&id, files, start)).await;
         let manifest = match written {
             Ok(m) => m,
             Err(source) => return StepEnd::Stop(source),
         };
-        let end = self.now();
-        run.rec.record.snapshot_manifest_key = Some(manifest.clone());
-        run.rec.record.steps.push(self.step(Step::Snapshot, StepOutcome::Done, start, end, &run.attempt.id, Some(manifest)));
+        self.snapshot_recorded(&mut run.rec.record, manifest, start, &run.attempt.id);
         StepEnd::Next
     }
 
