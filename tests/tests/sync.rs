@@ -93,10 +93,13 @@ fn id_of(state: &Value, list: &str, name_at: &str, name: &str, id_field: &str) -
     o[id_field].as_str().map(str::to_owned).unwrap_or_else(|| o[id_field].to_string())
 }
 
-/// Sets the ACL of an object (`kind/ID` of the state's permissions) to `entries` and admins' inherited CAN_MANAGE.
+/// Sets the ACL of an object (`kind/ID` of the state's permissions) to `entries`, and for a job or warehouse the
+/// admins' CAN_MANAGE inherited from the root (as the local server gives every job and warehouse).
 fn set_acl(state: &mut Value, kind: &str, id: &str, object_type: &str, prefix: &str, mut entries: Vec<Value>) {
-    entries.push(json!({"group_name": "admins", "all_permissions": [
-        {"permission_level": "CAN_MANAGE", "inherited": true, "inherited_from_object": [prefix]}]}));
+    if ["jobs", "warehouses"].contains(&kind) {
+        entries.push(json!({"group_name": "admins", "all_permissions": [
+            {"permission_level": "CAN_MANAGE", "inherited": true, "inherited_from_object": [prefix]}]}));
+    }
     state["permissions"][format!("{kind}/{id}")] =
         json!({"object_id": format!("{prefix}{id}"), "object_type": object_type, "access_control_list": entries});
 }
