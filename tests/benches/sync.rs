@@ -30,7 +30,9 @@ async fn main() {
         engine::workspace::sync::apply::IN_FLIGHT,
         bin_dir().display()
     );
-    println!("| run | plan s | changes | apply s | standby calls (writes) | outcome | peak RSS MB | second plan | second apply writes |");
+    println!(
+        "| run | plan s | changes | apply s | standby calls (writes) | outcome | peak RSS MB | second plan | second apply writes |"
+    );
     println!("|---|---|---|---|---|---|---|---|---|");
     for run in 1..=runs {
         let mappings = json!({"zone_ids": {"us-east-1a": "us-west-2a"},

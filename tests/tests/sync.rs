@@ -10,8 +10,7 @@
 use serde_json::{Value, json};
 use tests::databricks::{SitePair, sample_workspace};
 
-const SYNCED: [&str; 7] =
-    ["jobs", "cluster-policies", "instance-pools", "sql-warehouses", "catalogs", "schemas", "permissions"];
+const SYNCED: [&str; 7] = ["jobs", "cluster-policies", "instance-pools", "sql-warehouses", "catalogs", "schemas", "permissions"];
 
 async fn pair(sync: Value) -> SitePair {
     SitePair::start(&json!({"activation": {"job_tag": "dr=active-passive"}, "sync": sync}), None).await
@@ -109,17 +108,42 @@ fn set_acl(state: &mut Value, kind: &str, id: &str, object_type: &str, prefix: &
 fn permission_drift(pair: &SitePair, secondary: &mut Value) {
     let mut p = pair.primary().state();
     let pool = id_of(&p, "instance_pools", "/instance_pool_name", "gpu-pool", "instance_pool_id");
-    set_acl(&mut p, "instance-pools", &pool, "instance-pool", "/instance-pools/", vec![direct("group_name", "data-engineers", "CAN_ATTACH_TO")]);
+    set_acl(
+        &mut p,
+        "instance-pools",
+        &pool,
+        "instance-pool",
+        "/instance-pools/",
+        vec![direct("group_name", "data-engineers", "CAN_ATTACH_TO")],
+    );
     let policy = id_of(&p, "cluster_policies", "/name", "dr-standard", "policy_id");
-    set_acl(&mut p, "cluster-policies", &policy, "cluster-policy", "/cluster-policies/", vec![direct("group_name", "data-engineers", "CAN_USE")]);
+    set_acl(
+        &mut p,
+        "cluster-policies",
+        &policy,
+        "cluster-policy",
+        "/cluster-policies/",
+        vec![direct("group_name", "data-engineers", "CAN_USE")],
+    );
     pair.primary().set_state(&p);
     let job = id_of(secondary, "jobs", "/settings/name", "nightly-etl", "job_id");
-    set_acl(secondary, "jobs", &job, "job", "/jobs/", vec![
-        direct("user_name", "etl@example.com", "IS_OWNER"),
-        direct("group_name", "data-engineers", "CAN_VIEW"),
-    ]);
+    set_acl(
+        secondary,
+        "jobs",
+        &job,
+        "job",
+        "/jobs/",
+        vec![direct("user_name", "etl@example.com", "IS_OWNER"), direct("group_name", "data-engineers", "CAN_VIEW")],
+    );
     let bi = id_of(secondary, "warehouses", "/name", "bi", "id");
-    set_acl(secondary, "warehouses", &bi, "warehouse", "/sql/warehouses/", vec![direct("user_name", "admin@example.com", "IS_OWNER")]);
+    set_acl(
+        secondary,
+        "warehouses",
+        &bi,
+        "warehouse",
+        "/sql/warehouses/",
+        vec![direct("user_name", "admin@example.com", "IS_OWNER")],
+    );
 }
 
 async fn between_sites(pair: &SitePair, kind: &str) -> Value {
@@ -178,10 +202,17 @@ async fn the_plan_matches_the_drift_an_apply_converges_and_a_second_changes_noth
     assert_eq!(names(&p["kinds"]["schemas"], "update"), ["main.reporting"], "{p:#}");
     // The ACLs: of the objects both have, and of those the plan creates (their owner as in the active site).
     let acls = names(&p["kinds"]["permissions"], "update");
-    for want in ["cluster-policies:dr-standard", "instance-pools:gpu-pool", "jobs:hourly-report", "jobs:nightly-etl", "warehouses:bi"] {
+    for want in
+        ["cluster-policies:dr-standard", "instance-pools:gpu-pool", "jobs:hourly-report", "jobs:nightly-etl", "warehouses:bi"]
+    {
         assert!(acls.iter().any(|n| n.starts_with(want)), "{want} not in {acls:?}");
     }
-    let nightly = p["kinds"]["permissions"].as_array().unwrap().iter().find(|c| c["name"].as_str().unwrap().starts_with("jobs:nightly")).unwrap();
+    let nightly = p["kinds"]["permissions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"].as_str().unwrap().starts_with("jobs:nightly"))
+        .unwrap();
     assert_eq!(nightly["fields"], json!(["data-engineers"]), "{nightly:#}");
     assert!(names(&p["kinds"]["permissions"], "prune").is_empty(), "no extra grant to prune: {p:#}");
 
@@ -195,13 +226,17 @@ async fn the_plan_matches_the_drift_an_apply_converges_and_a_second_changes_noth
     assert!(!pair.primary().requests().iter().any(written), "never a write to the active site");
     let state = pair.secondary().state();
     // Each ACL written by a PUT after its object, never with a placeholder left in its path.
-    let puts: Vec<String> =
-        pair.secondary().requests().iter().filter(|q| q.method == "PUT").map(|q| q.path.clone()).collect();
+    let puts: Vec<String> = pair.secondary().requests().iter().filter(|q| q.method == "PUT").map(|q| q.path.clone()).collect();
     assert!(puts.iter().any(|p| p.starts_with("/api/2.0/permissions/instance-pools/")), "{puts:?}");
     assert!(!puts.iter().any(|p| p.contains("sync:")), "{puts:?}");
     let hourly = id_of(&state, "jobs", "/settings/name", "hourly-report", "job_id");
     let acl = pair.secondary().get(&format!("/api/2.0/permissions/jobs/{hourly}"), Some(&pair.secondary().pat())).json();
-    let owner = acl["access_control_list"].as_array().unwrap().iter().find(|e| e["all_permissions"][0]["permission_level"] == "IS_OWNER").unwrap();
+    let owner = acl["access_control_list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["all_permissions"][0]["permission_level"] == "IS_OWNER")
+        .unwrap();
     assert_eq!(owner["user_name"], "alice@example.com", "the active site's owner: {acl:#}");
     let sales = state["catalogs"].as_array().unwrap().iter().find(|c| c["name"] == "sales").unwrap();
     assert_eq!(sales["storage_root"], "s3://acme-secondary-landing/uc/sales", "the root mapped, never copied");
@@ -367,11 +402,18 @@ async fn a_grant_only_the_standby_has_is_kept_without_prune_and_removed_with_it(
     let pair = pair(mappings()).await;
     let mut s = sample_workspace("secondary");
     let job = id_of(&s, "jobs", "/settings/name", "nightly-etl", "job_id");
-    set_acl(&mut s, "jobs", &job, "job", "/jobs/", vec![
-        direct("user_name", "etl@example.com", "IS_OWNER"),
-        direct("group_name", "data-engineers", "CAN_MANAGE_RUN"),
-        direct("group_name", "contractors", "CAN_VIEW"),
-    ]);
+    set_acl(
+        &mut s,
+        "jobs",
+        &job,
+        "job",
+        "/jobs/",
+        vec![
+            direct("user_name", "etl@example.com", "IS_OWNER"),
+            direct("group_name", "data-engineers", "CAN_MANAGE_RUN"),
+            direct("group_name", "contractors", "CAN_VIEW"),
+        ],
+    );
     pair.secondary().set_state(&s);
     snapshot(&pair);
     let (_, plan, stderr) = dr(&pair, &["sync"]);

@@ -136,7 +136,8 @@ impl MemWorkspace {
             }
         };
         if let Some(body) = put {
-            let inherited = |e: &Value| e["all_permissions"].as_array().into_iter().flatten().any(|p| p["inherited"] == json!(true));
+            let inherited =
+                |e: &Value| e["all_permissions"].as_array().into_iter().flatten().any(|p| p["inherited"] == json!(true));
             let mut acl: Vec<Value> =
                 docs[pos]["access_control_list"].as_array().into_iter().flatten().filter(|e| inherited(e)).cloned().collect();
             for e in body["access_control_list"].as_array().into_iter().flatten() {

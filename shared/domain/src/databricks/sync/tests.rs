@@ -461,8 +461,15 @@ fn an_object_s_acl_is_put_as_the_union_and_the_standby_s_extra_principals_only_p
         KindObjects {
             complete: true,
             objects: vec![
-                acl_doc("warehouses", "wh-p1", json!([entry("user_name", "ann", "IS_OWNER", false),
-                    entry("group_name", "analysts", "CAN_USE", false), admins.clone()])),
+                acl_doc(
+                    "warehouses",
+                    "wh-p1",
+                    json!([
+                        entry("user_name", "ann", "IS_OWNER", false),
+                        entry("group_name", "analysts", "CAN_USE", false),
+                        admins.clone()
+                    ]),
+                ),
                 acl_doc("instance-pools", "pool-p1", json!([entry("group_name", "eng", "CAN_ATTACH_TO", false)])),
                 acl_doc("jobs", "11", json!([entry("user_name", "etl@use1", "IS_OWNER", false)])),
                 acl_doc("jobs", "13", json!([entry("user_name", "etl@use1", "IS_OWNER", false)])),
@@ -470,23 +477,39 @@ fn an_object_s_acl_is_put_as_the_union_and_the_standby_s_extra_principals_only_p
         },
     );
     let mut s = export(&[
-        (ObjectKind::SqlWarehouses, json!([{"id": "wh-s1", "name": "bi", "cluster_size": "Small", "auto_stop_mins": 10, "max_num_clusters": 1}])),
+        (
+            ObjectKind::SqlWarehouses,
+            json!([{"id": "wh-s1", "name": "bi", "cluster_size": "Small", "auto_stop_mins": 10, "max_num_clusters": 1}]),
+        ),
         (ObjectKind::Clusters, json!([{"cluster_id": "c-s1", "cluster_name": "shared", "cluster_source": "UI"}])),
     ]);
     s.insert(
         ObjectKind::Permissions,
         KindObjects {
             complete: true,
-            objects: vec![acl_doc("warehouses", "wh-s1", json!([entry("user_name", "bob", "IS_OWNER", false),
-                entry("group_name", "analysts", "CAN_VIEW", false), entry("group_name", "temps", "CAN_USE", false), admins]))],
+            objects: vec![acl_doc(
+                "warehouses",
+                "wh-s1",
+                json!([
+                    entry("user_name", "bob", "IS_OWNER", false),
+                    entry("group_name", "analysts", "CAN_VIEW", false),
+                    entry("group_name", "temps", "CAN_USE", false),
+                    admins
+                ]),
+            )],
         },
     );
     let plan = plan(&p, &s, &settings(), Some(&tag()));
     let acl_changes: Vec<&Change> = plan.changes.iter().filter(|c| c.kind == ObjectKind::Permissions).collect();
     // The warehouse both have: its owner and the analysts' level from the active site, the temps kept (update),
     // then removed only by the prune; the inherited admins never sent.
-    let Action::Update { call, target, fields } = change(&plan, ObjectKind::Permissions, "warehouses:bi") else { panic!("{plan:#?}") };
-    assert_eq!((call.method, call.path.as_str(), target.as_str()), (Method::Put, "/api/2.0/permissions/warehouses/wh-s1", "wh-s1"));
+    let Action::Update { call, target, fields } = change(&plan, ObjectKind::Permissions, "warehouses:bi") else {
+        panic!("{plan:#?}")
+    };
+    assert_eq!(
+        (call.method, call.path.as_str(), target.as_str()),
+        (Method::Put, "/api/2.0/permissions/warehouses/wh-s1", "wh-s1")
+    );
     assert_eq!(fields, &["analysts", "ann", "bob"]);
     assert_eq!(
         call.body,

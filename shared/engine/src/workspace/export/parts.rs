@@ -153,7 +153,8 @@ async fn core(b: &Bounded<'_>) -> Parted {
         .map(|(object_type, id, name)| Target::Acl { object_type: object_type.to_owned(), id, name })
         .collect();
     // As one invocation: the ACLs inherit any error of their listings.
-    let acl_inherited = [&jobs, &clusters, &warehouses, &policies, &pools].into_iter().find_map(|g| g.error.as_ref().map(ToString::to_string));
+    let acl_inherited =
+        [&jobs, &clusters, &warehouses, &policies, &pools].into_iter().find_map(|g| g.error.as_ref().map(ToString::to_string));
     found.push(Found::Targets { kind: ObjectKind::Permissions, targets: acl, inherited: acl_inherited });
     let mut grants = Vec::new();
     for (g, securable) in [(&locations, "external_location"), (&credentials, "storage_credential")] {
