@@ -78,7 +78,10 @@ async fn main() {
         let second = again.invoke_with_timeout(&json!({"command": "sync"}), LONG).response();
         again.invoke_with_timeout(&apply, LONG).response();
         let second_writes = pair.secondary().requests().iter().filter(|q| q.method != "GET").count();
-        let counts = |v: &Value| v.as_object().map(|o| format!("{o:?}").replace('"', "")).unwrap_or_default();
+        let counts = |v: &Value| -> String {
+            let parts: Vec<String> = v.as_object().into_iter().flatten().map(|(a, n)| format!("{a} {n}")).collect();
+            if parts.is_empty() { "nothing".into() } else { parts.join(", ") }
+        };
         println!(
             "| {run} | {plan_s:.2} | {} | {apply_s:.1} | {} ({writes}) | {outcome}, {made} jobs | {rss:.1} | {} | {second_writes} |",
             counts(&changes),
