@@ -913,18 +913,19 @@ class Workspace(Writes):
         if len(parts) != 2 or parts[0] not in PERMISSION_TYPES:
             raise bad_param(f"Unsupported object type: {'/'.join(parts[:-1])}")
         kind, oid = parts
-        stored = self.state["permissions"].get(f"{kind}/{oid}")
-        if stored is not None:
-            return stored
         exists = {"jobs": lambda: oid.isdigit() and int(oid) in self.jobs, "clusters": lambda: oid in self.clusters,
                   "warehouses": lambda: oid in self.warehouses,
                   "cluster-policies": lambda: any(p.get("policy_id") == oid for p in self.state["cluster_policies"]),
                   "instance-pools": lambda: any(p.get("instance_pool_id") == oid for p in self.state["instance_pools"]),
                   }[kind]()
+        # An unknown object is a 404 RESOURCE_DOES_NOT_EXIST, even when the state still holds an ACL under its id
+        # (a seeded state that dropped the object but not its ACL).
         if not exists:
             raise not_found(f"{PERMISSION_TYPES[kind][0].capitalize()} {oid} does not exist.")
-        object_type, prefix = PERMISSION_TYPES[kind]
-        return {"object_id": prefix + oid, "object_type": object_type, "access_control_list": []}
+        stored = self.state["permissions"].get(f"{kind}/{oid}")
+        if stored is not None:
+            return stored
+        return self.default_acl(kind, oid)
 
 
 GETS = {

@@ -28,8 +28,12 @@ Every rule below names its source. The main ones:
   databricks-sdk-py jobs.py JobPermissionLevel, sql.py WarehousePermissionLevel, compute.py
   ClusterPolicyPermissionLevel, InstancePoolPermissionLevel): PUT replaces the direct permissions, PATCH adds or
   changes them; each entry names exactly one of user_name, group_name, service_principal_name and a level that the
-  object type has; a job has exactly one owner (IS_OWNER), a user or a service principal, never a group; a PUT
-  that names no owner keeps the current one.
+  object type has (jobs: CAN_VIEW, CAN_MANAGE_RUN, IS_OWNER, CAN_MANAGE; warehouses: CAN_VIEW, CAN_MONITOR,
+  CAN_USE, IS_OWNER, CAN_MANAGE; cluster-policies: CAN_USE; instance-pools: CAN_ATTACH_TO, CAN_MANAGE); an unknown
+  object is 404 RESOURCE_DOES_NOT_EXIST; an owner (IS_OWNER) is a user or a service principal, never a group, and
+  one at most; a job's PUT names exactly one ("The job must have exactly one owner.", databricks/cli issues 3849
+  and 5682); a PUT keeps the inherited entries. A job or warehouse no write has set is owned by its creator,
+  admins holding CAN_MANAGE inherited (https://docs.databricks.com/jobs/privileges.html).
 
 Site-local values: when the state's "site" object lists "zones", "instance_profiles" or "identities", a request
 naming another zone (aws_attributes.zone_id other than "auto"), an unregistered instance profile, or an unknown
@@ -84,6 +88,11 @@ LEVELS = {
     "instance-pools": {"CAN_ATTACH_TO", "CAN_MANAGE"},
 }
 PRINCIPAL_FIELDS = ("user_name", "group_name", "service_principal_name")
+# Each object type's `object_type` and `object_id` prefix in a permissions answer.
+PERMISSION_PATHS = {"jobs": ("job", "/jobs/"), "clusters": ("cluster", "/clusters/"),
+                    "warehouses": ("warehouse", "/sql/warehouses/"),
+                    "cluster-policies": ("cluster-policy", "/cluster-policies/"),
+                    "instance-pools": ("instance-pool", "/instance-pools/")}
 
 
 class Rejected(Exception):
@@ -123,6 +132,17 @@ def string_field(body: dict, name: str, required: bool, longest: int | None = No
     if longest is not None and not 1 <= len(value) <= longest:
         raise bad(f"{where}{name} must be between 1 and {longest} characters, got {len(value)}")
     return value
+
+
+def unique_name(body: dict, field: str, longest: int, others: list, id_field: str, own_id: Any, what: str) -> str:
+    """The required name `field` of a policy, pool or warehouse body: a non-empty string of at most `longest`
+    characters that no other object of `others` (the ones whose `id_field` is not `own_id`) has. Cluster policies:
+    name required, unique, 1-100 characters; instance pools: instance_pool_name the same; SQL warehouses: name
+    unique and under 100 characters (the sources in the module's docstring)."""
+    name = string_field(body, field, True, longest)
+    if any(o.get(field) == name and o.get(id_field) != own_id for o in others):
+        raise bad(f"{what} named {name!r} already exists; names must be unique")
+    return name  # type: ignore[return-value]
 
 
 class Writes:
@@ -276,8 +296,10 @@ class Writes:
         job["settings"].setdefault("name", "Untitled")
         self.state["jobs"].append(job)
         self.jobs[job_id] = job
+        # A new id's ACL starts afresh, its creator the owner (the state may hold a stale one under the id).
+        self.state["permissions"].pop(f"jobs/{job_id}", None)
         if acl is not None:
-            self.store_acl("jobs", str(job_id), acl, replace=True)
+            self.store_acl("jobs", str(job_id), acl, replace=False)
         return {"job_id": job_id}
 
     def jobs_delete(self, body: dict) -> dict:
@@ -289,9 +311,7 @@ class Writes:
 
     # --- cluster policies --------------------------------------------------------------------------------------
     def policy_fields(self, body: dict, policy_id: str | None) -> dict:
-        name = string_field(body, "name", True, 100)
-        if any(p.get("name") == name and p.get("policy_id") != policy_id for p in self.state["cluster_policies"]):
-            raise bad(f"Cluster policy with name {name!r} already exists")
+        unique_name(body, "name", 100, self.state["cluster_policies"], "policy_id", policy_id, "A cluster policy")
         definition = body.get("definition")
         if definition is not None:
             try:
@@ -346,10 +366,8 @@ class Writes:
 
     # --- instance pools ----------------------------------------------------------------------------------------
     def pool_fields(self, body: dict, pool_id: str | None) -> dict:
-        name = string_field(body, "instance_pool_name", True, 100)
-        if any(p.get("instance_pool_name") == name and p.get("instance_pool_id") != pool_id
-               for p in self.state["instance_pools"]):
-            raise bad(f"Instance pool with name {name!r} already exists")
+        unique_name(body, "instance_pool_name", 100, self.state["instance_pools"], "instance_pool_id", pool_id,
+                    "An instance pool")
         string_field(body, "node_type_id", True)
         for k in ("min_idle_instances", "max_capacity", "idle_instance_autotermination_minutes"):
             v = body.get(k)
@@ -401,9 +419,7 @@ class Writes:
 
     # --- SQL warehouses ----------------------------------------------------------------------------------------
     def warehouse_fields(self, body: dict, wid: str | None) -> dict:
-        name = string_field(body, "name", True, 99)
-        if any(w.get("name") == name and w.get("id") != wid for w in self.state["warehouses"]):
-            raise bad(f"A SQL warehouse named {name!r} already exists; names must be unique")
+        unique_name(body, "name", 99, self.state["warehouses"], "id", wid, "A SQL warehouse")
         size = body.get("cluster_size")
         if size not in CLUSTER_SIZES:
             raise bad(f"cluster_size must be one of {', '.join(CLUSTER_SIZES)}, got {size!r}")
@@ -444,6 +460,7 @@ class Writes:
         w = {"id": wid, **fields, "creator_name": me, "state": "STARTING", "num_clusters": 0}
         self.state["warehouses"].append(w)
         self.warehouses[wid] = w
+        self.state["permissions"].pop(f"warehouses/{wid}", None)
         self.transitions[wid] = (time.monotonic() + self.warehouse_delay, "RUNNING")
         return {"id": wid}
 
@@ -602,7 +619,7 @@ class Writes:
         return {"privilege_assignments": self.state["grants"][key]}
 
     # --- object permissions (ACLs) -----------------------------------------------------------------------------
-    def check_acl(self, kind: str, acl: Any) -> None:
+    def check_acl(self, kind: str, acl: Any, replace: bool = False) -> None:
         if not isinstance(acl, list):
             raise bad("access_control_list must be a list")
         owners = 0
@@ -621,32 +638,55 @@ class Writes:
             self.check_identity(entry[named[0]], "permission")
         if owners > 1:
             raise bad(f"A {kind[:-1]} has exactly one owner; the list names {owners}")
+        # A PUT replaces the job's direct permissions, its owner's too: the API refuses one that names no owner
+        # ("The job must have exactly one owner.", databricks/cli issues 3849 and 5682, whose direct engine sent
+        # such a PUT; Terraform's databricks_permissions docs: "A job must have exactly one owner").
+        if replace and kind == "jobs" and owners != 1:
+            raise bad("The job must have exactly one owner.")
+
+    def default_acl(self, kind: str, oid: str) -> dict:
+        """The ACL of an object no write has set: a job or warehouse is owned by its creator, workspace admins
+        holding CAN_MANAGE inherited from the root object (https://docs.databricks.com/jobs/privileges.html,
+        "Default privileges for jobs"; warehouses have an owner too, sql.py WarehousePermissionLevel.IS_OWNER)."""
+        object_type, prefix = PERMISSION_PATHS[kind]
+        acl: list = []
+        creator = None
+        if kind == "jobs":
+            creator = (self.jobs.get(int(oid)) or {}).get("creator_user_name") if oid.isdigit() else None
+        elif kind == "warehouses":
+            creator = (self.warehouses.get(oid) or {}).get("creator_name")
+        if kind in ("jobs", "warehouses"):
+            if creator:
+                acl.append({"user_name": creator,
+                            "all_permissions": [{"permission_level": "IS_OWNER", "inherited": False}]})
+            acl.append({"group_name": "admins", "all_permissions": [
+                {"permission_level": "CAN_MANAGE", "inherited": True, "inherited_from_object": [prefix]}]})
+        return {"object_id": prefix + oid, "object_type": object_type, "access_control_list": acl}
 
     def store_acl(self, kind: str, oid: str, acl: list, replace: bool) -> dict:
+        """PUT (`replace`) sets the direct permissions and keeps the inherited ones; PATCH adds or changes the
+        levels of the principals it names. A new owner takes ownership from the old one."""
         key = f"{kind}/{oid}"
-        object_type, prefix = {"jobs": ("job", "/jobs/"), "clusters": ("cluster", "/clusters/"),
-                               "warehouses": ("warehouse", "/sql/warehouses/"),
-                               "cluster-policies": ("cluster-policy", "/cluster-policies/"),
-                               "instance-pools": ("instance-pool", "/instance-pools/")}[kind]
-        stored = self.state["permissions"].get(key) or {"object_id": prefix + oid, "object_type": object_type,
-                                                        "access_control_list": []}
+        stored = copy.deepcopy(self.state["permissions"].get(key) or self.default_acl(kind, oid))
 
         def who(e: dict) -> tuple:
             return next((f, e[f]) for f in PRINCIPAL_FIELDS if e.get(f))
 
-        current = {who(e): e for e in stored.get("access_control_list", [])}
-        owner = [e for e in current.values()
-                 if any(p.get("permission_level") == "IS_OWNER" for p in e.get("all_permissions", []))]
-        if replace:
-            current = {} if any(e.get("permission_level") == "IS_OWNER" for e in acl) else {who(e): e for e in owner}
+        # principal -> its permission items, inherited ones first
+        current: dict = {who(e): list(e.get("all_permissions", [])) for e in stored.get("access_control_list", [])}
+        new_owner = any(e.get("permission_level") == "IS_OWNER" for e in acl)
+        for k, items in current.items():
+            current[k] = [p for p in items if p.get("inherited")
+                          or not (replace or (new_owner and p.get("permission_level") == "IS_OWNER"))]
+        named: set = set()
         for e in acl:
-            if e.get("permission_level") == "IS_OWNER":
-                for k in [k for k, v in current.items() if v in owner]:
-                    del current[k]
-            field, name = who(e)
-            current[(field, name)] = {field: name, "all_permissions": [
-                {"permission_level": e["permission_level"], "inherited": False}]}
-        stored["access_control_list"] = list(current.values())
+            items = current.setdefault(who(e), [])
+            if not replace and who(e) not in named:
+                # PATCH sets the principal's direct levels (inherited items stay).
+                items[:] = [p for p in items if p.get("inherited")]
+            named.add(who(e))
+            items.append({"permission_level": e["permission_level"], "inherited": False})
+        stored["access_control_list"] = [{f: n, "all_permissions": items} for (f, n), items in current.items() if items]
         self.state["permissions"][key] = stored
         return stored
 
@@ -658,7 +698,7 @@ class Writes:
         kind, oid = parts
         self.object_permissions([kind, oid])  # type: ignore[attr-defined]  # exists, or the 404
         acl = body.get("access_control_list", [])
-        self.check_acl(kind, acl)
+        self.check_acl(kind, acl, replace)
         return self.store_acl(kind, oid, acl, replace)
 
     # --- routing -----------------------------------------------------------------------------------------------

@@ -64,7 +64,7 @@ mod tests {
     #[test]
     fn the_plan_reads_per_kind_with_fields_reasons_and_what_is_not_synced() {
         let v = json!({"plan": {"from": "primary", "to": "secondary", "plan_id": "abc", "exported_at": {"primary": "t1"},
-            "activation_tag": "dr=standby", "sentence": "1 to create, 1 to update, 1 to blocked",
+            "activation_tag": "dr=standby", "sentence": "1 blocked, 1 to create, 1 to update",
             "kinds": {"jobs": [{"name": "nightly", "action": "create"}, {"name": "etl", "action": "update", "fields": ["schedule", "tasks"]},
                 {"name": "p", "action": "blocked", "reason": "task \"p\" runs a pipeline"}], "sql-warehouses": [{"name": "old", "action": "prune"}]},
             "not_synced": [{"what": "secret values", "reason": "never returned"}]},
@@ -72,6 +72,7 @@ mod tests {
         let out = render(&v, Style { color: false });
         for needle in [
             "SYNC primary -> secondary   plan abc",
+            "1 blocked, 1 to create, 1 to update",
             "+ create   nightly",
             "~ update   etl  (schedule, tasks)",
             "! blocked  p: task \"p\" runs a pipeline",

@@ -89,7 +89,9 @@ async fn a_snapshot_exports_every_type_of_both_workspaces_and_says_what_the_seco
     assert_eq!(counts["catalogs"]["count"], primary["catalogs"].as_array().unwrap().len());
     assert_eq!(counts["permissions"]["count"].as_u64().unwrap() as usize, {
         let clusters = primary["clusters"].as_array().unwrap().iter().filter(|c| c["cluster_source"] != "JOB").count();
-        primary["jobs"].as_array().unwrap().len() + clusters + primary["warehouses"].as_array().unwrap().len()
+        // Jobs, clusters, warehouses, cluster policies and instance pools each have an ACL.
+        let count = |k: &str| primary[k].as_array().unwrap().len();
+        count("jobs") + clusters + count("warehouses") + count("cluster_policies") + count("instance_pools")
     });
 
     // One file per site and type, each in the manifest with its digest.

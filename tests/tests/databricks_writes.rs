@@ -473,9 +473,29 @@ fn object_permissions_take_only_their_type_s_levels_and_one_owner() {
     let patched = ok(ws, "GET", &path, Value::Null);
     assert_eq!(level(&patched, "data-eng"), ["CAN_MANAGE_RUN"]);
     assert_eq!(level(&patched, "sp-etl"), ["CAN_VIEW"]);
-    let put = ok(ws, "PUT", &path, acl(json!([{"group_name": "data-eng", "permission_level": "CAN_VIEW"}])));
-    assert_eq!(level(&put, "etl@example.com"), ["IS_OWNER"], "the owner stays");
-    assert!(level(&put, "sp-etl").is_empty(), "PUT replaced the rest: {put}");
+    // A job's PUT replaces its owner too: one naming none is refused.
+    refused(
+        ws,
+        "PUT",
+        &path,
+        acl(json!([{"group_name": "data-eng", "permission_level": "CAN_VIEW"}])),
+        400,
+        bad,
+        "must have exactly one owner",
+    );
+    let put = ok(
+        ws,
+        "PUT",
+        &path,
+        acl(json!([{"group_name": "data-eng", "permission_level": "CAN_VIEW"},
+                   {"service_principal_name": "sp-etl", "permission_level": "IS_OWNER"}])),
+    );
+    assert_eq!(level(&put, "sp-etl"), ["IS_OWNER"], "the new owner");
+    assert!(level(&put, "etl@example.com").is_empty(), "PUT replaced the rest: {put}");
+    // The inherited entry (admins, from the root /jobs/) is never replaced.
+    let admins = put["access_control_list"].as_array().unwrap().iter().find(|e| e["group_name"] == "admins").unwrap();
+    assert_eq!(admins["all_permissions"][0]["inherited"], true, "{put}");
+    refused(ws, "PUT", "/api/2.0/permissions/jobs/424242", acl(json!([])), 404, "RESOURCE_DOES_NOT_EXIST", "424242");
 
     ok(
         ws,
@@ -498,11 +518,31 @@ fn object_permissions_take_only_their_type_s_levels_and_one_owner() {
         "/api/2.0/permissions/instance-pools/pool-1",
         acl(json!([{"group_name": "data-eng", "permission_level": "CAN_ATTACH_TO"}])),
     );
+    // The published path of a warehouse's permissions is `warehouses/{id}` (databricks-sdk-py WarehousesAPI).
     ok(
         ws,
         "PUT",
-        "/api/2.0/permissions/sql/warehouses/w1",
+        "/api/2.0/permissions/warehouses/w1",
+        acl(json!([{"group_name": "data-eng", "permission_level": "CAN_MONITOR"},
+                   {"user_name": "etl@example.com", "permission_level": "IS_OWNER"}])),
+    );
+    refused(
+        ws,
+        "PATCH",
+        "/api/2.0/permissions/warehouses/w1",
+        acl(json!([{"group_name": "data-eng", "permission_level": "CAN_MANAGE_RUN"}])),
+        400,
+        bad,
+        "CAN_MANAGE_RUN",
+    );
+    refused(
+        ws,
+        "PATCH",
+        "/api/2.0/permissions/instance-pools/pool-1",
         acl(json!([{"group_name": "data-eng", "permission_level": "CAN_USE"}])),
+        400,
+        bad,
+        "CAN_USE",
     );
     let pool = ok(ws, "GET", "/api/2.0/permissions/instance-pools/pool-1", Value::Null);
     assert_eq!(pool["object_type"], "instance-pool");

@@ -10,7 +10,7 @@
 use serde_json::{Value, json};
 use tests::databricks::{SitePair, sample_workspace};
 
-const SYNCED: [&str; 6] = ["jobs", "cluster-policies", "instance-pools", "sql-warehouses", "catalogs", "schemas"];
+const SYNCED: [&str; 7] = ["jobs", "cluster-policies", "instance-pools", "sql-warehouses", "catalogs", "schemas", "permissions"];
 
 async fn pair(sync: Value) -> SitePair {
     SitePair::start(&json!({"activation": {"job_tag": "dr=active-passive"}, "sync": sync}), None).await
@@ -81,6 +81,71 @@ fn uc_lagging_secondary() -> Value {
     s
 }
 
+/// A direct ACL entry.
+fn direct(field: &str, name: &str, level: &str) -> Value {
+    json!({field: name, "all_permissions": [{"permission_level": level, "inherited": false}]})
+}
+
+/// The id of the object of `list` whose `name_at` (a JSON pointer) is `name`.
+fn id_of(state: &Value, list: &str, name_at: &str, name: &str, id_field: &str) -> String {
+    let o = state[list].as_array().unwrap().iter().find(|o| o.pointer(name_at) == Some(&json!(name))).unwrap();
+    o[id_field].as_str().map(str::to_owned).unwrap_or_else(|| o[id_field].to_string())
+}
+
+/// Sets the ACL of an object (`kind/ID` of the state's permissions) to `entries`, and for a job or warehouse the
+/// admins' CAN_MANAGE inherited from the root (as the local server gives every job and warehouse).
+fn set_acl(state: &mut Value, kind: &str, id: &str, object_type: &str, prefix: &str, mut entries: Vec<Value>) {
+    if ["jobs", "warehouses"].contains(&kind) {
+        entries.push(json!({"group_name": "admins", "all_permissions": [
+            {"permission_level": "CAN_MANAGE", "inherited": true, "inherited_from_object": [prefix]}]}));
+    }
+    state["permissions"][format!("{kind}/{id}")] =
+        json!({"object_id": format!("{prefix}{id}"), "object_type": object_type, "access_control_list": entries});
+}
+
+/// The primary with ACLs on its pool and policy (the secondary lacks the pool, and the policy's ACL), and the
+/// secondary's `nightly-etl` granting `data-engineers` less, its warehouse `bi` without `analysts`.
+fn permission_drift(pair: &SitePair, secondary: &mut Value) {
+    let mut p = pair.primary().state();
+    let pool = id_of(&p, "instance_pools", "/instance_pool_name", "gpu-pool", "instance_pool_id");
+    set_acl(
+        &mut p,
+        "instance-pools",
+        &pool,
+        "instance-pool",
+        "/instance-pools/",
+        vec![direct("group_name", "data-engineers", "CAN_ATTACH_TO")],
+    );
+    let policy = id_of(&p, "cluster_policies", "/name", "dr-standard", "policy_id");
+    set_acl(
+        &mut p,
+        "cluster-policies",
+        &policy,
+        "cluster-policy",
+        "/cluster-policies/",
+        vec![direct("group_name", "data-engineers", "CAN_USE")],
+    );
+    pair.primary().set_state(&p);
+    let job = id_of(secondary, "jobs", "/settings/name", "nightly-etl", "job_id");
+    set_acl(
+        secondary,
+        "jobs",
+        &job,
+        "job",
+        "/jobs/",
+        vec![direct("user_name", "etl@example.com", "IS_OWNER"), direct("group_name", "data-engineers", "CAN_VIEW")],
+    );
+    let bi = id_of(secondary, "warehouses", "/name", "bi", "id");
+    set_acl(
+        secondary,
+        "warehouses",
+        &bi,
+        "warehouse",
+        "/sql/warehouses/",
+        vec![direct("user_name", "admin@example.com", "IS_OWNER")],
+    );
+}
+
 async fn between_sites(pair: &SitePair, kind: &str) -> Value {
     let drift = pair.env.json("databricks/drift.json").await;
     drift["between_sites"]["kinds"].as_array().unwrap().iter().find(|k| k["kind"] == kind).cloned().unwrap_or(Value::Null)
@@ -109,8 +174,12 @@ fn writes(pair: &SitePair) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_plan_matches_the_drift_an_apply_converges_and_a_second_changes_nothing() {
     let pair = pair(mappings()).await;
-    pair.secondary().set_state(&uc_lagging_secondary());
+    let mut secondary = uc_lagging_secondary();
+    permission_drift(&pair, &mut secondary);
+    pair.secondary().set_state(&secondary);
     snapshot(&pair);
+    let acl_drift = between_sites(&pair, "permissions").await;
+    assert!(acl_drift.to_string().contains("nightly-etl") && acl_drift.to_string().contains("warehouses:bi"), "{acl_drift:#}");
     let jobs_drift = between_sites(&pair, "jobs").await;
     let mut missing: Vec<String> =
         jobs_drift["removed"].as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_owned()).collect();
@@ -131,6 +200,21 @@ async fn the_plan_matches_the_drift_an_apply_converges_and_a_second_changes_noth
     assert_eq!(names(&p["kinds"]["catalogs"], "update"), ["main"], "{p:#}");
     assert_eq!(names(&p["kinds"]["schemas"], "create"), ["sales.curated", "sales.raw"], "{p:#}");
     assert_eq!(names(&p["kinds"]["schemas"], "update"), ["main.reporting"], "{p:#}");
+    // The ACLs: of the objects both have, and of those the plan creates (their owner as in the active site).
+    let acls = names(&p["kinds"]["permissions"], "update");
+    for want in
+        ["cluster-policies:dr-standard", "instance-pools:gpu-pool", "jobs:hourly-report", "jobs:nightly-etl", "warehouses:bi"]
+    {
+        assert!(acls.iter().any(|n| n.starts_with(want)), "{want} not in {acls:?}");
+    }
+    let nightly = p["kinds"]["permissions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"].as_str().unwrap().starts_with("jobs:nightly"))
+        .unwrap();
+    assert_eq!(nightly["fields"], json!(["data-engineers"]), "{nightly:#}");
+    assert!(names(&p["kinds"]["permissions"], "prune").is_empty(), "no extra grant to prune: {p:#}");
 
     let before = writes(&pair);
     let (code, r, stderr) = dr(&pair, &["sync", "--apply", "--confirm", "secondary", "--requested-by", "oncall@example.com"]);
@@ -141,6 +225,19 @@ async fn the_plan_matches_the_drift_an_apply_converges_and_a_second_changes_noth
         |q: &tests::databricks::Request| ["create", "reset", "edit", "delete", "stop"].iter().any(|w| q.path.contains(w));
     assert!(!pair.primary().requests().iter().any(written), "never a write to the active site");
     let state = pair.secondary().state();
+    // Each ACL written by a PUT after its object, never with a placeholder left in its path.
+    let puts: Vec<String> = pair.secondary().requests().iter().filter(|q| q.method == "PUT").map(|q| q.path.clone()).collect();
+    assert!(puts.iter().any(|p| p.starts_with("/api/2.0/permissions/instance-pools/")), "{puts:?}");
+    assert!(!puts.iter().any(|p| p.contains("sync:")), "{puts:?}");
+    let hourly = id_of(&state, "jobs", "/settings/name", "hourly-report", "job_id");
+    let acl = pair.secondary().get(&format!("/api/2.0/permissions/jobs/{hourly}"), Some(&pair.secondary().pat())).json();
+    let owner = acl["access_control_list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["all_permissions"][0]["permission_level"] == "IS_OWNER")
+        .unwrap();
+    assert_eq!(owner["user_name"], "alice@example.com", "the active site's owner: {acl:#}");
     let sales = state["catalogs"].as_array().unwrap().iter().find(|c| c["name"] == "sales").unwrap();
     assert_eq!(sales["storage_root"], "s3://acme-secondary-landing/uc/sales", "the root mapped, never copied");
     assert_eq!(sales["owner"], "data-engineers", "the active site's owner, set after the create");
@@ -298,4 +395,49 @@ async fn a_failover_that_takes_the_lock_during_an_apply_makes_it_stand_down_befo
     assert!(r["apply"]["outcome"].as_str().unwrap().contains("failover-mid-sync"), "{r:#}");
     let names = job_names(&pair);
     assert!(!names.contains_key("hourly-report") && !names.contains_key("legacy-backfill"), "no job after the lock: {names:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grant_only_the_standby_has_is_kept_without_prune_and_removed_with_it() {
+    let pair = pair(mappings()).await;
+    let mut s = sample_workspace("secondary");
+    let job = id_of(&s, "jobs", "/settings/name", "nightly-etl", "job_id");
+    set_acl(
+        &mut s,
+        "jobs",
+        &job,
+        "job",
+        "/jobs/",
+        vec![
+            direct("user_name", "etl@example.com", "IS_OWNER"),
+            direct("group_name", "data-engineers", "CAN_MANAGE_RUN"),
+            direct("group_name", "contractors", "CAN_VIEW"),
+        ],
+    );
+    pair.secondary().set_state(&s);
+    snapshot(&pair);
+    let (_, plan, stderr) = dr(&pair, &["sync"]);
+    let acls = &plan["plan"]["kinds"]["permissions"];
+    assert!(names(acls, "update").is_empty(), "{acls:#}\n{stderr}");
+    let pruned = names(acls, "prune");
+    assert!(pruned.len() == 1 && pruned[0].starts_with("jobs:nightly-etl"), "{acls:#}");
+
+    let path = format!("/api/2.0/permissions/jobs/{job}");
+    let holders = |pair: &SitePair| -> String {
+        pair.secondary().get(&path, Some(&pair.secondary().pat())).json()["access_control_list"].to_string()
+    };
+    let (code, r, stderr) = dr(&pair, &APPLY);
+    assert_eq!((code, r["apply"]["outcome"].as_str()), (Some(0), Some("complete")), "{r:#}\n{stderr}");
+    assert!(holders(&pair).contains("contractors"), "kept without --prune");
+    let mut with_prune = APPLY.to_vec();
+    with_prune.push("--prune");
+    let (code, r, stderr) = dr(&pair, &with_prune);
+    assert_eq!((code, r["apply"]["outcome"].as_str()), (Some(0), Some("complete")), "{r:#}\n{stderr}");
+    let after = holders(&pair);
+    assert!(!after.contains("contractors") && after.contains("etl@example.com") && after.contains("admins"), "{after}");
+    snapshot(&pair);
+    let d = between_sites(&pair, "permissions").await;
+    for list in ["removed", "added", "changed"] {
+        assert!(d[list].as_array().is_none_or(|l| l.is_empty()), "permissions {list}: {d:#}");
+    }
 }

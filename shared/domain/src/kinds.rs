@@ -147,8 +147,9 @@ impl fmt::Display for ObjectKind {
 }
 
 /// The kinds sync writes, in the order they are applied: what is referenced comes first (schemas live in
-/// catalogs, grants name catalogs and schemas, policies name pools, jobs name policies, pools and warehouses).
-pub const SYNCED: [ObjectKind; 7] = [
+/// catalogs, grants name catalogs and schemas, policies name pools, jobs name policies, pools and warehouses, and
+/// the permissions name the objects they apply to).
+pub const SYNCED: [ObjectKind; 8] = [
     ObjectKind::Catalogs,
     ObjectKind::Schemas,
     ObjectKind::Grants,
@@ -156,6 +157,7 @@ pub const SYNCED: [ObjectKind; 7] = [
     ObjectKind::ClusterPolicies,
     ObjectKind::SqlWarehouses,
     ObjectKind::Jobs,
+    ObjectKind::Permissions,
 ];
 
 /// An HTTP method of a call.

@@ -1,6 +1,7 @@
 //! A Databricks workspace in memory, for tests and benches of sync: jobs, instance pools, cluster policies and
 //! SQL warehouses, with the list, create, edit (reset), stop and delete calls sync makes, and Unity Catalog
-//! catalogs and schemas by name (get, create, `PATCH`, delete), each answer after an
+//! catalogs and schemas by name (get, create, `PATCH`, delete), object permissions (`GET` and `PUT` of
+//! `/api/2.0/permissions/{type}/{id}` on the [`ObjectKind::Permissions`] documents), each answer after an
 //! optional latency. Faults: a create whose answer is lost (made, then reported unreachable), and a hook run
 //! after the n-th create (a test takes the failover lock there).
 
@@ -121,6 +122,37 @@ impl MemWorkspace {
         Some(docs[pos].clone())
     }
 
+    /// An object permissions call (`None`: the path is not one): a `PUT` replaces the direct entries of the
+    /// object's document (made when absent) and keeps its inherited ones, as the Permissions API does.
+    fn permissions(&self, put: Option<&Value>, path: &str) -> Option<Value> {
+        let (t, id) = path.strip_prefix("/api/2.0/permissions/")?.split_once('/')?;
+        let mut all = locked(&self.objects);
+        let docs = all.entry(ObjectKind::Permissions).or_default();
+        let pos = match docs.iter().position(|d| d["object_type"] == json!(t) && d["object_id"] == json!(id)) {
+            Some(p) => p,
+            None => {
+                docs.push(json!({"object_type": t, "object_id": id, "access_control_list": []}));
+                docs.len() - 1
+            }
+        };
+        if let Some(body) = put {
+            let inherited =
+                |e: &Value| e["all_permissions"].as_array().into_iter().flatten().any(|p| p["inherited"] == json!(true));
+            let mut acl: Vec<Value> =
+                docs[pos]["access_control_list"].as_array().into_iter().flatten().filter(|e| inherited(e)).cloned().collect();
+            for e in body["access_control_list"].as_array().into_iter().flatten() {
+                let mut entry = e.clone();
+                if let Some(o) = entry.as_object_mut() {
+                    let level = o.remove("permission_level").unwrap_or(Value::Null);
+                    o.insert("all_permissions".into(), json!([{"permission_level": level, "inherited": false}]));
+                }
+                acl.push(entry);
+            }
+            docs[pos]["access_control_list"] = Value::Array(acl);
+        }
+        Some(docs[pos].clone())
+    }
+
     /// A Unity Catalog call (`None`: the path is not one): objects by `full_name`, created owned by `sync`.
     fn uc(&self, method: Option<Method>, path: &str, body: &Value) -> Option<Result<Value, ApiError>> {
         let (kind, rest) = if let Some(rest) = path.strip_prefix("/api/2.1/unity-catalog/catalogs") {
@@ -175,6 +207,9 @@ impl MemWorkspace {
         if let Some(answer) = self.grants(path, body) {
             return Ok(answer);
         }
+        if let Some(answer) = self.permissions(Some(body), path) {
+            return Ok(answer);
+        }
         let (kind, id_field) = Self::kind_of(path);
         if path.ends_with("/create") || (method == Method::Post && path == "/api/2.0/sql/warehouses") {
             return self.create(kind, id_field, path, body);
@@ -214,6 +249,9 @@ impl WorkspaceApi for MemWorkspace {
             locked(&self.calls).push(format!("GET {path}"));
             if let Some(answer) = self.uc(None, path, &Value::Null) {
                 return answer;
+            }
+            if let Some(answer) = self.permissions(None, path) {
+                return Ok(answer);
             }
             let (kind, items) = match path {
                 "/api/2.2/jobs/list" => (ObjectKind::Jobs, "jobs"),

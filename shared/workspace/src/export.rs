@@ -302,7 +302,7 @@ pub async fn export_site_with(
                 ]
             )
         ),
-        b.kind(ObjectKind::Permissions, permissions(b, &jobs, &clusters, &warehouses))
+        b.kind(ObjectKind::Permissions, permissions(b, [&jobs, &clusters, &warehouses, &policies, &pools]))
     );
     let (vs_endpoints, vs_indexes) = vector;
     let mut kinds = Vec::with_capacity(ObjectKind::ALL.len());

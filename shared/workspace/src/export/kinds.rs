@@ -373,11 +373,11 @@ pub(super) async fn grants(b: &Bounded<'_>, sources: [(&Gathered, &'static str);
     out
 }
 
-/// The ACLs of every job, cluster and SQL warehouse listed, each named by its object's stable identity (ids
-/// differ between sites).
-pub(super) async fn permissions(b: &Bounded<'_>, jobs: &Gathered, clusters: &Gathered, warehouses: &Gathered) -> Gathered {
-    let targets = acl_targets(jobs, clusters, warehouses);
-    let inherited = [jobs, clusters, warehouses].into_iter().find_map(|g| g.error.clone());
+/// The ACLs of every job, cluster, SQL warehouse, cluster policy and instance pool listed, each named by its
+/// object's stable identity (ids differ between sites).
+pub(super) async fn permissions(b: &Bounded<'_>, sources: AclSources<'_>) -> Gathered {
+    let targets = acl_targets(sources);
+    let inherited = sources.into_iter().find_map(|g| g.error.clone());
     let mut out = b.fan_out(targets, |(object_type, id, name)| async move { acl_of(b, object_type, &id, &name).await }).await;
     if out.error.is_none()
         && let Some(e) = inherited
@@ -388,14 +388,22 @@ pub(super) async fn permissions(b: &Bounded<'_>, jobs: &Gathered, clusters: &Gat
     out
 }
 
-/// The objects whose ACLs are exported: every job, cluster and SQL warehouse listed, as `(object_type, id, name)`
-/// (the name their stable identity: ids differ between sites).
-pub(super) fn acl_targets(jobs: &Gathered, clusters: &Gathered, warehouses: &Gathered) -> Vec<(&'static str, String, String)> {
+/// The listings whose objects' ACLs are read: jobs, clusters, SQL warehouses, cluster policies, instance pools.
+pub(super) type AclSources<'g> = [&'g Gathered; 5];
+
+/// The objects whose ACLs are exported: every job, cluster, SQL warehouse, cluster policy and instance pool
+/// listed, as `(object_type, id, name)` (the name their stable identity: ids differ between sites). The object
+/// types are the REST paths' (`/api/2.0/permissions/{object_type}/{id}`; databricks-sdk-py `WarehousesAPI`,
+/// `ClusterPoliciesAPI`, `InstancePoolsAPI` `get_permissions`: `warehouses`, `cluster-policies`, `instance-pools`).
+pub(super) fn acl_targets(sources: AclSources<'_>) -> Vec<(&'static str, String, String)> {
+    let [jobs, clusters, warehouses, policies, pools] = sources;
     let mut targets = Vec::new();
     for (g, kind, object_type, id_key) in [
         (jobs, ObjectKind::Jobs, "jobs", "job_id"),
         (clusters, ObjectKind::Clusters, "clusters", "cluster_id"),
         (warehouses, ObjectKind::SqlWarehouses, "warehouses", "id"),
+        (policies, ObjectKind::ClusterPolicies, "cluster-policies", "policy_id"),
+        (pools, ObjectKind::InstancePools, "instance-pools", "instance_pool_id"),
     ] {
         for o in &g.objects {
             let id = match o.get(id_key) {
@@ -410,7 +418,7 @@ pub(super) fn acl_targets(jobs: &Gathered, clusters: &Gathered, warehouses: &Gat
     targets
 }
 
-/// The ACL of one job, cluster or warehouse: `{object_type, object_name, object_id, access_control_list}`.
+/// The ACL of one job, cluster, warehouse, policy or pool: `{object_type, object_name, object_id, access_control_list}`.
 pub(super) async fn acl_of(b: &Bounded<'_>, object_type: &str, id: &str, name: &str) -> Gathered {
     let path = format!("/api/2.0/permissions/{object_type}/{}", encode_segment(id));
     match b.get(&path, &[]).await {

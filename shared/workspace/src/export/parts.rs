@@ -17,9 +17,10 @@ use tokio::time::Instant;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "t", rename_all = "snake_case")]
 pub enum Target {
-    /// A job, cluster or warehouse's ACL (`/api/2.0/permissions/{object_type}/{id}`), named by stable identity.
+    /// A job, cluster, warehouse, policy or pool's ACL (`/api/2.0/permissions/{object_type}/{id}`), named by
+    /// stable identity.
     Acl {
-        /// `jobs`, `clusters` or `warehouses`.
+        /// `jobs`, `clusters`, `warehouses`, `cluster-policies` or `instance-pools`.
         object_type: String,
         /// The site-local id.
         id: String,
@@ -124,7 +125,8 @@ fn inherited_error(sources: &[&Gathered]) -> Option<String> {
 }
 
 /// Every listing of the site but Unity Catalog's subtree and the per-object reads; finds the catalogs and the
-/// targets of ACLs (jobs, clusters, warehouses) and of grants (external locations, storage credentials).
+/// targets of ACLs (jobs, clusters, warehouses, policies, pools) and of grants (external locations, storage
+/// credentials).
 async fn core(b: &Bounded<'_>) -> Parted {
     let metastore = match b.get("/api/2.1/unity-catalog/metastore_summary", &[]).await {
         Ok(m) => Gathered::ok(vec![m]),
@@ -146,12 +148,13 @@ async fn core(b: &Bounded<'_>) -> Parted {
         tokio::join!(super::vector_search(b), super::workspace_tree(b), super::secret_scopes(b));
     let mut found: Vec<Found> =
         catalogs.objects.iter().filter_map(|c| str_field(c, "name")).map(|n| Found::Catalog(n.to_owned())).collect();
-    let acl = acl_targets(&jobs, &clusters, &warehouses)
+    let acl = acl_targets([&jobs, &clusters, &warehouses, &policies, &pools])
         .into_iter()
         .map(|(object_type, id, name)| Target::Acl { object_type: object_type.to_owned(), id, name })
         .collect();
     // As one invocation: the ACLs inherit any error of their listings.
-    let acl_inherited = [&jobs, &clusters, &warehouses].into_iter().find_map(|g| g.error.as_ref().map(ToString::to_string));
+    let acl_inherited =
+        [&jobs, &clusters, &warehouses, &policies, &pools].into_iter().find_map(|g| g.error.as_ref().map(ToString::to_string));
     found.push(Found::Targets { kind: ObjectKind::Permissions, targets: acl, inherited: acl_inherited });
     let mut grants = Vec::new();
     for (g, securable) in [(&locations, "external_location"), (&credentials, "storage_credential")] {

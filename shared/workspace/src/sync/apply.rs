@@ -1,10 +1,12 @@
-//! The apply of a sync plan to the standby: kind by kind in the plan's order (pools, policies, warehouses,
-//! jobs), in waves of at most [`IN_FLIGHT`] calls. Before each wave the failover lock is read (a failover that
+//! The apply of a sync plan to the standby: kind by kind in the plan's order (catalogs, schemas, grants, pools,
+//! policies, warehouses, jobs, permissions), in waves of at most [`IN_FLIGHT`] calls. Before each wave the failover lock is read (a failover that
 //! took it makes the apply stand down) and the wave's changes are saved `started` in the journal; after it, their
 //! outcome. A create re-reads the standby by name first (found: nothing to do), so an apply killed mid-wave and
 //! run again makes each change once. Updates are full replacements (`jobs/reset`, `edit`): sent again, they
-//! change nothing. Prunes run only with `prune`. Warehouses are created, then stopped: the API has no way to
-//! create one stopped (`sql/warehouses` starts it), so the stop follows at once.
+//! change nothing. Prunes run only with `prune`, each kind's after its other changes. Warehouses are created, then
+//! stopped: the API has no way to create one stopped (`sql/warehouses` starts it), so the stop follows at once.
+//! Object permissions come last, once their objects are there: each `PUT` is preceded by a read of the standby's
+//! ACL (`crate::rules::sync::acls::rebase`), and skipped when the standby already has it.
 
 use super::journal::{self, Journal, Status};
 use super::{Prepared, SyncError};
@@ -60,9 +62,15 @@ pub async fn apply<B: ControlBucket>(
         .filter(|e| e.action == "create" && matches!(e.status, Status::Done | Status::Found))
         .filter_map(|e| Some(((e.kind, e.name.clone()), e.id.clone()?)))
         .collect();
-    for kind in SYNCED {
+    // A kind's prunes run after its other changes, never in the same wave: an object's ACL update (the union) and
+    // its prune (the active site's entries alone) are two `PUT`s of one object, and the prune must land last.
+    let passes = SYNCED.into_iter().flat_map(|k| [(k, false), (k, true)]);
+    for (kind, prunes) in passes {
         let todo: Vec<usize> = (0..journal.entries.len())
-            .filter(|i| journal.entries[*i].kind == kind && !journal.entries[*i].status.settled())
+            .filter(|i| {
+                let e = &journal.entries[*i];
+                e.kind == kind && (e.action == "prune") == prunes && !e.status.settled()
+            })
             .collect();
         for wave in todo.chunks(IN_FLIGHT) {
             if let Some(holder) = lock_holder(bucket, clock).await? {
@@ -199,7 +207,13 @@ async fn one(
         }
         Action::Update { call, target, .. } | Action::Prune { call, target } => {
             let mut body = call.body.clone();
-            let missing = replace_placeholders(&mut body, &resolve);
+            // An ACL's path names an object the plan creates by its placeholder, as bodies name pools.
+            let (mut path, mut target) = (Value::String(call.path.clone()), Value::String(target.clone()));
+            let mut missing = replace_placeholders(&mut body, &resolve);
+            missing.extend(replace_placeholders(&mut path, &resolve));
+            replace_placeholders(&mut target, &resolve);
+            let (path, target) = (path.as_str().unwrap_or_default().to_owned(), target.as_str().unwrap_or_default().to_owned());
+            let target = &target;
             if !missing.is_empty() {
                 return (
                     Status::Failed,
@@ -207,7 +221,19 @@ async fn one(
                     Some(format!("references {}, which this apply did not create", missing.join(", "))),
                 );
             }
-            match api.send(call.method, &call.path, &body, Idempotency::Idempotent).await {
+            if c.kind == ObjectKind::Permissions {
+                // Re-read first: the write keeps what the standby gained since the export (an update) and its
+                // owner, and is skipped when the standby already has it.
+                let current = match api.get(&path, &[]).await {
+                    Ok(a) => a,
+                    Err(e) => return (Status::Failed, Some(target.clone()), Some(format!("re-read before the write: {e}"))),
+                };
+                match sync::acls::rebase(&body, &current, matches!(c.action, Action::Update { .. })) {
+                    Some(b) => body = b,
+                    None => return (Status::Done, Some(target.clone()), Some("already as planned: not written".into())),
+                }
+            }
+            match api.send(call.method, &path, &body, Idempotency::Idempotent).await {
                 Ok(_) => (Status::Done, Some(target.clone()), None),
                 Err(e) if c.action.as_str() == "prune" && e.is_absent() => {
                     (Status::Done, Some(target.clone()), Some("already gone".into()))

@@ -55,16 +55,15 @@ pub struct Prepared {
 }
 
 /// The kinds read from each export: the synced ones, and clusters (jobs name them by id).
-const READ: [ObjectKind; 8] = [
-    ObjectKind::Catalogs,
-    ObjectKind::Schemas,
-    ObjectKind::Grants,
-    ObjectKind::InstancePools,
-    ObjectKind::ClusterPolicies,
-    ObjectKind::SqlWarehouses,
-    ObjectKind::Jobs,
-    ObjectKind::Clusters,
-];
+const READ: [ObjectKind; sync::SYNCED.len() + 1] = {
+    let mut out = [ObjectKind::Clusters; sync::SYNCED.len() + 1];
+    let mut i = 0;
+    while i < sync::SYNCED.len() {
+        out[i] = sync::SYNCED[i];
+        i += 1;
+    }
+    out
+};
 
 /// The plan from both sites' latest exports and the documents in force.
 pub async fn prepare<B: ControlBucket>(bucket: &B, docs: &DrDocuments) -> Result<Prepared, SyncError> {

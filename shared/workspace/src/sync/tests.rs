@@ -358,3 +358,68 @@ async fn grants_are_added_to_a_created_catalog_and_an_extra_grant_removed_only_w
     let after = prepare(e.bucket, &e.docs).await.unwrap();
     assert!(!after.plan.changes.iter().any(|c| c.kind == ObjectKind::Grants), "{:#?}", after.plan);
 }
+
+fn acl_entry(field: &str, name: &str, level: &str) -> Value {
+    json!({field: name, "all_permissions": [{"permission_level": level, "inherited": false}]})
+}
+
+#[tokio::test]
+async fn acls_follow_their_objects_once_created_and_an_extra_principal_goes_only_with_prune() {
+    let e = env(1).await;
+    e.primary.objects.lock().unwrap().insert(
+        ObjectKind::Permissions,
+        vec![
+            json!({"object_type": "instance-pools", "object_id": "p-pool", "access_control_list": [acl_entry("group_name", "eng", "CAN_ATTACH_TO")]}),
+            json!({"object_type": "jobs", "object_id": "0", "access_control_list": [acl_entry("user_name", "ann", "IS_OWNER"),
+                acl_entry("group_name", "eng", "CAN_MANAGE_RUN")]}),
+            json!({"object_type": "warehouses", "object_id": "p-wh", "access_control_list": [acl_entry("group_name", "bi", "CAN_USE")]}),
+        ],
+    );
+    export(e.bucket, SiteName::Primary, &e.primary, "snapshots/1").await;
+    let j = e.apply(false).await;
+    assert_eq!(j.outcome.as_deref(), Some("complete"), "{j:#?}");
+    let acl_of = |object_type: &str, id: &Value| -> Value {
+        let docs = e.secondary.list(ObjectKind::Permissions);
+        let id = id.as_str().map(str::to_owned).unwrap_or_else(|| id.to_string());
+        docs.into_iter().find(|d| d["object_type"] == object_type && d["object_id"] == json!(id)).unwrap_or(Value::Null)
+    };
+    let pool = &e.secondary.list(ObjectKind::InstancePools)[0];
+    let job = &e.secondary.list(ObjectKind::Jobs)[0];
+    assert_eq!(acl_of("instance-pools", &pool["instance_pool_id"])["access_control_list"][0]["group_name"], "eng");
+    let job_acl = acl_of("jobs", &job["job_id"]);
+    assert_eq!(job_acl["access_control_list"].as_array().map(Vec::len), Some(2), "{job_acl}");
+    // Each ACL written after its object: the object's create precedes its PUT, which names the new id.
+    let calls = e.secondary.calls.lock().unwrap().clone();
+    let put = calls.iter().position(|c| c.starts_with("PUT /API/2.0/PERMISSIONS/INSTANCE-POOLS/")).unwrap();
+    let create = calls.iter().position(|c| c == "POST /API/2.0/INSTANCE-POOLS/CREATE").unwrap();
+    assert!(create < put && !calls[put].contains("SYNC:"), "{calls:#?}");
+
+    // The next export: nothing to plan but the blocked job.
+    e.reexport(2).await;
+    let after = prepare(e.bucket, &e.docs).await.unwrap();
+    assert_eq!(after.plan.counts(), BTreeMap::from([("blocked", 1)]), "{:#?}", after.plan);
+
+    // A principal only the standby has: kept without prune, removed with it.
+    let pool_id = pool["instance_pool_id"].as_str().unwrap().to_owned();
+    for d in e.secondary.objects.lock().unwrap().get_mut(&ObjectKind::Permissions).unwrap() {
+        if d["object_id"] == json!(pool_id) {
+            d["access_control_list"].as_array_mut().unwrap().push(acl_entry("group_name", "temps", "CAN_MANAGE"));
+        }
+    }
+    e.reexport(3).await;
+    let plan = prepare(e.bucket, &e.docs).await.unwrap().plan;
+    assert_eq!(plan.counts(), BTreeMap::from([("blocked", 1), ("prune", 1)]), "{plan:#?}");
+    e.apply(false).await;
+    assert!(acl_of("instance-pools", &json!(pool_id)).to_string().contains("temps"));
+    let j = e.apply(true).await;
+    assert_eq!(j.outcome.as_deref(), Some("complete"), "{j:#?}");
+    let pruned = acl_of("instance-pools", &json!(pool_id));
+    assert!(!pruned.to_string().contains("temps") && pruned.to_string().contains("eng"), "{pruned}");
+}
+
+#[test]
+fn the_kinds_read_are_the_synced_ones_and_clusters() {
+    assert!(sync::SYNCED.iter().all(|k| READ.contains(k)));
+    assert_eq!(READ.len(), sync::SYNCED.len() + 1);
+    assert!(READ.contains(&ObjectKind::Clusters));
+}

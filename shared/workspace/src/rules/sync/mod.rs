@@ -20,7 +20,11 @@
 //!
 //! A reference to a pool, policy or warehouse that the same plan creates is written `${sync:KIND:NAME}`
 //! ([`placeholder`]); the apply replaces it with the new object's id once that kind is applied.
+//!
+//! The object permissions (ACLs) of jobs, policies, pools and warehouses come last ([`acls`]): an object's ACL is
+//! written once the object is there, an object the same plan creates named by its placeholder.
 
+pub mod acls;
 mod grants;
 mod jobs;
 mod kinds;
@@ -52,7 +56,7 @@ pub const NOT_SYNCED: [(&str, &str); 9] = [
         "grants of volumes, models, functions, external locations and credentials",
         "not handled by this version of sync: drift reports them (grants of catalogs, schemas and tables are)",
     ),
-    ("permissions of jobs, warehouses, policies and pools", "not handled by this version of sync: drift reports them"),
+    ("permissions of clusters", "all-purpose clusters are not synced, so neither are their ACLs: drift reports them"),
     ("serving and vector search endpoints and indexes", "not handled by sync: recreate them from their source tables"),
     ("repos and workspace objects", "not handled by sync: Git folders come from their remote"),
     ("external locations and storage credentials", "site-local by nature: mapped through the `sync` section, never copied"),
@@ -170,9 +174,13 @@ impl SyncPlan {
         out
     }
 
-    /// One line: `3 creates, 1 update, 2 blocked` or `nothing to sync`.
+    /// One line: `3 to create, 1 to update, 2 blocked` or `nothing to sync`.
     pub fn sentence(&self) -> String {
-        let parts: Vec<String> = self.counts().into_iter().map(|(a, n)| format!("{n} to {a}")).collect();
+        let parts: Vec<String> = self
+            .counts()
+            .into_iter()
+            .map(|(a, n)| if a == "blocked" { format!("{n} blocked") } else { format!("{n} to {a}") })
+            .collect();
         if parts.is_empty() { "nothing to sync".into() } else { parts.join(", ") }
     }
 }
@@ -214,6 +222,9 @@ pub fn plan(
         }
         if kind == ObjectKind::Grants {
             changes.extend(grants::plan(source, target));
+        } else if kind == ObjectKind::Permissions {
+            let more = acls::plan(source, target, &changes, tag);
+            changes.extend(more);
         } else {
             changes.extend(kinds::plan_kind(kind, &s.objects, &t.objects, &mapper, tag));
         }

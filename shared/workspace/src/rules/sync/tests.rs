@@ -443,3 +443,123 @@ fn grants_add_what_the_standby_lacks_and_remove_its_extra_only_as_a_prune() {
     let catalogs_last = plan.changes.iter().rposition(|c| c.kind == ObjectKind::Catalogs).unwrap();
     assert!(plan.changes.iter().position(|c| c.kind == ObjectKind::Grants).unwrap() > catalogs_last, "grants after creates");
 }
+
+fn acl_doc(object_type: &str, id: &str, entries: Value) -> Value {
+    json!({"object_type": object_type, "object_id": id, "object_name": "n", "access_control_list": entries})
+}
+
+fn entry(field: &str, name: &str, level: &str, inherited: bool) -> Value {
+    json!({field: name, "all_permissions": [{"permission_level": level, "inherited": inherited}]})
+}
+
+#[test]
+fn an_object_s_acl_is_put_as_the_union_and_the_standby_s_extra_principals_only_pruned() {
+    let admins = entry("group_name", "admins", "CAN_MANAGE", true);
+    let mut p = primary();
+    p.insert(
+        ObjectKind::Permissions,
+        KindObjects {
+            complete: true,
+            objects: vec![
+                acl_doc(
+                    "warehouses",
+                    "wh-p1",
+                    json!([
+                        entry("user_name", "ann", "IS_OWNER", false),
+                        entry("group_name", "analysts", "CAN_USE", false),
+                        admins.clone()
+                    ]),
+                ),
+                acl_doc("instance-pools", "pool-p1", json!([entry("group_name", "eng", "CAN_ATTACH_TO", false)])),
+                acl_doc("jobs", "11", json!([entry("user_name", "etl@use1", "IS_OWNER", false)])),
+                acl_doc("jobs", "13", json!([entry("user_name", "etl@use1", "IS_OWNER", false)])),
+            ],
+        },
+    );
+    let mut s = export(&[
+        (
+            ObjectKind::SqlWarehouses,
+            json!([{"id": "wh-s1", "name": "bi", "cluster_size": "Small", "auto_stop_mins": 10, "max_num_clusters": 1}]),
+        ),
+        (ObjectKind::Clusters, json!([{"cluster_id": "c-s1", "cluster_name": "shared", "cluster_source": "UI"}])),
+    ]);
+    s.insert(
+        ObjectKind::Permissions,
+        KindObjects {
+            complete: true,
+            objects: vec![acl_doc(
+                "warehouses",
+                "wh-s1",
+                json!([
+                    entry("user_name", "bob", "IS_OWNER", false),
+                    entry("group_name", "analysts", "CAN_VIEW", false),
+                    entry("group_name", "temps", "CAN_USE", false),
+                    admins
+                ]),
+            )],
+        },
+    );
+    let plan = plan(&p, &s, &settings(), Some(&tag()));
+    let acl_changes: Vec<&Change> = plan.changes.iter().filter(|c| c.kind == ObjectKind::Permissions).collect();
+    // The warehouse both have: its owner and the analysts' level from the active site, the temps kept (update),
+    // then removed only by the prune; the inherited admins never sent.
+    let Action::Update { call, target, fields } = change(&plan, ObjectKind::Permissions, "warehouses:bi") else {
+        panic!("{plan:#?}")
+    };
+    assert_eq!(
+        (call.method, call.path.as_str(), target.as_str()),
+        (Method::Put, "/api/2.0/permissions/warehouses/wh-s1", "wh-s1")
+    );
+    assert_eq!(fields, &["analysts", "ann", "bob"]);
+    assert_eq!(
+        call.body,
+        json!({"access_control_list": [{"group_name": "analysts", "permission_level": "CAN_USE"},
+            {"group_name": "temps", "permission_level": "CAN_USE"}, {"permission_level": "IS_OWNER", "user_name": "ann"}]})
+    );
+    let prune = acl_changes.iter().find(|c| c.name == "warehouses:bi" && c.action.as_str() == "prune").unwrap();
+    let Action::Prune { call, .. } = &prune.action else { unreachable!() };
+    assert!(!call.body.to_string().contains("temps") && call.body.to_string().contains("ann"), "{call:?}");
+    // The pool and the job the plan creates: their ACLs after them, by placeholder.
+    let Action::Update { call, .. } = change(&plan, ObjectKind::Permissions, "instance-pools:etl-pool") else { panic!() };
+    assert_eq!(call.path, "/api/2.0/permissions/instance-pools/${sync:instance-pools:etl-pool}");
+    assert!(acl_changes.iter().any(|c| c.name.starts_with("jobs:nightly")), "{acl_changes:#?}");
+    assert_eq!(plan.changes.last().unwrap().kind, ObjectKind::Permissions, "ACLs come after their objects");
+    // A blocked job (the pipeline) gets no ACL change: it will not be there.
+    assert!(!acl_changes.iter().any(|c| c.name.starts_with("jobs:pipeline")));
+}
+
+#[test]
+fn the_acl_is_rebased_on_the_standby_s_as_read_and_nothing_is_written_when_it_is_there() {
+    let planned = json!({"access_control_list": [{"group_name": "analysts", "permission_level": "CAN_USE"}]});
+    let current = json!({"access_control_list": [entry("user_name", "creator", "IS_OWNER", false),
+        entry("group_name", "admins", "CAN_MANAGE", true), entry("group_name", "late", "CAN_VIEW", false)]});
+    // An update keeps the owner and the principal added since the export; a prune keeps only the owner.
+    let up = acls::rebase(&planned, &current, true).unwrap();
+    assert_eq!(up["access_control_list"].as_array().unwrap().len(), 3, "{up}");
+    let pr = acls::rebase(&planned, &current, false).unwrap();
+    assert_eq!(
+        pr,
+        json!({"access_control_list": [{"group_name": "analysts", "permission_level": "CAN_USE"},
+            {"permission_level": "IS_OWNER", "user_name": "creator"}]})
+    );
+    let done = json!({"access_control_list": [entry("user_name", "creator", "IS_OWNER", false),
+        entry("group_name", "analysts", "CAN_USE", false), entry("group_name", "admins", "CAN_MANAGE", true)]});
+    assert_eq!(acls::rebase(&planned, &done, false), None);
+    assert_eq!(acls::rebase(&planned, &done, true), None);
+}
+
+#[test]
+fn the_sentence_says_blocked_without_to() {
+    let p = SyncPlan {
+        changes: vec![
+            Change { kind: ObjectKind::Jobs, name: "a".into(), action: Action::Blocked { reason: "r".into() } },
+            Change {
+                kind: ObjectKind::Jobs,
+                name: "b".into(),
+                action: Action::Create { call: Call { method: Method::Post, path: "/x".into(), body: Value::Null } },
+            },
+        ],
+        not_synced: vec![],
+    };
+    assert_eq!(p.sentence(), "1 blocked, 1 to create");
+}
