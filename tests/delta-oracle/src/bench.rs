@@ -1,4 +1,4 @@
-//! `--bench`: the project's assessment (`engine::delta::assess`, default `DeltaLimits`) of one large table.
+//! `--bench`: the project's assessment (`dr_delta::assess`, default `DeltaLimits`) of one large table.
 //!
 //! The table is what the storage of a long-lived Databricks table holds after log cleanup, written directly (its
 //! 100,000 commits are not simulated one by one; only the state at the start of the kept log is drawn at once):
@@ -20,7 +20,7 @@
 use crate::checkpoint_parquet::json_rows_to_parquet;
 use crate::prng::{Rng, uuid_text, z85};
 use crate::project;
-use engine::delta::{DeltaLimits, assess};
+use dr_delta::{DeltaLimits, assess};
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 use std::fs;
@@ -428,7 +428,7 @@ pub fn run(write: Option<&Path>) -> Result<(), String> {
     let limits = DeltaLimits::default();
     println!();
     println!(
-        "`engine::delta::assess`, `DeltaLimits::default()` (deadline {:?}), in-process `MemDataBuckets`, release build, \
+        "`dr_delta::assess`, `DeltaLimits::default()` (deadline {:?}), in-process `MemDataBuckets`, release build, \
          tokio current-thread runtime, BENCH_RUNS={runs}. Peak RSS growth: VmHWM after the assessment minus VmRSS \
          before it, VmHWM reset by writing \"5\" to /proc/self/clear_refs before each run (Linux); the table's \
          bytes held by the store are not in it; glibc's `malloc_trim(0)` before each run{} so that heap pages \

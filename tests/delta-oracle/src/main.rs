@@ -2,7 +2,7 @@
 //! random partial replications (see README.md).
 //!
 //! For each case seed: generate a table, replicate part of it, ask the kernel for the replica's newest consistent
-//! version, ask the project (`engine::delta::assess` over an in-memory copy), and classify:
+//! version, ask the project (`dr_delta::assess` over an in-memory copy), and classify:
 //! - AGREE: the same version (or both none);
 //! - FAIL: the project certifies a version the kernel cannot read (higher, or some where the kernel has none);
 //! - REFUSED: the kernel reads a version the project refuses (the project's is lower, or none).

@@ -1,9 +1,9 @@
-//! The project's assessment (`engine::delta::assess`) over an in-memory copy of the primary and the replica.
+//! The project's assessment (`dr_delta::assess`) over an in-memory copy of the primary and the replica.
 
 use domain::data_plane::DataPlane;
-use domain::delta::report::TableReport;
-use engine::delta::{DeltaLimits, assess};
-use engine::ports::memory::MemDataBuckets;
+use dr_delta::rules::report::TableReport;
+use dr_delta::{DeltaLimits, assess};
+use dr_ports::memory::MemDataBuckets;
 use std::fs;
 use std::path::Path;
 use std::time::Duration;
