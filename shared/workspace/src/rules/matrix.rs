@@ -373,33 +373,7 @@ fn kinds_rule(ev: &MatrixEvidence, kinds: &[ObjectKind]) -> (Protection, String)
             SiteName::ALL.into_iter().filter(|s| !ev.exports.contains_key(s)).map(SiteName::as_str).collect();
         return (Protection::Unknown, format!("no export of {} yet", missing.join(" or ")));
     };
-    let mut problems = Vec::new();
-    let mut counts = Vec::new();
-    let mut compared = Vec::new();
-    let mut neither = Vec::new();
-    for &kind in kinds {
-        let (p, s) = (primary.kinds.get(&kind), secondary.kinds.get(&kind));
-        let complete = |x: Option<&(ExportStatus, usize)>| x.is_some_and(|(st, _)| st.is_complete());
-        let exported =
-            |x: Option<&(ExportStatus, usize)>| matches!(x, Some((ExportStatus::Complete | ExportStatus::Partial { .. }, _)));
-        if !exported(p) && !exported(s) {
-            // Skipped in both sites (a feature not enabled, or no access): nothing seen, nothing compared.
-            let why = match p {
-                Some((ExportStatus::Skipped { reason }, _)) => reason.clone(),
-                _ => "not in the export".to_owned(),
-            };
-            neither.push(format!("{kind} not exported from either site ({why})"));
-            continue;
-        }
-        compared.push(kind);
-        let count = |x: Option<&(ExportStatus, usize)>| x.map_or(0, |(_, n)| *n);
-        counts.push(format!("{} (secondary {})", kind.count_phrase(count(p)), count(s)));
-        for (site, status) in [(SiteName::Primary, p), (SiteName::Secondary, s)] {
-            if !complete(status) {
-                problems.extend(incomplete(site, kind, status));
-            }
-        }
-    }
+    let Seen { mut problems, counts, compared, neither } = seen_in_exports(kinds, primary, secondary);
     if compared.is_empty() {
         return (Protection::Unknown, neither.join("; "));
     }
@@ -420,6 +394,56 @@ fn kinds_rule(ev: &MatrixEvidence, kinds: &[ObjectKind]) -> (Protection, String)
             (Protection::AtRisk, format!("{text}; {}", problems.join("; ")))
         };
     };
+    let missing_none = describe_drift(drift, &compared, &mut text, &mut problems);
+    let status = if missing_none && problems.is_empty() { Protection::Protected } else { Protection::AtRisk };
+    problems.extend(neither);
+    if problems.is_empty() { (status, text) } else { (status, format!("{text}; {}", problems.join("; "))) }
+}
+
+/// What both sites' exports show of a row's kinds.
+struct Seen {
+    /// Incomplete exports, by site and kind.
+    problems: Vec<String>,
+    /// Each compared kind's count in the primary (and the secondary's).
+    counts: Vec<String>,
+    /// The kinds exported from at least one site.
+    compared: Vec<ObjectKind>,
+    /// The kinds exported from neither site, and why.
+    neither: Vec<String>,
+}
+
+/// Sorts `kinds` into compared (exported from at least one site, each incomplete export a problem) and exported
+/// from neither (a feature not enabled, or no access: nothing seen, nothing compared).
+fn seen_in_exports(kinds: &[ObjectKind], primary: &SiteExport, secondary: &SiteExport) -> Seen {
+    let mut seen = Seen { problems: Vec::new(), counts: Vec::new(), compared: Vec::new(), neither: Vec::new() };
+    for &kind in kinds {
+        let (p, s) = (primary.kinds.get(&kind), secondary.kinds.get(&kind));
+        let complete = |x: Option<&(ExportStatus, usize)>| x.is_some_and(|(st, _)| st.is_complete());
+        let exported =
+            |x: Option<&(ExportStatus, usize)>| matches!(x, Some((ExportStatus::Complete | ExportStatus::Partial { .. }, _)));
+        if !exported(p) && !exported(s) {
+            let why = match p {
+                Some((ExportStatus::Skipped { reason }, _)) => reason.clone(),
+                _ => "not in the export".to_owned(),
+            };
+            seen.neither.push(format!("{kind} not exported from either site ({why})"));
+            continue;
+        }
+        seen.compared.push(kind);
+        let count = |x: Option<&(ExportStatus, usize)>| x.map_or(0, |(_, n)| *n);
+        seen.counts.push(format!("{} (secondary {})", kind.count_phrase(count(p)), count(s)));
+        for (site, status) in [(SiteName::Primary, p), (SiteName::Secondary, s)] {
+            if !complete(status) {
+                seen.problems.extend(incomplete(site, kind, status));
+            }
+        }
+    }
+    seen
+}
+
+/// Appends what the drift between the sites says of the `compared` kinds to `text` (what the secondary misses,
+/// what differs) and to `problems` (kinds without a drift); answers whether the secondary misses nothing.
+fn describe_drift(drift: &Drift, compared: &[ObjectKind], text: &mut String, problems: &mut Vec<String>) -> bool {
     let missing: Vec<String> = compared
         .iter()
         .filter_map(|k| drift.kind(*k))
@@ -445,9 +469,7 @@ fn kinds_rule(ev: &MatrixEvidence, kinds: &[ObjectKind]) -> (Protection, String)
     if !not_compared.is_empty() {
         problems.push(format!("drift not computed for {}", not_compared.join(", ")));
     }
-    let status = if missing.is_empty() && problems.is_empty() { Protection::Protected } else { Protection::AtRisk };
-    problems.extend(neither);
-    if problems.is_empty() { (status, text) } else { (status, format!("{text}; {}", problems.join("; "))) }
+    missing.is_empty()
 }
 
 /// Notebook Source Code / Workspace Files: the kinds rule on workspace objects and repos, then at risk for
