@@ -12,7 +12,8 @@ use domain::primitives::rfc3339;
 use domain::site::SiteName;
 use dr_failover::record::{self, ExecutionRecord, ExecutionState};
 use dr_failover::response::{
-    CarriedParts, CommandResponse, Details, ExecutionAnswer, ExecutionSummary, Fallible, Outcome, OwedPages, SnapshotAnswer,
+    CarriedParts, CommandResponse, DeltaRpo, Details, ExecutionAnswer, ExecutionSummary, Fallible, Outcome, OwedPages,
+    SnapshotAnswer,
 };
 use dr_failover::rules::decision::Initiator;
 use dr_failover::{Engine, ExecutionResult, MoveRequest};
@@ -163,21 +164,18 @@ async fn status_now<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
         engine.bucket.get(dr_delta::LATEST_KEY),
         dr_failover::activation::view(engine.workspaces.as_deref(), &docs)
     );
-    answer.workspaces = workspaces;
+    answer.workspaces = Some(workspaces);
     answer.activation = activation.map(|(view, _)| view);
     // The latest Delta assessment (each snapshot's, finished): the workload RPO before anyone approves.
-    answer.delta_rpo = match delta {
-        Ok(Some(o)) => {
-            let v: Value = serde_json::from_slice(&o.body).unwrap_or(Value::Null);
-            json!({ "generated_at": v["generated_at"], "complete": v["complete"], "workload": v["workload"] })
-        }
-        Ok(None) => json!({ "workload": null, "why": "no Delta assessment yet: it runs with every snapshot" }),
-        Err(e) => json!({ "error": e.to_string() }),
-    };
-    answer.replication_incidents = match incidents {
-        Ok(list) => dr_replication::summarize(&list),
-        Err(e) => json!({ "error": e.to_string() }),
-    };
+    answer.delta_rpo = Some(match delta {
+        Ok(Some(o)) => DeltaRpo::of_document(&o.body),
+        Ok(None) => DeltaRpo::not_yet(),
+        Err(e) => DeltaRpo::Failed { error: e.to_string() },
+    });
+    answer.replication_incidents = Some(match incidents {
+        Ok(list) => Fallible::Read(dr_replication::summaries(&list)),
+        Err(e) => Fallible::Failed { error: e.to_string() },
+    });
     answer.in_flight = match in_flight {
         Ok(l) => Fallible::Read(l.map(|(doc, _)| doc)),
         Err(e) => Fallible::Failed { error: e.to_string() },
