@@ -532,3 +532,52 @@ pub struct CarriedParts {
     /// Continuations posted by this invocation.
     pub posted: usize,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// The JSON that `status` wrote for `delta_rpo` when it was built with `json!`: the typed parts must write
+    /// the same (the goldens cover only the no-assessment case).
+    #[test]
+    fn delta_rpo_writes_what_the_untyped_answer_wrote() {
+        let stored = json!({"generated_at": "2026-01-05T09:00:00Z", "complete": true, "tables": [],
+            "workload": {"state": "known", "rpo_seconds": 60, "worst_table": "t", "without_rpo": [], "unsafe_streams": [],
+                         "prefixes_missing_objects": [], "summary": "RPO 1 min (t)"}});
+        let body = serde_json::to_vec(&stored).unwrap();
+        let want =
+            json!({"generated_at": stored["generated_at"], "complete": stored["complete"], "workload": stored["workload"]});
+        assert_eq!(serde_json::to_value(DeltaRpo::of_document(&body)).unwrap(), want);
+        // A document that does not read: each field `null`, as `v["..."]` gave.
+        let want = json!({"generated_at": null, "complete": null, "workload": null});
+        assert_eq!(serde_json::to_value(DeltaRpo::of_document(b"not json")).unwrap(), want);
+        let want = json!({"workload": null, "why": "no Delta assessment yet: it runs with every snapshot"});
+        assert_eq!(serde_json::to_value(DeltaRpo::not_yet()).unwrap(), want);
+        let failed = DeltaRpo::Failed { error: "denied".into() };
+        assert_eq!(serde_json::to_value(&failed).unwrap(), json!({"error": "denied"}));
+        // And `dr` reads each back as the same variant.
+        for v in [DeltaRpo::of_document(&body), DeltaRpo::not_yet(), failed] {
+            assert_eq!(serde_json::from_value::<DeltaRpo>(serde_json::to_value(&v).unwrap()).unwrap(), v);
+        }
+    }
+
+    /// `workspaces` and `replication_incidents` as the untyped answer wrote them when they could not be read, and
+    /// `null` before they are read.
+    #[test]
+    fn failed_parts_write_an_error_object_and_unread_parts_null() {
+        let ws = WorkspacesStatus::Failed { error: "denied".into() };
+        assert_eq!(serde_json::to_value(&ws).unwrap(), json!({"error": "denied"}));
+        let ws = WorkspacesStatus::Read {
+            drift: WorkspaceDrift::Failed { error: "denied".into() },
+            latest_exports: BTreeMap::new(),
+            exports: BTreeMap::new(),
+        };
+        let want = json!({"drift": {"error": "denied"}, "latest_exports": {}, "exports": {}});
+        assert_eq!(serde_json::to_value(&ws).unwrap(), want);
+        assert_eq!(serde_json::from_value::<WorkspacesStatus>(want).unwrap(), ws);
+        let incidents: Option<Fallible<Vec<IncidentSummary>>> = Some(Fallible::Failed { error: "denied".into() });
+        assert_eq!(serde_json::to_value(&incidents).unwrap(), json!({"error": "denied"}));
+        assert_eq!(serde_json::to_value(None::<DeltaRpo>).unwrap(), Value::Null);
+    }
+}
