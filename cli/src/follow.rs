@@ -91,9 +91,7 @@ pub fn ending_line(r: &ExecutionRecord, style: Style) -> String {
 pub async fn watch<B: ControlBucket>(bucket: &B, opts: &WatchOptions, style: Style) -> Result<Watched, String> {
     let id = &opts.execution_id;
     let started = Instant::now();
-    let mut printed = 0usize;
-    let mut last_state: Option<ExecutionState> = None;
-    let mut last_error: Option<String> = None;
+    let mut shown = Shown::default();
     let mut waiting_said = false;
     let mut out = std::io::stdout();
     if !opts.json {
@@ -109,69 +107,84 @@ pub async fn watch<B: ControlBucket>(bucket: &B, opts: &WatchOptions, style: Sty
                 }
             }
             Some(rec) => {
-                let r = rec.record;
-                if r.steps.len() < printed {
-                    printed = 0;
-                }
-                if last_state != Some(r.state) {
-                    if opts.json {
-                        let _ = writeln!(
-                            out,
-                            "{}",
-                            json!({"execution_id": id, "state": r.state, "kind": r.kind, "target": r.target})
-                        );
-                    } else {
-                        let _ = writeln!(
-                            out,
-                            "{} {} {} -> {}: {}",
-                            style.bold("state"),
-                            r.kind,
-                            id,
-                            r.target,
-                            state_word(r.state).replace('_', " ")
-                        );
-                    }
-                    last_state = Some(r.state);
-                }
-                for s in &r.steps[printed..] {
-                    if opts.json {
-                        let _ = writeln!(out, "{}", json!({"execution_id": id, "step": s}));
-                    } else {
-                        let _ = writeln!(out, "{}", step_line(s, style));
-                    }
-                }
-                printed = r.steps.len();
-                if r.error != last_error {
-                    if let (Some(e), false) = (&r.error, opts.json) {
-                        let _ = writeln!(out, "  {} {e}", style.warn("stopped:"));
-                    }
-                    last_error = r.error.clone();
-                }
-                let _ = out.flush();
-                let stop = r.state.is_terminal() || (opts.until_approval && r.state == ExecutionState::AwaitingApproval);
-                if stop {
-                    if opts.json {
-                        let _ = writeln!(
-                            out,
-                            "{}",
-                            json!({"execution_id": id, "state": r.state, "ended": true, "error": r.error, "report_key": r.report_key,
-                                   "rto_ms": dr_failover::report::rto_ms(&r)})
-                        );
-                    } else {
-                        let _ = writeln!(out, "{}", ending_line(&r, style));
-                    }
-                    return Ok(if r.state == ExecutionState::Failed { Watched::Failed } else { Watched::Ended });
+                if let Some(ended) = shown.show(&mut out, &rec.record, opts, style) {
+                    return Ok(ended);
                 }
             }
         }
         // A record that never appeared is most likely a mistyped id: do not wait the whole timeout for it.
-        if last_state.is_none() && started.elapsed() >= opts.timeout.min(NOT_FOUND_GRACE) {
+        if shown.state.is_none() && started.elapsed() >= opts.timeout.min(NOT_FOUND_GRACE) {
             return Ok(Watched::NotFound);
         }
         if started.elapsed() >= opts.timeout {
             return Ok(Watched::TimedOut);
         }
         tokio::time::sleep(opts.interval.min(opts.timeout.saturating_sub(started.elapsed()))).await;
+    }
+}
+
+/// What `watch` has printed of the record so far: each read prints only what changed.
+#[derive(Debug, Default)]
+struct Shown {
+    /// The steps printed.
+    steps: usize,
+    /// The state last printed (`None`: no record read yet).
+    state: Option<ExecutionState>,
+    /// The error last seen.
+    error: Option<String>,
+}
+
+impl Shown {
+    /// Prints what changed in `r` since the last read; the watch's end once `r` ends it.
+    fn show(&mut self, out: &mut impl std::io::Write, r: &ExecutionRecord, opts: &WatchOptions, style: Style) -> Option<Watched> {
+        let id = &opts.execution_id;
+        // A record rewritten from the start (a new attempt) is printed again.
+        if r.steps.len() < self.steps {
+            self.steps = 0;
+        }
+        if self.state != Some(r.state) {
+            let _ = writeln!(out, "{}", state_line(id, r, opts.json, style));
+            self.state = Some(r.state);
+        }
+        for s in &r.steps[self.steps..] {
+            if opts.json {
+                let _ = writeln!(out, "{}", json!({"execution_id": id, "step": s}));
+            } else {
+                let _ = writeln!(out, "{}", step_line(s, style));
+            }
+        }
+        self.steps = r.steps.len();
+        if r.error != self.error {
+            if let (Some(e), false) = (&r.error, opts.json) {
+                let _ = writeln!(out, "  {} {e}", style.warn("stopped:"));
+            }
+            self.error = r.error.clone();
+        }
+        let _ = out.flush();
+        let stop = r.state.is_terminal() || (opts.until_approval && r.state == ExecutionState::AwaitingApproval);
+        if !stop {
+            return None;
+        }
+        if opts.json {
+            let _ = writeln!(
+                out,
+                "{}",
+                json!({"execution_id": id, "state": r.state, "ended": true, "error": r.error, "report_key": r.report_key,
+                       "rto_ms": dr_failover::report::rto_ms(r)})
+            );
+        } else {
+            let _ = writeln!(out, "{}", ending_line(r, style));
+        }
+        Some(if r.state == ExecutionState::Failed { Watched::Failed } else { Watched::Ended })
+    }
+}
+
+/// A new state of the execution, as a line (of JSON with `json`).
+fn state_line(id: &str, r: &ExecutionRecord, json: bool, style: Style) -> String {
+    if json {
+        json!({"execution_id": id, "state": r.state, "kind": r.kind, "target": r.target}).to_string()
+    } else {
+        format!("{} {} {} -> {}: {}", style.bold("state"), r.kind, id, r.target, state_word(r.state).replace('_', " "))
     }
 }
 

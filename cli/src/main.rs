@@ -274,34 +274,9 @@ async fn sync_confirmation(
 
 /// The earlier interface, kept for scripts: `dr '<json>'` or `dr -`; the answer is the function's JSON.
 async fn legacy(g: &args::Global, words: Vec<String>) -> u8 {
-    let [arg] = words.as_slice() else {
-        let mut cmd = Cli::command();
-        let e = cmd.error(
-            clap::error::ErrorKind::TooManyValues,
-            format!("one JSON payload expected, found {} arguments: {words:?} (quote the JSON)", words.len()),
-        );
-        let _ = e.print();
-        return REJECTED;
-    };
-    let arg = arg.clone();
-    let text = if arg == "-" {
-        let mut s = String::new();
-        if let Err(e) = std::io::stdin().read_to_string(&mut s) {
-            eprintln!("cannot read stdin: {e}");
-            return FAILED;
-        }
-        s
-    } else if matches!(arg.trim_start().chars().next(), Some('{' | '[' | '"')) {
-        arg
-    } else {
-        // A mistyped command name: say so as clap would, with its suggestion.
-        let mut cmd = Cli::command();
-        let names: Vec<String> = cmd.get_subcommands().map(|c| c.get_name().to_owned()).collect();
-        let close = names.iter().find(|n| edit_distance(n, &arg) <= 2);
-        let hint = close.map(|n| format!("\n\n  tip: a similar command exists: '{n}'")).unwrap_or_default();
-        let e = cmd.error(clap::error::ErrorKind::InvalidSubcommand, format!("unrecognized command '{arg}'{hint}"));
-        let _ = e.print();
-        return REJECTED;
+    let text = match legacy_text(&words) {
+        Ok(t) => t,
+        Err(code) => return code,
     };
     app::telemetry::init();
     let payload: Value = match serde_json::from_str(&text) {
@@ -325,6 +300,40 @@ async fn legacy(g: &args::Global, words: Vec<String>) -> u8 {
     let answer = dispatch(g.function.as_deref(), &settings, clients, &payload).await;
     let style = Style { color: false };
     print("", &answer, Output { json: true, style, err_style: style })
+}
+
+/// The one JSON payload of a legacy call (`dr '{"command":...}'`, or `-` for stdin); a mistyped command name is
+/// rejected as clap would reject it. `Err`: the exit code, once said why.
+fn legacy_text(words: &[String]) -> Result<String, u8> {
+    let [arg] = words else {
+        let mut cmd = Cli::command();
+        let e = cmd.error(
+            clap::error::ErrorKind::TooManyValues,
+            format!("one JSON payload expected, found {} arguments: {words:?} (quote the JSON)", words.len()),
+        );
+        let _ = e.print();
+        return Err(REJECTED);
+    };
+    let arg = arg.clone();
+    if arg == "-" {
+        let mut s = String::new();
+        if let Err(e) = std::io::stdin().read_to_string(&mut s) {
+            eprintln!("cannot read stdin: {e}");
+            return Err(FAILED);
+        }
+        Ok(s)
+    } else if matches!(arg.trim_start().chars().next(), Some('{' | '[' | '"')) {
+        Ok(arg)
+    } else {
+        // A mistyped command name: say so as clap would, with its suggestion.
+        let mut cmd = Cli::command();
+        let names: Vec<String> = cmd.get_subcommands().map(|c| c.get_name().to_owned()).collect();
+        let close = names.iter().find(|n| edit_distance(n, &arg) <= 2);
+        let hint = close.map(|n| format!("\n\n  tip: a similar command exists: '{n}'")).unwrap_or_default();
+        let e = cmd.error(clap::error::ErrorKind::InvalidSubcommand, format!("unrecognized command '{arg}'{hint}"));
+        let _ = e.print();
+        Err(REJECTED)
+    }
 }
 
 /// What a command came to.

@@ -3,7 +3,10 @@
 //! (typed: `dr_failover::response`), so a local run and `--function` print alike.
 
 use domain::notification::Severity;
-use dr_failover::response::{CheckAnswer, CommandResponse, ExecutionAnswer, Fallible, PolicyView, SnapshotAnswer, StatusAnswer};
+use dr_failover::response::{
+    ActivationView, CheckAnswer, CommandResponse, DeltaRpo, ExecutionAnswer, ExportView, Fallible, IncidentSummary, PolicyView,
+    SnapshotAnswer, StatusAnswer, WorkspaceActivation, WorkspaceDrift, WorkspacesStatus,
+};
 use dr_ports::finding::Finding;
 use serde::Deserialize as _;
 use serde_json::Value;
@@ -62,26 +65,18 @@ impl Style {
 }
 
 /// One site's running or latest export in a line: its state, how far it got, the calls, when it started.
-fn export_line(site: &str, e: &Value) -> String {
-    let names =
-        |key: &str| -> Vec<String> { e["kinds"][key].as_array().map(|a| a.iter().map(text).collect()).unwrap_or_default() };
+fn export_line(site: &str, e: &ExportView) -> String {
     let mut parts = vec![format!(
         "{site} {} since {}: {}, {} complete, {} calls",
-        text(&e["state"]),
-        text(&e["started_at"]),
-        text(&e["in"]),
-        text(&e["kinds"]["complete"]),
-        text(&e["requests"])
+        e.state, e.started_at, e.in_, e.kinds.complete, e.requests
     )];
-    for key in ["partial", "skipped"] {
-        let n = names(key);
-        if !n.is_empty() {
-            parts.push(format!("{key}: {}", n.join(", ")));
+    for (key, names) in [("partial", &e.kinds.partial), ("skipped", &e.kinds.skipped)] {
+        if !names.is_empty() {
+            parts.push(format!("{key}: {}", names.join(", ")));
         }
     }
-    let pending = names("pending");
-    if !pending.is_empty() {
-        parts.push(format!("pending: {}", pending.len()));
+    if !e.kinds.pending.is_empty() {
+        parts.push(format!("pending: {}", e.kinds.pending.len()));
     }
     parts.join("; ")
 }
@@ -159,17 +154,16 @@ pub fn status(r: &CommandResponse<StatusAnswer>, s: Style, now: OffsetDateTime) 
     } else {
         b.line("problems", other.iter().map(|p| s.bad(&format!("- {p}"))).collect::<Vec<_>>().join("\n"));
     }
-    replication_lines(&mut b, &v.replication_incidents, s);
-    if let Some(act) = v.activation.as_ref().filter(|a| a.is_object()) {
+    replication_lines(&mut b, v.replication_incidents.as_ref(), s);
+    if let Some(act) = &v.activation {
         activation_line(&mut b, act, s);
     }
-    if let Some(summary) = v.delta_rpo["workload"]["summary"].as_str() {
-        let at = text(&v.delta_rpo["generated_at"]);
-        let line = format!("{summary} (assessed {at})");
-        let known_small = v.delta_rpo["workload"]["state"] == "known";
+    if let Some(DeltaRpo::Assessed { generated_at, workload: Some(workload), .. }) = &v.delta_rpo {
+        let line = format!("{} (assessed {})", workload.summary, generated_at.as_deref().unwrap_or_default());
+        let known_small = workload.state == "known";
         b.line("Delta RPO", if known_small { line } else { s.warn(&line) });
     }
-    workspaces_lines(&mut b, &v.workspaces, s);
+    workspaces_lines(&mut b, v.workspaces.as_ref(), s);
     let site = v.active.read().map(|a| a.site.as_str());
     let site_known = site.is_some_and(|st| v.sites.get(st).and_then(Fallible::read).is_some());
     if let Some(d) = drift.first() {
@@ -234,31 +228,19 @@ fn in_flight_line(b: &mut Block, v: &StatusAnswer, s: Style) {
     }
 }
 
-/// The replication incidents and what they mean for the RPO (`replication::summarize`'s list, or its error).
-fn replication_lines(b: &mut Block, incidents: &Value, s: Style) {
-    let (replication, rpo) = match incidents.as_array() {
-        Some(list) if list.is_empty() => (
+/// The replication incidents and what they mean for the RPO (`replication::summaries`'s list, or its error;
+/// `None`: not in the answer).
+fn replication_lines(b: &mut Block, incidents: Option<&Fallible<Vec<IncidentSummary>>>, s: Style) {
+    let (replication, rpo) = match incidents {
+        Some(Fallible::Read(list)) if list.is_empty() => (
             s.good("no open incident"),
             s.good("current: no open replication incident (the replicas trail by S3 replication's normal delay)"),
         ),
-        Some(list) => {
-            let lines: Vec<String> = list
-                .iter()
-                .map(|i| {
-                    s.warn(&format!(
-                        "- {} ({}, {}): {} object(s) failed from {}, since {}",
-                        text(&i["id"]),
-                        text(&i["highest_severity"]),
-                        text(&i["highest_category"]),
-                        text(&i["total_failed"]),
-                        text(&i["source_bucket"]),
-                        short_time(&text(&i["first_seen"]).if_empty(&text(&i["opened_at"])))
-                    ))
-                })
-                .collect();
+        Some(Fallible::Read(list)) => {
+            let lines: Vec<String> = list.iter().map(|i| s.warn(&incident_line(i))).collect();
             let oldest = list
                 .iter()
-                .filter_map(|i| i["first_seen"].as_str().or(i["opened_at"].as_str()))
+                .map(|i| i.first_seen.as_deref().unwrap_or(&i.opened_at))
                 .min()
                 .unwrap_or("an unknown time")
                 .to_owned();
@@ -267,8 +249,8 @@ fn replication_lines(b: &mut Block, incidents: &Value, s: Style) {
                 s.warn(&format!("AT RISK: objects written since {} may be missing on the replica", short_time(&oldest))),
             )
         }
-        None => {
-            let why = text(&incidents["error"]);
+        other => {
+            let why = other.and_then(Fallible::error).unwrap_or_default();
             (s.warn(&format!("unknown ({why})")), s.warn("unknown: the replication incidents could not be read"))
         }
     };
@@ -276,39 +258,59 @@ fn replication_lines(b: &mut Block, incidents: &Value, s: Style) {
     b.line("RPO", rpo);
 }
 
-/// The workload activation per workspace (`workspace::activation::view`).
-fn activation_line(b: &mut Block, act: &Value, s: Style) {
+/// One open incident in a line.
+fn incident_line(i: &IncidentSummary) -> String {
+    format!(
+        "- {} ({}, {}): {} object(s) failed from {}, since {}",
+        i.id,
+        word(&i.highest_severity),
+        word(&i.highest_category),
+        i.total_failed,
+        i.source_bucket,
+        short_time(&i.first_seen.clone().unwrap_or_default().if_empty(&i.opened_at))
+    )
+}
+
+/// The workload activation per workspace (`failover::activation::view`).
+fn activation_line(b: &mut Block, act: &ActivationView, s: Style) {
+    let ActivationView::Read { job_tag, workspaces, out_of_step, .. } = act else {
+        // Without a connector there is nothing per workspace: the line says only that (an empty tag).
+        b.line("activation", " ()");
+        return;
+    };
     let per: Vec<String> = ["primary", "secondary"]
         .iter()
         .filter_map(|site| {
-            let w = &act["workspaces"][*site];
-            w.is_object().then(|| match w["error"].as_str() {
-                Some(e) => format!("{site}: unknown ({e})"),
-                None => format!("{site}: {}", text(&w["summary"])),
+            workspaces.get(*site).map(|w| match w {
+                WorkspaceActivation::Failed { error, .. } => format!("{site}: unknown ({error})"),
+                WorkspaceActivation::Read { summary, .. } => format!("{site}: {summary}"),
             })
         })
         .collect();
-    let out: Vec<String> = act["out_of_step"].as_array().into_iter().flatten().map(|f| text(&f["what"])).collect();
-    let line = format!("{} ({})", per.join("; "), text(&act["job_tag"]));
+    let out: Vec<&str> = out_of_step.iter().map(|f| f.what.as_str()).collect();
+    let line = format!("{} ({job_tag})", per.join("; "));
     b.line("activation", if out.is_empty() { line } else { s.bad(&format!("{line}; OUT OF STEP: {}", out.join("; "))) });
 }
 
 /// The workspaces' drift and each site's export (`workspace::status_view`).
-fn workspaces_lines(b: &mut Block, ws: &Value, s: Style) {
-    match ws["drift"].as_str() {
-        Some(line) if line.contains("missing") || line.contains("extra") || line.contains("differ") => {
+fn workspaces_lines(b: &mut Block, ws: Option<&WorkspacesStatus>, s: Style) {
+    let (drift, exports) = match ws {
+        None => return,
+        // The latest exports could not be read: the drift is unknown, and there is no export to show.
+        Some(WorkspacesStatus::Failed { .. }) => return b.line("workspaces", s.warn("unknown ()")),
+        Some(WorkspacesStatus::Read { drift, exports, .. }) => (drift, exports),
+    };
+    match drift {
+        WorkspaceDrift::Sentence(line) if line.contains("missing") || line.contains("extra") || line.contains("differ") => {
             b.line("workspaces", s.warn(line));
         }
-        Some(line) => b.line("workspaces", line),
-        None if ws.is_object() => b.line("workspaces", s.warn(&format!("unknown ({})", text(&ws["drift"]["error"])))),
-        None => {}
+        WorkspaceDrift::Sentence(line) => b.line("workspaces", line),
+        WorkspaceDrift::Failed { error } => b.line("workspaces", s.warn(&format!("unknown ({error})"))),
     }
-    if let Some(exports) = ws["exports"].as_object() {
-        for (site, e) in exports {
-            let line = export_line(site, e);
-            let fine = e["state"] == "finished" && e["kinds"]["partial"].as_array().is_some_and(Vec::is_empty);
-            b.line("export", if fine { line } else { s.warn(&line) });
-        }
+    for (site, e) in exports {
+        let line = export_line(site, e);
+        let fine = e.state == "finished" && e.kinds.partial.is_empty();
+        b.line("export", if fine { line } else { s.warn(&line) });
     }
 }
 
@@ -612,10 +614,12 @@ mod tests {
     #[test]
     fn status_shows_each_sites_export_and_how_far_it_got() {
         let mut v = status_answer();
-        v["workspaces"] = json!({"drift": "the sites are in step", "exports": {
-            "primary": {"state": "running", "started_at": "2026-01-05T11:00:00Z", "in": "12 of 21 kinds", "requests": 340,
+        v["workspaces"] = json!({"drift": "the sites are in step", "latest_exports": {}, "exports": {
+            "primary": {"state": "running", "started_at": "2026-01-05T11:00:00Z", "updated_at": "2026-01-05T11:02:00Z",
+                        "snapshot_folder": "snapshots/x", "invocations": 1, "in": "12 of 21 kinds", "requests": 340,
                         "kinds": {"complete": 11, "partial": ["tables"], "skipped": [], "pending": ["grants", "permissions"]}},
-            "secondary": {"state": "finished", "started_at": "2026-01-05T11:00:00Z", "in": "21 of 21 kinds", "requests": 900,
+            "secondary": {"state": "finished", "started_at": "2026-01-05T11:00:00Z", "updated_at": "2026-01-05T11:02:00Z",
+                          "snapshot_folder": "snapshots/x", "invocations": 1, "in": "21 of 21 kinds", "requests": 900,
                           "kinds": {"complete": 21, "partial": [], "skipped": [], "pending": []}}}});
         let out = status(&typed_as(&v), PLAIN, now());
         assert!(
@@ -636,7 +640,9 @@ mod tests {
         ]);
         v["in_flight"] = json!({"execution_id": "alarm-1", "state": "awaiting_approval", "attempt_id": "a", "acquired_at": "t0", "lease_expires_at": "t1", "holder": "h"});
         v["replication_incidents"] = json!([{"id": "b__r", "highest_severity": "critical", "highest_category": "replication_broken",
-            "total_failed": 400, "source_bucket": "b", "first_seen": "2026-01-05T08:00:00Z"}]);
+            "total_failed": 400, "source_bucket": "b", "first_seen": "2026-01-05T08:00:00Z", "rule_id": "r", "state": "open",
+            "actionable_failed": 400, "lag_outstanding": false, "opened_at": "2026-01-05T08:01:00Z", "last_seen": null,
+            "document": "replication/incidents/b__r.json", "pages_owed": 0}]);
         let out = status(&typed_as(&v), PLAIN, now());
         for needle in [
             "- /dr/prod/sites/primary: missing `region`",

@@ -28,6 +28,18 @@ fn finding(id: &str, severity: Severity, what: impl Into<String>, action: impl I
 
 /// The pure part: findings from the documents and the lock.
 pub fn document_findings(docs: &documents::DrDocuments, lock: Option<&lock::LockDoc>, now: time::OffsetDateTime) -> Vec<Finding> {
+    let mut out = site_findings(docs);
+    out.extend(active_finding(docs));
+    out.extend(policy_finding(docs));
+    if let Some(p) = docs.data_plane.problem() {
+        out.push(finding("data-plane", Severity::Warning, p, "fix {prefix}/data-plane: snapshots cannot judge the replicas"));
+    }
+    out.extend(lock.map(|l| lock_finding(l, now)));
+    out
+}
+
+/// Each site document that is not valid (the secondary's is critical: a failover goes toward it).
+fn site_findings(docs: &documents::DrDocuments) -> Vec<Finding> {
     let mut out = Vec::new();
     for site in SiteName::ALL {
         if let Some(p) = docs.site(site).problem() {
@@ -40,79 +52,79 @@ pub fn document_findings(docs: &documents::DrDocuments, lock: Option<&lock::Lock
             ));
         }
     }
-    match docs.active.valid() {
-        None => out.push(finding(
+    out
+}
+
+/// An active document that is not valid, or that no longer matches its site's document.
+fn active_finding(docs: &documents::DrDocuments) -> Option<Finding> {
+    let Some(active) = docs.active.valid() else {
+        return Some(finding(
             "active",
             Severity::Critical,
             docs.active.problem().unwrap_or_default(),
             "consumers cannot read the live config: create {prefix}/active from a site document plus \"site\"",
-        )),
-        Some(active) => {
-            if let Some(site_doc) = docs.site(active.site).valid()
-                && site_doc.document() != active.config.document()
-            {
-                out.push(finding(
-                    "active-drift",
-                    Severity::Warning,
-                    format!("the active config (site {}) differs from sites/{}", active.site, active.site),
-                    "a site document changed after promotion: re-promote (failover/failback) or restore the site document",
-                ));
-            }
-        }
-    }
+        ));
+    };
+    let site_doc = docs.site(active.site).valid()?;
+    (site_doc.document() != active.config.document()).then(|| {
+        finding(
+            "active-drift",
+            Severity::Warning,
+            format!("the active config (site {}) differs from sites/{}", active.site, active.site),
+            "a site document changed after promotion: re-promote (failover/failback) or restore the site document",
+        )
+    })
+}
+
+/// A policy that is absent, invalid, or automatic without alarms.
+fn policy_finding(docs: &documents::DrDocuments) -> Option<Finding> {
     match &docs.policy {
-        None => out.push(finding(
+        None => Some(finding(
             "policy",
             Severity::Info,
             "no policy parameter: approval mode applies",
             "create {prefix}/policy to choose a mode",
         )),
-        Some(Doc::Valid { value, .. }) => {
-            if value.mode == PolicyMode::Auto && value.failover_alarms.is_empty() {
-                out.push(finding(
-                    "policy",
-                    Severity::Warning,
-                    "mode is auto but failover_alarms is empty",
-                    "list the health alarms that may fail over",
-                ));
-            }
-        }
-        Some(other) => out.push(finding(
+        Some(Doc::Valid { value, .. }) => (value.mode == PolicyMode::Auto && value.failover_alarms.is_empty()).then(|| {
+            finding(
+                "policy",
+                Severity::Warning,
+                "mode is auto but failover_alarms is empty",
+                "list the health alarms that may fail over",
+            )
+        }),
+        Some(other) => Some(finding(
             "policy",
             Severity::Critical,
             other.problem().unwrap_or_default(),
             "fix {prefix}/policy: while it is invalid no alarm can fail over automatically",
         )),
     }
-    if let Some(p) = docs.data_plane.problem() {
-        out.push(finding("data-plane", Severity::Warning, p, "fix {prefix}/data-plane: snapshots cannot judge the replicas"));
+}
+
+/// What the failover lock's holder means for a failover now.
+fn lock_finding(l: &lock::LockDoc, now: time::OffsetDateTime) -> Finding {
+    match l.state {
+        _ if l.expired(now) => finding(
+            "lock",
+            Severity::Warning,
+            format!("the failover lock of {} expired at {} and was not released", l.execution_id, l.lease_expires_at),
+            format!("the next trigger takes it over; to clear it now: unlock {}", l.execution_id),
+        ),
+        LockState::AwaitingApproval => finding(
+            "approval",
+            Severity::Warning,
+            format!("execution {} awaits approval until {}", l.execution_id, l.lease_expires_at),
+            format!("approve {} or unlock it", l.execution_id),
+        ),
+        LockState::Stopped => finding(
+            "lock",
+            Severity::Critical,
+            format!("execution {} stopped on an error and holds the lock", l.execution_id),
+            format!("re-run its trigger to resume, or unlock {}", l.execution_id),
+        ),
+        LockState::Running => finding("lock", Severity::Info, format!("execution {} is running", l.execution_id), "none"),
     }
-    if let Some(l) = lock {
-        match l.state {
-            _ if l.expired(now) => out.push(finding(
-                "lock",
-                Severity::Warning,
-                format!("the failover lock of {} expired at {} and was not released", l.execution_id, l.lease_expires_at),
-                format!("the next trigger takes it over; to clear it now: unlock {}", l.execution_id),
-            )),
-            LockState::AwaitingApproval => out.push(finding(
-                "approval",
-                Severity::Warning,
-                format!("execution {} awaits approval until {}", l.execution_id, l.lease_expires_at),
-                format!("approve {} or unlock it", l.execution_id),
-            )),
-            LockState::Stopped => out.push(finding(
-                "lock",
-                Severity::Critical,
-                format!("execution {} stopped on an error and holds the lock", l.execution_id),
-                format!("re-run its trigger to resume, or unlock {}", l.execution_id),
-            )),
-            LockState::Running => {
-                out.push(finding("lock", Severity::Info, format!("execution {} is running", l.execution_id), "none"))
-            }
-        }
-    }
-    out
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]

@@ -153,17 +153,7 @@ pub fn parse(payload: &Value) -> Result<Command, Rejection> {
             kind_of(payload)
         )));
     };
-    let name = match map.get("command") {
-        Some(Value::String(s)) => s.as_str(),
-        Some(other) => {
-            return Err(Rejection(format!(
-                "field `command` is {}; expected a string, one of: {}",
-                kind_of(other),
-                COMMANDS.join(", ")
-            )));
-        }
-        None => return Err(Rejection(format!("missing field `command`; expected one of: {}", COMMANDS.join(", ")))),
-    };
+    let name = command_name(map)?;
     let mut fields = map.clone();
     fields.remove("command");
     let fields = Value::Object(fields);
@@ -177,50 +167,8 @@ pub fn parse(payload: &Value) -> Result<Command, Rejection> {
             non_empty(name, "reason", &d.reason)?;
             Command::Drill(d)
         }
-        "failover" | "failback" => {
-            let m: Move = fields_of(name, fields)?;
-            let expected = if name == "failover" { SiteName::Secondary } else { SiteName::Primary };
-            if m.target != expected {
-                return Err(Rejection(format!(
-                    "{name}: field `target` is {:?}; a {name} moves toward {:?} (use {} to move toward {:?})",
-                    m.target.as_str(),
-                    expected.as_str(),
-                    if name == "failover" { "failback" } else { "failover" },
-                    m.target.as_str()
-                )));
-            }
-            if m.confirm != m.target.as_str() {
-                return Err(Rejection(format!(
-                    "{name}: field `confirm` is {:?}; expected it to equal `target` ({:?}) as a typed confirmation",
-                    m.confirm,
-                    m.target.as_str()
-                )));
-            }
-            non_empty(name, "reason", &m.reason)?;
-            non_empty(name, "requested_by", &m.requested_by)?;
-            if let Some(t) = &m.client_token {
-                token_like(name, "client_token", t)?;
-            }
-            Command::Move(m)
-        }
-        "sync" => {
-            let y: Sync = fields_of(name, fields)?;
-            if y.prune && !y.apply {
-                return Err(Rejection("sync: field `prune` needs `apply`: true (a plan alone changes nothing)".into()));
-            }
-            if y.apply {
-                match &y.confirm {
-                    Some(c) if SiteName::parse(c).is_some() => {}
-                    other => {
-                        return Err(Rejection(format!(
-                            "sync: field `confirm` is {other:?}; with `apply` it must name the standby site (\"primary\" or \"secondary\") as a typed confirmation"
-                        )));
-                    }
-                }
-                non_empty(name, "requested_by", y.requested_by.as_deref().unwrap_or_default())?;
-            }
-            Command::Sync(y)
-        }
+        "failover" | "failback" => parse_move(name, fields)?,
+        "sync" => parse_sync(name, fields)?,
         "approve" => {
             let a: Approve = fields_of(name, fields)?;
             token_like(name, "execution_id", &a.execution_id)?;
@@ -255,6 +203,65 @@ pub fn parse(payload: &Value) -> Result<Command, Rejection> {
         }
     };
     Ok(cmd)
+}
+
+/// The payload's `command` field.
+fn command_name(map: &serde_json::Map<String, Value>) -> Result<&str, Rejection> {
+    match map.get("command") {
+        Some(Value::String(s)) => Ok(s.as_str()),
+        Some(other) => {
+            Err(Rejection(format!("field `command` is {}; expected a string, one of: {}", kind_of(other), COMMANDS.join(", "))))
+        }
+        None => Err(Rejection(format!("missing field `command`; expected one of: {}", COMMANDS.join(", ")))),
+    }
+}
+
+/// A `failover` or `failback`: toward the site its name says, confirmed by the target typed again.
+fn parse_move(name: &str, fields: Value) -> Result<Command, Rejection> {
+    let m: Move = fields_of(name, fields)?;
+    let expected = if name == "failover" { SiteName::Secondary } else { SiteName::Primary };
+    if m.target != expected {
+        return Err(Rejection(format!(
+            "{name}: field `target` is {:?}; a {name} moves toward {:?} (use {} to move toward {:?})",
+            m.target.as_str(),
+            expected.as_str(),
+            if name == "failover" { "failback" } else { "failover" },
+            m.target.as_str()
+        )));
+    }
+    if m.confirm != m.target.as_str() {
+        return Err(Rejection(format!(
+            "{name}: field `confirm` is {:?}; expected it to equal `target` ({:?}) as a typed confirmation",
+            m.confirm,
+            m.target.as_str()
+        )));
+    }
+    non_empty(name, "reason", &m.reason)?;
+    non_empty(name, "requested_by", &m.requested_by)?;
+    if let Some(t) = &m.client_token {
+        token_like(name, "client_token", t)?;
+    }
+    Ok(Command::Move(m))
+}
+
+/// A `sync`: a plan, or (confirmed by the standby's name) an apply.
+fn parse_sync(name: &str, fields: Value) -> Result<Command, Rejection> {
+    let y: Sync = fields_of(name, fields)?;
+    if y.prune && !y.apply {
+        return Err(Rejection("sync: field `prune` needs `apply`: true (a plan alone changes nothing)".into()));
+    }
+    if y.apply {
+        match &y.confirm {
+            Some(c) if SiteName::parse(c).is_some() => {}
+            other => {
+                return Err(Rejection(format!(
+                    "sync: field `confirm` is {other:?}; with `apply` it must name the standby site (\"primary\" or \"secondary\") as a typed confirmation"
+                )));
+            }
+        }
+        non_empty(name, "requested_by", y.requested_by.as_deref().unwrap_or_default())?;
+    }
+    Ok(Command::Sync(y))
 }
 
 fn fields_of<T: DeserializeOwned>(command: &str, fields: Value) -> Result<T, Rejection> {

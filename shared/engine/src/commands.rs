@@ -12,7 +12,8 @@ use domain::primitives::rfc3339;
 use domain::site::SiteName;
 use dr_failover::record::{self, ExecutionRecord, ExecutionState};
 use dr_failover::response::{
-    CarriedParts, CommandResponse, Details, ExecutionAnswer, ExecutionSummary, Fallible, Outcome, OwedPages, SnapshotAnswer,
+    CarriedParts, CommandResponse, DeltaRpo, Details, ExecutionAnswer, ExecutionSummary, Fallible, Outcome, OwedPages,
+    SnapshotAnswer,
 };
 use dr_failover::rules::decision::Initiator;
 use dr_failover::{Engine, ExecutionResult, MoveRequest};
@@ -75,20 +76,7 @@ pub async fn run_with<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock
     tracing::info!(command = command.name(), "command");
     let response = match command {
         Command::Status => status_now(engine).await?,
-        Command::Move(m) => {
-            let name = dr_failover::rules::decision::ExecutionKind::toward(m.target).as_str();
-            // The client token makes a retried command the same execution; without one, each command is new.
-            let token = m.client_token.clone().unwrap_or_else(new_token);
-            let request = MoveRequest {
-                execution_id: format!("{name}-{token}"),
-                initiator: Initiator::Human { requested_by: m.requested_by.clone() },
-                target: m.target,
-                reason: m.reason.clone(),
-                trigger: json!({ "command": name, "target": m.target, "requested_by": m.requested_by, "reason": m.reason,
-                                 "client_token": m.client_token }),
-            };
-            execution(name, engine.run(request).await?)
-        }
+        Command::Move(m) => move_now(engine, &m).await?,
         Command::Approve(a) => execution("approve", engine.approve(&a.execution_id, &a.requested_by).await?),
         Command::Cancel(c) => execution("cancel", engine.cancel(&c.execution_id, &c.requested_by, c.reason.as_deref()).await?),
         Command::Unlock(u) => {
@@ -99,43 +87,7 @@ pub async fn run_with<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock
             (Some(carrier), Some(connector)) => snapshot_carried(engine, connector, carrier).await?,
             _ => snapshot_now(engine).await?,
         },
-        Command::Check => {
-            // The DR documents once, for every part of the check (coverage reads the data plane among them).
-            let parameters = documents::load_parameters(&engine.params, &engine.settings.prefix).await?;
-            let docs = documents::from_parameters(&parameters, &engine.settings.prefix);
-            let tree: Vec<_> = parameters.into_values().collect();
-            let mut extra = replication_findings(engine).await;
-            extra.extend(owed_page_findings(engine).await);
-            extra.extend(abandoned_lock_findings(engine).await);
-            extra.extend(version_findings(engine).await);
-            extra.extend(coverage_findings(engine, &tree).await);
-            let now = engine.clock.now();
-            let (readiness, activation) = tokio::join!(
-                dr_workspace::readiness::assess(&engine.bucket, &docs, now),
-                dr_failover::activation::view(engine.workspaces.as_deref(), &docs)
-            );
-            // A job scheduled in both workspaces runs twice: critical, paged.
-            if let Some((_, findings)) = activation {
-                extra.extend(findings);
-            }
-            if let Ok(r) = &readiness {
-                extra.extend(r.findings.iter().cloned());
-            }
-            let mut response = check::check(engine, &docs, extra).await?;
-            let matrix = match &readiness {
-                Ok(r) => {
-                    let env = &engine.settings.environment;
-                    dr_workspace::readiness::publish(&engine.bucket, &engine.notifier, env, r, now).await
-                }
-                Err(e) => json!({ "error": e.to_string() }),
-            };
-            let sync = crate::sync::on_check(engine, &docs).await;
-            if let Details::Check(answer) = &mut response.details {
-                answer.dr_matrix = Some(matrix);
-                answer.sync = Some(sync);
-            }
-            response
-        }
+        Command::Check => check_now(engine).await?,
         Command::Sync(y) => crate::sync::run(engine, &y).await?,
         Command::Drill(d) => {
             let r = drill::drill(engine, &d.requested_by, &d.reason).await?;
@@ -145,6 +97,66 @@ pub async fn run_with<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock
         }
     };
     tracing::info!(outcome = ?response.outcome, active_site = ?response.active_site, "command answered");
+    Ok(response)
+}
+
+/// A failover or failback asked by a human.
+async fn move_now<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
+    engine: &Engine<P, B, N, C>,
+    m: &command::Move,
+) -> Result<CommandResponse, CommandError> {
+    let name = dr_failover::rules::decision::ExecutionKind::toward(m.target).as_str();
+    // The client token makes a retried command the same execution; without one, each command is new.
+    let token = m.client_token.clone().unwrap_or_else(new_token);
+    let request = MoveRequest {
+        execution_id: format!("{name}-{token}"),
+        initiator: Initiator::Human { requested_by: m.requested_by.clone() },
+        target: m.target,
+        reason: m.reason.clone(),
+        trigger: json!({ "command": name, "target": m.target, "requested_by": m.requested_by, "reason": m.reason,
+                         "client_token": m.client_token }),
+    };
+    Ok(execution(name, engine.run(request).await?))
+}
+
+/// `check`: the findings of every source, the live DR matrix and the sync plan's size.
+async fn check_now<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
+    engine: &Engine<P, B, N, C>,
+) -> Result<CommandResponse, CommandError> {
+    // The DR documents once, for every part of the check (coverage reads the data plane among them).
+    let parameters = documents::load_parameters(&engine.params, &engine.settings.prefix).await?;
+    let docs = documents::from_parameters(&parameters, &engine.settings.prefix);
+    let tree: Vec<_> = parameters.into_values().collect();
+    let mut extra = replication_findings(engine).await;
+    extra.extend(owed_page_findings(engine).await);
+    extra.extend(abandoned_lock_findings(engine).await);
+    extra.extend(version_findings(engine).await);
+    extra.extend(coverage_findings(engine, &tree).await);
+    let now = engine.clock.now();
+    let (readiness, activation) = tokio::join!(
+        dr_workspace::readiness::assess(&engine.bucket, &docs, now),
+        dr_failover::activation::view(engine.workspaces.as_deref(), &docs)
+    );
+    // A job scheduled in both workspaces runs twice: critical, paged.
+    if let Some((_, findings)) = activation {
+        extra.extend(findings);
+    }
+    if let Ok(r) = &readiness {
+        extra.extend(r.findings.iter().cloned());
+    }
+    let mut response = check::check(engine, &docs, extra).await?;
+    let matrix = match &readiness {
+        Ok(r) => {
+            let env = &engine.settings.environment;
+            dr_workspace::readiness::publish(&engine.bucket, &engine.notifier, env, r, now).await
+        }
+        Err(e) => json!({ "error": e.to_string() }),
+    };
+    let sync = crate::sync::on_check(engine, &docs).await;
+    if let Details::Check(answer) = &mut response.details {
+        answer.dr_matrix = Some(matrix);
+        answer.sync = Some(sync);
+    }
     Ok(response)
 }
 
@@ -163,21 +175,18 @@ async fn status_now<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
         engine.bucket.get(dr_delta::LATEST_KEY),
         dr_failover::activation::view(engine.workspaces.as_deref(), &docs)
     );
-    answer.workspaces = workspaces;
+    answer.workspaces = Some(workspaces);
     answer.activation = activation.map(|(view, _)| view);
     // The latest Delta assessment (each snapshot's, finished): the workload RPO before anyone approves.
-    answer.delta_rpo = match delta {
-        Ok(Some(o)) => {
-            let v: Value = serde_json::from_slice(&o.body).unwrap_or(Value::Null);
-            json!({ "generated_at": v["generated_at"], "complete": v["complete"], "workload": v["workload"] })
-        }
-        Ok(None) => json!({ "workload": null, "why": "no Delta assessment yet: it runs with every snapshot" }),
-        Err(e) => json!({ "error": e.to_string() }),
-    };
-    answer.replication_incidents = match incidents {
-        Ok(list) => dr_replication::summarize(&list),
-        Err(e) => json!({ "error": e.to_string() }),
-    };
+    answer.delta_rpo = Some(match delta {
+        Ok(Some(o)) => DeltaRpo::of_document(&o.body),
+        Ok(None) => DeltaRpo::not_yet(),
+        Err(e) => DeltaRpo::Failed { error: e.to_string() },
+    });
+    answer.replication_incidents = Some(match incidents {
+        Ok(list) => Fallible::Read(dr_replication::summaries(&list)),
+        Err(e) => Fallible::Failed { error: e.to_string() },
+    });
     answer.in_flight = match in_flight {
         Ok(l) => Fallible::Read(l.map(|(doc, _)| doc)),
         Err(e) => Fallible::Failed { error: e.to_string() },

@@ -4,7 +4,6 @@ use domain::site::SiteName;
 use dr_failover::EngineSettings;
 use dr_failover::response::{ActiveView, DataPlaneView, Fallible, PolicyView, SiteView, StatusAnswer};
 use dr_ports::documents::{Doc, DrDocuments};
-use serde_json::Value;
 use std::collections::BTreeMap;
 
 /// A document as `status` shows it: its view, or its problem.
@@ -55,10 +54,10 @@ pub fn render(docs: &DrDocuments, settings: &EngineSettings) -> StatusAnswer {
         policy,
         data_plane,
         problems: problems(docs),
-        workspaces: Value::Null,
+        workspaces: None,
         activation: None,
-        delta_rpo: Value::Null,
-        replication_incidents: Value::Null,
+        delta_rpo: None,
+        replication_incidents: None,
         in_flight: Fallible::Read(None),
         recent_executions: Fallible::Read(Vec::new()),
         resumable_executions: None,

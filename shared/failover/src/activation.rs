@@ -6,13 +6,15 @@
 //! or one that sees every tagged job the other workspace has; otherwise a finding names the gap.
 
 use crate::activate::{jobs_of, warehouses_of};
+use crate::response::Fallible;
 use crate::rules::activation::{self, ActivationSettings, JobView, Principal, WarehouseView};
 use domain::notification::Severity;
 use domain::site::SiteName;
 use dr_ports::WorkspaceConnector;
 use dr_ports::documents::DrDocuments;
 use dr_ports::finding::Finding;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// How long `status` and `check` wait for a workspace's jobs and warehouses.
@@ -27,13 +29,13 @@ const ME_PATH: &str = "/api/2.0/preview/scim/v2/Me";
 
 /// The activation view (for `status`) and the findings (for `check`); `None` when no site document selects
 /// anything to activate.
-pub async fn view(connector: Option<&dyn WorkspaceConnector>, docs: &DrDocuments) -> Option<(Value, Vec<Finding>)> {
+pub async fn view(connector: Option<&dyn WorkspaceConnector>, docs: &DrDocuments) -> Option<(ActivationView, Vec<Finding>)> {
     let settings_of = |site: SiteName| docs.site(site).valid().and_then(|c| ActivationSettings::of(c).ok().flatten());
     let active = docs.active.valid().map(|a| a.site)?;
     // The active site's selection decides; the other's own, when it has one, for its side.
     let settings = settings_of(active).or_else(|| settings_of(active.other()))?;
     let Some(connector) = connector else {
-        return Some((json!({ "error": "no workspace connector in this function" }), Vec::new()));
+        return Some((ActivationView::Unavailable { error: "no workspace connector in this function".into() }, Vec::new()));
     };
     let read = |site: SiteName| async move {
         let Some(config) = docs.site(site).valid() else { return Err(format!("sites/{site} is not valid")) };
@@ -54,7 +56,7 @@ pub async fn view(connector: Option<&dyn WorkspaceConnector>, docs: &DrDocuments
         }
     };
     let (a, o): (Read, Read) = tokio::join!(read(active), read(active.other()));
-    let mut workspaces = serde_json::Map::new();
+    let mut workspaces = BTreeMap::new();
     for (site, r) in [(active, &a), (active.other(), &o)] {
         let s = settings_of(site).unwrap_or_else(|| settings.clone());
         workspaces.insert(site.as_str().to_owned(), site_view(site == active, &s, r));
@@ -100,40 +102,126 @@ pub async fn view(connector: Option<&dyn WorkspaceConnector>, docs: &DrDocuments
             });
         }
     }
-    let out_of_step: Vec<Value> =
-        findings.iter().map(|f| json!({ "id": f.id, "severity": f.severity, "what": f.what })).collect();
-    Some((
-        json!({ "active": active, "job_tag": settings.tag_text(), "workspaces": workspaces, "out_of_step": out_of_step }),
-        findings,
-    ))
+    let out_of_step =
+        findings.iter().map(|f| OutOfStepView { id: f.id.clone(), severity: f.severity, what: f.what.clone() }).collect();
+    Some((ActivationView::Read { active, job_tag: settings.tag_text(), workspaces, out_of_step }, findings))
 }
 
-fn site_view(active: bool, settings: &ActivationSettings, read: &Read) -> Value {
+fn site_view(active: bool, settings: &ActivationSettings, read: &Read) -> WorkspaceActivation {
     match read {
-        Err(e) => json!({ "active": active, "error": e }),
+        Err(e) => WorkspaceActivation::Failed { active, error: e.clone() },
         Ok((jobs, warehouses, me)) => {
-            let jobs: Vec<Value> = jobs
+            let jobs: Vec<JobActivation> = jobs
                 .iter()
                 .filter(|j| settings.selects(&j.tags))
-                .map(|j| json!({ "name": j.name, "runs": j.runs(), "pause_status": j.pauses.iter().map(|(f, p)| (f.clone(), json!(p))).collect::<serde_json::Map<String, Value>>() }))
+                .map(|j| JobActivation { name: j.name.clone(), runs: j.runs(), pause_status: j.pauses.iter().cloned().collect() })
                 .collect();
-            let warehouses: Vec<Value> = warehouses
+            let warehouses = warehouses
                 .iter()
                 .filter(|w| settings.warehouses.iter().any(|n| n == &w.id || n == &w.name))
-                .map(|w| json!({ "name": w.name, "state": w.state }))
+                .map(|w| WarehouseActivation { name: w.name.clone(), state: w.state.clone() })
                 .collect();
-            let running = jobs.iter().filter(|j| j["runs"] == true).count();
+            let running = jobs.iter().filter(|j| j.runs).count();
             let principal = match me {
-                Ok(p) => json!({ "name": p.name, "admin": p.admin }),
-                Err(e) => json!({ "error": e }),
+                Ok(p) => Fallible::Read(PrincipalView { name: p.name.clone(), admin: p.admin }),
+                Err(e) => Fallible::Failed { error: e.clone() },
             };
-            json!({
-                "active": active,
-                "principal": principal,
-                "summary": format!("{running} of {} selected job(s) scheduled", jobs.len()),
-                "jobs": jobs,
-                "warehouses": warehouses,
-            })
+            WorkspaceActivation::Read {
+                active,
+                principal,
+                summary: format!("{running} of {} selected job(s) scheduled", jobs.len()),
+                jobs,
+                warehouses,
+            }
         }
     }
+}
+
+/// The activation view of `status` ([`view`]): each workspace's selected jobs and warehouses, and what is out
+/// of step; or why it could not be read at all.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ActivationView {
+    /// No view: this function has no workspace connector.
+    Unavailable {
+        /// Why, in a sentence.
+        error: String,
+    },
+    /// Both workspaces, as read.
+    Read {
+        /// The active site (its selection decides).
+        active: SiteName,
+        /// The tag that selects the jobs, as text.
+        job_tag: String,
+        /// Each workspace's activation, by site name.
+        workspaces: BTreeMap<String, WorkspaceActivation>,
+        /// What is out of step between the workspaces (the findings, in a few fields).
+        out_of_step: Vec<OutOfStepView>,
+    },
+}
+
+/// One workspace's activation in [`ActivationView`], or why it could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum WorkspaceActivation {
+    /// Its jobs and warehouses could not be read.
+    Failed {
+        /// Whether it is the active site's workspace.
+        active: bool,
+        /// Why, in a sentence.
+        error: String,
+    },
+    /// Its selected jobs and warehouses.
+    Read {
+        /// Whether it is the active site's workspace.
+        active: bool,
+        /// Who its credentials act as, or why that could not be read.
+        principal: Fallible<PrincipalView>,
+        /// How many selected jobs are scheduled, in words.
+        summary: String,
+        /// The selected jobs.
+        jobs: Vec<JobActivation>,
+        /// The named warehouses.
+        warehouses: Vec<WarehouseActivation>,
+    },
+}
+
+/// Who a workspace's credentials act as.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrincipalView {
+    /// Its name.
+    pub name: String,
+    /// Whether it is a workspace admin.
+    pub admin: bool,
+}
+
+/// A selected job in [`WorkspaceActivation`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobActivation {
+    /// `settings.name`.
+    pub name: String,
+    /// Whether it runs by itself (a pause field `UNPAUSED`).
+    pub runs: bool,
+    /// Each pause field present with its `pause_status`.
+    pub pause_status: BTreeMap<String, String>,
+}
+
+/// A named warehouse in [`WorkspaceActivation`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WarehouseActivation {
+    /// Its name.
+    pub name: String,
+    /// Its state (`RUNNING`, `STOPPED`, ...).
+    pub state: String,
+}
+
+/// A finding of [`view`] in a few fields.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutOfStepView {
+    /// The finding's id.
+    pub id: String,
+    /// Its severity.
+    pub severity: Severity,
+    /// What is out of step.
+    pub what: String,
 }

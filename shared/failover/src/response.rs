@@ -190,7 +190,7 @@ pub struct DrillCleanup {
 }
 
 /// A value read, or why it could not be (`{"error": ...}`): `status` reports a failed read, never raises it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum Fallible<T> {
     /// The value.
@@ -240,18 +240,19 @@ pub struct StatusAnswer {
     /// Every document problem.
     #[serde(default)]
     pub problems: Vec<String>,
-    /// The workspaces' drift and exports (`workspace::status_view`).
+    /// The workspaces' drift and exports (`workspace::status_view`); `null` until read.
     #[serde(default)]
-    pub workspaces: Value,
-    /// The workload activation per workspace (with a workspace connector only).
+    pub workspaces: Option<dr_workspace::WorkspacesStatus>,
+    /// The workload activation per workspace (when a site document selects something to activate).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub activation: Option<Value>,
-    /// The latest Delta assessment.
+    pub activation: Option<crate::activation::ActivationView>,
+    /// The latest Delta assessment; `null` until read.
     #[serde(default)]
-    pub delta_rpo: Value,
-    /// The open replication incidents (`replication::summarize`), or why they could not be read.
+    pub delta_rpo: Option<DeltaRpo>,
+    /// The open replication incidents (`replication::summaries`), or why they could not be read; `null` until
+    /// read.
     #[serde(default)]
-    pub replication_incidents: Value,
+    pub replication_incidents: Option<Fallible<Vec<dr_replication::IncidentSummary>>>,
     /// The failover lock's holder (`null`: none).
     #[serde(default = "no_lock")]
     pub in_flight: Fallible<Option<LockDoc>>,
@@ -263,6 +264,66 @@ pub struct StatusAnswer {
     /// The executions that owe pages (absent when the records could not be read).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pages_owed: Option<Vec<OwedPages>>,
+}
+
+/// The parts of `status` that other crates build, named here so that readers of the answer (`dr`) need only
+/// this crate.
+pub use crate::activation::{ActivationView, WorkspaceActivation};
+pub use dr_replication::IncidentSummary;
+pub use dr_workspace::progress::ExportView;
+pub use dr_workspace::{WorkspaceDrift, WorkspacesStatus};
+
+/// The latest Delta assessment in `status` (`delta::LATEST_KEY`), or why there is none.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum DeltaRpo {
+    /// The assessment could not be read.
+    Failed {
+        /// The failure, in a sentence.
+        error: String,
+    },
+    /// No assessment yet.
+    NotYet {
+        /// Always `null` (no workload RPO): `()` serializes as `null`.
+        workload: (),
+        /// Why there is none.
+        why: String,
+    },
+    /// The latest assessment, each field as stored (`null` when the document lacks it or does not read).
+    Assessed {
+        /// When it ran (RFC 3339).
+        generated_at: Option<String>,
+        /// Whether every location was assessed.
+        complete: Option<bool>,
+        /// The workload's RPO.
+        workload: Option<dr_delta::rules::report::Workload>,
+    },
+}
+
+impl DeltaRpo {
+    /// The assessment stored under `delta::LATEST_KEY` (its body), each field read on its own.
+    pub fn of_document(body: &[u8]) -> DeltaRpo {
+        let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+        let field = |name: &str| v.get(name).cloned().unwrap_or(Value::Null);
+        DeltaRpo::Assessed {
+            generated_at: serde_json::from_value(field("generated_at")).ok().flatten(),
+            complete: serde_json::from_value(field("complete")).ok().flatten(),
+            workload: serde_json::from_value(field("workload")).ok().flatten(),
+        }
+    }
+
+    /// No assessment yet.
+    pub fn not_yet() -> DeltaRpo {
+        DeltaRpo::NotYet { workload: (), why: "no Delta assessment yet: it runs with every snapshot".into() }
+    }
+
+    /// The workload's RPO, when assessed.
+    pub fn workload(&self) -> Option<&dr_delta::rules::report::Workload> {
+        match self {
+            DeltaRpo::Assessed { workload, .. } => workload.as_ref(),
+            _ => None,
+        }
+    }
 }
 
 fn no_lock() -> Fallible<Option<LockDoc>> {
@@ -470,4 +531,53 @@ pub struct CarriedParts {
     pub finished_here: usize,
     /// Continuations posted by this invocation.
     pub posted: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// The JSON that `status` wrote for `delta_rpo` when it was built with `json!`: the typed parts must write
+    /// the same (the goldens cover only the no-assessment case).
+    #[test]
+    fn delta_rpo_writes_what_the_untyped_answer_wrote() {
+        let stored = json!({"generated_at": "2026-01-05T09:00:00Z", "complete": true, "tables": [],
+            "workload": {"state": "known", "rpo_seconds": 60, "worst_table": "t", "without_rpo": [], "unsafe_streams": [],
+                         "prefixes_missing_objects": [], "summary": "RPO 1 min (t)"}});
+        let body = serde_json::to_vec(&stored).unwrap();
+        let want =
+            json!({"generated_at": stored["generated_at"], "complete": stored["complete"], "workload": stored["workload"]});
+        assert_eq!(serde_json::to_value(DeltaRpo::of_document(&body)).unwrap(), want);
+        // A document that does not read: each field `null`, as `v["..."]` gave.
+        let want = json!({"generated_at": null, "complete": null, "workload": null});
+        assert_eq!(serde_json::to_value(DeltaRpo::of_document(b"not json")).unwrap(), want);
+        let want = json!({"workload": null, "why": "no Delta assessment yet: it runs with every snapshot"});
+        assert_eq!(serde_json::to_value(DeltaRpo::not_yet()).unwrap(), want);
+        let failed = DeltaRpo::Failed { error: "denied".into() };
+        assert_eq!(serde_json::to_value(&failed).unwrap(), json!({"error": "denied"}));
+        // And `dr` reads each back as the same variant.
+        for v in [DeltaRpo::of_document(&body), DeltaRpo::not_yet(), failed] {
+            assert_eq!(serde_json::from_value::<DeltaRpo>(serde_json::to_value(&v).unwrap()).unwrap(), v);
+        }
+    }
+
+    /// `workspaces` and `replication_incidents` as the untyped answer wrote them when they could not be read, and
+    /// `null` before they are read.
+    #[test]
+    fn failed_parts_write_an_error_object_and_unread_parts_null() {
+        let ws = WorkspacesStatus::Failed { error: "denied".into() };
+        assert_eq!(serde_json::to_value(&ws).unwrap(), json!({"error": "denied"}));
+        let ws = WorkspacesStatus::Read {
+            drift: WorkspaceDrift::Failed { error: "denied".into() },
+            latest_exports: BTreeMap::new(),
+            exports: BTreeMap::new(),
+        };
+        let want = json!({"drift": {"error": "denied"}, "latest_exports": {}, "exports": {}});
+        assert_eq!(serde_json::to_value(&ws).unwrap(), want);
+        assert_eq!(serde_json::from_value::<WorkspacesStatus>(want).unwrap(), ws);
+        let incidents: Option<Fallible<Vec<IncidentSummary>>> = Some(Fallible::Failed { error: "denied".into() });
+        assert_eq!(serde_json::to_value(&incidents).unwrap(), json!({"error": "denied"}));
+        assert_eq!(serde_json::to_value(None::<DeltaRpo>).unwrap(), Value::Null);
+    }
 }

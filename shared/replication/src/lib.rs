@@ -61,7 +61,7 @@ use time::OffsetDateTime;
 pub use batch::process_batch;
 pub use outcome::{BatchOutcome, Failure, IncidentResult, IncidentWrite, ManifestWrite, PageStatus, Quarantined};
 pub use quiet::close_quiet_incidents;
-pub use rpo::{IncidentsSource, open_incidents, summarize};
+pub use rpo::{IncidentSummary, IncidentsSource, open_incidents, summaries, summarize};
 
 /// Where incident documents live in the control bucket.
 pub use domain::layout::INCIDENTS_PREFIX;

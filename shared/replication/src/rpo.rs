@@ -2,6 +2,7 @@
 //! [`summarize`], [`IncidentsSource`]).
 
 use super::{INCIDENTS_PREFIX, SNAPSHOT_FILE, incident_key};
+use crate::rules::classify::{Category, Severity};
 use crate::rules::incident::{Incident, IncidentState};
 use crate::rules::ledger::Ledger;
 use domain::primitives::rfc3339;
@@ -32,31 +33,69 @@ pub async fn open_incidents<B: ControlBucket>(bucket: &B) -> Result<Vec<Incident
     Ok(open)
 }
 
-/// A compact view of incidents for answers and reports (`status`, `check`, drill reports): one object each.
+/// An incident in a few fields, for answers and reports (`status`, `check`, drill reports).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct IncidentSummary {
+    /// The incident's id (`{bucket}__{rule}`).
+    pub id: String,
+    /// The replicated bucket.
+    pub source_bucket: String,
+    /// The replication rule.
+    pub rule_id: String,
+    /// Open or recovered.
+    pub state: IncidentState,
+    /// The most severe failure seen.
+    pub highest_severity: Severity,
+    /// That failure's category.
+    pub highest_category: Category,
+    /// Objects that failed to replicate.
+    pub total_failed: u64,
+    /// Those an operator can act on.
+    pub actionable_failed: u64,
+    /// Whether replication lag is still outstanding.
+    pub lag_outstanding: bool,
+    /// When it opened (RFC 3339).
+    pub opened_at: String,
+    /// The first failure's time (RFC 3339), when known.
+    pub first_seen: Option<String>,
+    /// The last failure's time (RFC 3339), when known.
+    pub last_seen: Option<String>,
+    /// Its document's key in the control bucket.
+    pub document: String,
+    /// How many pages it owes.
+    pub pages_owed: usize,
+}
+
+impl IncidentSummary {
+    /// The incident in a few fields.
+    pub fn of(i: &Incident) -> Self {
+        IncidentSummary {
+            id: i.id.clone(),
+            source_bucket: i.source_bucket.clone(),
+            rule_id: i.rule_id.clone(),
+            state: i.state,
+            highest_severity: i.highest_severity,
+            highest_category: i.highest_category,
+            total_failed: i.total_failed,
+            actionable_failed: i.actionable_failed(),
+            lag_outstanding: i.lag_outstanding(),
+            opened_at: rfc3339(i.opened_at),
+            first_seen: i.first_seen.map(rfc3339),
+            last_seen: i.last_seen.map(rfc3339),
+            document: incident_key(&i.id),
+            pages_owed: i.owed_pages.len(),
+        }
+    }
+}
+
+/// Each incident in a few fields ([`IncidentSummary`]).
+pub fn summaries(incidents: &[Incident]) -> Vec<IncidentSummary> {
+    incidents.iter().map(IncidentSummary::of).collect()
+}
+
+/// [`summaries`] as JSON, for the answers and reports that keep it untyped (`check`, drill reports).
 pub fn summarize(incidents: &[Incident]) -> Value {
-    Value::Array(
-        incidents
-            .iter()
-            .map(|i| {
-                json!({
-                    "id": i.id,
-                    "source_bucket": i.source_bucket,
-                    "rule_id": i.rule_id,
-                    "state": i.state,
-                    "highest_severity": i.highest_severity,
-                    "highest_category": i.highest_category,
-                    "total_failed": i.total_failed,
-                    "actionable_failed": i.actionable_failed(),
-                    "lag_outstanding": i.lag_outstanding(),
-                    "opened_at": rfc3339(i.opened_at),
-                    "first_seen": i.first_seen.map(rfc3339),
-                    "last_seen": i.last_seen.map(rfc3339),
-                    "document": incident_key(&i.id),
-                    "pages_owed": i.owed_pages.len(),
-                })
-            })
-            .collect(),
-    )
+    serde_json::to_value(summaries(incidents)).unwrap_or(Value::Null)
 }
 
 /// A snapshot source: `replication-incidents.json`, the open incidents (full documents) and whether they put the

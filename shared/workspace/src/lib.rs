@@ -454,38 +454,91 @@ pub fn export_summary(outcome: &ExportOutcome) -> Value {
     Value::Object(sites)
 }
 
+/// What `status` shows of the workspaces ([`status_view`]), or why the latest exports could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum WorkspacesStatus {
+    /// The latest exports could not be read.
+    Failed {
+        /// The failure, in a sentence.
+        error: String,
+    },
+    /// The drift line and each site's exports.
+    Read {
+        /// The drift between the sites in a sentence (or why there is none yet), or why it could not be read.
+        drift: WorkspaceDrift,
+        /// Each site's latest finished export, by site name.
+        latest_exports: BTreeMap<String, LatestExportView>,
+        /// Each site's running or latest export, even one that never finished, by site name.
+        exports: BTreeMap<String, progress::ExportView>,
+    },
+}
+
+/// The drift line of [`WorkspacesStatus`]: a sentence, or why it could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum WorkspaceDrift {
+    /// The drift (or why there is none yet), in a sentence.
+    Sentence(String),
+    /// The drift report could not be read.
+    Failed {
+        /// The failure, in a sentence.
+        error: String,
+    },
+}
+
+/// A site's latest finished export, in `status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LatestExportView {
+    /// When it was exported (RFC 3339).
+    pub exported_at: String,
+    /// How old it is, in minutes.
+    pub age_minutes: i64,
+    /// The snapshot that holds it.
+    pub snapshot_folder: String,
+    /// The kinds not complete, with their status.
+    pub incomplete_kinds: BTreeMap<String, String>,
+    /// Notebooks outside Repos (not exported as source).
+    pub notebooks_outside_repos: usize,
+}
+
 /// What `status` shows of the workspaces: the drift line, and each site's latest export (when, how old, which
 /// kinds were not complete). Read errors are shown, not raised: status is what on-call runs when things break.
-pub async fn status_view<B: ControlBucket>(bucket: &B, now: OffsetDateTime) -> Value {
+pub async fn status_view<B: ControlBucket>(bucket: &B, now: OffsetDateTime) -> WorkspacesStatus {
     let (latest, drift, running) = tokio::join!(read_latest(bucket), read_drift(bucket), progress::read_all(bucket));
     // The running or latest export of each site, even one that never finished (its pointer is then older).
-    let exports: serde_json::Map<String, Value> =
-        running.iter().map(|(site, r)| (site.as_str().to_owned(), r.view(now))).collect();
+    let exports = running.iter().map(|(site, r)| (site.as_str().to_owned(), r.view(now))).collect();
     let latest = match latest {
         Ok(l) => l,
-        Err(e) => return json!({ "error": e.to_string() }),
+        Err(e) => return WorkspacesStatus::Failed { error: e.to_string() },
     };
-    let mut sites = serde_json::Map::new();
-    for (site, p) in &latest {
-        let incomplete: BTreeMap<&str, &str> =
-            p.kinds.iter().filter(|(_, k)| !k.status.is_complete()).map(|(kind, k)| (kind.as_str(), k.status.as_str())).collect();
-        sites.insert(
-            site.as_str().to_owned(),
-            json!({
-                "exported_at": rfc3339(p.exported_at),
-                "age_minutes": (now - p.exported_at).whole_minutes(),
-                "snapshot_folder": p.snapshot_folder,
-                "incomplete_kinds": incomplete,
-                "notebooks_outside_repos": p.notebooks_outside_repos,
-            }),
-        );
-    }
+    let latest_exports = latest
+        .iter()
+        .map(|(site, p)| {
+            let incomplete_kinds = p
+                .kinds
+                .iter()
+                .filter(|(_, k)| !k.status.is_complete())
+                .map(|(kind, k)| (kind.as_str().to_owned(), k.status.as_str().to_owned()))
+                .collect();
+            let view = LatestExportView {
+                exported_at: rfc3339(p.exported_at),
+                age_minutes: (now - p.exported_at).whole_minutes(),
+                snapshot_folder: p.snapshot_folder.clone(),
+                incomplete_kinds,
+                notebooks_outside_repos: p.notebooks_outside_repos,
+            };
+            (site.as_str().to_owned(), view)
+        })
+        .collect();
     let drift = match drift {
-        Ok(Some(d)) => json!(d.sentence),
-        Ok(None) => json!("no workspace export yet: run the `snapshot` command (it runs on a schedule)"),
-        Err(e) => json!({ "error": e.to_string() }),
+        Ok(Some(d)) => WorkspaceDrift::Sentence(d.sentence),
+        Ok(None) => {
+            WorkspaceDrift::Sentence("no workspace export yet: run the `snapshot` command (it runs on a schedule)".into())
+        }
+        Err(e) => WorkspaceDrift::Failed { error: e.to_string() },
     };
-    json!({ "drift": drift, "latest_exports": sites, "exports": exports })
+    WorkspacesStatus::Read { drift, latest_exports, exports }
 }
 
 /// What an execution's record keeps of the workspaces, from its snapshot's [`LATEST_EXPORTS_FILE`]: the drift

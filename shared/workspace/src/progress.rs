@@ -11,7 +11,6 @@ use domain::primitives::rfc3339;
 use domain::site::SiteName;
 use dr_ports::{ControlBucket, WriteCondition};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use time::OffsetDateTime;
 
@@ -100,42 +99,74 @@ impl ExportRecord {
 
     /// What `status` shows: the state (`interrupted` for a running record older than [`STALE_AFTER`]), when it
     /// started, the kinds by status, the calls made.
-    pub fn view(&self, now: OffsetDateTime) -> Value {
-        let of = |status: &str| -> Vec<&str> {
-            self.kinds.iter().filter(|(_, k)| k.status.as_str() == status).map(|(kind, _)| kind.as_str()).collect()
+    pub fn view(&self, now: OffsetDateTime) -> ExportView {
+        let of = |status: &str| -> Vec<String> {
+            self.kinds.iter().filter(|(_, k)| k.status.as_str() == status).map(|(kind, _)| kind.as_str().to_owned()).collect()
         };
         let complete = self.kinds.values().filter(|k| k.status == ExportStatus::Complete).count();
-        let pending: Vec<&str> = self.pending().into_iter().map(ObjectKind::as_str).collect();
+        let pending: Vec<String> = self.pending().into_iter().map(|k| k.as_str().to_owned()).collect();
         let state = match self.state {
             ExportState::Running if now - self.updated_at > STALE_AFTER => "interrupted",
             ExportState::Running => "running",
             ExportState::Finished => "finished",
         };
-        let mut v = json!({
-            "state": state,
-            "started_at": rfc3339(self.started_at),
-            "updated_at": rfc3339(self.updated_at),
-            "snapshot_folder": self.snapshot_folder,
-            "requests": self.requests,
-            "invocations": self.invocations,
-            "kinds": {
-                "complete": complete,
-                "partial": of("partial"),
-                "skipped": of("skipped"),
-                "pending": pending,
-            },
-            "in": format!("{} of {} kinds", self.kinds.len(), ObjectKind::ALL.len()),
+        let why = (state == "interrupted").then(|| {
+            "its invocation ended before the export did (a timeout or a crash): the kinds pending were not exported; the next snapshot exports them".to_owned()
         });
-        if let Some(p) = self.parts {
-            v["parts"] = json!({ "done": p.done, "running": p.running, "pending": p.pending });
+        ExportView {
+            state: state.to_owned(),
+            started_at: rfc3339(self.started_at),
+            updated_at: rfc3339(self.updated_at),
+            snapshot_folder: self.snapshot_folder.clone(),
+            requests: self.requests,
+            invocations: self.invocations,
+            kinds: KindsView { complete, partial: of("partial"), skipped: of("skipped"), pending },
+            in_: format!("{} of {} kinds", self.kinds.len(), ObjectKind::ALL.len()),
+            parts: self.parts,
+            why,
         }
-        if state == "interrupted" {
-            v["why"] = json!(
-                "its invocation ended before the export did (a timeout or a crash): the kinds pending were not exported; the next snapshot exports them"
-            );
-        }
-        v
     }
+}
+
+/// A site's running or latest export as `status` shows it ([`ExportRecord::view`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportView {
+    /// `running`, `interrupted` (running, but not updated past the longest invocation) or `finished`.
+    pub state: String,
+    /// When it started (RFC 3339).
+    pub started_at: String,
+    /// When its record was last written (RFC 3339).
+    pub updated_at: String,
+    /// The snapshot it exports into.
+    pub snapshot_folder: String,
+    /// The API calls made so far.
+    pub requests: u32,
+    /// The invocations it has taken so far.
+    pub invocations: u32,
+    /// Its kinds by status.
+    pub kinds: KindsView,
+    /// How many kinds have an outcome, in words (`12 of 21 kinds`).
+    #[serde(rename = "in")]
+    pub in_: String,
+    /// A carried export's parts, by stage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parts: Option<PartCounts>,
+    /// Why an interrupted export stopped (interrupted only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub why: Option<String>,
+}
+
+/// An export's kinds by status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KindsView {
+    /// How many are complete.
+    pub complete: usize,
+    /// The partial ones.
+    pub partial: Vec<String>,
+    /// The skipped ones.
+    pub skipped: Vec<String>,
+    /// Those with no outcome yet.
+    pub pending: Vec<String>,
 }
 
 /// Writes `record` (overwriting: one export of a site runs at a time, the schedule's or one on demand, and the
@@ -216,6 +247,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
     use time::macros::datetime;
 
     #[test]
@@ -227,16 +259,16 @@ mod tests {
             ObjectKind::Tables,
             crate::KindSummary { status: ExportStatus::Partial { error: "deadline".into() }, count: 1 },
         );
-        let fresh = r.view(t0 + time::Duration::minutes(5));
+        let fresh = serde_json::to_value(r.view(t0 + time::Duration::minutes(5))).unwrap();
         assert_eq!(fresh["state"], "running");
         assert!(fresh.get("why").is_none());
-        let stale = r.view(t0 + time::Duration::minutes(17));
+        let stale = serde_json::to_value(r.view(t0 + time::Duration::minutes(17))).unwrap();
         assert_eq!(stale["state"], "interrupted");
         assert!(stale["why"].as_str().unwrap().contains("ended before the export did"));
         assert_eq!(stale["kinds"]["complete"], 1);
         assert_eq!(stale["kinds"]["partial"], json!(["tables"]));
         assert_eq!(stale["kinds"]["pending"].as_array().unwrap().len(), ObjectKind::ALL.len() - 2);
         r.state = ExportState::Finished;
-        assert_eq!(r.view(t0 + time::Duration::days(1))["state"], "finished", "a finished export never goes stale");
+        assert_eq!(r.view(t0 + time::Duration::days(1)).state, "finished", "a finished export never goes stale");
     }
 }
