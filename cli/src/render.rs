@@ -4,8 +4,8 @@
 
 use domain::notification::Severity;
 use dr_failover::response::{
-    ActivationView, CheckAnswer, CommandResponse, DeltaRpo, ExecutionAnswer, ExportView, Fallible, IncidentSummary, PolicyView,
-    SnapshotAnswer, StatusAnswer, WorkspaceActivation, WorkspaceDrift, WorkspacesStatus,
+    ActivationView, CheckAnswer, CommandResponse, DeltaRpo, ExecutionAnswer, ExportView, Fallible, IncidentSummary, MatrixAnswer,
+    MatrixOnCheck, PolicyView, Protection, SnapshotAnswer, StatusAnswer, WorkspaceActivation, WorkspaceDrift, WorkspacesStatus,
 };
 use dr_ports::finding::Finding;
 use serde::Deserialize as _;
@@ -401,8 +401,10 @@ pub fn check(r: &CommandResponse<CheckAnswer>, s: Style) -> String {
     let c = v.counts;
     let headline = if v.ready { s.good("READY: no critical finding") } else { s.bad("NOT READY: critical findings") };
     let _ = writeln!(out, "{headline}   {}", s.dim(&format!("critical {}, warning {}, info {}", c.critical, c.warning, c.info)));
-    let null = Value::Null;
-    let dr_matrix = v.dr_matrix.as_ref().unwrap_or(&null);
+    let dr_matrix = match &v.dr_matrix {
+        Some(MatrixOnCheck::Published(m)) => Some(m.as_ref()),
+        _ => None,
+    };
     let mut findings: Vec<&Finding> = v.findings.iter().collect();
     let rank = |f: &Finding| match f.severity {
         Severity::Critical => 0,
@@ -431,14 +433,14 @@ pub fn check(r: &CommandResponse<CheckAnswer>, s: Style) -> String {
 }
 
 /// The live DR matrix of a `check`: its summary, the drift line, and the rows at risk with their evidence.
-fn matrix(out: &mut String, m: &Value, s: Style) {
-    let Some(summary) = m["summary"].as_str() else { return };
-    let _ = writeln!(out, "\n{summary}   {}", s.dim(&format!("({})", text(&m["matrix_key"]))));
-    if let Some(d) = m["drift"].as_str() {
+fn matrix(out: &mut String, m: Option<&MatrixAnswer>, s: Style) {
+    let Some(m) = m else { return };
+    let _ = writeln!(out, "\n{}   {}", m.summary, s.dim(&format!("({})", m.matrix_key)));
+    if let Some(d) = &m.drift {
         let _ = writeln!(out, "workspaces: {d}");
     }
-    for row in m["rows"].as_array().into_iter().flatten().filter(|r| r["status"] == "at_risk") {
-        let _ = writeln!(out, "  {} {}: {}", s.warn("AT RISK"), text(&row["component"]), text(&row["evidence"]));
+    for row in m.rows.iter().filter(|r| r.status == Protection::AtRisk) {
+        let _ = writeln!(out, "  {} {}: {}", s.warn("AT RISK"), row.component, row.evidence);
     }
 }
 
@@ -677,7 +679,7 @@ mod tests {
     #[test]
     fn check_shows_the_dr_matrix_summary_the_drift_and_the_rows_at_risk() {
         let v = json!({"outcome": "noop", "command": "check", "ready": true, "counts": {"critical": 0, "warning": 0, "info": 0}, "findings": [],
-            "dr_matrix": {"summary": "DR matrix: 27 protected, 1 at risk, 3 not applicable, 7 unknown", "matrix_key": "checks/dr-matrix.md",
+            "dr_matrix": {"summary": "DR matrix: 27 protected, 1 at risk, 3 not applicable, 7 unknown", "matrix_key": "checks/dr-matrix.md", "changed": true, "chat_sent": false,
                 "drift": "secondary is missing 2 jobs that primary has",
                 "rows": [{"component": "Job Scheduler", "status": "at_risk", "evidence": "secondary missing 2 jobs"},
                          {"component": "Repos", "status": "protected", "evidence": "3 repos"}]}});

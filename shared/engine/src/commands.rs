@@ -22,6 +22,7 @@ use dr_ports::error::{Retry, StoreError};
 use dr_ports::lock::{self, FAILOVER_LOCK_KEY};
 use dr_ports::snapshot;
 use dr_ports::{Clock, ControlBucket, Notifier, Parameter, ParameterStore};
+use dr_workspace::readiness::MatrixOnCheck;
 use futures_util::future::join_all;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -148,9 +149,11 @@ async fn check_now<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
     let matrix = match &readiness {
         Ok(r) => {
             let env = &engine.settings.environment;
-            dr_workspace::readiness::publish(&engine.bucket, &engine.notifier, env, r, now).await
+            MatrixOnCheck::Published(Box::new(
+                dr_workspace::readiness::publish(&engine.bucket, &engine.notifier, env, r, now).await,
+            ))
         }
-        Err(e) => json!({ "error": e.to_string() }),
+        Err(e) => MatrixOnCheck::Failed { error: e.to_string() },
     };
     let sync = crate::sync::on_check(engine, &docs).await;
     if let Details::Check(answer) = &mut response.details {

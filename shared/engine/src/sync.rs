@@ -8,8 +8,8 @@ use dr_ports::documents::{self, DrDocuments};
 use dr_ports::error::StoreError;
 use dr_ports::{Clock, ControlBucket, Notifier, ParameterStore};
 use dr_workspace::sync::apply::{ApplyOptions, apply};
-use dr_workspace::sync::{SyncError, prepare, view};
-use serde_json::{Map, Value, json};
+use dr_workspace::sync::{ApplyOnCheck, PlannedOnCheck, SyncError, SyncOnCheck, prepare, view};
+use serde_json::{Map, json};
 use std::collections::BTreeSet;
 
 /// Runs `sync`: answers the plan; with `apply`, applies it to the standby and answers its record.
@@ -63,24 +63,26 @@ pub async fn run<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
 pub async fn on_check<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
     engine: &Engine<P, B, N, C>,
     docs: &DrDocuments,
-) -> Value {
+) -> SyncOnCheck {
     let prepared = match prepare(&engine.bucket, docs).await {
         Ok(p) => p,
-        Err(e) => return json!({ "unavailable": e.to_string() }),
+        Err(e) => return SyncOnCheck::Unavailable { unavailable: e.to_string() },
     };
-    let mut out = json!({
-        "from": prepared.active,
-        "to": prepared.standby,
-        "plan_id": prepared.plan_id,
-        "counts": prepared.plan.counts(),
-        "sentence": prepared.plan.sentence(),
-    });
+    let mut planned = PlannedOnCheck {
+        from: prepared.active,
+        to: prepared.standby,
+        plan_id: prepared.plan_id.clone(),
+        counts: prepared.plan.counts().into_iter().map(|(k, n)| (k.to_owned(), n)).collect(),
+        sentence: prepared.plan.sentence(),
+        apply: None,
+    };
     let kinds: BTreeSet<_> = docs.effective_policy().map(|p| p.sync_on_check).unwrap_or_default().into_iter().collect();
-    let Some(connector) = engine.workspaces.as_deref().filter(|_| !kinds.is_empty()) else { return out };
-    let opts = ApplyOptions { prune: false, requested_by: "check (policy sync_on_check)".into(), kinds: Some(kinds) };
-    out["apply"] = match apply(&engine.bucket, connector, docs, &prepared, &opts, &engine.clock).await {
-        Ok(j) => json!({ "plan_id": j.plan_id, "outcome": j.outcome, "counts": j.counts() }),
-        Err(e) => json!({ "error": e.to_string() }),
-    };
-    out
+    if let Some(connector) = engine.workspaces.as_deref().filter(|_| !kinds.is_empty()) {
+        let opts = ApplyOptions { prune: false, requested_by: "check (policy sync_on_check)".into(), kinds: Some(kinds) };
+        planned.apply = Some(match apply(&engine.bucket, connector, docs, &prepared, &opts, &engine.clock).await {
+            Ok(j) => ApplyOnCheck::Applied { plan_id: j.plan_id.clone(), outcome: j.outcome.clone(), counts: j.counts() },
+            Err(e) => ApplyOnCheck::Failed { error: e.to_string() },
+        });
+    }
+    SyncOnCheck::Planned(Box::new(planned))
 }

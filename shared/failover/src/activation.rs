@@ -6,7 +6,7 @@
 //! or one that sees every tagged job the other workspace has; otherwise a finding names the gap.
 
 use crate::activate::{jobs_of, warehouses_of};
-use crate::response::Fallible;
+use crate::fallible::Fallible;
 use crate::rules::activation::{self, ActivationSettings, JobView, Principal, WarehouseView};
 use domain::notification::Severity;
 use domain::site::SiteName;

@@ -29,6 +29,7 @@ use time::OffsetDateTime;
 pub(crate) mod activate;
 pub mod activation;
 pub mod alarm;
+pub mod fallible;
 pub mod record;
 pub mod report;
 pub mod response;

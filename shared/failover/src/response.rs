@@ -189,36 +189,6 @@ pub struct DrillCleanup {
     pub verified: bool,
 }
 
-/// A value read, or why it could not be (`{"error": ...}`): `status` reports a failed read, never raises it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum Fallible<T> {
-    /// The value.
-    Read(T),
-    /// Why it could not be read.
-    Failed {
-        /// The failure, in a sentence.
-        error: String,
-    },
-}
-
-impl<T> Fallible<T> {
-    /// The value, when it was read.
-    pub fn read(&self) -> Option<&T> {
-        match self {
-            Fallible::Read(v) => Some(v),
-            Fallible::Failed { .. } => None,
-        }
-    }
-    /// Why it could not be read.
-    pub fn error(&self) -> Option<&str> {
-        match self {
-            Fallible::Read(_) => None,
-            Fallible::Failed { error } => Some(error),
-        }
-    }
-}
-
 /// `status`'s answer: the active site and its config, both sites, the policy, the data plane, what is in flight
 /// and what is wrong.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -269,8 +239,12 @@ pub struct StatusAnswer {
 /// The parts of `status` that other crates build, named here so that readers of the answer (`dr`) need only
 /// this crate.
 pub use crate::activation::{ActivationView, WorkspaceActivation};
+pub use crate::fallible::Fallible;
 pub use dr_replication::IncidentSummary;
 pub use dr_workspace::progress::ExportView;
+pub use dr_workspace::readiness::{MatrixAnswer, MatrixOnCheck, MatrixRowAnswer};
+pub use dr_workspace::rules::matrix::Protection;
+pub use dr_workspace::sync::{ApplyOnCheck, PlannedOnCheck, SyncOnCheck};
 pub use dr_workspace::{WorkspaceDrift, WorkspacesStatus};
 
 /// The latest Delta assessment in `status` (`delta::LATEST_KEY`), or why there is none.
@@ -449,10 +423,10 @@ pub struct CheckAnswer {
     pub paged: Vec<String>,
     /// The live DR matrix (`workspace::readiness::publish`), or why it could not be assessed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dr_matrix: Option<Value>,
+    pub dr_matrix: Option<MatrixOnCheck>,
     /// The sync plan's size (and the apply of the kinds the policy's `sync_on_check` names), or why there is none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sync: Option<Value>,
+    pub sync: Option<SyncOnCheck>,
 }
 
 /// How many findings of each severity.

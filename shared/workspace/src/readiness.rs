@@ -16,6 +16,7 @@ use dr_ports::documents::DrDocuments;
 use dr_ports::error::StoreError;
 use dr_ports::finding::Finding;
 use dr_ports::{Channel, ControlBucket, Notifier, WriteCondition};
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use time::OffsetDateTime;
@@ -236,7 +237,7 @@ pub async fn publish<B: ControlBucket, N: Notifier>(
     environment: &str,
     readiness: &Readiness,
     now: OffsetDateTime,
-) -> Value {
+) -> MatrixAnswer {
     let (json_key, md_key) = domain::layout::DR_MATRIX;
     let previous = match bucket.get(json_key).await {
         Ok(Some(o)) => serde_json::from_slice::<Value>(&o.body).ok(),
@@ -289,14 +290,59 @@ pub async fn publish<B: ControlBucket, N: Notifier>(
             Err(e) => tracing::warn!(error = %e, "the DR matrix chat note was not published (best effort)"),
         }
     }
-    json!({
-        "summary": readiness.summary,
-        "drift": readiness.drift,
-        "matrix_key": md_key,
-        "changed": changed,
-        "chat_sent": chat_sent,
-        "rows": readiness.rows.iter().map(|r| json!({"component": r.component, "status": r.status, "evidence": r.evidence})).collect::<Vec<_>>(),
-    })
+    MatrixAnswer {
+        summary: readiness.summary.clone(),
+        drift: readiness.drift.clone(),
+        matrix_key: md_key.to_owned(),
+        changed,
+        chat_sent,
+        rows: readiness
+            .rows
+            .iter()
+            .map(|r| MatrixRowAnswer { component: r.component.clone(), status: r.status, evidence: r.evidence.clone() })
+            .collect(),
+    }
+}
+
+/// `dr_matrix` in `check`'s answer: the matrix published, or why the evidence could not be read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum MatrixOnCheck {
+    /// Published: what the answer shows of it.
+    Published(Box<MatrixAnswer>),
+    /// The evidence could not be read (the error).
+    Failed {
+        /// What went wrong.
+        error: String,
+    },
+}
+
+/// What `check`'s answer shows of the DR matrix it published.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MatrixAnswer {
+    /// The one-line summary (`DR matrix: 28 protected, 2 at risk, ...`).
+    pub summary: String,
+    /// The latest drift line between the sites, if any export ran.
+    pub drift: Option<String>,
+    /// Where the whole matrix is, as Markdown.
+    pub matrix_key: String,
+    /// Whether the summary or the drift changed since the last check (a chat note is due).
+    pub changed: bool,
+    /// Whether that chat note went out.
+    pub chat_sent: bool,
+    /// Every row: component, status, evidence.
+    pub rows: Vec<MatrixRowAnswer>,
+}
+
+/// One row of the DR matrix in `check`'s answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MatrixRowAnswer {
+    /// The seed's component.
+    pub component: String,
+    /// How well it is protected.
+    pub status: Protection,
+    /// What the status rests on.
+    pub evidence: String,
 }
 
 #[cfg(test)]

@@ -22,6 +22,7 @@ use domain::site::SiteName;
 use dr_ports::ControlBucket;
 use dr_ports::documents::DrDocuments;
 use dr_ports::error::StoreError;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
@@ -132,4 +133,55 @@ pub fn view(p: &Prepared) -> Value {
         "kinds": kinds,
         "not_synced": p.plan.not_synced,
     })
+}
+
+/// What `check` says of sync (`sync` in its answer): the plan, or why there is none.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum SyncOnCheck {
+    /// No plan: the exports or the documents are not ready (the reason).
+    Unavailable {
+        /// Why no plan could be made.
+        unavailable: String,
+    },
+    /// The plan from the latest exports, and the apply the policy's `sync_on_check` asked for.
+    Planned(Box<PlannedOnCheck>),
+}
+
+/// The plan `check` made, and its apply of the policy's chosen kinds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlannedOnCheck {
+    /// The active site, whose configuration the standby is brought in line with.
+    pub from: SiteName,
+    /// The standby, which the plan writes.
+    pub to: SiteName,
+    /// The plan's id (the exports it was made from).
+    pub plan_id: String,
+    /// Changes by action.
+    pub counts: BTreeMap<String, usize>,
+    /// The plan in one sentence for people.
+    pub sentence: String,
+    /// The apply of the policy's `sync_on_check` kinds (never a prune), when it names any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub apply: Option<ApplyOnCheck>,
+}
+
+/// How `check`'s apply ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ApplyOnCheck {
+    /// It ran: its journal's plan, outcome and changes by status.
+    Applied {
+        /// The plan applied.
+        plan_id: String,
+        /// The apply's outcome, as its journal says.
+        outcome: Option<String>,
+        /// Changes by status.
+        counts: BTreeMap<journal::Status, usize>,
+    },
+    /// It could not run (the reason).
+    Failed {
+        /// What went wrong.
+        error: String,
+    },
 }
