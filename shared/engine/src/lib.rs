@@ -15,6 +15,7 @@
 //! | [`check`], [`status`], [`drill`], [`sync`] | the read-mostly commands, the drill, and `sync` (plan or apply) |
 
 pub mod check;
+mod check_sources;
 pub mod command;
 pub mod commands;
 pub mod drill;

@@ -28,6 +28,7 @@ use time::OffsetDateTime;
 
 pub(crate) mod activate;
 pub mod activation;
+pub mod activation_view;
 pub mod alarm;
 pub mod fallible;
 pub mod record;
@@ -43,6 +44,7 @@ mod messages;
 mod race_tests;
 mod rpo;
 mod runner;
+mod snapshot_step;
 mod steps;
 #[cfg(test)]
 mod tests;

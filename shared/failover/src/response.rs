@@ -215,7 +215,7 @@ pub struct StatusAnswer {
     pub workspaces: Option<dr_workspace::WorkspacesStatus>,
     /// The workload activation per workspace (when a site document selects something to activate).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub activation: Option<crate::activation::ActivationView>,
+    pub activation: Option<crate::activation_view::ActivationView>,
     /// The latest Delta assessment; `null` until read.
     #[serde(default)]
     pub delta_rpo: Option<DeltaRpo>,
@@ -238,7 +238,7 @@ pub struct StatusAnswer {
 
 /// The parts of `status` that other crates build, named here so that readers of the answer (`dr`) need only
 /// this crate.
-pub use crate::activation::{ActivationView, WorkspaceActivation};
+pub use crate::activation_view::{ActivationView, WorkspaceActivation};
 pub use crate::fallible::Fallible;
 pub use dr_replication::IncidentSummary;
 pub use dr_workspace::progress::ExportView;
