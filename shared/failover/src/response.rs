@@ -456,7 +456,7 @@ pub struct SnapshotAnswer {
     pub timings_ms: Option<BTreeMap<String, u64>>,
     /// The workspaces' exports (`workspace::export_summary`, `workspace::carry::summary`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub workspaces: Option<Value>,
+    pub workspaces: Option<dr_workspace::ExportsSummary>,
     /// The drift between the workspaces, in a sentence, once known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workspace_drift: Option<String>,

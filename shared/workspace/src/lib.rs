@@ -421,37 +421,73 @@ impl<B: ControlBucket> SnapshotSource for LatestExportsSource<B> {
 }
 
 /// Per site: the workspace, whether it answered, and each kind's status and count (for command answers).
-pub fn export_summary(outcome: &ExportOutcome) -> Value {
-    let mut sites = serde_json::Map::new();
+pub fn export_summary(outcome: &ExportOutcome) -> ExportsSummary {
+    let mut sites = ExportsSummary::new();
     for site in SiteName::ALL {
         let files: Vec<&SnapshotFile> =
             outcome.files.iter().filter(|f| f.name.starts_with(&format!("databricks/{site}/"))).collect();
         if files.is_empty() {
             continue;
         }
-        let mut kinds = serde_json::Map::new();
+        let mut kinds = BTreeMap::new();
         for f in files {
             let v: Value = serde_json::from_slice(&f.body).unwrap_or(Value::Null);
-            let mut k = json!({ "status": v["status"], "count": v["count"] });
-            for extra in ["error", "reason"] {
-                if let Some(e) = v.get(extra) {
-                    k[extra] = e.clone();
-                }
-            }
+            let text = |field: &str| v.get(field).and_then(Value::as_str).map(str::to_owned);
+            let k = KindExportSummary {
+                status: v["status"].as_str().map(str::to_owned),
+                count: v["count"].as_u64(),
+                error: text("error"),
+                reason: text("reason"),
+            };
             kinds.insert(v["kind"].as_str().unwrap_or_default().to_owned(), k);
         }
         let pointer = outcome.latest.get(&site).filter(|p| p.snapshot_folder == outcome.drift.snapshot_folder);
         sites.insert(
-            site.as_str().to_owned(),
-            json!({
-                "exported": pointer.is_some(),
-                "requests": pointer.map(|p| p.requests),
-                "elapsed_ms": pointer.map(|p| p.elapsed_ms),
-                "kinds": kinds,
-            }),
+            site,
+            SiteExportSummary {
+                exported: pointer.is_some(),
+                requests: pointer.map(|p| p.requests),
+                elapsed_ms: pointer.map(|p| p.elapsed_ms),
+                kinds,
+                parts: None,
+            },
         );
     }
-    Value::Object(sites)
+    sites
+}
+
+/// The workspaces' exports in a snapshot's answer (`workspaces`), by site.
+pub type ExportsSummary = BTreeMap<SiteName, SiteExportSummary>;
+
+/// One site's export in a snapshot's answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SiteExportSummary {
+    /// Whether this snapshot holds the site's latest export (the site answered).
+    pub exported: bool,
+    /// The calls the export made.
+    pub requests: Option<u32>,
+    /// How long it took.
+    pub elapsed_ms: Option<u64>,
+    /// Each kind's outcome, by kind.
+    pub kinds: BTreeMap<String, KindExportSummary>,
+    /// A carried export's parts by stage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parts: Option<progress::PartCounts>,
+}
+
+/// One kind's export in a snapshot's answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KindExportSummary {
+    /// `complete`, `partial` or `skipped`.
+    pub status: Option<String>,
+    /// The objects exported.
+    pub count: Option<u64>,
+    /// What stopped a partial export.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Why a kind was skipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// What `status` shows of the workspaces ([`status_view`]), or why the latest exports could not be read.

@@ -5,11 +5,11 @@ use super::{RunState, Stage, corrupt};
 use crate::export::KindExport;
 use crate::rules::drift::{self, Drift};
 use crate::rules::{ExportStatus, ObjectKind};
-use crate::{DriftReport, KindSummary, LatestExport};
+use crate::{DriftReport, ExportsSummary, KindExportSummary, KindSummary, LatestExport, SiteExportSummary};
 use domain::site::SiteName;
 use dr_ports::error::StoreError;
 use dr_ports::{ControlBucket, WriteCondition};
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use time::OffsetDateTime;
 
@@ -206,33 +206,38 @@ fn drift_report(
 
 /// Per site, as the one-invocation snapshot answers it (`workspace::export_summary`): whether it was exported,
 /// its calls, its time, each kind's status and count.
-pub fn summary(state: &RunState, now: OffsetDateTime) -> Value {
-    let mut sites = serde_json::Map::new();
+pub fn summary(state: &RunState, now: OffsetDateTime) -> ExportsSummary {
+    let mut sites = ExportsSummary::new();
     for site in state.sites.keys() {
-        let kinds: serde_json::Map<String, Value> = state
+        let kinds: BTreeMap<String, KindExportSummary> = state
             .kinds(*site)
             .into_iter()
             .map(|(kind, k)| {
-                let mut v = json!({ "status": k.status.as_str(), "count": k.count });
-                match &k.status {
-                    ExportStatus::Partial { error } => v["error"] = json!(error),
-                    ExportStatus::Skipped { reason } => v["reason"] = json!(reason),
-                    ExportStatus::Complete => {}
-                }
-                (kind.as_str().to_owned(), v)
+                let (error, reason) = match &k.status {
+                    ExportStatus::Partial { error } => (Some(error.clone()), None),
+                    ExportStatus::Skipped { reason } => (None, Some(reason.clone())),
+                    ExportStatus::Complete => (None, None),
+                };
+                let summary = KindExportSummary {
+                    status: Some(k.status.as_str().to_owned()),
+                    count: u64::try_from(k.count).ok(),
+                    error,
+                    reason,
+                };
+                (kind.as_str().to_owned(), summary)
             })
             .collect();
-        let exported = state.merge == Stage::Done && kinds.values().any(|k| k["status"] != "skipped");
+        let exported = state.merge == Stage::Done && kinds.values().any(|k| k.status.as_deref() != Some("skipped"));
         sites.insert(
-            site.as_str().to_owned(),
-            json!({
-                "exported": exported,
-                "requests": state.requests(*site),
-                "elapsed_ms": u64::try_from((now - state.started_at).whole_milliseconds()).unwrap_or(0),
-                "kinds": kinds,
-                "parts": state.counts(*site),
-            }),
+            *site,
+            SiteExportSummary {
+                exported,
+                requests: Some(state.requests(*site)),
+                elapsed_ms: Some(u64::try_from((now - state.started_at).whole_milliseconds()).unwrap_or(0)),
+                kinds,
+                parts: Some(state.counts(*site)),
+            },
         );
     }
-    Value::Object(sites)
+    sites
 }
