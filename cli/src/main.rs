@@ -263,7 +263,7 @@ async fn sync_confirmation(
         _ => return Err(print("sync", &answer, out)),
     };
     eprint!("{}", sync_view::render(&plan, out.err_style));
-    let standby = plan["plan"]["to"].as_str().unwrap_or_default().to_owned();
+    let standby = sync_view::typed(&plan).map(|r| r.details.plan.to.as_str().to_owned()).unwrap_or_default();
     let also = if prune { " and delete what the active site lacks" } else { "" };
     Ok(args::Confirmation {
         summary: format!("About to SYNC {environment}: write the plan above to the {standby} workspace{also}."),

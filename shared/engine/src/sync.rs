@@ -3,13 +3,12 @@
 
 use crate::command::Sync;
 use dr_failover::Engine;
-use dr_failover::response::{CommandResponse, Details, Outcome};
+use dr_failover::response::{CommandResponse, Details, Outcome, SyncAnswer};
 use dr_ports::documents::{self, DrDocuments};
 use dr_ports::error::StoreError;
 use dr_ports::{Clock, ControlBucket, Notifier, ParameterStore};
 use dr_workspace::sync::apply::{ApplyOptions, apply};
 use dr_workspace::sync::{ApplyOnCheck, PlannedOnCheck, SyncError, SyncOnCheck, prepare, view};
-use serde_json::{Map, json};
 use std::collections::BTreeSet;
 
 /// Runs `sync`: answers the plan; with `apply`, applies it to the standby and answers its record.
@@ -24,12 +23,11 @@ pub async fn run<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
         Err(SyncError::Store(e)) => return Err(e),
         Err(SyncError::NotReady(why)) => return Ok(CommandResponse::rejected(format!("sync: {why}"), active)),
     };
-    let mut fields = Map::new();
-    fields.insert("command".into(), json!("sync"));
-    fields.insert("plan".into(), view(&prepared));
+    let mut answer = SyncAnswer { command: "sync".into(), plan: view(&prepared), apply: None, record_key: None };
     if !y.apply {
         let message = Some(format!("{} ({} to {})", prepared.plan.sentence(), prepared.active, prepared.standby));
-        return Ok(CommandResponse { outcome: Outcome::Noop, active_site: active, message, details: Details::Fields(fields) });
+        let details = Details::Sync(Box::new(answer));
+        return Ok(CommandResponse { outcome: Outcome::Noop, active_site: active, message, details });
     }
     if y.confirm.as_deref() != Some(prepared.standby.as_str()) {
         return Ok(CommandResponse::rejected(
@@ -52,10 +50,10 @@ pub async fn run<P: ParameterStore, B: ControlBucket, N: Notifier, C: Clock>(
     };
     let stood_down = journal.outcome.as_deref().is_some_and(|o| o.starts_with("stood down"));
     let message = Some(format!("sync apply {}: {}", journal.plan_id, journal.outcome.clone().unwrap_or_default()));
-    fields.insert("apply".into(), json!(journal));
-    fields.insert("record_key".into(), json!(domain::layout::databricks_sync(&journal.plan_id)));
+    answer.record_key = Some(domain::layout::databricks_sync(&journal.plan_id));
+    answer.apply = Some(journal);
     let outcome = if stood_down { Outcome::Superseded } else { Outcome::Completed };
-    Ok(CommandResponse { outcome, active_site: active, message, details: Details::Fields(fields) })
+    Ok(CommandResponse { outcome, active_site: active, message, details: Details::Sync(Box::new(answer)) })
 }
 
 /// What `check` says of sync: the plan's counts and sentence; with the policy's `sync_on_check`, the apply of

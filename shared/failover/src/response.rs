@@ -77,8 +77,25 @@ pub enum Details {
     Check(Box<CheckAnswer>),
     /// `snapshot` (and a carried export's continuation).
     Snapshot(Box<SnapshotAnswer>),
+    /// `sync`: the plan, and the apply's record when it ran.
+    Sync(Box<SyncAnswer>),
     /// A rejection (no field).
     Fields(Map<String, Value>),
+}
+
+/// `sync`'s answer: the plan; with `apply`, the apply's journal and where its record is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SyncAnswer {
+    /// `sync`.
+    pub command: String,
+    /// The plan from the latest exports.
+    pub plan: dr_workspace::sync::PlanView,
+    /// The apply's journal (`--apply`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub apply: Option<dr_workspace::sync::journal::Journal>,
+    /// Where the apply's record is (`databricks/sync/{plan_id}.json`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record_key: Option<String>,
 }
 
 impl CommandResponse {
@@ -99,6 +116,7 @@ impl CommandResponse {
             Details::Status(s) => Some(&s.command),
             Details::Check(c) => Some(&c.command),
             Details::Snapshot(a) => Some(&a.command),
+            Details::Sync(a) => Some(&a.command),
             Details::Fields(m) => m.get("command").and_then(Value::as_str),
         }
     }
@@ -108,7 +126,7 @@ impl CommandResponse {
         match &self.details {
             Details::Execution(e) => e.execution.timings_ms.clone(),
             Details::Snapshot(a) => a.timings_ms.clone().unwrap_or_default(),
-            Details::Status(_) | Details::Check(_) => BTreeMap::new(),
+            Details::Status(_) | Details::Check(_) | Details::Sync(_) => BTreeMap::new(),
             Details::Fields(m) => m
                 .get("timings_ms")
                 .and_then(Value::as_object)

@@ -23,7 +23,7 @@ use dr_ports::ControlBucket;
 use dr_ports::documents::DrDocuments;
 use dr_ports::error::StoreError;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::collections::BTreeMap;
 
 /// Why no plan could be made.
@@ -106,33 +106,74 @@ pub async fn prepare<B: ControlBucket>(bucket: &B, docs: &DrDocuments) -> Result
 
 /// The plan as the `sync` command answers it: from where to where, from which exports, the changes per kind
 /// and what is not synced.
-pub fn view(p: &Prepared) -> Value {
-    let mut kinds: BTreeMap<&str, Vec<Value>> = BTreeMap::new();
+pub fn view(p: &Prepared) -> PlanView {
+    let mut kinds: BTreeMap<String, Vec<ChangeView>> = BTreeMap::new();
     for c in &p.plan.changes {
-        let mut v = json!({ "name": c.name, "action": c.action.as_str() });
+        let mut v =
+            ChangeView { name: c.name.clone(), action: c.action.as_str().to_owned(), fields: None, target: None, reason: None };
         match &c.action {
             sync::Action::Update { fields, target, .. } => {
-                v["fields"] = json!(fields);
-                v["target"] = json!(target);
+                v.fields = Some(fields.clone());
+                v.target = Some(target.clone());
             }
-            sync::Action::Prune { target, .. } => v["target"] = json!(target),
-            sync::Action::Blocked { reason } => v["reason"] = json!(reason),
+            sync::Action::Prune { target, .. } => v.target = Some(target.clone()),
+            sync::Action::Blocked { reason } => v.reason = Some(reason.clone()),
             sync::Action::Create { .. } => {}
         }
-        kinds.entry(c.kind.as_str()).or_default().push(v);
+        kinds.entry(c.kind.as_str().to_owned()).or_default().push(v);
     }
-    let exported: BTreeMap<&str, String> = p.exports.iter().map(|(s, e)| (s.as_str(), rfc3339(e.exported_at))).collect();
-    json!({
-        "from": p.active,
-        "to": p.standby,
-        "plan_id": p.plan_id,
-        "exported_at": exported,
-        "activation_tag": p.tag.as_ref().map(|(k, v)| format!("{k}={v}")),
-        "sentence": p.plan.sentence(),
-        "counts": p.plan.counts(),
-        "kinds": kinds,
-        "not_synced": p.plan.not_synced,
-    })
+    PlanView {
+        from: p.active,
+        to: p.standby,
+        plan_id: p.plan_id.clone(),
+        exported_at: p.exports.iter().map(|(s, e)| (s.as_str().to_owned(), rfc3339(e.exported_at))).collect(),
+        activation_tag: p.tag.as_ref().map(|(k, v)| format!("{k}={v}")),
+        sentence: p.plan.sentence(),
+        counts: p.plan.counts().into_iter().map(|(k, n)| (k.to_owned(), n)).collect(),
+        kinds,
+        not_synced: p.plan.not_synced.clone(),
+    }
+}
+
+/// The plan as `sync` answers it (`plan`): per kind, each change's name and action with what people need.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlanView {
+    /// The active site, whose configuration the standby is brought in line with.
+    pub from: SiteName,
+    /// The standby, which the plan writes.
+    pub to: SiteName,
+    /// The plan's id (the exports it was made from).
+    pub plan_id: String,
+    /// When each site's export the plan rests on was taken, by site.
+    pub exported_at: BTreeMap<String, String>,
+    /// The activation tag set on the jobs written, `key=value`.
+    pub activation_tag: Option<String>,
+    /// The plan in one sentence for people.
+    pub sentence: String,
+    /// Changes by action.
+    pub counts: BTreeMap<String, usize>,
+    /// The changes by kind.
+    pub kinds: BTreeMap<String, Vec<ChangeView>>,
+    /// What is never synced, and why.
+    pub not_synced: Vec<sync::NotSynced>,
+}
+
+/// One change of the plan as people read it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChangeView {
+    /// The object's name.
+    pub name: String,
+    /// `create`, `update`, `prune` or `blocked`.
+    pub action: String,
+    /// An update's fields that differ.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fields: Option<Vec<String>>,
+    /// The standby's id of the object updated or pruned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// Why a change is blocked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// What `check` says of sync (`sync` in its answer): the plan, or why there is none.

@@ -8,6 +8,7 @@ use dr_ports::lock::{LockDoc, LockState};
 use dr_ports::memory::{FixedClock, MemBucket, MemParameters};
 use dr_ports::memory_workspace::MemWorkspace as Ws;
 use dr_ports::{ApiError, WorkspaceApi, WorkspaceConnector, WriteCondition};
+use serde_json::json;
 use std::sync::{Arc, Mutex};
 use time::macros::datetime;
 
